@@ -1,0 +1,104 @@
+"""BraTS-style case folders: four MRI modalities and an optional segmentation.
+
+Layout (BraTS 2023 naming; the same layout our synthetic cohort writes)::
+
+    BraTS-GLI-00001-000/
+        BraTS-GLI-00001-000-t1n.nii.gz   # T1 native
+        BraTS-GLI-00001-000-t1c.nii.gz   # T1 post-contrast
+        BraTS-GLI-00001-000-t2w.nii.gz   # T2 weighted
+        BraTS-GLI-00001-000-t2f.nii.gz   # T2-FLAIR
+        BraTS-GLI-00001-000-seg.nii.gz   # optional: 1 = NCR, 2 = ED, 3 = ET
+
+Regions used for evaluation: WT = {1, 2, 3}, TC = {1, 3}, ET = {3}.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..volume import LabelClass, Volume
+from .nifti import read_array, same_grid, save_array
+
+#: File suffix -> channel name, in channel order.
+MODALITY_SUFFIXES = {"t1n": "T1n", "t1c": "T1c", "t2w": "T2w", "t2f": "FLAIR"}
+
+BRATS_CLASSES = (
+    LabelClass(0, "background", (0.0, 0.0, 0.0)),
+    LabelClass(1, "NCR", (0.90, 0.20, 0.15), "tumour"),   # necrotic core
+    LabelClass(2, "ED", (0.25, 0.75, 0.30), "tumour"),    # peritumoural edema
+    LabelClass(3, "ET", (1.00, 0.85, 0.10), "tumour"),    # enhancing tumour
+)
+
+#: BraTS evaluation regions -> label values they contain.
+BRATS_REGIONS = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
+
+
+def _find(folder: Path, suffix: str) -> Path | None:
+    hits = sorted(p for ext in (".nii.gz", ".nii") for p in folder.glob(f"*-{suffix}{ext}"))
+    if len(hits) > 1:
+        raise InputError(f"several files end in -{suffix}: {[h.name for h in hits]}", folder)
+    return hits[0] if hits else None
+
+
+def load_brats_case(folder: str | os.PathLike, *, require_seg: bool = False) -> Volume:
+    """Load a BraTS-style case folder as a 4-channel MR :class:`Volume`.
+
+    Args:
+        folder: the case folder (see the module docstring for the layout).
+        require_seg: raise if the ``-seg`` file is missing (training/evaluation).
+
+    Returns:
+        Volume with ``channels == ("T1n", "T1c", "T2w", "FLAIR")``, labels (if present) with
+        the BraTS class table.
+
+    Raises:
+        InputError: missing modality, files on different grids, labels outside 0..3, ...
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("not a folder (expected a BraTS-style case folder)", folder)
+    arrays, ref_path, ref_affine = [], None, None
+    for suffix in MODALITY_SUFFIXES:
+        path = _find(folder, suffix)
+        if path is None:
+            raise InputError(f"no *-{suffix}.nii.gz file (a BraTS case needs t1n, t1c, t2w and t2f)", folder)
+        data, affine = read_array(path)
+        if ref_path is None:
+            ref_path, ref_affine = path, affine
+        elif data.shape != arrays[0].shape or not same_grid(affine, ref_affine):
+            raise InputError(f"{path.name} is not on the grid of {ref_path.name} "
+                             f"(shapes {data.shape} vs {arrays[0].shape})", path)
+        arrays.append(data)
+    labels = None
+    seg = _find(folder, "seg")
+    if seg is not None:
+        labels, seg_affine = read_array(seg, labels=True)
+        if labels.shape != arrays[0].shape or not same_grid(seg_affine, ref_affine):
+            raise InputError(f"segmentation is not on the grid of {ref_path.name}", seg)
+        if labels.max() > 3:
+            raise InputError(f"BraTS labels must be 0..3 (1 NCR, 2 ED, 3 ET), found {int(labels.max())}", seg)
+    elif require_seg:
+        raise InputError("no *-seg.nii.gz file", folder)
+    return Volume(np.stack(arrays), ref_affine, modality="MR", channels=tuple(MODALITY_SUFFIXES.values()),
+                  labels=labels, classes=BRATS_CLASSES if labels is not None else (), name=folder.name)
+
+
+def save_brats_case(volume: Volume, folder: str | os.PathLike, case_id: str | None = None) -> Path:
+    """Write a 4-channel MR volume (and its labels) as a BraTS-style case folder.
+
+    Each file is written atomically. Returns the folder.
+    """
+    folder = Path(folder)
+    case_id = case_id or folder.name
+    if volume.data.shape[0] != len(MODALITY_SUFFIXES):
+        raise InputError(f"a BraTS case needs 4 channels {tuple(MODALITY_SUFFIXES.values())}, "
+                         f"got {volume.channels}")
+    for c, suffix in enumerate(MODALITY_SUFFIXES):
+        save_array(folder / f"{case_id}-{suffix}.nii.gz", volume.data[c], volume.affine)
+    if volume.labels is not None:
+        save_array(folder / f"{case_id}-seg.nii.gz", volume.labels.astype(np.uint8), volume.affine)
+    return folder

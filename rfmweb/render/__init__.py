@@ -1,0 +1,9 @@
+"""Renderers: the torch ray-marcher (``raymarch``) and VTK (``vtk``), behind one interface."""
+
+from .dvr import RaymarchRenderer
+from .fields import ChannelMix, ChannelSetting, ScalarField
+from .raymarch import MarchResult, march, ray_aabb
+from .scene import FULL, INTERACTIVE, Quality, Renderer, Scene
+
+__all__ = ["FULL", "INTERACTIVE", "ChannelMix", "ChannelSetting", "MarchResult", "Quality", "RaymarchRenderer",
+           "Renderer", "ScalarField", "Scene", "march", "ray_aabb"]

@@ -1,0 +1,70 @@
+"""What every renderer draws: a :class:`Scene` (volume + transfer function + class styles), seen by an
+:class:`~rfmweb.camera.OrbitCamera` at a :class:`Quality`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+from ..camera import OrbitCamera
+from ..transfer import ClassTable, TransferFunction
+from ..volume import Volume
+from .fields import ChannelMix, default_mix
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Everything about the picture except the camera.
+
+    Attributes:
+        volume: the data.
+        tf: transfer function, in HU for CT and in blended units [0, 1] for MR (see ``mix``).
+        classes: per-label styles (ignored when the volume has no labels).
+        mix: how an MR volume's channels blend into the scalar the TF sees; ``None`` means the
+            first channel in its own units (CT) or windowed to [0, 1] (MR).
+        background: sRGB in [0, 1].
+    """
+
+    volume: Volume
+    tf: TransferFunction
+    classes: ClassTable = field(default_factory=ClassTable)
+    mix: ChannelMix | None = None
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    @property
+    def effective_mix(self) -> ChannelMix | None:
+        """The channel blend actually applied (``None`` for a CT rendered in HU)."""
+        return self.mix if self.mix is not None else default_mix(self.volume)
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Speed/quality trade-off.
+
+    Attributes:
+        scale: render at this fraction of the view's resolution, then upsample (interactive frames).
+        step: ray-marching sample distance as a multiple of the smallest voxel spacing.
+    """
+
+    scale: float = 1.0
+    step: float = 0.5
+
+
+INTERACTIVE = Quality(scale=0.5, step=1.0)
+FULL = Quality(scale=1.0, step=0.5)
+
+
+class Renderer(Protocol):
+    """A renderer turns (scene, camera, quality) into an ``[H, W, 3]`` uint8 sRGB image."""
+
+    name: ClassVar[str]
+
+    def render(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL) -> np.ndarray: ...
+
+
+def to_uint8(image) -> np.ndarray:
+    """``[H, W, 3]`` float in [0, 1] (numpy or torch) -> uint8."""
+    arr = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
+    return (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

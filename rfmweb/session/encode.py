@@ -1,0 +1,55 @@
+"""Frame encoding (Pillow): JPEG while interacting, sharper JPEG when idle, PNG on request."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+#: JPEG quality of interactive and idle frames.
+JPEG_INTERACTIVE = 75
+JPEG_IDLE = 92
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One encoded frame.
+
+    Attributes:
+        data: encoded bytes.
+        mime: ``"image/jpeg"`` or ``"image/png"``.
+        width, height: pixel size of the encoded image (an interactive frame may be smaller than
+            the view; the client scales it up).
+        kind: ``"interactive"``, ``"idle"`` or ``"png"``.
+        version: the session state version it shows.
+        id: sequence number within its stream (for acknowledgements).
+        render_ms, encode_ms: time spent.
+    """
+
+    data: bytes
+    mime: str
+    width: int
+    height: int
+    kind: str
+    version: int
+    id: int = 0
+    render_ms: float = 0.0
+    encode_ms: float = 0.0
+
+    def meta(self) -> dict:
+        """JSON-able description (everything but the bytes)."""
+        return {"id": self.id, "mime": self.mime, "width": self.width, "height": self.height, "kind": self.kind,
+                "version": self.version, "render_ms": round(self.render_ms, 1), "encode_ms": round(self.encode_ms, 1)}
+
+
+def encode_image(image: np.ndarray, fmt: str = "jpeg", quality: int = JPEG_IDLE) -> bytes:
+    """``[H, W, 3]`` uint8 -> JPEG or PNG bytes."""
+    buf = io.BytesIO()
+    img = Image.fromarray(np.ascontiguousarray(image))
+    if fmt == "png":
+        img.save(buf, format="PNG", compress_level=3)
+    else:
+        img.save(buf, format="JPEG", quality=quality, subsampling=0 if quality >= 90 else 2)
+    return buf.getvalue()

@@ -1,0 +1,230 @@
+"""``RenderSession``: the state of one view (volume, renderer, TF, classes, camera) -> frames.
+
+Core code: no UI imports. Front ends (the Jupyter widget, the trame app, the CLI) change state
+through the methods here, from any thread; a :class:`~rfmweb.session.stream.FrameStream`
+renders the latest state on a worker thread. Every change bumps :attr:`RenderSession.version`
+and notifies listeners, so frames are never rendered for a state that is already stale.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import numpy as np
+
+from ..camera import OrbitCamera
+from ..errors import InputError
+from ..render.fields import ChannelMix, default_mix
+from ..render.registry import default_renderer_name, make_renderer, renderer_names
+from ..render.scene import FULL, Quality, Scene
+from ..transfer import DEFAULT_PRESET, PRESETS, ClassTable, TransferFunction, preset_for
+from ..volume import Volume
+
+log = logging.getLogger(__name__)
+
+#: Degrees of orbit per pixel of drag.
+ORBIT_DEG_PER_PX = 0.4
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An immutable copy of what to render (taken under the session's lock)."""
+
+    version: int
+    renderer: str
+    scene: Scene
+    camera: OrbitCamera
+
+
+class RenderSession:
+    """State of one view, rendered on demand.
+
+    Args:
+        volume: what to show.
+        renderer: a name from :func:`rfmweb.render.registry.renderer_names`; default: the fastest here.
+        preset: a preset name (:data:`rfmweb.transfer.PRESETS`); default per modality.
+        width, height: view size in pixels.
+        camera: initial camera; default: framing the volume from the front, slightly above.
+
+    Example:
+        >>> from rfmweb import samples
+        >>> s = RenderSession(samples.load("ct_phantom", size=48), width=64, height=64)  # doctest: +SKIP
+        >>> s.set_group_visible("skeleton", False); s.orbit(30, 0)  # doctest: +SKIP
+        >>> s.render().shape  # doctest: +SKIP
+        (64, 64, 3)
+    """
+
+    def __init__(self, volume: Volume, *, renderer: str | None = None, preset: str | None = None,
+                 width: int = 512, height: int = 512, camera: OrbitCamera | None = None) -> None:
+        self._lock = threading.RLock()
+        self._listeners: list[Callable[["RenderSession", str], None]] = []
+        self._renderers: dict[str, object] = {}
+        self.version = 0
+        self.volume = volume
+        self.renderer_name = renderer or default_renderer_name()
+        if self.renderer_name not in renderer_names():
+            raise InputError(f"unknown renderer {self.renderer_name!r}; choose one of {', '.join(renderer_names())}")
+        self.preset_name = preset or DEFAULT_PRESET[volume.modality]
+        self.tf: TransferFunction = preset_for(self.preset_name, volume)
+        self.classes = ClassTable.from_classes(volume.classes)
+        self.mix = default_mix(volume)
+        self.background = (0.0, 0.0, 0.0)
+        self.camera = camera or self.home_camera(width, height)
+
+    # -- listeners ----------------------------------------------------------------------------
+    def subscribe(self, callback: Callable[["RenderSession", str], None]) -> Callable[[], None]:
+        """Call ``callback(session, what)`` after every change; returns an unsubscribe function.
+
+        ``what`` is ``"camera"``, ``"scene"`` or ``"renderer"``.
+        """
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
+
+    def _changed(self, what: str) -> None:
+        with self._lock:
+            self.version += 1
+        for cb in list(self._listeners):
+            cb(self, what)
+
+    # -- state --------------------------------------------------------------------------------
+    def home_camera(self, width: int | None = None, height: int | None = None) -> OrbitCamera:
+        """The default view: anterior, 20 degrees above, framing the whole volume."""
+        w = width or self.camera.width
+        h = height or self.camera.height
+        return OrbitCamera.framing(self.volume.bounds, azimuth=0.0, elevation=20.0, width=w, height=h, margin=0.9)
+
+    def set_volume(self, volume: Volume, *, keep_camera: bool = False) -> None:
+        """Show another volume (class table and channel mix reset; preset kept when it fits)."""
+        with self._lock:
+            self.volume = volume
+            if not self.preset_name.startswith(volume.modality):
+                self.preset_name = DEFAULT_PRESET[volume.modality]
+            self.tf = preset_for(self.preset_name, volume)
+            self.classes = ClassTable.from_classes(volume.classes)
+            self.mix = default_mix(volume)
+            if not keep_camera:
+                self.camera = self.home_camera()
+        self._changed("scene")
+
+    def set_renderer(self, name: str) -> None:
+        if name not in renderer_names():
+            raise InputError(f"unknown renderer {name!r}; choose one of {', '.join(renderer_names())}")
+        with self._lock:
+            self.renderer_name = name
+        self._changed("renderer")
+
+    def set_preset(self, name: str) -> None:
+        """Switch to a Slicer preset by name (stretched to the volume for MR presets)."""
+        if name not in PRESETS:
+            raise InputError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        with self._lock:
+            self.preset_name = name
+            self.tf = preset_for(name, self.volume)
+        self._changed("scene")
+
+    def set_tf(self, tf: TransferFunction) -> None:
+        """Use a custom transfer function (e.g. imported from ParaView JSON)."""
+        with self._lock:
+            self.tf = tf
+            self.preset_name = tf.name
+        self._changed("scene")
+
+    def set_class(self, index: int, *, visible: bool | None = None, opacity: float | None = None,
+                  color: tuple[float, float, float] | None = None) -> None:
+        """Change one class's style."""
+        changes = {k: v for k, v in (("visible", visible), ("opacity", opacity), ("color", color)) if v is not None}
+        if "opacity" in changes and not 0.0 <= float(changes["opacity"]) <= 1.0:
+            raise InputError(f"class opacity must lie in [0, 1], got {changes['opacity']}")
+        with self._lock:
+            self.classes = self.classes.updated(int(index), **changes)
+        self._changed("scene")
+
+    def set_group_visible(self, group: str, visible: bool) -> None:
+        """Show or hide a group of classes ("skeleton", "organs", "vessels", "soft tissue")."""
+        with self._lock:
+            self.classes = self.classes.set_group_visible(group, visible)
+        self._changed("scene")
+
+    def set_class_table(self, table: ClassTable) -> None:
+        with self._lock:
+            self.classes = table
+        self._changed("scene")
+
+    def set_class_colors(self, on: bool) -> None:
+        """Colour voxels by their class (True) or by the transfer function (False)."""
+        with self._lock:
+            self.classes = replace(self.classes, use_class_colors=bool(on))
+        self._changed("scene")
+
+    def set_channel(self, index: int, **changes) -> None:
+        """Change how one MR modality blends (``enabled``, ``weight``, ``window``, ``gamma``)."""
+        if self.mix is None:
+            raise InputError("this volume has a single scalar channel; there is nothing to blend")
+        with self._lock:
+            settings = list(self.mix.settings)
+            settings[index] = replace(settings[index], **changes)
+            self.mix = ChannelMix(tuple(settings))
+        self._changed("scene")
+
+    def set_camera(self, camera: OrbitCamera) -> None:
+        with self._lock:
+            if camera == self.camera:
+                return
+            self.camera = camera
+        self._changed("camera")
+
+    def orbit(self, dx_px: float, dy_px: float) -> None:
+        """Rotate as for a drag of ``(dx, dy)`` pixels: right turns the object right, down tilts it towards you."""
+        with self._lock:
+            cam = self.camera.orbited(-dx_px * ORBIT_DEG_PER_PX, dy_px * ORBIT_DEG_PER_PX)
+        self.set_camera(cam)
+
+    def pan(self, dx_px: float, dy_px: float) -> None:
+        """Move the scene with a drag of ``(dx, dy)`` pixels."""
+        with self._lock:
+            cam = self.camera.panned(dx_px, dy_px)
+        self.set_camera(cam)
+
+    def zoom(self, factor: float) -> None:
+        """Scale the camera distance (``factor < 1`` zooms in)."""
+        if not factor > 0:
+            raise InputError(f"zoom factor must be > 0, got {factor}")
+        with self._lock:
+            cam = self.camera.zoomed(factor)
+        self.set_camera(cam)
+
+    def resize(self, width: int, height: int) -> None:
+        with self._lock:
+            cam = self.camera.resized(int(width), int(height))
+        self.set_camera(cam)
+
+    def reset_camera(self) -> None:
+        self.set_camera(self.home_camera())
+
+    # -- rendering ----------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            scene = Scene(self.volume, self.tf, self.classes, self.mix, self.background)
+            return Snapshot(self.version, self.renderer_name, scene, self.camera)
+
+    def renderer(self, name: str | None = None):
+        """This session's instance of a renderer (created on first use, then kept)."""
+        name = name or self.renderer_name
+        if name not in self._renderers:
+            self._renderers[name] = make_renderer(name)
+        return self._renderers[name]
+
+    def render(self, quality: Quality = FULL, snapshot: Snapshot | None = None) -> np.ndarray:
+        """Render the current (or a given) state: ``[H', W', 3]`` uint8, ``H' = round(H * quality.scale)``."""
+        snap = snapshot or self.snapshot()
+        return self.renderer(snap.renderer).render(snap.scene, snap.camera, quality)
+
+    def close(self) -> None:
+        for r in self._renderers.values():
+            if hasattr(r, "close"):
+                r.close()
+        self._renderers.clear()
+

@@ -1,0 +1,187 @@
+"""``FrameStream``: renders a session's frames on a worker thread, with flow control.
+
+The policy, shared by the Jupyter widget and the trame app (after jupyter_rfb and viser):
+
+- state changes are *merged*, not queued: the worker always renders the latest state, so a burst
+  of pointer events costs one frame;
+- at most ``max_in_flight`` frames (2) are sent and not yet acknowledged by the client; a lost
+  acknowledgement expires after ``ack_timeout`` seconds so a stream never stalls;
+- while the state keeps changing, frames are *interactive*: JPEG at a resolution scale adapted so
+  a render fits ``interactive_budget_ms``; ``idle_delay`` seconds after the last change, one
+  full-quality frame follows (sharper JPEG at full resolution);
+- PNG screenshots are served on request, ahead of the stream;
+- a failed render is logged and reported through ``on_status``; it never kills the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import replace
+from typing import Callable
+
+from ..render.scene import FULL, Quality
+from .encode import JPEG_IDLE, JPEG_INTERACTIVE, Frame, encode_image
+from .session import RenderSession
+
+log = logging.getLogger(__name__)
+
+MIN_SCALE, MAX_SCALE = 0.25, 1.0
+
+
+class FrameStream:
+    """Stream frames of ``session`` to ``send``.
+
+    Args:
+        session: the state to render (the stream subscribes to its changes).
+        send: called from the worker thread with each :class:`Frame`; must not block for long.
+        max_in_flight: frames sent and not acknowledged before the worker waits.
+        idle_delay: seconds without changes before the full-quality frame.
+        interactive_budget_ms: target render time of interactive frames.
+        ack_timeout: seconds after which an unacknowledged frame stops counting.
+        on_status: called with ``(busy, message)`` around slow renders and on failures.
+        name: names the worker thread.
+    """
+
+    def __init__(self, session: RenderSession, send: Callable[[Frame], None], *, max_in_flight: int = 2,
+                 idle_delay: float = 0.3, interactive_budget_ms: float = 80.0, ack_timeout: float = 2.0,
+                 on_status: Callable[[bool, str], None] | None = None, name: str = "view") -> None:
+        self.session = session
+        self._send = send
+        self.max_in_flight = max_in_flight
+        self.idle_delay = idle_delay
+        self.budget_ms = interactive_budget_ms
+        self.ack_timeout = ack_timeout
+        self._on_status = on_status
+        self._cond = threading.Condition()
+        self._dirty = False
+        self._idle_due: float | None = None
+        self._in_flight: dict[int, float] = {}
+        self._png: list[Future] = []
+        self._closed = False
+        self._next_id = 1
+        self._scale = {}  # renderer name -> adaptive interactive scale
+        self.frames_sent = 0
+        self._unsubscribe = session.subscribe(lambda _s, _what: self.request())
+        self._thread = threading.Thread(target=self._run, name=f"rfmweb-render-{name}", daemon=True)
+        self._thread.start()
+
+    # -- client side --------------------------------------------------------------------------
+    def request(self) -> None:
+        """Ask for a frame of the latest state (merged with any pending request)."""
+        with self._cond:
+            self._dirty = True
+            self._cond.notify()
+
+    def ack(self, frame_id: int) -> None:
+        """The client has displayed frame ``frame_id``."""
+        with self._cond:
+            self._in_flight.pop(int(frame_id), None)
+            self._cond.notify()
+
+    def reset_flow(self) -> None:
+        """Forget unacknowledged frames (a client reconnected or was replaced)."""
+        with self._cond:
+            self._in_flight.clear()
+            self._cond.notify()
+
+    def screenshot(self, timeout: float = 120.0) -> bytes:
+        """A PNG of the current state at full quality and full resolution (blocks until rendered)."""
+        fut: Future = Future()
+        with self._cond:
+            self._png.append(fut)
+            self._cond.notify()
+        return fut.result(timeout=timeout)
+
+    def close(self) -> None:
+        self._unsubscribe()
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=10)
+
+    # -- worker ---------------------------------------------------------------------------------
+    def _next_job(self) -> tuple[str, Future | None] | None:
+        """Wait for work; returns ``(kind, future)`` or ``None`` when closed."""
+        with self._cond:
+            while True:
+                if self._closed:
+                    return None
+                now = time.monotonic()
+                for fid, sent in list(self._in_flight.items()):
+                    if now - sent > self.ack_timeout:
+                        log.debug("frame %d not acknowledged after %.1f s", fid, self.ack_timeout)
+                        del self._in_flight[fid]
+                if self._png:
+                    return "png", self._png.pop(0)
+                room = len(self._in_flight) < self.max_in_flight
+                if self._dirty and room:
+                    self._dirty = False
+                    return "interactive", None
+                if self._idle_due is not None and now >= self._idle_due and room:
+                    self._idle_due = None
+                    return "idle", None
+                waits = [self._idle_due - now] if self._idle_due is not None and room else []
+                if self._in_flight:
+                    waits.append(min(self._in_flight.values()) + self.ack_timeout - now)
+                self._cond.wait(max(0.005, min(waits)) if waits else None)
+
+    def _run(self) -> None:
+        while (job := self._next_job()) is not None:
+            kind, fut = job
+            try:
+                frame = self._render(kind)
+            except Exception as exc:  # a bad state must not kill the stream
+                log.exception("render failed")
+                if fut is not None:
+                    fut.set_exception(exc)
+                self._status(False, f"render failed: {exc}")
+                continue
+            if fut is not None:
+                fut.set_result(frame.data)
+                continue
+            with self._cond:
+                frame = replace(frame, id=self._next_id)
+                self._next_id += 1
+                self._in_flight[frame.id] = time.monotonic()
+                if kind == "interactive" and not self._dirty:
+                    self._idle_due = time.monotonic() + self.idle_delay
+            try:
+                self._send(frame)
+                self.frames_sent += 1
+            except Exception:
+                log.exception("sending a frame failed")
+                self.ack(frame.id)
+
+    def _render(self, kind: str) -> Frame:
+        snap = self.session.snapshot()
+        scale = self._scale.get(snap.renderer, 0.5)
+        quality = Quality(scale=scale, step=1.0) if kind == "interactive" else FULL
+        slow = kind != "interactive"
+        if slow:
+            self._status(True, "rendering full quality")
+        t0 = time.perf_counter()
+        image = self.session.render(quality, snap)
+        t1 = time.perf_counter()
+        render_ms = (t1 - t0) * 1e3
+        if kind == "interactive":
+            # aim the next interactive frame at the budget: time ~ pixels ~ scale^2
+            ratio = (self.budget_ms / max(render_ms, 1.0)) ** 0.5
+            self._scale[snap.renderer] = min(MAX_SCALE, max(MIN_SCALE, scale * min(1.25, max(0.7, ratio))))
+        fmt, q = ("png", 0) if kind == "png" else ("jpeg", JPEG_INTERACTIVE if kind == "interactive" else JPEG_IDLE)
+        data = encode_image(image, fmt, q)
+        encode_ms = (time.perf_counter() - t1) * 1e3
+        if slow:
+            self._status(False, "")
+        return Frame(data, f"image/{fmt}", image.shape[1], image.shape[0], kind, snap.version,
+                     render_ms=render_ms, encode_ms=encode_ms)
+
+    def _status(self, busy: bool, message: str) -> None:
+        if self._on_status is not None:
+            try:
+                self._on_status(busy, message)
+            except Exception:
+                log.exception("status callback failed")

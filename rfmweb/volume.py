@@ -1,0 +1,187 @@
+"""The :class:`Volume` type: a scalar or multi-channel 3-D image in world millimetres.
+
+Conventions (used by every renderer, model and front end):
+
+- ``data`` is ``[C, X, Y, Z]`` float32; voxel ``(i, j, k)`` is ``data[:, i, j, k]``.
+- ``affine`` maps voxel indices ``(i, j, k, 1)`` to world millimetres in RAS+ (+x towards the patient's
+  right, +y anterior, +z superior), the NIfTI/nibabel convention. Loaders reorient to the closest canonical (RAS+) voxel order, so ``affine`` is
+  diagonal-positive up to obliquity.
+- CT intensities are Hounsfield units; MR intensities are in scanner units.
+- ``labels`` is an optional ``[X, Y, Z]`` integer map on the same grid, described by ``classes``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .errors import InputError
+
+#: Refuse volumes larger than this many voxels x channels (about 4 GiB of float32).
+MAX_VOXELS = 1 << 30
+
+MODALITIES = ("CT", "MR")
+
+
+@dataclass(frozen=True)
+class LabelClass:
+    """One class of a label map.
+
+    Attributes:
+        index: the integer value in the label map.
+        name: human-readable name ("liver", "ET").
+        color: display colour, sRGB in [0, 1].
+        group: anatomical group used by grouped toggles ("skeleton", "organs", "vessels",
+            "soft tissue", "tumour"); empty when the class belongs to none.
+    """
+
+    index: int
+    name: str
+    color: tuple[float, float, float]
+    group: str = ""
+
+
+@dataclass(eq=False)
+class Volume:
+    """A 3-D image with optional labels.
+
+    Args:
+        data: ``[C, X, Y, Z]`` or ``[X, Y, Z]`` (promoted to one channel), finite values.
+        affine: ``[4, 4]`` voxel-to-world (mm) matrix, invertible.
+        modality: ``"CT"`` (HU) or ``"MR"``.
+        channels: one name per channel, e.g. ``("T1n", "T1c", "T2w", "FLAIR")``.
+        labels: ``[X, Y, Z]`` integer label map on the same grid, or ``None``.
+        classes: the classes present in ``labels`` (index 0 is background by convention).
+        name: a short name for display.
+
+    Raises:
+        InputError: on any inconsistency (names the problem; ``path`` is filled in by loaders).
+    """
+
+    data: np.ndarray
+    affine: np.ndarray
+    modality: str = "CT"
+    channels: tuple[str, ...] = ("intensity",)
+    labels: np.ndarray | None = None
+    classes: tuple[LabelClass, ...] = ()
+    name: str = ""
+    _range_cache: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        data = np.asarray(self.data)
+        if data.ndim == 3:
+            data = data[None]
+        if data.ndim != 4:
+            raise InputError(f"volume must be 3-D (or 4-D with channels first), got shape {data.shape}")
+        if min(data.shape[1:]) < 2:
+            raise InputError(f"volume needs at least 2 voxels along each axis, got shape {data.shape[1:]}")
+        check_size(data.shape)
+        if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
+            raise InputError(f"volume data must be real numbers, got dtype {data.dtype}")
+        data = np.ascontiguousarray(data, dtype=np.float32)
+        if not np.isfinite(data).all():
+            bad = int((~np.isfinite(data)).sum())
+            raise InputError(f"volume contains {bad} NaN/Inf values")
+        self.data = data
+        self.affine = check_affine(self.affine)
+        if self.modality not in MODALITIES:
+            raise InputError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+        self.channels = tuple(self.channels)
+        if len(self.channels) != data.shape[0]:
+            raise InputError(f"{data.shape[0]} channels but {len(self.channels)} channel names {self.channels}")
+        if self.labels is not None:
+            self.labels = check_labels(self.labels, data.shape[1:])
+        self.classes = tuple(self.classes)
+        indices = [c.index for c in self.classes]
+        if len(set(indices)) != len(indices):
+            raise InputError(f"class indices must be unique, got {indices}")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Grid size ``(X, Y, Z)`` in voxels."""
+        return tuple(int(s) for s in self.data.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along each voxel axis (column norms of the affine)."""
+        return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
+
+    @property
+    def bounds(self) -> np.ndarray:
+        """``[2, 3]`` world-space (mm) axis-aligned box around the voxel centres."""
+        corners = np.array(np.meshgrid(*[[0, s - 1] for s in self.shape], indexing="ij")).reshape(3, -1)
+        world = self.affine[:3, :3] @ corners + self.affine[:3, 3:4]
+        return np.stack([world.min(axis=1), world.max(axis=1)])
+
+    @property
+    def center(self) -> np.ndarray:
+        """``[3]`` world-space centre of the grid in mm."""
+        return self.bounds.mean(axis=0)
+
+    def channel(self, name: str) -> np.ndarray:
+        """``[X, Y, Z]`` view of the named channel."""
+        try:
+            return self.data[self.channels.index(name)]
+        except ValueError:
+            raise InputError(f"no channel {name!r}; channels are {self.channels}") from None
+
+    def intensity_range(self, channel: int = 0) -> tuple[float, float]:
+        """(min, max) of one channel, cached."""
+        if channel not in self._range_cache:
+            d = self.data[channel]
+            self._range_cache[channel] = (float(d.min()), float(d.max()))
+        return self._range_cache[channel]
+
+    def class_by_index(self, index: int) -> LabelClass | None:
+        for c in self.classes:
+            if c.index == index:
+                return c
+        return None
+
+    def with_labels(self, labels: np.ndarray | None, classes: tuple[LabelClass, ...] | None = None) -> "Volume":
+        """A copy sharing ``data`` with another label map (and class table)."""
+        return replace(self, labels=labels, classes=self.classes if classes is None else classes,
+                       _range_cache=self._range_cache)
+
+
+def check_size(shape: tuple[int, ...]) -> None:
+    """Refuse absurd sizes before anything is allocated."""
+    n = 1
+    for s in shape:
+        if s <= 0:
+            raise InputError(f"volume has an empty axis, shape {tuple(shape)}")
+        n *= int(s)
+    if n > MAX_VOXELS:
+        raise InputError(f"volume of shape {tuple(shape)} has {n:,} values, more than the {MAX_VOXELS:,} "
+                         "this viewer accepts; crop or downsample it first")
+
+
+def check_affine(affine: np.ndarray) -> np.ndarray:
+    """Validate a voxel-to-world matrix: 4x4, finite, invertible, positive voxel sizes."""
+    a = np.asarray(affine, dtype=np.float64)
+    if a.shape != (4, 4):
+        raise InputError(f"affine must be 4x4, got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise InputError("affine contains NaN/Inf")
+    spacing = np.linalg.norm(a[:3, :3], axis=0)
+    if (spacing <= 1e-6).any() or abs(np.linalg.det(a[:3, :3])) < 1e-12:
+        raise InputError(f"voxel spacing must be > 0 mm and the affine invertible, got spacing {tuple(spacing.round(6))}")
+    return a
+
+
+def check_labels(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Validate a label map: integer values (integral floats accepted), same grid shape."""
+    lab = np.asarray(labels)
+    if lab.ndim == 4 and lab.shape[-1] == 1:
+        lab = lab[..., 0]
+    if tuple(lab.shape) != tuple(shape):
+        raise InputError(f"label map shape {lab.shape} differs from the volume grid {tuple(shape)}")
+    if np.issubdtype(lab.dtype, np.floating):
+        if not np.isfinite(lab).all() or not np.array_equal(lab, np.round(lab)):
+            raise InputError(f"label map must hold integer labels, got non-integral {lab.dtype} values")
+    elif not np.issubdtype(lab.dtype, np.integer) and lab.dtype != np.bool_:
+        raise InputError(f"label map must be integer, got dtype {lab.dtype}")
+    if lab.size and (lab.min() < 0 or lab.max() > 65535):
+        raise InputError(f"label values must lie in 0..65535, got {lab.min()}..{lab.max()}")
+    return np.ascontiguousarray(lab, dtype=np.uint16)

@@ -1,0 +1,61 @@
+"""Shared fixtures: small real volumes, the head CT, artifact folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+HEAD_CT = REPO.parent / "shared" / "data" / "head_ct"
+ARTIFACTS = Path(__file__).resolve().parent / "_artifacts"
+
+# Tests share 2 cores with a browser and a server: one torch thread keeps them responsive.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Folder for PNGs and screenshots the tests write (look at them)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def head_ct():
+    """The real head CT (../shared/data/head_ct), with its soft-tissue/bone labels."""
+    if not (HEAD_CT / "ct.nii.gz").exists():
+        pytest.skip(f"head CT not found at {HEAD_CT}")
+    from rfmweb.io import load_volume
+    return load_volume(HEAD_CT / "ct.nii.gz", HEAD_CT / "labels.nii.gz")
+
+
+@pytest.fixture(scope="session")
+def small_ct(head_ct):
+    """The head CT downsampled 4x (64 x 64 x 27): real anatomy at test speed."""
+    from rfmweb.volume import Volume
+    data = head_ct.data[:, ::4, ::4, ::4]
+    affine = head_ct.affine.copy()
+    affine[:3, :3] = affine[:3, :3] * 4
+    return Volume(data, affine, modality="CT", labels=head_ct.labels[::4, ::4, ::4], classes=head_ct.classes,
+                  name="head_ct_small")
+
+
+def pytest_collection_modifyitems(config, items):
+    """GPU tests skip cleanly without CUDA."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def pixels_differ(a: np.ndarray, b: np.ndarray, threshold: float = 2.0) -> bool:
+    """Mean absolute difference of two uint8 images above ``threshold`` grey levels."""
+    if a.shape != b.shape:
+        return True
+    return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean()) > threshold

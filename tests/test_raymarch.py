@@ -1,0 +1,219 @@
+"""The torch ray-marcher against analytic cases, autograd, CUDA, and the VTK renderer."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from pytorch_msssim import ssim
+
+from rfmweb.camera import OrbitCamera
+from rfmweb.render import FULL, Quality, RaymarchRenderer, Scene, march, ray_aabb
+from rfmweb.render.fields import ChannelMix, ChannelSetting, ScalarField
+from rfmweb.transfer import ClassTable, Shading, TransferFunction, preset
+from rfmweb.volume import Volume
+
+from .conftest import pixels_differ
+
+FLAT = Shading(enabled=False)
+
+
+def flat_tf(alpha: float, rgb=(1.0, 0.5, 0.25)) -> TransferFunction:
+    return TransferFunction("flat", color=[(0, *rgb), (1000, *rgb)], opacity=[(0, alpha), (1000, alpha)], shading=FLAT)
+
+
+def slab_field(alpha: float, shape=(9, 9, 11), spacing=1.0, dtype=torch.float64):
+    grid = torch.full((1, *shape), 500.0, dtype=dtype)
+    affine = np.diag([spacing, spacing, spacing, 1.0])
+    return ScalarField(grid, affine, flat_tf(alpha), shade=False), affine
+
+
+@pytest.mark.parametrize("angle_deg", [0.0, 25.0])
+def test_homogeneous_slab_transmittance(angle_deg):
+    """T = exp(-sigma L) with sigma = -ln(1 - a) per mm, along straight and oblique rays."""
+    field, _ = slab_field(0.3)
+    a = math.radians(angle_deg)
+    d = torch.tensor([[math.sin(a), 0.0, math.cos(a)]], dtype=torch.float64)
+    o = torch.tensor([[4.0, 4.0, 5.0]], dtype=torch.float64) - 20.0 * d  # through the box centre
+    t0, t1 = ray_aabb(o, d, torch.zeros(3, dtype=torch.float64), torch.tensor([8.0, 8.0, 10.0], dtype=torch.float64))
+    length = 10.0 / math.cos(a)
+    assert (t1 - t0).item() == pytest.approx(length, abs=1e-9)
+    out = march(o, d, t0, t1, field, step=length / 2000)
+    sigma = -math.log(1 - 0.3)
+    assert 1 - out.opacity.item() == pytest.approx(math.exp(-sigma * length), abs=1e-3)
+    # emission-absorption of a constant colour: C = c (1 - T)
+    np.testing.assert_allclose(out.rgb[0].numpy(), np.array([1.0, 0.5, 0.25]) * out.opacity.item(), atol=1e-9)
+
+
+def test_opacity_is_independent_of_the_step():
+    field, _ = slab_field(0.2)
+    o = torch.tensor([[4.0, 4.0, -3.0]], dtype=torch.float64)
+    d = torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)
+    t0, t1 = ray_aabb(o, d, torch.zeros(3, dtype=torch.float64), torch.tensor([8.0, 8.0, 10.0], dtype=torch.float64))
+    values = [march(o, d, t0, t1, field, step=s).opacity.item() for s in (0.05, 0.5, 1.0)]
+    assert max(values) - min(values) < 1e-9
+
+
+def test_early_termination_stops_within_one_percent():
+    field, _ = slab_field(0.9)
+    o = torch.tensor([[4.0, 4.0, -3.0]], dtype=torch.float64).repeat(3, 1)
+    d = torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64).repeat(3, 1)
+    t0, t1 = ray_aabb(o, d, torch.zeros(3, dtype=torch.float64), torch.tensor([8.0, 8.0, 10.0], dtype=torch.float64))
+    calls = []
+
+    def counting(p, v):
+        calls.append(len(p))
+        return field(p, v)
+
+    stopped = march(o, d, t0, t1, counting, step=0.05, segment=8)
+    full = march(o, d, t0, t1, field, step=0.05, early_stop=0.0)
+    assert sum(calls) < 0.25 * 3 * 200  # stopped long before the far side
+    assert (full.rgb - stopped.rgb).abs().max() < 0.01
+    assert (1 - stopped.opacity).max() < 0.011
+
+
+def test_depth_is_the_front_face():
+    grid = torch.zeros(1, 9, 9, 21, dtype=torch.float64)
+    grid[..., 12:] = 500.0  # opaque from z = 12 mm
+    tf = TransferFunction("step", color=[(0, 1, 1, 1), (1000, 1, 1, 1)], opacity=[(0, 0), (400, 0), (500, 0.99)],
+                          shading=FLAT)
+    field = ScalarField(grid, np.eye(4), tf, shade=False)
+    o = torch.tensor([[4.0, 4.0, -10.0]], dtype=torch.float64)
+    d = torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)
+    t0, t1 = ray_aabb(o, d, torch.zeros(3, dtype=torch.float64), torch.tensor([8.0, 8.0, 20.0], dtype=torch.float64))
+    out = march(o, d, t0, t1, field, step=0.05)
+    # intensity ramps 0 -> 500 over z = 11..12 mm, opacity 0 -> 0.99 over z = 11.8..12; integrating
+    # sigma = -ln(1 - a) gives T = 0.78 at z = 12, then T = 0.5 about 0.1 mm further
+    assert out.depth.item() == pytest.approx(10.0 + 12.1, abs=0.06)
+
+
+def test_gradcheck_through_shading_and_gradients():
+    torch.manual_seed(0)
+    vol = (torch.rand(1, 5, 5, 5, dtype=torch.float64) * 60 + 20).requires_grad_()
+    tf = TransferFunction("ramp", color=[(0, 0.2, 0.3, 0.9), (100, 1.0, 0.8, 0.1)], opacity=[(0, 0.05), (100, 0.6)],
+                          shading=Shading(True, 0.3, 0.7, 0.2, 5.0))
+    affine = np.diag([1.0, 1.2, 0.8, 1.0])
+    o = torch.tensor([[2.0, 2.5, -5.0], [1.3, 0.7, -5.0], [3.1, 2.2, 10.0]], dtype=torch.float64)
+    d = torch.tensor([[0.1, 0.0, 1.0], [0.2, 0.3, 1.0], [0.0, -0.1, -1.0]], dtype=torch.float64)
+    d = d / d.norm(dim=-1, keepdim=True)
+    lo, hi = torch.zeros(3, dtype=torch.float64), torch.tensor([4.0, 4.8, 3.2], dtype=torch.float64)
+
+    def render(v):
+        field = ScalarField(v, affine, tf, value_range=(0.0, 100.0))
+        t0, t1 = ray_aabb(o, d, lo, hi)
+        out = march(o, d, t0, t1, field, step=0.37)
+        return out.rgb, out.opacity
+
+    assert torch.autograd.gradcheck(render, (vol,), eps=1e-6, atol=1e-5, rtol=1e-3)
+
+
+def test_chunks_and_segments_do_not_change_the_image(small_ct):
+    r = RaymarchRenderer(device="cpu")
+    scene = Scene(small_ct, preset("CT-Bone"))
+    cam = OrbitCamera.framing(small_ct.bounds, azimuth=30, elevation=15, width=40, height=40)
+    res, _ = r.march(scene, cam, Quality(1.0, 0.7))
+    p = r.prepare(scene)
+    from rfmweb.camera import camera_rays
+    o, d = (x.reshape(-1, 3) for x in camera_rays(cam))
+    inv = torch.as_tensor(np.linalg.inv(small_ct.affine), dtype=torch.float32)
+    lo, hi = torch.zeros(3), torch.tensor(small_ct.shape, dtype=torch.float32) - 1  # the whole grid: no skipping
+    t0, t1 = ray_aabb(o @ inv[:3, :3].T + inv[:3, 3], d @ inv[:3, :3].T, lo, hi)
+    step = 0.7 * min(small_ct.spacing)
+    other = march(o, d, t0, t1, r.field(scene), step, segment=5, chunk=333)
+    assert p.grid.shape[0] == 4
+    # empty-space skipping keeps the samples where they were
+    torch.testing.assert_close(res.rgb, other.rgb, atol=1e-5, rtol=0)
+    same = march(o, d, t0, t1, r.field(scene), step, segment=32, chunk=1 << 15)
+    torch.testing.assert_close(same.rgb, other.rgb, atol=1e-5, rtol=0)
+
+
+def test_hidden_class_disappears(small_ct):
+    r = RaymarchRenderer(device="cpu")
+    cam = OrbitCamera.framing(small_ct.bounds, azimuth=0, elevation=10, width=48, height=48)
+    table = ClassTable(ClassTable.from_classes(small_ct.classes).styles, use_class_colors=True)
+    bone_rgb = np.array(small_ct.class_by_index(2).color)  # blue-ish in the generic palette
+    assert bone_rgb[2] > bone_rgb[0] + 0.3
+
+    def render(t):
+        return r.render(Scene(small_ct, preset("CT-Bone"), t), cam).astype(int)
+
+    shown = render(table)
+    hidden = render(table.updated(2, visible=False))
+    assert ((shown[..., 2] - shown[..., 0]) > 30).sum() > 20        # bone pixels, in the bone colour
+    assert ((hidden[..., 2] - hidden[..., 0]) > 30).sum() == 0      # none left once bone is hidden
+    assert hidden.max() > 50                                        # the soft tissue still shows
+    nothing = table
+    for s in table.styles:
+        nothing = nothing.updated(s.index, visible=False)
+    assert render(nothing).max() == 0
+
+
+def test_mr_channels_blend_with_window_and_gamma():
+    data = np.stack([np.full((4, 4, 4), 100.0), np.full((4, 4, 4), 300.0)]).astype(np.float32)
+    mix = ChannelMix((ChannelSetting(True, 1.0, (0.0, 200.0), 1.0), ChannelSetting(True, 3.0, (100.0, 500.0), 2.0)))
+    out = mix.blend(torch.from_numpy(data))
+    assert out[0, 0, 0].item() == pytest.approx(0.25 * 0.5 + 0.75 * 0.5 ** 2)
+    off = ChannelMix((ChannelSetting(False), ChannelSetting(True, 1.0, (100.0, 500.0))))
+    assert off.blend(torch.from_numpy(data))[0, 0, 0].item() == pytest.approx(0.5)
+    vol = Volume(data, np.eye(4), modality="MR", channels=("T1n", "FLAIR"))
+    assert Scene(vol, preset("MR-Default")).effective_mix.settings[1].enabled is False
+
+
+def test_nothing_visible_renders_background(small_ct):
+    tf = TransferFunction("none", color=[(0, 1, 1, 1)], opacity=[(0, 0.0)])
+    img = RaymarchRenderer(device="cpu").render(Scene(small_ct, tf, background=(0.2, 0.4, 0.6)),
+                                                OrbitCamera.framing(small_ct.bounds, width=8, height=8))
+    assert (img == np.array([51, 102, 153])).all()
+
+
+def ssim_u8(a: np.ndarray, b: np.ndarray) -> float:
+    ta, tb = (torch.from_numpy(x).permute(2, 0, 1)[None].float() for x in (a, b))
+    return float(ssim(ta, tb, data_range=255.0))
+
+
+@pytest.mark.parametrize("name", ["CT-Bone", "CT-Muscle"])
+def test_vtk_matches_the_raymarcher(head_ct, artifacts, name):
+    """A user switching renderer must see the same anatomy and colours."""
+    from PIL import Image
+
+    from rfmweb.render.vtk_volume import VtkRenderer
+    vol = head_ct.with_labels(None, ())
+    cam = OrbitCamera.framing(vol.bounds, azimuth=35, elevation=15, width=160, height=160, margin=0.8)
+    scene = Scene(vol, preset(name))
+    ours = RaymarchRenderer(device="cpu").render(scene, cam, FULL)
+    vtk = VtkRenderer(threads=1)
+    theirs = vtk.render(scene, cam, FULL)
+    vtk.close()
+    Image.fromarray(np.concatenate([ours, theirs], axis=1)).save(artifacts / f"raymarch_vs_vtk_{name}.png")
+    assert ours.std() > 20 and theirs.std() > 20  # real pictures, not blank frames
+    assert ssim_u8(ours, theirs) > 0.9
+    assert np.abs(ours.astype(float).mean(axis=(0, 1)) - theirs.astype(float).mean(axis=(0, 1))).max() < 4
+
+
+def test_vtk_hides_classes_like_the_raymarcher(small_ct):
+    from rfmweb.render.vtk_volume import VtkRenderer
+    cam = OrbitCamera.framing(small_ct.bounds, azimuth=0, elevation=10, width=64, height=64, margin=0.8)
+    table = ClassTable.from_classes(small_ct.classes)
+    vtk = VtkRenderer(threads=1)
+    ours, theirs = [], []
+    for classes in (table, table.updated(2, visible=False), ClassTable(table.styles, use_class_colors=True)):
+        scene = Scene(small_ct, preset("CT-Bone"), classes)
+        ours.append(RaymarchRenderer(device="cpu").render(scene, cam))
+        theirs.append(vtk.render(scene, cam))
+    vtk.close()
+    assert pixels_differ(theirs[0], theirs[1]) and pixels_differ(theirs[0], theirs[2])
+    assert ssim_u8(ours[0], theirs[0]) > 0.85
+    assert ssim_u8(ours[1], theirs[1]) > 0.85   # hidden classes: masked before interpolation in both
+    # class colours: VTK interpolates pre-classified RGBA where we sample labels nearest-neighbour
+    assert ssim_u8(ours[2], theirs[2]) > 0.6
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu(small_ct):
+    cam = OrbitCamera.framing(small_ct.bounds, azimuth=20, width=64, height=64)
+    scene = Scene(small_ct, preset("CT-Bone"), ClassTable.from_classes(small_ct.classes).updated(1, visible=False))
+    cpu = RaymarchRenderer(device="cpu").render_tensor(scene, cam)
+    gpu = RaymarchRenderer(device="cuda").render_tensor(scene, cam).cpu()
+    torch.testing.assert_close(gpu, cpu, atol=2e-3, rtol=0)

@@ -1,0 +1,187 @@
+"""RenderSession state and FrameStream flow control."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rfmweb.errors import InputError
+from rfmweb.session import FrameStream, RenderSession, link_cameras
+from rfmweb.session.interaction import apply_drag, apply_wheel, drag_action
+
+from .conftest import pixels_differ
+
+
+def wait_for(cond, timeout=30.0, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def decode(frame) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(frame.data)).convert("RGB"))
+
+
+@pytest.fixture
+def session(small_ct):
+    s = RenderSession(small_ct, renderer="raymarch", width=48, height=48)
+    yield s
+    s.close()
+
+
+def test_setters_bump_the_version_and_notify(session):
+    seen = []
+    session.subscribe(lambda s, what: seen.append(what))
+    v0 = session.version
+    session.set_preset("CT-Muscle")
+    session.orbit(10, 0)
+    session.set_class(2, visible=False)
+    session.set_renderer("vtk")
+    assert session.version == v0 + 4 and seen == ["scene", "camera", "scene", "renderer"]
+    session.set_camera(session.camera)  # no change, no notification
+    assert session.version == v0 + 4
+    with pytest.raises(InputError, match="unknown preset"):
+        session.set_preset("nope")
+    with pytest.raises(InputError, match="unknown renderer"):
+        session.set_renderer("nope")
+    with pytest.raises(InputError, match="opacity"):
+        session.set_class(1, opacity=2.0)
+
+
+def test_render_follows_the_state(session):
+    a = session.render()
+    session.orbit(60, 0)
+    b = session.render()
+    session.set_class(2, visible=False)
+    c = session.render()
+    assert a.shape == (48, 48, 3) and a.std() > 5
+    assert pixels_differ(a, b) and pixels_differ(b, c)
+
+
+def test_mouse_mapping(session):
+    assert drag_action("left") == "orbit" and drag_action("left", shift=True) == "pan"
+    assert drag_action("middle") == "pan" and drag_action("right") == "zoom"
+    assert drag_action("left", ctrl=True) == "zoom"
+    cam = session.camera
+    apply_drag(session, "left", 25, 0)
+    assert session.camera.azimuth == pytest.approx((cam.azimuth - 10) % 360)
+    apply_drag(session, "right", 0, -100)  # drag up: closer
+    assert session.camera.distance < cam.distance
+    d = session.camera.distance
+    apply_wheel(session, 100)  # scroll down: further
+    assert session.camera.distance > d
+    with pytest.raises(InputError):
+        apply_drag(session, "fourth", 1, 1)
+
+
+def test_linked_cameras_move_together(small_ct):
+    a = RenderSession(small_ct, renderer="raymarch", width=40, height=40)
+    b = RenderSession(small_ct, renderer="raymarch", preset="CT-Muscle", width=60, height=30)
+    unlink = link_cameras([a, b])
+    a.orbit(30, 10)
+    assert b.camera.azimuth == a.camera.azimuth and b.camera.elevation == a.camera.elevation
+    assert (b.camera.width, b.camera.height) == (60, 30)
+    b.zoom(0.5)
+    assert a.camera.distance == b.camera.distance
+    unlink()
+    a.orbit(30, 0)
+    assert b.camera.azimuth != a.camera.azimuth
+
+
+class Client:
+    """A fake client: records frames, acknowledges on demand."""
+
+    def __init__(self):
+        self.frames = []
+        self.lock = threading.Lock()
+
+    def __call__(self, frame):
+        with self.lock:
+            self.frames.append(frame)
+
+
+def test_stream_sends_interactive_then_idle_frame(session):
+    client = Client()
+    stream = FrameStream(session, client, idle_delay=0.1)
+    try:
+        stream.request()
+        wait_for(lambda: len(client.frames) >= 1, what="first frame")
+        stream.ack(client.frames[0].id)
+        wait_for(lambda: len(client.frames) >= 2, what="idle frame")
+        first, idle = client.frames[:2]
+        assert first.kind == "interactive" and first.mime == "image/jpeg"
+        assert idle.kind == "idle" and (idle.width, idle.height) == (48, 48)
+        assert decode(idle).std() > 5
+    finally:
+        stream.close()
+
+
+def test_stream_keeps_at_most_two_frames_in_flight_and_merges_changes(session):
+    client = Client()
+    stream = FrameStream(session, client, idle_delay=10.0, ack_timeout=60.0)
+    try:
+        for _ in range(30):
+            session.orbit(3, 0)
+            time.sleep(0.005)
+        wait_for(lambda: len(client.frames) >= 2, what="two frames")
+        time.sleep(0.5)
+        assert len(client.frames) == 2  # nothing more until acknowledged
+        version = session.version
+        stream.ack(client.frames[0].id)
+        stream.ack(client.frames[1].id)
+        wait_for(lambda: len(client.frames) >= 3, what="the merged frame")
+        time.sleep(0.3)
+        assert len(client.frames) == 3 and client.frames[2].version == version  # one frame for the burst
+    finally:
+        stream.close()
+
+
+def test_lost_acknowledgements_expire(session):
+    client = Client()
+    stream = FrameStream(session, client, idle_delay=10.0, ack_timeout=0.2)
+    try:
+        for _ in range(3):
+            session.orbit(5, 0)
+            wait_for(lambda n=len(client.frames): len(client.frames) > n, what="frame despite missing acks")
+    finally:
+        stream.close()
+
+
+def test_screenshot_is_a_full_size_png(session):
+    stream = FrameStream(session, Client())
+    try:
+        png = stream.screenshot()
+        img = Image.open(io.BytesIO(png))
+        assert img.format == "PNG" and img.size == (48, 48)
+    finally:
+        stream.close()
+
+
+def test_a_failing_render_does_not_kill_the_stream(session, monkeypatch):
+    client, statuses = Client(), []
+    stream = FrameStream(session, client, on_status=lambda busy, msg: statuses.append(msg))
+    real = session.render
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("out of memory (simulated)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(session, "render", flaky)
+    try:
+        stream.request()
+        wait_for(lambda: any("render failed" in m for m in statuses), what="failure status")
+        session.orbit(5, 0)
+        wait_for(lambda: len(client.frames) >= 1, what="frame after the failure")
+    finally:
+        stream.close()

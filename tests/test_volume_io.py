@@ -1,0 +1,258 @@
+"""Volume type, NIfTI reading/writing and BraTS folders, with bad input of every kind."""
+
+from __future__ import annotations
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from rfmweb.errors import InputError
+from rfmweb.io import load_brats_case, load_volume, open_volume, save_array, save_brats_case, save_volume
+from rfmweb.volume import Volume
+
+
+def write(path, data, affine=None, dtype=None):
+    img = nib.Nifti1Image(np.asarray(data if dtype is None else np.asarray(data).astype(dtype)),
+                          np.diag([1.0, 1.0, 1.0, 1.0]) if affine is None else affine)
+    nib.save(img, str(path))
+    return path
+
+
+def ct_array(shape=(12, 10, 8)):
+    rng = np.random.default_rng(0)
+    return rng.integers(-1024, 2000, size=shape).astype(np.int16)
+
+
+def test_round_trip_keeps_hu_and_geometry(tmp_path):
+    affine = np.diag([0.8, 0.9, 2.5, 1.0])
+    affine[:3, 3] = (-10, 5, 40)
+    data = ct_array()
+    vol = Volume(data, affine, modality="CT")
+    save_volume(vol, tmp_path / "ct.nii.gz")
+    back = load_volume(tmp_path / "ct.nii.gz")
+    assert back.modality == "CT"
+    np.testing.assert_array_equal(back.data[0], data)
+    np.testing.assert_allclose(back.affine, affine, atol=1e-5)
+    assert back.spacing == pytest.approx((0.8, 0.9, 2.5), abs=1e-6)
+    assert nib.load(tmp_path / "ct.nii.gz").get_data_dtype() == np.int16
+
+
+def test_reorients_to_ras_keeping_world_positions(tmp_path):
+    data = np.zeros((6, 7, 5), np.float32)
+    data[1, 2, 3] = 100.0  # a marker
+    lps = np.diag([-2.0, -2.0, 3.0, 1.0])  # x and y flipped: LPS voxel order
+    lps[:3, 3] = (50, 60, -7)
+    write(tmp_path / "lps.nii.gz", data, lps)
+    vol = load_volume(tmp_path / "lps.nii.gz", modality="MR")
+    assert nib.aff2axcodes(vol.affine) == ("R", "A", "S")
+    marker_world = lps @ np.array([1, 2, 3, 1.0])
+    ijk = np.argwhere(vol.data[0] == 100.0)[0]
+    np.testing.assert_allclose(vol.affine @ np.append(ijk, 1.0), marker_world, atol=1e-6)
+
+
+def test_scaled_ints_become_hu(tmp_path):
+    img = nib.Nifti1Image(np.full((4, 4, 4), 10, np.int16), np.eye(4))
+    img.header.set_slope_inter(2.0, -1024.0)
+    nib.save(img, str(tmp_path / "scaled.nii.gz"))
+    assert load_volume(tmp_path / "scaled.nii.gz", modality="CT").data.max() == pytest.approx(-1004.0)
+
+
+@pytest.mark.parametrize("values, expected", [((-1000, 40), "CT"), ((0, 900), "MR")])
+def test_modality_guess(tmp_path, values, expected):
+    data = np.full((8, 8, 8), values[1], np.float32)
+    data[:4] = values[0]
+    write(tmp_path / "v.nii.gz", data)
+    assert load_volume(tmp_path / "v.nii.gz").modality == expected
+
+
+def test_labels_on_same_grid(tmp_path):
+    write(tmp_path / "ct.nii.gz", ct_array())
+    lab = np.zeros((12, 10, 8), np.float32)
+    lab[2:5] = 2.0  # integral floats are accepted, as many tools write them
+    write(tmp_path / "lab.nii.gz", lab)
+    vol = load_volume(tmp_path / "ct.nii.gz", tmp_path / "lab.nii.gz")
+    assert vol.labels.dtype == np.uint16 and vol.labels.max() == 2
+    assert [c.index for c in vol.classes] == [0, 2]
+
+
+def test_labels_on_another_grid_name_both_files(tmp_path):
+    write(tmp_path / "ct.nii.gz", ct_array())
+    write(tmp_path / "lab.nii.gz", np.zeros((12, 10, 8), np.uint8), np.diag([2.0, 1, 1, 1]))
+    with pytest.raises(InputError) as err:
+        load_volume(tmp_path / "ct.nii.gz", tmp_path / "lab.nii.gz")
+    assert "lab.nii.gz" in str(err.value) and "ct.nii.gz" in str(err.value)
+    write(tmp_path / "lab2.nii.gz", np.zeros((12, 10, 9), np.uint8))
+    with pytest.raises(InputError, match="lab2.nii.gz.*ct.nii.gz"):
+        load_volume(tmp_path / "ct.nii.gz", tmp_path / "lab2.nii.gz")
+
+
+def test_non_integer_labels_refused(tmp_path):
+    write(tmp_path / "ct.nii.gz", ct_array())
+    write(tmp_path / "lab.nii.gz", np.full((12, 10, 8), 0.5, np.float32))
+    with pytest.raises(InputError, match="lab.nii.gz: label map must hold integer"):
+        load_volume(tmp_path / "ct.nii.gz", tmp_path / "lab.nii.gz")
+
+
+def _corrupt(path):
+    path.write_bytes(b"this is not a nifti file at all" * 20)
+
+
+def _truncated(path):
+    write(path, ct_array((40, 40, 40)))
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+
+
+def _truncated_raw(path):
+    write(path, ct_array((40, 40, 40)))
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[: len(raw) // 2]))
+
+
+def _nan(path):
+    data = np.zeros((8, 8, 8), np.float32)
+    data[1, 2, 3] = np.nan
+    write(path, data)
+
+
+def _inf(path):
+    data = np.zeros((8, 8, 8), np.float32)
+    data[0, 0, 0] = np.inf
+    write(path, data)
+
+
+def _two_d(path):
+    write(path, np.zeros((8, 8), np.float32))
+
+
+def _five_d(path):
+    write(path, np.zeros((4, 4, 4, 2, 2), np.float32))
+
+
+def _raw_nifti(path, shape, pixdim, data: bytes | None = None):
+    """A hand-made single-file NIfTI (nibabel refuses to write some broken headers)."""
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape(shape)
+    hdr.set_data_dtype(np.float32)
+    hdr["pixdim"][1:4] = pixdim
+    hdr["vox_offset"] = 352
+    if data is None:
+        data = np.zeros(shape, np.float32).tobytes(order="F")
+    path.write_bytes(hdr.binaryblock + b"\0" * 4 + data)
+
+
+def _zero_spacing(path):
+    _raw_nifti(path, (4, 4, 4), (1.0, 0.0, 1.0))
+
+
+def _negative_spacing(path):
+    img = nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4))
+    img.header["pixdim"][1:4] = (1.0, -2.0, 1.0)
+    nib.save(img, str(path))
+
+
+def _absurd(path):
+    # a header claiming 30000^3 voxels in front of a few bytes: refused from the header alone
+    _raw_nifti(path, (30000, 30000, 30000), (1.0, 1.0, 1.0), data=b"\0" * 64)
+
+
+def _empty(path):
+    path.write_bytes(b"")
+
+
+@pytest.mark.parametrize("make, reason", [
+    (_corrupt, "not a readable NIfTI"),
+    (_truncated, "truncated or corrupt"),
+    (_truncated_raw, "truncated or corrupt"),
+    (_nan, "NaN/Inf"),
+    (_inf, "NaN/Inf"),
+    (_two_d, "expected a 3-D image"),
+    (_five_d, "expected a 3-D image"),
+    (_zero_spacing, "spacing"),
+    (_negative_spacing, "spacing"),
+    (_absurd, "more than the"),
+    (_empty, "file is empty"),
+])
+def test_bad_input_is_one_clear_error(tmp_path, make, reason):
+    path = tmp_path / ("bad.nii" if make in (_absurd, _zero_spacing) else "bad.nii.gz")
+    make(path)
+    with pytest.raises(InputError) as err:
+        load_volume(path)
+    assert err.value.path == str(path)
+    assert reason in err.value.reason
+    assert str(err.value).startswith(str(path))
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        load_volume(tmp_path / "nope.nii.gz")
+    with pytest.raises(InputError, match="is a folder"):
+        load_volume(tmp_path)
+
+
+def test_volume_validates_in_memory_input():
+    with pytest.raises(InputError, match="3-D"):
+        Volume(np.zeros((4, 4)), np.eye(4))
+    with pytest.raises(InputError, match="spacing"):
+        Volume(np.zeros((4, 4, 4)), np.diag([1.0, 0.0, 1.0, 1.0]))
+    with pytest.raises(InputError, match="label map shape"):
+        Volume(np.zeros((4, 4, 4)), np.eye(4), labels=np.zeros((4, 4, 5), np.uint8))
+    with pytest.raises(InputError, match="more than the"):
+        Volume(np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), (1, 2048, 2048, 2048), (0, 0, 0, 0)),
+               np.eye(4))
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    target = tmp_path / "out.nii.gz"
+
+    def boom(img, filename):
+        open(filename, "wb").write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(nib, "save", boom)
+    with pytest.raises(OSError):
+        save_array(target, np.zeros((4, 4, 4), np.float32), np.eye(4))
+    assert list(tmp_path.iterdir()) == []
+
+
+def brats_volume(shape=(10, 12, 8), seg_max=3):
+    rng = np.random.default_rng(1)
+    data = rng.uniform(0, 1000, size=(4, *shape)).astype(np.float32)
+    seg = rng.integers(0, seg_max + 1, size=shape).astype(np.uint8)
+    from rfmweb.io import BRATS_CLASSES
+    return Volume(data, np.diag([1.0, 1.0, 1.0, 1.0]), modality="MR", channels=("T1n", "T1c", "T2w", "FLAIR"),
+                  labels=seg, classes=BRATS_CLASSES)
+
+
+def test_brats_round_trip(tmp_path):
+    vol = brats_volume()
+    folder = save_brats_case(vol, tmp_path / "BraTS-GLI-00001-000")
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == [f"BraTS-GLI-00001-000-{s}.nii.gz" for s in ("seg", "t1c", "t1n", "t2f", "t2w")]
+    back = load_brats_case(folder)
+    assert back.channels == ("T1n", "T1c", "T2w", "FLAIR")
+    np.testing.assert_allclose(back.data, vol.data)
+    np.testing.assert_array_equal(back.labels, vol.labels)
+    assert [c.name for c in back.classes] == ["background", "NCR", "ED", "ET"]
+    assert open_volume(folder).name == "BraTS-GLI-00001-000"
+
+
+def test_brats_errors(tmp_path):
+    folder = save_brats_case(brats_volume(), tmp_path / "case")
+    (folder / "case-t2f.nii.gz").unlink()
+    with pytest.raises(InputError, match="no \\*-t2f"):
+        load_brats_case(folder)
+    folder = save_brats_case(brats_volume(), tmp_path / "case2")
+    write(folder / "case2-t1c.nii.gz", np.zeros((10, 12, 9), np.float32))
+    with pytest.raises(InputError, match="case2-t1c.nii.gz.*not on the grid"):
+        load_brats_case(folder)
+    folder = save_brats_case(brats_volume(), tmp_path / "case3")
+    write(folder / "case3-seg.nii.gz", np.full((10, 12, 8), 4, np.uint8))
+    with pytest.raises(InputError, match="labels must be 0..3"):
+        load_brats_case(folder)
+    no_seg = save_brats_case(brats_volume().with_labels(None, ()), tmp_path / "case4")
+    assert load_brats_case(no_seg).labels is None
+    with pytest.raises(InputError, match="no \\*-seg"):
+        load_brats_case(no_seg, require_seg=True)
