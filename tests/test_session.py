@@ -185,3 +185,72 @@ def test_a_failing_render_does_not_kill_the_stream(session, monkeypatch):
         wait_for(lambda: len(client.frames) >= 1, what="frame after the failure")
     finally:
         stream.close()
+
+
+def test_paused_stream_sends_nothing_until_resumed(session):
+    client = Client()
+    stream = FrameStream(session, client, paused=True)
+    try:
+        session.orbit(10, 0)
+        time.sleep(0.4)
+        assert client.frames == []
+        assert Image.open(io.BytesIO(stream.screenshot())).size == (48, 48)  # screenshots still work
+        stream.resume()
+        wait_for(lambda: len(client.frames) >= 1, what="frame after resume")
+    finally:
+        stream.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        stream.screenshot()
+
+
+def test_an_ack_covers_earlier_frames(session):
+    client = Client()
+    stream = FrameStream(session, client, idle_delay=10.0, ack_timeout=60.0)
+    try:
+        session.orbit(5, 0)
+        wait_for(lambda: len(client.frames) >= 1, what="frame 1")
+        session.orbit(5, 0)
+        wait_for(lambda: len(client.frames) >= 2, what="frame 2")
+        session.orbit(5, 0)
+        time.sleep(0.3)
+        assert len(client.frames) == 2
+        stream.ack(client.frames[1].id)  # the client skipped frame 1: one ack frees both
+        wait_for(lambda: len(client.frames) >= 3, what="frame 3")
+    finally:
+        stream.close()
+
+
+def test_idle_frame_is_abandoned_when_the_state_moves_on(session, monkeypatch):
+    """A new drag must not wait for a slow full-quality frame of a stale state."""
+    client = Client()
+    stream = FrameStream(session, client, idle_delay=0.05)
+    real = session.renderer()
+    started = threading.Event()
+
+    class Slow:
+        name = "raymarch"
+
+        def render(self, scene, camera, quality, *, abort=None):
+            if abort is None:  # interactive frames are quick
+                return real.render(scene, camera, quality)
+            started.set()
+            end = time.monotonic() + 30
+            while time.monotonic() < end:
+                if abort():
+                    from rfmweb.render.scene import RenderAborted
+                    raise RenderAborted("stale")
+                time.sleep(0.01)
+            raise AssertionError("never aborted")
+
+    monkeypatch.setattr(session, "renderer", lambda name=None: Slow())
+    try:
+        stream.request()
+        wait_for(lambda: len(client.frames) >= 1, what="interactive frame")
+        stream.ack(client.frames[0].id)
+        assert started.wait(10)
+        t0 = time.monotonic()
+        session.orbit(20, 0)
+        wait_for(lambda: len(client.frames) >= 2, what="frame of the new state")
+        assert time.monotonic() - t0 < 5 and client.frames[1].kind == "interactive"
+    finally:
+        stream.close()

@@ -127,7 +127,7 @@ class RaymarchRenderer:
 
     # -- rendering ----------------------------------------------------------------------------
     def march(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL, *,
-              field=None) -> tuple[MarchResult, tuple[int, int]]:
+              field=None, abort=None) -> tuple[MarchResult, tuple[int, int]]:
         """March every pixel ray of ``camera`` (scaled by ``quality.scale``).
 
         Returns:
@@ -154,19 +154,19 @@ class RaymarchRenderer:
         g0, _ = ray_aabb(o_v, d_v, torch.zeros_like(grid_hi), grid_hi)
         step = quality.step * min(scene.volume.spacing)
         t0 = g0 + torch.floor((t0 - g0).clamp_min(0) / step) * step
-        return march(origins, dirs, t0, t1, field, step), (cam.height, cam.width)
+        return march(origins, dirs, t0, t1, field, step, abort=abort), (cam.height, cam.width)
 
-    def render_tensor(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL, *, field=None
-                      ) -> torch.Tensor:
+    def render_tensor(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL, *, field=None,
+                      abort=None) -> torch.Tensor:
         """``[H', W', 3]`` float image composited over the scene's background (differentiable)."""
-        res, (h, w) = self.march(scene, camera, quality, field=field)
+        res, (h, w) = self.march(scene, camera, quality, field=field, abort=abort)
         bg = torch.tensor(scene.background, dtype=res.rgb.dtype, device=res.rgb.device)
         return (res.rgb + (1 - res.opacity)[:, None] * bg).reshape(h, w, 3)
 
     @torch.no_grad()
-    def render(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL) -> np.ndarray:
-        """``[H', W', 3]`` uint8 sRGB image, ``H' = round(H * quality.scale)``."""
-        return to_uint8(self.render_tensor(scene, camera, quality))
+    def render(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL, *, abort=None) -> np.ndarray:
+        """``[H', W', 3]`` uint8 sRGB image, ``H' = round(H * quality.scale)``; see :class:`Renderer`."""
+        return to_uint8(self.render_tensor(scene, camera, quality, abort=abort))
 
     @torch.no_grad()
     def depth(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL) -> np.ndarray:

@@ -36,6 +36,8 @@ from typing import Callable
 
 import torch
 
+from .scene import RenderAborted
+
 Field = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -73,7 +75,7 @@ def ray_aabb(origins: torch.Tensor, dirs: torch.Tensor, lo: torch.Tensor, hi: to
 
 def march(origins: torch.Tensor, dirs: torch.Tensor, t_near: torch.Tensor, t_far: torch.Tensor,
           field: Field, step: float, *, early_stop: float = 0.01, segment: int = 32,
-          chunk: int = 1 << 15) -> MarchResult:
+          chunk: int = 1 << 15, abort: Callable[[], bool] | None = None) -> MarchResult:
     """Ray-march a field between ``t_near`` and ``t_far``.
 
     Args:
@@ -85,12 +87,13 @@ def march(origins: torch.Tensor, dirs: torch.Tensor, t_near: torch.Tensor, t_far
         early_stop: stop a ray once its transmittance falls below this (0 disables).
         segment: samples per ray evaluated together before finished rays are dropped.
         chunk: rays processed at once (bounds memory to about ``chunk * segment`` samples).
+        abort: polled between segments; when it returns True, :class:`RenderAborted` is raised.
 
     Returns:
         :class:`MarchResult`.
     """
     outs = [_march_chunk(origins[s:s + chunk], dirs[s:s + chunk], t_near[s:s + chunk], t_far[s:s + chunk],
-                         field, step, early_stop, segment)
+                         field, step, early_stop, segment, abort)
             for s in range(0, origins.shape[0], chunk)]
     if len(outs) == 1:
         return outs[0]
@@ -98,7 +101,7 @@ def march(origins: torch.Tensor, dirs: torch.Tensor, t_near: torch.Tensor, t_far
 
 
 def _march_chunk(origins, dirs, t_near, t_far, field: Field, step: float, early_stop: float,
-                 segment: int) -> MarchResult:
+                 segment: int, abort: Callable[[], bool] | None) -> MarchResult:
     n_rays = origins.shape[0]
     dtype, device = origins.dtype, origins.device
     rgb = torch.zeros(n_rays, 3, dtype=dtype, device=device)
@@ -109,6 +112,8 @@ def _march_chunk(origins, dirs, t_near, t_far, field: Field, step: float, early_
     offsets = torch.arange(segment, dtype=dtype, device=device) + 0.5
     first = 0
     while active.numel():
+        if abort is not None and abort():
+            raise RenderAborted("ray-marching stopped: a newer frame is wanted")
         o, d, t0 = origins[active], dirs[active], t_near[active]
         t = t0[:, None] + (first + offsets) * step                         # [A, S]
         valid = (first + torch.arange(segment, device=device))[None] < n_steps[active, None]

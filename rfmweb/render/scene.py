@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import Callable, ClassVar, Protocol
 
 import numpy as np
 
@@ -56,12 +56,21 @@ INTERACTIVE = Quality(scale=0.5, step=1.0)
 FULL = Quality(scale=1.0, step=0.5)
 
 
+class RenderAborted(Exception):
+    """A render stopped early because its ``abort`` callback said the result is no longer wanted."""
+
+
 class Renderer(Protocol):
-    """A renderer turns (scene, camera, quality) into an ``[H, W, 3]`` uint8 sRGB image."""
+    """A renderer turns (scene, camera, quality) into an ``[H', W', 3]`` uint8 sRGB image.
+
+    ``abort``, when given, is polled during long renders; once it returns True the renderer
+    raises :class:`RenderAborted` instead of finishing (a newer state is waiting).
+    """
 
     name: ClassVar[str]
 
-    def render(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL) -> np.ndarray: ...
+    def render(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL, *,
+               abort: Callable[[], bool] | None = None) -> np.ndarray: ...
 
 
 def to_uint8(image) -> np.ndarray:

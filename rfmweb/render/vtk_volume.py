@@ -11,20 +11,22 @@ solid labels) are pre-classified on the CPU into an RGBA volume (VTK's dependent
 plain show/hide of classes is applied by moving hidden voxels to a transparent intensity, which
 keeps VTK's shading on the intensity gradient like the ray-marcher's.
 
-VTK objects live in the thread that first renders; a session renders from one worker thread.
+An OpenGL context belongs to one thread, so every VTK call runs on the renderer's own thread,
+whichever thread asks for a frame. A long render polls ``abort`` through VTK's AbortCheckEvent.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ..camera import OrbitCamera
 from ..transfer import ClassTable, TransferFunction
 from .fields import ChannelMix, hide_voxels
-from .scene import FULL, Quality, Scene
+from .scene import FULL, Quality, RenderAborted, Scene
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ class VtkRenderer:
         self._window = None
         self._data_key: tuple | None = None
         self._image = None
+        self._abort = None
+        self._gl_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rfmweb-vtk")
 
     def _setup(self) -> None:
         core, _, rendering, volume_mod, _ = _vtk()
@@ -77,6 +81,7 @@ class VtkRenderer:
         self._actor.SetMapper(self._mapper)
         self._actor.SetProperty(self._property)
         self._renderer.AddVolume(self._actor)
+        self._window.AddObserver("AbortCheckEvent", self._check_abort)
         log.info("VTK renderer: %s, %s", self._window.GetClassName(), self._mapper.GetClassName())
 
     # -- data -------------------------------------------------------------------------------
@@ -134,7 +139,8 @@ class VtkRenderer:
         otf = vtkPiecewiseFunction()
         if mode == "rgba":
             prop.IndependentComponentsOff()
-            otf.AddPoint(0, 0.0)
+            for i in range(0, 256, 8):  # alpha is stored square-root encoded (see _preclassify)
+                otf.AddPoint(i, (i / 255.0) ** 2)
             otf.AddPoint(255, 1.0)
             prop.SetScalarOpacity(otf)
             prop.DisableGradientOpacityOn()
@@ -165,8 +171,15 @@ class VtkRenderer:
         self._renderer.ResetCameraClippingRange()
 
     # -- rendering ----------------------------------------------------------------------------
-    def render(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL) -> np.ndarray:
-        """``[H', W', 3]`` uint8 sRGB image, ``H' = round(H * quality.scale)``."""
+    def _check_abort(self, window, _event) -> None:
+        if self._abort is not None and self._abort():
+            window.SetAbortRender(1)
+
+    def render(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL, *, abort=None) -> np.ndarray:
+        """``[H', W', 3]`` uint8 sRGB image, ``H' = round(H * quality.scale)``; see :class:`Renderer`."""
+        return self._gl_thread.submit(self._render, scene, camera, quality, abort).result()
+
+    def _render(self, scene: Scene, camera: OrbitCamera, quality: Quality, abort) -> np.ndarray:
         if self._window is None:
             self._setup()
         numpy_support = _vtk()[4]
@@ -178,7 +191,14 @@ class VtkRenderer:
         self._renderer.SetBackground(*scene.background)
         self._window.SetSize(w, h)
         self._set_camera(camera.resized(w, h))
-        self._window.Render()
+        self._abort = abort
+        try:
+            self._window.Render()
+        finally:
+            self._abort = None
+        if self._window.GetAbortRender() or (abort is not None and abort()):
+            self._window.SetAbortRender(0)
+            raise RenderAborted("VTK render stopped: a newer frame is wanted")
         from vtkmodules.vtkRenderingCore import vtkWindowToImageFilter
         grab = vtkWindowToImageFilter()
         grab.SetInput(self._window)
@@ -191,9 +211,12 @@ class VtkRenderer:
         return np.ascontiguousarray(pixels.reshape(height, width, -1)[::-1, :, :3])
 
     def close(self) -> None:
-        if self._window is not None:
-            self._window.Finalize()
-            self._window = None
+        def finalize():
+            if self._window is not None:
+                self._window.Finalize()
+                self._window = None
+        self._gl_thread.submit(finalize).result()
+        self._gl_thread.shutdown()
 
 
 def _visibility_only(classes: ClassTable) -> bool:
@@ -211,7 +234,15 @@ def _scalar_np(data: np.ndarray, mix: ChannelMix | None) -> np.ndarray:
 
 
 def _preclassify(scalar: np.ndarray, labels: np.ndarray, tf: TransferFunction, classes: ClassTable) -> np.ndarray:
-    """Per-voxel RGBA (uint8) = TF applied to the scalar, styled by the labels' classes."""
+    """Per-voxel RGBA (uint8) = TF applied to the scalar, styled by the labels' classes.
+
+    VTK interpolates these values, so two precautions keep it close to the ray-marcher, which
+    interpolates intensities: transparent voxels take the colour of the nearest visible voxel (no
+    dark fringes from blending with black), and alpha is stored as ``sqrt(alpha)`` (more levels
+    for the low opacities of MR presets; VTK also shades with the gradient of this channel).
+    """
+    from scipy import ndimage
+
     rgba = tf.rgba_np(scalar)                                                 # [X, Y, Z, 4]
     crgba, use = classes.lookup(int(labels.max()))
     crgba, use = crgba.numpy()[labels], use.numpy()[labels]
@@ -220,4 +251,9 @@ def _preclassify(scalar: np.ndarray, labels: np.ndarray, tf: TransferFunction, c
     else:
         rgba[..., 3] *= crgba[..., 3]
     rgba[..., :3] += (crgba[..., :3] - rgba[..., :3]) * use[..., None]
+    clear = rgba[..., 3] <= 1e-3
+    if clear.any() and not clear.all():
+        nearest = ndimage.distance_transform_edt(clear, return_distances=False, return_indices=True)
+        rgba[..., :3] = rgba[tuple(nearest)][..., :3]
+    rgba[..., 3] = np.sqrt(np.clip(rgba[..., 3], 0, 1))
     return (np.clip(rgba, 0, 1) * 255 + 0.5).astype(np.uint8)

@@ -33,13 +33,17 @@ def drag_action(button: str, *, shift: bool = False, ctrl: bool = False) -> str:
 
 
 def apply_drag(session: RenderSession, button: str, dx: float, dy: float, *, shift: bool = False,
-               ctrl: bool = False) -> str:
-    """Apply a drag of ``(dx, dy)`` CSS pixels (y down) to the session's camera; returns the action."""
+               ctrl: bool = False, pixel_ratio: float = 1.0) -> str:
+    """Apply a drag of ``(dx, dy)`` CSS pixels (y down) to the session's camera; returns the action.
+
+    ``pixel_ratio`` is the device pixels per CSS pixel of the view (the session's image is in
+    device pixels), so a pan keeps the scene under the pointer on HiDPI screens.
+    """
     action = drag_action(button, shift=shift, ctrl=ctrl)
     if action == "orbit":
         session.orbit(dx, dy)
     elif action == "pan":
-        session.pan(dx, dy)
+        session.pan(dx * pixel_ratio, dy * pixel_ratio)
     else:
         session.zoom(math.exp(dy * ZOOM_PER_PX))
     return action

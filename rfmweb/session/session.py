@@ -35,6 +35,7 @@ class Snapshot:
 
     version: int
     renderer: str
+    preset: str
     scene: Scene
     camera: OrbitCamera
 
@@ -80,13 +81,20 @@ class RenderSession:
 
         ``what`` is ``"camera"``, ``"scene"`` or ``"renderer"``.
         """
-        self._listeners.append(callback)
-        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
+        with self._lock:
+            self._listeners.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._listeners:
+                    self._listeners.remove(callback)
+        return unsubscribe
 
     def _changed(self, what: str) -> None:
         with self._lock:
             self.version += 1
-        for cb in list(self._listeners):
+            listeners = list(self._listeners)
+        for cb in listeners:
             cb(self, what)
 
     # -- state --------------------------------------------------------------------------------
@@ -208,7 +216,7 @@ class RenderSession:
     def snapshot(self) -> Snapshot:
         with self._lock:
             scene = Scene(self.volume, self.tf, self.classes, self.mix, self.background)
-            return Snapshot(self.version, self.renderer_name, scene, self.camera)
+            return Snapshot(self.version, self.renderer_name, self.preset_name, scene, self.camera)
 
     def renderer(self, name: str | None = None):
         """This session's instance of a renderer (created on first use, then kept)."""
@@ -217,10 +225,13 @@ class RenderSession:
             self._renderers[name] = make_renderer(name)
         return self._renderers[name]
 
-    def render(self, quality: Quality = FULL, snapshot: Snapshot | None = None) -> np.ndarray:
-        """Render the current (or a given) state: ``[H', W', 3]`` uint8, ``H' = round(H * quality.scale)``."""
+    def render(self, quality: Quality = FULL, snapshot: Snapshot | None = None, *, abort=None) -> np.ndarray:
+        """Render the current (or a given) state: ``[H', W', 3]`` uint8, ``H' = round(H * quality.scale)``.
+
+        ``abort`` is polled during long renders (see :class:`rfmweb.render.scene.Renderer`).
+        """
         snap = snapshot or self.snapshot()
-        return self.renderer(snap.renderer).render(snap.scene, snap.camera, quality)
+        return self.renderer(snap.renderer).render(snap.scene, snap.camera, quality, abort=abort)
 
     def close(self) -> None:
         for r in self._renderers.values():

@@ -4,11 +4,13 @@ The policy, shared by the Jupyter widget and the trame app (after jupyter_rfb an
 
 - state changes are *merged*, not queued: the worker always renders the latest state, so a burst
   of pointer events costs one frame;
-- at most ``max_in_flight`` frames (2) are sent and not yet acknowledged by the client; a lost
-  acknowledgement expires after ``ack_timeout`` seconds so a stream never stalls;
+- at most ``max_in_flight`` frames (2) are sent and not yet acknowledged by the client; an
+  acknowledgement covers its frame and every earlier one (a browser may skip a frame it replaced
+  before showing it), and a lost one expires after ``ack_timeout`` seconds so a stream never stalls;
 - while the state keeps changing, frames are *interactive*: JPEG at a resolution scale adapted so
   a render fits ``interactive_budget_ms``; ``idle_delay`` seconds after the last change, one
-  full-quality frame follows (sharper JPEG at full resolution);
+  full-quality frame follows (sharper JPEG at full resolution), abandoned as soon as the state
+  changes again so a new drag never waits for it;
 - PNG screenshots are served on request, ahead of the stream;
 - a failed render is logged and reported through ``on_status``; it never kills the worker.
 """
@@ -22,7 +24,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Callable
 
-from ..render.scene import FULL, Quality
+from ..render.scene import FULL, Quality, RenderAborted
 from .encode import JPEG_IDLE, JPEG_INTERACTIVE, Frame, encode_image
 from .session import RenderSession
 
@@ -42,12 +44,14 @@ class FrameStream:
         interactive_budget_ms: target render time of interactive frames.
         ack_timeout: seconds after which an unacknowledged frame stops counting.
         on_status: called with ``(busy, message)`` around slow renders and on failures.
+        paused: send nothing until :meth:`resume` (a front end resumes when its page is attached).
         name: names the worker thread.
     """
 
     def __init__(self, session: RenderSession, send: Callable[[Frame], None], *, max_in_flight: int = 2,
                  idle_delay: float = 0.3, interactive_budget_ms: float = 80.0, ack_timeout: float = 2.0,
-                 on_status: Callable[[bool, str], None] | None = None, name: str = "view") -> None:
+                 on_status: Callable[[bool, str], None] | None = None, paused: bool = False,
+                 name: str = "view") -> None:
         self.session = session
         self._send = send
         self.max_in_flight = max_in_flight
@@ -61,8 +65,10 @@ class FrameStream:
         self._in_flight: dict[int, float] = {}
         self._png: list[Future] = []
         self._closed = False
+        self._paused = paused
         self._next_id = 1
         self._scale = {}  # renderer name -> adaptive interactive scale
+        self._last_interactive = None  # (renderer, scene) of the last interactive render
         self.frames_sent = 0
         self._unsubscribe = session.subscribe(lambda _s, _what: self.request())
         self._thread = threading.Thread(target=self._run, name=f"rfmweb-render-{name}", daemon=True)
@@ -76,9 +82,10 @@ class FrameStream:
             self._cond.notify()
 
     def ack(self, frame_id: int) -> None:
-        """The client has displayed frame ``frame_id``."""
+        """The client has displayed frame ``frame_id`` (and is done with every earlier one)."""
         with self._cond:
-            self._in_flight.pop(int(frame_id), None)
+            for fid in [f for f in self._in_flight if f <= int(frame_id)]:
+                del self._in_flight[fid]
             self._cond.notify()
 
     def reset_flow(self) -> None:
@@ -87,10 +94,28 @@ class FrameStream:
             self._in_flight.clear()
             self._cond.notify()
 
+    def pause(self) -> None:
+        """Stop sending frames (no client attached); state changes are remembered."""
+        with self._cond:
+            self._paused = True
+
+    def resume(self) -> None:
+        """A client is attached: forget old in-flight frames and send the current state."""
+        with self._cond:
+            self._paused = False
+            self._in_flight.clear()
+            self._dirty = True
+            self._cond.notify()
+
     def screenshot(self, timeout: float = 120.0) -> bytes:
-        """A PNG of the current state at full quality and full resolution (blocks until rendered)."""
+        """A PNG of the current state at full quality and full resolution (blocks until rendered).
+
+        Works while paused; raises ``RuntimeError`` once the stream is closed.
+        """
         fut: Future = Future()
         with self._cond:
+            if self._closed:
+                raise RuntimeError("the frame stream is closed")
             self._png.append(fut)
             self._cond.notify()
         return fut.result(timeout=timeout)
@@ -99,7 +124,10 @@ class FrameStream:
         self._unsubscribe()
         with self._cond:
             self._closed = True
+            pending, self._png = self._png, []
             self._cond.notify()
+        for fut in pending:
+            fut.set_exception(RuntimeError("the frame stream was closed"))
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=10)
 
@@ -117,7 +145,7 @@ class FrameStream:
                         del self._in_flight[fid]
                 if self._png:
                     return "png", self._png.pop(0)
-                room = len(self._in_flight) < self.max_in_flight
+                room = len(self._in_flight) < self.max_in_flight and not self._paused
                 if self._dirty and room:
                     self._dirty = False
                     return "interactive", None
@@ -134,6 +162,9 @@ class FrameStream:
             kind, fut = job
             try:
                 frame = self._render(kind)
+            except RenderAborted:
+                log.debug("%s frame abandoned: the state changed", kind)
+                continue
             except Exception as exc:  # a bad state must not kill the stream
                 log.exception("render failed")
                 if fut is not None:
@@ -160,22 +191,29 @@ class FrameStream:
         snap = self.session.snapshot()
         scale = self._scale.get(snap.renderer, 0.5)
         quality = Quality(scale=scale, step=1.0) if kind == "interactive" else FULL
-        slow = kind != "interactive"
-        if slow:
-            self._status(True, "rendering full quality")
+        # a full-quality frame is worthless once the state moves on: let the renderer stop early
+        abort = (lambda: self.session.version != snap.version) if kind == "idle" else None
+        if kind != "interactive":
+            self._status(True, "rendering full quality…")
         t0 = time.perf_counter()
-        image = self.session.render(quality, snap)
+        try:
+            image = self.session.render(quality, snap, abort=abort)
+        finally:
+            if kind != "interactive":
+                self._status(False, "")
         t1 = time.perf_counter()
         render_ms = (t1 - t0) * 1e3
         if kind == "interactive":
-            # aim the next interactive frame at the budget: time ~ pixels ~ scale^2
-            ratio = (self.budget_ms / max(render_ms, 1.0)) ** 0.5
-            self._scale[snap.renderer] = min(MAX_SCALE, max(MIN_SCALE, scale * min(1.25, max(0.7, ratio))))
+            # Aim the next interactive frame at the budget (time ~ pixels ~ scale^2), learning only
+            # from camera moves: a new scene or renderer pays one-off set-up costs.
+            key = (snap.renderer, snap.scene)
+            if key == self._last_interactive:
+                ratio = (self.budget_ms / max(render_ms, 1.0)) ** 0.5
+                self._scale[snap.renderer] = min(MAX_SCALE, max(MIN_SCALE, scale * min(1.25, max(0.7, ratio))))
+            self._last_interactive = key
         fmt, q = ("png", 0) if kind == "png" else ("jpeg", JPEG_INTERACTIVE if kind == "interactive" else JPEG_IDLE)
         data = encode_image(image, fmt, q)
         encode_ms = (time.perf_counter() - t1) * 1e3
-        if slow:
-            self._status(False, "")
         return Frame(data, f"image/{fmt}", image.shape[1], image.shape[0], kind, snap.version,
                      render_ms=render_ms, encode_ms=encode_ms)
 

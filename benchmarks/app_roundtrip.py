@@ -1,0 +1,94 @@
+"""Start ``rfmweb serve`` on a volume, open it in Debian's chromium, measure the drag round trip.
+
+Usage::
+
+    .venv/bin/python benchmarks/app_roundtrip.py [VOLUME] [--n 20] [--screenshot docs/app.png]
+
+VOLUME defaults to the bundled CT phantom. The round trip is timed in the page, from the first
+pointer move of a drag to the moment the new frame has finished loading; each sample starts from
+rest (after the full-quality frame of the previous one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "browser"))
+
+from conftest import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402  (tests/browser/conftest.py)
+from roundtrip import measure_roundtrip, wait_frame, wait_idle  # noqa: E402
+
+KEY = "benchmark-key"
+
+
+def _wait_up(proc: subprocess.Popen, url: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"rfmweb serve exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if resp.status == 200:
+                    return
+        except (OSError, urllib.error.URLError):
+            time.sleep(0.2)
+    raise RuntimeError("rfmweb serve did not answer in time")
+
+
+def run_app_roundtrip(volume: str | None = None, n: int = 20, screenshot: Path | None = None,
+                      renderer: str = "vtk", preset: str = "CT-Bone") -> list[float]:
+    """Round-trip times (ms) of ``n`` drags in the app serving ``volume`` (default: the CT phantom)."""
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "rfmweb", "serve", *([str(volume)] if volume else []), "--port", str(port),
+           "--auth-key", KEY, "--renderer", renderer, "--preset", preset]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/?secret={KEY}"
+    try:
+        _wait_up(proc, url)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.set_default_timeout(120_000)
+            page.goto(url)
+            view = page.locator('img[data-rfm-view="view_a"]')
+            wait_idle(page, view, after=wait_frame(page, view, timeout_ms=120_000))
+            if screenshot is not None:
+                screenshot.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(screenshot))
+            times = measure_roundtrip(page, view, n=n)
+            browser.close()
+        return times
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("volume", nargs="?", help="volume for rfmweb serve (default: the CT phantom)")
+    parser.add_argument("--n", type=int, default=20)
+    parser.add_argument("--renderer", default="vtk")
+    parser.add_argument("--preset", default="CT-Bone")
+    parser.add_argument("--screenshot", type=Path, help="save a screenshot of the page here first")
+    args = parser.parse_args()
+    times = sorted(run_app_roundtrip(args.volume, args.n, args.screenshot, args.renderer, args.preset))
+    print(f"drag -> new frame displayed ({args.renderer}, {args.volume or 'sample:ct_phantom'}): "
+          f"median {statistics.median(times):.0f} ms, p90 {times[int(0.9 * len(times))]:.0f} ms, "
+          f"min {times[0]:.0f} ms over {len(times)} drags")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,386 @@
+// rfmweb viewer: the browser half of rfmweb.widgets.Viewer / Compare (anywidget ES module, no deps).
+//
+// Python renders; this file draws frames and turns the user's gestures into messages:
+//   Python -> page: {type:"frame", view, id, mime, width, height, kind, render_ms, ...} + 1 binary buffer,
+//                   {type:"screenshot", view, request, filename, mime} + PNG buffer, {type:"error", view, message}
+//   page -> Python: ack, ready, resize, drag, wheel, preset, renderer, class, group, class_colors, reset, screenshot
+// Pointer and wheel deltas are summed and sent at most once per COALESCE_MS per view; each frame is
+// acknowledged after it is drawn (Python keeps at most two frames unacknowledged).
+
+const COALESCE_MS = 20;
+const SLIDER_MS = 60;
+const BUTTONS = ["left", "middle", "right"];
+const ICONS = {
+  reset: '<svg viewBox="0 0 16 16" width="14" height="14"><path d="M8 3a5 5 0 1 1-4.6 3H1.9A6.5 6.5 0 1 0 8 1.5V0L5 2.5 8 5z" fill="currentColor"/></svg>',
+  camera: '<svg viewBox="0 0 16 16" width="14" height="14"><path d="M5.5 2 4.4 3.5H2A1.5 1.5 0 0 0 .5 5v7.5A1.5 1.5 0 0 0 2 14h12a1.5 1.5 0 0 0 1.5-1.5V5A1.5 1.5 0 0 0 14 3.5h-2.4L10.5 2zM8 5.5a3 3 0 1 1 0 6 3 3 0 0 1 0-6z" fill="currentColor"/></svg>',
+};
+
+function h(tag, props = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === "class") node.className = v;
+    else if (k === "html") node.innerHTML = v;
+    else if (k === "text") node.textContent = v;
+    else if (k in node && typeof v !== "string") node[k] = v;
+    else node.setAttribute(k, v);
+  }
+  for (const c of [].concat(children)) if (c != null) node.append(c);
+  return node;
+}
+
+/** Sums deltas of events with the same key and calls send(total) at most once per `ms`. */
+class Coalescer {
+  constructor(send, ms) { this.send = send; this.ms = ms; this.pending = null; this.timer = null; this.last = -Infinity; }
+  add(key, fields, dx, dy) {
+    if (this.pending && this.pending.key !== key) this.flush();
+    if (!this.pending) this.pending = { key, fields, dx: 0, dy: 0 };
+    this.pending.dx += dx;
+    this.pending.dy += dy;
+    const wait = this.last + this.ms - performance.now();
+    if (wait <= 0) this.flush();
+    else if (this.timer === null) this.timer = setTimeout(() => this.flush(), wait);
+  }
+  flush() {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    const p = this.pending;
+    this.pending = null;
+    if (!p || (p.dx === 0 && p.dy === 0)) return;
+    this.last = performance.now();
+    this.send(p);
+  }
+  dispose() { if (this.timer !== null) clearTimeout(this.timer); this.timer = null; this.pending = null; }
+}
+
+/** Calls fn(...args) at most once per `ms`, always ending with the latest arguments. */
+function throttle(fn, ms) {
+  let last = -Infinity, timer = null, args = null;
+  const run = () => { timer = null; last = performance.now(); fn(...args); };
+  const call = (...a) => {
+    args = a;
+    const wait = last + ms - performance.now();
+    if (wait <= 0) run(); else if (timer === null) timer = setTimeout(run, wait);
+  };
+  call.cancel = () => { if (timer !== null) clearTimeout(timer); timer = null; };
+  return call;
+}
+
+/** One view: header with menus, canvas, class panel, status line. */
+class ViewPanel {
+  constructor(model, index, parent) {
+    this.model = model;
+    this.index = index;
+    this.lastId = 0;
+    this.frames = 0;
+    this.bitmap = null;
+    this.drag = null;
+    this.screenshotRequest = 0;
+    this.errorTimer = null;
+    this.cleanups = [];
+    this.build(parent);
+    this.bindPointer();
+    this.bindResize();
+  }
+
+  send(msg) { this.model.send({ view: this.index, ...msg }); }
+
+  on(target, type, fn, opts) {
+    target.addEventListener(type, fn, opts);
+    this.cleanups.push(() => target.removeEventListener(type, fn, opts));
+  }
+
+  build(parent) {
+    this.title = h("div", { class: "rfm-title" });
+    this.presetSel = h("select", { class: "rfm-select", title: "Transfer-function preset" });
+    this.rendererSel = h("select", { class: "rfm-select", title: "Renderer" });
+    const resetBtn = h("button", { class: "rfm-btn", title: "Reset view", html: ICONS.reset });
+    const shotBtn = h("button", { class: "rfm-btn", title: "Save a full-quality PNG", html: ICONS.camera });
+    this.canvas = h("canvas", { class: "rfm-canvas", tabindex: "0",
+      title: "drag: orbit · shift+drag / middle: pan · right / ctrl+drag / wheel: zoom" });
+    this.overlay = h("div", { class: "rfm-overlay", text: "waiting for the kernel…" });
+    this.stage = h("div", { class: "rfm-stage" }, [this.canvas, this.overlay]);
+    this.groupsBox = h("div", { class: "rfm-groups" });
+    this.classBox = h("div", { class: "rfm-classes" });
+    this.classColors = h("input", { type: "checkbox" });
+    const colorsLabel = h("label", { class: "rfm-toggle", title: "Colour voxels by their class" },
+      [this.classColors, h("span", { text: "colour by class" })]);
+    this.statusText = h("span", { class: "rfm-status-text" });
+    this.statusInfo = h("span", { class: "rfm-status-info" });
+    this.spinner = h("span", { class: "rfm-spinner" });
+    this.panel = h("div", { class: "rfm-panel" }, [
+      h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Preset" }), this.presetSel]),
+      h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Renderer" }), this.rendererSel]),
+      h("div", { class: "rfm-section", text: "Anatomy" }), this.groupsBox, this.classBox, colorsLabel,
+    ]);
+    this.root = h("div", { class: "rfm-view" }, [
+      h("div", { class: "rfm-header" }, [this.title, h("div", { class: "rfm-tools" }, [resetBtn, shotBtn])]),
+      h("div", { class: "rfm-body" }, [this.stage, this.panel]),
+      h("div", { class: "rfm-status" }, [this.spinner, this.statusText, this.statusInfo]),
+    ]);
+    parent.append(this.root);
+    this.classRows = new Map();
+    this.classKey = "";
+    this.groupKey = "";
+
+    this.on(this.presetSel, "change", () => this.send({ type: "preset", name: this.presetSel.value }));
+    this.on(this.rendererSel, "change", () => this.send({ type: "renderer", name: this.rendererSel.value }));
+    this.on(this.classColors, "change", () => this.send({ type: "class_colors", on: this.classColors.checked }));
+    this.on(resetBtn, "click", () => this.send({ type: "reset" }));
+    this.on(shotBtn, "click", () => {
+      this.screenshotRequest += 1;
+      this.send({ type: "screenshot", request: this.screenshotRequest });
+      this.flash("rendering screenshot…");
+    });
+  }
+
+  bindPointer() {
+    const c = this.canvas;
+    this.dragger = new Coalescer((p) => this.send({ type: "drag", ...p.fields, dx: p.dx, dy: p.dy }), COALESCE_MS);
+    this.wheeler = new Coalescer((p) => this.send({ type: "wheel", dy: p.dy }), COALESCE_MS);
+    this.on(c, "contextmenu", (e) => e.preventDefault());
+    this.on(c, "pointerdown", (e) => {
+      if (e.button > 2 || this.drag) return;
+      e.preventDefault();  // no text selection, no middle-click autoscroll
+      c.focus({ preventScroll: true });
+      c.setPointerCapture(e.pointerId);
+      this.drag = { id: e.pointerId, button: BUTTONS[e.button], x: e.clientX, y: e.clientY };
+      c.classList.add("rfm-dragging");
+    });
+    this.on(c, "pointermove", (e) => {
+      const d = this.drag;
+      if (!d || e.pointerId !== d.id) return;
+      const dx = e.clientX - d.x, dy = e.clientY - d.y;
+      d.x = e.clientX; d.y = e.clientY;
+      const shift = e.shiftKey, ctrl = e.ctrlKey || e.metaKey;
+      this.dragger.add(`${d.button}|${shift}|${ctrl}`, { button: d.button, shift, ctrl }, dx, dy);
+    });
+    const end = (e) => {
+      if (!this.drag || e.pointerId !== this.drag.id) return;
+      this.dragger.flush();
+      this.drag = null;
+      c.classList.remove("rfm-dragging");
+      if (c.hasPointerCapture(e.pointerId)) c.releasePointerCapture(e.pointerId);
+    };
+    this.on(c, "pointerup", end);
+    this.on(c, "pointercancel", end);
+    this.on(c, "lostpointercapture", end);
+    this.on(c, "wheel", (e) => {
+      e.preventDefault();
+      const scale = e.deltaMode === 1 ? 16 : e.deltaMode === 2 ? 100 : 1;  // lines / pages -> pixels
+      this.wheeler.add("wheel", {}, 0, e.deltaY * scale);
+    }, { passive: false });
+    this.cleanups.push(() => { this.dragger.dispose(); this.wheeler.dispose(); });
+  }
+
+  bindResize() {
+    let ready = false;
+    const sendSize = throttle((w, hgt) => this.send({ type: "resize", width: w, height: hgt }), 100);
+    const observer = new ResizeObserver(() => {
+      const dpr = window.devicePixelRatio || 1;
+      const w = Math.max(1, Math.min(4096, Math.round(this.canvas.clientWidth * dpr)));
+      const hgt = Math.max(1, Math.min(4096, Math.round(this.canvas.clientHeight * dpr)));
+      if (this.canvas.clientWidth === 0 || this.canvas.clientHeight === 0) return;  // not laid out yet
+      if (w !== this.canvas.width || hgt !== this.canvas.height) {
+        this.canvas.width = w;
+        this.canvas.height = hgt;
+        this.redraw();
+        if (ready) sendSize(w, hgt);
+      }
+      if (!ready) { ready = true; this.send({ type: "ready", width: w, height: hgt }); }
+    });
+    observer.observe(this.canvas);
+    this.cleanups.push(() => { observer.disconnect(); sendSize.cancel(); });
+  }
+
+  redraw() {
+    const ctx = this.canvas.getContext("2d");
+    ctx.fillStyle = "#000";
+    ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
+    if (!this.bitmap) return;
+    ctx.imageSmoothingEnabled = true;
+    ctx.imageSmoothingQuality = "high";
+    ctx.drawImage(this.bitmap, 0, 0, this.canvas.width, this.canvas.height);
+  }
+
+  async onFrame(meta, buffer) {
+    try {
+      const bitmap = await createImageBitmap(new Blob([buffer], { type: meta.mime }));
+      if (this.disposed || meta.id <= this.lastId) { bitmap.close(); return; }  // decoded out of order
+      if (this.bitmap) this.bitmap.close();
+      this.bitmap = bitmap;
+      this.lastId = meta.id;
+      this.frames += 1;
+      this.redraw();
+      this.overlay.hidden = true;
+      const c = this.canvas.dataset;
+      c.frames = String(this.frames); c.frameId = String(meta.id); c.kind = meta.kind;
+      const kind = meta.kind === "idle" ? "full quality" : "interactive";
+      this.statusInfo.textContent = `${kind} · ${meta.width}×${meta.height} · ${Math.round(meta.render_ms)} ms`;
+    } catch (err) {
+      console.warn("rfmweb: could not draw frame", meta.id, err);
+    } finally {
+      if (!this.disposed) this.send({ type: "ack", id: meta.id });
+    }
+  }
+
+  onScreenshot(meta, buffer) {
+    const url = URL.createObjectURL(new Blob([buffer], { type: meta.mime }));
+    const a = h("a", { href: url, download: meta.filename });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    this.flash(`saved ${meta.filename}`);
+  }
+
+  flash(text, isError = false) {
+    this.transient = text;
+    this.statusText.textContent = text;
+    this.statusText.classList.toggle("rfm-error", isError);
+    if (this.errorTimer) clearTimeout(this.errorTimer);
+    this.errorTimer = setTimeout(() => { this.transient = null; this.errorTimer = null; this.update(this.state); },
+      isError ? 6000 : 2500);
+  }
+
+  update(state) {
+    if (!state || this.disposed) return;
+    this.state = state;
+    const model = this.model;
+    this.title.textContent = state.title;
+    fillSelect(this.presetSel, model.get("preset_options").map((p) => [p, p]), state.preset);
+    fillSelect(this.rendererSel, model.get("renderer_options").map((r) => [r.name, r.label]), state.renderer);
+    this.classColors.checked = state.class_colors;
+    this.updateGroups(state.groups);
+    this.updateClasses(state.classes);
+    this.spinner.hidden = !state.busy;
+    if (!this.transient) {
+      this.statusText.classList.remove("rfm-error");
+      this.statusText.textContent = state.busy && state.status ? `${state.status}…` : state.status;
+    }
+    this.root.classList.toggle("rfm-busy", state.busy);
+  }
+
+  updateGroups(groups) {
+    const key = groups.map((g) => g.name).join("|");
+    if (key !== this.groupKey) {
+      this.groupKey = key;
+      this.groupsBox.replaceChildren();
+      this.groupInputs = new Map();
+      for (const g of groups) {
+        const input = h("input", { type: "checkbox" });
+        input.addEventListener("change", () => this.send({ type: "group", group: g.name, visible: input.checked }));
+        this.groupInputs.set(g.name, input);
+        this.groupsBox.append(h("label", { class: "rfm-chip", title: `Show or hide all ${g.name}` },
+          [input, h("span", { text: g.name })]));
+      }
+    }
+    for (const g of groups) {
+      const input = this.groupInputs.get(g.name);
+      input.checked = g.visible !== "none";
+      input.indeterminate = g.visible === "some";
+    }
+  }
+
+  updateClasses(classes) {
+    // the background class (label 0) is air: toggling it is never what a user means
+    const shown = classes.filter((c) => !(c.index === 0 && classes.length > 1));
+    const key = shown.map((c) => `${c.index}:${c.name}`).join("|");
+    if (key !== this.classKey) {
+      this.classKey = key;
+      this.classBox.replaceChildren();
+      this.classRows.clear();
+      // classes listed under their group (in order of first appearance), ungrouped ones last
+      const groups = [...new Set(shown.map((c) => c.group))].sort((a, b) => (a === "") - (b === ""));
+      for (const g of groups) {
+        if (groups.length > 1 || g) this.classBox.append(h("div", { class: "rfm-class-group", text: g || "other" }));
+        for (const c of shown.filter((x) => x.group === g)) this.classRows.set(c.index, this.classRow(c));
+      }
+      this.classBox.hidden = shown.length === 0;
+    }
+    for (const c of shown) {
+      const row = this.classRows.get(c.index);
+      row.visible.checked = c.visible;
+      if (document.activeElement !== row.color) row.color.value = c.color;
+      if (document.activeElement !== row.opacity) row.opacity.value = String(c.opacity);
+      row.root.classList.toggle("rfm-hidden-class", !c.visible);
+      row.root.dataset.group = c.group;
+    }
+  }
+
+  classRow(c) {
+    const visible = h("input", { type: "checkbox", title: `Show ${c.name}` });
+    const color = h("input", { type: "color", class: "rfm-swatch", title: `Colour of ${c.name}` });
+    const opacity = h("input", { type: "range", class: "rfm-opacity", min: "0", max: "1", step: "0.01",
+      title: `Opacity of ${c.name}` });
+    const sendOpacity = throttle((v) => this.send({ type: "class", index: c.index, opacity: v }), SLIDER_MS);
+    visible.addEventListener("change", () => this.send({ type: "class", index: c.index, visible: visible.checked }));
+    color.addEventListener("input", () => this.send({ type: "class", index: c.index, color: color.value }));
+    opacity.addEventListener("input", () => sendOpacity(Number(opacity.value)));
+    this.cleanups.push(() => sendOpacity.cancel());
+    const root = h("div", { class: "rfm-class" },
+      [visible, color, h("span", { class: "rfm-class-name", text: c.name, title: c.group ? `${c.name} (${c.group})` : c.name }), opacity]);
+    root.dataset.index = String(c.index);
+    this.classBox.append(root);
+    return { root, visible, color, opacity };
+  }
+
+  dispose() {
+    this.disposed = true;
+    for (const fn of this.cleanups.splice(0)) fn();
+    if (this.errorTimer) clearTimeout(this.errorTimer);
+    if (this.bitmap) this.bitmap.close();
+    this.bitmap = null;
+    this.root.remove();
+  }
+}
+
+function fillSelect(select, options, value) {
+  if (!options.some(([v]) => v === value)) options = [...options, [value, value]];  // e.g. a custom TF
+  const key = options.map(([v, l]) => `${v}=${l}`).join("|");
+  if (select.dataset.key !== key) {
+    select.dataset.key = key;
+    select.replaceChildren(...options.map(([v, l]) => h("option", { value: v, text: l })));
+  }
+  select.value = value;
+}
+
+export default {
+  render({ model, el }) {
+    const root = h("div", { class: "rfm-root" });
+    el.append(root);
+    let panels = [];
+
+    const layout = () => {
+      root.className = `rfm-root rfm-${model.get("arrangement")}`;
+      root.style.setProperty("--rfm-w", `${model.get("width")}px`);
+      root.style.setProperty("--rfm-aspect", `${model.get("width")} / ${model.get("height")}`);
+    };
+    const sync = () => {
+      const views = model.get("views");
+      while (panels.length > views.length) panels.pop().dispose();
+      while (panels.length < views.length) panels.push(new ViewPanel(model, panels.length, root));
+      views.forEach((v, i) => panels[i].update(v));
+    };
+    const onMsg = (msg, buffers) => {
+      const panel = panels[msg.view];
+      if (msg.type === "frame" && panel) panel.onFrame(msg, buffers[0]);
+      else if (msg.type === "screenshot" && panel) panel.onScreenshot(msg, buffers[0]);
+      else if (msg.type === "error") {
+        console.warn("rfmweb:", msg.message);
+        (panel ? [panel] : panels).forEach((p) => p.flash(msg.message, true));
+      }
+    };
+    layout();
+    sync();
+    // one event name per call: anywidget's model proxy does not promise Backbone's "a b" syntax
+    const handlers = [["change:views", sync], ["change:preset_options", sync], ["change:renderer_options", sync],
+      ["change:arrangement", layout], ["change:width", layout], ["change:height", layout], ["msg:custom", onMsg]];
+    for (const [name, fn] of handlers) model.on(name, fn);
+    return () => {
+      for (const [name, fn] of handlers) model.off(name, fn);
+      panels.forEach((p) => p.dispose());
+      panels = [];
+      root.remove();
+    };
+  },
+};

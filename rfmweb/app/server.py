@@ -1,0 +1,168 @@
+"""``serve()``: build the trame app around a volume and run it (blocking).
+
+Security: a server reachable from other machines must have an auth key. With a key, every HTTP
+request (the page, its scripts, the websocket handshake) needs ``?secret=KEY`` once (the first page
+load), after which a cookie carries it; wslink also checks the key when the websocket says hello.
+The browser never names a server-side file: the volume is chosen here, on the command line.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import os
+import re
+import socket
+import webbrowser
+
+from ..backend import limit_threads
+from ..errors import InputError
+from ..render.registry import renderer_names
+from ..transfer import PRESETS
+from ..volume import Volume
+
+log = logging.getLogger(__name__)
+
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+_KEY_CHARS = re.compile(r"[A-Za-z0-9_\-]{8,256}")
+# the trame client converts URL parameters that look like JS literals (numbers, true, null) before
+# sending them as the secret, and the comparison then fails: refuse such keys up front
+_JS_LITERAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|0[xX][0-9a-fA-F]+|0[bB][01]+|0[oO][0-7]+|"
+                         r"[+-]?Infinity|true|false|null|undefined")
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only accepts connections from this machine."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_auth_key(key: str) -> str:
+    """Validate an auth key (8+ characters of ``A-Z a-z 0-9 _ -``, not a number)."""
+    if not isinstance(key, str) or not _KEY_CHARS.fullmatch(key) or _JS_LITERAL.fullmatch(key):
+        raise InputError("--auth-key must be 8 to 256 characters of A-Z a-z 0-9 _ - and not a number "
+                         "(e.g. the output of `python -c \"import secrets; print(secrets.token_urlsafe())\"`)")
+    return key
+
+
+def auth_middleware(key: str, cookie_prefix: str = "rfmweb_key_"):
+    """aiohttp middleware: 401 unless the request carries ``?secret=key`` or the cookie set by it.
+
+    The cookie is named after the port, so servers on one host with different keys do not clash.
+    """
+    from aiohttp import web
+
+    expected = key.encode()
+
+    def _ok(value: str | None) -> bool:
+        return value is not None and hmac.compare_digest(value.encode(), expected)
+
+    @web.middleware
+    async def require_key(request, handler):
+        cookie = f"{cookie_prefix}{request.url.port or ''}"
+        by_query = _ok(request.query.get("secret"))
+        if not (by_query or _ok(request.cookies.get(cookie))):
+            return web.Response(status=401, text="rfmweb: unauthorised; open the link printed by `rfmweb serve` "
+                                                 "(it ends with ?secret=...)\n")
+        response = await handler(request)
+        if by_query and not response.prepared:
+            response.set_cookie(cookie, key, httponly=True, samesite="Strict", path="/")
+        return response
+
+    return require_key
+
+
+def resolve_volume(volume: Volume | str | os.PathLike | None, labels: str | os.PathLike | None = None) -> Volume:
+    """A :class:`Volume` as given, or loaded by :func:`rfmweb.io.open_volume` (file, BraTS folder, ``sample:NAME``,
+    ``None`` for the bundled CT phantom)."""
+    if isinstance(volume, Volume):
+        if labels is not None:
+            raise InputError("labels= is only used with a volume file")
+        return volume
+    from ..io import open_volume
+    return open_volume(volume, labels)
+
+
+def quiet_trame_logs() -> None:
+    """trame logs every template attribute it translates, aiohttp every request, at INFO: keep these
+    loggers at WARNING unless someone configured them."""
+    for name in ("trame", "trame_client", "trame_server", "trame_rca", "wslink", "aiohttp"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+
+
+def build_app(volume: Volume, *, renderer: str | None = None, preset: str | None = None, server=None):
+    """Create the trame server with the layout and controllers (not started); returns ``(server, controller)``."""
+    from trame.app import get_server
+
+    from .logic import AppController
+    from .ui import build_ui
+
+    server = server or get_server("rfmweb", client_type="vue3")
+    controller = AppController(server, volume, renderer=renderer, preset=preset)
+    build_ui(server, controller.names)
+    return server, controller
+
+
+def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.PathLike | None = None,
+          host: str = "127.0.0.1", port: int = 8080, auth_key: str | None = None, open_browser: bool = False,
+          renderer: str | None = None, preset: str | None = None) -> None:
+    """Serve the viewer of ``volume`` until interrupted (blocking).
+
+    Args:
+        volume: a :class:`Volume`, a NIfTI path, a BraTS case folder, ``"sample:NAME"``, or ``None`` for
+            the bundled CT phantom.
+        labels: label-map NIfTI for a volume path.
+        host: interface to listen on; anything but loopback requires ``auth_key``.
+        port: TCP port (0 picks a free one).
+        auth_key: secret the browser must present (``?secret=...`` in the URL).
+        open_browser: open the system browser on the URL.
+        renderer, preset: initial choices (see :func:`rfmweb.render.registry.renderer_names`, ``PRESETS``).
+
+    Raises:
+        InputError: bad arguments (checked before anything is loaded) or an unreadable volume.
+    """
+    if auth_key is not None:
+        check_auth_key(auth_key)
+    elif not is_loopback(host):
+        raise InputError(f"refusing to listen on {host!r} without an auth key: other machines could connect; "
+                         "pass auth_key= (CLI: --auth-key KEY) or use host='127.0.0.1'")
+    if not isinstance(port, int) or not 0 <= port <= 65535:
+        raise InputError(f"port must be an integer in 0..65535, got {port!r}")
+    if renderer is not None and renderer not in renderer_names():
+        raise InputError(f"unknown renderer {renderer!r}; choose one of {', '.join(renderer_names())}")
+    if preset is not None and preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    vol = resolve_volume(volume, labels)
+    limit_threads()
+    quiet_trame_logs()
+
+    # trame would otherwise parse this process's command line (ours, or pytest's) as its own
+    os.environ["TRAME_ARGS"] = ""
+    server, controller = build_app(vol, renderer=renderer, preset=preset)
+    if auth_key is not None:
+        server.cli.set_defaults(authKey=auth_key)
+
+        @server.controller.on_server_bind.add
+        def _protect(wslink_server):
+            wslink_server.app.middlewares.append(auth_middleware(auth_key))
+
+    @server.controller.on_server_ready.add
+    def _announce(**_):
+        shown = socket.gethostname() if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+        url = f"http://{shown}:{server.port}/" + (f"?secret={auth_key}" if auth_key is not None else "")
+        log.info("serving %s (%s) — open %s", vol.name or "volume", "x".join(map(str, vol.shape)), url)
+        if open_browser:  # not trame's: it would drop the ?secret=
+            webbrowser.open(url)
+
+    try:
+        server.start(port=port, host=host, open_browser=False, show_connection_info=False, timeout=0,
+                     disable_logging=True)
+    finally:
+        controller.close()

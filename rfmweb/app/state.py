@@ -1,0 +1,98 @@
+"""Typed UI state of the web app (bound to trame's state with ``TypedState``).
+
+Python owns these values: controllers (:mod:`rfmweb.app.logic`) rebuild them from the sessions
+after every change, whoever made it, so every connected browser shows the same thing. The only
+values a browser writes are the user's choices (renderer, preset, switches); the controllers
+validate them before they reach a session and put the session's value back when they are bad.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..transfer import ClassTable
+
+#: Order of the grouped toggles; groups not listed here follow alphabetically.
+GROUP_ORDER = ("skeleton", "organs", "vessels", "soft tissue", "tumour")
+
+#: Names of the two views (also the trame-rca area names).
+VIEW_A, VIEW_B = "view_a", "view_b"
+
+
+@dataclass
+class ClassRow:
+    """One row of the class list: checkbox, colour swatch, opacity slider."""
+
+    index: int = 0
+    name: str = ""
+    color: str = "#ffffff"
+    opacity: float = 1.0
+    visible: bool = True
+    group: str = ""
+
+
+@dataclass
+class GroupRow:
+    """One grouped toggle (on when any class of the group is visible)."""
+
+    name: str = ""
+    visible: bool = True
+
+
+@dataclass
+class Choice:
+    """An item of a select: ``title`` shown, ``value`` sent back."""
+
+    title: str = ""
+    value: str = ""
+
+
+@dataclass
+class ViewState:
+    """What a view renders (its own renderer and preset) and how it is doing."""
+
+    renderer: str = ""
+    preset: str = ""
+    status: str = ""
+    busy: bool = False
+
+
+@dataclass
+class AppState:
+    """Everything the layout shows.
+
+    Attributes:
+        title: shown in the toolbar (the volume's name).
+        view_a, view_b: the main view and the compare view.
+        compare: show ``view_b`` beside ``view_a`` (cameras linked).
+        class_colors: colour voxels by their class instead of the transfer function.
+        classes, groups: per-class styles and grouped toggles of the volume's label map.
+        renderers, presets: the options of the selects.
+    """
+
+    title: str = "rfmweb"
+    view_a: ViewState = field(default_factory=ViewState)
+    view_b: ViewState = field(default_factory=ViewState)
+    compare: bool = False
+    class_colors: bool = False
+    classes: list[ClassRow] = field(default_factory=list)
+    groups: list[GroupRow] = field(default_factory=list)
+    renderers: list[Choice] = field(default_factory=list)
+    presets: list[str] = field(default_factory=list)
+
+
+def hex_color(color: tuple[float, ...]) -> str:
+    """sRGB in [0, 1] -> ``"#rrggbb"``."""
+    return "#" + "".join(f"{max(0, min(255, round(float(c) * 255))):02x}" for c in color[:3])
+
+
+def class_rows(table: ClassTable) -> list[ClassRow]:
+    """The class list of a session's class table."""
+    return [ClassRow(s.index, s.name, hex_color(s.color), round(float(s.opacity), 3), bool(s.visible), s.group)
+            for s in table.styles]
+
+
+def group_rows(table: ClassTable) -> list[GroupRow]:
+    """The grouped toggles of a class table, in :data:`GROUP_ORDER`."""
+    names = sorted(table.groups, key=lambda g: (GROUP_ORDER.index(g) if g in GROUP_ORDER else len(GROUP_ORDER), g))
+    return [GroupRow(g, any(s.visible for s in table.styles if s.group == g)) for g in names]

@@ -1,0 +1,155 @@
+"""Layout of the web app (vuetify 3): controls in the drawer, one or two views in the page.
+
+Layout only: every value shown comes from :class:`~rfmweb.app.state.AppState` (``names`` gives its
+state keys) and every action calls a controller of :mod:`rfmweb.app.logic` (``ctrl.rfm_*``,
+``trigger('rfm_screenshot')``). No input names a server-side path. The one piece of page code,
+:data:`CLIENT_SCRIPT`, displays and acknowledges the frames.
+"""
+
+from __future__ import annotations
+
+from trame.ui.vuetify3 import SinglePageWithDrawerLayout
+from trame.widgets import client, html, rca
+from trame.widgets import vuetify3 as v3
+
+from .state import VIEW_A, VIEW_B
+
+#: The frame <img> fills its area; it lets pointer events through to trame-rca's listeners.
+IMG_STYLE = ("position:absolute;inset:0;width:100%;height:100%;object-fit:contain;"
+             "pointer-events:none;user-select:none;background:#000")
+
+
+#: The page half of the frame protocol of :class:`rfmweb.app.logic.FrameAdapter`: subscribe to
+#: trame-rca's stream topic, show our frames (``meta.rfm == 1``) in ``img[data-rfm-view=NAME]``,
+#: acknowledge each displayed frame (``FrameAck``: it and all earlier ones), and ask for a fresh frame
+#: on (re)connection (``Refresh``). The ``data-frame-*`` attributes it writes are what tests read.
+CLIENT_SCRIPT = r"""
+(() => {
+  if (window.__rfmweb) return;
+  const st = window.__rfmweb = { session: null, latest: {}, urls: {}, meta: {}, shown: 0 };
+  const getSession = () => window.trame?.client?.getConnection?.()?.getSession?.();
+  const imgs = (name) => document.querySelectorAll(`img[data-rfm-view="${name}"]`);
+  const send = (name, event) => { try { st.session?.call("trame.rca.event", [name, "rfm", event])
+    .catch(() => {}); } catch (e) { /* connection gone: the server expires the frame */ } };
+  function bind(img) {
+    if (img.__rfm) return;
+    img.__rfm = true;
+    img.addEventListener("load", () => {
+      const name = img.dataset.rfmView, meta = st.meta[img.src];
+      if (!meta) return;
+      Object.assign(img.dataset, { frameId: meta.id, frameGen: meta.gen, frameKind: meta.kind,
+                                   frameW: meta.w, frameH: meta.h, shownAt: performance.now() });
+      st.shown += 1;
+      send(name, { type: "FrameAck", id: meta.id, gen: meta.gen });
+      const list = st.urls[name] || [];
+      while (list.length && list[0] !== img.src) { const u = list.shift(); URL.revokeObjectURL(u); delete st.meta[u]; }
+    });
+    const url = st.latest[img.dataset.rfmView];
+    if (url && img.src !== url) img.src = url;
+  }
+  function onFrame([msg]) {
+    if (!msg || !msg.meta || msg.meta.rfm !== 1) return;
+    const { name, meta, content } = msg;
+    const url = URL.createObjectURL(new Blob([content], { type: meta.type }));
+    st.meta[url] = meta;
+    st.latest[name] = url;
+    (st.urls[name] = st.urls[name] || []).push(url);
+    const targets = imgs(name);
+    if (!targets.length) { send(name, { type: "FrameAck", id: meta.id, gen: meta.gen }); return; }
+    targets.forEach((img) => { bind(img); img.src = url; });
+  }
+  function refreshAll() {
+    document.querySelectorAll("img[data-rfm-view]").forEach((img) => {
+      bind(img); send(img.dataset.rfmView, { type: "Refresh" });
+    });
+  }
+  new MutationObserver(() => document.querySelectorAll("img[data-rfm-view]").forEach(bind))
+    .observe(document.body, { childList: true, subtree: true });
+  setInterval(() => {
+    const s = getSession();
+    if (s && s !== st.session) { st.session = s; s.subscribe("trame.rca.topic.stream", onFrame); refreshAll(); }
+  }, 50);
+})();
+"""
+
+
+def _view(name: str, title: str, names) -> None:
+    """One view: trame-rca's event/size area with our frame <img> inside, and its status line."""
+    status = getattr(names, name).status
+    with html.Div(classes="d-flex flex-column", style="flex:1 1 0;min-width:0;height:100%;"):
+        with html.Div(style="position:relative;flex:1 1 auto;min-height:0;background:#000;"):
+            with rca.RemoteControlledArea(name=name, display="rfm", event_throttle_ms=16,
+                                          classes=f"rfm-area rfm-area-{name}"):
+                html.Img(__properties=[("rfm_view", "data-rfm-view")], rfm_view=name, draggable="false",
+                         alt=title, style=IMG_STYLE)
+        html.Div(f"{{{{ {status} }}}}", classes=f"text-caption px-2 rfm-status rfm-status-{name}",
+                 style="height:20px;white-space:nowrap;overflow:hidden;")
+
+
+def _view_controls(view, names, label: str) -> None:
+    v3.VSelect(label=f"Renderer{label}", v_model=(view.renderer,), items=(names.renderers,), item_title="title",
+               item_value="value", density="compact", hide_details=True, classes="mb-2")
+    v3.VSelect(label=f"Preset{label}", v_model=(view.preset,), items=(names.presets,), density="compact",
+               hide_details=True, classes="mb-2")
+
+
+def build_ui(server, names):
+    """Create the page of ``server``; ``names`` is the TypedState name proxy of AppState."""
+    ctrl = server.controller
+    with SinglePageWithDrawerLayout(server, full_height=True) as layout:
+        layout.title.set_text("")
+        with layout.toolbar:
+            html.Div(f"{{{{ {names.title} }}}}", classes="text-h6 ml-2")
+            v3.VSpacer()
+            v3.VProgressCircular(v_show=(f"{names.view_a.busy} || {names.view_b.busy}",), indeterminate=True,
+                                 size=18, width=2, classes="mr-4")
+
+        with layout.drawer as drawer:
+            drawer.width = 320
+            with html.Div(classes="pa-3"):
+                _view_controls(names.view_a, names, "")
+                v3.VSwitch(label="Compare side by side", v_model=(names.compare,), density="compact",
+                           hide_details=True, color="primary", classes="rfm-compare")
+                with html.Div(v_if=(names.compare,), classes="mt-1"):
+                    _view_controls(names.view_b, names, " (right view)")
+
+                with html.Div(v_if=(f"{names.classes}.length",)):
+                    v3.VDivider(classes="my-2")
+                    v3.VSwitch(label="Colour by class", v_model=(names.class_colors,), density="compact",
+                               hide_details=True, color="primary")
+                    with html.Div(v_if=(f"{names.groups}.length",), classes="d-flex flex-wrap"):
+                        v3.VCheckbox(v_for=f"g in {names.groups}", key="g.name", label=("g.name",),
+                                     model_value=("g.visible",), density="compact", hide_details=True,
+                                     classes="rfm-group mr-2",
+                                     update_modelValue=(ctrl.rfm_group_visible, "[g.name, $event]"))
+                    with html.Div(v_for=f"c in {names.classes}", key="c.index",
+                                  classes="d-flex align-center rfm-class"):
+                        v3.VCheckbox(model_value=("c.visible",), density="compact", hide_details=True,
+                                     classes="flex-grow-0",
+                                     update_modelValue=(ctrl.rfm_class_visible, "[c.index, $event]"))
+                        html.Div(style=("{ background: c.color, width: '14px', height: '14px', flex: '0 0 14px',"
+                                        " borderRadius: '3px', border: '1px solid #888' }",), classes="mr-2")
+                        html.Div("{{ c.name }}", classes="text-body-2 text-truncate", style="width:90px")
+                        v3.VSlider(model_value=("c.opacity",), min=0, max=1, step=0.05, density="compact",
+                                   hide_details=True, classes="ml-2",
+                                   update_modelValue=(ctrl.rfm_class_opacity, "[c.index, $event]"))
+
+                v3.VDivider(classes="my-2")
+                v3.VBtn("Reset view", click=ctrl.rfm_reset_view, block=True, variant="tonal", classes="mb-2",
+                        prepend_icon="mdi-crop-free")
+                v3.VBtn("Screenshot (PNG)", block=True, variant="tonal", prepend_icon="mdi-camera",
+                        classes="rfm-screenshot mb-2",
+                        click=f"utils.download('rfmweb.png', trigger('rfm_screenshot', ['{VIEW_A}']), 'image/png')")
+                v3.VBtn("Screenshot right view", v_if=(names.compare,), block=True, variant="tonal",
+                        prepend_icon="mdi-camera",
+                        click=f"utils.download('rfmweb-right.png', trigger('rfm_screenshot', ['{VIEW_B}']), "
+                              "'image/png')")
+
+        with layout.content:
+            with html.Div(classes="d-flex", style="height:100%;width:100%;gap:4px;"):
+                _view(VIEW_A, "main view", names)
+                with html.Template(v_if=(names.compare,)):
+                    _view(VIEW_B, "compare view", names)
+            client.Script(CLIENT_SCRIPT)
+        layout.footer.hide()
+    return layout

@@ -1,0 +1,239 @@
+"""The trame web app in Debian's chromium (Playwright): frames, interaction, classes, clients, compare.
+
+One server for the module: ``rfmweb.app.server.serve`` in a subprocess, with an auth key, showing the
+real head CT downsampled 4x with named classes (soft tissue, bone) so group toggles appear too. Tests
+read the frames' pixels and save screenshots to ``tests/_artifacts`` (look at them: a blank or black
+frame is a failure). Waits poll the frame attributes the page script writes (see roundtrip.py).
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import free_port, is_blank, screenshot_array  # tests/browser/conftest.py (not a package)
+from roundtrip import frame_info, measure_roundtrip, wait_frame, wait_idle
+
+KEY = "browser-test-key"
+VIEWPORT = {"width": 1000, "height": 640}
+TIMEOUT_MS = 60_000
+
+SERVER = """
+import sys
+from rfmweb.io import load_volume
+from rfmweb.volume import LabelClass, Volume
+from rfmweb.app.server import serve
+ct = load_volume(sys.argv[1], sys.argv[2])
+classes = (LabelClass(0, "background", (0, 0, 0)), LabelClass(1, "soft tissue", (0.85, 0.55, 0.45), "soft tissue"),
+           LabelClass(2, "bone", (0.95, 0.9, 0.75), "skeleton"))
+vol = Volume(ct.data, ct.affine, modality="CT", labels=ct.labels, classes=classes, name="head CT (small)")
+serve(vol, port=int(sys.argv[3]), auth_key=sys.argv[4], renderer="vtk", preset="CT-Bone")
+"""
+
+
+def _differ(a: np.ndarray, b: np.ndarray, threshold: float = 2.0) -> bool:
+    return a.shape != b.shape or float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean()) > threshold
+
+
+def _save(img: np.ndarray, path) -> None:
+    Image.fromarray(img).save(path)
+
+
+@pytest.fixture(scope="module")
+def app_url(small_ct, tmp_path_factory):
+    from rfmweb.io import save_volume
+    folder = tmp_path_factory.mktemp("app_browser")
+    save_volume(small_ct, folder / "ct.nii.gz", folder / "labels.nii.gz")
+    port = free_port()
+    log = folder / "server.log"
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(folder / "ct.nii.gz"), str(folder / "labels.nii.gz"),
+                             str(port), KEY], stdout=log.open("w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/?secret={KEY}"
+    deadline = time.monotonic() + 90
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if resp.status == 200:
+                    break
+        except (OSError, urllib.error.URLError):
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"server did not answer within 90 s:\n{log.read_text()}")
+        time.sleep(0.2)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    assert "Traceback" not in log.read_text(), log.read_text()
+
+
+def _open(browser, url):
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    return context, page
+
+
+@pytest.fixture(scope="module")
+def page(browser, app_url):
+    context, page = _open(browser, app_url)
+    wait_frame(page, _view(page))
+    yield page
+    context.close()
+
+
+def _view(page, name: str = "view_a"):
+    return page.locator(f'img[data-rfm-view="{name}"]')
+
+
+def _settled(page, name: str = "view_a", after: dict | None = None) -> tuple[dict, np.ndarray]:
+    """Wait for the full-quality frame (after ``after``) and return it with its pixels."""
+    view = _view(page, name)
+    info = wait_idle(page, view, after=after, timeout_ms=TIMEOUT_MS)
+    return info, screenshot_array(view)
+
+
+def _drag(page, dx: float, name: str = "view_a") -> None:
+    box = _view(page, name).bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for k in range(1, 6):
+        page.mouse.move(x + dx * k / 5, y + dx * k / 20)
+    page.mouse.up()
+
+
+def test_view_shows_the_volume(page, artifacts):
+    info, img = _settled(page)
+    _save(img, artifacts / "app_view.png")
+    page.screenshot(path=str(artifacts / "app_page.png"))
+    assert not is_blank(img), "the view is blank"
+    assert img.mean() > 5, "the view is black"
+    assert info["kind"] == "idle" and info["w"] > 200  # the full-quality frame at the view's size
+
+
+def test_drag_changes_the_frame(page, artifacts):
+    before, a = _settled(page)
+    _drag(page, 150)
+    _, b = _settled(page, after=before)
+    _save(b, artifacts / "app_after_drag.png")
+    assert not is_blank(b)
+    assert _differ(a, b), "a drag did not change the frame"
+
+
+def test_class_and_group_toggles_change_the_frame(page, artifacts):
+    bone = page.locator(".rfm-class", has_text="bone").locator("input[type=checkbox]")
+    skeleton = page.locator(".rfm-group", has_text="skeleton").locator("input[type=checkbox]")
+    assert bone.is_checked() and skeleton.is_checked()
+    before, shown = _settled(page)
+    bone.click()
+    after, hidden = _settled(page, after=before)
+    _save(hidden, artifacts / "app_bone_hidden.png")
+    assert _differ(shown, hidden), "hiding the bone class did not change the frame"
+    page.wait_for_function("el => !el.checked", arg=skeleton.element_handle())  # the group follows its class
+    skeleton.click()  # the group toggle shows the bone again
+    _, back = _settled(page, after=after)
+    assert bone.is_checked()
+    assert not _differ(shown, back), "showing the group again did not restore the frame"
+
+
+def test_second_client_gets_frames_and_sees_changes(browser, app_url, page, artifacts):
+    context, other = _open(browser, app_url)
+    try:
+        wait_frame(other, _view(other))
+        first, img = _settled(other)
+        assert not is_blank(img), "the second client's view is blank"
+        mine_before = frame_info(_view(page))
+        _drag(page, -120)  # the first client changes the shared camera
+        _, changed = _settled(other, after=first)
+        _, mine = _settled(page, after=mine_before)
+        _save(changed, artifacts / "app_second_client.png")
+        assert _differ(img, changed), "the second client did not see the first client's change"
+        assert not _differ(mine, changed), "the two clients show different pictures of one state"
+    finally:
+        context.close()
+    before, _ = _settled(page)  # the first client keeps streaming after the other one left
+    _drag(page, 60)
+    wait_idle(page, _view(page), after=before)
+
+
+def test_compare_layout_shows_two_views(page, artifacts):
+    page.locator(".rfm-compare input").check()
+    right = _view(page, "view_b")
+    wait_frame(page, right)
+    page.locator(".v-select", has_text="Preset (right view)").click()
+    page.locator(".v-overlay .v-list-item", has_text="CT-Muscle").click()
+    page.wait_for_function("() => window.trame.state.get('AppState__view_b__ViewState__preset') === 'CT-Muscle'")
+    # the outcome itself is polled: both views at full quality, showing different pictures
+    deadline = time.monotonic() + TIMEOUT_MS / 1e3
+    while True:
+        info_a, a = _settled(page, "view_a")
+        info_b, b = _settled(page, "view_b")
+        if _differ(a, b) or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(100)
+    page.screenshot(path=str(artifacts / "app_compare_page.png"))
+    _save(a, artifacts / "app_compare_left.png")
+    _save(b, artifacts / "app_compare_right.png")
+    assert not is_blank(a) and not is_blank(b), "a compare view is blank"
+    assert _differ(a, b), "the two presets look the same"
+    # linked cameras: a drag in the left view turns the right one too
+    _drag(page, 100)
+    _, a2 = _settled(page, "view_a", after=info_a)
+    _, b2 = _settled(page, "view_b", after=info_b)
+    assert _differ(a, a2) and _differ(b, b2), "the cameras are not linked"
+    page.locator(".rfm-compare input").uncheck()
+    right.wait_for(state="detached")
+
+
+def test_bad_messages_do_not_break_the_server(page):
+    before, _ = _settled(page)
+    page.evaluate("""() => {
+      const s = window.trame.client.getConnection().getSession();
+      const bad = [["view_a", "x", {type: "MouseMove", x: "left"}], ["nope", "x", {type: "FrameAck"}],
+                   ["view_a", "x", {type: "FrameAck", id: "x"}], ["view_a", "x", null]];
+      for (const args of bad) s.call("trame.rca.event", args).catch(() => {});
+      s.call("trame.rca.size", ["view_a", "x", {w: "wide", h: -1, p: "?"}]).catch(() => {});
+      window.trame.trigger("rfm_screenshot", ["../../etc/passwd"]).catch(() => {});
+      window.trame.trigger("rfm_screenshot", [1, 2, 3, 4]).catch(() => {});
+      window.trame.state.set("AppState__view_a__ViewState__renderer", "no-such-renderer");
+      window.trame.state.set("AppState__view_a__ViewState__preset", {evil: true});
+    }""")
+    # the server puts the real values back and still renders
+    page.wait_for_function("() => window.trame.state.get('AppState__view_a__ViewState__renderer') === 'vtk'")
+    page.wait_for_function("() => window.trame.state.get('AppState__view_a__ViewState__preset') === 'CT-Bone'")
+    _drag(page, 40)
+    _, img = _settled(page, after=before)
+    assert not is_blank(img)
+
+
+def test_screenshot_download_is_a_png(page, artifacts):
+    with page.expect_download() as download:
+        page.locator(".rfm-screenshot").click()
+    path = artifacts / "app_screenshot_download.png"
+    download.value.save_as(path)
+    img = np.asarray(Image.open(path).convert("RGB"))
+    assert img.shape[0] > 200 and not is_blank(img)
+
+
+def test_roundtrip(page, artifacts):
+    times = measure_roundtrip(page, _view(page), n=6)
+    line = (f"browser drag round trip (ms): median {statistics.median(times):.0f}, min {min(times):.0f}, "
+            f"max {max(times):.0f}, all {[round(t) for t in times]}")
+    print(line)
+    (artifacts / "app_roundtrip.txt").write_text(line + "\n")
+    assert all(0 < t < 5000 for t in times), times

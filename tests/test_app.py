@@ -1,0 +1,224 @@
+"""The trame web app without a browser: argument checks, auth, flow control, bad input, CLI errors."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from rfmweb.errors import InputError
+from rfmweb.io import save_volume
+
+KEY = "test-key_for-rfmweb"
+
+
+@pytest.fixture(scope="module")
+def small_files(small_ct, tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("app")
+    save_volume(small_ct, folder / "ct.nii.gz", folder / "labels.nii.gz")
+    return folder / "ct.nii.gz", folder / "labels.nii.gz"
+
+
+# -- serve() argument checks (before anything is loaded or started) ------------------------------------
+def test_serve_refuses_public_host_without_key(small_ct):
+    from rfmweb.app.server import serve
+    with pytest.raises(InputError, match="auth key"):
+        serve(small_ct, host="0.0.0.0")
+    with pytest.raises(InputError, match="auth key"):
+        serve(small_ct, host="192.168.1.20", port=0)
+
+
+@pytest.mark.parametrize("key", ["short", "12345678", "0x1234abcd", "has space in it", "Infinity", "semi;colon!"])
+def test_bad_auth_keys_are_refused(small_ct, key):
+    from rfmweb.app.server import serve
+    with pytest.raises(InputError, match="auth-key"):
+        serve(small_ct, host="0.0.0.0", auth_key=key)
+
+
+def test_loopback_hosts_and_good_keys():
+    import secrets
+
+    from rfmweb.app.server import check_auth_key, is_loopback
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("example.org") and not is_loopback("10.0.0.1")
+    assert check_auth_key(KEY) and check_auth_key(secrets.token_urlsafe())
+
+
+# -- the CLI ------------------------------------------------------------------------------------------------
+def _serve_args(**kw) -> argparse.Namespace:
+    args = dict(volume=None, labels=None, host="127.0.0.1", port=0, auth_key=None, renderer=None, preset=None,
+                open=False)
+    args.update(kw)
+    return argparse.Namespace(**args)
+
+
+def test_cli_missing_file_exits_2_with_one_line(tmp_path):
+    missing = tmp_path / "nope.nii.gz"
+    res = subprocess.run([sys.executable, "-m", "rfmweb.app.cli", "serve", str(missing), "--port", "0"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert str(missing) in lines[0] and "no such file" in lines[0]
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("case", ["corrupt", "labels_grid", "renderer", "preset", "public_host", "brats_labels"])
+def test_cli_bad_input_exits_2(case, small_files, tmp_path, capsys):
+    from rfmweb.app.cli import run_serve
+    ct, labels = small_files
+    if case == "corrupt":
+        bad = tmp_path / "corrupt.nii.gz"
+        bad.write_bytes(b"\x1f\x8b not really gzip")
+        args, expect = _serve_args(volume=str(bad)), str(bad)
+    elif case == "labels_grid":
+        import nibabel as nib
+        import numpy as np
+        other = tmp_path / "labels_small.nii.gz"
+        nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)), other)
+        args, expect = _serve_args(volume=str(ct), labels=str(other)), str(other)
+    elif case == "renderer":
+        args, expect = _serve_args(volume=str(ct), renderer="nope"), "unknown renderer 'nope'"
+    elif case == "preset":
+        args, expect = _serve_args(volume=str(ct), preset="CT-Nope"), "unknown preset 'CT-Nope'"
+    elif case == "public_host":
+        args, expect = _serve_args(volume=str(ct), host="0.0.0.0"), "auth key"
+    else:
+        args, expect = _serve_args(volume=str(tmp_path), labels=str(labels)), str(tmp_path)
+    assert run_serve(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expect in err[0], err
+
+
+def test_add_serve_parser_parses_the_documented_options():
+    from rfmweb.app.cli import add_serve_parser, run_serve
+    parser = argparse.ArgumentParser(prog="rfmweb")
+    add_serve_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["serve", "scan.nii.gz", "--labels", "l.nii.gz", "--host", "0.0.0.0", "--port", "9000",
+                              "--auth-key", KEY, "--renderer", "vtk", "--preset", "CT-Muscle"])
+    assert (args.volume, args.labels, args.host, args.port, args.auth_key, args.renderer, args.preset) == (
+        "scan.nii.gz", "l.nii.gz", "0.0.0.0", 9000, KEY, "vtk", "CT-Muscle")
+    assert args.func is run_serve
+    assert parser.parse_args(["serve"]).volume is None
+
+
+# -- a running server: HTTP auth -----------------------------------------------------------------------------
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def _get(url: str, cookie: str | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(url, headers={"Cookie": cookie} if cookie else {})
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(req, timeout=10) as resp:
+            return resp.status, dict(resp.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers)
+
+
+@pytest.fixture(scope="module")
+def served(small_files, tmp_path_factory):
+    """``rfmweb serve`` (the CLI, in a subprocess) on a free port with an auth key."""
+    ct, labels = small_files
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path_factory.mktemp("served") / "server.log"
+    proc = subprocess.Popen([sys.executable, "-m", "rfmweb.app.cli", "serve", str(ct), "--labels", str(labels),
+                             "--port", str(port), "--auth-key", KEY, "--renderer", "vtk"],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            if _get(f"{base}/index.html?secret={KEY}")[0] == 200:
+                break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"server did not answer within 90 s:\n{log.read_text()}")
+        time.sleep(0.2)
+    yield base, log
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_http_requires_the_key(served):
+    base, log = served
+    assert _get(f"{base}/")[0] == 401
+    assert _get(f"{base}/index.html")[0] == 401
+    assert _get(f"{base}/index.html?secret=wrong-key-123")[0] == 401
+    assert _get(f"{base}/ws")[0] == 401  # the websocket handshake too
+    status, headers = _get(f"{base}/index.html?secret={KEY}")
+    assert status == 200
+    cookie = headers.get("Set-Cookie", "").split(";")[0]
+    assert KEY in cookie and "HttpOnly" in headers["Set-Cookie"]
+    assert _get(f"{base}/index.html", cookie=cookie)[0] == 200  # later requests carry the cookie
+    assert _get(f"{base}/index.html", cookie=cookie.replace(KEY, "wrong-key-123"))[0] == 401
+    assert f"?secret={KEY}" in log.read_text()  # the URL to open is logged
+
+
+# -- the frame adapter: flow control and bad messages (no server) --------------------------------------------
+def test_adapter_keeps_at_most_two_frames_in_flight(small_ct):
+    from rfmweb.app.logic import FrameAdapter
+    from rfmweb.session import RenderSession
+
+    pushed: list[dict] = []
+
+    class Streamer:
+        def push_content(self, name, meta, content):
+            assert name == "v" and content[:2] == b"\xff\xd8"  # a JPEG
+            pushed.append(meta)
+
+    loop = asyncio.new_event_loop()
+    adapter = FrameAdapter("v", on_frame=lambda f: None, on_status=lambda busy, msg: None)
+    adapter.loop = loop
+    adapter.set_streamer(Streamer())
+    session = RenderSession(small_ct, renderer="vtk", width=48, height=48)
+
+    def run_until(cond, timeout=10.0):
+        end = time.monotonic() + timeout
+        while not cond() and time.monotonic() < end:
+            loop.run_until_complete(asyncio.sleep(0.01))
+        return cond()
+
+    def drag(dx):
+        adapter.on_interaction("test", {"type": "MouseMove", "x": 100 + dx, "y": 100, "buttonLeft": 1})
+
+    try:
+        adapter.attach(session)
+        adapter.update_size("test", {"w": 48, "h": 48, "p": 1})
+        adapter.on_interaction("test", {"type": "LeftButtonPress", "x": 100, "y": 100, "buttonLeft": 1})
+        assert run_until(lambda: len(pushed) >= 2)
+        for dx in range(1, 8):  # the state keeps changing, but nothing is acknowledged
+            drag(dx)
+            loop.run_until_complete(asyncio.sleep(0.03))
+        assert len(pushed) == 2, pushed
+        last = pushed[-1]
+        adapter.on_interaction("test", {"type": "FrameAck", "id": last["id"], "gen": last["gen"]})
+        assert run_until(lambda: len(pushed) >= 3)  # acknowledging the latest frees both
+        # bad messages are logged and ignored
+        for bad in ({"type": "MouseMove", "x": "left", "y": 1}, {"type": "FrameAck"}, {"type": "MouseWheel",
+                    "spinY": "x"}, {"type": "LeftButtonPress"}, {"no": "type"}):
+            adapter.on_interaction("test", bad)
+        adapter.update_size("test", {"w": "wide", "h": 10})
+        adapter.update_size("test", {"w": -5, "h": float("nan")})
+        adapter.on_interaction("test", {"type": "LeftButtonRelease"})
+    finally:
+        stream = adapter.detach()
+        stream.close()
+        session.close()
+        loop.close()

@@ -1,0 +1,93 @@
+"""The ``rfmweb`` command line, run as a user runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from rfmweb.io import save_volume
+
+
+def rfmweb(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rfmweb", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def small_files(small_ct, tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("cli")
+    save_volume(small_ct, folder / "ct.nii.gz", folder / "labels.nii.gz")
+    return folder / "ct.nii.gz", folder / "labels.nii.gz"
+
+
+@pytest.mark.parametrize("renderer", ["raymarch", "vtk"])
+def test_render_writes_a_picture(small_files, tmp_path, artifacts, renderer):
+    ct, labels = small_files
+    out = tmp_path / f"frame_{renderer}.png"
+    res = rfmweb("render", ct, "--labels", labels, "--out", out, "--renderer", renderer, "--preset", "CT-Bone",
+                 "--azimuth", "30", "--elevation", "10", "--size", "96")
+    assert res.returncode == 0, res.stderr
+    img = np.asarray(Image.open(out).convert("RGB"))
+    assert img.shape == (96, 96, 3) and img.std() > 10
+    Image.fromarray(img).save(artifacts / f"cli_{renderer}.png")
+
+
+def test_render_hides_a_class_and_writes_jpeg(small_files, tmp_path):
+    ct, labels = small_files
+    full, hidden = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    assert rfmweb("render", ct, "--labels", labels, "--out", full, "--size", "64").returncode == 0
+    res = rfmweb("render", ct, "--labels", labels, "--out", hidden, "--size", "64", "--hide", "label 2")
+    assert res.returncode == 0, res.stderr
+    a, b = (np.asarray(Image.open(p), dtype=float) for p in (full, hidden))
+    assert Image.open(hidden).format == "JPEG" and np.abs(a - b).mean() > 2
+
+
+def _broken(folder: Path) -> Path:
+    (folder / "broken.nii.gz").write_bytes(b"garbage" * 100)
+    return folder / "broken.nii.gz"
+
+
+@pytest.mark.parametrize("make, expect", [
+    (_broken, "not a readable NIfTI"),
+    (lambda d: d / "missing.nii.gz", "no such file"),
+])
+def test_bad_input_is_one_line_and_no_output(tmp_path, make, expect):
+    src = make(tmp_path)
+    out = tmp_path / "out.png"
+    res = rfmweb("render", src, "--out", out)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(src) in lines[0] and expect in lines[0], res.stderr
+    assert "Traceback" not in res.stderr
+    assert not out.exists() and list(tmp_path.glob(".out.png*")) == []
+
+
+def test_mismatched_labels_name_both_files(small_files, tmp_path):
+    ct, _ = small_files
+    nib.save(nib.Nifti1Image(np.zeros((5, 5, 5), np.uint8), np.eye(4)), str(tmp_path / "other.nii.gz"))
+    res = rfmweb("render", ct, "--labels", tmp_path / "other.nii.gz", "--out", tmp_path / "o.png")
+    assert res.returncode == 2 and "other.nii.gz" in res.stderr and str(ct) in res.stderr
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_bad_arguments(small_files, tmp_path):
+    ct, labels = small_files
+    res = rfmweb("render", ct, "--out", tmp_path / "x.gif")
+    assert res.returncode == 2 and "must end in .png" in res.stderr
+    res = rfmweb("render", ct, "--labels", labels, "--out", tmp_path / "x.png", "--hide", "pancreas")
+    assert res.returncode == 2 and "no such class or group" in res.stderr and "label 2" in res.stderr
+    res = rfmweb("render", ct, "--out", tmp_path / "x.png", "--hide", "pancreas")
+    assert res.returncode == 2 and "has no label classes" in res.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_samples_are_listed():
+    res = rfmweb("samples")
+    assert res.returncode == 0
+    assert "sample:ct_phantom" in res.stdout and "sample:brain_glioma" in res.stdout

@@ -1,0 +1,28 @@
+"""The notebooks run top to bottom on a CPU (nbclient), and their stills are real pictures."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+from nbclient import NotebookClient
+from PIL import Image
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(path, artifacts):
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    stills = [out["data"]["image/png"] for cell in nb.cells if cell.cell_type == "code"
+              for out in cell.get("outputs", []) if "image/png" in out.get("data", {})]
+    assert stills, "the notebook shows no still image"
+    for i, data in enumerate(stills):
+        img = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
+        Image.fromarray(img).save(artifacts / f"notebook_{path.stem}_{i}.png")
+        assert img.std() > 10, f"still {i} of {path.name} is blank"

@@ -1,0 +1,330 @@
+"""rfmweb.widgets without a browser: the widgets are driven through the same message handler the page
+uses (``_handle_custom_msg``), and a stand-in page records what Python sends (frames are real JPEGs
+of the real head CT)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rfmweb.errors import InputError
+from rfmweb.session import RenderSession
+from rfmweb.volume import LabelClass, Volume
+from rfmweb.widgets import Compare, Viewer
+
+from .conftest import pixels_differ
+
+SIZE = 96
+
+
+class Page:
+    """Stands in for ``viewer.js``: records what Python sends, answers through the widget's handler.
+
+    Like the page, it acknowledges a frame after "drawing" it (here: when a test waits for frames),
+    unless ``auto_ack`` is off. It records the most frames ever unacknowledged per view.
+    """
+
+    def __init__(self, widget, *, auto_ack: bool = True) -> None:
+        self.widget = widget
+        self.auto_ack = auto_ack
+        self.frames: list[tuple[dict, bytes]] = []
+        self.replies: list[tuple[dict, list]] = []
+        self.unacked: dict[int, set[int]] = {}
+        self.max_unacked = 0
+        self.cond = threading.Condition()
+        widget.send = self._receive  # what the render threads and the handler call
+
+    def _receive(self, content: dict, buffers=None) -> None:
+        with self.cond:
+            if content["type"] == "frame":
+                assert len(buffers) == 1 and isinstance(buffers[0], bytes), "a frame is one binary buffer"
+                self.frames.append((content, buffers[0]))
+                out = self.unacked.setdefault(content["view"], set())
+                out.add(content["id"])
+                self.max_unacked = max(self.max_unacked, len(out))
+            else:
+                self.replies.append((content, list(buffers or [])))
+            self.cond.notify_all()
+
+    def send(self, msg: dict) -> None:
+        if msg.get("type") == "ack":
+            with self.cond:
+                self.unacked.get(msg["view"], set()).discard(msg["id"])
+        self.widget._handle_custom_msg(msg, [])
+
+    def ack_all(self) -> None:
+        with self.cond:
+            pending = [(v, i) for v, ids in self.unacked.items() for i in sorted(ids)]
+        for v, i in pending:
+            self.send({"type": "ack", "view": v, "id": i})
+
+    def ready(self, view: int = 0, size: int = SIZE) -> None:
+        self.send({"type": "ready", "view": view, "width": size, "height": size})
+
+    def wait_frame(self, view: int = 0, *, after: int = -1, kind: str | None = "idle", min_version: int = 0,
+                   timeout: float = 30.0):
+        """The first frame of ``view`` at index > ``after`` in ``self.frames``, of ``kind`` and showing
+        session state ``min_version`` or later: ``(index, meta, [H, W, 3] uint8)``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.auto_ack:
+                self.ack_all()
+            with self.cond:
+                for n, (meta, data) in enumerate(self.frames):
+                    if n > after and meta["view"] == view and (kind is None or meta["kind"] == kind) \
+                            and meta["version"] >= min_version:
+                        return n, meta, decode(data)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {kind or ''} frame of view {view} after #{after} in {timeout} s; "
+                                         f"got {[(m['view'], m['kind']) for m, _ in self.frames]}")
+                self.cond.wait(min(left, 0.05))
+
+    def wait_reply(self, type_: str, timeout: float = 30.0) -> tuple[dict, list]:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for content, buffers in self.replies:
+                    if content["type"] == type_:
+                        return content, buffers
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {type_!r} reply in {timeout} s; got {self.replies}")
+                self.cond.wait(left)
+
+    def latest_index(self) -> int:
+        with self.cond:
+            return len(self.frames) - 1
+
+
+def decode(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def assert_not_blank(img: np.ndarray) -> None:
+    assert float(img.std()) > 3.0, f"blank frame (std {img.std():.2f})"
+
+
+@pytest.fixture(scope="module")
+def grouped_ct(small_ct) -> Volume:
+    """The small head CT with its two threshold classes put into anatomical groups."""
+    classes = (LabelClass(0, "background", (0.0, 0.0, 0.0)),
+               LabelClass(1, "soft tissue", (0.9, 0.6, 0.5), group="soft tissue"),
+               LabelClass(2, "bone", (0.95, 0.92, 0.8), group="skeleton"))
+    return Volume(small_ct.data, small_ct.affine, modality="CT", labels=small_ct.labels, classes=classes,
+                  name="head")
+
+
+@pytest.fixture
+def viewer(grouped_ct):
+    w = Viewer(grouped_ct, preset="CT-Bone", width=SIZE, height=SIZE)
+    yield w
+    w.close()
+
+
+def test_frames_are_jpeg_of_the_volume(viewer):
+    page = Page(viewer)
+    statuses = []
+    viewer.observe(lambda change: statuses.append((change["new"][0]["busy"], change["new"][0]["status"])), "views")
+    page.ready()
+    n, meta, img = page.wait_frame(kind=None)
+    assert meta["mime"] == "image/jpeg" and meta["kind"] == "interactive"
+    n, meta, img = page.wait_frame(after=n, kind="idle")
+    assert img.shape == (SIZE, SIZE, 3) and (meta["width"], meta["height"]) == (SIZE, SIZE)
+    assert_not_blank(img)
+    state = viewer.views[0]
+    assert state["preset"] == "CT-Bone" and state["title"] == "head"
+    assert [g["name"] for g in state["groups"]] == ["soft tissue", "skeleton"]
+    assert {"name": "vtk", "label": "VTK (fast CPU)"} in viewer.renderer_options
+    assert "CT-Muscle" in viewer.preset_options
+    # the render thread reports the slow full-quality render through the synced state
+    assert (True, "rendering full quality…") in statuses and statuses[-1] == (False, "")
+
+
+def test_drag_changes_camera_and_frame(viewer):
+    page = Page(viewer)
+    page.ready()
+    n, _, before = page.wait_frame()
+    azimuth = viewer.session.camera.azimuth
+    page.send({"type": "drag", "view": 0, "button": "left", "dx": 60, "dy": 0, "shift": False, "ctrl": False})
+    assert viewer.session.camera.azimuth != azimuth
+    n, _, after = page.wait_frame(after=n, min_version=viewer.session.version)
+    assert pixels_differ(before, after)
+    # shift + left pans (target moves), right zooms (distance changes), the wheel zooms
+    target, distance = viewer.session.camera.target, viewer.session.camera.distance
+    page.send({"type": "drag", "view": 0, "button": "left", "dx": 10, "dy": 5, "shift": True})
+    assert viewer.session.camera.target != target
+    page.send({"type": "drag", "view": 0, "button": "right", "dx": 0, "dy": -40})
+    assert viewer.session.camera.distance < distance
+    distance = viewer.session.camera.distance
+    page.send({"type": "wheel", "view": 0, "dy": 120})
+    assert viewer.session.camera.distance > distance
+
+
+def test_at_most_two_frames_unacknowledged(viewer):
+    page = Page(viewer, auto_ack=False)
+    viewer.stream.ack_timeout = 60.0  # only real acknowledgements may free the stream here
+    page.ready()
+    for k in range(8):  # a burst of gestures: the stream merges them and stops at two in flight
+        page.send({"type": "wheel", "view": 0, "dy": 10 + k})
+        time.sleep(0.02)
+    deadline = time.monotonic() + 20
+    while len(page.frames) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(page.frames) == 2
+    time.sleep(0.3)  # long enough for several 96 px renders: none may be sent
+    assert len(page.frames) == 2 and page.max_unacked == 2
+    page.send({"type": "ack", "view": 0, "id": page.frames[0][0]["id"]})
+    page.wait_frame(after=1, kind=None, timeout=20)  # the ack freed one slot
+    page.auto_ack = True
+    for k in range(10):
+        last = page.latest_index()
+        page.send({"type": "drag", "view": 0, "button": "left", "dx": 5, "dy": 1})
+        page.wait_frame(after=last, kind=None)
+    page.wait_frame(min_version=viewer.session.version)
+    assert page.max_unacked <= 2
+
+
+def test_class_and_group_toggles_change_the_image(viewer):
+    page = Page(viewer)
+    page.ready()
+    n, _, shown = page.wait_frame()
+    page.send({"type": "class", "view": 0, "index": 2, "visible": False})
+    assert viewer.views[0]["classes"][2]["visible"] is False
+    assert viewer.views[0]["groups"][1] == {"name": "skeleton", "visible": "none"}
+    n, _, hidden = page.wait_frame(after=n, min_version=viewer.session.version)
+    assert pixels_differ(shown, hidden, threshold=5.0)
+    page.send({"type": "group", "view": 0, "group": "skeleton", "visible": True})
+    n, _, back = page.wait_frame(after=n, min_version=viewer.session.version)
+    assert not pixels_differ(shown, back, threshold=1.0)
+    page.send({"type": "class_colors", "view": 0, "on": True})
+    page.send({"type": "class", "view": 0, "index": 2, "color": "#00ff00", "opacity": 0.5})
+    n, _, green = page.wait_frame(after=n, min_version=viewer.session.version)
+    assert viewer.views[0]["class_colors"] and viewer.views[0]["classes"][2]["color"] == "#00ff00"
+    assert green[..., 1].mean() > green[..., 0].mean() + 5, "bone coloured green by its class"
+
+
+def test_python_api_drives_state_and_frames(viewer, tmp_path):
+    page = Page(viewer)
+    page.ready()
+    n, _, bone = page.wait_frame()
+    viewer.set_preset("CT-Muscle")
+    assert viewer.views[0]["preset"] == "CT-Muscle"
+    n, _, muscle = page.wait_frame(after=n, min_version=viewer.session.version)
+    assert pixels_differ(bone, muscle)
+    viewer.set_class_visible("Bone", False)
+    viewer.set_group_visible("soft tissue", False)
+    assert [c["visible"] for c in viewer.views[0]["classes"]] == [True, False, False]
+    with pytest.raises(InputError, match="no class named"):
+        viewer.set_class_visible("liver", False)
+    viewer.set_class_visible(2, True)
+    viewer.session.orbit(40, 0)
+    viewer.reset_camera()
+    assert viewer.session.camera == viewer.session.home_camera()
+    png = viewer.screenshot(tmp_path / "shot.png")
+    assert png.startswith(b"\x89PNG") and (tmp_path / "shot.png").read_bytes() == png
+    assert decode(png).shape == (SIZE, SIZE, 3)
+
+
+def test_screenshot_and_resize_messages(viewer):
+    page = Page(viewer)
+    page.ready()
+    page.send({"type": "resize", "view": 0, "width": 120, "height": 80})
+    n, meta, img = page.wait_frame()
+    while (meta["width"], meta["height"]) != (120, 80):
+        n, meta, img = page.wait_frame(after=n)
+    assert img.shape == (80, 120, 3)
+    page.send({"type": "screenshot", "view": 0, "request": 7})
+    reply, buffers = page.wait_reply("screenshot")
+    assert reply["request"] == 7 and reply["filename"].endswith(".png") and reply["mime"] == "image/png"
+    shot = decode(buffers[0])
+    assert shot.shape == (80, 120, 3)
+    assert_not_blank(shot)
+
+
+def test_bad_messages_are_logged_not_raised(viewer, caplog):
+    page = Page(viewer)
+    page.ready()
+    n, _, _ = page.wait_frame()
+    bad = [None, [1, 2], "drag", {}, {"type": "nope", "view": 0}, {"type": "drag", "view": 0},
+           {"type": "drag", "view": 0, "button": "fourth", "dx": 1, "dy": 1},
+           {"type": "wheel", "view": 0, "dy": "a lot"}, {"type": "wheel", "view": 0, "dy": float("nan")},
+           {"type": "wheel", "view": 9, "dy": 1}, {"type": "ack", "view": 0, "id": 1.5},
+           {"type": "resize", "view": 0, "width": -5, "height": 10},
+           {"type": "preset", "view": 0, "name": "CT-Nonsense"}, {"type": "class", "view": 0, "index": 42},
+           {"type": "class", "view": 0, "index": 1, "opacity": 3}, {"type": "class", "view": 0, "index": 1, "color": "red"},
+           {"type": "group", "view": 0, "group": "vessels", "visible": True}]
+    with caplog.at_level(logging.WARNING, logger="rfmweb.widgets.viewer"):
+        for msg in bad:
+            viewer._handle_custom_msg(msg, [])
+    assert len([r for r in caplog.records if "ignored message" in r.getMessage()]) == len(bad)
+    errors = [c for c, _ in page.replies if c["type"] == "error"]
+    assert len(errors) == len(bad) and "CT-Nonsense" in errors[12]["message"]
+    page.send({"type": "wheel", "view": 0, "dy": -50})  # still alive and well
+    page.wait_frame(after=n)
+
+
+def test_compare_links_cameras_and_keeps_own_state(small_ct):
+    cmp = Compare.presets(small_ct, ["CT-Bone", "CT-Muscle"], width=SIZE, height=SIZE)
+    try:
+        page = Page(cmp)
+        page.ready(0)
+        page.ready(1)
+        _, _, bone = page.wait_frame(0)
+        n, _, muscle = page.wait_frame(1)
+        assert_not_blank(bone)
+        assert_not_blank(muscle)
+        assert pixels_differ(bone, muscle)
+        assert [v["title"] for v in cmp.views] == ["CT-Bone", "CT-Muscle"]
+        assert "CT-Bone" in cmp.preset_options and len(cmp.renderer_options) >= 2
+        a, b = cmp.sessions
+        page.send({"type": "drag", "view": 0, "button": "left", "dx": 80, "dy": 20})
+        assert b.camera == a.camera
+        page.send({"type": "wheel", "view": 1, "dy": -200})
+        assert a.camera.distance == b.camera.distance
+        page.wait_frame(0, after=n, min_version=a.version)
+        page.wait_frame(1, after=n, min_version=b.version)
+        page.send({"type": "class", "view": 1, "index": 2, "visible": False})
+        assert a.classes.style(2).visible and not b.classes.style(2).visible
+        cmp.set_preset("CT-AAA", view=0)
+        assert [v["preset"] for v in cmp.views] == ["CT-AAA", "CT-Muscle"]
+        shot = decode(cmp.screenshot())
+        assert shot.shape == (SIZE, 2 * SIZE + 4, 3)
+    finally:
+        cmp.close()
+
+
+def test_compare_renderers(small_ct):
+    cmp = Compare.renderers(small_ct, ["raymarch", "vtk"], preset="CT-Muscle", width=64, height=64, link=False)
+    try:
+        assert [v["renderer"] for v in cmp.views] == ["raymarch", "vtk"]
+        assert [v["title"] for v in cmp.views] == ["Ray-marcher (torch)", "VTK (fast CPU)"]
+        page = Page(cmp)
+        page.send({"type": "renderer", "view": 0, "name": "vtk"})
+        page.send({"type": "drag", "view": 0, "button": "left", "dx": 30, "dy": 0})
+        a, b = cmp.sessions
+        assert a.renderer_name == "vtk" and a.camera != b.camera  # not linked
+    finally:
+        cmp.close()
+
+
+def test_constructor_errors_and_shared_sessions(small_ct):
+    session = RenderSession(small_ct, width=SIZE, height=SIZE)
+    with pytest.raises(InputError, match="two or more"):
+        Compare([small_ct])
+    with pytest.raises(InputError, match="Volume or RenderSession"):
+        Viewer(np.zeros((4, 4, 4)))
+    with pytest.raises(InputError, match="unknown preset"):
+        Viewer(session, preset="CT-Nonsense")
+    w = Viewer(session, preset="CT-Muscle")
+    assert w.session is session and session.preset_name == "CT-Muscle"
+    session.set_preset("CT-Bone")  # changes made on the session show up in the widget's state
+    assert w.views[0]["preset"] == "CT-Bone"
+    w.close()
+    assert session.render().shape == (SIZE, SIZE, 3)  # a session the widget did not create stays usable

@@ -1,0 +1,404 @@
+"""Jupyter widgets (anywidget): :class:`Viewer` (one view) and :class:`Compare` (linked views).
+
+Each view is a :class:`~rfmweb.session.RenderSession` streamed by a
+:class:`~rfmweb.session.FrameStream`. The widget is a thin adapter:
+
+- frames: the stream's worker thread calls ``send({"type": "frame", "view": i, ...}, buffers=[jpeg])``
+  (ipykernel's IOPub socket is safe to use from any thread: each thread gets its own pipe to the IOPub
+  thread; checked in a real JupyterLab 4.6 with ipykernel 7.4 by ``tests/browser/test_jupyterlab.py``);
+  the page draws each frame and answers ``{"type": "ack", "view": i, "id": n}``, which frees the
+  stream's flow control;
+- intents: the page sends typed messages (:mod:`._messages`: drag, wheel, resize, preset, class, ...)
+  that become session calls; a malformed message is logged and answered with an ``error`` message,
+  it never raises into the kernel;
+- state: the synced traitlets ``views`` (per view: preset, renderer, classes, groups, status),
+  ``preset_options`` and ``renderer_options`` mirror the sessions. Python owns them (rebuilt after
+  every session change, whoever made it); the page only reads them and sends intents back.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import threading
+from functools import partial
+from pathlib import Path
+from typing import Sequence, Union
+
+import anywidget
+import traitlets as t
+
+from rfmweb.errors import InputError
+from rfmweb.render.registry import renderer_label, renderer_names
+from rfmweb.session import FrameStream, RenderSession, link_cameras
+from rfmweb.session.interaction import apply_drag, apply_wheel
+from rfmweb.transfer import PRESETS
+from rfmweb.volume import Volume
+
+from . import _messages as m
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+
+ViewSource = Union[Volume, RenderSession]
+
+
+def _hex(color: Sequence[float]) -> str:
+    return "#" + "".join(f"{max(0, min(255, round(float(c) * 255))):02x}" for c in color[:3])
+
+
+def _session_for(source: ViewSource, renderer: str | None, preset: str | None, width: int,
+                 height: int) -> tuple[RenderSession, bool]:
+    """``(session, owned)``: wrap a volume in a new session, or adopt a given one."""
+    if isinstance(source, RenderSession):
+        if renderer is not None:
+            source.set_renderer(renderer)
+        if preset is not None:
+            source.set_preset(preset)
+        return source, False
+    if isinstance(source, Volume):
+        return RenderSession(source, renderer=renderer, preset=preset, width=width, height=height), True
+    raise InputError(f"a view must be an rfmweb Volume or RenderSession, got {type(source).__name__}")
+
+
+class _Views(anywidget.AnyWidget):
+    """One or more views, each a session + frame stream, drawn by ``viewer.js``."""
+
+    _esm = STATIC / "viewer.js"
+    _css = STATIC / "viewer.css"
+
+    #: Per view: title, preset, renderer, class_colors, classes, groups, status, busy (see ``_view_state``).
+    views = t.List(t.Dict()).tag(sync=True)
+    #: Preset names offered in the preset menus.
+    preset_options = t.List(t.Unicode()).tag(sync=True)
+    #: Renderers offered in the renderer menus: ``{"name": ..., "label": ...}``.
+    renderer_options = t.List(t.Dict()).tag(sync=True)
+    #: CSS size of each canvas (the page sends back the device-pixel size it really has).
+    width = t.Int(512).tag(sync=True)
+    height = t.Int(512).tag(sync=True)
+    #: ``"side"``: controls beside the canvas (Viewer); ``"below"``: under each canvas (Compare).
+    arrangement = t.Unicode("side").tag(sync=True)
+
+    def __init__(self, sessions: list[RenderSession], *, owned: list[bool], titles: Sequence[str | None],
+                 width: int, height: int, arrangement: str, link: bool) -> None:
+        if not sessions:
+            raise InputError("a viewer needs at least one view")
+        if len(titles) != len(sessions):
+            raise InputError(f"got {len(titles)} titles for {len(sessions)} views")
+        for name, v in (("width", width), ("height", height)):
+            if not 16 <= int(v) <= m.MAX_SIDE:
+                raise InputError(f"{name} must lie in 16..{m.MAX_SIDE} CSS pixels, got {v}")
+        self._sessions = list(sessions)
+        self._owned = list(owned)
+        self._titles = [tt or s.volume.name or f"View {i + 1}" for i, (tt, s) in enumerate(zip(titles, sessions))]
+        self._state_lock = threading.RLock()
+        self._status = [("", False)] * len(sessions)
+        self._closed = False
+        super().__init__(width=int(width), height=int(height), arrangement=arrangement, preset_options=list(PRESETS),
+                         renderer_options=[{"name": n, "label": renderer_label(n)} for n in renderer_names()])
+        self._unsubscribe = [s.subscribe(self._on_session_change) for s in self._sessions]
+        self._unlink = link_cameras(self._sessions) if link and len(self._sessions) > 1 else None
+        # paused until the page mounts the view (its "ready" message): no frames for nobody
+        self._streams = [FrameStream(s, partial(self._send_frame, i), on_status=partial(self._on_status, i),
+                                     paused=True, name=f"{self.model_id[:8]}-{i}")
+                         for i, s in enumerate(self._sessions)]
+        self._sync_views()
+        self.on_msg(self._on_client_msg)
+
+    # -- public API -----------------------------------------------------------------------------
+    @property
+    def sessions(self) -> tuple[RenderSession, ...]:
+        """The views' sessions (change them directly; the page follows)."""
+        return tuple(self._sessions)
+
+    @property
+    def streams(self) -> tuple[FrameStream, ...]:
+        return tuple(self._streams)
+
+    def set_preset(self, name: str, *, view: int | None = None) -> None:
+        """Switch to a preset (e.g. ``"CT-Bone"``) in one view (``view=i``) or all (``None``)."""
+        for s in self._targets(view):
+            s.set_preset(name)
+
+    def set_renderer(self, name: str, *, view: int | None = None) -> None:
+        """Switch renderer (a name from :func:`rfmweb.render.registry.renderer_names`)."""
+        for s in self._targets(view):
+            s.set_renderer(name)
+
+    def set_class_visible(self, index_or_name: int | str, visible: bool, *, view: int | None = None) -> None:
+        """Show or hide one class, given by label value or name (case-insensitive)."""
+        for s in self._targets(view):
+            s.set_class(_class_index(s, index_or_name), visible=bool(visible))
+
+    def set_class_opacity(self, index_or_name: int | str, opacity: float, *, view: int | None = None) -> None:
+        """Set one class's opacity in [0, 1]."""
+        for s in self._targets(view):
+            s.set_class(_class_index(s, index_or_name), opacity=float(opacity))
+
+    def set_group_visible(self, group: str, visible: bool, *, view: int | None = None) -> None:
+        """Show or hide a group of classes ("skeleton", "organs", "vessels", "soft tissue", ...)."""
+        for s in self._targets(view):
+            s.set_group_visible(group, bool(visible))
+
+    def set_class_colors(self, on: bool, *, view: int | None = None) -> None:
+        """Colour voxels by class (``True``) or by the transfer function (``False``)."""
+        for s in self._targets(view):
+            s.set_class_colors(bool(on))
+
+    def reset_camera(self, *, view: int | None = None) -> None:
+        """Back to the home view (linked views follow)."""
+        for s in self._targets(view):
+            s.reset_camera()
+
+    def screenshot(self, path: str | Path | None = None, *, view: int | None = None) -> bytes:
+        """A full-quality PNG of one view, or of all views side by side (``view=None``).
+
+        Blocks until rendered; writes the PNG to ``path`` too when given.
+        """
+        indices = range(len(self._streams)) if view is None else [self._check_view(view)]
+        pngs = [self._streams[i].screenshot() for i in indices]
+        data = pngs[0] if len(pngs) == 1 else _tile_pngs(pngs)
+        if path is not None:
+            Path(path).write_bytes(data)
+        return data
+
+    def close(self) -> None:
+        """Stop the render threads, unlink cameras, close the sessions this widget created."""
+        if not getattr(self, "_closed", True):
+            self._closed = True
+            for s in self._streams:
+                s.close()
+            for u in self._unsubscribe:
+                u()
+            if self._unlink is not None:
+                self._unlink()
+            for s, owned in zip(self._sessions, self._owned):
+                if owned:
+                    s.close()
+        super().close()
+
+    # -- state mirror ---------------------------------------------------------------------------
+    def _targets(self, view: int | None) -> list[RenderSession]:
+        return list(self._sessions) if view is None else [self._sessions[self._check_view(view)]]
+
+    def _check_view(self, view: int) -> int:
+        if not 0 <= int(view) < len(self._sessions):
+            raise InputError(f"view must lie in 0..{len(self._sessions) - 1}, got {view}")
+        return int(view)
+
+    def _view_state(self, i: int) -> dict:
+        s = self._sessions[i]
+        snap = s.snapshot()  # one consistent reading of the session's state
+        table, preset, renderer = snap.scene.classes, snap.preset, snap.renderer
+        classes = [{"index": c.index, "name": c.name, "color": _hex(c.color), "opacity": float(c.opacity),
+                    "visible": bool(c.visible), "group": c.group} for c in table.styles]
+        groups = []
+        for g in dict.fromkeys(c.group for c in table.styles if c.group):  # in class-table order
+            vis = [c.visible for c in table.styles if c.group == g]
+            groups.append({"name": g, "visible": "all" if all(vis) else "none" if not any(vis) else "some"})
+        status, busy = self._status[i]
+        return {"title": self._titles[i], "preset": preset, "renderer": renderer,
+                "class_colors": bool(table.use_class_colors), "classes": classes, "groups": groups,
+                "status": status, "busy": busy}
+
+    def _sync_views(self) -> None:
+        # Called from the kernel thread and from render threads: one writer at a time.
+        with self._state_lock:
+            if not self._closed:
+                self.views = [self._view_state(i) for i in range(len(self._sessions))]
+
+    def _on_session_change(self, _session: RenderSession, what: str) -> None:
+        if what != "camera":
+            self._sync_views()
+
+    def _on_status(self, i: int, busy: bool, message: str) -> None:
+        with self._state_lock:
+            self._status[i] = (message, busy)
+        self._sync_views()
+
+    # -- frames ---------------------------------------------------------------------------------
+    def _send_frame(self, i: int, frame) -> None:
+        """FrameStream callback (render thread): one frame as one binary buffer."""
+        header = m.FrameOut(view=i, **frame.meta())
+        self.send(header.to_json(), buffers=[frame.data])
+
+    # -- browser messages -----------------------------------------------------------------------
+    def _on_client_msg(self, _widget, content, buffers) -> None:
+        """Every browser message enters here; nothing it contains may raise into the kernel."""
+        view = content.get("view") if isinstance(content, dict) else None
+        try:
+            msg = m.parse_client_message(content)
+            self._check_view(msg.view)
+            self._dispatch(msg)
+        except (m.MessageError, InputError) as exc:
+            log.warning("rfmweb widget: ignored message %r: %s", _short(content), exc)
+            self._reply_error(view, str(exc), content)
+        except Exception as exc:  # a bug of ours: log it with the traceback, keep the kernel alive
+            log.exception("rfmweb widget: handling message %r failed", _short(content))
+            self._reply_error(view, f"internal error: {exc}", content)
+
+    def _reply_error(self, view, text: str, content) -> None:
+        request = content.get("request") if isinstance(content, dict) else None
+        try:
+            self.send(m.ErrorOut(view if isinstance(view, int) else -1, text,
+                                 request if isinstance(request, int) else None).to_json())
+        except Exception:
+            log.exception("rfmweb widget: could not report an error to the page")
+
+    def _dispatch(self, msg: m.ClientMessage) -> None:
+        i = msg.view
+        session, stream = self._sessions[i], self._streams[i]
+        if isinstance(msg, m.Ack):
+            stream.ack(msg.id)
+        elif isinstance(msg, m.Drag):
+            apply_drag(session, msg.button, msg.dx, msg.dy, shift=msg.shift, ctrl=msg.ctrl,
+                       pixel_ratio=session.camera.width / max(1, self.width))
+        elif isinstance(msg, m.Wheel):
+            apply_wheel(session, msg.dy)
+        elif isinstance(msg, m.Resize):
+            session.resize(msg.width, msg.height)
+        elif isinstance(msg, m.Ready):
+            # a (re)mounted page has no frames in flight and needs a first frame even if nothing changed
+            session.resize(msg.width, msg.height)
+            stream.resume()
+        elif isinstance(msg, m.SetPreset):
+            session.set_preset(msg.name)
+        elif isinstance(msg, m.SetRenderer):
+            session.set_renderer(msg.name)
+        elif isinstance(msg, m.SetClass):
+            session.set_class(msg.index, visible=msg.visible, opacity=msg.opacity, color=msg.rgb())
+        elif isinstance(msg, m.SetGroup):
+            session.set_group_visible(msg.group, msg.visible)
+        elif isinstance(msg, m.SetClassColors):
+            session.set_class_colors(msg.on)
+        elif isinstance(msg, m.ResetCamera):
+            session.reset_camera()
+        elif isinstance(msg, m.Screenshot):
+            # rendering a full-quality PNG takes a while: never on the kernel's thread
+            threading.Thread(target=self._reply_screenshot, args=(msg,), name="rfmweb-screenshot",
+                             daemon=True).start()
+        else:  # pragma: no cover - every ClientMessage subclass is handled above
+            raise m.MessageError(f"no handler for {msg.tag()!r}")
+
+    def _reply_screenshot(self, msg: m.Screenshot) -> None:
+        try:
+            png = self._streams[msg.view].screenshot()
+        except Exception as exc:
+            log.exception("rfmweb widget: screenshot failed")
+            self.send(m.ErrorOut(msg.view, f"screenshot failed: {exc}", msg.request).to_json())
+            return
+        s = self._sessions[msg.view]
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self._titles[msg.view]}_{s.preset_name}").strip("_")
+        self.send(m.ScreenshotOut(msg.view, msg.request, f"{name or 'rfmweb'}.png").to_json(), buffers=[png])
+
+
+def _short(content, limit: int = 200) -> str:
+    text = repr(content)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _class_index(session: RenderSession, index_or_name: int | str) -> int:
+    styles = session.classes.styles
+    if isinstance(index_or_name, str):
+        for c in styles:
+            if c.name.lower() == index_or_name.lower():
+                return c.index
+        raise InputError(f"no class named {index_or_name!r}; classes are {[c.name for c in styles]}")
+    return session.classes.style(int(index_or_name)).index
+
+
+def _tile_pngs(pngs: list[bytes], gap: int = 4) -> bytes:
+    """Several PNGs side by side on a black strip, as one PNG."""
+    from PIL import Image
+    images = [Image.open(io.BytesIO(p)).convert("RGB") for p in pngs]
+    out = Image.new("RGB", (sum(im.width for im in images) + gap * (len(images) - 1),
+                            max(im.height for im in images)))
+    x = 0
+    for im in images:
+        out.paste(im, (x, 0))
+        x += im.width + gap
+    buf = io.BytesIO()
+    out.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class Viewer(_Views):
+    """One interactive view of a volume in a notebook.
+
+    Args:
+        volume_or_session: a :class:`~rfmweb.Volume` (a new session is made) or a
+            :class:`~rfmweb.RenderSession` to show (shared: changes from either side show up in both).
+        renderer: renderer name (default: the fastest here); preset: preset name (default per modality).
+        width, height: canvas size in CSS pixels.
+        title: shown above the canvas (default: the volume's name).
+
+    Example:
+        >>> from rfmweb.widgets import Viewer                              # doctest: +SKIP
+        >>> v = Viewer(rfmweb.samples.load("ct_phantom"), preset="CT-Bone")  # doctest: +SKIP
+        >>> v.set_group_visible("skeleton", False); v                     # doctest: +SKIP
+    """
+
+    def __init__(self, volume_or_session: ViewSource, *, renderer: str | None = None, preset: str | None = None,
+                 width: int = 512, height: int = 512, title: str | None = None) -> None:
+        session, owned = _session_for(volume_or_session, renderer, preset, width, height)
+        super().__init__([session], owned=[owned], titles=[title], width=width, height=height,
+                         arrangement="side", link=False)
+
+    @property
+    def session(self) -> RenderSession:
+        return self._sessions[0]
+
+    @property
+    def stream(self) -> FrameStream:
+        return self._streams[0]
+
+
+class Compare(_Views):
+    """Two or more views side by side, cameras linked (orbit one, all follow).
+
+    Each view keeps its own preset, renderer and class toggles. Methods take ``view=i`` to address
+    one view; without it they apply to every view.
+
+    Args:
+        views: Volumes (each gets a new session) or RenderSessions.
+        titles: one per view (default: the volume names).
+        link: link the cameras (:func:`rfmweb.session.link_cameras`).
+        width, height: size of each canvas in CSS pixels.
+
+    Example:
+        >>> Compare.presets(volume, ["CT-Bone", "CT-Muscle"])             # doctest: +SKIP
+        >>> Compare([gt_session, renderfm_session], titles=["ray-marched", "Render-FM"])  # doctest: +SKIP
+    """
+
+    def __init__(self, views: Sequence[ViewSource], *, titles: Sequence[str] | None = None, link: bool = True,
+                 width: int = 384, height: int = 384) -> None:
+        views = list(views)
+        if len(views) < 2:
+            raise InputError(f"Compare needs two or more views, got {len(views)}; use Viewer for one")
+        if titles is not None and len(titles) != len(views):
+            raise InputError(f"got {len(titles)} titles for {len(views)} views")
+        made = [_session_for(v, None, None, width, height) for v in views]
+        super().__init__([s for s, _ in made], owned=[o for _, o in made], titles=list(titles or [None] * len(views)),
+                         width=width, height=height, arrangement="below", link=link)
+
+    @classmethod
+    def presets(cls, volume: Volume, presets: Sequence[str], *, renderer: str | None = None, **kwargs) -> "Compare":
+        """One view per preset of the same volume, titled by preset."""
+        sessions = [RenderSession(volume, renderer=renderer, preset=p, width=kwargs.get("width", 384),
+                                  height=kwargs.get("height", 384)) for p in presets]
+        kwargs.setdefault("titles", list(presets))
+        widget = cls(sessions, **kwargs)
+        widget._owned = [True] * len(sessions)
+        return widget
+
+    @classmethod
+    def renderers(cls, volume: Volume, renderers: Sequence[str], *, preset: str | None = None, **kwargs) -> "Compare":
+        """One view per renderer of the same volume (e.g. ``["raymarch", "vtk"]``), titled by renderer."""
+        sessions = [RenderSession(volume, renderer=r, preset=preset, width=kwargs.get("width", 384),
+                                  height=kwargs.get("height", 384)) for r in renderers]
+        kwargs.setdefault("titles", [renderer_label(r) for r in renderers])
+        widget = cls(sessions, **kwargs)
+        widget._owned = [True] * len(sessions)
+        return widget
