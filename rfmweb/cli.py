@@ -1,103 +1,33 @@
-"""The ``rfmweb`` command line: one sub-command per task.
+"""The ``rfmweb`` command line: one sub-command per module in :data:`COMMANDS`.
 
-Bad input ends with one line on stderr naming the file and the reason, exit status 2, and no
-output file; a bug still shows its traceback.
+Each module has ``add_parser(subparsers)``, whose parser sets ``run=callable(args)``. Bad input
+ends with one line on stderr naming the file and the reason, exit status 2, and no output file;
+a bug still shows its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
-from dataclasses import replace
-from pathlib import Path
 
 from .errors import InputError
 
-log = logging.getLogger("rfmweb")
-
-
-def _add_render(sub) -> None:
-    from .render.registry import renderer_names
-    from .transfer import PRESETS
-
-    p = sub.add_parser("render", help="render one frame of a volume to a PNG/JPEG file, no browser needed")
-    p.add_argument("volume", help="a .nii/.nii.gz file, a BraTS case folder, or sample:NAME")
-    p.add_argument("--out", required=True, help="output image (.png or .jpg)")
-    p.add_argument("--labels", help="label map on the same grid (.nii/.nii.gz)")
-    p.add_argument("--renderer", choices=renderer_names(), default="raymarch")
-    p.add_argument("--preset", choices=list(PRESETS), help="transfer-function preset (default per modality)")
-    p.add_argument("--tf", help="ParaView colour-map JSON to use instead of a preset")
-    p.add_argument("--azimuth", type=float, default=0.0, help="degrees about the superior axis; 0 = anterior view")
-    p.add_argument("--elevation", type=float, default=20.0, help="degrees above the axial plane")
-    p.add_argument("--size", type=int, default=512, help="image width and height in pixels")
-    p.add_argument("--hide", action="append", default=[], metavar="CLASS_OR_GROUP",
-                   help="hide a label class (name or value) or a group such as skeleton; repeatable")
-    p.add_argument("--class-colors", action="store_true", help="colour voxels by their label class")
-    p.set_defaults(run=_run_render)
-
-
-def _run_render(args) -> None:
-    from .io import atomic_write, open_volume
-    from .session import RenderSession, encode_image
-    from .transfer import load_paraview_json
-
-    out = Path(args.out)
-    fmt = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}.get(out.suffix.lower())
-    if fmt is None:
-        raise InputError("output must end in .png, .jpg or .jpeg", out)
-    if not 16 <= args.size <= 4096:
-        raise InputError(f"--size must lie in 16..4096, got {args.size}")
-    volume = open_volume(args.volume, args.labels)
-    session = RenderSession(volume, renderer=args.renderer, preset=args.preset, width=args.size, height=args.size)
-    if args.tf:
-        session.set_tf(load_paraview_json(args.tf))
-    for name in args.hide:
-        _hide(session, name)
-    if args.class_colors:
-        session.set_class_colors(True)
-    session.set_camera(replace(session.home_camera(), azimuth=args.azimuth, elevation=args.elevation))
-    image = session.render()
-    data = encode_image(image, fmt)
-    atomic_write(out, lambda tmp: Path(tmp).write_bytes(data))
-    session.close()
-    log.info("wrote %s (%dx%d, %s, %s)", out, image.shape[1], image.shape[0], args.renderer, session.preset_name)
-
-
-def _hide(session, name: str) -> None:
-    styles = session.classes.styles
-    if name in session.classes.groups:
-        session.set_group_visible(name, False)
-        return
-    for s in styles:
-        if s.name == name or str(s.index) == name:
-            session.set_class(s.index, visible=False)
-            return
-    choices = sorted(session.classes.groups) + [s.name for s in styles]
-    raise InputError(f"--hide {name!r}: no such class or group; choose from {choices}" if choices
-                     else f"--hide {name!r}: the volume has no label classes")
-
-
-def _add_samples(sub) -> None:
-    p = sub.add_parser("samples", help="list the bundled sample volumes (use them as sample:NAME)")
-    p.set_defaults(run=_run_samples)
-
-
-def _run_samples(args) -> None:
-    from . import samples
-    for name in samples.list_samples():
-        sys.stdout.write(f"sample:{name:<14} {samples.SAMPLES[name]}\n")
+#: Sub-command modules, in the order ``rfmweb --help`` lists them.
+COMMANDS = (
+    "rfmweb.app.cli",
+    "rfmweb.commands.render",
+    "rfmweb.commands.samples",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .app.cli import add_serve_parser
-
-    parser = argparse.ArgumentParser(prog="rfmweb", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="rfmweb", description="Neural volume rendering of CT and MRI in the browser.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_serve_parser(sub)
-    _add_render(sub)
-    _add_samples(sub)
+    for name in COMMANDS:
+        importlib.import_module(name).add_parser(sub)
     return parser
 
 

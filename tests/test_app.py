@@ -7,6 +7,7 @@ import asyncio
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -62,7 +63,7 @@ def _serve_args(**kw) -> argparse.Namespace:
 
 def test_cli_missing_file_exits_2_with_one_line(tmp_path):
     missing = tmp_path / "nope.nii.gz"
-    res = subprocess.run([sys.executable, "-m", "rfmweb.app.cli", "serve", str(missing), "--port", "0"],
+    res = subprocess.run([sys.executable, "-m", "rfmweb", "serve", str(missing), "--port", "0"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
@@ -98,15 +99,15 @@ def test_cli_bad_input_exits_2(case, small_files, tmp_path, capsys):
     assert len(err) == 1 and expect in err[0], err
 
 
-def test_add_serve_parser_parses_the_documented_options():
-    from rfmweb.app.cli import add_serve_parser, run_serve
+def test_serve_parser_parses_the_documented_options():
+    from rfmweb.app.cli import _run_or_exit, add_parser
     parser = argparse.ArgumentParser(prog="rfmweb")
-    add_serve_parser(parser.add_subparsers(dest="command"))
+    add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["serve", "scan.nii.gz", "--labels", "l.nii.gz", "--host", "0.0.0.0", "--port", "9000",
                               "--auth-key", KEY, "--renderer", "vtk", "--preset", "CT-Muscle"])
     assert (args.volume, args.labels, args.host, args.port, args.auth_key, args.renderer, args.preset) == (
         "scan.nii.gz", "l.nii.gz", "0.0.0.0", 9000, KEY, "vtk", "CT-Muscle")
-    assert args.func is run_serve
+    assert args.run is _run_or_exit
     assert parser.parse_args(["serve"]).volume is None
 
 
@@ -134,7 +135,7 @@ def served(small_files, tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = tmp_path_factory.mktemp("served") / "server.log"
-    proc = subprocess.Popen([sys.executable, "-m", "rfmweb.app.cli", "serve", str(ct), "--labels", str(labels),
+    proc = subprocess.Popen([sys.executable, "-m", "rfmweb", "serve", str(ct), "--labels", str(labels),
                              "--port", str(port), "--auth-key", KEY, "--renderer", "vtk"],
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -183,7 +184,10 @@ def test_adapter_keeps_at_most_two_frames_in_flight(small_ct):
             assert name == "v" and content[:2] == b"\xff\xd8"  # a JPEG
             pushed.append(meta)
 
+    # the server's event loop runs on its own thread (the test thread may already run one: Playwright's)
     loop = asyncio.new_event_loop()
+    loop_thread = threading.Thread(target=loop.run_forever, daemon=True)
+    loop_thread.start()
     adapter = FrameAdapter("v", on_frame=lambda f: None, on_status=lambda busy, msg: None)
     adapter.loop = loop
     adapter.set_streamer(Streamer())
@@ -192,7 +196,7 @@ def test_adapter_keeps_at_most_two_frames_in_flight(small_ct):
     def run_until(cond, timeout=10.0):
         end = time.monotonic() + timeout
         while not cond() and time.monotonic() < end:
-            loop.run_until_complete(asyncio.sleep(0.01))
+            time.sleep(0.01)
         return cond()
 
     def drag(dx):
@@ -205,7 +209,7 @@ def test_adapter_keeps_at_most_two_frames_in_flight(small_ct):
         assert run_until(lambda: len(pushed) >= 2)
         for dx in range(1, 8):  # the state keeps changing, but nothing is acknowledged
             drag(dx)
-            loop.run_until_complete(asyncio.sleep(0.03))
+            time.sleep(0.03)
         assert len(pushed) == 2, pushed
         last = pushed[-1]
         adapter.on_interaction("test", {"type": "FrameAck", "id": last["id"], "gen": last["gen"]})
@@ -221,4 +225,6 @@ def test_adapter_keeps_at_most_two_frames_in_flight(small_ct):
         stream = adapter.detach()
         stream.close()
         session.close()
+        loop.call_soon_threadsafe(loop.stop)
+        loop_thread.join(timeout=10)
         loop.close()

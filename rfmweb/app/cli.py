@@ -6,9 +6,8 @@ VOLUME is a NIfTI file, a BraTS case folder or ``sample:NAME``; without it, the 
 Bad input prints one line (the file and the reason) to stderr and exits with status 2, without a
 traceback.
 
-:func:`add_serve_parser` adds the sub-command to a parent parser; its defaults hold ``func`` =
-:func:`run_serve` (returns the exit status) and ``run`` (the same, raising ``SystemExit`` on failure,
-for a ``main`` that ignores return values). ``python -m rfmweb.app.cli serve ...`` runs it standalone.
+:func:`add_parser` adds the sub-command to ``rfmweb``'s parser (see :mod:`rfmweb.cli`);
+:func:`run_serve` runs it and returns the exit status.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from ..errors import InputError
 log = logging.getLogger(__name__)
 
 
-def add_serve_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``serve`` sub-command to ``subparsers`` (from ``ArgumentParser.add_subparsers()``)."""
     p = subparsers.add_parser(
         "serve", help="serve the web viewer of a volume",
@@ -39,7 +38,7 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--renderer", default=None, metavar="R", help="initial renderer (e.g. vtk, raymarch)")
     p.add_argument("--preset", default=None, metavar="P", help="initial transfer-function preset (e.g. CT-Bone)")
     p.add_argument("--open", action="store_true", help="open the system browser")
-    p.set_defaults(func=run_serve, run=_run_or_exit)
+    p.set_defaults(run=_run_or_exit)
     return p
 
 
@@ -71,15 +70,3 @@ def _run_or_exit(args: argparse.Namespace) -> None:
     code = run_serve(args)
     if code:
         raise SystemExit(code)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rfmweb")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_serve_parser(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

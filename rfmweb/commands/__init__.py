@@ -1,0 +1,1 @@
+"""One module per ``rfmweb`` sub-command, each with ``add_parser(subparsers)``."""
