@@ -1,0 +1,75 @@
+"""Slice views: radiological orientation, true aspect, label overlay, pixel -> voxel mapping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rfmweb.errors import InputError
+from rfmweb.render.slices import render_slice, slice_geometry
+from rfmweb.transfer import ClassTable
+from rfmweb.volume import LabelClass, Volume
+
+CLASSES = (LabelClass(0, "bg", (0, 0, 0)), LabelClass(1, "red", (1, 0, 0)), LabelClass(2, "green", (0, 1, 0)))
+
+
+def marker_volume(spacing=(1.0, 1.0, 1.0)):
+    """A 20x30x10 grid with a red voxel at the patient's right-anterior-superior corner region."""
+    data = np.zeros((20, 30, 10), np.float32)
+    labels = np.zeros((20, 30, 10), np.uint8)
+    labels[16, 25, 8] = 1          # right (+x), anterior (+y), superior (+z)
+    labels[2, 3, 1] = 2            # left, posterior, inferior
+    data[16, 25, 8] = 100.0
+    return Volume(data, np.diag([*spacing, 1.0]), modality="MR", labels=labels, classes=CLASSES)
+
+
+def centroid(img, color):
+    mask = (img[..., 0] > 200) if color == "red" else (img[..., 1] > 200)
+    mask &= img.sum(-1) < 600
+    vs, us = np.nonzero(mask)
+    assert len(us), f"no {color} pixels"
+    return us.mean() + 0.5, vs.mean() + 0.5
+
+
+@pytest.mark.parametrize("axis, index, red_left, red_top", [
+    ("axial", 8, True, True),      # right on screen left, anterior up
+    ("coronal", 25, True, True),   # right on screen left, superior up
+    ("sagittal", 16, True, True),  # anterior on screen left, superior up
+])
+def test_radiological_orientation(axis, index, red_left, red_top):
+    vol = marker_volume()
+    img, geo = render_slice(vol, axis, index, width=120, height=120, overlay=1.0)
+    u, v = centroid(img, "red")
+    assert (u < 60) == red_left and (v < 60) == red_top
+    ijk = geo.to_voxel([u], [v])[0]
+    np.testing.assert_allclose(ijk, [16, 25, 8], atol=0.5)
+
+
+def test_true_aspect_and_letterbox():
+    vol = marker_volume(spacing=(1.0, 1.0, 3.0))  # coronal: 20 mm wide, 30 mm tall
+    img, geo = render_slice(vol, "coronal", 3, width=200, height=200, overlay=0.0, window=(-1, 1))
+    assert geo.mm_per_px == pytest.approx(30 / 200)
+    cols = np.nonzero(img.sum(axis=(0, 2)))[0]  # the data (grey 0.5) fills 20/30 of the width
+    assert abs(len(cols) - 200 * 20 / 30) <= 2
+    # round trip: the centre of pixel (u, v) maps into the voxel whose box contains it
+    ijk = geo.to_voxel([100.0], [100.0])[0]
+    assert ijk[1] == 3 and 0 <= ijk[0] <= 19 and 0 <= ijk[2] <= 9
+
+
+def test_overlay_styles_and_hidden_classes():
+    vol = marker_volume()
+    table = ClassTable.from_classes(CLASSES)
+    img, _ = render_slice(vol, "axial", 1, width=100, height=150, overlay=1.0)
+    centroid(img, "green")
+    hidden, _ = render_slice(vol, "axial", 1, width=100, height=150, overlay=1.0, classes=table.updated(2, visible=False))
+    assert hidden[..., 1].max() < 200
+    none, _ = render_slice(vol, "axial", 1, width=100, height=150, overlay=0.0)
+    assert none[..., 1].max() < 200
+
+
+def test_bad_arguments():
+    vol = marker_volume()
+    with pytest.raises(InputError, match="axis"):
+        slice_geometry(vol, "oblique", 0, 64, 64)
+    with pytest.raises(InputError, match="0..9"):
+        slice_geometry(vol, "axial", 10, 64, 64)
