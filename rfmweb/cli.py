@@ -19,6 +19,7 @@ COMMANDS = (
     "rfmweb.app.cli",
     "rfmweb.commands.render",
     "rfmweb.commands.samples",
+    "rfmweb.commands.export_ply",
 )
 
 

@@ -92,7 +92,7 @@ class _Views(anywidget.AnyWidget):
                 raise InputError(f"{name} must lie in 16..{m.MAX_SIDE} CSS pixels, got {v}")
         self._sessions = list(sessions)
         self._owned = list(owned)
-        self._titles = [tt or s.volume.name or f"View {i + 1}" for i, (tt, s) in enumerate(zip(titles, sessions))]
+        self._titles = [tt or s.name or f"View {i + 1}" for i, (tt, s) in enumerate(zip(titles, sessions))]
         self._state_lock = threading.RLock()
         self._status = [("", False)] * len(sessions)
         self._closed = False

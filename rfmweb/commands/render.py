@@ -1,4 +1,4 @@
-"""``rfmweb render``: one frame of a volume to a PNG/JPEG file, no browser needed."""
+"""``rfmweb render``: one frame of a volume (or a splat file) to a PNG/JPEG file, no browser needed."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ def add_parser(sub) -> None:
     from ..transfer import PRESETS
 
     p = sub.add_parser("render", help="render one frame of a volume to a PNG/JPEG file, no browser needed")
-    p.add_argument("volume", help="a .nii/.nii.gz file, a BraTS case folder, or sample:NAME")
+    p.add_argument("volume", help="a .nii/.nii.gz file, a BraTS case folder, sample:NAME, or a splat .npz "
+                                  "(from fit-6dgs; rendered with --renderer splats)")
+    p.add_argument("--splats", help="splat .npz of the same anatomy, for --renderer splats beside a volume")
     p.add_argument("--out", required=True, help="output image (.png or .jpg)")
     p.add_argument("--labels", help="label map on the same grid (.nii/.nii.gz)")
     p.add_argument("--renderer", choices=renderer_names(), default="raymarch")
@@ -32,7 +34,7 @@ def add_parser(sub) -> None:
 
 
 def _run_render(args) -> None:
-    from ..io import atomic_write, open_volume
+    from ..io import atomic_write
     from ..session import RenderSession, encode_image
     from ..transfer import load_paraview_json
 
@@ -42,8 +44,9 @@ def _run_render(args) -> None:
         raise InputError("output must end in .png, .jpg or .jpeg", out)
     if not 16 <= args.size <= 4096:
         raise InputError(f"--size must lie in 16..4096, got {args.size}")
-    volume = open_volume(args.volume, args.labels)
-    session = RenderSession(volume, renderer=args.renderer, preset=args.preset, width=args.size, height=args.size)
+    volume, splats = open_volume_or_splats(args.volume, args.labels, args.splats)
+    session = RenderSession(volume, splats=splats, renderer=args.renderer, preset=args.preset, width=args.size,
+                            height=args.size)
     if args.tf:
         session.set_tf(load_paraview_json(args.tf))
     for name in args.hide:
@@ -56,6 +59,19 @@ def _run_render(args) -> None:
     atomic_write(out, lambda tmp: Path(tmp).write_bytes(data))
     session.close()
     log.info("wrote %s (%dx%d, %s, %s)", out, image.shape[1], image.shape[0], args.renderer, session.preset_name)
+
+
+def open_volume_or_splats(spec: str, labels: str | None, splats: str | None):
+    """``(volume or None, splats or None)`` from a command line's VOLUME (which may be a splat
+    ``.npz``), ``--labels`` and ``--splats``."""
+    from ..io import open_volume
+    from ..splats import Splats6D
+
+    if spec.endswith(".npz"):
+        if labels or splats:
+            raise InputError("--labels and --splats go with a volume, not with a splat file", spec)
+        return None, Splats6D.load(spec)
+    return open_volume(spec, labels), (Splats6D.load(splats) if splats else None)
 
 
 def _hide(session, name: str) -> None:

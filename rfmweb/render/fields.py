@@ -66,6 +66,13 @@ def default_mix(volume) -> ChannelMix | None:
     return ChannelMix(tuple(ChannelSetting(enabled=(c == 0)) for c in range(volume.data.shape[0])))
 
 
+def scalar_np(data: np.ndarray, mix: ChannelMix | None) -> np.ndarray:
+    """The scalar a TF sees, ``[X, Y, Z]`` float32: channel 0 (CT, HU) or the blended channels (MR)."""
+    if mix is None:
+        return data[0]
+    return mix.blend(torch.from_numpy(data)).numpy()
+
+
 def hide_voxels(scalar, labels, hidden: tuple[int, ...], tf: TransferFunction):
     """Move the voxels of hidden classes to an intensity the TF shows as fully transparent.
 

@@ -54,5 +54,11 @@ def _vtk():
     return VtkRenderer(threads=max(1, torch.get_num_threads()))
 
 
+def _splats():
+    from .splat_renderer import SplatRenderer
+    return SplatRenderer()
+
+
 register("raymarch", _raymarch, "Ray-marcher (torch)")
 register("vtk", _vtk, "VTK (fast CPU)")
+register("splats", _splats, "6D Gaussian splats")

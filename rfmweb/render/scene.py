@@ -10,6 +10,7 @@ import numpy as np
 
 from ..camera import OrbitCamera
 from ..transfer import ClassTable, TransferFunction
+from ..splats.model import Splats6D
 from ..volume import Volume
 from .fields import ChannelMix, default_mix
 
@@ -19,23 +20,27 @@ class Scene:
     """Everything about the picture except the camera.
 
     Attributes:
-        volume: the data.
+        volume: the data (``None`` for a view of splats alone).
         tf: transfer function, in HU for CT and in blended units [0, 1] for MR (see ``mix``).
         classes: per-label styles (ignored when the volume has no labels).
         mix: how an MR volume's channels blend into the scalar the TF sees; ``None`` means the
             first channel in its own units (CT) or windowed to [0, 1] (MR).
         background: sRGB in [0, 1].
+        splats: 6D Gaussian splats of the same anatomy (the ``splats`` renderer draws them).
     """
 
-    volume: Volume
+    volume: Volume | None
     tf: TransferFunction
     classes: ClassTable = field(default_factory=ClassTable)
     mix: ChannelMix | None = None
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    splats: Splats6D | None = None
 
     @property
     def effective_mix(self) -> ChannelMix | None:
         """The channel blend actually applied (``None`` for a CT rendered in HU)."""
+        if self.volume is None:
+            return None
         return self.mix if self.mix is not None else default_mix(self.volume)
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..camera import OrbitCamera
 from ..transfer import ClassTable, TransferFunction
-from .fields import ChannelMix, hide_voxels
+from .fields import hide_voxels, scalar_np
 from .scene import FULL, Quality, RenderAborted, Scene
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class VtkRenderer:
         if key == self._data_key:
             return "rgba" if rgba_mode else "scalar"
         _, data_model, _, _, numpy_support = _vtk()
-        scalar = _scalar_np(vol.data, mix)
+        scalar = scalar_np(vol.data, mix)
         if rgba_mode:
             arr = _preclassify(scalar, vol.labels, scene.tf, classes)        # [X, Y, Z, 4] uint8
         else:
@@ -223,14 +223,6 @@ def _visibility_only(classes: ClassTable) -> bool:
     """Whether the table only hides classes (what a scalar VTK volume can show exactly)."""
     return (classes.mode == "modulate" and not classes.use_class_colors
             and all(s.opacity == 1.0 or not s.visible for s in classes.styles))
-
-
-def _scalar_np(data: np.ndarray, mix: ChannelMix | None) -> np.ndarray:
-    """The scalar the TF sees, ``[X, Y, Z]`` float32 (blended channels for MR)."""
-    if mix is None:
-        return data[0]
-    import torch
-    return mix.blend(torch.from_numpy(data)).numpy()
 
 
 def _preclassify(scalar: np.ndarray, labels: np.ndarray, tf: TransferFunction, classes: ClassTable) -> np.ndarray:

@@ -17,11 +17,13 @@ import numpy as np
 
 from ..camera import OrbitCamera
 from ..errors import InputError
+from ..io.nifti import generic_classes
 from ..render.fields import ChannelMix, default_mix
 from ..render.registry import default_renderer_name, make_renderer, renderer_names
 from ..render.scene import FULL, Quality, Scene
+from ..splats.model import Splats6D
 from ..transfer import DEFAULT_PRESET, PRESETS, ClassTable, TransferFunction, preset_for
-from ..volume import Volume
+from ..volume import LabelClass, Volume
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,11 @@ class RenderSession:
     """State of one view, rendered on demand.
 
     Args:
-        volume: what to show.
-        renderer: a name from :func:`rfmweb.render.registry.renderer_names`; default: the fastest here.
+        volume: what to show (may be ``None`` when ``splats`` are given).
+        splats: 6D Gaussian splats of the same anatomy, for the ``splats`` renderer.
+        classes: class table for splats shown without a volume (default: one class per label).
+        renderer: a name from :func:`rfmweb.render.registry.renderer_names`; default: the fastest
+            here for a volume, ``splats`` for splats alone.
         preset: a preset name (:data:`rfmweb.transfer.PRESETS`); default per modality.
         width, height: view size in pixels.
         camera: initial camera; default: framing the volume from the front, slightly above.
@@ -58,20 +63,27 @@ class RenderSession:
         (64, 64, 3)
     """
 
-    def __init__(self, volume: Volume, *, renderer: str | None = None, preset: str | None = None,
-                 width: int = 512, height: int = 512, camera: OrbitCamera | None = None) -> None:
+    def __init__(self, volume: Volume | None = None, *, splats: Splats6D | None = None,
+                 classes: tuple[LabelClass, ...] | None = None, renderer: str | None = None,
+                 preset: str | None = None, width: int = 512, height: int = 512,
+                 camera: OrbitCamera | None = None) -> None:
+        if volume is None and splats is None:
+            raise InputError("a view needs a volume, splats, or both")
         self._lock = threading.RLock()
         self._listeners: list[Callable[["RenderSession", str], None]] = []
         self._renderers: dict[str, object] = {}
         self.version = 0
         self.volume = volume
-        self.renderer_name = renderer or default_renderer_name()
+        self.splats = splats
+        self.renderer_name = renderer or (default_renderer_name() if volume is not None else "splats")
         if self.renderer_name not in renderer_names():
             raise InputError(f"unknown renderer {self.renderer_name!r}; choose one of {', '.join(renderer_names())}")
-        self.preset_name = preset or DEFAULT_PRESET[volume.modality]
-        self.tf: TransferFunction = preset_for(self.preset_name, volume)
-        self.classes = ClassTable.from_classes(volume.classes)
-        self.mix = default_mix(volume)
+        self.preset_name = preset or DEFAULT_PRESET[volume.modality if volume is not None else "CT"]
+        self.tf: TransferFunction = self._preset(self.preset_name)
+        if classes is None:
+            classes = volume.classes if volume is not None else _splat_classes(splats)
+        self.classes = ClassTable.from_classes(classes)
+        self.mix = None if volume is None else default_mix(volume)
         self.background = (0.0, 0.0, 0.0)
         self.camera = camera or self.home_camera(width, height)
 
@@ -98,11 +110,34 @@ class RenderSession:
             cb(self, what)
 
     # -- state --------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.volume.name if self.volume is not None else "splats"
+
+    @property
+    def bounds(self) -> np.ndarray:
+        """``[2, 3]`` world box (mm) of what is shown: the volume's grid, or the bulk of the splats."""
+        if self.volume is not None:
+            return self.volume.bounds
+        means = self.splats.means.detach().cpu().numpy()
+        return np.percentile(means, [0.5, 99.5], axis=0)
+
+    def _preset(self, name: str) -> TransferFunction:
+        return preset_for(name, self.volume) if self.volume is not None else PRESETS[name]
+
     def home_camera(self, width: int | None = None, height: int | None = None) -> OrbitCamera:
         """The default view: anterior, 20 degrees above, framing the whole volume."""
         w = width or self.camera.width
         h = height or self.camera.height
-        return OrbitCamera.framing(self.volume.bounds, azimuth=0.0, elevation=20.0, width=w, height=h, margin=0.9)
+        return OrbitCamera.framing(self.bounds, azimuth=0.0, elevation=20.0, width=w, height=h, margin=0.9)
+
+    def set_splats(self, splats: Splats6D | None) -> None:
+        """Show these splats with the ``splats`` renderer (None: none)."""
+        if splats is None and self.volume is None:
+            raise InputError("a view needs a volume, splats, or both")
+        with self._lock:
+            self.splats = splats
+        self._changed("scene")
 
     def set_volume(self, volume: Volume, *, keep_camera: bool = False) -> None:
         """Show another volume (class table and channel mix reset; preset kept when it fits)."""
@@ -130,7 +165,7 @@ class RenderSession:
             raise InputError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
         with self._lock:
             self.preset_name = name
-            self.tf = preset_for(name, self.volume)
+            self.tf = self._preset(name)
         self._changed("scene")
 
     def set_tf(self, tf: TransferFunction) -> None:
@@ -215,7 +250,7 @@ class RenderSession:
     # -- rendering ----------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
         with self._lock:
-            scene = Scene(self.volume, self.tf, self.classes, self.mix, self.background)
+            scene = Scene(self.volume, self.tf, self.classes, self.mix, self.background, self.splats)
             return Snapshot(self.version, self.renderer_name, self.preset_name, scene, self.camera)
 
     def renderer(self, name: str | None = None):
@@ -239,3 +274,9 @@ class RenderSession:
                 r.close()
         self._renderers.clear()
 
+
+def _splat_classes(splats: Splats6D) -> tuple[LabelClass, ...]:
+    """One class per label the splats carry (none without labels)."""
+    if splats.labels is None:
+        return ()
+    return generic_classes(splats.labels.cpu().numpy())
