@@ -55,7 +55,8 @@ def test_loopback_hosts_and_good_keys():
 
 # -- the CLI ------------------------------------------------------------------------------------------------
 def _serve_args(**kw) -> argparse.Namespace:
-    args = dict(volume=None, labels=None, host="127.0.0.1", port=0, auth_key=None, renderer=None, preset=None,
+    args = dict(volume=None, labels=None, splats=None, host="127.0.0.1", port=0, auth_key=None, renderer=None,
+                preset=None,
                 open=False)
     args.update(kw)
     return argparse.Namespace(**args)
@@ -228,3 +229,24 @@ def test_adapter_keeps_at_most_two_frames_in_flight(small_ct):
         loop.call_soon_threadsafe(loop.stop)
         loop_thread.join(timeout=10)
         loop.close()
+
+
+def test_serve_offers_the_splats_renderer_when_splats_are_loaded(small_ct):
+    """A splat file served alone or beside its volume gets the renderers that can draw it."""
+    from trame.app import get_server
+
+    from rfmweb.app.server import build_app
+    from rfmweb.render import Scene
+    from rfmweb.splats.init import agp_init
+    from rfmweb.transfer import preset
+
+    splats = agp_init(Scene(small_ct, preset("CT-Bone")), max_splats=500)
+    for volume, expect in ((None, ["splats"]), (small_ct, ["raymarch", "vtk", "splats"])):
+        server = get_server(f"rfmweb-splats-{volume is None}", client_type="vue3")
+        _, controller = build_app(volume, splats=splats, server=server)
+        try:
+            names = [c.value for c in controller.typed.data.renderers]
+            assert [n for n in names if n in ("raymarch", "vtk", "splats")] == expect
+            assert controller.sessions["view_a"].render().std() > 5
+        finally:
+            controller.close()

@@ -27,9 +27,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "serve", help="serve the web viewer of a volume",
         description="Serve a volume in a browser viewer (trame). Frames are rendered here and streamed.")
     p.add_argument("volume", nargs="?", default=None, metavar="VOLUME",
-                   help="a NIfTI file (.nii, .nii.gz), a BraTS case folder or sample:NAME "
+                   help="a NIfTI file (.nii, .nii.gz), a BraTS case folder, sample:NAME or a splat .npz "
                         "(default: the bundled CT phantom)")
     p.add_argument("--labels", default=None, metavar="L", help="label map NIfTI on the same grid as VOLUME")
+    p.add_argument("--splats", default=None, metavar="S",
+                   help="splat .npz of the same anatomy (from fit-6dgs), shown by the splats renderer")
     p.add_argument("--host", default="127.0.0.1", metavar="H",
                    help="interface to listen on (default 127.0.0.1; anything else needs --auth-key)")
     p.add_argument("--port", type=int, default=8080, metavar="P", help="TCP port (default 8080; 0: any free port)")
@@ -53,7 +55,7 @@ def run_serve(args: argparse.Namespace) -> int:
         pkg.addHandler(handler)
         pkg.setLevel(logging.INFO)
     try:
-        serve(args.volume, labels=args.labels, host=args.host, port=args.port, auth_key=args.auth_key,
+        serve(args.volume, labels=args.labels, splats=args.splats, host=args.host, port=args.port, auth_key=args.auth_key,
               open_browser=bool(getattr(args, "open", False)), renderer=args.renderer, preset=args.preset)
     except InputError as exc:
         print(f"rfmweb: error: {exc}", file=sys.stderr)

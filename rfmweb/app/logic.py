@@ -220,17 +220,19 @@ class AppController:
 
     Args:
         server: the trame server (its state, controller and triggers are used).
-        volume: what to show.
+        volume: what to show (``None`` for splats alone).
+        splats: 6D splats of the same anatomy, for the ``splats`` renderer.
         renderer, preset: initial choices for both views (defaults: the session's).
     """
 
-    def __init__(self, server, volume: Volume, *, renderer: str | None = None, preset: str | None = None) -> None:
+    def __init__(self, server, volume: Volume | None, *, splats=None, renderer: str | None = None,
+                 preset: str | None = None) -> None:
         self.server = server
         self.state = server.state
         self.typed = TypedState(self.state, AppState)
         self.names = self.typed.name
-        self.sessions = {VIEW_A: RenderSession(volume, renderer=renderer, preset=preset),
-                         VIEW_B: RenderSession(volume, renderer=renderer, preset=preset)}
+        self.sessions = {VIEW_A: RenderSession(volume, splats=splats, renderer=renderer, preset=preset),
+                         VIEW_B: RenderSession(volume, splats=splats, renderer=renderer, preset=preset)}
         self.views = {name: FrameAdapter(name, on_frame=functools.partial(self._on_frame, name),
                                          on_status=functools.partial(self._on_status, name))
                       for name in (VIEW_A, VIEW_B)}
@@ -239,8 +241,10 @@ class AppController:
         self.views[VIEW_A].attach(self.sessions[VIEW_A])
 
         d = self.typed.data
-        d.title = volume.name or "rfmweb"
-        d.renderers = [Choice(renderer_label(n), n) for n in renderer_names()]
+        d.title = self.sessions[VIEW_A].name or "rfmweb"
+        # only the renderers that can draw what was loaded
+        usable = [n for n in renderer_names() if ((splats is not None) if n == "splats" else (volume is not None))]
+        d.renderers = [Choice(renderer_label(n), n) for n in usable]
         d.presets = list(PRESETS)
         self.sync_state()
 

@@ -19,6 +19,7 @@ import webbrowser
 from ..backend import limit_threads
 from ..errors import InputError
 from ..render.registry import renderer_names
+from ..session.sources import open_sources
 from ..transfer import PRESETS
 from ..volume import Volume
 
@@ -77,17 +78,6 @@ def auth_middleware(key: str, cookie_prefix: str = "rfmweb_key_"):
     return require_key
 
 
-def resolve_volume(volume: Volume | str | os.PathLike | None, labels: str | os.PathLike | None = None) -> Volume:
-    """A :class:`Volume` as given, or loaded by :func:`rfmweb.io.open_volume` (file, BraTS folder, ``sample:NAME``,
-    ``None`` for the bundled CT phantom)."""
-    if isinstance(volume, Volume):
-        if labels is not None:
-            raise InputError("labels= is only used with a volume file")
-        return volume
-    from ..io import open_volume
-    return open_volume(volume, labels)
-
-
 def quiet_trame_logs() -> None:
     """trame logs every template attribute it translates, aiohttp every request, at INFO: keep these
     loggers at WARNING unless someone configured them."""
@@ -97,7 +87,8 @@ def quiet_trame_logs() -> None:
             logger.setLevel(logging.WARNING)
 
 
-def build_app(volume: Volume, *, renderer: str | None = None, preset: str | None = None, server=None):
+def build_app(volume: Volume | None, *, splats=None, renderer: str | None = None, preset: str | None = None,
+              server=None):
     """Create the trame server with the layout and controllers (not started); returns ``(server, controller)``."""
     from trame.app import get_server
 
@@ -105,20 +96,22 @@ def build_app(volume: Volume, *, renderer: str | None = None, preset: str | None
     from .ui import build_ui
 
     server = server or get_server("rfmweb", client_type="vue3")
-    controller = AppController(server, volume, renderer=renderer, preset=preset)
+    controller = AppController(server, volume, splats=splats, renderer=renderer, preset=preset)
     build_ui(server, controller.names)
     return server, controller
 
 
 def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.PathLike | None = None,
-          host: str = "127.0.0.1", port: int = 8080, auth_key: str | None = None, open_browser: bool = False,
+          splats=None, host: str = "127.0.0.1", port: int = 8080, auth_key: str | None = None, open_browser: bool = False,
           renderer: str | None = None, preset: str | None = None) -> None:
     """Serve the viewer of ``volume`` until interrupted (blocking).
 
     Args:
-        volume: a :class:`Volume`, a NIfTI path, a BraTS case folder, ``"sample:NAME"``, or ``None`` for
-            the bundled CT phantom.
+        volume: a :class:`Volume`, a NIfTI path, a BraTS case folder, ``"sample:NAME"``, a splat
+            ``.npz`` (splats alone), or ``None`` for the bundled CT phantom.
         labels: label-map NIfTI for a volume path.
+        splats: splats of the same anatomy (``.npz`` path or :class:`~rfmweb.splats.Splats6D`), for
+            the ``splats`` renderer and side-by-side comparisons with the ray-marcher.
         host: interface to listen on; anything but loopback requires ``auth_key``.
         port: TCP port (0 picks a free one).
         auth_key: secret the browser must present (``?secret=...`` in the URL).
@@ -139,13 +132,13 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
         raise InputError(f"unknown renderer {renderer!r}; choose one of {', '.join(renderer_names())}")
     if preset is not None and preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    vol = resolve_volume(volume, labels)
+    vol, splats = open_sources(volume, labels, splats)
     limit_threads()
     quiet_trame_logs()
 
     # trame would otherwise parse this process's command line (ours, or pytest's) as its own
     os.environ["TRAME_ARGS"] = ""
-    server, controller = build_app(vol, renderer=renderer, preset=preset)
+    server, controller = build_app(vol, splats=splats, renderer=renderer, preset=preset)
     if auth_key is not None:
         server.cli.set_defaults(authKey=auth_key)
 
@@ -157,7 +150,8 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
     def _announce(**_):
         shown = socket.gethostname() if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
         url = f"http://{shown}:{server.port}/" + (f"?secret={auth_key}" if auth_key is not None else "")
-        log.info("serving %s (%s) — open %s", vol.name or "volume", "x".join(map(str, vol.shape)), url)
+        what = f"{vol.name} ({'x'.join(map(str, vol.shape))})" if vol is not None else f"{len(splats)} splats"
+        log.info("serving %s — open %s", what, url)
         if open_browser:  # not trame's: it would drop the ?secret=
             webbrowser.open(url)
 

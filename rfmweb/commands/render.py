@@ -36,6 +36,7 @@ def add_parser(sub) -> None:
 def _run_render(args) -> None:
     from ..io import atomic_write
     from ..session import RenderSession, encode_image
+    from ..session.sources import open_sources
     from ..transfer import load_paraview_json
 
     out = Path(args.out)
@@ -44,7 +45,7 @@ def _run_render(args) -> None:
         raise InputError("output must end in .png, .jpg or .jpeg", out)
     if not 16 <= args.size <= 4096:
         raise InputError(f"--size must lie in 16..4096, got {args.size}")
-    volume, splats = open_volume_or_splats(args.volume, args.labels, args.splats)
+    volume, splats = open_sources(args.volume, args.labels, args.splats)
     session = RenderSession(volume, splats=splats, renderer=args.renderer, preset=args.preset, width=args.size,
                             height=args.size)
     if args.tf:
@@ -59,19 +60,6 @@ def _run_render(args) -> None:
     atomic_write(out, lambda tmp: Path(tmp).write_bytes(data))
     session.close()
     log.info("wrote %s (%dx%d, %s, %s)", out, image.shape[1], image.shape[0], args.renderer, session.preset_name)
-
-
-def open_volume_or_splats(spec: str, labels: str | None, splats: str | None):
-    """``(volume or None, splats or None)`` from a command line's VOLUME (which may be a splat
-    ``.npz``), ``--labels`` and ``--splats``."""
-    from ..io import open_volume
-    from ..splats import Splats6D
-
-    if spec.endswith(".npz"):
-        if labels or splats:
-            raise InputError("--labels and --splats go with a volume, not with a splat file", spec)
-        return None, Splats6D.load(spec)
-    return open_volume(spec, labels), (Splats6D.load(splats) if splats else None)
 
 
 def _hide(session, name: str) -> None:
