@@ -56,8 +56,7 @@ def test_loopback_hosts_and_good_keys():
 # -- the CLI ------------------------------------------------------------------------------------------------
 def _serve_args(**kw) -> argparse.Namespace:
     args = dict(volume=None, labels=None, splats=None, host="127.0.0.1", port=0, auth_key=None, renderer=None,
-                preset=None,
-                open=False)
+                preset=None, open=False)
     args.update(kw)
     return argparse.Namespace(**args)
 
