@@ -217,3 +217,32 @@ def test_cuda_matches_cpu(small_ct):
     cpu = RaymarchRenderer(device="cpu").render_tensor(scene, cam)
     gpu = RaymarchRenderer(device="cuda").render_tensor(scene, cam).cpu()
     torch.testing.assert_close(gpu, cpu, atol=2e-3, rtol=0)
+
+
+def test_solid_labels_are_lit_by_their_own_smooth_boundary():
+    """A segmentation over a noisy image renders as a smooth surface, not as the noise."""
+    rng = np.random.default_rng(0)
+    n = 40
+    data = rng.uniform(0.3, 0.7, size=(n, n, n)).astype(np.float32)   # pure noise under the label
+    x = np.arange(n) - (n - 1) / 2
+    labels = ((x[:, None, None] ** 2 + x[None, :, None] ** 2 + x[None, None, :] ** 2) < 12 ** 2).astype(np.uint8)
+    from rfmweb.volume import LabelClass
+    vol = Volume(data, np.eye(4), modality="MR", labels=labels,
+                 classes=(LabelClass(0, "bg", (0, 0, 0)), LabelClass(1, "tumour", (0.9, 0.6, 0.2))))
+    table = ClassTable(ClassTable.from_classes(vol.classes).styles, mode="solid")
+    invisible = TransferFunction("none", color=[(0, 1, 1, 1)], opacity=[(0, 0.0)],
+                                 shading=Shading(True, 0.2, 0.8, 0.0, 1.0))
+    cam = OrbitCamera.framing(vol.bounds, width=64, height=64, margin=0.7)
+    r = RaymarchRenderer(device="cpu")
+    smooth = r.render(Scene(vol, invisible, table), cam).astype(float)[..., 0]
+    p = r.prepare(Scene(vol, invisible, table))  # the same field lit by the intensity gradient instead:
+    noisy = r.render_tensor(Scene(vol, invisible, table), cam,
+                            field=ScalarField(p.grid, vol.affine, invisible, p.labels, table)).numpy()[..., 0] * 255
+    inside = smooth > 20
+
+    def roughness(img):
+        lap = np.abs(4 * img[1:-1, 1:-1] - img[:-2, 1:-1] - img[2:, 1:-1] - img[1:-1, :-2] - img[1:-1, 2:])
+        return lap[inside[1:-1, 1:-1]].mean()
+
+    assert inside.sum() > 300
+    assert roughness(smooth) < 0.3 * roughness(noisy)

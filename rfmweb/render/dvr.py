@@ -19,7 +19,7 @@ from ..backend import default_device
 from ..camera import OrbitCamera, camera_rays
 from ..transfer import ClassTable, TransferFunction
 from ..transfer.function import interp
-from .fields import ChannelMix, ScalarField, hide_voxels
+from .fields import ChannelMix, ScalarField, hide_voxels, label_normals
 from .raymarch import MarchResult, march, ray_aabb
 from .sampling import gradient_volume
 from .scene import FULL, Quality, Scene, to_uint8
@@ -39,6 +39,8 @@ class _Prepared:
     grid: torch.Tensor                # [4, X, Y, Z]: scalar + world gradient
     labels: torch.Tensor | None       # [X, Y, Z] long
     value_range: tuple[float, float]
+    solid: tuple[int, ...] = ()       # visible labels of a solid class table (their normals below)
+    label_normals: torch.Tensor | None = None
 
 
 def visible_box(scalar: torch.Tensor, tf: TransferFunction, labels: torch.Tensor | None,
@@ -110,13 +112,25 @@ class RaymarchRenderer:
         grid = torch.cat([scalar[None], gradient_volume(scalar, vol.affine)])
         self._prepared = _Prepared(vol, mix, hidden, grid, labels, rng)
         self._box_key = None
+        self._update_label_normals(scene)
         log.debug("prepared %s on %s (%s)", vol.name, self.device, tuple(grid.shape))
         return self._prepared
 
+    def _update_label_normals(self, scene: Scene) -> None:
+        """Normals of the visible solid labels, recomputed when that set changes."""
+        p = self._prepared
+        solid = ()
+        if p.labels is not None and scene.classes.mode == "solid":
+            solid = tuple(s.index for s in scene.classes.styles if s.index > 0 and s.visible)
+        if solid != p.solid:
+            p.solid = solid
+            p.label_normals = label_normals(p.labels, solid, scene.volume.affine) if solid else None
+
     def field(self, scene: Scene, *, shade: bool = True) -> ScalarField:
         p = self.prepare(scene)
+        self._update_label_normals(scene)
         return ScalarField(p.grid, scene.volume.affine, scene.tf, p.labels, scene.classes, shade=shade,
-                           value_range=p.value_range)
+                           value_range=p.value_range, label_normals=p.label_normals)
 
     def _visible_box(self, scene: Scene, p: _Prepared):
         key = (scene.tf.opacity, scene.classes if p.labels is not None else None)

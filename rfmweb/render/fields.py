@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..errors import InputError
 from ..transfer import ClassTable, TransferFunction
@@ -89,6 +90,28 @@ def hide_voxels(scalar, labels, hidden: tuple[int, ...], tf: TransferFunction):
     return np.where(np.isin(labels, hidden), np.float32(value), scalar)
 
 
+def label_normals(labels: torch.Tensor, shown: tuple[int, ...], affine: np.ndarray,
+                  sigma_vox: float = 1.0) -> torch.Tensor:
+    """``[3, X, Y, Z]`` world gradient of the Gaussian-smoothed mask of the labels in ``shown``.
+
+    Used as the normal of solid label surfaces (segmentations): smooth where a label map is
+    blocky, and independent of the image noise underneath.
+    """
+    mask = torch.isin(labels, torch.tensor(shown, dtype=labels.dtype, device=labels.device)).float()
+    radius = max(1, int(3 * sigma_vox))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=labels.device)
+    k = torch.exp(-0.5 * (x / sigma_vox) ** 2)
+    k = k / k.sum()
+    m = mask[None, None]
+    for axis in range(3):  # separable blur
+        shape = [1, 1, 1, 1, 1]
+        shape[2 + axis] = k.numel()
+        pad = [0, 0, 0, 0, 0, 0]
+        pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = radius
+        m = F.conv3d(F.pad(m, pad, mode="replicate"), k.view(shape))
+    return gradient_volume(m[0, 0], affine)
+
+
 def _percentiles(x: torch.Tensor) -> tuple[float, float]:
     sub = x.detach().flatten()[:: max(1, x.numel() // 200_000)].float().cpu().numpy()
     lo, hi = np.percentile(sub, [1, 99])
@@ -108,13 +131,16 @@ class ScalarField:
         classes: styles for the labels (ignored without labels).
         shade: apply the TF's shading (False for unlit renders).
         value_range: ``(min, max)`` of the scalar, if known (saves a pass over the grid).
+        label_normals: ``[3, X, Y, Z]`` gradient of the smoothed mask of the visible solid labels
+            (see :func:`label_normals`): solid labels are lit by their own boundary, not by the
+            (noisy) intensity gradient.
 
     Call with ``(points [N, 3], dirs [N, 3])`` -> ``(rgb [N, 3], sigma [N] in 1/mm)``.
     """
 
     def __init__(self, grid: torch.Tensor, affine: np.ndarray, tf: TransferFunction,
                  labels: torch.Tensor | None = None, classes: ClassTable | None = None, *, shade: bool = True,
-                 value_range: tuple[float, float] | None = None) -> None:
+                 value_range: tuple[float, float] | None = None, label_normals: torch.Tensor | None = None) -> None:
         if grid.dim() == 3:
             grid = grid[None]
         self.tf = tf
@@ -135,6 +161,7 @@ class ScalarField:
             self.labels = labels.reshape(-1).long()
             rgba, use = classes.lookup(int(self.labels.max()), device=grid.device, dtype=grid.dtype)
             self._class_rgba, self._class_use, self._solid = rgba, use, classes.mode == "solid"
+        self.label_normals = label_normals if self.labels is not None and self._solid else None
 
     def lookup(self, x: torch.Tensor) -> torch.Tensor:
         """TF RGBA ``[N, 4]`` at intensities ``x [N]`` via the lookup table (linear between entries)."""
@@ -164,6 +191,10 @@ class ScalarField:
                 alpha = alpha.index_put((vis,), alpha[vis] * self.tf.gradient_factor(gmag))
             if self.shade:
                 sh = self.tf.shading
+                if self.label_normals is not None:
+                    gl = self.sampler.trilinear(norm[vis], self.label_normals, normalized=True)
+                    g = torch.where(use[vis] > 0, gl, g)
+                    gmag = (g * g).sum(0).sqrt()
                 cos = (g * dirs[vis].T).sum(0).abs() / gmag.clamp_min(1e-6) * (gmag > 1e-6)
                 lit = rgb[vis] * (sh.ambient + sh.diffuse * cos)[:, None]
                 if sh.specular > 0:

@@ -4,7 +4,8 @@ The numbers are transcribed from 3D Slicer's ``Modules/Loadable/VolumeRendering/
 (Slicer/Slicer, 3D Slicer Contribution and Software License Agreement, a BSD-style licence;
 portions obtained under licence from The Brigham and Women's Hospital, Inc.). CT presets are in
 Hounsfield units; MR presets are in the scanner units of Slicer's sample data and are stretched to
-a volume's intensity range by :func:`preset_for`.
+a volume's intensity range by :func:`preset_for`. ``MR-Glass`` is rfmweb's own (a see-through
+brain for segmentations), defined on the blended MR range [0, 1].
 """
 
 from __future__ import annotations
@@ -81,6 +82,13 @@ PRESETS: dict[str, TransferFunction] = {tf.name: tf for tf in (
                  (3661, 0.741071)],
         shading=_MATTE),
 )}
+
+#: rfmweb's own presets (not Slicer's): a see-through MR brain for showing segmentations inside it.
+PRESETS["MR-Glass"] = TransferFunction(
+    "MR-Glass",
+    color=[(0.0, 0, 0, 0), (0.15, 0.35, 0.35, 0.4), (0.6, 0.8, 0.8, 0.85), (1.0, 1, 1, 1)],
+    opacity=[(0.0, 0), (0.08, 0), (0.3, 0.004), (1.0, 0.01)],
+    shading=Shading(True, 0.35, 0.65, 0.25, 20.0))
 
 #: Default preset per modality.
 DEFAULT_PRESET = {"CT": "CT-Bone", "MR": "MR-Default"}
