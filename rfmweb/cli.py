@@ -20,6 +20,7 @@ COMMANDS = (
     "rfmweb.commands.render",
     "rfmweb.commands.samples",
     "rfmweb.commands.export_ply",
+    "rfmweb.commands.views",
 )
 
 

@@ -62,3 +62,6 @@ def _splats():
 register("raymarch", _raymarch, "Ray-marcher (torch)")
 register("vtk", _vtk, "VTK (fast CPU)")
 register("splats", _splats, "6D Gaussian splats")
+
+# the path tracer registers itself only when Mitsuba 3 can be found (without importing it)
+from . import pathtrace  # noqa: E402,F401
