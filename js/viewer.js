@@ -3,7 +3,8 @@
 // Python renders; this file draws frames and turns the user's gestures into messages:
 //   Python -> page: {type:"frame", view, id, mime, width, height, kind, render_ms, ...} + 1 binary buffer,
 //                   {type:"screenshot", view, request, filename, mime} + PNG buffer, {type:"error", view, message}
-//   page -> Python: ack, ready, resize, drag, wheel, preset, renderer, class, group, class_colors, reset, screenshot
+//   page -> Python: ack, ready, resize, drag, wheel, preset, renderer, class, group, class_colors, cinematic,
+//                   reset, screenshot
 // Pointer and wheel deltas are summed and sent at most once per COALESCE_MS per view; each frame is
 // acknowledged after it is drawn (Python keeps at most two frames unacknowledged).
 
@@ -104,6 +105,10 @@ class ViewPanel {
     this.classColors = h("input", { type: "checkbox" });
     const colorsLabel = h("label", { class: "rfm-toggle", title: "Colour voxels by their class" },
       [this.classColors, h("span", { text: "colour by class" })]);
+    this.cinematic = h("input", { type: "checkbox" });
+    this.cinematicLabel = h("label", { class: "rfm-toggle",
+      title: "While the camera rests, path-trace the view and keep adding samples" },
+      [this.cinematic, h("span", { text: "cinematic still (path traced)" })]);
     this.statusText = h("span", { class: "rfm-status-text" });
     this.statusInfo = h("span", { class: "rfm-status-info" });
     this.spinner = h("span", { class: "rfm-spinner" });
@@ -111,6 +116,7 @@ class ViewPanel {
       h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Preset" }), this.presetSel]),
       h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Renderer" }), this.rendererSel]),
       h("div", { class: "rfm-section", text: "Anatomy" }), this.groupsBox, this.classBox, colorsLabel,
+      this.cinematicLabel,
     ]);
     this.root = h("div", { class: "rfm-view" }, [
       h("div", { class: "rfm-header" }, [this.title, h("div", { class: "rfm-tools" }, [resetBtn, shotBtn])]),
@@ -125,6 +131,7 @@ class ViewPanel {
     this.on(this.presetSel, "change", () => this.send({ type: "preset", name: this.presetSel.value }));
     this.on(this.rendererSel, "change", () => this.send({ type: "renderer", name: this.rendererSel.value }));
     this.on(this.classColors, "change", () => this.send({ type: "class_colors", on: this.classColors.checked }));
+    this.on(this.cinematic, "change", () => this.send({ type: "cinematic", on: this.cinematic.checked }));
     this.on(resetBtn, "click", () => this.send({ type: "reset" }));
     this.on(shotBtn, "click", () => {
       this.screenshotRequest += 1;
@@ -214,7 +221,8 @@ class ViewPanel {
       this.overlay.hidden = true;
       const c = this.canvas.dataset;
       c.frames = String(this.frames); c.frameId = String(meta.id); c.kind = meta.kind;
-      const kind = meta.kind === "idle" ? "full quality" : "interactive";
+      const kind = meta.kind === "progressive" ? `cinematic · ${meta.spp} spp`
+        : meta.kind === "idle" ? "full quality" : "interactive";
       this.statusInfo.textContent = `${kind} · ${meta.width}×${meta.height} · ${Math.round(meta.render_ms)} ms`;
     } catch (err) {
       console.warn("rfmweb: could not draw frame", meta.id, err);
@@ -250,12 +258,14 @@ class ViewPanel {
     fillSelect(this.presetSel, model.get("preset_options").map((p) => [p, p]), state.preset);
     fillSelect(this.rendererSel, model.get("renderer_options").map((r) => [r.name, r.label]), state.renderer);
     this.classColors.checked = state.class_colors;
+    this.cinematic.checked = state.cinematic;
+    this.cinematicLabel.hidden = !model.get("renderer_options").some((r) => r.name === "pathtrace");
     this.updateGroups(state.groups);
     this.updateClasses(state.classes);
     this.spinner.hidden = !state.busy;
     if (!this.transient) {
       this.statusText.classList.remove("rfm-error");
-      this.statusText.textContent = state.busy && state.status ? `${state.status}…` : state.status;
+      this.statusText.textContent = state.status;
     }
     this.root.classList.toggle("rfm-busy", state.busy);
   }

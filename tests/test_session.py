@@ -254,3 +254,48 @@ def test_idle_frame_is_abandoned_when_the_state_moves_on(session, monkeypatch):
         assert time.monotonic() - t0 < 5 and client.frames[1].kind == "interactive"
     finally:
         stream.close()
+
+
+def test_cinematic_still_accumulates_while_the_camera_rests(session, monkeypatch):
+    """Progressive frames with a growing sample count; a camera move stops them at once."""
+    client = Client()
+
+    class Progressive:
+        name = "fake-pathtrace"
+
+        def __init__(self):
+            self.started = 0
+
+        def render(self, scene, camera, quality, *, abort=None):
+            return np.zeros((camera.height, camera.width, 3), np.uint8)
+
+        def accumulate(self, scene, camera, spp_per_pass, passes, *, abort=None):
+            self.started += 1
+            for i in range(passes):
+                if abort is not None and abort():
+                    from rfmweb.render.scene import RenderAborted
+                    raise RenderAborted("stale")
+                time.sleep(0.01)
+                yield np.full((camera.height, camera.width, 3), min(1.0, 0.1 * (i + 1))), spp_per_pass * (i + 1)
+
+    fake = Progressive()
+    real_renderer = session.renderer
+    monkeypatch.setattr(session, "renderer", lambda name=None: fake if name == "pathtrace" else real_renderer(name))
+    stream = FrameStream(session, client, idle_delay=0.05, ack_timeout=60.0)
+    try:
+        session.set_still_renderer("pathtrace")
+        for _ in range(8):  # acknowledge as a browser would
+            wait_for(lambda n=len(client.frames): len(client.frames) > n, what="next frame")
+            stream.ack(client.frames[-1].id)
+        kinds = [f.kind for f in client.frames]
+        assert kinds[0] == "interactive" and kinds[1:4] == ["progressive"] * 3
+        spps = [f.spp for f in client.frames if f.kind == "progressive"]
+        assert spps == sorted(spps) and spps[0] == 4 and spps[-1] >= 20
+        n = len(client.frames)
+        session.orbit(10, 0)
+        wait_for(lambda: any(f.kind == "interactive" for f in client.frames[n:]), what="interactive frame after the move")
+        assert fake.started >= 1
+    finally:
+        stream.close()
+    with pytest.raises(InputError, match="cannot accumulate"):
+        session.set_still_renderer("vtk")

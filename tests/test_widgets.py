@@ -328,3 +328,20 @@ def test_constructor_errors_and_shared_sessions(small_ct):
     assert w.views[0]["preset"] == "CT-Bone"
     w.close()
     assert session.render().shape == (SIZE, SIZE, 3)  # a session the widget did not create stays usable
+
+
+def test_cinematic_still_streams_progressive_path_traced_frames(viewer):
+    from rfmweb.render.pathtrace import mitsuba_available
+    if not mitsuba_available():
+        pytest.skip("Mitsuba 3 is not installed (pip install rfmweb[photoreal])")
+    page = Page(viewer)
+    page.ready()
+    n, _, _ = page.wait_frame(kind=None)
+    page.send({"type": "cinematic", "view": 0, "on": True})
+    assert viewer.session.still_renderer == "pathtrace" and viewer.views[0]["cinematic"] is True
+    n, first, img = page.wait_frame(after=n, kind="progressive", timeout=120)
+    n, second, _ = page.wait_frame(after=n, kind="progressive", timeout=120)
+    assert 0 < first["spp"] < second["spp"] and second["version"] == first["version"]
+    assert_not_blank(img)
+    page.send({"type": "cinematic", "view": 0, "on": False})
+    assert viewer.session.still_renderer is None and viewer.views[0]["cinematic"] is False

@@ -133,6 +133,13 @@ class SetClassColors(ClientMessage):
 
 
 @dataclass(frozen=True)
+class SetCinematic(ClientMessage):
+    """Cinematic still: path-trace progressively while the camera rests."""
+
+    on: bool
+
+
+@dataclass(frozen=True)
 class ResetCamera(ClientMessage):
     pass
 
@@ -147,6 +154,7 @@ class Screenshot(ClientMessage):
 _TAG_OF: dict[type, str] = {
     Ack: "ack", Ready: "ready", Resize: "resize", Drag: "drag", Wheel: "wheel", SetPreset: "preset",
     SetRenderer: "renderer", SetClass: "class", SetGroup: "group", SetClassColors: "class_colors",
+    SetCinematic: "cinematic",
     ResetCamera: "reset", Screenshot: "screenshot",
 }
 CLIENT_MESSAGES: dict[str, type[ClientMessage]] = {tag: cls for cls, tag in _TAG_OF.items()}
@@ -227,10 +235,11 @@ class FrameOut:
     mime: str
     width: int
     height: int
-    kind: str  # "interactive" | "idle"
+    kind: str  # "interactive" | "idle" | "progressive"
     version: int
     render_ms: float
     encode_ms: float
+    spp: int = 0  # samples per pixel of a progressive (cinematic still) frame
 
     def to_json(self) -> dict:
         return {"type": "frame", **asdict(self)}

@@ -97,7 +97,8 @@ class _Views(anywidget.AnyWidget):
         self._status = [("", False)] * len(sessions)
         self._closed = False
         super().__init__(width=int(width), height=int(height), arrangement=arrangement, preset_options=list(PRESETS),
-                         renderer_options=[{"name": n, "label": renderer_label(n)} for n in renderer_names()])
+                         renderer_options=[{"name": n, "label": renderer_label(n)} for n in renderer_names()
+                                           if n != "splats" or any(x.splats is not None for x in sessions)])
         self._unsubscribe = [s.subscribe(self._on_session_change) for s in self._sessions]
         self._unlink = link_cameras(self._sessions) if link and len(self._sessions) > 1 else None
         # paused until the page mounts the view (its "ready" message): no frames for nobody
@@ -146,6 +147,11 @@ class _Views(anywidget.AnyWidget):
         """Colour voxels by class (``True``) or by the transfer function (``False``)."""
         for s in self._targets(view):
             s.set_class_colors(bool(on))
+
+    def set_cinematic(self, on: bool, *, view: int | None = None) -> None:
+        """Cinematic still: path-trace the view progressively while the camera rests (needs Mitsuba)."""
+        for s in self._targets(view):
+            s.set_still_renderer("pathtrace" if on else None)
 
     def reset_camera(self, *, view: int | None = None) -> None:
         """Back to the home view (linked views follow)."""
@@ -201,6 +207,7 @@ class _Views(anywidget.AnyWidget):
         status, busy = self._status[i]
         return {"title": self._titles[i], "preset": preset, "renderer": renderer,
                 "class_colors": bool(table.use_class_colors), "classes": classes, "groups": groups,
+                "cinematic": s.still_renderer is not None,
                 "status": status, "busy": busy}
 
     def _sync_views(self) -> None:
@@ -273,6 +280,8 @@ class _Views(anywidget.AnyWidget):
             session.set_group_visible(msg.group, msg.visible)
         elif isinstance(msg, m.SetClassColors):
             session.set_class_colors(msg.on)
+        elif isinstance(msg, m.SetCinematic):
+            session.set_still_renderer("pathtrace" if msg.on else None)
         elif isinstance(msg, m.ResetCamera):
             session.reset_camera()
         elif isinstance(msg, m.Screenshot):

@@ -256,6 +256,7 @@ class AppController:
             n.view_b.preset: functools.partial(self.set_preset, VIEW_B),
             n.compare: self.set_compare,
             n.class_colors: self.set_class_colors,
+            n.cinematic: self.set_cinematic,
         })
         ctrl = server.controller
         ctrl.on_server_ready.add(self._on_server_ready)
@@ -282,6 +283,8 @@ class AppController:
             d.view_b.renderer, d.view_b.preset = b.renderer_name, b.preset_name
             d.compare = self.views[VIEW_B].stream is not None
             d.class_colors = bool(a.classes.use_class_colors)
+            d.cinematic = a.still_renderer is not None
+            d.can_cinematic = "pathtrace" in renderer_names() and a.volume is not None
             d.classes = class_rows(a.classes)
             d.groups = group_rows(a.classes)
 
@@ -327,6 +330,12 @@ class AppController:
     @guarded
     def reset_view(self) -> None:
         self.sessions[VIEW_A].reset_camera()  # view B follows through the camera link
+
+    @guarded
+    def set_cinematic(self, on: bool) -> None:
+        """Cinematic still in both views: path-trace progressively while the camera rests."""
+        for session in self.sessions.values():
+            session.set_still_renderer("pathtrace" if on else None)
 
     # -- classes (shared by both views) -----------------------------------------------------------
     @guarded
@@ -383,7 +392,8 @@ class AppController:
         if frame.kind == "interactive" and now - self._last_info[view] < 0.25:
             return
         self._last_info[view] = now
-        label = "full quality" if frame.kind == "idle" else "interactive"
+        label = {"idle": "full quality", "progressive": f"cinematic still, {frame.spp} spp"}.get(frame.kind,
+                                                                                              "interactive")
         with self.state:
             self._view_state(view).status = (f"{label} {frame.width}×{frame.height}, "
                                               f"{frame.render_ms:.0f} ms render + {frame.encode_ms:.0f} ms encode")

@@ -66,6 +66,8 @@ class AppState:
         view_a, view_b: the main view and the compare view.
         compare: show ``view_b`` beside ``view_a`` (cameras linked).
         class_colors: colour voxels by their class instead of the transfer function.
+        cinematic: path-trace progressively while the camera rests (``can_cinematic``: Mitsuba is
+            installed and there is a volume to trace).
         classes, groups: per-class styles and grouped toggles of the volume's label map.
         renderers, presets: the options of the selects.
     """
@@ -75,6 +77,8 @@ class AppState:
     view_b: ViewState = field(default_factory=ViewState)
     compare: bool = False
     class_colors: bool = False
+    cinematic: bool = False
+    can_cinematic: bool = False
     classes: list[ClassRow] = field(default_factory=list)
     groups: list[GroupRow] = field(default_factory=list)
     renderers: list[Choice] = field(default_factory=list)

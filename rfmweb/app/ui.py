@@ -112,6 +112,8 @@ def build_ui(server, names):
                            hide_details=True, color="primary", classes="rfm-compare")
                 with html.Div(v_if=(names.compare,), classes="mt-1"):
                     _view_controls(names.view_b, names, " (right view)")
+                v3.VSwitch(label="Cinematic still (path traced)", v_model=(names.cinematic,), v_if=(names.can_cinematic,),
+                           density="compact", hide_details=True, color="primary", classes="rfm-cinematic")
 
                 with html.Div(v_if=(f"{names.classes}.length",)):
                     v3.VDivider(classes="my-2")

@@ -414,22 +414,25 @@ class PathTracer:
 
     def _passes(self, scene: Scene, camera: OrbitCamera, plan: list[int],
                 abort: Callable[[], bool] | None) -> Iterator[tuple[np.ndarray, int]]:
+        # The lock guards Mitsuba calls only, never a suspended generator: an abandoned cinematic
+        # still must not keep the renderer locked (or release the lock later, from another thread).
         with self._lock:
             mi, _ = self._mi()
             if abort is not None and abort():
                 raise RenderAborted("path tracing stopped: a newer frame is wanted")
             built = self.mitsuba_scene(scene, camera)
-            total = np.zeros((camera.height, camera.width, 3), dtype=np.float64)
-            done = 0
-            for i, spp in enumerate(plan):
-                if i and abort is not None and abort():
-                    raise RenderAborted("path tracing stopped: a newer frame is wanted")
-                if built is not None:
-                    mscene, integrator = built
+        total = np.zeros((camera.height, camera.width, 3), dtype=np.float64)
+        done = 0
+        for i, spp in enumerate(plan):
+            if i and abort is not None and abort():
+                raise RenderAborted("path tracing stopped: a newer frame is wanted")
+            if built is not None:
+                mscene, integrator = built
+                with self._lock:
                     image = mi.render(mscene, integrator=integrator, spp=spp, seed=self._pass_seed(i))
-                    total += spp * np.asarray(image, dtype=np.float64)[..., :3]
-                done += spp
-                yield (total / done).astype(np.float32), done
+                total += spp * np.asarray(image, dtype=np.float64)[..., :3]
+            done += spp
+            yield (total / done).astype(np.float32), done
 
     def render_linear(self, scene: Scene, camera: OrbitCamera, spp: int, *,
                       abort: Callable[[], bool] | None = None) -> np.ndarray:

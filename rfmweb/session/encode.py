@@ -22,10 +22,11 @@ class Frame:
         mime: ``"image/jpeg"`` or ``"image/png"``.
         width, height: pixel size of the encoded image (an interactive frame may be smaller than
             the view; the client scales it up).
-        kind: ``"interactive"``, ``"idle"`` or ``"png"``.
+        kind: ``"interactive"``, ``"idle"``, ``"progressive"`` (a cinematic-still pass) or ``"png"``.
         version: the session state version it shows.
         id: sequence number within its stream (for acknowledgements).
         render_ms, encode_ms: time spent.
+        spp: path-traced samples per pixel accumulated so far (progressive frames; 0 otherwise).
     """
 
     data: bytes
@@ -37,11 +38,13 @@ class Frame:
     id: int = 0
     render_ms: float = 0.0
     encode_ms: float = 0.0
+    spp: int = 0
 
     def meta(self) -> dict:
         """JSON-able description (everything but the bytes)."""
         return {"id": self.id, "mime": self.mime, "width": self.width, "height": self.height, "kind": self.kind,
-                "version": self.version, "render_ms": round(self.render_ms, 1), "encode_ms": round(self.encode_ms, 1)}
+                "version": self.version, "render_ms": round(self.render_ms, 1), "encode_ms": round(self.encode_ms, 1),
+                "spp": self.spp}
 
 
 def encode_image(image: np.ndarray, fmt: str = "jpeg", quality: int = JPEG_IDLE) -> bytes:

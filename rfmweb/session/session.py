@@ -84,6 +84,7 @@ class RenderSession:
             classes = volume.classes if volume is not None else _splat_classes(splats)
         self.classes = ClassTable.from_classes(classes)
         self.mix = None if volume is None else default_mix(volume)
+        self.still_renderer: str | None = None
         self.background = (0.0, 0.0, 0.0)
         self.camera = camera or self.home_camera(width, height)
 
@@ -212,6 +213,20 @@ class RenderSession:
             self.mix = ChannelMix(tuple(settings))
         self._changed("scene")
 
+    def set_still_renderer(self, name: str | None) -> None:
+        """Cinematic still: while the camera rests, accumulate frames of a progressive renderer
+        (``"pathtrace"``) into the view; ``None`` turns it off. Interaction keeps the current renderer."""
+        if name is not None:
+            if name not in renderer_names():
+                raise InputError(f"unknown renderer {name!r}; choose one of {', '.join(renderer_names())}")
+            if not hasattr(self.renderer(name), "accumulate"):
+                raise InputError(f"renderer {name!r} cannot accumulate samples progressively")
+        with self._lock:
+            if name == self.still_renderer:
+                return
+            self.still_renderer = name
+        self._changed("renderer")
+
     def set_camera(self, camera: OrbitCamera) -> None:
         with self._lock:
             if camera == self.camera:
@@ -267,6 +282,14 @@ class RenderSession:
         """
         snap = snapshot or self.snapshot()
         return self.renderer(snap.renderer).render(snap.scene, snap.camera, quality, abort=abort)
+
+    def progressive(self, snapshot: Snapshot, spp_per_pass: int, passes: int, *, abort=None):
+        """Passes of the still renderer for ``snapshot``: an iterator of ``(image [H, W, 3] float in
+        [0, 1], total spp)``; ``None`` when no still renderer is set."""
+        if self.still_renderer is None:
+            return None
+        renderer = self.renderer(self.still_renderer)
+        return renderer.accumulate(snapshot.scene, snapshot.camera, spp_per_pass, passes, abort=abort)
 
     def close(self) -> None:
         for r in self._renderers.values():

@@ -11,6 +11,9 @@ The policy, shared by the Jupyter widget and the trame app (after jupyter_rfb an
   a render fits ``interactive_budget_ms``; ``idle_delay`` seconds after the last change, one
   full-quality frame follows (sharper JPEG at full resolution), abandoned as soon as the state
   changes again so a new drag never waits for it;
+- with a still renderer set on the session (a "cinematic still", :meth:`RenderSession.set_still_renderer`),
+  the camera at rest gets progressive frames instead: each pass of the path tracer adds samples to
+  the view (``kind="progressive"``, ``spp`` in the frame) until ``max_spp`` or the next change;
 - PNG screenshots are served on request, ahead of the stream;
 - a failed render is logged and reported through ``on_status``; it never kills the worker.
 """
@@ -24,13 +27,15 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Callable
 
-from ..render.scene import FULL, Quality, RenderAborted
+from ..render.scene import FULL, Quality, RenderAborted, to_uint8
 from .encode import JPEG_IDLE, JPEG_INTERACTIVE, Frame, encode_image
 from .session import RenderSession
 
 log = logging.getLogger(__name__)
 
 MIN_SCALE, MAX_SCALE = 0.25, 1.0
+#: Cinematic still: samples per pixel added per progressive frame, and the most accumulated.
+SPP_PER_PASS, MAX_SPP = 4, 1024
 
 
 class FrameStream:
@@ -69,6 +74,7 @@ class FrameStream:
         self._next_id = 1
         self._scale = {}  # renderer name -> adaptive interactive scale
         self._last_interactive = None  # (renderer, scene) of the last interactive render
+        self._progress = None  # (pass iterator, version) of a cinematic still in progress
         self.frames_sent = 0
         self._unsubscribe = session.subscribe(lambda _s, _what: self.request())
         self._thread = threading.Thread(target=self._run, name=f"rfmweb-render-{name}", daemon=True)
@@ -148,10 +154,13 @@ class FrameStream:
                 room = len(self._in_flight) < self.max_in_flight and not self._paused
                 if self._dirty and room:
                     self._dirty = False
+                    self._progress = None
                     return "interactive", None
                 if self._idle_due is not None and now >= self._idle_due and room:
                     self._idle_due = None
                     return "idle", None
+                if self._progress is not None and room:
+                    return "progressive", None
                 waits = [self._idle_due - now] if self._idle_due is not None and room else []
                 if self._in_flight:
                     waits.append(min(self._in_flight.values()) + self.ack_timeout - now)
@@ -162,6 +171,8 @@ class FrameStream:
             kind, fut = job
             try:
                 frame = self._render(kind)
+                if frame is None:  # a cinematic still that has finished
+                    continue
             except RenderAborted:
                 log.debug("%s frame abandoned: the state changed", kind)
                 continue
@@ -187,8 +198,10 @@ class FrameStream:
                 log.exception("sending a frame failed")
                 self.ack(frame.id)
 
-    def _render(self, kind: str) -> Frame:
+    def _render(self, kind: str) -> Frame | None:
         snap = self.session.snapshot()
+        if kind == "progressive" or (kind == "idle" and self.session.still_renderer is not None):
+            return self._render_progressive(snap)
         scale = self._scale.get(snap.renderer, 0.5)
         quality = Quality(scale=scale, step=1.0) if kind == "interactive" else FULL
         # a full-quality frame is worthless once the state moves on: let the renderer stop early
@@ -216,6 +229,31 @@ class FrameStream:
         encode_ms = (time.perf_counter() - t1) * 1e3
         return Frame(data, f"image/{fmt}", image.shape[1], image.shape[0], kind, snap.version,
                      render_ms=render_ms, encode_ms=encode_ms)
+
+    def _render_progressive(self, snap) -> Frame | None:
+        """The next pass of the cinematic still of ``snap`` (started on the idle frame)."""
+        with self._cond:
+            progress = self._progress
+        if progress is None or progress[1] != snap.version:
+            abort = lambda: self.session.version != snap.version  # noqa: E731
+            passes = MAX_SPP // SPP_PER_PASS
+            progress = (self.session.progressive(snap, SPP_PER_PASS, passes, abort=abort), snap.version)
+            with self._cond:
+                self._progress = progress
+        t0 = time.perf_counter()
+        try:
+            image, spp = next(progress[0])
+        except StopIteration:
+            with self._cond:
+                if self._progress is progress:
+                    self._progress = None
+            self._status(False, f"cinematic still done ({MAX_SPP} spp)")
+            return None
+        t1 = time.perf_counter()
+        data = encode_image(to_uint8(image), "jpeg", JPEG_IDLE)
+        self._status(False, f"cinematic still: {spp} spp")
+        return Frame(data, "image/jpeg", image.shape[1], image.shape[0], "progressive", snap.version,
+                     render_ms=(t1 - t0) * 1e3, encode_ms=(time.perf_counter() - t1) * 1e3, spp=spp)
 
     def _status(self, busy: bool, message: str) -> None:
         if self._on_status is not None:

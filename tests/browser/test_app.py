@@ -200,6 +200,25 @@ def test_compare_layout_shows_two_views(page, artifacts):
     right.wait_for(state="detached")
 
 
+def test_cinematic_still_adds_samples_while_the_camera_rests(page, artifacts):
+    from rfmweb.render.pathtrace import mitsuba_available
+    if not mitsuba_available():
+        pytest.skip("Mitsuba 3 is not installed (pip install rfmweb[photoreal])")
+    before, still = _settled(page)
+    page.locator(".rfm-cinematic input").check()
+    view = _view(page)
+    first = wait_frame(page, view, after=before, kind="progressive")
+    later = wait_frame(page, view, after=first, kind="progressive")
+    status = page.locator("text=/cinematic still, \\d+ spp/").first
+    status.wait_for()
+    traced = screenshot_array(view)
+    _save(traced, artifacts / "app_cinematic.png")
+    assert not is_blank(traced) and _differ(still, traced), "the path-traced still looks like the VTK frame"
+    assert later["id"] > first["id"]
+    page.locator(".rfm-cinematic input").uncheck()
+    page.wait_for_function("() => window.trame.state.get('AppState__cinematic') === false")
+
+
 def test_bad_messages_do_not_break_the_server(page):
     before, _ = _settled(page)
     page.evaluate("""() => {
