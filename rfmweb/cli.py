@@ -21,6 +21,9 @@ COMMANDS = (
     "rfmweb.commands.samples",
     "rfmweb.commands.export_ply",
     "rfmweb.commands.views",
+    "rfmweb.commands.make_cohort",
+    "rfmweb.commands.train_inr",
+    "rfmweb.commands.segment",
 )
 
 

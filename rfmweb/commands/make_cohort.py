@@ -1,0 +1,35 @@
+"""``rfmweb make-cohort``: write a synthetic BraTS-style glioma cohort (train / val / postop)."""
+
+from __future__ import annotations
+
+from ..errors import InputError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("make-cohort", help="write a synthetic BraTS-style glioma cohort (case folders + cohort.json)")
+    p.add_argument("--out", required=True, help="output folder (resumable: complete cases are skipped)")
+    p.add_argument("--n", type=int, required=True, help="number of cases")
+    p.add_argument("--split", choices=["train", "val", "postop"], default="train",
+                   help="train / val: pre-operative gliomas; postop: resection cavities, no necrosis")
+    p.add_argument("--seed", type=int, default=0, help="cohort seed (splits use disjoint random streams)")
+    p.add_argument("--resolution", type=float, default=1.0, metavar="MM", help="isotropic voxel size in mm")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run)
+
+
+def _run(args) -> None:
+    from ..data.cohort import make_cohort
+
+    if args.n < 1:
+        raise InputError(f"--n must be >= 1, got {args.n}")
+    make_cohort(args.out, args.n, args.split, args.seed, args.resolution, progress=not args.no_progress)
+
+
+def main(argv=None) -> int:
+    """``python -m rfmweb.commands.make_cohort ...`` (same as ``rfmweb make-cohort``)."""
+    from ..inr.cli_support import run_standalone
+    return run_standalone(add_parser, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

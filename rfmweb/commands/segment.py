@@ -1,0 +1,34 @@
+"""``rfmweb segment``: segment a BraTS-style case with the Neumours INR and write the labels."""
+
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("segment", help="segment a brain-tumour MRI case (BraTS folder) with the Neumours INR")
+    p.add_argument("case", metavar="CASE_DIR", help="a BraTS-style case folder (t1n, t1c, t2w, t2f) or sample:brain_glioma")
+    p.add_argument("--out", required=True, help="output label map (.nii.gz): 0 background, 1 NCR, 2 ED, 3 ET")
+    p.add_argument("--denoise", action="store_true", help="drop small components and fill holes")
+    p.add_argument("--resolution", type=float, metavar="MM",
+                   help="output voxel size; finer than the input spacing = super-resolution")
+    p.add_argument("--checkpoint", help="model file (default: the shipped rfmweb/weights/neumours_adamw.pt)")
+    p.add_argument("--device", help="cpu or cuda (default: CUDA when available)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto = bf16 where the hardware has fast bf16 matmuls")
+    p.set_defaults(run=_run)
+
+
+def _run(args) -> None:
+    from ..inr.infer import segment_case
+
+    segment_case(args.case, args.out, checkpoint=args.checkpoint, denoise=args.denoise,
+                 resolution_mm=args.resolution, device=args.device, precision=args.precision)
+
+
+def main(argv=None) -> int:
+    """``python -m rfmweb.commands.segment ...`` (same as ``rfmweb segment``)."""
+    from ..inr.cli_support import run_standalone
+    return run_standalone(add_parser, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

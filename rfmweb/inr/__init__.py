@@ -1,0 +1,19 @@
+"""Neumours: training, inference, denoising and checkpoints of the INR tumour segmenter.
+
+The network itself is :class:`rfmweb.models.inr.NeumoursINR`.
+
+>>> from rfmweb.inr import load_model, segment_volume, denoise_labels   # doctest: +SKIP
+>>> model = load_model()                      # the shipped weights (synthetic cohort)
+>>> labels = segment_volume(model, volume)    # [X, Y, Z] uint8, 0 bg / 1 NCR / 2 ED / 3 ET
+>>> clean = denoise_labels(labels, spacing=volume.spacing)
+>>> train_inr(TrainConfig(cases="cohort/train", out="runs/a", val="cohort/val"))   # rfmweb.inr.train.train
+"""
+
+from .checkpoint import default_checkpoint, load_checkpoint, load_model, save_checkpoint
+from .denoise import denoise_labels
+from .infer import LabelCache, finer_grid, segment_case, segment_volume
+from .train import TrainConfig, learning_rate, neumours_loss
+from .train import train as train_inr   # not "train": that would shadow the module rfmweb.inr.train
+
+__all__ = ["LabelCache", "TrainConfig", "default_checkpoint", "denoise_labels", "finer_grid", "learning_rate", "load_checkpoint",
+           "load_model", "neumours_loss", "save_checkpoint", "segment_case", "segment_volume", "train_inr"]

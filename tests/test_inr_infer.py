@@ -1,0 +1,196 @@
+"""Neumours inference (dense, super-resolution, CLI), denoising and the shipped checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rfmweb.data.cohort import cohort_case
+from rfmweb.errors import InputError
+from rfmweb.inr import LabelCache, denoise_labels, finer_grid, load_model, segment_case, segment_volume
+from rfmweb.inr.checkpoint import default_checkpoint, save_checkpoint
+from rfmweb.io import load_volume
+from rfmweb.models.inr import NeumoursINR, extract_patches, normalise_modalities, voxel_to_unit
+from rfmweb.volume import Volume
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    net = NeumoursINR().eval()
+    with torch.no_grad():                  # a random net with all four classes winning somewhere
+        net.head.bias.copy_(torch.tensor([0.0, 0.02, -0.01, 0.01]))
+    return net
+
+
+@pytest.fixture(scope="module")
+def crop():
+    """A 20 x 22 x 18 crop (4 mm) of a cohort case around its tumour, as a Volume."""
+    vol, _ = cohort_case("val", 0, 0, 4.0)
+    c = np.argwhere(vol.labels > 0).mean(0).astype(int)
+    box = tuple(slice(max(x - n // 2, 0), max(x - n // 2, 0) + n) for x, n in zip(c, (20, 22, 18)))
+    affine = vol.affine.copy()
+    affine[:3, 3] += affine[:3, :3] @ np.array([s.start for s in box])
+    return Volume(vol.data[(slice(None),) + box], affine, modality="MR", channels=vol.channels,
+                  labels=vol.labels[box], classes=vol.classes, name="crop")
+
+
+def naive(model, data):
+    """Per-voxel evaluation through the model's forward (the oracle)."""
+    norm, mask = normalise_modalities(data)
+    vox = torch.from_numpy(np.argwhere(mask)).float()
+    with torch.no_grad():
+        logits = model(voxel_to_unit(vox, data.shape[1:]), extract_patches(torch.from_numpy(norm), vox))
+    probs = np.zeros((4, *mask.shape), np.float32)
+    probs[0] = 1
+    probs[:, mask] = torch.softmax(logits, 1).T.numpy()
+    return mask, probs
+
+
+def test_dense_inference_equals_naive_per_voxel_evaluation(model, crop):
+    labels, probs = segment_volume(model, crop, return_probs=True, device="cpu", precision="fp32", chunk=777)
+    mask, ref = naive(model, crop.data)
+    assert labels.shape == crop.shape and labels.dtype == np.uint8
+    assert np.allclose(probs, ref, atol=2e-5)
+    top2 = np.sort(ref, axis=0)[-2:]
+    clear = (top2[1] - top2[0]) > 1e-4                  # ignore exact near-ties
+    assert np.array_equal(labels[clear], ref.argmax(0)[clear])
+    assert (labels[~mask] == 0).all() and len(np.unique(labels[mask])) >= 3
+    assert np.array_equal(segment_volume(model, crop.data, device="cpu", precision="fp32"), labels)
+
+
+def test_bf16_inference_agrees_with_fp32(model, crop):
+    a = segment_volume(model, crop, device="cpu", precision="fp32")
+    b = segment_volume(model, crop, device="cpu", precision="bf16")
+    assert (a == b).mean() > 0.9
+
+
+def test_super_resolution_matches_the_input_grid_at_shared_points(model, crop):
+    coarse = segment_volume(model, crop, device="cpu", precision="fp32", return_probs=True)[1]
+    fine_labels, fine = segment_volume(model, crop, resolution_mm=2.0, device="cpu", precision="fp32",
+                                       return_probs=True)
+    assert np.array_equal(segment_volume(model, crop, resolution_mm=2.0, device="cpu", precision="fp32",
+                                         coarse_to_fine=False), fine_labels)
+    shape, affine, step = finer_grid(crop, 2.0)
+    assert fine_labels.shape == shape == tuple(2 * n - 1 for n in crop.shape)
+    assert np.allclose(step, 0.5) and np.allclose(affine[:3, :3], np.eye(3) * 2.0)
+    assert np.allclose(affine[:3, 3], crop.affine[:3, 3])
+    shared = fine[:, ::2, ::2, ::2]
+    norm, brain = normalise_modalities(crop.data)
+    assert np.allclose(shared[:, brain], coarse[:, brain], atol=2e-5)
+    # between voxel centres: the model's forward on trilinearly sampled patches (the oracle)
+    queried = fine[0] < 1
+    pts = torch.from_numpy(np.argwhere(queried) * 0.5).float()
+    with torch.no_grad():
+        logits = model(voxel_to_unit(pts, crop.shape), extract_patches(torch.from_numpy(norm), pts))
+    assert (np.abs(pts.numpy() % 1) > 0).any(axis=1).mean() > 0.8
+    assert np.allclose(fine[:, queried].T, torch.softmax(logits, 1).numpy(), atol=2e-5)
+
+
+def test_segment_case_writes_nifti_on_the_case_grid(model, crop, tmp_path):
+    ckpt = save_checkpoint(tmp_path / "m.pt", model)
+    out, labels, timings = segment_case(crop, tmp_path / "seg.nii.gz", checkpoint=ckpt, device="cpu",
+                                        precision="fp32", denoise=True)
+    back = load_volume(out)
+    assert back.shape == crop.shape and np.allclose(back.affine, crop.affine)
+    assert np.array_equal(back.data[0].astype(np.uint8), labels) and set(timings) == {"load_s", "segment_s", "denoise_s"}
+    with pytest.raises(InputError, match="coarser"):
+        segment_case(crop, tmp_path / "x.nii.gz", checkpoint=ckpt, resolution_mm=8.0)
+    with pytest.raises(InputError, match=".nii.gz"):
+        segment_case(crop, tmp_path / "x.png", checkpoint=ckpt)
+
+
+def test_coarse_to_fine_equals_dense_where_everything_is_refined(model, crop):
+    # the random net is tumour-like everywhere, so every voxel is refined: results must be identical
+    a = segment_volume(model, crop, device="cpu", precision="fp32", coarse_to_fine=True)
+    assert np.array_equal(a, segment_volume(model, crop, device="cpu", precision="fp32", coarse_to_fine=False))
+
+
+def test_label_cache_computes_once_per_volume_and_option(model, crop):
+    cache = LabelCache(model, device="cpu", precision="fp32")
+    raw = cache.labels(crop)
+    assert raw is cache.labels(crop) and not raw.flags.writeable
+    assert np.array_equal(raw, segment_volume(model, crop, device="cpu", precision="fp32"))
+    clean = cache.labels(crop, denoise=True)
+    assert clean is cache.labels(crop, denoise=True) and np.array_equal(clean, denoise_labels(raw, crop.spacing))
+    cache.invalidate(crop)
+    assert cache.labels(crop) is not raw
+
+
+def test_all_zero_volume_is_an_input_error(model):
+    with pytest.raises(InputError, match="all zeros"):
+        segment_volume(model, np.zeros((4, 5, 5, 5), np.float32), device="cpu")
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["{tmp}/nope", "--out", "{tmp}/s.nii.gz", "--checkpoint", "{tmp}/good.pt"], "no such file"),
+    (["{tmp}", "--out", "{tmp}/s.nii.gz", "--checkpoint", "{tmp}/good.pt"], "no *-t1n.nii.gz"),
+    (["{tmp}", "--out", "{tmp}/s.nii.gz", "--checkpoint", "{tmp}/t.pt"], "not a readable checkpoint"),
+    (["{tmp}", "--out", "{tmp}/s.nii.gz", "--checkpoint", "{tmp}/missing.pt"], "no such checkpoint"),
+    (["sample:brain_glioma", "--out", "{tmp}/s.png"], "must end in .nii.gz"),
+])
+def test_cli_bad_input_is_one_line_exit_2(model, tmp_path, capsys, argv, expect):
+    from rfmweb.commands import segment as command
+
+    (tmp_path / "t.pt").write_bytes(b"junk")
+    save_checkpoint(tmp_path / "good.pt", model)
+    assert command.main([a.format(tmp=tmp_path) for a in argv]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and expect in lines[0], lines
+    assert not (tmp_path / "s.nii.gz").exists()
+
+
+def test_corrupt_checkpoint_is_an_input_error(tmp_path):
+    (tmp_path / "bad.pt").write_bytes(b"junk")
+    with pytest.raises(InputError, match="not a readable checkpoint"):
+        load_model(tmp_path / "bad.pt")
+
+
+# ---------------------------------------------------------------- denoising
+
+
+def test_denoise_removes_a_speck_fills_a_hole_and_keeps_sub_labels():
+    lab = np.zeros((30, 30, 30), np.uint8)
+    lab[5:25, 5:25, 5:25] = 2                  # edema
+    lab[10:20, 10:20, 10:20] = 3               # enhancing rim
+    lab[13:17, 13:17, 13:17] = 1               # necrotic core
+    ref = lab.copy()
+    lab[14:16, 14:16, 14:16] = 0               # a hole in the core: should become NCR, not ED
+    lab[11, 15, 15] = 0                        # a hole in the rim: should become ET
+    lab[1, 1, 1] = 3                           # an isolated speck
+    lab[27:29, 27:29, 27:29] = 2               # a small satellite (8 voxels) below 500 mm^3
+    out = denoise_labels(lab, spacing=(1, 1, 1))
+    assert out.dtype == np.uint8 and np.array_equal(out, ref)
+    no_fill = denoise_labels(lab, spacing=(1, 1, 1), fill_holes=False)
+    assert (no_fill[14:16, 14:16, 14:16] == 0).all() and no_fill[1, 1, 1] == 0
+    keep_satellite = denoise_labels(lab, spacing=(1, 1, 1), min_volume_mm3=8)
+    assert (keep_satellite[27:29, 27:29, 27:29] == 2).all() and keep_satellite[1, 1, 1] == 0
+
+
+def test_denoise_keeps_the_largest_component_and_handles_empty():
+    assert not denoise_labels(np.zeros((5, 5, 5), np.uint8)).any()
+    lab = np.zeros((10, 10, 10), np.uint8)
+    lab[2:4, 2:4, 2:4] = 2
+    lab[7, 7, 7] = 3
+    out = denoise_labels(lab)                  # both below 500 mm^3: the largest stays
+    assert (out[2:4, 2:4, 2:4] == 2).all() and out.sum() == 16
+
+
+# ---------------------------------------------------------------- the shipped weights
+
+
+@pytest.mark.skipif(not default_checkpoint().exists(), reason="shipped checkpoint not built yet")
+def test_shipped_checkpoint_segments_an_unseen_case():
+    from rfmweb.metrics.segmentation import brats_scores
+
+    model = load_model()
+    assert model.info.get("optimizer") == "adamw"
+    vol, _ = cohort_case("val", 1, 7, 2.0)    # seed 1: not in the shipped model's cohort (seed 0)
+    dense = segment_volume(model, vol, device="cpu", coarse_to_fine=False)
+    pred = denoise_labels(dense, spacing=vol.spacing)
+    scores = brats_scores(pred, vol.labels, vol.spacing, with_hd95=False)
+    assert scores["dice_WT"] > 0.6, scores
+    # coarse-to-fine skips most of the brain and changes (almost) nothing
+    fast = segment_volume(model, vol, device="cpu", coarse_to_fine=True)
+    assert (fast == dense).mean() > 0.9999 and (fast > 0).sum() > 0.95 * (dense > 0).sum()
