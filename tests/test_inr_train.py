@@ -143,7 +143,7 @@ def test_ddp_with_two_gloo_processes(cases, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "rfmweb.commands.train_inr", str(cases / "train"), "--out", str(out), "--steps", "2",
+           "-m", "rfmweb", "train-inr", str(cases / "train"), "--out", str(out), "--steps", "2",
            "--batch", "512", "--warmup", "1", "--device", "cpu", "--threads", "1", "--no-progress",
            "--log-every", "1", "--max-val-cases", "0"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)

@@ -23,13 +23,3 @@ def _run(args) -> None:
     if args.n < 1:
         raise InputError(f"--n must be >= 1, got {args.n}")
     make_cohort(args.out, args.n, args.split, args.seed, args.resolution, progress=not args.no_progress)
-
-
-def main(argv=None) -> int:
-    """``python -m rfmweb.commands.make_cohort ...`` (same as ``rfmweb make-cohort``)."""
-    from ..inr.cli_support import run_standalone
-    return run_standalone(add_parser, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

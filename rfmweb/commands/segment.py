@@ -22,13 +22,3 @@ def _run(args) -> None:
 
     segment_case(args.case, args.out, checkpoint=args.checkpoint, denoise=args.denoise,
                  resolution_mm=args.resolution, device=args.device, precision=args.precision)
-
-
-def main(argv=None) -> int:
-    """``python -m rfmweb.commands.segment ...`` (same as ``rfmweb segment``)."""
-    from ..inr.cli_support import run_standalone
-    return run_standalone(add_parser, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

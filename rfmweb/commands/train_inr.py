@@ -1,7 +1,7 @@
 """``rfmweb train-inr``: train the Neumours INR on a folder of BraTS-style cases.
 
 Several processes: ``torchrun --nproc_per_node N -m rfmweb train-inr ...`` (or
-``-m rfmweb.commands.train_inr``); gloo on CPU, NCCL on CUDA, only rank 0 writes.
+``-m rfmweb train-inr``); gloo on CPU, NCCL on CUDA, only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -47,13 +47,3 @@ def _run(args) -> None:
                          checkpoint_every=args.checkpoint_every, val_every=args.val_every, log_every=args.log_every,
                          max_val_cases=args.max_val_cases, seed=args.seed, progress=not args.no_progress)
     train(config)
-
-
-def main(argv=None) -> int:
-    """``python -m rfmweb.commands.train_inr ...`` (same as ``rfmweb train-inr``; used by torchrun)."""
-    from ..inr.cli_support import run_standalone
-    return run_standalone(add_parser, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
