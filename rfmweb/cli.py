@@ -21,6 +21,7 @@ COMMANDS = (
     "rfmweb.commands.samples",
     "rfmweb.commands.export_ply",
     "rfmweb.commands.views",
+    "rfmweb.commands.fit_6dgs",
     "rfmweb.commands.make_cohort",
     "rfmweb.commands.train_inr",
     "rfmweb.commands.segment",

@@ -74,8 +74,8 @@ def run(args) -> dict:
     import torch
 
     from ..io import open_volume
-    from ..splats.fit import (INIT_FRACTION, INITS, FitConfig, evaluate, fit_6dgs, initial_splats, load_views,
-                              scene_for_views, write_json)
+    from ..splats.fit import INIT_FRACTION, FitConfig, evaluate, fit_6dgs, write_json
+    from ..splats.viewset import INITS, initial_splats, load_views, scene_for_views
 
     t_start = time.perf_counter()
     if args.init not in INITS:
