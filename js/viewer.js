@@ -4,13 +4,20 @@
 //   Python -> page: {type:"frame", view, id, mime, width, height, kind, render_ms, ...} + 1 binary buffer,
 //                   {type:"screenshot", view, request, filename, mime} + PNG buffer, {type:"error", view, message}
 //   page -> Python: ack, ready, resize, drag, wheel, preset, renderer, class, group, class_colors, cinematic,
-//                   reset, screenshot
+//                   reset, screenshot, mode, slice, stroke, mark, apply_correction, undo_correction
+// Slice views: the wheel steps slices (Python decides by the view's mode). With the correction tool on,
+// a drag on a slice view paints a stroke (sent as canvas device pixels on release) and a click on a 3-D
+// view marks the surface under the pointer.
 // Pointer and wheel deltas are summed and sent at most once per COALESCE_MS per view; each frame is
 // acknowledged after it is drawn (Python keeps at most two frames unacknowledged).
 
 const COALESCE_MS = 20;
 const SLIDER_MS = 60;
 const BUTTONS = ["left", "middle", "right"];
+const MODES = [["3d", "3D"], ["axial", "Axial"], ["coronal", "Coronal"], ["sagittal", "Sagittal"]];
+const CORRECTION_LABELS = [["0", "not tumour"], ["1", "NCR"], ["2", "ED"], ["3", "ET"]];
+const STROKE_COLORS = ["#4fc3f7", "#e63326", "#40bf4d", "#ffd91a"];
+const BRUSH_PX = 6;
 const ICONS = {
   reset: '<svg viewBox="0 0 16 16" width="14" height="14"><path d="M8 3a5 5 0 1 1-4.6 3H1.9A6.5 6.5 0 1 0 8 1.5V0L5 2.5 8 5z" fill="currentColor"/></svg>',
   camera: '<svg viewBox="0 0 16 16" width="14" height="14"><path d="M5.5 2 4.4 3.5H2A1.5 1.5 0 0 0 .5 5v7.5A1.5 1.5 0 0 0 2 14h12a1.5 1.5 0 0 0 1.5-1.5V5A1.5 1.5 0 0 0 14 3.5h-2.4L10.5 2zM8 5.5a3 3 0 1 1 0 6 3 3 0 0 1 0-6z" fill="currentColor"/></svg>',
@@ -92,6 +99,21 @@ class ViewPanel {
 
   build(parent) {
     this.title = h("div", { class: "rfm-title" });
+    this.subtitle = h("div", { class: "rfm-subtitle" });
+    this.modeSel = h("select", { class: "rfm-select rfm-mode", title: "3-D view or a slice" });
+    this.sliceRange = h("input", { type: "range", class: "rfm-slice", min: "0", max: "0", step: "1",
+      title: "Slice (the mouse wheel steps slices too)" });
+    this.sliceText = h("span", { class: "rfm-slice-text" });
+    this.sliceRow = h("div", { class: "rfm-row rfm-slice-row" }, [this.sliceRange, this.sliceText]);
+    this.toolBox = h("input", { type: "checkbox", class: "rfm-correct-tool" });
+    this.labelSel = h("select", { class: "rfm-select rfm-correct-label", title: "What the marked voxels are" });
+    fillSelect(this.labelSel, CORRECTION_LABELS, "0");
+    this.applyBtn = h("button", { class: "rfm-btn rfm-apply", text: "Apply", title: "Fine-tune the INR on the marks" });
+    this.undoBtn = h("button", { class: "rfm-btn rfm-undo", text: "Undo", title: "Undo the last correction" });
+    this.marksText = h("span", { class: "rfm-marks" });
+    this.correctBox = h("div", { class: "rfm-correct" }, [
+      h("label", { class: "rfm-toggle", title: "Drag on a slice view / click on the 3-D view to mark voxels" },
+        [this.toolBox, h("span", { text: "correct" })]), this.labelSel, this.applyBtn, this.undoBtn, this.marksText]);
     this.presetSel = h("select", { class: "rfm-select", title: "Transfer-function preset" });
     this.rendererSel = h("select", { class: "rfm-select", title: "Renderer" });
     const resetBtn = h("button", { class: "rfm-btn", title: "Reset view", html: ICONS.reset });
@@ -113,13 +135,16 @@ class ViewPanel {
     this.statusInfo = h("span", { class: "rfm-status-info" });
     this.spinner = h("span", { class: "rfm-spinner" });
     this.panel = h("div", { class: "rfm-panel" }, [
+      h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "View" }), this.modeSel]),
+      this.sliceRow, this.correctBox,
       h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Preset" }), this.presetSel]),
       h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Renderer" }), this.rendererSel]),
       h("div", { class: "rfm-section", text: "Anatomy" }), this.groupsBox, this.classBox, colorsLabel,
       this.cinematicLabel,
     ]);
     this.root = h("div", { class: "rfm-view" }, [
-      h("div", { class: "rfm-header" }, [this.title, h("div", { class: "rfm-tools" }, [resetBtn, shotBtn])]),
+      h("div", { class: "rfm-header" }, [h("div", {}, [this.title, this.subtitle]),
+        h("div", { class: "rfm-tools" }, [resetBtn, shotBtn])]),
       h("div", { class: "rfm-body" }, [this.stage, this.panel]),
       h("div", { class: "rfm-status" }, [this.spinner, this.statusText, this.statusInfo]),
     ]);
@@ -132,6 +157,12 @@ class ViewPanel {
     this.on(this.rendererSel, "change", () => this.send({ type: "renderer", name: this.rendererSel.value }));
     this.on(this.classColors, "change", () => this.send({ type: "class_colors", on: this.classColors.checked }));
     this.on(this.cinematic, "change", () => this.send({ type: "cinematic", on: this.cinematic.checked }));
+    this.on(this.modeSel, "change", () => this.send({ type: "mode", mode: this.modeSel.value }));
+    const sendSlice = throttle((v) => this.send({ type: "slice", index: v }), SLIDER_MS);
+    this.on(this.sliceRange, "input", () => sendSlice(Number(this.sliceRange.value)));
+    this.cleanups.push(() => sendSlice.cancel());
+    this.on(this.applyBtn, "click", () => { this.send({ type: "apply_correction" }); this.flash("correcting…"); });
+    this.on(this.undoBtn, "click", () => this.send({ type: "undo_correction" }));
     this.on(resetBtn, "click", () => this.send({ type: "reset" }));
     this.on(shotBtn, "click", () => {
       this.screenshotRequest += 1;
@@ -151,11 +182,19 @@ class ViewPanel {
       c.focus({ preventScroll: true });
       c.setPointerCapture(e.pointerId);
       this.drag = { id: e.pointerId, button: BUTTONS[e.button], x: e.clientX, y: e.clientY };
+      if (e.button === 0 && this.toolBox.checked && this.state?.correctable) {
+        this.drag.stroke = [this.devicePoint(e)];
+        this.drag.x0 = e.clientX; this.drag.y0 = e.clientY;
+      }
       c.classList.add("rfm-dragging");
     });
     this.on(c, "pointermove", (e) => {
       const d = this.drag;
       if (!d || e.pointerId !== d.id) return;
+      if (d.stroke) {  // painting: collect points, draw them, send on release
+        if (this.state.mode !== "3d") { d.stroke.push(this.devicePoint(e)); this.drawStroke(d.stroke); }
+        return;
+      }
       const dx = e.clientX - d.x, dy = e.clientY - d.y;
       d.x = e.clientX; d.y = e.clientY;
       const shift = e.shiftKey, ctrl = e.ctrlKey || e.metaKey;
@@ -163,6 +202,16 @@ class ViewPanel {
     });
     const end = (e) => {
       if (!this.drag || e.pointerId !== this.drag.id) return;
+      const d = this.drag;
+      if (d.stroke && e.type === "pointerup") {
+        const label = Number(this.labelSel.value);
+        if (this.state.mode !== "3d") {
+          this.send({ type: "stroke", points: d.stroke.slice(0, 4096), label, radius: BRUSH_PX * this.dpr() });
+        } else if (Math.hypot(e.clientX - d.x0, e.clientY - d.y0) < 4) {
+          const [x, y] = this.devicePoint(e);
+          this.send({ type: "mark", x, y, label });
+        }
+      }
       this.dragger.flush();
       this.drag = null;
       c.classList.remove("rfm-dragging");
@@ -177,6 +226,27 @@ class ViewPanel {
       this.wheeler.add("wheel", {}, 0, e.deltaY * scale);
     }, { passive: false });
     this.cleanups.push(() => { this.dragger.dispose(); this.wheeler.dispose(); });
+  }
+
+  dpr() { return this.canvas.width / Math.max(1, this.canvas.clientWidth); }
+
+  /** Pointer position in canvas device pixels (the frame's pixels). */
+  devicePoint(e) {
+    const r = this.canvas.getBoundingClientRect();
+    return [(e.clientX - r.left) * this.canvas.width / Math.max(1, r.width),
+            (e.clientY - r.top) * this.canvas.height / Math.max(1, r.height)];
+  }
+
+  drawStroke(points) {
+    const ctx = this.canvas.getContext("2d");
+    ctx.strokeStyle = STROKE_COLORS[Number(this.labelSel.value)] || "#fff";
+    ctx.lineWidth = 2 * BRUSH_PX * this.dpr();
+    ctx.lineCap = ctx.lineJoin = "round";
+    ctx.globalAlpha = 0.5;
+    ctx.beginPath();
+    points.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+    ctx.stroke();
+    ctx.globalAlpha = 1;
   }
 
   bindResize() {
@@ -255,6 +325,17 @@ class ViewPanel {
     this.state = state;
     const model = this.model;
     this.title.textContent = state.title;
+    this.subtitle.textContent = state.subtitle || "";
+    this.subtitle.hidden = !state.subtitle;
+    fillSelect(this.modeSel, state.can_slice ? MODES : MODES.slice(0, 1), state.mode);
+    this.sliceRow.hidden = state.mode === "3d";
+    this.sliceRange.max = String(Math.max(0, state.slice_count - 1));
+    if (document.activeElement !== this.sliceRange) this.sliceRange.value = String(state.slice_index);
+    this.sliceText.textContent = `${state.slice_index + 1} / ${state.slice_count}`;
+    this.correctBox.hidden = !state.correctable;
+    this.marksText.textContent = state.marks ? `${state.marks} marked` : "";
+    this.canvas.dataset.mode = state.mode;
+    this.canvas.dataset.slice = String(state.slice_index);
     fillSelect(this.presetSel, model.get("preset_options").map((p) => [p, p]), state.preset);
     fillSelect(this.rendererSel, model.get("renderer_options").map((r) => [r.name, r.label]), state.renderer);
     this.classColors.checked = state.class_colors;

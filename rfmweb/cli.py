@@ -25,6 +25,8 @@ COMMANDS = (
     "rfmweb.commands.make_cohort",
     "rfmweb.commands.train_inr",
     "rfmweb.commands.segment",
+    "rfmweb.commands.train_cnn",
+    "rfmweb.commands.evaluate_inr",
 )
 
 

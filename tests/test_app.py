@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rfmweb.errors import InputError
@@ -249,3 +250,89 @@ def test_serve_offers_the_splats_renderer_when_splats_are_loaded(small_ct):
             assert controller.sessions["view_a"].render().std() > 5
         finally:
             controller.close()
+
+
+# -- segmentation views: ground truth | raw INR | denoised INR (no server) ---------------------------------
+@pytest.fixture(scope="module")
+def brats_case():
+    from rfmweb.data.cohort import cohort_case
+    return cohort_case("val", 0, 1, resolution_mm=2.0)[0]
+
+
+def test_serve_parser_takes_segment_and_model():
+    from rfmweb.app.cli import add_parser
+    parser = argparse.ArgumentParser(prog="rfmweb")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["serve", "BraTS-GLI-00001-000", "--segment", "--model", "m.pt"])
+    assert (args.volume, args.segment, args.model) == ("BraTS-GLI-00001-000", True, "m.pt")
+    assert parser.parse_args(["serve"]).segment is False
+
+
+def test_segment_refuses_a_ct_and_model_without_segment(small_files, capsys):
+    from rfmweb.app.cli import run_serve
+    ct, _ = small_files
+    args = argparse.Namespace(volume=str(ct), labels=None, splats=None, host="127.0.0.1", port=0, auth_key=None,
+                              renderer=None, preset=None, open=False, segment=True, model=None)
+    assert run_serve(args) == 2
+    assert "4-channel MR" in capsys.readouterr().err
+    args.segment, args.model = False, "m.pt"
+    assert run_serve(args) == 2
+    assert "--segment" in capsys.readouterr().err
+
+
+def test_app_shows_three_linked_segmentation_views_and_paints_corrections(brats_case):
+    from trame.app import get_server
+
+    from rfmweb.app.server import build_app
+    from rfmweb.session import SegmentationViews
+
+    seg = SegmentationViews(brats_case, width=64, height=64)
+    seg.compute()
+    server = get_server("rfmweb-segment-test", client_type="vue3")
+    _, controller = build_app(None, server=server, segmentation=seg)
+    try:
+        d = controller.typed.data
+        assert d.segment and d.compare and [c.value for c in d.modes] == ["3d", "axial", "coronal", "sagittal"]
+        assert [getattr(d, v).title for v in ("view_a", "view_b", "view_c")] == ["ground truth", "raw INR",
+                                                                                 "denoised INR"]
+        assert d.view_a.subtitle == "" and d.view_b.subtitle == seg.dice_text(1) and "WT" in d.view_c.subtitle
+        assert all(v.stream is not None for v in controller.views.values()), "all three views stream"
+        controller.set_compare(False)  # the segmentation layout keeps its three views
+        assert controller.views["view_b"].stream is not None
+        # one view mode for all views, the slider's range follows the axis
+        k = int(np.argmax(brats_case.labels.sum(axis=(0, 1))))
+        controller.set_view_mode("axial")
+        controller.set_slice(k)
+        assert [(s.mode, s.slice_index) for s in seg.sessions] == [("axial", k)] * 3
+        assert d.slice_max == brats_case.shape[2] - 1
+        controller.set_class_visible(2, False)
+        assert not any(s.classes.style(2).visible for s in seg.sessions)
+        controller.set_class_visible(2, True)
+        # with the tool on, a left drag on a slice view is a stroke, not an orbit
+        controller.set_tool(True)
+        adapter, raw = controller.views["view_b"], seg.sessions[1]
+        adapter.update_size("test", {"w": 64, "h": 64, "p": 1})
+        camera = raw.camera
+        lab = seg.labels(1)[:, :, k]
+        geo = raw.slice_geometry()
+        ii, jj = np.nonzero(lab)
+        # voxel -> pixel: invert SliceGeometry.to_voxel for the axial plane (u from x, v from y)
+        u = ((geo.shape[0] - 1 - ii) + 0.5) * geo.spacing[0] / geo.mm_per_px + geo.offset[0]
+        v = ((geo.shape[1] - 1 - jj) + 0.5) * geo.spacing[1] / geo.mm_per_px + geo.offset[1]
+        np.testing.assert_allclose(geo.to_voxel(u, v)[:, :2], np.stack([ii, jj], 1), atol=1e-6)
+        events = [("LeftButtonPress", u[0], v[0])] + [("MouseMove", a, b) for a, b in zip(u[1:], v[1:])] + \
+            [("LeftButtonRelease", u[-1], v[-1])]
+        for kind, x, y in events:  # trame-rca positions: CSS pixels from the bottom-left
+            adapter.on_interaction("test", {"type": kind, "x": float(x), "y": float(64 - y)})
+        controller._jobs.submit(lambda: None).result(timeout=60)  # the marks are made on the correction thread
+        assert raw.camera == camera and seg.n_marks >= len(ii)
+        labels_before = seg.labels(1)
+        controller._correct("apply")
+        controller._jobs.submit(lambda: None).result(timeout=60)
+        assert (seg.labels(1) != labels_before).sum() > 0
+        assert (seg.labels(1)[:, :, k] > 0).sum() < (labels_before[:, :, k] > 0).sum()
+        controller._correct("undo")
+        controller._jobs.submit(lambda: None).result(timeout=60)
+        np.testing.assert_array_equal(seg.labels(1), labels_before)
+    finally:
+        controller.close()

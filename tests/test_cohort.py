@@ -81,16 +81,16 @@ def test_postop_cases_have_a_cavity_and_no_necrosis(tmp_path):
 
 @pytest.mark.parametrize("args, expect", [(["--n", "0"], "--n must"), (["--n", "1", "--resolution", "20"], "--resolution")])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, args, expect):
-    from rfmweb.commands import make_cohort as command
+    from rfmweb.cli import main
 
-    assert command.main(["--out", str(tmp_path / "c"), *args]) == 2
+    assert main(["make-cohort", "--out", str(tmp_path / "c"), *args]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and expect in lines[0] and not (tmp_path / "c" / MANIFEST).exists()
 
 
 def test_cli_writes_a_cohort(tmp_path):
-    from rfmweb.commands import make_cohort as command
+    from rfmweb.cli import main
 
     argv = ["--out", str(tmp_path), "--n", "1", "--split", "val", "--resolution", str(RES), "--no-progress"]
-    assert command.main(argv) == 0
+    assert main(["make-cohort", *argv]) == 0
     assert [c.name for c in find_cases(tmp_path)] == ["BraTS-GLI-00000-000"]

@@ -131,11 +131,11 @@ def test_all_zero_volume_is_an_input_error(model):
     (["sample:brain_glioma", "--out", "{tmp}/s.png"], "must end in .nii.gz"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(model, tmp_path, capsys, argv, expect):
-    from rfmweb.commands import segment as command
+    from rfmweb.cli import main
 
     (tmp_path / "t.pt").write_bytes(b"junk")
     save_checkpoint(tmp_path / "good.pt", model)
-    assert command.main([a.format(tmp=tmp_path) for a in argv]) == 2
+    assert main(["segment", *(a.format(tmp=tmp_path) for a in argv)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and expect in lines[0], lines
     assert not (tmp_path / "s.nii.gz").exists()

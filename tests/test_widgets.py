@@ -345,3 +345,113 @@ def test_cinematic_still_streams_progressive_path_traced_frames(viewer):
     assert_not_blank(img)
     page.send({"type": "cinematic", "view": 0, "on": False})
     assert viewer.session.still_renderer is None and viewer.views[0]["cinematic"] is False
+
+
+@pytest.fixture(scope="module")
+def brats_case() -> Volume:
+    """A 2 mm synthetic glioma case (4 modalities, BraTS labels)."""
+    from rfmweb.data.cohort import cohort_case
+    return cohort_case("val", 0, 1, resolution_mm=2.0)[0]
+
+
+def test_compare_segmentations_slices_toggles_and_dice(brats_case):
+    cmp = Compare.segmentations(brats_case, width=SIZE, height=SIZE, wait=True)
+    try:
+        page = Page(cmp)
+        for i in range(3):
+            page.ready(i)
+        frames_3d = [page.wait_frame(i)[2] for i in range(3)]
+        for img in frames_3d:
+            assert_not_blank(img)
+        assert [v["title"] for v in cmp.views] == ["ground truth", "raw INR", "denoised INR"]
+        scores = cmp.dice()
+        assert cmp.views[0]["subtitle"] == ""
+        assert cmp.views[1]["subtitle"] == "Dice " + " · ".join(f"{k} {v:.2f}" for k, v in scores["raw INR"].items())
+        assert all(v["correctable"] and v["mode"] == "3d" for v in cmp.views)
+        gt, raw, den = cmp.sessions
+        assert raw.volume.data is brats_case.data and raw.volume.labels is not brats_case.labels
+        # a view switched to axial: every view follows (linked), a slice frame unlike the 3-D one
+        k = int(np.argmax(brats_case.labels.sum(axis=(0, 1))))
+        n = page.latest_index()
+        page.send({"type": "mode", "view": 1, "mode": "axial", "index": k})
+        assert [(s.mode, s.slice_index) for s in cmp.sessions] == [("axial", k)] * 3
+        assert [v["slice_count"] for v in cmp.views] == [brats_case.shape[2]] * 3
+        _, _, axial = page.wait_frame(1, after=n, min_version=raw.version)
+        assert_not_blank(axial)
+        assert pixels_differ(axial, frames_3d[1])
+        # the wheel steps slices on a slice view (down: one slice lower), linked views follow
+        page.send({"type": "wheel", "view": 0, "dy": 120})
+        assert [s.slice_index for s in cmp.sessions] == [k - 1] * 3
+        page.send({"type": "slice", "view": 2, "index": k})
+        assert cmp.views[0]["slice_index"] == k
+        before = [page.wait_frame(i, after=n, min_version=s.version)[2] for i, s in enumerate(cmp.sessions)]
+        # a class toggle from Python applies to all three views
+        n = page.latest_index()
+        cmp.set_class_visible("ED", False)
+        assert not any(s.classes.style(2).visible for s in cmp.sessions)
+        for i, s in enumerate(cmp.sessions):
+            _, _, img = page.wait_frame(i, after=n, min_version=s.version)
+            assert pixels_differ(img, before[i], threshold=0.3), f"view {i} did not change"
+        cmp.set_view_mode("3d")
+        assert all(s.mode == "3d" for s in cmp.sessions)
+    finally:
+        cmp.close()
+
+
+def test_segmentation_messages_are_validated(brats_case, small_ct):
+    cmp = Compare.presets(small_ct, ["CT-Bone", "CT-Muscle"], width=SIZE, height=SIZE)
+    try:
+        page = Page(cmp)
+        page.send({"type": "stroke", "view": 0, "points": [[10, 10]], "label": 1})
+        assert "not segmentation views" in page.wait_reply("error")[0]["message"]
+        with pytest.raises(InputError, match="segmentation"):
+            cmp.apply_correction()
+        page.replies.clear()
+        bad = [{"type": "mode", "view": 0, "mode": "oblique"}, {"type": "slice", "view": 0, "index": 2},
+               {"type": "stroke", "view": 0, "points": [[1, "a"]], "label": 1},
+               {"type": "stroke", "view": 0, "points": [], "label": 1},
+               {"type": "stroke", "view": 0, "points": [[1, 2]], "label": 9},
+               {"type": "mark", "view": 0, "x": 1, "y": 2, "label": -1}]
+        for msg in bad:
+            page.send(msg)
+        assert len([c for c, _ in page.replies if c["type"] == "error"]) == len(bad)
+        page.send({"type": "mode", "view": 0, "mode": "coronal"})  # slices of a CT work too
+        assert [s.mode for s in cmp.sessions] == ["coronal", "coronal"]
+    finally:
+        cmp.close()
+
+
+def test_paint_apply_and_undo_messages_correct_the_raw_view(brats_case):
+    pytest.importorskip("rfmweb.inr.correct")
+    cmp = Compare.segmentations(brats_case, width=SIZE, height=SIZE, wait=True)
+    try:
+        page = Page(cmp)
+        for i in range(3):
+            page.ready(i)
+        seg, raw = cmp.segmentation, cmp.sessions[1]
+        k = int(np.argmax((seg.labels(1) > 0).sum(axis=(0, 1))))
+        page.send({"type": "mode", "view": 0, "mode": "axial", "index": k})
+        n, _, before = page.wait_frame(1, min_version=raw.version)
+        labels, dice_before = seg.labels(1), cmp.views[1]["subtitle"]
+        geo = raw.slice_geometry()
+        ii, jj = np.nonzero(labels[:, :, k])
+        u = ((geo.shape[0] - 1 - ii) + 0.5) * geo.spacing[0] / geo.mm_per_px + geo.offset[0]
+        v = ((geo.shape[1] - 1 - jj) + 0.5) * geo.spacing[1] / geo.mm_per_px + geo.offset[1]
+        page.send({"type": "stroke", "view": 1, "points": [[float(a), float(b)] for a, b in zip(u, v)], "label": 0,
+                   "radius": 1.0})
+        cmp._jobs.submit(lambda: None).result(timeout=60)  # strokes are handled on the correction thread
+        assert cmp.views[1]["marks"] >= len(ii) and "marked" in cmp.views[1]["status"]
+        t0 = time.perf_counter()
+        page.send({"type": "apply_correction", "view": 1})
+        cmp._jobs.submit(lambda: None).result(timeout=60)
+        _, _, after = page.wait_frame(1, after=n, min_version=raw.version)
+        seconds = time.perf_counter() - t0
+        assert (seg.labels(1)[:, :, k] > 0).sum() < len(ii) // 2
+        assert pixels_differ(before, after, threshold=0.2), "the raw view's frame did not change"
+        assert cmp.views[1]["subtitle"].startswith("Dice WT") and cmp.views[1]["subtitle"] != dice_before
+        assert seconds < 10, f"apply -> new frame took {seconds:.1f} s"
+        page.send({"type": "undo_correction", "view": 1})
+        cmp._jobs.submit(lambda: None).result(timeout=60)
+        np.testing.assert_array_equal(seg.labels(1), labels)
+    finally:
+        cmp.close()

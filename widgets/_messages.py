@@ -18,6 +18,8 @@ from typing import Literal, Optional
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 #: The largest canvas side (in device pixels) a client may ask for.
 MAX_SIDE = 4096
+#: The most points one correction stroke may carry.
+MAX_STROKE_POINTS = 4096
 
 
 class MessageError(ValueError):
@@ -151,11 +153,73 @@ class Screenshot(ClientMessage):
     request: int
 
 
+@dataclass(frozen=True)
+class SetMode(ClientMessage):
+    """Show the 3-D render or a slice view; ``index`` (optional) is the slice along that axis."""
+
+    mode: Literal["3d", "axial", "coronal", "sagittal"]
+    index: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class SetSlice(ClientMessage):
+    """Show slice ``index`` of the view's current axis."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class Stroke(ClientMessage):
+    """A correction stroke painted on a slice view: ``points`` are ``[u, v]`` canvas device
+    pixels (u right, v down), ``label`` 0 (not tumour) .. 3, ``radius`` in device pixels."""
+
+    points: list
+    label: int
+    radius: float = 6.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        pts = self.points
+        if not isinstance(pts, list) or not 1 <= len(pts) <= MAX_STROKE_POINTS:
+            raise MessageError(f"stroke message: 'points' must be a list of 1..{MAX_STROKE_POINTS} [u, v] pairs")
+        for p in pts:
+            if not (isinstance(p, list) and len(p) == 2 and all(
+                    isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) for c in p)):
+                raise MessageError(f"stroke message: each point must be [u, v] with finite numbers, got {p!r}")
+        _check_correction_label(self)
+        if not 0.5 <= self.radius <= 256:
+            raise MessageError(f"stroke message: 'radius' must lie in [0.5, 256] pixels, got {self.radius}")
+
+
+@dataclass(frozen=True)
+class Mark(ClientMessage):
+    """A correction click on a 3-D view at canvas device pixel ``(x, y)``."""
+
+    x: float
+    y: float
+    label: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_correction_label(self)
+
+
+@dataclass(frozen=True)
+class ApplyCorrection(ClientMessage):
+    """Fine-tune the INR on the marks and refresh the segmentation views."""
+
+
+@dataclass(frozen=True)
+class UndoCorrection(ClientMessage):
+    """Undo the last applied correction."""
+
+
 _TAG_OF: dict[type, str] = {
     Ack: "ack", Ready: "ready", Resize: "resize", Drag: "drag", Wheel: "wheel", SetPreset: "preset",
     SetRenderer: "renderer", SetClass: "class", SetGroup: "group", SetClassColors: "class_colors",
     SetCinematic: "cinematic",
-    ResetCamera: "reset", Screenshot: "screenshot",
+    ResetCamera: "reset", Screenshot: "screenshot", SetMode: "mode", SetSlice: "slice", Stroke: "stroke",
+    Mark: "mark", ApplyCorrection: "apply_correction", UndoCorrection: "undo_correction",
 }
 CLIENT_MESSAGES: dict[str, type[ClientMessage]] = {tag: cls for cls, tag in _TAG_OF.items()}
 
@@ -165,6 +229,12 @@ def _check_size(msg) -> None:
         v = getattr(msg, name)
         if not 1 <= v <= MAX_SIDE:
             raise MessageError(f"{msg.tag()} message: {name!r} must lie in 1..{MAX_SIDE} pixels, got {v}")
+
+
+def _check_correction_label(msg) -> None:
+    if not 0 <= msg.label <= 3:
+        raise MessageError(f"{msg.tag()} message: 'label' must be 0 (not tumour), 1 (NCR), 2 (ED) or 3 (ET), "
+                           f"got {msg.label}")
 
 
 def _convert(tag: str, name: str, value, hint):

@@ -22,6 +22,7 @@ import io
 import logging
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Sequence, Union
@@ -31,7 +32,8 @@ import traitlets as t
 
 from rfmweb.errors import InputError
 from rfmweb.render.registry import renderer_label, renderer_names
-from rfmweb.session import FrameStream, RenderSession, link_cameras
+from rfmweb.session import FrameStream, RenderSession, SegmentationViews, link_cameras, link_view_modes
+from rfmweb.session.segmentation import APPLY_BUDGET_S, CORRECTION_LABELS
 from rfmweb.session.interaction import apply_drag, apply_wheel
 from rfmweb.transfer import PRESETS
 from rfmweb.volume import Volume
@@ -82,7 +84,8 @@ class _Views(anywidget.AnyWidget):
     arrangement = t.Unicode("side").tag(sync=True)
 
     def __init__(self, sessions: list[RenderSession], *, owned: list[bool], titles: Sequence[str | None],
-                 width: int, height: int, arrangement: str, link: bool) -> None:
+                 width: int, height: int, arrangement: str, link: bool,
+                 segmentation: SegmentationViews | None = None) -> None:
         if not sessions:
             raise InputError("a viewer needs at least one view")
         if len(titles) != len(sessions):
@@ -96,11 +99,18 @@ class _Views(anywidget.AnyWidget):
         self._state_lock = threading.RLock()
         self._status = [("", False)] * len(sessions)
         self._closed = False
+        self.segmentation = segmentation
+        # corrections (INR fine-tuning) run here, one at a time, never on the kernel's thread
+        self._jobs = ThreadPoolExecutor(1, thread_name_prefix="rfmweb-correct")
         super().__init__(width=int(width), height=int(height), arrangement=arrangement, preset_options=list(PRESETS),
                          renderer_options=[{"name": n, "label": renderer_label(n)} for n in renderer_names()
                                            if n != "splats" or any(x.splats is not None for x in sessions)])
         self._unsubscribe = [s.subscribe(self._on_session_change) for s in self._sessions]
-        self._unlink = link_cameras(self._sessions) if link and len(self._sessions) > 1 else None
+        linked = link and len(self._sessions) > 1
+        self._unlink = link_cameras(self._sessions) if linked else None
+        # slice views follow each other too when the views show the same grid
+        same_grid = len({s.volume.shape if s.volume is not None else None for s in self._sessions}) == 1
+        self._unlink_modes = link_view_modes(self._sessions) if linked and same_grid else None
         # paused until the page mounts the view (its "ready" message): no frames for nobody
         self._streams = [FrameStream(s, partial(self._send_frame, i), on_status=partial(self._on_status, i),
                                      paused=True, name=f"{self.model_id[:8]}-{i}")
@@ -153,6 +163,44 @@ class _Views(anywidget.AnyWidget):
         for s in self._targets(view):
             s.set_still_renderer("pathtrace" if on else None)
 
+    def set_view_mode(self, mode: str, index: int | None = None, *, view: int | None = None) -> None:
+        """Show the 3-D render (``"3d"``) or a slice (``"axial"``, ``"coronal"``, ``"sagittal"``,
+        at ``index`` or the last one shown); linked views follow."""
+        for s in self._targets(view):
+            s.set_view_mode(mode, index)
+
+    def set_slice(self, index: int, *, view: int | None = None) -> None:
+        """Show slice ``index`` along the current slice axis."""
+        for s in self._targets(view):
+            s.set_slice(index)
+
+    # -- segmentation corrections (Compare.segmentations) ----------------------------------------
+    def dice(self) -> dict[str, dict[str, float]] | None:
+        """Dice (WT, TC, ET) of the raw and denoised INR views against the ground truth."""
+        seg = self._require_segmentation()
+        seg.wait()
+        return seg.dice()
+
+    def mark_stroke(self, axis: str, index: int, points, label: int, radius: float = 2.0) -> int:
+        """Mark voxels along a stroke on a slice: ``points [M, 2]`` voxel coordinates in the plane
+        of ``axis`` at ``index`` (first, second remaining array axes); ``label`` 0 = not tumour,
+        1 NCR, 2 ED, 3 ET; ``radius`` in voxels. Returns the number of voxels marked."""
+        return self._require_segmentation().mark_stroke(axis, index, points, label, radius)
+
+    def apply_correction(self, *, steps: int | None = None, time_budget_s: float = APPLY_BUDGET_S):
+        """Fine-tune the INR on the marks (blocking); the raw and denoised views (and Dice) update.
+        Returns the engine's ``CorrectionResult``."""
+        return self._require_segmentation().apply_correction(steps=steps, time_budget_s=time_budget_s)
+
+    def undo_correction(self):
+        """Undo the last applied correction; returns the raw labels shown again."""
+        return self._require_segmentation().undo_correction()
+
+    def _require_segmentation(self) -> SegmentationViews:
+        if self.segmentation is None:
+            raise InputError("these views are not segmentation views; use Compare.segmentations(case)")
+        return self.segmentation
+
     def reset_camera(self, *, view: int | None = None) -> None:
         """Back to the home view (linked views follow)."""
         for s in self._targets(view):
@@ -174,12 +222,15 @@ class _Views(anywidget.AnyWidget):
         """Stop the render threads, unlink cameras, close the sessions this widget created."""
         if not getattr(self, "_closed", True):
             self._closed = True
+            self._jobs.shutdown(wait=False, cancel_futures=True)
             for s in self._streams:
                 s.close()
             for u in self._unsubscribe:
                 u()
             if self._unlink is not None:
                 self._unlink()
+            if self._unlink_modes is not None:
+                self._unlink_modes()
             for s, owned in zip(self._sessions, self._owned):
                 if owned:
                     s.close()
@@ -205,9 +256,14 @@ class _Views(anywidget.AnyWidget):
             vis = [c.visible for c in table.styles if c.group == g]
             groups.append({"name": g, "visible": "all" if all(vis) else "none" if not any(vis) else "some"})
         status, busy = self._status[i]
+        seg = self.segmentation
         return {"title": self._titles[i], "preset": preset, "renderer": renderer,
                 "class_colors": bool(table.use_class_colors), "classes": classes, "groups": groups,
                 "cinematic": s.still_renderer is not None,
+                "mode": snap.mode, "slice_index": int(snap.slice_index), "slice_count": s.slice_count(snap.mode),
+                "can_slice": s.volume is not None,
+                "subtitle": seg.dice_text(i) if seg is not None else "",
+                "correctable": seg is not None, "marks": seg.n_marks if seg is not None else 0,
                 "status": status, "busy": busy}
 
     def _sync_views(self) -> None:
@@ -263,7 +319,10 @@ class _Views(anywidget.AnyWidget):
             apply_drag(session, msg.button, msg.dx, msg.dy, shift=msg.shift, ctrl=msg.ctrl,
                        pixel_ratio=session.camera.width / max(1, self.width))
         elif isinstance(msg, m.Wheel):
-            apply_wheel(session, msg.dy)
+            if session.mode == "3d":
+                apply_wheel(session, msg.dy)
+            else:  # on a slice view the wheel steps through slices (down: towards lower indices)
+                session.step_slice(-1 if msg.dy > 0 else 1)
         elif isinstance(msg, m.Resize):
             session.resize(msg.width, msg.height)
         elif isinstance(msg, m.Ready):
@@ -284,12 +343,39 @@ class _Views(anywidget.AnyWidget):
             session.set_still_renderer("pathtrace" if msg.on else None)
         elif isinstance(msg, m.ResetCamera):
             session.reset_camera()
+        elif isinstance(msg, m.SetMode):
+            session.set_view_mode(msg.mode, msg.index)
+        elif isinstance(msg, m.SetSlice):
+            session.set_slice(msg.index)
+        elif isinstance(msg, (m.Stroke, m.Mark, m.ApplyCorrection, m.UndoCorrection)):
+            self._require_segmentation()
+            self._jobs.submit(self._correct, msg)
         elif isinstance(msg, m.Screenshot):
             # rendering a full-quality PNG takes a while: never on the kernel's thread
             threading.Thread(target=self._reply_screenshot, args=(msg,), name="rfmweb-screenshot",
                              daemon=True).start()
         else:  # pragma: no cover - every ClientMessage subclass is handled above
             raise m.MessageError(f"no handler for {msg.tag()!r}")
+
+    def _correct(self, msg: m.ClientMessage) -> None:
+        """A correction message, on the correction thread; failures go back to the page."""
+        seg = self.segmentation
+        try:
+            if isinstance(msg, m.Stroke):
+                n = seg.mark_pixels(msg.view, msg.points, msg.label, msg.radius)
+                self._on_status(msg.view, False, f"marked {n} voxels as {CORRECTION_LABELS[msg.label]}")
+            elif isinstance(msg, m.Mark):
+                hit = seg.mark_click(msg.view, msg.x, msg.y, msg.label)
+                self._on_status(msg.view, False, "nothing under the pointer" if hit is None else
+                                f"marked voxel {tuple(int(c) for c in hit)} as {CORRECTION_LABELS[msg.label]}")
+            elif isinstance(msg, m.ApplyCorrection):
+                seg.apply_correction()
+            else:
+                seg.undo_correction()
+        except Exception as exc:
+            log.exception("rfmweb widget: correction failed")
+            self._reply_error(msg.view, f"correction failed: {exc}", {})
+        self._sync_views()
 
     def _reply_screenshot(self, msg: m.Screenshot) -> None:
         try:
@@ -400,6 +486,34 @@ class Compare(_Views):
         kwargs.setdefault("titles", list(presets))
         widget = cls(sessions, **kwargs)
         widget._owned = [True] * len(sessions)
+        return widget
+
+    @classmethod
+    def segmentations(cls, case_volume: Volume, model=None, *, titles: Sequence[str] | None = None,
+                      renderer: str | None = "raymarch", width: int = 320, height: int = 320,
+                      wait: bool = False) -> "Compare":
+        """Ground truth | raw INR | denoised INR of a BraTS case, cameras and slices linked.
+
+        The INR segments on a worker thread (the raw and denoised views show the image until it is
+        done; ``wait=True`` blocks instead). Class toggles apply to all three views; Dice (WT, TC,
+        ET) against the ground truth shows under the INR views' titles. Corrections: paint on a
+        slice view with the correction tool, or script :meth:`mark_stroke` / :meth:`apply_correction`.
+
+        Args:
+            case_volume: a 4-channel MR :class:`Volume` (:func:`rfmweb.io.load_brats_case`).
+            model: a Neumours INR (default: the shipped weights).
+        """
+        from rfmweb.session.segmentation import TITLES
+
+        seg = SegmentationViews(case_volume, model, renderer=renderer, width=width, height=height)
+        widget = cls(list(seg.sessions), titles=list(titles or TITLES), width=width, height=height)
+        widget._owned = [True] * len(seg.sessions)
+        widget.segmentation = seg
+        seg.on_status = widget._on_status
+        if wait:
+            seg.compute()
+        else:
+            seg.start()
         return widget
 
     @classmethod

@@ -1,6 +1,7 @@
 """``rfmweb serve``: the command line of the web app.
 
     rfmweb serve [VOLUME] [--labels L] [--host H] [--port P] [--auth-key K] [--renderer R] [--preset P]
+    rfmweb serve CASE_DIR --segment [--model CKPT]    # ground truth | raw INR | denoised INR
 
 VOLUME is a NIfTI file, a BraTS case folder or ``sample:NAME``; without it, the bundled CT phantom.
 Bad input prints one line (the file and the reason) to stderr and exits with status 2, without a
@@ -40,6 +41,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--renderer", default=None, metavar="R", help="initial renderer (e.g. vtk, raymarch)")
     p.add_argument("--preset", default=None, metavar="P", help="initial transfer-function preset (e.g. CT-Bone)")
     p.add_argument("--open", action="store_true", help="open the system browser")
+    p.add_argument("--segment", action="store_true",
+                   help="VOLUME is a BraTS case folder: show ground truth | raw INR | denoised INR side by side, "
+                        "with Dice and correction tools")
+    p.add_argument("--model", default=None, metavar="CKPT",
+                   help="INR checkpoint for --segment (default: the shipped Neumours weights)")
     p.set_defaults(run=_run_or_exit)
     return p
 
@@ -56,7 +62,8 @@ def run_serve(args: argparse.Namespace) -> int:
         pkg.setLevel(logging.INFO)
     try:
         serve(args.volume, labels=args.labels, splats=args.splats, host=args.host, port=args.port, auth_key=args.auth_key,
-              open_browser=bool(getattr(args, "open", False)), renderer=args.renderer, preset=args.preset)
+              open_browser=bool(getattr(args, "open", False)), renderer=args.renderer, preset=args.preset,
+              segment=bool(getattr(args, "segment", False)), model=getattr(args, "model", None))
     except InputError as exc:
         print(f"rfmweb: error: {exc}", file=sys.stderr)
         return 2

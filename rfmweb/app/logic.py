@@ -14,7 +14,9 @@ that bypasses trame-rca's render scheduler, which would render synchronously on 
   acknowledgement frees it, so a stalled tab cannot freeze the others, and a lost one expires after
   the stream's ``ack_timeout``.
 
-:class:`AppController` owns the sessions (view A, and view B for the compare layout, cameras linked)
+:class:`AppController` owns the sessions (view A, and view B for the compare layout, cameras linked;
+with ``--segment`` the three views ground truth | raw INR | denoised INR of a
+:class:`~rfmweb.session.SegmentationViews`, cameras and slices linked, with the correction tools)
 and keeps :class:`~rfmweb.app.state.AppState` in step with them. Anything a browser sends is
 validated here; a bad message is logged and the state is put back, it never raises into trame.
 """
@@ -22,21 +24,24 @@ validated here; a bad message is logged and the state is put back, it never rais
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import logging
 import math
 import time
 from typing import Callable
 
+import numpy as np
 from trame_server.utils.typed_state import TypedState
 
 from ..errors import InputError
 from ..render.registry import renderer_label, renderer_names
-from ..session import Frame, FrameStream, RenderSession, link_cameras
+from ..session import VIEW_MODES, Frame, FrameStream, RenderSession, SegmentationViews, link_cameras, link_view_modes
 from ..session.interaction import apply_drag, apply_wheel
+from ..session.segmentation import CORRECTION_LABELS, TITLES
 from ..transfer import PRESETS
 from ..volume import Volume
-from .state import VIEW_A, VIEW_B, AppState, Choice, class_rows, group_rows
+from .state import VIEW_A, VIEW_B, VIEW_C, VIEWS, AppState, Choice, class_rows, group_rows
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,8 @@ MAX_PIXELS = 1280 * 1024
 #: Browser wheel delta per trame-rca ``spinY`` unit (one notch).
 WHEEL_DELTA_PER_SPIN = 100.0
 _BUTTONS = {"Left": "left", "Middle": "middle", "Right": "right"}
+#: Correction brush radius, CSS pixels.
+BRUSH_CSS_PX = 6.0
 
 
 def guarded(method: Callable) -> Callable:
@@ -88,7 +95,12 @@ class FrameAdapter:
         self._on_status = on_status
         self._gen = 0
         self._pixel_ratio = 1.0  # rendered (device) pixels per CSS pixel
+        self._css_height = 300.0
         self._drag: tuple[str, float, float, bool, bool] | None = None
+        #: With the correction tool on: called with ``(view name, points [[u, v], ...] device pixels,
+        #: radius device pixels, click)`` when a left drag (a stroke) or a click ends.
+        self.painter: Callable[[str, list, float, bool], None] | None = None
+        self._stroke: list[list[float]] | None = None
 
     # -- lifetime -------------------------------------------------------------------------------
     def attach(self, session: RenderSession) -> None:
@@ -121,6 +133,7 @@ class FrameAdapter:
         pw, ph = max(16.0, w * ratio), max(16.0, h * ratio)
         shrink = min(1.0, math.sqrt(MAX_PIXELS / (pw * ph)))
         self._pixel_ratio = ratio * shrink
+        self._css_height = h
         if self.session is not None:
             self.session.resize(max(16, round(pw * shrink)), max(16, round(ph * shrink)))
         self.refresh()  # a newly mounted view needs a frame even when its size did not change
@@ -136,6 +149,8 @@ class FrameAdapter:
             self.refresh()
         elif self.session is None:
             return
+        elif self.painter is not None and kind in ("LeftButtonPress", "MouseMove", "LeftButtonRelease"):
+            self._paint(kind, event)
         elif kind.endswith("ButtonPress") and kind[:-len("ButtonPress")] in _BUTTONS:
             button = _BUTTONS[kind[:-len("ButtonPress")]]
             self._drag = (button, float(event["x"]), float(event["y"]), bool(event.get("shiftKey")),
@@ -153,7 +168,26 @@ class FrameAdapter:
         elif kind == "MouseWheel":
             spin = float(event.get("spinY", 0.0))
             if math.isfinite(spin) and spin:
-                apply_wheel(self.session, spin * WHEEL_DELTA_PER_SPIN)
+                if self.session.mode == "3d":
+                    apply_wheel(self.session, spin * WHEEL_DELTA_PER_SPIN)
+                else:  # a slice view: the wheel steps slices (down: lower index)
+                    self.session.step_slice(-1 if spin > 0 else 1)
+
+    def _paint(self, kind: str, event: dict) -> None:
+        """Correction tool: collect a left drag as a stroke in device pixels (y down), hand it over on release."""
+        x, y = float(event["x"]), float(event["y"])
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise InputError(f"bad pointer position {event!r}")
+        point = [x * self._pixel_ratio, (self._css_height - y) * self._pixel_ratio]
+        if kind == "LeftButtonPress":
+            self._stroke = [point]
+        elif self._stroke is not None and len(self._stroke) < 4096:
+            self._stroke.append(point)
+        if kind == "LeftButtonRelease" and self._stroke is not None:
+            stroke, self._stroke = self._stroke, None
+            pts = np.asarray(stroke)
+            click = float(np.abs(pts - pts[0]).max()) < 4 * self._pixel_ratio
+            self.painter(self.area_name, stroke, BRUSH_CSS_PX * self._pixel_ratio, click)
 
     def reset(self) -> None:
         """trame-rca asks to reset its encoder: forget unacknowledged frames instead."""
@@ -216,29 +250,47 @@ class FrameAdapter:
 
 
 class AppController:
-    """The app's logic: one or two views of ``volume`` and the state the layout shows.
+    """The app's logic: one or two views of ``volume`` (or the three segmentation views) and the
+    state the layout shows.
 
     Args:
         server: the trame server (its state, controller and triggers are used).
-        volume: what to show (``None`` for splats alone).
+        volume: what to show (``None`` for splats alone; ignored with ``segmentation``).
         splats: 6D splats of the same anatomy, for the ``splats`` renderer.
         renderer, preset: initial choices for both views (defaults: the session's).
+        segmentation: show its ground truth | raw INR | denoised INR views side by side instead.
     """
 
     def __init__(self, server, volume: Volume | None, *, splats=None, renderer: str | None = None,
-                 preset: str | None = None) -> None:
+                 preset: str | None = None, segmentation: SegmentationViews | None = None) -> None:
         self.server = server
         self.state = server.state
         self.typed = TypedState(self.state, AppState)
         self.names = self.typed.name
-        self.sessions = {VIEW_A: RenderSession(volume, splats=splats, renderer=renderer, preset=preset),
-                         VIEW_B: RenderSession(volume, splats=splats, renderer=renderer, preset=preset)}
+        self.segmentation = segmentation
+        if segmentation is not None:
+            volume = segmentation.volume
+            self.sessions = dict(zip(VIEWS, segmentation.sessions))
+        else:
+            self.sessions = {VIEW_A: RenderSession(volume, splats=splats, renderer=renderer, preset=preset),
+                             VIEW_B: RenderSession(volume, splats=splats, renderer=renderer, preset=preset)}
         self.views = {name: FrameAdapter(name, on_frame=functools.partial(self._on_frame, name),
                                          on_status=functools.partial(self._on_status, name))
-                      for name in (VIEW_A, VIEW_B)}
+                      for name in self.sessions}
         self._unlink: Callable[[], None] | None = None
-        self._last_info = {VIEW_A: 0.0, VIEW_B: 0.0}
+        self._last_info = {name: 0.0 for name in self.sessions}
+        # slice views follow each other (same volume grid); cameras link when views are side by side
+        self._unlink_modes = link_view_modes(list(self.sessions.values())) if volume is not None else None
+        self._jobs = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rfmweb-correct")
         self.views[VIEW_A].attach(self.sessions[VIEW_A])
+        if segmentation is not None:
+            self._unlink = link_cameras(list(self.sessions.values()))
+            for name in (VIEW_B, VIEW_C):
+                self.views[name].attach(self.sessions[name])
+            segmentation.on_status = self._from_segmentation
+        # slices stepped by the wheel in a view: the slider follows
+        self._unsubscribe = self.sessions[VIEW_A].subscribe(
+            lambda _s, what: self.views[VIEW_A]._call_on_loop(self._sync_now) if what == "slice" else None)
 
         d = self.typed.data
         d.title = self.sessions[VIEW_A].name or "rfmweb"
@@ -246,18 +298,18 @@ class AppController:
         usable = [n for n in renderer_names() if ((splats is not None) if n == "splats" else (volume is not None))]
         d.renderers = [Choice(renderer_label(n), n) for n in usable]
         d.presets = list(PRESETS)
+        d.modes = [Choice(m if m != "3d" else "3D", m) for m in VIEW_MODES] if volume is not None else []
+        d.correct_labels = [Choice(name, str(i)) for i, name in CORRECTION_LABELS.items()]
+        d.segment = segmentation is not None
         self.sync_state()
 
         n = self.names
-        self.typed.bind_changes({
-            n.view_a.renderer: functools.partial(self.set_renderer, VIEW_A),
-            n.view_b.renderer: functools.partial(self.set_renderer, VIEW_B),
-            n.view_a.preset: functools.partial(self.set_preset, VIEW_A),
-            n.view_b.preset: functools.partial(self.set_preset, VIEW_B),
-            n.compare: self.set_compare,
-            n.class_colors: self.set_class_colors,
-            n.cinematic: self.set_cinematic,
-        })
+        changes = {n.compare: self.set_compare, n.class_colors: self.set_class_colors, n.cinematic: self.set_cinematic,
+                   n.view_mode: self.set_view_mode, n.slice_index: self.set_slice, n.tool: self.set_tool}
+        for name in self.sessions:
+            changes[getattr(n, name).renderer] = functools.partial(self.set_renderer, name)
+            changes[getattr(n, name).preset] = functools.partial(self.set_preset, name)
+        self.typed.bind_changes(changes)
         ctrl = server.controller
         ctrl.on_server_ready.add(self._on_server_ready)
         ctrl.on_server_exited.add(self.close)
@@ -265,6 +317,8 @@ class AppController:
         ctrl.rfm_class_visible = self.set_class_visible
         ctrl.rfm_class_opacity = self.set_class_opacity
         ctrl.rfm_group_visible = self.set_group_visible
+        ctrl.rfm_apply_correction = functools.partial(self._correct, "apply")
+        ctrl.rfm_undo_correction = functools.partial(self._correct, "undo")
         server.trigger("rfm_screenshot")(self.screenshot)
 
     # -- wiring -----------------------------------------------------------------------------------
@@ -273,22 +327,37 @@ class AppController:
         for view in self.views.values():
             view.loop = loop
             self.server.controller.rc_area_register(view)
+        with self.state:
+            self.sync_state()  # the segmentation may have finished before the loop ran
 
     def sync_state(self) -> None:
         """Rebuild the UI state from the sessions (no change callbacks fire)."""
-        a, b = self.sessions[VIEW_A], self.sessions[VIEW_B]
+        a = self.sessions[VIEW_A]
         d = self.typed.data
+        seg = self.segmentation
         with self.typed.suppress_change_listeners():
-            d.view_a.renderer, d.view_a.preset = a.renderer_name, a.preset_name
-            d.view_b.renderer, d.view_b.preset = b.renderer_name, b.preset_name
+            for i, (name, session) in enumerate(self.sessions.items()):
+                vs = self._view_state(name)
+                vs.renderer, vs.preset = session.renderer_name, session.preset_name
+                vs.title = TITLES[i] if seg is not None else ""
+                vs.subtitle = seg.dice_text(i) if seg is not None else ""
             d.compare = self.views[VIEW_B].stream is not None
+            d.view_mode, d.slice_index = a.mode, a.slice_index
+            d.slice_max = max(0, a.slice_count() - 1) if a.volume is not None else 0
+            d.marks = seg.n_marks if seg is not None else 0
             d.class_colors = bool(a.classes.use_class_colors)
             d.cinematic = a.still_renderer is not None
             d.can_cinematic = "pathtrace" in renderer_names() and a.volume is not None
             d.classes = class_rows(a.classes)
             d.groups = group_rows(a.classes)
 
+    def _sync_now(self) -> None:
+        with self.state:
+            self.sync_state()
+
     def close(self, **_) -> None:
+        self._unsubscribe()
+        self._jobs.shutdown(wait=False, cancel_futures=True)
         for view in self.views.values():
             stream = view.detach()
             if stream is not None:
@@ -310,7 +379,21 @@ class AppController:
             session.set_preset(str(name))
 
     @guarded
+    def set_view_mode(self, mode: str) -> None:
+        """3-D or a slice view, in every view (they are linked)."""
+        self.sessions[VIEW_A].set_view_mode(str(mode))
+        self.sync_state()
+
+    @guarded
+    def set_slice(self, index) -> None:
+        a = self.sessions[VIEW_A]
+        if a.mode != "3d" and int(index) != a.slice_index:
+            a.set_slice(int(index))
+
+    @guarded
     def set_compare(self, on: bool) -> None:
+        if self.segmentation is not None:  # the three segmentation views are always side by side
+            return
         b = self.views[VIEW_B]
         if bool(on) == (b.stream is not None):
             return
@@ -364,6 +447,77 @@ class AppController:
             session.set_group_visible(str(group), bool(visible))
         self.sync_state()
 
+    # -- corrections (segmentation views) -------------------------------------------------------------
+    @guarded
+    def set_tool(self, on: bool) -> None:
+        """The correction tool: left drags paint strokes on slice views, clicks mark the 3-D view."""
+        if self.segmentation is None:
+            raise InputError("corrections need the segmentation views (rfmweb serve CASE --segment)")
+        for view in self.views.values():
+            view.painter = self._paint if on else None
+
+    def _paint(self, view: str, points: list, radius: float, click: bool) -> None:
+        """A stroke or click from a view (event loop): mark voxels on the correction thread."""
+        label = int(self.typed.data.correct_label)
+        if label not in CORRECTION_LABELS:
+            raise InputError(f"bad correction label {label!r}")
+        i = list(self.sessions).index(view)
+        seg = self.segmentation
+
+        def mark() -> str:
+            if self.sessions[view].mode != "3d":
+                n = seg.mark_pixels(i, points, label, radius)
+                return f"marked {n} voxels as {CORRECTION_LABELS[label]}"
+            if not click:
+                return ""
+            hit = seg.mark_click(i, points[0][0], points[0][1], label)
+            return "nothing under the pointer" if hit is None else \
+                f"marked voxel {tuple(int(c) for c in hit)} as {CORRECTION_LABELS[label]}"
+        self._submit(view, mark)
+
+    def _correct(self, action: str) -> None:
+        """Apply (fine-tune the INR on the marks) or undo, on the correction thread."""
+        if self.segmentation is None:
+            log.warning("ignored a correction request: no segmentation views")
+            return
+        seg = self.segmentation
+
+        def run() -> str:
+            if action == "apply":
+                r = seg.apply_correction()
+                return f"corrected: {int(r.changed)} voxels changed, {r.steps} steps, {r.seconds:.1f} s"
+            seg.undo_correction()
+            return "correction undone"
+        self._submit(VIEW_B, run)
+
+    def _submit(self, view: str, job: Callable[[], str]) -> None:
+        adapter = self.views[view]
+
+        def run() -> None:
+            try:
+                message = job()
+            except Exception as exc:
+                log.warning("correction failed: %s", exc)
+                message = f"correction failed: {exc}"
+            adapter._call_on_loop(self._after_correction, view, message)
+        self._jobs.submit(run)
+
+    def _after_correction(self, view: str, message: str) -> None:
+        with self.state:
+            if message:
+                self._view_state(view).status = message
+            self.sync_state()
+
+    def _from_segmentation(self, index: int, busy: bool, message: str) -> None:
+        """SegmentationViews progress (any thread): to the view's status, Dice re-read, on the loop."""
+        name = VIEWS[index]
+        self.views[name]._call_on_loop(self._segmentation_status, name, busy, message)
+
+    def _segmentation_status(self, view: str, busy: bool, message: str) -> None:
+        self._on_status(view, busy, message)
+        with self.state:
+            self.sync_state()
+
     # -- output -----------------------------------------------------------------------------------
     async def screenshot(self, view: str = VIEW_A, *_args, **_kwargs) -> bytes | None:
         """PNG of a view at full quality (rendered on its worker thread, not on the event loop)."""
@@ -378,7 +532,7 @@ class AppController:
 
     # -- status -----------------------------------------------------------------------------------
     def _view_state(self, view: str):
-        return self.typed.data.view_a if view == VIEW_A else self.typed.data.view_b
+        return getattr(self.typed.data, view)
 
     def _on_status(self, view: str, busy: bool, message: str) -> None:
         with self.state:

@@ -88,22 +88,27 @@ def quiet_trame_logs() -> None:
 
 
 def build_app(volume: Volume | None, *, splats=None, renderer: str | None = None, preset: str | None = None,
-              server=None):
-    """Create the trame server with the layout and controllers (not started); returns ``(server, controller)``."""
+              server=None, segmentation=None):
+    """Create the trame server with the layout and controllers (not started); returns ``(server, controller)``.
+
+    ``segmentation``: a :class:`~rfmweb.session.SegmentationViews` to show instead of ``volume``.
+    """
     from trame.app import get_server
 
     from .logic import AppController
     from .ui import build_ui
 
     server = server or get_server("rfmweb", client_type="vue3")
-    controller = AppController(server, volume, splats=splats, renderer=renderer, preset=preset)
+    controller = AppController(server, volume, splats=splats, renderer=renderer, preset=preset,
+                               segmentation=segmentation)
     build_ui(server, controller.names)
     return server, controller
 
 
 def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.PathLike | None = None,
           splats=None, host: str = "127.0.0.1", port: int = 8080, auth_key: str | None = None, open_browser: bool = False,
-          renderer: str | None = None, preset: str | None = None) -> None:
+          renderer: str | None = None, preset: str | None = None, segment: bool = False,
+          model: str | os.PathLike | None = None) -> None:
     """Serve the viewer of ``volume`` until interrupted (blocking).
 
     Args:
@@ -117,6 +122,9 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
         auth_key: secret the browser must present (``?secret=...`` in the URL).
         open_browser: open the system browser on the URL.
         renderer, preset: initial choices (see :func:`rfmweb.render.registry.renderer_names`, ``PRESETS``).
+        segment: ``volume`` is a BraTS case: show ground truth | raw INR | denoised INR side by side
+            (cameras and slices linked, Dice under the INR views, correction tools).
+        model: INR checkpoint for ``segment`` (default: the shipped weights).
 
     Raises:
         InputError: bad arguments (checked before anything is loaded) or an unreadable volume.
@@ -132,13 +140,25 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
         raise InputError(f"unknown renderer {renderer!r}; choose one of {', '.join(renderer_names())}")
     if preset is not None and preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if segment and splats is not None:
+        raise InputError("--segment shows a BraTS case; it does not take --splats")
+    if model is not None and not segment:
+        raise InputError("--model is the INR of --segment; add --segment")
     vol, splats = open_sources(volume, labels, splats)
     limit_threads()
     quiet_trame_logs()
+    segmentation = None
+    if segment:
+        from ..inr import load_model
+        from ..session import SegmentationViews
+
+        segmentation = SegmentationViews(vol, load_model(model) if model is not None else None,
+                                         renderer=renderer or "raymarch")
+        segmentation.start()  # INR inference on a worker thread; the views fill in when it is done
 
     # trame would otherwise parse this process's command line (ours, or pytest's) as its own
     os.environ["TRAME_ARGS"] = ""
-    server, controller = build_app(vol, splats=splats, renderer=renderer, preset=preset)
+    server, controller = build_app(vol, splats=splats, renderer=renderer, preset=preset, segmentation=segmentation)
     if auth_key is not None:
         server.cli.set_defaults(authKey=auth_key)
 

@@ -15,8 +15,9 @@ from ..transfer import ClassTable
 #: Order of the grouped toggles; groups not listed here follow alphabetically.
 GROUP_ORDER = ("skeleton", "organs", "vessels", "soft tissue", "tumour")
 
-#: Names of the two views (also the trame-rca area names).
-VIEW_A, VIEW_B = "view_a", "view_b"
+#: Names of the views (also the trame-rca area names): main, compare, and the third segmentation view.
+VIEW_A, VIEW_B, VIEW_C = "view_a", "view_b", "view_c"
+VIEWS = (VIEW_A, VIEW_B, VIEW_C)
 
 
 @dataclass
@@ -55,6 +56,8 @@ class ViewState:
     preset: str = ""
     status: str = ""
     busy: bool = False
+    title: str = ""
+    subtitle: str = ""  # e.g. Dice against the ground truth
 
 
 @dataclass
@@ -65,6 +68,11 @@ class AppState:
         title: shown in the toolbar (the volume's name).
         view_a, view_b: the main view and the compare view.
         compare: show ``view_b`` beside ``view_a`` (cameras linked).
+        segment: ground truth | raw INR | denoised INR in ``view_a`` | ``view_b`` | ``view_c``
+            (``rfmweb serve CASE --segment``), with the correction tools.
+        view_mode, slice_index, slice_max: 3-D or a slice view (all views alike), and the slice.
+        tool: the correction tool is on (drags paint on slices, clicks mark the 3-D view);
+            correct_label: what marks say (0 not tumour, 1 NCR, 2 ED, 3 ET); marks: voxels marked.
         class_colors: colour voxels by their class instead of the transfer function.
         cinematic: path-trace progressively while the camera rests (``can_cinematic``: Mitsuba is
             installed and there is a volume to trace).
@@ -75,7 +83,17 @@ class AppState:
     title: str = "rfmweb"
     view_a: ViewState = field(default_factory=ViewState)
     view_b: ViewState = field(default_factory=ViewState)
+    view_c: ViewState = field(default_factory=ViewState)
     compare: bool = False
+    segment: bool = False
+    view_mode: str = "3d"
+    modes: list[Choice] = field(default_factory=list)
+    slice_index: int = 0
+    slice_max: int = 0
+    tool: bool = False
+    correct_label: str = "0"
+    correct_labels: list[Choice] = field(default_factory=list)
+    marks: int = 0
     class_colors: bool = False
     cinematic: bool = False
     can_cinematic: bool = False

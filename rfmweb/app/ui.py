@@ -12,7 +12,7 @@ from trame.ui.vuetify3 import SinglePageWithDrawerLayout
 from trame.widgets import client, html, rca
 from trame.widgets import vuetify3 as v3
 
-from .state import VIEW_A, VIEW_B
+from .state import VIEW_A, VIEW_B, VIEW_C
 
 #: The frame <img> fills its area; it lets pointer events through to trame-rca's listeners.
 IMG_STYLE = ("position:absolute;inset:0;width:100%;height:100%;object-fit:contain;"
@@ -75,8 +75,12 @@ CLIENT_SCRIPT = r"""
 
 def _view(name: str, title: str, names) -> None:
     """One view: trame-rca's event/size area with our frame <img> inside, and its status line."""
-    status = getattr(names, name).status
+    view = getattr(names, name)
+    status = view.status
     with html.Div(classes="d-flex flex-column", style="flex:1 1 0;min-width:0;height:100%;"):
+        with html.Div(v_if=(view.title,), classes=f"px-2 rfm-title rfm-title-{name}", style="height:40px;"):
+            html.Div(f"{{{{ {view.title} }}}}", classes="text-subtitle-2")
+            html.Div(f"{{{{ {view.subtitle} }}}}", classes=f"text-caption rfm-dice rfm-dice-{name}")
         with html.Div(style="position:relative;flex:1 1 auto;min-height:0;background:#000;"):
             with rca.RemoteControlledArea(name=name, display="rfm", event_throttle_ms=16,
                                           classes=f"rfm-area rfm-area-{name}"):
@@ -93,6 +97,32 @@ def _view_controls(view, names, label: str) -> None:
                hide_details=True, classes="mb-2")
 
 
+def _slice_controls(names) -> None:
+    """3-D or slice view (all views alike), the slice slider; the wheel on a slice view steps slices."""
+    v3.VSelect(label="View", v_model=(names.view_mode,), items=(names.modes,), item_title="title", item_value="value",
+               v_if=(f"{names.modes}.length",), density="compact", hide_details=True, classes="mb-2 rfm-mode")
+    with html.Div(v_if=(f"{names.view_mode} !== '3d'",), classes="d-flex align-center mb-2"):
+        v3.VSlider(v_model=(names.slice_index,), min=0, max=(names.slice_max,), step=1, density="compact",
+                   hide_details=True, classes="rfm-slice")
+        html.Div(f"{{{{ {names.slice_index} + 1 }}}} / {{{{ {names.slice_max} + 1 }}}}",
+                 classes="text-caption ml-2 rfm-slice-text", style="min-width:64px;text-align:right")
+
+
+def _correction_controls(ctrl, names) -> None:
+    """Segmentation corrections: tool switch, label, Apply / Undo (segmentation views only)."""
+    with html.Div(v_if=(names.segment,), classes="mb-2"):
+        v3.VSwitch(label="Correct (paint on slices, click in 3D)", v_model=(names.tool,), density="compact",
+                   hide_details=True, color="primary", classes="rfm-tool")
+        v3.VSelect(label="Mark as", v_model=(names.correct_label,), items=(names.correct_labels,), item_title="title",
+                   item_value="value", v_if=(names.tool,), density="compact", hide_details=True,
+                   classes="mb-2 rfm-correct-label")
+        with html.Div(classes="d-flex align-center", style="gap:6px"):
+            v3.VBtn("Apply", click=ctrl.rfm_apply_correction, variant="tonal", size="small", classes="rfm-apply",
+                    disabled=(f"!{names.marks}",))
+            v3.VBtn("Undo", click=ctrl.rfm_undo_correction, variant="tonal", size="small", classes="rfm-undo")
+            html.Div(f"{{{{ {names.marks} }}}} marked", classes="text-caption rfm-marks")
+
+
 def build_ui(server, names):
     """Create the page of ``server``; ``names`` is the TypedState name proxy of AppState."""
     ctrl = server.controller
@@ -101,16 +131,19 @@ def build_ui(server, names):
         with layout.toolbar:
             html.Div(f"{{{{ {names.title} }}}}", classes="text-h6 ml-2")
             v3.VSpacer()
-            v3.VProgressCircular(v_show=(f"{names.view_a.busy} || {names.view_b.busy}",), indeterminate=True,
+            v3.VProgressCircular(v_show=(f"{names.view_a.busy} || {names.view_b.busy} || {names.view_c.busy}",),
+                                 indeterminate=True,
                                  size=18, width=2, classes="mr-4")
 
         with layout.drawer as drawer:
             drawer.width = 320
             with html.Div(classes="pa-3"):
+                _slice_controls(names)
+                _correction_controls(ctrl, names)
                 _view_controls(names.view_a, names, "")
                 v3.VSwitch(label="Compare side by side", v_model=(names.compare,), density="compact",
-                           hide_details=True, color="primary", classes="rfm-compare")
-                with html.Div(v_if=(names.compare,), classes="mt-1"):
+                           v_if=(f"!{names.segment}",), hide_details=True, color="primary", classes="rfm-compare")
+                with html.Div(v_if=(f"{names.compare} && !{names.segment}",), classes="mt-1"):
                     _view_controls(names.view_b, names, " (right view)")
                 v3.VSwitch(label="Cinematic still (path traced)", v_model=(names.cinematic,), v_if=(names.can_cinematic,),
                            density="compact", hide_details=True, color="primary", classes="rfm-cinematic")
@@ -152,6 +185,8 @@ def build_ui(server, names):
                 _view(VIEW_A, "main view", names)
                 with html.Template(v_if=(names.compare,)):
                     _view(VIEW_B, "compare view", names)
+                with html.Template(v_if=(names.segment,)):
+                    _view(VIEW_C, "third view", names)
             client.Script(CLIENT_SCRIPT)
         layout.footer.hide()
     return layout

@@ -10,10 +10,14 @@ The network itself is :class:`rfmweb.models.inr.NeumoursINR`.
 """
 
 from .checkpoint import default_checkpoint, load_checkpoint, load_model, save_checkpoint
+from .cnn import CNNTrainConfig, load_cnn, segment_cnn, train_cnn
+from .correct import CorrectionResult, Corrector
 from .denoise import denoise_labels
+from .evaluate import evaluate_inr
 from .infer import LabelCache, finer_grid, segment_case, segment_volume
 from .train import TrainConfig, learning_rate, neumours_loss
 from .train import train as train_inr   # not "train": that would shadow the module rfmweb.inr.train
 
-__all__ = ["LabelCache", "TrainConfig", "default_checkpoint", "denoise_labels", "finer_grid", "learning_rate", "load_checkpoint",
-           "load_model", "neumours_loss", "save_checkpoint", "segment_case", "segment_volume", "train_inr"]
+__all__ = ["CNNTrainConfig", "CorrectionResult", "Corrector", "LabelCache", "TrainConfig", "default_checkpoint",
+           "denoise_labels", "evaluate_inr", "finer_grid", "learning_rate", "load_checkpoint", "load_cnn", "load_model",
+           "neumours_loss", "save_checkpoint", "segment_case", "segment_cnn", "segment_volume", "train_cnn", "train_inr"]

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..io.atomic import atomic_write
+from ..io.atomic import atomic_write, read_log_rows, write_csv
 from ..models.inr import INRConfig, NeumoursINR, count_parameters
 from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -213,22 +213,6 @@ def evaluate(model: NeumoursINR, volumes: list, device: torch.device, denoise: b
     return metric.aggregate()
 
 
-def _read_log(path: Path, upto: int) -> list[dict]:
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        return [row for row in csv.DictReader(f) if int(row["step"]) <= upto]
-
-
-def _write_log(path: Path, rows: list[dict]) -> None:
-    def write(tmp):
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, LOG_COLUMNS)
-            w.writeheader()
-            w.writerows(rows)
-    atomic_write(path, write)
-
-
 def _append_log(path: Path, row: dict) -> None:
     with path.open("a", newline="") as f:
         csv.DictWriter(f, LOG_COLUMNS).writerow(row)
@@ -329,7 +313,7 @@ def _train(config: TrainConfig, info: distributed.DistInfo, out: Path, ckpt_path
     mine = [m for m in range(n_micro) if m % info.world_size == info.rank]
     scale = info.world_size / n_micro            # DDP averages over ranks; we want the mean over micro-batches
     log_path = out / "log.csv"
-    rows = _read_log(log_path, start) if main else []
+    rows = read_log_rows(log_path, start) if main else []
     if main:
         out.mkdir(parents=True, exist_ok=True)
         cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
@@ -337,7 +321,7 @@ def _train(config: TrainConfig, info: distributed.DistInfo, out: Path, ckpt_path
                    train_cases=[f.name for f in train_folders], val_cases=[f.name for f in val_folders])
         text = json.dumps(cfg, indent=1)
         atomic_write(out / "config.json", lambda tmp: Path(tmp).write_text(text))
-        _write_log(log_path, rows)
+        write_csv(log_path, rows, LOG_COLUMNS)
     meta = {"optimizer": config.optimizer, "precision": config.precision, "device": str(device),
             "world_size": info.world_size, "train_cases": len(train_folders),
             "cases_dir": str(config.cases), "torch": str(torch.__version__)}
@@ -350,7 +334,7 @@ def _train(config: TrainConfig, info: distributed.DistInfo, out: Path, ckpt_path
         tc = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
         save_checkpoint(ckpt_path, model, info=meta_now, step=step, optimizers=optimizers, train_config=tc)
         save_checkpoint(out / "model.pt", model, info=meta_now)
-        _write_log(log_path, rows)
+        write_csv(log_path, rows, LOG_COLUMNS)
         if config.plots:
             plot_curves(rows, out / "curves.png", f"Neumours {config.optimizer}, {len(train_folders)} cases")
 

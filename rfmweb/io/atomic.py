@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import tempfile
 from pathlib import Path
@@ -25,3 +26,22 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_csv(path: str | os.PathLike, rows, columns: tuple[str, ...] | list[str]) -> Path:
+    """``rows`` (dicts) as CSV with a header of ``columns``, atomically; missing keys are empty."""
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, columns, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+    return atomic_write(path, write)
+
+
+def read_log_rows(path: str | os.PathLike, upto: int) -> list[dict]:
+    """Rows of a training log CSV whose ``step`` is at most ``upto`` (``[]`` when there is no log)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return [row for row in csv.DictReader(f) if int(row["step"]) <= upto]

@@ -2,7 +2,9 @@
 
 from .encode import Frame, encode_image
 from .linking import link_cameras
-from .session import RenderSession, Snapshot
+from .segmentation import SegmentationViews
+from .session import VIEW_MODES, RenderSession, Snapshot, link_view_modes
 from .stream import FrameStream
 
-__all__ = ["Frame", "FrameStream", "RenderSession", "Snapshot", "encode_image", "link_cameras"]
+__all__ = ["VIEW_MODES", "Frame", "FrameStream", "RenderSession", "SegmentationViews", "Snapshot", "encode_image",
+           "link_cameras", "link_view_modes"]

@@ -21,6 +21,7 @@ from ..io.nifti import generic_classes
 from ..render.fields import ChannelMix, default_mix
 from ..render.registry import default_renderer_name, make_renderer, renderer_names
 from ..render.scene import FULL, Quality, Scene
+from ..render.slices import AXES, SliceGeometry, render_slice, slice_geometry
 from ..splats.model import Splats6D
 from ..transfer import DEFAULT_PRESET, PRESETS, ClassTable, TransferFunction, preset_for
 from ..volume import LabelClass, Volume
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 
 #: Degrees of orbit per pixel of drag.
 ORBIT_DEG_PER_PX = 0.4
+#: View modes: the 3-D render, or one slice with the label overlay (:mod:`rfmweb.render.slices`).
+VIEW_MODES = ("3d", "axial", "coronal", "sagittal")
+#: Screen-edge letters of each slice view (left, right, top, bottom), radiological convention.
+ORIENTATION = {"axial": ("R", "L", "A", "P"), "coronal": ("R", "L", "S", "I"), "sagittal": ("A", "P", "S", "I")}
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,10 @@ class Snapshot:
     preset: str
     scene: Scene
     camera: OrbitCamera
+    mode: str = "3d"
+    slice_index: int = 0
+    overlay: float = 0.45
+    slice_channel: int = 0
 
 
 class RenderSession:
@@ -87,12 +96,16 @@ class RenderSession:
         self.still_renderer: str | None = None
         self.background = (0.0, 0.0, 0.0)
         self.camera = camera or self.home_camera(width, height)
+        self.mode = "3d"
+        self.slice_indices = self._middle_slices()
+        self.overlay = 0.45
+        self.slice_channel = _default_slice_channel(volume)
 
     # -- listeners ----------------------------------------------------------------------------
     def subscribe(self, callback: Callable[["RenderSession", str], None]) -> Callable[[], None]:
         """Call ``callback(session, what)`` after every change; returns an unsubscribe function.
 
-        ``what`` is ``"camera"``, ``"scene"`` or ``"renderer"``.
+        ``what`` is ``"camera"``, ``"scene"``, ``"renderer"`` or ``"slice"`` (view mode / slice index).
         """
         with self._lock:
             self._listeners.append(callback)
@@ -149,9 +162,118 @@ class RenderSession:
             self.tf = preset_for(self.preset_name, volume)
             self.classes = ClassTable.from_classes(volume.classes)
             self.mix = default_mix(volume)
+            self.slice_indices = self._middle_slices()  # the grid may differ
+            self.slice_channel = _default_slice_channel(volume)
             if not keep_camera:
                 self.camera = self.home_camera()
         self._changed("scene")
+
+    def set_labels(self, labels: np.ndarray | None, classes: tuple[LabelClass, ...] | None = None) -> None:
+        """Show another label map on the same image (e.g. after a correction); styles are kept.
+
+        ``labels``: ``[X, Y, Z]`` integers on the volume's grid (``None``: no labels). The image
+        data is shared, not copied. Classes whose label values did not change keep their
+        visibility, opacity and colour, so a user's toggles survive a refresh.
+        """
+        if self.volume is None:
+            raise InputError("this view has no volume to put labels on")
+        with self._lock:
+            volume = self.volume.with_labels(labels, classes)
+            old = {st.index: st for st in self.classes.styles}
+            fresh = ClassTable.from_classes(volume.classes)
+            styles = tuple(old.get(st.index, st) if st.index in old and old[st.index].name == st.name else st
+                           for st in fresh.styles)
+            self.volume = volume
+            self.classes = replace(self.classes, styles=styles)
+        self._changed("scene")
+
+    # -- slice views ----------------------------------------------------------------------------
+    def _middle_slices(self) -> dict[str, int]:
+        shape = self.volume.shape if self.volume is not None else (1, 1, 1)
+        return {axis: shape[i] // 2 for axis, i in AXES.items()}
+
+    def slice_count(self, axis: str | None = None) -> int:
+        """Number of slices along ``axis`` (default: the current mode's; 0 in 3-D mode)."""
+        axis = axis or self.mode
+        if axis == "3d":
+            return 0
+        if axis not in AXES:
+            raise InputError(f"slice axis must be one of {tuple(AXES)}, got {axis!r}")
+        return self.volume.shape[AXES[axis]] if self.volume is not None else 0
+
+    @property
+    def slice_index(self) -> int:
+        """Index of the slice shown (of the current mode's axis; 0 in 3-D mode)."""
+        return self.slice_indices.get(self.mode, 0)
+
+    def set_view_mode(self, mode: str, index: int | None = None) -> None:
+        """Show the 3-D render (``"3d"``) or a slice (``"axial"``, ``"coronal"``, ``"sagittal"``).
+
+        ``index``: the slice along that axis (default: the one shown last, initially the middle).
+        """
+        if mode not in VIEW_MODES:
+            raise InputError(f"view mode must be one of {VIEW_MODES}, got {mode!r}")
+        if mode != "3d" and self.volume is None:
+            raise InputError("slice views need a volume (this view shows splats alone)")
+        with self._lock:
+            if index is not None:
+                self._check_index(mode, index)
+            if mode == self.mode and (index is None or int(index) == self.slice_indices.get(mode)):
+                return
+            self.mode = mode
+            if index is not None:
+                self.slice_indices[mode] = int(index)
+        self._changed("slice")
+
+    def set_slice(self, index: int) -> None:
+        """Show slice ``index`` of the current axis (slice modes only)."""
+        if self.mode == "3d":
+            raise InputError("set_slice needs a slice view mode (axial, coronal or sagittal), not 3d")
+        self.set_view_mode(self.mode, index)
+
+    def step_slice(self, delta: int) -> None:
+        """Move ``delta`` slices along the current axis (clamped to the volume)."""
+        if self.mode == "3d" or not delta:
+            return
+        n = self.slice_count()
+        self.set_slice(min(n - 1, max(0, self.slice_index + int(delta))))
+
+    def _check_index(self, mode: str, index) -> None:
+        n = self.slice_count(mode) if mode != "3d" else 0
+        if mode == "3d" or not 0 <= int(index) < n:
+            raise InputError(f"{mode} slice index must lie in 0..{n - 1}, got {index}")
+
+    def set_overlay(self, opacity: float) -> None:
+        """Opacity in [0, 1] of the label overlay on slice views."""
+        if not 0.0 <= float(opacity) <= 1.0:
+            raise InputError(f"overlay opacity must lie in [0, 1], got {opacity}")
+        with self._lock:
+            self.overlay = float(opacity)
+        self._changed("slice")
+
+    def set_slice_channel(self, channel: int | str) -> None:
+        """Which image channel slice views show (an index or a name such as ``"FLAIR"``)."""
+        if self.volume is None:
+            raise InputError("slice views need a volume")
+        names = self.volume.channels
+        if isinstance(channel, str):
+            if channel not in names:
+                raise InputError(f"no channel {channel!r}; channels are {names}")
+            channel = names.index(channel)
+        index = int(channel)
+        if not 0 <= index < len(names):
+            raise InputError(f"channel must lie in 0..{len(self.volume.channels) - 1}, got {channel}")
+        with self._lock:
+            self.slice_channel = index
+        self._changed("slice")
+
+    def slice_geometry(self, snapshot: Snapshot | None = None) -> SliceGeometry:
+        """Where the pixels of the current (or a given) slice frame come from (for strokes:
+        :meth:`SliceGeometry.to_voxel` maps frame pixels to voxels)."""
+        snap = snapshot or self.snapshot()
+        if snap.mode == "3d":
+            raise InputError("the view shows the 3-D render, not a slice")
+        return slice_geometry(snap.scene.volume, snap.mode, snap.slice_index, snap.camera.width, snap.camera.height)
 
     def set_renderer(self, name: str) -> None:
         if name not in renderer_names():
@@ -266,7 +388,8 @@ class RenderSession:
     def snapshot(self) -> Snapshot:
         with self._lock:
             scene = Scene(self.volume, self.tf, self.classes, self.mix, self.background, self.splats)
-            return Snapshot(self.version, self.renderer_name, self.preset_name, scene, self.camera)
+            return Snapshot(self.version, self.renderer_name, self.preset_name, scene, self.camera, self.mode,
+                            self.slice_index, self.overlay, self.slice_channel)
 
     def renderer(self, name: str | None = None):
         """This session's instance of a renderer (created on first use, then kept)."""
@@ -278,9 +401,12 @@ class RenderSession:
     def render(self, quality: Quality = FULL, snapshot: Snapshot | None = None, *, abort=None) -> np.ndarray:
         """Render the current (or a given) state: ``[H', W', 3]`` uint8, ``H' = round(H * quality.scale)``.
 
-        ``abort`` is polled during long renders (see :class:`rfmweb.render.scene.Renderer`).
+        ``abort`` is polled during long renders (see :class:`rfmweb.render.scene.Renderer`). A slice
+        view is always rendered at full resolution (it is cheap), with orientation letters.
         """
         snap = snapshot or self.snapshot()
+        if snap.mode != "3d":
+            return render_slice_frame(snap)
         return self.renderer(snap.renderer).render(snap.scene, snap.camera, quality, abort=abort)
 
     def progressive(self, snapshot: Snapshot, spp_per_pass: int, passes: int, *, abort=None):
@@ -296,6 +422,70 @@ class RenderSession:
             if hasattr(r, "close"):
                 r.close()
         self._renderers.clear()
+
+
+def render_slice_frame(snap: Snapshot) -> np.ndarray:
+    """``[H, W, 3]`` uint8: the snapshot's slice with its label overlay and R/L/A/P/S/I letters."""
+    vol, classes = snap.scene.volume, snap.scene.classes
+    image, _ = render_slice(vol, snap.mode, snap.slice_index, width=snap.camera.width, height=snap.camera.height,
+                            channel=snap.slice_channel, classes=classes, overlay=snap.overlay)
+    return _orientation_letters(image, snap.mode)
+
+
+def _orientation_letters(image: np.ndarray, axis: str) -> np.ndarray:
+    """Draw the patient-direction letters at the middle of each edge (yellow, like PACS viewers)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    h, w = image.shape[:2]
+    size = max(10, min(w, h) // 22)
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one fixed-size bitmap font
+        font = ImageFont.load_default()
+    pil = Image.fromarray(image)
+    draw = ImageDraw.Draw(pil)
+    left, right, top, bottom = ORIENTATION[axis]
+    pad = max(2, size // 3)
+    spots = ((left, (pad, h / 2), "lm"), (right, (w - pad, h / 2), "rm"), (top, (w / 2, pad), "mt"),
+             (bottom, (w / 2, h - pad), "mb"))
+    for text, xy, anchor in spots:
+        draw.text(xy, text, fill=(255, 220, 60), font=font, anchor=anchor, stroke_width=1, stroke_fill=(0, 0, 0))
+    return np.asarray(pil)
+
+
+def _default_slice_channel(volume: Volume | None) -> int:
+    """FLAIR when the volume has it (tumour and oedema stand out), else the first channel."""
+    if volume is not None and "FLAIR" in volume.channels:
+        return volume.channels.index("FLAIR")
+    return 0
+
+
+def link_view_modes(sessions: list[RenderSession]) -> Callable[[], None]:
+    """Keep the view mode and slice index of ``sessions`` equal (a compare layout's slice views).
+
+    Sessions must show volumes of the same grid. Like :func:`rfmweb.session.link_cameras`: the
+    first session's mode is copied now, later changes in any are copied to the rest. Returns the
+    unlink function.
+    """
+    guard = {"busy": False}
+
+    def follow(source: RenderSession, what: str) -> None:
+        if what != "slice" or guard["busy"]:
+            return
+        guard["busy"] = True
+        try:
+            for other in sessions:
+                if other is not source:
+                    other.set_view_mode(source.mode, source.slice_index if source.mode != "3d" else None)
+                    if other.overlay != source.overlay:
+                        other.set_overlay(source.overlay)
+        finally:
+            guard["busy"] = False
+
+    unsubscribes = [s.subscribe(follow) for s in sessions]
+    if sessions:
+        follow(sessions[0], "slice")
+    return lambda: [u() for u in unsubscribes]
 
 
 def _splat_classes(splats: Splats6D) -> tuple[LabelClass, ...]:

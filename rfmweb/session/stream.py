@@ -216,7 +216,7 @@ class FrameStream:
                 self._status(False, "")
         t1 = time.perf_counter()
         render_ms = (t1 - t0) * 1e3
-        if kind == "interactive":
+        if kind == "interactive" and snap.mode == "3d":  # slice frames ignore the scale: learn nothing
             # Aim the next interactive frame at the budget (time ~ pixels ~ scale^2), learning only
             # from camera moves: a new scene or renderer pays one-off set-up costs.
             key = (snap.renderer, snap.scene)

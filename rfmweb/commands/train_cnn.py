@@ -1,0 +1,46 @@
+"""``rfmweb train-cnn``: train the nnU-Net-style CNN baseline (:mod:`rfmweb.inr.cnn`) on BraTS-style cases."""
+
+from __future__ import annotations
+
+from ..errors import InputError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train-cnn", help="train the 3-D U-Net tumour-segmentation baseline on BraTS-style cases")
+    p.add_argument("cases", metavar="CASES_DIR", help="folder of BraTS-style case folders with -seg files")
+    p.add_argument("--out", required=True, help="run folder (checkpoint.pt, model.pt, log.csv, summary.json)")
+    p.add_argument("--steps", type=int, default=700, help="optimisation steps (the poly schedule spans them)")
+    p.add_argument("--patch", type=int, default=48, help="patch edge in voxels (also the inference window)")
+    p.add_argument("--batch", type=int, default=2, help="patches per step")
+    p.add_argument("--features", default="16,32,64,128,256",
+                   help="channels per U-Net stage, finest first (default: 5.65 M parameters)")
+    p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    p.add_argument("--lr", type=float, help="initial learning rate (default 1e-3 for adamw, 1e-2 for sgd)")
+    p.add_argument("--no-deep-supervision", action="store_true", help="loss on the finest output only")
+    p.add_argument("--checkpoint-every", type=int, default=50, metavar="K")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--device", help="cpu or cuda (default: CUDA when available)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run)
+
+
+def _run(args) -> None:
+    import torch
+
+    from ..inr.cnn import CNNTrainConfig, train_cnn
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    try:
+        features = tuple(int(v) for v in args.features.split(","))
+    except ValueError:
+        raise InputError(f"--features must be comma-separated integers, got {args.features!r}") from None
+    lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adamw" else 1e-2)
+    train_cnn(CNNTrainConfig(cases=args.cases, out=args.out, steps=args.steps, patch=args.patch, batch=args.batch,
+                             features=features, optimizer=args.optimizer, lr=lr,
+                             deep_supervision=not args.no_deep_supervision, checkpoint_every=args.checkpoint_every,
+                             resume=args.resume, device=args.device, seed=args.seed, progress=not args.no_progress))

@@ -1,0 +1,606 @@
+r"""Interactive correction of a Neumours segmentation: user marks -> a few gradient steps -> new labels.
+
+The paper's future work ("correction in the viewer"). A user marks voxels as tumour (NCR / ED / ET)
+or not tumour, either with brush strokes on a slice view (:meth:`Corrector.mark_stroke`) or by
+clicking the 3-D view (:meth:`Corrector.mark_ray`); :meth:`Corrector.apply` then takes a few
+gradient steps on a *copy* of the INR and re-segments the case with :func:`segment_volume`.
+
+Losses of one step (Adam, learning rate :data:`LEARNING_RATE` decayed linearly to 0 over the
+planned steps, gradient norm clipped to 1, bf16 autocast where
+:func:`~rfmweb.inr.infer.resolve_precision` picks bf16):
+
+- **voxel marks** (strokes and explicit voxels): cross-entropy of the INR logits at the marked voxel
+  centres against the marked class (up to :data:`MARK_POINTS` marks a step, drawn at random);
+- **replay** (function-space anchoring): :data:`REPLAY_WEIGHT` times the mean squared difference
+  between the logits now and before the apply, at :data:`REPLAY_POINTS` voxels a step from a pool
+  of :data:`REPLAY_POOL` brain voxels at least :data:`REPLAY_EXCLUSION` voxels (Chebyshev) from
+  every mark -- a third inside the current tumour, a third in the box around it, a third anywhere in
+  the brain (logits: a cross-entropy on the current labels has no gradient at a confident voxel
+  until it has flipped; with it a mark's look-alikes drifted, marked-region Dice 0.985 -> 0.89 on
+  a cohort case, 0.98 with logits). Every :data:`MINE_EVERY` steps the pool is re-classified;
+  voxels whose class changed join every later batch;
+- **ray marks** (3-D clicks): the INR's soft tumour field is rendered along the clicked ray with
+  the differentiable ray-marcher (:func:`rfmweb.render.raymarch.march`) over :math:`\pm`
+  :data:`RAY_WINDOW` voxels around the hit voxel, on the clicked ray moved sideways (under a voxel)
+  through the voxel's centre and four parallel rays half a voxel beside it. The field
+  (:class:`SoftTumourField`) has extinction :math:`\sigma = \mathrm{softplus}(z) / (2 w s)` (``z``
+  the INR's tumour log-odds, ``w s`` the window half-width in mm) and colour
+  :math:`(p_{NCR}, p_{ED}, p_{ET}) / p_{tumour}`, so the window's rendered opacity :math:`O` says
+  "tumour here" and its colour over opacity gives the class mix. A tumour mark of class ``c``
+  minimises :math:`-\log O - \log(C_c / O)`, a not-tumour mark :math:`-\log(1 - O)`, weighted by
+  :data:`RAY_WEIGHT`: gradients reach the INR weights only through the rendered ray.
+
+``apply(steps=None)`` stops once every voxel mark is predicted with a logit margin of
+:data:`MARK_MARGIN`, every ray objective is met (``O > 0.9`` and class share > 0.5, or
+``O < 0.02``) and the last drift check found none, after at least :data:`MIN_STEPS` and at most
+:data:`MAX_STEPS` steps, or when the time budget (minus the last measured re-segmentation time)
+runs out. Re-segmentation is the full :func:`segment_volume` of the new weights (a weight update
+changes the logits everywhere, so no region can be skipped without evaluating it); measured in
+``benchmarks/bench_correct.py``.
+
+Example:
+    >>> corr = Corrector(load_model(), volume)                         # doctest: +SKIP
+    >>> corr.mark_stroke("axial", 40, np.array([[30.0, 50.0], [42.0, 55.0]]), label=0)  # doctest: +SKIP
+    >>> result = corr.apply()                  # <= 2 s on one CPU thread  # doctest: +SKIP
+    >>> corr.undo()                            # the labels before        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from ..camera import OrbitCamera
+from ..errors import InputError
+from ..models.inr import (NeumoursINR, extract_patches, fourier_features, gather_patches, normalise_modalities,
+                          pad_volume, patch_flat_offsets, voxel_to_unit)
+from ..render.raymarch import march
+from ..render.slices import AXES
+from ..volume import Volume
+from .denoise import denoise_labels
+from .infer import resolve_precision, segment_volume
+
+if TYPE_CHECKING:
+    from ..render.scene import Scene
+
+log = logging.getLogger(__name__)
+
+LEARNING_RATE = 3e-4                      #: Adam's initial learning rate
+MIN_STEPS, MAX_STEPS = 3, 40              #: step limits of ``apply(steps=None)``
+MARK_POINTS, REPLAY_POINTS = 1024, 1024   #: voxel marks and replay voxels per step
+REPLAY_POOL, MINE_EVERY = 8192, 3         #: replay pool per apply; drift checked every so many steps
+REPLAY_EXCLUSION = 2                      #: replay voxels stay this far (voxels, Chebyshev) from marks
+MARK_MARGIN = 1.0                         #: logit margin (target - best other) of a learnt voxel mark
+RAY_WINDOW = 2.25                         #: half-width (voxels) of a ray mark's window: 9 samples
+REPLAY_WEIGHT = 0.1                       #: weight of the replay's mean squared logit change
+RAY_WEIGHT = 5.0                          #: weight of the mean ray-mark loss (a click: a surface patch)
+HISTORY = 16                              #: undo depth (weights ~1 MB + labels per level)
+
+
+@dataclass(frozen=True)
+class CorrectionResult:
+    """What :meth:`Corrector.apply` did.
+
+    Attributes:
+        labels: ``[X, Y, Z]`` uint8 raw labels after the update (read-only), on the volume's grid.
+        changed: voxels whose label changed.
+        steps: gradient steps taken.
+        seconds: wall time of ``apply()`` (update + re-segmentation).
+        update_seconds: the gradient steps' share of ``seconds``.
+        segment_seconds: the re-segmentation's share of ``seconds``.
+    """
+
+    labels: np.ndarray
+    changed: int
+    steps: int
+    seconds: float
+    update_seconds: float = 0.0
+    segment_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class RayMark:
+    """A click on the 3-D view: the pixel ray (world mm), the depth where the rendered opacity first
+    reached 0.5 (mm along the ray), the marked class and the voxel ``ijk`` at that depth."""
+
+    origin: np.ndarray     # [3] mm
+    direction: np.ndarray  # [3] unit
+    depth: float           # mm
+    label: int
+    voxel: np.ndarray      # [3] int64
+
+
+def _index(value, n: int, what: str) -> int:
+    """``value`` as an int in ``0..n-1``, else :class:`InputError` naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) < n:
+        raise InputError(f"{what} must be an integer in 0..{n - 1}, got {value!r}")
+    return int(value)
+
+
+class SoftTumourField:
+    """The INR as a ray-marcher field: ``(points [N, 3] mm, dirs [N, 3]) -> (rgb [N, 3], sigma [N] 1/mm)``.
+
+    ``sigma = density * softplus(z)`` inside the brain (0 outside, background by construction),
+    ``z = log(p_tumour / p_background)`` the INR's log-odds, ``rgb = (p_NCR, p_ED, p_ET) / p_tumour``;
+    ``p`` is the INR's softmax at the point (coordinates and trilinear patches as in the model's
+    input contract, :func:`~rfmweb.models.inr.extract_patches`). ``softplus(z) ~ p_tumour`` where the
+    INR says background and grows like ``z`` in a confident tumour: unlike ``sigma ~ p_tumour``,
+    which saturates, a marked ray gets gradients however confident the INR is (``-log(1 - O)`` is
+    the sum of ``softplus(z) dt``). Differentiable in the model's weights.
+
+    Args:
+        model: the INR (its logits ``[N, 4]``).
+        padded: ``[C, X + P - 1, Y + P - 1, Z + P - 1]`` normalised modalities, zero-padded by
+            :func:`~rfmweb.models.inr.pad_volume` (patches of a point ``v`` are sampled at ``v + P // 2``
+            in it, which equals sampling the unpadded volume with zeros outside).
+        mask: ``[X, Y, Z]`` bool brain mask (tensor on the same device).
+        affine: ``[4, 4]`` voxel-to-world matrix, mm.
+        density: extinction per unit of ``softplus(z)``, 1/mm.
+
+    Colour and extinction come back in the dtype of ``points`` (march in float64: ``1 - O`` of an
+    opaque window, the not-tumour loss, is below float32's resolution).
+    """
+
+    def __init__(self, model: NeumoursINR, padded: torch.Tensor, mask: torch.Tensor, affine: np.ndarray,
+                 density: float) -> None:
+        self.model, self.padded, self.mask, self.density = model, padded, mask, float(density)
+        self.shape = tuple(int(s) for s in mask.shape)
+        inv = torch.as_tensor(np.linalg.inv(affine), dtype=torch.float64, device=padded.device)
+        self._lin, self._off = inv[:3, :3].T.contiguous(), inv[:3, 3].contiguous()
+        self.radius = model.config.patch_size // 2
+
+    def __call__(self, points: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # element-wise, not a matmul: bf16 autocast would round voxel positions to ~1 voxel
+        vox = ((points.double()[:, :, None] * self._lin[None]).sum(1) + self._off).float()   # [N, 3]
+        patches = extract_patches(self.padded, vox + self.radius, self.model.config.patch_size)
+        logits = self.model(voxel_to_unit(vox, self.shape), patches).float()                  # [N, 4]
+        near, size = torch.round(vox.detach()).long(), torch.tensor(self.shape, device=vox.device)
+        inside = ((near >= 0) & (near < size)).all(1)
+        near = torch.minimum(near.clamp_min(0), size - 1)
+        inside = inside & self.mask[near[:, 0], near[:, 1], near[:, 2]]
+        log_odds = torch.logsumexp(logits[:, 1:], dim=1) - logits[:, 0]      # log p_tumour / p_background
+        rgb = torch.softmax(logits[:, 1:], dim=1)                             # p_class / p_tumour
+        tumour = F.softplus(log_odds)
+        sigma = self.density * tumour * inside.to(tumour.dtype)
+        return rgb.to(points.dtype), sigma.to(points.dtype)
+
+
+class Corrector:
+    """Correct a Neumours segmentation from user marks (see the module docstring for the method).
+
+    Args:
+        model: the INR; a deep copy is corrected (the caller's weights never change).
+        volume: the 4-modality MR case (T1n, T1c, T2w, FLAIR), ``[4, X, Y, Z]``.
+        labels: the current raw labels ``[X, Y, Z]`` if already computed (else
+            :func:`segment_volume` computes them).
+        device: where to run (default :func:`rfmweb.backend.default_device`).
+
+    Attributes:
+        model: the corrected copy.
+        volume: the case.
+    """
+
+    def __init__(self, model: NeumoursINR, volume: Volume, *, labels: np.ndarray | None = None,
+                 device: str | torch.device | None = None) -> None:
+        from ..backend import default_device
+
+        if not isinstance(volume, Volume):
+            raise InputError(f"Corrector needs a Volume, got {type(volume).__name__}")
+        if volume.data.shape[0] != model.config.in_channels:
+            raise InputError(f"needs a {model.config.in_channels}-modality MR case (T1n, T1c, T2w, FLAIR), got "
+                             f"channels {volume.channels}", volume.name or None)
+        if labels is not None and np.shape(labels) != volume.shape:
+            raise InputError(f"labels must have the volume's shape {volume.shape}, got {np.shape(labels)}",
+                             volume.name or None)
+        self.device = torch.device(device) if device is not None else default_device()
+        self.volume = volume
+        self.model = copy.deepcopy(model).to(self.device).eval()
+        self._autocast = resolve_precision("auto", self.device) == "bf16"
+        norm, mask = normalise_modalities(volume.data)
+        patch = model.config.patch_size
+        self._padded = pad_volume(torch.from_numpy(norm).to(self.device), patch)         # [C, X', Y', Z']
+        del norm
+        self._offsets = patch_flat_offsets(tuple(self._padded.shape), patch).to(self.device)
+        self._mask = mask
+        self._mask_t = torch.from_numpy(mask).to(self.device)
+        self._brain = np.flatnonzero(mask)
+        self._seg_seconds: float | None = None
+        if labels is None:
+            t0 = time.perf_counter()
+            labels = segment_volume(self.model, volume, device=self.device)
+            self._seg_seconds = time.perf_counter() - t0
+        else:
+            labels = np.asarray(labels).astype(np.uint8, copy=True)
+        labels.setflags(write=False)
+        self._labels = labels
+        self._denoised: np.ndarray | None = None
+        self.clear_marks()
+        self._history: list[tuple] = []      # (weights, labels, mark index, mark labels, rays) before an apply
+        self._renderer = None
+        # built here, not in apply(): a process's first torch.optim optimizer imports torch._dynamo
+        # (2-4.5 s measured on this CPU), which must not land inside a correction's 2 s
+        self._opt = torch.optim.Adam(self.model.parameters(), lr=LEARNING_RATE, foreach=False)
+
+    # -- state ------------------------------------------------------------------------------------
+    @property
+    def labels(self) -> np.ndarray:
+        """Current raw labels ``[X, Y, Z]`` uint8 (read-only)."""
+        return self._labels
+
+    def denoised(self) -> np.ndarray:
+        """:func:`denoise_labels` of :attr:`labels` (read-only), cached until the next apply/undo."""
+        if self._denoised is None:
+            self._denoised = denoise_labels(self._labels, spacing=self.volume.spacing)
+            self._denoised.setflags(write=False)
+        return self._denoised
+
+    @property
+    def n_marks(self) -> int:
+        """Pending marks: marked voxels (each counted once) plus 3-D ray marks."""
+        return int(self._mark_index.size) + len(self._rays)
+
+    @property
+    def pending_voxels(self) -> tuple[np.ndarray, np.ndarray]:
+        """The pending voxel marks: ``(ijk [M, 3] int64, labels [M] uint8)`` (e.g. to draw them)."""
+        return np.stack(np.unravel_index(self._mark_index, self.volume.shape), axis=1), self._mark_label.copy()
+
+    @property
+    def pending_rays(self) -> tuple[RayMark, ...]:
+        """The pending 3-D ray marks."""
+        return tuple(self._rays)
+
+    @property
+    def can_undo(self) -> bool:
+        """Whether :meth:`undo` has an apply to revert."""
+        return bool(self._history)
+
+    def clear_marks(self) -> None:
+        """Forget every pending mark."""
+        self._mark_index = np.zeros(0, np.int64)     # flat voxel indices, unique
+        self._mark_label = np.zeros(0, np.uint8)
+        self._rays: list[RayMark] = []
+
+    # -- marking ----------------------------------------------------------------------------------
+    def _check_label(self, label) -> int:
+        return _index(label, self.model.config.n_classes, "mark label (0 = not tumour, 1 NCR, 2 ED, 3 ET)")
+
+    def mark_voxels(self, voxels: np.ndarray, label: int) -> int:
+        """Mark voxels as one class.
+
+        Args:
+            voxels: ``[M, 3]`` integer voxel indices ``ijk`` on the volume grid; voxels outside the grid
+                or outside the brain mask (background by construction) are dropped.
+            label: 0 = not tumour, 1 / 2 / 3 = NCR / ED / ET. A voxel marked again takes the last label.
+
+        Returns:
+            The number of (distinct) voxels marked.
+        """
+        label = self._check_label(label)
+        vox = np.asarray(voxels)
+        if vox.ndim != 2 or vox.shape[1] != 3:
+            raise InputError(f"voxels must be an [M, 3] array of voxel indices, got shape {vox.shape}")
+        if not (np.issubdtype(vox.dtype, np.integer) or (np.issubdtype(vox.dtype, np.floating)
+                                                           and np.array_equal(vox, np.rint(vox)))):
+            raise InputError(f"voxels must be integer voxel indices, got {vox.dtype} values")
+        vox = vox.astype(np.int64)
+        vox = vox[((vox >= 0) & (vox < np.array(self.volume.shape))).all(1)]
+        flat = np.unique(np.ravel_multi_index(vox.T, self.volume.shape)) if vox.size else np.zeros(0, np.int64)
+        flat = flat[self._mask.reshape(-1)[flat]]
+        keep = ~np.isin(self._mark_index, flat)
+        self._mark_index = np.concatenate([self._mark_index[keep], flat])
+        self._mark_label = np.concatenate([self._mark_label[keep], np.full(flat.size, label, np.uint8)])
+        return int(flat.size)
+
+    def mark_stroke(self, axis: str, index: int, points: np.ndarray, label: int, radius: float = 2.0) -> int:
+        """Mark a brush stroke drawn on a slice view.
+
+        Every voxel of the slice whose centre lies within ``radius`` voxels of the polyline through
+        ``points`` is marked (the exact distance to each segment: the stroke is marked without gaps
+        however far apart its points are).
+
+        Args:
+            axis: ``"axial"``, ``"coronal"`` or ``"sagittal"`` (:data:`rfmweb.render.slices.AXES`).
+            index: slice index along that axis.
+            points: ``[M, 2]`` float voxel coordinates in the plane, in the order (first remaining
+                axis, second remaining axis) of the volume array (axial: ``(i, j)``, coronal:
+                ``(i, k)``, sagittal: ``(j, k)``); integers are voxel centres.
+            label: 0 = not tumour, 1 / 2 / 3 = NCR / ED / ET.
+            radius: brush radius, voxels (> 0).
+
+        Returns:
+            The number of voxels marked (inside the grid and the brain).
+        """
+        label = self._check_label(label)
+        if axis not in AXES:
+            raise InputError(f"stroke axis must be one of {tuple(AXES)}, got {axis!r}")
+        normal = AXES[axis]
+        a, b = (ax for ax in range(3) if ax != normal)
+        index = _index(index, self.volume.shape[normal], f"{axis} slice index")
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.ndim != 2 or pts.shape[1] != 2 or pts.shape[0] < 1 or not np.isfinite(pts).all():
+            raise InputError(f"stroke points must be a finite [M, 2] array with M >= 1, got shape {pts.shape}")
+        if not (math.isfinite(radius) and radius > 0):
+            raise InputError(f"stroke radius must be > 0 voxels, got {radius}")
+        lo = np.maximum(np.floor(pts.min(0) - radius), 0).astype(int)
+        hi = np.minimum(np.ceil(pts.max(0) + radius), [self.volume.shape[a] - 1, self.volume.shape[b] - 1]).astype(int)
+        if (hi < lo).any():
+            return 0
+        u, v = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1), indexing="ij")
+        centres = np.stack([u.ravel(), v.ravel()], axis=1).astype(np.float64)      # [K, 2]
+        start, end = (pts[:-1], pts[1:]) if len(pts) > 1 else (pts, pts)
+        d2 = np.full(len(centres), np.inf)
+        for p, q in zip(start, end):                                                # distance to each segment
+            seg = q - p
+            t = np.clip((centres - p) @ seg / max(float(seg @ seg), 1e-12), 0.0, 1.0)
+            d2 = np.minimum(d2, ((centres - p - t[:, None] * seg) ** 2).sum(1))
+        hit = centres[d2 <= radius * radius + 1e-9].astype(np.int64)
+        vox = np.empty((len(hit), 3), np.int64)
+        vox[:, a], vox[:, b], vox[:, normal] = hit[:, 0], hit[:, 1], index
+        return self.mark_voxels(vox, label)
+
+    def mark_ray(self, scene: "Scene", camera: OrbitCamera, x: float, y: float, label: int) -> np.ndarray | None:
+        """Mark what a click on the 3-D view hits.
+
+        The pixel ray through image position ``(x, y)`` of ``camera`` (continuous pixel units, right
+        and down; the centre of pixel ``(u, v)`` is ``(u + 0.5, v + 0.5)``) is marched through
+        ``scene`` exactly as the ``raymarch`` renderer draws it (:data:`~rfmweb.render.scene.FULL`
+        quality); the hit is the ray-marcher's depth, where the accumulated opacity first reaches 0.5.
+
+        Args:
+            scene: the rendered scene; its volume must lie on this case's grid.
+            camera: the 3-D view's camera.
+            x, y: click position in pixels.
+            label: 0 = not tumour, 1 / 2 / 3 = NCR / ED / ET.
+
+        Returns:
+            The hit voxel ``ijk`` ``[3]`` int64 (and a ray mark is added), or ``None`` when the ray
+            reaches no opacity 0.5 (nothing is marked).
+        """
+        from ..render.dvr import RaymarchRenderer
+        from ..render.scene import FULL
+
+        label = self._check_label(label)
+        vol = scene.volume
+        if vol is None or vol.shape != self.volume.shape or not np.allclose(vol.affine, self.volume.affine, atol=1e-4):
+            raise InputError("the scene's volume must lie on the corrected case's grid "
+                             f"{self.volume.shape} (same affine)", self.volume.name or None)
+        if not (math.isfinite(x) and math.isfinite(y) and 0 <= x <= camera.width and 0 <= y <= camera.height):
+            raise InputError(f"click ({x}, {y}) lies outside the {camera.width}x{camera.height} image")
+        r = camera.rotation
+        d = r.T @ np.array([(x - camera.width / 2) / camera.focal, (y - camera.height / 2) / camera.focal, 1.0])
+        d /= np.linalg.norm(d)
+        # the renderer's own march over a one-pixel camera aimed along the clicked ray: same empty-space
+        # skipping, sample lattice and field as the picture (OrbitCamera clamps the elevation to
+        # +-89.9 degrees: a ray closer to vertical than that is tilted by at most 0.1 degree)
+        elevation = math.degrees(math.asin(float(np.clip(-d[2], -1.0, 1.0))))   # OrbitCamera.offset_dir = -d
+        azimuth = math.degrees(math.atan2(d[0], -d[1]))
+        ray_cam = OrbitCamera(tuple(camera.position + camera.distance * d), azimuth, elevation, camera.distance,
+                              camera.fov, 1, 1)
+        if self._renderer is None:
+            self._renderer = RaymarchRenderer(self.device)
+        with torch.no_grad():
+            res, _ = self._renderer.march(scene, ray_cam, FULL)
+        depth = float(res.depth[0])
+        if not math.isfinite(depth):
+            return None
+        origin = np.asarray(ray_cam.position, dtype=np.float64)
+        direction = -ray_cam.offset_dir
+        hit = np.linalg.solve(self.volume.affine, np.append(origin + depth * direction, 1.0))[:3]
+        voxel = np.clip(np.rint(hit), 0, np.array(self.volume.shape) - 1).astype(np.int64)
+        self._rays.append(RayMark(origin, direction, depth, label, voxel))
+        return voxel.copy()
+
+    # -- correcting -------------------------------------------------------------------------------
+    def _inputs(self, flat: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model inputs at flat voxel indices: ``(Fourier features [N, 3 + 6K], patches [N, C P^3])``
+        (the features are computed once per apply, not per step)."""
+        vox = torch.from_numpy(np.stack(np.unravel_index(flat, self.volume.shape), axis=1)).to(self.device)
+        coords = voxel_to_unit(vox.float(), self.volume.shape)
+        return (fourier_features(coords, self.model.config.n_frequencies),
+                gather_patches(self._padded, vox, self.model.config.patch_size, self._offsets))
+
+    def _logits(self, feats: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        """:meth:`NeumoursINR.forward` from precomputed Fourier features: float32 logits ``[N, K]``."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
+            return self.model.decode(self.model.coord_fc(feats), self.model.encode_patches(patches)).float()
+
+    def _pencils(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The rays rendered for the ray marks: ``(origins [R, 3] mm, dirs [R, 3], hit distance [R] mm,
+        labels [R])``, five per mark: the clicked ray moved sideways (by under a voxel) to pass through
+        the hit voxel's centre, and four parallel rays half a voxel beside it."""
+        s, out = min(self.volume.spacing), []
+        for m in self._rays:
+            centre = self.volume.affine[:3, :3] @ m.voxel + self.volume.affine[:3, 3]
+            t = float((centre - m.origin) @ m.direction)
+            side = np.linalg.svd(m.direction[None])[2][1:]           # [2, 3] unit vectors across the ray
+            origins = centre - t * m.direction + 0.5 * s * np.concatenate([np.zeros((1, 3)), side, -side])
+            out += [(o, m.direction, t, m.label) for o in origins]
+        if not out:
+            return np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(0, np.int64)
+        return tuple(np.array(v) for v in zip(*out))
+
+    def _ray_voxels(self) -> np.ndarray:
+        """Flat indices of the voxels the ray windows pass through."""
+        origins, dirs, depth, _ = self._pencils()
+        t = depth[:, None] + np.arange(-RAY_WINDOW, RAY_WINDOW + 0.25, 0.25) * min(self.volume.spacing)
+        pts = (origins[:, None] + t[..., None] * dirs[:, None]).reshape(-1, 3)
+        inv = np.linalg.inv(self.volume.affine)
+        vox = np.rint(pts @ inv[:3, :3].T + inv[:3, 3]).astype(np.int64)
+        vox = vox[((vox >= 0) & (vox < np.array(self.volume.shape))).all(1)]
+        return np.unique(np.ravel_multi_index(vox.T, self.volume.shape))
+
+    def _replay(self, exclude: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` flat brain voxel indices at least :data:`REPLAY_EXCLUSION` voxels from every voxel of
+        ``exclude`` (flat indices), drawn as in the module docstring."""
+        shape, r = np.array(self.volume.shape), REPLAY_EXCLUSION
+        near = np.zeros((0, 0, 0), bool)
+        lo = np.zeros(3, np.int64)
+        if exclude.size:       # the exclusion zone: the marks dilated by r, on their bounding box only
+            vox = np.stack(np.unravel_index(exclude, self.volume.shape), 1)
+            lo, hi = np.maximum(vox.min(0) - r, 0), np.minimum(vox.max(0) + r + 1, shape)
+            near = np.zeros(hi - lo, bool)
+            near[tuple((vox - lo).T)] = True
+            near = ndimage.maximum_filter(near, size=2 * r + 1, mode="constant")
+        tumour = np.flatnonzero(self._labels)
+        groups = [self._brain[rng.integers(0, self._brain.size, 2 * n)]]
+        if tumour.size:
+            vox = np.stack(np.unravel_index(tumour, self.volume.shape), 1)
+            box = np.ravel_multi_index(rng.integers(np.maximum(vox.min(0) - 4, 0), np.minimum(vox.max(0) + 5, shape),
+                                                    (4 * n, 3)).T, self.volume.shape)
+            groups += [tumour[rng.integers(0, tumour.size, 2 * n)], box[self._mask.reshape(-1)[box]]]
+        picked = []
+        for g in groups:
+            v = np.stack(np.unravel_index(g, self.volume.shape), 1) - lo
+            inside = ((v >= 0) & (v < near.shape)).all(1)
+            inside[inside] = near[tuple(v[inside].T)]
+            picked.append(g[~inside][:-(-n // len(groups))])
+        return np.concatenate(picked)[:n]
+
+    def _ray_loss(self, field: SoftTumourField) -> tuple[torch.Tensor, bool]:
+        """Loss of the ray marks rendered through ``field``, and whether every ray objective is met.
+
+        Marched in float64 (see :class:`SoftTumourField`)."""
+        s = min(self.volume.spacing)
+        origins, dirs, depth, labels = (torch.as_tensor(v, device=self.device) for v in self._pencils())
+        res = march(origins, dirs, depth - RAY_WINDOW * s, depth + RAY_WINDOW * s, field, 0.5 * s, early_stop=0.0)
+        labels = labels.long()
+        opacity = res.opacity.clamp(1e-15, 1 - 1e-15)
+        tumour = labels > 0
+        share = (res.rgb / opacity[:, None]).gather(1, (labels - 1).clamp_min(0)[:, None])[:, 0].clamp(1e-15, 1.0)
+        loss = torch.where(tumour, -torch.log(opacity) - torch.log(share), -torch.log1p(-opacity))
+        met = torch.where(tumour, (opacity > 0.9) & (share > 0.5), opacity < 0.02)
+        return loss.mean().float(), bool(met.all())
+
+    def apply(self, steps: int | None = None, time_budget_s: float = 2.0) -> CorrectionResult:
+        """Update the weights from the pending marks, then re-segment.
+
+        Args:
+            steps: exact number of gradient steps, or ``None``: adaptive (see the module docstring).
+            time_budget_s: wall-time budget of the whole call (adaptive mode), seconds.
+
+        Returns:
+            :class:`CorrectionResult`. The marks are consumed (kept for :meth:`undo`); without marks
+            nothing changes (``steps == 0``) and nothing is added to the undo history.
+        """
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0):
+            raise InputError(f"steps must be None or an integer >= 0, got {steps!r}")
+        if not (math.isfinite(time_budget_s) and time_budget_s > 0):
+            raise InputError(f"time_budget_s must be > 0 seconds, got {time_budget_s}")
+        t0 = time.perf_counter()
+        if self.n_marks == 0:
+            return CorrectionResult(self._labels, 0, 0, time.perf_counter() - t0)
+        self._history.append(({k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                              self._labels, self._mark_index, self._mark_label, list(self._rays)))
+        del self._history[:-HISTORY]
+        n_steps = self._update(steps, t0, time_budget_s)
+        t1 = time.perf_counter()
+        labels = segment_volume(self.model, self.volume, device=self.device)
+        t2 = time.perf_counter()
+        self._seg_seconds = t2 - t1
+        labels.setflags(write=False)
+        changed = int(np.count_nonzero(labels != self._labels))
+        self._labels, self._denoised = labels, None
+        self.clear_marks()
+        log.info("correction: %d steps (%.2f s), re-segmentation %.2f s, %d voxels changed", n_steps, t1 - t0,
+                 t2 - t1, changed)
+        return CorrectionResult(labels, changed, n_steps, t2 - t0, t1 - t0, t2 - t1)
+
+    def _update(self, steps: int | None, t0: float, budget: float) -> int:
+        """The gradient steps; returns how many were taken."""
+        rng = np.random.default_rng(int(self._mark_index.sum()) + len(self._rays))
+        pool = self._replay(np.concatenate([self._mark_index, self._ray_voxels()]), REPLAY_POOL, rng)
+        pool_target = torch.from_numpy(self._labels.reshape(-1)[pool].astype(np.int64)).to(self.device)
+        mark_target = torch.from_numpy(self._mark_label.astype(np.int64)).to(self.device)
+        mark_in, pool_in = self._inputs(self._mark_index), self._inputs(pool)
+        pool_logits = self._predict(pool_in)
+        # a window of log-odds 1 throughout renders opacity ~ 1 - 1/e
+        field = SoftTumourField(self.model, self._padded, self._mask_t, self.volume.affine,
+                                density=1.0 / (2 * RAY_WINDOW * min(self.volume.spacing)))
+        seg_estimate = self._seg_seconds if self._seg_seconds is not None else 0.5 * budget
+        deadline = t0 + budget - 1.1 * seg_estimate
+        opt = self._opt
+        opt.state.clear()                       # fresh moments for every correction
+        hard = drifted = torch.zeros(0, dtype=torch.long, device=self.device)   # pool rows that drifted
+        taken, step_time = 0, 0.0
+        limit = planned = MAX_STEPS if steps is None else int(steps)
+        while taken < limit:
+            if steps is None and taken >= MIN_STEPS and time.perf_counter() + step_time > deadline:
+                break
+            ts = time.perf_counter()
+            if taken % MINE_EVERY == MINE_EVERY - 1 and pool.size:     # which pool voxels changed class?
+                drifted = torch.nonzero(self._predict(pool_in).argmax(1) != pool_target).squeeze(1)
+                hard = torch.unique(torch.cat([hard, drifted]))       # once drifted, always replayed
+                log.debug("step %d: %d replay voxels drifted (%d kept)", taken, drifted.numel(), hard.numel())
+            pick = torch.from_numpy(rng.permutation(mark_target.numel())[:MARK_POINTS]).to(self.device)
+            rows = torch.arange(taken * REPLAY_POINTS, (taken + 1) * REPLAY_POINTS, device=self.device) % pool.size \
+                if pool.size else torch.zeros(0, dtype=torch.long, device=self.device)
+            rows = torch.cat([rows, hard[torch.randperm(hard.numel(), device=self.device)[:REPLAY_POINTS]]])
+            logits = self._logits(torch.cat([mark_in[0][pick], pool_in[0][rows]]),
+                                  torch.cat([mark_in[1][pick], pool_in[1][rows]]))
+            loss = torch.zeros((), device=self.device)
+            met = drifted.numel() == 0          # as of the last drift check
+            if pick.numel():
+                m_logits, target = logits[:pick.numel()], mark_target[pick]
+                loss = loss + F.cross_entropy(m_logits, target)
+                own = m_logits.gather(1, target[:, None])[:, 0]
+                other = m_logits.scatter(1, target[:, None], -math.inf).amax(1)
+                met = met and bool(((own - other) > MARK_MARGIN).all())
+            if rows.numel():
+                loss = loss + REPLAY_WEIGHT * F.mse_loss(logits[pick.numel():], pool_logits[rows])
+            if self._rays:
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
+                    ray_loss, rays_met = self._ray_loss(field)
+                loss = loss + RAY_WEIGHT * ray_loss
+                met = met and rays_met
+            if steps is None and taken >= MIN_STEPS and met:
+                break
+            self.model.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            if steps is None and taken == 0:     # plan the steps (and the decay) from the first one's duration
+                limit = planned = min(MAX_STEPS, max(MIN_STEPS, int((deadline - ts) / max(time.perf_counter() - ts,
+                                                                                          1e-3))))
+            for group in opt.param_groups:
+                group["lr"] = LEARNING_RATE * (1.0 - taken / planned)
+            opt.step()
+            taken += 1
+            step_time = time.perf_counter() - ts
+        return taken
+
+    @torch.no_grad()
+    def _predict(self, inputs: tuple[torch.Tensor, torch.Tensor], chunk: int = 8192) -> torch.Tensor:
+        """:meth:`_logits` ``[N, K]`` without gradients, in chunks."""
+        return torch.cat([self._logits(inputs[0][s:s + chunk], inputs[1][s:s + chunk])
+                          for s in range(0, inputs[0].shape[0], chunk)]
+                         or [torch.zeros(0, self.model.config.n_classes, device=self.device)])
+
+    def undo(self) -> np.ndarray:
+        """Restore the weights, labels and marks from before the last :meth:`apply`.
+
+        Marks added since that apply stay pending (a voxel marked in both keeps the newer label).
+
+        Returns:
+            The restored labels ``[X, Y, Z]`` (read-only).
+
+        Raises:
+            InputError: when there is nothing to undo (see :attr:`can_undo`).
+        """
+        if not self._history:
+            raise InputError("nothing to undo: no correction has been applied")
+        weights, labels, index, label, rays = self._history.pop()
+        self.model.load_state_dict(weights)
+        keep = ~np.isin(index, self._mark_index)          # a voxel marked since keeps its newer label
+        self._mark_index = np.concatenate([index[keep], self._mark_index])
+        self._mark_label = np.concatenate([label[keep], self._mark_label])
+        self._rays = rays + self._rays
+        self._labels, self._denoised = labels, None
+        return self._labels

@@ -1,0 +1,277 @@
+"""Segmentation views of a BraTS case: ground truth | raw INR | denoised INR, and corrections.
+
+Core code (no UI imports): :class:`SegmentationViews` builds three :class:`RenderSession` s that
+share the case's 4-channel image (``Volume.with_labels``: no copy of the array) and differ only in
+their label maps: the case's own segmentation, the Neumours INR's raw argmax and its denoised
+version (both from :class:`rfmweb.inr.LabelCache`). INR inference takes about a second, so
+:meth:`SegmentationViews.start` runs it on a worker thread and reports progress through
+``on_status``; until it is done the INR views show the image without labels.
+
+A correction (the user marks voxels as tumour / not tumour on a slice or the 3-D view) goes to a
+:class:`rfmweb.inr.correct.Corrector`; :meth:`SegmentationViews.apply_correction` takes a few
+gradient steps on the INR weights and swaps the raw and denoised views' labels
+(:meth:`RenderSession.set_labels`, which bumps the session version so every front end refreshes).
+
+Example:
+    >>> views = SegmentationViews(load_brats_case("BraTS-GLI-00001-000"))      # doctest: +SKIP
+    >>> views.start().join(); views.dice()["raw INR"]["WT"]                     # doctest: +SKIP
+    0.81
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import replace
+from typing import Callable
+
+import numpy as np
+
+from ..errors import InputError
+from ..io.brats import BRATS_CLASSES, BRATS_REGIONS
+from ..metrics.segmentation import dice, region_mask
+from ..transfer import ClassTable
+from ..volume import Volume
+from .session import RenderSession
+
+log = logging.getLogger(__name__)
+
+#: Titles of the three views, in order.
+TITLES = ("ground truth", "raw INR", "denoised INR")
+GT, RAW, DENOISED = 0, 1, 2
+#: Labels a correction can paint: 0 = not tumour, 1 NCR, 2 ED, 3 ET.
+CORRECTION_LABELS = {0: "not tumour", 1: "NCR", 2: "ED", 3: "ET"}
+#: Opacity of unlabelled tissue in the 3-D segmentation views: the brain as a faint context.
+CONTEXT_OPACITY = 0.1
+
+#: Seconds of gradient steps + re-segmentation per applied correction (the frames follow in ~0.1 s).
+APPLY_BUDGET_S = 1.6
+
+StatusCallback = Callable[[int, bool, str], None]
+
+
+def segmentation_style(table: ClassTable) -> ClassTable:
+    """Class table for a segmentation view: labelled voxels solid in their class colour, the
+    unlabelled image (label 0) faint so tumours inside the brain show in 3-D."""
+    table = replace(table, mode="solid", use_class_colors=True)
+    if any(s.index == 0 for s in table.styles):
+        table = table.updated(0, opacity=CONTEXT_OPACITY)
+    return table
+
+
+def region_dice(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """Dice of the BraTS regions WT, TC, ET of two ``[X, Y, Z]`` label maps (1.0 when both are empty)."""
+    if pred.shape != ref.shape:
+        raise InputError(f"label maps differ in shape: {pred.shape} vs {ref.shape}")
+    return {name: dice(region_mask(pred, values), region_mask(ref, values)) for name, values in BRATS_REGIONS.items()}
+
+
+def format_dice(scores: dict[str, float] | None) -> str:
+    """``"Dice WT 0.82 · TC 0.75 · ET 0.70"`` (empty without scores)."""
+    if not scores:
+        return ""
+    return "Dice " + " · ".join(f"{k} {v:.2f}" for k, v in scores.items())
+
+
+class SegmentationViews:
+    """Three views of one case: ground truth | raw INR | denoised INR (cameras are not linked here:
+    front ends link them with :func:`rfmweb.session.link_cameras` / :func:`link_view_modes`).
+
+    Args:
+        volume: a 4-channel MR :class:`Volume` (e.g. :func:`rfmweb.io.load_brats_case`), with its
+            ground-truth labels when it has them.
+        model: a :class:`~rfmweb.models.inr.NeumoursINR` (default: the shipped weights,
+            :func:`rfmweb.inr.load_model`).
+        cache: a :class:`rfmweb.inr.LabelCache` to share (default: a new one for ``model``).
+        renderer: 3-D renderer of the views (default ``"raymarch"``: labels nearest-neighbour, class colours).
+        width, height: initial view size in pixels.
+        on_status: ``(view index, busy, message)`` while segmenting and correcting (any thread).
+
+    Raises:
+        InputError: the volume is not a 4-channel MR image.
+    """
+
+    def __init__(self, volume: Volume, model=None, *, cache=None, renderer: str | None = "raymarch",
+                 width: int = 384, height: int = 384, on_status: StatusCallback | None = None) -> None:
+        if volume.modality != "MR" or volume.data.shape[0] != 4:
+            raise InputError(f"segmentation views need a 4-channel MR case (T1n, T1c, T2w, FLAIR), got "
+                             f"{volume.modality} with {volume.data.shape[0]} channel(s)")
+        from ..inr import LabelCache, load_model
+
+        self.volume = volume
+        self.model = model if model is not None else load_model()
+        self.cache = cache if cache is not None else LabelCache(self.model)
+        self.on_status = on_status
+        self.has_truth = volume.labels is not None
+        empty = np.zeros(volume.shape, np.uint8)
+        gt = volume if self.has_truth else volume.with_labels(empty, BRATS_CLASSES)
+        self.sessions = tuple(RenderSession(v, renderer=renderer, width=width, height=height)
+                              for v in (gt, volume.with_labels(empty, BRATS_CLASSES),
+                                        volume.with_labels(empty, BRATS_CLASSES)))
+        for s in self.sessions:
+            s.set_class_table(segmentation_style(s.classes))
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self._corrector = None
+        self._lock = threading.RLock()  # one correction step at a time
+        self._dice_key: tuple | None = None
+        self._dice: dict[str, dict[str, float]] | None = None
+
+    # -- labels ---------------------------------------------------------------------------------
+    def labels(self, view: int) -> np.ndarray:
+        """``[X, Y, Z]`` uint8 labels a view shows now."""
+        return self.sessions[view].volume.labels
+
+    def compute(self) -> None:
+        """Segment with the INR now (blocking): raw and denoised labels into their views."""
+        try:
+            for v in (RAW, DENOISED):
+                self._status(v, True, "segmenting with the INR")
+            t0 = time.perf_counter()
+            raw = self.cache.labels(self.volume)
+            self.sessions[RAW].set_labels(raw, BRATS_CLASSES)
+            self._status(RAW, False, f"segmented in {time.perf_counter() - t0:.1f} s")
+            t1 = time.perf_counter()
+            self.sessions[DENOISED].set_labels(self.cache.labels(self.volume, denoise=True), BRATS_CLASSES)
+            self.ready.set()  # before the last status: a front end re-reads Dice on it
+            self._status(DENOISED, False, f"denoised in {time.perf_counter() - t1:.2f} s")
+        except BaseException as exc:
+            self.error = exc
+            self.ready.set()
+            for v in (RAW, DENOISED):
+                self._status(v, False, f"segmentation failed: {exc}")
+            raise
+
+    def start(self) -> threading.Thread:
+        """Segment on a worker thread (progress through ``on_status``); returns the thread."""
+        def run() -> None:
+            try:
+                self.compute()
+            except Exception:
+                log.exception("INR segmentation failed")
+        thread = threading.Thread(target=run, name="rfmweb-segment", daemon=True)
+        thread.start()
+        return thread
+
+    def wait(self, timeout: float | None = 300.0) -> None:
+        """Block until the INR labels are in the views (raises if segmenting failed)."""
+        if not self.ready.wait(timeout):
+            raise TimeoutError(f"INR segmentation did not finish within {timeout} s")
+        if self.error is not None:
+            raise RuntimeError(f"INR segmentation failed: {self.error}") from self.error
+
+    def dice(self) -> dict[str, dict[str, float]] | None:
+        """``{"raw INR": {"WT", "TC", "ET"}, "denoised INR": {...}}`` against the ground truth;
+        ``None`` without ground truth or before the INR labels are in."""
+        if not self.has_truth or not self.ready.is_set() or self.error is not None:
+            return None
+        labels = [self.labels(v) for v in (GT, RAW, DENOISED)]
+        key = tuple(id(a) for a in labels)
+        if key != self._dice_key:  # label arrays are replaced, never edited in place
+            self._dice = {TITLES[v]: region_dice(labels[v], labels[GT]) for v in (RAW, DENOISED)}
+            self._dice_key = key
+        return self._dice
+
+    def dice_text(self, view: int) -> str:
+        """The line shown under a view's title (empty for the ground truth)."""
+        scores = self.dice()
+        return format_dice(scores.get(TITLES[view])) if scores and view != GT else ""
+
+    # -- corrections ----------------------------------------------------------------------------
+    @property
+    def corrector(self):
+        """The :class:`rfmweb.inr.correct.Corrector` of this case (made on first use)."""
+        if self._corrector is None:
+            self.wait()
+            from ..inr.correct import Corrector
+
+            self._corrector = Corrector(self.model, self.volume, labels=self.labels(RAW), device=self.cache.device)
+        return self._corrector
+
+    @property
+    def n_marks(self) -> int:
+        return 0 if self._corrector is None else int(self._corrector.n_marks)
+
+    def mark_stroke(self, axis: str, index: int, points, label: int, radius: float = 2.0) -> int:
+        """Mark voxels along a stroke on slice ``index`` of ``axis``; ``points [M, 2]`` are voxel
+        coordinates in that plane (first and second remaining array axes). Returns voxels marked."""
+        _check_label(label)
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        with self._lock:
+            return int(self.corrector.mark_stroke(axis, int(index), pts, int(label), float(radius)))
+
+    def mark_pixels(self, view: int, pixels, label: int, radius_px: float = 6.0) -> int:
+        """Mark a stroke drawn on a slice view: ``pixels [M, 2]`` are ``(u right, v down)`` frame
+        pixels of ``view`` (device pixels); the radius is in pixels too. Returns voxels marked."""
+        session = self.sessions[view]
+        geo = session.slice_geometry()
+        px = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)
+        vox = geo.to_voxel(px[:, 0], px[:, 1])[:, list(geo.in_plane)]
+        inside = np.all((vox > -0.5) & (vox < np.array([geo.shape[a] for a in geo.in_plane]) - 0.5), axis=1)
+        if not inside.any():
+            return 0
+        spacing = min(geo.spacing[a] for a in geo.in_plane)
+        radius = max(0.5, radius_px * geo.mm_per_px / spacing)
+        return self.mark_stroke(geo.axis, geo.index, vox[inside], label, radius)
+
+    def mark_click(self, view: int, x: float, y: float, label: int) -> np.ndarray | None:
+        """Mark the surface voxel under pixel ``(x, y)`` of a 3-D view (found through the
+        ray-marcher's depth); returns its ``[3]`` voxel index, or ``None`` when the ray hits nothing."""
+        _check_label(label)
+        snap = self.sessions[view].snapshot()
+        with self._lock:
+            return self.corrector.mark_ray(snap.scene, snap.camera, float(x), float(y), int(label))
+
+    def apply_correction(self, *, steps: int | None = None, time_budget_s: float = APPLY_BUDGET_S):
+        """Fine-tune the INR on the marks and show its new labels in the raw and denoised views.
+
+        ``time_budget_s`` bounds the engine's update + re-segmentation; the default leaves the views
+        time to re-render within the 2 s a correction should take on a CPU.
+
+        Returns the :class:`~rfmweb.inr.correct.CorrectionResult` (labels, changed voxels, steps, seconds).
+        """
+        with self._lock:
+            for v in (RAW, DENOISED):
+                self._status(v, True, f"correcting ({self.n_marks} marked voxels)")
+            try:
+                result = self.corrector.apply(steps=steps, time_budget_s=time_budget_s)
+                self._show(result.labels)
+            except BaseException as exc:
+                for v in (RAW, DENOISED):
+                    self._status(v, False, f"correction failed: {exc}")
+                raise
+            msg = f"corrected: {int(result.changed)} voxels changed, {result.steps} steps, {result.seconds:.1f} s"
+            for v in (RAW, DENOISED):
+                self._status(v, False, msg)
+            return result
+
+    def undo_correction(self) -> np.ndarray:
+        """Back to the weights and labels before the last applied correction; returns those labels."""
+        with self._lock:
+            labels = self.corrector.undo()
+            self._show(labels)
+            for v in (RAW, DENOISED):
+                self._status(v, False, "correction undone")
+            return labels
+
+    def _show(self, raw: np.ndarray) -> None:
+        # the Corrector fine-tunes its own copy of the model: the cache's labels stay the originals
+        self.sessions[RAW].set_labels(np.asarray(raw, np.uint8), BRATS_CLASSES)
+        self.sessions[DENOISED].set_labels(np.asarray(self.corrector.denoised(), np.uint8), BRATS_CLASSES)
+
+    def _status(self, view: int, busy: bool, message: str) -> None:
+        if self.on_status is not None:
+            try:
+                self.on_status(view, busy, message)
+            except Exception:
+                log.exception("status callback failed")
+
+    def close(self) -> None:
+        for s in self.sessions:
+            s.close()
+
+
+def _check_label(label) -> None:
+    if int(label) not in CORRECTION_LABELS:
+        raise InputError(f"correction label must be one of {CORRECTION_LABELS}, got {label!r}")

@@ -1,0 +1,182 @@
+"""``viewer.js`` (the widget's page half) in chromium with a stand-in anywidget model: the slice and
+correction controls of segmentation views, and the messages they send.
+
+No kernel: the page loads the ES module from a local HTTP server, Python hands it the ``views`` state
+and a real slice frame (rendered by :class:`rfmweb.session.RenderSession`), and the test reads what
+the page sends back (``window.__sent``), which is what ``rfmweb.widgets`` would receive.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import http.server
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import is_blank, screenshot_array  # tests/browser/conftest.py (not a package)
+
+JS = Path(__file__).resolve().parents[2] / "js"
+SIZE = 240
+
+PAGE = """<!doctype html><html><body style="background:#fff">
+<link rel="stylesheet" href="./viewer.css"><div id="root"></div>
+<script type="module">
+import widget from "./viewer.js";
+const listeners = {};
+window.__sent = [];
+window.__state = {};
+const model = {
+  get: (k) => window.__state[k],
+  on: (name, fn) => { (listeners[name] = listeners[name] || []).push(fn); },
+  off: () => {},
+  send: (msg) => window.__sent.push(msg),
+};
+window.__set = (state) => { Object.assign(window.__state, state);
+  for (const k of Object.keys(state)) (listeners["change:" + k] || []).forEach((f) => f()); };
+window.__frame = (meta, b64) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  (listeners["msg:custom"] || []).forEach((f) => f(meta, [bytes.buffer]));
+};
+window.__ready = new Promise((resolve) => { window.__start = () => {
+  widget.render({ model, el: document.getElementById("root") }); resolve(); }; });
+</script></body></html>"""
+
+
+def _view_state(**over) -> dict:
+    classes = [{"index": i, "name": n, "color": c, "opacity": 1.0, "visible": True, "group": "tumour" if i else ""}
+               for i, n, c in ((0, "background", "#000000"), (1, "NCR", "#e63326"), (2, "ED", "#40bf4d"),
+                               (3, "ET", "#ffd91a"))]
+    state = {"title": "raw INR", "preset": "MR-Default", "renderer": "raymarch", "class_colors": True,
+             "classes": classes, "groups": [{"name": "tumour", "visible": "all"}], "cinematic": False,
+             "mode": "axial", "slice_index": 47, "slice_count": 95, "can_slice": True,
+             "subtitle": "Dice WT 0.90 · TC 0.80 · ET 0.70", "correctable": True, "marks": 0,
+             "status": "", "busy": False}
+    state.update(over)
+    return state
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("viewer_js")
+    for name in ("viewer.js", "viewer.css"):
+        shutil.copyfile(JS / name, root / name)
+    (root / "index.html").write_text(PAGE)
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/index.html"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def slice_png():
+    """A real axial slice frame of a synthetic glioma case, as PNG bytes."""
+    import io
+
+    from PIL import Image
+
+    from rfmweb.data.cohort import cohort_case
+    from rfmweb.session import RenderSession
+    volume, _ = cohort_case("val", 0, 1, resolution_mm=2.0)
+    session = RenderSession(volume, width=SIZE, height=SIZE)
+    session.set_view_mode("axial", 47)
+    buf = io.BytesIO()
+    Image.fromarray(session.render()).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def page(browser, served, slice_png):
+    context = browser.new_context(viewport={"width": 900, "height": 700}, device_scale_factor=1)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(served)
+    page.wait_for_function("() => window.__start !== undefined")
+    page.evaluate("""(s) => { window.__set({views: [s], preset_options: ["MR-Default"], width: 240, height: 240,
+        renderer_options: [{name: "raymarch", label: "Ray-marcher"}], arrangement: "below"}); window.__start(); }""",
+                  _view_state())
+    page.wait_for_function("() => window.__sent.some((m) => m.type === 'ready')")
+    meta = {"type": "frame", "view": 0, "id": 1, "mime": "image/png", "width": SIZE, "height": SIZE, "kind": "idle",
+            "version": 1, "render_ms": 5, "encode_ms": 1}
+    page.evaluate("([m, b]) => window.__frame(m, b)", [meta, base64.b64encode(slice_png).decode()])
+    page.wait_for_function("() => window.__sent.some((m) => m.type === 'ack' && m.id === 1)")
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def _sent(page, type_: str) -> list[dict]:
+    return page.evaluate("(t) => window.__sent.filter((m) => m.type === t)", type_)
+
+
+def test_slice_controls_show_the_state_and_send_intents(page, artifacts):
+    canvas = page.locator(".rfm-canvas")
+    img = screenshot_array(canvas)
+    page.locator(".rfm-view").screenshot(path=str(artifacts / "widget_segmentation_ui.png"))
+    assert not is_blank(img), "the slice frame was not drawn"
+    assert page.locator(".rfm-mode").input_value() == "axial"
+    assert page.locator(".rfm-slice-text").inner_text() == "48 / 95"
+    assert page.locator(".rfm-subtitle").inner_text() == "Dice WT 0.90 · TC 0.80 · ET 0.70"
+    assert page.locator(".rfm-slice-row").is_visible() and page.locator(".rfm-correct").is_visible()
+    page.locator(".rfm-mode").select_option("coronal")
+    assert _sent(page, "mode")[-1] == {"view": 0, "type": "mode", "mode": "coronal"}
+    page.locator(".rfm-slice").fill("60")
+    page.wait_for_function("() => window.__sent.some((m) => m.type === 'slice' && m.index === 60)")
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + 50, box["y"] + 50)
+    page.mouse.wheel(0, 120)
+    page.wait_for_function("() => window.__sent.some((m) => m.type === 'wheel' && m.dy > 0)")
+    # a 3-D view without a volume offers no slice modes; a non-segmentation view no correction tools
+    page.evaluate("(s) => window.__set({views: [s]})", _view_state(mode="3d", can_slice=False, correctable=False,
+                                                                      subtitle=""))
+    assert page.locator(".rfm-mode option").count() == 1
+    assert not page.locator(".rfm-slice-row").is_visible() and not page.locator(".rfm-correct").is_visible()
+
+
+def test_painting_sends_a_stroke_in_frame_pixels_and_apply_undo(page, artifacts):
+    canvas = page.locator(".rfm-canvas")
+    box = canvas.bounding_box()
+    page.locator(".rfm-correct-tool").check()
+    page.locator(".rfm-correct-label").select_option("3")
+    x0, y0 = box["x"] + 60, box["y"] + 80
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for k in range(1, 11):
+        page.mouse.move(x0 + 8 * k, y0 + 2 * k)
+    painted = screenshot_array(canvas)  # the stroke preview is drawn over the frame
+    page.mouse.up()
+    (stroke,) = _sent(page, "stroke")
+    assert stroke["label"] == 3 and stroke["view"] == 0 and len(stroke["points"]) >= 10
+    pts = np.asarray(stroke["points"])
+    # canvas device pixels per CSS pixel (Python sizes the frames to the canvas: frame pixels)
+    scale = canvas.evaluate("c => c.width") / box["width"]
+    np.testing.assert_allclose(pts[0], [60 * scale, 80 * scale], atol=1.0)
+    np.testing.assert_allclose(pts[-1], [(60 + 80) * scale, (80 + 20) * scale], atol=1.0)
+    assert not _sent(page, "drag"), "a paint stroke must not orbit the camera"
+    from PIL import Image
+    Image.fromarray(painted).save(artifacts / "widget_segmentation_stroke.png")
+    r, g, b = (painted[..., i].astype(int) for i in range(3))
+    assert ((r > 150) & (g > 120) & (b < 110)).sum() > 50, "no yellow (ET) stroke preview on the canvas"
+    page.evaluate("(s) => window.__set({views: [s]})", _view_state(marks=412))
+    assert page.locator(".rfm-marks").inner_text() == "412 marked"
+    page.locator(".rfm-apply").click()
+    page.locator(".rfm-undo").click()
+    assert [m["type"] for m in page.evaluate("() => window.__sent")][-2:] == ["apply_correction", "undo_correction"]
+    # in 3-D mode a click (no drag) marks the surface under the pointer
+    page.evaluate("(s) => window.__set({views: [s]})", _view_state(mode="3d"))
+    page.mouse.click(box["x"] + 120, box["y"] + 100)
+    (mark,) = _sent(page, "mark")
+    assert mark["label"] == 3 and abs(mark["x"] - 120 * scale) < 1 and abs(mark["y"] - 100 * scale) < 1
+    json.dumps(mark)  # plain JSON, as the kernel receives it

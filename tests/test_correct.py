@@ -1,0 +1,236 @@
+"""Interactive correction of a Neumours segmentation (rfmweb.inr.correct)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import rfmweb.inr.correct as correct
+from rfmweb.camera import OrbitCamera, camera_rays
+from rfmweb.data.cohort import cohort_case
+from rfmweb.errors import InputError
+from rfmweb.inr import denoise_labels, load_model, segment_volume
+from rfmweb.inr.correct import Corrector
+from rfmweb.io import BRATS_CLASSES
+from rfmweb.metrics.segmentation import dice
+from rfmweb.models.inr import INRConfig, NeumoursINR
+from rfmweb.render import RaymarchRenderer, Scene
+from rfmweb.transfer import ClassTable, TransferFunction
+from rfmweb.volume import Volume
+
+#: a TF that shows nothing: only the (solid) labels are visible, as in the segmentation view
+CLEAR = TransferFunction("clear", color=[(0, 0, 0, 0), (1, 1, 1, 1)], opacity=[(0, 0), (1, 0)])
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def case(model):
+    """A 2 mm post-operative cohort case (99 x 117 x 95) and the shipped model's raw labels."""
+    vol, _ = cohort_case("postop", 0, 0, 2.0)
+    return vol, segment_volume(model, vol, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A 16 x 14 x 12 all-brain volume, a small random INR and all-background labels."""
+    rng = np.random.default_rng(0)
+    vol = Volume(rng.uniform(1, 2, (4, 16, 14, 12)).astype(np.float32), np.diag([2.0, 2.0, 2.0, 1.0]),
+                 modality="MR", channels=("T1n", "T1c", "T2w", "FLAIR"))
+    torch.manual_seed(0)
+    net = NeumoursINR(INRConfig(n_frequencies=4, branch_width=16, n_layers=2))
+    return vol, net
+
+
+def _weights(net):
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def _same(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_correction_improves_the_marked_region_and_undo_restores(model, case):
+    vol, base = case
+    gt = vol.labels
+    before_weights = _weights(model)
+    corr = Corrector(model, vol, labels=base, device="cpu")
+    # the simulated user: on every other axial slice of the lower half of the tumour's box, brush the
+    # ground truth over what the model got wrong and over the true tumour
+    box = np.argwhere((gt > 0) | (base > 0))
+    lo, hi = box.min(0) - 2, box.max(0) + 3
+    mid = (lo[2] + hi[2]) // 2
+    marked = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], mid))
+    rest = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(mid, hi[2]))
+    slab = np.zeros(gt.shape, bool)
+    slab[marked[0], marked[1], lo[2]:mid:2] = True
+    want = slab & ((base != gt) | (gt > 0))
+    for k in range(4):
+        corr.mark_voxels(np.argwhere(want & (gt == k)), k)
+    assert corr.n_marks == int(want.sum()) > 300
+    idx, lab = corr.pending_voxels
+    result = corr.apply(steps=12)
+
+    assert result.steps == 12 and corr.n_marks == 0 and corr.can_undo
+    new = result.labels
+    assert not new.flags.writeable and new is corr.labels
+    # identical to a full segmentation with the corrected weights, and the caller's model untouched
+    assert np.array_equal(new, segment_volume(corr.model, vol, device="cpu"))
+    assert _same(_weights(model), before_weights) and not _same(_weights(corr.model), before_weights)
+    assert result.changed == int((new != base).sum()) > 0
+    assert result.seconds >= result.update_seconds > 0 and result.segment_seconds > 0
+    np.testing.assert_array_equal(corr.denoised(), denoise_labels(new, spacing=vol.spacing))
+
+    def region_dice(labels, region):
+        return dice(labels[region] > 0, gt[region] > 0)
+
+    acc_before = float((base[tuple(idx.T)] == lab).mean())
+    acc_after = float((new[tuple(idx.T)] == lab).mean())
+    assert acc_after >= acc_before + 0.10, (acc_before, acc_after)
+    assert region_dice(new, marked) >= region_dice(base, marked) + 0.035
+    assert dice(new[marked] == 2, gt[marked] == 2) >= dice(base[marked] == 2, gt[marked] == 2) + 0.06   # edema
+    assert region_dice(new, rest) >= region_dice(base, rest) - 0.02          # the unmarked half holds
+    outside = np.ones(gt.shape, bool)
+    outside[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = False
+    assert (new[outside] != base[outside]).sum() < 0.01 * (new != base).sum() + 50   # no drift far away
+
+    restored = corr.undo()
+    assert np.array_equal(restored, base) and np.array_equal(corr.labels, base)
+    assert _same(_weights(corr.model), before_weights) and not corr.can_undo
+    assert corr.n_marks == len(lab)                        # the consumed marks are pending again
+    with pytest.raises(InputError, match="nothing to undo"):
+        corr.undo()
+
+
+def test_ray_mark_changes_labels_through_the_ray_marcher(model, case, monkeypatch):
+    vol, base = case
+    scene = Scene(vol.with_labels(base), CLEAR, ClassTable.from_classes(BRATS_CLASSES, mode="solid"))
+    centre = vol.affine[:3, :3] @ np.argwhere(base > 0).mean(0) + vol.affine[:3, 3]
+    cam = OrbitCamera(tuple(centre), 30.0, 20.0, 300.0, 30.0, 48, 48)
+    depth = RaymarchRenderer("cpu").depth(scene, cam)
+    vs, us = np.nonzero(np.isfinite(depth))
+    v, u = vs[len(vs) // 2], us[len(us) // 2]
+
+    def corrected(march_fn, label=0):
+        monkeypatch.setattr(correct, "march", march_fn)
+        corr = Corrector(model, vol, labels=base, device="cpu")
+        hit = corr.mark_ray(scene, cam, u + 0.5, v + 0.5, label=label)
+        assert corr.n_marks == 1 and len(corr.pending_rays) == 1
+        return hit, corr.apply(steps=10)
+
+    real, calls = correct.march, []
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(out.opacity.requires_grad)
+        return out
+
+    hit, result = corrected(spy)
+    # the hit is the voxel at the renderer's depth along that pixel's ray, and a tumour voxel
+    origins, dirs = camera_rays(cam, dtype=torch.float64)
+    point = (origins[v, u] + depth[v, u] * dirs[v, u]).numpy()
+    np.testing.assert_array_equal(hit, np.rint(np.linalg.solve(vol.affine, np.append(point, 1))[:3]))
+    assert base[tuple(hit)] > 0
+    assert calls and all(calls)                           # the loss went through the differentiable march
+    assert result.labels[tuple(hit)] == 0 and result.changed > 0
+
+    def detached(*args, **kwargs):
+        out = real(*args, **kwargs)
+        return type(out)(out.rgb.detach(), out.opacity.detach(), out.depth)
+
+    hit2, control = corrected(detached)                   # no gradient through the ray: nothing to learn
+    assert np.array_equal(hit2, hit) and control.labels[tuple(hit)] == base[tuple(hit)]
+    other = 2 if base[tuple(hit)] != 2 else 3             # a tumour click sets the class too
+    _, recoloured = corrected(real, label=other)
+    assert recoloured.labels[tuple(hit)] == other
+
+
+def test_mark_ray_hits_the_front_face_of_an_analytic_cube(tiny):
+    vol, net = tiny
+    labels = np.zeros(vol.shape, np.uint8)
+    labels[8:12, 8:12, 6:10] = 3
+    scene = Scene(vol.with_labels(labels, BRATS_CLASSES), CLEAR, ClassTable.from_classes(BRATS_CLASSES, mode="solid"))
+    corr = Corrector(net, vol, labels=labels, device="cpu")
+    target = vol.affine[:3, :3] @ np.array([10.0, 10.0, 8.0]) + vol.affine[:3, 3]
+    # anterior view (camera on +y, looking along -y): the centre ray enters the cube at y = 11.5 voxels
+    cam = OrbitCamera(tuple(target), 0.0, 0.0, 200.0, 20.0, 33, 33)
+    hit = corr.mark_ray(scene, cam, 16.5, 16.5, label=0)
+    np.testing.assert_array_equal(hit, [10, 11, 8])
+    ray = corr.pending_rays[0]
+    np.testing.assert_allclose(ray.direction, [0, -1, 0], atol=1e-9)
+    # the camera sits at y = 20 + 200 mm; the first voxel layer of the cube spans y in [21, 23] mm
+    assert 220 - 23 <= ray.depth <= 220 - 21
+    assert corr.mark_ray(scene, cam, 0.5, 0.5, label=0) is None      # a corner ray misses the cube
+    assert corr.n_marks == 1
+    other = Volume(vol.data[:, :-1], vol.affine, modality="MR", channels=vol.channels)
+    with pytest.raises(InputError, match="grid"):
+        corr.mark_ray(Scene(other, CLEAR), cam, 16.5, 16.5, 0)
+    with pytest.raises(InputError, match="outside"):
+        corr.mark_ray(scene, cam, 40.0, 16.5, 0)
+
+
+def test_mark_stroke_marks_the_analytic_brush(tiny):
+    vol, net = tiny
+    corr = Corrector(net, vol, labels=np.zeros(vol.shape, np.uint8), device="cpu")
+    # axial slice 3, points in (i, j): a straight stroke from (3, 4) to (10, 4), radius 2
+    n = corr.mark_stroke("axial", 3, np.array([[3.0, 4.0], [10.0, 4.0]]), label=2, radius=2.0)
+    i, j = np.meshgrid(np.arange(16), np.arange(14), indexing="ij")
+    expected = ((i >= 3) & (i <= 10) & (np.abs(j - 4) <= 2)) | ((i - 3) ** 2 + (j - 4) ** 2 <= 4) | \
+        ((i - 10) ** 2 + (j - 4) ** 2 <= 4)
+    vox, lab = corr.pending_voxels
+    assert n == int(expected.sum()) == len(vox)
+    assert (vox[:, 2] == 3).all() and (lab == 2).all()
+    assert set(map(tuple, vox[:, :2])) == set(zip(*np.nonzero(expected)))
+    # coronal: points in (i, k); a single point is a disc (13 lattice points within radius 2), and a
+    # voxel marked again takes the new label
+    corr.clear_marks()
+    assert corr.mark_stroke("coronal", 5, np.array([[4.0, 4.0]]), label=1) == 13
+    assert corr.mark_stroke("sagittal", 4, np.array([[5.0, 4.0], [5.0, 4.0]]), label=0, radius=0.5) == 1
+    vox, lab = corr.pending_voxels
+    assert len(vox) == 13 and (vox[:, 1] == 5).all()
+    assert lab[(vox == [4, 5, 4]).all(1)].tolist() == [0] and (lab == 1).sum() == 12
+    # a stroke leaving the grid is clipped to it
+    corr.clear_marks()
+    assert corr.mark_stroke("axial", 0, np.array([[-5.0, 0.0], [1.0, 0.0]]), label=3, radius=1.0) == 5
+
+
+def test_mark_voxels_apply_without_marks_and_bad_input(tiny):
+    vol, net = tiny
+    labels = np.zeros(vol.shape, np.uint8)
+    before = _weights(net)
+    corr = Corrector(net, vol, labels=labels, device="cpu")
+    assert corr.mark_voxels(np.array([[0, 0, 0], [0, 0, 0], [15, 13, 11], [16, 0, 0], [-1, 2, 2]]), 1) == 2
+    assert corr.mark_voxels(np.array([[1.0, 2.0, 3.0]]), 3) == 1
+    assert corr.n_marks == 3
+    # adaptive mode: a spent time budget still takes the minimum number of steps, then re-segments
+    quick = corr.apply(time_budget_s=1e-3)
+    assert quick.steps == correct.MIN_STEPS and corr.can_undo and corr.n_marks == 0
+    np.testing.assert_array_equal(quick.labels, segment_volume(corr.model, vol, device="cpu"))
+    corr.undo()
+    assert _same(_weights(corr.model), before) and corr.n_marks == 3
+    corr.clear_marks()
+    empty = corr.apply()
+    assert empty.steps == 0 and empty.changed == 0 and not corr.can_undo and _same(_weights(corr.model), before)
+    bad = [lambda: corr.mark_voxels(np.zeros((2, 2), int), 1),
+           lambda: corr.mark_voxels(np.array([[0.5, 1.0, 1.0]]), 1),
+           lambda: corr.mark_voxels(np.zeros((1, 3), int), 4),
+           lambda: corr.mark_voxels(np.zeros((1, 3), int), -1),
+           lambda: corr.mark_voxels(np.zeros((1, 3), int), True),
+           lambda: corr.mark_stroke("oblique", 0, np.zeros((1, 2)), 1),
+           lambda: corr.mark_stroke("axial", 12, np.zeros((1, 2)), 1),
+           lambda: corr.mark_stroke("axial", 0, np.zeros((2, 3)), 1),
+           lambda: corr.mark_stroke("axial", 0, np.full((1, 2), np.nan), 1),
+           lambda: corr.mark_stroke("axial", 0, np.zeros((1, 2)), 1, radius=0.0),
+           lambda: corr.apply(steps=-1),
+           lambda: corr.apply(time_budget_s=0.0),
+           lambda: corr.undo(),
+           lambda: Corrector(net, vol, labels=np.zeros((3, 3, 3), np.uint8)),
+           lambda: Corrector(net, Volume(vol.data[:3], vol.affine, modality="MR", channels=("a", "b", "c")))]
+    for call in bad:
+        with pytest.raises(InputError):
+            call()
+    assert corr.n_marks == 0

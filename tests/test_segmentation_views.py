@@ -1,0 +1,207 @@
+"""Segmentation views (ground truth | raw INR | denoised INR) and slice view modes of a session, on a
+small synthetic BraTS case segmented by the shipped INR."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from rfmweb.errors import InputError
+from rfmweb.io.brats import BRATS_CLASSES
+from rfmweb.metrics.segmentation import brats_scores
+from rfmweb.session import FrameStream, RenderSession, SegmentationViews, link_view_modes
+from rfmweb.session.segmentation import DENOISED, GT, RAW, TITLES, format_dice, region_dice
+
+from .conftest import pixels_differ
+
+SIZE = 96
+
+
+@pytest.fixture(scope="module")
+def case():
+    """A 2 mm synthetic glioma case (99 x 117 x 95, 4 modalities, BraTS labels)."""
+    from rfmweb.data.cohort import cohort_case
+    volume, _ = cohort_case("val", 0, 1, resolution_mm=2.0)
+    return volume
+
+
+@pytest.fixture(scope="module")
+def views(case):
+    seen = []
+    v = SegmentationViews(case, width=SIZE, height=SIZE, on_status=lambda *a: seen.append(a))
+    v.start().join(timeout=120)
+    v.seen = seen
+    yield v
+    v.close()
+
+
+def test_three_views_share_the_image_and_show_their_labels(case, views):
+    assert [s.volume.data is case.data for s in views.sessions] == [True] * 3, "the 4-channel array is copied"
+    assert views.labels(GT) is case.labels
+    from rfmweb.inr import denoise_labels, load_model, segment_volume
+    raw = segment_volume(load_model(), case)
+    np.testing.assert_array_equal(views.labels(RAW), raw)
+    np.testing.assert_array_equal(views.labels(DENOISED), denoise_labels(raw, spacing=case.spacing))
+    # progress was reported for both INR views: busy, then done
+    assert [(v, busy) for v, busy, _ in views.seen] == [(RAW, True), (DENOISED, True), (RAW, False), (DENOISED, False)]
+    # labelled voxels in class colours over a faint brain
+    table = views.sessions[RAW].classes
+    assert table.mode == "solid" and table.use_class_colors and table.style(0).opacity < 0.5
+
+
+def test_dice_matches_the_metrics_module(case, views):
+    scores = views.dice()
+    assert set(scores) == {TITLES[RAW], TITLES[DENOISED]}
+    ref = brats_scores(views.labels(RAW), case.labels, with_hd95=False)
+    for region in ("WT", "TC", "ET"):
+        assert scores[TITLES[RAW]][region] == pytest.approx(ref[f"dice_{region}"])
+    assert 0.5 < scores[TITLES[DENOISED]]["WT"] <= 1.0, "the shipped INR should find this tumour"
+    assert views.dice_text(GT) == ""
+    assert views.dice_text(RAW).startswith("Dice WT ") and "TC" in views.dice_text(RAW)
+    assert format_dice({"WT": 0.5, "ET": 1.0}) == "Dice WT 0.50 · ET 1.00"
+    a = np.zeros((4, 4, 4), np.uint8)
+    b = a.copy()
+    a[0, 0, :2] = 2
+    b[0, 0, 0] = 1
+    assert region_dice(a, b) == pytest.approx({"WT": 2 / 3, "TC": 0.0, "ET": 1.0})
+
+
+def test_set_labels_bumps_the_version_keeps_styles_and_refreshes_the_frame(case):
+    s = RenderSession(case.with_labels(case.labels), renderer="raymarch", width=SIZE, height=SIZE)
+    s.set_view_mode("axial", int(np.argmax(case.labels.sum(axis=(0, 1)))))  # the slice with most tumour
+    s.set_class(3, visible=False)
+    before, v0 = s.render(), s.version
+    changes = []
+    s.subscribe(lambda _s, what: changes.append(what))
+    s.set_labels(np.zeros(case.shape, np.uint8), BRATS_CLASSES)
+    assert s.version == v0 + 1 and changes == ["scene"]
+    assert s.volume.data is case.data and not s.volume.labels.any()
+    assert not s.classes.style(3).visible, "a user's class toggle must survive new labels"
+    after = s.render()
+    assert pixels_differ(before, after, threshold=0.2)
+    assert _tumour_pixels(before) > 20 and _tumour_pixels(after) == 0
+    with pytest.raises(InputError, match="shape"):
+        s.set_labels(np.zeros((3, 3, 3), np.uint8))
+
+
+def test_slice_modes_render_the_slice_with_overlay_and_letters(case):
+    s = RenderSession(case, renderer="raymarch", width=SIZE, height=SIZE)
+    k = int(np.argmax(case.labels.sum(axis=(0, 1))))
+    three_d = s.render()
+    s.set_view_mode("axial", k)
+    assert (s.mode, s.slice_index, s.slice_count()) == ("axial", k, case.shape[2])
+    axial = s.render()
+    assert axial.shape == (SIZE, SIZE, 3) and pixels_differ(axial, three_d)
+    from rfmweb.render.slices import render_slice
+    plain, _ = render_slice(case, "axial", k, width=SIZE, height=SIZE, channel=case.channels.index("FLAIR"),
+                            classes=s.classes)
+    diff = np.abs(axial.astype(int) - plain.astype(int)).sum(axis=2) > 0
+    assert 0 < diff.mean() < 0.05, "the frame is the slice plus a few orientation letters"
+    # letters sit at the edges' middles, in yellow: R on the left of an axial view
+    left = axial[SIZE // 2 - 6:SIZE // 2 + 6, :10]
+    assert ((left[..., 0] > 200) & (left[..., 2] < 120)).any()
+    # hiding every tumour class removes the overlay colours
+    coloured = _tumour_pixels(axial)
+    for c in (1, 2, 3):
+        s.set_class(c, visible=False)
+    assert coloured > 20 and _tumour_pixels(s.render()) < coloured // 10
+    s.step_slice(-3)
+    assert s.slice_index == k - 3
+    s.step_slice(-10_000)
+    assert s.slice_index == 0
+    s.set_view_mode("sagittal")
+    assert s.slice_index == case.shape[0] // 2
+    s.set_view_mode("axial")
+    assert s.slice_index == 0, "each axis remembers its slice"
+    for bad in (lambda: s.set_view_mode("oblique"), lambda: s.set_view_mode("axial", case.shape[2]),
+                lambda: s.set_overlay(1.5)):
+        with pytest.raises(InputError):
+            bad()
+    s.set_view_mode("3d")
+    with pytest.raises(InputError, match="slice view"):
+        s.set_slice(3)
+
+
+def _tumour_pixels(img: np.ndarray) -> int:
+    """Pixels tinted green (ED) or red (NCR) by the overlay (grey pixels have r = g = b), away
+    from the edges where the orientation letters are."""
+    r, g, b = (img[16:-16, 16:-16, i].astype(int) for i in range(3))
+    return int(((g - b > 25) | (r - b > 60)).sum())
+
+
+def test_slice_frames_stream_like_3d_frames(case):
+    s = RenderSession(case, renderer="raymarch", width=SIZE, height=SIZE)
+    frames = []
+    stream = FrameStream(s, frames.append, idle_delay=0.05)
+    try:
+        s.set_view_mode("coronal", 60)
+        deadline = time.monotonic() + 30
+        while not any(f.kind == "idle" and f.version == s.version for f in frames):
+            assert time.monotonic() < deadline, "no idle slice frame"
+            for f in frames:
+                stream.ack(f.id)
+            time.sleep(0.02)
+        frame = [f for f in frames if f.kind == "idle"][-1]
+        assert (frame.width, frame.height) == (SIZE, SIZE) and frame.mime == "image/jpeg"
+    finally:
+        stream.close()
+
+
+def test_linked_view_modes_follow_each_other(case):
+    a, b = (RenderSession(case, width=SIZE, height=SIZE) for _ in range(2))
+    unlink = link_view_modes([a, b])
+    a.set_view_mode("sagittal", 30)
+    assert (b.mode, b.slice_index) == ("sagittal", 30)
+    b.step_slice(2)
+    assert a.slice_index == 32
+    a.set_overlay(0.8)
+    assert b.overlay == 0.8
+    unlink()
+    a.set_view_mode("3d")
+    assert b.mode == "sagittal"
+
+
+def test_bad_inputs(small_ct, views):
+    with pytest.raises(InputError, match="4-channel MR"):
+        SegmentationViews(small_ct)
+    with pytest.raises(InputError, match="label"):
+        views.mark_stroke("axial", 10, [[1, 2]], label=7)
+    with pytest.raises(InputError, match="not a slice|3-D"):
+        views.sessions[RAW].slice_geometry()
+
+
+def test_a_correction_updates_the_raw_and_denoised_views_and_undo_restores_them(case):
+    pytest.importorskip("rfmweb.inr.correct")
+    views = SegmentationViews(case, width=SIZE, height=SIZE)
+    try:
+        views.compute()
+        raw, den = views.sessions[RAW], views.sessions[DENOISED]
+        k = int(np.argmax((views.labels(RAW) > 0).sum(axis=(0, 1))))
+        raw.set_view_mode("axial", k)
+        before_labels, before_dice, v_raw, v_den = views.labels(RAW), views.dice(), raw.version, den.version
+        before_frame = raw.render()
+        # a stroke through the pixels the raw INR calls tumour on this slice, marked "not tumour"
+        geo = raw.slice_geometry()
+        ii, jj = np.nonzero(before_labels[:, :, k])
+        u = ((geo.shape[0] - 1 - ii) + 0.5) * geo.spacing[0] / geo.mm_per_px + geo.offset[0]
+        v = ((geo.shape[1] - 1 - jj) + 0.5) * geo.spacing[1] / geo.mm_per_px + geo.offset[1]
+        assert views.mark_pixels(RAW, np.stack([u, v], 1), label=0, radius_px=1.0) >= len(ii)
+        assert views.mark_pixels(RAW, [[-50.0, -50.0]], label=0) == 0, "a stroke outside the slice marks nothing"
+        result = views.apply_correction()
+        assert result.seconds < 10 and result.changed > 0
+        after = views.labels(RAW)
+        assert (after[:, :, k] > 0).sum() < len(ii) // 2, "the marked tumour voxels were not removed"
+        assert raw.version > v_raw and den.version > v_den, "the views did not refresh"
+        assert views.dice()[TITLES[RAW]]["WT"] < before_dice[TITLES[RAW]]["WT"]  # the GT calls them tumour
+        assert pixels_differ(before_frame, raw.render(), threshold=0.2)
+        np.testing.assert_array_equal(views.undo_correction(), before_labels)
+        np.testing.assert_array_equal(views.labels(RAW), before_labels)
+        # a click on the 3-D view marks the surface voxel under it (or nothing off the head)
+        raw.set_view_mode("3d")
+        hit = views.mark_click(RAW, SIZE / 2, SIZE / 2, label=2)
+        assert hit is not None and case.labels.shape == tuple(np.maximum(case.labels.shape, np.asarray(hit) + 1))
+        assert views.mark_click(RAW, 1, 1, label=2) is None
+    finally:
+        views.close()
