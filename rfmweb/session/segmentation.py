@@ -136,6 +136,8 @@ class SegmentationViews:
             self.sessions[DENOISED].set_labels(self.cache.labels(self.volume, denoise=True), BRATS_CLASSES)
             self.ready.set()  # before the last status: a front end re-reads Dice on it
             self._status(DENOISED, False, f"denoised in {time.perf_counter() - t1:.2f} s")
+            with self._lock:  # the correction engine's set-up (1-3 s) here, not on the first mark
+                self._make_corrector()
         except BaseException as exc:
             self.error = exc
             self.ready.set()
@@ -184,10 +186,14 @@ class SegmentationViews:
         """The :class:`rfmweb.inr.correct.Corrector` of this case (made on first use)."""
         if self._corrector is None:
             self.wait()
-            from ..inr.correct import Corrector
-
-            self._corrector = Corrector(self.model, self.volume, labels=self.labels(RAW), device=self.cache.device)
+            self._make_corrector()
         return self._corrector
+
+    def _make_corrector(self) -> None:
+        from ..inr.correct import Corrector
+
+        if self._corrector is None:
+            self._corrector = Corrector(self.model, self.volume, labels=self.labels(RAW), device=self.cache.device)
 
     @property
     def n_marks(self) -> int:
