@@ -11,11 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from rfmweb.camera import OrbitCamera
 from rfmweb.errors import InputError
 from rfmweb.render import Scene
 from rfmweb.session import RenderSession
-from rfmweb.splats import Splats6D, read_ply
+from rfmweb.splats import read_ply
 from rfmweb.splats.init import DIR_STD, SH_C0, agp_init, random_init
 from rfmweb.splats.slicing import LAMBDA_OPA
 from rfmweb.transfer import ClassTable, preset

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import InputError
+from ._options import add_compute_options, apply_threads
 
 
 def add_parser(sub) -> None:
@@ -17,20 +17,14 @@ def add_parser(sub) -> None:
     p.add_argument("--no-fill-holes", action="append", default=[], metavar="NAME",
                    help="denoise this split without hole filling (post-operative scans; repeatable)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="INR inference precision")
-    p.add_argument("--threads", type=int, help="torch intra-op threads")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_compute_options(p)
     p.set_defaults(run=_run)
 
 
 def _run(args) -> None:
-    import torch
-
     from ..inr.evaluate import evaluate_inr, parse_named
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     splits = parse_named(args.split, "--split")
     inrs = parse_named(args.inr, "--inr") or None
     evaluate_inr(splits, args.out, inrs=inrs, cnn=args.cnn, denoise_cnn=not args.no_denoise_cnn,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import InputError
+from ._options import add_compute_options, apply_threads
 
 
 def add_parser(sub) -> None:
@@ -21,20 +22,14 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--device", help="cpu or cuda (default: CUDA when available)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="torch intra-op threads")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_compute_options(p)
     p.set_defaults(run=_run)
 
 
 def _run(args) -> None:
-    import torch
-
     from ..inr.cnn import CNNTrainConfig, train_cnn
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     try:
         features = tuple(int(v) for v in args.features.split(","))
     except ValueError:

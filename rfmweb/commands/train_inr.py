@@ -6,7 +6,7 @@ Several processes: ``torchrun --nproc_per_node N -m rfmweb train-inr ...`` (or
 
 from __future__ import annotations
 
-from ..errors import InputError
+from ._options import add_compute_options, apply_threads
 
 
 def add_parser(sub) -> None:
@@ -27,20 +27,14 @@ def add_parser(sub) -> None:
     p.add_argument("--log-every", type=int, default=10, metavar="K", help="CSV log interval")
     p.add_argument("--max-val-cases", type=int, default=4, help="validation cases (0: no validation)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="torch intra-op threads per process")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_compute_options(p, "torch intra-op threads per process")
     p.set_defaults(run=_run)
 
 
 def _run(args) -> None:
-    import torch
-
     from ..inr.train import TrainConfig, train
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     config = TrainConfig(cases=args.cases, out=args.out, val=args.val, optimizer=args.optimizer, steps=args.steps,
                          resume=args.resume, device=args.device, precision=args.precision, batch=args.batch,
                          micro_batches=args.micro_batches, warmup=args.warmup,

@@ -1,0 +1,113 @@
+"""Correction in the segmentation viewer: Apply -> the first corrected frame of each 3-D view.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_seg_viewer.py [--case DIR] [--size 320] [--threads 1]
+
+The views of :class:`rfmweb.session.segmentation.SegmentationViews` (ground truth | raw INR |
+denoised INR, shipped INR, ray-marcher) on a post-operative cohort case (``rfmweb make-cohort
+--split postop --resolution 2``; default: the first case of ``/tmp/neumours/cohort/postop``, or one
+generated in a temporary folder). The raw and denoised views stream through
+:class:`~rfmweb.session.stream.FrameStream` as in the front ends (frames acknowledged at once). A
+simulated user marks, on every other axial slice of the lower half of the tumour, the voxels the
+INR got wrong with their true label; then ``apply_correction()`` (default budget). Prints a Markdown
+table: apply seconds, and per view the time from the Apply call to the first frame of the corrected
+labels (interactive quality) and to the full-quality frame. Target (issue #4): <= 2 s on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rfmweb.data.cohort import find_cases, make_cohort
+from rfmweb.io import load_brats_case
+from rfmweb.session.segmentation import DENOISED, RAW, TITLES, SegmentationViews
+from rfmweb.session.stream import FrameStream
+
+
+def simulated_marks(truth: np.ndarray, raw: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """``(voxels [M, 3], label)`` groups: wrong voxels on every other slice of the tumour's lower half."""
+    z = np.nonzero((truth > 0).any(axis=(0, 1)))[0]
+    picked = []
+    for k in z[: len(z) // 2: 2]:
+        ij = np.argwhere(truth[:, :, k] != raw[:, :, k])
+        picked += [(i, j, k) for i, j in ij]
+    vox = np.array(picked, dtype=np.int64).reshape(-1, 3)
+    labels = truth[vox[:, 0], vox[:, 1], vox[:, 2]]
+    return [(vox[labels == lab], lab) for lab in range(4) if np.any(labels == lab)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--case", type=Path, default=None)
+    ap.add_argument("--size", type=int, default=320, help="view width and height (px)")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    tmp = None
+    case = args.case
+    if case is None:
+        default = Path("/tmp/neumours/cohort/postop")
+        if default.exists() and find_cases(default):
+            case = find_cases(default)[0]
+        else:
+            tmp = tempfile.TemporaryDirectory()
+            make_cohort(tmp.name, 1, "postop", seed=0, resolution_mm=2.0, progress=False)
+            case = find_cases(tmp.name)[0]
+    volume = load_brats_case(case)
+    views = SegmentationViews(volume, width=args.size, height=args.size)
+    views.compute()
+    frames: dict[int, list[tuple[float, str]]] = {RAW: [], DENOISED: []}
+    streams: dict[int, FrameStream] = {}
+    lock = threading.Lock()
+
+    def sender(view: int):
+        def send(frame) -> None:
+            with lock:
+                frames[view].append((time.perf_counter(), frame.kind))
+            streams[view].ack(frame.id)
+        return send
+
+    for v in (RAW, DENOISED):
+        streams[v] = FrameStream(views.sessions[v], sender(v), name=f"view{v}")
+    deadline = time.perf_counter() + 120
+    while time.perf_counter() < deadline and not all(any(k == "idle" for _, k in frames[v]) for v in frames):
+        time.sleep(0.2)  # the initial full-quality frames
+    marks = simulated_marks(volume.labels, views.labels(RAW))
+    for vox, lab in marks:
+        views.corrector.mark_voxels(vox, int(lab))
+    with lock:
+        for v in frames:
+            frames[v].clear()
+    t0 = time.perf_counter()
+    result = views.apply_correction()
+    t_apply = time.perf_counter() - t0
+    deadline = time.perf_counter() + 60
+    while time.perf_counter() < deadline and not all(any(k == "idle" for _, k in frames[v]) for v in frames):
+        time.sleep(0.05)
+    for s in streams.values():
+        s.close()
+    print(f"{case.name} {volume.shape}, views {args.size}^2, ray-marcher; {platform.machine()}, "
+          f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}\n")
+    print(f"marked voxels: {sum(len(v) for v, _ in marks)}; apply_correction(): {t_apply:.2f} s "
+          f"({result.steps} steps, {result.changed} voxels changed)\n")
+    print("| view | first corrected frame (s after Apply) | its kind | full-quality frame (s after Apply) |")
+    print("|---|---|---|---|")
+    for v, fr in frames.items():
+        first = fr[0] if fr else (float("nan"), "-")
+        full = next((t for t, k in fr if k == "idle"), float("nan"))
+        print(f"| {TITLES[v]} | {first[0] - t0:.2f} | {first[1]} | {full - t0:.2f} |")
+    if tmp is not None:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
