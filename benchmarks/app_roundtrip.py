@@ -13,11 +13,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,22 +21,9 @@ sys.path.insert(0, str(REPO / "tests" / "browser"))
 
 from conftest import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402  (tests/browser/conftest.py)
 from roundtrip import measure_roundtrip, wait_frame, wait_idle  # noqa: E402
+from serving import served  # noqa: E402
 
 KEY = "benchmark-key"
-
-
-def _wait_up(proc: subprocess.Popen, url: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"rfmweb serve exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                if resp.status == 200:
-                    return
-        except (OSError, urllib.error.URLError):
-            time.sleep(0.2)
-    raise RuntimeError("rfmweb serve did not answer in time")
 
 
 def run_app_roundtrip(volume: str | None = None, n: int = 20, screenshot: Path | None = None,
@@ -51,29 +34,20 @@ def run_app_roundtrip(volume: str | None = None, n: int = 20, screenshot: Path |
     port = free_port()
     cmd = [sys.executable, "-m", "rfmweb", "serve", *([str(volume)] if volume else []), "--port", str(port),
            "--auth-key", KEY, "--renderer", renderer, "--preset", preset]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/?secret={KEY}"
-    try:
-        _wait_up(proc, url)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.set_default_timeout(120_000)
-            page.goto(url)
-            view = page.locator('img[data-rfm-view="view_a"]')
-            wait_idle(page, view, after=wait_frame(page, view, timeout_ms=120_000))
-            if screenshot is not None:
-                screenshot.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(screenshot))
-            times = measure_roundtrip(page, view, n=n)
-            browser.close()
-        return times
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with served(cmd, url, timeout_s=120), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.set_default_timeout(120_000)
+        page.goto(url)
+        view = page.locator('img[data-rfm-view="view_a"]')
+        wait_idle(page, view, after=wait_frame(page, view, timeout_ms=120_000))
+        if screenshot is not None:
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(screenshot))
+        times = measure_roundtrip(page, view, n=n)
+        browser.close()
+    return times
 
 
 def main() -> None:

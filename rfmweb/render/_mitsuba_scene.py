@@ -355,6 +355,15 @@ def define_integrator(mi_module, dr_module):
             t1 = dr.minimum(dr.minimum(hi.x, hi.y), hi.z)
             return dr.maximum(t0, 0.0), t1
 
+        def _ray(self, o, d):
+            """A world ray in texel space: origin, direction, box entry/exit ``t`` and the same ray
+            in brick units (``qo``, ``qd``, ``1 / qd``) for :meth:`_cell_step`."""
+            os, dv = self._tex(o), self._tex(d, point=False)
+            t, t1 = self._box(os, dv)
+            qo, qd = os / self.brick, dv / self.brick
+            inv_qd = dr.rcp(dr.select(dr.abs(qd) < 1e-12, 1e-12, qd))
+            return os, dv, t, t1, qo, qd, inv_qd
+
         def _cell_step(self, qo, qd, inv_qd, t, t1):
             """End of the current brick along the ray and its majorant."""
             q = qo + t * qd
@@ -374,10 +383,7 @@ def define_integrator(mi_module, dr_module):
         def free_flight(self, o, d, sampler, active):
             """Distance to the first real collision along ``(o, d)`` (delta tracking), and whether
             there is one before the ray leaves the box."""
-            os, dv = self._tex(o), self._tex(d, point=False)
-            t, t1 = self._box(os, dv)
-            qo, qd = os / self.brick, dv / self.brick
-            inv_qd = dr.rcp(dr.select(dr.abs(qd) < 1e-12, 1e-12, qd))
+            os, dv, t, t1, qo, qd, inv_qd = self._ray(o, d)
             alive = mi.Bool(active) & (t < t1)
             hit = mi.Bool(False)
             t_hit = mi.Float(dr.inf)
@@ -398,10 +404,7 @@ def define_integrator(mi_module, dr_module):
         @dr.syntax
         def transmittance(self, o, d, sampler, active):
             """Transmittance from ``o`` along ``d`` out of the box (ratio tracking)."""
-            os, dv = self._tex(o), self._tex(d, point=False)
-            t, t1 = self._box(os, dv)
-            qo, qd = os / self.brick, dv / self.brick
-            inv_qd = dr.rcp(dr.select(dr.abs(qd) < 1e-12, 1e-12, qd))
+            os, dv, t, t1, qo, qd, inv_qd = self._ray(o, d)
             alive = mi.Bool(active) & (t < t1)
             tr = mi.Float(dr.select(active, 1.0, 0.0))
             while alive:

@@ -115,6 +115,13 @@ def _resample(plane: np.ndarray, geo: SliceGeometry, mode: str) -> np.ndarray:
     return screen
 
 
+def default_window(data: np.ndarray) -> tuple[float, float]:
+    """Grey-level window of a ``[X, Y, Z]`` channel: its 1st and 99th percentiles (on a subsample)."""
+    sub = data[:: max(1, data.shape[0] // 64), :: max(1, data.shape[1] // 64)]
+    lo, hi = np.percentile(sub, [1, 99])
+    return float(lo), float(hi)
+
+
 def render_slice(volume: Volume, axis: str = "axial", index: int | None = None, *, width: int = 256,
                  height: int = 256, channel: int = 0, window: tuple[float, float] | None = None,
                  labels: np.ndarray | None = None, classes: ClassTable | None = None, overlay: float = 0.45,
@@ -137,11 +144,7 @@ def render_slice(volume: Volume, axis: str = "axial", index: int | None = None, 
     """
     geo = slice_geometry(volume, axis, index, width, height)
     data = volume.data[channel]
-    if window is None:
-        sub = data[:: max(1, data.shape[0] // 64), :: max(1, data.shape[1] // 64)]
-        lo, hi = np.percentile(sub, [1, 99])
-    else:
-        lo, hi = window
+    lo, hi = default_window(data) if window is None else window
     grey = np.clip((_plane(data, axis, geo.index) - lo) / max(hi - lo, 1e-6), 0, 1)
     rgb = _resample(np.repeat(grey[..., None], 3, axis=2), geo, "linear")
     labels = volume.labels if labels is None else labels

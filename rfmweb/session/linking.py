@@ -1,4 +1,4 @@
-"""Linked cameras: several sessions (a compare layout) share one camera."""
+"""Linked views: several sessions (a compare layout) share one camera, or one slice position."""
 
 from __future__ import annotations
 
@@ -7,26 +7,48 @@ from typing import Callable
 from .session import RenderSession
 
 
+def _link(sessions: list[RenderSession], what: str,
+          copy: Callable[[RenderSession, RenderSession], None]) -> Callable[[], None]:
+    """On every ``what`` change of one session, ``copy(source, other)`` to each other one; the first
+    session is copied now. Returns the unlink function."""
+    guard = {"busy": False}
+
+    def follow(source: RenderSession, changed: str) -> None:
+        if changed != what or guard["busy"]:
+            return
+        guard["busy"] = True
+        try:
+            for other in sessions:
+                if other is not source:
+                    copy(source, other)
+        finally:
+            guard["busy"] = False
+
+    unsubscribes = [s.subscribe(follow) for s in sessions]
+    if sessions:
+        follow(sessions[0], what)
+    return lambda: [u() for u in unsubscribes]
+
+
 def link_cameras(sessions: list[RenderSession]) -> Callable[[], None]:
     """Keep the cameras of ``sessions`` equal (each view keeps its own image size).
 
     The first session's camera is copied to the others now; afterwards a camera change in any of
     them is copied to the rest. Returns a function that unlinks them.
     """
-    guard = {"busy": False}
+    def copy(source: RenderSession, other: RenderSession) -> None:
+        other.set_camera(source.camera.resized(other.camera.width, other.camera.height))
+    return _link(sessions, "camera", copy)
 
-    def follow(source: RenderSession, what: str) -> None:
-        if what != "camera" or guard["busy"]:
-            return
-        guard["busy"] = True
-        try:
-            for other in sessions:
-                if other is not source:
-                    other.set_camera(source.camera.resized(other.camera.width, other.camera.height))
-        finally:
-            guard["busy"] = False
 
-    unsubscribes = [s.subscribe(follow) for s in sessions]
-    if sessions:
-        follow(sessions[0], "camera")
-    return lambda: [u() for u in unsubscribes]
+def link_view_modes(sessions: list[RenderSession]) -> Callable[[], None]:
+    """Keep the view mode, slice index and overlay opacity of ``sessions`` equal (a compare layout's
+    slice views). Sessions must show volumes of the same grid. Like :func:`link_cameras`: the first
+    session's mode is copied now, later changes in any are copied to the rest. Returns the unlink
+    function.
+    """
+    def copy(source: RenderSession, other: RenderSession) -> None:
+        other.set_view_mode(source.mode, source.slice_index if source.mode != "3d" else None)
+        if other.overlay != source.overlay:
+            other.set_overlay(source.overlay)
+    return _link(sessions, "slice", copy)

@@ -21,7 +21,7 @@ from ..io.nifti import generic_classes
 from ..render.fields import ChannelMix, default_mix
 from ..render.registry import default_renderer_name, make_renderer, renderer_names
 from ..render.scene import FULL, Quality, Scene
-from ..render.slices import AXES, SliceGeometry, render_slice, slice_geometry
+from ..render.slices import AXES, SliceGeometry, default_window, render_slice, slice_geometry
 from ..splats.model import Splats6D
 from ..transfer import DEFAULT_PRESET, PRESETS, ClassTable, TransferFunction, preset_for
 from ..volume import LabelClass, Volume
@@ -49,6 +49,7 @@ class Snapshot:
     slice_index: int = 0
     overlay: float = 0.45
     slice_channel: int = 0
+    slice_window: tuple[float, float] | None = None  # grey levels of the slice channel (None: computed)
 
 
 class RenderSession:
@@ -81,6 +82,7 @@ class RenderSession:
         self._lock = threading.RLock()
         self._listeners: list[Callable[["RenderSession", str], None]] = []
         self._renderers: dict[str, object] = {}
+        self._window_cache: tuple | None = None  # (image array, channel, window) of the slice views
         self.version = 0
         self.volume = volume
         self.splats = splats
@@ -389,7 +391,17 @@ class RenderSession:
         with self._lock:
             scene = Scene(self.volume, self.tf, self.classes, self.mix, self.background, self.splats)
             return Snapshot(self.version, self.renderer_name, self.preset_name, scene, self.camera, self.mode,
-                            self.slice_index, self.overlay, self.slice_channel)
+                            self.slice_index, self.overlay, self.slice_channel, self._slice_window())
+
+    def _slice_window(self) -> tuple[float, float] | None:
+        """The slice channel's default window, computed once per image array and channel (not per frame)."""
+        if self.mode == "3d" or self.volume is None:
+            return None
+        data, channel = self.volume.data, self.slice_channel
+        cached = self._window_cache
+        if cached is None or cached[0] is not data or cached[1] != channel:
+            cached = self._window_cache = (data, channel, default_window(data[channel]))
+        return cached[2]
 
     def renderer(self, name: str | None = None):
         """This session's instance of a renderer (created on first use, then kept)."""
@@ -428,7 +440,8 @@ def render_slice_frame(snap: Snapshot) -> np.ndarray:
     """``[H, W, 3]`` uint8: the snapshot's slice with its label overlay and R/L/A/P/S/I letters."""
     vol, classes = snap.scene.volume, snap.scene.classes
     image, _ = render_slice(vol, snap.mode, snap.slice_index, width=snap.camera.width, height=snap.camera.height,
-                            channel=snap.slice_channel, classes=classes, overlay=snap.overlay)
+                            channel=snap.slice_channel, window=snap.slice_window, classes=classes,
+                            overlay=snap.overlay)
     return _orientation_letters(image, snap.mode)
 
 
@@ -458,34 +471,6 @@ def _default_slice_channel(volume: Volume | None) -> int:
     if volume is not None and "FLAIR" in volume.channels:
         return volume.channels.index("FLAIR")
     return 0
-
-
-def link_view_modes(sessions: list[RenderSession]) -> Callable[[], None]:
-    """Keep the view mode and slice index of ``sessions`` equal (a compare layout's slice views).
-
-    Sessions must show volumes of the same grid. Like :func:`rfmweb.session.link_cameras`: the
-    first session's mode is copied now, later changes in any are copied to the rest. Returns the
-    unlink function.
-    """
-    guard = {"busy": False}
-
-    def follow(source: RenderSession, what: str) -> None:
-        if what != "slice" or guard["busy"]:
-            return
-        guard["busy"] = True
-        try:
-            for other in sessions:
-                if other is not source:
-                    other.set_view_mode(source.mode, source.slice_index if source.mode != "3d" else None)
-                    if other.overlay != source.overlay:
-                        other.set_overlay(source.overlay)
-        finally:
-            guard["busy"] = False
-
-    unsubscribes = [s.subscribe(follow) for s in sessions]
-    if sessions:
-        follow(sessions[0], "slice")
-    return lambda: [u() for u in unsubscribes]
 
 
 def _splat_classes(splats: Splats6D) -> tuple[LabelClass, ...]:

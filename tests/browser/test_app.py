@@ -9,17 +9,15 @@ frame is a failure). Waits poll the frame attributes the page script writes (see
 from __future__ import annotations
 
 import statistics
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import free_port, is_blank, screenshot_array  # tests/browser/conftest.py (not a package)
+from serving import ServerError, served
 from roundtrip import frame_info, measure_roundtrip, wait_frame, wait_idle
 
 KEY = "browser-test-key"
@@ -54,29 +52,13 @@ def app_url(small_ct, tmp_path_factory):
     save_volume(small_ct, folder / "ct.nii.gz", folder / "labels.nii.gz")
     port = free_port()
     log = folder / "server.log"
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(folder / "ct.nii.gz"), str(folder / "labels.nii.gz"),
-                             str(port), KEY], stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/?secret={KEY}"
-    deadline = time.monotonic() + 90
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                if resp.status == 200:
-                    break
-        except (OSError, urllib.error.URLError):
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"server did not answer within 90 s:\n{log.read_text()}")
-        time.sleep(0.2)
-    yield url
-    proc.terminate()
+    cmd = [sys.executable, "-c", SERVER, str(folder / "ct.nii.gz"), str(folder / "labels.nii.gz"), str(port), KEY]
     try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        with served(cmd, url, log, timeout_s=90):
+            yield url
+    except ServerError as exc:
+        pytest.fail(str(exc))
     assert "Traceback" not in log.read_text(), log.read_text()
 
 

@@ -9,11 +9,8 @@ first one.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +18,7 @@ import pytest
 from PIL import Image
 
 from conftest import free_port, is_blank, screenshot_array  # tests/browser/conftest.py (not a package)
+from serving import ServerError, served
 from roundtrip import frame_info, wait_frame, wait_idle
 
 KEY = "segment-browser-key"
@@ -47,29 +45,13 @@ def app_url(case_dir, tmp_path_factory):
     folder, _ = case_dir
     port = free_port()
     log = tmp_path_factory.mktemp("segment_app") / "server.log"
-    proc = subprocess.Popen([sys.executable, "-m", "rfmweb", "serve", str(folder), "--segment", "--port", str(port),
-                             "--auth-key", KEY], stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/?secret={KEY}"
-    deadline = time.monotonic() + 120
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                if resp.status == 200:
-                    break
-        except (OSError, urllib.error.URLError):
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"server did not answer within 120 s:\n{log.read_text()}")
-        time.sleep(0.2)
-    yield url
-    proc.terminate()
+    cmd = [sys.executable, "-m", "rfmweb", "serve", str(folder), "--segment", "--port", str(port), "--auth-key", KEY]
     try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        with served(cmd, url, log, timeout_s=120):
+            yield url
+    except ServerError as exc:
+        pytest.fail(str(exc))
     assert "Traceback" not in log.read_text(), log.read_text()
 
 
