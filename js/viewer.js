@@ -291,7 +291,8 @@ class ViewPanel {
       this.overlay.hidden = true;
       const c = this.canvas.dataset;
       c.frames = String(this.frames); c.frameId = String(meta.id); c.kind = meta.kind;
-      const kind = meta.kind === "progressive" ? `cinematic · ${meta.spp} spp`
+      // progressive: a cinematic still's path-traced samples or a ray-marcher's jittered frames
+      const kind = meta.kind === "progressive" ? `refined · ${meta.spp} spp`
         : meta.kind === "idle" ? "full quality" : "interactive";
       this.statusInfo.textContent = `${kind} · ${meta.width}×${meta.height} · ${Math.round(meta.render_ms)} ms`;
     } catch (err) {

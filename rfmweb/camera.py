@@ -169,21 +169,22 @@ class OrbitCamera:
         return cls(**d)
 
 
-def generate_rays(viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int  # noqa: N803
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Camera rays through pixel centres.
+def generate_rays(viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int,  # noqa: N803
+                  offset: tuple[float, float] = (0.5, 0.5)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Camera rays through one point of every pixel (default: the centres).
 
     Args:
         viewmat: ``[4, 4]`` world-to-camera (OpenCV axes).
         K: ``[3, 3]`` intrinsics.
         width, height: image size in pixels.
+        offset: ``(x, y)`` position of the ray inside its pixel, in pixels from its top-left corner.
 
     Returns:
         ``(origins [H, W, 3], dirs [H, W, 3])`` in world mm; ``dirs`` are unit vectors.
     """
     dtype, device = viewmat.dtype, viewmat.device
-    v, u = torch.meshgrid(torch.arange(height, dtype=dtype, device=device) + 0.5,
-                          torch.arange(width, dtype=dtype, device=device) + 0.5, indexing="ij")
+    v, u = torch.meshgrid(torch.arange(height, dtype=dtype, device=device) + float(offset[1]),
+                          torch.arange(width, dtype=dtype, device=device) + float(offset[0]), indexing="ij")
     cam = torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u)], dim=-1)
     r = viewmat[:3, :3]
     dirs = cam @ r  # row-vector form of R^T d
@@ -192,7 +193,8 @@ def generate_rays(viewmat: torch.Tensor, K: torch.Tensor, width: int, height: in
     return origin.expand_as(dirs), dirs
 
 
-def camera_rays(camera: OrbitCamera, device=None, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+def camera_rays(camera: OrbitCamera, device=None, dtype=torch.float32, offset: tuple[float, float] = (0.5, 0.5)
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`generate_rays` for an :class:`OrbitCamera`."""
     return generate_rays(torch.as_tensor(camera.viewmat, dtype=dtype, device=device),
-                         torch.as_tensor(camera.K, dtype=dtype, device=device), camera.width, camera.height)
+                         torch.as_tensor(camera.K, dtype=dtype, device=device), camera.width, camera.height, offset)

@@ -43,6 +43,18 @@ def small_ct(head_ct):
                   name="head_ct_small")
 
 
+@pytest.fixture(params=["fp32", "bf16"])
+def forced_precision(request, monkeypatch):
+    """Run a test once with each precision the neural models' ``"auto"`` can pick (RFMWEB_PRECISION):
+    a CPU without AVX512-BF16 or AMX picks fp32, one with them bf16; both must behave the same."""
+    from rfmweb import backend
+
+    monkeypatch.setenv("RFMWEB_PRECISION", request.param)
+    backend._auto_precision.cache_clear()
+    yield request.param
+    backend._auto_precision.cache_clear()
+
+
 def pytest_collection_modifyitems(config, items):
     """GPU tests skip cleanly without CUDA."""
     if torch.cuda.is_available():

@@ -106,6 +106,37 @@ def test_correction_improves_the_marked_region_and_undo_restores(model, case):
         corr.undo()
 
 
+def test_adaptive_apply_honours_the_marks_whatever_the_clock(model, case, forced_precision, monkeypatch):
+    """The same marks give the same correction on a fast and a slow machine: a clock on which every
+    step seems to take an hour changes neither the steps taken nor the labels (a wall-time budget
+    used to stop after 3 steps there, leaving most marks unlearnt)."""
+    vol, base = case
+    k = int(np.argmax((base > 0).sum(axis=(0, 1))))
+    ij = np.argwhere(base[:, :, k] > 0)
+    marks = np.column_stack([ij, np.full(len(ij), k)])
+    assert len(marks) > 100
+    corr = Corrector(model, vol, labels=base, device="cpu")
+
+    def run() -> tuple:
+        corr.mark_voxels(marks, 0)
+        seen = []
+        result = corr.apply(on_progress=lambda taken, most: seen.append((taken, most)))
+        corr.undo()
+        corr.clear_marks()
+        return result, seen
+
+    result, seen = run()
+    assert correct.MIN_STEPS <= result.steps <= correct.MAX_STEPS
+    assert seen == [(i + 1, correct.MAX_STEPS) for i in range(result.steps)]
+    still = int((result.labels[tuple(marks.T)] > 0).sum())
+    assert still < len(marks) // 4, f"{still} of {len(marks)} marked voxels still tumour"
+    hour = iter(range(0, 10**9, 3600))
+    monkeypatch.setattr(correct.time, "perf_counter", lambda: float(next(hour)))
+    slow, _ = run()
+    assert slow.steps == result.steps
+    np.testing.assert_array_equal(slow.labels, result.labels)
+
+
 def test_ray_mark_changes_labels_through_the_ray_marcher(model, case, monkeypatch):
     vol, base = case
     scene = Scene(vol.with_labels(base), CLEAR, ClassTable.from_classes(BRATS_CLASSES, mode="solid"))
@@ -206,8 +237,8 @@ def test_mark_voxels_apply_without_marks_and_bad_input(tiny):
     assert corr.mark_voxels(np.array([[0, 0, 0], [0, 0, 0], [15, 13, 11], [16, 0, 0], [-1, 2, 2]]), 1) == 2
     assert corr.mark_voxels(np.array([[1.0, 2.0, 3.0]]), 3) == 1
     assert corr.n_marks == 3
-    # adaptive mode: a spent time budget still takes the minimum number of steps, then re-segments
-    quick = corr.apply(time_budget_s=1e-3)
+    # exact steps, then a re-segmentation
+    quick = corr.apply(steps=correct.MIN_STEPS)
     assert quick.steps == correct.MIN_STEPS and corr.can_undo and corr.n_marks == 0
     np.testing.assert_array_equal(quick.labels, segment_volume(corr.model, vol, device="cpu"))
     corr.undo()
@@ -226,7 +257,7 @@ def test_mark_voxels_apply_without_marks_and_bad_input(tiny):
            lambda: corr.mark_stroke("axial", 0, np.full((1, 2), np.nan), 1),
            lambda: corr.mark_stroke("axial", 0, np.zeros((1, 2)), 1, radius=0.0),
            lambda: corr.apply(steps=-1),
-           lambda: corr.apply(time_budget_s=0.0),
+           lambda: corr.apply(steps=2.5),
            lambda: corr.undo(),
            lambda: Corrector(net, vol, labels=np.zeros((3, 3, 3), np.uint8)),
            lambda: Corrector(net, Volume(vol.data[:3], vol.affine, modality="MR", channels=("a", "b", "c")))]

@@ -12,6 +12,7 @@ from pytorch_msssim import ssim
 from rfmweb.camera import OrbitCamera
 from rfmweb.render import FULL, Quality, RaymarchRenderer, Scene, march, ray_aabb
 from rfmweb.render.fields import ChannelMix, ChannelSetting, ScalarField
+from rfmweb.render.raymarch import pixel_jitter
 from rfmweb.transfer import ClassTable, Shading, TransferFunction, preset
 from rfmweb.volume import Volume
 
@@ -89,7 +90,8 @@ def test_depth_is_the_front_face():
     assert out.depth.item() == pytest.approx(10.0 + 12.1, abs=0.06)
 
 
-def test_gradcheck_through_shading_and_gradients():
+@pytest.mark.parametrize("preintegrate", [None, 0.37])
+def test_gradcheck_through_shading_and_gradients(preintegrate):
     torch.manual_seed(0)
     vol = (torch.rand(1, 5, 5, 5, dtype=torch.float64) * 60 + 20).requires_grad_()
     tf = TransferFunction("ramp", color=[(0, 0.2, 0.3, 0.9), (100, 1.0, 0.8, 0.1)], opacity=[(0, 0.05), (100, 0.6)],
@@ -101,7 +103,7 @@ def test_gradcheck_through_shading_and_gradients():
     lo, hi = torch.zeros(3, dtype=torch.float64), torch.tensor([4.0, 4.8, 3.2], dtype=torch.float64)
 
     def render(v):
-        field = ScalarField(v, affine, tf, value_range=(0.0, 100.0))
+        field = ScalarField(v, affine, tf, value_range=(0.0, 100.0), preintegrate=preintegrate)
         t0, t1 = ray_aabb(o, d, lo, hi)
         out = march(o, d, t0, t1, field, step=0.37)
         return out.rgb, out.opacity
@@ -121,11 +123,13 @@ def test_chunks_and_segments_do_not_change_the_image(small_ct):
     lo, hi = torch.zeros(3), torch.tensor(small_ct.shape, dtype=torch.float32) - 1  # the whole grid: no skipping
     t0, t1 = ray_aabb(o @ inv[:3, :3].T + inv[:3, 3], d @ inv[:3, :3].T, lo, hi)
     step = 0.7 * min(small_ct.spacing)
-    other = march(o, d, t0, t1, r.field(scene), step, segment=5, chunk=333)
+    jitter = torch.as_tensor(pixel_jitter(40, 40, 0), dtype=torch.float32)
+    field = r.field(scene, preintegrate=step)
+    other = march(o, d, t0, t1, field, step, segment=5, chunk=333, jitter=jitter)
     assert p.grid.shape[0] == 4
     # empty-space skipping keeps the samples where they were
     torch.testing.assert_close(res.rgb, other.rgb, atol=1e-5, rtol=0)
-    same = march(o, d, t0, t1, r.field(scene), step, segment=32, chunk=1 << 15)
+    same = march(o, d, t0, t1, field, step, segment=32, chunk=1 << 15, jitter=jitter)
     torch.testing.assert_close(same.rgb, other.rgb, atol=1e-5, rtol=0)
 
 
@@ -188,7 +192,9 @@ def test_vtk_matches_the_raymarcher(head_ct, artifacts, name):
     vtk.close()
     Image.fromarray(np.concatenate([ours, theirs], axis=1)).save(artifacts / f"raymarch_vs_vtk_{name}.png")
     assert ours.std() > 20 and theirs.std() > 20  # real pictures, not blank frames
-    assert ssim_u8(ours, theirs) > 0.9
+    # VTK's fixed-point mapper samples unjittered, on raw-gradient normals: its wood grain on the skin
+    # (CT-Muscle) is most of the gap to the jittered, pre-integrated ray-marcher
+    assert ssim_u8(ours, theirs) > 0.88
     assert np.abs(ours.astype(float).mean(axis=(0, 1)) - theirs.astype(float).mean(axis=(0, 1))).max() < 4
 
 
@@ -204,8 +210,9 @@ def test_vtk_hides_classes_like_the_raymarcher(small_ct):
         theirs.append(vtk.render(scene, cam))
     vtk.close()
     assert pixels_differ(theirs[0], theirs[1]) and pixels_differ(theirs[0], theirs[2])
-    assert ssim_u8(ours[0], theirs[0]) > 0.85
-    assert ssim_u8(ours[1], theirs[1]) > 0.85   # hidden classes: masked before interpolation in both
+    # 0.85 before jittering: one jittered frame of a 4 mm grid at 64 px is grainy where VTK's is not
+    assert ssim_u8(ours[0], theirs[0]) > 0.82
+    assert ssim_u8(ours[1], theirs[1]) > 0.82   # hidden classes: masked before interpolation in both
     # class colours: VTK interpolates pre-classified RGBA where we sample labels nearest-neighbour
     assert ssim_u8(ours[2], theirs[2]) > 0.6
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from rfmweb.errors import InputError
+from rfmweb.inr.correct import MAX_STEPS
 from rfmweb.io.brats import BRATS_CLASSES
 from rfmweb.metrics.segmentation import brats_scores
 from rfmweb.session import FrameStream, RenderSession, SegmentationViews, link_view_modes
@@ -172,9 +173,10 @@ def test_bad_inputs(small_ct, views):
         views.sessions[RAW].slice_geometry()
 
 
-def test_a_correction_updates_the_raw_and_denoised_views_and_undo_restores_them(case):
+def test_a_correction_updates_the_raw_and_denoised_views_and_undo_restores_them(case, forced_precision):
     pytest.importorskip("rfmweb.inr.correct")
-    views = SegmentationViews(case, width=SIZE, height=SIZE)
+    seen = []
+    views = SegmentationViews(case, width=SIZE, height=SIZE, on_status=lambda *a: seen.append(a))
     try:
         views.compute()
         raw, den = views.sessions[RAW], views.sessions[DENOISED]
@@ -189,8 +191,11 @@ def test_a_correction_updates_the_raw_and_denoised_views_and_undo_restores_them(
         v = ((geo.shape[1] - 1 - jj) + 0.5) * geo.spacing[1] / geo.mm_per_px + geo.offset[1]
         assert views.mark_pixels(RAW, np.stack([u, v], 1), label=0, radius_px=1.0) >= len(ii)
         assert views.mark_pixels(RAW, [[-50.0, -50.0]], label=0) == 0, "a stroke outside the slice marks nothing"
+        seen.clear()
         result = views.apply_correction()
-        assert result.seconds < 10 and result.changed > 0
+        assert result.changed > 0
+        progress = [m for v, busy, m in seen if busy and v == RAW and m.startswith("correcting... ")]
+        assert progress and progress[0].startswith(f"correcting... 1/{MAX_STEPS} "), seen
         after = views.labels(RAW)
         assert (after[:, :, k] > 0).sum() < len(ii) // 2, "the marked tumour voxels were not removed"
         assert raw.version > v_raw and den.version > v_den, "the views did not refresh"

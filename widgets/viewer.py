@@ -33,7 +33,7 @@ import traitlets as t
 from rfmweb.errors import InputError
 from rfmweb.render.registry import renderer_label, renderer_names
 from rfmweb.session import FrameStream, RenderSession, SegmentationViews, link_cameras, link_view_modes
-from rfmweb.session.segmentation import APPLY_BUDGET_S, CORRECTION_LABELS
+from rfmweb.session.segmentation import CORRECTION_LABELS
 from rfmweb.session.interaction import apply_drag, apply_wheel
 from rfmweb.transfer import PRESETS
 from rfmweb.volume import Volume
@@ -187,10 +187,11 @@ class _Views(anywidget.AnyWidget):
         1 NCR, 2 ED, 3 ET; ``radius`` in voxels. Returns the number of voxels marked."""
         return self._require_segmentation().mark_stroke(axis, index, points, label, radius)
 
-    def apply_correction(self, *, steps: int | None = None, time_budget_s: float = APPLY_BUDGET_S):
-        """Fine-tune the INR on the marks (blocking); the raw and denoised views (and Dice) update.
-        Returns the engine's ``CorrectionResult``."""
-        return self._require_segmentation().apply_correction(steps=steps, time_budget_s=time_budget_s)
+    def apply_correction(self, *, steps: int | None = None):
+        """Fine-tune the INR on the marks until they are honoured (blocking; the views show
+        "correcting... n/N"); the raw and denoised views (and Dice) update. Returns the engine's
+        ``CorrectionResult``."""
+        return self._require_segmentation().apply_correction(steps=steps)
 
     def undo_correction(self):
         """Undo the last applied correction; returns the raw labels shown again."""

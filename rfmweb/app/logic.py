@@ -546,8 +546,10 @@ class AppController:
         if frame.kind == "interactive" and now - self._last_info[view] < 0.25:
             return
         self._last_info[view] = now
-        label = {"idle": "full quality", "progressive": f"cinematic still, {frame.spp} spp"}.get(frame.kind,
-                                                                                              "interactive")
+        session = self.views[view].session
+        still = session is not None and session.still_renderer is not None
+        refined = f"cinematic still, {frame.spp} spp" if still else f"converging, {frame.spp} spp"
+        label = {"idle": "full quality", "progressive": refined}.get(frame.kind, "interactive")
         with self.state:
             self._view_state(view).status = (f"{label} {frame.width}×{frame.height}, "
                                               f"{frame.render_ms:.0f} ms render + {frame.encode_ms:.0f} ms encode")

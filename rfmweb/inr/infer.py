@@ -51,19 +51,13 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``"auto"`` -> ``"bf16"`` on CUDA with bf16 support and on CPUs with AMX or AVX512-BF16,
-    else ``"fp32"`` (bf16 matmuls without hardware support are slower than fp32)."""
+    """``"fp32"`` / ``"bf16"`` as given; ``"auto"`` -> :func:`rfmweb.backend.auto_precision` (bf16
+    where the hardware has fast bf16 matmuls, forced with ``RFMWEB_PRECISION``; logged once)."""
+    from ..backend import auto_precision
+
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu":
-        cpu = getattr(torch, "cpu", None)
-        fast = any(getattr(cpu, f, lambda: False)() for f in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
-        return "bf16" if fast else "fp32"
-    return "fp32"
+    return precision if precision != "auto" else auto_precision(device)
 
 
 def default_chunk(device: torch.device) -> int:

@@ -4,6 +4,12 @@
 :class:`~rfmweb.render.fields.ScalarField`, caches what depends only on the volume (device
 tensors, the world gradient for shading) and skips empty space by marching only through the box
 around the voxels the transfer function and class table leave visible.
+
+Every image is jittered (:func:`~rfmweb.render.raymarch.pixel_jitter`) and pre-integrated
+(:class:`~rfmweb.render.fields.ScalarField`): no wood-grain moire on steep transfer functions.
+``quality.frames`` jittered frames are averaged into one image, and :meth:`RaymarchRenderer.accumulate`
+keeps adding frames while the camera rests (a converged image; ``frame`` k also moves the rays
+inside their pixels: anti-aliasing).
 """
 
 from __future__ import annotations
@@ -19,10 +25,9 @@ from ..backend import default_device
 from ..camera import OrbitCamera, camera_rays
 from ..transfer import ClassTable, TransferFunction
 from ..transfer.function import interp
-from .fields import ChannelMix, ScalarField, hide_voxels, label_normals
-from .raymarch import MarchResult, march, ray_aabb
-from .sampling import gradient_volume
-from .scene import FULL, Quality, Scene, to_uint8
+from .fields import ChannelMix, ScalarField, hide_voxels, label_normals, shading_gradient
+from .raymarch import MarchResult, march, pixel_jitter, ray_aabb
+from .scene import FULL, Quality, RenderAborted, Scene, frame_offsets, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +114,7 @@ class RaymarchRenderer:
         scalar = data[0] if mix is None else mix.blend(data)
         rng = (float(scalar.min()), float(scalar.max()))
         scalar = hide_voxels(scalar, labels, hidden[0], scene.tf)
-        grid = torch.cat([scalar[None], gradient_volume(scalar, vol.affine)])
+        grid = torch.cat([scalar[None], shading_gradient(scalar, vol.affine)])
         self._prepared = _Prepared(vol, mix, hidden, grid, labels, rng)
         self._box_key = None
         self._update_label_normals(scene)
@@ -126,11 +131,12 @@ class RaymarchRenderer:
             p.solid = solid
             p.label_normals = label_normals(p.labels, solid, scene.volume.affine) if solid else None
 
-    def field(self, scene: Scene, *, shade: bool = True) -> ScalarField:
+    def field(self, scene: Scene, *, shade: bool = True, preintegrate: float | None = None) -> ScalarField:
+        """The scene's :class:`ScalarField` (``preintegrate``: the sample step in mm, or point samples)."""
         p = self.prepare(scene)
         self._update_label_normals(scene)
         return ScalarField(p.grid, scene.volume.affine, scene.tf, p.labels, scene.classes, shade=shade,
-                           value_range=p.value_range, label_normals=p.label_normals)
+                           value_range=p.value_range, label_normals=p.label_normals, preintegrate=preintegrate)
 
     def _visible_box(self, scene: Scene, p: _Prepared):
         key = (scene.tf.opacity, scene.classes if p.labels is not None else None)
@@ -141,17 +147,20 @@ class RaymarchRenderer:
 
     # -- rendering ----------------------------------------------------------------------------
     def march(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL, *,
-              field=None, abort=None) -> tuple[MarchResult, tuple[int, int]]:
-        """March every pixel ray of ``camera`` (scaled by ``quality.scale``).
+              field=None, abort=None, frame: int = 0) -> tuple[MarchResult, tuple[int, int]]:
+        """March every pixel ray of ``camera`` (scaled by ``quality.scale``), jittered as frame ``frame``.
+
+        ``field`` defaults to the scene's pre-integrated :class:`ScalarField`.
 
         Returns:
             (per-ray result over ``H' x W'`` rays, ``(H', W')``).
         """
         p = self.prepare(scene)
         cam = camera.resized(max(1, round(camera.width * quality.scale)), max(1, round(camera.height * quality.scale)))
-        origins, dirs = camera_rays(cam, device=self.device, dtype=p.grid.dtype)
+        origins, dirs = camera_rays(cam, device=self.device, dtype=p.grid.dtype, offset=frame_offsets(frame))
         origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
-        field = field if field is not None else self.field(scene)
+        step = quality.step * min(scene.volume.spacing)
+        field = field if field is not None else self.field(scene, preintegrate=step)
         box = self._visible_box(scene, p)
         n = origins.shape[0]
         if box is None:
@@ -166,21 +175,46 @@ class RaymarchRenderer:
         # start on the sample lattice of the whole grid, so skipping never moves the samples
         grid_hi = torch.tensor(scene.volume.shape, dtype=origins.dtype, device=self.device) - 1
         g0, _ = ray_aabb(o_v, d_v, torch.zeros_like(grid_hi), grid_hi)
-        step = quality.step * min(scene.volume.spacing)
         t0 = g0 + torch.floor((t0 - g0).clamp_min(0) / step) * step
-        return march(origins, dirs, t0, t1, field, step, abort=abort), (cam.height, cam.width)
+        jitter = torch.as_tensor(pixel_jitter(cam.height, cam.width, frame), dtype=origins.dtype, device=self.device)
+        return march(origins, dirs, t0, t1, field, step, abort=abort, jitter=jitter), (cam.height, cam.width)
 
     def render_tensor(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL, *, field=None,
-                      abort=None) -> torch.Tensor:
-        """``[H', W', 3]`` float image composited over the scene's background (differentiable)."""
-        res, (h, w) = self.march(scene, camera, quality, field=field, abort=abort)
+                      abort=None, frame: int = 0) -> torch.Tensor:
+        """``[H', W', 3]`` float image of jittered frame ``frame`` over the scene's background
+        (differentiable; ``quality.frames`` is not applied here)."""
+        res, (h, w) = self.march(scene, camera, quality, field=field, abort=abort, frame=frame)
         bg = torch.tensor(scene.background, dtype=res.rgb.dtype, device=res.rgb.device)
         return (res.rgb + (1 - res.opacity)[:, None] * bg).reshape(h, w, 3)
 
     @torch.no_grad()
+    def render_float(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL, *, abort=None,
+                     first_frame: int = 0) -> np.ndarray:
+        """``[H', W', 3]`` float32 mean of ``quality.frames`` jittered frames from ``first_frame`` on."""
+        total = None
+        for k in range(first_frame, first_frame + max(1, quality.frames)):
+            img = self.render_tensor(scene, camera, quality, abort=abort, frame=k)
+            total = img if total is None else total + img
+        return (total / max(1, quality.frames)).float().cpu().numpy()
+
     def render(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL, *, abort=None) -> np.ndarray:
         """``[H', W', 3]`` uint8 sRGB image, ``H' = round(H * quality.scale)``; see :class:`Renderer`."""
-        return to_uint8(self.render_tensor(scene, camera, quality, abort=abort))
+        return to_uint8(self.render_float(scene, camera, quality, abort=abort))
+
+    def accumulate(self, scene: Scene, camera: OrbitCamera, frames_per_pass: int, passes: int, *,
+                   abort=None, quality: Quality = FULL):
+        """Progressive convergence while the camera rests: yields ``(image [H, W, 3] float32 in [0, 1],
+        frames so far)`` after each pass of ``frames_per_pass`` jittered frames, the mean of all of them.
+        ``abort`` is polled between segments (:class:`RenderAborted`)."""
+        total, done = None, 0
+        for _ in range(passes):
+            if abort is not None and abort():
+                raise RenderAborted("accumulation stopped: a newer frame is wanted")
+            img = self.render_float(scene, camera, Quality(1.0, quality.step, frames_per_pass), abort=abort,
+                                    first_frame=done)
+            total = img * frames_per_pass if total is None else total + img * frames_per_pass
+            done += frames_per_pass
+            yield total / done, done
 
     @torch.no_grad()
     def depth(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL) -> np.ndarray:

@@ -1,14 +1,31 @@
-"""Fields for the ray-marcher: a scalar volume through a transfer function, with labels.
+r"""Fields for the ray-marcher: a scalar volume through a transfer function, with labels.
 
 :class:`ScalarField` is the one field every volume renders through. A CT is its own scalar; an
 MRI's modalities are first blended into one scalar by :class:`ChannelMix` (per-modality toggle,
 weight, window and gamma). Labels are sampled nearest-neighbour and styled by a
 :class:`~rfmweb.transfer.ClassTable`. Shading is Blinn-Phong with a headlight and two-sided
 normals, matching VTK's volume mappers (see :class:`~rfmweb.transfer.Shading`).
+
+Pre-integration (Engel, Kraus and Ertl 2001, without self-attenuation within a segment): a sample
+stands for the segment ``[t - dt, t]`` of its ray. With a steep transfer function (CT-Soft-Tissue
+goes from clear to opaque over a few HU) the scalar can cross the whole opacity ramp between two
+samples; point sampling then sees the surface only at the samples that happen to fall on the ramp,
+and the lattice of samples draws wood-grain rings. Pre-integrated, the segment's extinction is
+the TF's mean extinction over the scalar interval the segment spans,
+
+.. math::
+
+    \bar\sigma = \frac{\Sigma(s_b) - \Sigma(s_f)}{s_b - s_f}, \qquad
+    \bar c = \frac{K(s_b) - K(s_f)}{\Sigma(s_b) - \Sigma(s_f)}, \qquad
+    \Sigma(s) = \int^s \sigma, \; K(s) = \int^s \sigma c,
+
+with ``s_f``, ``s_b`` the scalar at the segment's ends (tables over the TF's lookup table,
+:func:`preintegration_tables`), so a ramp crossed anywhere in a segment counts in full.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,18 +115,60 @@ def label_normals(labels: torch.Tensor, shown: tuple[int, ...], affine: np.ndarr
     blocky, and independent of the image noise underneath.
     """
     mask = torch.isin(labels, torch.tensor(shown, dtype=labels.dtype, device=labels.device)).float()
-    radius = max(1, int(3 * sigma_vox))
-    x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=labels.device)
+    return gradient_volume(gaussian_blur(mask, sigma_vox), affine)
+
+
+def gaussian_blur(volume: torch.Tensor, sigma_vox: float) -> torch.Tensor:
+    """``[X, Y, Z]`` volume blurred by a Gaussian of ``sigma_vox`` voxels (separable, edges replicated)."""
+    for axis in range(3):
+        volume = _blur_axis(volume, sigma_vox, axis)
+    return volume
+
+
+def shading_gradient(scalar: torch.Tensor, affine: np.ndarray, sigma_mm: float | None = None) -> torch.Tensor:
+    """``[3, X, Y, Z]`` world gradient used for shading and gradient opacity: of the scalar blurred
+    by a Gaussian of ``sigma_mm`` (default: half the smallest voxel spacing).
+
+    Central differences of the raw voxels make normals that step with every slice of a CT whose
+    slices are thicker than its pixels (1.5 mm on 0.96 mm): lit surfaces then show terraces that
+    crawl as the camera turns. A mild blur (half a voxel) smooths them without softening edges.
+    """
+    spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
+    sigma_mm = 0.5 * float(spacing.min()) if sigma_mm is None else float(sigma_mm)
+    blurred = scalar
+    for axis in range(3):       # per-axis sigma in voxels: separable
+        sigma_vox = sigma_mm / float(spacing[axis])
+        if sigma_vox >= 0.2:
+            blurred = _blur_axis(blurred, sigma_vox, axis)
+    return gradient_volume(blurred, affine)
+
+
+def _blur_axis(volume: torch.Tensor, sigma_vox: float, axis: int) -> torch.Tensor:
+    radius = max(1, int(math.ceil(3 * sigma_vox)))
+    x = torch.arange(-radius, radius + 1, dtype=volume.dtype, device=volume.device)
     k = torch.exp(-0.5 * (x / sigma_vox) ** 2)
-    k = k / k.sum()
-    m = mask[None, None]
-    for axis in range(3):  # separable blur
-        shape = [1, 1, 1, 1, 1]
-        shape[2 + axis] = k.numel()
-        pad = [0, 0, 0, 0, 0, 0]
-        pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = radius
-        m = F.conv3d(F.pad(m, pad, mode="replicate"), k.view(shape))
-    return gradient_volume(m[0, 0], affine)
+    shape = [1, 1, 1, 1, 1]
+    shape[2 + axis] = k.numel()
+    pad = [0, 0, 0, 0, 0, 0]
+    pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = radius
+    return F.conv3d(F.pad(volume[None, None], pad, mode="replicate"), (k / k.sum()).view(shape))[0, 0]
+
+
+def preintegration_tables(lut: torch.Tensor, unit_distance: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cumulative integrals of a TF lookup table over its index: ``(Sigma [n], K [n, 3])`` float64.
+
+    ``lut [n, 4]`` is RGBA over ``n`` evenly spaced intensities; ``sigma = -ln(1 - a) / unit_distance``
+    (1/mm) per entry, ``Sigma[k] = sum_{j<k} (sigma_j + sigma_{j+1}) / 2`` (trapezoids, one index unit
+    each) and ``K`` the same for ``sigma * rgb``. Linear between entries (see the module docstring).
+    """
+    lut = lut.detach().to(torch.float64)
+    sigma = -torch.log1p(-lut[:, 3].clamp(0.0, MAX_OPACITY)) / unit_distance
+    emit = sigma[:, None] * lut[:, :3]
+
+    def cumulative(v: torch.Tensor) -> torch.Tensor:
+        steps = 0.5 * (v[1:] + v[:-1])
+        return torch.cat([torch.zeros_like(v[:1]), torch.cumsum(steps, 0)])
+    return cumulative(sigma), cumulative(emit)
 
 
 def _percentiles(x: torch.Tensor) -> tuple[float, float]:
@@ -123,7 +182,7 @@ class ScalarField:
 
     Args:
         grid: ``[1, X, Y, Z]`` scalar, or ``[4, X, Y, Z]`` scalar + world gradient (units per mm);
-            the gradient is computed here when shading needs it and it is missing. Gradients
+            the gradient (:func:`shading_gradient`) is computed here when shading needs it and it is missing. Gradients
             (autograd) flow to ``grid``.
         affine: ``[4, 4]`` voxel-to-world matrix (mm).
         tf: transfer function in the scalar's units.
@@ -134,13 +193,20 @@ class ScalarField:
         label_normals: ``[3, X, Y, Z]`` gradient of the smoothed mask of the visible solid labels
             (see :func:`label_normals`): solid labels are lit by their own boundary, not by the
             (noisy) intensity gradient.
+        preintegrate: the marcher's sample step (mm): each sample then stands for the segment
+            ``[t - step, t]`` and the TF is pre-integrated over it (module docstring); ``None``:
+            point samples.
 
     Call with ``(points [N, 3], dirs [N, 3])`` -> ``(rgb [N, 3], sigma [N] in 1/mm)``.
     """
 
+    #: below this many lookup-table entries between a segment's ends, the TF is read at its middle
+    PREINT_MIN_SPAN = 0.05
+
     def __init__(self, grid: torch.Tensor, affine: np.ndarray, tf: TransferFunction,
                  labels: torch.Tensor | None = None, classes: ClassTable | None = None, *, shade: bool = True,
-                 value_range: tuple[float, float] | None = None, label_normals: torch.Tensor | None = None) -> None:
+                 value_range: tuple[float, float] | None = None, label_normals: torch.Tensor | None = None,
+                 preintegrate: float | None = None) -> None:
         if grid.dim() == 3:
             grid = grid[None]
         self.tf = tf
@@ -148,7 +214,7 @@ class ScalarField:
         self.use_grad_opacity = tf.uses_gradient_opacity
         need_grad = self.shade or self.use_grad_opacity
         if need_grad and grid.shape[0] == 1:
-            grid = torch.cat([grid, gradient_volume(grid[0], affine)])
+            grid = torch.cat([grid, shading_gradient(grid[0], affine)])
         self.sampler = GridSampler(grid[:1], affine)
         self.gradient = grid[1:4] if need_grad else None  # [3, X, Y, Z], sampled only where visible
         if value_range is None:
@@ -156,6 +222,9 @@ class ScalarField:
         lo, hi = min(value_range[0], tf.x_range[0]), max(value_range[1], tf.x_range[1])
         self._lut_lo, self._lut_scale = lo, (LUT_SIZE - 1) / max(hi - lo, 1e-6)
         self._lut = tf.table(lo, hi, LUT_SIZE, device=grid.device, dtype=grid.dtype)
+        self.preintegrate = float(preintegrate) if preintegrate else None
+        if self.preintegrate:
+            self._cum_sigma, self._cum_emit = preintegration_tables(self._lut, tf.unit_distance)
         self.labels = None
         if labels is not None and classes is not None and not classes.is_trivial:
             self.labels = labels.reshape(-1).long()
@@ -163,16 +232,45 @@ class ScalarField:
             self._class_rgba, self._class_use, self._solid = rgba, use, classes.mode == "solid"
         self.label_normals = label_normals if self.labels is not None and self._solid else None
 
+    def _index(self, x: torch.Tensor) -> torch.Tensor:
+        """Fractional lookup-table index ``[N]`` of intensities ``x [N]``."""
+        return ((x - self._lut_lo) * self._lut_scale).clamp(0, LUT_SIZE - 1)
+
+    @staticmethod
+    def _linear(table: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        i0 = u.detach().floor().clamp(max=LUT_SIZE - 2).long()
+        w = (u - i0).reshape(-1, *([1] * (table.dim() - 1)))
+        return table[i0] * (1 - w) + table[i0 + 1] * w
+
     def lookup(self, x: torch.Tensor) -> torch.Tensor:
         """TF RGBA ``[N, 4]`` at intensities ``x [N]`` via the lookup table (linear between entries)."""
-        u = ((x - self._lut_lo) * self._lut_scale).clamp(0, LUT_SIZE - 1)
-        i0 = u.detach().floor().clamp(max=LUT_SIZE - 2).long()
-        w = (u - i0).unsqueeze(-1)
-        return self._lut[i0] * (1 - w) + self._lut[i0 + 1] * w
+        return self._linear(self._lut, self._index(x))
+
+    def _segment_rgba(self, norm: torch.Tensor, points: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+        """Pre-integrated TF RGBA ``[N, 4]`` of the segments ``[p - step d, p]`` (module docstring); the
+        alpha is that of ``unit_distance`` mm at the segment's mean extinction."""
+        back = self._index(self.sampler.trilinear(norm, normalized=True)[0])
+        front = self._index(self.sampler.trilinear(points - self.preintegrate * dirs)[0])
+        mid = self._linear(self._lut, 0.5 * (front + back))
+        span = (back - front).double()
+        wide = span.detach().abs() > self.PREINT_MIN_SPAN
+        safe = torch.where(wide, span, torch.ones_like(span))
+        d_sigma = self._linear(self._cum_sigma, back.double()) - self._linear(self._cum_sigma, front.double())
+        d_emit = self._linear(self._cum_emit, back.double()) - self._linear(self._cum_emit, front.double())
+        sigma = d_sigma / safe
+        has = wide & (d_sigma.detach().abs() > 1e-12)
+        rgb = d_emit / torch.where(has, d_sigma, torch.ones_like(d_sigma))[:, None]
+        alpha = (1.0 - torch.exp(-sigma * self.tf.unit_distance)).to(mid.dtype)
+        rgb = rgb.to(mid.dtype)
+        return torch.cat([torch.where(has[:, None], rgb, mid[:, :3]),
+                          torch.where(wide, alpha, mid[:, 3])[:, None]], dim=1)
 
     def __call__(self, points: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         norm = self.sampler.normalized(points)
-        rgba = self.lookup(self.sampler.trilinear(norm, normalized=True)[0])   # [N, 4]
+        if self.preintegrate:
+            rgba = self._segment_rgba(norm, points, dirs)                           # [N, 4]
+        else:
+            rgba = self.lookup(self.sampler.trilinear(norm, normalized=True)[0])   # [N, 4]
         rgb, alpha = rgba[:, :3], rgba[:, 3]
         if self.labels is not None:
             lab = self.labels[self.sampler.nearest_index(points)]

@@ -7,7 +7,10 @@ The marcher knows nothing about CT, MRI or labels: a *field* is any callable
     field(points: Tensor[N, 3], dirs: Tensor[N, 3]) -> (rgb: Tensor[N, 3], sigma: Tensor[N])
 
 returning emitted colour and extinction (1/mm) at world points (mm) seen along unit directions.
-Samples ``t_i = t_near + (i + 1/2) dt`` are composited front to back (emission-absorption):
+Samples ``t_i = t_near + (i + u) dt`` are composited front to back (emission-absorption), with
+``u = 1/2`` or a per-ray jitter ``u`` in [0, 1) (:func:`pixel_jitter`: a fixed sample lattice beats
+against the voxel lattice and draws wood-grain moire on steep transfer functions; a jittered one
+turns it into fine noise that averaging frames removes):
 
 .. math::
 
@@ -34,6 +37,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 
 from .scene import RenderAborted
@@ -73,9 +77,26 @@ def ray_aabb(origins: torch.Tensor, dirs: torch.Tensor, lo: torch.Tensor, hi: to
     return t_near, t_far
 
 
+def pixel_jitter(height: int, width: int, frame: int = 0) -> np.ndarray:
+    """Sample offsets ``u [H * W]`` float64 in [0, 1) for the pixel rays of an ``H x W`` image, row-major.
+
+    Interleaved gradient noise (Jimenez 2014), ``u = fract(52.9829189 fract(0.06711056 x' +
+    0.00583715 y'))`` at the pixel ``(x, y)`` shifted by ``5.588238 * frame``: neighbouring pixels
+    get well-spread offsets (noise without low frequencies, like blue noise), the pattern is fixed
+    in screen space (a camera move of half a degree does not reshuffle it: stable views), and
+    successive ``frame`` s cover [0, 1) evenly for averaging. Deterministic: computed here once,
+    for every marcher (torch and the compiled one take the same array).
+    """
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    shift = 5.588238 * int(frame)
+    inner = np.modf(0.06711056 * (x + shift) + 0.00583715 * (y + shift))[0]
+    return np.modf(52.9829189 * inner)[0].reshape(-1)
+
+
 def march(origins: torch.Tensor, dirs: torch.Tensor, t_near: torch.Tensor, t_far: torch.Tensor,
           field: Field, step: float, *, early_stop: float = 0.01, segment: int = 32,
-          chunk: int = 1 << 15, abort: Callable[[], bool] | None = None) -> MarchResult:
+          chunk: int = 1 << 15, abort: Callable[[], bool] | None = None,
+          jitter: torch.Tensor | None = None) -> MarchResult:
     """Ray-march a field between ``t_near`` and ``t_far``.
 
     Args:
@@ -88,12 +109,16 @@ def march(origins: torch.Tensor, dirs: torch.Tensor, t_near: torch.Tensor, t_far
         segment: samples per ray evaluated together before finished rays are dropped.
         chunk: rays processed at once (bounds memory to about ``chunk * segment`` samples).
         abort: polled between segments; when it returns True, :class:`RenderAborted` is raised.
+        jitter: ``[R]`` sample offsets ``u`` in [0, 1) (default 1/2 for every ray): the first sample
+            is at ``t_near + u dt``.
 
     Returns:
         :class:`MarchResult`.
     """
+    if jitter is None:
+        jitter = torch.full_like(t_near, 0.5)
     outs = [_march_chunk(origins[s:s + chunk], dirs[s:s + chunk], t_near[s:s + chunk], t_far[s:s + chunk],
-                         field, step, early_stop, segment, abort)
+                         field, step, early_stop, segment, abort, jitter[s:s + chunk])
             for s in range(0, origins.shape[0], chunk)]
     if len(outs) == 1:
         return outs[0]
@@ -101,15 +126,16 @@ def march(origins: torch.Tensor, dirs: torch.Tensor, t_near: torch.Tensor, t_far
 
 
 def _march_chunk(origins, dirs, t_near, t_far, field: Field, step: float, early_stop: float,
-                 segment: int, abort: Callable[[], bool] | None) -> MarchResult:
+                 segment: int, abort: Callable[[], bool] | None, jitter: torch.Tensor) -> MarchResult:
     n_rays = origins.shape[0]
     dtype, device = origins.dtype, origins.device
     rgb = torch.zeros(n_rays, 3, dtype=dtype, device=device)
     trans = torch.ones(n_rays, dtype=dtype, device=device)
     depth = torch.full((n_rays,), math.inf, dtype=dtype, device=device)
-    n_steps = torch.ceil((t_far - t_near) / step).clamp_min(0).long()
+    t_near = t_near + jitter.to(dtype) * step                               # the first sample
+    n_steps = (torch.floor((t_far - t_near) / step) + 1).clamp_min(0).long()  # samples up to t_far
     active = torch.nonzero(n_steps > 0).squeeze(1)
-    offsets = torch.arange(segment, dtype=dtype, device=device) + 0.5
+    offsets = torch.arange(segment, dtype=dtype, device=device)
     first = 0
     while active.numel():
         if abort is not None and abort():

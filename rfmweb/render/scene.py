@@ -51,14 +51,29 @@ class Quality:
     Attributes:
         scale: render at this fraction of the view's resolution, then upsample (interactive frames).
         step: ray-marching sample distance as a multiple of the smallest voxel spacing.
+        frames: jittered frames averaged into the image (ray-marchers: each frame moves every ray's
+            samples along it and its position inside the pixel; see :func:`frame_offsets`).
     """
 
     scale: float = 1.0
     step: float = 0.5
+    frames: int = 1
 
 
 INTERACTIVE = Quality(scale=0.5, step=1.0)
 FULL = Quality(scale=1.0, step=0.5)
+#: Ground truth (``rfmweb views``, convergence checks): a quarter-voxel step, 8 jittered frames.
+REFERENCE = Quality(scale=1.0, step=0.25, frames=8)
+
+
+def frame_offsets(frame: int) -> tuple[float, float]:
+    """Sub-pixel ray position ``(x, y)`` (pixels from the top-left corner) of jittered frame ``frame``:
+    the centre for frame 0, then the R2 low-discrepancy sequence (Roberts 2018), which covers the
+    pixel evenly for any number of frames."""
+    if frame == 0:
+        return 0.5, 0.5
+    g = 1.32471795724474602596                      # the plastic number
+    return float((0.5 + frame / g) % 1.0), float((0.5 + frame / (g * g)) % 1.0)
 
 
 class RenderAborted(Exception):

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import replace
@@ -45,8 +46,8 @@ CORRECTION_LABELS = {0: "not tumour", 1: "NCR", 2: "ED", 3: "ET"}
 #: Opacity of unlabelled tissue in the 3-D segmentation views: the brain as a faint context.
 CONTEXT_OPACITY = 0.1
 
-#: Seconds of gradient steps + re-segmentation per applied correction (the frames follow in ~0.1 s).
-APPLY_BUDGET_S = 1.6
+#: Least seconds between two "correcting... n/N" status messages (how often the views hear of progress).
+PROGRESS_EVERY_S = 0.25
 
 StatusCallback = Callable[[int, bool, str], None]
 
@@ -229,19 +230,29 @@ class SegmentationViews:
         with self._lock:
             return self.corrector.mark_ray(snap.scene, snap.camera, float(x), float(y), int(label))
 
-    def apply_correction(self, *, steps: int | None = None, time_budget_s: float = APPLY_BUDGET_S):
+    def apply_correction(self, *, steps: int | None = None):
         """Fine-tune the INR on the marks and show its new labels in the raw and denoised views.
 
-        ``time_budget_s`` bounds the engine's update + re-segmentation; the default leaves the views
-        time to re-render within the 2 s a correction should take on a CPU.
+        Runs until the marks are honoured (or ``steps`` steps), however long that takes on this
+        machine; the raw and denoised views show "correcting... n/N" meanwhile (refreshed at most
+        every :data:`PROGRESS_EVERY_S` seconds: time decides how often, never how much).
 
         Returns the :class:`~rfmweb.inr.correct.CorrectionResult` (labels, changed voxels, steps, seconds).
         """
         with self._lock:
+            n_marks, last = self.n_marks, [-math.inf]
+
+            def progress(taken: int, most: int) -> None:
+                now = time.monotonic()
+                if now - last[0] >= PROGRESS_EVERY_S:
+                    last[0] = now
+                    for v in (RAW, DENOISED):
+                        self._status(v, True, f"correcting... {taken}/{most} ({n_marks} marked voxels)")
+
             for v in (RAW, DENOISED):
-                self._status(v, True, f"correcting ({self.n_marks} marked voxels)")
+                self._status(v, True, f"correcting ({n_marks} marked voxels)")
             try:
-                result = self.corrector.apply(steps=steps, time_budget_s=time_budget_s)
+                result = self.corrector.apply(steps=steps, on_progress=progress)
                 self._show(result.labels)
             except BaseException as exc:
                 for v in (RAW, DENOISED):

@@ -421,13 +421,23 @@ class RenderSession:
             return render_slice_frame(snap)
         return self.renderer(snap.renderer).render(snap.scene, snap.camera, quality, abort=abort)
 
-    def progressive(self, snapshot: Snapshot, spp_per_pass: int, passes: int, *, abort=None):
-        """Passes of the still renderer for ``snapshot``: an iterator of ``(image [H, W, 3] float in
-        [0, 1], total spp)``; ``None`` when no still renderer is set."""
-        if self.still_renderer is None:
+    def progressive_renderer(self, snapshot: Snapshot) -> str | None:
+        """The renderer that refines ``snapshot`` progressively while the camera rests: the still
+        renderer when one is set, else the view's own renderer when it accumulates jittered frames
+        (the ray-marchers converge), else ``None`` (slice views; VTK)."""
+        if snapshot.mode != "3d":
             return None
-        renderer = self.renderer(self.still_renderer)
-        return renderer.accumulate(snapshot.scene, snapshot.camera, spp_per_pass, passes, abort=abort)
+        if self.still_renderer is not None:
+            return self.still_renderer
+        return snapshot.renderer if hasattr(self.renderer(snapshot.renderer), "accumulate") else None
+
+    def progressive(self, snapshot: Snapshot, per_pass: int, passes: int, *, abort=None):
+        """Passes of :meth:`progressive_renderer` for ``snapshot``: an iterator of ``(image [H, W, 3]
+        float in [0, 1], samples or frames so far)``; ``None`` when there is none."""
+        name = self.progressive_renderer(snapshot)
+        if name is None:
+            return None
+        return self.renderer(name).accumulate(snapshot.scene, snapshot.camera, per_pass, passes, abort=abort)
 
     def close(self) -> None:
         for r in self._renderers.values():

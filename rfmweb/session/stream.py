@@ -11,6 +11,9 @@ The policy, shared by the Jupyter widget and the trame app (after jupyter_rfb an
   a render fits ``interactive_budget_ms``; ``idle_delay`` seconds after the last change, one
   full-quality frame follows (sharper JPEG at full resolution), abandoned as soon as the state
   changes again so a new drag never waits for it;
+- a ray-marcher's view converges while the camera rests: the idle frame is the first of
+  :data:`CONVERGE_FRAMES` jittered frames, each later one the running mean (``kind="progressive"``,
+  ``spp`` = frames averaged), until all are in or the next change;
 - with a still renderer set on the session (a "cinematic still", :meth:`RenderSession.set_still_renderer`),
   the camera at rest gets progressive frames instead: each pass of the path tracer adds samples to
   the view (``kind="progressive"``, ``spp`` in the frame) until ``max_spp`` or the next change;
@@ -36,6 +39,8 @@ log = logging.getLogger(__name__)
 MIN_SCALE, MAX_SCALE = 0.25, 1.0
 #: Cinematic still: samples per pixel added per progressive frame, and the most accumulated.
 SPP_PER_PASS, MAX_SPP = 4, 1024
+#: Ray-marched views at rest: jittered frames averaged (SSIM >= 0.99 to the reference, see BENCHMARKS.md).
+CONVERGE_FRAMES = 16
 
 
 class FrameStream:
@@ -200,7 +205,7 @@ class FrameStream:
 
     def _render(self, kind: str) -> Frame | None:
         snap = self.session.snapshot()
-        if kind == "progressive" or (kind == "idle" and self.session.still_renderer is not None):
+        if kind == "progressive" or (kind == "idle" and self.session.progressive_renderer(snap) is not None):
             return self._render_progressive(snap)
         scale = self._scale.get(snap.renderer, 0.5)
         quality = Quality(scale=scale, step=1.0) if kind == "interactive" else FULL
@@ -231,13 +236,15 @@ class FrameStream:
                      render_ms=render_ms, encode_ms=encode_ms)
 
     def _render_progressive(self, snap) -> Frame | None:
-        """The next pass of the cinematic still of ``snap`` (started on the idle frame)."""
+        """The next pass of the progressive view of ``snapshot`` (started on the idle frame): a
+        cinematic still's samples, or a ray-marcher's jittered frames."""
         with self._cond:
             progress = self._progress
+        still = self.session.still_renderer is not None
         if progress is None or progress[1] != snap.version:
             abort = lambda: self.session.version != snap.version  # noqa: E731
-            passes = MAX_SPP // SPP_PER_PASS
-            progress = (self.session.progressive(snap, SPP_PER_PASS, passes, abort=abort), snap.version)
+            per_pass, passes = (SPP_PER_PASS, MAX_SPP // SPP_PER_PASS) if still else (1, CONVERGE_FRAMES)
+            progress = (self.session.progressive(snap, per_pass, passes, abort=abort), snap.version)
             with self._cond:
                 self._progress = progress
         t0 = time.perf_counter()
@@ -247,12 +254,14 @@ class FrameStream:
             with self._cond:
                 if self._progress is progress:
                     self._progress = None
-            self._status(False, f"cinematic still done ({MAX_SPP} spp)")
+            self._status(False, f"cinematic still done ({MAX_SPP} spp)" if still else "")
             return None
         t1 = time.perf_counter()
         data = encode_image(to_uint8(image), "jpeg", JPEG_IDLE)
-        self._status(False, f"cinematic still: {spp} spp")
-        return Frame(data, "image/jpeg", image.shape[1], image.shape[0], "progressive", snap.version,
+        self._status(False, f"cinematic still: {spp} spp" if still else "")
+        # a ray-marcher's first frame at rest is the idle frame; the later ones refine it
+        kind = "idle" if not still and spp == 1 else "progressive"
+        return Frame(data, "image/jpeg", image.shape[1], image.shape[0], kind, snap.version,
                      render_ms=(t1 - t0) * 1e3, encode_ms=(time.perf_counter() - t1) * 1e3, spp=spp)
 
     def _status(self, busy: bool, message: str) -> None:
