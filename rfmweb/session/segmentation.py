@@ -29,6 +29,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..camera import OrbitCamera
 from ..errors import InputError
 from ..io.brats import BRATS_CLASSES, BRATS_REGIONS
 from ..metrics.segmentation import dice, region_mask
@@ -43,8 +44,15 @@ TITLES = ("ground truth", "raw INR", "denoised INR")
 GT, RAW, DENOISED = 0, 1, 2
 #: Labels a correction can paint: 0 = not tumour, 1 NCR, 2 ED, 3 ET.
 CORRECTION_LABELS = {0: "not tumour", 1: "NCR", 2: "ED", 3: "ET"}
-#: Opacity of unlabelled tissue in the 3-D segmentation views: the brain as a faint context.
-CONTEXT_OPACITY = 0.1
+#: Opacity of unlabelled tissue in the 3-D segmentation views: the brain as a faint context. The TF's
+#: opacity is per mm: at 0.1 a 13 cm brain let ~1 % of the light through (an opaque grey brain hid the
+#: tumour); at 0.01 it lets ~60 % through, so the tumour shows through the cortex at first glance.
+CONTEXT_OPACITY = 0.01
+#: Opacity (per mm) of edema in the 3-D views: a veil around the core, so enhancing tumour and
+#: necrosis inside it stay visible (solid, it hid them).
+EDEMA_OPACITY = 0.12
+#: The 3-D views frame the tumour's box (ground truth and raw INR together) grown by this factor.
+TUMOUR_FRAME = 2.2
 
 #: Least seconds between two "correcting... n/N" status messages (how often the views hear of progress).
 PROGRESS_EVERY_S = 0.25
@@ -54,10 +62,11 @@ StatusCallback = Callable[[int, bool, str], None]
 
 def segmentation_style(table: ClassTable) -> ClassTable:
     """Class table for a segmentation view: labelled voxels solid in their class colour, the
-    unlabelled image (label 0) faint so tumours inside the brain show in 3-D."""
+    unlabelled image (label 0) faint and edema (2) translucent, so the tumour core shows in 3-D."""
     table = replace(table, mode="solid", use_class_colors=True)
-    if any(s.index == 0 for s in table.styles):
-        table = table.updated(0, opacity=CONTEXT_OPACITY)
+    for index, opacity in ((0, CONTEXT_OPACITY), (2, EDEMA_OPACITY)):
+        if any(s.index == index for s in table.styles):
+            table = table.updated(index, opacity=opacity)
     return table
 
 
@@ -132,6 +141,7 @@ class SegmentationViews:
             t0 = time.perf_counter()
             raw = self.cache.labels(self.volume)
             self.sessions[RAW].set_labels(raw, BRATS_CLASSES)
+            self.frame_tumour()
             self._status(RAW, False, f"segmented in {time.perf_counter() - t0:.1f} s")
             t1 = time.perf_counter()
             self.sessions[DENOISED].set_labels(self.cache.labels(self.volume, denoise=True), BRATS_CLASSES)
@@ -163,6 +173,32 @@ class SegmentationViews:
             raise TimeoutError(f"INR segmentation did not finish within {timeout} s")
         if self.error is not None:
             raise RuntimeError(f"INR segmentation failed: {self.error}") from self.error
+
+    def tumour_camera(self) -> OrbitCamera | None:
+        """A camera (the views' size and angles) framing the tumour of the ground truth and the raw
+        INR, its box grown by :data:`TUMOUR_FRAME` (and never larger than the volume); ``None``
+        when no view has a tumour."""
+        found = [np.argwhere(self.labels(v) > 0) for v in (GT, RAW)]
+        found = [f for f in found if len(f)]
+        if not found:
+            return None
+        ijk = np.concatenate(found)
+        lo, hi = ijk.min(0).astype(np.float64), ijk.max(0).astype(np.float64)
+        centre = (lo + hi) / 2
+        half = np.minimum(np.maximum((hi - lo) / 2, 4.0) * TUMOUR_FRAME, np.array(self.volume.shape) / 2)
+        lo, hi = centre - half, centre + half
+        corners = np.array(np.meshgrid(*zip(lo, hi), indexing="ij")).reshape(3, -1)
+        world = self.volume.affine[:3, :3] @ corners + self.volume.affine[:3, 3:4]
+        cam = self.sessions[GT].camera
+        return OrbitCamera.framing(np.stack([world.min(1), world.max(1)]), azimuth=cam.azimuth,
+                                   elevation=cam.elevation, fov=cam.fov, width=cam.width, height=cam.height)
+
+    def frame_tumour(self) -> None:
+        """Point every view's camera at the tumour (:meth:`tumour_camera`); nothing without one."""
+        cam = self.tumour_camera()
+        if cam is not None:
+            for s in self.sessions:
+                s.set_camera(cam.resized(s.camera.width, s.camera.height))
 
     def dice(self) -> dict[str, dict[str, float]] | None:
         """``{"raw INR": {"WT", "TC", "ET"}, "denoised INR": {...}}`` against the ground truth;
