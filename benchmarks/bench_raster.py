@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from rfmweb.camera import OrbitCamera  # noqa: E402
 from rfmweb.splats import Splats6D, camera_tensors, conditional_parts, rasterize, slice_6d  # noqa: E402
-from rfmweb.splats.backend import gsplat_available, numba_available  # noqa: E402
+from rfmweb.backend import gsplat_available, numba_available  # noqa: E402
 
 BOX = 200.0
 

@@ -10,7 +10,7 @@ denoised INR, shipped INR, ray-marcher) on a post-operative cohort case (``rfmwe
 generated in a temporary folder). The raw and denoised views stream through
 :class:`~rfmweb.session.stream.FrameStream` as in the front ends (frames acknowledged at once). A
 simulated user marks, on every other axial slice of the lower half of the tumour, the voxels the
-INR got wrong with their true label; then ``apply_correction()`` (default budget). Prints a Markdown
+INR got wrong with their true label; then ``apply_correction()`` (adaptive: until the marks are honoured). Prints a Markdown
 table: apply seconds, and per view the time from the Apply call to the first frame of the corrected
 labels (interactive quality) and to the full-quality frame. Target (issue #4): <= 2 s on a CPU.
 """

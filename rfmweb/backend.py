@@ -1,8 +1,16 @@
-"""Where compute runs and in what precision: chosen in one place and logged once.
+"""Where compute runs, on which backend and in what precision: chosen here only, each choice logged once.
 
-CUDA (and gsplat, for splats) when a GPU is present; torch on the CPU otherwise. gsplat is only
-ever imported when ``torch.cuda.is_available()``: on a CPU machine with nvcc present it tries to
-JIT-build its kernels and fails.
+- device: CUDA when a GPU is present, else the CPU (:func:`default_device`);
+- the interactive volume renderer: the torch ray-marcher on CUDA, the compiled (numba) ray-marcher
+  on a CPU, VTK where numba is missing (:func:`volume_renderer`);
+- the ray-marcher's forward pass and 6DGS slicing: our fused Triton kernels on CUDA, the torch
+  twins elsewhere (:func:`march_backend`, :func:`slicing_backend`);
+- splat rasterisation: gsplat on CUDA, the numba kernel on a CPU without gradients, the torch twin
+  otherwise (:func:`choose_rasterizer`);
+- the neural models' precision (:func:`auto_precision`) and a server's threads (:func:`limit_threads`).
+
+gsplat and Triton are only ever looked for when ``torch.cuda.is_available()``: gsplat on a CPU
+machine with nvcc present tries to JIT-build its kernels and fails.
 
 Choices that change results (not just speed) can be forced, so tests run every path on any machine:
 
@@ -15,6 +23,7 @@ Choices that change results (not just speed) can be forced, so tests run every p
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import os
 
@@ -93,3 +102,106 @@ def limit_threads(n: int | None = None) -> int:
     torch.set_num_threads(n)
     log.info("torch intra-op threads: %d", n)
     return n
+
+
+@functools.cache
+def _log_choice(what: str, choice: str, reason: str) -> None:
+    log.info("rfmweb %s: %s (%s)", what, choice, reason)
+
+
+@functools.cache
+def gsplat_available() -> bool:
+    """True when CUDA is present and gsplat can be found (not imported here)."""
+    return torch.cuda.is_available() and importlib.util.find_spec("gsplat") is not None
+
+
+@functools.cache
+def triton_available() -> bool:
+    """True when CUDA is present and Triton can be found (not imported here)."""
+    return torch.cuda.is_available() and importlib.util.find_spec("triton") is not None
+
+
+@functools.cache
+def numba_available() -> bool:
+    """True when numba imports (the compiled CPU kernels need it)."""
+    try:
+        import numba  # noqa: F401
+    except ImportError as e:  # numba missing or incompatible with this numpy
+        log.info("numba unavailable: %s", e)
+        return False
+    return True
+
+
+def volume_renderer() -> str:
+    """The interactive volume renderer for this machine: ``"raymarch"`` (torch) on CUDA,
+    ``"compiled"`` (numba) on a CPU, ``"vtk"`` when numba is missing."""
+    if default_device().type == "cuda":
+        choice, reason = "raymarch", "CUDA"
+    elif numba_available():
+        choice, reason = "compiled", "CPU, numba installed"
+    else:
+        choice, reason = "vtk", "CPU without numba"
+    _log_choice("volume renderer", choice, reason)
+    return choice
+
+
+def slicing_backend(device: torch.device) -> str:
+    """``"triton"`` (the fused kernel) for CUDA tensors when Triton is installed, else ``"torch"``."""
+    if device.type == "cuda" and triton_available():
+        choice, reason = "triton", "CUDA tensors, Triton installed"
+    else:
+        choice, reason = "torch", f"{device.type} tensors" + ("" if device.type != "cuda" else ", no Triton")
+    _log_choice("6DGS slicing", choice, reason)
+    return choice
+
+
+def march_backend(device: torch.device) -> str:
+    """The ray-marcher's forward pass (images, no gradients): ``"triton"`` (one fused kernel) for
+    CUDA when Triton is installed, else ``"torch"`` (the differentiable marcher, its twin)."""
+    if device.type == "cuda" and triton_available():
+        choice, reason = "triton", "CUDA, Triton installed"
+    else:
+        choice, reason = "torch", f"{device.type}" + ("" if device.type != "cuda" else ", no Triton")
+    _log_choice("ray-marcher forward", choice, reason)
+    return choice
+
+
+#: Splat rasteriser names for :func:`choose_rasterizer`.
+RASTERIZERS = ("auto", "gsplat", "torch", "cpu")
+
+
+def choose_rasterizer(requested: str, device: torch.device, needs_grad: bool) -> str:
+    """Resolve ``requested`` (one of :data:`RASTERIZERS`) for inputs on ``device``.
+
+    - ``"gsplat"``: CUDA kernels (inputs on a CUDA device, gsplat installed); differentiable.
+    - ``"torch"``: the pure-torch twin of gsplat; any device; differentiable.
+    - ``"cpu"``: the numba kernel; forward only, the fastest on a CPU.
+    - ``"auto"``: gsplat for CUDA tensors when gsplat is installed; on the CPU the torch twin when a
+      gradient is needed, else numba when installed, else the torch twin.
+
+    Raises:
+        InputError: an unknown name, or a backend that cannot run these inputs here.
+    """
+    if requested not in RASTERIZERS:
+        raise InputError(f"backend must be one of {RASTERIZERS}, got {requested!r}")
+    if requested == "gsplat":
+        if device.type != "cuda" or not gsplat_available():
+            raise InputError("backend 'gsplat' needs CUDA tensors and gsplat installed (pip install "
+                             "'rfmweb[gpu]'); use backend='torch' or 'auto'")
+        choice, reason = "gsplat", "requested"
+    elif requested == "cpu":
+        if not numba_available():
+            raise InputError("backend 'cpu' needs numba (pip install numba); use backend='torch' or 'auto'")
+        if needs_grad:
+            raise InputError("backend 'cpu' is forward only; use backend='torch' (or 'auto') for gradients")
+        choice, reason = "cpu", "requested"
+    elif requested == "torch":
+        choice, reason = "torch", "requested"
+    elif device.type == "cuda" and gsplat_available():
+        choice, reason = "gsplat", "CUDA tensors, gsplat installed"
+    elif device.type == "cpu" and not needs_grad and numba_available():
+        choice, reason = "cpu", "CPU tensors, no gradient needed, numba installed"
+    else:
+        choice, reason = "torch", f"{device.type} tensors" + (", gradient needed" if needs_grad else "")
+    _log_choice("splat rasteriser", choice, reason)
+    return choice

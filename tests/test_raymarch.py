@@ -276,12 +276,11 @@ def test_preintegration_sees_a_thin_band_between_samples():
     torch.testing.assert_close(pre.opacity, torch.full_like(pre.opacity, expected), atol=0.01, rtol=0)
 
 
-@pytest.mark.parametrize("name,floor", [("CT-Soft-Tissue", 0.98), ("CT-Bone", 0.99)])
-def test_reference_quality_has_converged(small_ct, name, floor):
+@pytest.mark.parametrize("name", ["CT-Soft-Tissue", "CT-Bone", "CT-Muscle"])
+def test_reference_quality_has_converged(small_ct, name):
     """Ground truth for training: the reference render is within SSIM 0.99 of one with 4x the
-    samples (half the step, twice the jittered frames). CT-Soft-Tissue (opaque within a fraction
-    of a mm) reaches 0.984 on this 4 mm grid: pre-integration without attenuation inside a
-    segment still averages the surface colour over one step (see BENCHMARKS.md)."""
+    samples (half the step, twice the jittered frames), also on CT-Soft-Tissue, opaque within a
+    fraction of a mm (its surface colour comes from the pieces of a segment composited in order)."""
     from rfmweb.render import REFERENCE
     r = RaymarchRenderer(device="cpu")
     cam = OrbitCamera.framing(small_ct.bounds, azimuth=30, elevation=15, width=64, height=64, margin=0.8)
@@ -289,7 +288,7 @@ def test_reference_quality_has_converged(small_ct, name, floor):
     ref = r.render(scene, cam, REFERENCE)
     more = r.render(scene, cam, Quality(1.0, REFERENCE.step / 2, REFERENCE.frames * 2))
     assert ref.std() > 10
-    assert ssim_u8(ref, more) >= floor
+    assert ssim_u8(ref, more) >= 0.99
 
 
 def test_accumulate_averages_jittered_frames(small_ct):

@@ -11,9 +11,9 @@ import torch
 
 from rfmweb.camera import OrbitCamera
 from rfmweb.errors import InputError
-from rfmweb.splats import camera_tensors, choose_backend, rasterize
+from rfmweb.splats import camera_tensors, rasterize
 from rfmweb.splats._torch_impl import rasterize_torch
-from rfmweb.splats.backend import numba_available
+from rfmweb.backend import choose_rasterizer, numba_available
 
 needs_numba = pytest.mark.skipif(not numba_available(), reason="numba not installed")
 BACKENDS = ["torch", pytest.param("cpu", marks=needs_numba)]
@@ -172,15 +172,15 @@ def test_shared_and_per_view_inputs_and_validation():
 
 def test_backend_choice():
     cpu = torch.device("cpu")
-    assert choose_backend("auto", cpu, needs_grad=True) == "torch"
-    assert choose_backend("torch", cpu, needs_grad=False) == "torch"
+    assert choose_rasterizer("auto", cpu, needs_grad=True) == "torch"
+    assert choose_rasterizer("torch", cpu, needs_grad=False) == "torch"
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="gsplat"):
-            choose_backend("gsplat", cpu, needs_grad=False)
+            choose_rasterizer("gsplat", cpu, needs_grad=False)
     if numba_available():
-        assert choose_backend("auto", cpu, needs_grad=False) == "cpu"
+        assert choose_rasterizer("auto", cpu, needs_grad=False) == "cpu"
         with pytest.raises(InputError, match="forward only"):
-            choose_backend("cpu", cpu, needs_grad=True)
+            choose_rasterizer("cpu", cpu, needs_grad=True)
 
 
 def test_render_pipeline_gives_a_picture():

@@ -95,7 +95,15 @@ def run(args) -> dict:
     if device is None:
         from ..backend import default_device
         device = default_device()
-    defaults = DEFAULTS["cuda" if device.type == "cuda" else "cpu"]
+    # defaults sized by the rasteriser that will run, not by the device: the torch twin on CUDA is
+    # far slower than gsplat and would take hours with gsplat's defaults
+    from ..backend import choose_rasterizer
+    rasterizer = choose_rasterizer("auto", device, needs_grad=True)
+    if device.type == "cuda" and rasterizer != "gsplat":
+        log.warning("fit-6dgs: gsplat is not installed, so the torch twin rasterises on CUDA; using the small "
+                    "defaults (--iters %d, --max-splats %d, --size %d) unless given (pip install 'rfmweb[gpu]')",
+                    DEFAULTS["cpu"]["iters"], DEFAULTS["cpu"]["max_splats"], DEFAULTS["cpu"]["size"])
+    defaults = DEFAULTS["cuda" if rasterizer == "gsplat" else "cpu"]
     iters = defaults["iters"] if args.iters is None else args.iters
     max_splats = defaults["max_splats"] if args.max_splats is None else args.max_splats
     config = FitConfig(iters=iters, lr_scale=args.lr_scale, max_splats=max_splats, seed=args.seed)

@@ -1,16 +1,18 @@
 """The ``compiled`` renderer: the torch ray-marcher's images, marched by a numba kernel on the CPU.
 
 :class:`CompiledRaymarchRenderer` takes everything that depends on the volume and the scene from a
-private torch :class:`~rfmweb.render.dvr.RaymarchRenderer` on the CPU (prepared grid with hidden
-classes and shading gradient, label normals, the pre-integrated :class:`~rfmweb.render.fields.ScalarField`'s
-tables, the visible box) and the rays and their sample lattice from the same torch expressions as
-:meth:`RaymarchRenderer.march`; only the per-sample loop runs in :mod:`._numba_march`. The torch
-marcher stays the oracle: images agree within 1e-3. Forward only (no autograd).
+private torch :class:`~rfmweb.render.dvr.RaymarchRenderer` on the CPU (the prepared grid with hidden
+classes and shading gradient, label normals, the pre-integrated
+:class:`~rfmweb.render.fields.ScalarField` with its tables, the visible box) and the rays and their
+sample lattice from the same torch expressions as :meth:`RaymarchRenderer.march`; only the per-sample
+loop runs in :mod:`._numba_march`, which reproduces the torch marcher's float32 sampling bit for bit.
+The torch marcher stays the oracle: images agree within 1e-3 (in practice within 1e-6). Forward only.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numba
@@ -20,8 +22,8 @@ import torch
 from ..camera import OrbitCamera, camera_rays
 from . import _numba_march
 from .dvr import RaymarchRenderer
-from .fields import ScalarField
-from .raymarch import pixel_jitter, ray_aabb
+from .fields import LUT_SIZE, ScalarField
+from .raymarch import pixel_jitter
 from .scene import FULL, Quality, RenderAborted, Scene, frame_offsets, to_uint8
 
 log = logging.getLogger(__name__)
@@ -31,48 +33,75 @@ _NO_VECTORS = np.zeros((3, 2, 2, 2), dtype=np.float32)   # stands in for an abse
 
 @dataclass
 class _Tables:
-    """Numpy views and copies of one :class:`ScalarField` (the kernel's volume-side arguments)."""
+    """The kernel's volume- and scene-side arguments (see :func:`._numba_march.march_tiles`)."""
 
-    scalar: np.ndarray            # [X, Y, Z] float32
-    lut: np.ndarray               # [n, 4] float64
-    cum_sigma: np.ndarray         # [n] float64
-    cum_emit: np.ndarray          # [n, 3] float64
-    lut_lo: float
-    lut_scale: float
-    labels: np.ndarray            # [X * Y * Z] int64 (or a dummy [1])
-    class_rgba: np.ndarray        # [L, 4] float64
-    class_use: np.ndarray         # [L] float64
-    has_labels: bool
-    solid: bool
-    gradient: np.ndarray          # [3, X, Y, Z] float32 (or a dummy)
-    grad_x: np.ndarray            # [P] gradient-opacity knots (units/mm)
-    grad_f: np.ndarray            # [P] factors
-    use_grad_opacity: bool
-    shade: bool                   # the TF's headlight shading is on
-    label_normals: np.ndarray     # [3, X, Y, Z] float32 (or a dummy)
-    use_label_normals: bool
+    scalar: np.ndarray            # [X, Y, Z] float32, a view of the torch renderer's grid
+    geometry: tuple               # float32 world -> grid_sample / voxel maps
+    blocks: tuple                 # per-block LUT ranges and the transparency key
+    tf: tuple                     # TF and pre-integration tables
+    classes: tuple                # labels and class styles
+    light: tuple                  # gradient opacity and shading
 
 
-def _tables(field: ScalarField) -> _Tables:
-    """The kernel's view of a pre-integrated :class:`~rfmweb.render.fields.ScalarField` (no volume copies)."""
+def _tables(field: ScalarField, ranges: tuple[np.ndarray, np.ndarray]) -> _Tables:
+    """The kernel's view of a pre-integrated :class:`~rfmweb.render.fields.ScalarField` (no volume
+    copies); ``ranges``: the field scalar's per-block ``(min, max)`` (:func:`._numba_march.block_ranges`)."""
     def f64(t: torch.Tensor) -> np.ndarray:
         return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float64)
 
     def f32(t: torch.Tensor | None) -> np.ndarray:
         return _NO_VECTORS if t is None else np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
 
+    sampler, tf, sh = field.sampler, field.tf, field.tf.shading
+    # torch applies these Python floats to float32 tensors as float32
+    lut_lo, lut_scale = np.float32(field._lut_lo), np.float32(field._lut_scale)
+    cum_sigma = f64(field._cum_sigma)
+    cum = np.ascontiguousarray(np.concatenate([cum_sigma[:, None], f64(field._cum_emit)], axis=1))  # [n, 4]
+    # LUT entries of the block ranges, by the kernel's float32 index, one entry of margin each side
+    top = LUT_SIZE - 1
+    block_lo = np.maximum(np.floor(np.clip((ranges[0] - lut_lo) * lut_scale, 0, top)).astype(np.int64) - 1, 0)
+    block_hi = np.minimum(np.ceil(np.clip((ranges[1] - lut_lo) * lut_scale, 0, top)).astype(np.int64) + 1, top)
     has_labels = field.labels is not None
-    go = np.asarray(field.tf.gradient_opacity, dtype=np.float64)
+    solid = bool(has_labels and field._solid)
+    if has_labels:
+        labels = field.labels.cpu().numpy()
+        class_rgba, class_use = f64(field._class_rgba), f64(field._class_use)
+    else:
+        labels, class_rgba, class_use = np.zeros(1, dtype=np.int64), np.ones((1, 4)), np.zeros(1)
+    if solid:
+        # a visible solid class shows whatever the TF says: never skip a block holding one
+        flagged = (class_use > 0) & (class_rgba[:, 3] > 0)
+        block_hi[_numba_march.block_flags(labels, tuple(sampler.shape), flagged)] = LUT_SIZE
+    go = np.asarray(tf.gradient_opacity, dtype=np.float64)
+    power = float(sh.power)
+    ipower = int(power) if power.is_integer() and 0 <= power <= 64 else -1     # x ** 10 by squaring
     return _Tables(
-        scalar=f32(field.sampler.grid[0]), lut=f64(field._lut), cum_sigma=f64(field._cum_sigma),
-        cum_emit=f64(field._cum_emit), lut_lo=float(field._lut_lo), lut_scale=float(field._lut_scale),
-        labels=field.labels.cpu().numpy() if has_labels else np.zeros(1, dtype=np.int64),
-        class_rgba=f64(field._class_rgba) if has_labels else np.ones((1, 4)),
-        class_use=f64(field._class_use) if has_labels else np.zeros(1),
-        has_labels=has_labels, solid=bool(has_labels and field._solid),
-        gradient=f32(field.gradient), grad_x=np.ascontiguousarray(go[:, 0]), grad_f=np.ascontiguousarray(go[:, 1]),
-        use_grad_opacity=bool(field.use_grad_opacity), shade=bool(field.shade),
-        label_normals=f32(field.label_normals), use_label_normals=field.label_normals is not None)
+        scalar=f32(sampler.grid[0]),
+        geometry=(f32(sampler._norm_linear), f32(sampler._norm_offset), f32(sampler._vox_linear),
+                  f32(sampler._vox_offset)),
+        blocks=(block_lo, block_hi, np.append(cum_sigma, np.inf)),
+        tf=(f64(field._lut), cum, lut_lo, lut_scale, float(tf.unit_distance),
+            float(ScalarField.PREINT_MIN_SPAN), int(ScalarField.PREINT_PIECES)),
+        classes=(labels, class_rgba, class_use, has_labels, solid),
+        light=(f32(field.gradient), np.ascontiguousarray(go[:, 0]), np.ascontiguousarray(go[:, 1]),
+               bool(field.use_grad_opacity), bool(field.shade), float(sh.ambient), float(sh.diffuse),
+               float(sh.specular), power, ipower, f32(field.label_normals), field.label_normals is not None))
+
+
+@contextmanager
+def _thread_budget():
+    """Run numba kernels on torch's intra-op threads (one CPU budget: ``rfmweb.backend.limit_threads``).
+
+    numba's OpenMP pool, started by the first parallel kernel, resets the process-wide OpenMP thread
+    count that torch reads (measured: 1 -> 2): it is put back afterwards.
+    """
+    n = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, n)))
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
 
 
 class CompiledRaymarchRenderer:
@@ -82,6 +111,7 @@ class CompiledRaymarchRenderer:
         band_rows: image rows marched per kernel call; ``abort`` is polled between bands.
 
     Uses ``torch.get_num_threads()`` threads (at most numba's pool), like the splat rasteriser.
+    The first render compiles the kernel (seconds; then cached on disk).
     """
 
     name = "compiled"
@@ -91,64 +121,65 @@ class CompiledRaymarchRenderer:
         self.band_rows = max(1, int(band_rows))
         self._key: tuple | None = None
         self._tab: _Tables | None = None
+        self._ranges_of = None            # the prepared grid self._ranges were computed from
+        self._ranges: tuple[np.ndarray, np.ndarray] | None = None
 
     def _field_tables(self, scene: Scene, step: float) -> _Tables:
-        """Tables of the scene's pre-integrated field, rebuilt when the volume, TF, classes or step change."""
+        """Kernel tables of the scene's pre-integrated field, rebuilt when the volume, mix, hidden
+        classes (a new prepared grid), TF, class table or step change."""
         p = self._marcher.prepare(scene)
         key = (p, scene.tf, scene.classes, step)
         if self._key is None or self._key[0] is not p or self._key[1:] != key[1:]:
-            self._tab = _tables(self._marcher.field(scene, preintegrate=step))
+            field = self._marcher.field(scene, preintegrate=step)
+            if self._ranges_of is not p:       # block ranges depend on the prepared scalar only
+                self._ranges = _numba_march.block_ranges(np.ascontiguousarray(field.sampler.grid[0].numpy(),
+                                                                              dtype=np.float32))
+                self._ranges_of = p
+            self._tab = _tables(field, self._ranges)
             self._key = key
+            log.debug("compiled marcher tables for %s, %s (%d blocks)", scene.volume.name, scene.tf.name,
+                      self._ranges[0].size)
         return self._tab
 
     def _rays(self, scene: Scene, cam: OrbitCamera, step: float, box, frame: int):
         """Rays and sample lattice of frame ``frame``, as :meth:`RaymarchRenderer.march` and
-        :func:`~rfmweb.render.raymarch.march` compute them (the same float32 torch expressions, so the
-        same number of samples per ray) -> ``(origins [R, 3], dirs [R, 3], t_near [R], n_steps [R])``."""
+        :func:`~rfmweb.render.raymarch.march` make them (float32, bit for bit: every ray gets the same
+        samples) -> numpy ``(origins [R, 3], dirs [R, 3], t_near [R], n_steps [R])``: the first sample
+        (mm, jitter included) and the number of samples of every pixel ray."""
         dtype = self._marcher.prepare(scene).grid.dtype
         origins, dirs = camera_rays(cam, dtype=dtype, offset=frame_offsets(frame))
-        origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
-        inv = torch.as_tensor(np.linalg.inv(scene.volume.affine), dtype=dtype)
-        o_v, d_v = origins @ inv[:3, :3].T + inv[:3, 3], dirs @ inv[:3, :3].T
-        lo, hi = (torch.as_tensor(b, dtype=dtype) for b in box)
-        t0, t1 = ray_aabb(o_v, d_v, lo, hi)
-        grid_hi = torch.tensor(scene.volume.shape, dtype=dtype) - 1
-        g0, _ = ray_aabb(o_v, d_v, torch.zeros_like(grid_hi), grid_hi)
-        t0 = g0 + torch.floor((t0 - g0).clamp_min(0) / step) * step
-        jitter = torch.as_tensor(pixel_jitter(cam.height, cam.width, frame), dtype=dtype)
-        t_near = t0 + jitter * step
-        n_steps = (torch.floor((t1 - t_near) / step) + 1).clamp_min(0).long()
-        return (origins.contiguous().numpy(), dirs.contiguous().numpy(), t_near.numpy(), n_steps.numpy())
+        origins = np.ascontiguousarray(origins.reshape(-1, 3).numpy())
+        dirs = np.ascontiguousarray(dirs.reshape(-1, 3).numpy())
+        inv = np.linalg.inv(scene.volume.affine).astype(np.float32)
+        t_near, n_steps = _numba_march.ray_lattice(
+            origins, dirs, np.ascontiguousarray(inv[:3, :3]), np.ascontiguousarray(inv[:3, 3]),
+            box[0].astype(np.float32), box[1].astype(np.float32), np.array(scene.volume.shape, dtype=np.float32) - 1,
+            float(step), pixel_jitter(cam.height, cam.width, frame))
+        return origins, dirs, t_near, n_steps
 
+    @torch.no_grad()
     def render_frame(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL, *, abort=None,
                      frame: int = 0) -> np.ndarray:
-        """``[H', W', 3]`` float64 image of jittered frame ``frame`` over the scene's background:
+        """``[H', W', 3]`` float64 image of jittered frame ``frame`` over the scene's background, as
         :meth:`RaymarchRenderer.render_tensor` (``quality.frames`` is not applied here)."""
         cam = camera.resized(max(1, round(camera.width * quality.scale)), max(1, round(camera.height * quality.scale)))
         h, w = cam.height, cam.width
         bg = np.asarray(scene.background, dtype=np.float64)
-        p = self._marcher.prepare(scene)
-        box = self._marcher._visible_box(scene, p)
+        box = self._marcher._visible_box(scene, self._marcher.prepare(scene))
         if box is None:                             # nothing visible: the background
             return np.broadcast_to(bg, (h, w, 3)).copy()
         step = quality.step * min(scene.volume.spacing)
-        tab = self._field_tables(scene, step)
-        origins, dirs, t_near, n_steps = self._rays(scene, cam, step, box, frame)
-        w2v = np.ascontiguousarray(np.linalg.inv(scene.volume.affine)[:3], dtype=np.float64)
-        tf, sh = scene.tf, scene.tf.shading
-        numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, torch.get_num_threads())))
-        lanes = numba.get_num_threads()
         out = np.empty((h, w, 3), dtype=np.float64)
-        for row0 in range(0, h, self.band_rows):
-            if abort is not None and abort():
-                raise RenderAborted("ray-marching stopped: a newer frame is wanted")
-            _numba_march.march_rows(
-                out, row0, min(h, row0 + self.band_rows), lanes, origins, dirs, t_near, n_steps, w2v, float(step),
-                bg, bool(bg.any()), tab.scalar, tab.lut, tab.cum_sigma, tab.cum_emit, tab.lut_lo, tab.lut_scale,
-                float(tf.unit_distance), ScalarField.PREINT_MIN_SPAN, tab.labels, tab.class_rgba, tab.class_use,
-                tab.has_labels, tab.solid, tab.gradient, tab.grad_x, tab.grad_f, tab.use_grad_opacity,
-                tab.shade, float(sh.ambient), float(sh.diffuse), float(sh.specular), float(sh.power),
-                tab.label_normals, tab.use_label_normals)
+        with _thread_budget():
+            tab = self._field_tables(scene, step)
+            origins, dirs, t_near, n_steps = self._rays(scene, cam, step, box, frame)
+            with numba.parallel_chunksize(1):      # tiles handed out one at a time (march_tiles)
+                for row0 in range(0, h, self.band_rows):
+                    if abort is not None and abort():
+                        raise RenderAborted("ray-marching stopped: a newer frame is wanted")
+                    _numba_march.march_tiles(out, row0, min(h, row0 + self.band_rows), origins, dirs, t_near,
+                                             n_steps, float(step), bg, bool(bg.any()), tab.scalar, tab.geometry,
+                                             tab.blocks, tab.tf, tab.classes, tab.light)
         return out
 
     def render_float(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL, *, abort=None,

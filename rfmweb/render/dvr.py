@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..backend import default_device
+from ..backend import default_device, march_backend
 from ..camera import OrbitCamera, camera_rays
 from ..transfer import ClassTable, TransferFunction
 from ..transfer.function import interp
@@ -190,10 +190,19 @@ class RaymarchRenderer:
     @torch.no_grad()
     def render_float(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL, *, abort=None,
                      first_frame: int = 0) -> np.ndarray:
-        """``[H', W', 3]`` float32 mean of ``quality.frames`` jittered frames from ``first_frame`` on."""
+        """``[H', W', 3]`` float32 mean of ``quality.frames`` jittered frames from ``first_frame`` on
+        (on CUDA each frame is one fused Triton kernel, :func:`rfmweb.backend.march_backend`)."""
+        fused = march_backend(self.device) == "triton"
+        if fused:
+            from ._triton_march import march_triton      # imports Triton: on CUDA only
         total = None
         for k in range(first_frame, first_frame + max(1, quality.frames)):
-            img = self.render_tensor(scene, camera, quality, abort=abort, frame=k)
+            if fused:
+                if abort is not None and abort():
+                    raise RenderAborted("ray-marching stopped: a newer frame is wanted")
+                img = march_triton(self, scene, camera, quality, k)
+            else:
+                img = self.render_tensor(scene, camera, quality, abort=abort, frame=k)
             total = img if total is None else total + img
         return (total / max(1, quality.frames)).float().cpu().numpy()
 

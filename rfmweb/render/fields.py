@@ -20,7 +20,11 @@ the TF's mean extinction over the scalar interval the segment spans,
     \Sigma(s) = \int^s \sigma, \; K(s) = \int^s \sigma c,
 
 with ``s_f``, ``s_b`` the scalar at the segment's ends (tables over the TF's lookup table,
-:func:`preintegration_tables`), so a ramp crossed anywhere in a segment counts in full.
+:func:`preintegration_tables`), so a ramp crossed anywhere in a segment counts in full. The scalar
+is taken as linear along the segment, which is cut into :attr:`ScalarField.PREINT_PIECES` pieces,
+each pre-integrated as above and composited front to back: on a near-opaque preset the colour is
+then the one where the light stops, not the mean over the whole step (the reference render is
+within SSIM 0.99 of 4x the samples on CT-Soft-Tissue: 0.984 with one piece).
 """
 
 from __future__ import annotations
@@ -200,8 +204,10 @@ class ScalarField:
     Call with ``(points [N, 3], dirs [N, 3])`` -> ``(rgb [N, 3], sigma [N] in 1/mm)``.
     """
 
-    #: below this many lookup-table entries between a segment's ends, the TF is read at its middle
+    #: below this many lookup-table entries across a piece of a segment, the TF is read at its middle
     PREINT_MIN_SPAN = 0.05
+    #: pieces a segment is composited in (front to back): the colour comes from where the light stops
+    PREINT_PIECES = 4
 
     def __init__(self, grid: torch.Tensor, affine: np.ndarray, tf: TransferFunction,
                  labels: torch.Tensor | None = None, classes: ClassTable | None = None, *, shade: bool = True,
@@ -238,7 +244,7 @@ class ScalarField:
 
     @staticmethod
     def _linear(table: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        i0 = u.detach().floor().clamp(max=LUT_SIZE - 2).long()
+        i0 = u.detach().floor().clamp(0, LUT_SIZE - 2).long()     # a rounded -1e-17 must not wrap to the end
         w = (u - i0).reshape(-1, *([1] * (table.dim() - 1)))
         return table[i0] * (1 - w) + table[i0 + 1] * w
 
@@ -249,21 +255,34 @@ class ScalarField:
     def _segment_rgba(self, norm: torch.Tensor, points: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
         """Pre-integrated TF RGBA ``[N, 4]`` of the segments ``[p - step d, p]`` (module docstring); the
         alpha is that of ``unit_distance`` mm at the segment's mean extinction."""
+        m = self.PREINT_PIECES
         back = self._index(self.sampler.trilinear(norm, normalized=True)[0])
         front = self._index(self.sampler.trilinear(points - self.preintegrate * dirs)[0])
-        mid = self._linear(self._lut, 0.5 * (front + back))
-        span = (back - front).double()
+        frac = torch.arange(m + 1, dtype=torch.float64, device=back.device) / m
+        u = front.double()[:, None] + (back - front).double()[:, None] * frac                  # [N, m + 1]
+        n = u.shape[0]
+        d_sigma = torch.diff(self._linear(self._cum_sigma, u.reshape(-1)).reshape(n, m + 1), dim=1)   # [N, m]
+        d_emit = torch.diff(self._linear(self._cum_emit, u.reshape(-1)).reshape(n, m + 1, 3), dim=1)  # [N, m, 3]
+        mid = self._linear(self._lut, (0.5 * (u[:, 1:] + u[:, :-1])).reshape(-1)).double().reshape(n, m, 4)
+        span = (back - front).double()[:, None] / m                                          # [N, 1]
         wide = span.detach().abs() > self.PREINT_MIN_SPAN
-        safe = torch.where(wide, span, torch.ones_like(span))
-        d_sigma = self._linear(self._cum_sigma, back.double()) - self._linear(self._cum_sigma, front.double())
-        d_emit = self._linear(self._cum_emit, back.double()) - self._linear(self._cum_emit, front.double())
-        sigma = d_sigma / safe
+        mid_sigma = -torch.log1p(-mid[..., 3].clamp(0.0, MAX_OPACITY)) / self.tf.unit_distance
+        sigma = torch.where(wide, d_sigma / torch.where(wide, span, torch.ones_like(span)), mid_sigma)   # [N, m]
         has = wide & (d_sigma.detach().abs() > 1e-12)
-        rgb = d_emit / torch.where(has, d_sigma, torch.ones_like(d_sigma))[:, None]
-        alpha = (1.0 - torch.exp(-sigma * self.tf.unit_distance)).to(mid.dtype)
-        rgb = rgb.to(mid.dtype)
-        return torch.cat([torch.where(has[:, None], rgb, mid[:, :3]),
-                          torch.where(wide, alpha, mid[:, 3])[:, None]], dim=1)
+        rgb = torch.where(has[..., None], d_emit / torch.where(has, d_sigma, torch.ones_like(d_sigma))[..., None],
+                          mid[..., :3])                                                      # [N, m, 3]
+        # front to back through the pieces: the colour seen is the one near where the light stops
+        tau = sigma * (self.preintegrate / m)
+        trans = torch.exp(-torch.cumsum(tau, 1))
+        before = torch.cat([torch.ones_like(trans[:, :1]), trans[:, :-1]], 1)
+        weight = before - trans                                                              # [N, m]
+        total = 1.0 - trans[:, -1]
+        seen = total.detach() > 1e-12
+        colour = torch.where(seen[:, None], (weight[..., None] * rgb).sum(1) / torch.where(seen, total, 1.0)[:, None],
+                             rgb.mean(1))
+        alpha = 1.0 - torch.exp(-tau.sum(1) / self.preintegrate * self.tf.unit_distance)
+        dtype = self._lut.dtype
+        return torch.cat([colour.to(dtype), alpha.to(dtype)[:, None]], dim=1)
 
     def __call__(self, points: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         norm = self.sampler.normalized(points)

@@ -66,6 +66,7 @@ import torch
 from ..camera import OrbitCamera
 from ..errors import InputError
 from . import _mitsuba_scene as ms
+from ._mitsuba_integrator import GRADIENT_FACTOR, ROUGHNESS, SPECULAR
 from .dvr import RaymarchRenderer, visible_box
 from .registry import register
 from .scene import FULL, Quality, RenderAborted, Scene, to_uint8
@@ -153,6 +154,10 @@ class VolumeGrids:
         box_to_world: ``[4, 4]`` cube ``[-1, 1]^3`` -> world mm: the box the medium fills, the
             ray-marcher's visible box (voxel centres, VTK's convention).
         oversample: lattice points per voxel spacing along each axis.
+        gradient: ``[Z', Y', X', 3]`` float32, ``h * grad(density)`` in world axes (x, y, z): the
+            change of the normalised extinction per voxel spacing ``h`` = ``voxel_mm`` (central
+            differences on the lattice); drives hybrid scattering. ``None`` when not built.
+        voxel_mm: ``h``, the geometric mean of the voxel spacings, mm.
         seconds: time taken to classify the lattice.
     """
 
@@ -162,16 +167,52 @@ class VolumeGrids:
     grid_to_world: np.ndarray
     box_to_world: np.ndarray
     oversample: int
+    gradient: np.ndarray | None = None
+    voxel_mm: float = 1.0
     seconds: float = 0.0
 
 
-def build_grids(scene: Scene, marcher: RaymarchRenderer, oversample: int | str = "auto") -> VolumeGrids | None:
+def voxel_mm(affine: np.ndarray) -> float:
+    """Geometric mean voxel spacing of a ``[4, 4]`` voxel -> world mm affine, mm."""
+    return float(abs(np.linalg.det(np.asarray(affine, dtype=np.float64)[:3, :3])) ** (1 / 3))
+
+
+def density_gradient(density: np.ndarray, affine: np.ndarray, oversample: int) -> np.ndarray:
+    """Gradient of the normalised extinction in world axes, per voxel spacing (dimensionless).
+
+    Args:
+        density: ``[Z', Y', X', 1]`` lattice with ``oversample`` points per voxel spacing.
+        affine: ``[4, 4]`` voxel index -> world mm of the volume.
+        oversample: lattice points per voxel spacing.
+
+    Returns:
+        ``[Z', Y', X', 3]`` float32: ``h grad_world(density)`` with ``h`` = :func:`voxel_mm`. Per voxel rather than per lattice step or per mm, so that the same
+        ``k`` in ``P_s = 1 - exp(-k |g|)`` finds the same boundaries whatever the oversampling or
+        the scanner's resolution (a boundary blurred over a voxel or two by partial volume).
+    """
+    a = np.asarray(affine, dtype=np.float64)[:3, :3]
+    d = density[..., 0]
+    grad = np.empty(d.shape + (3,), dtype=np.float32)
+    for axis in range(3):                                   # x, y, z: lattice axes 2, 1, 0
+        grad[..., axis] = np.gradient(d, axis=2 - axis)
+    # chain rule: world = A @ voxel, so grad_world = A^-T grad_voxel (rows: g_world = g_voxel A^-1),
+    # and grad_voxel = oversample * grad_lattice; applied in slabs to bound the temporaries
+    m = (oversample * voxel_mm(affine) * np.linalg.inv(a)).astype(np.float32)
+    per = max(1, CHUNK // max(1, d.shape[1] * d.shape[2]))
+    for k0 in range(0, d.shape[0], per):
+        grad[k0:k0 + per] = grad[k0:k0 + per] @ m
+    return grad
+
+
+def build_grids(scene: Scene, marcher: RaymarchRenderer, oversample: int | str = "auto", *,
+                with_gradient: bool = True) -> VolumeGrids | None:
     """Classify ``scene`` on a lattice exactly as the ray-marcher's field does (unshaded).
 
     The lattice covers the ray-marcher's visible box (voxels the TF and class table can show,
     padded by one voxel) with ``oversample`` points per voxel spacing; each point goes through
     :class:`~rfmweb.render.fields.ScalarField` (trilinear scalar, TF lookup table, nearest label,
-    class table, gradient opacity).
+    class table, gradient opacity). With ``with_gradient`` the gradient of the normalised
+    extinction is added (:func:`density_gradient`; hybrid scattering needs it).
 
     Returns:
         :class:`VolumeGrids`, or ``None`` when nothing is visible.
@@ -224,8 +265,10 @@ def build_grids(scene: Scene, marcher: RaymarchRenderer, oversample: int | str =
     if np.linalg.det(scene.volume.affine[:3, :3]) < 0:
         # a mirroring affine would turn the box inside out (interior <-> exterior): mirror it back
         vox_from_box = vox_from_box @ np.diag([-1.0, 1.0, 1.0, 1.0])
+    gradient = density_gradient(density, scene.volume.affine, f) if with_gradient else None
     grids = VolumeGrids(density, albedo, sigma_max, scene.volume.affine @ vox_from_tex,
-                        scene.volume.affine @ vox_from_box, f, time.perf_counter() - t0)
+                        scene.volume.affine @ vox_from_box, f, gradient, voxel_mm(scene.volume.affine),
+                        time.perf_counter() - t0)
     log.info("path tracer medium: %s lattice %dx%dx%d (oversample %d), sigma_max %.3g/mm, %.2f s",
              scene.volume.name or "volume", nx, ny, nz, f, sigma_max, grids.seconds)
     return grids
@@ -252,7 +295,13 @@ class PathTracer:
         exposure: multiplies the linear radiance before sRGB encoding (1.5: about the ray-marcher's
             brightness for the CT presets).
         max_depth: longest path (scattering events + 1); Russian roulette from depth 5.
-        phase_g: Henyey-Greenstein asymmetry (0: isotropic).
+        phase_g: Henyey-Greenstein asymmetry of volumetric scattering (0: isotropic).
+        gradient_factor: ``k`` of hybrid scattering, ``P_surface = 1 - exp(-k |grad|)`` with ``|grad|``
+            the change of the normalised extinction per voxel; 0: purely volumetric. ``None``:
+            :data:`~rfmweb.render._mitsuba_integrator.GRADIENT_FACTOR` for ``"majorant"``, 0 for
+            ``"volpath"`` (Mitsuba's integrator has no surface scattering).
+        specular: weight of the glossy (GGX) lobe of the surface BRDF, in [0, 1]; the rest is Lambertian.
+        roughness: GGX roughness ``alpha`` of the glossy lobe, in [0.02, 1].
         oversample: lattice points per voxel spacing, or ``"auto"`` (2 for small volumes, else 1).
         show_environment: show the environment (ambient radiance) behind the volume instead of the
             scene's background colour.
@@ -269,7 +318,8 @@ class PathTracer:
 
     def __init__(self, *, spp: int | None = None, spp_interactive: int = 4, spp_full: int = 64, seed: int = 0,
                  lighting: Lighting = Lighting(), exposure: float = 1.5, max_depth: int = 16,
-                 phase_g: float = 0.0, oversample: int | str = "auto", show_environment: bool = False,
+                 phase_g: float = 0.0, gradient_factor: float | None = None, specular: float = SPECULAR,
+                 roughness: float = ROUGHNESS, oversample: int | str = "auto", show_environment: bool = False,
                  integrator: str = "majorant", variant: str | None = None,
                  device: torch.device | str | None = None) -> None:
         if not ms.mitsuba_installed():
@@ -285,12 +335,23 @@ class PathTracer:
             raise InputError(f"exposure must be > 0, got {exposure}")
         if integrator not in INTEGRATORS:
             raise InputError(f"integrator must be one of {INTEGRATORS}, got {integrator!r}")
+        if gradient_factor is None:
+            gradient_factor = GRADIENT_FACTOR if integrator == "majorant" else 0.0
+        if not 0 <= gradient_factor <= 1e4:
+            raise InputError(f"gradient_factor must lie in [0, 10000], got {gradient_factor}")
+        if gradient_factor > 0 and integrator == "volpath":
+            raise InputError("integrator='volpath' is purely volumetric: pass gradient_factor=0 (or None)")
+        if not 0 <= specular <= 1:
+            raise InputError(f"specular must lie in [0, 1], got {specular}")
+        if not 0.02 <= roughness <= 1:
+            raise InputError(f"roughness must lie in [0.02, 1], got {roughness}")
         self.spp, self.spp_interactive, self.spp_full = spp, spp_interactive, spp_full
         self.seed = int(seed)
         self.lighting = lighting
         self.exposure = float(exposure)
         self.max_depth = int(max_depth)
         self.phase_g = float(phase_g)
+        self.gradient_factor, self.specular, self.roughness = float(gradient_factor), float(specular), float(roughness)
         self.oversample = oversample
         self.show_environment = bool(show_environment)
         self.integrator = integrator
@@ -321,7 +382,8 @@ class PathTracer:
     def _medium_key(self, scene: Scene) -> tuple:
         vol = scene.volume
         return (id(vol), scene.effective_mix, scene.tf, scene.classes if vol.labels is not None else None,
-                self.oversample, self.phase_g, self.integrator, self.max_depth, self.show_environment)
+                self.oversample, self.phase_g, self.gradient_factor, self.specular, self.roughness, self.integrator,
+                self.max_depth, self.show_environment)
 
     def medium(self, scene: Scene) -> _Medium | None:
         """The Mitsuba medium of ``scene`` (cached per volume, TF, class table and mix: camera
@@ -333,18 +395,20 @@ class PathTracer:
             cache.move_to_end(key)
             return entry[1]
         mi, _ = self._mi()
-        grids = build_grids(scene, self._marcher, self.oversample)
+        integrator = self.integrator
+        if integrator == "majorant" and self.variant == "scalar_rgb":
+            # a Python integrator would run Python once per ray in scalar mode: use Mitsuba's C++ one
+            log.warning("Mitsuba runs scalar_rgb here: using its volpath integrator instead of rfmweb_volpath%s",
+                        " (purely volumetric: no surface scattering)" if self.gradient_factor > 0 else "")
+            integrator = "volpath"
+        grids = build_grids(scene, self._marcher, self.oversample,
+                            with_gradient=integrator == "majorant" and self.gradient_factor > 0)
         med = None
         if grids is not None:
             corners = np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1], indexing="ij")).reshape(3, -1)
             world = grids.box_to_world[:3, :3] @ corners + grids.box_to_world[:3, 3:4]
             centre = world.mean(axis=1)
             med = _Medium(grids, float(np.linalg.norm(world - centre[:, None], axis=0).max()), centre)
-            integrator = self.integrator
-            if integrator == "majorant" and self.variant == "scalar_rgb":
-                # a Python integrator would run Python once per ray in scalar mode: use Mitsuba's C++ one
-                log.warning("Mitsuba runs scalar_rgb here: using its volpath integrator instead of rfmweb_volpath")
-                integrator = "volpath"
             if integrator == "volpath":
                 to_world = mi.ScalarTransform4f(grids.grid_to_world)
                 phase = {"type": "isotropic"} if self.phase_g == 0 else {"type": "hg", "g": self.phase_g}
@@ -362,6 +426,8 @@ class PathTracer:
                 ms.define_integrator(mi, dr)
                 med.integrator = mi.load_dict({"type": "rfmweb_volpath", "max_depth": self.max_depth,
                                                "rr_depth": RR_DEPTH, "phase_g": self.phase_g,
+                                               "gradient_factor": self.gradient_factor,
+                                               "specular": self.specular, "roughness": self.roughness,
                                                "show_environment": self.show_environment})
                 med.integrator.set_medium(grids)
         cache[key] = (scene.volume, med)

@@ -49,6 +49,11 @@ def _raymarch():
     return RaymarchRenderer()
 
 
+def _compiled():
+    from .compiled import CompiledRaymarchRenderer
+    return CompiledRaymarchRenderer()
+
+
 def _vtk():
     from .vtk_volume import VtkRenderer
     return VtkRenderer(threads=max(1, torch.get_num_threads()))
@@ -60,6 +65,7 @@ def _splats():
 
 
 register("raymarch", _raymarch, "Ray-marcher (torch)")
+register("compiled", _compiled, "Ray-marcher (compiled CPU)")
 register("vtk", _vtk, "VTK (fast CPU)")
 register("splats", _splats, "6D Gaussian splats")
 

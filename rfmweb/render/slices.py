@@ -135,7 +135,8 @@ def render_slice(volume: Volume, axis: str = "axial", index: int | None = None, 
         channel: which channel of a multi-channel volume.
         window: ``(lo, hi)`` intensity window; default: the 1st-99th percentiles of the volume.
         labels: ``[X, Y, Z]`` label map to overlay (default: the volume's own); ``classes`` styles it
-            (colour, opacity scales ``overlay``, hidden classes are not drawn).
+            (colour; hidden classes are not drawn; a class's opacity is a 3-D setting, per mm,
+            and does not dim its overlay: a veiled edema in 3-D stays plain on the slices).
         overlay: overlay opacity in [0, 1].
         outline: draw only the label boundaries.
 
@@ -154,11 +155,12 @@ def render_slice(volume: Volume, axis: str = "axial", index: int | None = None, 
         lab = lab.astype(np.int64)
         rgba, _ = classes.lookup(int(max(lab.max(), labels.max())))
         colors = rgba.numpy()[lab]
-        alpha = colors[..., 3] * overlay * (lab > 0)
+        shown = (colors[..., 3] > 0) & (lab > 0)
+        alpha = overlay * shown
         if outline:
             edge = np.zeros_like(lab, dtype=bool)
             edge[1:, :] |= lab[1:, :] != lab[:-1, :]
             edge[:, 1:] |= lab[:, 1:] != lab[:, :-1]
-            alpha = np.where(edge, colors[..., 3] * (lab > 0), 0.0)
+            alpha = np.where(edge, 1.0, 0.0) * shown
         rgb = rgb * (1 - alpha[..., None]) + colors[..., :3] * alpha[..., None]
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8), geo

@@ -6,10 +6,18 @@ GPU; no X server or extra system package needed). It is driven by the same
 :class:`~rfmweb.camera.OrbitCamera` as the ray-marcher, with the same conventions: opacity per
 unit distance (mm), a headlight with ambient light, voxel centres spanning the volume.
 
-Class styles that VTK cannot express on a scalar volume (class colours, partial class opacity,
-solid labels) are pre-classified on the CPU into an RGBA volume (VTK's dependent-components mode);
-plain show/hide of classes is applied by moving hidden voxels to a transparent intensity, which
-keeps VTK's shading on the intensity gradient like the ray-marcher's.
+Plain show/hide of classes is applied by moving hidden voxels to a transparent intensity, which
+keeps VTK's shading on the intensity gradient like the ray-marcher's. Class styles that VTK cannot
+express on a scalar volume (class colours, partial class opacity, solid labels) are drawn by the
+ray-marcher instead (the compiled one when numba is installed; logged once): VTK's only way to show
+them, a pre-classified RGBA volume, interpolates colour and opacity between voxels of different
+classes and shades with the gradient of that opacity, which broke thin bones (ribs, sternum,
+clavicles) into floating pieces and grey blocks.
+
+The fixed-point mapper samples on a fixed lattice without jitter and shades with raw central
+differences: on steep presets (CT-Soft-Tissue, CT-Muscle, CT-Lung) its picture shows wood-grain
+rings that the ray-marchers (jittered, pre-integrated) do not; ``benchmarks/bench_pictures.py``
+measures both.
 
 An OpenGL context belongs to one thread, so every VTK call runs on the renderer's own thread,
 whichever thread asks for a frame. A long render polls ``abort`` through VTK's AbortCheckEvent.
@@ -24,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..camera import OrbitCamera
-from ..transfer import ClassTable, TransferFunction
+from ..transfer import ClassTable
 from .fields import hide_voxels, scalar_np
 from .scene import FULL, Quality, RenderAborted, Scene
 
@@ -58,6 +66,7 @@ class VtkRenderer:
         self._data_key: tuple | None = None
         self._image = None
         self._abort = None
+        self._marcher = None      # draws the class styles VTK cannot (see render)
         self._gl_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rfmweb-vtk")
 
     def _setup(self) -> None:
@@ -85,30 +94,23 @@ class VtkRenderer:
         log.info("VTK renderer: %s, %s", self._window.GetClassName(), self._mapper.GetClassName())
 
     # -- data -------------------------------------------------------------------------------
-    def _set_data(self, scene: Scene) -> str:
-        """Upload the scalar (or pre-classified RGBA) volume when it changed. Returns the mode."""
+    def _set_data(self, scene: Scene) -> None:
+        """Upload the scalar volume (hidden classes made transparent) when it changed."""
         vol = scene.volume
         mix = scene.effective_mix
-        classes = scene.classes if vol.labels is not None else ClassTable()
-        rgba_mode = not classes.is_trivial and not _visibility_only(classes)
-        hidden = classes.hidden
-        key = (id(vol), mix, rgba_mode, hidden, (scene.tf, classes) if rgba_mode else None)
+        hidden = scene.classes.hidden if vol.labels is not None else ()
+        key = (id(vol), mix, hidden, scene.tf.transparent_value() if hidden else None)
         if key == self._data_key:
-            return "rgba" if rgba_mode else "scalar"
+            return
         _, data_model, _, _, numpy_support = _vtk()
-        scalar = scalar_np(vol.data, mix)
-        if rgba_mode:
-            arr = _preclassify(scalar, vol.labels, scene.tf, classes)        # [X, Y, Z, 4] uint8
-        else:
-            arr = hide_voxels(scalar, vol.labels, hidden, scene.tf)
+        arr = hide_voxels(scalar_np(vol.data, mix), vol.labels, hidden, scene.tf)
         image = data_model.vtkImageData()
         image.SetDimensions(*vol.shape)
         spacing = np.asarray(vol.spacing)
         image.SetSpacing(*spacing)
         # VTK images are x-fastest: Fortran order of our [X, Y, Z] arrays
-        ncomp = arr.shape[-1] if rgba_mode else 1
-        flat = arr.reshape(-1, ncomp, order="F") if rgba_mode else arr.ravel(order="F")
-        image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(np.ascontiguousarray(flat), deep=True))
+        image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(np.ascontiguousarray(arr.ravel(order="F")),
+                                                                    deep=True))
         self._mapper.SetInputData(image)
         self._image = image
         # rotation + translation of the affine go to the actor (the image carries the spacing)
@@ -122,9 +124,8 @@ class VtkRenderer:
                 mat.SetElement(i, j, m[i, j])
         self._actor.SetUserMatrix(mat)
         self._data_key = key
-        return "rgba" if rgba_mode else "scalar"
 
-    def _set_property(self, scene: Scene, mode: str) -> None:
+    def _set_property(self, scene: Scene) -> None:
         _, _, rendering, _, _ = _vtk()
         from vtkmodules.vtkCommonDataModel import vtkPiecewiseFunction
         prop, tf = self._property, scene.tf
@@ -137,14 +138,6 @@ class VtkRenderer:
         prop.SetSpecular(sh.specular)
         prop.SetSpecularPower(sh.power)
         otf = vtkPiecewiseFunction()
-        if mode == "rgba":
-            prop.IndependentComponentsOff()
-            for i in range(0, 256, 8):  # alpha is stored square-root encoded (see _preclassify)
-                otf.AddPoint(i, (i / 255.0) ** 2)
-            otf.AddPoint(255, 1.0)
-            prop.SetScalarOpacity(otf)
-            prop.DisableGradientOpacityOn()
-            return
         prop.IndependentComponentsOn()
         ctf = rendering.vtkColorTransferFunction()
         for x, r, g, b in tf.color:
@@ -176,8 +169,23 @@ class VtkRenderer:
             window.SetAbortRender(1)
 
     def render(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL, *, abort=None) -> np.ndarray:
-        """``[H', W', 3]`` uint8 sRGB image, ``H' = round(H * quality.scale)``; see :class:`Renderer`."""
+        """``[H', W', 3]`` uint8 sRGB image, ``H' = round(H * quality.scale)``; see :class:`Renderer`.
+
+        Scenes with class styles VTK cannot draw go to the ray-marcher (module docstring)."""
+        if scene.volume.labels is not None and not _visibility_only(scene.classes):
+            return self._class_marcher().render(scene, camera, quality, abort=abort)
         return self._gl_thread.submit(self._render, scene, camera, quality, abort).result()
+
+    def _class_marcher(self):
+        if self._marcher is None:
+            from ..backend import numba_available
+            from .registry import make_renderer
+
+            name = "compiled" if numba_available() else "raymarch"
+            log.info("VTK cannot draw class colours, class opacity or solid labels exactly: the %s ray-marcher "
+                     "draws those views", name)
+            self._marcher = make_renderer(name)
+        return self._marcher
 
     def _render(self, scene: Scene, camera: OrbitCamera, quality: Quality, abort) -> np.ndarray:
         if self._window is None:
@@ -185,8 +193,8 @@ class VtkRenderer:
         numpy_support = _vtk()[4]
         w = max(1, round(camera.width * quality.scale))
         h = max(1, round(camera.height * quality.scale))
-        mode = self._set_data(scene)
-        self._set_property(scene, mode)
+        self._set_data(scene)
+        self._set_property(scene)
         self._mapper.SetSampleDistance(quality.step * min(scene.volume.spacing))
         self._renderer.SetBackground(*scene.background)
         self._window.SetSize(w, h)
@@ -217,35 +225,11 @@ class VtkRenderer:
                 self._window = None
         self._gl_thread.submit(finalize).result()
         self._gl_thread.shutdown()
+        if self._marcher is not None and hasattr(self._marcher, "close"):
+            self._marcher.close()
 
 
 def _visibility_only(classes: ClassTable) -> bool:
     """Whether the table only hides classes (what a scalar VTK volume can show exactly)."""
     return (classes.mode == "modulate" and not classes.use_class_colors
             and all(s.opacity == 1.0 or not s.visible for s in classes.styles))
-
-
-def _preclassify(scalar: np.ndarray, labels: np.ndarray, tf: TransferFunction, classes: ClassTable) -> np.ndarray:
-    """Per-voxel RGBA (uint8) = TF applied to the scalar, styled by the labels' classes.
-
-    VTK interpolates these values, so two precautions keep it close to the ray-marcher, which
-    interpolates intensities: transparent voxels take the colour of the nearest visible voxel (no
-    dark fringes from blending with black), and alpha is stored as ``sqrt(alpha)`` (more levels
-    for the low opacities of MR presets; VTK also shades with the gradient of this channel).
-    """
-    from scipy import ndimage
-
-    rgba = tf.rgba_np(scalar)                                                 # [X, Y, Z, 4]
-    crgba, use = classes.lookup(int(labels.max()))
-    crgba, use = crgba.numpy()[labels], use.numpy()[labels]
-    if classes.mode == "solid":
-        rgba[..., 3] = np.where(use > 0, crgba[..., 3], rgba[..., 3] * crgba[..., 3])
-    else:
-        rgba[..., 3] *= crgba[..., 3]
-    rgba[..., :3] += (crgba[..., :3] - rgba[..., :3]) * use[..., None]
-    clear = rgba[..., 3] <= 1e-3
-    if clear.any() and not clear.all():
-        nearest = ndimage.distance_transform_edt(clear, return_distances=False, return_indices=True)
-        rgba[..., :3] = rgba[tuple(nearest)][..., :3]
-    rgba[..., 3] = np.sqrt(np.clip(rgba[..., 3], 0, 1))
-    return (np.clip(rgba, 0, 1) * 255 + 0.5).astype(np.uint8)

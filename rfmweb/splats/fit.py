@@ -13,7 +13,7 @@ Priming; Render-FM, DESIGN.md): no network, just gradient descent on the splats 
 - **Densification / pruning**: :mod:`rfmweb.splats.densify` (screen-space gradient statistics,
   clone / split / prune every ``densify_every`` steps inside a window, optional opacity reset,
   Adam state rebuilt on every change), and a last pruning pass at ``sigmoid(a) < 0.01``.
-- **Backends**: the differentiable rasteriser is chosen by :mod:`rfmweb.splats.backend`
+- **Backends**: the differentiable rasteriser is chosen by :func:`rfmweb.backend.choose_rasterizer`
   (``"auto"``: gsplat on CUDA, the torch twin on the CPU); :func:`evaluate` renders without
   gradients (gsplat on CUDA; the torch twin on the CPU, see its docstring for why not numba).
 - **Ctrl-C** (main thread): the loop stops after the current step and returns the current splats
@@ -49,7 +49,7 @@ import torch
 
 from ..errors import InputError
 from ..io.atomic import atomic_write
-from .backend import choose_backend
+from ..backend import choose_rasterizer
 from .densify import DensifyConfig, GradStats, SplatParams, densify_and_prune
 from .model import Splats6D
 from .rasterize import rasterize
@@ -342,7 +342,7 @@ def fit_6dgs(splats: Splats6D, train: Views, config: FitConfig = FitConfig(), *,
     stats = GradStats(len(params), device)
     curve, events, window = [], [], []
     order: list[int] = []
-    used_backend = choose_backend(backend, device, True)
+    used_backend = choose_rasterizer(backend, device, True)
     step = 0
     t0 = time.perf_counter()
     with _StopFlag(handle_interrupt) as flag:

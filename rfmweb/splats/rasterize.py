@@ -10,7 +10,7 @@ Example (the 6DGS pipeline: slice, then rasterise)::
     (torch.Size([V, 256, 256, 3]), torch.Size([V, 256, 256, 1]))
 
 All backends implement gsplat's classic (non-antialiased) 3DGS maths; see
-:mod:`rfmweb.splats._torch_impl` for the equations and :mod:`rfmweb.splats.backend` for the choice.
+:mod:`rfmweb.splats._torch_impl` for the equations and :func:`rfmweb.backend.choose_rasterizer` for the choice.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import InputError
-from .backend import choose_backend
+from ..backend import choose_rasterizer
 
 
 def _per_view(x: torch.Tensor, v: int, tail: tuple, name: str) -> torch.Tensor:
@@ -79,7 +79,7 @@ def rasterize(
     if any(t.device != device for t in tensors):
         raise InputError("rasterize: all tensors must be on one device")
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-    choice = choose_backend(backend, device, needs_grad)
+    choice = choose_rasterizer(backend, device, needs_grad)
     viewmats, Ks = viewmats.to(dtype), Ks.to(dtype)
 
     if choice == "gsplat":
