@@ -5,7 +5,7 @@ Usage::
     .venv/bin/python benchmarks/bench_render.py [--threads N] [--repeats R] [--no-browser]
 
 Prints a Markdown table: ms per frame (median and 90th percentile over R orbiting views) for the
-torch ray-marcher and VTK at 256^2 and 512^2, full quality (sample step 0.5 voxel) and interactive
+torch ray-marcher, its compiled CPU twin (numba) and VTK at 256^2 and 512^2, full quality (sample step 0.5 voxel) and interactive
 quality (step 1 voxel, full and half resolution), on the CPU and on CUDA when present; then the
 browser round trip (pointer event -> new frame displayed) of ``rfmweb serve`` in Debian's chromium.
 Targets (issue #2): interactive preview <= 100 ms at 256^2 on a 2-core CPU; round trip <= 50 ms
@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 from rfmweb.camera import OrbitCamera  # noqa: E402
 from rfmweb.io import load_volume  # noqa: E402
 from rfmweb.render import Quality, RaymarchRenderer, Scene  # noqa: E402
+from rfmweb.render.compiled import CompiledRaymarchRenderer  # noqa: E402
 from rfmweb.render.vtk_volume import VtkRenderer  # noqa: E402
 from rfmweb.transfer import preset  # noqa: E402
 
@@ -47,7 +48,8 @@ def time_renderer(renderer, scene: Scene, size: int, quality: Quality, repeats: 
         c = cam.orbited(360.0 * (i + 1) / (repeats + 1), 0)
         t0 = time.perf_counter()
         renderer.render(scene, c, quality)
-        if torch.cuda.is_available():
+        renderers = [r for r in renderers if r[0] in args.renderers.split(",")]
+    if torch.cuda.is_available():
             torch.cuda.synchronize()
         times.append((time.perf_counter() - t0) * 1e3)
     times.sort()
@@ -67,6 +69,7 @@ def main() -> None:
                         help="torch and VTK threads (default: what `rfmweb serve` uses, cores - 1)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--preset", default="CT-Bone")
+    parser.add_argument("--renderers", default="raymarch,compiled,vtk", help="comma-separated subset to time")
     parser.add_argument("--no-browser", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -75,7 +78,9 @@ def main() -> None:
     print(f"head CT {vol.shape} {tuple(round(s, 3) for s in vol.spacing)} mm, preset {args.preset}; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} thread(s), "
           f"torch {torch.__version__}\n")
-    renderers = [("raymarch", "cpu", RaymarchRenderer(device="cpu")), ("vtk", "cpu", VtkRenderer(args.threads))]
+    renderers = [("raymarch", "cpu", RaymarchRenderer(device="cpu")), ("compiled", "cpu", CompiledRaymarchRenderer()),
+                 ("vtk", "cpu", VtkRenderer(args.threads))]
+    renderers = [r for r in renderers if r[0] in args.renderers.split(",")]
     if torch.cuda.is_available():
         renderers.insert(1, ("raymarch", "cuda", RaymarchRenderer(device="cuda")))
     print("| renderer | device | size | quality | rendered px | median ms | p90 ms |")

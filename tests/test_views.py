@@ -36,14 +36,14 @@ def run(*argv) -> None:
 
 @pytest.fixture
 def count_renders(monkeypatch):
+    from rfmweb.render.compiled import CompiledRaymarchRenderer
+
     calls = []
-    real = RaymarchRenderer.render
-
-    def counting(self, *a, **k):
-        calls.append(1)
-        return real(self, *a, **k)
-
-    monkeypatch.setattr(RaymarchRenderer, "render", counting)
+    for cls in (RaymarchRenderer, CompiledRaymarchRenderer):     # views uses the fastest twin here
+        def counting(self, *a, real=cls.render, **k):
+            calls.append(1)
+            return real(self, *a, **k)
+        monkeypatch.setattr(cls, "render", counting)
     return calls
 
 

@@ -208,9 +208,11 @@ def _make_renderer(args, lighting):
         from ..render.pathtrace import PathTracer
 
         return PathTracer(spp=args.spp or DEFAULT_SPP, seed=args.seed, lighting=lighting)
+    from ..backend import marcher_renderer
     from ..render.registry import make_renderer
 
-    return make_renderer(args.renderer)
+    # the ray-marcher's images come from its fastest twin here (compiled on a CPU: equal within 1e-3)
+    return make_renderer(marcher_renderer() if args.renderer == "raymarch" else args.renderer)
 
 
 def _read_json(path: Path):

@@ -419,7 +419,8 @@ def _ray(o, d, tn, n, step, exact_opacity, scalar, geometry, blocks, tf, classes
             # The segment runs from the previous sample (its front end is that point up to float32
             # rounding) to this one: its intensities lie in the two blocks' ranges, so no
             # extinction over their union means alpha 0, without reading the volume.
-            if b == b_prev or cum_key[min(block_lo[b], block_lo[b_prev])] == cum_key[max(block_hi[b], block_hi[b_prev])]:
+            if b == b_prev or (cum_key[min(block_lo[b], block_lo[b_prev])]
+                               == cum_key[max(block_hi[b], block_hi[b_prev])]):
                 b_prev = b
                 have_prev = False
                 if trans >= EARLY_STOP:

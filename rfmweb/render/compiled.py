@@ -12,13 +12,13 @@ The torch marcher stays the oracle: images agree within 1e-3 (in practice within
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 import torch
 
+from ..backend import numba_threads
 from ..camera import OrbitCamera, camera_rays
 from . import _numba_march
 from .dvr import RaymarchRenderer
@@ -88,22 +88,6 @@ def _tables(field: ScalarField, ranges: tuple[np.ndarray, np.ndarray]) -> _Table
                float(sh.specular), power, ipower, f32(field.label_normals), field.label_normals is not None))
 
 
-@contextmanager
-def _thread_budget():
-    """Run numba kernels on torch's intra-op threads (one CPU budget: ``rfmweb.backend.limit_threads``).
-
-    numba's OpenMP pool, started by the first parallel kernel, resets the process-wide OpenMP thread
-    count that torch reads (measured: 1 -> 2): it is put back afterwards.
-    """
-    n = torch.get_num_threads()
-    numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, n)))
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != n:
-            torch.set_num_threads(n)
-
-
 class CompiledRaymarchRenderer:
     """The ``compiled`` renderer: :class:`RaymarchRenderer`'s images from a compiled CPU kernel.
 
@@ -170,7 +154,7 @@ class CompiledRaymarchRenderer:
             return np.broadcast_to(bg, (h, w, 3)).copy()
         step = quality.step * min(scene.volume.spacing)
         out = np.empty((h, w, 3), dtype=np.float64)
-        with _thread_budget():
+        with numba_threads():
             tab = self._field_tables(scene, step)
             origins, dirs, t_near, n_steps = self._rays(scene, cam, step, box, frame)
             with numba.parallel_chunksize(1):      # tiles handed out one at a time (march_tiles)

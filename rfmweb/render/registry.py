@@ -40,8 +40,9 @@ def make_renderer(name: str) -> Renderer:
 
 
 def default_renderer_name() -> str:
-    """The fastest interactive renderer here: the torch ray-marcher on CUDA, VTK on a CPU."""
-    return "raymarch" if torch.cuda.is_available() else "vtk"
+    """The interactive renderer for this machine (:func:`rfmweb.backend.volume_renderer`)."""
+    from ..backend import volume_renderer
+    return volume_renderer()
 
 
 def _raymarch():

@@ -178,10 +178,10 @@ class VtkRenderer:
 
     def _class_marcher(self):
         if self._marcher is None:
-            from ..backend import numba_available
+            from ..backend import marcher_renderer
             from .registry import make_renderer
 
-            name = "compiled" if numba_available() else "raymarch"
+            name = marcher_renderer()
             log.info("VTK cannot draw class colours, class opacity or solid labels exactly: the %s ray-marcher "
                      "draws those views", name)
             self._marcher = make_renderer(name)

@@ -241,13 +241,16 @@ class FrameStream:
         with self._cond:
             progress = self._progress
         still = self.session.still_renderer is not None
-        if progress is None or progress[1] != snap.version:
+        first = progress is None or progress[1] != snap.version
+        if first:
             abort = lambda: self.session.version != snap.version  # noqa: E731
             per_pass, passes = (SPP_PER_PASS, MAX_SPP // SPP_PER_PASS) if still else (1, CONVERGE_FRAMES)
             progress = (self.session.progressive(snap, per_pass, passes, abort=abort), snap.version)
             with self._cond:
                 self._progress = progress
         t0 = time.perf_counter()
+        if first and not still:
+            self._status(True, "rendering full quality…")
         try:
             image, spp = next(progress[0])
         except StopIteration:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import InputError
-from ..backend import choose_rasterizer
+from ..backend import choose_rasterizer, numba_threads
 
 
 def _per_view(x: torch.Tensor, v: int, tail: tuple, name: str) -> torch.Tensor:
@@ -86,15 +86,12 @@ def rasterize(
         from ._gsplat_impl import rasterize_gsplat
         return rasterize_gsplat(means, covars, opacities, colors, viewmats, Ks, width, height, background)
     if choice == "cpu":
-        import numba
-
         from ._numba_impl import rasterize_numba
 
-        # One thread budget for CPU compute: torch's intra-op threads (rfmweb.backend.limit_threads).
-        numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, torch.get_num_threads())))
         arrays = [t.detach().cpu().numpy() for t in (means, covars, opacities, colors, viewmats, Ks)]
         bg = None if background is None else background.detach().cpu().numpy()
-        rgb, alpha = rasterize_numba(*arrays, width, height, bg)
+        with numba_threads():     # one thread budget for CPU compute: torch's intra-op threads
+            rgb, alpha = rasterize_numba(*arrays, width, height, bg)
         return (torch.from_numpy(rgb).to(device=device, dtype=dtype),
                 torch.from_numpy(alpha).to(device=device, dtype=dtype))
     from ._torch_impl import rasterize_torch

@@ -18,10 +18,13 @@ _FRAME = """el => ({id: Number(el.dataset.frameId || 0), gen: Number(el.dataset.
                    shownAt: Number(el.dataset.shownAt || 0)})"""
 
 # a frame newer than (gen, id) and, if asked, of a given kind
+# kind "rest": the full-quality frame after a change or the converging frames that refine it (a
+# ray-marcher's view at rest is an idle frame followed by progressive ones: either may be showing)
 _NEWER = """({el, gen, id, kind}) => {
   const g = Number(el.dataset.frameGen || 0), i = Number(el.dataset.frameId || 0);
   const newer = g > gen || (g === gen && i > id);
-  return newer && (!kind || el.dataset.frameKind === kind);
+  const k = el.dataset.frameKind;
+  return newer && (!kind || k === kind || (kind === "rest" && (k === "idle" || k === "progressive")));
 }"""
 
 # the time of the first pointer move with a button down after arming
@@ -51,10 +54,11 @@ def wait_frame(page, view, *, after: dict | None = None, kind: str | None = None
 
 
 def wait_idle(page, view, *, after: dict | None = None, timeout_ms: float = 60_000) -> dict:
-    """Wait for the full-quality frame that follows the last change (newer than ``after``, if given)."""
-    if after is None and frame_info(view)["kind"] == "idle":
+    """Wait for the full-quality frame that follows the last change, or one refining it (newer than
+    ``after``, if given)."""
+    if after is None and frame_info(view)["kind"] in ("idle", "progressive"):
         return frame_info(view)
-    return wait_frame(page, view, after=after, kind="idle", timeout_ms=timeout_ms)
+    return wait_frame(page, view, after=after, kind="rest", timeout_ms=timeout_ms)
 
 
 def measure_roundtrip(page, view, n: int = 20, *, step_px: float = 12.0, timeout_ms: float = 60_000) -> list[float]:

@@ -138,7 +138,7 @@ def notebook(lab, browser):
         page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
         page.wait_for_function("""() => {
             const c = [...document.querySelectorAll('.rfm-canvas')];
-            return c.length === 3 && c.every((x) => x.dataset.kind === 'idle');
+            return c.length === 3 && c.every((x) => ['idle', 'progressive'].includes(x.dataset.kind));
         }""", timeout=FRAME_TIMEOUT_MS)
     except Exception:
         page.screenshot(path=str(Path(__file__).resolve().parents[1] / "_artifacts" / "jupyterlab_failure.png"))
@@ -155,8 +155,8 @@ def _canvas(page, i: int):
 
 
 def _wait_new_idle_frame(page, i: int, after_id: int, quiet_ms: int = 600) -> None:
-    """Wait until canvas ``i`` shows a full-quality frame newer than ``after_id`` and no frame has come
-    for ``quiet_ms`` (so it is the final state, not an idle frame from a pause in the middle of a gesture)."""
+    """Wait until canvas ``i`` shows a full-quality (or converging) frame newer than ``after_id`` and no
+    frame has come for ``quiet_ms`` (the final state, not one from a pause in the middle of a gesture)."""
     page.wait_for_function("""([i, after, quiet]) => {
         const c = document.querySelectorAll('.rfm-canvas')[i];
         window.__rfmSeen = window.__rfmSeen || {};
@@ -165,7 +165,8 @@ def _wait_new_idle_frame(page, i: int, after_id: int, quiet_ms: int = 600) -> No
             window.__rfmSeen[i] = {id: c.dataset.frameId, t: performance.now()};
             return false;
         }
-        return Number(c.dataset.frameId) > after && c.dataset.kind === 'idle' && performance.now() - seen.t > quiet;
+        const rest = ['idle', 'progressive'].includes(c.dataset.kind);    // at rest: converging or converged
+        return Number(c.dataset.frameId) > after && rest && performance.now() - seen.t > quiet;
     }""", arg=[i, after_id, quiet_ms], timeout=FRAME_TIMEOUT_MS, polling=50)
 
 

@@ -1,0 +1,76 @@
+"""Convergence of the cinematic still: SSIM of an N-spp path-traced render to an independent 4N-spp one.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_cinematic.py [--volume head|phantom] [--spp 32 128 256] [--size 512]
+        [--threads 2] [--out DIR]
+
+The head CT (or the bundled phantom), CT-Bone, camera at azimuth 20 / elevation 15, the default
+:class:`~rfmweb.render.pathtrace.PathTracer` (hybrid surface/volume scattering). For each N: the
+wall and CPU seconds of ``render_linear`` at N spp (seed 1; kernels compiled beforehand), and the
+SSIM (pytorch_msssim, uint8, data range 255) of its display image to a 4N-spp render with seed 2.
+Goal (issue #9): SSIM >= 0.97 within 30 s at 512^2 on the 2-core CPU. ``--out`` writes each pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from pytorch_msssim import ssim
+
+REPO = Path(__file__).resolve().parents[1]
+HEAD_CT = REPO.parent / "shared" / "data" / "head_ct"
+sys.path.insert(0, str(REPO))
+
+from rfmweb import samples  # noqa: E402
+from rfmweb.camera import OrbitCamera  # noqa: E402
+from rfmweb.io import load_volume  # noqa: E402
+from rfmweb.render import Scene  # noqa: E402
+from rfmweb.render.pathtrace import PathTracer  # noqa: E402
+from rfmweb.render.scene import to_uint8  # noqa: E402
+from rfmweb.transfer import preset  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--volume", choices=("head", "phantom"), default="head")
+    parser.add_argument("--spp", type=int, nargs="+", default=[32, 128, 256])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--out", type=Path, help="write each N | 4N pair as a PNG here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    vol = samples.load("ct_phantom") if args.volume == "phantom" else \
+        load_volume(HEAD_CT / "ct.nii.gz").with_labels(None, ())
+    scene = Scene(vol, preset("CT-Bone"))
+    cam = OrbitCamera.framing(vol.bounds, azimuth=20, elevation=15, width=args.size, height=args.size, margin=0.8)
+    tracer = PathTracer()
+    tracer.render_linear(scene, cam.resized(32, 32), 1)          # build the medium, compile the kernels
+    print(f"{args.volume} {vol.shape}, CT-Bone, {args.size}^2, {os.cpu_count()} cores, load "
+          f"{os.getloadavg()[0]:.1f}\n")
+    print("| spp | wall s | CPU s | SSIM to 4x spp |")
+    print("|---|---|---|---|")
+    for spp in args.spp:
+        tracer.seed = 1
+        t0, c0 = time.perf_counter(), time.process_time()
+        image = tracer.render_linear(scene, cam, spp)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        tracer.seed = 2
+        reference = tracer.render_linear(scene, cam, 4 * spp)
+        a, b = (to_uint8(tracer.to_display(x, scene, cam)) for x in (image, reference))
+        ta, tb = (torch.from_numpy(x).permute(2, 0, 1)[None].float() for x in (a, b))
+        print(f"| {spp} | {wall:.1f} | {cpu:.1f} | {float(ssim(ta, tb, data_range=255.0)):.3f} |", flush=True)
+        if args.out:
+            from PIL import Image
+            args.out.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.concatenate([a, b], axis=1)).save(args.out / f"cinematic_{args.volume}_{spp}.png")
+
+
+if __name__ == "__main__":
+    main()
