@@ -29,12 +29,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pytorch_msssim import ssim
 
 REPO = Path(__file__).resolve().parents[1]
 HEAD_CT = REPO.parent / "shared" / "data" / "head_ct"
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
+from bench_parity import ssim_u8  # noqa: E402
 from rfmweb.camera import OrbitCamera  # noqa: E402
 from rfmweb.io import load_volume  # noqa: E402
 from rfmweb.render import FULL, REFERENCE, Quality, Scene  # noqa: E402
@@ -42,11 +43,6 @@ from rfmweb.render.registry import make_renderer, renderer_names  # noqa: E402
 from rfmweb.transfer import PRESETS, ClassTable, preset  # noqa: E402
 
 CONVERGED = Quality(1.0, FULL.step, 16)
-
-
-def ssim_u8(a: np.ndarray, b: np.ndarray) -> float:
-    ta, tb = (torch.from_numpy(x).permute(2, 0, 1)[None].float() for x in (a, b))
-    return float(ssim(ta, tb, data_range=255.0))
 
 
 def main() -> None:

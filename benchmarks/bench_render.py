@@ -48,8 +48,7 @@ def time_renderer(renderer, scene: Scene, size: int, quality: Quality, repeats: 
         c = cam.orbited(360.0 * (i + 1) / (repeats + 1), 0)
         t0 = time.perf_counter()
         renderer.render(scene, c, quality)
-        renderers = [r for r in renderers if r[0] in args.renderers.split(",")]
-    if torch.cuda.is_available():
+        if torch.cuda.is_available():
             torch.cuda.synchronize()
         times.append((time.perf_counter() - t0) * 1e3)
     times.sort()

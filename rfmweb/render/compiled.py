@@ -21,7 +21,7 @@ import torch
 from ..backend import numba_threads
 from ..camera import OrbitCamera, camera_rays
 from . import _numba_march
-from .dvr import RaymarchRenderer
+from .dvr import RaymarchRenderer, accumulate_frames
 from .fields import LUT_SIZE, ScalarField
 from .raymarch import pixel_jitter
 from .scene import FULL, Quality, RenderAborted, Scene, frame_offsets, to_uint8
@@ -182,18 +182,9 @@ class CompiledRaymarchRenderer:
 
     def accumulate(self, scene: Scene, camera: OrbitCamera, frames_per_pass: int, passes: int, *,
                    abort=None, quality: Quality = FULL):
-        """Progressive convergence while the camera rests: yields ``(image [H, W, 3] float32 in [0, 1],
-        frames so far)`` after each pass of ``frames_per_pass`` jittered frames, the mean of all of them
-        (:meth:`RaymarchRenderer.accumulate`). ``abort`` is polled between row bands (:class:`RenderAborted`)."""
-        total, done = None, 0
-        for _ in range(passes):
-            if abort is not None and abort():
-                raise RenderAborted("accumulation stopped: a newer frame is wanted")
-            img = self.render_float(scene, camera, Quality(1.0, quality.step, frames_per_pass), abort=abort,
-                                    first_frame=done)
-            total = img * frames_per_pass if total is None else total + img * frames_per_pass
-            done += frames_per_pass
-            yield total / done, done
+        """Progressive convergence while the camera rests (:func:`~rfmweb.render.dvr.accumulate_frames`).
+        ``abort`` is polled between row bands (:class:`RenderAborted`)."""
+        return accumulate_frames(self, scene, camera, frames_per_pass, passes, abort=abort, quality=quality)
 
     def depth(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL) -> np.ndarray:
         """``[H', W']`` distance (mm) where opacity reaches 0.5 (``inf``: none): the torch marcher's."""

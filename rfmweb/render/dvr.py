@@ -212,24 +212,31 @@ class RaymarchRenderer:
 
     def accumulate(self, scene: Scene, camera: OrbitCamera, frames_per_pass: int, passes: int, *,
                    abort=None, quality: Quality = FULL):
-        """Progressive convergence while the camera rests: yields ``(image [H, W, 3] float32 in [0, 1],
-        frames so far)`` after each pass of ``frames_per_pass`` jittered frames, the mean of all of them.
+        """Progressive convergence while the camera rests: :func:`accumulate_frames` of this renderer.
         ``abort`` is polled between segments (:class:`RenderAborted`)."""
-        total, done = None, 0
-        for _ in range(passes):
-            if abort is not None and abort():
-                raise RenderAborted("accumulation stopped: a newer frame is wanted")
-            img = self.render_float(scene, camera, Quality(1.0, quality.step, frames_per_pass), abort=abort,
-                                    first_frame=done)
-            total = img * frames_per_pass if total is None else total + img * frames_per_pass
-            done += frames_per_pass
-            yield total / done, done
+        return accumulate_frames(self, scene, camera, frames_per_pass, passes, abort=abort, quality=quality)
 
     @torch.no_grad()
     def depth(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL) -> np.ndarray:
         """``[H', W']`` distance (mm) along each pixel ray where opacity reaches 0.5 (``inf``: none)."""
         res, (h, w) = self.march(scene, camera, quality)
         return res.depth.reshape(h, w).cpu().numpy()
+
+
+def accumulate_frames(renderer, scene: Scene, camera: OrbitCamera, frames_per_pass: int, passes: int, *,
+                      abort=None, quality: Quality = FULL):
+    """Yields ``(image [H, W, 3] float32 in [0, 1], frames so far)`` after each pass of
+    ``frames_per_pass`` jittered frames of a ray-marcher (``renderer.render_float``), the running mean
+    of all of them: the view converges while the camera rests."""
+    total, done = None, 0
+    for _ in range(passes):
+        if abort is not None and abort():
+            raise RenderAborted("accumulation stopped: a newer frame is wanted")
+        img = renderer.render_float(scene, camera, Quality(1.0, quality.step, frames_per_pass), abort=abort,
+                                    first_frame=done)
+        total = img * frames_per_pass if total is None else total + img * frames_per_pass
+        done += frames_per_pass
+        yield total / done, done
 
 
 def upsample(image: np.ndarray, height: int, width: int) -> np.ndarray:
