@@ -491,7 +491,7 @@ class Compare(_Views):
 
     @classmethod
     def segmentations(cls, case_volume: Volume, model=None, *, titles: Sequence[str] | None = None,
-                      renderer: str | None = "raymarch", width: int = 320, height: int = 320,
+                      renderer: str | None = None, width: int = 320, height: int = 320,
                       wait: bool = False) -> "Compare":
         """Ground truth | raw INR | denoised INR of a BraTS case, cameras and slices linked.
 

@@ -153,7 +153,7 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
         from ..session import SegmentationViews
 
         segmentation = SegmentationViews(vol, load_model(model) if model is not None else None,
-                                         renderer=renderer or "raymarch")
+                                         renderer=renderer)
         segmentation.start()  # INR inference on a worker thread; the views fill in when it is done
 
     # trame would otherwise parse this process's command line (ours, or pytest's) as its own

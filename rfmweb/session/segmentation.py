@@ -94,7 +94,8 @@ class SegmentationViews:
         model: a :class:`~rfmweb.models.inr.NeumoursINR` (default: the shipped weights,
             :func:`rfmweb.inr.load_model`).
         cache: a :class:`rfmweb.inr.LabelCache` to share (default: a new one for ``model``).
-        renderer: 3-D renderer of the views (default ``"raymarch"``: labels nearest-neighbour, class colours).
+        renderer: 3-D renderer of the views (default: the fastest ray-marcher here,
+            :func:`rfmweb.backend.marcher_renderer`: labels nearest-neighbour, class colours).
         width, height: initial view size in pixels.
         on_status: ``(view index, busy, message)`` while segmenting and correcting (any thread).
 
@@ -102,7 +103,7 @@ class SegmentationViews:
         InputError: the volume is not a 4-channel MR image.
     """
 
-    def __init__(self, volume: Volume, model=None, *, cache=None, renderer: str | None = "raymarch",
+    def __init__(self, volume: Volume, model=None, *, cache=None, renderer: str | None = None,
                  width: int = 384, height: int = 384, on_status: StatusCallback | None = None) -> None:
         if volume.modality != "MR" or volume.data.shape[0] != 4:
             raise InputError(f"segmentation views need a 4-channel MR case (T1n, T1c, T2w, FLAIR), got "
@@ -116,6 +117,9 @@ class SegmentationViews:
         self.has_truth = volume.labels is not None
         empty = np.zeros(volume.shape, np.uint8)
         gt = volume if self.has_truth else volume.with_labels(empty, BRATS_CLASSES)
+        if renderer is None:
+            from ..backend import marcher_renderer
+            renderer = marcher_renderer()
         self.sessions = tuple(RenderSession(v, renderer=renderer, width=width, height=height)
                               for v in (gt, volume.with_labels(empty, BRATS_CLASSES),
                                         volume.with_labels(empty, BRATS_CLASSES)))
