@@ -171,25 +171,24 @@ def volume_renderer() -> str:
     return choice
 
 
+def _triton_or_torch(device: torch.device, what: str) -> str:
+    if device.type == "cuda" and triton_available():
+        choice, reason = "triton", "CUDA, Triton installed"
+    else:
+        choice, reason = "torch", f"{device.type}" + ("" if device.type != "cuda" else ", no Triton")
+    _log_choice(what, choice, reason)
+    return choice
+
+
 def slicing_backend(device: torch.device) -> str:
     """``"triton"`` (the fused kernel) for CUDA tensors when Triton is installed, else ``"torch"``."""
-    if device.type == "cuda" and triton_available():
-        choice, reason = "triton", "CUDA tensors, Triton installed"
-    else:
-        choice, reason = "torch", f"{device.type} tensors" + ("" if device.type != "cuda" else ", no Triton")
-    _log_choice("6DGS slicing", choice, reason)
-    return choice
+    return _triton_or_torch(device, "6DGS slicing")
 
 
 def march_backend(device: torch.device) -> str:
     """The ray-marcher's forward pass (images, no gradients): ``"triton"`` (one fused kernel) for
     CUDA when Triton is installed, else ``"torch"`` (the differentiable marcher, its twin)."""
-    if device.type == "cuda" and triton_available():
-        choice, reason = "triton", "CUDA, Triton installed"
-    else:
-        choice, reason = "torch", f"{device.type}" + ("" if device.type != "cuda" else ", no Triton")
-    _log_choice("ray-marcher forward", choice, reason)
-    return choice
+    return _triton_or_torch(device, "ray-marcher forward")
 
 
 #: Splat rasteriser names for :func:`choose_rasterizer`.

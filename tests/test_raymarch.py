@@ -123,7 +123,7 @@ def test_chunks_and_segments_do_not_change_the_image(small_ct):
     lo, hi = torch.zeros(3), torch.tensor(small_ct.shape, dtype=torch.float32) - 1  # the whole grid: no skipping
     t0, t1 = ray_aabb(o @ inv[:3, :3].T + inv[:3, 3], d @ inv[:3, :3].T, lo, hi)
     step = 0.7 * min(small_ct.spacing)
-    jitter = torch.as_tensor(pixel_jitter(40, 40, 0), dtype=torch.float32)
+    jitter = torch.tensor(pixel_jitter(40, 40, 0), dtype=torch.float32)
     field = r.field(scene, preintegrate=step)
     other = march(o, d, t0, t1, field, step, segment=5, chunk=333, jitter=jitter)
     assert p.grid.shape[0] == 4

@@ -30,8 +30,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..camera import OrbitCamera
-# the integrator lives in its own module; re-exported here, next to the rest of the Mitsuba plumbing
-from ._mitsuba_integrator import BRICK, define_integrator, majorant_grid  # noqa: F401
 
 log = logging.getLogger(__name__)
 

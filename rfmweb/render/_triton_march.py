@@ -43,21 +43,18 @@ compiled or interpreted as decided when Triton was first imported, maybe before 
 
 from __future__ import annotations
 
-import functools
 import weakref
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import triton
 import triton.language as tl
 
-from ..camera import OrbitCamera, camera_rays
+from ..camera import OrbitCamera
 from ..transfer.function import MAX_OPACITY
 from .dvr import RaymarchRenderer
 from .fields import LUT_SIZE, ScalarField
-from .raymarch import pixel_jitter, ray_aabb
-from .scene import FULL, Quality, Scene, frame_offsets
+from .scene import FULL, Quality, Scene
 
 #: transmittance below which a ray stops (:func:`~rfmweb.render.raymarch.march`'s ``early_stop``)
 EARLY_STOP = 0.01
@@ -411,38 +408,6 @@ def _march_kernel(origins_ptr, dirs_ptr, t0_ptr, t1_ptr, jitter_ptr, out_ptr,   
     tl.store(out_ptr + ray * 3 + 2, acc_b + keep * bg_b, mask=ok)
 
 
-@functools.lru_cache(maxsize=16)
-def _jitter(height: int, width: int, frame: int, device: torch.device) -> torch.Tensor:
-    """:func:`~rfmweb.render.raymarch.pixel_jitter` as a float32 tensor on ``device``, kept: numpy takes
-    longer for it than the kernel for the frame (about 10 ms at 512 x 512)."""
-    return torch.as_tensor(pixel_jitter(height, width, frame), dtype=torch.float32, device=device)
-
-
-def ray_setup(renderer: RaymarchRenderer, scene: Scene, cam: OrbitCamera, step: float, box, frame: int
-              ) -> tuple[torch.Tensor, ...]:
-    """The rays and sample lattice of :meth:`RaymarchRenderer.march <rfmweb.render.dvr.RaymarchRenderer.march>`
-    (the same torch expressions, on the renderer's device, in float32: the volume's dtype) for the
-    pixels of ``cam`` (already scaled by the quality) and jittered frame ``frame``.
-
-    Returns:
-        ``(origins [R, 3], dirs [R, 3], t0 [R], t1 [R], jitter [R])``, ``R = H' W'`` row-major pixel
-        rays: world mm and unit directions, the interval (mm) through the voxel-space ``box`` with
-        ``t0`` moved back onto the lattice of samples ``dt``-spaced from the whole grid's entry (so
-        skipping never moves the samples), and the per-ray offset ``u`` in [0, 1).
-    """
-    dtype, device = torch.float32, renderer.device
-    origins, dirs = camera_rays(cam, device=device, dtype=dtype, offset=frame_offsets(frame))
-    origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
-    inv = torch.as_tensor(np.linalg.inv(scene.volume.affine), dtype=dtype, device=device)
-    o_v, d_v = origins @ inv[:3, :3].T + inv[:3, 3], dirs @ inv[:3, :3].T
-    lo, hi = (torch.as_tensor(b, dtype=dtype, device=device) for b in box)
-    t0, t1 = ray_aabb(o_v, d_v, lo, hi)
-    grid_hi = torch.tensor(scene.volume.shape, dtype=dtype, device=device) - 1
-    g0, _ = ray_aabb(o_v, d_v, torch.zeros_like(grid_hi), grid_hi)
-    t0 = g0 + torch.floor((t0 - g0).clamp_min(0) / step) * step
-    return origins, dirs, t0, t1, _jitter(cam.height, cam.width, frame, device)
-
-
 @dataclass
 class _Tables:
     """The kernel's volume- and scene-side arguments, from one pre-integrated field (no volume copies)."""
@@ -525,7 +490,7 @@ def march_triton(renderer: RaymarchRenderer, scene: Scene, camera: OrbitCamera, 
         return torch.tensor(scene.background, dtype=torch.float32, device=renderer.device).expand(h, w, 3).clone()
     step = quality.step * min(scene.volume.spacing)
     tab = _tables(renderer, scene, step)
-    rays = ray_setup(renderer, scene, cam, step, box, frame)
+    rays = renderer.rays(scene, cam, step, box, frame)
     out = torch.empty(h * w, 3, dtype=torch.float32, device=renderer.device)
     th, tw = tile
     _march_kernel[(triton.cdiv(h, th) * triton.cdiv(w, tw),)](

@@ -14,6 +14,7 @@ inside their pixels: anti-aliasing).
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -157,27 +158,40 @@ class RaymarchRenderer:
         """
         p = self.prepare(scene)
         cam = camera.resized(max(1, round(camera.width * quality.scale)), max(1, round(camera.height * quality.scale)))
-        origins, dirs = camera_rays(cam, device=self.device, dtype=p.grid.dtype, offset=frame_offsets(frame))
-        origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
         step = quality.step * min(scene.volume.spacing)
         field = field if field is not None else self.field(scene, preintegrate=step)
         box = self._visible_box(scene, p)
-        n = origins.shape[0]
         if box is None:
+            n = cam.height * cam.width
             z = torch.zeros(n, dtype=p.grid.dtype, device=self.device)
             return MarchResult(torch.zeros(n, 3, dtype=z.dtype, device=z.device), z, torch.full_like(z, np.inf)), \
                 (cam.height, cam.width)
+        origins, dirs, t0, t1, jitter = self.rays(scene, cam, step, box, frame)
+        return march(origins, dirs, t0, t1, field, step, abort=abort, jitter=jitter), (cam.height, cam.width)
+
+    def rays(self, scene: Scene, cam: OrbitCamera, step: float, box, frame: int) -> tuple[torch.Tensor, ...]:
+        """The pixel rays of ``cam`` (already scaled by the quality) for jittered frame ``frame``, and
+        their sample lattice, on this renderer's device in the prepared grid's dtype.
+
+        Returns:
+            ``(origins [R, 3], dirs [R, 3], t0 [R], t1 [R], jitter [R])``, ``R = H' W'`` row-major: world
+            mm and unit directions, the interval (mm) through the voxel-space ``box`` (:func:`visible_box`)
+            with ``t0`` moved back onto the lattice of ``step``-spaced samples from the whole grid's
+            entry (so skipping never moves the samples), and the per-ray offset ``u`` in [0, 1).
+        """
+        dtype = self.prepare(scene).grid.dtype
+        origins, dirs = camera_rays(cam, device=self.device, dtype=dtype, offset=frame_offsets(frame))
+        origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
         # intersect in voxel space (affine map: the ray parameter t is shared)
-        inv = torch.as_tensor(np.linalg.inv(scene.volume.affine), dtype=origins.dtype, device=self.device)
+        inv = torch.as_tensor(np.linalg.inv(scene.volume.affine), dtype=dtype, device=self.device)
         o_v, d_v = origins @ inv[:3, :3].T + inv[:3, 3], dirs @ inv[:3, :3].T
-        lo, hi = (torch.as_tensor(b, dtype=origins.dtype, device=self.device) for b in box)
+        lo, hi = (torch.as_tensor(b, dtype=dtype, device=self.device) for b in box)
         t0, t1 = ray_aabb(o_v, d_v, lo, hi)
         # start on the sample lattice of the whole grid, so skipping never moves the samples
-        grid_hi = torch.tensor(scene.volume.shape, dtype=origins.dtype, device=self.device) - 1
+        grid_hi = torch.tensor(scene.volume.shape, dtype=dtype, device=self.device) - 1
         g0, _ = ray_aabb(o_v, d_v, torch.zeros_like(grid_hi), grid_hi)
         t0 = g0 + torch.floor((t0 - g0).clamp_min(0) / step) * step
-        jitter = torch.as_tensor(pixel_jitter(cam.height, cam.width, frame), dtype=origins.dtype, device=self.device)
-        return march(origins, dirs, t0, t1, field, step, abort=abort, jitter=jitter), (cam.height, cam.width)
+        return origins, dirs, t0, t1, _jitter_tensor(cam.height, cam.width, frame, self.device, dtype)
 
     def render_tensor(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL, *, field=None,
                       abort=None, frame: int = 0) -> torch.Tensor:
@@ -221,6 +235,13 @@ class RaymarchRenderer:
         """``[H', W']`` distance (mm) along each pixel ray where opacity reaches 0.5 (``inf``: none)."""
         res, (h, w) = self.march(scene, camera, quality)
         return res.depth.reshape(h, w).cpu().numpy()
+
+
+@functools.lru_cache(maxsize=16)
+def _jitter_tensor(height: int, width: int, frame: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """:func:`~rfmweb.render.raymarch.pixel_jitter` as a tensor on ``device``, kept (a host-to-device
+    copy per frame costs more than a Triton frame)."""
+    return torch.tensor(pixel_jitter(height, width, frame), dtype=dtype, device=device)
 
 
 def accumulate_frames(renderer, scene: Scene, camera: OrbitCamera, frames_per_pass: int, passes: int, *,

@@ -87,7 +87,7 @@ import torch
 from ..camera import OrbitCamera
 from ..errors import InputError
 from . import _mitsuba_scene as ms
-from ._mitsuba_integrator import GRADIENT_FACTOR, ROUGHNESS, SPECULAR
+from ._mitsuba_integrator import GRADIENT_FACTOR, ROUGHNESS, SPECULAR, define_integrator
 from .dvr import RaymarchRenderer, visible_box
 from .registry import register
 from .scene import FULL, Quality, RenderAborted, Scene, to_uint8
@@ -452,7 +452,7 @@ class PathTracer:
             else:
                 import drjit as dr  # noqa: PLC0415 (optional dependency)
 
-                ms.define_integrator(mi, dr)
+                define_integrator(mi, dr)
                 med.integrator = mi.load_dict({"type": "rfmweb_volpath", "max_depth": self.max_depth,
                                                "rr_depth": RR_DEPTH, "phase_g": self.phase_g,
                                                "gradient_factor": self.gradient_factor,

@@ -33,6 +33,7 @@ Example (a homogeneous slab, transmittance ``exp(-sigma L)``):
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -77,6 +78,7 @@ def ray_aabb(origins: torch.Tensor, dirs: torch.Tensor, lo: torch.Tensor, hi: to
     return t_near, t_far
 
 
+@functools.lru_cache(maxsize=32)
 def pixel_jitter(height: int, width: int, frame: int = 0) -> np.ndarray:
     """Sample offsets ``u [H * W]`` float64 in [0, 1) for the pixel rays of an ``H x W`` image, row-major.
 
@@ -85,12 +87,15 @@ def pixel_jitter(height: int, width: int, frame: int = 0) -> np.ndarray:
     get well-spread offsets (noise without low frequencies, like blue noise), the pattern is fixed
     in screen space (a camera move of half a degree does not reshuffle it: stable views), and
     successive ``frame`` s cover [0, 1) evenly for averaging. Deterministic: computed here once,
-    for every marcher (torch and the compiled one take the same array).
+    for every marcher (torch and the compiled one take the same array), and kept (read-only): numpy
+    takes ~10 ms for it at 512 x 512, every frame otherwise.
     """
     y, x = np.mgrid[0:height, 0:width].astype(np.float64)
     shift = 5.588238 * int(frame)
     inner = np.modf(0.06711056 * (x + shift) + 0.00583715 * (y + shift))[0]
-    return np.modf(52.9829189 * inner)[0].reshape(-1)
+    out = np.modf(52.9829189 * inner)[0].reshape(-1)
+    out.setflags(write=False)
+    return out
 
 
 def march(origins: torch.Tensor, dirs: torch.Tensor, t_near: torch.Tensor, t_far: torch.Tensor,
