@@ -50,7 +50,8 @@ def test_internal_padding_equals_explicit_padding():
 @pytest.mark.parametrize("kw", [dict(features=(4, 8, 16)), dict(features=(4, 8, 16), half_resolution=True),
                                 dict(features=(4, 8, 16, 32), deep_supervision=True),
                                 dict(features=(4, 8), half_resolution=True, deep_supervision=True),
-                                dict(features=(5,)), dict(in_channels=6, out_channels=37, features=(32, 64, 128, 256))])
+                                dict(features=(5,)), dict(in_channels=6, out_channels=37, features=(32, 64, 128, 256)),
+                                dict(features=(4, 8, 16), half_resolution=True, norm="none")])
 def test_parameter_count_formula(kw):
     cfg = UNetConfig(**kw)
     assert unet_parameter_count(cfg) == count_parameters(UNet3D(cfg))
@@ -81,3 +82,33 @@ def test_bad_config(kw):
 def test_wrong_input_channels():
     with pytest.raises(InputError, match=r"\[N, 4, D, H, W\]"):
         _net(features=(4, 8))(torch.zeros(1, 3, 8, 8, 8))
+
+
+def test_half_resolution_output_is_centred_on_the_agp_block():
+    """Output voxel i sits at input position 2i + 0.5 (the 2x2x2 block AGP pools), not at 2i.
+
+    With identity convolutions and the downsampling kernel set to an average, a ramp input
+    ``x[v] = v + 100`` comes out as the position each output voxel is centred on.
+    """
+    net = _net(in_channels=1, out_channels=1, features=(1, 1), half_resolution=True, norm="none").eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        down = net.encoder[1][0][0].weight
+        down.fill_(1.0 / down[0, 0].numel())
+        for conv in (net.encoder[0][0][0], net.encoder[0][1][0], net.encoder[1][1][0]):
+            conv.weight[0, 0, 1, 1, 1] = 1.0
+        next(iter(net.heads.values())).weight.fill_(1.0)
+        ramp = torch.arange(16, dtype=torch.float32) + 100.0
+        x = ramp[:, None, None].expand(16, 8, 8)[None, None].contiguous()
+        out = net(x)[0, 0, 1:7, 2, 2]
+    torch.testing.assert_close(out, 2 * torch.arange(1, 7, dtype=torch.float32) + 0.5 + 100.0)
+
+
+def test_norm_none_drops_the_norm_layers():
+    cfg = UNetConfig(in_channels=6, out_channels=37, features=(4, 8, 16), half_resolution=True, norm="none")
+    net = UNet3D(cfg)
+    assert not any(isinstance(m, torch.nn.InstanceNorm3d) for m in net.modules())
+    assert unet_parameter_count(cfg) == count_parameters(net)
+    with pytest.raises(InputError, match="norm"):
+        UNetConfig(norm="batch")

@@ -310,6 +310,7 @@ class FrameOut:
     render_ms: float
     encode_ms: float
     spp: int = 0  # samples per pixel of a progressive (cinematic still) frame
+    note: str = ""  # the renderer's line about the image (e.g. "Render-FM: 41,230 splats in 1.3 s")
 
     def to_json(self) -> dict:
         return {"type": "frame", **asdict(self)}

@@ -102,9 +102,11 @@ class _Views(anywidget.AnyWidget):
         self.segmentation = segmentation
         # corrections (INR fine-tuning) run here, one at a time, never on the kernel's thread
         self._jobs = ThreadPoolExecutor(1, thread_name_prefix="rfmweb-correct")
+        has = {"splats": any(x.splats is not None for x in sessions),
+               "renderfm": any(x.volume is not None for x in sessions)}  # Render-FM predicts from a volume
         super().__init__(width=int(width), height=int(height), arrangement=arrangement, preset_options=list(PRESETS),
                          renderer_options=[{"name": n, "label": renderer_label(n)} for n in renderer_names()
-                                           if n != "splats" or any(x.splats is not None for x in sessions)])
+                                           if has.get(n, True)])
         self._unsubscribe = [s.subscribe(self._on_session_change) for s in self._sessions]
         linked = link and len(self._sessions) > 1
         self._unlink = link_cameras(self._sessions) if linked else None
@@ -516,6 +518,17 @@ class Compare(_Views):
         else:
             seg.start()
         return widget
+
+    @classmethod
+    def renderfm(cls, volume: Volume, *, preset: str | None = None, **kwargs) -> "Compare":
+        """Ray-marcher | Render-FM of a CT, cameras linked (needs a Render-FM checkpoint: the shipped
+        one or ``$RFMWEB_RENDERFM_CHECKPOINT``). Render-FM predicts its splats on its own thread
+        when the view appears and after each preset or class change ("Render-FM: preparing splats").
+        """
+        from rfmweb.backend import marcher_renderer
+
+        kwargs.setdefault("titles", ["ray-marcher", "Render-FM"])
+        return cls.renderers(volume, [marcher_renderer(), "renderfm"], preset=preset, **kwargs)
 
     @classmethod
     def renderers(cls, volume: Volume, renderers: Sequence[str], *, preset: str | None = None, **kwargs) -> "Compare":

@@ -38,7 +38,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, metavar="P", help="TCP port (default 8080; 0: any free port)")
     p.add_argument("--auth-key", default=None, metavar="K",
                    help="secret the browser must present: open http://HOST:PORT/?secret=K")
-    p.add_argument("--renderer", default=None, metavar="R", help="initial renderer (e.g. vtk, raymarch)")
+    p.add_argument("--renderer", default=None, metavar="R", help="initial renderer of the main view (e.g. compiled, vtk, renderfm)")
     p.add_argument("--preset", default=None, metavar="P", help="initial transfer-function preset (e.g. CT-Bone)")
     p.add_argument("--open", action="store_true", help="open the system browser")
     p.add_argument("--segment", action="store_true",

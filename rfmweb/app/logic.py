@@ -15,6 +15,8 @@ that bypasses trame-rca's render scheduler, which would render synchronously on 
   the stream's ``ack_timeout``.
 
 :class:`AppController` owns the sessions (view A, and view B for the compare layout, cameras linked;
+on a CT with a Render-FM checkpoint view B starts on ``renderfm``, and "Ray-marcher | Render-FM" sets
+the pair in one click;
 with ``--segment`` the three views ground truth | raw INR | denoised INR of a
 :class:`~rfmweb.session.SegmentationViews`, cameras and slices linked, with the correction tools)
 and keeps :class:`~rfmweb.app.state.AppState` in step with them. Anything a browser sends is
@@ -34,6 +36,7 @@ from typing import Callable
 import numpy as np
 from trame_server.utils.typed_state import TypedState
 
+from ..backend import marcher_renderer
 from ..errors import InputError
 from ..render.registry import renderer_label, renderer_names
 from ..session import VIEW_MODES, Frame, FrameStream, RenderSession, SegmentationViews, link_cameras, link_view_modes
@@ -273,7 +276,8 @@ class AppController:
             self.sessions = dict(zip(VIEWS, segmentation.sessions))
         else:
             self.sessions = {VIEW_A: RenderSession(volume, splats=splats, renderer=renderer, preset=preset),
-                             VIEW_B: RenderSession(volume, splats=splats, renderer=renderer, preset=preset)}
+                             VIEW_B: RenderSession(volume, splats=splats, preset=preset,
+                                                   renderer=compare_renderer(volume) or renderer)}
         self.views = {name: FrameAdapter(name, on_frame=functools.partial(self._on_frame, name),
                                          on_status=functools.partial(self._on_status, name))
                       for name in self.sessions}
@@ -301,6 +305,7 @@ class AppController:
         d.modes = [Choice(m if m != "3d" else "3D", m) for m in VIEW_MODES] if volume is not None else []
         d.correct_labels = [Choice(name, str(i)) for i, name in CORRECTION_LABELS.items()]
         d.segment = segmentation is not None
+        d.can_renderfm = segmentation is None and "renderfm" in usable
         self.sync_state()
 
         n = self.names
@@ -314,6 +319,7 @@ class AppController:
         ctrl.on_server_ready.add(self._on_server_ready)
         ctrl.on_server_exited.add(self.close)
         ctrl.rfm_reset_view = self.reset_view
+        ctrl.rfm_compare_renderfm = self.compare_renderfm
         ctrl.rfm_class_visible = self.set_class_visible
         ctrl.rfm_class_opacity = self.set_class_opacity
         ctrl.rfm_group_visible = self.set_group_visible
@@ -409,6 +415,19 @@ class AppController:
                 asyncio.get_event_loop().run_in_executor(None, stream.close)
             with self.state:
                 self.typed.data.view_b.status = ""
+
+    @guarded
+    def compare_renderfm(self) -> None:
+        """The "Ray-marcher | Render-FM" layout: the ray-marcher left, Render-FM right with the left
+        view's preset, cameras linked."""
+        if not self.typed.data.can_renderfm:
+            raise InputError("Render-FM is not available here (no checkpoint, or no volume)")
+        self.set_renderer(VIEW_A, marcher_renderer())
+        self.set_renderer(VIEW_B, "renderfm")
+        self.set_preset(VIEW_B, self.sessions[VIEW_A].preset_name)
+        self.set_compare(True)
+        with self.state:
+            self.sync_state()
 
     @guarded
     def reset_view(self) -> None:
@@ -539,7 +558,7 @@ class AppController:
             vs = self._view_state(view)
             vs.busy = bool(busy)
             if message:
-                vs.status = message + ("…" if busy else "")
+                vs.status = message + ("…" if busy and not message.endswith("…") else "")
 
     def _on_frame(self, view: str, frame: Frame) -> None:
         now = time.monotonic()
@@ -550,6 +569,15 @@ class AppController:
         still = session is not None and session.still_renderer is not None
         refined = f"cinematic still, {frame.spp} spp" if still else f"converging, {frame.spp} spp"
         label = {"idle": "full quality", "progressive": refined}.get(frame.kind, "interactive")
+        note = f"{frame.note} · " if frame.note else ""  # first: a narrow view cuts the end of the line
         with self.state:
-            self._view_state(view).status = (f"{label} {frame.width}×{frame.height}, "
+            self._view_state(view).status = (f"{note}{label} {frame.width}×{frame.height}, "
                                               f"{frame.render_ms:.0f} ms render + {frame.encode_ms:.0f} ms encode")
+
+
+def compare_renderer(volume: Volume | None) -> str | None:
+    """The compare view's first renderer: ``renderfm`` for a CT when Render-FM is available (the
+    comparison it was made for: ray-marcher | Render-FM), else ``None`` (the main view's)."""
+    if volume is not None and volume.modality == "CT" and "renderfm" in renderer_names():
+        return "renderfm"
+    return None

@@ -18,7 +18,7 @@ import webbrowser
 
 from ..backend import limit_threads
 from ..errors import InputError
-from ..render.registry import renderer_names
+from ..render.registry import check_renderer
 from ..session.sources import open_sources
 from ..transfer import PRESETS
 from ..volume import Volume
@@ -105,6 +105,22 @@ def build_app(volume: Volume | None, *, splats=None, renderer: str | None = None
     return server, controller
 
 
+def _log_renderfm(volume: Volume) -> None:
+    """Say whether Render-FM is offered, and where: the main view keeps the fastest ray-marcher (a
+    network pass per TF or class change is not free on a CPU); a CT's compare view starts on it."""
+    from ..render.renderfm_renderer import checkpoint_missing, renderfm_checkpoint
+
+    why = checkpoint_missing()
+    if why is not None:
+        log.info("Render-FM not offered: %s", why)
+    elif volume.modality == "CT":
+        log.info("Render-FM available (%s): the compare view starts on it (\"Ray-marcher | Render-FM\"); "
+                 "choose it as the main renderer from the menu or with --renderer renderfm", renderfm_checkpoint())
+    else:
+        log.info("Render-FM available (%s) in the renderer menu (trained on CT; this is %s)",
+                 renderfm_checkpoint(), volume.modality)
+
+
 def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.PathLike | None = None,
           splats=None, host: str = "127.0.0.1", port: int = 8080, auth_key: str | None = None, open_browser: bool = False,
           renderer: str | None = None, preset: str | None = None, segment: bool = False,
@@ -122,6 +138,8 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
         auth_key: secret the browser must present (``?secret=...`` in the URL).
         open_browser: open the system browser on the URL.
         renderer, preset: initial choices (see :func:`rfmweb.render.registry.renderer_names`, ``PRESETS``).
+            On a CT the compare view starts on ``renderfm`` when a Render-FM checkpoint is there (the
+            shipped one or ``$RFMWEB_RENDERFM_CHECKPOINT``); the main view keeps ``renderer``.
         segment: ``volume`` is a BraTS case: show ground truth | raw INR | denoised INR side by side
             (cameras and slices linked, Dice under the INR views, correction tools).
         model: INR checkpoint for ``segment`` (default: the shipped weights).
@@ -136,8 +154,8 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
                          "pass auth_key= (CLI: --auth-key KEY) or use host='127.0.0.1'")
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise InputError(f"port must be an integer in 0..65535, got {port!r}")
-    if renderer is not None and renderer not in renderer_names():
-        raise InputError(f"unknown renderer {renderer!r}; choose one of {', '.join(renderer_names())}")
+    if renderer is not None:
+        check_renderer(renderer)
     if preset is not None and preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if segment and splats is not None:
@@ -155,6 +173,8 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
         segmentation = SegmentationViews(vol, load_model(model) if model is not None else None,
                                          renderer=renderer)
         segmentation.start()  # INR inference on a worker thread; the views fill in when it is done
+    elif vol is not None:
+        _log_renderfm(vol)
 
     # trame would otherwise parse this process's command line (ours, or pytest's) as its own
     os.environ["TRAME_ARGS"] = ""

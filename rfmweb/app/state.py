@@ -76,6 +76,8 @@ class AppState:
         class_colors: colour voxels by their class instead of the transfer function.
         cinematic: path-trace progressively while the camera rests (``can_cinematic``: Mitsuba is
             installed and there is a volume to trace).
+        can_renderfm: a Render-FM checkpoint is there and a volume to predict from (the
+            "Ray-marcher | Render-FM" compare button shows).
         classes, groups: per-class styles and grouped toggles of the volume's label map.
         renderers, presets: the options of the selects.
     """
@@ -97,6 +99,7 @@ class AppState:
     class_colors: bool = False
     cinematic: bool = False
     can_cinematic: bool = False
+    can_renderfm: bool = False
     classes: list[ClassRow] = field(default_factory=list)
     groups: list[GroupRow] = field(default_factory=list)
     renderers: list[Choice] = field(default_factory=list)

@@ -143,6 +143,9 @@ def build_ui(server, names):
                 _view_controls(names.view_a, names, "")
                 v3.VSwitch(label="Compare side by side", v_model=(names.compare,), density="compact",
                            v_if=(f"!{names.segment}",), hide_details=True, color="primary", classes="rfm-compare")
+                v3.VBtn("Ray-marcher | Render-FM", click=ctrl.rfm_compare_renderfm, v_if=(names.can_renderfm,),
+                        block=True, variant="tonal", size="small", prepend_icon="mdi-compare",
+                        classes="rfm-compare-renderfm mt-1 mb-2")
                 with html.Div(v_if=(f"{names.compare} && !{names.segment}",), classes="mt-1"):
                     _view_controls(names.view_b, names, " (right view)")
                 v3.VSwitch(label="Cinematic still (path traced)", v_model=(names.cinematic,), v_if=(names.can_cinematic,),

@@ -20,3 +20,18 @@ def apply_threads(args) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+
+
+def parse_device(name: str | None):
+    """The torch device for ``--device cpu|cuda`` (None: :func:`rfmweb.backend.default_device`);
+    checked without logging, so bad input stays one line."""
+    import torch
+
+    if name is None:
+        from ..backend import default_device
+        return default_device()
+    if name not in ("cpu", "cuda"):
+        raise InputError(f"--device must be cpu or cuda, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is available here; use --device cpu")
+    return torch.device(name)

@@ -19,6 +19,9 @@ grown to cover the rest); densification grows into the other half.
 Ctrl-C stops after the current step, then saves the current splats (and the report, scored as
 usual) before exiting with status 130; a second Ctrl-C aborts at once without writing. Outputs are
 written atomically: a failed or aborted run never leaves a partial file.
+
+Everything from the options to the report is :func:`fit_and_report`, which ``rfmweb finetune``
+(:mod:`rfmweb.commands.finetune`) calls with its own starting splats.
 """
 
 from __future__ import annotations
@@ -26,8 +29,15 @@ from __future__ import annotations
 import logging
 import platform
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 from ..errors import InputError
+from ._options import parse_device
+
+if TYPE_CHECKING:
+    from ..splats.model import Splats6D
 
 log = logging.getLogger("rfmweb")
 
@@ -47,96 +57,151 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="output splat file (.npz)")
     p.add_argument("--report", help="write a JSON report (held-out metrics, timing, training curve)")
     p.add_argument("--labels", help="label map on the volume's grid (.nii/.nii.gz), for hidden classes and AGP")
+    add_fit_options(p, seed_help="random seed (view order, random init, splits)",
+                    max_splats_help="cap on the splat count (default 20000 on CPU, 1000000 on CUDA); the initial "
+                                    "splats take at most half, densification the rest")
+    p.set_defaults(run=run)
+
+
+def add_fit_options(p, *, seed_help: str, max_splats_help: str) -> None:
+    """The options ``fit-6dgs`` and ``finetune`` share (after their own)."""
     p.add_argument("--lr-scale", type=float, default=1.0, help="multiply every learning rate (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (view order, random init, splits)")
-    p.add_argument("--max-splats", type=int, help="cap on the splat count (default 20000 on CPU, 1000000 on CUDA); "
-                                                  "the initial splats take at most half, densification the rest")
+    p.add_argument("--seed", type=int, default=0, help=seed_help)
+    p.add_argument("--max-splats", type=int, help=max_splats_help)
     p.add_argument("--device", metavar="cpu|cuda", help="where to fit (default: CUDA when available)")
     p.add_argument("--size", type=int, help="train on views down-scaled to this width in pixels "
                                             "(default 128 on CPU, the views' size on CUDA)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=run)
-
-
-def _device(name: str):
-    """The device for ``--device`` (checked without logging anything: bad input stays one line)."""
-    import torch
-
-    if name not in ("cpu", "cuda"):
-        raise InputError(f"--device must be cpu or cuda, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available here; use --device cpu")
-    return torch.device(name)
 
 
 def run(args) -> dict:
     """Run the command; returns the report (also written with ``--report``)."""
-    import torch
+    from ..splats.fit import INIT_FRACTION, REPORT_FORMAT
+    from ..splats.viewset import INITS, initial_splats
 
-    from ..io import open_volume
-    from ..splats.fit import INIT_FRACTION, FitConfig, evaluate, fit_6dgs, write_json
-    from ..splats.viewset import INITS, initial_splats, load_views, scene_for_views
-
-    t_start = time.perf_counter()
     if args.init not in INITS:
         raise InputError(f"--init must be one of {', '.join(INITS)}, got {args.init!r}")
-    if not str(args.out).lower().endswith(".npz"):
-        raise InputError("output must end in .npz", args.out)
-    if args.report and not str(args.report).lower().endswith(".json"):
-        raise InputError("report must end in .json", args.report)
-    device = None if args.device is None else _device(args.device)
-    FitConfig(iters=args.iters or 0, lr_scale=args.lr_scale, max_splats=args.max_splats)  # checked before slow steps
-    views = load_views(args.views)
-    if args.size is not None:
-        views = views.resized(args.size)
-    volume = open_volume(args.volume, args.labels)
+
+    def start(scene, max_splats: int, device):
+        return initial_splats(args.init, scene, max_splats=max(1, int(max_splats * INIT_FRACTION)), seed=args.seed,
+                              device=device)
+
+    return fit_and_report(FitJob.from_args(args), start, command="fit-6dgs", init=args.init,
+                          report_format=REPORT_FORMAT)
+
+
+@dataclass(frozen=True)
+class FitJob:
+    """What a fitting command was asked to do (its command-line options, before defaults).
+
+    ``None`` for ``iters``, ``max_splats``, ``size`` and ``device`` means "the default for the
+    rasteriser that will run" (:data:`DEFAULTS`).
+    """
+
+    volume: str
+    views: str
+    out: str
+    labels: str | None = None
+    report: str | None = None
+    iters: int | None = None
+    max_splats: int | None = None
+    size: int | None = None
+    device: str | None = None
+    lr_scale: float = 1.0
+    seed: int = 0
+    quiet: bool = False
+
+    @classmethod
+    def from_args(cls, args) -> "FitJob":
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
+
+
+def fit_and_report(job: FitJob, start: Callable[..., "Splats6D"], *, command: str, init: str, report_format: str,
+                   min_max_splats: int = 0, report_extra: dict | None = None) -> dict | None:
+    """The part of ``fit-6dgs`` and ``finetune`` they share: check, load, fit, save, score, report.
+
+    Checks the options (output suffixes, device, hyper-parameters) before anything slow, loads
+    the views (down-scaled to ``job.size``), the volume and the scene the views show, picks the
+    defaults of the rasteriser that will run (:data:`DEFAULTS`), builds the starting splats with
+    ``start(scene, max_splats, device) -> Splats6D``, scores them on the held-out views (only
+    with a report), fits (:func:`rfmweb.splats.fit.fit_6dgs`), saves ``job.out`` and writes the
+    report (held-out metrics before and after, timing, curve) atomically.
+
+    Args:
+        job: the options.
+        start: makes the starting splats (used as they come: any subsampling is ``start``'s).
+        command: name for the log.
+        init: the report's ``"init"``.
+        report_format: the report's ``"format"`` tag.
+        min_max_splats: the default ``max_splats`` is at least this (``finetune``: room to densify).
+        report_extra: keys added to the report.
+
+    Returns:
+        The report (``None`` without ``job.report``). Raises ``KeyboardInterrupt`` after saving
+        when Ctrl-C stopped the fit.
+    """
+    import torch
+
+    from ..backend import choose_rasterizer, default_device
+    from ..io import open_volume
+    from ..splats.fit import FitConfig, evaluate, fit_6dgs, write_json
+    from ..splats.viewset import load_views, scene_for_views
+
+    t_start = time.perf_counter()
+    if not str(job.out).lower().endswith(".npz"):
+        raise InputError("output must end in .npz", job.out)
+    if job.report and not str(job.report).lower().endswith(".json"):
+        raise InputError("report must end in .json", job.report)
+    device = None if job.device is None else parse_device(job.device)
+    FitConfig(iters=job.iters or 0, lr_scale=job.lr_scale, max_splats=job.max_splats)  # checked before slow steps
+    views = load_views(job.views)
+    if job.size is not None:
+        views = views.resized(job.size)
+    volume = open_volume(job.volume, job.labels)
     scene = scene_for_views(views, volume)
 
     if device is None:
-        from ..backend import default_device
         device = default_device()
     # defaults sized by the rasteriser that will run, not by the device: the torch twin on CUDA is
     # far slower than gsplat and would take hours with gsplat's defaults
-    from ..backend import choose_rasterizer
     rasterizer = choose_rasterizer("auto", device, needs_grad=True)
     if device.type == "cuda" and rasterizer != "gsplat":
-        log.warning("fit-6dgs: gsplat is not installed, so the torch twin rasterises on CUDA; using the small "
+        log.warning("%s: gsplat is not installed, so the torch twin rasterises on CUDA; using the small "
                     "defaults (--iters %d, --max-splats %d, --size %d) unless given (pip install 'rfmweb[gpu]')",
-                    DEFAULTS["cpu"]["iters"], DEFAULTS["cpu"]["max_splats"], DEFAULTS["cpu"]["size"])
+                    command, DEFAULTS["cpu"]["iters"], DEFAULTS["cpu"]["max_splats"], DEFAULTS["cpu"]["size"])
     defaults = DEFAULTS["cuda" if rasterizer == "gsplat" else "cpu"]
-    iters = defaults["iters"] if args.iters is None else args.iters
-    max_splats = defaults["max_splats"] if args.max_splats is None else args.max_splats
-    config = FitConfig(iters=iters, lr_scale=args.lr_scale, max_splats=max_splats, seed=args.seed)
-    if args.size is None and defaults["size"] is not None:
+    iters = defaults["iters"] if job.iters is None else job.iters
+    max_splats = max(defaults["max_splats"], min_max_splats) if job.max_splats is None else job.max_splats
+    config = FitConfig(iters=iters, lr_scale=job.lr_scale, max_splats=max_splats, seed=job.seed)
+    if job.size is None and defaults["size"] is not None:
         views = views.resized(min(defaults["size"], views.native_size[0]))
-    splats = initial_splats(args.init, scene, max_splats=max(1, int(max_splats * INIT_FRACTION)), seed=args.seed,
-                            device=device)
-    log.info("fit-6dgs: %s init, %d splats, %d train / %d test views, training at %dx%d on %s, %d iterations",
-             args.init, len(splats), len(views.train), 0 if views.test is None else len(views.test),
+    splats = start(scene, max_splats, device)
+    log.info("%s: %s init, %d splats, %d train / %d test views, training at %dx%d on %s, %d iterations",
+             command, init, len(splats), len(views.train), 0 if views.test is None else len(views.test),
              views.train.width, views.train.height, device, iters)
 
     test = views.test_native
-    initial = evaluate(splats, test, background=views.background) if (test is not None and args.report) else None
-    # one scene radius for both inits (the volume's half-diagonal): same learning rates and thresholds
+    initial = evaluate(splats, test, background=views.background) if (test is not None and job.report) else None
+    # one scene radius whatever the start (the volume's half-diagonal): same learning rates and thresholds
     lo, hi = volume.bounds
     extent = 0.5 * float(((hi - lo) ** 2).sum() ** 0.5)
     result = fit_6dgs(splats, views.train, config, device=device, background=views.background, extent=extent,
-                      progress=not args.quiet)
+                      progress=not job.quiet)
     fitted = result.splats.to("cpu")
-    fitted.save(args.out)
-    log.info("wrote %s: %d splats after %d iterations (%.1f s%s)", args.out, len(fitted), result.iterations,
+    fitted.save(job.out)
+    log.info("wrote %s: %d splats after %d iterations (%.1f s%s)", job.out, len(fitted), result.iterations,
              result.wall_s, ", interrupted" if result.interrupted else "")
 
     report = None
-    if args.report:
+    if job.report:
         final = evaluate(result.splats, test, background=views.background) if test is not None else None
         small = None
         if test is not None and views.test.width != test.width:
             small = evaluate(result.splats, views.test, background=views.background)
         report = {
-            "format": "rfmweb.fit6dgs.report/1",
-            "volume": str(args.volume), "labels": args.labels, "views": str(args.views), "out": str(args.out),
-            "init": args.init, "device": str(device), "backend": result.backend,
+            "format": report_format,
+            "volume": str(job.volume), "labels": job.labels, "views": str(job.views), "out": str(job.out),
+            "init": init, **(report_extra or {}), "device": str(device), "backend": result.backend,
             "threads": torch.get_num_threads(), "host": platform.node(), "torch": torch.__version__,
             "iterations": result.iterations, "iterations_planned": iters, "interrupted": result.interrupted,
             "fit_wall_s": round(result.wall_s, 2), "total_wall_s": round(time.perf_counter() - t_start, 2),
@@ -151,11 +216,11 @@ def run(args) -> dict:
             {"ssim": initial.ssim, "psnr": initial.psnr, "size": list(initial.size)},
             "curve": result.curve, "events": result.events, "config": config.to_dict(),
         }
-        write_json(args.report, report)
+        write_json(job.report, report)
         if final is not None:
             log.info("held-out (%d views, %dx%d): SSIM %.4f  PSNR %.2f dB  (initial %.4f / %.2f)", len(test),
                      *final.size, final.ssim, final.psnr, initial.ssim, initial.psnr)
-        log.info("wrote %s", args.report)
+        log.info("wrote %s", job.report)
     if result.interrupted:
         raise KeyboardInterrupt  # outputs are saved; the CLI exits with 130
     return report

@@ -89,7 +89,9 @@ def add_parser(sub) -> None:
     p.add_argument("--n", type=int, default=20, help="number of views (default 20)")
     p.add_argument("--size", type=int, default=256, help="image width and height in pixels (default 256)")
     p.add_argument("--labels", help="label map on the same grid (.nii/.nii.gz)")
-    p.add_argument("--preset", choices=list(PRESETS), help="transfer-function preset (default per modality)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--preset", choices=list(PRESETS), help="transfer-function preset (default per modality)")
+    group.add_argument("--tf", metavar="JSON", help="transfer function as a ParaView colour-map JSON")
     p.add_argument("--hide", action="append", default=[], metavar="CLASS_OR_GROUP",
                    help="hide a label class (name or value) or a group such as skeleton; repeatable")
     p.add_argument("--spp", type=int, help=f"samples per pixel, pathtrace only (default {DEFAULT_SPP})")
@@ -189,7 +191,8 @@ def _check_args(args) -> None:
         raise InputError("--out must be a folder, but a file is there", out)
 
 
-def _hidden_classes(classes, names: list[str]):
+def hide_classes(classes, names: list[str]):
+    """``classes`` with the classes or groups named in ``names`` (``--hide``) hidden."""
     for name in names:
         if name in classes.groups:
             classes = classes.set_group_visible(name, False)
@@ -237,9 +240,14 @@ def run_views(args) -> None:
     _check_args(args)
     out = Path(args.out)
     volume = open_volume(args.volume, args.labels)
-    preset_name = args.preset or DEFAULT_PRESET[volume.modality]
-    tf = preset_for(preset_name, volume)
-    classes = _hidden_classes(ClassTable.from_classes(volume.classes), args.hide)
+    if getattr(args, "tf", None):
+        from ..transfer import load_paraview_json
+        tf = load_paraview_json(args.tf)
+        preset_name = tf.name
+    else:
+        preset_name = args.preset or DEFAULT_PRESET[volume.modality]
+        tf = preset_for(preset_name, volume)
+    classes = hide_classes(ClassTable.from_classes(volume.classes), args.hide)
     scene = Scene(volume, tf, classes)
     lighting = (WORLD_LIGHTING if args.light == "world" else Lighting()) if args.renderer == "pathtrace" else None
     quality = REFERENCE if args.renderer == "raymarch" and args.quality == "reference" else FULL

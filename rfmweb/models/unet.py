@@ -18,8 +18,15 @@ axis: InstanceNorm needs more than one voxel).
 
 ``half_resolution=True`` stops the decoder one stage early (the finest decoder stage and the full
 resolution skip are not built) and returns the output of stage 1, cropped to
-``floor(D/2) x floor(H/2) x floor(W/2)``: output voxel ``i`` is the stride-2 convolution centred on
-input voxel ``2 i`` (Render-FM's 37 channels at half resolution from 6 input channels).
+``floor(D/2) x floor(H/2) x floor(W/2)`` (Render-FM's 37 channels at half resolution from 6 input
+channels). Its first downsampling is a 4 x 4 x 4 convolution (stride 2, padding 1) instead of
+3 x 3 x 3, so output voxel ``i`` is centred on input position ``2 i + 0.5``: the centre of the
+2 x 2 x 2 block ``{2i, 2i + 1}^3`` that Anatomy-Guided Priming pools (:mod:`rfmweb.splats.init`).
+A 3 x 3 x 3 stride-2 convolution would centre it on voxel ``2 i``, half a voxel off every splat.
+
+``norm="none"`` drops the InstanceNorm layers. The network is then translation-equivariant (on
+the stride grid), so a volume can be processed in overlapping patches whose result equals one
+whole pass (Render-FM's patched inference); instance statistics would differ from patch to patch.
 
 Deep supervision (nnU-Net's training trick): the forward pass returns one output per decoder stage
 that was run, finest first, each from its own 1 x 1 x 1 head and cropped to its own
@@ -35,7 +42,9 @@ Parameter count (:func:`unet_parameter_count`, checked against the module in the
   + sum_{s >= s0}^{S-2} [8 f_{s+1} f_s + f_s + 54 f_s^2 + 27 f_s^2 + 6 f_s]   (decoder)
   + (f_{s0} K + K)  [+ (f_s K + K) for every coarser decoder stage with deep supervision]
 
-where ``s0 = 1`` with ``half_resolution`` and 0 otherwise.
+where ``s0 = 1`` with ``half_resolution`` and 0 otherwise; with ``half_resolution`` the stage-1
+downsampling has ``64 c_0 f_1`` weights instead of ``27 c_0 f_1``; ``norm="none"`` removes the
+``4 f_s`` norm parameters of every block (2 per conv).
 
 Example:
     >>> net = UNet3D(UNetConfig(in_channels=6, out_channels=37, features=(8, 16, 32), half_resolution=True))
@@ -55,6 +64,7 @@ from ..errors import InputError
 
 #: LeakyReLU slope used by nnU-Net.
 NEGATIVE_SLOPE = 0.01
+NORMS = ("instance", "none")
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,7 @@ class UNetConfig:
             (``S - 1`` stride-2 downsamplings).
         half_resolution: output at ``floor(size / 2)`` instead of the input size.
         deep_supervision: in training mode also return the coarser decoder outputs.
+        norm: ``"instance"`` (nnU-Net) or ``"none"`` (translation-equivariant, exact patching).
     """
 
     in_channels: int = 4
@@ -75,9 +86,12 @@ class UNetConfig:
     features: tuple[int, ...] = (16, 32, 64, 128, 256)
     half_resolution: bool = False
     deep_supervision: bool = False
+    norm: str = "instance"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(int(f) for f in self.features))
+        if self.norm not in NORMS:
+            raise InputError(f"UNetConfig.norm must be one of {NORMS}, got {self.norm!r}")
         if self.in_channels < 1 or self.out_channels < 1:
             raise InputError(f"UNetConfig: in_channels and out_channels must be >= 1, got "
                              f"{self.in_channels} and {self.out_channels}")
@@ -103,12 +117,14 @@ class UNetConfig:
 
 
 class ConvBlock(nn.Sequential):
-    """``conv3 (stride) -> InstanceNorm3d (affine) -> LeakyReLU(0.01)``, ``[N, a, D, H, W]`` ->
-    ``[N, b, ceil(D / stride), ...]``."""
+    """``conv (kernel, stride, padding 1) -> InstanceNorm3d (affine; or none) -> LeakyReLU(0.01)``,
+    ``[N, a, D, H, W]`` -> ``[N, b, ceil(D / stride), ...]`` (kernel 3, or 4 with stride 2 on even sizes)."""
 
-    def __init__(self, a: int, b: int, stride: int = 1) -> None:
-        super().__init__(nn.Conv3d(a, b, 3, stride=stride, padding=1), nn.InstanceNorm3d(b, affine=True),
-                         nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True))
+    def __init__(self, a: int, b: int, stride: int = 1, norm: str = "instance", kernel: int = 3) -> None:
+        layers = [nn.Conv3d(a, b, kernel, stride=stride, padding=1)]
+        if norm == "instance":
+            layers.append(nn.InstanceNorm3d(b, affine=True))
+        super().__init__(*layers, nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True))
 
 
 class UNet3D(nn.Module):
@@ -126,14 +142,17 @@ class UNet3D(nn.Module):
         f = config.features
         self.encoder = nn.ModuleList()
         prev = config.in_channels
+        norm = config.norm
         for s, width in enumerate(f):
-            self.encoder.append(nn.Sequential(ConvBlock(prev, width, stride=1 if s == 0 else 2),
-                                              ConvBlock(width, width)))
+            kernel = 4 if (s == 1 and config.half_resolution) else 3   # centred on 2i + 0.5 (docstring)
+            self.encoder.append(nn.Sequential(ConvBlock(prev, width, 1 if s == 0 else 2, norm, kernel),
+                                              ConvBlock(width, width, norm=norm)))
             prev = width
         self.first_decoded = 1 if config.half_resolution else 0
         stages = range(config.n_stages - 2, self.first_decoded - 1, -1)          # coarse -> fine
         self.up = nn.ModuleList(nn.ConvTranspose3d(f[s + 1], f[s], 2, stride=2) for s in stages)
-        self.decoder = nn.ModuleList(nn.Sequential(ConvBlock(2 * f[s], f[s]), ConvBlock(f[s], f[s])) for s in stages)
+        self.decoder = nn.ModuleList(nn.Sequential(ConvBlock(2 * f[s], f[s], norm=norm), ConvBlock(f[s], f[s], norm=norm))
+                                     for s in stages)
         # no decoder (1 stage, or 2 at half resolution): the head sits on the coarsest encoder stage
         head_stages = (list(stages) if config.deep_supervision else [self.first_decoded]) if list(stages) \
             else [config.n_stages - 1]
@@ -176,14 +195,16 @@ def unet_parameter_count(config: UNetConfig) -> int:
     """Trainable parameters of ``UNet3D(config)`` in closed form (the formula of the module docstring)."""
     f = config.features
     k = config.out_channels
+    norm = 4 if config.norm == "instance" else 0          # per conv block: 2 b norm weights (x2 blocks)
     total, prev = 0, config.in_channels
-    for width in f:
-        total += 27 * prev * width + 27 * width * width + 6 * width
+    for s, width in enumerate(f):
+        taps = 64 if (s == 1 and config.half_resolution) else 27
+        total += taps * prev * width + 27 * width * width + (2 + norm) * width
         prev = width
     first = 1 if config.half_resolution else 0
     decoded = list(range(first, config.n_stages - 1))
     for s in decoded:
-        total += 8 * f[s + 1] * f[s] + f[s] + 54 * f[s] * f[s] + 27 * f[s] * f[s] + 6 * f[s]
+        total += 8 * f[s + 1] * f[s] + f[s] + 54 * f[s] * f[s] + 27 * f[s] * f[s] + (2 + norm) * f[s]
     heads = (decoded if config.deep_supervision else [first]) if decoded else [config.n_stages - 1]
     total += sum(f[s] * k + k for s in heads)
     return total

@@ -81,11 +81,25 @@ class RenderAborted(Exception):
     """A render stopped early because its ``abort`` callback said the result is no longer wanted."""
 
 
+class Preparing(Exception):
+    """A renderer is still preparing this scene on its own thread (e.g. Render-FM predicting splats):
+    there is no image yet. ``str(exc)`` is the status line to show meanwhile; the renderer tells its
+    listeners when it is done (see :meth:`rfmweb.session.RenderSession.render` with ``wait=False``)."""
+
+
 class Renderer(Protocol):
     """A renderer turns (scene, camera, quality) into an ``[H', W', 3]`` uint8 sRGB image.
 
     ``abort``, when given, is polled during long renders; once it returns True the renderer
     raises :class:`RenderAborted` instead of finishing (a newer state is waiting).
+
+    Optional parts, looked up with ``getattr`` by the session and the frame stream:
+
+    - ``accumulate(scene, camera, per_pass, passes, abort=)``: progressive refinement at rest;
+    - ``prepare_in_background(scene) -> str | None`` and ``listen(callback)``: a renderer with slow
+      per-scene set-up (Render-FM) starts it on its own thread and returns a status line, or
+      ``None`` once it is ready; ``callback()`` is called (from that thread) when a set-up ends;
+    - ``note``: one line about the last image drawn (e.g. ``"Render-FM: 41,230 splats in 1.3 s"``).
     """
 
     name: ClassVar[str]

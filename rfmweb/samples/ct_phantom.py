@@ -379,6 +379,22 @@ def _paint_sternum_and_shoulders(c: _Canvas, g: _Grid, b: _Body, theta, radial) 
     c.paint("clavicles", bone, 700.0, where)
 
 
+def paint_torso(g: _Grid, b: _Body, rng: np.random.Generator) -> _Canvas:
+    """Every structure of the torso painted on grid ``g`` with body sections ``b``, in order (later
+    structures win); ``rng`` drives the texture. Also used by Render-FM's varied anatomy."""
+    theta, radial = _chest_wall(g, b)
+    cavity, dome = radial < -5.0, _diaphragm(g)
+    c = _Canvas(g.shape)
+    _paint_body(c, g, b, cavity, dome, rng)
+    _paint_lungs(c, g, cavity, dome, rng)
+    _paint_abdomen(c, g, cavity, dome, rng)
+    _paint_heart_vessels_airways(c, g)
+    _paint_spine(c, g)
+    _paint_ribs(c, g, theta, radial)
+    _paint_sternum_and_shoulders(c, g, b, theta, radial)
+    return c
+
+
 def ct_phantom(size: int = 160, seed: int = 0) -> Volume:
     """A procedural torso CT (chest and upper abdomen) with 24 labelled structures.
 
@@ -405,17 +421,7 @@ def ct_phantom(size: int = 160, seed: int = 0) -> Volume:
     axes = [((np.arange(n) - (n - 1) / 2.0) * spacing).astype(np.float32) for n in shape]
     g = _Grid(axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :], spacing)
     rng = np.random.default_rng(seed)
-    b = _body(g.z)
-    theta, radial = _chest_wall(g, b)
-    cavity, dome = radial < -5.0, _diaphragm(g)
-    c = _Canvas(shape)
-    _paint_body(c, g, b, cavity, dome, rng)
-    _paint_lungs(c, g, cavity, dome, rng)
-    _paint_abdomen(c, g, cavity, dome, rng)
-    _paint_heart_vessels_airways(c, g)
-    _paint_spine(c, g)
-    _paint_ribs(c, g, theta, radial)
-    _paint_sternum_and_shoulders(c, g, b, theta, radial)
+    c = paint_torso(g, _body(g.z), rng)
     hu = ndimage.gaussian_filter(c.hu, BLUR_VOXELS, mode="nearest")
     hu += NOISE_HU * rng.standard_normal(shape, dtype=np.float32)
     affine = np.diag([spacing, spacing, spacing, 1.0])

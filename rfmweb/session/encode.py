@@ -27,6 +27,7 @@ class Frame:
         id: sequence number within its stream (for acknowledgements).
         render_ms, encode_ms: time spent.
         spp: path-traced samples per pixel accumulated so far (progressive frames; 0 otherwise).
+        note: the renderer's line about the image (e.g. ``"Render-FM: 41,230 splats in 1.3 s"``; or ``""``).
     """
 
     data: bytes
@@ -39,12 +40,13 @@ class Frame:
     render_ms: float = 0.0
     encode_ms: float = 0.0
     spp: int = 0
+    note: str = ""
 
     def meta(self) -> dict:
         """JSON-able description (everything but the bytes)."""
         return {"id": self.id, "mime": self.mime, "width": self.width, "height": self.height, "kind": self.kind,
                 "version": self.version, "render_ms": round(self.render_ms, 1), "encode_ms": round(self.encode_ms, 1),
-                "spp": self.spp}
+                "spp": self.spp, "note": self.note}
 
 
 def encode_image(image: np.ndarray, fmt: str = "jpeg", quality: int = JPEG_IDLE) -> bytes:

@@ -19,8 +19,8 @@ from ..camera import OrbitCamera
 from ..errors import InputError
 from ..io.nifti import generic_classes
 from ..render.fields import ChannelMix, default_mix
-from ..render.registry import default_renderer_name, make_renderer, renderer_names
-from ..render.scene import FULL, Quality, Scene
+from ..render.registry import check_renderer, default_renderer_name, make_renderer
+from ..render.scene import FULL, Preparing, Quality, Scene
 from ..render.slices import AXES, SliceGeometry, default_window, render_slice, slice_geometry
 from ..splats.model import Splats6D
 from ..transfer import DEFAULT_PRESET, PRESETS, ClassTable, TransferFunction, preset_for
@@ -86,9 +86,7 @@ class RenderSession:
         self.version = 0
         self.volume = volume
         self.splats = splats
-        self.renderer_name = renderer or (default_renderer_name() if volume is not None else "splats")
-        if self.renderer_name not in renderer_names():
-            raise InputError(f"unknown renderer {self.renderer_name!r}; choose one of {', '.join(renderer_names())}")
+        self.renderer_name = check_renderer(renderer or (default_renderer_name() if volume is not None else "splats"))
         self.preset_name = preset or DEFAULT_PRESET[volume.modality if volume is not None else "CT"]
         self.tf: TransferFunction = self._preset(self.preset_name)
         if classes is None:
@@ -107,7 +105,8 @@ class RenderSession:
     def subscribe(self, callback: Callable[["RenderSession", str], None]) -> Callable[[], None]:
         """Call ``callback(session, what)`` after every change; returns an unsubscribe function.
 
-        ``what`` is ``"camera"``, ``"scene"``, ``"renderer"`` or ``"slice"`` (view mode / slice index).
+        ``what`` is ``"camera"``, ``"scene"``, ``"renderer"``, ``"slice"`` (view mode / slice index) or
+        ``"prepared"`` (a renderer finished preparing the scene in the background: Render-FM's splats).
         """
         with self._lock:
             self._listeners.append(callback)
@@ -278,8 +277,7 @@ class RenderSession:
         return slice_geometry(snap.scene.volume, snap.mode, snap.slice_index, snap.camera.width, snap.camera.height)
 
     def set_renderer(self, name: str) -> None:
-        if name not in renderer_names():
-            raise InputError(f"unknown renderer {name!r}; choose one of {', '.join(renderer_names())}")
+        check_renderer(name)
         with self._lock:
             self.renderer_name = name
         self._changed("renderer")
@@ -341,8 +339,7 @@ class RenderSession:
         """Cinematic still: while the camera rests, accumulate frames of a progressive renderer
         (``"pathtrace"``) into the view; ``None`` turns it off. Interaction keeps the current renderer."""
         if name is not None:
-            if name not in renderer_names():
-                raise InputError(f"unknown renderer {name!r}; choose one of {', '.join(renderer_names())}")
+            check_renderer(name)
             if not hasattr(self.renderer(name), "accumulate"):
                 raise InputError(f"renderer {name!r} cannot accumulate samples progressively")
         with self._lock:
@@ -404,22 +401,48 @@ class RenderSession:
         return cached[2]
 
     def renderer(self, name: str | None = None):
-        """This session's instance of a renderer (created on first use, then kept)."""
+        """This session's instance of a renderer (created on first use, then kept).
+
+        A renderer that prepares scenes in the background (``listen``, e.g. Render-FM) is heard:
+        when a preparation ends the session changes with ``what="prepared"``, so streams render again.
+        """
         name = name or self.renderer_name
         if name not in self._renderers:
-            self._renderers[name] = make_renderer(name)
+            renderer = make_renderer(name)
+            listen = getattr(renderer, "listen", None)
+            if listen is not None:
+                listen(lambda: self._changed("prepared"))
+            self._renderers[name] = renderer
         return self._renderers[name]
 
-    def render(self, quality: Quality = FULL, snapshot: Snapshot | None = None, *, abort=None) -> np.ndarray:
+    def render(self, quality: Quality = FULL, snapshot: Snapshot | None = None, *, abort=None,
+               wait: bool = True) -> np.ndarray:
         """Render the current (or a given) state: ``[H', W', 3]`` uint8, ``H' = round(H * quality.scale)``.
 
         ``abort`` is polled during long renders (see :class:`rfmweb.render.scene.Renderer`). A slice
         view is always rendered at full resolution (it is cheap), with orientation letters.
+
+        ``wait=False``: a renderer that prepares each scene slowly (Render-FM: 0.1-3 s of network)
+        does it on its own thread instead, and this raises :class:`~rfmweb.render.scene.Preparing`
+        (its message is the status line) until it is ready; the session then changes with
+        ``what="prepared"``. Frame streams render this way, so the view keeps its last frame.
         """
         snap = snapshot or self.snapshot()
         if snap.mode != "3d":
             return render_slice_frame(snap)
-        return self.renderer(snap.renderer).render(snap.scene, snap.camera, quality, abort=abort)
+        renderer = self.renderer(snap.renderer)
+        if not wait and hasattr(renderer, "prepare_in_background"):
+            message = renderer.prepare_in_background(snap.scene)
+            if message is not None:
+                raise Preparing(message)
+        return renderer.render(snap.scene, snap.camera, quality, abort=abort)
+
+    def note(self, snapshot: Snapshot) -> str:
+        """One line about the last 3-D image of ``snapshot``'s renderer (``""`` if it has none), e.g.
+        ``"Render-FM: 41,230 splats in 1.3 s"``."""
+        if snapshot.mode != "3d" or snapshot.renderer not in self._renderers:
+            return ""
+        return str(getattr(self._renderers[snapshot.renderer], "note", "") or "")
 
     def progressive_renderer(self, snapshot: Snapshot) -> str | None:
         """The renderer that refines ``snapshot`` progressively while the camera rests: the still

@@ -17,7 +17,11 @@ The policy, shared by the Jupyter widget and the trame app (after jupyter_rfb an
 - with a still renderer set on the session (a "cinematic still", :meth:`RenderSession.set_still_renderer`),
   the camera at rest gets progressive frames instead: each pass of the path tracer adds samples to
   the view (``kind="progressive"``, ``spp`` in the frame) until ``max_spp`` or the next change;
-- PNG screenshots are served on request, ahead of the stream;
+- a renderer that prepares each scene slowly (Render-FM's network pass) prepares on its own thread
+  (:meth:`RenderSession.render` with ``wait=False``): meanwhile no frame is sent, so the view keeps
+  its last one, and ``on_status`` shows the renderer's line (``busy``); the session's ``"prepared"``
+  change brings the first frame of the new splats. Frames carry the renderer's ``note``;
+- PNG screenshots are served on request, ahead of the stream (they wait for a preparation);
 - a failed render is logged and reported through ``on_status``; it never kills the worker.
 """
 
@@ -30,7 +34,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Callable
 
-from ..render.scene import FULL, Quality, RenderAborted, to_uint8
+from ..render.scene import FULL, Preparing, Quality, RenderAborted, to_uint8
 from .encode import JPEG_IDLE, JPEG_INTERACTIVE, Frame, encode_image
 from .session import RenderSession
 
@@ -181,6 +185,10 @@ class FrameStream:
             except RenderAborted:
                 log.debug("%s frame abandoned: the state changed", kind)
                 continue
+            except Preparing as busy:  # the last frame stays; the session's "prepared" change asks again
+                log.debug("%s frame waits: %s", kind, busy)
+                self._status(True, str(busy))
+                continue
             except Exception as exc:  # a bad state must not kill the stream
                 log.exception("render failed")
                 if fut is not None:
@@ -215,11 +223,16 @@ class FrameStream:
             self._status(True, "rendering full quality…")
         t0 = time.perf_counter()
         try:
-            image = self.session.render(quality, snap, abort=abort)
-        finally:
+            # screenshots wait for a renderer's preparation; streamed frames do not (see Preparing)
+            image = self.session.render(quality, snap, abort=abort, wait=kind == "png")
+        except BaseException:
             if kind != "interactive":
                 self._status(False, "")
+            raise
         t1 = time.perf_counter()
+        note = self.session.note(snap)
+        if kind != "interactive":
+            self._status(False, note)
         render_ms = (t1 - t0) * 1e3
         if kind == "interactive" and snap.mode == "3d":  # slice frames ignore the scale: learn nothing
             # Aim the next interactive frame at the budget (time ~ pixels ~ scale^2), learning only
@@ -233,7 +246,7 @@ class FrameStream:
         data = encode_image(image, fmt, q)
         encode_ms = (time.perf_counter() - t1) * 1e3
         return Frame(data, f"image/{fmt}", image.shape[1], image.shape[0], kind, snap.version,
-                     render_ms=render_ms, encode_ms=encode_ms)
+                     render_ms=render_ms, encode_ms=encode_ms, note=note)
 
     def _render_progressive(self, snap) -> Frame | None:
         """The next pass of the progressive view of ``snapshot`` (started on the idle frame): a

@@ -42,6 +42,7 @@ DIR_STD = 1e3  # direction-block standard deviation of imported splats (unit-vec
 _PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
               "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
               "float": "f4", "float32": "f4", "double": "f8", "float64": "f8"}
+_PLY_NAMES = ("char", "uchar", "short", "ushort", "int", "uint", "float", "double")  # what we write
 
 
 # -- covariance <-> scale + rotation ----------------------------------------------------------------
@@ -121,13 +122,32 @@ def write_ply(path: str | os.PathLike,
              *(f"f_rest_{i}" for i in range(rest.shape[1])), "opacity", "scale_0", "scale_1", "scale_2",
              "rot_0", "rot_1", "rot_2", "rot_3"]
     data = np.concatenate(columns, axis=1).astype("<f4")
-    header = "\n".join(["ply", "format binary_little_endian 1.0", "comment written by rfmweb",
-                        f"element vertex {n}", *(f"property float {name}" for name in names), "end_header"]) + "\n"
+    write_vertex_ply(path, np.rec.fromarrays(data.T, dtype=[(name, "<f4") for name in names]))
+
+
+def write_vertex_ply(path: str | os.PathLike,
+                     vertex: np.ndarray,  # [N] structured: one field per property
+                     comment: str = "written by rfmweb") -> None:
+    """Write one binary little-endian ``vertex`` element atomically: a property per field of ``vertex``.
+
+    Fields must be numeric scalars (float32 -> ``float``, int32 -> ``int``, ...; see ``_PLY_TYPES``).
+    """
+    names = {np.dtype(t).str[1:]: name for name, t in _PLY_TYPES.items() if name in _PLY_NAMES}
+    props = []
+    for field in vertex.dtype.names:
+        key = vertex.dtype[field].str[1:]
+        if key not in names or vertex.dtype[field].shape:
+            raise InputError(f"write_vertex_ply: field {field!r} has unsupported dtype {vertex.dtype[field]}")
+        props.append(f"property {names[key]} {field}")
+    little = np.dtype([(f, vertex.dtype[f].newbyteorder("<")) for f in vertex.dtype.names])
+    body = np.ascontiguousarray(vertex.astype(little)).tobytes()
+    header = "\n".join(["ply", "format binary_little_endian 1.0", f"comment {comment}",
+                        f"element vertex {len(vertex)}", *props, "end_header"]) + "\n"
 
     def write(tmp):
         with open(tmp, "wb") as f:
             f.write(header.encode("ascii"))
-            f.write(data.tobytes())
+            f.write(body)
 
     atomic_write(path, write)
 
@@ -160,8 +180,13 @@ def _parse_header(path, raw: bytes):
     return ("<" if fmt == "binary_little_endian" else ">"), elements, body
 
 
-def read_ply(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a 3DGS ``.ply``: ``{"means" [N, 3], "covars" [N, 3, 3], "opacities" [N], "sh" [N, K, 3]}``."""
+def read_vertex_ply(path: str | os.PathLike) -> np.ndarray:
+    """The ``vertex`` element of a binary PLY file as a structured array ``[N]`` (one field per property).
+
+    Raises:
+        InputError: naming ``path``: missing or unreadable file, not a binary PLY, no ``vertex``
+            element, or fewer bytes than the header announces.
+    """
     try:
         raw = open(path, "rb").read()
     except FileNotFoundError:
@@ -169,17 +194,19 @@ def read_ply(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror}", path) from None
     endian, elements, pos = _parse_header(path, raw)
-    vertex = None
     for name, count, props in elements:
         dtype = np.dtype([(p, endian + t) for p, t in props])
         if name == "vertex":
             if pos + count * dtype.itemsize > len(raw):
                 raise InputError(f"file truncated: {count} vertices need {count * dtype.itemsize} bytes", path)
-            vertex = np.frombuffer(raw, dtype=dtype, count=count, offset=pos)
-            break
+            return np.frombuffer(raw, dtype=dtype, count=count, offset=pos)
         pos += count * dtype.itemsize
-    if vertex is None:
-        raise InputError("no 'vertex' element", path)
+    raise InputError("no 'vertex' element", path)
+
+
+def read_ply(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a 3DGS ``.ply``: ``{"means" [N, 3], "covars" [N, 3, 3], "opacities" [N], "sh" [N, K, 3]}``."""
+    vertex = read_vertex_ply(path)
     names = vertex.dtype.names
     need = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
             "rot_0", "rot_1", "rot_2", "rot_3"]

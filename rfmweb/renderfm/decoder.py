@@ -1,0 +1,82 @@
+r"""Render-FM's decoder: 37 network channels per half-resolution voxel -> residuals on the AGP base -> splats.
+
+Channel layout (ours; the paper's is not public, DESIGN.md), for a kept block with base values from
+:class:`rfmweb.splats.init.Primed` (centre ``c``, half-resolution spacing ``h``, colour, opacity):
+
+=========  ======  =====================================================================================
+channels   count   splat parameter
+=========  ======  =====================================================================================
+0-2        3       position ``c + max_offset * s * tanh(raw)``: offset bounded to ``max_offset`` working
+                   voxels ``s = h / 2`` (default 1 voxel) per axis
+3-8        6       Cholesky log-diagonal ``base + b tanh(raw / b)`` (``b = max_log_scale``): scales relative
+                   to the base (``h / 2`` in position, ``DIR_STD`` in direction), within a factor ``e^b``
+9-23       15      raw strictly-lower Cholesky entries (``l = 2 sigmoid(raw) - 1``; 0 = axis-aligned)
+24         1       opacity logit residual, added to the base logit (TF opacity of the block, compensated
+                   for the direction block)
+25-36      12      SH residual ``[4 coefficients x RGB]`` (row-major: coefficient, then channel), added to
+                   the base (degree 0 = the block's TF / class colour, degree 1 = 0)
+=========  ======  =====================================================================================
+
+The direction mean is 0 (Render-FM). An all-zero network output gives exactly the AGP splats
+(:func:`rfmweb.splats.init.splats_from_primed`), which is how an untrained model starts (its
+last layer is initialised to zero).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import InputError
+from ..splats.init import Primed, splats_from_primed
+from ..splats.model import Splats6D
+
+N_OUT = 37
+OFFSET, LOG_SCALE, CHOL_LOWER, OPACITY, SH = slice(0, 3), slice(3, 9), slice(9, 24), slice(24, 25), slice(25, 37)
+
+
+@dataclass
+class Base:
+    """The AGP base of one scan as tensors: ``splats`` (the AGP splats), ``index`` ``[N, 3]`` of
+    their half-resolution voxels and ``voxel_mm`` ``[3]`` the working spacing (``h / 2``)."""
+
+    splats: Splats6D
+    index: torch.Tensor
+    voxel_mm: torch.Tensor
+
+    @classmethod
+    def from_primed(cls, primed: Primed, device=None) -> "Base":
+        return cls(splats_from_primed(primed, device),
+                   torch.as_tensor(primed.index, dtype=torch.long, device=device),
+                   torch.as_tensor(primed.spacing / 2.0, dtype=torch.float32, device=device))
+
+    def to(self, device) -> "Base":
+        return Base(self.splats.to(device), self.index.to(device), self.voxel_mm.to(device))
+
+
+def gather(raw: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``[37, X', Y', Z']`` network output -> ``[N, 37]`` at half-resolution voxels ``index [N, 3]``."""
+    if raw.ndim != 4 or raw.shape[0] != N_OUT:
+        raise InputError(f"decoder input must have shape [37, X', Y', Z'], got {tuple(raw.shape)}")
+    return raw[:, index[:, 0], index[:, 1], index[:, 2]].transpose(0, 1)
+
+
+def decode(raw: torch.Tensor, base: Base, *, max_offset: float = 1.0, max_log_scale: float = 2.0) -> Splats6D:
+    """Splats from the network output ``raw [37, X', Y', Z']`` (or already gathered ``[N, 37]``).
+
+    Differentiable in ``raw``; float32 splats on ``raw``'s device (see the module docstring).
+    """
+    r = gather(raw, base.index) if raw.ndim == 4 else raw
+    if r.shape != (len(base.splats), N_OUT):
+        raise InputError(f"decoder: expected [{len(base.splats)}, 37] values, got {tuple(r.shape)}")
+    r = r.float()
+    b = base.splats
+    b_ = max_log_scale
+    return Splats6D(means=b.means + max_offset * base.voxel_mm * torch.tanh(r[:, OFFSET]),
+                    dir_means=b.dir_means,
+                    chol_log_diag=b.chol_log_diag + b_ * torch.tanh(r[:, LOG_SCALE] / b_),
+                    chol_lower=b.chol_lower + r[:, CHOL_LOWER],
+                    opacity_logits=b.opacity_logits + r[:, OPACITY][:, 0],
+                    sh=b.sh + r[:, SH].reshape(-1, 4, 3),
+                    labels=b.labels)

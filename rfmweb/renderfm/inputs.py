@@ -1,0 +1,121 @@
+"""Render-FM's input builder: a scene (CT + labels + TF + classes) -> 6 channels on a working grid.
+
+Channels, ``[6, X, Y, Z]`` float32 on a grid of about ``spacing_mm`` (isotropic target; the grid
+keeps the volume's field of view, so the exact spacing is ``(n - 1) s / (n' - 1)`` per axis):
+
+====  =====================================================================================
+0     intensity: CT in HU / 1000, clipped to [-1.024, 3.071] (MR: the blended scalar in [0, 1])
+1     foreground mask: label > 0 and class visible; without a label map, TF opacity > ``eps``
+2-4   colour of the classified voxel (TF colour, or the class colour where the table says so)
+5     opacity of the classified voxel accumulated over one working voxel (``1 - (1 - a)^(s / u)``,
+      ``u`` the TF's unit distance)
+====  =====================================================================================
+
+Intensities are resampled trilinearly, labels by nearest neighbour, then classified
+(:func:`rfmweb.splats.init.classify`) on the working grid: the same classification the AGP base
+pools, so the network sees exactly what its base was made from.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+from ..render.fields import scalar_np
+from ..render.scene import Scene
+from ..splats.init import classify
+
+log = logging.getLogger(__name__)
+
+#: HU scale of the intensity channel and its clip range (HU).
+HU_SCALE = 1000.0
+HU_RANGE = (-1024.0, 3071.0)
+N_CHANNELS = 6
+
+
+@dataclass
+class RenderFMInput:
+    """What the network and the AGP base are built from, on the working grid.
+
+    Attributes:
+        tensor: ``[6, X, Y, Z]`` float32 channels (module docstring).
+        rgba: ``[X, Y, Z, 4]`` classified voxels, alpha per ``unit_distance`` mm (AGP's input).
+        labels: ``[X, Y, Z]`` int labels on the working grid, or None.
+        affine: ``[4, 4]`` voxel -> world (mm) of the working grid.
+        unit_distance: the TF's unit distance, mm.
+        mask_from: ``"labels"`` or ``"tf"`` (no label map).
+    """
+
+    tensor: torch.Tensor
+    rgba: np.ndarray
+    labels: np.ndarray | None
+    affine: np.ndarray
+    unit_distance: float
+    mask_from: str
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.tensor.shape[1:])
+
+    @property
+    def spacing(self) -> np.ndarray:
+        """``[3]`` working-grid voxel size, mm."""
+        return np.linalg.norm(self.affine[:3, :3], axis=0)
+
+
+def working_grid(shape: tuple[int, int, int], affine: np.ndarray, spacing_mm: float | None
+                 ) -> tuple[tuple[int, int, int], np.ndarray]:
+    """``(shape', affine')`` of the grid spanning the same voxel centres at about ``spacing_mm``."""
+    if spacing_mm is None:
+        return tuple(shape), affine
+    if not spacing_mm > 0:
+        raise InputError(f"working spacing must be > 0 mm, got {spacing_mm}")
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    new = tuple(max(2, int(round((n - 1) * s / spacing_mm)) + 1) for n, s in zip(shape, spacing))
+    scale = np.array([(n - 1) / (m - 1) for n, m in zip(shape, new)])
+    out = affine.copy()
+    out[:3, :3] = affine[:3, :3] * scale
+    return new, out
+
+
+def _resample(scalar: np.ndarray, labels: np.ndarray | None, shape: tuple[int, int, int]):
+    if tuple(scalar.shape) == tuple(shape):
+        return scalar, labels
+    t = torch.from_numpy(np.ascontiguousarray(scalar, dtype=np.float32))[None, None]
+    scalar = F.interpolate(t, size=shape, mode="trilinear", align_corners=True)[0, 0].numpy()
+    if labels is not None:   # nearest on the same (align-corners) lattice
+        idx = [np.rint(np.linspace(0, n - 1, m)).astype(np.int64) for n, m in zip(labels.shape, shape)]
+        labels = labels[np.ix_(*idx)]
+    return scalar, labels
+
+
+def build_inputs(scene: Scene, spacing_mm: float | None = None, *, eps: float = 0.01) -> RenderFMInput:
+    """The 6 input channels of ``scene`` on a working grid (see the module docstring).
+
+    Args:
+        scene: volume (CT in HU, optional labels) + TF + classes.
+        spacing_mm: working spacing; ``None`` keeps the volume's grid.
+        eps: opacity over one voxel above which a voxel is foreground when there is no label map.
+    """
+    vol = scene.volume
+    if vol is None:
+        raise InputError("Render-FM needs a volume")
+    shape, affine = working_grid(vol.shape, vol.affine, spacing_mm)
+    scalar = scalar_np(vol.data, scene.effective_mix)
+    scalar, labels = _resample(scalar, None if vol.labels is None else vol.labels.astype(np.int64), shape)
+    rgba = classify(scalar, labels, scene.tf, scene.classes)
+    path = float(np.mean(np.linalg.norm(affine[:3, :3], axis=0)))
+    alpha_voxel = 1.0 - (1.0 - np.clip(rgba[..., 3], 0.0, 0.999)) ** (path / scene.tf.unit_distance)
+    if labels is not None:
+        mask, mask_from = (labels > 0) & (rgba[..., 3] > 0), "labels"
+    else:
+        mask, mask_from = alpha_voxel > eps, "tf"
+        log.info("Render-FM input: no label map, so the foreground mask is the TF opacity > %g", eps)
+    intensity = np.clip(scalar, *HU_RANGE) / HU_SCALE if vol.modality == "CT" else scalar
+    channels = np.stack([intensity, mask, rgba[..., 0], rgba[..., 1], rgba[..., 2], alpha_voxel]).astype(np.float32)
+    return RenderFMInput(torch.from_numpy(channels), rgba, labels, affine, float(scene.tf.unit_distance), mask_from)

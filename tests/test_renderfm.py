@@ -1,0 +1,195 @@
+"""Render-FM core: input builder, AGP from classified voxels, decoder, exact patches, checkpoints, prepare."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rfmweb.cli import main
+from rfmweb.errors import InputError
+from rfmweb.render import Scene
+from rfmweb.renderfm.decoder import N_OUT, Base, decode
+from rfmweb.renderfm.inputs import build_inputs, working_grid
+from rfmweb.renderfm.model import RenderFM, RenderFMConfig, base_for, load_model, predict, save_model
+from rfmweb.splats.init import agp_init, classify, prime
+from rfmweb.transfer import ClassTable, TransferFunction, preset
+
+SMALL = RenderFMConfig(features=(4, 8, 16), spacing_mm=8.0)
+
+
+@pytest.fixture(scope="module")
+def scene(small_ct):
+    return Scene(small_ct, preset("CT-Bone"), ClassTable.from_classes(small_ct.classes))
+
+
+def test_inputs_channels_and_grid(scene, small_ct):
+    inp = build_inputs(scene, 8.0)
+    shape, affine = working_grid(small_ct.shape, small_ct.affine, 8.0)
+    assert inp.tensor.shape == (6, *shape) and inp.shape == shape and inp.mask_from == "labels"
+    np.testing.assert_allclose(inp.affine, affine)
+    # same field of view: first and last voxel centres coincide with the volume's
+    corner = small_ct.affine @ np.array([*(n - 1 for n in small_ct.shape), 1.0])
+    np.testing.assert_allclose(affine @ np.array([*(n - 1 for n in shape), 1.0]), corner, atol=1e-6)
+    x = inp.tensor.numpy()
+    assert x[0].min() >= -1.024 and x[0].max() <= 3.071               # HU / 1000
+    assert set(np.unique(x[1])) <= {0.0, 1.0} and x[1].mean() > 0.05   # mask
+    assert ((x[2:] >= 0) & (x[2:] <= 1)).all()
+    np.testing.assert_array_equal(x[1] > 0, (inp.labels > 0) & (inp.rgba[..., 3] > 0))
+    unlabelled = build_inputs(Scene(small_ct.with_labels(None, ()), preset("CT-Bone")), None)
+    assert unlabelled.mask_from == "tf" and unlabelled.shape == small_ct.shape
+
+
+def test_agp_pools_classified_voxels_not_hu():
+    """A bone / air edge inside a block: pooled HU (~ +200) would read as soft tissue; the classified
+    voxels give a block of bone colour at half the extinction."""
+    hu = np.full((4, 2, 2), -1000.0, np.float32)
+    hu[1, :, :] = 1400.0                                          # bone in one voxel layer of block 0
+    tf = TransferFunction("edge", color=[(-1000, 0, 0, 0), (100, 1, 0, 0), (1000, 1, 1, 1)],
+                          opacity=[(-1000, 0), (0, 0), (100, 0.5), (300, 0.0), (1000, 0.9)])
+    rgba = classify(hu, None, tf, ClassTable())
+    primed = prime(rgba, None, np.eye(4), 1.0)
+    assert len(primed) == 1 and tuple(primed.index[0]) == (0, 0, 0)
+    np.testing.assert_allclose(primed.rgb[0], [1, 1, 1], atol=1e-6)             # bone white, not soft-tissue red
+    ext = -np.log(1 - 0.9) / 2                                                  # mean over the block
+    np.testing.assert_allclose(primed.alpha[0], 1 - np.exp(-ext * 2.0), rtol=1e-5)
+    np.testing.assert_allclose(primed.means[0], [0.5, 0.5, 0.5])
+
+
+def test_agp_off_keeps_every_block(scene):
+    every = agp_init(scene, all_voxels=True)
+    some = agp_init(scene)
+    x, y, z = (n // 2 for n in scene.volume.shape)
+    assert len(every) == x * y * z > len(some)
+
+
+def test_zero_output_decodes_to_agp_exactly(scene):
+    inp = build_inputs(scene, None)
+    base = base_for(inp, SMALL)
+    raw = torch.zeros(N_OUT, *(n // 2 for n in inp.shape))
+    out = decode(raw, base)
+    ref = agp_init(scene)
+    for name in ("means", "chol_log_diag", "chol_lower", "opacity_logits", "sh"):
+        torch.testing.assert_close(getattr(out, name), getattr(ref, name))
+    torch.testing.assert_close(out.labels, ref.labels)
+
+
+def test_decoder_bounds_and_gradients(scene):
+    base = base_for(build_inputs(scene, 8.0), SMALL)
+    n = len(base.splats)
+    raw = (torch.randn(n, N_OUT) * 50).requires_grad_()
+    out = decode(raw, base, max_offset=1.0, max_log_scale=2.0)
+    shift = (out.means - base.splats.means).abs()
+    assert (shift <= base.voxel_mm + 1e-4).all() and shift.max() > 0.5 * base.voxel_mm.min()
+    assert (out.chol_log_diag - base.splats.chol_log_diag).abs().max() <= 2.0 + 1e-5
+    out.sh.sum().backward()
+    assert raw.grad[:, 25:].abs().sum() > 0 and raw.grad[:, :25].abs().sum() == 0
+    with pytest.raises(InputError, match="37"):
+        decode(torch.zeros(n, 36), base)
+
+
+def test_untrained_model_predicts_the_agp_splats(scene):
+    torch.manual_seed(0)
+    model = RenderFM(RenderFMConfig(features=(4, 8, 16), spacing_mm=4.0))
+    pred = predict(model, scene, prune=0.0)
+    inp = build_inputs(scene, 4.0)
+    ref = Base.from_primed(prime(inp.rgba, inp.labels, inp.affine, inp.unit_distance)).splats
+    torch.testing.assert_close(pred.splats.means, ref.means)
+    assert set(pred.timings) == {"input", "network", "decode", "transfer", "prepare_s"}
+
+
+def test_patched_pass_equals_the_whole_pass():
+    torch.manual_seed(0)
+    model = RenderFM(RenderFMConfig(features=(4, 8), spacing_mm=1.0)).eval()
+    for head in model.unet.heads.values():       # a non-trivial head (the shipped one is trained)
+        torch.nn.init.normal_(head.weight, std=0.3)
+    x = torch.rand(1, 6, 45, 31, 27)
+    with torch.no_grad():
+        whole = model(x)
+        patched = model.forward_patched(x, max_voxels=40 ** 3)
+    assert patched.shape == whole.shape == (1, 37, 22, 15, 13)
+    torch.testing.assert_close(patched, whole, atol=2e-5, rtol=1e-4)
+
+
+def test_checkpoint_round_trip_and_bad_files(tmp_path, scene):
+    torch.manual_seed(1)
+    model = RenderFM(SMALL)
+    for head in model.unet.heads.values():
+        torch.nn.init.normal_(head.weight, std=0.1)
+    path = save_model(tmp_path / "m.pt", model, info={"note": "test"})
+    loaded = load_model(path)
+    a, b = predict(model, scene).splats, predict(loaded, scene).splats
+    torch.testing.assert_close(a.means, b.means)
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="bad.pt"):
+        load_model(tmp_path / "bad.pt")
+    torch.save({"format": "other"}, tmp_path / "other.pt")
+    with pytest.raises(InputError, match="format tag"):
+        load_model(tmp_path / "other.pt")
+
+
+def test_prepare_command(tmp_path, capsys):
+    torch.manual_seed(2)
+    ckpt = save_model(tmp_path / "m.pt", RenderFM(RenderFMConfig(features=(4, 8), spacing_mm=10.0)))
+    out, report = tmp_path / "s.npz", tmp_path / "r.json"
+    assert main(["prepare", "sample:ct_phantom", "--checkpoint", str(ckpt), "--preset", "CT-Bone", "--device", "cpu",
+                 "--hide", "skeleton", "--out", str(out), "--report", str(report)]) == 0
+    r = json.loads(report.read_text())
+    assert r["n_splats"] > 100 and r["prepare_s"] > 0 and r["hidden_classes"]
+    from rfmweb.splats.model import Splats6D
+    splats = Splats6D.load(out)
+    assert len(splats) == r["n_splats"] and not set(splats.labels.tolist()) & set(r["hidden_classes"])
+    assert main(["prepare", "sample:ct_phantom", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(out)]) == 2
+    assert "none.pt" in capsys.readouterr().err
+    assert main(["prepare", "sample:ct_phantom", "--checkpoint", str(ckpt), "--out", str(tmp_path / "s.txt")]) == 2
+
+
+def test_label_perturbations():
+    from rfmweb.renderfm.evaluate import perturb
+
+    lab = np.zeros((12, 10, 8), np.int64)
+    lab[3:9, 2:8, 2:6] = 1
+    lab[5:7, 4:6, 3:5] = 2
+    eroded, dilated = perturb(lab, "eroded"), perturb(lab, "dilated")
+    assert (eroded > 0).sum() < (lab > 0).sum() < (dilated > 0).sum()
+    assert ((eroded > 0) <= (lab > 0)).all() and ((lab > 0) <= (dilated > 0)).all()
+    shifted = perturb(lab, "shifted")
+    np.testing.assert_array_equal(shifted[2:], lab[:-2])
+    dropped = perturb(lab, "class-dropped")
+    assert 1 not in dropped and (dropped == 2).sum() == (lab == 2).sum()
+    with pytest.raises(InputError, match="perturbation"):
+        perturb(lab, "blurred")
+
+
+def test_random_crop_keeps_world_positions():
+    from rfmweb.renderfm.anatomy import random_anatomy
+    from rfmweb.renderfm.data import random_crop
+
+    vol = random_anatomy(3, "head", spacing_mm=4.0)
+    crop = random_crop(vol, 40.0, np.random.default_rng(0))
+    assert crop.shape == (10, 10, 10) and (crop.labels > 0).any()
+    lo = np.linalg.solve(vol.affine[:3, :3], crop.affine[:3, 3] - vol.affine[:3, 3]).round().astype(int)
+    np.testing.assert_array_equal(crop.data, vol.data[:, lo[0]:lo[0] + 10, lo[1]:lo[1] + 10, lo[2]:lo[2] + 10])
+
+
+def test_evaluate_renderfm_writes_the_table(tmp_path):
+    torch.manual_seed(3)
+    ckpt = save_model(tmp_path / "m.pt", RenderFM(RenderFMConfig(features=(4, 8), spacing_mm=6.0)))
+    out = tmp_path / "eval"
+    args = ["evaluate-renderfm", "--out", str(out), "--checkpoint", str(ckpt), "--device", "cpu", "--n-views", "4",
+            "--holdout", "2", "--size", "32", "--fit-iters", "2", "--finetune-iters", "2", "--phantoms", "1",
+            "--head-ct", ""]
+    assert main(args) == 0
+    import csv
+
+    rows = list(csv.DictReader((out / "table.csv").open()))
+    assert {r["method"] for r in rows} == {"6dgs-random", "6dgs-agp", "renderfm", "renderfm+ft"}
+    assert {r["case"] for r in rows} == {"phantom-head-0", "phantom-head-0-unseen-tf"}
+    assert all(0 < float(r["ssim"]) <= 1 and float(r["prepare_s"]) > 0 for r in rows)
+    table = (out / "table.md").read_text()
+    assert "faster than the per-scan fit" in table
+    before = (out / "table.csv").read_text()
+    assert main(args) == 0                                # a rerun skips what is done
+    assert (out / "table.csv").read_text() == before
