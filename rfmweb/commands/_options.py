@@ -35,3 +35,25 @@ def parse_device(name: str | None):
     if name == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA device is available here; use --device cpu")
     return torch.device(name)
+
+
+def add_style_options(p) -> None:
+    """Add ``--preset P | --tf JSON`` and ``--hide CLASS_OR_GROUP`` (repeatable) to parser ``p``."""
+    from ..transfer import PRESETS
+
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--preset", choices=list(PRESETS), help="transfer-function preset (default per modality)")
+    group.add_argument("--tf", metavar="JSON", help="transfer function as a ParaView colour-map JSON")
+    p.add_argument("--hide", action="append", default=[], metavar="CLASS_OR_GROUP",
+                   help="hide a label class (name or value) or a group such as skeleton; repeatable")
+
+
+def tf_from_args(args, volume):
+    """``(TransferFunction, name)`` of ``--tf`` (a ParaView JSON) or ``--preset`` (default per modality)."""
+    from ..transfer import DEFAULT_PRESET, load_paraview_json, preset_for
+
+    if getattr(args, "tf", None):
+        tf = load_paraview_json(args.tf)
+        return tf, tf.name
+    name = args.preset or DEFAULT_PRESET[volume.modality]
+    return preset_for(name, volume), name

@@ -17,24 +17,18 @@ import logging
 import time
 
 from ..errors import InputError
-from ._options import parse_device
+from ._options import add_style_options, parse_device, tf_from_args
 
 log = logging.getLogger("rfmweb")
 
 
 def add_parser(sub) -> None:
-    from ..transfer import PRESETS
-
     p = sub.add_parser("prepare", help="Render-FM: one network pass from a CT to 6D Gaussian splats",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("volume", help="a .nii/.nii.gz file, a BraTS case folder, or sample:NAME")
     p.add_argument("--out", required=True, help="splat file to write (.npz or .ply)")
     p.add_argument("--labels", help="label map on the same grid (.nii/.nii.gz): class colours and the foreground mask")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--preset", choices=list(PRESETS), help="transfer-function preset (default per modality)")
-    group.add_argument("--tf", metavar="JSON", help="transfer function as a ParaView colour-map JSON")
-    p.add_argument("--hide", action="append", default=[], metavar="CLASS_OR_GROUP",
-                   help="hide a label class (name or value) or a group such as skeleton; repeatable")
+    add_style_options(p)
     p.add_argument("--checkpoint", help="Render-FM model file (default: the shipped rfmweb/weights/renderfm.pt)")
     p.add_argument("--device", metavar="cpu|cuda", help="where the network runs (default: CUDA when available)")
     p.add_argument("--no-agp", action="store_true", help="a splat for every half-resolution voxel (ablation)")
@@ -46,11 +40,11 @@ def scene_from_args(args):
     """The :class:`~rfmweb.render.Scene` of ``volume``/``--labels``/``--preset``/``--tf``/``--hide``."""
     from ..io import open_volume
     from ..render.scene import Scene
-    from ..transfer import DEFAULT_PRESET, ClassTable, load_paraview_json, preset_for
+    from ..transfer import ClassTable
     from .views import hide_classes
 
     volume = open_volume(args.volume, args.labels)
-    tf = load_paraview_json(args.tf) if args.tf else preset_for(args.preset or DEFAULT_PRESET[volume.modality], volume)
+    tf, _ = tf_from_args(args, volume)
     return Scene(volume, tf, hide_classes(ClassTable.from_classes(volume.classes), args.hide))
 
 

@@ -56,6 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ._options import add_style_options, tf_from_args
 
 log = logging.getLogger("rfmweb")
 
@@ -76,8 +77,6 @@ QUALITIES = ("reference", "full")
 
 
 def add_parser(sub) -> None:
-    from ..transfer import PRESETS
-
     p = sub.add_parser("views", help="render an orbit of views with cameras.json (input of fit-6dgs)",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("volume", help="a .nii/.nii.gz file, a BraTS case folder, or sample:NAME")
@@ -89,11 +88,7 @@ def add_parser(sub) -> None:
     p.add_argument("--n", type=int, default=20, help="number of views (default 20)")
     p.add_argument("--size", type=int, default=256, help="image width and height in pixels (default 256)")
     p.add_argument("--labels", help="label map on the same grid (.nii/.nii.gz)")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--preset", choices=list(PRESETS), help="transfer-function preset (default per modality)")
-    group.add_argument("--tf", metavar="JSON", help="transfer function as a ParaView colour-map JSON")
-    p.add_argument("--hide", action="append", default=[], metavar="CLASS_OR_GROUP",
-                   help="hide a label class (name or value) or a group such as skeleton; repeatable")
+    add_style_options(p)
     p.add_argument("--spp", type=int, help=f"samples per pixel, pathtrace only (default {DEFAULT_SPP})")
     p.add_argument("--seed", type=int, default=0, help="seed of the view directions and the path tracer's noise")
     p.add_argument("--holdout", type=int, default=0, metavar="K", help="mark K evenly spaced views as test views")
@@ -235,18 +230,12 @@ def run_views(args) -> None:
     from ..io import atomic_write, open_volume
     from ..render.pathtrace import WORLD_LIGHTING, Lighting
     from ..render.scene import FULL, REFERENCE, Scene
-    from ..transfer import DEFAULT_PRESET, ClassTable, preset_for, tf_to_paraview
+    from ..transfer import ClassTable, tf_to_paraview
 
     _check_args(args)
     out = Path(args.out)
     volume = open_volume(args.volume, args.labels)
-    if getattr(args, "tf", None):
-        from ..transfer import load_paraview_json
-        tf = load_paraview_json(args.tf)
-        preset_name = tf.name
-    else:
-        preset_name = args.preset or DEFAULT_PRESET[volume.modality]
-        tf = preset_for(preset_name, volume)
+    tf, preset_name = tf_from_args(args, volume)
     classes = hide_classes(ClassTable.from_classes(volume.classes), args.hide)
     scene = Scene(volume, tf, classes)
     lighting = (WORLD_LIGHTING if args.light == "world" else Lighting()) if args.renderer == "pathtrace" else None

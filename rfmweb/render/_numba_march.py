@@ -223,6 +223,13 @@ def _blocks(n):
     return (n - 2) // BLOCK + 1
 
 
+@nb.njit(**_JIT)
+def _span(b, n):
+    """First and last voxel (inclusive) block ``b`` reads along an axis of ``n`` voxels: its cells'
+    voxels widened by one on each side."""
+    return max(b * BLOCK - 1, 0), min(b * BLOCK + BLOCK + 1, n - 1)
+
+
 @nb.njit(parallel=True, **_JIT)
 def block_ranges(scalar):
     """``(min, max)`` of ``scalar [X, Y, Z]`` (float32) over each block of ``BLOCK ** 3`` cells ->
@@ -234,11 +241,11 @@ def block_ranges(scalar):
     lo = np.empty((bx, by, bz), dtype=np.float32)
     hi = np.empty((bx, by, bz), dtype=np.float32)
     for bi in nb.prange(bx):
-        i0, i1 = max(bi * BLOCK - 1, 0), min(bi * BLOCK + BLOCK + 1, nx - 1)
+        i0, i1 = _span(bi, nx)
         for bj in range(by):
-            j0, j1 = max(bj * BLOCK - 1, 0), min(bj * BLOCK + BLOCK + 1, ny - 1)
+            j0, j1 = _span(bj, ny)
             for bk in range(bz):
-                k0, k1 = max(bk * BLOCK - 1, 0), min(bk * BLOCK + BLOCK + 1, nz - 1)
+                k0, k1 = _span(bk, nz)
                 mn, mx = scalar[i0, j0, k0], scalar[i0, j0, k0]
                 for i in range(i0, i1 + 1):
                     for j in range(j0, j1 + 1):
@@ -258,11 +265,11 @@ def block_flags(labels, shape, flagged):
     bx, by, bz = _blocks(nx), _blocks(ny), _blocks(nz)
     out = np.zeros((bx, by, bz), dtype=np.bool_)
     for bi in nb.prange(bx):
-        i0, i1 = max(bi * BLOCK - 1, 0), min(bi * BLOCK + BLOCK + 1, nx - 1)
+        i0, i1 = _span(bi, nx)
         for bj in range(by):
-            j0, j1 = max(bj * BLOCK - 1, 0), min(bj * BLOCK + BLOCK + 1, ny - 1)
+            j0, j1 = _span(bj, ny)
             for bk in range(bz):
-                k0, k1 = max(bk * BLOCK - 1, 0), min(bk * BLOCK + BLOCK + 1, nz - 1)
+                k0, k1 = _span(bk, nz)
                 for i in range(i0, i1 + 1):
                     for j in range(j0, j1 + 1):
                         for k in range(k0, k1 + 1):
