@@ -123,21 +123,22 @@ def main() -> None:
     print("| device | threads | precision | optimizer | s / step |")
     print("|---|---|---|---|---|")
     small, _ = cohort_case("train", 0, 0, 2.0)
-    bank = CaseBank([prepare_case(small)])
+    case = prepare_case(small)
     weights = torch.tensor([2.0, 1.0, 1.0, 1.0])
     devices = [("cpu", t) for t in args.threads] + ([("cuda", None)] if torch.cuda.is_available() else [])
     for device, threads in devices:
         if threads:
             torch.set_num_threads(threads)
+        bank = CaseBank([case], device=device)      # batches drawn where the model trains
         for precision in ("fp32", "bf16"):
             for opt_name in ("adamw", "muon"):
                 net = NeumoursINR().to(device)
                 opts = build_optimizers(net, opt_name, 1e-3, 0.01)
-                gen = torch.Generator().manual_seed(0)
+                gen = bank.generator(0)
 
                 def step():
                     for _ in range(4):
-                        c, p, t = (x.to(device) for x in bank.sample(4096, gen))
+                        c, p, t = bank.sample(4096, gen)
                         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16"):
                             logits = net(c, p)
                         (neumours_loss(logits, t, weights.to(device))[0] / 4).backward()

@@ -55,6 +55,22 @@ def time_renderer(renderer, scene: Scene, size: int, quality: Quality, repeats: 
     return statistics.median(times), times[min(len(times) - 1, int(0.9 * len(times)))]
 
 
+def time_paired(renderers: list, scene: Scene, size: int, quality: Quality, repeats: int) -> dict[str, float]:
+    """Median ms per renderer, the renderers taking turns on each of ``repeats`` orbiting views (after
+    one warm-up each): on a machine with other load, both see the same load."""
+    cam = OrbitCamera.framing(scene.volume.bounds, azimuth=20, elevation=15, width=size, height=size, margin=0.8)
+    for _, _, renderer in renderers:
+        renderer.render(scene, cam, quality)
+    times: dict[str, list[float]] = {name: [] for name, _, _ in renderers}
+    for i in range(repeats):
+        c = cam.orbited(360.0 * (i + 1) / (repeats + 1), 0)
+        for name, _, renderer in renderers:
+            t0 = time.perf_counter()
+            renderer.render(scene, c, quality)
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def browser_roundtrip(repeats: int) -> list[float]:
     """Pointer event -> new frame displayed, ms, in ``rfmweb serve`` on the head CT (VTK renderer)."""
     sys.path.insert(0, str(REPO / "benchmarks"))
@@ -70,6 +86,8 @@ def main() -> None:
     parser.add_argument("--preset", default="CT-Bone")
     parser.add_argument("--renderers", default="raymarch,compiled,vtk", help="comma-separated subset to time")
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument("--paired", action="store_true",
+                        help="only 256^2 full quality, the renderers taking turns view by view (same load for all)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     vol = load_volume(HEAD_CT / "ct.nii.gz").with_labels(None, ())
@@ -82,6 +100,11 @@ def main() -> None:
     renderers = [r for r in renderers if r[0] in args.renderers.split(",")]
     if torch.cuda.is_available():
         renderers.insert(1, ("raymarch", "cuda", RaymarchRenderer(device="cuda")))
+    if args.paired:
+        medians = time_paired(renderers, scene, 256, QUALITIES["full (step 0.5)"], args.repeats)
+        print("256^2, full quality (step 0.5), renderers taking turns per view: " +
+              ", ".join(f"{name} median {ms:.0f} ms" for name, ms in medians.items()))
+        return
     print("| renderer | device | size | quality | rendered px | median ms | p90 ms |")
     print("|---|---|---|---|---|---|---|")
     for name, device, renderer in renderers:

@@ -13,6 +13,11 @@ simulated user marks, on every other axial slice of the lower half of the tumour
 INR got wrong with their true label; then ``apply_correction()`` (adaptive: until the marks are honoured). Prints a Markdown
 table: apply seconds, and per view the time from the Apply call to the first frame of the corrected
 labels (interactive quality) and to the full-quality frame. Target (issue #4): <= 2 s on a CPU.
+
+``--drag N``: instead, the frame rate of a drag across the three linked 3-D views: N pointer moves
+of 4 px, each rendering the three panels at interactive quality (``INTERACTIVE``: half resolution,
+one-voxel step) one after the other, as the three frame streams share the cores. Target (issue #9):
+>= 5 frames/s at 320^2 on the 2-core CPU.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import torch
 from rfmweb.data.cohort import find_cases, make_cohort
 from rfmweb.io import load_brats_case
 from rfmweb.session.segmentation import DENOISED, RAW, TITLES, SegmentationViews
+from rfmweb.render.scene import INTERACTIVE
 from rfmweb.session.stream import FrameStream
 
 
@@ -45,11 +51,26 @@ def simulated_marks(truth: np.ndarray, raw: np.ndarray) -> list[tuple[np.ndarray
     return [(vox[labels == lab], lab) for lab in range(4) if np.any(labels == lab)]
 
 
+def drag_rate(views: SegmentationViews, moves: int) -> list[float]:
+    """Seconds per pointer move of a drag across the linked views (all three panels re-rendered at
+    interactive quality), after one warm-up move."""
+    times = []
+    for i in range(moves + 1):
+        t0 = time.perf_counter()
+        for s in views.sessions:
+            s.orbit(4.0, 0.0)
+            s.render(INTERACTIVE)
+        if i:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--case", type=Path, default=None)
     ap.add_argument("--size", type=int, default=320, help="view width and height (px)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--drag", type=int, default=0, metavar="N", help="measure a drag of N moves instead")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tmp = None
@@ -65,6 +86,14 @@ def main() -> None:
     volume = load_brats_case(case)
     views = SegmentationViews(volume, width=args.size, height=args.size)
     views.compute()
+    if args.drag:
+        times = sorted(drag_rate(views, args.drag))
+        med = times[len(times) // 2]
+        print(f"{case.name} {volume.shape}, three views {args.size}^2 at interactive quality, "
+              f"{views.sessions[0].renderer_name}, {torch.get_num_threads()} thread(s): drag {1 / med:.1f} "
+              f"frames/s (median {med * 1e3:.0f} ms per move for all three, p90 "
+              f"{times[int(0.9 * (len(times) - 1))] * 1e3:.0f} ms)")
+        return
     frames: dict[int, list[tuple[float, str]]] = {RAW: [], DENOISED: []}
     streams: dict[int, FrameStream] = {}
     lock = threading.Lock()

@@ -4,8 +4,10 @@
 //   Python -> page: {type:"frame", view, id, mime, width, height, kind, render_ms, ...} + 1 binary buffer,
 //                   {type:"screenshot", view, request, filename, mime} + PNG buffer, {type:"error", view, message}
 //   page -> Python: ack, ready, resize, drag, wheel, preset, renderer, class, group, class_colors, cinematic,
-//                   reset, screenshot, mode, slice, stroke, mark, apply_correction, undo_correction
-// Slice views: the wheel steps slices (Python decides by the view's mode). With the correction tool on,
+//                   reset, screenshot, mode, slice, stroke, mark, apply_correction, undo_correction, window,
+//                   overlay, probe (rfmweb.session.messages; rfmweb.session.controller carries them out)
+// Slice views: the wheel steps slices, ctrl+wheel zooms, right/ctrl-drag sets the window, shift/middle-drag
+// pans, hovering reads the intensity under the pointer (Python decides by the view's mode). With the correction tool on,
 // a drag on a slice view paints a stroke (sent as canvas device pixels on release) and a click on a 3-D
 // view marks the surface under the pointer.
 // Pointer and wheel deltas are summed and sent at most once per COALESCE_MS per view; each frame is
@@ -15,9 +17,8 @@ const COALESCE_MS = 20;
 const SLIDER_MS = 60;
 const BUTTONS = ["left", "middle", "right"];
 const MODES = [["3d", "3D"], ["axial", "Axial"], ["coronal", "Coronal"], ["sagittal", "Sagittal"]];
-const CORRECTION_LABELS = [["0", "not tumour"], ["1", "NCR"], ["2", "ED"], ["3", "ET"]];
+const CORRECTION_LABELS = [["0", "not tumour (erase)"], ["1", "NCR"], ["2", "ED"], ["3", "ET"]];
 const STROKE_COLORS = ["#4fc3f7", "#e63326", "#40bf4d", "#ffd91a"];
-const BRUSH_PX = 6;
 const ICONS = {
   reset: '<svg viewBox="0 0 16 16" width="14" height="14"><path d="M8 3a5 5 0 1 1-4.6 3H1.9A6.5 6.5 0 1 0 8 1.5V0L5 2.5 8 5z" fill="currentColor"/></svg>',
   camera: '<svg viewBox="0 0 16 16" width="14" height="14"><path d="M5.5 2 4.4 3.5H2A1.5 1.5 0 0 0 .5 5v7.5A1.5 1.5 0 0 0 2 14h12a1.5 1.5 0 0 0 1.5-1.5V5A1.5 1.5 0 0 0 14 3.5h-2.4L10.5 2zM8 5.5a3 3 0 1 1 0 6 3 3 0 0 1 0-6z" fill="currentColor"/></svg>',
@@ -105,15 +106,33 @@ class ViewPanel {
       title: "Slice (the mouse wheel steps slices too)" });
     this.sliceText = h("span", { class: "rfm-slice-text" });
     this.sliceRow = h("div", { class: "rfm-row rfm-slice-row" }, [this.sliceRange, this.sliceText]);
+    this.windowSel = h("select", { class: "rfm-select rfm-window",
+      title: "Grey window of the slices (right-drag or ctrl-drag on a slice: window/level)" });
+    this.windowText = h("span", { class: "rfm-window-text" });
+    this.overlayBox = h("input", { type: "checkbox", class: "rfm-overlay-toggle" });
+    this.overlayRange = h("input", { type: "range", class: "rfm-overlay-opacity", min: "0", max: "1", step: "0.05",
+      title: "Opacity of the label overlay" });
+    this.sliceTools = h("div", { class: "rfm-slice-tools" }, [
+      h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Window" }), this.windowSel]),
+      h("div", { class: "rfm-row" }, [this.windowText]),
+      h("div", { class: "rfm-row" }, [h("label", { class: "rfm-toggle", title: "Draw the labels over the slice" },
+        [this.overlayBox, h("span", { text: "labels" })]), this.overlayRange])]);
     this.toolBox = h("input", { type: "checkbox", class: "rfm-correct-tool" });
     this.labelSel = h("select", { class: "rfm-select rfm-correct-label", title: "What the marked voxels are" });
     fillSelect(this.labelSel, CORRECTION_LABELS, "0");
     this.applyBtn = h("button", { class: "rfm-btn rfm-apply", text: "Apply", title: "Fine-tune the INR on the marks" });
     this.undoBtn = h("button", { class: "rfm-btn rfm-undo", text: "Undo", title: "Undo the last correction" });
+    this.clearBtn = h("button", { class: "rfm-btn rfm-clear-marks", text: "Clear",
+      title: "Forget the pending marks (not applied yet)" });
+    this.brushRange = h("input", { type: "range", class: "rfm-range rfm-brush", min: "0.5", max: "10", step: "0.5",
+      title: "Brush radius (mm)" });
+    this.brushText = h("span", { class: "rfm-brush-text" });
     this.marksText = h("span", { class: "rfm-marks" });
     this.correctBox = h("div", { class: "rfm-correct" }, [
       h("label", { class: "rfm-toggle", title: "Drag on a slice view / click on the 3-D view to mark voxels" },
-        [this.toolBox, h("span", { text: "correct" })]), this.labelSel, this.applyBtn, this.undoBtn, this.marksText]);
+        [this.toolBox, h("span", { text: "correct" })]), this.labelSel,
+      h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Brush" }), this.brushRange, this.brushText]),
+      this.applyBtn, this.undoBtn, this.clearBtn, this.marksText]);
     this.presetSel = h("select", { class: "rfm-select", title: "Transfer-function preset" });
     this.rendererSel = h("select", { class: "rfm-select", title: "Renderer" });
     const resetBtn = h("button", { class: "rfm-btn", title: "Reset view", html: ICONS.reset });
@@ -132,11 +151,12 @@ class ViewPanel {
       title: "While the camera rests, path-trace the view and keep adding samples" },
       [this.cinematic, h("span", { text: "cinematic still (path traced)" })]);
     this.statusText = h("span", { class: "rfm-status-text" });
+    this.probeText = h("span", { class: "rfm-probe" });
     this.statusInfo = h("span", { class: "rfm-status-info" });
     this.spinner = h("span", { class: "rfm-spinner" });
     this.panel = h("div", { class: "rfm-panel" }, [
       h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "View" }), this.modeSel]),
-      this.sliceRow, this.correctBox,
+      this.sliceRow, this.sliceTools, this.correctBox,
       h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Preset" }), this.presetSel]),
       h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Renderer" }), this.rendererSel]),
       h("div", { class: "rfm-section", text: "Anatomy" }), this.groupsBox, this.classBox, colorsLabel,
@@ -146,7 +166,7 @@ class ViewPanel {
       h("div", { class: "rfm-header" }, [h("div", {}, [this.title, this.subtitle]),
         h("div", { class: "rfm-tools" }, [resetBtn, shotBtn])]),
       h("div", { class: "rfm-body" }, [this.stage, this.panel]),
-      h("div", { class: "rfm-status" }, [this.spinner, this.statusText, this.statusInfo]),
+      h("div", { class: "rfm-status" }, [this.spinner, this.probeText, this.statusText, this.statusInfo]),
     ]);
     parent.append(this.root);
     this.classRows = new Map();
@@ -158,11 +178,23 @@ class ViewPanel {
     this.on(this.classColors, "change", () => this.send({ type: "class_colors", on: this.classColors.checked }));
     this.on(this.cinematic, "change", () => this.send({ type: "cinematic", on: this.cinematic.checked }));
     this.on(this.modeSel, "change", () => this.send({ type: "mode", mode: this.modeSel.value }));
+    this.on(this.windowSel, "change", () => {
+      if (this.windowSel.value !== "custom") this.send({ type: "window", preset: this.windowSel.value });
+    });
+    const sendOverlay = throttle((on, v) => this.send({ type: "overlay", on, opacity: v }), SLIDER_MS);
+    this.on(this.overlayBox, "change", () => sendOverlay(this.overlayBox.checked, Number(this.overlayRange.value)));
+    this.on(this.overlayRange, "input", () => sendOverlay(true, Number(this.overlayRange.value)));
+    this.cleanups.push(() => sendOverlay.cancel());
     const sendSlice = throttle((v) => this.send({ type: "slice", index: v }), SLIDER_MS);
     this.on(this.sliceRange, "input", () => sendSlice(Number(this.sliceRange.value)));
     this.cleanups.push(() => sendSlice.cancel());
     this.on(this.applyBtn, "click", () => { this.send({ type: "apply_correction" }); this.flash("correcting…"); });
     this.on(this.undoBtn, "click", () => this.send({ type: "undo_correction" }));
+    this.on(this.clearBtn, "click", () => this.send({ type: "clear_marks" }));
+    this.on(this.brushRange, "change", () => {
+      this.brushText.textContent = `${this.brushRange.value} mm`;
+      this.send({ type: "brush", radius_mm: Number(this.brushRange.value) });
+    });
     this.on(resetBtn, "click", () => this.send({ type: "reset" }));
     this.on(shotBtn, "click", () => {
       this.screenshotRequest += 1;
@@ -174,7 +206,9 @@ class ViewPanel {
   bindPointer() {
     const c = this.canvas;
     this.dragger = new Coalescer((p) => this.send({ type: "drag", ...p.fields, dx: p.dx, dy: p.dy }), COALESCE_MS);
-    this.wheeler = new Coalescer((p) => this.send({ type: "wheel", dy: p.dy }), COALESCE_MS);
+    this.wheeler = new Coalescer((p) => this.send({ type: "wheel", dy: p.dy, ...p.fields }), COALESCE_MS);
+    const probe = throttle((x, y) => this.send({ type: "probe", x, y }), 50);
+    this.cleanups.push(() => probe.cancel());
     this.on(c, "contextmenu", (e) => e.preventDefault());
     this.on(c, "pointerdown", (e) => {
       if (e.button > 2 || this.drag) return;
@@ -190,6 +224,7 @@ class ViewPanel {
     });
     this.on(c, "pointermove", (e) => {
       const d = this.drag;
+      if (!d && this.state?.mode !== "3d") { const [x, y] = this.devicePoint(e); probe(x, y); }
       if (!d || e.pointerId !== d.id) return;
       if (d.stroke) {  // painting: collect points, draw them, send on release
         if (this.state.mode !== "3d") { d.stroke.push(this.devicePoint(e)); this.drawStroke(d.stroke); }
@@ -206,7 +241,8 @@ class ViewPanel {
       if (d.stroke && e.type === "pointerup") {
         const label = Number(this.labelSel.value);
         if (this.state.mode !== "3d") {
-          this.send({ type: "stroke", points: d.stroke.slice(0, 4096), label, radius: BRUSH_PX * this.dpr() });
+          // radius: the brush (mm) Python holds; the frame then shows the pending marks
+          this.send({ type: "stroke", points: d.stroke.slice(0, 4096), label });
         } else if (Math.hypot(e.clientX - d.x0, e.clientY - d.y0) < 4) {
           const [x, y] = this.devicePoint(e);
           this.send({ type: "mark", x, y, label });
@@ -223,7 +259,8 @@ class ViewPanel {
     this.on(c, "wheel", (e) => {
       e.preventDefault();
       const scale = e.deltaMode === 1 ? 16 : e.deltaMode === 2 ? 100 : 1;  // lines / pages -> pixels
-      this.wheeler.add("wheel", {}, 0, e.deltaY * scale);
+      const ctrl = e.ctrlKey || e.metaKey;  // on a slice: zoom instead of stepping (a trackpad pinch too)
+      this.wheeler.add(`wheel|${ctrl}`, { ctrl }, 0, e.deltaY * scale);
     }, { passive: false });
     this.cleanups.push(() => { this.dragger.dispose(); this.wheeler.dispose(); });
   }
@@ -240,7 +277,8 @@ class ViewPanel {
   drawStroke(points) {
     const ctx = this.canvas.getContext("2d");
     ctx.strokeStyle = STROKE_COLORS[Number(this.labelSel.value)] || "#fff";
-    ctx.lineWidth = 2 * BRUSH_PX * this.dpr();
+    // the brush's width on screen while painting (the frame draws the marked voxels once sent)
+    ctx.lineWidth = 2 * (this.state?.brush_mm || 3) / Math.max(1e-6, this.state?.mm_per_px || 0.5);
     ctx.lineCap = ctx.lineJoin = "round";
     ctx.globalAlpha = 0.5;
     ctx.beginPath();
@@ -335,8 +373,18 @@ class ViewPanel {
     this.sliceText.textContent = `${state.slice_index + 1} / ${state.slice_count}`;
     this.correctBox.hidden = !state.correctable;
     this.marksText.textContent = state.marks ? `${state.marks} marked` : "";
+    this.clearBtn.disabled = !state.marks;
+    if (document.activeElement !== this.brushRange) this.brushRange.value = String(state.brush_mm);
+    this.brushText.textContent = `${state.brush_mm} mm`;
     this.canvas.dataset.mode = state.mode;
     this.canvas.dataset.slice = String(state.slice_index);
+    this.sliceTools.hidden = state.mode === "3d";
+    const windows = [["auto", "auto"], ...(state.hu ? model.get("window_options").map((w) => [w.name, w.label]) : [])];
+    fillSelect(this.windowSel, windows, state.window_preset);
+    this.windowText.textContent = state.window || "";
+    this.overlayBox.checked = state.label_overlay;
+    if (document.activeElement !== this.overlayRange) this.overlayRange.value = String(state.overlay_opacity);
+    this.probeText.textContent = state.mode !== "3d" ? (state.probe || "") : "";
     fillSelect(this.presetSel, model.get("preset_options").map((p) => [p, p]), state.preset);
     fillSelect(this.rendererSel, model.get("renderer_options").map((r) => [r.name, r.label]), state.renderer);
     this.classColors.checked = state.class_colors;
@@ -466,6 +514,7 @@ export default {
     sync();
     // one event name per call: anywidget's model proxy does not promise Backbone's "a b" syntax
     const handlers = [["change:views", sync], ["change:preset_options", sync], ["change:renderer_options", sync],
+      ["change:window_options", sync],
       ["change:arrangement", layout], ["change:width", layout], ["change:height", layout], ["msg:custom", onMsg]];
     for (const [name, fn] of handlers) model.on(name, fn);
     return () => {

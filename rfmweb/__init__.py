@@ -10,10 +10,10 @@ The curated public API::
     from rfmweb.widgets import Viewer                         # in Jupyter
     Viewer(vol)
 
-Submodules: :mod:`rfmweb.io` (NIfTI, BraTS), :mod:`rfmweb.samples` (built-in data),
-:mod:`rfmweb.transfer` (transfer functions, presets, class styles), :mod:`rfmweb.render`
-(ray-marcher, VTK), :mod:`rfmweb.session` (state -> frames), ``rfmweb.widgets`` (Jupyter) and
-``rfmweb.app`` (trame web app).
+Submodules: :mod:`rfmweb.io` (NIfTI, NRRD, MHA, DICOM series and SEG, BraTS), :mod:`rfmweb.samples`
+(built-in data), :mod:`rfmweb.transfer` (transfer functions, presets, class styles),
+:mod:`rfmweb.render` (ray-marchers, VTK, splats, Render-FM, path tracer), :mod:`rfmweb.session`
+(state -> frames), ``rfmweb.widgets`` (Jupyter) and ``rfmweb.app`` (trame web app).
 """
 
 from . import samples

@@ -123,6 +123,23 @@ def triton_available() -> bool:
 
 
 @functools.cache
+def load_triton_before_gl() -> None:
+    """Load Triton's native library, when Triton is installed, before an OpenGL stack starts.
+
+    Mesa's software OpenGL (what VTK renders offscreen with on a machine without a GPU) loads the
+    system's ``libLLVM``; Triton's ``libtriton`` carries its own LLVM, and loading it afterwards
+    crashes the process (a segmentation fault, seen with VTK 9.7 and Triton 3.x). torch imports Triton
+    by itself the first time an optimiser is made (``torch._dynamo``), e.g. in a segmentation
+    correction after a VTK frame, so the order is fixed here: call this before creating a VTK
+    render window. Costs about 0.2 s once.
+    """
+    if importlib.util.find_spec("triton") is not None:
+        import triton  # noqa: F401
+
+        log.debug("Triton loaded before the OpenGL stack (their LLVM libraries clash the other way round)")
+
+
+@functools.cache
 def numba_available() -> bool:
     """True when numba imports (the compiled CPU kernels need it)."""
     try:

@@ -54,6 +54,9 @@ class Volume:
         labels: ``[X, Y, Z]`` integer label map on the same grid, or ``None``.
         classes: the classes present in ``labels`` (index 0 is background by convention).
         name: a short name for display.
+        source: where the volume was read from, for writers that reference it (e.g. the DICOM
+            headers of :class:`rfmweb.io.dicom.DicomSeries`, which a DICOM SEG points to); kept by
+            :meth:`with_labels`, opaque to everything else, never shown (it may hold patient identifiers).
 
     Raises:
         InputError: on any inconsistency (names the problem; ``path`` is filled in by loaders).
@@ -66,6 +69,7 @@ class Volume:
     labels: np.ndarray | None = None
     classes: tuple[LabelClass, ...] = ()
     name: str = ""
+    source: object = field(default=None, repr=False)
     _range_cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:

@@ -1,16 +1,14 @@
-"""The trame web app without a browser: argument checks, auth, flow control, bad input, CLI errors."""
+"""The trame web app without a browser: argument checks, flow control, bad input, CLI errors (HTTP security:
+test_server_security.py)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +54,8 @@ def test_loopback_hosts_and_good_keys():
 
 # -- the CLI ------------------------------------------------------------------------------------------------
 def _serve_args(**kw) -> argparse.Namespace:
-    args = dict(volume=None, labels=None, splats=None, host="127.0.0.1", port=0, auth_key=None, renderer=None,
-                preset=None, open=False)
+    args = dict(volume=None, labels=None, splats=None, host="127.0.0.1", port=0, auth_key=None, auth_key_file=None,
+                renderer=None, preset=None, open=False)
     args.update(kw)
     return argparse.Namespace(**args)
 
@@ -112,71 +110,11 @@ def test_serve_parser_parses_the_documented_options():
     assert parser.parse_args(["serve"]).volume is None
 
 
-# -- a running server: HTTP auth -----------------------------------------------------------------------------
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-def _get(url: str, cookie: str | None = None) -> tuple[int, dict]:
-    req = urllib.request.Request(url, headers={"Cookie": cookie} if cookie else {})
-    opener = urllib.request.build_opener(_NoRedirect)
-    try:
-        with opener.open(req, timeout=10) as resp:
-            return resp.status, dict(resp.headers)
-    except urllib.error.HTTPError as err:
-        return err.code, dict(err.headers)
-
-
-@pytest.fixture(scope="module")
-def served(small_files, tmp_path_factory):
-    """``rfmweb serve`` (the CLI, in a subprocess) on a free port with an auth key."""
-    ct, labels = small_files
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tmp_path_factory.mktemp("served") / "server.log"
-    proc = subprocess.Popen([sys.executable, "-m", "rfmweb", "serve", str(ct), "--labels", str(labels),
-                             "--port", str(port), "--auth-key", KEY, "--renderer", "vtk"],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            if _get(f"{base}/index.html?secret={KEY}")[0] == 200:
-                break
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"server did not answer within 90 s:\n{log.read_text()}")
-        time.sleep(0.2)
-    yield base, log
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
-def test_http_requires_the_key(served):
-    base, log = served
-    assert _get(f"{base}/")[0] == 401
-    assert _get(f"{base}/index.html")[0] == 401
-    assert _get(f"{base}/index.html?secret=wrong-key-123")[0] == 401
-    assert _get(f"{base}/ws")[0] == 401  # the websocket handshake too
-    status, headers = _get(f"{base}/index.html?secret={KEY}")
-    assert status == 200
-    cookie = headers.get("Set-Cookie", "").split(";")[0]
-    assert KEY in cookie and "HttpOnly" in headers["Set-Cookie"]
-    assert _get(f"{base}/index.html", cookie=cookie)[0] == 200  # later requests carry the cookie
-    assert _get(f"{base}/index.html", cookie=cookie.replace(KEY, "wrong-key-123"))[0] == 401
-    assert f"?secret={KEY}" in log.read_text()  # the URL to open is logged
-
-
 # -- the frame adapter: flow control and bad messages (no server) --------------------------------------------
 def test_adapter_keeps_at_most_two_frames_in_flight(small_ct):
     from rfmweb.app.logic import FrameAdapter
     from rfmweb.session import RenderSession
+    from rfmweb.session.controller import ViewController
 
     pushed: list[dict] = []
 
@@ -189,10 +127,11 @@ def test_adapter_keeps_at_most_two_frames_in_flight(small_ct):
     loop = asyncio.new_event_loop()
     loop_thread = threading.Thread(target=loop.run_forever, daemon=True)
     loop_thread.start()
-    adapter = FrameAdapter("v", on_frame=lambda f: None, on_status=lambda busy, msg: None)
+    session = RenderSession(small_ct, renderer="vtk", width=48, height=48)
+    adapter = FrameAdapter("v", 0, ViewController([session]), on_frame=lambda f: None,
+                           on_status=lambda busy, msg: None)
     adapter.loop = loop
     adapter.set_streamer(Streamer())
-    session = RenderSession(small_ct, renderer="vtk", width=48, height=48)
 
     def run_until(cond, timeout=10.0):
         end = time.monotonic() + timeout
@@ -324,15 +263,15 @@ def test_app_shows_three_linked_segmentation_views_and_paints_corrections(brats_
             [("LeftButtonRelease", u[-1], v[-1])]
         for kind, x, y in events:  # trame-rca positions: CSS pixels from the bottom-left
             adapter.on_interaction("test", {"type": kind, "x": float(x), "y": float(64 - y)})
-        controller._jobs.submit(lambda: None).result(timeout=60)  # the marks are made on the correction thread
+        controller.control.wait(60)  # the marks are made on the correction thread
         assert raw.camera == camera and seg.n_marks >= len(ii)
         labels_before = seg.labels(1)
         controller._correct("apply")
-        controller._jobs.submit(lambda: None).result(timeout=60)
+        controller.control.wait(60)
         assert (seg.labels(1) != labels_before).sum() > 0
         assert (seg.labels(1)[:, :, k] > 0).sum() < (labels_before[:, :, k] > 0).sum()
         controller._correct("undo")
-        controller._jobs.submit(lambda: None).result(timeout=60)
+        controller.control.wait(60)
         np.testing.assert_array_equal(seg.labels(1), labels_before)
     finally:
         controller.close()

@@ -18,7 +18,7 @@ from rfmweb.inr import train as train_mod
 from rfmweb.inr.checkpoint import load_checkpoint, load_model
 from rfmweb.inr.sampling import CaseBank
 from rfmweb.inr.train import TrainConfig, build_optimizers, learning_rate, neumours_loss, train
-from rfmweb.models.inr import NeumoursINR
+from rfmweb.models.inr import NeumoursINR, gather_patches, voxel_to_unit
 
 RES = 4.0
 TINY = dict(batch=1024, micro_batches=4, warmup=0, log_every=1, val_every=1000, checkpoint_every=1000,
@@ -74,11 +74,26 @@ def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():
 
 def test_sampler_respects_the_foreground_ratio(cases):
     bank = CaseBank.from_folders(find_cases(cases / "train"), foreground_ratio=0.5)
-    coords, patches, targets = bank.sample(4000, torch.Generator().manual_seed(0))
+    coords, patches, targets = bank.sample(4000, bank.generator(0))
     assert coords.shape == (4000, 3) and patches.shape == (4000, 108) and targets.shape == (4000,)
     assert coords.abs().max() <= 1.0 and 0.45 < (targets > 0).float().mean() < 0.6
-    again = bank.sample(4000, torch.Generator().manual_seed(0))
+    again = bank.sample(4000, bank.generator(0))
     assert torch.equal(again[0], coords) and torch.equal(again[2], targets)
+
+
+def test_sampled_patches_coords_and_labels_are_those_of_the_voxel(cases):
+    bank = CaseBank.from_folders(find_cases(cases / "train"), foreground_ratio=0.3)
+    for case in bank.cases:         # one case per bank: the voxel is known from its coordinates
+        one = CaseBank([case], foreground_ratio=0.3)
+        coords, patches, targets = one.sample(500, one.generator(7))
+        extent = torch.tensor(case.shape, dtype=torch.float32) - 1
+        vox = torch.round((coords + 1) / 2 * extent).long()
+        assert torch.equal(voxel_to_unit(vox.float(), case.shape), coords)
+        assert torch.equal(patches, gather_patches(case.padded, vox, 3, case.offsets))
+        x, y, z = case.shape
+        assert torch.equal(targets, case.labels[vox[:, 0] * y * z + vox[:, 1] * z + vox[:, 2]])
+        flat = vox[:, 0] * y * z + vox[:, 1] * z + vox[:, 2]
+        assert torch.isin(flat, torch.cat([case.brain, case.tumour])).all()
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
@@ -88,7 +103,7 @@ def test_a_few_steps_reduce_the_loss(cases, tmp_path, optimizer):
     config = TrainConfig(cases=str(cases / "train"), out=str(tmp_path / "run"), optimizer=optimizer, steps=25,
                          lr=3e-3, final_lr=1e-3, **{**TINY, "max_val_cases": int(full)}, plots=full)
     bank = CaseBank.from_folders(find_cases(config.cases))
-    coords, patches, targets = bank.sample(4096, torch.Generator().manual_seed(123))
+    coords, patches, targets = bank.sample(4096, bank.generator(123))
     w = torch.tensor(config.class_weights)
     torch.manual_seed(config.seed)
     with torch.no_grad():

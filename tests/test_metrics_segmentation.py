@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from rfmweb.metrics.segmentation import (EMPTY_HD95_MM, BratsMetric, brats_scores, dice, hd95, surface)
+from rfmweb.metrics.segmentation import (EMPTY_HD95_MM, LESION_MIN_VOXELS, BratsMetric, brats_scores, dice, hd95,
+                                        lesion_scores, surface)
 
 
 def cube(shape, lo, hi):
@@ -96,3 +97,38 @@ def test_accumulator_means_over_cases():
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError, match="shape"):
         dice(np.zeros((2, 2, 2), bool), np.zeros((2, 2, 3), bool))
+
+
+
+def test_lesion_wise_scores_count_every_lesion_and_false_positive():
+    shape = (60, 60, 30)
+    empty = np.zeros(shape, bool)
+    a, b = cube(shape, (5, 5, 5), (10, 10, 10)), cube(shape, (40, 40, 5), (45, 45, 10))
+    ref = a | b
+    # one of two equal lesions found: voxel Dice 2/3, lesion-wise 1/2 and the penalty for the miss
+    dice_lw, hd_lw = lesion_scores(a, ref)
+    assert dice(a, ref) == pytest.approx(2 / 3) and dice_lw == pytest.approx(0.5)
+    assert hd_lw == pytest.approx(EMPTY_HD95_MM / 2)
+    # both found plus a far false positive: (1 + 1 + 0) / 3
+    fp = cube(shape, (5, 45, 20), (9, 49, 24))
+    dice_lw, hd_lw = lesion_scores(ref | fp, ref)
+    assert dice_lw == pytest.approx(2 / 3) and hd_lw == pytest.approx(EMPTY_HD95_MM / 3)
+    # a reference lesion under LESION_MIN_VOXELS (27 voxels) is not scored, missed or not
+    small = cube(shape, (20, 5, 20), (23, 8, 23))
+    assert small.sum() < LESION_MIN_VOXELS and lesion_scores(a, a | small) == (1.0, 0.0)
+    # fragments within the dilation distance are one lesion
+    near = cube(shape, (5, 12, 5), (10, 17, 10))       # 2 voxels from a
+    assert lesion_scores(a, a | near)[0] == pytest.approx(dice(a, a | near))
+    assert lesion_scores(empty, empty) == (1.0, 0.0) and lesion_scores(fp, empty) == (0.0, EMPTY_HD95_MM)
+
+
+def test_brats_scores_lesion_wise_keys_and_spread():
+    ref = np.zeros((30, 30, 20), np.uint8)
+    ref[5:15, 5:15, 5:15] = 2
+    ref[8:12, 8:12, 8:12] = 3
+    s = brats_scores(ref, ref, lesion_wise=True)
+    assert s["lesion_dice_WT"] == 1.0 and s["lesion_hd95_ET"] == 0.0 and "lesion_dice_TC" in s
+    metric = BratsMetric(with_hd95=False, lesion_wise=True)
+    metric.update(ref, ref)
+    metric.update(np.zeros_like(ref), ref)
+    assert metric.spread()["std_dice_WT"] == pytest.approx(0.5) and metric.aggregate()["lesion_dice_WT"] == 0.5

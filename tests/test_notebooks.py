@@ -1,4 +1,5 @@
-"""The notebooks run top to bottom on a CPU (nbclient), and their stills are real pictures."""
+"""The notebooks run top to bottom on a CPU (nbclient), end with live widgets, and their stills are real
+pictures."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, artifacts):
     nb = nbformat.read(path, as_version=4)
+    closing = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and ".close()" in cell.source]
+    assert not closing, f"cells {closing} close the widgets: after Run All the notebook would end with dead views"
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     stills = [out["data"]["image/png"] for cell in nb.cells if cell.cell_type == "code"
               for out in cell.get("outputs", []) if "image/png" in out.get("data", {})]

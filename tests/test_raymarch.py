@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -301,3 +303,17 @@ def test_accumulate_averages_jittered_frames(small_ct):
     first, second = (r.render_float(scene, cam, FULL, first_frame=k) for k in (0, 1))
     assert np.abs(first - second).mean() > 1e-3                       # frames differ: jittered
     np.testing.assert_allclose(r.render_float(scene, cam, FULL), first, atol=0)   # and deterministic
+
+
+def test_an_optimiser_after_a_vtk_frame_does_not_crash():
+    # Mesa's libLLVM (VTK's offscreen OpenGL) then Triton's own LLVM, which torch imports with the
+    # first optimiser, used to kill the process: a correction after a VTK frame did
+    code = ("import torch\n"
+            "from rfmweb import samples\nfrom rfmweb.camera import OrbitCamera\nfrom rfmweb.render import Scene\n"
+            "from rfmweb.render.vtk_volume import VtkRenderer\nfrom rfmweb.transfer import preset\n"
+            "v = samples.load('ct_phantom', size=32)\n"
+            "img = VtkRenderer().render(Scene(v, preset('CT-Bone')), OrbitCamera.framing(v.bounds, width=32, height=32))\n"
+            "torch.optim.Adam([torch.zeros(3, requires_grad=True)])\n"
+            "print('survived', img.std() > 0)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "survived True" in res.stdout, res.stderr[-2000:]

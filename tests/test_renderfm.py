@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import json
+import math
+import pickle
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
+from rfmweb import samples
 from rfmweb.cli import main
 from rfmweb.errors import InputError
 from rfmweb.render import Scene
 from rfmweb.renderfm.decoder import N_OUT, Base, decode
 from rfmweb.renderfm.inputs import build_inputs, working_grid
 from rfmweb.renderfm.model import RenderFM, RenderFMConfig, base_for, load_model, predict, save_model
-from rfmweb.splats.init import agp_init, classify, prime
+from rfmweb.splats.init import DIR_STD, SH_C0, agp_init, classify, prime
+from rfmweb.splats.model import Splats6D
+from rfmweb.splats.slicing import LAMBDA_OPA
 from rfmweb.transfer import ClassTable, TransferFunction, preset
+from rfmweb.volume import Volume
 
 SMALL = RenderFMConfig(features=(4, 8, 16), spacing_mm=8.0)
 
@@ -37,7 +44,7 @@ def test_inputs_channels_and_grid(scene, small_ct):
     assert x[0].min() >= -1.024 and x[0].max() <= 3.071               # HU / 1000
     assert set(np.unique(x[1])) <= {0.0, 1.0} and x[1].mean() > 0.05   # mask
     assert ((x[2:] >= 0) & (x[2:] <= 1)).all()
-    np.testing.assert_array_equal(x[1] > 0, (inp.labels > 0) & (inp.rgba[..., 3] > 0))
+    np.testing.assert_array_equal(x[1] > 0, ((inp.labels > 0) & (inp.rgba[..., 3] > 0)).numpy())
     unlabelled = build_inputs(Scene(small_ct.with_labels(None, ()), preset("CT-Bone")), None)
     assert unlabelled.mask_from == "tf" and unlabelled.shape == small_ct.shape
 
@@ -49,13 +56,26 @@ def test_agp_pools_classified_voxels_not_hu():
     hu[1, :, :] = 1400.0                                          # bone in one voxel layer of block 0
     tf = TransferFunction("edge", color=[(-1000, 0, 0, 0), (100, 1, 0, 0), (1000, 1, 1, 1)],
                           opacity=[(-1000, 0), (0, 0), (100, 0.5), (300, 0.0), (1000, 0.9)])
-    rgba = classify(hu, None, tf, ClassTable())
+    rgba = classify(torch.from_numpy(hu), None, tf, ClassTable())
     primed = prime(rgba, None, np.eye(4), 1.0)
-    assert len(primed) == 1 and tuple(primed.index[0]) == (0, 0, 0)
+    assert len(primed) == 1 and tuple(primed.index[0].tolist()) == (0, 0, 0)
     np.testing.assert_allclose(primed.rgb[0], [1, 1, 1], atol=1e-6)             # bone white, not soft-tissue red
     ext = -np.log(1 - 0.9) / 2                                                  # mean over the block
     np.testing.assert_allclose(primed.alpha[0], 1 - np.exp(-ext * 2.0), rtol=1e-5)
     np.testing.assert_allclose(primed.means[0], [0.5, 0.5, 0.5])
+
+
+def test_agp_block_label_is_the_weighted_majority_ties_to_the_smaller():
+    rgba = torch.full((2, 2, 4, 4), 0.5)
+    labels = torch.zeros(2, 2, 4, dtype=torch.int64)
+    labels[:, :, :2] = torch.tensor([[[5, 3], [3, 5]], [[5, 3], [3, 5]]])   # block 0: 4 x 3, 4 x 5, equal weights
+    labels[:, :, 2:] = 7
+    labels[0, 0, 2] = 4
+    rgba[0, 0, 2, 3] = 0.999                                                 # block 1: one opaque 4 outweighs seven 7s
+    primed = prime(rgba, labels, np.eye(4), 1.0)
+    assert primed.labels.tolist() == [3, 4]
+    back = pickle.loads(pickle.dumps(primed))                              # training samples travel pickled
+    assert isinstance(back.index, torch.Tensor) and torch.equal(back.labels, primed.labels)
 
 
 def test_agp_off_keeps_every_block(scene):
@@ -98,6 +118,129 @@ def test_untrained_model_predicts_the_agp_splats(scene):
     ref = Base.from_primed(prime(inp.rgba, inp.labels, inp.affine, inp.unit_distance)).splats
     torch.testing.assert_close(pred.splats.means, ref.means)
     assert set(pred.timings) == {"input", "network", "decode", "transfer", "prepare_s"}
+
+
+# -- the numpy reference of the input stage and AGP base (what ran before the torch port) ----------------
+def _reference(scene: Scene, spacing_mm: float | None, eps: float = 0.01) -> tuple[np.ndarray, np.ndarray, Base]:
+    """``(channels [6, X, Y, Z], labels or None, AGP base)`` in numpy: trilinear HU (torch's float32
+    ``interpolate``, as before the port: float64 HU would move voxels on a steep TF ramp by more than
+    1e-5) and nearest labels on the align-corners lattice, ``np.interp`` TF, class table by label,
+    2 x 2 x 2 blocks."""
+    vol, tf = scene.volume, scene.tf
+    shape, affine = working_grid(vol.shape, vol.affine, spacing_mm)
+    axes = [np.linspace(0, n - 1, m) for n, m in zip(vol.shape, shape)]
+    hu = F.interpolate(torch.from_numpy(vol.data[None, :1]), size=shape, mode="trilinear", align_corners=True)
+    hu = hu[0, 0].numpy()
+    labels = None if vol.labels is None else vol.labels[np.ix_(*(np.rint(a).astype(int) for a in axes))].astype(int)
+    rgba = tf.rgba_np(hu)
+    if labels is not None:
+        table, use = (t.numpy()[labels] for t in scene.classes.lookup(int(labels.max())))
+        rgba[..., :3] = rgba[..., :3] * (1 - use[..., None]) + table[..., :3] * use[..., None]
+        solid = scene.classes.mode == "solid"
+        rgba[..., 3] = np.where(use > 0, table[..., 3], rgba[..., 3]) if solid else rgba[..., 3] * table[..., 3]
+    path = np.mean(np.linalg.norm(affine[:3, :3], axis=0))
+    a_vox = 1 - (1 - np.clip(rgba[..., 3], 0, 0.999)) ** (path / tf.unit_distance)
+    mask = (labels > 0) & (rgba[..., 3] > 0) if labels is not None else a_vox > eps
+    x = np.stack([np.clip(hu, -1024, 3071) / 1000, mask, *np.moveaxis(rgba[..., :3], -1, 0), a_vox])
+    # AGP: blocks [X', Y', Z', 8]
+    h = [n // 2 for n in shape]
+    blocks = lambda v: v[:2 * h[0], :2 * h[1], :2 * h[2]].reshape(h[0], 2, h[1], 2, h[2], 2, *v.shape[3:]) \
+        .transpose(0, 2, 4, 1, 3, 5, *range(6, v.ndim + 3)).reshape(*h, 8, *v.shape[3:])  # noqa: E731
+    ext = blocks(-np.log1p(-np.clip(rgba[..., 3], 0, 0.999)) / tf.unit_distance)
+    half = np.linalg.norm(affine[:3, :3], axis=0) * 2
+    alpha = 1 - np.exp(-ext.mean(-1) * half.mean())
+    keep = alpha > eps
+    if labels is not None:
+        lab = blocks(labels)
+        values = np.unique(lab)                      # weights per label value, ties to the smaller value
+        score = np.stack([((lab == v) * (ext + 1e-6)).sum(-1) for v in values], -1)
+        block_labels = values[score.argmax(-1)]
+        keep &= block_labels > 0
+    idx = np.argwhere(keep)
+    sel = tuple(idx.T)
+    e, c = ext[sel], blocks(rgba[..., :3])[sel]
+    em = e.mean(-1, keepdims=True)
+    rgb = np.where(em > 1e-12, (c * e[..., None]).sum(1) / 8 / np.maximum(em, 1e-12), c.mean(1))
+    centre = affine[:3, :3] @ (2 * idx.T + 0.5) + affine[:3, 3:4]
+    opacity = np.clip(alpha[sel] / math.exp(-LAMBDA_OPA / DIR_STD ** 2), 1e-4, 0.999)
+    n = len(idx)
+    log_diag = np.concatenate([np.log(np.broadcast_to(half / 2, (n, 3))), np.full((n, 3), math.log(DIR_STD))], 1)
+    sh = np.zeros((n, 4, 3))
+    sh[:, 0] = (rgb - 0.5) / SH_C0
+    f = lambda v: torch.as_tensor(v, dtype=torch.float32)  # noqa: E731
+    splats = Splats6D(f(centre.T), f(np.zeros((n, 3))), f(log_diag), f(np.zeros((n, 15))),
+                      f(np.log(opacity / (1 - opacity))), f(sh),
+                      None if labels is None else torch.as_tensor(block_labels[sel]))
+    return x, labels, Base(splats, torch.as_tensor(idx), f(half / 2))
+
+
+def _assert_same_splats(a: Splats6D, b: Splats6D) -> None:
+    assert len(a) == len(b)
+    for name in ("means", "dir_means", "chol_log_diag", "chol_lower", "sh"):
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), atol=1e-5, rtol=1e-5)
+    # logits are ill-conditioned near the 0.999 opacity cap (-ln(1 - a)): opacities too, absolutely
+    torch.testing.assert_close(a.opacity_logits, b.opacity_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a.opacity_logits.sigmoid(), b.opacity_logits.sigmoid(), atol=1e-5, rtol=0)
+    assert (a.labels is None) == (b.labels is None) and (a.labels is None or torch.equal(a.labels, b.labels))
+
+
+def _phantom_scene(case: str) -> Scene:
+    vol = samples.load("ct_phantom", size=40)
+    classes = ClassTable.from_classes(vol.classes)
+    if case == "anisotropic":     # a 1 : 1.6 : 2.3 voxel grid, resampled to isotropic
+        vol = Volume(vol.data, np.diag([*(np.array(vol.spacing) * [1.0, 1.6, 2.3]), 1.0]),
+                     labels=vol.labels, classes=vol.classes)
+    elif case == "unlabelled":
+        vol, classes = vol.with_labels(None, ()), ClassTable()
+    elif case == "class-colours-hidden":
+        classes = ClassTable.from_classes(vol.classes, use_class_colors=True).set_group_visible("skeleton", False)
+        classes = classes.updated(24, opacity=0.4)                     # muscle half-transparent
+    elif case == "solid":
+        classes = ClassTable.from_classes(vol.classes, mode="solid").updated(3, opacity=0.7)
+    return Scene(vol, preset("CT-Soft-Tissue" if case == "solid" else "CT-Bone"), classes)
+
+
+@pytest.mark.parametrize("case", ["labels", "unlabelled", "class-colours-hidden", "solid", "anisotropic"])
+def test_torch_inputs_and_agp_equal_the_numpy_reference(case):
+    scene = _phantom_scene(case)
+    for spacing in (None, 6.0):
+        x, labels, ref = _reference(scene, spacing)
+        inp = build_inputs(scene, spacing)
+        np.testing.assert_allclose(inp.tensor.numpy(), x, atol=1e-5, rtol=0)
+        assert (inp.labels is None) == (labels is None)
+        if labels is not None:
+            np.testing.assert_array_equal(inp.labels.numpy(), labels)
+        base = base_for(inp, RenderFMConfig(spacing_mm=6.0))
+        _assert_same_splats(base.splats, ref.splats)
+        assert torch.equal(base.index, ref.index)
+        assert len(base.splats) > 50
+        if case == "class-colours-hidden":
+            assert not set(range(1, 8)) & set(base.splats.labels.tolist())      # the skeleton is hidden
+
+
+def test_predict_equals_the_network_on_the_numpy_reference():
+    """``predict`` (torch input stage) gives the splats of the same network on the reference input."""
+    torch.manual_seed(4)
+    model = RenderFM(RenderFMConfig(features=(4, 8, 16), spacing_mm=6.0)).eval()
+    for head in model.unet.heads.values():
+        torch.nn.init.normal_(head.weight, std=0.3)
+    scene = _phantom_scene("anisotropic")
+    pred = predict(model, scene, prune=0.0)
+    x, _, ref = _reference(scene, 6.0)
+    with torch.no_grad():
+        raw = model(torch.as_tensor(x, dtype=torch.float32)[None])[0]
+    _assert_same_splats(pred.splats, decode(raw, ref))
+    assert {"input", "network", "decode", "transfer", "prepare_s"} <= set(pred.timings)
+
+
+@pytest.mark.gpu
+def test_cuda_input_stage_and_agp_equal_the_cpu():
+    scene = _phantom_scene("anisotropic")
+    cpu, gpu = build_inputs(scene, 6.0), build_inputs(scene, 6.0, device="cuda")
+    torch.testing.assert_close(gpu.tensor.cpu(), cpu.tensor, atol=1e-5, rtol=1e-5)
+    assert torch.equal(gpu.labels.cpu(), cpu.labels)
+    config = RenderFMConfig(spacing_mm=6.0)
+    _assert_same_splats(base_for(gpu, config).splats.to("cpu"), base_for(cpu, config).splats)
 
 
 def test_patched_pass_equals_the_whole_pass():

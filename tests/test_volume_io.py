@@ -162,6 +162,17 @@ def _empty(path):
     path.write_bytes(b"")
 
 
+def _complex(path):
+    write(path, np.full((4, 4, 4), 1 + 2j, np.complex64))
+
+
+def _bad_sizeof_hdr(path):
+    write(path, np.zeros((4, 4, 4), np.float32))
+    raw = bytearray(path.read_bytes())
+    raw[0:4] = np.int32(12345).tobytes()      # nibabel would "repair" it to 348 and read on
+    path.write_bytes(bytes(raw))
+
+
 @pytest.mark.parametrize("make, reason", [
     (_corrupt, "not a readable NIfTI"),
     (_truncated, "truncated or corrupt"),
@@ -174,9 +185,11 @@ def _empty(path):
     (_negative_spacing, "spacing"),
     (_absurd, "more than the"),
     (_empty, "file is empty"),
+    (_complex, "complex-valued voxels (complex64)"),
+    (_bad_sizeof_hdr, "sizeof_hdr is 12345"),
 ])
 def test_bad_input_is_one_clear_error(tmp_path, make, reason):
-    path = tmp_path / ("bad.nii" if make in (_absurd, _zero_spacing) else "bad.nii.gz")
+    path = tmp_path / ("bad.nii" if make in (_absurd, _zero_spacing, _bad_sizeof_hdr) else "bad.nii.gz")
     make(path)
     with pytest.raises(InputError) as err:
         load_volume(path)

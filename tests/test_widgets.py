@@ -439,16 +439,16 @@ def test_paint_apply_and_undo_messages_correct_the_raw_view(brats_case, forced_p
         v = ((geo.shape[1] - 1 - jj) + 0.5) * geo.spacing[1] / geo.mm_per_px + geo.offset[1]
         page.send({"type": "stroke", "view": 1, "points": [[float(a), float(b)] for a, b in zip(u, v)], "label": 0,
                    "radius": 1.0})
-        cmp._jobs.submit(lambda: None).result(timeout=60)  # strokes are handled on the correction thread
+        cmp.control.wait(60)  # strokes are handled on the correction thread
         assert cmp.views[1]["marks"] >= len(ii) and "marked" in cmp.views[1]["status"]
         page.send({"type": "apply_correction", "view": 1})
-        cmp._jobs.submit(lambda: None).result(timeout=120)
+        cmp.control.wait(120)
         _, _, after = page.wait_frame(1, after=n, min_version=raw.version)
         assert (seg.labels(1)[:, :, k] > 0).sum() < len(ii) // 2
         assert pixels_differ(before, after, threshold=0.2), "the raw view's frame did not change"
         assert cmp.views[1]["subtitle"].startswith("Dice WT") and cmp.views[1]["subtitle"] != dice_before
         page.send({"type": "undo_correction", "view": 1})
-        cmp._jobs.submit(lambda: None).result(timeout=60)
+        cmp.control.wait(60)
         np.testing.assert_array_equal(seg.labels(1), labels)
     finally:
         cmp.close()

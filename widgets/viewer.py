@@ -8,9 +8,10 @@ Each view is a :class:`~rfmweb.session.RenderSession` streamed by a
   thread; checked in a real JupyterLab 4.6 with ipykernel 7.4 by ``tests/browser/test_jupyterlab.py``);
   the page draws each frame and answers ``{"type": "ack", "view": i, "id": n}``, which frees the
   stream's flow control;
-- intents: the page sends typed messages (:mod:`._messages`: drag, wheel, resize, preset, class, ...)
-  that become session calls; a malformed message is logged and answered with an ``error`` message,
-  it never raises into the kernel;
+- intents: the page sends typed messages (:mod:`rfmweb.session.messages`: drag, wheel, resize, preset,
+  class, window, overlay, probe, ...) that the shared :class:`~rfmweb.session.controller.ViewController`
+  carries out (the trame app uses the same one); a malformed message is logged and answered with an
+  ``error`` message, it never raises into the kernel;
 - state: the synced traitlets ``views`` (per view: preset, renderer, classes, groups, status),
   ``preset_options`` and ``renderer_options`` mirror the sessions. Python owns them (rebuilt after
   every session change, whoever made it); the page only reads them and sends intents back.
@@ -18,11 +19,9 @@ Each view is a :class:`~rfmweb.session.RenderSession` streamed by a
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Sequence, Union
@@ -32,9 +31,10 @@ import traitlets as t
 
 from rfmweb.errors import InputError
 from rfmweb.render.registry import renderer_label, renderer_names
+from rfmweb.render.slices import WINDOW_PRESETS
 from rfmweb.session import FrameStream, RenderSession, SegmentationViews, link_cameras, link_view_modes
-from rfmweb.session.segmentation import CORRECTION_LABELS
-from rfmweb.session.interaction import apply_drag, apply_wheel
+from rfmweb.session.controller import STYLE_MESSAGES, ViewController, window_readout
+from rfmweb.session.encode import side_by_side
 from rfmweb.transfer import PRESETS
 from rfmweb.volume import Volume
 
@@ -77,6 +77,8 @@ class _Views(anywidget.AnyWidget):
     preset_options = t.List(t.Unicode()).tag(sync=True)
     #: Renderers offered in the renderer menus: ``{"name": ..., "label": ...}``.
     renderer_options = t.List(t.Dict()).tag(sync=True)
+    #: CT window presets offered on slice views: ``{"name": ..., "label": "bone (W2000 L500)"}``.
+    window_options = t.List(t.Dict()).tag(sync=True)
     #: CSS size of each canvas (the page sends back the device-pixel size it really has).
     width = t.Int(512).tag(sync=True)
     height = t.Int(512).tag(sync=True)
@@ -100,13 +102,16 @@ class _Views(anywidget.AnyWidget):
         self._status = [("", False)] * len(sessions)
         self._closed = False
         self.segmentation = segmentation
-        # corrections (INR fine-tuning) run here, one at a time, never on the kernel's thread
-        self._jobs = ThreadPoolExecutor(1, thread_name_prefix="rfmweb-correct")
+        #: Every control of the page (and of the methods below) goes through here.
+        self.control = ViewController(sessions, segmentation=segmentation, shared_styles=segmentation is not None,
+                                      on_status=self._on_status, on_probe=lambda _i, _text: self._sync_views())
         has = {"splats": any(x.splats is not None for x in sessions),
                "renderfm": any(x.volume is not None for x in sessions)}  # Render-FM predicts from a volume
         super().__init__(width=int(width), height=int(height), arrangement=arrangement, preset_options=list(PRESETS),
                          renderer_options=[{"name": n, "label": renderer_label(n)} for n in renderer_names()
-                                           if has.get(n, True)])
+                                           if has.get(n, True)],
+                         window_options=[{"name": k, "label": f"{k} (W{w:g} L{lv:g})"}
+                                         for k, (w, lv) in WINDOW_PRESETS.items()])
         self._unsubscribe = [s.subscribe(self._on_session_change) for s in self._sessions]
         linked = link and len(self._sessions) > 1
         self._unlink = link_cameras(self._sessions) if linked else None
@@ -132,49 +137,52 @@ class _Views(anywidget.AnyWidget):
 
     def set_preset(self, name: str, *, view: int | None = None) -> None:
         """Switch to a preset (e.g. ``"CT-Bone"``) in one view (``view=i``) or all (``None``)."""
-        for s in self._targets(view):
-            s.set_preset(name)
+        self._control(view, m.SetPreset, name=name)
 
     def set_renderer(self, name: str, *, view: int | None = None) -> None:
         """Switch renderer (a name from :func:`rfmweb.render.registry.renderer_names`)."""
-        for s in self._targets(view):
-            s.set_renderer(name)
+        self._control(view, m.SetRenderer, name=name)
 
     def set_class_visible(self, index_or_name: int | str, visible: bool, *, view: int | None = None) -> None:
         """Show or hide one class, given by label value or name (case-insensitive)."""
-        for s in self._targets(view):
-            s.set_class(_class_index(s, index_or_name), visible=bool(visible))
+        for i in self._views(view):
+            self._control(i, m.SetClass, index=_class_index(self._sessions[i], index_or_name), visible=bool(visible))
 
     def set_class_opacity(self, index_or_name: int | str, opacity: float, *, view: int | None = None) -> None:
         """Set one class's opacity in [0, 1]."""
-        for s in self._targets(view):
-            s.set_class(_class_index(s, index_or_name), opacity=float(opacity))
+        for i in self._views(view):
+            self._control(i, m.SetClass, index=_class_index(self._sessions[i], index_or_name), opacity=float(opacity))
 
     def set_group_visible(self, group: str, visible: bool, *, view: int | None = None) -> None:
         """Show or hide a group of classes ("skeleton", "organs", "vessels", "soft tissue", ...)."""
-        for s in self._targets(view):
-            s.set_group_visible(group, bool(visible))
+        self._control(view, m.SetGroup, group=group, visible=bool(visible))
 
     def set_class_colors(self, on: bool, *, view: int | None = None) -> None:
         """Colour voxels by class (``True``) or by the transfer function (``False``)."""
-        for s in self._targets(view):
-            s.set_class_colors(bool(on))
+        self._control(view, m.SetClassColors, on=bool(on))
 
     def set_cinematic(self, on: bool, *, view: int | None = None) -> None:
         """Cinematic still: path-trace the view progressively while the camera rests (needs Mitsuba)."""
-        for s in self._targets(view):
-            s.set_still_renderer("pathtrace" if on else None)
+        self._control(view, m.SetCinematic, on=bool(on))
 
     def set_view_mode(self, mode: str, index: int | None = None, *, view: int | None = None) -> None:
         """Show the 3-D render (``"3d"``) or a slice (``"axial"``, ``"coronal"``, ``"sagittal"``,
         at ``index`` or the last one shown); linked views follow."""
-        for s in self._targets(view):
-            s.set_view_mode(mode, index)
+        self._control(view, m.SetMode, mode=mode, index=index)
 
     def set_slice(self, index: int, *, view: int | None = None) -> None:
         """Show slice ``index`` along the current slice axis."""
-        for s in self._targets(view):
-            s.set_slice(index)
+        self._control(view, m.SetSlice, index=int(index))
+
+    def set_window(self, preset: str | None = None, *, width: float | None = None, level: float | None = None,
+                   view: int | None = None) -> None:
+        """Slice grey window: a preset (``"brain"``, ``"subdural"``, ``"bone"``, ``"lung"``, ``"abdomen"``,
+        ``"auto"``) or ``width``/``level`` in image units (HU for CT)."""
+        self._control(view, m.SetWindow, preset=preset, width=width, level=level)
+
+    def set_label_overlay(self, on: bool, opacity: float | None = None, *, view: int | None = None) -> None:
+        """Draw the label map over slice views (greyscale without it), at ``opacity`` in [0, 1]."""
+        self._control(view, m.SetLabelOverlay, on=bool(on), opacity=opacity)
 
     # -- segmentation corrections (Compare.segmentations) ----------------------------------------
     def dice(self) -> dict[str, dict[str, float]] | None:
@@ -205,9 +213,8 @@ class _Views(anywidget.AnyWidget):
         return self.segmentation
 
     def reset_camera(self, *, view: int | None = None) -> None:
-        """Back to the home view (linked views follow)."""
-        for s in self._targets(view):
-            s.reset_camera()
+        """Back to the home view, slices fitted (linked views follow)."""
+        self._control(view, m.ResetCamera)
 
     def screenshot(self, path: str | Path | None = None, *, view: int | None = None) -> bytes:
         """A full-quality PNG of one view, or of all views side by side (``view=None``).
@@ -216,7 +223,7 @@ class _Views(anywidget.AnyWidget):
         """
         indices = range(len(self._streams)) if view is None else [self._check_view(view)]
         pngs = [self._streams[i].screenshot() for i in indices]
-        data = pngs[0] if len(pngs) == 1 else _tile_pngs(pngs)
+        data = pngs[0] if len(pngs) == 1 else side_by_side(pngs)
         if path is not None:
             Path(path).write_bytes(data)
         return data
@@ -225,7 +232,7 @@ class _Views(anywidget.AnyWidget):
         """Stop the render threads, unlink cameras, close the sessions this widget created."""
         if not getattr(self, "_closed", True):
             self._closed = True
-            self._jobs.shutdown(wait=False, cancel_futures=True)
+            self.control.close()
             for s in self._streams:
                 s.close()
             for u in self._unsubscribe:
@@ -240,8 +247,16 @@ class _Views(anywidget.AnyWidget):
         super().close()
 
     # -- state mirror ---------------------------------------------------------------------------
-    def _targets(self, view: int | None) -> list[RenderSession]:
-        return list(self._sessions) if view is None else [self._sessions[self._check_view(view)]]
+    def _views(self, view: int | None) -> list[int]:
+        return list(range(len(self._sessions))) if view is None else [self._check_view(view)]
+
+    def _control(self, view: int | None, kind: type, **fields) -> None:
+        """Send a ``kind`` message to one view or to all (once when styles are shared anyway)."""
+        views = self._views(view)
+        if view is None and self.control.shared_styles and issubclass(kind, STYLE_MESSAGES):
+            views = views[:1]
+        for i in views:
+            self.control.handle(kind(view=i, **fields))
 
     def _check_view(self, view: int) -> int:
         if not 0 <= int(view) < len(self._sessions):
@@ -260,6 +275,7 @@ class _Views(anywidget.AnyWidget):
             groups.append({"name": g, "visible": "all" if all(vis) else "none" if not any(vis) else "some"})
         status, busy = self._status[i]
         seg = self.segmentation
+        window = window_readout(s)
         return {"title": self._titles[i], "preset": preset, "renderer": renderer,
                 "class_colors": bool(table.use_class_colors), "classes": classes, "groups": groups,
                 "cinematic": s.still_renderer is not None,
@@ -267,7 +283,12 @@ class _Views(anywidget.AnyWidget):
                 "can_slice": s.volume is not None,
                 "subtitle": seg.dice_text(i) if seg is not None else "",
                 "correctable": seg is not None, "marks": seg.n_marks if seg is not None else 0,
-                "status": status, "busy": busy}
+                "brush_mm": self.control.brush_mm,
+                "mm_per_px": s.slice_geometry(snap).mm_per_px if snap.mode != "3d" else 0.0,
+                "label_overlay": bool(s.label_overlay), "overlay_opacity": float(s.overlay),
+                "hu": s.volume is not None and s.volume.modality == "CT",
+                "window_preset": window[0], "window": window[1],
+                "probe": self.control.probes[i], "status": status, "busy": busy}
 
     def _sync_views(self) -> None:
         # Called from the kernel thread and from render threads: one writer at a time.
@@ -314,71 +335,22 @@ class _Views(anywidget.AnyWidget):
             log.exception("rfmweb widget: could not report an error to the page")
 
     def _dispatch(self, msg: m.ClientMessage) -> None:
+        """Frame transport here (acks, first frames, screenshots); every control to the controller."""
         i = msg.view
         session, stream = self._sessions[i], self._streams[i]
         if isinstance(msg, m.Ack):
             stream.ack(msg.id)
-        elif isinstance(msg, m.Drag):
-            apply_drag(session, msg.button, msg.dx, msg.dy, shift=msg.shift, ctrl=msg.ctrl,
-                       pixel_ratio=session.camera.width / max(1, self.width))
-        elif isinstance(msg, m.Wheel):
-            if session.mode == "3d":
-                apply_wheel(session, msg.dy)
-            else:  # on a slice view the wheel steps through slices (down: towards lower indices)
-                session.step_slice(-1 if msg.dy > 0 else 1)
-        elif isinstance(msg, m.Resize):
-            session.resize(msg.width, msg.height)
         elif isinstance(msg, m.Ready):
             # a (re)mounted page has no frames in flight and needs a first frame even if nothing changed
             session.resize(msg.width, msg.height)
             stream.resume()
-        elif isinstance(msg, m.SetPreset):
-            session.set_preset(msg.name)
-        elif isinstance(msg, m.SetRenderer):
-            session.set_renderer(msg.name)
-        elif isinstance(msg, m.SetClass):
-            session.set_class(msg.index, visible=msg.visible, opacity=msg.opacity, color=msg.rgb())
-        elif isinstance(msg, m.SetGroup):
-            session.set_group_visible(msg.group, msg.visible)
-        elif isinstance(msg, m.SetClassColors):
-            session.set_class_colors(msg.on)
-        elif isinstance(msg, m.SetCinematic):
-            session.set_still_renderer("pathtrace" if msg.on else None)
-        elif isinstance(msg, m.ResetCamera):
-            session.reset_camera()
-        elif isinstance(msg, m.SetMode):
-            session.set_view_mode(msg.mode, msg.index)
-        elif isinstance(msg, m.SetSlice):
-            session.set_slice(msg.index)
-        elif isinstance(msg, (m.Stroke, m.Mark, m.ApplyCorrection, m.UndoCorrection)):
-            self._require_segmentation()
-            self._jobs.submit(self._correct, msg)
         elif isinstance(msg, m.Screenshot):
             # rendering a full-quality PNG takes a while: never on the kernel's thread
             threading.Thread(target=self._reply_screenshot, args=(msg,), name="rfmweb-screenshot",
                              daemon=True).start()
-        else:  # pragma: no cover - every ClientMessage subclass is handled above
-            raise m.MessageError(f"no handler for {msg.tag()!r}")
-
-    def _correct(self, msg: m.ClientMessage) -> None:
-        """A correction message, on the correction thread; failures go back to the page."""
-        seg = self.segmentation
-        try:
-            if isinstance(msg, m.Stroke):
-                n = seg.mark_pixels(msg.view, msg.points, msg.label, msg.radius)
-                self._on_status(msg.view, False, f"marked {n} voxels as {CORRECTION_LABELS[msg.label]}")
-            elif isinstance(msg, m.Mark):
-                hit = seg.mark_click(msg.view, msg.x, msg.y, msg.label)
-                self._on_status(msg.view, False, "nothing under the pointer" if hit is None else
-                                f"marked voxel {tuple(int(c) for c in hit)} as {CORRECTION_LABELS[msg.label]}")
-            elif isinstance(msg, m.ApplyCorrection):
-                seg.apply_correction()
-            else:
-                seg.undo_correction()
-        except Exception as exc:
-            log.exception("rfmweb widget: correction failed")
-            self._reply_error(msg.view, f"correction failed: {exc}", {})
-        self._sync_views()
+        else:
+            self.control.set_pixel_ratio(i, session.camera.width / max(1, self.width))
+            self.control.handle(msg)
 
     def _reply_screenshot(self, msg: m.Screenshot) -> None:
         try:
@@ -405,21 +377,6 @@ def _class_index(session: RenderSession, index_or_name: int | str) -> int:
                 return c.index
         raise InputError(f"no class named {index_or_name!r}; classes are {[c.name for c in styles]}")
     return session.classes.style(int(index_or_name)).index
-
-
-def _tile_pngs(pngs: list[bytes], gap: int = 4) -> bytes:
-    """Several PNGs side by side on a black strip, as one PNG."""
-    from PIL import Image
-    images = [Image.open(io.BytesIO(p)).convert("RGB") for p in pngs]
-    out = Image.new("RGB", (sum(im.width for im in images) + gap * (len(images) - 1),
-                            max(im.height for im in images)))
-    x = 0
-    for im in images:
-        out.paste(im, (x, 0))
-        x += im.width + gap
-    buf = io.BytesIO()
-    out.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 class Viewer(_Views):
@@ -464,6 +421,8 @@ class Compare(_Views):
         titles: one per view (default: the volume names).
         link: link the cameras (:func:`rfmweb.session.link_cameras`).
         width, height: size of each canvas in CSS pixels.
+        segmentation: the segmentation views these sessions belong to (:meth:`segmentations` sets it:
+            correction tools, class and slice styles shared by the views).
 
     Example:
         >>> Compare.presets(volume, ["CT-Bone", "CT-Muscle"])             # doctest: +SKIP
@@ -471,7 +430,7 @@ class Compare(_Views):
     """
 
     def __init__(self, views: Sequence[ViewSource], *, titles: Sequence[str] | None = None, link: bool = True,
-                 width: int = 384, height: int = 384) -> None:
+                 width: int = 384, height: int = 384, segmentation: SegmentationViews | None = None) -> None:
         views = list(views)
         if len(views) < 2:
             raise InputError(f"Compare needs two or more views, got {len(views)}; use Viewer for one")
@@ -479,7 +438,7 @@ class Compare(_Views):
             raise InputError(f"got {len(titles)} titles for {len(views)} views")
         made = [_session_for(v, None, None, width, height) for v in views]
         super().__init__([s for s, _ in made], owned=[o for _, o in made], titles=list(titles or [None] * len(views)),
-                         width=width, height=height, arrangement="below", link=link)
+                         width=width, height=height, arrangement="below", link=link, segmentation=segmentation)
 
     @classmethod
     def presets(cls, volume: Volume, presets: Sequence[str], *, renderer: str | None = None, **kwargs) -> "Compare":
@@ -509,9 +468,8 @@ class Compare(_Views):
         from rfmweb.session.segmentation import TITLES
 
         seg = SegmentationViews(case_volume, model, renderer=renderer, width=width, height=height)
-        widget = cls(list(seg.sessions), titles=list(titles or TITLES), width=width, height=height)
+        widget = cls(list(seg.sessions), titles=list(titles or TITLES), width=width, height=height, segmentation=seg)
         widget._owned = [True] * len(seg.sessions)
-        widget.segmentation = seg
         seg.on_status = widget._on_status
         if wait:
             seg.compute()

@@ -1,9 +1,12 @@
 """``rfmweb serve``: the command line of the web app.
 
-    rfmweb serve [VOLUME] [--labels L] [--host H] [--port P] [--auth-key K] [--renderer R] [--preset P]
+    rfmweb serve [VOLUME] [--labels L] [--host H] [--port P] [--auth-key-file F] [--renderer R] [--preset P]
+                 [--allow-host NAME] [--shared | --max-sessions N]
     rfmweb serve CASE_DIR --segment [--model CKPT]    # ground truth | raw INR | denoised INR
 
 VOLUME is a NIfTI file, a BraTS case folder or ``sample:NAME``; without it, the bundled CT phantom.
+The auth key comes from ``--auth-key``, ``--auth-key-file`` or ``$RFMWEB_AUTH_KEY`` (the last two keep
+it out of ``ps``).
 Bad input prints one line (the file and the reason) to stderr and exits with status 2, without a
 traceback.
 
@@ -17,7 +20,9 @@ import argparse
 import logging
 import sys
 
+from ..commands._options import add_series_option
 from ..errors import InputError
+from .security import KEY_ENV, resolve_auth_key
 
 log = logging.getLogger(__name__)
 
@@ -25,19 +30,42 @@ log = logging.getLogger(__name__)
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``serve`` sub-command to ``subparsers`` (from ``ArgumentParser.add_subparsers()``)."""
     p = subparsers.add_parser(
-        "serve", help="serve the web viewer of a volume",
-        description="Serve a volume in a browser viewer (trame). Frames are rendered here and streamed.")
+        "serve", help="serve the web viewer of a volume", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve a volume in a browser viewer (trame). Frames are rendered here and streamed.",
+        epilog=f"""sessions:
+  every browser tab gets its own viewer (camera, presets, classes, corrections), run in its own
+  process and ended a few seconds after the tab closes; --max-sessions bounds how many run at once.
+  --shared: one viewer for every tab (teaching): the first tab to connect drives, the others
+  follow (when it leaves, the next oldest drives).
+
+security:
+  Host and Origin are checked on every request (no DNS rebinding, no cross-site websocket); behind
+  a reverse proxy, pass its name with --allow-host (it should send X-Forwarded-Proto).
+  Without a loopback --host an auth key is required: --auth-key K, --auth-key-file F (first line)
+  or ${KEY_ENV} (the last two keep the key out of `ps`). Open http://HOST:PORT/?secret=K once:
+  the server sets an HttpOnly cookie and redirects to the URL without the key; scripts may send
+  'Authorization: Bearer K'. The key is never logged; on a terminal the URL with the key is printed
+  to stderr.""")
     p.add_argument("volume", nargs="?", default=None, metavar="VOLUME",
-                   help="a NIfTI file (.nii, .nii.gz), a BraTS case folder, sample:NAME or a splat .npz "
-                        "(default: the bundled CT phantom)")
-    p.add_argument("--labels", default=None, metavar="L", help="label map NIfTI on the same grid as VOLUME")
+                   help="a .nii/.nii.gz/.nrrd/.mha file, a DICOM series folder or .zip, a BraTS case folder, "
+                        "sample:NAME or a splat .npz (default: the bundled CT phantom)")
+    p.add_argument("--labels", default=None, metavar="L", help="label map on the same grid as VOLUME")
+    add_series_option(p)
     p.add_argument("--splats", default=None, metavar="S",
                    help="splat .npz of the same anatomy (from fit-6dgs), shown by the splats renderer")
     p.add_argument("--host", default="127.0.0.1", metavar="H",
                    help="interface to listen on (default 127.0.0.1; anything else needs --auth-key)")
     p.add_argument("--port", type=int, default=8080, metavar="P", help="TCP port (default 8080; 0: any free port)")
     p.add_argument("--auth-key", default=None, metavar="K",
-                   help="secret the browser must present: open http://HOST:PORT/?secret=K")
+                   help=f"secret the browser must present: open http://HOST:PORT/?secret=K once "
+                        f"(visible in `ps`: prefer --auth-key-file or ${KEY_ENV})")
+    p.add_argument("--auth-key-file", default=None, metavar="F", help="read the auth key from the first line of F")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer to Host NAME (a reverse proxy's name); repeatable")
+    p.add_argument("--shared", action="store_true",
+                   help="one viewer state for every tab (teaching) instead of a session per tab")
+    p.add_argument("--max-sessions", type=int, default=4, metavar="N",
+                   help="most viewer sessions (tabs) at once, each a process (default 4)")
     p.add_argument("--renderer", default=None, metavar="R", help="initial renderer of the main view (e.g. compiled, vtk, renderfm)")
     p.add_argument("--preset", default=None, metavar="P", help="initial transfer-function preset (e.g. CT-Bone)")
     p.add_argument("--open", action="store_true", help="open the system browser")
@@ -61,9 +89,12 @@ def run_serve(args: argparse.Namespace) -> int:
         pkg.addHandler(handler)
         pkg.setLevel(logging.INFO)
     try:
-        serve(args.volume, labels=args.labels, splats=args.splats, host=args.host, port=args.port, auth_key=args.auth_key,
+        auth_key = resolve_auth_key(args.auth_key, getattr(args, "auth_key_file", None))
+        serve(args.volume, labels=args.labels, splats=args.splats, host=args.host, port=args.port, auth_key=auth_key,
               open_browser=bool(getattr(args, "open", False)), renderer=args.renderer, preset=args.preset,
-              segment=bool(getattr(args, "segment", False)), model=getattr(args, "model", None))
+              segment=bool(getattr(args, "segment", False)), model=getattr(args, "model", None),
+              allow_hosts=tuple(getattr(args, "allow_host", ())), shared=bool(getattr(args, "shared", False)),
+              max_sessions=getattr(args, "max_sessions", 4), series=getattr(args, "series", None))
     except InputError as exc:
         print(f"rfmweb: error: {exc}", file=sys.stderr)
         return 2

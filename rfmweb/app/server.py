@@ -1,20 +1,28 @@
 """``serve()``: build the trame app around a volume and run it (blocking).
 
-Security: a server reachable from other machines must have an auth key. With a key, every HTTP
-request (the page, its scripts, the websocket handshake) needs ``?secret=KEY`` once (the first page
-load), after which a cookie carries it; wslink also checks the key when the websocket says hello.
-The browser never names a server-side file: the volume is chosen here, on the command line.
+Sessions: by default every browser tab gets its own viewer (camera, presets, classes, corrections,
+renderers): :mod:`.launcher` answers on HOST:PORT and starts one trame process per tab on a free
+loopback port, proxies the page and the websocket to it, and ends that process when the tab's
+websocket has been closed for a few seconds (``--max-sessions`` bounds how many run at once).
+trame keeps one state per server process, so a process per viewer is the isolation trame itself
+guarantees; an ended session frees all its memory with its process. With ``shared=True``
+(``--shared``) one process serves every tab as before: everyone sees the same view.
+
+Security (:mod:`.security`): Host and Origin are checked on every request (no DNS rebinding, no
+cross-site websocket, even on loopback without a key); a server reachable from other machines
+must have an auth key, presented once as ``?secret=KEY`` (then a cookie) or as a Bearer header.
+The key is never logged. The browser never names a server-side file: the volume is chosen here.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import logging
 import os
-import re
 import socket
+import sys
 import webbrowser
+from dataclasses import dataclass
+from typing import Callable
 
 from ..backend import limit_threads
 from ..errors import InputError
@@ -22,60 +30,50 @@ from ..render.registry import check_renderer
 from ..session.sources import open_sources
 from ..transfer import PRESETS
 from ..volume import Volume
+from .security import allowed_names, check_allow_host, check_auth_key, is_loopback, protect
 
 log = logging.getLogger(__name__)
 
-LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
-_KEY_CHARS = re.compile(r"[A-Za-z0-9_\-]{8,256}")
-# the trame client converts URL parameters that look like JS literals (numbers, true, null) before
-# sending them as the secret, and the comparison then fails: refuse such keys up front
-_JS_LITERAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|0[xX][0-9a-fA-F]+|0[bB][01]+|0[oO][0-7]+|"
-                         r"[+-]?Infinity|true|false|null|undefined")
 
+@dataclass(frozen=True)
+class Access:
+    """Who may connect (see :mod:`.security`).
 
-def is_loopback(host: str) -> bool:
-    """True when ``host`` only accepts connections from this machine."""
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_auth_key(key: str) -> str:
-    """Validate an auth key (8+ characters of ``A-Z a-z 0-9 _ -``, not a number)."""
-    if not isinstance(key, str) or not _KEY_CHARS.fullmatch(key) or _JS_LITERAL.fullmatch(key):
-        raise InputError("--auth-key must be 8 to 256 characters of A-Z a-z 0-9 _ - and not a number "
-                         "(e.g. the output of `python -c \"import secrets; print(secrets.token_urlsafe())\"`)")
-    return key
-
-
-def auth_middleware(key: str, cookie_prefix: str = "rfmweb_key_"):
-    """aiohttp middleware: 401 unless the request carries ``?secret=key`` or the cookie set by it.
-
-    The cookie is named after the port, so servers on one host with different keys do not clash.
+    Attributes:
+        names: Host names accepted (IP literals always are).
+        proxies: ``--allow-host`` names: accepted as Host and as the Origin of a reverse proxy.
+        auth_key: the secret to present, or ``None``.
     """
-    from aiohttp import web
 
-    expected = key.encode()
+    names: frozenset[str]
+    proxies: frozenset[str] = frozenset()
+    auth_key: str | None = None
 
-    def _ok(value: str | None) -> bool:
-        return value is not None and hmac.compare_digest(value.encode(), expected)
+    def protect(self, app) -> None:
+        """Add the checks to an aiohttp application."""
+        protect(app, names=self.names | self.proxies, proxies=self.proxies, auth_key=self.auth_key)
 
-    @web.middleware
-    async def require_key(request, handler):
-        cookie = f"{cookie_prefix}{request.url.port or ''}"
-        by_query = _ok(request.query.get("secret"))
-        if not (by_query or _ok(request.cookies.get(cookie))):
-            return web.Response(status=401, text="rfmweb: unauthorised; open the link printed by `rfmweb serve` "
-                                                 "(it ends with ?secret=...)\n")
-        response = await handler(request)
-        if by_query and not response.prepared:
-            response.set_cookie(cookie, key, httponly=True, samesite="Strict", path="/")
-        return response
 
-    return require_key
+@dataclass
+class Content:
+    """What a viewer shows (loaded once; a session process receives it pickled).
+
+    Attributes:
+        volume, splats: the loaded sources (either may be ``None``, not both).
+        renderer, preset: initial choices; segment, model: the segmentation views and their INR
+            (a loaded model, or ``None`` for the shipped weights).
+    """
+
+    volume: Volume | None
+    splats: object = None
+    renderer: str | None = None
+    preset: str | None = None
+    segment: bool = False
+    model: object = None
+
+    def describe(self) -> str:
+        vol = self.volume
+        return f"{vol.name} ({'x'.join(map(str, vol.shape))})" if vol is not None else f"{len(self.splats)} splats"
 
 
 def quiet_trame_logs() -> None:
@@ -121,21 +119,76 @@ def _log_renderfm(volume: Volume) -> None:
                  renderfm_checkpoint(), volume.modality)
 
 
+def run_app(content: Content, *, host: str, port: int, access: Access,
+            on_ready: Callable[[int], None] | None = None, shared: bool = False) -> None:
+    """Build the trame app of ``content`` and serve it on ``host:port`` until stopped (blocking).
+
+    ``on_ready`` is called with the port once the server listens (``port=0`` picks a free one).
+    ``shared``: many tabs share this app; the first connected drives (:class:`~.shared.DriverGate`).
+    """
+    segmentation = None
+    if content.segment:
+        from ..session import SegmentationViews
+
+        segmentation = SegmentationViews(content.volume, content.model, renderer=content.renderer)
+        segmentation.start()  # INR inference on a worker thread; the views fill in when it is done
+
+    # trame would otherwise parse this process's command line (ours, or pytest's) as its own
+    os.environ["TRAME_ARGS"] = ""
+    server, controller = build_app(content.volume, splats=content.splats, renderer=content.renderer,
+                                   preset=content.preset, segmentation=segmentation)
+    # no wslink authKey: the page URL loses ?secret= (see .security); the websocket handshake is
+    # an HTTP request the middlewares check like any other
+    server.controller.on_server_bind.add(lambda wslink_server: access.protect(wslink_server.app))
+    if shared:
+        from .shared import DriverGate
+
+        server.controller.on_server_bind.add(DriverGate().install)
+    if on_ready is not None:
+        server.controller.on_server_ready.add(lambda **_: on_ready(int(server.port)))
+    try:
+        server.start(port=port, host=host, open_browser=False, show_connection_info=False, timeout=0,
+                     disable_logging=True)
+    finally:
+        controller.close()
+
+
+def announcer(content: Content, host: str, auth_key: str | None, open_browser: bool) -> Callable[[int], None]:
+    """What to do once the server listens: log the URL (never the key); with a key, print the URL
+    that carries it on the terminal (stderr, only when it is one), and open the browser if asked."""
+
+    def announce(port: int) -> None:
+        shown = socket.gethostname() if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+        url = f"http://{shown}:{port}/"
+        with_key = url + (f"?secret={auth_key}" if auth_key is not None else "")
+        needs = " (with the auth key: ?secret=KEY once, or Authorization: Bearer KEY)" if auth_key else ""
+        log.info("serving %s — open %s%s", content.describe(), url, needs)
+        if auth_key is not None and sys.stderr.isatty():
+            print(f"rfmweb: open {with_key}", file=sys.stderr, flush=True)  # the terminal, not the logs
+        if open_browser:
+            webbrowser.open(with_key)
+
+    return announce
+
+
 def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.PathLike | None = None,
           splats=None, host: str = "127.0.0.1", port: int = 8080, auth_key: str | None = None, open_browser: bool = False,
           renderer: str | None = None, preset: str | None = None, segment: bool = False,
-          model: str | os.PathLike | None = None) -> None:
+          model: str | os.PathLike | None = None, allow_hosts: tuple[str, ...] = (), shared: bool = False,
+          max_sessions: int = 4, series: str | None = None) -> None:
     """Serve the viewer of ``volume`` until interrupted (blocking).
 
     Args:
-        volume: a :class:`Volume`, a NIfTI path, a BraTS case folder, ``"sample:NAME"``, a splat
-            ``.npz`` (splats alone), or ``None`` for the bundled CT phantom.
-        labels: label-map NIfTI for a volume path.
+        volume: a :class:`Volume`, a volume file (NIfTI, NRRD, MHA), a DICOM series folder or
+            ``.zip``, a BraTS case folder, ``"sample:NAME"``, a splat ``.npz`` (splats alone), or
+            ``None`` for the bundled CT phantom.
+        labels: label map for a volume file or DICOM series.
         splats: splats of the same anatomy (``.npz`` path or :class:`~rfmweb.splats.Splats6D`), for
             the ``splats`` renderer and side-by-side comparisons with the ray-marcher.
         host: interface to listen on; anything but loopback requires ``auth_key``.
         port: TCP port (0 picks a free one).
-        auth_key: secret the browser must present (``?secret=...`` in the URL).
+        auth_key: secret the browser must present (``?secret=...`` once, then a cookie) or a script
+            (``Authorization: Bearer ...``).
         open_browser: open the system browser on the URL.
         renderer, preset: initial choices (see :func:`rfmweb.render.registry.renderer_names`, ``PRESETS``).
             On a CT the compare view starts on ``renderfm`` when a Render-FM checkpoint is there (the
@@ -143,6 +196,12 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
         segment: ``volume`` is a BraTS case: show ground truth | raw INR | denoised INR side by side
             (cameras and slices linked, Dice under the INR views, correction tools).
         model: INR checkpoint for ``segment`` (default: the shipped weights).
+        allow_hosts: extra Host names (a reverse proxy's), also accepted as its Origin.
+        shared: one state for every browser tab (teaching: all see one view) instead of a session
+            process per tab.
+        series: the SeriesInstanceUID to show from a DICOM folder holding several (default: the largest).
+        max_sessions: most session processes at once (not with ``shared``); the next tab gets a
+            "busy" page.
 
     Raises:
         InputError: bad arguments (checked before anything is loaded) or an unreadable volume.
@@ -154,6 +213,9 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
                          "pass auth_key= (CLI: --auth-key KEY) or use host='127.0.0.1'")
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise InputError(f"port must be an integer in 0..65535, got {port!r}")
+    if not isinstance(max_sessions, int) or max_sessions < 1:
+        raise InputError(f"--max-sessions must be a positive integer, got {max_sessions!r}")
+    proxies = frozenset(check_allow_host(name) for name in allow_hosts)
     if renderer is not None:
         check_renderer(renderer)
     if preset is not None and preset not in PRESETS:
@@ -162,41 +224,26 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
         raise InputError("--segment shows a BraTS case; it does not take --splats")
     if model is not None and not segment:
         raise InputError("--model is the INR of --segment; add --segment")
-    vol, splats = open_sources(volume, labels, splats)
+    vol, splats = open_sources(volume, labels, splats, series=series)
     limit_threads()
     quiet_trame_logs()
-    segmentation = None
-    if segment:
-        from ..inr import load_model
-        from ..session import SegmentationViews
+    inr = None
+    if segment:  # checked here: a session process's errors only reach the log
+        if vol is None or vol.modality != "MR" or vol.data.shape[0] != 4:
+            raise InputError("--segment needs a 4-channel MR case (T1n, T1c, T2w, FLAIR), got "
+                             + ("splats" if vol is None else f"{vol.modality} with {vol.data.shape[0]} channel(s)"))
+        if model is not None:
+            from ..inr import load_model
 
-        segmentation = SegmentationViews(vol, load_model(model) if model is not None else None,
-                                         renderer=renderer)
-        segmentation.start()  # INR inference on a worker thread; the views fill in when it is done
+            inr = load_model(model)
     elif vol is not None:
         _log_renderfm(vol)
+    content = Content(vol, splats, renderer, preset, segment, inr)
+    access = Access(allowed_names(host), proxies, auth_key)
+    announce = announcer(content, host, auth_key, open_browser)
+    if shared:
+        run_app(content, host=host, port=port, access=access, on_ready=announce, shared=True)
+    else:
+        from .launcher import run_launcher
 
-    # trame would otherwise parse this process's command line (ours, or pytest's) as its own
-    os.environ["TRAME_ARGS"] = ""
-    server, controller = build_app(vol, splats=splats, renderer=renderer, preset=preset, segmentation=segmentation)
-    if auth_key is not None:
-        server.cli.set_defaults(authKey=auth_key)
-
-        @server.controller.on_server_bind.add
-        def _protect(wslink_server):
-            wslink_server.app.middlewares.append(auth_middleware(auth_key))
-
-    @server.controller.on_server_ready.add
-    def _announce(**_):
-        shown = socket.gethostname() if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
-        url = f"http://{shown}:{server.port}/" + (f"?secret={auth_key}" if auth_key is not None else "")
-        what = f"{vol.name} ({'x'.join(map(str, vol.shape))})" if vol is not None else f"{len(splats)} splats"
-        log.info("serving %s — open %s", what, url)
-        if open_browser:  # not trame's: it would drop the ?secret=
-            webbrowser.open(url)
-
-    try:
-        server.start(port=port, host=host, open_browser=False, show_connection_info=False, timeout=0,
-                     disable_logging=True)
-    finally:
-        controller.close()
+        run_launcher(content, host=host, port=port, access=access, max_sessions=max_sessions, on_ready=announce)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..session.controller import DEFAULT_BRUSH_MM
 from ..transfer import ClassTable
 
 #: Order of the grouped toggles; groups not listed here follow alphabetically.
@@ -58,6 +59,7 @@ class ViewState:
     busy: bool = False
     title: str = ""
     subtitle: str = ""  # e.g. Dice against the ground truth
+    probe: str = ""  # under the pointer on a slice: "(x, y, z) mm · 45 HU"
 
 
 @dataclass
@@ -71,8 +73,12 @@ class AppState:
         segment: ground truth | raw INR | denoised INR in ``view_a`` | ``view_b`` | ``view_c``
             (``rfmweb serve CASE --segment``), with the correction tools.
         view_mode, slice_index, slice_max: 3-D or a slice view (all views alike), and the slice.
+        label_overlay, overlay_opacity: draw the label map over slices (greyscale without), and how opaque.
+        window_preset, window_presets, window_text: the slices' grey window ("auto", a CT preset, or
+            "custom" after a right/ctrl drag) and its readout ("W 400 L 50 HU"); is_ct: HU presets apply.
         tool: the correction tool is on (drags paint on slices, clicks mark the 3-D view);
-            correct_label: what marks say (0 not tumour, 1 NCR, 2 ED, 3 ET); marks: voxels marked.
+            correct_label: what marks say (0 not tumour: erase, 1 NCR, 2 ED, 3 ET); marks: voxels
+            marked (pending until Apply or Clear); brush_mm: the stroke radius, mm.
         class_colors: colour voxels by their class instead of the transfer function.
         cinematic: path-trace progressively while the camera rests (``can_cinematic``: Mitsuba is
             installed and there is a volume to trace).
@@ -92,10 +98,17 @@ class AppState:
     modes: list[Choice] = field(default_factory=list)
     slice_index: int = 0
     slice_max: int = 0
+    label_overlay: bool = False
+    overlay_opacity: float = 0.45
+    window_preset: str = "auto"
+    window_presets: list[Choice] = field(default_factory=list)
+    window_text: str = ""
+    is_ct: bool = False
     tool: bool = False
     correct_label: str = "0"
     correct_labels: list[Choice] = field(default_factory=list)
     marks: int = 0
+    brush_mm: float = DEFAULT_BRUSH_MM
     class_colors: bool = False
     cinematic: bool = False
     can_cinematic: bool = False

@@ -12,11 +12,19 @@ from trame.ui.vuetify3 import SinglePageWithDrawerLayout
 from trame.widgets import client, html, rca
 from trame.widgets import vuetify3 as v3
 
+from ..session.messages import BRUSH_MM_RANGE
 from .state import VIEW_A, VIEW_B, VIEW_C
 
 #: The frame <img> fills its area; it lets pointer events through to trame-rca's listeners.
 IMG_STYLE = ("position:absolute;inset:0;width:100%;height:100%;object-fit:contain;"
              "pointer-events:none;user-select:none;background:#000")
+#: Until its first frame a view shows a neutral "rendering…" placeholder, never a broken-image icon
+#: (an <img> without ``src`` is hidden).
+PAGE_CSS = """
+img[data-rfm-view]:not([src]) { visibility: hidden; }
+.rfm-placeholder { position:absolute; inset:0; display:flex; align-items:center; justify-content:center;
+  color:#9e9e9e; font-size:0.85rem; background:#111; pointer-events:none; user-select:none; }
+"""
 
 
 #: The page half of the frame protocol of :class:`rfmweb.app.logic.FrameAdapter`: subscribe to
@@ -82,12 +90,15 @@ def _view(name: str, title: str, names) -> None:
             html.Div(f"{{{{ {view.title} }}}}", classes="text-subtitle-2")
             html.Div(f"{{{{ {view.subtitle} }}}}", classes=f"text-caption rfm-dice rfm-dice-{name}")
         with html.Div(style="position:relative;flex:1 1 auto;min-height:0;background:#000;"):
-            with rca.RemoteControlledArea(name=name, display="rfm", event_throttle_ms=16,
+            with rca.RemoteControlledArea(name=name, display="rfm", event_throttle_ms=16, send_mouse_move=True,
                                           classes=f"rfm-area rfm-area-{name}"):
+                html.Div("rendering…", classes=f"rfm-placeholder rfm-placeholder-{name}")
                 html.Img(__properties=[("rfm_view", "data-rfm-view")], rfm_view=name, draggable="false",
                          alt=title, style=IMG_STYLE)
-        html.Div(f"{{{{ {status} }}}}", classes=f"text-caption px-2 rfm-status rfm-status-{name}",
-                 style="height:20px;white-space:nowrap;overflow:hidden;")
+        with html.Div(classes="d-flex text-caption px-2", style="height:20px;white-space:nowrap;overflow:hidden;"):
+            html.Span(f"{{{{ {view.probe} }}}}", v_if=(view.probe,), classes=f"rfm-probe rfm-probe-{name} mr-3",
+                      style="color:#ffd54f")
+            html.Span(f"{{{{ {status} }}}}", classes=f"rfm-status rfm-status-{name}")
 
 
 def _view_controls(view, names, label: str) -> None:
@@ -106,20 +117,39 @@ def _slice_controls(names) -> None:
                    hide_details=True, classes="rfm-slice")
         html.Div(f"{{{{ {names.slice_index} + 1 }}}} / {{{{ {names.slice_max} + 1 }}}}",
                  classes="text-caption ml-2 rfm-slice-text", style="min-width:64px;text-align:right")
+    with html.Div(v_if=(f"{names.view_mode} !== '3d'",), classes="mb-2"):
+        v3.VSelect(label=(f"{names.is_ct} ? 'Window (HU)' : 'Window'",), v_model=(names.window_preset,),
+                   items=(f"{names.is_ct} ? {names.window_presets} : {names.window_presets}.slice(0, 1)",),
+                   item_title="title", item_value="value", density="compact", hide_details=True,
+                   classes="rfm-window")
+        html.Div(f"{{{{ {names.window_text} }}}}", classes="text-caption rfm-window-text")
+        with html.Div(v_if=(f"{names.classes}.length > 1",), classes="d-flex align-center"):
+            v3.VSwitch(label="Labels", v_model=(names.label_overlay,), density="compact", hide_details=True,
+                       color="primary", classes="rfm-overlay flex-grow-0")
+            v3.VSlider(v_model=(names.overlay_opacity,), min=0, max=1, step=0.05, density="compact",
+                       hide_details=True, classes="ml-3 rfm-overlay-opacity", disabled=(f"!{names.label_overlay}",))
+        html.Div("right/ctrl-drag: window · shift/middle-drag: pan · ctrl+wheel: zoom · wheel: slices",
+                 classes="text-caption text-medium-emphasis")
 
 
 def _correction_controls(ctrl, names) -> None:
-    """Segmentation corrections: tool switch, label, Apply / Undo (segmentation views only)."""
+    """Segmentation corrections: tool switch, label (0 erases: "not tumour"), brush radius (mm),
+    Apply / Undo / Clear (segmentation views only). Pending marks show on the slices until Apply or Clear."""
     with html.Div(v_if=(names.segment,), classes="mb-2"):
         v3.VSwitch(label="Correct (paint on slices, click in 3D)", v_model=(names.tool,), density="compact",
                    hide_details=True, color="primary", classes="rfm-tool")
         v3.VSelect(label="Mark as", v_model=(names.correct_label,), items=(names.correct_labels,), item_title="title",
                    item_value="value", v_if=(names.tool,), density="compact", hide_details=True,
                    classes="mb-2 rfm-correct-label")
+        v3.VSlider(label="Brush (mm)", v_model=(names.brush_mm,), min=BRUSH_MM_RANGE[0], max=10, step=0.5,
+                   v_if=(names.tool,), density="compact", hide_details=True, thumb_label=True,
+                   classes="mb-2 rfm-brush")
         with html.Div(classes="d-flex align-center", style="gap:6px"):
             v3.VBtn("Apply", click=ctrl.rfm_apply_correction, variant="tonal", size="small", classes="rfm-apply",
                     disabled=(f"!{names.marks}",))
             v3.VBtn("Undo", click=ctrl.rfm_undo_correction, variant="tonal", size="small", classes="rfm-undo")
+            v3.VBtn("Clear", click=ctrl.rfm_clear_marks, variant="tonal", size="small", classes="rfm-clear-marks",
+                    disabled=(f"!{names.marks}",))
             html.Div(f"{{{{ {names.marks} }}}} marked", classes="text-caption rfm-marks")
 
 
@@ -182,6 +212,10 @@ def build_ui(server, names):
                         prepend_icon="mdi-camera",
                         click=f"utils.download('rfmweb-right.png', trigger('rfm_screenshot', ['{VIEW_B}']), "
                               "'image/png')")
+                v3.VBtn("Screenshot both views", v_if=(names.compare,), block=True, variant="tonal",
+                        prepend_icon="mdi-camera", classes="rfm-screenshot-layout mt-2",
+                        click="utils.download('rfmweb-layout.png', trigger('rfm_screenshot', ['layout']), "
+                              "'image/png')")
 
         with layout.content:
             with html.Div(classes="d-flex", style="height:100%;width:100%;gap:4px;"):
@@ -190,6 +224,7 @@ def build_ui(server, names):
                     _view(VIEW_B, "compare view", names)
                 with html.Template(v_if=(names.segment,)):
                     _view(VIEW_C, "third view", names)
+            client.Style(PAGE_CSS)
             client.Script(CLIENT_SCRIPT)
         layout.footer.hide()
     return layout

@@ -1,4 +1,4 @@
-"""Options several sub-commands share: ``--threads`` and ``--no-progress``."""
+"""Options several sub-commands share: ``--threads``, ``--no-progress``, ``--series``, style options."""
 
 from __future__ import annotations
 
@@ -9,6 +9,12 @@ def add_compute_options(p, threads_help: str = "torch intra-op threads") -> None
     """Add ``--threads N`` and ``--no-progress`` to parser ``p``."""
     p.add_argument("--threads", type=int, help=threads_help)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_series_option(p) -> None:
+    """Add ``--series UID`` (which series of a DICOM folder or .zip to read) to parser ``p``."""
+    p.add_argument("--series", metavar="UID", help="SeriesInstanceUID to read when the DICOM folder or .zip holds "
+                                                   "several series (default: the one with the most images)")
 
 
 def apply_threads(args) -> None:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 from ..errors import InputError
-from ._options import parse_device
+from ._options import add_series_option, parse_device
 
 if TYPE_CHECKING:
     from ..splats.model import Splats6D
@@ -49,7 +49,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("fit-6dgs", help="fit 6D Gaussian splats to rendered views of one volume (per-scan 6DGS)",
                        description="Fit 6D Gaussian splats to the training views of a views folder (the paper's "
                                    "per-scan 6DGS baseline); Ctrl-C saves the current splats.")
-    p.add_argument("volume", help="the volume the views show: .nii/.nii.gz, a BraTS folder or sample:NAME")
+    p.add_argument("volume", help="the volume the views show: .nii/.nii.gz/.nrrd/.mha, a DICOM folder or .zip, "
+                                  "a BraTS folder or sample:NAME")
+    add_series_option(p)
     p.add_argument("--views", required=True, metavar="DIR", help="views folder written by `rfmweb views`")
     p.add_argument("--init", default="agp", metavar="agp|random",
                    help="agp: Anatomy-Guided Priming (default); random: random splats in the volume's box")
@@ -102,6 +104,7 @@ class FitJob:
     views: str
     out: str
     labels: str | None = None
+    series: str | None = None
     report: str | None = None
     iters: int | None = None
     max_splats: int | None = None
@@ -157,7 +160,7 @@ def fit_and_report(job: FitJob, start: Callable[..., "Splats6D"], *, command: st
     views = load_views(job.views)
     if job.size is not None:
         views = views.resized(job.size)
-    volume = open_volume(job.volume, job.labels)
+    volume = open_volume(job.volume, job.labels, series=job.series)
     scene = scene_for_views(views, volume)
 
     if device is None:

@@ -1,4 +1,7 @@
-"""``rfmweb make-cohort``: write a synthetic BraTS-style glioma cohort (train / val / postop)."""
+"""``rfmweb make-cohort``: write a synthetic BraTS-style glioma cohort (train / val / postop).
+
+What varies from case to case, and how much, is documented in :mod:`rfmweb.data.cohort`.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="output folder (resumable: complete cases are skipped)")
     p.add_argument("--n", type=int, required=True, help="number of cases")
     p.add_argument("--split", choices=["train", "val", "postop"], default="train",
-                   help="train / val: pre-operative gliomas; postop: resection cavities, no necrosis")
+                   help="train / val: pre-operative gliomas; postop: resection cavities, blood products, "
+                        "little necrosis")
     p.add_argument("--seed", type=int, default=0, help="cohort seed (splits use disjoint random streams)")
     p.add_argument("--resolution", type=float, default=1.0, metavar="MM", help="isotropic voxel size in mm")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

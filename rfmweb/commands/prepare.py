@@ -17,7 +17,7 @@ import logging
 import time
 
 from ..errors import InputError
-from ._options import add_style_options, parse_device, tf_from_args
+from ._options import add_series_option, add_style_options, parse_device, tf_from_args
 
 log = logging.getLogger("rfmweb")
 
@@ -25,7 +25,9 @@ log = logging.getLogger("rfmweb")
 def add_parser(sub) -> None:
     p = sub.add_parser("prepare", help="Render-FM: one network pass from a CT to 6D Gaussian splats",
                        description=__doc__.split("\n\n")[0])
-    p.add_argument("volume", help="a .nii/.nii.gz file, a BraTS case folder, or sample:NAME")
+    p.add_argument("volume", help="a .nii/.nii.gz/.nrrd/.mha file, a DICOM series folder or .zip, a BraTS case "
+                                  "folder, or sample:NAME")
+    add_series_option(p)
     p.add_argument("--out", required=True, help="splat file to write (.npz or .ply)")
     p.add_argument("--labels", help="label map on the same grid (.nii/.nii.gz): class colours and the foreground mask")
     add_style_options(p)
@@ -43,7 +45,7 @@ def scene_from_args(args):
     from ..transfer import ClassTable
     from .views import hide_classes
 
-    volume = open_volume(args.volume, args.labels)
+    volume = open_volume(args.volume, args.labels, series=args.series)
     tf, _ = tf_from_args(args, volume)
     return Scene(volume, tf, hide_classes(ClassTable.from_classes(volume.classes), args.hide))
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import InputError
+from ._options import add_series_option
 
 log = logging.getLogger("rfmweb")
 
@@ -16,11 +17,13 @@ def add_parser(sub) -> None:
     from ..transfer import PRESETS
 
     p = sub.add_parser("render", help="render one frame of a volume to a PNG/JPEG file, no browser needed")
-    p.add_argument("volume", help="a .nii/.nii.gz file, a BraTS case folder, sample:NAME, or a splat .npz "
-                                  "(from fit-6dgs; rendered with --renderer splats)")
+    p.add_argument("volume", help="a .nii/.nii.gz/.nrrd/.mha file, a DICOM series folder or .zip, a BraTS case "
+                                  "folder, sample:NAME, or a splat .npz (from fit-6dgs; rendered with --renderer "
+                                  "splats)")
+    add_series_option(p)
     p.add_argument("--splats", help="splat .npz of the same anatomy, for --renderer splats beside a volume")
     p.add_argument("--out", required=True, help="output image (.png or .jpg)")
-    p.add_argument("--labels", help="label map on the same grid (.nii/.nii.gz)")
+    p.add_argument("--labels", help="label map on the same grid (.nii/.nii.gz/.nrrd/.mha)")
     p.add_argument("--renderer", choices=renderer_names(), default="raymarch")
     p.add_argument("--preset", choices=list(PRESETS), help="transfer-function preset (default per modality)")
     p.add_argument("--tf", help="ParaView colour-map JSON to use instead of a preset")
@@ -45,7 +48,7 @@ def _run_render(args) -> None:
         raise InputError("output must end in .png, .jpg or .jpeg", out)
     if not 16 <= args.size <= 4096:
         raise InputError(f"--size must lie in 16..4096, got {args.size}")
-    volume, splats = open_sources(args.volume, args.labels, args.splats)
+    volume, splats = open_sources(args.volume, args.labels, args.splats, series=args.series)
     session = RenderSession(volume, splats=splats, renderer=args.renderer, preset=args.preset, width=args.size,
                             height=args.size)
     if args.tf:

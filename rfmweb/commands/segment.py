@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("segment", help="segment a brain-tumour MRI case (BraTS folder) with the Neumours INR")
-    p.add_argument("case", metavar="CASE_DIR", help="a BraTS-style case folder (t1n, t1c, t2w, t2f) or sample:brain_glioma")
-    p.add_argument("--out", required=True, help="output label map (.nii.gz): 0 background, 1 NCR, 2 ED, 3 ET")
+    p.add_argument("case", metavar="CASE_DIR",
+                   help="a BraTS-style case folder (t1n, t1c, t2w, t2f) or sample:brain_glioma")
+    p.add_argument("--out", required=True,
+                   help="output label map: .nii.gz/.nii/.nrrd/.mha (0 background, 1 NCR, 2 ED, 3 ET), or .dcm for a DICOM "
+                        "SEG (the case is also written as DICOM images in OUT_images/, which the SEG references)")
     p.add_argument("--denoise", action="store_true", help="drop small components and fill holes")
     p.add_argument("--resolution", type=float, metavar="MM",
-                   help="output voxel size; finer than the input spacing = super-resolution")
+                   help="output voxel size; finer than the input spacing = super-resolution (not with .dcm)")
     p.add_argument("--checkpoint", help="model file (default: the shipped rfmweb/weights/neumours_adamw.pt)")
     p.add_argument("--device", help="cpu or cuda (default: CUDA when available)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
@@ -20,5 +25,5 @@ def add_parser(sub) -> None:
 def _run(args) -> None:
     from ..inr.infer import segment_case
 
-    segment_case(args.case, args.out, checkpoint=args.checkpoint, denoise=args.denoise,
-                 resolution_mm=args.resolution, device=args.device, precision=args.precision)
+    segment_case(args.case, Path(args.out), resolution_mm=args.resolution, checkpoint=args.checkpoint,
+                 denoise=args.denoise, device=args.device, precision=args.precision)

@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ._options import add_style_options, tf_from_args
+from ._options import add_series_option, add_style_options, tf_from_args
 
 log = logging.getLogger("rfmweb")
 
@@ -70,8 +70,8 @@ FOV = 30.0
 GOLDEN_ANGLE = 180.0 * (3.0 - math.sqrt(5.0))  # degrees
 DEFAULT_SPP = 64
 #: scene.json keys that must match for a rerun to resume (anything else is informational).
-SETTINGS = ("volume", "labels", "preset", "tf", "hidden_classes", "renderer", "quality", "spp", "seed", "lighting",
-            "n", "size", "fov", "holdout", "elevation_range")
+SETTINGS = ("volume", "labels", "series", "preset", "tf", "hidden_classes", "renderer", "quality", "spp", "seed",
+            "lighting", "n", "size", "fov", "holdout", "elevation_range")
 #: ``--quality``: the ray-marcher's sampling (ground truth by default; ``full`` is the viewer's idle frame).
 QUALITIES = ("reference", "full")
 
@@ -79,7 +79,9 @@ QUALITIES = ("reference", "full")
 def add_parser(sub) -> None:
     p = sub.add_parser("views", help="render an orbit of views with cameras.json (input of fit-6dgs)",
                        description=__doc__.split("\n\n")[0])
-    p.add_argument("volume", help="a .nii/.nii.gz file, a BraTS case folder, or sample:NAME")
+    p.add_argument("volume", help="a .nii/.nii.gz/.nrrd/.mha file, a DICOM series folder or .zip, a BraTS case "
+                                  "folder, or sample:NAME")
+    add_series_option(p)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--renderer", choices=RENDERERS, default="raymarch")
     p.add_argument("--quality", choices=QUALITIES, default="reference",
@@ -234,7 +236,7 @@ def run_views(args) -> None:
 
     _check_args(args)
     out = Path(args.out)
-    volume = open_volume(args.volume, args.labels)
+    volume = open_volume(args.volume, args.labels, series=args.series)
     tf, preset_name = tf_from_args(args, volume)
     classes = hide_classes(ClassTable.from_classes(volume.classes), args.hide)
     scene = Scene(volume, tf, classes)
@@ -246,7 +248,7 @@ def run_views(args) -> None:
         version = "unknown"
     record = {
         "format": FORMAT,
-        "volume": _spec(args.volume), "labels": _spec(args.labels), "name": volume.name,
+        "volume": _spec(args.volume), "labels": _spec(args.labels), "series": args.series, "name": volume.name,
         "modality": volume.modality, "shape": list(volume.shape), "spacing": list(volume.spacing),
         "bounds": volume.bounds.tolist(),
         "preset": preset_name, "tf": tf_to_paraview(tf),

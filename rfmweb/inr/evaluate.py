@@ -37,9 +37,16 @@ from ..models.inr import count_parameters
 log = logging.getLogger(__name__)
 
 SCORES = ("dice_NCR", "dice_ED", "dice_ET", "dice_WT", "dice_TC", "hd95_WT", "hd95_TC", "hd95_ET")
-TABLE_COLUMNS = ("split", "model", "kind", "variant", "cases", "parameters", *SCORES, "infer_s", "infer_cpu_s",
-                 "denoise_s", "wt_ratio_vs_cnn", "param_ratio_vs_cnn", "speedup_vs_cnn", "goal_met")
-CASE_COLUMNS = ("split", "model", "kind", "variant", "case", *SCORES, "infer_s", "infer_cpu_s", "denoise_s")
+#: BraTS 2023's lesion-wise scores (:func:`rfmweb.metrics.segmentation.lesion_scores`).
+LESION_SCORES = ("lesion_dice_WT", "lesion_dice_TC", "lesion_dice_ET", "lesion_hd95_WT", "lesion_hd95_TC",
+                 "lesion_hd95_ET")
+#: Standard deviations over the cases of a split.
+SPREADS = tuple(f"std_{k}" for k in ("dice_NCR", "dice_WT", "dice_TC", "dice_ET", "lesion_dice_WT"))
+TABLE_COLUMNS = ("split", "model", "kind", "variant", "cases", "parameters", *SCORES, *LESION_SCORES, *SPREADS,
+                 "infer_s", "infer_cpu_s", "denoise_s", "wt_ratio_vs_cnn", "param_ratio_vs_cnn", "speedup_vs_cnn",
+                 "goal_met")
+CASE_COLUMNS = ("split", "model", "kind", "variant", "case", *SCORES, *LESION_SCORES, "infer_s", "infer_cpu_s",
+                "denoise_s")
 #: The paper's goal: INR-denoised WT Dice at least this fraction of the CNN's ...
 GOAL_WT_RATIO = 0.92
 #: ... with at least this many times fewer parameters (and faster inference).
@@ -125,7 +132,7 @@ def evaluate_models(splits: dict[str, str | os.PathLike], entries: list[Entry], 
         volumes = [load_brats_case(f, require_seg=True) for f in cases]
         for entry in entries:
             variants = ("raw", "denoised") if entry.kind == "inr" or denoise_cnn else ("raw",)
-            metrics = {v: BratsMetric(with_hd95=True) for v in variants}
+            metrics = {v: BratsMetric(with_hd95=True, lesion_wise=True) for v in variants}
             times: dict[str, list[float]] = {"infer": [], "infer_cpu": [], "denoise": []}
             for vol in volumes:
                 c0, t0 = time.process_time(), time.perf_counter()
@@ -147,6 +154,7 @@ def evaluate_models(splits: dict[str, str | os.PathLike], entries: list[Entry], 
             for variant, metric in metrics.items():
                 table.append({"split": split, "model": entry.name, "kind": entry.kind, "variant": variant,
                               "cases": len(metric), "parameters": entry.parameters, **metric.aggregate(),
+                              **{k: v for k, v in metric.spread().items() if k in SPREADS},
                               "infer_s": float(np.median(times["infer"])),
                               "infer_cpu_s": float(np.median(times["infer_cpu"])),
                               "denoise_s": float(np.median(times["denoise"])) if variant == "denoised" else 0.0})
@@ -190,15 +198,23 @@ def write_csv(path: str | os.PathLike, rows: list[dict], columns: tuple[str, ...
 
 def markdown_table(table: list[dict], entries: list[Entry], notes: list[str]) -> str:
     """The Markdown report: the score table, the goal check per split, then ``notes``."""
-    head = ("split", "model", "variant", "params", "Dice NCR", "Dice ED", "Dice ET", "Dice WT", "Dice TC",
-            "HD95 WT", "HD95 TC", "HD95 ET", "infer s", "infer CPU s", "denoise s")
+    head = ("split", "model", "variant", "cases", "params", "Dice NCR", "Dice ED", "Dice ET", "Dice WT", "Dice TC",
+            "HD95 WT", "HD95 TC", "HD95 ET", "lesion Dice WT", "lesion Dice TC", "lesion Dice ET",
+            "lesion HD95 WT", "infer s", "infer CPU s", "denoise s")
     lines = ["# Neumours INR vs CNN baseline", "",
-             "Mean over the cases of each split; HD95 in mm; seconds are medians per case (wall clock, and the "
-             "CPU time of this process: the machine may be shared).", "",
+             "Mean over the cases of each split (+- the standard deviation over the cases); HD95 in mm; lesion-wise "
+             "scores as BraTS 2023 ranks them (every lesion counts alike, every false-positive lesion as 0); "
+             "seconds are medians per case (wall clock, and the CPU time of this process: the machine may be "
+             "shared).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def mean_std(r: dict, key: str) -> str:
+        return f"{r[key]:.3f} +- {r['std_' + key]:.3f}" if "std_" + key in r else f"{r[key]:.3f}"
+
     for r in table:
-        cells = [r["split"], r["model"], r["variant"], f"{r['parameters']:,}",
-                 *(f"{r[k]:.3f}" for k in SCORES[:5]), *(f"{r[k]:.2f}" for k in SCORES[5:]),
+        cells = [r["split"], r["model"], r["variant"], str(r["cases"]), f"{r['parameters']:,}",
+                 *(mean_std(r, k) for k in SCORES[:5]), *(f"{r[k]:.2f}" for k in SCORES[5:]),
+                 *(mean_std(r, k) for k in LESION_SCORES[:3]), f"{r['lesion_hd95_WT']:.2f}",
                  f"{r['infer_s']:.2f}", f"{r['infer_cpu_s']:.2f}",
                  f"{r['denoise_s']:.3f}" if r["variant"] == "denoised" else "-"]
         lines.append("| " + " | ".join(cells) + " |")

@@ -397,24 +397,29 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
 def segment_case(case: str | os.PathLike | Volume, out: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
                  denoise: bool = False, resolution_mm: float | None = None, device: str | torch.device | None = None,
                  precision: str = "auto") -> tuple[Path, np.ndarray, dict]:
-    """Segment a BraTS case folder (or ``sample:NAME``, or a Volume) and write the labels as NIfTI.
+    """Segment a BraTS case folder (or ``sample:NAME``, or a Volume) and write the labels.
 
-    The label map is written atomically as uint8 on the case grid (or the finer grid for a
-    ``resolution_mm`` below the input spacing), with the BraTS values 0..3.
+    The label map is written atomically on the case grid (or the finer grid for a ``resolution_mm``
+    below the input spacing), with the BraTS values 0..3, in the format ``out``'s suffix names
+    (:func:`rfmweb.io.save_segmentation`: NIfTI, NRRD/MHA, or a DICOM SEG, on the case grid only).
 
     Returns:
         ``(out path, labels, timings {"load_s", "segment_s", "denoise_s"})``.
     """
-    from ..io.nifti import save_array
+    from ..io import BRATS_CLASSES, itk_image, nifti, save_segmentation
     from ..io.resolve import open_volume
     from .checkpoint import load_model
     from .denoise import denoise_labels
 
     out = Path(out)
-    if not (out.name.endswith(".nii.gz") or out.name.endswith(".nii")):
-        raise InputError("output must end in .nii.gz or .nii", out)
+    grids = nifti.NIFTI_SUFFIXES + itk_image.ITK_WRITE_SUFFIXES      # formats that store their own grid
+    if not out.name.lower().endswith(grids + (".dcm",)):
+        raise InputError(f"output must end in {', '.join(grids)} or .dcm (DICOM SEG)", out)
     if resolution_mm is not None and not 0.1 <= float(resolution_mm) <= 10.0:
         raise InputError(f"--resolution must lie in 0.1..10 mm, got {resolution_mm}")
+    if resolution_mm is not None and not out.name.lower().endswith(grids):
+        raise InputError("--resolution: a DICOM SEG lies on the slices of the images it references; drop "
+                         "--resolution or write .nii.gz", out)
     t0 = time.perf_counter()
     model = load_model(checkpoint, device="cpu")
     volume = case if isinstance(case, Volume) else open_volume(case)
@@ -435,7 +440,11 @@ def segment_case(case: str | os.PathLike | Volume, out: str | os.PathLike, *, ch
     if denoise:
         labels = denoise_labels(labels, spacing=spacing)
     t3 = time.perf_counter()
-    save_array(out, labels.astype(np.uint8), affine)
+    if labels.shape == volume.shape:
+        save_segmentation(labels, volume, out, classes=BRATS_CLASSES, algorithm="Neumours INR")
+    else:   # the finer grid of resolution_mm
+        writer = nifti if out.name.lower().endswith(nifti.NIFTI_SUFFIXES) else itk_image
+        writer.save_array(out, labels.astype(np.uint8), affine)
     timings = {"load_s": t1 - t0, "segment_s": t2 - t1, "denoise_s": t3 - t2}
     log.info("wrote %s: %s labels, %d tumour voxels (segment %.2f s%s)", out, labels.shape, int((labels > 0).sum()),
              timings["segment_s"], f", denoise {timings['denoise_s']:.3f} s" if denoise else "")

@@ -8,7 +8,8 @@ the patch head (local appearance) plus the coordinate branch's prior of where in
 common template grid tumour tends to be (BraTS volumes are co-registered to one atlas too).
 
 Cases are held in memory as zero-padded normalised volumes (about 19 MB per 2 mm case and 150 MB
-per 1 mm case in float32); patches at voxel centres are exact gathers (:func:`gather_patches`).
+per 1 mm case in float32); patches at voxel centres are exact gathers, as
+:func:`rfmweb.models.inr.gather_patches`. Batches are drawn on the device the model trains on.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 
 from ..errors import InputError
 from ..io.brats import load_brats_case
-from ..models.inr import gather_patches, normalise_modalities, pad_volume, patch_flat_offsets, voxel_to_unit
+from ..models.inr import normalise_modalities, pad_volume, patch_flat_offsets
 from ..volume import Volume
 
 log = logging.getLogger(__name__)
@@ -71,65 +72,107 @@ def prepare_case(volume: Volume, patch_size: int = 3) -> PreparedCase:
                         offsets=patch_flat_offsets(tuple(padded.shape), patch_size))
 
 
+def _channels_last_offsets(padded_shape: tuple[int, ...], patch_size: int) -> torch.Tensor:
+    """``[C * P^3]`` offsets, in :func:`~rfmweb.models.inr.patch_flat_offsets`' ``[C, dx, dy, dz]``
+    order, into the padded volume ``[C, X', Y', Z']`` stored channels last (``[X', Y', Z', C]``)."""
+    c, _, y, z = padded_shape
+    r = torch.arange(patch_size)
+    d = (r[:, None, None] * (y * z) + r[None, :, None] * z + r[None, None, :]).reshape(-1)
+    return (torch.arange(c)[:, None] + d[None] * c).reshape(-1)
+
+
 class CaseBank:
-    """Draws ``(coords, patches, targets)`` batches across prepared cases.
+    """Draws ``(coords, patches, targets)`` batches across prepared cases, on one device.
+
+    The cases are packed once into flat tensors on ``device`` (all padded volumes end to end, all
+    label maps, and every case's tumour then brain voxel indices), so a draw is a handful of
+    vectorised gathers with no Python loop over cases and no host synchronisation: on a GPU the
+    whole batch is made where the model trains.
 
     Args:
         cases: the training cases.
         foreground_ratio: fraction of coordinates drawn from tumour voxels (the rest from the brain;
             a case without tumour gives brain voxels).
         patch_size: ``P`` of the patches.
+        device: where the packed cases live and batches are drawn (default: the CPU).
     """
 
-    def __init__(self, cases: list[PreparedCase], foreground_ratio: float = 0.1, patch_size: int = 3) -> None:
+    def __init__(self, cases: list[PreparedCase], foreground_ratio: float = 0.1, patch_size: int = 3,
+                 device: str | torch.device | None = None) -> None:
         if not cases:
             raise InputError("no training cases")
         if not 0.0 <= foreground_ratio <= 1.0:
             raise InputError(f"foreground ratio must lie in 0..1, got {foreground_ratio}")
+        if len({c.offsets.numel() for c in cases}) != 1:
+            raise InputError("training cases must have the same modalities")
         self.cases = cases
         self.foreground_ratio = float(foreground_ratio)
         self.patch_size = patch_size
+        self.device = torch.device(device or "cpu")
+
+        def starts(sizes: list[int]) -> torch.Tensor:
+            return torch.tensor([0, *np.cumsum(sizes)[:-1].tolist()], dtype=torch.int64)
+
+        vol_base = starts([c.padded.numel() for c in cases])
+        lab_base = starts([c.labels.numel() for c in cases])
+        pool_base = starts([c.tumour.numel() + c.brain.numel() for c in cases])
+        as_device = dict(device=self.device)
+        # channels last: a patch's C * P^3 values lie in P^2 runs of P * C floats (fewer cache lines)
+        self._volumes = torch.cat([c.padded.permute(1, 2, 3, 0).reshape(-1) for c in cases]).to(**as_device)
+        self._labels = torch.cat([c.labels for c in cases]).to(**as_device)                      # [sum X*Y*Z]
+        self._pools = torch.cat([t for c in cases for t in (c.tumour, c.brain)]).to(**as_device)  # [sum Nt + Nb]
+        # per case: [n_cases, ...]
+        self._offsets = (torch.stack([_channels_last_offsets(tuple(c.padded.shape), patch_size) for c in cases])
+                         + vol_base[:, None]).to(**as_device)
+        self._channels = int(cases[0].padded.shape[0])
+        self._lab_base = lab_base.to(**as_device)
+        self._n_tumour = torch.tensor([c.tumour.numel() for c in cases]).to(**as_device)
+        self._n_brain = torch.tensor([c.brain.numel() for c in cases]).to(**as_device)
+        self._tumour_start = pool_base.to(**as_device)
+        self._shape = torch.tensor([c.shape for c in cases], dtype=torch.int64).to(**as_device)     # [n, 3]
+        self._padded_yz = torch.tensor([(c.padded.shape[2] * c.padded.shape[3], c.padded.shape[3]) for c in cases],
+                                       dtype=torch.int64).to(**as_device)                        # [n, 2]
 
     @classmethod
     def from_folders(cls, folders: list[str | os.PathLike], foreground_ratio: float = 0.1,
-                     progress: bool = False) -> "CaseBank":
+                     progress: bool = False, device: str | torch.device | None = None) -> "CaseBank":
         """Load BraTS-style case folders (each needs a ``-seg`` file)."""
         from tqdm.auto import tqdm
 
         cases = [prepare_case(load_brats_case(Path(f), require_seg=True))
                  for f in tqdm(folders, desc="load cases", unit="case", disable=not progress)]
-        return cls(cases, foreground_ratio)
+        return cls(cases, foreground_ratio, device=device)
 
     def __len__(self) -> int:
         return len(self.cases)
 
+    def generator(self, seed: int) -> torch.Generator:
+        """A random generator on the bank's device, seeded with ``seed``."""
+        return torch.Generator(device=self.device).manual_seed(int(seed))
+
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Draw ``n`` voxels.
+        """Draw ``n`` voxels with ``generator`` (on the bank's device: :meth:`generator`).
 
         Returns:
-            ``coords [n, 3]`` float32 in [-1, 1], ``patches [n, C * P^3]`` float32,
-            ``targets [n]`` int64 labels 0..3.
+            on the bank's device: ``coords [n, 3]`` float32 in [-1, 1], ``patches [n, C * P^3]``
+            float32, ``targets [n]`` int64 labels 0..3.
         """
-        which = torch.randint(len(self.cases), (n,), generator=generator)
-        fg = torch.rand(n, generator=generator) < self.foreground_ratio
-        u = torch.rand(n, generator=generator, dtype=torch.float64)
-        coords = torch.empty(n, 3)
-        patches = torch.empty(n, self.cases[0].offsets.numel())
-        targets = torch.empty(n, dtype=torch.int64)
-        for c, case in enumerate(self.cases):
-            rows = torch.nonzero(which == c).squeeze(1)
-            if rows.numel() == 0:
-                continue
-            use_fg = fg[rows] & (case.tumour.numel() > 0)
-            pool_fg, pool_bg = case.tumour, case.brain
-            flat = torch.empty(rows.numel(), dtype=torch.int64)
-            for pool, sel in ((pool_fg, use_fg), (pool_bg, ~use_fg)):
-                if sel.any():
-                    pick = (u[rows[sel]] * pool.numel()).long().clamp_(max=pool.numel() - 1)
-                    flat[sel] = pool[pick]
-            x, y, z = case.shape
-            vox = torch.stack([flat // (y * z), (flat // z) % y, flat % z], dim=1)
-            coords[rows] = voxel_to_unit(vox.float(), case.shape)
-            patches[rows] = gather_patches(case.padded, vox, self.patch_size, case.offsets)
-            targets[rows] = case.labels[flat]
+        opts = dict(generator=generator, device=self.device)
+        which = torch.randint(len(self.cases), (n,), **opts)
+        fg = torch.rand(n, **opts) < self.foreground_ratio
+        u = torch.rand(n, dtype=torch.float64, **opts)
+        n_tumour = self._n_tumour[which]
+        use_fg = fg & (n_tumour > 0)
+        size = torch.where(use_fg, n_tumour, self._n_brain[which])
+        start = self._tumour_start[which] + torch.where(use_fg, 0, n_tumour)
+        pick = torch.minimum((u * size).long(), size - 1)
+        flat = self._pools[start + pick]                                  # C-order index in the case
+        shape = self._shape[which]                                        # [n, 3]
+        y, z = shape[:, 1], shape[:, 2]
+        vox = torch.stack([flat // (y * z), (flat // z) % y, flat % z], dim=1)
+        coords = 2.0 * vox.float() / (shape - 1).clamp_min(1).float() - 1.0    # voxel_to_unit, per case
+        yz = self._padded_yz[which]
+        anchor = (vox[:, 0] * yz[:, 0] + vox[:, 1] * yz[:, 1] + vox[:, 2]) * self._channels  # patch corner
+        patches = self._volumes[anchor[:, None] + self._offsets[which]]
+        targets = self._labels[self._lab_base[which] + flat]
         return coords, patches, targets

@@ -287,7 +287,8 @@ def _train(config: TrainConfig, info: distributed.DistInfo, out: Path, ckpt_path
 
     device = info.device
     main = info.is_main
-    bank = CaseBank.from_folders(train_folders, config.foreground_ratio, progress=config.progress and main)
+    bank = CaseBank.from_folders(train_folders, config.foreground_ratio, progress=config.progress and main,
+                                 device=device)
     val_volumes = [load_brats_case(f, require_seg=True) for f in val_folders] if main else []
     torch.manual_seed(config.seed)
     model = NeumoursINR(INRConfig(**config.model)).to(device)
@@ -341,7 +342,7 @@ def _train(config: TrainConfig, info: distributed.DistInfo, out: Path, ckpt_path
     session_start = time.perf_counter()
     bar = tqdm(total=config.steps, initial=start, desc=f"train-inr {config.optimizer}", unit="step",
                disable=not (config.progress and main))
-    sums = np.zeros(4)   # loss, ce, dice_loss, grad_norm since the last log row
+    sums = torch.zeros(4, device=device)   # loss, ce, dice_loss, grad_norm since the last log row
     count = 0
     model.train()
     for step in range(start, config.steps):
@@ -350,10 +351,10 @@ def _train(config: TrainConfig, info: distributed.DistInfo, out: Path, ckpt_path
         for opt in optimizers:
             for group in opt.param_groups:
                 group["lr"] = lr
-        gen = torch.Generator().manual_seed(step_seed(config.seed, info.rank, step))
-        stats = np.zeros(3)
+        gen = bank.generator(step_seed(config.seed, info.rank, step))
+        stats = torch.zeros(3, device=device)   # on the device: no host synchronisation per micro-batch
         for n, _ in enumerate(mine):
-            coords, patches, targets = (t.to(device, non_blocking=True) for t in bank.sample(micro, gen))
+            coords, patches, targets = bank.sample(micro, gen)
             sync = n == len(mine) - 1 or not info.distributed
             ctx = net.no_sync() if not sync else contextlib.nullcontext()
             with ctx:
@@ -362,25 +363,27 @@ def _train(config: TrainConfig, info: distributed.DistInfo, out: Path, ckpt_path
                     logits = net(coords, patches)
                 loss, ce, dl = neumours_loss(logits, targets, weights, config.ce_weight)
                 (loss * scale).backward()
-            stats += [loss.item(), ce.item(), dl.item()]
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
+            stats += torch.stack([loss, ce, dl]).detach().float()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         for opt in optimizers:
             opt.step()
             opt.zero_grad(set_to_none=True)
-        dt = time.perf_counter() - t0
-        elapsed += dt
-        sums += [*(stats / len(mine)), grad_norm]
+        sums += torch.cat([stats / len(mine), grad_norm.detach().float().reshape(1)])
         count += 1
         done = step + 1
-        bar.update(1)
         is_last = done == config.steps
+        logging_now = done % config.log_every == 0 or is_last
+        means = (sums / count).tolist() if logging_now else None    # the one host synchronisation
+        dt = time.perf_counter() - t0
+        elapsed += dt
+        bar.update(1)
         row = None
-        if done % config.log_every == 0 or is_last:
-            means = [distributed.all_mean(v, info) for v in sums / count]
+        if logging_now:
+            means = [distributed.all_mean(v, info) for v in means]
             row = {"step": done, "lr": f"{lr:.6g}", "loss": f"{means[0]:.5f}", "ce": f"{means[1]:.5f}",
                    "dice_loss": f"{means[2]:.5f}", "grad_norm": f"{means[3]:.4f}", "step_s": f"{dt:.3f}",
                    "elapsed_s": f"{elapsed:.1f}"}
-            sums[:] = 0
+            sums.zero_()
             count = 0
             bar.set_postfix(loss=f"{means[0]:.4f}", lr=f"{lr:.2e}")
         if main and (done % config.val_every == 0 or is_last) and val_volumes:

@@ -1,9 +1,13 @@
-"""Reading and writing volumes: NIfTI (nibabel), BraTS-style case folders, command-line names."""
+"""Reading and writing volumes: NIfTI (nibabel), NRRD/MetaImage (SimpleITK), DICOM series in and
+DICOM SEG out (pydicom, SimpleITK, highdicom), BraTS-style case folders, command-line names."""
 
 from .atomic import atomic_write
 from .brats import BRATS_CLASSES, BRATS_REGIONS, load_brats_case, save_brats_case
-from .nifti import load_volume, save_array, save_volume
+from .dicom import load_dicom
+from .dicom_seg import save_segmentation
+from .formats import load_volume
+from .nifti import save_array, save_volume
 from .resolve import open_volume
 
-__all__ = ["BRATS_CLASSES", "BRATS_REGIONS", "atomic_write", "load_brats_case", "load_volume", "open_volume",
-           "save_array", "save_brats_case", "save_volume"]
+__all__ = ["BRATS_CLASSES", "BRATS_REGIONS", "atomic_write", "load_brats_case", "load_dicom", "load_volume",
+           "open_volume", "save_array", "save_brats_case", "save_segmentation", "save_volume"]

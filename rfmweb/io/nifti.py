@@ -40,14 +40,25 @@ def _open(path: Path) -> nib.Nifti1Image:
     return img
 
 
-def _raw_pixdim(path: Path, header_class) -> np.ndarray:
-    """``pixdim`` as written in the file (nibabel replaces zero or negative sizes when loading)."""
+def _raw_header(path: Path, header_class) -> nib.Nifti1Header:
+    """The header as written in the file (nibabel repairs ``sizeof_hdr`` and bad voxel sizes when loading)."""
     with nib.openers.ImageOpener(str(path)) as f:
-        return np.asarray(header_class.from_fileobj(f, check=False)["pixdim"])
+        return header_class.from_fileobj(f, check=False)
 
 
 def _check_header(img: nib.Nifti1Image, path: Path) -> tuple[int, ...]:
-    """Shape and geometry checks from the header alone; returns the 3-D shape."""
+    """Format, type, shape and geometry checks from the header alone; returns the 3-D shape."""
+    raw = _raw_header(path, type(img.header))
+    expected = type(img.header).sizeof_hdr
+    if int(raw["sizeof_hdr"]) != expected:
+        raise InputError(f"header field sizeof_hdr is {int(raw['sizeof_hdr'])} where a valid NIfTI-"
+                         f"{1 if expected == 348 else 2} header has {expected}: corrupt or not NIfTI", path)
+    dtype = img.get_data_dtype()
+    if np.issubdtype(dtype, np.complexfloating):
+        raise InputError(f"complex-valued voxels ({dtype}); save the magnitude (or the real part) as a "
+                         "real-valued NIfTI", path)
+    if not np.issubdtype(dtype, np.number):
+        raise InputError(f"voxels must be real numbers, the header says {dtype} (an RGB image?)", path)
     shape = tuple(int(s) for s in img.shape)
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
@@ -57,7 +68,7 @@ def _check_header(img: nib.Nifti1Image, path: Path) -> tuple[int, ...]:
         check_size(shape)
     except InputError as exc:
         raise InputError(exc.reason, path) from None
-    zooms = np.asarray(_raw_pixdim(path, type(img.header))[1:4], dtype=np.float64)
+    zooms = np.asarray(raw["pixdim"][1:4], dtype=np.float64)
     if not np.isfinite(zooms).all() or (zooms <= 0).any():
         raise InputError(f"voxel spacing must be finite and > 0 mm, header says {tuple(zooms.tolist())}", path)
     try:
@@ -114,50 +125,6 @@ def read_array(path: str | os.PathLike, *, labels: bool = False) -> tuple[np.nda
 def same_grid(affine_a: np.ndarray, affine_b: np.ndarray, tol_mm: float = 1e-3) -> bool:
     """Whether two voxel-to-world matrices describe the same grid (to ``tol_mm``)."""
     return bool(np.allclose(affine_a, affine_b, atol=tol_mm, rtol=0))
-
-
-def load_volume(path: str | os.PathLike, labels: str | os.PathLike | None = None, *,
-                modality: str = "auto", classes: tuple[LabelClass, ...] | None = None,
-                name: str | None = None) -> Volume:
-    """Load a NIfTI volume, optionally with a label map on the same grid.
-
-    Args:
-        path: intensity image (.nii / .nii.gz); CT is expected in HU.
-        labels: label map (.nii / .nii.gz), integer, same grid as ``path``.
-        modality: ``"CT"``, ``"MR"`` or ``"auto"`` (CT when air-like values below -500 exist).
-        classes: class table for the labels; default: one generic class per label value present.
-        name: display name; default: the file name without suffix.
-
-    Raises:
-        InputError: naming the file and the reason (missing, corrupt, truncated, NaN/Inf,
-            wrong dimensionality, bad spacing, absurd size, label map not integer or on another grid).
-
-    Example:
-        >>> vol = load_volume("ct.nii.gz", "labels.nii.gz")  # doctest: +SKIP
-        >>> vol.shape, vol.spacing  # doctest: +SKIP
-        ((256, 256, 108), (0.957, 0.957, 1.5))
-    """
-    path = Path(path)
-    data, affine = read_array(path)
-    if modality == "auto":
-        modality = guess_modality(data)
-    lab = None
-    if labels is not None:
-        labels = Path(labels)
-        lab, lab_affine = read_array(labels, labels=True)
-        if lab.shape != data.shape:
-            raise InputError(f"label map {labels} is not on the grid of {path}: shape {lab.shape} vs {data.shape}",
-                             labels)
-        if not same_grid(affine, lab_affine):
-            raise InputError(f"label map {labels} is not on the grid of {path}: their voxel-to-world matrices "
-                             f"differ by up to {np.abs(affine - lab_affine).max():.3g} mm", labels)
-        if classes is None:
-            classes = generic_classes(lab)
-    stem = path.name.removesuffix(".gz").removesuffix(".nii")
-    try:
-        return Volume(data, affine, modality=modality, labels=lab, classes=classes or (), name=name or stem)
-    except InputError as exc:
-        raise InputError(exc.reason, path) from None
 
 
 def generic_classes(labels: np.ndarray) -> tuple[LabelClass, ...]:

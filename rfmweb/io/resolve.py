@@ -1,4 +1,5 @@
-"""One way to name a volume on a command line: a NIfTI file, a BraTS case folder or ``sample:NAME``."""
+"""One way to name a volume on a command line: a volume file, a DICOM series folder or ``.zip``, a
+BraTS case folder, or ``sample:NAME``."""
 
 from __future__ import annotations
 
@@ -8,18 +9,24 @@ from pathlib import Path
 from ..errors import InputError
 from ..volume import Volume
 from .brats import load_brats_case
-from .nifti import load_volume
+from .dicom import load_dicom
+from .formats import attach_labels, load_volume
 
 SAMPLE_PREFIX = "sample:"
 
 
-def open_volume(spec: str | os.PathLike | None, labels: str | os.PathLike | None = None) -> Volume:
+def open_volume(spec: str | os.PathLike | None, labels: str | os.PathLike | None = None,
+                series: str | None = None) -> Volume:
     """Load what ``spec`` names.
 
     Args:
-        spec: a ``.nii``/``.nii.gz`` file, a BraTS-style case folder, ``sample:NAME``
-            (see :func:`rfmweb.samples.list_samples`), or ``None`` for the bundled CT phantom.
-        labels: a label map for a NIfTI ``spec`` (same grid).
+        spec: a ``.nii``/``.nii.gz``/``.nrrd``/``.nhdr``/``.mha``/``.mhd`` file; a DICOM series folder
+            or a ``.zip`` of one; a BraTS-style case folder (one holding ``.nii``/``.nii.gz`` files);
+            ``sample:NAME`` (see :func:`rfmweb.samples.list_samples`); or ``None`` for the bundled
+            CT phantom.
+        labels: a label map on the grid of a volume file or DICOM series (any volume-file format).
+        series: the SeriesInstanceUID to read from a DICOM folder holding several (default: the
+            largest).
 
     Raises:
         InputError: naming the file or folder and the reason.
@@ -29,13 +36,26 @@ def open_volume(spec: str | os.PathLike | None, labels: str | os.PathLike | None
     if spec is None:
         spec = SAMPLE_PREFIX + "ct_phantom"
     spec = str(spec)
+    path = Path(spec)
+    is_dicom = path.suffix.lower() == ".zip" or (path.is_dir() and not _holds_nifti(path))
+    if series is not None and not is_dicom:
+        raise InputError("--series picks a series of a DICOM folder or .zip, not of this input", spec)
     if spec.startswith(SAMPLE_PREFIX):
         if labels is not None:
             raise InputError("--labels cannot be combined with a bundled sample (it has its own labels)")
         return samples.load(spec[len(SAMPLE_PREFIX):])
-    path = Path(spec)
+    if is_dicom:
+        volume = load_dicom(path, series)
+        return volume if labels is None else attach_labels(volume, labels, path)
     if path.is_dir():
         if labels is not None:
             raise InputError("--labels cannot be combined with a BraTS case folder (it holds its *-seg file)", path)
         return load_brats_case(path)
+    if path.suffix.lower() == ".dcm":
+        raise InputError("a single DICOM file: give the folder (or .zip) holding the whole series", path)
     return load_volume(path, labels)
+
+
+def _holds_nifti(folder: Path) -> bool:
+    """Whether ``folder`` has NIfTI files directly inside (a BraTS case, not a DICOM series)."""
+    return any(folder.glob("*.nii")) or any(folder.glob("*.nii.gz"))

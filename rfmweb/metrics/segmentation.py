@@ -21,6 +21,17 @@ both non-empty          2|P∩R| /    max(95th percentile of the distances from 
 =====================  ==========  ========================================================
 
 (MONAI returns NaN / inf for the empty cases instead; BraTS' penalty values keep means finite.)
+
+Lesion-wise scores (:func:`lesion_scores`, BraTS 2023's ranking metric): each reference lesion is
+scored on its own, so a missed small focus counts as much as a missed large one, and every false
+positive lesion counts as a 0 (Dice) or the penalty (HD95). Reference lesions are the connected
+components (26-connectivity) of the mask dilated :data:`LESION_DILATION` times by the 18-connected
+structure, restricted to the mask (nearby fragments are one lesion); a reference lesion is matched
+to the union of the predicted components (26-connectivity) that touch it dilated the same way;
+reference lesions under :data:`LESION_MIN_VOXELS` voxels are left out; predicted components that
+touch no dilated reference lesion are the false positives. Lesion-wise Dice =
+``sum(Dice per reference lesion) / (reference lesions + false positives)``, HD95 likewise with the
+penalty per false positive; both empty: Dice 1, HD95 0.
 Surfaces are the mask voxels with at least one 6-connected neighbour outside the mask (the voxels
 removed by one binary erosion), distances are Euclidean between voxel centres in mm (``spacing``),
 as in MONAI's ``compute_hausdorff_distance(..., percentile=95)``.
@@ -41,6 +52,10 @@ from ..io.brats import BRATS_REGIONS
 EMPTY_HD95_MM = math.sqrt(240.0 ** 2 + 240.0 ** 2 + 155.0 ** 2)
 #: BraTS label value -> class name.
 CLASS_LABELS = {"NCR": 1, "ED": 2, "ET": 3}
+#: Lesion-wise scores: dilations (18-connected structure) that merge nearby fragments into one lesion.
+LESION_DILATION = 3
+#: Lesion-wise scores: reference lesions smaller than this (voxels) are not scored.
+LESION_MIN_VOXELS = 50
 
 
 def dice(pred: np.ndarray, ref: np.ndarray) -> float:
@@ -102,23 +117,54 @@ def hd95(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] = (1.0, 1.0
                      np.percentile(surface_distances(ref, pred, spacing), 95)))
 
 
+def lesion_scores(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
+                  dilation: int = LESION_DILATION, min_voxels: int = LESION_MIN_VOXELS) -> tuple[float, float]:
+    """Lesion-wise ``(Dice, HD95 mm)`` of boolean masks ``[X, Y, Z]`` (module docstring, BraTS 2023)."""
+    pred, ref = np.asarray(pred, bool), np.asarray(ref, bool)
+    if pred.shape != ref.shape:
+        raise ValueError(f"prediction {pred.shape} and reference {ref.shape} differ in shape")
+    grow = ndimage.generate_binary_structure(3, 2)
+    full = ndimage.generate_binary_structure(3, 3)
+    merged, _ = ndimage.label(ndimage.binary_dilation(ref, grow, iterations=dilation) if dilation else ref, full)
+    lesions = merged * ref                                   # reference voxels, labelled by merged lesion
+    pred_cc, _ = ndimage.label(pred, full)
+    dices, dists, matched = [], [], set()
+    for index in np.unique(lesions[lesions > 0]):
+        lesion = lesions == index
+        near = ndimage.binary_dilation(lesion, grow, iterations=dilation) if dilation else lesion
+        touching = np.unique(pred_cc[near & (pred_cc > 0)])
+        matched.update(touching.tolist())
+        if lesion.sum() < min_voxels:
+            continue
+        hit = np.isin(pred_cc, touching) if touching.size else np.zeros_like(pred)
+        dices.append(dice(hit, lesion))
+        dists.append(hd95(hit, lesion, spacing))
+    false_pos = len(set(np.unique(pred_cc[pred_cc > 0]).tolist()) - matched)
+    n = len(dices) + false_pos
+    if n == 0:
+        return 1.0, 0.0
+    return float(sum(dices) / n), float((sum(dists) + EMPTY_HD95_MM * false_pos) / n)
+
+
 def region_mask(labels: np.ndarray, values: Sequence[int]) -> np.ndarray:
     """Boolean mask of the voxels whose label is one of ``values``."""
     return np.isin(labels, np.asarray(values))
 
 
 def brats_scores(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0),
-                 with_hd95: bool = True) -> dict[str, float]:
+                 with_hd95: bool = True, lesion_wise: bool = False) -> dict[str, float]:
     """Dice per class and per region, and HD95 per region, of two BraTS label maps.
 
     Args:
         pred, ref: ``[X, Y, Z]`` integer label maps (0 background, 1 NCR, 2 ED, 3 ET).
         spacing: voxel size in mm.
         with_hd95: also compute HD95 (the slower part).
+        lesion_wise: also the lesion-wise Dice and HD95 per region (:func:`lesion_scores`).
 
     Returns:
         ``{"dice_NCR", "dice_ED", "dice_ET", "dice_WT", "dice_TC", "hd95_WT", "hd95_TC", "hd95_ET"}``
-        (class ET and region ET are the same mask, so ``dice_ET`` appears once).
+        (class ET and region ET are the same mask, so ``dice_ET`` appears once), and with
+        ``lesion_wise`` ``lesion_dice_*`` and ``lesion_hd95_*`` of the regions.
     """
     pred, ref = np.asarray(pred), np.asarray(ref)
     if pred.shape != ref.shape:
@@ -131,6 +177,8 @@ def brats_scores(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] = (
         out[f"dice_{name}"] = dice(p, r)
         if with_hd95:
             out[f"hd95_{name}"] = hd95(p, r, spacing)
+        if lesion_wise:
+            out[f"lesion_dice_{name}"], out[f"lesion_hd95_{name}"] = lesion_scores(p, r, spacing)
     return out
 
 
@@ -146,14 +194,15 @@ class BratsMetric:
         (1.0, 1)
     """
 
-    def __init__(self, with_hd95: bool = True) -> None:
+    def __init__(self, with_hd95: bool = True, lesion_wise: bool = False) -> None:
         self.with_hd95 = with_hd95
+        self.lesion_wise = lesion_wise
         self.rows: list[dict] = []
 
     def update(self, pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0),
                case: str | None = None) -> dict[str, float]:
         """Score one case, remember it and return its scores."""
-        scores = brats_scores(pred, ref, spacing, with_hd95=self.with_hd95)
+        scores = brats_scores(pred, ref, spacing, with_hd95=self.with_hd95, lesion_wise=self.lesion_wise)
         self.rows.append({"case": case if case is not None else str(len(self.rows)), **scores})
         return scores
 
@@ -163,6 +212,14 @@ class BratsMetric:
             return {}
         keys = [k for k in self.rows[0] if k != "case"]
         return {k: float(np.mean([r[k] for r in self.rows])) for k in keys}
+
+    def spread(self) -> dict[str, float]:
+        """Standard deviation over the cases of every score, keyed ``std_<score>`` (population std;
+        empty dict before the first update)."""
+        if not self.rows:
+            return {}
+        keys = [k for k in self.rows[0] if k != "case"]
+        return {f"std_{k}": float(np.std([r[k] for r in self.rows])) for k in keys}
 
     def reset(self) -> None:
         self.rows.clear()

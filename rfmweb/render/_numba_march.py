@@ -10,12 +10,15 @@ front-to-back compositing over the background. The torch marcher is the oracle, 
 float32: a sample point one float32 rounding away reads a shading gradient that differs by 1% where the
 gradient field is steep (skull edges), enough for 2e-3 in a pixel. So the sample points, grid
 coordinates, trilinear weights and sums, and LUT indices are computed with torch's float32 operations
-in torch's order, bit for bit; the rest (pre-integration, shading, compositing) in float64. Images
-agree to about 1e-6.
+in torch's order, bit for bit; the rest (pre-integration, shading, compositing) in float64. Two
+shortcuts make it differ by about 2e-4 at most (measured on the head CT; tests hold it to 1e-3): the
+front end of a segment, ``p - step d``, is the previous sample's point up to float32 rounding, so its
+intensity is reused when it was read; and a segment of optical depth below :data:`THIN` is
+pre-integrated in one piece instead of ``pieces`` (its pieces would weigh alike).
 
 Why it is fast where the torch marcher is not (on a CPU): a ray is one sequential loop that stops at
 its first opaque sample; blocks of :data:`BLOCK`\ :sup:`3` cells whose intensity range the TF leaves
-transparent are crossed in one jump (:func:`block_ranges`), and elsewhere a sample whose segment spans
+transparent are crossed in one jump (:func:`._numba_blocks.block_ranges`), and elsewhere a sample whose segment spans
 only transparent intensities is rejected after one trilinear read, before the second read of its front
 end, pre-integration, labels, gradients or shading. Volume arrays are zero-copy views of the torch
 renderer's.
@@ -36,16 +39,17 @@ import numba as nb
 import numpy as np
 
 from ..transfer.function import MAX_OPACITY
+from ._numba_blocks import BLOCK, _blocks, _exit
 from .fields import LUT_SIZE
 
 #: transmittance below which a ray stops (:func:`~rfmweb.render.raymarch.march`'s ``early_stop``)
 EARLY_STOP = 0.01
 #: samples per segment of the torch marcher (``march(segment=...)``'s default)
 SEGMENT = 32
-#: cells per side of the blocks whose intensity range lets whole stretches of a ray be skipped
-BLOCK = 8
 #: pixels per side of the tiles the threads take one at a time
 TILE = 8
+#: optical depth below which a segment is pre-integrated in one piece (:func:`_segment_rgba`)
+THIN = 0.1
 
 # error_model="numpy": no division-by-zero checks (IEEE results); hot helpers are inlined at numba IR
 # level ("always"): LLVM would keep calls with a dozen array arguments in the sample loop
@@ -104,13 +108,20 @@ def _sample(vol, vi, vj, vk):
 
 @nb.njit(inline="always", **_JIT)
 def _sample3(vec, vi, vj, vk):
-    """Trilinear ``vec [3, X, Y, Z]`` at a clamped voxel position -> ``(x, y, z)`` float64."""
-    i, wi0, wi1 = _cell(vi, vec.shape[1])
-    j, wj0, wj1 = _cell(vj, vec.shape[2])
-    k, wk0, wk1 = _cell(vk, vec.shape[3])
-    return (np.float64(_trilinear(vec[0], i, j, k, wi0, wi1, wj0, wj1, wk0, wk1)),
-            np.float64(_trilinear(vec[1], i, j, k, wi0, wi1, wj0, wj1, wk0, wk1)),
-            np.float64(_trilinear(vec[2], i, j, k, wi0, wi1, wj0, wj1, wk0, wk1)))
+    """Trilinear ``vec [X, Y, Z, 3]`` (interleaved: a corner's three components share a cache line) at a
+    clamped voxel position -> ``(x, y, z)`` float64, each component with :func:`_trilinear`'s weights
+    and summation order."""
+    i, wi0, wi1 = _cell(vi, vec.shape[0])
+    j, wj0, wj1 = _cell(vj, vec.shape[1])
+    k, wk0, wk1 = _cell(vk, vec.shape[2])
+    ax, ay, az = _F0, _F0, _F0
+    for c in range(8):
+        di, dj, dk = c >> 2, (c >> 1) & 1, c & 1
+        w = ((wk1 if dk else wk0) * (wj1 if dj else wj0)) * (wi1 if di else wi0)
+        ax += vec[i + di, j + dj, k + dk, 0] * w
+        ay += vec[i + di, j + dj, k + dk, 1] * w
+        az += vec[i + di, j + dj, k + dk, 2] * w
+    return np.float64(ax), np.float64(ay), np.float64(az)
 
 
 @nb.njit(inline="always", **_JIT)
@@ -148,14 +159,27 @@ def _exp_neg(x):
 
 
 @nb.njit(inline="always", **_JIT)
-def _segment_rgba(uf, ub, pieces, step, lut, cum, unit_distance, min_span):
+def _log1m(x):
+    """``log(1 - x)`` for ``0 <= x < 1``: below 1/64 by its degree-5 Taylor polynomial (error < 3e-12),
+    else libm's ``log1p``."""
+    if x < 0.015625:
+        x2 = x * x
+        return -(x + x2 * ((0.5 + x * (1 / 3)) + x2 * (0.25 + x * 0.2)))
+    return math.log1p(-x)
+
+
+@nb.njit(inline="always", **_JIT)
+def _segment_rgba(uf, ub, pieces, step, lut, cum, unit_distance, min_span, thin_scale):
     """Pre-integrated TF of a segment of ``step`` mm from LUT index ``uf`` (front) to ``ub`` (back),
     both float32: ``ScalarField._segment_rgba`` -> float64 ``(r, g, b, tau, trans)``, its colour, optical
     depth and transmittance ``exp(-tau)``; the TF alpha is ``1 - exp(-tau unit_distance / step)``.
+    ``thin_scale``: the factor a class puts on this alpha (1 without one), which scales the optical
+    depth the :data:`THIN` test sees: a faint class seen through a dense TF is thin.
 
     ``cum [n, 4]``: the cumulative tables ``(Sigma, K_r, K_g, K_b)`` of :func:`preintegration_tables`.
     The segment is cut into ``pieces`` composited front to back (the colour of the piece where the
-    light stops counts most); a piece narrower than ``min_span`` entries reads the TF at its middle.
+    light stops counts most), one piece when its optical depth is below :data:`THIN`; a piece
+    narrower than ``min_span`` entries reads the TF at its middle.
     Colours the torch field gives to pieces or segments without extinction (below 1e-12) are not
     computed: they are weighted by their opacity, so they add nothing to an image.
     """
@@ -163,6 +187,15 @@ def _segment_rgba(uf, ub, pieces, step, lut, cum, unit_distance, min_span):
     span_all = np.float64(ub - uf)          # a float32 difference, as in torch
     span = span_all / pieces
     wide = abs(span) > min_span
+    if wide:
+        # an optically thin segment: its pieces would weigh alike, so one piece gives the same colour
+        i0, w = _lerp_entry(f)
+        sa = cum[i0, 0] * (1.0 - w) + cum[i0 + 1, 0] * w
+        i0, w = _lerp_entry(np.float64(ub))
+        sb = cum[i0, 0] * (1.0 - w) + cum[i0 + 1, 0] * w
+        if abs((sb - sa) * step / span_all) * thin_scale < THIN:
+            pieces = 1
+            span = span_all
     d_tau = step / pieces
     depth, frac = d_tau / span, 1.0 / pieces       # optical depth of a piece per unit of Sigma
     u0 = f
@@ -218,67 +251,6 @@ def _interp(x, xp, fp):
 
 
 @nb.njit(**_JIT)
-def _blocks(n):
-    """Blocks along an axis of ``n`` voxels (``n - 1`` cells)."""
-    return (n - 2) // BLOCK + 1
-
-
-@nb.njit(**_JIT)
-def _span(b, n):
-    """First and last voxel (inclusive) block ``b`` reads along an axis of ``n`` voxels: its cells'
-    voxels widened by one on each side."""
-    return max(b * BLOCK - 1, 0), min(b * BLOCK + BLOCK + 1, n - 1)
-
-
-@nb.njit(parallel=True, **_JIT)
-def block_ranges(scalar):
-    """``(min, max)`` of ``scalar [X, Y, Z]`` (float32) over each block of ``BLOCK ** 3`` cells ->
-    two ``[BX, BY, BZ]`` float32 arrays. A block covers the voxels its cells interpolate, widened by one
-    voxel on every side, so a point within a voxel of the block (the front end of a segment whose
-    previous sample lay in it) reads only voxels it covers."""
-    nx, ny, nz = scalar.shape
-    bx, by, bz = _blocks(nx), _blocks(ny), _blocks(nz)
-    lo = np.empty((bx, by, bz), dtype=np.float32)
-    hi = np.empty((bx, by, bz), dtype=np.float32)
-    for bi in nb.prange(bx):
-        i0, i1 = _span(bi, nx)
-        for bj in range(by):
-            j0, j1 = _span(bj, ny)
-            for bk in range(bz):
-                k0, k1 = _span(bk, nz)
-                mn, mx = scalar[i0, j0, k0], scalar[i0, j0, k0]
-                for i in range(i0, i1 + 1):
-                    for j in range(j0, j1 + 1):
-                        for k in range(k0, k1 + 1):
-                            mn = min(mn, scalar[i, j, k])
-                            mx = max(mx, scalar[i, j, k])
-                lo[bi, bj, bk] = mn
-                hi[bi, bj, bk] = mx
-    return lo, hi
-
-
-@nb.njit(parallel=True, **_JIT)
-def block_flags(labels, shape, flagged):
-    """``[BX, BY, BZ]`` bool: blocks (as :func:`block_ranges`) holding a voxel whose label (flat
-    ``labels [X * Y * Z]`` int64 of a ``shape`` grid) is ``flagged [L]`` (visible solid classes)."""
-    nx, ny, nz = shape
-    bx, by, bz = _blocks(nx), _blocks(ny), _blocks(nz)
-    out = np.zeros((bx, by, bz), dtype=np.bool_)
-    for bi in nb.prange(bx):
-        i0, i1 = _span(bi, nx)
-        for bj in range(by):
-            j0, j1 = _span(bj, ny)
-            for bk in range(bz):
-                k0, k1 = _span(bk, nz)
-                for i in range(i0, i1 + 1):
-                    for j in range(j0, j1 + 1):
-                        for k in range(k0, k1 + 1):
-                            if flagged[labels[(i * ny + j) * nz + k]]:
-                                out[bi, bj, bk] = True
-    return out
-
-
-@nb.njit(**_JIT)
 def _slab(o, d, lo, hi):
     """float32 ray-box intersection of :func:`~rfmweb.render.raymarch.ray_aabb` (same operations) for one
     ray ``o + t d`` (3-tuples) and the box ``[lo, hi]`` (``[3]`` arrays) -> ``(t_near >= 0, t_far)``."""
@@ -331,15 +303,16 @@ def ray_lattice(origins, dirs, inv_lin, inv_off, lo, hi, grid_hi, step, jitter):
 
 
 @nb.njit(inline="always", **_JIT)
-def _exit(w, e, inv_e, b, last):
-    """Ray parameter (mm) where the voxel coordinate ``w + t e`` (``inv_e = 1 / e``) leaves block ``b`` of
-    an axis whose last block is ``last`` (``inf`` if never: the first and last blocks extend beyond
-    the grid, as clamping does)."""
-    if e > 0.0 and b < last:
-        return ((b + 1) * BLOCK - w) * inv_e
-    if e < 0.0 and b > 0:
-        return (b * BLOCK - w) * inv_e
-    return np.inf
+def _label_at(px, py, pz, vox_lin, vox_off, labels, nx, ny, nz):
+    """Label of the voxel nearest the float32 world point ``(px, py, pz)`` (``GridSampler.nearest_index``);
+    ``labels [X * Y * Z]`` flat, ``vox_lin``, ``vox_off`` the world -> voxel map."""
+    li = ((px * vox_lin[0, 0] + py * vox_lin[1, 0]) + pz * vox_lin[2, 0]) + vox_off[0]
+    lj = ((px * vox_lin[0, 1] + py * vox_lin[1, 1]) + pz * vox_lin[2, 1]) + vox_off[1]
+    lk = ((px * vox_lin[0, 2] + py * vox_lin[1, 2]) + pz * vox_lin[2, 2]) + vox_off[2]
+    li = min(max(np.rint(li), _F0), _F(nx - 1))
+    lj = min(max(np.rint(lj), _F0), _F(ny - 1))
+    lk = min(max(np.rint(lk), _F0), _F(nz - 1))
+    return labels[(int(li) * ny + int(lj)) * nz + int(lk)]
 
 
 @nb.njit(inline="always", **_JIT)
@@ -383,8 +356,9 @@ def _ray(o, d, tn, n, step, exact_opacity, scalar, geometry, blocks, tf, classes
     norm_lin, norm_off, vox_lin, vox_off = geometry
     block_lo, block_hi, cum_key = blocks
     lut, cum, lut_lo, lut_scale, unit_distance, min_span, pieces = tf
-    labels, class_rgba, class_use, has_labels, solid = classes
+    labels, class_rgba, class_use, class_a, has_labels, solid = classes
     gradient, grad_x, grad_f, use_grad_opacity, shade = light[:5]
+    use_normals = light[11]
     # the largest optical depth of a sample: its alpha is capped at MAX_OPACITY
     tau_cap = -math.log1p(-MAX_OPACITY) / unit_distance * step
     a_cap = 1.0 - math.exp(-tau_cap)
@@ -442,7 +416,11 @@ def _ray(o, d, tn, n, step, exact_opacity, scalar, geometry, blocks, tf, classes
         b_prev = b
         s = _sample(scalar, vi, vj, vk)
         ub = _lut_index(s, lut_lo, lut_scale)
-        if have_prev and not solid:
+        lab, use = 0, 0.0
+        if solid:               # a visible solid class shows whatever the TF says: look first
+            lab = _label_at(px, py, pz, vox_lin, vox_off, labels, nx, ny, nz)
+            use = class_use[lab]
+        if have_prev and not use > 0.0:
             # the same test on the two samples' own intensities, with one entry of margin for the
             # float32 rounding of the exact front end (~1e-3 entries)
             lo = max(int(min(u_prev, ub)) - 1, 0)      # indices >= 0: truncation is floor,
@@ -450,47 +428,59 @@ def _ray(o, d, tn, n, step, exact_opacity, scalar, geometry, blocks, tf, classes
             if cum[lo, 0] == cum[hi, 0]:
                 u_prev = ub
                 continue
+        # the front end p - step d is the previous sample up to float32 rounding: its intensity when
+        # it was read, else read there as ScalarField does
+        uf = u_prev
+        if not have_prev:
+            fi, fj, fk = _to_grid(px - sx, py - sy, pz - sz, norm_lin, norm_off, nx, ny, nz)
+            uf = _lut_index(_sample(scalar, fi, fj, fk), lut_lo, lut_scale)
         u_prev = ub
         have_prev = True
-        # the exact front end, as ScalarField reads it: p - step d
-        fi, fj, fk = _to_grid(px - sx, py - sy, pz - sz, norm_lin, norm_off, nx, ny, nz)
-        uf = _lut_index(_sample(scalar, fi, fj, fk), lut_lo, lut_scale)
-        r_, g_, b_, tau, seg_trans = _segment_rgba(uf, ub, pieces, step, lut, cum, unit_distance, min_span)
-        if not (has_labels or use_grad_opacity):
-            # The sample's alpha is the segment's own: sigma = -ln(1 - alpha) / unit_distance = tau / dt,
-            # so 1 - exp(-sigma dt) is its transmittance, already known (below the opacity cap).
-            if not tau > 0.0:
+        if has_labels and not solid:
+            lab = _label_at(px, py, pz, vox_lin, vox_off, labels, nx, ny, nz)
+            use = class_use[lab]
+        if solid and use >= 1.0 and not use_grad_opacity:
+            # a visible solid class in its own colour and opacity, whatever the TF says there
+            a = class_a[lab]
+            if not a > 0.0:
                 continue
-            a = 1.0 - seg_trans if tau <= tau_cap else a_cap
+            r_, g_, b_ = class_rgba[lab, 0], class_rgba[lab, 1], class_rgba[lab, 2]
             if shade:
-                gx, gy, gz = _sample3(gradient, vi, vj, vk)
-                r_, g_, b_ = _shade(r_, g_, b_, gx, gy, gz, 0.0, vi, vj, vk, dx, dy, dz, light)
+                gx, gy, gz = 0.0, 0.0, 0.0  # lit by the class's own normals when it has them
+                if not use_normals:
+                    gx, gy, gz = _sample3(gradient, vi, vj, vk)
+                r_, g_, b_ = _shade(r_, g_, b_, gx, gy, gz, use, vi, vj, vk, dx, dy, dz, light)
         else:
-            alpha = 1.0 - math.exp(-tau / step * unit_distance)
-            use = 0.0
-            if has_labels:
-                # nearest voxel, from the float32 voxel coordinates (GridSampler.nearest_index)
-                li = ((px * vox_lin[0, 0] + py * vox_lin[1, 0]) + pz * vox_lin[2, 0]) + vox_off[0]
-                lj = ((px * vox_lin[0, 1] + py * vox_lin[1, 1]) + pz * vox_lin[2, 1]) + vox_off[1]
-                lk = ((px * vox_lin[0, 2] + py * vox_lin[1, 2]) + pz * vox_lin[2, 2]) + vox_off[2]
-                li = min(max(np.rint(li), _F0), _F(nx - 1))
-                lj = min(max(np.rint(lj), _F0), _F(ny - 1))
-                lk = min(max(np.rint(lk), _F0), _F(nz - 1))
-                lab = labels[(int(li) * ny + int(lj)) * nz + int(lk)]
-                use = class_use[lab]
-                alpha = class_rgba[lab, 3] if solid and use > 0 else alpha * class_rgba[lab, 3]
-                r_ += use * (class_rgba[lab, 0] - r_)
-                g_ += use * (class_rgba[lab, 1] - g_)
-                b_ += use * (class_rgba[lab, 2] - b_)
-            if not alpha > 0.0:
-                continue
-            if use_grad_opacity or shade:
-                gx, gy, gz = _sample3(gradient, vi, vj, vk)
-                if use_grad_opacity:
-                    alpha *= _interp(math.sqrt(gx * gx + gy * gy + gz * gz), grad_x, grad_f)
+            thin_scale = class_rgba[lab, 3] if has_labels and not (solid and use > 0) else 1.0
+            r_, g_, b_, tau, seg_trans = _segment_rgba(uf, ub, pieces, step, lut, cum, unit_distance,
+                                                       min_span, thin_scale)
+            if not (has_labels or use_grad_opacity):
+                # The sample's alpha is the segment's own: sigma = -ln(1 - alpha) / unit_distance = tau / dt,
+                # so 1 - exp(-sigma dt) is its transmittance, already known (below the opacity cap).
+                if not tau > 0.0:
+                    continue
+                a = 1.0 - seg_trans if tau <= tau_cap else a_cap
                 if shade:
-                    r_, g_, b_ = _shade(r_, g_, b_, gx, gy, gz, use, vi, vj, vk, dx, dy, dz, light)
-            a = 1.0 - math.exp(math.log1p(-min(max(alpha, 0.0), MAX_OPACITY)) / unit_distance * step)
+                    gx, gy, gz = _sample3(gradient, vi, vj, vk)
+                    r_, g_, b_ = _shade(r_, g_, b_, gx, gy, gz, 0.0, vi, vj, vk, dx, dy, dz, light)
+            else:
+                alpha = 1.0 - _exp_neg(tau / step * unit_distance)
+                if has_labels:
+                    alpha = class_rgba[lab, 3] if solid and use > 0 else alpha * class_rgba[lab, 3]
+                    r_ += use * (class_rgba[lab, 0] - r_)
+                    g_ += use * (class_rgba[lab, 1] - g_)
+                    b_ += use * (class_rgba[lab, 2] - b_)
+                if not alpha > 0.0:
+                    continue
+                if use_grad_opacity or shade:
+                    gx, gy, gz = 0.0, 0.0, 0.0
+                    if use_grad_opacity or not (use_normals and use > 0):
+                        gx, gy, gz = _sample3(gradient, vi, vj, vk)
+                    if use_grad_opacity:
+                        alpha *= _interp(math.sqrt(gx * gx + gy * gy + gz * gz), grad_x, grad_f)
+                    if shade:
+                        r_, g_, b_ = _shade(r_, g_, b_, gx, gy, gz, use, vi, vj, vk, dx, dy, dz, light)
+                a = 1.0 - _exp_neg(-_log1m(min(max(alpha, 0.0), MAX_OPACITY)) / unit_distance * step)
         if trans >= EARLY_STOP:     # below it the torch marcher zeroes the alpha
             w = trans * a
             cr += w * r_
@@ -521,15 +511,17 @@ def march_tiles(out, row0, row1, origins, dirs, t_near, n_steps, step, bg, exact
         geometry: ``(norm_lin [3, 3], norm_off [3], vox_lin [3, 3], vox_off [3])`` float32 world ->
             grid_sample / voxel maps of the field's ``GridSampler`` (row-vector form, ``p @ lin + off``).
         blocks: ``(block_lo, block_hi, cum_key)``: ``[BX, BY, BZ]`` int64 LUT entries bracketing each
-            block's intensities (see :func:`block_ranges`) and ``[n + 1]`` float64 ``cum_sigma`` then
+            block's intensities (see :func:`._numba_blocks.block_ranges`) and ``[n + 1]`` float64 ``cum_sigma`` then
             ``inf``: entries ``lo..hi`` are TF-transparent when ``cum_key[lo] == cum_key[hi]`` (a block
             with ``hi = n`` is never skipped: it holds a visible solid label).
         tf: ``(lut [n, 4], cum [n, 4], lut_lo, lut_scale, unit_distance, min_span, pieces)``: float64
             TF table and pre-integration tables ``(Sigma, K_r, K_g, K_b)``, the float32 intensity ->
             index map, the TF's opacity unit (mm), ``ScalarField.PREINT_MIN_SPAN`` and ``PREINT_PIECES``.
-        classes: ``(labels [X * Y * Z] int64, class_rgba [L, 4], class_use [L], has_labels, solid)``.
-        light: ``(gradient [3, X, Y, Z] float32, grad_x [P], grad_f [P], use_grad_opacity, shade,
-            ambient, diffuse, specular, power, ipower, label_normals [3, X, Y, Z] float32,
+        classes: ``(labels [X * Y * Z], class_rgba [L, 4], class_use [L], class_a [L], has_labels, solid)``:
+            labels uint8, int16 or int64; ``class_a``: a class's opacity over one ``step`` (its alpha per
+            ``unit_distance``, capped at ``MAX_OPACITY``).
+        light: ``(gradient [X, Y, Z, 3] float32, grad_x [P], grad_f [P], use_grad_opacity, shade,
+            ambient, diffuse, specular, power, ipower, label_normals [X, Y, Z, 3] float32,
             use_label_normals)``; ``ipower``: ``power`` as an integer, or -1.
     """
     width = out.shape[1]

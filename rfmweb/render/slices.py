@@ -7,8 +7,14 @@ Conventions (as in 3D Slicer's default layout and PACS viewers), for a RAS+ volu
 - sagittal (constant x): anterior on screen left, superior up.
 
 Pixels are square in millimetres: the slice is resampled to the requested width, keeping the
-physical aspect ratio (letterboxed). :meth:`SliceGeometry.to_voxel` maps a pixel back to voxel
-indices, so strokes drawn on a slice can mark voxels.
+physical aspect ratio (letterboxed), then zoomed about the view's centre and panned (in mm).
+:meth:`SliceGeometry.to_voxel` maps a pixel back to voxel indices, so strokes drawn on a slice can
+mark voxels and the pointer can read the intensity under it; rendering samples the plane through
+the same mapping, so what is drawn and what is read agree exactly.
+
+Grey levels follow a window ``(lo, hi)`` in the image's units (HU for CT): radiology states it as
+width ``W = hi - lo`` and level (centre) ``L = (lo + hi) / 2``; :data:`WINDOW_PRESETS` lists the
+usual CT ones.
 """
 
 from __future__ import annotations
@@ -25,6 +31,36 @@ from ..volume import Volume
 
 AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
 
+#: CT window presets ``name -> (width, level)`` in HU (as in PACS viewers and 3D Slicer).
+WINDOW_PRESETS = {"brain": (80.0, 40.0), "subdural": (200.0, 75.0), "bone": (2000.0, 500.0),
+                  "lung": (1500.0, -600.0), "abdomen": (400.0, 50.0)}
+#: Fraction of the image's intensity span that one pixel of window/level drag moves.
+WINDOW_PER_PX = 1.0 / 400
+#: Slice zoom limits (1 = the whole slice fits the view).
+ZOOM_RANGE = (0.25, 32.0)
+
+
+def window_range(width: float, level: float) -> tuple[float, float]:
+    """Window ``(width W, level L)`` -> grey range ``(lo, hi) = (L - W/2, L + W/2)`` (image units)."""
+    if not width > 0:
+        raise InputError(f"window width must be > 0, got {width}")
+    return float(level) - float(width) / 2, float(level) + float(width) / 2
+
+
+def window_grey(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Linear grey ramp: ``(values - lo) / (hi - lo)`` clipped to [0, 1] (same shape, float)."""
+    return np.clip((np.asarray(values, dtype=np.float64) - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+
+
+def drag_window(lo: float, hi: float, dx: float, dy: float, span: float) -> tuple[float, float]:
+    """Window/level drag (3D Slicer's mapping): right widens the window (less contrast), down
+    raises the level (darker); each pixel moves ``span * WINDOW_PER_PX`` image units, ``span``
+    being the image's intensity range. Returns the new ``(lo, hi)``."""
+    step = max(float(span), 1e-6) * WINDOW_PER_PX
+    width = max(hi - lo + dx * step, step)
+    level = (lo + hi) / 2 + dy * step
+    return window_range(width, level)
+
 
 @dataclass(frozen=True)
 class SliceGeometry:
@@ -37,6 +73,7 @@ class SliceGeometry:
         mm_per_px: size of a pixel (square) in mm.
         offset: ``(u0, v0)`` pixel position of the slice's top-left corner (letterboxing).
         shape: the volume grid ``(X, Y, Z)``; spacing: voxel size in mm.
+        zoom: magnification over the fitted slice (1: the whole slice fits).
     """
 
     axis: str
@@ -47,6 +84,7 @@ class SliceGeometry:
     offset: tuple[float, float]
     shape: tuple[int, int, int]
     spacing: tuple[float, float, float]
+    zoom: float = 1.0
 
     @property
     def in_plane(self) -> tuple[int, int]:
@@ -79,8 +117,10 @@ def _plane(array: np.ndarray, axis: str, index: int) -> np.ndarray:
     return np.take(array, index, axis=AXES[axis])
 
 
-def slice_geometry(volume: Volume, axis: str, index: int | None, width: int, height: int) -> SliceGeometry:
-    """Geometry of a ``width x height`` view of one slice (``index`` None: the middle one)."""
+def slice_geometry(volume: Volume, axis: str, index: int | None, width: int, height: int, *, zoom: float = 1.0,
+                   pan_mm: tuple[float, float] = (0.0, 0.0)) -> SliceGeometry:
+    """Geometry of a ``width x height`` view of one slice (``index`` None: the middle one), magnified
+    ``zoom`` times about the view's centre and moved ``pan_mm`` (right, down) millimetres."""
     if axis not in AXES:
         raise InputError(f"slice axis must be one of {tuple(AXES)}, got {axis!r}")
     n = volume.shape[AXES[axis]]
@@ -93,26 +133,33 @@ def slice_geometry(volume: Volume, axis: str, index: int | None, width: int, hei
     h_axis, v_axis = geo.in_plane
     w_mm = volume.shape[h_axis] * volume.spacing[h_axis]
     h_mm = volume.shape[v_axis] * volume.spacing[v_axis]
-    mm_per_px = max(w_mm / width, h_mm / height)
-    offset = ((width - w_mm / mm_per_px) / 2, (height - h_mm / mm_per_px) / 2)
-    return SliceGeometry(axis, index, width, height, mm_per_px, offset, volume.shape, volume.spacing)
+    zoom = float(np.clip(zoom, *ZOOM_RANGE))
+    mm_per_px = max(w_mm / width, h_mm / height) / zoom
+    offset = ((width - w_mm / mm_per_px) / 2 + pan_mm[0] / mm_per_px,
+              (height - h_mm / mm_per_px) / 2 + pan_mm[1] / mm_per_px)
+    return SliceGeometry(axis, index, width, height, mm_per_px, offset, volume.shape, volume.spacing, zoom)
 
 
 def _resample(plane: np.ndarray, geo: SliceGeometry, mode: str) -> np.ndarray:
-    """Map a ``[n_h, n_v, C]`` plane onto the ``[H, W, C]`` screen (orientation + aspect)."""
-    img = np.flip(plane, axis=(0, 1)).transpose(1, 0, 2)  # [n_v, n_h, C]: superior/anterior up, right on left
-    w = int(round(img.shape[1] * geo.spacing[geo.in_plane[0]] / geo.mm_per_px))
-    h = int(round(img.shape[0] * geo.spacing[geo.in_plane[1]] / geo.mm_per_px))
-    t = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)).permute(2, 0, 1)[None]
-    if mode == "nearest":
-        out = F.interpolate(t, size=(max(h, 1), max(w, 1)), mode="nearest")
-    else:
-        out = F.interpolate(t, size=(max(h, 1), max(w, 1)), mode="bilinear", align_corners=False)
-    screen = np.zeros((geo.height, geo.width, plane.shape[2]), np.float32)
-    u0, v0 = int(round(geo.offset[0])), int(round(geo.offset[1]))
-    res = out[0].permute(1, 2, 0).numpy()[: geo.height - v0, : geo.width - u0]
-    screen[v0:v0 + res.shape[0], u0:u0 + res.shape[1]] = res
-    return screen
+    """Sample a ``[n_h, n_v, C]`` plane at every screen pixel's centre: ``[H, W, C]`` float32.
+
+    Pixels map to voxels through :meth:`SliceGeometry.to_voxel` (orientation, aspect, zoom, pan);
+    ``mode`` is ``"linear"`` (image) or ``"nearest"`` (labels); pixels off the slice are 0.
+    """
+    n_h, n_v = plane.shape[:2]
+    u, v = np.meshgrid(np.arange(geo.width) + 0.5, np.arange(geo.height) + 0.5)
+    ijk = geo.to_voxel(u, v)
+    h_axis, v_axis = geo.in_plane
+    fh, fv = ijk[:, h_axis], ijk[:, v_axis]
+    inside = (fh >= -0.5) & (fh <= n_h - 0.5) & (fv >= -0.5) & (fv <= n_v - 0.5)
+    # grid_sample with align_corners=True: -1 and +1 are the centres of the first and last voxels
+    gx = fv / max(n_v - 1, 1) * 2 - 1
+    gy = fh / max(n_h - 1, 1) * 2 - 1
+    grid = torch.from_numpy(np.stack([gx, gy], -1).astype(np.float32)).view(1, geo.height, geo.width, 2)
+    t = torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32)).permute(2, 0, 1)[None]  # [1, C, n_h, n_v]
+    out = F.grid_sample(t, grid, mode="nearest" if mode == "nearest" else "bilinear", padding_mode="border",
+                        align_corners=True)[0].permute(1, 2, 0).numpy()
+    return out * inside.reshape(geo.height, geo.width, 1)
 
 
 def default_window(data: np.ndarray) -> tuple[float, float]:
@@ -125,7 +172,8 @@ def default_window(data: np.ndarray) -> tuple[float, float]:
 def render_slice(volume: Volume, axis: str = "axial", index: int | None = None, *, width: int = 256,
                  height: int = 256, channel: int = 0, window: tuple[float, float] | None = None,
                  labels: np.ndarray | None = None, classes: ClassTable | None = None, overlay: float = 0.45,
-                 outline: bool = False) -> tuple[np.ndarray, SliceGeometry]:
+                 outline: bool = False, zoom: float = 1.0,
+                 pan_mm: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, SliceGeometry]:
     """One slice as an RGB image with an optional label overlay.
 
     Args:
@@ -133,21 +181,23 @@ def render_slice(volume: Volume, axis: str = "axial", index: int | None = None, 
         axis, index: which slice (``index`` None: the middle).
         width, height: output size in pixels (the slice is letterboxed at its true aspect).
         channel: which channel of a multi-channel volume.
-        window: ``(lo, hi)`` intensity window; default: the 1st-99th percentiles of the volume.
+        window: ``(lo, hi)`` intensity window in image units (HU for CT; :func:`window_range` converts
+            a width/level); default: the 1st-99th percentiles of the volume.
         labels: ``[X, Y, Z]`` label map to overlay (default: the volume's own); ``classes`` styles it
             (colour; hidden classes are not drawn; a class's opacity is a 3-D setting, per mm,
             and does not dim its overlay: a veiled edema in 3-D stays plain on the slices).
         overlay: overlay opacity in [0, 1].
         outline: draw only the label boundaries.
+        zoom, pan_mm: magnification and shift (right, down; mm) of the view (:func:`slice_geometry`).
 
     Returns:
         ``(image [H, W, 3] uint8, geometry)``.
     """
-    geo = slice_geometry(volume, axis, index, width, height)
+    geo = slice_geometry(volume, axis, index, width, height, zoom=zoom, pan_mm=pan_mm)
     data = volume.data[channel]
     lo, hi = default_window(data) if window is None else window
-    grey = np.clip((_plane(data, axis, geo.index) - lo) / max(hi - lo, 1e-6), 0, 1)
-    rgb = _resample(np.repeat(grey[..., None], 3, axis=2), geo, "linear")
+    grey = _resample(window_grey(_plane(data, axis, geo.index), lo, hi)[..., None], geo, "linear")
+    rgb = np.repeat(grey, 3, axis=2)
     labels = volume.labels if labels is None else labels
     if labels is not None and overlay > 0:
         classes = classes or ClassTable.from_classes(volume.classes)

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..backend import load_triton_before_gl
 from ..camera import OrbitCamera
 from ..transfer import ClassTable
 from .fields import hide_voxels, scalar_np
@@ -44,6 +45,7 @@ os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
 def _vtk():
     """Import the VTK modules we need (lazily: importing rfmweb must not require a GL stack)."""
+    load_triton_before_gl()
     import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (registers the OpenGL factory overrides)
     import vtkmodules.vtkRenderingVolumeOpenGL2  # noqa: F401
     from vtkmodules import vtkCommonCore, vtkCommonDataModel, vtkRenderingCore, vtkRenderingVolume

@@ -13,7 +13,9 @@ keeps the volume's field of view, so the exact spacing is ``(n - 1) s / (n' - 1)
 
 Intensities are resampled trilinearly, labels by nearest neighbour, then classified
 (:func:`rfmweb.splats.init.classify`) on the working grid: the same classification the AGP base
-pools, so the network sees exactly what its base was made from.
+pools, so the network sees exactly what its base was made from. Everything runs in torch on the
+requested device (the model's: the volume is copied there once, and only the channels, the
+classified voxels and the labels on the working grid stay), on the CPU as on CUDA.
 """
 
 from __future__ import annotations
@@ -26,9 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..render.fields import scalar_np
 from ..render.scene import Scene
-from ..splats.init import classify
+from ..splats.init import classify, volume_tensors
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +45,18 @@ class RenderFMInput:
 
     Attributes:
         tensor: ``[6, X, Y, Z]`` float32 channels (module docstring).
-        rgba: ``[X, Y, Z, 4]`` classified voxels, alpha per ``unit_distance`` mm (AGP's input).
-        labels: ``[X, Y, Z]`` int labels on the working grid, or None.
+        rgba: ``[X, Y, Z, 4]`` float32 classified voxels, alpha per ``unit_distance`` mm (AGP's input).
+        labels: ``[X, Y, Z]`` int64 labels on the working grid, or None.
         affine: ``[4, 4]`` voxel -> world (mm) of the working grid.
         unit_distance: the TF's unit distance, mm.
         mask_from: ``"labels"`` or ``"tf"`` (no label map).
+
+    ``tensor``, ``rgba`` and ``labels`` live on the device the input was built on.
     """
 
     tensor: torch.Tensor
-    rgba: np.ndarray
-    labels: np.ndarray | None
+    rgba: torch.Tensor
+    labels: torch.Tensor | None
     affine: np.ndarray
     unit_distance: float
     mask_from: str
@@ -83,39 +86,44 @@ def working_grid(shape: tuple[int, int, int], affine: np.ndarray, spacing_mm: fl
     return new, out
 
 
-def _resample(scalar: np.ndarray, labels: np.ndarray | None, shape: tuple[int, int, int]):
+def resample(scalar: torch.Tensor, labels: torch.Tensor | None, shape: tuple[int, int, int]
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``scalar [X, Y, Z]`` (trilinear) and ``labels [X, Y, Z]`` (nearest) on the ``shape`` grid that
+    spans the same voxel centres (align-corners lattice, :func:`working_grid`), on their device."""
     if tuple(scalar.shape) == tuple(shape):
         return scalar, labels
-    t = torch.from_numpy(np.ascontiguousarray(scalar, dtype=np.float32))[None, None]
-    scalar = F.interpolate(t, size=shape, mode="trilinear", align_corners=True)[0, 0].numpy()
-    if labels is not None:   # nearest on the same (align-corners) lattice
-        idx = [np.rint(np.linspace(0, n - 1, m)).astype(np.int64) for n, m in zip(labels.shape, shape)]
-        labels = labels[np.ix_(*idx)]
+    scalar = F.interpolate(scalar[None, None], size=shape, mode="trilinear", align_corners=True)[0, 0]
+    if labels is not None:   # nearest voxel: index arithmetic on the host, 3 small vectors to the device
+        for axis, (n, m) in enumerate(zip(labels.shape, shape)):
+            idx = torch.from_numpy(np.rint(np.linspace(0, n - 1, m)).astype(np.int64)).to(labels.device)
+            labels = labels.index_select(axis, idx)
     return scalar, labels
 
 
-def build_inputs(scene: Scene, spacing_mm: float | None = None, *, eps: float = 0.01) -> RenderFMInput:
-    """The 6 input channels of ``scene`` on a working grid (see the module docstring).
+def build_inputs(scene: Scene, spacing_mm: float | None = None, *, eps: float = 0.01, device=None
+                 ) -> RenderFMInput:
+    """The 6 input channels of ``scene`` on a working grid (see the module docstring), on ``device``.
 
     Args:
         scene: volume (CT in HU, optional labels) + TF + classes.
         spacing_mm: working spacing; ``None`` keeps the volume's grid.
         eps: opacity over one voxel above which a voxel is foreground when there is no label map.
+        device: where to build (default: the CPU).
     """
     vol = scene.volume
     if vol is None:
         raise InputError("Render-FM needs a volume")
     shape, affine = working_grid(vol.shape, vol.affine, spacing_mm)
-    scalar = scalar_np(vol.data, scene.effective_mix)
-    scalar, labels = _resample(scalar, None if vol.labels is None else vol.labels.astype(np.int64), shape)
+    scalar, labels = resample(*volume_tensors(scene, device), shape)
+    labels = None if labels is None else labels.long()
     rgba = classify(scalar, labels, scene.tf, scene.classes)
     path = float(np.mean(np.linalg.norm(affine[:3, :3], axis=0)))
-    alpha_voxel = 1.0 - (1.0 - np.clip(rgba[..., 3], 0.0, 0.999)) ** (path / scene.tf.unit_distance)
+    alpha_voxel = 1.0 - (1.0 - rgba[..., 3].clamp(0.0, 0.999)) ** (path / scene.tf.unit_distance)
     if labels is not None:
         mask, mask_from = (labels > 0) & (rgba[..., 3] > 0), "labels"
     else:
         mask, mask_from = alpha_voxel > eps, "tf"
         log.info("Render-FM input: no label map, so the foreground mask is the TF opacity > %g", eps)
-    intensity = np.clip(scalar, *HU_RANGE) / HU_SCALE if vol.modality == "CT" else scalar
-    channels = np.stack([intensity, mask, rgba[..., 0], rgba[..., 1], rgba[..., 2], alpha_voxel]).astype(np.float32)
-    return RenderFMInput(torch.from_numpy(channels), rgba, labels, affine, float(scene.tf.unit_distance), mask_from)
+    intensity = scalar.clamp(*HU_RANGE) / HU_SCALE if vol.modality == "CT" else scalar
+    channels = torch.stack([intensity, mask.float(), *rgba[..., :3].unbind(-1), alpha_voxel])
+    return RenderFMInput(channels, rgba, labels, affine, float(scene.tf.unit_distance), mask_from)

@@ -58,3 +58,17 @@ def encode_image(image: np.ndarray, fmt: str = "jpeg", quality: int = JPEG_IDLE)
     else:
         img.save(buf, format="JPEG", quality=quality, subsampling=0 if quality >= 90 else 2)
     return buf.getvalue()
+
+
+def side_by_side(pngs: list[bytes], gap: int = 4) -> bytes:
+    """One PNG of several view PNGs left to right (``gap`` black pixels between; heights may differ:
+    each is top-aligned on black): a screenshot of a whole layout."""
+    images = [Image.open(io.BytesIO(p)).convert("RGB") for p in pngs]
+    out = Image.new("RGB", (sum(i.width for i in images) + gap * (len(images) - 1), max(i.height for i in images)))
+    x = 0
+    for image in images:
+        out.paste(image, (x, 0))
+        x += image.width + gap
+    buf = io.BytesIO()
+    out.save(buf, format="PNG")
+    return buf.getvalue()

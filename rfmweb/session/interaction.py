@@ -1,7 +1,11 @@
-"""Mouse gestures -> camera changes, the same in every front end (3D Slicer's mapping).
+"""Mouse gestures -> view changes, the same in every front end (3D Slicer's mapping).
 
-- left drag: orbit; shift + left drag or middle drag: pan; ctrl + left drag or right drag: zoom
-  (drag up zooms in); wheel: zoom.
+3-D view: left drag: orbit; shift + left drag or middle drag: pan; ctrl + left drag or right drag:
+zoom (drag up zooms in); wheel: zoom.
+
+Slice views: ctrl + left drag or right drag: window/level (right widens the window, down raises the
+level); any other drag pans; wheel: steps slices (down: lower index); ctrl + wheel (a trackpad
+pinch too): zoom.
 
 Front ends merge pointer events (sum the deltas of events that arrive within ~20 ms) and call
 :func:`apply_drag` / :func:`apply_wheel` once per merged event.
@@ -32,13 +36,28 @@ def drag_action(button: str, *, shift: bool = False, ctrl: bool = False) -> str:
     return "orbit"
 
 
+def slice_drag_action(button: str, *, shift: bool = False, ctrl: bool = False) -> str:
+    """Which slice-view action a drag performs: ``"window"`` (window/level) or ``"pan"``."""
+    if button not in BUTTONS:
+        raise InputError(f"unknown mouse button {button!r}; expected one of {BUTTONS}")
+    return "window" if button == "right" or (button == "left" and ctrl and not shift) else "pan"
+
+
 def apply_drag(session: RenderSession, button: str, dx: float, dy: float, *, shift: bool = False,
                ctrl: bool = False, pixel_ratio: float = 1.0) -> str:
-    """Apply a drag of ``(dx, dy)`` CSS pixels (y down) to the session's camera; returns the action.
+    """Apply a drag of ``(dx, dy)`` CSS pixels (y down) to the session; returns the action
+    (``orbit``/``pan``/``zoom`` in 3-D, ``window``/``pan`` on a slice).
 
     ``pixel_ratio`` is the device pixels per CSS pixel of the view (the session's image is in
     device pixels), so a pan keeps the scene under the pointer on HiDPI screens.
     """
+    if session.mode != "3d":
+        action = slice_drag_action(button, shift=shift, ctrl=ctrl)
+        if action == "window":
+            session.drag_window(dx, dy)
+        else:
+            session.pan_slice(dx * pixel_ratio, dy * pixel_ratio)
+        return action
     action = drag_action(button, shift=shift, ctrl=ctrl)
     if action == "orbit":
         session.orbit(dx, dy)
@@ -49,6 +68,12 @@ def apply_drag(session: RenderSession, button: str, dx: float, dy: float, *, shi
     return action
 
 
-def apply_wheel(session: RenderSession, delta_y: float) -> None:
-    """Apply a wheel movement (browser ``deltaY``: positive scrolls down = zoom out)."""
-    session.zoom(math.exp(max(-500.0, min(500.0, delta_y)) * ZOOM_PER_WHEEL))
+def apply_wheel(session: RenderSession, delta_y: float, *, ctrl: bool = False) -> None:
+    """Apply a wheel movement (browser ``deltaY``: positive scrolls down = zoom out / next lower slice)."""
+    factor = math.exp(max(-500.0, min(500.0, delta_y)) * ZOOM_PER_WHEEL)
+    if session.mode == "3d":
+        session.zoom(factor)
+    elif ctrl:
+        session.zoom_slice(1.0 / factor)
+    elif delta_y:
+        session.step_slice(-1 if delta_y > 0 else 1)

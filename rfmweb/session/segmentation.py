@@ -33,9 +33,11 @@ from ..camera import OrbitCamera
 from ..errors import InputError
 from ..io.brats import BRATS_CLASSES, BRATS_REGIONS
 from ..metrics.segmentation import dice, region_mask
+from ..render.scene import FULL, Quality
 from ..transfer import ClassTable
 from ..volume import Volume
-from .session import RenderSession
+from .session import RenderSession, Snapshot
+from .slice_frame import render_slice_frame
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,30 @@ def format_dice(scores: dict[str, float] | None) -> str:
     return "Dice " + " · ".join(f"{k} {v:.2f}" for k, v in scores.items())
 
 
+class MarkedSession(RenderSession):
+    """A segmentation view's session: its slice frames also show the pending correction marks.
+
+    ``marks()`` returns the marks to draw, ``(ijk [M, 3] int, labels [M] uint8)`` (read at render
+    time); :meth:`marks_changed` makes frame streams render again after marks were added or cleared.
+    """
+
+    def __init__(self, volume: Volume, marks: Callable[[], tuple[np.ndarray, np.ndarray]], **kwargs) -> None:
+        super().__init__(volume, **kwargs)
+        self._marks = marks
+
+    def render(self, quality: Quality = FULL, snapshot: Snapshot | None = None, **kwargs) -> np.ndarray:
+        """:meth:`RenderSession.render`; a slice frame has the pending marks drawn on it."""
+        snap = snapshot or self.snapshot()
+        if snap.mode != "3d":
+            return render_slice_frame(snap, self._marks())
+        return super().render(quality, snap, **kwargs)
+
+    def marks_changed(self) -> None:
+        """Marks were added or cleared: a slice view renders again (a 3-D view does not show them)."""
+        if self.mode != "3d":
+            self._changed("scene")
+
+
 class SegmentationViews:
     """Three views of one case: ground truth | raw INR | denoised INR (cameras are not linked here:
     front ends link them with :func:`rfmweb.session.link_cameras` / :func:`link_view_modes`).
@@ -120,11 +146,12 @@ class SegmentationViews:
         if renderer is None:
             from ..backend import marcher_renderer
             renderer = marcher_renderer()
-        self.sessions = tuple(RenderSession(v, renderer=renderer, width=width, height=height)
+        self.sessions = tuple(MarkedSession(v, self.pending_marks, renderer=renderer, width=width, height=height)
                               for v in (gt, volume.with_labels(empty, BRATS_CLASSES),
                                         volume.with_labels(empty, BRATS_CLASSES)))
         for s in self.sessions:
             s.set_class_table(segmentation_style(s.classes))
+            s.set_label_overlay(True)       # the labels are what these views compare
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self._corrector = None
@@ -240,13 +267,35 @@ class SegmentationViews:
     def n_marks(self) -> int:
         return 0 if self._corrector is None else int(self._corrector.n_marks)
 
+    def pending_marks(self) -> tuple[np.ndarray, np.ndarray]:
+        """Pending voxel marks ``(ijk [M, 3] int64, labels [M] uint8)``, drawn on the slice views
+        until applied or cleared (none before the correction engine exists)."""
+        corrector = self._corrector
+        if corrector is None:
+            return np.zeros((0, 3), np.int64), np.zeros(0, np.uint8)
+        return corrector.pending_voxels
+
+    def clear_marks(self) -> None:
+        """Forget the pending marks (the views stop showing them)."""
+        with self._lock:
+            if self._corrector is not None:
+                self._corrector.clear_marks()
+        self._marks_changed()
+
+    def _marks_changed(self) -> None:
+        for s in self.sessions:
+            s.marks_changed()
+
     def mark_stroke(self, axis: str, index: int, points, label: int, radius: float = 2.0) -> int:
         """Mark voxels along a stroke on slice ``index`` of ``axis``; ``points [M, 2]`` are voxel
-        coordinates in that plane (first and second remaining array axes). Returns voxels marked."""
+        coordinates in that plane (first and second remaining array axes), ``radius`` in voxels.
+        Returns voxels marked; the slice views show them at once."""
         _check_label(label)
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         with self._lock:
-            return int(self.corrector.mark_stroke(axis, int(index), pts, int(label), float(radius)))
+            n = int(self.corrector.mark_stroke(axis, int(index), pts, int(label), float(radius)))
+        self._marks_changed()
+        return n
 
     def mark_pixels(self, view: int, pixels, label: int, radius_px: float = 6.0) -> int:
         """Mark a stroke drawn on a slice view: ``pixels [M, 2]`` are ``(u right, v down)`` frame

@@ -21,19 +21,38 @@ from ..io.nifti import generic_classes
 from ..render.fields import ChannelMix, default_mix
 from ..render.registry import check_renderer, default_renderer_name, make_renderer
 from ..render.scene import FULL, Preparing, Quality, Scene
-from ..render.slices import AXES, SliceGeometry, default_window, render_slice, slice_geometry
+from ..render.slices import AXES, WINDOW_PRESETS, ZOOM_RANGE, SliceGeometry, default_window, drag_window, \
+    slice_geometry, window_range
 from ..splats.model import Splats6D
 from ..transfer import DEFAULT_PRESET, PRESETS, ClassTable, TransferFunction, preset_for
 from ..volume import LabelClass, Volume
+from .slice_frame import render_slice_frame
 
 log = logging.getLogger(__name__)
 
 #: Degrees of orbit per pixel of drag.
 ORBIT_DEG_PER_PX = 0.4
-#: View modes: the 3-D render, or one slice with the label overlay (:mod:`rfmweb.render.slices`).
+#: View modes: the 3-D render, or one greyscale slice, optionally with the label overlay
+#: (:mod:`rfmweb.render.slices`).
 VIEW_MODES = ("3d", "axial", "coronal", "sagittal")
-#: Screen-edge letters of each slice view (left, right, top, bottom), radiological convention.
-ORIENTATION = {"axial": ("R", "L", "A", "P"), "coronal": ("R", "L", "S", "I"), "sagittal": ("A", "P", "S", "I")}
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The voxel under the pointer on a slice view: ``voxel`` indices, ``position`` world mm (RAS),
+    ``value`` in image units (``unit``: ``"HU"`` for CT), ``label`` (None without labels)."""
+
+    voxel: tuple[int, int, int]
+    position: tuple[float, float, float]
+    value: float
+    unit: str
+    label: int | None = None
+
+    def text(self) -> str:
+        """One status-line phrase, e.g. ``"(12.0, -3.5, 40.0) mm · 45 HU"``."""
+        x, y, z = self.position
+        value = f"{self.value:.0f} HU" if self.unit == "HU" else f"{self.value:.4g}"
+        return f"({x:.1f}, {y:.1f}, {z:.1f}) mm · {value}"
 
 
 @dataclass(frozen=True)
@@ -47,9 +66,11 @@ class Snapshot:
     camera: OrbitCamera
     mode: str = "3d"
     slice_index: int = 0
-    overlay: float = 0.45
+    overlay: float = 0.0  # label overlay opacity as drawn (0 when the overlay is off)
     slice_channel: int = 0
-    slice_window: tuple[float, float] | None = None  # grey levels of the slice channel (None: computed)
+    slice_window: tuple[float, float] | None = None  # (lo, hi) grey range of the slice channel, image units
+    slice_zoom: float = 1.0
+    slice_pan: tuple[float, float] = (0.0, 0.0)  # mm, screen right and down
 
 
 class RenderSession:
@@ -99,7 +120,11 @@ class RenderSession:
         self.mode = "3d"
         self.slice_indices = self._middle_slices()
         self.overlay = 0.45
+        self.label_overlay = False  # slices are greyscale until the overlay is switched on
         self.slice_channel = _default_slice_channel(volume)
+        self.window: tuple[float, float] | None = None  # (lo, hi) set by the user; None: the default
+        self.slice_zoom = 1.0
+        self.slice_pan = (0.0, 0.0)
 
     # -- listeners ----------------------------------------------------------------------------
     def subscribe(self, callback: Callable[["RenderSession", str], None]) -> Callable[[], None]:
@@ -165,6 +190,7 @@ class RenderSession:
             self.mix = default_mix(volume)
             self.slice_indices = self._middle_slices()  # the grid may differ
             self.slice_channel = _default_slice_channel(volume)
+            self.window = None
             if not keep_camera:
                 self.camera = self.home_camera()
         self._changed("scene")
@@ -245,12 +271,71 @@ class RenderSession:
             raise InputError(f"{mode} slice index must lie in 0..{n - 1}, got {index}")
 
     def set_overlay(self, opacity: float) -> None:
-        """Opacity in [0, 1] of the label overlay on slice views."""
+        """Opacity in [0, 1] of the label overlay on slice views (drawn while :attr:`label_overlay` is on)."""
         if not 0.0 <= float(opacity) <= 1.0:
             raise InputError(f"overlay opacity must lie in [0, 1], got {opacity}")
         with self._lock:
             self.overlay = float(opacity)
         self._changed("slice")
+
+    def set_label_overlay(self, on: bool) -> None:
+        """Draw the label map over slice views (coloured by class, at :attr:`overlay` opacity) or not."""
+        with self._lock:
+            if bool(on) == self.label_overlay:
+                return
+            self.label_overlay = bool(on)
+        self._changed("slice")
+
+    def set_window(self, width: float | None, level: float | None = None) -> None:
+        """Slice grey window: width and level in image units (HU for CT); ``None``: the automatic one
+        (1st-99th percentiles of the slice channel)."""
+        window = None if width is None else window_range(float(width), float(level if level is not None else 0.0))
+        with self._lock:
+            self.window = window
+        self._changed("slice")
+
+    def set_window_preset(self, name: str) -> None:
+        """A CT window by name (:data:`rfmweb.render.slices.WINDOW_PRESETS`: brain, subdural, bone, lung,
+        abdomen)."""
+        if name not in WINDOW_PRESETS:
+            raise InputError(f"unknown window preset {name!r}; choose one of {', '.join(WINDOW_PRESETS)}")
+        self.set_window(*WINDOW_PRESETS[name])
+
+    def drag_window(self, dx_px: float, dy_px: float) -> None:
+        """Window/level drag of ``(dx, dy)`` pixels (:func:`rfmweb.render.slices.drag_window`)."""
+        with self._lock:
+            lo, hi = self.window or self._slice_window(force=True)
+            span = self._window_span()
+        lo, hi = drag_window(lo, hi, dx_px, dy_px, span)
+        self.set_window(hi - lo, (lo + hi) / 2)
+
+    def zoom_slice(self, factor: float) -> None:
+        """Magnify slice views ``factor`` times (clamped to :data:`~rfmweb.render.slices.ZOOM_RANGE`)."""
+        if not factor > 0:
+            raise InputError(f"zoom factor must be > 0, got {factor}")
+        with self._lock:
+            self.slice_zoom = float(np.clip(self.slice_zoom * factor, *ZOOM_RANGE))
+        self._changed("slice")
+
+    def pan_slice(self, dx_px: float, dy_px: float) -> None:
+        """Move slice views with a drag of ``(dx, dy)`` pixels (the image follows the pointer)."""
+        if self.mode == "3d":
+            return
+        mm = self.slice_geometry().mm_per_px
+        with self._lock:
+            self.slice_pan = (self.slice_pan[0] + dx_px * mm, self.slice_pan[1] + dy_px * mm)
+        self._changed("slice")
+
+    @property
+    def window_level(self) -> tuple[float, float] | None:
+        """``(width, level)`` of the slice window shown (None in 3-D mode), image units."""
+        window = self.window or self._slice_window()
+        return None if window is None else (window[1] - window[0], (window[0] + window[1]) / 2)
+
+    def _window_span(self) -> float:
+        """Intensity range of the slice channel (image units): the scale of window drags."""
+        data = self.volume.data[self.slice_channel]
+        return float(data.max() - data.min())
 
     def set_slice_channel(self, channel: int | str) -> None:
         """Which image channel slice views show (an index or a name such as ``"FLAIR"``)."""
@@ -274,7 +359,24 @@ class RenderSession:
         snap = snapshot or self.snapshot()
         if snap.mode == "3d":
             raise InputError("the view shows the 3-D render, not a slice")
-        return slice_geometry(snap.scene.volume, snap.mode, snap.slice_index, snap.camera.width, snap.camera.height)
+        return slice_geometry(snap.scene.volume, snap.mode, snap.slice_index, snap.camera.width, snap.camera.height,
+                              zoom=snap.slice_zoom, pan_mm=snap.slice_pan)
+
+    def probe(self, u: float, v: float) -> Probe | None:
+        """What lies under pixel ``(u right, v down)`` of the slice frame: voxel, position (mm, world
+        RAS) and intensity; ``None`` in 3-D mode or off the volume."""
+        snap = self.snapshot()
+        if snap.mode == "3d" or snap.scene.volume is None:
+            return None
+        vol = snap.scene.volume
+        ijk = np.rint(self.slice_geometry(snap).to_voxel([u], [v])[0]).astype(int)
+        if not all(0 <= c < n for c, n in zip(ijk, vol.shape)):
+            return None
+        mm = (vol.affine @ np.append(ijk, 1.0))[:3]
+        value = float(vol.data[snap.slice_channel][tuple(ijk)])
+        label = int(vol.labels[tuple(ijk)]) if vol.labels is not None else None
+        return Probe(tuple(int(c) for c in ijk), tuple(float(c) for c in mm), value,
+                     "HU" if vol.modality == "CT" else "", label)
 
     def set_renderer(self, name: str) -> None:
         check_renderer(name)
@@ -381,6 +483,12 @@ class RenderSession:
         self.set_camera(cam)
 
     def reset_camera(self) -> None:
+        """Home camera; slice views back to fitted and centred."""
+        with self._lock:
+            moved = self.slice_zoom != 1.0 or self.slice_pan != (0.0, 0.0)
+            self.slice_zoom, self.slice_pan = 1.0, (0.0, 0.0)
+        if moved:
+            self._changed("slice")
         self.set_camera(self.home_camera())
 
     # -- rendering ----------------------------------------------------------------------------
@@ -388,11 +496,12 @@ class RenderSession:
         with self._lock:
             scene = Scene(self.volume, self.tf, self.classes, self.mix, self.background, self.splats)
             return Snapshot(self.version, self.renderer_name, self.preset_name, scene, self.camera, self.mode,
-                            self.slice_index, self.overlay, self.slice_channel, self._slice_window())
+                            self.slice_index, self.overlay if self.label_overlay else 0.0, self.slice_channel,
+                            self.window or self._slice_window(), self.slice_zoom, self.slice_pan)
 
-    def _slice_window(self) -> tuple[float, float] | None:
+    def _slice_window(self, force: bool = False) -> tuple[float, float] | None:
         """The slice channel's default window, computed once per image array and channel (not per frame)."""
-        if self.mode == "3d" or self.volume is None:
+        if (self.mode == "3d" and not force) or self.volume is None:
             return None
         data, channel = self.volume.data, self.slice_channel
         cached = self._window_cache
@@ -467,36 +576,6 @@ class RenderSession:
             if hasattr(r, "close"):
                 r.close()
         self._renderers.clear()
-
-
-def render_slice_frame(snap: Snapshot) -> np.ndarray:
-    """``[H, W, 3]`` uint8: the snapshot's slice with its label overlay and R/L/A/P/S/I letters."""
-    vol, classes = snap.scene.volume, snap.scene.classes
-    image, _ = render_slice(vol, snap.mode, snap.slice_index, width=snap.camera.width, height=snap.camera.height,
-                            channel=snap.slice_channel, window=snap.slice_window, classes=classes,
-                            overlay=snap.overlay)
-    return _orientation_letters(image, snap.mode)
-
-
-def _orientation_letters(image: np.ndarray, axis: str) -> np.ndarray:
-    """Draw the patient-direction letters at the middle of each edge (yellow, like PACS viewers)."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    h, w = image.shape[:2]
-    size = max(10, min(w, h) // 22)
-    try:
-        font = ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has one fixed-size bitmap font
-        font = ImageFont.load_default()
-    pil = Image.fromarray(image)
-    draw = ImageDraw.Draw(pil)
-    left, right, top, bottom = ORIENTATION[axis]
-    pad = max(2, size // 3)
-    spots = ((left, (pad, h / 2), "lm"), (right, (w - pad, h / 2), "rm"), (top, (w / 2, pad), "mt"),
-             (bottom, (w / 2, h - pad), "mb"))
-    for text, xy, anchor in spots:
-        draw.text(xy, text, fill=(255, 220, 60), font=font, anchor=anchor, stroke_width=1, stroke_fill=(0, 0, 0))
-    return np.asarray(pil)
 
 
 def _default_slice_channel(volume: Volume | None) -> int:

@@ -11,16 +11,18 @@ from ..volume import Volume
 
 
 def open_sources(spec: Volume | str | os.PathLike | None, labels: str | os.PathLike | None = None,
-                 splats: Splats6D | str | os.PathLike | None = None) -> tuple[Volume | None, Splats6D | None]:
+                 splats: Splats6D | str | os.PathLike | None = None, *, series: str | None = None
+                 ) -> tuple[Volume | None, Splats6D | None]:
     """Load a view's sources.
 
     Args:
-        spec: a :class:`Volume`; a NIfTI file, BraTS case folder or ``sample:NAME`` (see
-            :func:`rfmweb.io.open_volume`; ``None``: the bundled CT phantom); or a splat ``.npz``
-            to show splats alone.
-        labels: a label map for a NIfTI ``spec``.
+        spec: a :class:`Volume`; a volume file (NIfTI, NRRD, MHA), a DICOM series folder or ``.zip``,
+            a BraTS case folder or ``sample:NAME`` (see :func:`rfmweb.io.open_volume`; ``None``: the
+            bundled CT phantom); or a splat ``.npz`` to show splats alone.
+        labels: a label map for a volume file or DICOM series.
         splats: splats of the same anatomy (a :class:`Splats6D` or a ``.npz`` path), shown by the
             ``splats`` renderer beside the volume.
+        series: the SeriesInstanceUID to read from a DICOM folder holding several (default: the largest).
 
     Raises:
         InputError: naming the file and the reason.
@@ -28,11 +30,11 @@ def open_sources(spec: Volume | str | os.PathLike | None, labels: str | os.PathL
     if isinstance(splats, (str, os.PathLike)):
         splats = Splats6D.load(splats)
     if isinstance(spec, Volume):
-        if labels is not None:
-            raise InputError("labels= is only used with a volume file")
+        if labels is not None or series is not None:
+            raise InputError("labels= and series= are only used with a volume file or DICOM series")
         return spec, splats
     if spec is not None and str(spec).endswith(".npz"):
         if labels is not None or splats is not None:
             raise InputError("--labels and --splats go with a volume, not with a splat file", spec)
         return None, Splats6D.load(spec)
-    return open_volume(spec, labels), splats
+    return open_volume(spec, labels, series=series), splats

@@ -12,6 +12,9 @@ own TF / class RGBA, and a block's extinction is the mean of its voxels' extinct
 their extinction-weighted mean. Applying the TF to 2 x 2 x 2-averaged HU instead (what this module
 did before) turns a bone / air edge into soft-tissue-valued voxels: a fake soft-tissue shell
 around every bone.
+
+All of it is torch on the volume's device (:func:`volume_tensors` copies the volume once), so
+Render-FM's input stage and AGP base run beside the network on CUDA, and on the CPU alike.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..render.fields import scalar_np
 from ..render.scene import Scene
 from ..transfer import ClassTable, TransferFunction
 from .model import Splats6D
@@ -35,123 +37,172 @@ DIR_STD = 2.0
 SH_C0 = 0.28209479177387814
 #: Largest per-voxel opacity before the log in the extinction (keeps it finite).
 MAX_VOXEL_ALPHA = 0.999
+#: The 8 voxels of a 2 x 2 x 2 block, as offsets from its first voxel ``2i``.
+_CORNERS = torch.tensor([(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)])      # [8, 3]
 
 
-def classify(scalar: np.ndarray, labels: np.ndarray | None, tf: TransferFunction, classes: ClassTable
-             ) -> np.ndarray:
+def classify(scalar: torch.Tensor, labels: torch.Tensor | None, tf: TransferFunction, classes: ClassTable
+             ) -> torch.Tensor:
     """Per-voxel RGBA ``[X, Y, Z, 4]`` float32 as the renderers classify it (gradient opacity aside).
 
     Colour is the TF colour (or the class colour where the table says so); alpha is the TF
     opacity per ``tf.unit_distance`` mm times the class opacity (0 for hidden classes); in
-    ``"solid"`` mode labelled voxels take the class opacity as-is.
+    ``"solid"`` mode labelled voxels take the class opacity as-is. The TF is evaluated exactly at its
+    knots (no sampled lookup table), the class table is a lookup by label value; the result stays on
+    ``scalar``'s device. The TF's two exact twins are used where each is fastest: on the CPU
+    :meth:`TransferFunction.rgba_np` (``np.interp``: one pass per channel; torch's interpolation
+    makes ~30 passes over the grid, 1.5-3x slower on 2 shared cores), elsewhere
+    :meth:`TransferFunction.evaluate`; they agree within float32 rounding.
 
     Args:
-        scalar: ``[X, Y, Z]`` what the TF sees (HU for CT). labels: ``[X, Y, Z]`` ints or None.
+        scalar: ``[X, Y, Z]`` float32, what the TF sees (HU for CT). labels: ``[X, Y, Z]`` ints or None.
     """
-    rgba = tf.rgba_np(scalar)
-    if labels is None:
-        return rgba
-    table, use = classes.lookup(int(labels.max()))
-    table, use = table.numpy()[labels], use.numpy()[labels][..., None]          # [X, Y, Z, 4], [X, Y, Z, 1]
-    rgba[..., :3] = rgba[..., :3] * (1 - use) + table[..., :3] * use
-    if classes.mode == "solid":
-        rgba[..., 3] = np.where(use[..., 0] > 0, table[..., 3], rgba[..., 3])
+    if scalar.device.type == "cpu":
+        rgba = torch.from_numpy(tf.rgba_np(scalar.numpy()))                                     # [X, Y, Z, 4]
     else:
-        rgba[..., 3] *= table[..., 3]
+        rgb, alpha = tf.evaluate(scalar)                                                       # [X, Y, Z, 3], [X, Y, Z]
+        rgba = torch.cat([rgb, alpha[..., None]], dim=-1)
+    if labels is not None and not classes.is_trivial:     # a trivial table changes nothing
+        table, use = classes.lookup(int(labels.max()))
+        per_voxel = torch.cat([table, use[:, None]], 1).to(scalar.device)[labels.long()]        # [X, Y, Z, 5]
+        table, use = per_voxel[..., :4], per_voxel[..., 4:]
+        rgba[..., :3] = rgba[..., :3] * (1 - use) + table[..., :3] * use
+        if classes.mode == "solid":
+            rgba[..., 3] = torch.where(use[..., 0] > 0, table[..., 3], rgba[..., 3])
+        else:
+            rgba[..., 3] *= table[..., 3]
     return rgba
 
 
 @dataclass
 class Primed:
-    """The AGP base: one entry per kept half-resolution voxel (block), numpy.
+    """The AGP base: one entry per kept half-resolution voxel (block), tensors on one device.
 
     Attributes:
         index: ``[N, 3]`` int64 half-resolution voxel indices (block ``i`` covers voxels ``2i, 2i+1``).
-        means: ``[N, 3]`` block centres, world mm (voxel position ``2i + 0.5``).
-        alpha: ``[N]`` opacity of the block seen through one block (mean half-res spacing), in [0, 1).
-        rgb: ``[N, 3]`` extinction-weighted colour of the block, [0, 1].
-        labels: ``[N]`` class of the block (extinction-weighted majority) or None.
-        spacing: ``[3]`` half-resolution voxel size, mm.
+        means: ``[N, 3]`` float64 block centres, world mm (voxel position ``2i + 0.5``).
+        alpha: ``[N]`` float32 opacity of the block seen through one block (mean half-res spacing), in [0, 1).
+        rgb: ``[N, 3]`` float32 extinction-weighted colour of the block, [0, 1].
+        labels: ``[N]`` int64 class of the block (extinction-weighted majority) or None.
+        spacing: ``[3]`` half-resolution voxel size, mm (numpy).
         grid: ``(X', Y', Z')`` half-resolution grid, ``floor`` of the volume's halves.
     """
 
-    index: np.ndarray
-    means: np.ndarray
-    alpha: np.ndarray
-    rgb: np.ndarray
-    labels: np.ndarray | None
+    index: torch.Tensor
+    means: torch.Tensor
+    alpha: torch.Tensor
+    rgb: torch.Tensor
+    labels: torch.Tensor | None
     spacing: np.ndarray
     grid: tuple[int, int, int]
 
     def __len__(self) -> int:
         return len(self.index)
 
+    def subset(self, keep: torch.Tensor) -> "Primed":
+        """The blocks selected by ``keep`` (``[N]`` bool or ``[M]`` indices)."""
+        return Primed(self.index[keep], self.means[keep], self.alpha[keep], self.rgb[keep],
+                      None if self.labels is None else self.labels[keep], self.spacing, self.grid)
 
-def prime(rgba: np.ndarray, labels: np.ndarray | None, affine: np.ndarray, unit_distance: float, *,
+    def __getstate__(self) -> dict:
+        # Training samples carry a Primed from DataLoader workers by pickling; as tensors torch would
+        # route them through shared memory, which containers often keep small (see renderfm.data).
+        return {k: v.cpu().numpy() if isinstance(v, torch.Tensor) else v for k, v in self.__dict__.items()}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({k: torch.from_numpy(v) if k not in ("spacing", "grid") and v is not None else v
+                              for k, v in state.items()})
+
+
+def _flat(index: torch.Tensor, shape) -> torch.Tensor:
+    """C-order flat index ``[...]`` of voxel indices ``[..., 3]`` in a grid of ``shape`` (leading 3 axes)."""
+    return (index[..., 0] * shape[1] + index[..., 1]) * shape[2] + index[..., 2]
+
+
+def prime(rgba: torch.Tensor, labels: torch.Tensor | None, affine: np.ndarray, unit_distance: float, *,
           eps: float = 0.01, all_voxels: bool = False) -> Primed:
     """Pool classified voxels ``rgba [X, Y, Z, 4]`` (alpha per ``unit_distance`` mm) into 2 x 2 x 2 blocks.
 
+    With ``sigma_v = -ln(1 - a_v) / unit_distance`` (1/mm) the extinction of voxel ``v``, a block ``B``
+    has extinction ``mean_B sigma_v``, opacity ``1 - exp(-mean_B sigma_v * h)`` (``h`` the mean
+    half-resolution spacing), colour ``sum_B sigma_v c_v / sum_B sigma_v`` (the plain mean where the
+    block is clear) and label the one of largest summed weight ``sigma_v + 1e-6`` (ties: the smaller
+    label). Weights are summed in float64, where sums of 8 float32 values are exact, so a tie is a tie.
+    Runs on ``rgba``'s device; only the blocks that pass the opacity test are gathered.
+
     Args:
-        labels: ``[X, Y, Z]`` ints or None; affine: the volume's 4x4 voxel -> world (mm).
+        rgba: ``[X, Y, Z, 4]`` float32 (numpy accepted). labels: ``[X, Y, Z]`` ints or None.
+        affine: the volume's 4x4 voxel -> world (mm).
         eps: a block is kept when its opacity exceeds ``eps`` (and its label is > 0).
         all_voxels: keep every block (the "AGP off" ablation: no priming, a splat per block).
     """
-    x, y, z = (n // 2 * 2 for n in rgba.shape[:3])
-    if min(x, y, z) < 2:
-        raise InputError(f"AGP needs at least 2 voxels along every axis, got {rgba.shape[:3]}")
-    r = torch.from_numpy(np.ascontiguousarray(rgba[:x, :y, :z], dtype=np.float32))
-    ext = -torch.log1p(-r[..., 3].clamp(0, MAX_VOXEL_ALPHA)) / unit_distance                   # [X, Y, Z] 1/mm
-    pool = lambda t: F.avg_pool3d(t[None], 2)[0]  # noqa: E731   [C, X, Y, Z] -> [C, X', Y', Z']
-    ext_mean = pool(ext[None])[0]
-    weighted = pool((r[..., :3] * ext[..., None]).permute(3, 0, 1, 2))
-    plain = pool(r[..., :3].permute(3, 0, 1, 2))
-    rgb = torch.where(ext_mean > 1e-12, weighted / ext_mean.clamp_min(1e-12), plain).permute(1, 2, 3, 0)
+    rgba = torch.as_tensor(rgba, dtype=torch.float32).contiguous()
+    if min(rgba.shape[:3]) < 2:
+        raise InputError(f"AGP needs at least 2 voxels along every axis, got {tuple(rgba.shape[:3])}")
+    ext = -torch.log1p(-rgba[..., 3].clamp(0, MAX_VOXEL_ALPHA)) / unit_distance             # [X, Y, Z] 1/mm
+    ext_mean = F.avg_pool3d(ext[None, None], 2)[0, 0]               # [X', Y', Z'], a last odd voxel left out
     half_affine = affine.copy()
     half_affine[:3, 3] = affine[:3, :3] @ np.array([0.5, 0.5, 0.5]) + affine[:3, 3]
     half_affine[:3, :3] = affine[:3, :3] * 2.0
     spacing = np.linalg.norm(half_affine[:3, :3], axis=0)
-    alpha = 1.0 - torch.exp(-ext_mean * float(np.mean(spacing)))
+    alpha = 1.0 - torch.exp(-ext_mean * float(np.mean(spacing)))                              # [X', Y', Z']
+    idx = torch.nonzero(torch.ones_like(alpha, dtype=torch.bool) if all_voxels else alpha > eps)   # [M, 3]
+    block = _flat(idx, alpha.shape)                                                            # [M]
+    vox = _flat(2 * idx, rgba.shape)[:, None] + _flat(_CORNERS, rgba.shape).to(idx.device)     # [M, 8]
+    e8, rgb8 = ext.flatten()[vox], rgba.reshape(-1, 4)[vox, :3]                                # [M, 8], [M, 8, 3]
     block_labels = None
-    keep = torch.ones_like(alpha, dtype=torch.bool) if all_voxels else alpha > eps
     if labels is not None:
-        lab = torch.from_numpy(labels[:x, :y, :z].astype(np.int64))
-        weights = (ext + 1e-6)[None]
-        counts = pool(F.one_hot(lab, int(lab.max()) + 1).permute(3, 0, 1, 2).float() * weights)
-        block_labels = counts.argmax(0)
+        lab8 = torch.as_tensor(labels, device=rgba.device).flatten()[vox].long()              # [M, 8]
+        same = lab8[:, :, None] == lab8[:, None, :]                                             # [M, 8, 8]
+        score = (same * (e8 + 1e-6)[:, None, :]).sum(-1, dtype=torch.float64)                 # [M, 8] per voxel's label
+        top = score == score.max(-1, keepdim=True).values
+        block_labels = torch.where(top, lab8, torch.iinfo(torch.int64).max).min(-1).values     # [M]
         if not all_voxels:
-            keep &= block_labels > 0
-    idx = torch.nonzero(keep).numpy()
-    sel = tuple(idx.T)
-    means = (half_affine[:3, :3] @ idx.T.astype(np.float64) + half_affine[:3, 3:4]).T
-    return Primed(idx, means, alpha.numpy()[sel].astype(np.float64), rgb.numpy()[sel],
-                  None if block_labels is None else block_labels.numpy()[sel], spacing,
-                  tuple(int(n) for n in alpha.shape))
+            fg = torch.nonzero(block_labels > 0)[:, 0]
+            block, idx, e8, rgb8, block_labels = block[fg], idx[fg], e8[fg], rgb8[fg], block_labels[fg]
+    mean_ext = ext_mean.flatten()[block][:, None]                                              # [N, 1]
+    weighted = (rgb8 * e8[..., None]).sum(1) / 8
+    rgb = torch.where(mean_ext > 1e-12, weighted / mean_ext.clamp_min(1e-12), rgb8.mean(1))    # [N, 3]
+    a = torch.as_tensor(half_affine, dtype=torch.float64, device=idx.device)
+    means = idx.double() @ a[:3, :3].T + a[:3, 3]
+    return Primed(idx, means, alpha.flatten()[block], rgb, block_labels, spacing, tuple(int(n) for n in alpha.shape))
 
 
-def scene_rgba(scene: Scene) -> np.ndarray:
-    """:func:`classify` of a scene's volume, ``[X, Y, Z, 4]``."""
-    vol = scene.volume
-    return classify(scalar_np(vol.data, scene.effective_mix), vol.labels, scene.tf, scene.classes)
+def volume_tensors(scene: Scene, device=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The scene's volume on ``device``, copied once: ``(scalar [X, Y, Z] float32, labels [X, Y, Z] int32 or None)``.
+
+    The scalar is what the TF sees: channel 0 (CT, HU) or the MR channels blended by the scene's mix.
+    """
+    vol, mix = scene.volume, scene.effective_mix
+    data = torch.as_tensor(vol.data[:1] if mix is None else vol.data, dtype=torch.float32, device=device)
+    scalar = data[0] if mix is None else mix.blend(data)
+    labels = None if vol.labels is None else torch.as_tensor(vol.labels, device=device).int()   # uint16: few torch ops
+    return scalar, labels
 
 
 def splats_from_primed(primed: Primed, device=None) -> Splats6D:
-    """The AGP splats of a :class:`Primed` base (float32 on ``device``), see the module docstring."""
+    """The AGP splats of a :class:`Primed` base, float32 on ``device`` (default: the base's).
+
+    Position = block centre, log-scales = ``log(h / 2)`` and ``log(DIR_STD)``, opacity logit of the
+    block opacity divided by ``exp(-lambda_opa / DIR_STD^2)`` (clipped to [1e-4, 0.999]), SH degree 0
+    = the block colour, everything else 0.
+    """
+    device = primed.means.device if device is None else torch.device(device)
     n = len(primed)
     compensation = math.exp(-LAMBDA_OPA / DIR_STD ** 2)
-    opacity = np.clip(primed.alpha / compensation, 1e-4, 0.999)
-    log_diag = np.concatenate([np.log(0.5 * np.broadcast_to(primed.spacing, (n, 3))),
-                               np.full((n, 3), math.log(DIR_STD))], axis=1)
-    sh = np.zeros((n, 4, 3), np.float32)
-    sh[:, 0, :] = (primed.rgb - 0.5) / SH_C0
-    tensor = lambda a, dt=torch.float32: torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=device)  # noqa: E731
-    return Splats6D(tensor(primed.means), torch.zeros(n, 3, device=device), tensor(log_diag),
-                    torch.zeros(n, 15, device=device), tensor(np.log(opacity / (1 - opacity))), tensor(sh),
-                    None if primed.labels is None else tensor(primed.labels, torch.int64))
+    opacity = (primed.alpha.to(device, torch.float64) / compensation).clamp(1e-4, 0.999)
+    log_diag = np.concatenate([np.log(0.5 * primed.spacing), np.full(3, math.log(DIR_STD))])
+    sh = torch.zeros(n, 4, 3, device=device)
+    sh[:, 0, :] = (primed.rgb.to(device) - 0.5) / SH_C0
+    return Splats6D(primed.means.to(device, torch.float32), torch.zeros(n, 3, device=device),
+                    torch.as_tensor(log_diag, dtype=torch.float32, device=device).repeat(n, 1),
+                    torch.zeros(n, 15, device=device), torch.log(opacity / (1 - opacity)).float(), sh,
+                    None if primed.labels is None else primed.labels.to(device))
 
 
 def agp_init(scene: Scene, *, eps: float = 0.01, max_splats: int | None = None, seed: int = 0,
              device=None, all_voxels: bool = False) -> Splats6D:
-    """AGP splats for ``scene`` (see the module docstring).
+    """AGP splats for ``scene`` (see the module docstring), computed on ``device``.
 
     Args:
         scene: volume + TF + classes (+ MR channel mix).
@@ -166,14 +217,13 @@ def agp_init(scene: Scene, *, eps: float = 0.01, max_splats: int | None = None, 
     """
     if scene.volume is None:
         raise InputError("AGP needs a volume")
-    primed = prime(scene_rgba(scene), scene.volume.labels, scene.volume.affine, scene.tf.unit_distance, eps=eps,
-                   all_voxels=all_voxels)
+    scalar, labels = volume_tensors(scene, device)
+    primed = prime(classify(scalar, labels, scene.tf, scene.classes), labels, scene.volume.affine,
+                   scene.tf.unit_distance, eps=eps, all_voxels=all_voxels)
     if len(primed) == 0:
         raise InputError("AGP found no visible voxel: the transfer function and classes hide everything")
     if max_splats is not None and len(primed) > max_splats:
-        order = np.sort(np.argsort(-primed.alpha, kind="stable")[:max_splats])
-        primed = Primed(primed.index[order], primed.means[order], primed.alpha[order], primed.rgb[order],
-                        None if primed.labels is None else primed.labels[order], primed.spacing, primed.grid)
+        primed = primed.subset(torch.argsort(primed.alpha, descending=True, stable=True)[:max_splats].sort().values)
     return splats_from_primed(primed, device)
 
 

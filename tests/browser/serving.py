@@ -1,7 +1,7 @@
 """Run a web server in a subprocess until it answers, then stop it: for browser tests and benchmarks.
 
     with served(cmd, url, log) as proc:
-        ...   # the server answered ``url`` with HTTP 200
+        ...   # the server of ``url`` answered /healthz with HTTP 200
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 class ServerError(RuntimeError):
@@ -24,9 +25,12 @@ def _log_text(log: Path | None) -> str:
 
 @contextlib.contextmanager
 def served(cmd: list[str], url: str, log: Path | None = None, timeout_s: float = 90.0):
-    """Start ``cmd`` (output to ``log``, or discarded), wait until ``url`` returns 200, yield the
-    process; on exit terminate it (kill after 30 s). Raises :class:`ServerError` with the log if it
-    dies or does not answer within ``timeout_s``."""
+    """Start ``cmd`` (output to ``log``, or discarded), wait until the server of ``url`` answers
+    ``/healthz`` with 200 (it needs no key and starts no viewer session), yield the process; on exit
+    terminate it (kill after 30 s). Raises :class:`ServerError` with the log if it dies or does not
+    answer within ``timeout_s``."""
+    parts = urlsplit(url)
+    health = f"{parts.scheme}://{parts.netloc}/healthz"
     out = log.open("w") if log is not None else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -35,7 +39,7 @@ def served(cmd: list[str], url: str, log: Path | None = None, timeout_s: float =
             if proc.poll() is not None:
                 raise ServerError(f"server exited with {proc.returncode}:\n{_log_text(log)}")
             try:
-                with urllib.request.urlopen(url, timeout=5) as resp:
+                with urllib.request.urlopen(health, timeout=5) as resp:
                     if resp.status == 200:
                         break
             except (OSError, urllib.error.URLError):

@@ -1,7 +1,8 @@
 """The trame web app in Debian's chromium (Playwright): frames, interaction, classes, clients, compare.
 
-One server for the module: ``rfmweb.app.server.serve`` in a subprocess, with an auth key, showing the
-real head CT downsampled 4x with named classes (soft tissue, bone) so group toggles appear too. Tests
+One server for the module: ``rfmweb.app.server.serve(shared=True)`` in a subprocess, with an auth key
+(one state for every tab, so a second client sees the first one's changes; per-tab sessions are
+tested in test_sessions.py), showing the real head CT downsampled 4x with named classes (soft tissue, bone) so group toggles appear too. Tests
 read the frames' pixels and save screenshots to ``tests/_artifacts`` (look at them: a blank or black
 frame is a failure). Waits poll the frame attributes the page script writes (see roundtrip.py).
 """
@@ -33,7 +34,7 @@ ct = load_volume(sys.argv[1], sys.argv[2])
 classes = (LabelClass(0, "background", (0, 0, 0)), LabelClass(1, "soft tissue", (0.85, 0.55, 0.45), "soft tissue"),
            LabelClass(2, "bone", (0.95, 0.9, 0.75), "skeleton"))
 vol = Volume(ct.data, ct.affine, modality="CT", labels=ct.labels, classes=classes, name="head CT (small)")
-serve(vol, port=int(sys.argv[3]), auth_key=sys.argv[4], renderer="vtk", preset="CT-Bone")
+serve(vol, port=int(sys.argv[3]), auth_key=sys.argv[4], renderer="vtk", preset="CT-Bone", shared=True)
 """
 
 
@@ -238,3 +239,61 @@ def test_roundtrip(page, artifacts):
     print(line)
     (artifacts / "app_roundtrip.txt").write_text(line + "\n")
     assert all(0 < t < 5000 for t in times), times
+
+
+def test_ctrl_drag_on_a_slice_sets_the_window_and_the_hu_readout_shows(page, artifacts):
+    """Slice tools: a ctrl-drag changes the grey window (the slice image changes, "custom" W/L shows),
+    and hovering the slice shows the HU and mm position under the pointer in the status line."""
+    page.evaluate("() => window.trame.state.set('AppState__view_mode', 'axial')")
+    page.wait_for_function("() => window.trame.state.get('AppState__window_text').includes('HU')")
+    deadline = time.monotonic() + TIMEOUT_MS / 1e3
+    before, axial = _settled(page)
+    view = _view(page)
+    box = view.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.keyboard.down("Control")
+    page.mouse.down()
+    for k in range(1, 6):
+        page.mouse.move(x + 30 * k, y + 20 * k)
+    page.mouse.up()
+    page.keyboard.up("Control")
+    page.wait_for_function("() => window.trame.state.get('AppState__window_preset') === 'custom'")
+    while True:
+        after, windowed = _settled(page, after=before)
+        if _differ(axial, windowed) or time.monotonic() > deadline:
+            break
+        before = after
+    _save(axial, artifacts / "app_axial.png")
+    _save(windowed, artifacts / "app_axial_windowed.png")
+    assert not is_blank(windowed) and _differ(axial, windowed), "a ctrl-drag did not change the slice image"
+    page.mouse.move(x + 3, y + 3)
+    page.mouse.move(x, y)
+    readout = page.locator(".rfm-probe-view_a")
+    readout.wait_for(state="visible")
+    assert "HU" in readout.inner_text() and "mm" in readout.inner_text()
+    page.screenshot(path=str(artifacts / "app_slice_tools_page.png"))
+    page.evaluate("() => window.trame.state.set('AppState__view_mode', '3d')")
+
+
+def test_compare_starts_on_another_renderer_without_broken_images(page, artifacts):
+    """Compare on: the right pane's renderer or preset differs from the left's, and until its first
+    frame it shows the "rendering…" placeholder, never a broken image."""
+    state = "() => [window.trame.state.get('AppState__view_a__ViewState__renderer'), " \
+            "window.trame.state.get('AppState__view_a__ViewState__preset'), " \
+            "window.trame.state.get('AppState__view_b__ViewState__renderer'), " \
+            "window.trame.state.get('AppState__view_b__ViewState__preset')]"
+    a_renderer, a_preset, b_renderer, b_preset = page.evaluate(state)
+    assert (a_renderer, a_preset) != (b_renderer, b_preset)
+    page.locator(".rfm-compare input").check()
+    right = _view(page, "view_b")
+    right.wait_for(state="attached")
+    # an <img> is either hidden (no frame yet: the placeholder shows) or shows a decoded frame
+    broken = "() => [...document.querySelectorAll('img[data-rfm-view]')].some((img) => " \
+             "getComputedStyle(img).visibility !== 'hidden' && !(img.complete && img.naturalWidth > 0))"
+    assert not page.evaluate(broken), "a broken image shows before the first frame"
+    assert page.locator(".rfm-placeholder-view_b").count() == 1
+    wait_frame(page, right)
+    assert not page.evaluate(broken)
+    page.screenshot(path=str(artifacts / "app_compare_start.png"))
+    page.locator(".rfm-compare input").uncheck()

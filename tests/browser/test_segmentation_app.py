@@ -36,7 +36,7 @@ def _differ(a: np.ndarray, b: np.ndarray, threshold: float = 1.0) -> bool:
 def case_dir(tmp_path_factory):
     from rfmweb.data.cohort import cohort_case
     from rfmweb.io import save_brats_case
-    volume, _ = cohort_case("val", 0, 1, resolution_mm=2.0)
+    volume, _ = cohort_case("val", 0, 2, resolution_mm=2.0)   # a large tumour, mostly edema
     return save_brats_case(volume, tmp_path_factory.mktemp("segment_case")), volume
 
 
@@ -168,4 +168,37 @@ def test_paint_stroke_and_apply_change_the_raw_view(page, case_dir, artifacts):
     Image.fromarray(np.concatenate([raw_before, raw_after], axis=1)).save(artifacts / "segment_corrected.png")
     assert not is_blank(raw_after) and _differ(raw_before, raw_after, 0.2), "the correction did not change the raw view"
     print(f"apply -> corrected raw frame shown in {seconds:.2f} s; {dice_before} -> {dice.inner_text()}")
+    page.locator(".rfm-tool input").uncheck()
+
+
+def test_pending_stroke_shows_in_the_slice_image_before_apply(page, artifacts):
+    """A stroke painted on the brain shows in the page's slice image (drawn server-side) until Clear."""
+    from rfmweb.session.slice_frame import ERASE_MARK_COLOR
+    if page.locator(".rfm-mode input").input_value() != "axial":
+        _select(page, ".rfm-mode", "axial")
+    _, images = _settled_all(page)
+    gt_before = images[0]
+    page.locator(".rfm-tool input").check()
+    _select(page, ".rfm-correct-label", "not tumour")
+    ys, xs = np.nonzero(gt_before.mean(axis=2) > 40)  # the brain: bright pixels of the slice
+    assert len(xs) > 100, "the slice shows no brain"
+    cy, cx = float(np.median(ys)), float(np.median(xs))
+    box = _view(page, "view_a").bounding_box()
+    scale = box["width"] / gt_before.shape[1]
+    after = frame_info(_view(page, "view_a"))
+    page.mouse.move(box["x"] + (cx - 15) * scale, box["y"] + cy * scale)
+    page.mouse.down()
+    for dx in range(-12, 16, 3):
+        page.mouse.move(box["x"] + (cx + dx) * scale, box["y"] + cy * scale)
+    page.mouse.up()
+    page.wait_for_function("() => /[1-9]/.test(document.querySelector('.rfm-marks')?.textContent || '')")
+    wait_idle(page, _view(page, "view_a"), after=after, timeout_ms=TIMEOUT_MS)
+    gt_marked = screenshot_array(_view(page, "view_a"))
+    Image.fromarray(np.concatenate([gt_before, gt_marked], axis=1)).save(artifacts / "segment_pending_stroke.png")
+    mark = (np.abs(gt_marked.astype(int) - np.array(ERASE_MARK_COLOR)).max(axis=2) <= 12)
+    assert mark.sum() >= 10, "the pending stroke is not visible in the slice image"
+    my, mx = np.nonzero(mark)
+    assert abs(np.median(my) - cy) < 12 and abs(np.median(mx) - cx) < 20, "the stroke shows away from where it went"
+    page.locator(".rfm-clear-marks").click()
+    page.wait_for_function("() => !/[1-9]/.test(document.querySelector('.rfm-marks')?.textContent || '')")
     page.locator(".rfm-tool input").uncheck()

@@ -1,0 +1,233 @@
+"""Frames of the web app: trame-rca sizes and pointer events -> typed messages, stream frames -> browsers.
+
+:class:`FrameAdapter` is a trame-rca view handler (the duck type of ``trame_rca.protocol.AreaAdapter``)
+that bypasses trame-rca's render scheduler, which would render synchronously on the event loop (see
+:mod:`rfmweb.app.logic` for the whole flow). :func:`guarded` wraps every handler of browser input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+import time
+from typing import Callable
+
+import numpy as np
+
+from ..errors import InputError
+from ..session import Frame, FrameStream, RenderSession
+from ..session import messages as m
+from ..session.controller import ViewController
+
+log = logging.getLogger(__name__)
+
+#: Largest rendered image, in pixels (a 4K screen at devicePixelRatio 2 would otherwise ask for 16 MP).
+MAX_PIXELS = 1280 * 1024
+#: Browser wheel delta per trame-rca ``spinY`` unit (one notch).
+WHEEL_DELTA_PER_SPIN = 100.0
+_BUTTONS = {"Left": "left", "Middle": "middle", "Right": "right"}
+
+
+def guarded(method: Callable) -> Callable:
+    """Run a handler of browser input; log and swallow any error (then re-sync the state)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (InputError, ValueError, TypeError, KeyError, AttributeError) as exc:  # malformed input
+            log.warning("ignored a bad request (%s): %s: %s", method.__name__, type(exc).__name__, exc)
+        except Exception:  # one client's bad message must never take the server down
+            log.exception("ignored a request that failed (%s)", method.__name__)
+        resync = getattr(self, "sync_state", None)
+        if resync is not None:
+            try:
+                resync()
+            except Exception:
+                log.exception("could not re-sync the UI state")
+        return None
+
+    return wrapper
+
+
+class FrameAdapter:
+    """One view: trame-rca sizes and pointer events -> session; stream frames -> browsers.
+
+    Args:
+        name: the trame-rca area name (``img[data-rfm-view]`` in the page).
+        index: the view's index in ``control``.
+        control: carries out the view's pointer messages.
+        on_frame: called on the event loop with each frame published.
+        on_status: called on the event loop with ``(busy, message)`` from the stream.
+    """
+
+    def __init__(self, name: str, index: int, control: ViewController, *, on_frame: Callable[[Frame], None],
+                 on_status: Callable[[bool, str], None]):
+        self.area_name = name
+        self.index = index
+        self.control = control
+        self.streamer = None
+        self.session: RenderSession | None = None
+        self.stream: FrameStream | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._on_frame = on_frame
+        self._on_status = on_status
+        self._gen = 0
+        self._pixel_ratio = 1.0  # rendered (device) pixels per CSS pixel
+        self._css_height = 300.0
+        self._drag: tuple[str, float, float, bool, bool] | None = None
+        #: With the correction tool on: called with ``(view name, points [[u, v], ...] device pixels,
+        #: click)`` when a left drag (a stroke; the controller's brush gives its radius) or a click ends.
+        self.painter: Callable[[str, list, bool], None] | None = None
+        self._stroke: list[list[float]] | None = None
+
+    # -- lifetime -------------------------------------------------------------------------------
+    def attach(self, session: RenderSession) -> None:
+        """Stream ``session`` (any previous stream must have been detached)."""
+        self._gen += 1
+        gen = self._gen
+        self.session = session
+        self.stream = FrameStream(session, lambda frame: self._from_worker(gen, frame), name=self.area_name,
+                                  on_status=lambda busy, msg: self._call_on_loop(self._status, gen, busy, msg))
+        self.stream.request()
+
+    def detach(self) -> FrameStream | None:
+        """Stop streaming; returns the stream to close (closing waits for a render in progress)."""
+        stream, self.stream = self.stream, None
+        self._gen += 1
+        return stream
+
+    # -- trame-rca view handler protocol ----------------------------------------------------------
+    def set_streamer(self, streamer) -> None:
+        self.streamer = streamer
+
+    @guarded
+    def update_size(self, _origin, size: dict) -> None:
+        """Client area size: ``{"w": css px, "h": css px, "p": devicePixelRatio}``."""
+        w, h = float(size.get("w", 300)), float(size.get("h", 300))
+        ratio = float(size.get("p", 1.0))
+        if not all(math.isfinite(v) and v > 0 for v in (w, h, ratio)):
+            raise InputError(f"bad view size {size!r}")
+        ratio = min(4.0, max(0.25, ratio))
+        pw, ph = max(16.0, w * ratio), max(16.0, h * ratio)
+        shrink = min(1.0, math.sqrt(MAX_PIXELS / (pw * ph)))
+        self._pixel_ratio = ratio * shrink
+        self.control.set_pixel_ratio(self.index, self._pixel_ratio)
+        self._css_height = h
+        if self.session is not None:
+            self.session.resize(max(16, round(pw * shrink)), max(16, round(ph * shrink)))
+        self.refresh()  # a newly mounted view needs a frame even when its size did not change
+
+    @guarded
+    def on_interaction(self, _origin, event: dict) -> None:
+        kind = str(event.get("type", ""))
+        if kind == "FrameAck":
+            self._ack(int(event.get("gen", 0)), int(event["id"]))
+        elif kind == "Refresh":  # a page (re)subscribed: frames sent before are not coming back
+            if self.stream is not None:
+                self.stream.reset_flow()
+            self.refresh()
+        elif self.session is None:
+            return
+        elif self.painter is not None and kind in ("LeftButtonPress", "MouseMove", "LeftButtonRelease"):
+            self._paint(kind, event)
+        elif kind.endswith("ButtonPress") and kind[:-len("ButtonPress")] in _BUTTONS:
+            button = _BUTTONS[kind[:-len("ButtonPress")]]
+            self._drag = (button, float(event["x"]), float(event["y"]), bool(event.get("shiftKey")),
+                          bool(event.get("ctrlKey")))
+        elif kind.endswith("ButtonRelease"):
+            self._drag = None
+        elif kind == "MouseMove":
+            x, y = float(event["x"]), float(event["y"])
+            if not (math.isfinite(x) and math.isfinite(y)):
+                raise InputError(f"bad pointer position {event!r}")
+            if self._drag is None:  # hovering: what lies under the pointer (slice views)
+                if self.session.mode != "3d":
+                    self.control.handle(m.Probe(self.index, x * self._pixel_ratio,
+                                                (self._css_height - y) * self._pixel_ratio))
+                return
+            button, x0, y0, shift, ctrl = self._drag
+            self._drag = (button, x, y, shift, ctrl)
+            # trame-rca positions are CSS pixels from the area's bottom-left corner; messages want y down
+            self.control.handle(m.Drag(self.index, button, x - x0, y0 - y, shift, ctrl))
+        elif kind == "MouseWheel":
+            spin = float(event.get("spinY", 0.0))
+            if math.isfinite(spin) and spin:
+                self.control.handle(m.Wheel(self.index, spin * WHEEL_DELTA_PER_SPIN, bool(event.get("ctrlKey"))))
+
+    def _paint(self, kind: str, event: dict) -> None:
+        """Correction tool: collect a left drag as a stroke in device pixels (y down), hand it over on release."""
+        x, y = float(event["x"]), float(event["y"])
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise InputError(f"bad pointer position {event!r}")
+        point = [x * self._pixel_ratio, (self._css_height - y) * self._pixel_ratio]
+        if kind == "LeftButtonPress":
+            self._stroke = [point]
+        elif self._stroke is not None and len(self._stroke) < 4096:
+            self._stroke.append(point)
+        if kind == "LeftButtonRelease" and self._stroke is not None:
+            stroke, self._stroke = self._stroke, None
+            pts = np.asarray(stroke)
+            click = float(np.abs(pts - pts[0]).max()) < 4 * self._pixel_ratio
+            self.painter(self.area_name, stroke, click)
+
+    def reset(self) -> None:
+        """trame-rca asks to reset its encoder: forget unacknowledged frames instead."""
+        if self.stream is not None:
+            self.stream.reset_flow()
+
+    def video_codecs(self) -> list:
+        return []
+
+    def negotiate_video(self, _codecs) -> dict:
+        return {"error": "not-a-video-stream"}
+
+    # -- frames -----------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        if self.stream is not None:
+            self.stream.request()
+
+    def _call_on_loop(self, fn, *args) -> None:
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop stopped meanwhile (server shutting down)
+            pass
+
+    def _from_worker(self, gen: int, frame: Frame) -> None:
+        """FrameStream's ``send`` (worker thread): publishing must happen on the event loop."""
+        if self.loop is None:  # no server loop yet: nobody to send it to
+            stream = self.stream
+            if stream is not None and gen == self._gen:
+                stream.ack(frame.id)
+            return
+        self._call_on_loop(self._publish, gen, frame)
+
+    def _publish(self, gen: int, frame: Frame) -> None:
+        if gen != self._gen or self.stream is None:
+            return  # a frame of a stream that was replaced (compare toggled)
+        if self.streamer is None:
+            self.stream.ack(frame.id)
+            return
+        meta = {"type": frame.mime, "w": frame.width, "h": frame.height, "st": int(time.time() * 1e3), "key": "key",
+                "rfm": 1, "id": frame.id, "gen": gen, "kind": frame.kind, "version": frame.version}
+        try:
+            self.streamer.push_content(self.area_name, meta, frame.data)
+        except Exception:
+            log.exception("publishing a frame failed")
+            self._ack(gen, frame.id)
+            return
+        self._on_frame(frame)
+
+    def _ack(self, gen: int, frame_id: int) -> None:
+        """The client displayed ``frame_id``: it and every earlier frame are done (a browser may skip one)."""
+        if gen == self._gen and self.stream is not None:
+            self.stream.ack(frame_id)
+
+    def _status(self, gen: int, busy: bool, message: str) -> None:
+        if gen == self._gen:
+            self._on_status(busy, message)

@@ -1,0 +1,255 @@
+"""HTTP-level protection of the web app: Host/Origin checks and the auth key (aiohttp middlewares).
+
+Every request the app answers (the page, its scripts, the websocket handshake) goes through
+:func:`origin_middleware` then, with an auth key, :func:`auth_middleware`:
+
+- **Host**: must name this server: an IP literal, a loopback name, this machine's hostname, or a
+  name given with ``--allow-host`` (a reverse proxy's). A web page that resolves its own domain to
+  127.0.0.1 (DNS rebinding) sends its domain as Host and is refused.
+- **Origin** (websocket handshakes and anything but GET/HEAD): when present it must be the page's
+  own origin (its host:port equals the Host header) or an ``--allow-host`` name. A foreign page
+  opening ``ws://127.0.0.1:8080/ws`` sends its own Origin and is refused, key or no key.
+- **Auth key**: ``?secret=KEY`` on a page load (answered with HTTP 303 to the same URL without it,
+  setting an HttpOnly, SameSite=Strict cookie, Secure over HTTPS), then the cookie; scripts may send
+  ``Authorization: Bearer KEY``. The cookie holds an HMAC of the key, not the key.
+
+Refusals are logged on one line that names the method, the path (never the query, which may hold
+the key) and the reason. :func:`service_middleware` answers ``/healthz`` and the trame client's
+session-manager POST (``.../paraview/``), which otherwise ends in a 405 on every page load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import InputError
+
+log = logging.getLogger(__name__)
+
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+#: Environment variable read by ``rfmweb serve`` for the auth key (keeps it out of ``ps``).
+KEY_ENV = "RFMWEB_AUTH_KEY"
+_KEY_CHARS = re.compile(r"[A-Za-z0-9_\-]{8,256}")
+# a key that looks like a JS literal (a number, true, null) is converted by the trame client's URL
+# parser before it is sent: refuse such keys up front
+_JS_LITERAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|0[xX][0-9a-fA-F]+|0[bB][01]+|0[oO][0-7]+|"
+                         r"[+-]?Infinity|true|false|null|undefined")
+_DEFAULT_PORT = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only accepts connections from this machine."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_auth_key(key: str) -> str:
+    """Validate an auth key (8+ characters of ``A-Z a-z 0-9 _ -``, not a number)."""
+    if not isinstance(key, str) or not _KEY_CHARS.fullmatch(key) or _JS_LITERAL.fullmatch(key):
+        raise InputError("--auth-key must be 8 to 256 characters of A-Z a-z 0-9 _ - and not a number "
+                         "(e.g. the output of `python -c \"import secrets; print(secrets.token_urlsafe())\"`)")
+    return key
+
+
+def resolve_auth_key(key: str | None, key_file: str | os.PathLike | None, environ=os.environ) -> str | None:
+    """The auth key from ``--auth-key``, else ``--auth-key-file`` (first line), else ``$RFMWEB_AUTH_KEY``."""
+    if key is not None and key_file is not None:
+        raise InputError("give --auth-key or --auth-key-file, not both")
+    if key_file is not None:
+        try:
+            lines = Path(key_file).read_text().splitlines()
+        except OSError as exc:
+            raise InputError(f"{key_file}: cannot read the auth key file: {exc.strerror or exc}") from None
+        key = lines[0].strip() if lines else ""
+        if not key:
+            raise InputError(f"{key_file}: the auth key file is empty")
+    elif key is None:
+        key = environ.get(KEY_ENV) or None
+    return None if key is None else check_auth_key(key)
+
+
+def check_allow_host(name: str) -> str:
+    """Validate an ``--allow-host`` name (a DNS name or an IP address, no port)."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9.\-]{1,253}|\[?[0-9A-Fa-f:.]+\]?", name):
+        raise InputError(f"--allow-host takes a host name such as viewer.example.org, got {name!r}")
+    return name.lower().strip("[]")
+
+
+def allowed_names(bound_host: str, extra: Iterable[str] = ()) -> frozenset[str]:
+    """Host names this server answers to: loopback names, the bound name, this machine's hostname,
+    and ``extra`` (``--allow-host``). IP literals are always accepted (see :func:`host_allowed`)."""
+    names = set(LOOPBACK_NAMES) | {check_allow_host(n) for n in extra}
+    names.add(bound_host.lower().strip("[]"))
+    hostname = socket.gethostname().lower()
+    names |= {hostname, hostname.split(".")[0]}
+    return frozenset(n for n in names if n)
+
+
+def split_host(value: str, scheme: str) -> tuple[str, int] | None:
+    """``"Name:port"`` (a Host header or an origin's netloc) -> ``("name", port)``; None if malformed."""
+    value = value.strip().lower()
+    match = re.fullmatch(r"(\[[0-9a-f:.]+\]|[^:\[\]/@\s]+)(?::(\d{1,5}))?", value)
+    if match is None:
+        return None
+    port = int(match.group(2)) if match.group(2) else _DEFAULT_PORT.get(scheme)
+    return match.group(1).strip("[]"), port
+
+
+def host_allowed(name: str, names: frozenset[str]) -> bool:
+    """DNS rebinding needs the attacker's domain in Host: IP literals and known names are safe."""
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return name in names
+
+
+def request_scheme(request, trust_forwarded: bool) -> str:
+    """``https`` or ``http`` as the browser sees it: ``X-Forwarded-Proto`` counts only from a
+    reverse proxy on this machine (the TCP peer is loopback) and when ``trust_forwarded``."""
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    if trust_forwarded and forwarded in ("http", "https") and is_loopback(request.remote or ""):
+        return forwarded
+    return "https" if request.secure else "http"
+
+
+def _refuse(request, status: int, reason: str, text: str):
+    from aiohttp import web
+
+    # the path only: the query may carry the key
+    log.warning("refused %s %s from %s: %s", request.method, request.path, request.remote, reason)
+    return web.Response(status=status, text=f"rfmweb: {text}\n")
+
+
+def origin_middleware(names: frozenset[str], proxies: frozenset[str] = frozenset(), *, trust_forwarded: bool = True):
+    """aiohttp middleware: 403 unless Host names this server (:func:`host_allowed` over ``names``)
+    and Origin, when a websocket handshake or a non-GET request has one, is the page's own origin
+    (host and port equal Host's) or the origin of a reverse proxy named in ``proxies``."""
+    from aiohttp import web
+
+    @web.middleware
+    async def check_origin(request, handler):
+        scheme = request_scheme(request, trust_forwarded)
+        host = split_host(request.headers.get("Host", ""), scheme)
+        if host is None or not host_allowed(host[0], names):
+            return _refuse(request, 403, "the Host header is not this server (DNS rebinding?)",
+                           "forbidden: unknown Host (behind a reverse proxy? start with --allow-host NAME)")
+        websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+        origin = request.headers.get("Origin")
+        if origin is not None and (websocket or request.method not in ("GET", "HEAD")):
+            origin_scheme, sep, netloc = origin.partition("://")
+            origin_scheme = origin_scheme.lower()
+            parsed = split_host(netloc, origin_scheme) if sep and origin_scheme in ("http", "https") else None
+            if parsed is None or not (parsed == host or parsed[0] in proxies):
+                return _refuse(request, 403, "cross-site request (its Origin is another site)",
+                               "forbidden: cross-site request")
+        return await handler(request)
+
+    return check_origin
+
+
+def cookie_token(key: str) -> str:
+    """What the cookie holds: an HMAC of the key (the key itself never goes in a cookie)."""
+    return hmac.new(key.encode(), b"rfmweb session cookie v1", hashlib.sha256).hexdigest()
+
+
+def auth_middleware(key: str, cookie_prefix: str = "rfmweb_key_", *, trust_forwarded: bool = True):
+    """aiohttp middleware: 401 unless the request carries the key (``?secret=``, the cookie set by
+    it, or ``Authorization: Bearer``). A page load with ``?secret=KEY`` is answered with 303 to the
+    same URL without it, so the key leaves the address bar and the history.
+
+    The cookie is named after the port, so servers on one host with different keys do not clash.
+    """
+    from aiohttp import web
+
+    expected, token = key.encode(), cookie_token(key).encode()
+
+    def _same(value: str | None, want: bytes) -> bool:
+        return value is not None and hmac.compare_digest(value.encode(), want)
+
+    @web.middleware
+    async def require_key(request, handler):
+        cookie = f"{cookie_prefix}{request.url.port or ''}"
+        bearer = request.headers.get("Authorization", "")
+        by_query = _same(request.query.get("secret"), expected)
+        if by_query and request.method == "GET" and request.headers.get("Upgrade", "").lower() != "websocket":
+            query = request.query.copy()
+            query.pop("secret")
+            response = web.Response(status=303, headers={"Location": str(request.rel_url.with_query(query))})
+            response.set_cookie(cookie, token.decode(), httponly=True, samesite="Strict", path="/",
+                                secure=request_scheme(request, trust_forwarded) == "https")
+            response.headers["Referrer-Policy"] = "no-referrer"
+            return response
+        if not (by_query or _same(request.cookies.get(cookie), token)
+                or (bearer[:7].lower() == "bearer " and _same(bearer[7:].strip(), expected))):
+            return _refuse(request, 401, "no valid auth key", "unauthorised; open the link with ?secret=KEY "
+                                                              "(see `rfmweb serve --help`)")
+        return await handler(request)
+
+    return require_key
+
+
+def service_middleware():
+    """aiohttp middleware for two small answers: ``GET /healthz`` (``ok``: for scripts that wait
+    for the server, without a key and without starting a session) and the trame client's
+    session-manager POST (``<page dir>/paraview/``), answered with the websocket URL next to the
+    page instead of the 405 the client would otherwise log and fall back from."""
+    from aiohttp import web
+
+    @web.middleware
+    async def service(request, handler):
+        if request.method == "GET" and request.path == "/healthz":
+            return web.Response(text="ok\n")
+        if request.method == "POST" and request.path.endswith("/paraview/"):
+            prefix = request.path[:-len("paraview/")]
+            # the client lower-cases this URL, swaps USE_HOST for its location's host and the
+            # scheme for ws:/wss: as its page's
+            return web.json_response({"sessionURL": f"ws://USE_HOST{prefix}ws"})
+        return await handler(request)
+
+    return service
+
+
+class RedactKey(logging.Filter):
+    """Logging filter: blank ``secret=...`` in records (aiohttp's access log writes request lines
+    with their query, in the message and in ``extra`` fields)."""
+
+    _SECRET = re.compile(r"(secret=)[^&\s\"']*", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = self._SECRET.sub(r"\1***", record.getMessage()), ()
+        for name, value in list(vars(record).items()):
+            if isinstance(value, str) and name != "msg" and "secret=" in value.lower():
+                setattr(record, name, self._SECRET.sub(r"\1***", value))
+        return True
+
+
+def redact_access_log() -> None:
+    """Add :class:`RedactKey` to aiohttp's access logger (once)."""
+    logger = logging.getLogger("aiohttp.access")
+    if not any(isinstance(f, RedactKey) for f in logger.filters):
+        logger.addFilter(RedactKey())
+
+
+def protect(app, *, names: frozenset[str], proxies: frozenset[str] = frozenset(), auth_key: str | None,
+            trust_forwarded: bool = True) -> None:
+    """Add the Host/Origin check, :func:`service_middleware` and the auth key check (if any) to
+    the aiohttp ``app`` (in that order, before its own middlewares)."""
+    redact_access_log()
+    chain = [origin_middleware(names, proxies, trust_forwarded=trust_forwarded), service_middleware()]
+    if auth_key is not None:
+        chain.append(auth_middleware(auth_key, trust_forwarded=trust_forwarded))
+    for i, middleware in enumerate(chain):
+        app.middlewares.insert(i, middleware)

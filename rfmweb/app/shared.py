@@ -1,0 +1,84 @@
+"""``--shared``: one viewer for every tab, driven by the first tab that connected; the others follow.
+
+In shared mode all tabs are clients of one trame process, so they see one state. To keep a class
+from turning into a tug of war, only the *driver* changes it: the oldest connected tab (when it
+leaves, the next oldest takes over). :class:`DriverGate` wraps the wslink RPCs through which a
+page changes anything, and answers a follower's call without running it:
+
+- ``trame.state.update`` (a select or a switch): not applied; the current values are pushed back so
+  the follower's control snaps back;
+- ``trame.trigger`` (buttons): ignored, except the screenshot download;
+- ``trame.rca.event`` / ``trame.rca.size`` (drags, wheel, view size): ignored, except frame
+  acknowledgements and refresh requests, which every page needs to keep receiving frames.
+
+wslink tells who is calling: it sets ``last_active_client_id`` on its web app just before it runs
+an RPC, on the event loop, and keeps its connections in order of arrival.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+log = logging.getLogger(__name__)
+
+#: Triggers a follower may call (they change nothing).
+FOLLOWER_TRIGGERS = frozenset({"rfm_screenshot"})
+#: Frame-protocol events a follower must send (see :data:`rfmweb.app.ui.CLIENT_SCRIPT`).
+FOLLOWER_EVENTS = frozenset({"FrameAck", "Refresh"})
+
+
+class DriverGate:
+    """Let only the driver (the oldest connected client) change the shared state.
+
+    Install with ``server.controller.on_server_bind.add(DriverGate().install)``.
+    """
+
+    def __init__(self) -> None:
+        self._web = None
+
+    def install(self, wslink_server) -> None:
+        """Wrap the state-changing RPCs of every websocket handler of ``wslink_server``."""
+        self._web = wslink_server
+        for handler in self._handlers():
+            for uri in ("trame.state.update", "trame.trigger", "trame.rca.event", "trame.rca.size"):
+                if uri in handler.functionMap:
+                    obj, func = handler.functionMap[uri]
+                    handler.functionMap[uri] = (obj, self._gated(uri, func))
+
+    def _handlers(self) -> list:
+        return list(getattr(self._web, "_ws_handlers", []))
+
+    def driver(self) -> str | None:
+        """The client id of the oldest connected, authenticated client (``None``: nobody)."""
+        for handler in self._handlers():
+            for client_id in handler.connections:
+                if client_id in handler.authentified_client_ids:
+                    return client_id
+        return None
+
+    def caller_drives(self) -> bool:
+        """Whether the client whose RPC is running is the driver."""
+        caller = getattr(self._web, "last_active_client_id", None)
+        return caller is None or caller == self.driver()
+
+    def _gated(self, uri: str, func):
+        @functools.wraps(func)
+        def gated(obj, *args, **kwargs):
+            if self.caller_drives() or self._harmless(uri, args):
+                return func(obj, *args, **kwargs)
+            log.debug("ignored %s from a follower (shared mode: the first tab drives)", uri)
+            if uri == "trame.state.update" and args and isinstance(args[0], list):
+                keys = [c.get("key") for c in args[0] if isinstance(c, dict) and obj.server.state.has(c.get("key"))]
+                obj.force_push_state(*keys)  # the follower's control goes back to the shared value
+            return None
+
+        return gated
+
+    @staticmethod
+    def _harmless(uri: str, args: tuple) -> bool:
+        if uri == "trame.trigger":
+            return bool(args) and args[0] in FOLLOWER_TRIGGERS
+        if uri == "trame.rca.event":
+            return len(args) >= 3 and isinstance(args[2], dict) and args[2].get("type") in FOLLOWER_EVENTS
+        return False

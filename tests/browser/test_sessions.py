@@ -1,0 +1,153 @@
+"""One viewer session per tab (the launcher), ``--max-sessions``, and ``--shared``, in Debian's chromium.
+
+Two servers for the module, the CLI in subprocesses on the 4x-downsampled head CT with an auth key
+(the browser opens ``/?secret=KEY`` once: 303 to ``/`` with a cookie, then 303 to ``/s/<id>/``):
+
+- the default (a session process per tab, ``--max-sessions 2``): a preset changed in tab A stays
+  out of tab B; a third tab gets the "all sessions in use" page; a closed tab's process exits;
+- ``--shared``: tabs follow the first one (the driver); a follower's change is put back.
+
+Each tab is its own browser context (its own cookies), as two people would be.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+
+import pytest
+
+from conftest import free_port  # tests/browser/conftest.py (not a package)
+from roundtrip import frame_info, wait_frame, wait_idle
+from serving import ServerError, served
+
+KEY = "browser-sessions-key"
+VIEWPORT = {"width": 900, "height": 600}
+TIMEOUT_MS = 60_000
+PRESET = "AppState__view_a__ViewState__preset"
+
+
+def _server(small_ct, tmp_path_factory, *extra: str):
+    from rfmweb.io import save_volume
+    folder = tmp_path_factory.mktemp("sessions")
+    save_volume(small_ct, folder / "ct.nii.gz", folder / "labels.nii.gz")
+    port = free_port()
+    log = folder / "server.log"
+    cmd = [sys.executable, "-m", "rfmweb", "serve", str(folder / "ct.nii.gz"), "--labels", str(folder / "labels.nii.gz"),
+           "--port", str(port), "--auth-key", KEY, "--renderer", "vtk", "--preset", "CT-Bone", *extra]
+    return cmd, f"http://127.0.0.1:{port}/?secret={KEY}", log
+
+
+@pytest.fixture(scope="module")
+def per_tab(small_ct, tmp_path_factory):
+    cmd, url, log = _server(small_ct, tmp_path_factory, "--max-sessions", "2")
+    try:
+        with served(cmd, url, log, timeout_s=90):
+            yield url, log
+    except ServerError as exc:
+        pytest.fail(str(exc))
+    text = log.read_text()
+    assert "Traceback" not in text and KEY not in text, text
+
+
+@pytest.fixture(scope="module")
+def shared(small_ct, tmp_path_factory):
+    cmd, url, log = _server(small_ct, tmp_path_factory, "--shared")
+    try:
+        with served(cmd, url, log, timeout_s=90):
+            yield url, log
+    except ServerError as exc:
+        pytest.fail(str(exc))
+    text = log.read_text()
+    assert "Traceback" not in text and KEY not in text, text
+
+
+def _tab(browser, url: str):
+    """A new browser context and page showing its first frame."""
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    wait_frame(page, _view(page))
+    return context, page
+
+
+def _view(page):
+    return page.locator('img[data-rfm-view="view_a"]')
+
+
+def _preset(page) -> str:
+    return page.evaluate(f"() => window.trame.state.get('{PRESET}')")
+
+
+def _set_preset(page, name: str) -> None:
+    page.evaluate(f"() => window.trame.state.set('{PRESET}', '{name}')")
+
+
+def _wait_log(log, pattern: str, timeout_s: float = 30.0) -> re.Match:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        match = re.search(pattern, log.read_text())
+        if match or time.monotonic() > deadline:
+            assert match, f"{pattern!r} not in the server log:\n{log.read_text()}"
+            return match
+        time.sleep(0.2)
+
+
+def test_tabs_have_their_own_state_and_the_limit_holds(browser, per_tab, artifacts):
+    url, log = per_tab
+    (ctx_a, a), (ctx_b, b) = _tab(browser, url), _tab(browser, url)
+    try:
+        assert "?secret" not in a.url and re.search(r"/s/[0-9a-f]{32}/", a.url), a.url  # the key left the URL
+        assert a.url != b.url  # two sessions
+        b_before = wait_idle(b, _view(b))
+        a_before = wait_idle(a, _view(a))
+        _set_preset(a, "CT-Muscle")
+        wait_idle(a, _view(a), after=a_before)
+        b.wait_for_timeout(1000)  # a shared state would have reached B by now
+        assert _preset(a) == "CT-Muscle" and _preset(b) == "CT-Bone"
+        assert frame_info(_view(b))["id"] == b_before["id"], "tab B got a frame from tab A's change"
+        a.screenshot(path=str(artifacts / "sessions_tab_a.png"))
+        b.screenshot(path=str(artifacts / "sessions_tab_b.png"))
+
+        # a third tab: both sessions are taken
+        ctx_c = browser.new_context(viewport=VIEWPORT)
+        try:
+            c = ctx_c.new_page()
+            response = c.goto(url)
+            assert response.status == 503
+            assert "All viewer sessions are in use" in c.content() and "at most 2" in c.content()
+        finally:
+            ctx_c.close()
+
+        # closing tab B ends its session: its process exits
+        tag = re.search(r"/s/([0-9a-f]{6})", b.url).group(1)
+        pid = int(_wait_log(log, rf"session {tag} started \(pid (\d+)").group(1))
+        assert os.path.exists(f"/proc/{pid}")
+    finally:
+        ctx_b.close()
+    _wait_log(log, rf"session {tag} ended \(its tab closed\)")
+    assert not os.path.exists(f"/proc/{pid}"), "the closed tab's session process is still there"
+    ctx_d, d = _tab(browser, url)  # the freed place can be taken again
+    ctx_d.close()
+    ctx_a.close()
+
+
+def test_shared_tabs_follow_the_first_one(browser, shared):
+    url, _ = shared
+    (ctx_a, a), (ctx_b, b) = _tab(browser, url), _tab(browser, url)
+    try:
+        assert a.url == b.url  # one server for everyone
+        b_before = wait_idle(b, _view(b))
+        _set_preset(a, "CT-Muscle")  # the driver (first tab)
+        b.wait_for_function(f"() => window.trame.state.get('{PRESET}') === 'CT-Muscle'")
+        wait_idle(b, _view(b), after=b_before)  # and B was sent the new picture
+        _set_preset(b, "CT-Bone")  # a follower cannot change it: its select goes back
+        b.wait_for_function(f"() => window.trame.state.get('{PRESET}') === 'CT-Muscle'")
+        a.wait_for_timeout(500)
+        assert _preset(a) == "CT-Muscle"
+    finally:
+        ctx_b.close()
+        ctx_a.close()

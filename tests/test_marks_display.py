@@ -1,0 +1,96 @@
+"""Pending correction marks on the segmentation slice views: drawn into the slice frame (so every
+front end shows them) exactly where the stroke went, in the painted label's colour, until cleared;
+the brush radius in mm through the shared controller."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rfmweb.session import SegmentationViews
+from rfmweb.session import messages as m
+from rfmweb.session.controller import ViewController
+from rfmweb.session.segmentation import GT, RAW
+from rfmweb.session.slice_frame import ERASE_MARK_COLOR, mark_colors
+
+SIZE = 192
+
+
+@pytest.fixture(scope="module")
+def views():
+    """A 2 mm synthetic glioma case, segmented; the ground-truth view shows its middle axial slice."""
+    from rfmweb.data.cohort import cohort_case
+    volume, _ = cohort_case("val", 0, 1, resolution_mm=2.0)
+    v = SegmentationViews(volume, width=SIZE, height=SIZE)
+    v.compute()
+    for s in v.sessions:
+        s.set_view_mode("axial")
+        s.set_label_overlay(True)
+    yield v
+    v.close()
+
+
+def _brain_stroke(views, view: int) -> np.ndarray:
+    """``[3, 2]`` frame pixels ``(u, v)`` of a short horizontal stroke through the brain's centre."""
+    geo = views.sessions[view].slice_geometry()
+    brain = np.argwhere(views.volume.data[3][:, :, geo.index] > 0)         # FLAIR > 0: inside the head
+    i, j = np.rint(brain.mean(0)).astype(int)
+    u = ((geo.shape[0] - 1 - i) + 0.5) * geo.spacing[0] / geo.mm_per_px + geo.offset[0]
+    v = ((geo.shape[1] - 1 - j) + 0.5) * geo.spacing[1] / geo.mm_per_px + geo.offset[1]
+    return np.array([[u - 10, v], [u, v], [u + 10, v]])
+
+
+def _distance_to_polyline(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``[H, W]`` distance (pixels) from every pixel centre to the polyline through ``points``."""
+    v, u = np.mgrid[:shape[0], :shape[1]] + 0.5
+    px = np.stack([u.ravel(), v.ravel()], 1)
+    d = np.full(len(px), np.inf)
+    for p, q in zip(points[:-1], points[1:]):
+        t = np.clip((px - p) @ (q - p) / ((q - p) @ (q - p)), 0, 1)
+        d = np.minimum(d, np.linalg.norm(px - p - t[:, None] * (q - p), axis=1))
+    return d.reshape(shape)
+
+
+@pytest.mark.parametrize("label", [2, 0])
+def test_a_stroke_shows_on_every_slice_view_until_cleared(views, label):
+    session = views.sessions[GT]
+    before, version = session.render(), session.version
+    stroke, radius_px = _brain_stroke(views, GT), 4.0
+    assert views.mark_pixels(GT, stroke, label, radius_px) > 0
+    assert session.version > version, "the view was not told to render again"
+    after = session.render()
+    changed = (after != before).any(axis=2)
+    assert changed.any(), "the stroke is not drawn"
+    voxel_px = max(views.volume.spacing) / session.slice_geometry().mm_per_px
+    near = _distance_to_polyline(stroke, changed.shape) <= radius_px + voxel_px + 1.5
+    assert not (changed & ~near).any(), "pixels changed away from the stroke"
+    color = ERASE_MARK_COLOR if label == 0 else mark_colors(session.classes)[label]
+    outline = (after == np.array(color, np.uint8)).all(axis=2) & ~(before == np.array(color, np.uint8)).all(axis=2)
+    assert outline.sum() >= 10, "no pixels of the mark colour"
+    assert near[outline].all()
+    # every segmentation view shows the same pending marks
+    np.testing.assert_array_equal(views.sessions[RAW].render() != views.sessions[RAW].render(), False)
+    assert ((views.sessions[RAW].render() == np.array(color, np.uint8)).all(axis=2) & outline).sum() > 0
+    views.clear_marks()
+    np.testing.assert_array_equal(session.render(), before)
+
+
+def test_brush_radius_in_mm_and_clear_through_the_controller(views):
+    control = ViewController(list(views.sessions), segmentation=views)
+    try:
+        stroke = _brain_stroke(views, GT).tolist()
+        counts = []
+        for mm in (2.0, 6.0):
+            control.handle(m.SetBrush(0, mm))
+            control.handle(m.Stroke(0, stroke, 1))
+            control.wait()
+            counts.append(len(views.pending_marks()[0]))
+            control.handle(m.ClearMarks(0))
+            control.wait()
+            assert len(views.pending_marks()[0]) == 0
+        assert 0 < counts[0] < counts[1], counts
+        with pytest.raises(m.MessageError, match="radius_mm"):
+            m.parse_client_message({"type": "brush", "view": 0, "radius_mm": 500})
+        assert m.parse_client_message({"type": "clear_marks", "view": 1}) == m.ClearMarks(1)
+    finally:
+        control.close()

@@ -1,0 +1,250 @@
+"""HTTP security of ``rfmweb serve``: Host/Origin checks, the auth key, the small service answers.
+
+Middleware tests run an aiohttp app in-process (no trame); the end-to-end test runs the CLI in a
+subprocess with the key in a file and checks the same rules on the real launcher and a session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from rfmweb.errors import InputError
+
+KEY = "test-key_for-rfmweb"
+
+
+def _app(key: str | None = KEY, proxies=()):
+    from aiohttp import web
+
+    from rfmweb.app.server import Access
+    from rfmweb.app.security import allowed_names
+
+    async def page(request):
+        return web.Response(text="page")
+
+    async def ws(request):
+        sock = web.WebSocketResponse()
+        await sock.prepare(request)
+        await sock.send_str("hello")
+        await sock.close()
+        return sock
+
+    app = web.Application()
+    Access(allowed_names("127.0.0.1", proxies) | frozenset(proxies), frozenset(proxies), key).protect(app)
+    app.router.add_get("/", page)
+    app.router.add_get("/index.html", page)
+    app.router.add_get("/ws", ws)
+    app.router.add_post("/upload", page)
+    return app
+
+
+def _in_thread(coro):
+    """``asyncio.run(coro)`` on a thread of its own: the test process may already run an event loop
+    on the main thread (Playwright's, trame's), and asyncio.run refuses to nest."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def _run(check, **app_kw):
+    """Run ``await check(client)`` against :func:`_app` on a real loopback socket."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    async def main():
+        async with TestClient(TestServer(_app(**app_kw), host="127.0.0.1")) as client:
+            return await check(client)
+
+    return _in_thread(main())
+
+
+def _host(client) -> str:
+    return f"127.0.0.1:{client.port}"
+
+
+def test_host_must_name_this_server(caplog):
+    async def check(client):
+        bearer = {"Authorization": f"Bearer {KEY}"}
+        ok = await client.get("/", headers=bearer)
+        rebound = await client.get("/", headers={**bearer, "Host": f"evil.example:{client.port}"})
+        local = await client.get("/", headers={**bearer, "Host": f"localhost:{client.port}"})
+        ip = await client.get("/", headers={**bearer, "Host": f"10.1.2.3:{client.port}"})
+        return ok.status, rebound.status, local.status, ip.status
+
+    with caplog.at_level(logging.WARNING, logger="rfmweb.app.security"):
+        assert _run(check) == (200, 403, 200, 200)
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 1 and "Host" in refused[0] and "\n" not in refused[0]
+
+
+def test_allow_host_admits_a_reverse_proxy():
+    async def check(client):
+        bearer = {"Authorization": f"Bearer {KEY}"}
+        page = await client.get("/", headers={**bearer, "Host": "viewer.example.org"})
+        async with client.ws_connect("/ws", headers={**bearer, "Host": "viewer.example.org",
+                                                     "Origin": "https://viewer.example.org"}) as sock:
+            hello = (await sock.receive()).data
+        return page.status, hello
+
+    assert _run(check, proxies=("viewer.example.org",)) == (200, "hello")
+
+
+def test_foreign_origin_websocket_and_post_are_refused_even_without_a_key():
+    from aiohttp import WSServerHandshakeError
+
+    async def check(client):
+        statuses = []
+        for origin in ("http://evil.example", f"http://localhost:{client.port}", "null", "http://127.0.0.1:1"):
+            try:
+                async with client.ws_connect("/ws", headers={"Origin": origin}):
+                    statuses.append(101)
+            except WSServerHandshakeError as err:
+                statuses.append(err.status)
+        post = await client.post("/upload", headers={"Origin": "http://evil.example"})
+        async with client.ws_connect("/ws", headers={"Origin": f"http://{_host(client)}"}) as sock:
+            same = (await sock.receive()).data
+        no_origin = await client.post("/upload")  # scripts send none
+        return statuses, post.status, same, no_origin.status
+
+    assert _run(check, key=None) == ([403, 403, 403, 403], 403, "hello", 200)
+
+
+def test_key_in_query_sets_a_cookie_and_redirects_without_it(caplog):
+    async def check(client):
+        none = await client.get("/index.html", allow_redirects=False)
+        wrong = await client.get("/index.html?secret=wrong-key-123", allow_redirects=False)
+        first = await client.get(f"/index.html?secret={KEY}&x=1", allow_redirects=False)
+        set_cookie = first.headers["Set-Cookie"]
+        client.session.cookie_jar.clear()
+        name_value = set_cookie.split(";")[0]
+        later = await client.get("/index.html", headers={"Cookie": name_value})
+        forged = await client.get("/index.html", headers={"Cookie": name_value[:-4] + "abcd"})
+        raw_key = await client.get("/index.html", headers={"Cookie": f"{name_value.split('=')[0]}={KEY}"})
+        bearer = await client.get("/index.html", headers={"Authorization": f"Bearer {KEY}"})
+        bad_bearer = await client.get("/index.html", headers={"Authorization": "Bearer wrong-key-123"})
+        return (none.status, wrong.status, first.status, first.headers["Location"], set_cookie, later.status,
+                forged.status, raw_key.status, bearer.status, bad_bearer.status)
+
+    with caplog.at_level(logging.DEBUG):
+        (none, wrong, first, location, set_cookie, later, forged, raw_key, bearer, bad_bearer) = _run(check)
+    assert (none, wrong, first, later, forged, raw_key, bearer, bad_bearer) == (401, 401, 303, 200, 401, 401, 200, 401)
+    assert location == "/index.html?x=1"  # the key leaves the address bar and the history
+    flags = [f.strip().lower() for f in set_cookie.split(";")[1:]]
+    assert "httponly" in flags and "samesite=strict" in flags and "path=/" in flags
+    assert "secure" not in flags  # plain HTTP (see the next test for HTTPS)
+    assert KEY not in set_cookie  # the cookie holds an HMAC of the key
+    assert KEY not in caplog.text
+
+
+def test_cookie_is_secure_behind_an_https_proxy():
+    async def check(client):
+        r = await client.get(f"/?secret={KEY}", allow_redirects=False, headers={"X-Forwarded-Proto": "https"})
+        return r.headers["Set-Cookie"]
+
+    assert "secure" in [f.strip().lower() for f in _run(check).split(";")]
+
+
+def test_service_answers_healthz_and_the_session_manager_post():
+    async def check(client):
+        health = await client.get("/healthz")
+        manager = await client.post("/s/abc/paraview/", headers={"Authorization": f"Bearer {KEY}"})
+        return health.status, await health.text(), manager.status, await manager.json()
+
+    assert _run(check) == (200, "ok\n", 200, {"sessionURL": "ws://USE_HOST/s/abc/ws"})
+
+
+def test_auth_key_sources(tmp_path):
+    from rfmweb.app.security import resolve_auth_key
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY + "\n")
+    assert resolve_auth_key(None, key_file, environ={}) == KEY
+    assert resolve_auth_key(None, None, environ={"RFMWEB_AUTH_KEY": KEY}) == KEY
+    assert resolve_auth_key(KEY, None, environ={"RFMWEB_AUTH_KEY": "other-key-123"}) == KEY
+    assert resolve_auth_key(None, None, environ={}) is None
+    with pytest.raises(InputError, match="not both"):
+        resolve_auth_key(KEY, key_file, environ={})
+    with pytest.raises(InputError, match="cannot read"):
+        resolve_auth_key(None, tmp_path / "missing", environ={})
+    with pytest.raises(InputError, match="auth-key"):
+        resolve_auth_key(None, None, environ={"RFMWEB_AUTH_KEY": "short"})
+
+
+# -- the real server (CLI, launcher, one session) ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def served(small_ct, tmp_path_factory):
+    """``rfmweb serve`` with the key in a file, on a free port."""
+    from rfmweb.io import save_volume
+    folder = tmp_path_factory.mktemp("security")
+    save_volume(small_ct, folder / "ct.nii.gz", folder / "labels.nii.gz")
+    (folder / "key").write_text(KEY)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = folder / "server.log"
+    proc = subprocess.Popen([sys.executable, "-m", "rfmweb", "serve", str(folder / "ct.nii.gz"), "--port", str(port),
+                             "--auth-key-file", str(folder / "key"), "--renderer", "vtk", "--max-sessions", "2"],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while _in_thread(_status(f"{base}/healthz")) != 200:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"server did not start:\n{log.read_text()}")
+        time.sleep(0.2)
+    yield base, log
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+async def _status(url: str, **kw) -> int | None:
+    import aiohttp
+    try:
+        async with aiohttp.ClientSession() as http, http.get(url, allow_redirects=False, **kw) as r:
+            return r.status
+    except aiohttp.ClientError:
+        return None
+
+
+def test_running_server_checks_host_origin_and_key(served):
+    import aiohttp
+    base, log = served
+
+    async def main():
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:  # unsafe: IP hosts
+            out = {"no_key": (await http.get(f"{base}/", allow_redirects=False)).status,
+                   "rebound": (await http.get(f"{base}/?secret={KEY}", allow_redirects=False,
+                                              headers={"Host": "attacker.example"})).status}
+            first = await http.get(f"{base}/?secret={KEY}", allow_redirects=False)
+            out["first"], out["location"] = first.status, first.headers["Location"]
+            # the cookie jar now holds the session cookie: / starts a session
+            start = await http.get(f"{base}/", allow_redirects=False)
+            out["start"], sid_path = start.status, start.headers["Location"]
+            page = await http.get(f"{base}{sid_path}")
+            out["page"] = page.status
+            try:
+                async with http.ws_connect(f"{base}{sid_path}ws", headers={"Origin": "http://evil.example"}):
+                    out["foreign_ws"] = 101
+            except aiohttp.WSServerHandshakeError as err:
+                out["foreign_ws"] = err.status
+            async with http.ws_connect(f"{base}{sid_path}ws", headers={"Origin": base}) as sock:
+                out["same_ws"] = not sock.closed
+        async with aiohttp.ClientSession() as script:  # a script: Bearer header, no cookie
+            out["bearer"] = (await script.get(f"{base}/healthz", headers={"Authorization": f"Bearer {KEY}"})).status
+            manager = await script.post(f"{base}{sid_path}paraview/", headers={"Authorization": f"Bearer {KEY}",
+                                                                             "Origin": base})
+            out["manager"] = manager.status
+        return out
+
+    out = _in_thread(main())
+    assert out == {"no_key": 401, "rebound": 403, "first": 303, "location": "/", "start": 303, "page": 200,
+                   "foreign_ws": 403, "same_ws": True, "bearer": 200, "manager": 200}, out
+    text = log.read_text()
+    assert KEY not in text  # never logged, not even in the "open" line
+    assert "set_tool" not in text and "Traceback" not in text
+    assert "refused GET / from" in text  # one line: method, path (no query), peer, reason
