@@ -266,6 +266,11 @@ class Launcher:
                 _, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
                 for task in pending:
                     task.cancel()
+                # collect both ends: a side closing while a frame is in flight (a tab closed, the
+                # server stopping) is how a session normally ends, not an error to report
+                for result in await asyncio.gather(*pumps, return_exceptions=True):
+                    if isinstance(result, Exception) and not isinstance(result, OSError):
+                        log.warning("session %s: websocket proxy: %s", session.tag, result)
         except (OSError, asyncio.TimeoutError, RuntimeError) as exc:
             log.warning("session %s: websocket proxy failed: %s", session.tag, exc)
         finally:
