@@ -40,9 +40,10 @@ def _server(small_ct, tmp_path_factory, *extra: str):
     return cmd, f"http://127.0.0.1:{port}/?secret={KEY}", log
 
 
-@pytest.fixture(scope="module")
-def per_tab(small_ct, tmp_path_factory):
-    cmd, url, log = _server(small_ct, tmp_path_factory, "--max-sessions", "2")
+def _serving(small_ct, tmp_path_factory, *args):
+    """Yield ``(url, log)`` of a running server with ``args``; after it stops, its log must hold no
+    traceback and never the key."""
+    cmd, url, log = _server(small_ct, tmp_path_factory, *args)
     try:
         with served(cmd, url, log, timeout_s=90):
             yield url, log
@@ -50,18 +51,16 @@ def per_tab(small_ct, tmp_path_factory):
         pytest.fail(str(exc))
     text = log.read_text()
     assert "Traceback" not in text and KEY not in text, text
+
+
+@pytest.fixture(scope="module")
+def per_tab(small_ct, tmp_path_factory):
+    yield from _serving(small_ct, tmp_path_factory, "--max-sessions", "2")
 
 
 @pytest.fixture(scope="module")
 def shared(small_ct, tmp_path_factory):
-    cmd, url, log = _server(small_ct, tmp_path_factory, "--shared")
-    try:
-        with served(cmd, url, log, timeout_s=90):
-            yield url, log
-    except ServerError as exc:
-        pytest.fail(str(exc))
-    text = log.read_text()
-    assert "Traceback" not in text and KEY not in text, text
+    yield from _serving(small_ct, tmp_path_factory, "--shared")
 
 
 def _tab(browser, url: str):
