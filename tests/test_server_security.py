@@ -159,6 +159,36 @@ def test_service_answers_healthz_and_the_session_manager_post():
     assert _run(check) == (200, "ok\n", 200, {"sessionURL": "ws://USE_HOST/s/abc/ws"})
 
 
+def test_wrong_keys_are_throttled_per_peer():
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from rfmweb.app.security import KEY_FAILURE_WINDOW_S, MAX_KEY_FAILURES, auth_middleware
+
+    now = [0.0]
+
+    async def page(request):
+        return web.Response(text="page")
+
+    async def main():
+        app = web.Application(middlewares=[auth_middleware(KEY, clock=lambda: now[0])])
+        app.router.add_get("/", page)
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            async def status(path, **kw):
+                return (await client.get(path, allow_redirects=False, **kw)).status
+            plain = {await status("/") for _ in range(MAX_KEY_FAILURES + 2)}      # no key: not counted
+            wrong = [await status("/?secret=not-the-key") for _ in range(MAX_KEY_FAILURES - 1)]
+            wrong.append(await status("/", headers={"Authorization": "Bearer not-the-key"}))
+            locked = await status(f"/?secret={KEY}")
+            now[0] += KEY_FAILURE_WINDOW_S
+            return plain, set(wrong), locked, await status(f"/?secret={KEY}")
+
+    plain, wrong, locked, after = _in_thread(main())
+    assert plain == {401} and wrong == {401}
+    assert locked == 429, "the right key is refused while the peer is throttled"
+    assert after == 303, "the window passed: the key works again"
+
+
 def test_auth_key_sources(tmp_path):
     from rfmweb.app.security import resolve_auth_key
     key_file = tmp_path / "key"

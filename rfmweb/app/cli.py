@@ -45,7 +45,7 @@ security:
   or ${KEY_ENV} (the last two keep the key out of `ps`). Open http://HOST:PORT/?secret=K once:
   the server sets an HttpOnly cookie and redirects to the URL without the key; scripts may send
   'Authorization: Bearer K'. The key is never logged; on a terminal the URL with the key is printed
-  to stderr.""")
+  to stderr. 10 wrong keys from one address within a minute: refused (429) for that minute.""")
     p.add_argument("volume", nargs="?", default=None, metavar="VOLUME",
                    help="a .nii/.nii.gz/.nrrd/.mha file, a DICOM series folder or .zip, a BraTS case folder, "
                         "sample:NAME or a splat .npz (default: the bundled CT phantom)")

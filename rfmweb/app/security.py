@@ -11,7 +11,10 @@ Every request the app answers (the page, its scripts, the websocket handshake) g
   opening ``ws://127.0.0.1:8080/ws`` sends its own Origin and is refused, key or no key.
 - **Auth key**: ``?secret=KEY`` on a page load (answered with HTTP 303 to the same URL without it,
   setting an HttpOnly, SameSite=Strict cookie, Secure over HTTPS), then the cookie; scripts may send
-  ``Authorization: Bearer KEY``. The cookie holds an HMAC of the key, not the key.
+  ``Authorization: Bearer KEY``. The cookie holds an HMAC of the key, not the key. A peer that
+  presents a wrong key :data:`MAX_KEY_FAILURES` times within :data:`KEY_FAILURE_WINDOW_S` seconds is
+  answered 429 until the window has passed, right key or not (guessing the key is throttled;
+  requests that carry no key at all do not count).
 
 Refusals are logged on one line that names the method, the path (never the query, which may hold
 the key) and the reason. :func:`service_middleware` answers ``/healthz`` and the trame client's
@@ -27,8 +30,9 @@ import logging
 import os
 import re
 import socket
+import time
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from ..errors import InputError
 
@@ -43,6 +47,10 @@ _KEY_CHARS = re.compile(r"[A-Za-z0-9_\-]{8,256}")
 _JS_LITERAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|0[xX][0-9a-fA-F]+|0[bB][01]+|0[oO][0-7]+|"
                          r"[+-]?Infinity|true|false|null|undefined")
 _DEFAULT_PORT = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+#: Wrong keys one peer (IP address) may present within :data:`KEY_FAILURE_WINDOW_S` before it is refused.
+MAX_KEY_FAILURES = 10
+#: Seconds over which wrong keys are counted, and a refused peer waits.
+KEY_FAILURE_WINDOW_S = 60.0
 
 
 def is_loopback(host: str) -> bool:
@@ -165,22 +173,41 @@ def cookie_token(key: str) -> str:
     return hmac.new(key.encode(), b"rfmweb session cookie v1", hashlib.sha256).hexdigest()
 
 
-def auth_middleware(key: str, cookie_prefix: str = "rfmweb_key_", *, trust_forwarded: bool = True):
+def auth_middleware(key: str, cookie_prefix: str = "rfmweb_key_", *, trust_forwarded: bool = True,
+                    clock: Callable[[], float] = time.monotonic):
     """aiohttp middleware: 401 unless the request carries the key (``?secret=``, the cookie set by
     it, or ``Authorization: Bearer``). A page load with ``?secret=KEY`` is answered with 303 to the
-    same URL without it, so the key leaves the address bar and the history.
+    same URL without it, so the key leaves the address bar and the history. Wrong keys are
+    throttled per peer (module docstring; ``clock``: seconds, for tests).
 
     The cookie is named after the port, so servers on one host with different keys do not clash.
     """
     from aiohttp import web
 
     expected, token = key.encode(), cookie_token(key).encode()
+    failures: dict[str, list[float]] = {}      # peer -> times of its recent wrong keys
 
     def _same(value: str | None, want: bytes) -> bool:
         return value is not None and hmac.compare_digest(value.encode(), want)
 
+    def _recent(peer: str) -> list[float]:
+        now = clock()
+        if len(failures) > 4096:          # many peers: forget those whose window has passed
+            for stale in [p for p, times in failures.items() if now - times[-1] >= KEY_FAILURE_WINDOW_S]:
+                del failures[stale]
+        kept = [t for t in failures.get(peer, ()) if now - t < KEY_FAILURE_WINDOW_S]
+        if kept:
+            failures[peer] = kept
+        else:
+            failures.pop(peer, None)
+        return kept
+
     @web.middleware
     async def require_key(request, handler):
+        peer = request.remote or ""
+        if len(_recent(peer)) >= MAX_KEY_FAILURES:
+            return _refuse(request, 429, f"{MAX_KEY_FAILURES} wrong keys within {KEY_FAILURE_WINDOW_S:.0f} s",
+                           "too many wrong keys; try again in a minute")
         cookie = f"{cookie_prefix}{request.url.port or ''}"
         bearer = request.headers.get("Authorization", "")
         by_query = _same(request.query.get("secret"), expected)
@@ -192,8 +219,10 @@ def auth_middleware(key: str, cookie_prefix: str = "rfmweb_key_", *, trust_forwa
                                 secure=request_scheme(request, trust_forwarded) == "https")
             response.headers["Referrer-Policy"] = "no-referrer"
             return response
-        if not (by_query or _same(request.cookies.get(cookie), token)
-                or (bearer[:7].lower() == "bearer " and _same(bearer[7:].strip(), expected))):
+        by_bearer = bearer[:7].lower() == "bearer " and _same(bearer[7:].strip(), expected)
+        if not (by_query or by_bearer or _same(request.cookies.get(cookie), token)):
+            if "secret" in request.query or bearer or cookie in request.cookies:   # a wrong key, not none
+                failures.setdefault(peer, []).append(clock())
             return _refuse(request, 401, "no valid auth key", "unauthorised; open the link with ?secret=KEY "
                                                               "(see `rfmweb serve --help`)")
         return await handler(request)
