@@ -161,6 +161,10 @@ def check_size(shape: tuple[int, ...]) -> None:
                          "this viewer accepts; crop or downsample it first")
 
 
+#: The largest voxel side accepted (mm): 1 m; anything larger is a corrupt header, not a scan.
+MAX_SPACING_MM = 1000.0
+
+
 def check_affine(affine: np.ndarray) -> np.ndarray:
     """Validate a voxel-to-world matrix: 4x4, finite, invertible, positive voxel sizes."""
     a = np.asarray(affine, dtype=np.float64)
@@ -171,6 +175,9 @@ def check_affine(affine: np.ndarray) -> np.ndarray:
     spacing = np.linalg.norm(a[:3, :3], axis=0)
     if (spacing <= 1e-6).any() or abs(np.linalg.det(a[:3, :3])) < 1e-12:
         raise InputError(f"voxel spacing must be > 0 mm and the affine invertible, got spacing {tuple(spacing.round(6))}")
+    if (spacing > MAX_SPACING_MM).any():
+        raise InputError(f"voxel spacing {tuple(float(s) for s in spacing.round(3))} mm is absurd (over "
+                         f"{MAX_SPACING_MM:g} mm); the header's voxel sizes are corrupt")
     return a
 
 

@@ -410,3 +410,35 @@ def test_segment_command_writes_dicom_seg(tmp_path):
     want = load_volume(tmp_path / "seg.nii.gz").data[0].astype(np.uint8).transpose(2, 1, 0)
     assert want.any() and np.array_equal(pixels, want)
     assert main([*args, "--out", str(tmp_path / "x.dcm"), "--resolution", "1.0"]) == 2
+
+
+def test_headers_may_not_read_voxels_from_elsewhere(tmp_path):
+    import SimpleITK as sitk
+
+    # a MetaImage header beside its raw data reads; one that points outside its folder is refused
+    good = tmp_path / "ok.mhd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 5, 6), np.float32)), str(good))
+    assert load_volume(good).shape == (6, 5, 4)
+    secret = tmp_path / "secret.raw"
+    secret.write_bytes(b"\0" * 480)
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    for name, header in (("abs.mha", f"ElementDataFile = {secret}"), ("up.mhd", "ElementDataFile = ../secret.raw")):
+        path = sub / name
+        path.write_text("ObjectType = Image\nNDims = 3\nDimSize = 4 5 6\nElementType = MET_FLOAT\n" + header + "\n")
+        with pytest.raises(InputError, match="outside the header's folder") as err:
+            load_volume(path)
+        assert name in str(err.value)
+    nhdr = sub / "up.nhdr"
+    nhdr.write_text("NRRD0004\ntype: float\ndimension: 3\nsizes: 4 5 6\nencoding: raw\ndata file: ../secret.raw\n\n")
+    with pytest.raises(InputError, match="outside the header's folder"):
+        load_volume(nhdr)
+
+
+def test_absurd_voxel_size_is_refused(tmp_path):
+    import nibabel as nib
+
+    path = tmp_path / "huge_voxels.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 5, 6), np.float32), np.diag([1e12, 1.0, 1.0, 1.0])), path)
+    with pytest.raises(InputError, match="absurd"):
+        load_volume(path)

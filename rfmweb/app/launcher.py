@@ -245,14 +245,16 @@ class Launcher:
     async def _proxy_ws(self, request, session: Session, headers: dict):
         from aiohttp import WSMsgType, web
 
-        browser = web.WebSocketResponse(max_msg_size=0)
+        # no permessage-deflate on either leg: frames are JPEG already, and aiohttp sends a large
+        # compressed message from a task of its own whose error nobody collects if the tab closes
+        browser = web.WebSocketResponse(max_msg_size=0, compress=False)
         await browser.prepare(request)
         session.sockets += 1
         if session.reaper is not None:
             session.reaper.cancel()
         try:
             async with self._http.ws_connect(f"http://127.0.0.1:{session.port}/ws", headers=headers,
-                                             max_msg_size=0) as app_ws:
+                                             max_msg_size=0, compress=0) as app_ws:
                 async def pump(source, sink) -> None:
                     async for msg in source:
                         if msg.type == WSMsgType.BINARY:

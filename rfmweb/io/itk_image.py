@@ -69,6 +69,34 @@ def error_summary(exc: Exception) -> str:
     return (useful or lines or [type(exc).__name__])[-1].removeprefix("Description:").strip()
 
 
+#: Header keys that name a detached voxel-data file (MetaImage ``ElementDataFile``, NRRD ``data file``).
+_DATA_FILE_KEYS = ("elementdatafile", "data file", "datafile")
+
+
+def check_data_files(path: Path) -> None:
+    """Refuse a header whose voxel data lives outside its own folder.
+
+    A ``.mha``/``.mhd``/``.nrrd``/``.nhdr`` header may name the file holding its voxels; a hostile
+    one could name ``/etc/passwd`` or ``../../secret`` and have it read (and shown) as an image. Only
+    names of files in the header's own folder (or ``LOCAL``, ``LIST`` and patterns of such names)
+    are accepted. Reads the text header only (up to the first blank line or 64 KiB).
+    """
+    with path.open("rb") as f:
+        head = f.read(65536)
+    text = head.split(b"\n\n", 1)[0].decode("latin-1", errors="replace")
+    for line in text.splitlines():
+        key, sep, value = line.partition("=" if "=" in line.split(":", 1)[0] else ":")
+        if not sep or key.strip().lower() not in _DATA_FILE_KEYS:
+            continue
+        for name in value.split():
+            if name.upper() in ("LOCAL", "LIST") or name.lstrip("+-").isdigit():
+                continue          # inline data, a list that follows, or a pattern's numbers
+            target = Path(name)
+            if target.is_absolute() or ".." in target.parts or (path.parent / target).resolve().parent != path.parent.resolve():
+                raise InputError(f"its header reads voxels from {name!r}, outside the header's folder; "
+                                 "only data files beside the header are read", path)
+
+
 def read_array(path: str | os.PathLike, *, labels: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Read one ``.nrrd``/``.nhdr``/``.mha``/``.mhd`` image.
 
@@ -89,6 +117,7 @@ def read_array(path: str | os.PathLike, *, labels: bool = False) -> tuple[np.nda
     path = Path(path)
     if not path.is_file():
         raise InputError("no such file" if not path.exists() else "expected a file", path)
+    check_data_files(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:

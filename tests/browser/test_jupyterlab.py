@@ -190,7 +190,8 @@ def test_viewer_shows_the_volume(notebook, artifacts):
     assert (img.reshape(-1, 3).max(axis=1) > 40).mean() > 0.05, "the head should cover part of the canvas"
     page.locator(".rfm-view").first.screenshot(path=str(artifacts / "jupyterlab_viewer_ui.png"))
     status = page.locator(".rfm-status-info").first.inner_text()
-    assert "full quality" in status and "ms" in status
+    # the settled view: its full-quality frame, or already a refinement of it (jittered frames averaged)
+    assert ("full quality" in status or "refined" in status) and "ms" in status, status
 
 
 def test_drag_rotates_the_view(notebook, artifacts):
