@@ -16,7 +16,8 @@ from rfmweb.data.cohort import find_cases, make_cohort
 from rfmweb.errors import InputError
 from rfmweb.inr import train as train_mod
 from rfmweb.inr.checkpoint import load_checkpoint, load_model
-from rfmweb.inr.sampling import CaseBank
+from rfmweb.inr.sampling import CaseBank, prepare_case
+from rfmweb.io import load_brats_case
 from rfmweb.inr.train import TrainConfig, build_optimizers, learning_rate, neumours_loss, train
 from rfmweb.models.inr import NeumoursINR, gather_patches, voxel_to_unit
 
@@ -82,8 +83,8 @@ def test_sampler_respects_the_foreground_ratio(cases):
 
 
 def test_sampled_patches_coords_and_labels_are_those_of_the_voxel(cases):
-    bank = CaseBank.from_folders(find_cases(cases / "train"), foreground_ratio=0.3)
-    for case in bank.cases:         # one case per bank: the voxel is known from its coordinates
+    prepared = [prepare_case(load_brats_case(f, require_seg=True)) for f in find_cases(cases / "train")]
+    for case in prepared:           # one case per bank: the voxel is known from its coordinates
         one = CaseBank([case], foreground_ratio=0.3)
         coords, patches, targets = one.sample(500, one.generator(7))
         extent = torch.tensor(case.shape, dtype=torch.float32) - 1

@@ -105,7 +105,7 @@ class CaseBank:
             raise InputError(f"foreground ratio must lie in 0..1, got {foreground_ratio}")
         if len({c.offsets.numel() for c in cases}) != 1:
             raise InputError("training cases must have the same modalities")
-        self.cases = cases
+        self.names = [c.name for c in cases]   # the packed tensors below are the bank's only copy
         self.foreground_ratio = float(foreground_ratio)
         self.patch_size = patch_size
         self.device = torch.device(device or "cpu")
@@ -144,7 +144,7 @@ class CaseBank:
         return cls(cases, foreground_ratio, device=device)
 
     def __len__(self) -> int:
-        return len(self.cases)
+        return len(self.names)
 
     def generator(self, seed: int) -> torch.Generator:
         """A random generator on the bank's device, seeded with ``seed``."""
@@ -158,7 +158,7 @@ class CaseBank:
             float32, ``targets [n]`` int64 labels 0..3.
         """
         opts = dict(generator=generator, device=self.device)
-        which = torch.randint(len(self.cases), (n,), **opts)
+        which = torch.randint(len(self.names), (n,), **opts)
         fg = torch.rand(n, **opts) < self.foreground_ratio
         u = torch.rand(n, dtype=torch.float64, **opts)
         n_tumour = self._n_tumour[which]

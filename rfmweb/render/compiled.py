@@ -49,11 +49,19 @@ class _Tables:
     light: tuple                  # gradient opacity and shading
 
 
+def narrow_labels(labels: torch.Tensor) -> np.ndarray:
+    """Flat label tensor -> the same values in the narrowest integer type (less memory to read)."""
+    array = labels.cpu().numpy()
+    most = int(array.max()) if array.size else 0
+    return array.astype(np.uint8 if most < 2 ** 8 else np.int16 if most < 2 ** 15 else np.int64)
+
+
 def _tables(field: ScalarField, ranges: tuple[np.ndarray, np.ndarray], gradient: np.ndarray,
-            normals: np.ndarray | None) -> _Tables:
+            normals: np.ndarray | None, labels: np.ndarray | None) -> _Tables:
     """The kernel's view of a pre-integrated :class:`~rfmweb.render.fields.ScalarField` (no copy of the
     scalar); ``ranges``: the field scalar's per-block ``(min, max)`` (:func:`._numba_blocks.block_ranges`);
-    ``gradient``, ``normals``: the field's shading gradient and label normals, :func:`interleaved`."""
+    ``gradient``, ``normals``: the field's shading gradient and label normals, :func:`interleaved`;
+    ``labels``: its labels, :func:`narrow_labels` (``None`` without)."""
     def f64(t: torch.Tensor) -> np.ndarray:
         return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float64)
 
@@ -72,9 +80,6 @@ def _tables(field: ScalarField, ranges: tuple[np.ndarray, np.ndarray], gradient:
     has_labels = field.labels is not None
     solid = bool(has_labels and field._solid)
     if has_labels:
-        labels = field.labels.cpu().numpy()
-        most = int(labels.max()) if labels.size else 0     # the narrowest type: less memory to read
-        labels = labels.astype(np.uint8 if most < 2 ** 8 else np.int16 if most < 2 ** 15 else np.int64)
         class_rgba, class_use = f64(field._class_rgba), f64(field._class_use)
     else:
         labels, class_rgba, class_use = np.zeros(1, dtype=np.uint8), np.ones((1, 4)), np.zeros(1)
@@ -121,7 +126,7 @@ class CompiledRaymarchRenderer:
         self._ranges_of = None            # the prepared grid self._ranges and self._gradient come from
         self._ranges: tuple[np.ndarray, np.ndarray] | None = None
         self._gradient: np.ndarray | None = None
-        self._normals: tuple | None = None  # (label normals tensor, its interleaved copy)
+        self._copies: dict[str, tuple] = {}  # field tensor -> (the tensor, its kernel copy), made once each
 
     def _field_tables(self, scene: Scene, step: float) -> _Tables:
         """Kernel tables of the scene's pre-integrated field, rebuilt when the volume, mix, hidden
@@ -135,16 +140,24 @@ class CompiledRaymarchRenderer:
                                                                               dtype=np.float32))
                 self._gradient = interleaved(p.grid[1:4])
                 self._ranges_of = p
-            normals = field.label_normals
-            if normals is None:
-                self._normals = None
-            elif self._normals is None or self._normals[0] is not normals:
-                self._normals = (normals, interleaved(normals))
-            self._tab = _tables(field, self._ranges, self._gradient, None if normals is None else self._normals[1])
+            self._tab = _tables(field, self._ranges, self._gradient,
+                                self._copy("normals", field.label_normals, interleaved),
+                                self._copy("labels", field.labels, narrow_labels))
             self._key = key
             log.debug("compiled marcher tables for %s, %s (%d blocks)", scene.volume.name, scene.tf.name,
                       self._ranges[0].size)
         return self._tab
+
+    def _copy(self, name: str, tensor: torch.Tensor | None, convert) -> np.ndarray | None:
+        """``convert(tensor)``, made again only when the field hands over another tensor (a TF or
+        class change keeps the prepared labels and normals)."""
+        if tensor is None:
+            self._copies.pop(name, None)
+            return None
+        held = self._copies.get(name)
+        if held is None or held[0] is not tensor:
+            held = self._copies[name] = (tensor, convert(tensor))
+        return held[1]
 
     def _rays(self, scene: Scene, cam: OrbitCamera, step: float, box, frame: int):
         """Rays and sample lattice of frame ``frame``, as :meth:`RaymarchRenderer.march` and
