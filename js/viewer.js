@@ -5,7 +5,11 @@
 //                   {type:"screenshot", view, request, filename, mime} + PNG buffer, {type:"error", view, message}
 //   page -> Python: ack, ready, resize, drag, wheel, preset, renderer, class, group, class_colors, cinematic,
 //                   reset, screenshot, mode, slice, stroke, mark, apply_correction, undo_correction, window,
-//                   overlay, probe (rfmweb.session.messages; rfmweb.session.controller carries them out)
+//                   overlay, probe, point, annotate, unannotate, save_scene, load_scene
+//                   (rfmweb.session.messages; rfmweb.session.controller carries them out)
+//   Python -> page also: {type:"scene", view, request, filename, text} (a scene file to download)
+// A click (no drag) puts the crosshair cursor on the voxel (slice) or surface (3-D) under the pointer;
+// linked views move there.
 // Slice views: the wheel steps slices, ctrl+wheel zooms, right/ctrl-drag sets the window, shift/middle-drag
 // pans, hovering reads the intensity under the pointer (Python decides by the view's mode). With the correction tool on,
 // a drag on a slice view paints a stroke (sent as canvas device pixels on release) and a click on a 3-D
@@ -133,12 +137,22 @@ class ViewPanel {
         [this.toolBox, h("span", { text: "correct" })]), this.labelSel,
       h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Brush" }), this.brushRange, this.brushText]),
       this.applyBtn, this.undoBtn, this.clearBtn, this.marksText]);
+    this.noteInput = h("input", { type: "text", class: "rfm-note-text", maxlength: "80",
+      placeholder: "label for the cursor point", title: "Click a point, type a label, press Enter" });
+    this.noteBtn = h("button", { class: "rfm-btn rfm-annotate", text: "Add", title: "Label the cursor's point" });
+    this.noteClear = h("button", { class: "rfm-btn rfm-unannotate", text: "Clear",
+      title: "Remove every annotation and the cursor" });
+    this.notesText = h("div", { class: "rfm-notes" });
+    this.sceneSave = h("button", { class: "rfm-btn rfm-scene-save", text: "Save scene",
+      title: "Download the view (preset, classes, camera, slices, annotations) as a JSON file" });
+    this.sceneFile = h("input", { type: "file", accept: ".json,application/json", class: "rfm-scene-file", hidden: true });
+    this.sceneLoad = h("button", { class: "rfm-btn rfm-scene-load", text: "Load scene", title: "Restore a saved scene" });
     this.presetSel = h("select", { class: "rfm-select", title: "Transfer-function preset" });
     this.rendererSel = h("select", { class: "rfm-select", title: "Renderer" });
     const resetBtn = h("button", { class: "rfm-btn", title: "Reset view", html: ICONS.reset });
     const shotBtn = h("button", { class: "rfm-btn", title: "Save a full-quality PNG", html: ICONS.camera });
     this.canvas = h("canvas", { class: "rfm-canvas", tabindex: "0",
-      title: "drag: orbit · shift+drag / middle: pan · right / ctrl+drag / wheel: zoom" });
+      title: "click: crosshair · drag: orbit · shift+drag / middle: pan · right / ctrl+drag / wheel: zoom" });
     this.overlay = h("div", { class: "rfm-overlay", text: "waiting for the kernel…" });
     this.stage = h("div", { class: "rfm-stage" }, [this.canvas, this.overlay]);
     this.groupsBox = h("div", { class: "rfm-groups" });
@@ -161,6 +175,9 @@ class ViewPanel {
       h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Renderer" }), this.rendererSel]),
       h("div", { class: "rfm-section", text: "Anatomy" }), this.groupsBox, this.classBox, colorsLabel,
       this.cinematicLabel,
+      h("div", { class: "rfm-section", text: "Annotations" }),
+      h("div", { class: "rfm-row" }, [this.noteInput, this.noteBtn, this.noteClear]), this.notesText,
+      h("div", { class: "rfm-row" }, [this.sceneSave, this.sceneLoad, this.sceneFile]),
     ]);
     this.root = h("div", { class: "rfm-view" }, [
       h("div", { class: "rfm-header" }, [h("div", {}, [this.title, this.subtitle]),
@@ -195,6 +212,24 @@ class ViewPanel {
       this.brushText.textContent = `${this.brushRange.value} mm`;
       this.send({ type: "brush", radius_mm: Number(this.brushRange.value) });
     });
+    const annotate = () => {
+      const text = this.noteInput.value.trim();
+      if (text) { this.send({ type: "annotate", text }); this.noteInput.value = ""; }
+    };
+    this.on(this.noteBtn, "click", annotate);
+    this.on(this.noteInput, "keydown", (e) => { if (e.key === "Enter") annotate(); });
+    this.on(this.noteClear, "click", () => this.send({ type: "unannotate" }));
+    this.sceneRequest = 0;
+    this.on(this.sceneSave, "click", () => { this.sceneRequest += 1; this.send({ type: "save_scene", request: this.sceneRequest }); });
+    this.on(this.sceneLoad, "click", () => this.sceneFile.click());
+    this.on(this.sceneFile, "change", async () => {
+      const file = this.sceneFile.files[0];
+      this.sceneFile.value = "";
+      if (!file) return;
+      if (file.size > 256 * 1024) { this.flash(`${file.name}: too large for a scene file`, true); return; }
+      this.send({ type: "load_scene", text: await file.text() });
+      this.flash(`loaded ${file.name}`);
+    });
     this.on(resetBtn, "click", () => this.send({ type: "reset" }));
     this.on(shotBtn, "click", () => {
       this.screenshotRequest += 1;
@@ -215,10 +250,9 @@ class ViewPanel {
       e.preventDefault();  // no text selection, no middle-click autoscroll
       c.focus({ preventScroll: true });
       c.setPointerCapture(e.pointerId);
-      this.drag = { id: e.pointerId, button: BUTTONS[e.button], x: e.clientX, y: e.clientY };
+      this.drag = { id: e.pointerId, button: BUTTONS[e.button], x: e.clientX, y: e.clientY, x0: e.clientX, y0: e.clientY };
       if (e.button === 0 && this.toolBox.checked && this.state?.correctable) {
         this.drag.stroke = [this.devicePoint(e)];
-        this.drag.x0 = e.clientX; this.drag.y0 = e.clientY;
       }
       c.classList.add("rfm-dragging");
     });
@@ -247,6 +281,10 @@ class ViewPanel {
           const [x, y] = this.devicePoint(e);
           this.send({ type: "mark", x, y, label });
         }
+      } else if (!d.stroke && e.type === "pointerup" && d.button === "left" && !e.shiftKey && !(e.ctrlKey || e.metaKey)
+                 && Math.hypot(e.clientX - d.x0, e.clientY - d.y0) < 4) {  // a click: the crosshair goes there
+        const [x, y] = this.devicePoint(e);
+        this.send({ type: "point", x, y });
       }
       this.dragger.flush();
       this.drag = null;
@@ -340,14 +378,18 @@ class ViewPanel {
     }
   }
 
-  onScreenshot(meta, buffer) {
-    const url = URL.createObjectURL(new Blob([buffer], { type: meta.mime }));
-    const a = h("a", { href: url, download: meta.filename });
+  onScreenshot(meta, buffer) { this.download(new Blob([buffer], { type: meta.mime }), meta.filename); }
+
+  onScene(meta) { this.download(new Blob([meta.text], { type: "application/json" }), meta.filename); }
+
+  download(blob, filename) {
+    const url = URL.createObjectURL(blob);
+    const a = h("a", { href: url, download: filename });
     document.body.append(a);
     a.click();
     a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10000);
-    this.flash(`saved ${meta.filename}`);
+    this.flash(`saved ${filename}`);
   }
 
   flash(text, isError = false) {
@@ -384,7 +426,10 @@ class ViewPanel {
     this.windowText.textContent = state.window || "";
     this.overlayBox.checked = state.label_overlay;
     if (document.activeElement !== this.overlayRange) this.overlayRange.value = String(state.overlay_opacity);
-    this.probeText.textContent = state.mode !== "3d" ? (state.probe || "") : "";
+    this.probeText.textContent = state.mode !== "3d" ? (state.probe || "") : (state.cursor ? `cursor ${state.cursor}` : "");
+    this.notesText.textContent = (state.annotations || []).map((t, i) => `${i + 1}. ${t}`).join("  ");
+    this.canvas.dataset.cursor = state.cursor || "";
+    this.canvas.dataset.annotations = String((state.annotations || []).length);
     fillSelect(this.presetSel, model.get("preset_options").map((p) => [p, p]), state.preset);
     fillSelect(this.rendererSel, model.get("renderer_options").map((r) => [r.name, r.label]), state.renderer);
     this.classColors.checked = state.class_colors;
@@ -505,6 +550,7 @@ export default {
       const panel = panels[msg.view];
       if (msg.type === "frame" && panel) panel.onFrame(msg, buffers[0]);
       else if (msg.type === "screenshot" && panel) panel.onScreenshot(msg, buffers[0]);
+      else if (msg.type === "scene" && panel) panel.onScene(msg);
       else if (msg.type === "error") {
         console.warn("rfmweb:", msg.message);
         (panel ? [panel] : panels).forEach((p) => p.flash(msg.message, true));

@@ -16,12 +16,13 @@ SIZE = 64
 SCRIPT = [m.SetPreset(0, "CT-Muscle"), m.SetClass(0, 2, visible=False), m.SetClass(0, 1, opacity=0.5),
           m.SetClassColors(0, True), m.Drag(0, "left", 30, -10), m.Wheel(0, -120), m.SetMode(0, "axial"),
           m.SetSlice(0, 5), m.SetWindow(0, preset="bone"), m.Drag(0, "right", 12, -8),
-          m.Drag(0, "left", 5, 3, shift=True), m.Wheel(0, -240, ctrl=True), m.SetLabelOverlay(0, True, 0.6)]
+          m.Drag(0, "left", 5, 3, shift=True), m.Wheel(0, -240, ctrl=True), m.SetLabelOverlay(0, True, 0.6),
+          m.PointAt(0, 20, 24), m.Annotate(0, "left orbit"), m.SetMode(0, "coronal")]
 
 
 def _state(s: RenderSession) -> tuple:
     return (s.preset_name, s.renderer_name, s.classes, s.camera, s.mode, s.slice_index, s.window, s.slice_zoom,
-            s.slice_pan, s.label_overlay, s.overlay)
+            s.slice_pan, s.label_overlay, s.overlay, s.cursor, s.annotations, dict(s.slice_indices))
 
 
 def test_both_front_ends_give_the_same_state_and_frames(small_ct):
@@ -42,7 +43,8 @@ def test_both_front_ends_give_the_same_state_and_frames(small_ct):
             content = {"type": msg.tag(), **{k: v for k, v in msg.__dict__.items() if v is not None}}
             widget._on_client_msg(widget, content, [])
         assert _state(a) == _state(w)
-        assert a.mode == "axial" and a.window is not None and a.slice_zoom > 1 and a.label_overlay
+        assert a.mode == "coronal" and a.window is not None and a.slice_zoom > 1 and a.label_overlay
+        assert a.cursor is not None and [n.text for n in a.annotations] == ["left orbit"]
         np.testing.assert_array_equal(a.render(), w.render())
     finally:
         app.close()

@@ -37,6 +37,11 @@ from rfmweb.session.messages import (  # re-exported: the widget's protocol
     UndoCorrection,
     SetLabelOverlay,
     SetWindow,
+    PointAt,
+    Annotate,
+    RemoveAnnotation,
+    SaveScene,
+    LoadScene,
     CLIENT_MESSAGES,
     parse_client_message,
 )
@@ -45,8 +50,8 @@ __all__ = [
     "MAX_SIDE", "MAX_STROKE_POINTS", "MessageError", "ClientMessage", "Ack", "Ready", "Resize", "Drag",
     "Wheel", "Probe", "SetPreset", "SetRenderer", "SetClass", "SetGroup", "SetClassColors", "SetCinematic",
     "ResetCamera", "Screenshot", "SetMode", "SetSlice", "Stroke", "Mark", "ApplyCorrection", "UndoCorrection",
-    "SetLabelOverlay", "SetWindow", "CLIENT_MESSAGES", "parse_client_message", "FrameOut", "ScreenshotOut",
-    "ErrorOut"
+    "SetLabelOverlay", "SetWindow", "PointAt", "Annotate", "RemoveAnnotation", "SaveScene", "LoadScene",
+    "CLIENT_MESSAGES", "parse_client_message", "FrameOut", "ScreenshotOut", "SceneOut", "ErrorOut"
 ]
 
 
@@ -82,6 +87,19 @@ class ScreenshotOut:
 
     def to_json(self) -> dict:
         return {"type": "screenshot", **asdict(self)}
+
+
+@dataclass(frozen=True)
+class SceneOut:
+    """Reply to :class:`SaveScene`: the scene file's JSON ``text`` (:mod:`rfmweb.session.scene_file`)."""
+
+    view: int
+    request: int
+    filename: str
+    text: str
+
+    def to_json(self) -> dict:
+        return {"type": "scene", **asdict(self)}
 
 
 @dataclass(frozen=True)

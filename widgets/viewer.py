@@ -19,6 +19,7 @@ Each view is a :class:`~rfmweb.session.RenderSession` streamed by a
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -32,9 +33,10 @@ import traitlets as t
 from rfmweb.errors import InputError
 from rfmweb.render.registry import renderer_label, renderer_names
 from rfmweb.render.slices import WINDOW_PRESETS
-from rfmweb.session import FrameStream, RenderSession, SegmentationViews, link_cameras, link_view_modes
+from rfmweb.session import FrameStream, RenderSession, SegmentationViews, link_cameras, link_points, link_view_modes
 from rfmweb.session.controller import STYLE_MESSAGES, ViewController, window_readout
 from rfmweb.session.encode import side_by_side
+from rfmweb.session.scene_file import apply_scene, read_scene, save_scene, scene_to_dict
 from rfmweb.transfer import PRESETS
 from rfmweb.volume import Volume
 
@@ -118,6 +120,7 @@ class _Views(anywidget.AnyWidget):
         # slice views follow each other too when the views show the same grid
         same_grid = len({s.volume.shape if s.volume is not None else None for s in self._sessions}) == 1
         self._unlink_modes = link_view_modes(self._sessions) if linked and same_grid else None
+        self._unlink_points = link_points(self._sessions) if linked and same_grid else None
         # paused until the page mounts the view (its "ready" message): no frames for nobody
         self._streams = [FrameStream(s, partial(self._send_frame, i), on_status=partial(self._on_status, i),
                                      paused=True, name=f"{self.model_id[:8]}-{i}")
@@ -184,6 +187,43 @@ class _Views(anywidget.AnyWidget):
         """Draw the label map over slice views (greyscale without it), at ``opacity`` in [0, 1]."""
         self._control(view, m.SetLabelOverlay, on=bool(on), opacity=opacity)
 
+    def set_linked(self, on: bool) -> None:
+        """One camera for every view (orbit one, all follow), or each its own (Compare)."""
+        if on and self._unlink is None and len(self._sessions) > 1:
+            self._unlink = link_cameras(self._sessions)
+        elif not on and self._unlink is not None:
+            self._unlink()
+            self._unlink = None
+
+    # -- crosshair, annotations, scenes ------------------------------------------------------------
+    def set_cursor(self, position: Sequence[float] | None, *, view: int = 0) -> None:
+        """Put the crosshair at ``position`` (mm, RAS; ``None``: hide it); the slices move there, and
+        linked views follow."""
+        self._sessions[self._check_view(view)].set_cursor(position)
+
+    def annotate(self, text: str, position: Sequence[float] | None = None, *, view: int = 0) -> None:
+        """Label ``position`` (mm, RAS; default: the cursor) with ``text``: drawn on the 3-D view
+        (it stays on the anatomy while orbiting) and on the slices it lies on."""
+        self._sessions[self._check_view(view)].add_annotation(text, position)
+
+    def clear_annotations(self, *, view: int = 0) -> None:
+        """Remove every annotation and the cursor (linked views follow)."""
+        self._control(view, m.RemoveAnnotation)
+
+    def scene(self, *, view: int = 0) -> dict:
+        """The view's scene (preset, classes, camera, slices, window, cursor, annotations) as a dict."""
+        return scene_to_dict(self._sessions[self._check_view(view)])
+
+    def save_scene(self, path: str | Path, *, view: int = 0) -> Path:
+        """Write the view's scene to ``path`` (a small JSON file to hand out)."""
+        return save_scene(self._sessions[self._check_view(view)], path)
+
+    def load_scene(self, scene: str | Path | dict, *, view: int | None = None) -> None:
+        """Restore a scene (a file or a :meth:`scene` dict) onto one view or all."""
+        data = scene if isinstance(scene, dict) else read_scene(scene)
+        for i in self._views(view):
+            apply_scene(self._sessions[i], data, None if isinstance(scene, dict) else scene)
+
     # -- segmentation corrections (Compare.segmentations) ----------------------------------------
     def dice(self) -> dict[str, dict[str, float]] | None:
         """Dice (WT, TC, ET) of the raw and denoised INR views against the ground truth."""
@@ -239,8 +279,9 @@ class _Views(anywidget.AnyWidget):
                 u()
             if self._unlink is not None:
                 self._unlink()
-            if self._unlink_modes is not None:
-                self._unlink_modes()
+            for unlink in (self._unlink_modes, self._unlink_points):
+                if unlink is not None:
+                    unlink()
             for s, owned in zip(self._sessions, self._owned):
                 if owned:
                     s.close()
@@ -288,7 +329,9 @@ class _Views(anywidget.AnyWidget):
                 "label_overlay": bool(s.label_overlay), "overlay_opacity": float(s.overlay),
                 "hu": s.volume is not None and s.volume.modality == "CT",
                 "window_preset": window[0], "window": window[1],
-                "probe": self.control.probes[i], "status": status, "busy": busy}
+                "probe": self.control.probes[i], "status": status, "busy": busy,
+                "cursor": "" if snap.cursor is None else "({:.1f}, {:.1f}, {:.1f}) mm".format(*snap.cursor),
+                "annotations": [a.text for a in snap.annotations]}
 
     def _sync_views(self) -> None:
         # Called from the kernel thread and from render threads: one writer at a time.
@@ -344,6 +387,10 @@ class _Views(anywidget.AnyWidget):
             # a (re)mounted page has no frames in flight and needs a first frame even if nothing changed
             session.resize(msg.width, msg.height)
             stream.resume()
+        elif isinstance(msg, m.SaveScene):
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self._titles[i]}_scene").strip("_")
+            text = json.dumps(scene_to_dict(session), indent=1)
+            self.send(m.SceneOut(i, msg.request, f"{name or 'rfmweb'}.json", text).to_json())
         elif isinstance(msg, m.Screenshot):
             # rendering a full-quality PNG takes a while: never on the kernel's thread
             threading.Thread(target=self._reply_screenshot, args=(msg,), name="rfmweb-screenshot",

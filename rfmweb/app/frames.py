@@ -28,6 +28,8 @@ MAX_PIXELS = 1280 * 1024
 #: Browser wheel delta per trame-rca ``spinY`` unit (one notch).
 WHEEL_DELTA_PER_SPIN = 100.0
 _BUTTONS = {"Left": "left", "Middle": "middle", "Right": "right"}
+#: A left press and release closer than this (CSS px) is a click: it places the crosshair cursor.
+CLICK_PX = 4.0
 
 
 def guarded(method: Callable) -> Callable:
@@ -78,6 +80,7 @@ class FrameAdapter:
         self._pixel_ratio = 1.0  # rendered (device) pixels per CSS pixel
         self._css_height = 300.0
         self._drag: tuple[str, float, float, bool, bool] | None = None
+        self._press: tuple[float, float] | None = None  # where a plain left press began (CSS px): a click?
         #: With the correction tool on: called with ``(view name, points [[u, v], ...] device pixels,
         #: click)`` when a left drag (a stroke; the controller's brush gives its radius) or a click ends.
         self.painter: Callable[[str, list, bool], None] | None = None
@@ -137,8 +140,15 @@ class FrameAdapter:
             button = _BUTTONS[kind[:-len("ButtonPress")]]
             self._drag = (button, float(event["x"]), float(event["y"]), bool(event.get("shiftKey")),
                           bool(event.get("ctrlKey")))
+            plain = button == "left" and not (self._drag[3] or self._drag[4])
+            self._press = (self._drag[1], self._drag[2]) if plain else None
         elif kind.endswith("ButtonRelease"):
-            self._drag = None
+            press, self._press, self._drag = self._press, None, None
+            x, y = float(event.get("x", math.nan)), float(event.get("y", math.nan))
+            if press is not None and math.isfinite(x) and math.isfinite(y) and \
+                    math.hypot(x - press[0], y - press[1]) < CLICK_PX:  # a click: the crosshair goes there
+                self.control.handle(m.PointAt(self.index, x * self._pixel_ratio,
+                                              (self._css_height - y) * self._pixel_ratio))
         elif kind == "MouseMove":
             x, y = float(event["x"]), float(event["y"])
             if not (math.isfinite(x) and math.isfinite(y)):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import math
 import time
@@ -40,13 +41,16 @@ from ..backend import marcher_renderer
 from ..errors import InputError
 from ..render.registry import renderer_label, renderer_names
 from ..render.slices import WINDOW_PRESETS
-from ..session import VIEW_MODES, Frame, RenderSession, SegmentationViews, link_cameras, link_view_modes
+from ..session import VIEW_MODES, Frame, RenderSession, SegmentationViews, link_cameras, link_points, \
+    link_view_modes
 from ..session import messages as m
 from ..session.controller import ViewController, window_readout
 from ..session.segmentation import CORRECTION_LABELS, TITLES
 from ..transfer import PRESETS
 from ..volume import Volume
+from ..session.difference import DifferenceSession
 from ..session.encode import side_by_side
+from ..session.scene_file import parse_scene, scene_to_dict
 from .frames import FrameAdapter, guarded
 from .state import VIEW_A, VIEW_B, VIEW_C, VIEWS, AppState, Choice, class_rows, group_rows
 
@@ -87,9 +91,17 @@ class AppController:
                                          on_status=functools.partial(self._on_status, name))
                       for i, name in enumerate(self.sessions)}
         self._unlink: Callable[[], None] | None = None
-        self._last_info = {name: 0.0 for name in self.sessions}
+        self._last_info = dict.fromkeys(VIEWS, 0.0)
         # slice views follow each other (same volume grid); cameras link when views are side by side
         self._unlink_modes = link_view_modes(list(self.sessions.values())) if volume is not None else None
+        self._unlink_points = link_points(list(self.sessions.values()))  # crosshair and annotations
+        # compare layout: a third pane may show |left - right| with SSIM / PSNR; it renders both views
+        # itself, and pointer events on it steer the left view (index 0; the right one follows)
+        self.difference = None
+        if segmentation is None:
+            self.difference = DifferenceSession(self.sessions[VIEW_A], self.sessions[VIEW_B])
+            self.views[VIEW_C] = FrameAdapter(VIEW_C, 0, self.control, on_frame=functools.partial(self._on_frame, VIEW_C),
+                                              on_status=functools.partial(self._on_status, VIEW_C))
         self.views[VIEW_A].attach(self.sessions[VIEW_A])
         if segmentation is not None:
             self._unlink = link_cameras(list(self.sessions.values()))
@@ -98,7 +110,8 @@ class AppController:
             segmentation.on_status = self._from_segmentation
         # slices stepped by the wheel in a view: the slider follows
         self._unsubscribe = self.sessions[VIEW_A].subscribe(
-            lambda _s, what: self.views[VIEW_A]._call_on_loop(self._sync_now) if what == "slice" else None)
+            lambda _s, what: self.views[VIEW_A]._call_on_loop(self._sync_now)
+            if what in ("slice", "cursor", "annotations") else None)
 
         d = self.typed.data
         d.title = self.sessions[VIEW_A].name or "rfmweb"
@@ -119,7 +132,8 @@ class AppController:
         changes = {n.compare: self.set_compare, n.class_colors: self.set_class_colors, n.cinematic: self.set_cinematic,
                    n.view_mode: self.set_view_mode, n.slice_index: self.set_slice, n.tool: self.set_tool,
                    n.label_overlay: self.set_label_overlay, n.overlay_opacity: self.set_overlay_opacity,
-                   n.window_preset: self.set_window_preset, n.brush_mm: self.set_brush}
+                   n.window_preset: self.set_window_preset, n.brush_mm: self.set_brush,
+                   n.difference: self.set_difference, n.linked: self.set_linked}
         for name in self.sessions:
             changes[getattr(n, name).renderer] = functools.partial(self.set_renderer, name)
             changes[getattr(n, name).preset] = functools.partial(self.set_preset, name)
@@ -135,7 +149,11 @@ class AppController:
         ctrl.rfm_apply_correction = functools.partial(self._correct, "apply")
         ctrl.rfm_undo_correction = functools.partial(self._correct, "undo")
         ctrl.rfm_clear_marks = functools.partial(self._correct, "clear")
+        ctrl.rfm_annotate = self.annotate
+        ctrl.rfm_unannotate = self.unannotate
         server.trigger("rfm_screenshot")(self.screenshot)
+        server.trigger("rfm_scene")(self.scene_text)
+        server.trigger("rfm_load_scene")(self.load_scene)
 
     # -- wiring -----------------------------------------------------------------------------------
     def _on_server_ready(self, **_) -> None:
@@ -151,14 +169,20 @@ class AppController:
         a = self.sessions[VIEW_A]
         d = self.typed.data
         seg = self.segmentation
+        differ = self.difference is not None and self.views[VIEW_C].stream is not None
         with self.typed.suppress_change_listeners():
             for i, (name, session) in enumerate(self.sessions.items()):
                 vs = self._view_state(name)
                 vs.renderer, vs.preset = session.renderer_name, session.preset_name
                 vs.title = TITLES[i] if seg is not None else ""
+                if differ:  # the difference pane has a title row: the compared views say what they show
+                    vs.title = f"{renderer_label(session.renderer_name)} · {session.preset_name}"
                 vs.subtitle = seg.dice_text(i) if seg is not None else ""
                 vs.probe = self.control.probes[i] if session.mode != "3d" else ""
             d.compare = self.views[VIEW_B].stream is not None
+            d.difference = differ
+            if differ:
+                d.view_c.title = "|left − right|"
             d.view_mode, d.slice_index = a.mode, a.slice_index
             d.slice_max = max(0, a.slice_count() - 1) if a.volume is not None else 0
             d.marks = seg.n_marks if seg is not None else 0
@@ -171,6 +195,8 @@ class AppController:
             d.can_cinematic = "pathtrace" in renderer_names() and a.volume is not None
             d.classes = class_rows(a.classes)
             d.groups = group_rows(a.classes)
+            d.cursor = "" if a.cursor is None else "({:.1f}, {:.1f}, {:.1f}) mm".format(*a.cursor)
+            d.annotations = [f"{i + 1}. {note.text}" for i, note in enumerate(a.annotations)]
 
     def _sync_now(self) -> None:
         with self.state:
@@ -185,15 +211,19 @@ class AppController:
                 stream.close()
         for session in self.sessions.values():
             session.close()
+        if self.difference is not None:
+            self.difference.close()
 
     # -- view choices: one message each for the controller ------------------------------------------
     @guarded
     def set_renderer(self, view: str, name: str) -> None:
         self.control.handle(m.SetRenderer(self.index[view], str(name)))
+        self.sync_state()  # titles of a difference layout name renderer and preset
 
     @guarded
     def set_preset(self, view: str, name: str) -> None:
         self.control.handle(m.SetPreset(self.index[view], str(name)))
+        self.sync_state()  # titles of a difference layout name renderer and preset
 
     @guarded
     def set_view_mode(self, mode: str) -> None:
@@ -236,17 +266,47 @@ class AppController:
         if bool(on) == (b.stream is not None):
             return
         if on:
-            self._unlink = link_cameras([self.sessions[VIEW_A], self.sessions[VIEW_B]])
+            if self.typed.data.linked:
+                self._unlink = link_cameras([self.sessions[VIEW_A], self.sessions[VIEW_B]])
             b.attach(self.sessions[VIEW_B])
         else:
             if self._unlink is not None:
                 self._unlink()
                 self._unlink = None
+            self.set_difference(False)
             stream = b.detach()
             if stream is not None:  # closing joins the worker, which may be mid-render: not on the loop
                 asyncio.get_event_loop().run_in_executor(None, stream.close)
             with self.state:
                 self.typed.data.view_b.status = ""
+
+    @guarded
+    def set_linked(self, on: bool) -> None:
+        """Compare layout: one camera for both views (orbit either, both follow), or each its own."""
+        if self.segmentation is not None or self.views[VIEW_B].stream is None:
+            return  # applied when compare turns on; the segmentation views are always linked
+        if on and self._unlink is None:
+            self._unlink = link_cameras([self.sessions[VIEW_A], self.sessions[VIEW_B]])
+        elif not on and self._unlink is not None:
+            self._unlink()
+            self._unlink = None
+
+    @guarded
+    def set_difference(self, on: bool) -> None:
+        """Show |left - right| (a heat map, SSIM and PSNR in its status line) beside the compared views."""
+        c = self.views.get(VIEW_C) if self.difference is not None else None
+        if c is None or bool(on) == (c.stream is not None):
+            return
+        if on:
+            if self.views[VIEW_B].stream is None:
+                raise InputError("the difference view compares two views: switch Compare on first")
+            c.attach(self.difference)
+        else:
+            stream = c.detach()
+            if stream is not None:
+                asyncio.get_event_loop().run_in_executor(None, stream.close)
+        with self.state:
+            self.sync_state()
 
     @guarded
     def compare_renderfm(self) -> None:
@@ -292,6 +352,46 @@ class AppController:
     def set_group_visible(self, group, visible) -> None:
         self.control.handle(m.SetGroup(0, str(group), bool(visible)))
         self.sync_state()
+
+    # -- annotations and scenes -------------------------------------------------------------------------
+    @guarded
+    def annotate(self) -> None:
+        """Label the cursor's point with the typed text (every view: they share annotations)."""
+        text = str(self.typed.data.annotation_text or "")
+        self.control.handle(m.Annotate(0, text))
+        with self.state:
+            self.typed.data.annotation_text = ""
+            self.sync_state()
+
+    @guarded
+    def unannotate(self) -> None:
+        """Remove every annotation and the cursor."""
+        self.control.handle(m.RemoveAnnotation(0))
+
+    def scene_text(self, *_args) -> str:
+        """The main view's scene file (JSON text) for the page to download."""
+        return json.dumps(scene_to_dict(self.sessions[VIEW_A]), indent=1)
+
+    @guarded
+    def load_scene(self, text, *_args) -> None:
+        """Restore an uploaded scene file (a bad one: logged, shown, nothing changed)."""
+        if not isinstance(text, str):
+            raise InputError("a scene upload must be the file's text")
+        try:
+            # the scene is the main view's; the others keep their own renderer and preset (a
+            # comparison stays one) and take the rest: classes, camera, slices, window, annotations
+            self.control.handle(m.LoadScene(0, text))
+            data = parse_scene(text, "the uploaded scene")
+            rest = json.dumps({k: v for k, v in data.items() if k not in ("renderer", "preset", "transfer_function")})
+            for i in range(1, len(self.sessions)):
+                self.control.handle(m.LoadScene(i, rest))
+        except (InputError, m.MessageError) as exc:
+            with self.state:
+                self.typed.data.view_a.status = f"scene not loaded: {exc}"
+            raise
+        with self.state:
+            self.typed.data.view_a.status = "scene loaded"
+            self.sync_state()
 
     # -- corrections (segmentation views) -------------------------------------------------------------
     @guarded
@@ -389,6 +489,9 @@ class AppController:
         refined = f"cinematic still, {frame.spp} spp" if still else f"converging, {frame.spp} spp"
         label = {"idle": "full quality", "progressive": refined}.get(frame.kind, "interactive")
         note = f"{frame.note} · " if frame.note else ""  # first: a narrow view cuts the end of the line
+        if session is self.difference:
+            with self.state:
+                self._view_state(view).subtitle = frame.note
         with self.state:
             self._view_state(view).status = (f"{note}{label} {frame.width}×{frame.height}, "
                                               f"{frame.render_ms:.0f} ms render + {frame.encode_ms:.0f} ms encode")

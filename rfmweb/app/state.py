@@ -86,6 +86,11 @@ class AppState:
             "Ray-marcher | Render-FM" compare button shows).
         classes, groups: per-class styles and grouped toggles of the volume's label map.
         renderers, presets: the options of the selects.
+        cursor: the crosshair's position ("(x, y, z) mm"; "" before a click); annotation_text: the
+            label typed for the next annotation; annotations: the labels shown (numbered).
+        grid: the segmentation views in a 2x2 grid instead of one row.
+        difference: with compare, a third pane shows |left - right| with SSIM and PSNR.
+        linked: with compare, the two views share one camera.
     """
 
     title: str = "rfmweb"
@@ -117,6 +122,12 @@ class AppState:
     groups: list[GroupRow] = field(default_factory=list)
     renderers: list[Choice] = field(default_factory=list)
     presets: list[str] = field(default_factory=list)
+    cursor: str = ""
+    annotation_text: str = ""
+    annotations: list[str] = field(default_factory=list)
+    grid: bool = False
+    difference: bool = False
+    linked: bool = True
 
 
 def hex_color(color: tuple[float, ...]) -> str:

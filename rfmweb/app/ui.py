@@ -85,7 +85,7 @@ def _view(name: str, title: str, names) -> None:
     """One view: trame-rca's event/size area with our frame <img> inside, and its status line."""
     view = getattr(names, name)
     status = view.status
-    with html.Div(classes="d-flex flex-column", style="flex:1 1 0;min-width:0;height:100%;"):
+    with html.Div(classes="d-flex flex-column", style="flex:1 1 0;min-width:0;min-height:0;height:100%;"):
         with html.Div(v_if=(view.title,), classes=f"px-2 rfm-title rfm-title-{name}", style="height:40px;"):
             html.Div(f"{{{{ {view.title} }}}}", classes="text-subtitle-2")
             html.Div(f"{{{{ {view.subtitle} }}}}", classes=f"text-caption rfm-dice rfm-dice-{name}")
@@ -153,6 +153,32 @@ def _correction_controls(ctrl, names) -> None:
             html.Div(f"{{{{ {names.marks} }}}} marked", classes="text-caption rfm-marks")
 
 
+def _annotation_controls(ctrl, names) -> None:
+    """Annotations: click a point (the crosshair goes there), type a label, Add; the scene (look,
+    camera, slices, annotations) saved to / loaded from a small JSON file that stays in the browser."""
+    html.Div("Annotations", classes="text-subtitle-2 mt-1")
+    html.Div(f"cursor {{{{ {names.cursor} }}}}", v_if=(names.cursor,), classes="text-caption rfm-cursor")
+    html.Div("click a point in a view to place the crosshair", v_if=(f"!{names.cursor}",),
+             classes="text-caption text-medium-emphasis")
+    with html.Div(classes="d-flex align-center", style="gap:6px"):
+        v3.VTextField(v_model=(names.annotation_text,), placeholder="label for the cursor point", density="compact",
+                      hide_details=True, maxlength=80, classes="rfm-note-text", keyup_enter=ctrl.rfm_annotate,
+                      __events=[("keyup_enter", "keyup.enter")])
+        v3.VBtn("Add", click=ctrl.rfm_annotate, variant="tonal", size="small", classes="rfm-annotate",
+                disabled=(f"!{names.cursor} || !{names.annotation_text}",))
+        v3.VBtn("Clear", click=ctrl.rfm_unannotate, variant="tonal", size="small", classes="rfm-unannotate")
+    html.Div("{{ a }}", v_for=f"a in {names.annotations}", key="a", classes="text-caption rfm-note")
+    with html.Div(classes="d-flex mt-1", style="gap:6px"):
+        v3.VBtn("Save scene", variant="tonal", size="small", prepend_icon="mdi-content-save", classes="rfm-scene-save",
+                click="utils.download('rfmweb-scene.json', trigger('rfm_scene'), 'application/json')")
+        v3.VBtn("Load scene", variant="tonal", size="small", prepend_icon="mdi-folder-open", classes="rfm-scene-load",
+                click="$event.currentTarget.parentElement.querySelector('input[type=file]').click()")
+        # the file is read in the browser and its text sent: the server never opens a path it is given
+        html.Input(type="file", accept=".json,application/json", classes="rfm-scene-file", style="display:none",
+                   change="$event.target.files[0] && $event.target.files[0].text().then("
+                          "(t) => trigger('rfm_load_scene', [t])); $event.target.value = ''")
+
+
 def build_ui(server, names):
     """Create the page of ``server``; ``names`` is the TypedState name proxy of AppState."""
     ctrl = server.controller
@@ -170,6 +196,8 @@ def build_ui(server, names):
             with html.Div(classes="pa-3"):
                 _slice_controls(names)
                 _correction_controls(ctrl, names)
+                v3.VSwitch(label="2x2 layout", v_model=(names.grid,), v_if=(names.segment,), density="compact",
+                           hide_details=True, color="primary", classes="rfm-grid")
                 _view_controls(names.view_a, names, "")
                 v3.VSwitch(label="Compare side by side", v_model=(names.compare,), density="compact",
                            v_if=(f"!{names.segment}",), hide_details=True, color="primary", classes="rfm-compare")
@@ -178,6 +206,10 @@ def build_ui(server, names):
                         classes="rfm-compare-renderfm mt-1 mb-2")
                 with html.Div(v_if=(f"{names.compare} && !{names.segment}",), classes="mt-1"):
                     _view_controls(names.view_b, names, " (right view)")
+                    v3.VSwitch(label="Linked cameras", v_model=(names.linked,), density="compact",
+                               hide_details=True, color="primary", classes="rfm-linked")
+                    v3.VSwitch(label="Difference (SSIM, PSNR)", v_model=(names.difference,), density="compact",
+                               hide_details=True, color="primary", classes="rfm-difference")
                 v3.VSwitch(label="Cinematic still (path traced)", v_model=(names.cinematic,), v_if=(names.can_cinematic,),
                            density="compact", hide_details=True, color="primary", classes="rfm-cinematic")
 
@@ -203,6 +235,8 @@ def build_ui(server, names):
                                    update_modelValue=(ctrl.rfm_class_opacity, "[c.index, $event]"))
 
                 v3.VDivider(classes="my-2")
+                _annotation_controls(ctrl, names)
+                v3.VDivider(classes="my-2")
                 v3.VBtn("Reset view", click=ctrl.rfm_reset_view, block=True, variant="tonal", classes="mb-2",
                         prepend_icon="mdi-crop-free")
                 v3.VBtn("Screenshot (PNG)", block=True, variant="tonal", prepend_icon="mdi-camera",
@@ -218,11 +252,14 @@ def build_ui(server, names):
                               "'image/png')")
 
         with layout.content:
-            with html.Div(classes="d-flex", style="height:100%;width:100%;gap:4px;"):
+            # one row of views; with "2x2 layout" the segmentation views fill a 2x2 grid (squarer panels)
+            with html.Div(classes="rfm-views", style=(f"{names.grid} ? 'display:grid;grid-template-columns:1fr 1fr;"
+                                                      "grid-template-rows:1fr 1fr;height:100%;width:100%;gap:4px' : "
+                                                      "'display:flex;height:100%;width:100%;gap:4px'",)):
                 _view(VIEW_A, "main view", names)
                 with html.Template(v_if=(names.compare,)):
                     _view(VIEW_B, "compare view", names)
-                with html.Template(v_if=(names.segment,)):
+                with html.Template(v_if=(f"{names.segment} || ({names.compare} && {names.difference})",)):
                     _view(VIEW_C, "third view", names)
             client.Style(PAGE_CSS)
             client.Script(CLIENT_SCRIPT)

@@ -368,36 +368,21 @@ class Corrector:
             reaches no opacity 0.5 (nothing is marked).
         """
         from ..render.dvr import RaymarchRenderer
-        from ..render.scene import FULL
+        from ..render.pick import pick
 
         label = self._check_label(label)
         vol = scene.volume
         if vol is None or vol.shape != self.volume.shape or not np.allclose(vol.affine, self.volume.affine, atol=1e-4):
             raise InputError("the scene's volume must lie on the corrected case's grid "
                              f"{self.volume.shape} (same affine)", self.volume.name or None)
-        if not (math.isfinite(x) and math.isfinite(y) and 0 <= x <= camera.width and 0 <= y <= camera.height):
-            raise InputError(f"click ({x}, {y}) lies outside the {camera.width}x{camera.height} image")
-        r = camera.rotation
-        d = r.T @ np.array([(x - camera.width / 2) / camera.focal, (y - camera.height / 2) / camera.focal, 1.0])
-        d /= np.linalg.norm(d)
-        # the renderer's own march over a one-pixel camera aimed along the clicked ray: same empty-space
-        # skipping, sample lattice and field as the picture (OrbitCamera clamps the elevation to
-        # +-89.9 degrees: a ray closer to vertical than that is tilted by at most 0.1 degree)
-        elevation = math.degrees(math.asin(float(np.clip(-d[2], -1.0, 1.0))))   # OrbitCamera.offset_dir = -d
-        azimuth = math.degrees(math.atan2(d[0], -d[1]))
-        ray_cam = OrbitCamera(tuple(camera.position + camera.distance * d), azimuth, elevation, camera.distance,
-                              camera.fov, 1, 1)
         if self._renderer is None:
             self._renderer = RaymarchRenderer(self.device)
-        with torch.no_grad():
-            res, _ = self._renderer.march(scene, ray_cam, FULL)
-        depth = float(res.depth[0])
-        if not math.isfinite(depth):
+        hit = pick(scene, camera, float(x), float(y), self._renderer)
+        if hit is None:
             return None
-        origin = np.asarray(ray_cam.position, dtype=np.float64)
-        direction = -ray_cam.offset_dir
-        hit = np.linalg.solve(self.volume.affine, np.append(origin + depth * direction, 1.0))[:3]
-        voxel = np.clip(np.rint(hit), 0, np.array(self.volume.shape) - 1).astype(np.int64)
+        origin, direction, depth = hit.origin, hit.direction, hit.depth
+        ijk = np.linalg.solve(self.volume.affine, np.append(hit.point, 1.0))[:3]
+        voxel = np.clip(np.rint(ijk), 0, np.array(self.volume.shape) - 1).astype(np.int64)
         self._rays.append(RayMark(origin, direction, depth, label, voxel))
         return voxel.copy()
 

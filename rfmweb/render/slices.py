@@ -111,6 +111,17 @@ class SliceGeometry:
         out[:, AXES[self.axis]] = self.index
         return out
 
+    def to_pixel(self, ijk: np.ndarray) -> np.ndarray:
+        """Voxel indices ``[N, 3]`` (float) -> pixel positions ``[N, 2]`` ``(u right, v down)`` on
+        this slice (the inverse of :meth:`to_voxel` in the plane; the normal coordinate is ignored)."""
+        ijk = np.atleast_2d(np.asarray(ijk, dtype=np.float64))
+        h_axis, v_axis = self.in_plane
+        h = (self.shape[h_axis] - 1) - ijk[:, h_axis]
+        vv = (self.shape[v_axis] - 1) - ijk[:, v_axis]
+        u = (h + 0.5) * self.spacing[h_axis] / self.mm_per_px + self.offset[0]
+        v = (vv + 0.5) * self.spacing[v_axis] / self.mm_per_px + self.offset[1]
+        return np.stack([u, v], axis=1)
+
 
 def _plane(array: np.ndarray, axis: str, index: int) -> np.ndarray:
     """The 2-D plane ``[n_h, n_v]`` of ``array [X, Y, Z, ...]`` at ``index`` along the axis."""

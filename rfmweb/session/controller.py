@@ -21,6 +21,7 @@ from ..errors import InputError
 from . import messages as m
 from ..render.slices import WINDOW_PRESETS
 from .interaction import apply_drag, apply_wheel
+from .scene_file import apply_scene, parse_scene
 from .segmentation import CORRECTION_LABELS, SegmentationViews
 from .session import RenderSession
 
@@ -125,6 +126,40 @@ class ViewController:
                 s.set_overlay(msg.opacity)
             s.set_label_overlay(msg.on)
 
+    # -- crosshair, annotations, scenes ----------------------------------------------------------
+    def _point(self, msg: m.PointAt, targets) -> None:
+        """Slice views: at once; 3-D views: the surface pick marches a ray, on the job thread."""
+        if targets[0].mode == "3d":
+            self._jobs.submit(self._run_point, msg, targets[0])
+        else:
+            self._run_point(msg, targets[0])
+
+    def _run_point(self, msg: m.PointAt, session: RenderSession) -> None:
+        try:
+            point = session.point_at(msg.x, msg.y)
+            if point is None:
+                text = "nothing under the pointer"
+            else:
+                session.set_cursor(point)
+                text = "cursor ({:.1f}, {:.1f}, {:.1f}) mm".format(*point)
+        except Exception as exc:  # a job thread has nobody to raise to
+            log.warning("placing the cursor failed: %s", exc)
+            text = f"placing the cursor failed: {exc}"
+        with self._lock:
+            self.probes[msg.view] = text
+        self.on_probe(msg.view, text)
+
+    def _unannotate(self, msg: m.RemoveAnnotation, targets) -> None:
+        for s in targets:
+            s.remove_annotation(msg.index)
+            if msg.index is None:
+                s.set_cursor(None)
+
+    def _load_scene(self, msg: m.LoadScene, targets) -> None:
+        data = parse_scene(msg.text, "the uploaded scene")
+        for s in targets:
+            apply_scene(s, data, "the uploaded scene")
+
     # -- corrections (segmentation views) ---------------------------------------------------------
     def _brush(self, msg: m.SetBrush, _targets) -> None:
         self.brush_mm = float(msg.radius_mm)
@@ -216,4 +251,8 @@ _HANDLERS: dict[type, Callable] = {
     m.UndoCorrection: ViewController._correct,
     m.ClearMarks: ViewController._correct,
     m.SetBrush: ViewController._brush,
+    m.PointAt: ViewController._point,
+    m.Annotate: _each(lambda s, msg: s.add_annotation(msg.text)),
+    m.RemoveAnnotation: ViewController._unannotate,
+    m.LoadScene: ViewController._load_scene,
 }

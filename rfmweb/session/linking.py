@@ -52,3 +52,13 @@ def link_view_modes(sessions: list[RenderSession]) -> Callable[[], None]:
         if other.overlay != source.overlay:
             other.set_overlay(source.overlay)
     return _link(sessions, "slice", copy)
+
+
+def link_points(sessions: list[RenderSession]) -> Callable[[], None]:
+    """Share the crosshair cursor and the annotations of ``sessions`` (views of volumes on one grid,
+    or at least one world frame): a click in one view moves every view's cursor, and so its slices,
+    there. Like :func:`link_cameras`: the first session's points are copied now. Returns the unlink
+    function."""
+    unlink_cursor = _link(sessions, "cursor", lambda source, other: other.set_cursor(source.cursor))
+    unlink_notes = _link(sessions, "annotations", lambda source, other: other.set_annotations(source.annotations))
+    return lambda: (unlink_cursor(), unlink_notes())

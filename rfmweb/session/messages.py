@@ -273,6 +273,56 @@ class UndoCorrection(ClientMessage):
     """Undo the last applied correction."""
 
 
+@dataclass(frozen=True)
+class PointAt(ClientMessage):
+    """A click (no drag) at canvas device pixel ``(x, y)``: put the crosshair cursor on the voxel (slice
+    view) or surface (3-D view) under it; linked views move there."""
+
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
+class Annotate(ClientMessage):
+    """Label the cursor's point with ``text`` (one line, at most
+    :data:`~rfmweb.session.pointing.MAX_TEXT` characters)."""
+
+    text: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from .pointing import MAX_TEXT
+        if not self.text.strip() or len(self.text) > MAX_TEXT or not self.text.isprintable():
+            raise MessageError(f"annotate message: 'text' must be 1..{MAX_TEXT} printable characters on one line")
+
+
+@dataclass(frozen=True)
+class RemoveAnnotation(ClientMessage):
+    """Remove annotation ``index`` (0-based), or all of them (``index`` left out); the cursor too."""
+
+    index: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class SaveScene(ClientMessage):
+    """Ask for the view's scene file (JSON text); ``request`` is echoed in the reply."""
+
+    request: int
+
+
+@dataclass(frozen=True)
+class LoadScene(ClientMessage):
+    """Restore a scene file's JSON ``text`` (:mod:`rfmweb.session.scene_file`) onto the view."""
+
+    text: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from .scene_file import MAX_SCENE_BYTES
+        if len(self.text) > MAX_SCENE_BYTES:
+            raise MessageError(f"scene message: 'text' holds at most {MAX_SCENE_BYTES} characters")
+
+
 _TAG_OF: dict[type, str] = {
     Ack: "ack", Ready: "ready", Resize: "resize", Drag: "drag", Wheel: "wheel", SetPreset: "preset",
     SetRenderer: "renderer", SetClass: "class", SetGroup: "group", SetClassColors: "class_colors",
@@ -280,6 +330,8 @@ _TAG_OF: dict[type, str] = {
     ResetCamera: "reset", Screenshot: "screenshot", SetMode: "mode", SetSlice: "slice", Stroke: "stroke",
     Mark: "mark", ApplyCorrection: "apply_correction", UndoCorrection: "undo_correction", Probe: "probe",
     SetLabelOverlay: "overlay", SetWindow: "window", SetBrush: "brush", ClearMarks: "clear_marks",
+    PointAt: "point", Annotate: "annotate", RemoveAnnotation: "unannotate", SaveScene: "save_scene",
+    LoadScene: "load_scene",
 }
 CLIENT_MESSAGES: dict[str, type[ClientMessage]] = {tag: cls for cls, tag in _TAG_OF.items()}
 

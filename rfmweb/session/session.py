@@ -20,12 +20,13 @@ from ..errors import InputError
 from ..io.nifti import generic_classes
 from ..render.fields import ChannelMix, default_mix
 from ..render.registry import check_renderer, default_renderer_name, make_renderer
-from ..render.scene import FULL, Preparing, Quality, Scene
-from ..render.slices import AXES, WINDOW_PRESETS, ZOOM_RANGE, SliceGeometry, default_window, drag_window, \
-    slice_geometry, window_range
+from ..render.scene import FULL, Preparing, Quality, Scene, to_uint8
+from ..render.slices import AXES
 from ..splats.model import Splats6D
 from ..transfer import DEFAULT_PRESET, PRESETS, ClassTable, TransferFunction, preset_for
 from ..volume import LabelClass, Volume
+from .pointing import Annotation, Pointing, draw_3d_points
+from .slice_state import SliceControls
 from .slice_frame import render_slice_frame
 
 log = logging.getLogger(__name__)
@@ -35,24 +36,6 @@ ORBIT_DEG_PER_PX = 0.4
 #: View modes: the 3-D render, or one greyscale slice, optionally with the label overlay
 #: (:mod:`rfmweb.render.slices`).
 VIEW_MODES = ("3d", "axial", "coronal", "sagittal")
-
-
-@dataclass(frozen=True)
-class Probe:
-    """The voxel under the pointer on a slice view: ``voxel`` indices, ``position`` world mm (RAS),
-    ``value`` in image units (``unit``: ``"HU"`` for CT), ``label`` (None without labels)."""
-
-    voxel: tuple[int, int, int]
-    position: tuple[float, float, float]
-    value: float
-    unit: str
-    label: int | None = None
-
-    def text(self) -> str:
-        """One status-line phrase, e.g. ``"(12.0, -3.5, 40.0) mm · 45 HU"``."""
-        x, y, z = self.position
-        value = f"{self.value:.0f} HU" if self.unit == "HU" else f"{self.value:.4g}"
-        return f"({x:.1f}, {y:.1f}, {z:.1f}) mm · {value}"
 
 
 @dataclass(frozen=True)
@@ -71,9 +54,11 @@ class Snapshot:
     slice_window: tuple[float, float] | None = None  # (lo, hi) grey range of the slice channel, image units
     slice_zoom: float = 1.0
     slice_pan: tuple[float, float] = (0.0, 0.0)  # mm, screen right and down
+    cursor: tuple[float, float, float] | None = None  # crosshair, world mm (RAS)
+    annotations: tuple[Annotation, ...] = ()
 
 
-class RenderSession:
+class RenderSession(SliceControls, Pointing):
     """State of one view, rendered on demand.
 
     Args:
@@ -125,13 +110,15 @@ class RenderSession:
         self.window: tuple[float, float] | None = None  # (lo, hi) set by the user; None: the default
         self.slice_zoom = 1.0
         self.slice_pan = (0.0, 0.0)
+        self.cursor = None
+        self.annotations = ()
 
     # -- listeners ----------------------------------------------------------------------------
     def subscribe(self, callback: Callable[["RenderSession", str], None]) -> Callable[[], None]:
         """Call ``callback(session, what)`` after every change; returns an unsubscribe function.
 
-        ``what`` is ``"camera"``, ``"scene"``, ``"renderer"``, ``"slice"`` (view mode / slice index) or
-        ``"prepared"`` (a renderer finished preparing the scene in the background: Render-FM's splats).
+        ``what`` is ``"camera"``, ``"scene"``, ``"renderer"``, ``"slice"`` (view mode / slice index),
+        ``"cursor"`` (the crosshair moved, and the slices with it), ``"annotations"`` or ``"prepared"`` (a renderer finished preparing the scene in the background: Render-FM's splats).
         """
         with self._lock:
             self._listeners.append(callback)
@@ -270,114 +257,6 @@ class RenderSession:
         if mode == "3d" or not 0 <= int(index) < n:
             raise InputError(f"{mode} slice index must lie in 0..{n - 1}, got {index}")
 
-    def set_overlay(self, opacity: float) -> None:
-        """Opacity in [0, 1] of the label overlay on slice views (drawn while :attr:`label_overlay` is on)."""
-        if not 0.0 <= float(opacity) <= 1.0:
-            raise InputError(f"overlay opacity must lie in [0, 1], got {opacity}")
-        with self._lock:
-            self.overlay = float(opacity)
-        self._changed("slice")
-
-    def set_label_overlay(self, on: bool) -> None:
-        """Draw the label map over slice views (coloured by class, at :attr:`overlay` opacity) or not."""
-        with self._lock:
-            if bool(on) == self.label_overlay:
-                return
-            self.label_overlay = bool(on)
-        self._changed("slice")
-
-    def set_window(self, width: float | None, level: float | None = None) -> None:
-        """Slice grey window: width and level in image units (HU for CT); ``None``: the automatic one
-        (1st-99th percentiles of the slice channel)."""
-        window = None if width is None else window_range(float(width), float(level if level is not None else 0.0))
-        with self._lock:
-            self.window = window
-        self._changed("slice")
-
-    def set_window_preset(self, name: str) -> None:
-        """A CT window by name (:data:`rfmweb.render.slices.WINDOW_PRESETS`: brain, subdural, bone, lung,
-        abdomen)."""
-        if name not in WINDOW_PRESETS:
-            raise InputError(f"unknown window preset {name!r}; choose one of {', '.join(WINDOW_PRESETS)}")
-        self.set_window(*WINDOW_PRESETS[name])
-
-    def drag_window(self, dx_px: float, dy_px: float) -> None:
-        """Window/level drag of ``(dx, dy)`` pixels (:func:`rfmweb.render.slices.drag_window`)."""
-        with self._lock:
-            lo, hi = self.window or self._slice_window(force=True)
-            span = self._window_span()
-        lo, hi = drag_window(lo, hi, dx_px, dy_px, span)
-        self.set_window(hi - lo, (lo + hi) / 2)
-
-    def zoom_slice(self, factor: float) -> None:
-        """Magnify slice views ``factor`` times (clamped to :data:`~rfmweb.render.slices.ZOOM_RANGE`)."""
-        if not factor > 0:
-            raise InputError(f"zoom factor must be > 0, got {factor}")
-        with self._lock:
-            self.slice_zoom = float(np.clip(self.slice_zoom * factor, *ZOOM_RANGE))
-        self._changed("slice")
-
-    def pan_slice(self, dx_px: float, dy_px: float) -> None:
-        """Move slice views with a drag of ``(dx, dy)`` pixels (the image follows the pointer)."""
-        if self.mode == "3d":
-            return
-        mm = self.slice_geometry().mm_per_px
-        with self._lock:
-            self.slice_pan = (self.slice_pan[0] + dx_px * mm, self.slice_pan[1] + dy_px * mm)
-        self._changed("slice")
-
-    @property
-    def window_level(self) -> tuple[float, float] | None:
-        """``(width, level)`` of the slice window shown (None in 3-D mode), image units."""
-        window = self.window or self._slice_window()
-        return None if window is None else (window[1] - window[0], (window[0] + window[1]) / 2)
-
-    def _window_span(self) -> float:
-        """Intensity range of the slice channel (image units): the scale of window drags."""
-        data = self.volume.data[self.slice_channel]
-        return float(data.max() - data.min())
-
-    def set_slice_channel(self, channel: int | str) -> None:
-        """Which image channel slice views show (an index or a name such as ``"FLAIR"``)."""
-        if self.volume is None:
-            raise InputError("slice views need a volume")
-        names = self.volume.channels
-        if isinstance(channel, str):
-            if channel not in names:
-                raise InputError(f"no channel {channel!r}; channels are {names}")
-            channel = names.index(channel)
-        index = int(channel)
-        if not 0 <= index < len(names):
-            raise InputError(f"channel must lie in 0..{len(self.volume.channels) - 1}, got {channel}")
-        with self._lock:
-            self.slice_channel = index
-        self._changed("slice")
-
-    def slice_geometry(self, snapshot: Snapshot | None = None) -> SliceGeometry:
-        """Where the pixels of the current (or a given) slice frame come from (for strokes:
-        :meth:`SliceGeometry.to_voxel` maps frame pixels to voxels)."""
-        snap = snapshot or self.snapshot()
-        if snap.mode == "3d":
-            raise InputError("the view shows the 3-D render, not a slice")
-        return slice_geometry(snap.scene.volume, snap.mode, snap.slice_index, snap.camera.width, snap.camera.height,
-                              zoom=snap.slice_zoom, pan_mm=snap.slice_pan)
-
-    def probe(self, u: float, v: float) -> Probe | None:
-        """What lies under pixel ``(u right, v down)`` of the slice frame: voxel, position (mm, world
-        RAS) and intensity; ``None`` in 3-D mode or off the volume."""
-        snap = self.snapshot()
-        if snap.mode == "3d" or snap.scene.volume is None:
-            return None
-        vol = snap.scene.volume
-        ijk = np.rint(self.slice_geometry(snap).to_voxel([u], [v])[0]).astype(int)
-        if not all(0 <= c < n for c, n in zip(ijk, vol.shape)):
-            return None
-        mm = (vol.affine @ np.append(ijk, 1.0))[:3]
-        value = float(vol.data[snap.slice_channel][tuple(ijk)])
-        label = int(vol.labels[tuple(ijk)]) if vol.labels is not None else None
-        return Probe(tuple(int(c) for c in ijk), tuple(float(c) for c in mm), value,
-                     "HU" if vol.modality == "CT" else "", label)
-
     def set_renderer(self, name: str) -> None:
         check_renderer(name)
         with self._lock:
@@ -497,17 +376,8 @@ class RenderSession:
             scene = Scene(self.volume, self.tf, self.classes, self.mix, self.background, self.splats)
             return Snapshot(self.version, self.renderer_name, self.preset_name, scene, self.camera, self.mode,
                             self.slice_index, self.overlay if self.label_overlay else 0.0, self.slice_channel,
-                            self.window or self._slice_window(), self.slice_zoom, self.slice_pan)
-
-    def _slice_window(self, force: bool = False) -> tuple[float, float] | None:
-        """The slice channel's default window, computed once per image array and channel (not per frame)."""
-        if (self.mode == "3d" and not force) or self.volume is None:
-            return None
-        data, channel = self.volume.data, self.slice_channel
-        cached = self._window_cache
-        if cached is None or cached[0] is not data or cached[1] != channel:
-            cached = self._window_cache = (data, channel, default_window(data[channel]))
-        return cached[2]
+                            self.window or self._slice_window(), self.slice_zoom, self.slice_pan, self.cursor,
+                            self.annotations)
 
     def renderer(self, name: str | None = None):
         """This session's instance of a renderer (created on first use, then kept).
@@ -544,7 +414,12 @@ class RenderSession:
             message = renderer.prepare_in_background(snap.scene)
             if message is not None:
                 raise Preparing(message)
-        return renderer.render(snap.scene, snap.camera, quality, abort=abort)
+        return self._draw_points(renderer.render(snap.scene, snap.camera, quality, abort=abort), snap)
+
+    def _draw_points(self, image: np.ndarray, snap: Snapshot) -> np.ndarray:
+        """A 3-D frame (``[H', W', 3]`` uint8) with the cursor and annotations drawn over it."""
+        extent = float(np.ptp(self.bounds, axis=0).max())
+        return draw_3d_points(image, snap.camera, extent, snap.cursor, snap.annotations)
 
     def note(self, snapshot: Snapshot) -> str:
         """One line about the last 3-D image of ``snapshot``'s renderer (``""`` if it has none), e.g.
@@ -565,11 +440,12 @@ class RenderSession:
 
     def progressive(self, snapshot: Snapshot, per_pass: int, passes: int, *, abort=None):
         """Passes of :meth:`progressive_renderer` for ``snapshot``: an iterator of ``(image [H, W, 3]
-        float in [0, 1], samples or frames so far)``; ``None`` when there is none."""
+        uint8, with the cursor and annotations, samples or frames so far)``; ``None`` when there is none."""
         name = self.progressive_renderer(snapshot)
         if name is None:
             return None
-        return self.renderer(name).accumulate(snapshot.scene, snapshot.camera, per_pass, passes, abort=abort)
+        passes = self.renderer(name).accumulate(snapshot.scene, snapshot.camera, per_pass, passes, abort=abort)
+        return ((self._draw_points(to_uint8(image), snapshot), n) for image, n in passes)
 
     def close(self) -> None:
         for r in self._renderers.values():

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..render.slices import AXES, SliceGeometry, render_slice
+from .pointing import draw_slice_points
+from .pointing import font as text_font
 
 if TYPE_CHECKING:
     from .session import Snapshot
@@ -26,7 +28,8 @@ MARK_FILL = 0.35
 
 
 def render_slice_frame(snap: "Snapshot", marks: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """``[H, W, 3]`` uint8: the snapshot's slice (window, zoom, pan, overlay) with letters and a scale bar.
+    """``[H, W, 3]`` uint8: the snapshot's slice (window, zoom, pan, overlay) with letters, a scale bar,
+    the crosshair cursor and the annotations on this slice (:mod:`rfmweb.session.pointing`).
 
     ``marks``: pending correction marks ``(ijk [M, 3] int voxel indices, labels [M] uint8)``
     (:attr:`rfmweb.inr.correct.Corrector.pending_voxels`); those on this slice are drawn over it
@@ -38,6 +41,7 @@ def render_slice_frame(snap: "Snapshot", marks: tuple[np.ndarray, np.ndarray] | 
                               pan_mm=snap.slice_pan)
     if marks is not None and len(marks[0]):
         image = draw_marks(image, geo, marks[0], marks[1], mark_colors(snap.scene.classes))
+    image = draw_slice_points(image, geo, snap.scene.volume, snap.cursor, snap.annotations)
     return _annotate(image, snap.mode, geo.mm_per_px)
 
 
@@ -102,21 +106,13 @@ def scale_bar_mm(width_px: int, mm_per_px: float) -> int:
     return fits[-1] if fits else SCALE_BAR_MM[0]
 
 
-def _font(size: int):
-    from PIL import ImageFont
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has one fixed-size bitmap font
-        return ImageFont.load_default()
-
-
 def _annotate(image: np.ndarray, axis: str, mm_per_px: float) -> np.ndarray:
     """Patient-direction letters at the middle of each edge (yellow) and a scale bar at the bottom left."""
     from PIL import Image, ImageDraw
 
     h, w = image.shape[:2]
     size = max(10, min(w, h) // 22)
-    font = _font(size)
+    font = text_font(size)
     pil = Image.fromarray(image)
     draw = ImageDraw.Draw(pil)
     left, right, top, bottom = ORIENTATION[axis]

@@ -34,7 +34,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Callable
 
-from ..render.scene import FULL, Preparing, Quality, RenderAborted, to_uint8
+from ..render.scene import FULL, Preparing, Quality, RenderAborted
 from .encode import JPEG_IDLE, JPEG_INTERACTIVE, Frame, encode_image
 from .session import RenderSession
 
@@ -273,7 +273,7 @@ class FrameStream:
             self._status(False, f"cinematic still done ({MAX_SPP} spp)" if still else "")
             return None
         t1 = time.perf_counter()
-        data = encode_image(to_uint8(image), "jpeg", JPEG_IDLE)
+        data = encode_image(image, "jpeg", JPEG_IDLE)
         self._status(False, f"cinematic still: {spp} spp" if still else "")
         # a ray-marcher's first frame at rest is the idle frame; the later ones refine it
         kind = "idle" if not still and spp == 1 else "progressive"

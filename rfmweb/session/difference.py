@@ -1,0 +1,91 @@
+"""The difference view of a comparison: where two views' pictures differ, with SSIM and PSNR.
+
+:class:`DifferenceSession` is a view like any other (frame streams render it) whose picture is the
+absolute difference of two sessions' frames, rendered from the same camera at the same size, as a
+heat map (black: equal; red, yellow, white: more different), and whose note reads e.g.
+``"SSIM 0.912 · PSNR 27.4 dB"``. It follows both sessions: any change in either renders it again.
+Core code: no UI imports.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+import numpy as np
+
+from ..metrics.image import MetricUnavailable, psnr, ssim
+from ..render.scene import FULL, Quality
+from .session import RenderSession, Snapshot
+
+#: Heat-map stops: absolute difference (0..1 of the full range, after :data:`GAIN`) -> sRGB.
+_STOPS = np.array([0.0, 0.33, 0.66, 1.0])
+_COLORS = np.array([[0, 0, 0], [200, 30, 20], [255, 210, 40], [255, 255, 255]], dtype=np.float64)
+#: Differences are amplified this many times before colouring (a 25% difference is white).
+GAIN = 4.0
+
+
+def difference_image(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """``(heat map [H, W, 3] uint8, SSIM, PSNR dB)`` of two ``[H, W, 3]`` uint8 images of one size.
+
+    SSIM is NaN when an image is smaller than its 11 px window; PSNR is ``inf`` for equal images.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"images differ in size: {a.shape} vs {b.shape}")
+    diff = np.abs(a.astype(np.float32) - b.astype(np.float32)).mean(-1) / 255.0
+    t = np.clip(diff * GAIN, 0.0, 1.0)
+    heat = np.stack([np.interp(t, _STOPS, _COLORS[:, c]) for c in range(3)], -1)
+    try:
+        s = float(ssim(a, b)[0])
+    except MetricUnavailable:
+        s = float("nan")
+    return (heat + 0.5).astype(np.uint8), s, float(psnr(a, b)[0])
+
+
+class DifferenceSession(RenderSession):
+    """A view showing ``|left - right|`` of two sessions (a compare layout's third pane).
+
+    Its camera size decides the size both are rendered at (each from its own camera, resized); slice
+    views compare slices. The last comparison's figures are :attr:`figures` ``(ssim, psnr)``.
+    """
+
+    def __init__(self, left: RenderSession, right: RenderSession, *, width: int = 512, height: int = 512) -> None:
+        super().__init__(left.volume, splats=left.splats, renderer=left.renderer_name, width=width, height=height)
+        self.pair = (left, right)
+        self.figures: tuple[float, float] | None = None
+        self._figures_lock = threading.Lock()
+        # "pair", not the change's own name: camera and slice links must not copy this view's state back
+        self._unsubscribe = [s.subscribe(lambda _s, _what: self._changed("pair")) for s in self.pair]
+
+    def _snap(self, session: RenderSession) -> Snapshot:
+        snap = session.snapshot()
+        return replace(snap, camera=snap.camera.resized(self.camera.width, self.camera.height))
+
+    def render(self, quality: Quality = FULL, snapshot: Snapshot | None = None, *, abort=None,
+               wait: bool = True) -> np.ndarray:
+        """``[H', W', 3]`` uint8 heat map of the two views' frames at ``quality`` (see the module)."""
+        left, right = self.pair
+        a = left.render(quality, self._snap(left), abort=abort, wait=wait)
+        b = right.render(quality, self._snap(right), abort=abort, wait=wait)
+        if a.shape != b.shape:  # e.g. a slice view beside a 3-D one: nothing sensible to subtract
+            b = np.zeros_like(a)
+        heat, s, p = difference_image(a, b)
+        with self._figures_lock:
+            self.figures = (s, p)
+        return heat
+
+    def note(self, snapshot: Snapshot) -> str:
+        with self._figures_lock:
+            figures = self.figures
+        if figures is None:
+            return ""
+        s, p = figures
+        return f"SSIM {s:.3f} · PSNR {'∞' if np.isinf(p) else f'{p:.1f}'} dB"
+
+    def progressive_renderer(self, snapshot: Snapshot) -> str | None:
+        return None  # each frame compares the two views' full-quality frames; nothing to refine
+
+    def close(self) -> None:
+        for u in self._unsubscribe:
+            u()
+        super().close()

@@ -1,0 +1,233 @@
+"""The crosshair cursor and annotations of a view: world points (mm, RAS) that every view draws.
+
+A click on a slice view puts the cursor on the voxel under it; a click on the 3-D view puts it on
+the surface under it (the ray-marcher's depth, :func:`rfmweb.render.pick.pick`). The slice views
+then show the three planes through the cursor, with crosshair lines; the 3-D view draws it as a
+small 3-D cross. Annotations are labelled points (a teacher's "optic chiasm") drawn on the 3-D view,
+where they stay on the anatomy while orbiting, and on the slices they lie on. Linked views share both
+(:func:`rfmweb.session.linking.link_points`). Core code: no UI imports.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..render.pick import pick, project
+from ..render.slices import AXES, SliceGeometry
+
+if TYPE_CHECKING:
+    from ..camera import OrbitCamera
+    from ..volume import Volume
+
+#: The most annotations a view holds, and the longest label (characters).
+MAX_ANNOTATIONS = 200
+MAX_TEXT = 80
+CURSOR_COLOR = (0, 230, 120)
+ANNOTATION_COLOR = (255, 120, 200)
+#: Half-length of the 3-D cursor's arms, as a fraction of the volume's largest side.
+CURSOR_ARM = 0.08
+#: Annotations within this many voxels of a slice are drawn on it.
+SLICE_TOLERANCE = 1.0
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """A labelled world point: ``position`` ``(x, y, z)`` mm (RAS), ``text`` one line."""
+
+    position: tuple[float, float, float]
+    text: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "position", check_point(self.position, "annotation position"))
+        object.__setattr__(self, "text", check_text(self.text))
+
+    def to_dict(self) -> dict:
+        return {"position": list(self.position), "text": self.text}
+
+
+def check_point(value, what: str = "point") -> tuple[float, float, float]:
+    """``value`` as three finite floats (mm), or an InputError naming ``what``."""
+    try:
+        p = tuple(float(c) for c in value)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be three numbers (mm), got {value!r}") from None
+    if len(p) != 3 or not np.isfinite(p).all():
+        raise InputError(f"{what} must be three finite numbers (mm), got {value!r}")
+    return p  # type: ignore[return-value]
+
+
+def check_text(text) -> str:
+    """An annotation label: a non-empty line of at most :data:`MAX_TEXT` printable characters."""
+    if not isinstance(text, str):
+        raise InputError(f"annotation text must be a string, got {type(text).__name__}")
+    text = text.strip()
+    if not text or len(text) > MAX_TEXT:
+        raise InputError(f"annotation text must have 1..{MAX_TEXT} characters, got {len(text)}")
+    if any(unicodedata.category(c)[0] == "C" for c in text):
+        raise InputError("annotation text must be one line of printable characters")
+    return text
+
+
+class Pointing:
+    """Cursor and annotation state of :class:`~rfmweb.session.session.RenderSession` (a mixin: it
+    uses the session's lock, volume, camera, slice indices and change notification)."""
+
+    cursor: tuple[float, float, float] | None = None
+    annotations: tuple[Annotation, ...] = ()
+    _picker = None  # the ray-marcher of 3-D picks
+
+    def point_at(self, u: float, v: float) -> np.ndarray | None:
+        """World point ``[3]`` mm under pixel ``(u right, v down)`` of the current frame: the voxel
+        centre on a slice view, the surface (opacity 0.5) on the 3-D view; ``None`` off the volume."""
+        snap = self.snapshot()
+        vol = snap.scene.volume
+        if vol is None:
+            raise InputError("pointing at a point needs a volume (this view shows splats alone)")
+        if snap.mode == "3d":
+            if self._picker is None:  # kept: it holds the prepared scene between clicks
+                from ..render.dvr import RaymarchRenderer
+                self._picker = RaymarchRenderer(torch.device("cpu"))
+            hit = pick(snap.scene, snap.camera, float(u), float(v), self._picker)
+            return None if hit is None else hit.point
+        ijk = np.rint(self.slice_geometry(snap).to_voxel([u], [v])[0])
+        if not all(0 <= c < n for c, n in zip(ijk, vol.shape)):
+            return None
+        return (vol.affine @ np.append(ijk, 1.0))[:3]
+
+    def set_cursor(self, position: Sequence[float] | None) -> None:
+        """Put the crosshair at ``position`` (mm, RAS; ``None``: hide it); the slice views move to
+        the planes through it (clamped to the volume)."""
+        point = None if position is None else check_point(position, "cursor")
+        with self._lock:
+            if point == self.cursor:
+                return
+            self.cursor = point
+            if point is not None and self.volume is not None:
+                ijk = np.linalg.solve(self.volume.affine, np.append(point, 1.0))[:3]
+                for axis, i in AXES.items():
+                    self.slice_indices[axis] = int(np.clip(np.rint(ijk[i]), 0, self.volume.shape[i] - 1))
+        self._changed("cursor")
+
+    def add_annotation(self, text: str, position: Sequence[float] | None = None) -> Annotation:
+        """Label ``position`` (default: the cursor) with ``text``; returns the annotation."""
+        if position is None:
+            if self.cursor is None:
+                raise InputError("place the cursor first (click a point), then annotate it")
+            position = self.cursor
+        note = Annotation(check_point(position, "annotation position"), text)
+        with self._lock:
+            if len(self.annotations) >= MAX_ANNOTATIONS:
+                raise InputError(f"a view holds at most {MAX_ANNOTATIONS} annotations")
+            self.annotations = self.annotations + (note,)
+        self._changed("annotations")
+        return note
+
+    def remove_annotation(self, index: int | None = None) -> None:
+        """Remove annotation ``index`` (0-based; ``None``: all of them)."""
+        with self._lock:
+            if index is None:
+                self.annotations = ()
+            else:
+                if not 0 <= int(index) < len(self.annotations):
+                    raise InputError(f"no annotation {index}; there are {len(self.annotations)}")
+                self.annotations = self.annotations[:int(index)] + self.annotations[int(index) + 1:]
+        self._changed("annotations")
+
+    def set_annotations(self, annotations: Sequence[Annotation]) -> None:
+        """Replace every annotation (a linked view's, a scene file's)."""
+        notes = tuple(annotations)
+        if len(notes) > MAX_ANNOTATIONS or not all(isinstance(a, Annotation) for a in notes):
+            raise InputError(f"annotations must be at most {MAX_ANNOTATIONS} Annotation objects")
+        with self._lock:
+            if notes == self.annotations:
+                return
+            self.annotations = notes
+        self._changed("annotations")
+
+
+# -- drawing --------------------------------------------------------------------------------------
+def font(size: int):
+    """PIL's default font at ``size`` pixels (the fixed bitmap font on Pillow < 10.1)."""
+    from PIL import ImageFont
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def _label(draw, xy, text: str, size: int) -> None:
+    draw.text((xy[0] + size * 0.6, xy[1]), text, fill=ANNOTATION_COLOR, font=font(size), anchor="lm",
+              stroke_width=max(1, size // 8), stroke_fill=(0, 0, 0))
+
+
+def _dot(draw, xy, radius: float) -> None:
+    x, y = xy
+    draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=ANNOTATION_COLOR, outline=(0, 0, 0),
+                 width=max(1, int(radius // 3)))
+
+
+def draw_slice_points(image: np.ndarray, geo: SliceGeometry, volume: "Volume",
+                      cursor: tuple[float, float, float] | None, annotations: Sequence[Annotation]) -> np.ndarray:
+    """Crosshair lines through the cursor and the annotations lying on this slice, over ``image``
+    (``[H, W, 3]`` uint8, the slice of ``geo``); returns a new image (the input when nothing to draw)."""
+    normal = AXES[geo.axis]
+    inv = np.linalg.inv(volume.affine)
+    on_slice = []
+    for a in annotations:
+        ijk = (inv @ np.append(a.position, 1.0))[:3]
+        if abs(ijk[normal] - geo.index) <= SLICE_TOLERANCE:
+            on_slice.append((ijk, a.text))
+    if cursor is None and not on_slice:
+        return image
+    from PIL import Image, ImageDraw
+
+    h, w = image.shape[:2]
+    size = max(10, min(w, h) // 28)
+    pil = Image.fromarray(image)
+    draw = ImageDraw.Draw(pil)
+    if cursor is not None:
+        (u, v), = geo.to_pixel((inv @ np.append(cursor, 1.0))[:3])
+        gap = size * 0.8
+        for a, b in (((0, v), (u - gap, v)), ((u + gap, v), (w, v)), ((u, 0), (u, v - gap)), ((u, v + gap), (u, h))):
+            if a != b:
+                draw.line([a, b], fill=CURSOR_COLOR, width=1)
+    for ijk, text in on_slice:
+        (u, v), = geo.to_pixel(ijk)
+        _dot(draw, (u, v), size * 0.35)
+        _label(draw, (u, v), text, size)
+    return np.asarray(pil)
+
+
+def draw_3d_points(image: np.ndarray, camera: "OrbitCamera", extent_mm: float,
+                   cursor: tuple[float, float, float] | None, annotations: Sequence[Annotation]) -> np.ndarray:
+    """The cursor (a 3-D cross, arms along x, y, z of :data:`CURSOR_ARM` x ``extent_mm``) and the
+    annotations (dot and label), projected through ``camera`` onto ``image`` (``[H, W, 3]`` uint8,
+    any size: a reduced interactive frame scales); drawn on top. Returns a new image (or the input)."""
+    if cursor is None and not annotations:
+        return image
+    from PIL import Image, ImageDraw
+
+    h, w = image.shape[:2]
+    size = max(10, min(w, h) // 28)
+    pil = Image.fromarray(image)
+    draw = ImageDraw.Draw(pil)
+    if cursor is not None:
+        arm = CURSOR_ARM * extent_mm
+        ends = np.asarray(cursor) + np.concatenate([np.eye(3) * arm, -np.eye(3) * arm])
+        px, front = project(camera, ends, w, h)
+        for k in range(3):
+            if front[k] and front[k + 3]:
+                draw.line([tuple(px[k]), tuple(px[k + 3])], fill=CURSOR_COLOR, width=max(1, size // 6))
+    if annotations:
+        px, front = project(camera, np.array([a.position for a in annotations]), w, h)
+        for a, p, ok in zip(annotations, px, front):
+            if ok:
+                _dot(draw, p, size * 0.35)
+                _label(draw, p, a.text, size)
+    return np.asarray(pil)

@@ -1,0 +1,167 @@
+"""Slice-view controls of :class:`~rfmweb.session.session.RenderSession`: label overlay, grey
+window, zoom and pan, the channel shown, and what lies under the pointer. Core code: no UI imports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import InputError
+from ..render.slices import WINDOW_PRESETS, ZOOM_RANGE, SliceGeometry, default_window, drag_window, \
+    slice_geometry, window_range
+
+if TYPE_CHECKING:
+    from .session import Snapshot
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The voxel under the pointer on a slice view: ``voxel`` indices, ``position`` world mm (RAS),
+    ``value`` in image units (``unit``: ``"HU"`` for CT), ``label`` (None without labels)."""
+
+    voxel: tuple[int, int, int]
+    position: tuple[float, float, float]
+    value: float
+    unit: str
+    label: int | None = None
+
+    def text(self) -> str:
+        """One status-line phrase, e.g. ``"(12.0, -3.5, 40.0) mm · 45 HU"``."""
+        x, y, z = self.position
+        value = f"{self.value:.0f} HU" if self.unit == "HU" else f"{self.value:.4g}"
+        return f"({x:.1f}, {y:.1f}, {z:.1f}) mm · {value}"
+
+
+
+class SliceControls:
+    """Slice-view state and controls (a mixin of :class:`~rfmweb.session.session.RenderSession`: it
+    uses the session's lock, volume, mode and change notification)."""
+
+    def set_overlay(self, opacity: float) -> None:
+        """Opacity in [0, 1] of the label overlay on slice views (drawn while :attr:`label_overlay` is on)."""
+        if not 0.0 <= float(opacity) <= 1.0:
+            raise InputError(f"overlay opacity must lie in [0, 1], got {opacity}")
+        with self._lock:
+            self.overlay = float(opacity)
+        self._changed("slice")
+
+    def set_label_overlay(self, on: bool) -> None:
+        """Draw the label map over slice views (coloured by class, at :attr:`overlay` opacity) or not."""
+        with self._lock:
+            if bool(on) == self.label_overlay:
+                return
+            self.label_overlay = bool(on)
+        self._changed("slice")
+
+    def set_window(self, width: float | None, level: float | None = None) -> None:
+        """Slice grey window: width and level in image units (HU for CT); ``None``: the automatic one
+        (1st-99th percentiles of the slice channel)."""
+        window = None if width is None else window_range(float(width), float(level if level is not None else 0.0))
+        with self._lock:
+            self.window = window
+        self._changed("slice")
+
+    def set_window_preset(self, name: str) -> None:
+        """A CT window by name (:data:`rfmweb.render.slices.WINDOW_PRESETS`: brain, subdural, bone, lung,
+        abdomen)."""
+        if name not in WINDOW_PRESETS:
+            raise InputError(f"unknown window preset {name!r}; choose one of {', '.join(WINDOW_PRESETS)}")
+        self.set_window(*WINDOW_PRESETS[name])
+
+    def drag_window(self, dx_px: float, dy_px: float) -> None:
+        """Window/level drag of ``(dx, dy)`` pixels (:func:`rfmweb.render.slices.drag_window`)."""
+        with self._lock:
+            lo, hi = self.window or self._slice_window(force=True)
+            span = self._window_span()
+        lo, hi = drag_window(lo, hi, dx_px, dy_px, span)
+        self.set_window(hi - lo, (lo + hi) / 2)
+
+    def zoom_slice(self, factor: float) -> None:
+        """Magnify slice views ``factor`` times (clamped to :data:`~rfmweb.render.slices.ZOOM_RANGE`)."""
+        if not factor > 0:
+            raise InputError(f"zoom factor must be > 0, got {factor}")
+        with self._lock:
+            self.slice_zoom = float(np.clip(self.slice_zoom * factor, *ZOOM_RANGE))
+        self._changed("slice")
+
+    def pan_slice(self, dx_px: float, dy_px: float) -> None:
+        """Move slice views with a drag of ``(dx, dy)`` pixels (the image follows the pointer)."""
+        if self.mode == "3d":
+            return
+        mm = self.slice_geometry().mm_per_px
+        with self._lock:
+            self.slice_pan = (self.slice_pan[0] + dx_px * mm, self.slice_pan[1] + dy_px * mm)
+        self._changed("slice")
+
+    @property
+    def window_level(self) -> tuple[float, float] | None:
+        """``(width, level)`` of the slice window shown (None in 3-D mode), image units."""
+        window = self.window or self._slice_window()
+        return None if window is None else (window[1] - window[0], (window[0] + window[1]) / 2)
+
+    def _window_span(self) -> float:
+        """Intensity range of the slice channel (image units): the scale of window drags."""
+        data = self.volume.data[self.slice_channel]
+        return float(data.max() - data.min())
+
+    def set_slice_channel(self, channel: int | str) -> None:
+        """Which image channel slice views show (an index or a name such as ``"FLAIR"``)."""
+        if self.volume is None:
+            raise InputError("slice views need a volume")
+        names = self.volume.channels
+        if isinstance(channel, str):
+            if channel not in names:
+                raise InputError(f"no channel {channel!r}; channels are {names}")
+            channel = names.index(channel)
+        index = int(channel)
+        if not 0 <= index < len(names):
+            raise InputError(f"channel must lie in 0..{len(self.volume.channels) - 1}, got {channel}")
+        with self._lock:
+            self.slice_channel = index
+        self._changed("slice")
+
+    def slice_geometry(self, snapshot: Snapshot | None = None) -> SliceGeometry:
+        """Where the pixels of the current (or a given) slice frame come from (for strokes:
+        :meth:`SliceGeometry.to_voxel` maps frame pixels to voxels)."""
+        snap = snapshot or self.snapshot()
+        if snap.mode == "3d":
+            raise InputError("the view shows the 3-D render, not a slice")
+        return slice_geometry(snap.scene.volume, snap.mode, snap.slice_index, snap.camera.width, snap.camera.height,
+                              zoom=snap.slice_zoom, pan_mm=snap.slice_pan)
+
+    def probe(self, u: float, v: float) -> Probe | None:
+        """What lies under pixel ``(u right, v down)`` of the slice frame: voxel, position (mm, world
+        RAS) and intensity; ``None`` in 3-D mode or off the volume."""
+        snap = self.snapshot()
+        if snap.mode == "3d" or snap.scene.volume is None:
+            return None
+        vol = snap.scene.volume
+        ijk = np.rint(self.slice_geometry(snap).to_voxel([u], [v])[0]).astype(int)
+        if not all(0 <= c < n for c, n in zip(ijk, vol.shape)):
+            return None
+        mm = (vol.affine @ np.append(ijk, 1.0))[:3]
+        value = float(vol.data[snap.slice_channel][tuple(ijk)])
+        label = int(vol.labels[tuple(ijk)]) if vol.labels is not None else None
+        return Probe(tuple(int(c) for c in ijk), tuple(float(c) for c in mm), value,
+                     "HU" if vol.modality == "CT" else "", label)
+
+    def set_slice_view(self, zoom: float, pan_mm: tuple[float, float]) -> None:
+        """Slice magnification (within :data:`~rfmweb.render.slices.ZOOM_RANGE`) and pan (mm, screen
+        right and down) at once (a restored scene)."""
+        if not ZOOM_RANGE[0] <= float(zoom) <= ZOOM_RANGE[1]:
+            raise InputError(f"slice zoom must lie in {ZOOM_RANGE}, got {zoom}")
+        with self._lock:
+            self.slice_zoom, self.slice_pan = float(zoom), (float(pan_mm[0]), float(pan_mm[1]))
+        self._changed("slice")
+
+    def _slice_window(self, force: bool = False) -> tuple[float, float] | None:
+        """The slice channel's default window, computed once per image array and channel (not per frame)."""
+        if (self.mode == "3d" and not force) or self.volume is None:
+            return None
+        data, channel = self.volume.data, self.slice_channel
+        cached = self._window_cache
+        if cached is None or cached[0] is not data or cached[1] != channel:
+            cached = self._window_cache = (data, channel, default_window(data[channel]))
+        return cached[2]

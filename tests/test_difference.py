@@ -1,0 +1,119 @@
+"""The compare layout's difference view: heat map, SSIM and PSNR of two views, following both; a click
+through the trame adapter places the crosshair; the app's difference switch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rfmweb.session import RenderSession, link_cameras
+from rfmweb.session.difference import DifferenceSession, difference_image
+
+SIZE = 64
+
+
+def test_difference_image_of_known_pictures():
+    a = np.full((32, 32, 3), 100, np.uint8)
+    heat, s, p = difference_image(a, a)
+    assert not heat.any() and s == pytest.approx(1.0) and np.isinf(p)
+    b = a.copy()
+    b[8:16, 8:16] = 164  # 64 / 255 = 0.25 brighter: full heat (white) there, black elsewhere
+    heat, s, p = difference_image(a, b)
+    assert (heat[8:16, 8:16] == 255).all() and not heat[20:, 20:].any()
+    assert s < 1.0
+    assert p == pytest.approx(10 * np.log10(1 / ((64 / 255) ** 2 * 64 / 1024)), rel=1e-4)
+    with pytest.raises(ValueError):
+        difference_image(a, a[:16])
+
+
+def test_difference_session_follows_both_views(small_ct):
+    a = RenderSession(small_ct, renderer="vtk", preset="CT-Bone", width=SIZE, height=SIZE)
+    b = RenderSession(small_ct, renderer="vtk", preset="CT-Bone", width=SIZE, height=SIZE)
+    unlink = link_cameras([a, b])
+    diff = DifferenceSession(a, b, width=SIZE, height=SIZE)
+    try:
+        same = diff.render()
+        assert not same.any() and diff.figures[0] == pytest.approx(1.0)
+        assert diff.note(diff.snapshot()).startswith("SSIM 1.000")
+        version = diff.version
+        b.set_preset("CT-Muscle")
+        assert diff.version > version  # a change in either view renders the difference again
+        heat = diff.render()
+        assert heat.any() and diff.figures[0] < 0.99 and np.isfinite(diff.figures[1])
+        # orbiting one view moves the other, not back: the difference view never drives the cameras
+        a.orbit(40, 0)
+        assert b.camera == a.camera.resized(SIZE, SIZE) and diff.render().shape == (SIZE, SIZE, 3)
+    finally:
+        unlink()
+        diff.close()
+
+
+def test_a_click_in_the_trame_view_places_the_crosshair(small_ct):
+    from rfmweb.app.frames import FrameAdapter
+    from rfmweb.session.controller import ViewController
+
+    session = RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE)
+    session.set_view_mode("axial")
+    control = ViewController([session])
+    adapter = FrameAdapter("v", 0, control, on_frame=lambda f: None, on_status=lambda busy, msg: None)
+    adapter.session = session  # events only: no stream needed
+    adapter._css_height = SIZE
+    press = {"type": "LeftButtonPress", "x": 30, "y": 20, "buttonLeft": 1}
+    adapter.on_interaction("t", press)
+    adapter.on_interaction("t", {**press, "type": "LeftButtonRelease"})
+    assert session.cursor is not None
+    ijk = np.rint(session.slice_geometry().to_voxel([30], [SIZE - 20])[0])
+    np.testing.assert_allclose(session.cursor, (small_ct.affine @ np.append(ijk, 1))[:3])
+    # a drag is not a click; a shift-click pans, it does not move the cursor
+    cursor = session.cursor
+    adapter.on_interaction("t", {**press, "x": 10})
+    adapter.on_interaction("t", {**press, "type": "LeftButtonRelease", "x": 40})
+    adapter.on_interaction("t", {**press, "shiftKey": True})
+    adapter.on_interaction("t", {**press, "type": "LeftButtonRelease", "shiftKey": True})
+    assert session.cursor == cursor
+    control.close()
+
+
+def test_the_app_shows_the_difference_only_beside_a_comparison(small_ct):
+    from trame.app import get_server
+
+    from rfmweb.app.server import build_app
+
+    server = get_server("rfmweb-difference-test", client_type="vue3")
+    _, app = build_app(small_ct, server=server, renderer="vtk")
+    try:
+        app.set_difference(True)  # no comparison yet: refused (logged), nothing attached
+        assert app.views["view_c"].stream is None
+        app.set_compare(True)
+        app.set_difference(True)
+        assert app.views["view_c"].session is app.difference and app.typed.data.difference
+        png = app.views["view_c"].stream.screenshot()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert app.difference.figures is not None and -1 <= app.difference.figures[0] <= 1
+        a, b = app.sessions["view_a"], app.sessions["view_b"]
+        app.set_linked(False)
+        a.orbit(45, 0)
+        assert b.camera.azimuth != a.camera.azimuth
+        app.set_linked(True)
+        a.orbit(10, 0)
+        assert b.camera.azimuth == a.camera.azimuth
+    finally:
+        app.close()
+
+
+def test_linked_cameras_toggle(small_ct):
+    from rfmweb.widgets import Compare
+
+    w = Compare.renderers(small_ct, ["vtk", "vtk"], width=SIZE, height=SIZE)
+    a, b = w.sessions
+    try:
+        a.orbit(30, 0)
+        assert b.camera == a.camera
+        w.set_linked(False)
+        a.orbit(30, 0)
+        assert b.camera != a.camera
+        w.set_linked(True)
+        b.orbit(-10, 5)
+        assert a.camera == b.camera
+    finally:
+        w.close()

@@ -1,0 +1,202 @@
+"""Crosshair cursor, annotations and scene files: slice pixel <-> voxel maths, clicks that move linked
+views, a 3-D pick on the ray-marcher's surface, labels that stay on the anatomy while orbiting, and
+scene files that restore a view exactly or refuse cleanly (nothing changed)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rfmweb.errors import InputError
+from rfmweb.render.pick import pick, project
+from rfmweb.render.slices import slice_geometry
+from rfmweb.session import RenderSession, link_points
+from rfmweb.session import messages as m
+from rfmweb.session.controller import ViewController
+from rfmweb.session.pointing import ANNOTATION_COLOR, CURSOR_COLOR, MAX_TEXT
+from rfmweb.session.scene_file import MAX_SCENE_BYTES, apply_scene, read_scene, save_scene, scene_to_dict
+
+SIZE = 96
+
+
+def _near(image: np.ndarray, uv, color, radius: int = 2) -> bool:
+    """Some pixel within ``radius`` of ``uv`` (u right, v down) has ``color`` (+-40 per channel)."""
+    u, v = int(round(uv[0])), int(round(uv[1]))
+    patch = image[max(0, v - radius):v + radius + 1, max(0, u - radius):u + radius + 1].astype(int)
+    return bool((np.abs(patch - np.array(color)).max(-1) <= 40).any())
+
+
+@pytest.mark.parametrize("axis", ["axial", "coronal", "sagittal"])
+@pytest.mark.parametrize("zoom, pan", [(1.0, (0.0, 0.0)), (2.5, (7.0, -4.0))])
+def test_slice_pixels_and_voxels_invert(small_ct, axis, zoom, pan):
+    geo = slice_geometry(small_ct, axis, 10, 120, 90, zoom=zoom, pan_mm=pan)
+    rng = np.random.default_rng(0)
+    uv = rng.uniform(0, 90, (50, 2))
+    ijk = geo.to_voxel(uv[:, 0], uv[:, 1])
+    np.testing.assert_allclose(geo.to_pixel(ijk), uv, atol=1e-9)
+
+
+def test_a_click_on_a_slice_moves_every_linked_view_and_draws_the_crosshair(small_ct):
+    a = RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE)
+    b = RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE)
+    unlink = link_points([a, b])
+    control = ViewController([a, b])
+    try:
+        a.set_view_mode("axial", 12)
+        b.set_view_mode("sagittal")
+        control.handle(m.PointAt(0, 30.0, 60.0))
+        geo = a.slice_geometry()
+        ijk = np.rint(geo.to_voxel([30.0], [60.0])[0]).astype(int)
+        want = (small_ct.affine @ np.append(ijk, 1.0))[:3]
+        np.testing.assert_allclose(a.cursor, want)
+        assert b.cursor == a.cursor
+        # both views now show the planes through the clicked voxel
+        assert a.slice_indices == b.slice_indices == {"sagittal": ijk[0], "coronal": ijk[1], "axial": 12}
+        frame = b.render()
+        (u, v), = b.slice_geometry().to_pixel(ijk)
+        assert _near(frame, (u, 2), CURSOR_COLOR) and _near(frame, (2, v), CURSOR_COLOR), "no crosshair lines"
+        assert "cursor" in control.probes[0] and "mm" in control.probes[0]
+        # a click off the volume leaves the cursor where it was
+        a.zoom_slice(0.25)
+        control.handle(m.PointAt(0, 1.0, 1.0))
+        np.testing.assert_allclose(a.cursor, want)
+        assert control.probes[0] == "nothing under the pointer"
+    finally:
+        unlink()
+        control.close()
+
+
+def test_a_3d_click_lands_on_the_surface_the_ray_marcher_draws(small_ct):
+    s = RenderSession(small_ct, renderer="raymarch", preset="CT-Bone", width=SIZE, height=SIZE)
+    hit = pick(s.snapshot().scene, s.camera, SIZE / 2, SIZE / 2)
+    assert hit is not None
+    depth = s.renderer().depth(s.snapshot().scene, s.camera)
+    # the ray-marcher's own depth map at the centre pixel: the same surface (one pixel's ray apart)
+    assert hit.depth == pytest.approx(float(depth[SIZE // 2, SIZE // 2]), abs=2.0 * float(max(small_ct.spacing)))
+    control = ViewController([s])
+    control.handle(m.PointAt(0, SIZE / 2, SIZE / 2))
+    control.wait()
+    np.testing.assert_allclose(s.cursor, hit.point, atol=1e-6)
+    lo, hi = small_ct.bounds
+    assert np.all(np.asarray(s.cursor) >= lo - 1) and np.all(np.asarray(s.cursor) <= hi + 1)
+    # a ray through empty space picks nothing
+    assert pick(s.snapshot().scene, s.camera, 0.5, 0.5) is None
+    control.close()
+
+
+def test_an_annotation_stays_on_the_anatomy_while_orbiting(small_ct):
+    s = RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE)
+    point = np.asarray(small_ct.bounds).mean(0)
+    s.add_annotation("centre", point)
+    for _ in range(3):
+        image = s.render()
+        (uv,), (front,) = project(s.camera, point[None])
+        assert front and _near(image, uv, ANNOTATION_COLOR), f"the label's dot is not at {uv}"
+        s.orbit(60, 10)
+    # on a slice through it too, and not on a slice far away
+    s.set_cursor(point)
+    s.set_view_mode("axial")
+    ijk = np.linalg.solve(small_ct.affine, np.append(point, 1.0))[:3]
+    uv = s.slice_geometry().to_pixel(ijk)[0]
+    assert _near(s.render(), uv, ANNOTATION_COLOR)
+    s.set_slice(0)
+    assert not _near(s.render(), uv, ANNOTATION_COLOR, radius=1)
+
+
+def test_annotation_messages_and_limits(small_ct):
+    s = RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE)
+    control = ViewController([s])
+    with pytest.raises(InputError, match="place the cursor first"):
+        control.handle(m.Annotate(0, "no cursor yet"))
+    for bad in ("", "   ", "x" * (MAX_TEXT + 1), "two\nlines"):
+        with pytest.raises(m.MessageError):
+            m.parse_client_message({"type": "annotate", "view": 0, "text": bad})
+    s.set_cursor((0.0, 0.0, 0.0))
+    control.handle(m.parse_client_message({"type": "annotate", "view": 0, "text": "origin"}))
+    control.handle(m.Annotate(0, "again"))
+    control.handle(m.RemoveAnnotation(0, 0))
+    assert [a.text for a in s.annotations] == ["again"]
+    control.handle(m.parse_client_message({"type": "unannotate", "view": 0}))
+    assert s.annotations == () and s.cursor is None
+    with pytest.raises(InputError):
+        s.set_cursor((0.0, float("nan"), 0.0))
+    control.close()
+
+
+def _styled(small_ct) -> RenderSession:
+    s = RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE)
+    s.set_preset("CT-Muscle")
+    s.set_class(2, visible=False)
+    s.set_class(1, opacity=0.4, color=(0.2, 0.6, 1.0))
+    s.set_class_colors(True)
+    s.orbit(40, -15)
+    s.zoom(0.8)
+    s.set_cursor(np.asarray(small_ct.bounds).mean(0))
+    s.add_annotation("middle")
+    s.set_view_mode("coronal")
+    s.set_window(400, 40)
+    s.zoom_slice(1.5)
+    s.set_label_overlay(True)
+    return s
+
+
+def test_a_scene_file_restores_the_view_exactly(small_ct, tmp_path):
+    s = _styled(small_ct)
+    path = save_scene(s, tmp_path / "lesson.json")
+    text = path.read_text()
+    assert "head_ct_small" not in text  # no file or patient name travels with a scene
+    fresh = RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE)
+    apply_scene(fresh, read_scene(path), path)
+    assert scene_to_dict(fresh) == scene_to_dict(s)
+    np.testing.assert_array_equal(fresh.render(), s.render())
+    s.set_view_mode("3d")
+    fresh.set_view_mode("3d")
+    np.testing.assert_array_equal(fresh.render(), s.render())
+    # through the controller, as a browser uploads it
+    other = RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE)
+    control = ViewController([other])
+    control.handle(m.parse_client_message({"type": "load_scene", "view": 0, "text": text}))
+    assert other.annotations == s.annotations and other.camera == s.camera
+    control.close()
+
+
+def _bad(tmp_path, name: str, text: str):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name, edit, reason", [
+    ("grid.json", lambda d: d["grid"].update(shape=[10, 10, 10]), "grid"),
+    ("fields.json", lambda d: d.update(patient="x"), "unknown scene fields"),
+    ("preset.json", lambda d: d.update(preset="CT-Nope"), "unknown preset"),
+    ("class.json", lambda d: d["classes"]["styles"].append({"index": 99}), "class 99"),
+    ("slice.json", lambda d: d["view"]["slices"].update(axial=9999), "slice index"),
+    ("window.json", lambda d: d["view"].update(window=[5, 1]), "window"),
+    ("note.json", lambda d: d["annotations"].append({"position": [0, 0], "text": "x"}), "annotation position"),
+    ("camera.json", lambda d: d["camera"].update(distance=-1), "distance"),
+    ("format.json", lambda d: d.update(format="other/1"), "not a scene"),
+])
+def test_a_bad_scene_is_refused_and_changes_nothing(small_ct, tmp_path, name, edit, reason):
+    data = scene_to_dict(_styled(small_ct))
+    edit(data)
+    path = _bad(tmp_path, name, json.dumps(data))
+    s = RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE)
+    before = scene_to_dict(s)
+    with pytest.raises(InputError, match=reason) as err:
+        apply_scene(s, read_scene(path) if name != "format.json" else json.loads(path.read_text()), path)
+    assert str(path) in str(err.value)
+    assert scene_to_dict(s) == before
+
+
+def test_unreadable_scene_files(tmp_path):
+    with pytest.raises(InputError, match="invalid JSON"):
+        read_scene(_bad(tmp_path, "broken.json", "{not json"))
+    with pytest.raises(InputError, match="too large"):
+        read_scene(_bad(tmp_path, "big.json", " " * (MAX_SCENE_BYTES + 1)))
+    with pytest.raises(InputError, match="no such scene file"):
+        read_scene(tmp_path / "missing.json")
+    with pytest.raises(m.MessageError):
+        m.parse_client_message({"type": "load_scene", "view": 0, "text": " " * (MAX_SCENE_BYTES + 1)})
