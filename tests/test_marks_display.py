@@ -94,3 +94,36 @@ def test_brush_radius_in_mm_and_clear_through_the_controller(views):
         assert m.parse_client_message({"type": "clear_marks", "view": 1}) == m.ClearMarks(1)
     finally:
         control.close()
+
+
+def test_marks_show_on_the_3d_view_where_they_lie(views):
+    """A 3-D view draws each pending mark as a dot in its label's colour at the voxel's projection."""
+    from rfmweb.render.pick import project
+
+    session = views.sessions[RAW]
+    session.set_view_mode("3d")
+    try:
+        before = session.render()
+        assert views.mark_pixels(GT, _brain_stroke(views, GT), 3, 3.0) > 0
+        after = session.render()
+        ijk, _ = views.pending_marks()
+        world = np.c_[ijk, np.ones(len(ijk))] @ views.volume.affine[:3].T
+        px, front = project(session.camera, world)
+        color = np.array(mark_colors(session.classes)[3], np.uint8)
+        coloured = (after == color).all(axis=2) & ~(before == color).all(axis=2)
+        assert coloured.any(), "no mark drawn on the 3-D view"
+        v, u = np.nonzero(coloured)
+        nearest = np.min(np.hypot(u[:, None] - px[front, 0][None], v[:, None] - px[front, 1][None]), axis=1)
+        assert nearest.max() <= 3.0, "a mark dot lies away from every marked voxel"
+        views.clear_marks()
+        np.testing.assert_array_equal(session.render(), before)
+        # a click on the 3-D view marks the surface voxel: it shows as a dot too
+        hit = views.mark_click(RAW, SIZE / 2, SIZE / 2, 1)
+        assert hit is not None and len(views.pending_marks()[0]) == 1
+        (u, v), = project(session.camera, (views.volume.affine @ np.append(hit, 1.0))[:3][None])[0]
+        ncr = np.array(mark_colors(session.classes)[1], np.uint8)
+        patch = session.render()[int(v) - 3:int(v) + 4, int(u) - 3:int(u) + 4]
+        assert (patch == ncr).all(axis=2).any(), "the 3-D click's mark is not drawn"
+        views.clear_marks()
+    finally:
+        session.set_view_mode("axial")

@@ -231,3 +231,25 @@ def draw_3d_points(image: np.ndarray, camera: "OrbitCamera", extent_mm: float,
                 _dot(draw, p, size * 0.35)
                 _label(draw, p, a.text, size)
     return np.asarray(pil)
+
+
+def draw_3d_marks(image: np.ndarray, camera: "OrbitCamera", points: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    """Pending correction marks on a 3-D frame: a dot of ``colors`` ``[M, 3]`` uint8 (outlined in
+    black) at each world point ``points`` ``[M, 3]`` mm, projected through ``camera`` (any image
+    size). Drawn on top, as the slices draw them. Returns a new image (or the input when empty)."""
+    if not len(points):
+        return image
+    h, w = image.shape[:2]
+    px, front = project(camera, points, w, h)
+    keep = front & (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)
+    if not keep.any():
+        return image
+    out = image.copy()
+    r = max(1, min(w, h) // 160)
+    u, v = np.floor(px[keep]).astype(int).T
+    for ring, color in ((r + 1, None), (r, colors[keep])):  # a black outline first, then the colour
+        for du in range(-ring, ring + 1):
+            for dv in range(-ring, ring + 1):
+                uu, vv = np.clip(u + du, 0, w - 1), np.clip(v + dv, 0, h - 1)
+                out[vv, uu] = 0 if color is None else color
+    return out

@@ -37,7 +37,8 @@ from ..render.scene import FULL, Quality
 from ..transfer import ClassTable
 from ..volume import Volume
 from .session import RenderSession, Snapshot
-from .slice_frame import render_slice_frame
+from .pointing import draw_3d_marks
+from .slice_frame import mark_colors, render_slice_frame
 
 log = logging.getLogger(__name__)
 
@@ -98,16 +99,24 @@ class MarkedSession(RenderSession):
         self._marks = marks
 
     def render(self, quality: Quality = FULL, snapshot: Snapshot | None = None, **kwargs) -> np.ndarray:
-        """:meth:`RenderSession.render`; a slice frame has the pending marks drawn on it."""
+        """:meth:`RenderSession.render` with the pending marks drawn on it (slices: the marked voxels;
+        3-D: a dot on each, where it lies)."""
         snap = snapshot or self.snapshot()
         if snap.mode != "3d":
             return render_slice_frame(snap, self._marks())
-        return super().render(quality, snap, **kwargs)
+        image = super().render(quality, snap, **kwargs)
+        ijk, labels = self._marks()
+        if not len(ijk):
+            return image
+        vol = snap.scene.volume
+        world = np.c_[ijk, np.ones(len(ijk))] @ vol.affine[:3].T
+        palette = mark_colors(snap.scene.classes)
+        colors = np.array([palette.get(int(k), (255, 255, 255)) for k in labels], np.uint8)
+        return draw_3d_marks(image, snap.camera, world, colors)
 
     def marks_changed(self) -> None:
-        """Marks were added or cleared: a slice view renders again (a 3-D view does not show them)."""
-        if self.mode != "3d":
-            self._changed("scene")
+        """Marks were added or cleared: the view renders again."""
+        self._changed("marks")
 
 
 class SegmentationViews:
@@ -268,12 +277,18 @@ class SegmentationViews:
         return 0 if self._corrector is None else int(self._corrector.n_marks)
 
     def pending_marks(self) -> tuple[np.ndarray, np.ndarray]:
-        """Pending voxel marks ``(ijk [M, 3] int64, labels [M] uint8)``, drawn on the slice views
-        until applied or cleared (none before the correction engine exists)."""
+        """Pending marks ``(ijk [M, 3] int64, labels [M] uint8)``: the painted voxels and the voxels hit
+        by 3-D clicks, drawn on the views until applied or cleared (none before the correction engine
+        exists)."""
         corrector = self._corrector
         if corrector is None:
             return np.zeros((0, 3), np.int64), np.zeros(0, np.uint8)
-        return corrector.pending_voxels
+        ijk, labels = corrector.pending_voxels
+        rays = corrector.pending_rays
+        if rays:
+            ijk = np.concatenate([ijk, np.array([r.voxel for r in rays], np.int64)])
+            labels = np.concatenate([labels, np.array([r.label for r in rays], np.uint8)])
+        return ijk, labels
 
     def clear_marks(self) -> None:
         """Forget the pending marks (the views stop showing them)."""
@@ -317,7 +332,10 @@ class SegmentationViews:
         _check_label(label)
         snap = self.sessions[view].snapshot()
         with self._lock:
-            return self.corrector.mark_ray(snap.scene, snap.camera, float(x), float(y), int(label))
+            hit = self.corrector.mark_ray(snap.scene, snap.camera, float(x), float(y), int(label))
+        if hit is not None:
+            self._marks_changed()
+        return hit
 
     def apply_correction(self, *, steps: int | None = None):
         """Fine-tune the INR on the marks and show its new labels in the raw and denoised views.
