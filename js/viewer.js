@@ -7,7 +7,8 @@
 //                   reset, screenshot, mode, slice, stroke, mark, apply_correction, undo_correction, window,
 //                   overlay, probe, point, annotate, unannotate, save_scene, load_scene
 //                   (rfmweb.session.messages; rfmweb.session.controller carries them out)
-//   Python -> page also: {type:"scene", view, request, filename, text} (a scene file to download)
+//   Python -> page also: {type:"scene", view, request, filename, text} (a scene file to download),
+//                   {type:"file", view, request, filename, mime} + buffer (e.g. a segmentation to download)
 // A click (no drag) puts the crosshair cursor on the voxel (slice) or surface (3-D) under the pointer;
 // linked views move there.
 // Slice views: the wheel steps slices, ctrl+wheel zooms, right/ctrl-drag sets the window, shift/middle-drag
@@ -132,11 +133,13 @@ class ViewPanel {
       title: "Brush radius (mm)" });
     this.brushText = h("span", { class: "rfm-brush-text" });
     this.marksText = h("span", { class: "rfm-marks" });
+    this.saveSegBtn = h("button", { class: "rfm-btn rfm-save-seg", text: "Save labels",
+      title: "Download this view's labels as NIfTI (.nii.gz), corrections included" });
     this.correctBox = h("div", { class: "rfm-correct" }, [
       h("label", { class: "rfm-toggle", title: "Drag on a slice view / click on the 3-D view to mark voxels" },
         [this.toolBox, h("span", { text: "correct" })]), this.labelSel,
       h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Brush" }), this.brushRange, this.brushText]),
-      this.applyBtn, this.undoBtn, this.clearBtn, this.marksText]);
+      this.applyBtn, this.undoBtn, this.clearBtn, this.marksText, this.saveSegBtn]);
     this.noteInput = h("input", { type: "text", class: "rfm-note-text", maxlength: "80",
       placeholder: "label for the cursor point", title: "Click a point, type a label, press Enter" });
     this.noteBtn = h("button", { class: "rfm-btn rfm-annotate", text: "Add", title: "Label the cursor's point" });
@@ -208,6 +211,11 @@ class ViewPanel {
     this.on(this.applyBtn, "click", () => { this.send({ type: "apply_correction" }); this.flash("correcting…"); });
     this.on(this.undoBtn, "click", () => this.send({ type: "undo_correction" }));
     this.on(this.clearBtn, "click", () => this.send({ type: "clear_marks" }));
+    this.on(this.saveSegBtn, "click", () => {
+      this.sceneRequest += 1;
+      this.send({ type: "save_segmentation", request: this.sceneRequest });
+      this.flash("saving the labels…");
+    });
     this.on(this.brushRange, "change", () => {
       this.brushText.textContent = `${this.brushRange.value} mm`;
       this.send({ type: "brush", radius_mm: Number(this.brushRange.value) });
@@ -380,6 +388,8 @@ class ViewPanel {
 
   onScreenshot(meta, buffer) { this.download(new Blob([buffer], { type: meta.mime }), meta.filename); }
 
+  onFile(meta, buffer) { this.download(new Blob([buffer], { type: meta.mime }), meta.filename); }
+
   onScene(meta) { this.download(new Blob([meta.text], { type: "application/json" }), meta.filename); }
 
   download(blob, filename) {
@@ -551,6 +561,7 @@ export default {
       if (msg.type === "frame" && panel) panel.onFrame(msg, buffers[0]);
       else if (msg.type === "screenshot" && panel) panel.onScreenshot(msg, buffers[0]);
       else if (msg.type === "scene" && panel) panel.onScene(msg);
+      else if (msg.type === "file" && panel) panel.onFile(msg, buffers[0]);
       else if (msg.type === "error") {
         console.warn("rfmweb:", msg.message);
         (panel ? [panel] : panels).forEach((p) => p.flash(msg.message, true));

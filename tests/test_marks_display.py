@@ -127,3 +127,21 @@ def test_marks_show_on_the_3d_view_where_they_lie(views):
         views.clear_marks()
     finally:
         session.set_view_mode("axial")
+
+
+def test_the_segmentation_saves_as_nifti_on_the_case_grid(views, tmp_path):
+    import nibabel as nib
+
+    from rfmweb.session.segmentation import DENOISED
+
+    path = views.save(tmp_path / "seg.nii.gz")
+    img = nib.load(str(path))
+    np.testing.assert_array_equal(np.asarray(img.dataobj), views.labels(DENOISED))
+    np.testing.assert_allclose(img.affine, views.volume.affine, atol=1e-5)
+    data = views.segmentation_file(RAW)
+    assert data[:2] == b"\x1f\x8b"  # gzip: a .nii.gz for the browser to download
+    with pytest.raises(Exception, match="view must be"):
+        views.save(tmp_path / "x.nii.gz", view=7)
+    with pytest.raises(Exception, match="segmentation is written as"):
+        views.save(tmp_path / "seg.png")
+    assert not (tmp_path / "seg.png").exists()

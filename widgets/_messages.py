@@ -42,6 +42,7 @@ from rfmweb.session.messages import (  # re-exported: the widget's protocol
     RemoveAnnotation,
     SaveScene,
     LoadScene,
+    SaveSegmentation,
     CLIENT_MESSAGES,
     parse_client_message,
 )
@@ -50,8 +51,8 @@ __all__ = [
     "MAX_SIDE", "MAX_STROKE_POINTS", "MessageError", "ClientMessage", "Ack", "Ready", "Resize", "Drag",
     "Wheel", "Probe", "SetPreset", "SetRenderer", "SetClass", "SetGroup", "SetClassColors", "SetCinematic",
     "ResetCamera", "Screenshot", "SetMode", "SetSlice", "Stroke", "Mark", "ApplyCorrection", "UndoCorrection",
-    "SetLabelOverlay", "SetWindow", "PointAt", "Annotate", "RemoveAnnotation", "SaveScene", "LoadScene",
-    "CLIENT_MESSAGES", "parse_client_message", "FrameOut", "ScreenshotOut", "SceneOut", "ErrorOut"
+    "SetLabelOverlay", "SetWindow", "PointAt", "Annotate", "RemoveAnnotation", "SaveScene", "LoadScene", "SaveSegmentation",
+    "CLIENT_MESSAGES", "parse_client_message", "FrameOut", "ScreenshotOut", "SceneOut", "FileOut", "ErrorOut"
 ]
 
 
@@ -100,6 +101,19 @@ class SceneOut:
 
     def to_json(self) -> dict:
         return {"type": "scene", **asdict(self)}
+
+
+@dataclass(frozen=True)
+class FileOut:
+    """A file for the page to download (e.g. a segmentation); its bytes are the single binary buffer."""
+
+    view: int
+    request: int
+    filename: str
+    mime: str
+
+    def to_json(self) -> dict:
+        return {"type": "file", **asdict(self)}
 
 
 @dataclass(frozen=True)

@@ -243,6 +243,11 @@ class _Views(anywidget.AnyWidget):
         ``CorrectionResult``."""
         return self._require_segmentation().apply_correction(steps=steps)
 
+    def save_segmentation(self, path: str | Path, *, view: int = 2) -> Path:
+        """Write a segmentation view's labels (default 2: the denoised INR's, corrections included) to
+        ``path``: ``.nii.gz``, ``.nrrd``, ``.mha`` or ``.dcm`` (DICOM SEG)."""
+        return self._require_segmentation().save(path, view)
+
     def undo_correction(self):
         """Undo the last applied correction; returns the raw labels shown again."""
         return self._require_segmentation().undo_correction()
@@ -391,6 +396,9 @@ class _Views(anywidget.AnyWidget):
             name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self._titles[i]}_scene").strip("_")
             text = json.dumps(scene_to_dict(session), indent=1)
             self.send(m.SceneOut(i, msg.request, f"{name or 'rfmweb'}.json", text).to_json())
+        elif isinstance(msg, m.SaveSegmentation):
+            threading.Thread(target=self._reply_segmentation, args=(msg,), name="rfmweb-save-seg",
+                             daemon=True).start()
         elif isinstance(msg, m.Screenshot):
             # rendering a full-quality PNG takes a while: never on the kernel's thread
             threading.Thread(target=self._reply_screenshot, args=(msg,), name="rfmweb-screenshot",
@@ -398,6 +406,17 @@ class _Views(anywidget.AnyWidget):
         else:
             self.control.set_pixel_ratio(i, session.camera.width / max(1, self.width))
             self.control.handle(msg)
+
+    def _reply_segmentation(self, msg: m.SaveSegmentation) -> None:
+        try:
+            data = self._require_segmentation().segmentation_file(msg.view)
+        except Exception as exc:
+            log.warning("rfmweb widget: saving the segmentation failed: %s", exc)
+            self.send(m.ErrorOut(msg.view, f"saving the segmentation failed: {exc}", msg.request).to_json())
+            return
+        name = ("ground_truth", "raw_inr", "denoised_inr")[msg.view]
+        self.send(m.FileOut(msg.view, msg.request, f"segmentation_{name}.nii.gz", "application/gzip").to_json(),
+                  buffers=[data])
 
     def _reply_screenshot(self, msg: m.Screenshot) -> None:
         try:

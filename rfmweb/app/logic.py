@@ -154,6 +154,7 @@ class AppController:
         server.trigger("rfm_screenshot")(self.screenshot)
         server.trigger("rfm_scene")(self.scene_text)
         server.trigger("rfm_load_scene")(self.load_scene)
+        server.trigger("rfm_segmentation")(self.segmentation_file)
 
     # -- wiring -----------------------------------------------------------------------------------
     def _on_server_ready(self, **_) -> None:
@@ -425,6 +426,18 @@ class AppController:
         controller's correction thread."""
         messages = {"apply": m.ApplyCorrection, "undo": m.UndoCorrection, "clear": m.ClearMarks}
         self.control.handle(messages[action](1))
+
+    async def segmentation_file(self, view=2, *_args) -> bytes | None:
+        """A segmentation view's labels (default: the denoised INR's, corrections included) as
+        ``.nii.gz`` bytes for the page to download (written on a worker thread)."""
+        try:
+            if self.segmentation is None:
+                raise InputError("only the segmentation views have labels to save")
+            loop = asyncio.get_event_loop()
+            return await loop.run_in_executor(None, self.segmentation.segmentation_file, int(view))
+        except Exception as exc:
+            log.warning("saving the segmentation failed: %s", exc)
+            return None
 
     def _from_control(self, index: int, _busy: bool, message: str) -> None:
         """A correction's outcome (correction thread): to the view's status line, on the loop."""

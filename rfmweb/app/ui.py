@@ -151,6 +151,10 @@ def _correction_controls(ctrl, names) -> None:
             v3.VBtn("Clear", click=ctrl.rfm_clear_marks, variant="tonal", size="small", classes="rfm-clear-marks",
                     disabled=(f"!{names.marks}",))
             html.Div(f"{{{{ {names.marks} }}}} marked", classes="text-caption rfm-marks")
+        v3.VBtn("Save labels (.nii.gz)", variant="tonal", size="small", prepend_icon="mdi-download", block=True,
+                classes="rfm-save-seg mt-2",
+                click="utils.download('segmentation_denoised_inr.nii.gz', trigger('rfm_segmentation', [2]), "
+                      "'application/gzip')")
 
 
 def _annotation_controls(ctrl, names) -> None:

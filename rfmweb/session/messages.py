@@ -311,6 +311,13 @@ class SaveScene(ClientMessage):
 
 
 @dataclass(frozen=True)
+class SaveSegmentation(ClientMessage):
+    """Ask for a segmentation view's labels as a ``.nii.gz`` file; ``request`` is echoed in the reply."""
+
+    request: int
+
+
+@dataclass(frozen=True)
 class LoadScene(ClientMessage):
     """Restore a scene file's JSON ``text`` (:mod:`rfmweb.session.scene_file`) onto the view."""
 
@@ -331,7 +338,7 @@ _TAG_OF: dict[type, str] = {
     Mark: "mark", ApplyCorrection: "apply_correction", UndoCorrection: "undo_correction", Probe: "probe",
     SetLabelOverlay: "overlay", SetWindow: "window", SetBrush: "brush", ClearMarks: "clear_marks",
     PointAt: "point", Annotate: "annotate", RemoveAnnotation: "unannotate", SaveScene: "save_scene",
-    LoadScene: "load_scene",
+    LoadScene: "load_scene", SaveSegmentation: "save_segmentation",
 }
 CLIENT_MESSAGES: dict[str, type[ClientMessage]] = {tag: cls for cls, tag in _TAG_OF.items()}
 

@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import tempfile
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -378,6 +381,26 @@ class SegmentationViews:
             for v in (RAW, DENOISED):
                 self._status(v, False, "correction undone")
             return labels
+
+    def save(self, path: str | os.PathLike, view: int = DENOISED) -> Path:
+        """Write one view's labels (default: the denoised INR's, with any corrections) to ``path``:
+        ``.nii``/``.nii.gz``, ``.nrrd``/``.mha`` or ``.dcm`` (DICOM SEG; see
+        :func:`rfmweb.io.save_segmentation`), atomically. Corrected labels are marked as drawn by
+        hand (MANUAL), the INR's own as AUTOMATIC."""
+        from ..io.dicom_seg import save_segmentation
+
+        if view not in (GT, RAW, DENOISED):
+            raise InputError(f"view must be {GT} (ground truth), {RAW} (raw INR) or {DENOISED} (denoised INR)")
+        if view != GT:
+            self.wait()
+        corrected = self._corrector is not None and self._corrector.can_undo
+        algorithm = None if view == GT or corrected else "Neumours INR"
+        return save_segmentation(self.labels(view), self.volume, path, classes=BRATS_CLASSES, algorithm=algorithm)
+
+    def segmentation_file(self, view: int = DENOISED) -> bytes:
+        """A view's labels as ``.nii.gz`` bytes (a browser download; no server path involved)."""
+        with tempfile.TemporaryDirectory(prefix="rfmweb-seg-") as tmp:
+            return self.save(Path(tmp) / "segmentation.nii.gz", view).read_bytes()
 
     def _show(self, raw: np.ndarray) -> None:
         # the Corrector fine-tunes its own copy of the model: the cache's labels stay the originals

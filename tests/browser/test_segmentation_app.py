@@ -168,6 +168,14 @@ def test_paint_stroke_and_apply_change_the_raw_view(page, case_dir, artifacts):
     Image.fromarray(np.concatenate([raw_before, raw_after], axis=1)).save(artifacts / "segment_corrected.png")
     assert not is_blank(raw_after) and _differ(raw_before, raw_after, 0.2), "the correction did not change the raw view"
     print(f"apply -> corrected raw frame shown in {seconds:.2f} s; {dice_before} -> {dice.inner_text()}")
+    # the corrected segmentation downloads as NIfTI on the case's grid (the browser names no server path)
+    import nibabel as nib
+    with page.expect_download() as download:
+        page.locator(".rfm-save-seg").click()
+    saved = artifacts / "segment_corrected_labels.nii.gz"
+    download.value.save_as(saved)
+    labels = np.asarray(nib.load(str(saved)).dataobj)
+    assert labels.shape == volume.shape and set(np.unique(labels)) <= {0, 1, 2, 3} and labels.any()
     page.locator(".rfm-tool input").uncheck()
 
 
