@@ -200,3 +200,34 @@ def test_unreadable_scene_files(tmp_path):
         read_scene(tmp_path / "missing.json")
     with pytest.raises(m.MessageError):
         m.parse_client_message({"type": "load_scene", "view": 0, "text": " " * (MAX_SCENE_BYTES + 1)})
+
+
+def test_the_widget_replies_with_its_scene_and_loads_one(small_ct, tmp_path):
+    from rfmweb.widgets import Viewer
+
+    w = Viewer(small_ct, renderer="vtk", width=SIZE, height=SIZE)
+    sent = []
+    w.send = lambda content, buffers=None: sent.append(content)
+    try:
+        w.set_cursor(np.asarray(small_ct.bounds).mean(0))
+        w.annotate("middle")
+        assert w.views[0]["annotations"] == ["middle"] and w.views[0]["cursor"].endswith("mm")
+        w._on_client_msg(w, {"type": "save_scene", "view": 0, "request": 7}, [])
+        (reply,) = [c for c in sent if c["type"] == "scene"]
+        assert reply["request"] == 7 and reply["filename"].endswith(".json")
+        scene = json.loads(reply["text"])
+        assert scene["annotations"][0]["text"] == "middle"
+        w.clear_annotations()
+        assert w.session.annotations == () and w.session.cursor is None
+        w._on_client_msg(w, {"type": "load_scene", "view": 0, "text": reply["text"]}, [])
+        assert [a.text for a in w.session.annotations] == ["middle"]
+        # a bad upload: an error reply, the view unchanged
+        w._on_client_msg(w, {"type": "load_scene", "view": 0, "text": "{\"format\": 1}"}, [])
+        assert sent[-1]["type"] == "error" and "not a scene" in sent[-1]["message"]
+        assert [a.text for a in w.session.annotations] == ["middle"]
+        w.save_scene(tmp_path / "s.json")
+        w.clear_annotations()
+        w.load_scene(tmp_path / "s.json")
+        assert [a.text for a in w.session.annotations] == ["middle"]
+    finally:
+        w.close()

@@ -180,3 +180,46 @@ def test_painting_sends_a_stroke_in_frame_pixels_and_apply_undo(page, artifacts)
     (mark,) = _sent(page, "mark")
     assert mark["label"] == 3 and abs(mark["x"] - 120 * scale) < 1 and abs(mark["y"] - 100 * scale) < 1
     json.dumps(mark)  # plain JSON, as the kernel receives it
+
+
+def test_click_annotate_scene_and_label_downloads(page, tmp_path):
+    """A click (no drag) sends a crosshair "point" in frame pixels; a label + Enter annotates; "Save
+    scene" asks Python and downloads its reply; "Load scene" sends the chosen file's text; "Save
+    labels" downloads the NIfTI bytes Python replies with."""
+    canvas = page.locator(".rfm-canvas")
+    box = canvas.bounding_box()
+    scale = canvas.evaluate("c => c.width") / box["width"]
+    page.mouse.click(box["x"] + 70, box["y"] + 90)
+    (point,) = _sent(page, "point")
+    assert abs(point["x"] - 70 * scale) < 1 and abs(point["y"] - 90 * scale) < 1
+    assert not _sent(page, "drag")
+    page.evaluate("(s) => window.__set({views: [s]})",
+                  _view_state(cursor="(1.0, 2.0, 3.0) mm", annotations=["tumour rim"]))
+    assert "tumour rim" in page.locator(".rfm-notes").inner_text()
+    page.locator(".rfm-note-text").fill("  optic chiasm ")
+    page.locator(".rfm-note-text").press("Enter")
+    assert _sent(page, "annotate")[-1]["text"] == "optic chiasm"
+    page.locator(".rfm-unannotate").click()
+    assert _sent(page, "unannotate")
+
+    page.locator(".rfm-scene-save").click()
+    (ask,) = _sent(page, "save_scene")
+    scene = {"format": "rfmweb-scene/1", "annotations": [{"position": [1, 2, 3], "text": "tumour rim"}]}
+    with page.expect_download() as download:
+        page.evaluate("(m) => window.__frame(m, '')", {"type": "scene", "view": 0, "request": ask["request"],
+                                                        "filename": "case_scene.json", "text": json.dumps(scene)})
+    assert download.value.suggested_filename == "case_scene.json"
+    saved = tmp_path / "scene.json"
+    download.value.save_as(saved)
+    assert json.loads(saved.read_text()) == scene
+    page.locator(".rfm-scene-file").set_input_files(str(saved))
+    page.wait_for_function("() => window.__sent.some((m) => m.type === 'load_scene')")
+    assert json.loads(_sent(page, "load_scene")[-1]["text"]) == scene
+
+    page.locator(".rfm-save-seg").click()
+    (ask,) = _sent(page, "save_segmentation")
+    with page.expect_download() as download:
+        page.evaluate("([m, b]) => window.__frame(m, b)", [{"type": "file", "view": 0, "request": ask["request"],
+                       "filename": "segmentation_raw_inr.nii.gz", "mime": "application/gzip"},
+                      base64.b64encode(b"\x1f\x8bfake").decode()])
+    assert download.value.suggested_filename == "segmentation_raw_inr.nii.gz"
