@@ -187,10 +187,15 @@ class ResetCamera(ClientMessage):
 
 
 @dataclass(frozen=True)
-class Screenshot(ClientMessage):
-    """Ask for a full-quality PNG of this view; ``request`` is echoed in the reply."""
+class _Request(ClientMessage):
+    """Ask the front end for a file of this view; ``request`` is echoed in the reply."""
 
     request: int
+
+
+@dataclass(frozen=True)
+class Screenshot(_Request):
+    """Ask for a full-quality PNG of this view."""
 
 
 @dataclass(frozen=True)
@@ -304,17 +309,13 @@ class RemoveAnnotation(ClientMessage):
 
 
 @dataclass(frozen=True)
-class SaveScene(ClientMessage):
-    """Ask for the view's scene file (JSON text); ``request`` is echoed in the reply."""
-
-    request: int
+class SaveScene(_Request):
+    """Ask for the view's scene file (JSON text)."""
 
 
 @dataclass(frozen=True)
-class SaveSegmentation(ClientMessage):
-    """Ask for a segmentation view's labels as a ``.nii.gz`` file; ``request`` is echoed in the reply."""
-
-    request: int
+class SaveSegmentation(_Request):
+    """Ask for a segmentation view's labels as a ``.nii.gz`` file."""
 
 
 @dataclass(frozen=True)

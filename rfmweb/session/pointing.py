@@ -161,6 +161,14 @@ def font(size: int):
         return ImageFont.load_default()
 
 
+def _canvas(image: np.ndarray):
+    """``(PIL image, its ImageDraw, label size px)`` to draw over ``image`` ``[H, W, 3]`` uint8."""
+    from PIL import Image, ImageDraw
+
+    pil = Image.fromarray(image)
+    return pil, ImageDraw.Draw(pil), max(10, min(image.shape[:2]) // 28)
+
+
 def _label(draw, xy, text: str, size: int) -> None:
     draw.text((xy[0] + size * 0.6, xy[1]), text, fill=ANNOTATION_COLOR, font=font(size), anchor="lm",
               stroke_width=max(1, size // 8), stroke_fill=(0, 0, 0))
@@ -185,12 +193,8 @@ def draw_slice_points(image: np.ndarray, geo: SliceGeometry, volume: "Volume",
             on_slice.append((ijk, a.text))
     if cursor is None and not on_slice:
         return image
-    from PIL import Image, ImageDraw
-
+    pil, draw, size = _canvas(image)
     h, w = image.shape[:2]
-    size = max(10, min(w, h) // 28)
-    pil = Image.fromarray(image)
-    draw = ImageDraw.Draw(pil)
     if cursor is not None:
         (u, v), = geo.to_pixel((inv @ np.append(cursor, 1.0))[:3])
         gap = size * 0.8
@@ -211,12 +215,8 @@ def draw_3d_points(image: np.ndarray, camera: "OrbitCamera", extent_mm: float,
     any size: a reduced interactive frame scales); drawn on top. Returns a new image (or the input)."""
     if cursor is None and not annotations:
         return image
-    from PIL import Image, ImageDraw
-
+    pil, draw, size = _canvas(image)
     h, w = image.shape[:2]
-    size = max(10, min(w, h) // 28)
-    pil = Image.fromarray(image)
-    draw = ImageDraw.Draw(pil)
     if cursor is not None:
         arm = CURSOR_ARM * extent_mm
         ends = np.asarray(cursor) + np.concatenate([np.eye(3) * arm, -np.eye(3) * arm])
