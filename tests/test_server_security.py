@@ -278,3 +278,13 @@ def test_running_server_checks_host_origin_and_key(served):
     assert KEY not in text  # never logged, not even in the "open" line
     assert "set_tool" not in text and "Traceback" not in text
     assert "refused GET / from" in text  # one line: method, path (no query), peer, reason
+
+
+def test_announced_url_follows_the_scheme(caplog):
+    from rfmweb.app.server import Content, announcer
+
+    content = Content(volume=None, splats=[0, 0, 0])
+    with caplog.at_level(logging.INFO, logger="rfmweb.app.server"):
+        announcer(content, "127.0.0.1", None, False)(8080)
+        announcer(content, "127.0.0.1", None, False, "https")(8443)
+    assert "open http://127.0.0.1:8080/" in caplog.text and "open https://127.0.0.1:8443/" in caplog.text

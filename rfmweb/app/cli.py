@@ -1,7 +1,7 @@
 """``rfmweb serve``: the command line of the web app.
 
     rfmweb serve [VOLUME] [--labels L] [--host H] [--port P] [--auth-key-file F] [--renderer R] [--preset P]
-                 [--allow-host NAME] [--shared | --max-sessions N]
+                 [--allow-host NAME] [--shared | --max-sessions N] [--certfile F --keyfile F]
     rfmweb serve CASE_DIR --segment [--model CKPT]    # ground truth | raw INR | denoised INR
 
 VOLUME is a NIfTI file, a BraTS case folder or ``sample:NAME``; without it, the bundled CT phantom.
@@ -39,13 +39,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
   follow (when it leaves, the next oldest drives).
 
 security:
-  Host and Origin are checked on every request (no DNS rebinding, no cross-site websocket); behind
-  a reverse proxy, pass its name with --allow-host (it should send X-Forwarded-Proto).
+  Host and Origin are checked on every request (no DNS rebinding, no cross-site websocket).
   Without a loopback --host an auth key is required: --auth-key K, --auth-key-file F (first line)
   or ${KEY_ENV} (the last two keep the key out of `ps`). Open http://HOST:PORT/?secret=K once:
   the server sets an HttpOnly cookie and redirects to the URL without the key; scripts may send
   'Authorization: Bearer K'. The key is never logged; on a terminal the URL with the key is printed
-  to stderr. 10 wrong keys from one address within a minute: refused (429) for that minute.""")
+  to stderr. 10 wrong keys from one address within a minute: refused (429) for that minute.
+
+https:
+  --certfile F --keyfile F (PEM; the key unencrypted): serve https:// and wss:// (TLS 1.2 or later);
+  the key's cookie is then Secure. Viewer sessions stay on loopback plain HTTP behind this server.
+  Or keep rfmweb on 127.0.0.1 behind a reverse proxy that terminates TLS (nginx, Caddy): pass the
+  proxy's public name with --allow-host NAME, have it forward websockets (Upgrade/Connection
+  headers, read timeout of an hour or more) and send X-Forwarded-Proto: https (trusted only from a
+  proxy on this machine: the cookie is then Secure); keep an auth key. nginx:
+    location / {{ proxy_pass http://127.0.0.1:8080; proxy_http_version 1.1;
+                 proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";
+                 proxy_set_header Host $host; proxy_set_header X-Forwarded-Proto $scheme;
+                 proxy_read_timeout 3600s; }}""")
     p.add_argument("volume", nargs="?", default=None, metavar="VOLUME",
                    help="a .nii/.nii.gz/.nrrd/.mha file, a DICOM series folder or .zip, a BraTS case folder, "
                         "sample:NAME or a splat .npz (default: the bundled CT phantom)")
@@ -66,6 +77,9 @@ security:
                    help="one viewer state for every tab (teaching) instead of a session per tab")
     p.add_argument("--max-sessions", type=int, default=4, metavar="N",
                    help="most viewer sessions (tabs) at once, each a process (default 4)")
+    p.add_argument("--certfile", default=None, metavar="F",
+                   help="PEM certificate (chain) for https:// (with --keyfile)")
+    p.add_argument("--keyfile", default=None, metavar="F", help="PEM private key of --certfile (unencrypted)")
     p.add_argument("--renderer", default=None, metavar="R", help="initial renderer of the main view (e.g. compiled, vtk, renderfm)")
     p.add_argument("--preset", default=None, metavar="P", help="initial transfer-function preset (e.g. CT-Bone)")
     p.add_argument("--open", action="store_true", help="open the system browser")
@@ -94,7 +108,8 @@ def run_serve(args: argparse.Namespace) -> int:
               open_browser=bool(getattr(args, "open", False)), renderer=args.renderer, preset=args.preset,
               segment=bool(getattr(args, "segment", False)), model=getattr(args, "model", None),
               allow_hosts=tuple(getattr(args, "allow_host", ())), shared=bool(getattr(args, "shared", False)),
-              max_sessions=getattr(args, "max_sessions", 4), series=getattr(args, "series", None))
+              max_sessions=getattr(args, "max_sessions", 4), series=getattr(args, "series", None),
+              certfile=getattr(args, "certfile", None), keyfile=getattr(args, "keyfile", None))
     except InputError as exc:
         print(f"rfmweb: error: {exc}", file=sys.stderr)
         return 2

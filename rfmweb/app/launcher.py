@@ -16,7 +16,9 @@ and hands out its websocket); this module is that pattern, small and in-process:
   stdin: it exits at once (and if the launcher dies, its children see EOF and exit too); its memory
   goes back to the system with the process.
 
-The Host/Origin and auth-key checks of :mod:`.security` run here, on the public side.
+The Host/Origin and auth-key checks of :mod:`.security` run here, on the public side, and so does
+TLS when a certificate is given: the session processes are plain HTTP on loopback, reachable only
+with their internal key.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import os
 import pickle
 import secrets
 import signal
+import ssl
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -284,15 +287,18 @@ class Launcher:
 
 
 def run_launcher(content: Content, *, host: str, port: int, access: Access, max_sessions: int,
-                 on_ready: Callable[[int], None] | None = None) -> None:
-    """Serve the launcher on ``host:port`` until SIGINT/SIGTERM (blocking); ends every session on exit."""
+                 on_ready: Callable[[int], None] | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
+    """Serve the launcher on ``host:port`` until SIGINT/SIGTERM (blocking); ends every session on exit.
+
+    ``ssl_context``: listen with TLS (see :func:`~.security.tls_context`).
+    """
     from aiohttp import web
 
     async def main() -> None:
         launcher = Launcher(content, access, max_sessions=max_sessions)
         runner = web.AppRunner(launcher.app(), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

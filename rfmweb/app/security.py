@@ -16,6 +16,10 @@ Every request the app answers (the page, its scripts, the websocket handshake) g
   answered 429 until the window has passed, right key or not (guessing the key is throttled;
   requests that carry no key at all do not count).
 
+- **TLS** (``--certfile``/``--keyfile``, :func:`tls_context`): the public side listens with TLS 1.2 or
+  later; the cookie is then Secure and the page's origin is ``https://`` (its host and port are
+  what the Origin check compares, so nothing else changes).
+
 Refusals are logged on one line that names the method, the path (never the query, which may hold
 the key) and the reason. :func:`service_middleware` answers ``/healthz`` and the trame client's
 session-manager POST (``.../paraview/``), which otherwise ends in a 405 on every page load.
@@ -30,6 +34,7 @@ import logging
 import os
 import re
 import socket
+import ssl
 import time
 from pathlib import Path
 from typing import Callable, Iterable
@@ -86,6 +91,40 @@ def resolve_auth_key(key: str | None, key_file: str | os.PathLike | None, enviro
     elif key is None:
         key = environ.get(KEY_ENV) or None
     return None if key is None else check_auth_key(key)
+
+
+def tls_context(certfile: str | os.PathLike, keyfile: str | os.PathLike) -> ssl.SSLContext:
+    """A server-side TLS context (TLS 1.2 or later) from a PEM certificate chain and its private key.
+
+    Raises:
+        InputError: a file is unreadable, ``certfile`` holds no PEM certificate, or ``keyfile`` is not
+            an unencrypted PEM key matching it (the message names the file).
+    """
+    for path, what in ((certfile, "certificate"), (keyfile, "private key")):
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read the TLS {what} file: {exc.strerror or exc}") from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:  # certificates only: tells a bad certificate file from a bad key
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=os.fspath(certfile))
+    except (ssl.SSLError, ValueError) as exc:
+        raise InputError(f"{certfile}: not a PEM certificate (--certfile): {exc}") from None
+    asked = []
+
+    def no_passphrase() -> bytes:  # never prompt on the terminal for an encrypted key
+        asked.append(True)
+        return b""
+
+    try:
+        context.load_cert_chain(os.fspath(certfile), os.fspath(keyfile), password=no_passphrase)
+    except (ssl.SSLError, ValueError) as exc:
+        why = "the key is encrypted: give an unencrypted one" if asked else \
+            f"not a PEM private key of the certificate {certfile}: {exc}"
+        raise InputError(f"{keyfile}: {why} (--keyfile)") from None
+    return context
 
 
 def check_allow_host(name: str) -> str:

@@ -12,13 +12,17 @@ Security (:mod:`.security`): Host and Origin are checked on every request (no DN
 cross-site websocket, even on loopback without a key); a server reachable from other machines
 must have an auth key, presented once as ``?secret=KEY`` (then a cookie) or as a Bearer header.
 The key is never logged. The browser never names a server-side file: the volume is chosen here.
+With a certificate (``certfile``/``keyfile``) the public side speaks HTTPS/WSS; session processes
+stay on loopback plain HTTP behind the launcher (only it can reach them).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
+import ssl
 import sys
 import webbrowser
 from dataclasses import dataclass
@@ -30,7 +34,7 @@ from ..render.registry import check_renderer
 from ..session.sources import open_sources
 from ..transfer import PRESETS
 from ..volume import Volume
-from .security import allowed_names, check_allow_host, check_auth_key, is_loopback, protect
+from .security import allowed_names, check_allow_host, check_auth_key, is_loopback, protect, tls_context
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +89,25 @@ def quiet_trame_logs() -> None:
             logger.setLevel(logging.WARNING)
 
 
+def quiet_closed_websockets(wslink_server) -> None:
+    """A client that leaves while its answers are being sent (a closed tab, a dropped connection)
+    is how a connection normally ends: wslink would log each answer it could not send with a
+    traceback (and then fail sending the error too). Drop those answers with one debug line."""
+    for handler in getattr(wslink_server, "_ws_handlers", []):
+        for name in ("sendWrappedMessage", "sendWrappedError"):
+            send = getattr(handler, name)
+
+            @functools.wraps(send)
+            async def quiet(*args, _send=send, **kwargs):
+                try:
+                    return await _send(*args, **kwargs)
+                except ConnectionResetError as exc:  # aiohttp's ClientConnectionResetError is one
+                    log.debug("a client left before its answer was sent: %s", exc)
+                    return None
+
+            setattr(handler, name, quiet)
+
+
 def build_app(volume: Volume | None, *, splats=None, renderer: str | None = None, preset: str | None = None,
               server=None, segmentation=None):
     """Create the trame server with the layout and controllers (not started); returns ``(server, controller)``.
@@ -120,11 +143,13 @@ def _log_renderfm(volume: Volume) -> None:
 
 
 def run_app(content: Content, *, host: str, port: int, access: Access,
-            on_ready: Callable[[int], None] | None = None, shared: bool = False) -> None:
+            on_ready: Callable[[int], None] | None = None, shared: bool = False,
+            ssl_context: ssl.SSLContext | None = None) -> None:
     """Build the trame app of ``content`` and serve it on ``host:port`` until stopped (blocking).
 
     ``on_ready`` is called with the port once the server listens (``port=0`` picks a free one).
     ``shared``: many tabs share this app; the first connected drives (:class:`~.shared.DriverGate`).
+    ``ssl_context``: listen with TLS (see :func:`~.security.tls_context`).
     """
     segmentation = None
     if content.segment:
@@ -140,6 +165,9 @@ def run_app(content: Content, *, host: str, port: int, access: Access,
     # no wslink authKey: the page URL loses ?secret= (see .security); the websocket handshake is
     # an HTTP request the middlewares check like any other
     server.controller.on_server_bind.add(lambda wslink_server: access.protect(wslink_server.app))
+    server.controller.on_server_bind.add(quiet_closed_websockets)
+    if ssl_context is not None:  # wslink's aiohttp site reads its config's "ssl" when it starts
+        server.controller.on_server_bind.add(lambda wslink_server: wslink_server.config.update(ssl=ssl_context))
     if shared:
         from .shared import DriverGate
 
@@ -153,13 +181,15 @@ def run_app(content: Content, *, host: str, port: int, access: Access,
         controller.close()
 
 
-def announcer(content: Content, host: str, auth_key: str | None, open_browser: bool) -> Callable[[int], None]:
-    """What to do once the server listens: log the URL (never the key); with a key, print the URL
-    that carries it on the terminal (stderr, only when it is one), and open the browser if asked."""
+def announcer(content: Content, host: str, auth_key: str | None, open_browser: bool,
+              scheme: str = "http") -> Callable[[int], None]:
+    """What to do once the server listens: log the URL (``scheme``: ``http`` or ``https``; never the
+    key); with a key, print the URL that carries it on the terminal (stderr, only when it is one),
+    and open the browser if asked."""
 
     def announce(port: int) -> None:
         shown = socket.gethostname() if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
-        url = f"http://{shown}:{port}/"
+        url = f"{scheme}://{shown}:{port}/"
         with_key = url + (f"?secret={auth_key}" if auth_key is not None else "")
         needs = " (with the auth key: ?secret=KEY once, or Authorization: Bearer KEY)" if auth_key else ""
         log.info("serving %s — open %s%s", content.describe(), url, needs)
@@ -175,7 +205,8 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
           splats=None, host: str = "127.0.0.1", port: int = 8080, auth_key: str | None = None, open_browser: bool = False,
           renderer: str | None = None, preset: str | None = None, segment: bool = False,
           model: str | os.PathLike | None = None, allow_hosts: tuple[str, ...] = (), shared: bool = False,
-          max_sessions: int = 4, series: str | None = None) -> None:
+          max_sessions: int = 4, series: str | None = None, certfile: str | os.PathLike | None = None,
+          keyfile: str | os.PathLike | None = None) -> None:
     """Serve the viewer of ``volume`` until interrupted (blocking).
 
     Args:
@@ -202,6 +233,8 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
         series: the SeriesInstanceUID to show from a DICOM folder holding several (default: the largest).
         max_sessions: most session processes at once (not with ``shared``); the next tab gets a
             "busy" page.
+        certfile, keyfile: PEM certificate chain and its unencrypted private key: serve HTTPS (TLS
+            1.2+) instead of HTTP; give both or neither.
 
     Raises:
         InputError: bad arguments (checked before anything is loaded) or an unreadable volume.
@@ -215,6 +248,9 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
         raise InputError(f"port must be an integer in 0..65535, got {port!r}")
     if not isinstance(max_sessions, int) or max_sessions < 1:
         raise InputError(f"--max-sessions must be a positive integer, got {max_sessions!r}")
+    if (certfile is None) != (keyfile is None):
+        raise InputError("give --certfile and --keyfile together (the certificate and its private key), or neither")
+    ssl_context = tls_context(certfile, keyfile) if certfile is not None else None
     proxies = frozenset(check_allow_host(name) for name in allow_hosts)
     if renderer is not None:
         check_renderer(renderer)
@@ -240,10 +276,11 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
         _log_renderfm(vol)
     content = Content(vol, splats, renderer, preset, segment, inr)
     access = Access(allowed_names(host), proxies, auth_key)
-    announce = announcer(content, host, auth_key, open_browser)
+    announce = announcer(content, host, auth_key, open_browser, "http" if ssl_context is None else "https")
     if shared:
-        run_app(content, host=host, port=port, access=access, on_ready=announce, shared=True)
+        run_app(content, host=host, port=port, access=access, on_ready=announce, shared=True, ssl_context=ssl_context)
     else:
         from .launcher import run_launcher
 
-        run_launcher(content, host=host, port=port, access=access, max_sessions=max_sessions, on_ready=announce)
+        run_launcher(content, host=host, port=port, access=access, max_sessions=max_sessions, on_ready=announce,
+                     ssl_context=ssl_context)
