@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from rfmweb.session import RenderSession, link_cameras
+from rfmweb.session import messages as m
 from rfmweb.session.difference import DifferenceSession, difference_image
 
 SIZE = 64
@@ -117,3 +118,37 @@ def test_linked_cameras_toggle(small_ct):
         assert a.camera == b.camera
     finally:
         w.close()
+
+
+def test_a_flood_of_pointer_moves_is_merged_into_one_drag(small_ct):
+    """Thousands of MouseMove events within one coalescing interval reach the controller as one drag
+    with the summed deltas: a client flooding events costs one camera change per interval."""
+    from rfmweb.app.frames import FrameAdapter
+    from rfmweb.session.controller import ViewController
+
+    session = RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE)
+    control = ViewController([session])
+    handled = []
+    original = control.handle
+    control.handle = lambda msg: (handled.append(msg), original(msg))
+    adapter = FrameAdapter("v", 0, control, on_frame=lambda f: None, on_status=lambda busy, msg: None)
+    adapter.session = session
+
+    class Loop:  # a loop that never runs its callbacks: only the final release flushes
+        def call_soon_threadsafe(self, *args):
+            pass
+
+    adapter.loop = Loop()
+    start = session.camera
+    adapter.on_interaction("t", {"type": "LeftButtonPress", "x": 0, "y": 0})
+    adapter._last_flush = float("inf")  # as if a drag had just been handled: everything now merges
+    for k in range(1, 2001):
+        adapter.on_interaction("t", {"type": "MouseMove", "x": 0.05 * k, "y": 0})
+    assert not [h for h in handled if isinstance(h, m.Drag)]
+    adapter.on_interaction("t", {"type": "LeftButtonRelease", "x": 100, "y": 0})
+    (drag,) = [h for h in handled if isinstance(h, m.Drag)]
+    assert drag.dx == pytest.approx(100.0) and drag.dy == 0
+    expected = RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE)
+    expected.orbit(100.0, 0.0)
+    assert session.camera == expected.camera != start
+    control.close()

@@ -8,6 +8,7 @@ that bypasses trame-rca's render scheduler, which would render synchronously on 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import math
@@ -30,6 +31,9 @@ WHEEL_DELTA_PER_SPIN = 100.0
 _BUTTONS = {"Left": "left", "Middle": "middle", "Right": "right"}
 #: A left press and release closer than this (CSS px) is a click: it places the crosshair cursor.
 CLICK_PX = 4.0
+#: Pointer moves (drags, hovering) reach the controller at most once per this many seconds: a drag's
+#: deltas are summed, hovering keeps the latest position (a client flooding events gets the same view).
+COALESCE_S = 0.016
 
 
 def guarded(method: Callable) -> Callable:
@@ -81,6 +85,9 @@ class FrameAdapter:
         self._css_height = 300.0
         self._drag: tuple[str, float, float, bool, bool] | None = None
         self._press: tuple[float, float] | None = None  # where a plain left press began (CSS px): a click?
+        self._pending: m.ClientMessage | None = None  # a merged Drag or Probe not handled yet
+        self._last_flush = -math.inf
+        self._flush_due = False
         #: With the correction tool on: called with ``(view name, points [[u, v], ...] device pixels,
         #: click)`` when a left drag (a stroke; the controller's brush gives its radius) or a click ends.
         self.painter: Callable[[str, list, bool], None] | None = None
@@ -132,9 +139,14 @@ class FrameAdapter:
             if self.stream is not None:
                 self.stream.reset_flow()
             self.refresh()
-        elif self.session is None:
-            return
-        elif self.painter is not None and kind in ("LeftButtonPress", "MouseMove", "LeftButtonRelease"):
+        elif self.session is not None:
+            if kind != "MouseMove":
+                self._flush()  # the merged pointer movement first: events stay in order
+            self._pointer(kind, event)
+
+    def _pointer(self, kind: str, event: dict) -> None:
+        """Buttons, moves and the wheel: clicks, drags, hovering, strokes (the correction tool)."""
+        if self.painter is not None and kind in ("LeftButtonPress", "MouseMove", "LeftButtonRelease"):
             self._paint(kind, event)
         elif kind.endswith("ButtonPress") and kind[:-len("ButtonPress")] in _BUTTONS:
             button = _BUTTONS[kind[:-len("ButtonPress")]]
@@ -155,17 +167,45 @@ class FrameAdapter:
                 raise InputError(f"bad pointer position {event!r}")
             if self._drag is None:  # hovering: what lies under the pointer (slice views)
                 if self.session.mode != "3d":
-                    self.control.handle(m.Probe(self.index, x * self._pixel_ratio,
-                                                (self._css_height - y) * self._pixel_ratio))
+                    self._merge(m.Probe(self.index, x * self._pixel_ratio, (self._css_height - y) * self._pixel_ratio))
                 return
             button, x0, y0, shift, ctrl = self._drag
             self._drag = (button, x, y, shift, ctrl)
             # trame-rca positions are CSS pixels from the area's bottom-left corner; messages want y down
-            self.control.handle(m.Drag(self.index, button, x - x0, y0 - y, shift, ctrl))
+            self._merge(m.Drag(self.index, button, x - x0, y0 - y, shift, ctrl))
         elif kind == "MouseWheel":
             spin = float(event.get("spinY", 0.0))
             if math.isfinite(spin) and spin:
                 self.control.handle(m.Wheel(self.index, spin * WHEEL_DELTA_PER_SPIN, bool(event.get("ctrlKey"))))
+
+    def _merge(self, msg: m.ClientMessage) -> None:
+        """Hand a pointer message (Drag, Probe) to the controller at most once per :data:`COALESCE_S`:
+        drags of one button and modifiers sum their deltas, probes keep the latest position."""
+        pending = self._pending
+        if isinstance(pending, m.Drag) and isinstance(msg, m.Drag) and \
+                (pending.button, pending.shift, pending.ctrl) == (msg.button, msg.shift, msg.ctrl):
+            msg = dataclasses.replace(pending, dx=pending.dx + msg.dx, dy=pending.dy + msg.dy)
+        elif pending is not None and type(pending) is not type(msg):
+            self._flush()
+        self._pending = msg
+        if self.loop is None or time.monotonic() - self._last_flush >= COALESCE_S:
+            self._flush()
+        elif not self._flush_due:
+            self._flush_due = True
+            self.loop.call_soon_threadsafe(self.loop.call_later, COALESCE_S, self._flush)
+
+    def _flush(self) -> None:
+        """The merged pointer message, if any, to the controller (a bad one is logged, never raised:
+        this also runs as a loop callback)."""
+        self._flush_due = False
+        msg, self._pending = self._pending, None
+        if msg is None:
+            return
+        self._last_flush = time.monotonic()
+        try:
+            self.control.handle(msg)
+        except InputError as exc:
+            log.warning("ignored a bad pointer message: %s", exc)
 
     def _paint(self, kind: str, event: dict) -> None:
         """Correction tool: collect a left drag as a stroke in device pixels (y down), hand it over on release."""
