@@ -10,7 +10,9 @@
 - the neural models' precision (:func:`auto_precision`) and a server's threads (:func:`limit_threads`).
 
 gsplat and Triton are only ever looked for when ``torch.cuda.is_available()``: gsplat on a CPU
-machine with nvcc present tries to JIT-build its kernels and fails.
+machine with nvcc present tries to JIT-build its kernels and fails. With CUDA but without them
+(``pip install 'rfmweb[gpu]'``) the torch twins run, and that is logged once at INFO
+(:func:`rfmweb.extras.note_fallback`). Which package a feature needs is known in :mod:`rfmweb.extras`.
 
 Choices that change results (not just speed) can be forced, so tests run every path on any machine:
 
@@ -23,13 +25,13 @@ Choices that change results (not just speed) can be forced, so tests run every p
 from __future__ import annotations
 
 import functools
-import importlib.util
 import logging
 import os
 from contextlib import contextmanager
 
 import torch
 
+from . import extras
 from .errors import InputError
 
 log = logging.getLogger(__name__)
@@ -110,16 +112,27 @@ def _log_choice(what: str, choice: str, reason: str) -> None:
     log.info("rfmweb %s: %s (%s)", what, choice, reason)
 
 
+def _cuda_feature(feature: str) -> bool:
+    """True when CUDA is present and ``feature``'s package can be found (not imported); with CUDA but
+    without the package, say once (INFO) that the torch twin runs instead and what would enable it."""
+    if not torch.cuda.is_available():
+        return False
+    if not extras.available(feature):
+        extras.note_fallback(feature)
+        return False
+    return True
+
+
 @functools.cache
 def gsplat_available() -> bool:
     """True when CUDA is present and gsplat can be found (not imported here)."""
-    return torch.cuda.is_available() and importlib.util.find_spec("gsplat") is not None
+    return _cuda_feature("gsplat")
 
 
 @functools.cache
 def triton_available() -> bool:
     """True when CUDA is present and Triton can be found (not imported here)."""
-    return torch.cuda.is_available() and importlib.util.find_spec("triton") is not None
+    return _cuda_feature("triton")
 
 
 @functools.cache
@@ -133,7 +146,7 @@ def load_triton_before_gl() -> None:
     correction after a VTK frame, so the order is fixed here: call this before creating a VTK
     render window. Costs about 0.2 s once.
     """
-    if importlib.util.find_spec("triton") is not None:
+    if extras.available("triton"):
         import triton  # noqa: F401
 
         log.debug("Triton loaded before the OpenGL stack (their LLVM libraries clash the other way round)")
@@ -145,7 +158,7 @@ def numba_available() -> bool:
     try:
         import numba  # noqa: F401
     except ImportError as e:  # numba missing or incompatible with this numpy
-        log.info("numba unavailable: %s", e)
+        log.info("numba unavailable (%s): %s", e, extras.hint("compiled"))
         return False
     return True
 
@@ -182,8 +195,10 @@ def marcher_renderer() -> str:
 
 def volume_renderer() -> str:
     """The interactive volume renderer for this machine: :func:`marcher_renderer` on CUDA or with
-    numba, else ``"vtk"`` (the torch marcher alone is too slow for interaction on a CPU)."""
-    choice = "vtk" if default_device().type != "cuda" and not numba_available() else marcher_renderer()
+    numba, else ``"vtk"`` where VTK is installed (the torch marcher alone is too slow for interaction
+    on a CPU)."""
+    cpu_only = default_device().type != "cuda" and not numba_available()
+    choice = "vtk" if cpu_only and extras.available("vtk") else marcher_renderer()
     _log_choice("volume renderer", choice, "default of the viewer")
     return choice
 
@@ -228,12 +243,13 @@ def choose_rasterizer(requested: str, device: torch.device, needs_grad: bool) ->
         raise InputError(f"backend must be one of {RASTERIZERS}, got {requested!r}")
     if requested == "gsplat":
         if device.type != "cuda" or not gsplat_available():
-            raise InputError("backend 'gsplat' needs CUDA tensors and gsplat installed (pip install "
-                             "'rfmweb[gpu]'); use backend='torch' or 'auto'")
+            raise InputError(f"backend 'gsplat' needs CUDA tensors and gsplat installed "
+                             f"({extras.FEATURES['gsplat'].command}); use backend='torch' or 'auto'")
         choice, reason = "gsplat", "requested"
     elif requested == "cpu":
         if not numba_available():
-            raise InputError("backend 'cpu' needs numba (pip install numba); use backend='torch' or 'auto'")
+            raise InputError(f"backend 'cpu' needs numba ({extras.FEATURES['compiled'].command}); use "
+                             "backend='torch' or 'auto'")
         if needs_grad:
             raise InputError("backend 'cpu' is forward only; use backend='torch' (or 'auto') for gradients")
         choice, reason = "cpu", "requested"

@@ -2,7 +2,9 @@
 
 Each module has ``add_parser(subparsers)``, whose parser sets ``run=callable(args)``. Bad input
 ends with one line on stderr naming the file and the reason, exit status 2, and no output file;
-a bug still shows its traceback.
+a bug still shows its traceback. So does a feature whose optional package is not installed: the line
+says what to install (:mod:`rfmweb.extras`), whether the command checked first
+(:func:`rfmweb.extras.require`) or met the missing import on its way.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import sys
 
 from .errors import InputError
+from .extras import missing_from
 
 #: Sub-command modules, in the order ``rfmweb --help`` lists them.
 COMMANDS = (
@@ -53,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         args.run(args)
     except InputError as exc:
         sys.stderr.write(f"rfmweb: error: {exc}\n")
+        return 2
+    except ModuleNotFoundError as exc:
+        missing = missing_from(exc)
+        if missing is None:
+            raise
+        sys.stderr.write(f"rfmweb: error: {missing}\n")
         return 2
     except KeyboardInterrupt:
         return 130

@@ -1,8 +1,10 @@
-"""The one exception type for bad input.
+"""The one exception type for bad input, and its case for a missing package.
 
 Every problem with something a user handed us (a volume file, a label map, a transfer-function
 JSON, a splat file, a CLI argument) is raised as :class:`InputError`, carrying the offending
 path (when there is one) and a one-line reason. Front ends print ``str(error)`` and nothing else.
+Asking for a feature whose optional package is not installed raises :class:`MissingDependency`,
+an :class:`InputError` that says what to install (:mod:`rfmweb.extras`).
 """
 
 from __future__ import annotations
@@ -26,3 +28,19 @@ class InputError(ValueError):
         self.reason = reason
         self.path = None if path is None else str(path)
         super().__init__(f"{self.path}: {reason}" if self.path else reason)
+
+
+class MissingDependency(InputError):
+    """A feature was asked for whose package is not installed; the message says what to install.
+
+    An :class:`InputError` (front ends show it as one line, exit status 2), raised by
+    :func:`rfmweb.extras.require`, which words it.
+
+    Args:
+        reason: what needs what, and the ``pip install`` line.
+        feature: the feature's name in :data:`rfmweb.extras.FEATURES`.
+    """
+
+    def __init__(self, reason: str, feature: str) -> None:
+        self.feature = feature
+        super().__init__(reason)

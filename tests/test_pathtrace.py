@@ -84,7 +84,7 @@ def test_llvm_discovery_and_variant_choice(tmp_path, monkeypatch):
 
 def test_missing_mitsuba_says_how_to_install(monkeypatch):
     monkeypatch.setattr(ms, "mitsuba_installed", lambda: False)
-    with pytest.raises(InputError, match=r"pip install rfmweb\[photoreal\]"):
+    with pytest.raises(InputError, match=r"pip install 'rfmweb\[photoreal\]'"):
         PathTracer()
 
 

@@ -23,7 +23,9 @@ def add_parser(sub) -> None:
 
 def _run(args) -> None:
     from ..data.cohort import make_cohort
+    from ..extras import require
 
     if args.n < 1:
         raise InputError(f"--n must be >= 1, got {args.n}")
+    require("mni")  # the cohort is painted into nilearn's MNI152 template
     make_cohort(args.out, args.n, args.split, args.seed, args.resolution, progress=not args.no_progress)

@@ -13,7 +13,7 @@ log = logging.getLogger("rfmweb")
 
 
 def add_parser(sub) -> None:
-    from ..render.registry import renderer_names
+    from ..render.registry import all_renderer_names
     from ..transfer import PRESETS
 
     p = sub.add_parser("render", help="render one frame of a volume to a PNG/JPEG file, no browser needed")
@@ -24,7 +24,8 @@ def add_parser(sub) -> None:
     p.add_argument("--splats", help="splat .npz of the same anatomy, for --renderer splats beside a volume")
     p.add_argument("--out", required=True, help="output image (.png or .jpg)")
     p.add_argument("--labels", help="label map on the same grid (.nii/.nii.gz/.nrrd/.mha)")
-    p.add_argument("--renderer", choices=renderer_names(), default="raymarch")
+    p.add_argument("--renderer", choices=all_renderer_names(), default="raymarch",
+                   help="renderer (default raymarch); one whose package is not installed says what to install")
     p.add_argument("--preset", choices=list(PRESETS), help="transfer-function preset (default per modality)")
     p.add_argument("--tf", help="ParaView colour-map JSON to use instead of a preset")
     p.add_argument("--azimuth", type=float, default=0.0, help="degrees about the superior axis; 0 = anterior view")
@@ -38,6 +39,7 @@ def add_parser(sub) -> None:
 
 def _run_render(args) -> None:
     from ..io import atomic_write
+    from ..render.registry import check_renderer
     from ..session import RenderSession, encode_image
     from ..session.sources import open_sources
     from ..transfer import load_paraview_json
@@ -48,6 +50,7 @@ def _run_render(args) -> None:
         raise InputError("output must end in .png, .jpg or .jpeg", out)
     if not 16 <= args.size <= 4096:
         raise InputError(f"--size must lie in 16..4096, got {args.size}")
+    check_renderer(args.renderer)  # before loading: a missing package is named at once
     volume, splats = open_sources(args.volume, args.labels, args.splats, series=args.series)
     session = RenderSession(volume, splats=splats, renderer=args.renderer, preset=args.preset, width=args.size,
                             height=args.size)

@@ -77,13 +77,16 @@ QUALITIES = ("reference", "full")
 
 
 def add_parser(sub) -> None:
+    from ..extras import hint
+
     p = sub.add_parser("views", help="render an orbit of views with cameras.json (input of fit-6dgs)",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("volume", help="a .nii/.nii.gz/.nrrd/.mha file, a DICOM series folder or .zip, a BraTS case "
                                   "folder, or sample:NAME")
     add_series_option(p)
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--renderer", choices=RENDERERS, default="raymarch")
+    p.add_argument("--renderer", choices=RENDERERS, default="raymarch",
+                   help=f"renderer (default raymarch); {hint('pathtrace')}")
     p.add_argument("--quality", choices=QUALITIES, default="reference",
                    help="raymarch: 'reference' (default: quarter-voxel step, 8 jittered frames averaged; "
                         "within SSIM 0.99 of 4x the samples) or 'full' (the viewer's half-voxel step, one frame)")
@@ -173,6 +176,8 @@ def _spec(value: str | None) -> str | None:
 
 
 def _check_args(args) -> None:
+    from ..render.registry import check_renderer
+
     if not 1 <= args.n <= 10000:
         raise InputError(f"--n must lie in 1..10000, got {args.n}")
     if not 16 <= args.size <= 4096:
@@ -183,6 +188,7 @@ def _check_args(args) -> None:
         raise InputError(f"--spp must lie in 1..65536, got {args.spp}")
     if args.spp is not None and args.renderer != "pathtrace":
         raise InputError(f"--spp applies to --renderer pathtrace only, not {args.renderer}")
+    check_renderer(args.renderer)  # before loading: a missing package is named at once
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError("--out must be a folder, but a file is there", out)

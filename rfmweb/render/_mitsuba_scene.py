@@ -18,7 +18,6 @@ Variant policy (:func:`select_variant`):
 from __future__ import annotations
 
 import glob
-import importlib.util
 import logging
 import math
 import os
@@ -30,10 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..camera import OrbitCamera
+from ..extras import FEATURES, available, hint
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install rfmweb[photoreal]"
 #: Oldest LLVM that Dr.Jit 1.x runs with here (LLVM 15 crashed at the first kernel).
 MIN_LLVM = 16
 #: Where shared LLVM libraries live on Linux distributions (Debian/Ubuntu multiarch, llvm.org apt, RPM).
@@ -47,8 +46,8 @@ VARIANTS = ("cuda_ad_rgb", "llvm_ad_rgb", "scalar_rgb")
 
 
 def mitsuba_installed() -> bool:
-    """True when the ``mitsuba`` package can be found (it is not imported)."""
-    return importlib.util.find_spec("mitsuba") is not None
+    """True when Mitsuba 3 can be found (it is not imported): :func:`rfmweb.extras.available`."""
+    return available("pathtrace")
 
 
 def llvm_version(path: str) -> int | None:
@@ -182,12 +181,13 @@ def import_mitsuba(requested: str | None = None):
 def _first_import(requested: str | None):
     """Choose the variant, point Dr.Jit at LLVM, import mitsuba and set the variant (once)."""
     if not mitsuba_installed():
-        raise RuntimeError(f"the path tracer needs Mitsuba 3: {INSTALL_HINT}")
+        raise RuntimeError(hint("pathtrace"))
     choice = select_variant(requested)
     try:
         import mitsuba as mi  # noqa: PLC0415 (optional dependency, imported lazily)
     except ImportError as exc:
-        raise RuntimeError(f"mitsuba is installed but does not import ({exc}); reinstall: {INSTALL_HINT}") from None
+        raise RuntimeError(f"mitsuba is installed but does not import ({exc}); reinstall: "
+                           f"{FEATURES['pathtrace'].command}") from None
 
     if choice.variant not in mi.variants():
         raise RuntimeError(f"this mitsuba build lacks variant {choice.variant}; it has {mi.variants()}")

@@ -86,6 +86,7 @@ import torch
 
 from ..camera import OrbitCamera
 from ..errors import InputError
+from ..extras import missing
 from . import _mitsuba_scene as ms
 from ._mitsuba_integrator import GRADIENT_FACTOR, ROUGHNESS, SPECULAR, define_integrator
 from .dvr import RaymarchRenderer, visible_box
@@ -340,7 +341,8 @@ class PathTracer:
         device: torch device used to classify the lattice (default: CUDA when available).
 
     Raises:
-        InputError: mitsuba is not installed (says ``pip install rfmweb[photoreal]``), bad settings.
+        MissingDependency: mitsuba is not installed (says ``pip install 'rfmweb[photoreal]'``).
+        InputError: bad settings.
     """
 
     name = "pathtrace"
@@ -352,7 +354,7 @@ class PathTracer:
                  integrator: str = "majorant", variant: str | None = None,
                  device: torch.device | str | None = None) -> None:
         if not ms.mitsuba_installed():
-            raise InputError(f"the path tracer needs Mitsuba 3, which is not installed: {ms.INSTALL_HINT}")
+            raise missing("pathtrace")
         for name_, v in (("spp", spp), ("spp_interactive", spp_interactive), ("spp_full", spp_full)):
             if v is not None and not (isinstance(v, int) and 1 <= v <= 1 << 16):
                 raise InputError(f"{name_} must be an integer in 1..65536, got {v!r}")
@@ -581,13 +583,13 @@ class PathTracer:
 
 
 def mitsuba_available() -> bool:
-    """True when Mitsuba is installed (then ``pathtrace`` is registered)."""
+    """True when Mitsuba is installed (then ``pathtrace`` can run)."""
     return ms.mitsuba_installed()
 
 
-# Listed in UIs only when Mitsuba is installed; importing this module never imports Mitsuba.
-if ms.mitsuba_installed():
-    register("pathtrace", PathTracer, "Path tracer (Mitsuba 3)")
+# Registered always (the CLI lists it; asking for it without Mitsuba says what to install); importing
+# this module never imports Mitsuba.
+register("pathtrace", PathTracer, "Path tracer (Mitsuba 3)", feature="pathtrace")
 
 __all__ = ["WORLD_LIGHTING", "Lighting", "PathTracer", "VolumeGrids", "build_grids", "linear_to_srgb",
            "mitsuba_available", "srgb_to_linear"]

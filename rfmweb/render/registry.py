@@ -1,9 +1,18 @@
 """Renderer names used everywhere (CLI ``--renderer``, sessions, UI) -> renderer classes.
 
-Later renderers (``splats``, ``renderfm``, ``pathtrace``) register here with :func:`register`. A
-renderer that needs something this machine may lack (Render-FM: a checkpoint) registers with a
-``missing`` check: it is listed only while the check passes, and asking for it otherwise raises an
-:class:`~rfmweb.errors.InputError` with the check's reason.
+Later renderers (``splats``, ``renderfm``, ``pathtrace``) register here with :func:`register`. Every
+renderer is registered, whatever this machine has; one that needs something the machine may lack says
+so when it registers:
+
+- ``feature``: a feature of :mod:`rfmweb.extras` (an optional package: Mitsuba for ``pathtrace``,
+  VTK for ``vtk``); without it, asking for the renderer raises
+  :class:`~rfmweb.errors.MissingDependency`, whose message says what to install;
+- ``missing``: any other check (Render-FM: a checkpoint); asking for it raises an
+  :class:`~rfmweb.errors.InputError` with the check's reason.
+
+:func:`all_renderer_names` lists every renderer (the CLI's choices: a missing package is then an
+explained error, not "invalid choice"); :func:`renderer_names` those that can run here now;
+:func:`renderer_status` each one's reason not to (UIs show those disabled, with the reason).
 """
 
 from __future__ import annotations
@@ -12,30 +21,43 @@ from typing import Callable
 
 import torch
 
+from .. import extras
 from ..errors import InputError
 from .scene import Renderer
 
 _FACTORIES: dict[str, Callable[[], Renderer]] = {}
 _LABELS: dict[str, str] = {}
+_FEATURES: dict[str, str] = {}
 _MISSING: dict[str, Callable[[], str | None]] = {}
 
 
-def register(name: str, factory: Callable[[], Renderer], label: str, *,
+def register(name: str, factory: Callable[[], Renderer], label: str, *, feature: str | None = None,
              missing: Callable[[], str | None] | None = None) -> None:
-    """Make a renderer available under ``name`` (``label`` is shown in UIs).
+    """Make a renderer known under ``name`` (``label`` is shown in UIs).
 
-    ``missing``: called whenever renderers are listed; returns why the renderer cannot run here now
-    (then it is not listed), or ``None``. It must be cheap (e.g. a file check).
+    ``feature``: the :data:`rfmweb.extras.FEATURES` entry whose packages the renderer needs.
+    ``missing``: called whenever renderers are listed; returns why the renderer cannot run here now,
+    or ``None``. It must be cheap (e.g. a file check).
     """
     _FACTORIES[name] = factory
     _LABELS[name] = label
+    if feature is not None:
+        _FEATURES[name] = feature
     if missing is not None:
         _MISSING[name] = missing
 
 
 def _why_missing(name: str) -> str | None:
+    feature = _FEATURES.get(name)
+    if feature is not None and not extras.available(feature):
+        return extras.hint(feature)
     check = _MISSING.get(name)
     return None if check is None else check()
+
+
+def all_renderer_names() -> list[str]:
+    """Every registered renderer (in registration order), whether or not it can run here."""
+    return list(_FACTORIES)
 
 
 def renderer_names() -> list[str]:
@@ -43,10 +65,23 @@ def renderer_names() -> list[str]:
     return [n for n in _FACTORIES if _why_missing(n) is None]
 
 
+def renderer_status() -> dict[str, str | None]:
+    """Every renderer -> ``None`` when it can run here now, else why not (one line that says what to
+    install or provide): a UI lists them all and shows the unavailable ones disabled, with the reason."""
+    return {n: _why_missing(n) for n in _FACTORIES}
+
+
 def check_renderer(name: str) -> str:
-    """``name`` when it is a renderer that can run here; else an :class:`InputError` that says why."""
+    """``name`` when it is a renderer that can run here.
+
+    Raises:
+        MissingDependency: the renderer needs a package that is not installed (says what to install).
+        InputError: an unknown name, or another reason the renderer cannot run here.
+    """
     if name not in _FACTORIES:
-        raise InputError(f"unknown renderer {name!r}; choose one of {', '.join(renderer_names())}")
+        raise InputError(f"unknown renderer {name!r}; choose one of {', '.join(all_renderer_names())}")
+    if name in _FEATURES:
+        extras.require(_FEATURES[name])
     why = _why_missing(name)
     if why is not None:
         raise InputError(f"renderer {name!r} is not available here: {why}")
@@ -99,11 +134,11 @@ def _renderfm_missing() -> str | None:
 
 
 register("raymarch", _raymarch, "Ray-marcher (torch)")
-register("compiled", _compiled, "Ray-marcher (compiled CPU)")
-register("vtk", _vtk, "VTK (fast CPU)")
+register("compiled", _compiled, "Ray-marcher (compiled CPU)", feature="compiled")
+register("vtk", _vtk, "VTK (fast CPU)", feature="vtk")
 register("splats", _splats, "6D Gaussian splats")
 # Render-FM: offered while a checkpoint is there (shipped, or $RFMWEB_RENDERFM_CHECKPOINT)
 register("renderfm", _renderfm, "Render-FM (feed-forward splats)", missing=_renderfm_missing)
 
-# the path tracer registers itself only when Mitsuba 3 can be found (without importing it)
+# the path tracer registers itself (needing the "pathtrace" feature: Mitsuba 3, imported on first render)
 from . import pathtrace  # noqa: E402,F401

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..backend import load_triton_before_gl
 from ..camera import OrbitCamera
+from ..extras import require
 from ..transfer import ClassTable
 from .fields import hide_voxels, scalar_np
 from .scene import FULL, Quality, RenderAborted, Scene
@@ -44,7 +45,12 @@ os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
 
 def _vtk():
-    """Import the VTK modules we need (lazily: importing rfmweb must not require a GL stack)."""
+    """Import the VTK modules we need (lazily: importing rfmweb must not require a GL stack).
+
+    Raises:
+        MissingDependency: VTK is not installed (says what to install).
+    """
+    require("vtk")
     load_triton_before_gl()
     import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (registers the OpenGL factory overrides)
     import vtkmodules.vtkRenderingVolumeOpenGL2  # noqa: F401
