@@ -441,10 +441,16 @@ class ViewPanel {
     this.canvas.dataset.cursor = state.cursor || "";
     this.canvas.dataset.annotations = String((state.annotations || []).length);
     fillSelect(this.presetSel, model.get("preset_options").map((p) => [p, p]), state.preset);
-    fillSelect(this.rendererSel, model.get("renderer_options").map((r) => [r.name, r.label]), state.renderer);
+    fillSelect(this.rendererSel, model.get("renderer_options").map((r) => [r.name, r.label, r.disabled ? r.hint : ""]),
+      state.renderer);
     this.classColors.checked = state.class_colors;
     this.cinematic.checked = state.cinematic;
-    this.cinematicLabel.hidden = !model.get("renderer_options").some((r) => r.name === "pathtrace");
+    // without Mitsuba the switch stays visible, disabled, its tooltip saying what to install
+    const tracer = model.get("renderer_options").find((r) => r.name === "pathtrace");
+    this.cinematicLabel.hidden = !tracer;
+    this.cinematic.disabled = !tracer || tracer.disabled;
+    this.cinematicLabel.title = tracer && tracer.disabled ? tracer.hint
+      : "While the camera rests, path-trace the view and keep adding samples";
     this.updateGroups(state.groups);
     this.updateClasses(state.classes);
     this.spinner.hidden = !state.busy;
@@ -529,12 +535,14 @@ class ViewPanel {
   }
 }
 
+/** Options [value, label, hint?]: an option with a hint is disabled and says why in its tooltip. */
 function fillSelect(select, options, value) {
   if (!options.some(([v]) => v === value)) options = [...options, [value, value]];  // e.g. a custom TF
-  const key = options.map(([v, l]) => `${v}=${l}`).join("|");
+  const key = options.map(([v, l, hint]) => `${v}=${l}=${hint || ""}`).join("|");
   if (select.dataset.key !== key) {
     select.dataset.key = key;
-    select.replaceChildren(...options.map(([v, l]) => h("option", { value: v, text: l })));
+    select.replaceChildren(...options.map(([v, l, hint]) =>
+      h("option", hint ? { value: v, text: `${l} (not installed)`, disabled: true, title: hint } : { value: v, text: l })));
   }
   select.value = value;
 }

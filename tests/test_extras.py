@@ -133,3 +133,28 @@ def test_a_gpu_fallback_is_logged_once(caplog):
     assert lines == ["gsplat not installed: the CUDA splat rasteriser is replaced by its torch twin "
                      "(pip install 'rfmweb[gpu]')"]
     extras.note_fallback.cache_clear()
+
+
+def test_the_viewers_show_a_missing_renderer_disabled_with_the_install_hint(monkeypatch, small_ct):
+    """Without Mitsuba the app and the widget still list the path tracer and the cinematic switch,
+    disabled, saying what to install (instead of leaving them out)."""
+    from trame.app import get_server
+
+    from rfmweb.app.server import build_app
+    from rfmweb.widgets import Viewer
+
+    hide(monkeypatch, "mitsuba")
+    server = get_server("rfmweb-extras-ui-test", client_type="vue3")
+    _, app = build_app(small_ct, server=server, renderer="vtk")
+    widget = Viewer(small_ct, renderer="vtk", width=32, height=32)
+    try:
+        d = app.typed.data
+        (tracer,) = [c for c in d.renderers if c.value == "pathtrace"]
+        assert tracer.disabled and "rfmweb[photoreal]" in tracer.subtitle
+        assert not [c for c in d.renderers if c.value == "vtk"][0].disabled
+        assert not d.can_cinematic and "Mitsuba" in d.cinematic_hint
+        (option,) = [r for r in widget.renderer_options if r["name"] == "pathtrace"]
+        assert option["disabled"] and "rfmweb[photoreal]" in option["hint"]
+    finally:
+        app.close()
+        widget.close()

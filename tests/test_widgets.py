@@ -141,7 +141,7 @@ def test_frames_are_jpeg_of_the_volume(viewer):
     state = viewer.views[0]
     assert state["preset"] == "CT-Bone" and state["title"] == "head"
     assert [g["name"] for g in state["groups"]] == ["soft tissue", "skeleton"]
-    assert {"name": "vtk", "label": "VTK (fast CPU)"} in viewer.renderer_options
+    assert {"name": "vtk", "label": "VTK (fast CPU)", "disabled": False, "hint": ""} in viewer.renderer_options
     assert "CT-Muscle" in viewer.preset_options
     # the render thread reports the slow full-quality render through the synced state
     assert (True, "rendering full quality…") in statuses and statuses[-1] == (False, "")

@@ -7,6 +7,9 @@ Example (in a notebook)::
     Compare.presets(volume, ["CT-Bone", "CT-Muscle"])
 """
 
-from .viewer import Compare, Viewer
+from rfmweb.extras import require
+
+require("widgets")  # anywidget: say what to install instead of an ImportError deep inside
+from .viewer import Compare, Viewer  # noqa: E402
 
 __all__ = ["Compare", "Viewer"]

@@ -31,7 +31,7 @@ import anywidget
 import traitlets as t
 
 from rfmweb.errors import InputError
-from rfmweb.render.registry import renderer_label, renderer_names
+from rfmweb.render.registry import renderer_label, renderer_status
 from rfmweb.render.slices import WINDOW_PRESETS
 from rfmweb.session import FrameStream, RenderSession, SegmentationViews, link_cameras, link_points, link_view_modes
 from rfmweb.session.controller import STYLE_MESSAGES, ViewController, window_readout
@@ -110,8 +110,10 @@ class _Views(anywidget.AnyWidget):
         has = {"splats": any(x.splats is not None for x in sessions),
                "renderfm": any(x.volume is not None for x in sessions)}  # Render-FM predicts from a volume
         super().__init__(width=int(width), height=int(height), arrangement=arrangement, preset_options=list(PRESETS),
-                         renderer_options=[{"name": n, "label": renderer_label(n)} for n in renderer_names()
-                                           if has.get(n, True)],
+                         # a renderer missing its package is offered disabled, with what to install
+                         renderer_options=[{"name": n, "label": renderer_label(n), "disabled": why is not None,
+                                            "hint": why or ""}
+                                           for n, why in renderer_status().items() if has.get(n, True)],
                          window_options=[{"name": k, "label": f"{k} (W{w:g} L{lv:g})"}
                                          for k, (w, lv) in WINDOW_PRESETS.items()])
         self._unsubscribe = [s.subscribe(self._on_session_change) for s in self._sessions]

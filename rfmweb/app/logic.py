@@ -39,7 +39,8 @@ from trame_server.utils.typed_state import TypedState
 
 from ..backend import marcher_renderer
 from ..errors import InputError
-from ..render.registry import renderer_label, renderer_names
+from ..extras import feature_status
+from ..render.registry import all_renderer_names, renderer_label, renderer_names, renderer_status
 from ..render.slices import WINDOW_PRESETS
 from ..session import VIEW_MODES, Frame, RenderSession, SegmentationViews, link_cameras, link_points, \
     link_view_modes
@@ -116,8 +117,11 @@ class AppController:
         d = self.typed.data
         d.title = self.sessions[VIEW_A].name or "rfmweb"
         # only the renderers that can draw what was loaded
-        usable = [n for n in renderer_names() if ((splats is not None) if n == "splats" else (volume is not None))]
-        d.renderers = [Choice(renderer_label(n), n) for n in usable]
+        # the renderers that can draw what was loaded; those missing a package show disabled, saying which
+        status = renderer_status()
+        fits = [n for n in all_renderer_names() if ((splats is not None) if n == "splats" else (volume is not None))]
+        usable = [n for n in fits if status[n] is None]
+        d.renderers = [Choice(renderer_label(n), n, status[n] is not None, status[n] or "") for n in fits]
         d.presets = list(PRESETS)
         d.modes = [Choice(m if m != "3d" else "3D", m) for m in VIEW_MODES] if volume is not None else []
         d.correct_labels = [Choice(f"{name} (erase)" if i == 0 else name, str(i))
@@ -193,7 +197,9 @@ class AppController:
             d.is_ct = a.volume is not None and a.volume.modality == "CT"
             d.window_preset, d.window_text = window_readout(a)
             d.cinematic = a.still_renderer is not None
-            d.can_cinematic = "pathtrace" in renderer_names() and a.volume is not None
+            cinematic = feature_status()["pathtrace"]
+            d.can_cinematic = cinematic.available and a.volume is not None
+            d.cinematic_hint = "" if cinematic.available else cinematic.hint
             d.classes = class_rows(a.classes)
             d.groups = group_rows(a.classes)
             d.cursor = "" if a.cursor is None else "({:.1f}, {:.1f}, {:.1f}) mm".format(*a.cursor)

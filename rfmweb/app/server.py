@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..backend import limit_threads
+from ..extras import require
 from ..errors import InputError
 from ..render.registry import check_renderer
 from ..session.sources import open_sources
@@ -239,6 +240,7 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
     Raises:
         InputError: bad arguments (checked before anything is loaded) or an unreadable volume.
     """
+    require("viewer")  # trame: say what to install before anything starts
     if auth_key is not None:
         check_auth_key(auth_key)
     elif not is_loopback(host):

@@ -43,10 +43,13 @@ class GroupRow:
 
 @dataclass
 class Choice:
-    """An item of a select: ``title`` shown, ``value`` sent back."""
+    """An item of a select: ``title`` shown, ``value`` sent back; a ``disabled`` one shows why
+    (``subtitle``: e.g. the package to install)."""
 
     title: str = ""
     value: str = ""
+    disabled: bool = False
+    subtitle: str = ""
 
 
 @dataclass
@@ -81,7 +84,7 @@ class AppState:
             marked (pending until Apply or Clear); brush_mm: the stroke radius, mm.
         class_colors: colour voxels by their class instead of the transfer function.
         cinematic: path-trace progressively while the camera rests (``can_cinematic``: Mitsuba is
-            installed and there is a volume to trace).
+            installed and there is a volume to trace; else ``cinematic_hint`` says what to install).
         can_renderfm: a Render-FM checkpoint is there and a volume to predict from (the
             "Ray-marcher | Render-FM" compare button shows).
         classes, groups: per-class styles and grouped toggles of the volume's label map.
@@ -117,6 +120,7 @@ class AppState:
     class_colors: bool = False
     cinematic: bool = False
     can_cinematic: bool = False
+    cinematic_hint: str = ""
     can_renderfm: bool = False
     classes: list[ClassRow] = field(default_factory=list)
     groups: list[GroupRow] = field(default_factory=list)

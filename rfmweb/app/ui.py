@@ -102,8 +102,9 @@ def _view(name: str, title: str, names) -> None:
 
 
 def _view_controls(view, names, label: str) -> None:
+    # item_props: a renderer whose package is missing is listed disabled, its subtitle says what to install
     v3.VSelect(label=f"Renderer{label}", v_model=(view.renderer,), items=(names.renderers,), item_title="title",
-               item_value="value", density="compact", hide_details=True, classes="mb-2")
+               item_value="value", item_props=True, density="compact", hide_details=True, classes="mb-2 rfm-renderer")
     v3.VSelect(label=f"Preset{label}", v_model=(view.preset,), items=(names.presets,), density="compact",
                hide_details=True, classes="mb-2")
 
@@ -214,8 +215,12 @@ def build_ui(server, names):
                                hide_details=True, color="primary", classes="rfm-linked")
                     v3.VSwitch(label="Difference (SSIM, PSNR)", v_model=(names.difference,), density="compact",
                                hide_details=True, color="primary", classes="rfm-difference")
-                v3.VSwitch(label="Cinematic still (path traced)", v_model=(names.cinematic,), v_if=(names.can_cinematic,),
-                           density="compact", hide_details=True, color="primary", classes="rfm-cinematic")
+                v3.VSwitch(label="Cinematic still (path traced)", v_model=(names.cinematic,),
+                           v_if=(f"{names.can_cinematic} || {names.cinematic_hint}",),
+                           disabled=(f"!{names.can_cinematic}",), density="compact", hide_details=True,
+                           color="primary", classes="rfm-cinematic")
+                html.Div(f"{{{{ {names.cinematic_hint} }}}}", v_if=(names.cinematic_hint,),
+                         classes="text-caption text-medium-emphasis rfm-cinematic-hint")
 
                 with html.Div(v_if=(f"{names.classes}.length",)):
                     v3.VDivider(classes="my-2")

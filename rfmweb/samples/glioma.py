@@ -113,6 +113,9 @@ def _mni152(kind: str) -> tuple[np.ndarray, np.ndarray]:
     """
     import nibabel
 
+    from ..extras import require
+
+    require("mni")
     path = importlib.resources.files("nilearn") / "datasets" / "data" / _MNI_FILES[kind]
     if not path.is_file():
         raise RuntimeError(f"nilearn's bundled MNI152 template {path} is missing; reinstall nilearn")
