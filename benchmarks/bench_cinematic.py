@@ -1,4 +1,4 @@
-"""Convergence of the cinematic still: SSIM of an N-spp path-traced render to an independent 4N-spp one.
+"""Convergence of the cinematic still: SSIM of an N-spp path-traced image to an independent 4N-spp render.
 
 Usage::
 
@@ -7,9 +7,11 @@ Usage::
 
 The head CT (or the bundled phantom), CT-Bone, camera at azimuth 20 / elevation 15, the default
 :class:`~rfmweb.render.pathtrace.PathTracer` (hybrid surface/volume scattering). For each N: the
-wall and CPU seconds of ``render_linear`` at N spp (seed 1; kernels compiled beforehand), and the
-SSIM (pytorch_msssim, uint8, data range 255) of its display image to a 4N-spp render with seed 2.
-Goal (issue #9): SSIM >= 0.97 within 30 s at 512^2 on the 2-core CPU. ``--out`` writes each pair.
+wall and CPU seconds of the displayed image at N spp (``render_display``: traced in >= 8 passes and
+denoised by its per-pixel variance, :mod:`rfmweb.render.denoise`; seed 1; kernels compiled
+beforehand), and the SSIM (pytorch_msssim, uint8, data range 255) of the raw and of the denoised
+image to a raw (never denoised) 4N-spp render with seed 2. Goal (issue #9): SSIM >= 0.97 within
+30 s at 512^2 on the 2-core CPU. ``--out`` writes each raw | denoised | 4N triple.
 """
 
 from __future__ import annotations
@@ -54,22 +56,29 @@ def main() -> None:
     tracer.render_linear(scene, cam.resized(32, 32), 1)          # build the medium, compile the kernels
     print(f"{args.volume} {vol.shape}, CT-Bone, {args.size}^2, {os.cpu_count()} cores, load "
           f"{os.getloadavg()[0]:.1f}\n")
-    print("| spp | wall s | CPU s | SSIM to 4x spp |")
-    print("|---|---|---|---|")
+    print("| spp | wall s (denoised, shown) | CPU s | SSIM raw to 4x spp | SSIM denoised to 4x spp |")
+    print("|---|---|---|---|---|")
     for spp in args.spp:
-        tracer.seed = 1
+        tracer.seed, tracer.denoise = 1, True
         t0, c0 = time.perf_counter(), time.process_time()
-        image = tracer.render_linear(scene, cam, spp)
+        shown = to_uint8(tracer.render_display(scene, cam, spp))
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        tracer.denoise = False
+        raw = to_uint8(tracer.render_display(scene, cam, spp))        # seed 1 again, not filtered
         tracer.seed = 2
-        reference = tracer.render_linear(scene, cam, 4 * spp)
-        a, b = (to_uint8(tracer.to_display(x, scene, cam)) for x in (image, reference))
-        ta, tb = (torch.from_numpy(x).permute(2, 0, 1)[None].float() for x in (a, b))
-        print(f"| {spp} | {wall:.1f} | {cpu:.1f} | {float(ssim(ta, tb, data_range=255.0)):.3f} |", flush=True)
+        reference = to_uint8(tracer.render_display(scene, cam, 4 * spp))
+        print(f"| {spp} | {wall:.1f} | {cpu:.1f} | {_ssim(raw, reference):.3f} | {_ssim(shown, reference):.3f} |",
+              flush=True)
         if args.out:
             from PIL import Image
             args.out.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(np.concatenate([a, b], axis=1)).save(args.out / f"cinematic_{args.volume}_{spp}.png")
+            Image.fromarray(np.concatenate([raw, shown, reference], axis=1)).save(
+                args.out / f"cinematic_{args.volume}_{spp}.png")
+
+
+def _ssim(a: np.ndarray, b: np.ndarray) -> float:
+    ta, tb = (torch.from_numpy(x).permute(2, 0, 1)[None].float() for x in (a, b))
+    return float(ssim(ta, tb, data_range=255.0))
 
 
 if __name__ == "__main__":

@@ -374,3 +374,20 @@ def test_hybrid_scattering_sharpens_the_edges_of_a_dense_object():
     hybrid = contrast(PathTracer(lighting=light))
     volumetric = contrast(PathTracer(lighting=light, gradient_factor=0.0))
     assert hybrid > 0.15 and hybrid > volumetric + 0.1, (hybrid, volumetric)
+
+
+@needs_mitsuba
+def test_the_denoised_still_is_closer_to_the_converged_one():
+    """At 8 spp the displayed (denoised) image is nearer a 256-spp render than the raw 8 spp image,
+    and ``render_linear`` stays raw (physics and training targets read it)."""
+    vol = samples.load("ct_phantom", size=48)
+    scene = Scene(vol, preset("CT-Bone"))
+    cam = OrbitCamera.framing(vol.bounds, azimuth=30, elevation=15, width=96, height=96, margin=0.8)
+    pt = PathTracer(seed=1)
+    shown = pt.render_display(scene, cam, 8)
+    raw = pt.to_display(pt.render_linear(scene, cam, 8), scene, cam)
+    pt.seed = 2
+    converged = pt.to_display(pt.render_linear(scene, cam, 256), scene, cam)
+    err = lambda a: float(np.abs(a - converged).mean())  # noqa: E731
+    assert err(shown) < 0.75 * err(raw)
+    assert float(ssim(shown, converged)) > float(ssim(raw, converged)) + 0.05   # measured 0.908 vs 0.814

@@ -89,18 +89,18 @@ from ..errors import InputError
 from ..extras import missing
 from . import _mitsuba_scene as ms
 from ._mitsuba_integrator import GRADIENT_FACTOR, ROUGHNESS, SPECULAR, define_integrator
-from .dvr import RaymarchRenderer, visible_box
+from ._pathtrace_grids import VolumeGrids, build_grids, density_gradient, linear_to_srgb, srgb_to_linear, voxel_mm
+from .denoise import PassStats, atrous
+from .dvr import RaymarchRenderer
 from .registry import register
 from .scene import FULL, Quality, RenderAborted, Scene, to_uint8
 
 log = logging.getLogger(__name__)
 
-#: ``oversample="auto"`` classifies on a 2x finer lattice while that stays under this many points.
-AUTO_OVERSAMPLE_POINTS = 16_000_000
 #: Paths traced at once (bounds the memory of one Mitsuba pass).
 MAX_PATHS_PER_PASS = 1 << 21
-#: Lattice points classified per ScalarField call.
-CHUNK = 1 << 20
+#: Passes a denoised render is split into at least (their spread gives each pixel's variance).
+MIN_PASSES = 8
 #: Media kept per PathTracer (e.g. two TFs toggled back and forth).
 MEDIA_CACHE = 2
 #: Russian roulette starts after this many scattering events.
@@ -111,20 +111,6 @@ RR_DEPTH = 5
 #: noise grows with the peak of the phase function, (1 + g) / (1 - g)^2.
 PHASE_G = 0.6
 INTEGRATORS = ("majorant", "volpath")
-
-
-def srgb_to_linear(c: np.ndarray | torch.Tensor):
-    """sRGB-encoded values in [0, 1] -> linear (IEC 61966-2-1)."""
-    if isinstance(c, torch.Tensor):
-        return torch.where(c <= 0.04045, c / 12.92, ((c.clamp_min(0) + 0.055) / 1.055) ** 2.4)
-    c = np.asarray(c, dtype=np.float32)
-    return np.where(c <= 0.04045, c / 12.92, ((np.maximum(c, 0) + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-def linear_to_srgb(c: np.ndarray) -> np.ndarray:
-    """Linear values -> sRGB-encoded, clipped to [0, 1] first."""
-    c = np.clip(np.asarray(c, dtype=np.float32), 0.0, 1.0)
-    return np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -169,140 +155,6 @@ WORLD_LIGHTING = Lighting(key_direction=(-0.35, 0.6, 0.72), frame="world")
 
 
 @dataclass
-class VolumeGrids:
-    """The medium of one (volume, TF, class table, mix) on a lattice, in Mitsuba's memory layout.
-
-    Attributes:
-        density: ``[Z', Y', X', 1]`` float32 in [0, 1]: ``sigma_t / sigma_max`` (Mitsuba volume grids
-            are indexed z-major: ``density[k, j, i]`` is lattice point ``(i, j, k)``).
-        albedo: ``[Z', Y', X', 3]`` float32, linear RGB in [0, 1].
-        sigma_max: the largest extinction, 1/mm (the medium's ``scale``).
-        grid_to_world: ``[4, 4]`` texture unit cube (texel centres at ``(n + 1/2) / N``) -> world mm.
-        box_to_world: ``[4, 4]`` cube ``[-1, 1]^3`` -> world mm: the box the medium fills, the
-            ray-marcher's visible box (voxel centres, VTK's convention).
-        oversample: lattice points per voxel spacing along each axis.
-        gradient: ``[Z', Y', X', 3]`` float32, ``h * grad(density)`` in world axes (x, y, z): the
-            change of the normalised extinction per voxel spacing ``h`` = ``voxel_mm`` (central
-            differences on the lattice); drives hybrid scattering. ``None`` when not built.
-        voxel_mm: ``h``, the geometric mean of the voxel spacings, mm.
-        seconds: time taken to classify the lattice.
-    """
-
-    density: np.ndarray
-    albedo: np.ndarray
-    sigma_max: float
-    grid_to_world: np.ndarray
-    box_to_world: np.ndarray
-    oversample: int
-    gradient: np.ndarray | None = None
-    voxel_mm: float = 1.0
-    seconds: float = 0.0
-
-
-def voxel_mm(affine: np.ndarray) -> float:
-    """Geometric mean voxel spacing of a ``[4, 4]`` voxel -> world mm affine, mm."""
-    return float(abs(np.linalg.det(np.asarray(affine, dtype=np.float64)[:3, :3])) ** (1 / 3))
-
-
-def density_gradient(density: np.ndarray, affine: np.ndarray, oversample: int) -> np.ndarray:
-    """Gradient of the normalised extinction in world axes, per voxel spacing (dimensionless).
-
-    Args:
-        density: ``[Z', Y', X', 1]`` lattice with ``oversample`` points per voxel spacing.
-        affine: ``[4, 4]`` voxel index -> world mm of the volume.
-        oversample: lattice points per voxel spacing.
-
-    Returns:
-        ``[Z', Y', X', 3]`` float32: ``h grad_world(density)`` with ``h`` = :func:`voxel_mm`. Per
-        voxel rather than per lattice step or per mm, so that the same ``k`` in
-        ``P_s = 1 - exp(-k |g|)`` finds the same boundaries whatever the oversampling or the
-        scanner's resolution (a boundary blurred over a voxel or two by partial volume).
-    """
-    a = np.asarray(affine, dtype=np.float64)[:3, :3]
-    d = density[..., 0]
-    grad = np.empty(d.shape + (3,), dtype=np.float32)
-    for axis in range(3):                                   # x, y, z: lattice axes 2, 1, 0
-        grad[..., axis] = np.gradient(d, axis=2 - axis)
-    # chain rule: world = A @ voxel, so grad_world = A^-T grad_voxel (rows: g_world = g_voxel A^-1),
-    # and grad_voxel = oversample * grad_lattice; applied in slabs to bound the temporaries
-    m = (oversample * voxel_mm(affine) * np.linalg.inv(a)).astype(np.float32)
-    per = max(1, CHUNK // max(1, d.shape[1] * d.shape[2]))
-    for k0 in range(0, d.shape[0], per):
-        grad[k0:k0 + per] = grad[k0:k0 + per] @ m
-    return grad
-
-
-def build_grids(scene: Scene, marcher: RaymarchRenderer, oversample: int | str = "auto", *,
-                with_gradient: bool = True) -> VolumeGrids | None:
-    """Classify ``scene`` on a lattice exactly as the ray-marcher's field does (unshaded).
-
-    The lattice covers the ray-marcher's visible box (voxels the TF and class table can show,
-    padded by one voxel) with ``oversample`` points per voxel spacing; each point goes through
-    :class:`~rfmweb.render.fields.ScalarField` (trilinear scalar, TF lookup table, nearest label,
-    class table, gradient opacity). With ``with_gradient`` the gradient of the normalised
-    extinction is added (:func:`density_gradient`; hybrid scattering needs it).
-
-    Returns:
-        :class:`VolumeGrids`, or ``None`` when nothing is visible.
-    """
-    t0 = time.perf_counter()
-    p = marcher.prepare(scene)
-    box = visible_box(p.grid[0], scene.tf, p.labels, scene.classes)
-    if box is None:
-        return None
-    lo, hi = box
-    n_vox = int(np.prod(hi - lo + 1))
-    if oversample == "auto":
-        f = 2 if n_vox * 8 <= AUTO_OVERSAMPLE_POINTS else 1
-    elif isinstance(oversample, int) and 1 <= oversample <= 4:
-        f = oversample
-    else:
-        raise InputError(f"oversample must be 'auto' or 1..4, got {oversample!r}")
-    counts = np.rint((hi - lo) * f).astype(np.int64) + 1                      # lattice points per axis
-    field_fn = marcher.field(scene, shade=False)
-    dev, dtype = p.grid.device, p.grid.dtype
-    aff = torch.as_tensor(scene.volume.affine, dtype=dtype, device=dev)
-    axes = [torch.as_tensor(lo[a] + np.arange(counts[a]) / f, dtype=dtype, device=dev) for a in range(3)]
-    nx, ny, nz = (int(c) for c in counts)
-    sigma = torch.empty(nz, ny, nx, dtype=dtype, device=dev)
-    rgb = torch.empty(nz, ny, nx, 3, dtype=dtype, device=dev)
-    jj, ii = torch.meshgrid(axes[1], axes[0], indexing="ij")                    # [Y', X'] in (k, j, i) order
-    plane = torch.stack([ii, jj, torch.zeros_like(ii)], -1).reshape(-1, 3)     # voxel coords of one k-slab
-    per = max(1, CHUNK // plane.shape[0])
-    forward = torch.tensor([0.0, 0.0, 1.0], dtype=dtype, device=dev)
-    with torch.no_grad():
-        for k0 in range(0, nz, per):
-            ks = axes[2][k0:k0 + per]
-            vox = plane.repeat(len(ks), 1)
-            vox[:, 2] = ks.repeat_interleave(plane.shape[0])
-            pts = vox @ aff[:3, :3].T + aff[:3, 3]
-            c, s = field_fn(pts, forward.expand_as(pts))       # unshaded: the direction is unused
-            sigma[k0:k0 + len(ks)] = s.reshape(len(ks), ny, nx)
-            rgb[k0:k0 + len(ks)] = c.reshape(len(ks), ny, nx, 3)
-    sigma_max = float(sigma.max())
-    if sigma_max <= 0:
-        return None
-    density = (sigma / sigma_max).clamp(0, 1).float().cpu().numpy()[..., None]
-    albedo = srgb_to_linear(rgb.clamp(0, 1)).float().cpu().numpy()
-    vox_from_tex = np.eye(4)
-    vox_from_tex[:3, :3] = np.diag(counts / f)
-    vox_from_tex[:3, 3] = lo - 0.5 / f
-    vox_from_box = np.eye(4)
-    vox_from_box[:3, :3] = np.diag(np.maximum((hi - lo) / 2, 1e-3))
-    vox_from_box[:3, 3] = (lo + hi) / 2
-    if np.linalg.det(scene.volume.affine[:3, :3]) < 0:
-        # a mirroring affine would turn the box inside out (interior <-> exterior): mirror it back
-        vox_from_box = vox_from_box @ np.diag([-1.0, 1.0, 1.0, 1.0])
-    gradient = density_gradient(density, scene.volume.affine, f) if with_gradient else None
-    grids = VolumeGrids(density, albedo, sigma_max, scene.volume.affine @ vox_from_tex,
-                        scene.volume.affine @ vox_from_box, f, gradient, voxel_mm(scene.volume.affine),
-                        time.perf_counter() - t0)
-    log.info("path tracer medium: %s lattice %dx%dx%d (oversample %d), sigma_max %.3g/mm, %.2f s",
-             scene.volume.name or "volume", nx, ny, nz, f, sigma_max, grids.seconds)
-    return grids
-
-
-@dataclass
 class _Medium:
     grids: VolumeGrids
     radius: float                   # bounding-sphere radius of the box, mm
@@ -339,6 +191,9 @@ class PathTracer:
             ``"volpath"`` (Mitsuba's, purely volumetric: the reference for ``gradient_factor=0``).
         variant: force a Mitsuba variant (default: :func:`~rfmweb.render._mitsuba_scene.select_variant`).
         device: torch device used to classify the lattice (default: CUDA when available).
+        denoise: filter displayed images by their per-pixel Monte Carlo variance
+            (:mod:`rfmweb.render.denoise`); the filter fades as samples accumulate. ``render_linear``
+            is never filtered.
 
     Raises:
         MissingDependency: mitsuba is not installed (says ``pip install 'rfmweb[photoreal]'``).
@@ -352,7 +207,7 @@ class PathTracer:
                  phase_g: float = PHASE_G, gradient_factor: float | None = None, specular: float = SPECULAR,
                  roughness: float = ROUGHNESS, oversample: int | str = "auto", show_environment: bool = False,
                  integrator: str = "majorant", variant: str | None = None,
-                 device: torch.device | str | None = None) -> None:
+                 device: torch.device | str | None = None, denoise: bool = True) -> None:
         if not ms.mitsuba_installed():
             raise missing("pathtrace")
         for name_, v in (("spp", spp), ("spp_interactive", spp_interactive), ("spp_full", spp_full)):
@@ -386,6 +241,7 @@ class PathTracer:
         self.oversample = oversample
         self.show_environment = bool(show_environment)
         self.integrator = integrator
+        self.denoise = bool(denoise)
         self._requested_variant = variant
         self._marcher = RaymarchRenderer(device=device)
         self._media: OrderedDict[tuple, tuple] = OrderedDict()   # key -> (volume, _Medium | None)
@@ -505,12 +361,18 @@ class PathTracer:
                       abort: Callable[[], bool] | None = None) -> Iterator[tuple[np.ndarray, int]]:
         """Linear radiance, progressively: yields ``(mean [H, W, 3] float32, total spp)`` after each
         pass (independent seeds). Transparent pixels are 0 unless ``show_environment``."""
+        for stats in self._stats(scene, camera, self._plan(spp_per_pass, passes), abort):
+            yield stats.mean, stats.spp
+
+    @staticmethod
+    def _plan(spp_per_pass: int, passes: int) -> list[int]:
         if not (isinstance(spp_per_pass, int) and spp_per_pass >= 1 and isinstance(passes, int) and passes >= 1):
             raise InputError(f"spp_per_pass and passes must be integers >= 1, got {spp_per_pass}, {passes}")
-        return self._passes(scene, camera, [spp_per_pass] * passes, abort)
+        return [spp_per_pass] * passes
 
-    def _passes(self, scene: Scene, camera: OrbitCamera, plan: list[int],
-                abort: Callable[[], bool] | None) -> Iterator[tuple[np.ndarray, int]]:
+    def _stats(self, scene: Scene, camera: OrbitCamera, plan: list[int],
+               abort: Callable[[], bool] | None) -> Iterator[PassStats]:
+        """Trace the passes of ``plan`` (spp each); yields the running :class:`PassStats` after each."""
         # The lock guards Mitsuba calls only, never a suspended generator: an abandoned cinematic
         # still must not keep the renderer locked (or release the lock later, from another thread).
         with self._lock:
@@ -518,29 +380,52 @@ class PathTracer:
             if abort is not None and abort():
                 raise RenderAborted("path tracing stopped: a newer frame is wanted")
             built = self.mitsuba_scene(scene, camera)
-        total = np.zeros((camera.height, camera.width, 3), dtype=np.float64)
-        done = 0
+        stats = PassStats()
         for i, spp in enumerate(plan):
             if i and abort is not None and abort():
                 raise RenderAborted("path tracing stopped: a newer frame is wanted")
+            image = np.zeros((camera.height, camera.width, 3))
             if built is not None:
                 mscene, integrator = built
                 with self._lock:
-                    image = mi.render(mscene, integrator=integrator, spp=spp, seed=self._pass_seed(i))
-                total += spp * np.asarray(image, dtype=np.float64)[..., :3]
-            done += spp
-            yield (total / done).astype(np.float32), done
+                    image = np.asarray(mi.render(mscene, integrator=integrator, spp=spp, seed=self._pass_seed(i)),
+                                       dtype=np.float64)[..., :3]
+            stats.add(image, spp)
+            yield stats
+
+    def _split(self, camera: OrbitCamera, spp: int) -> list[int]:
+        """``spp`` in passes of at most :data:`MAX_PATHS_PER_PASS` paths, and at least
+        :data:`MIN_PASSES` of them when denoising (the filter needs the spread between passes)."""
+        per = max(1, min(spp, MAX_PATHS_PER_PASS // max(1, camera.width * camera.height)))
+        if self.denoise:
+            per = max(1, min(per, spp // MIN_PASSES))
+        passes, rest = divmod(spp, per)
+        return [per] * passes + ([rest] if rest else [])
 
     def render_linear(self, scene: Scene, camera: OrbitCamera, spp: int, *,
                       abort: Callable[[], bool] | None = None) -> np.ndarray:
         """``[H, W, 3]`` float32 linear radiance at ``spp`` samples per pixel (``camera``'s full size),
-        traced in passes of at most :data:`MAX_PATHS_PER_PASS` paths; ``abort`` is polled between them."""
-        per = max(1, min(spp, MAX_PATHS_PER_PASS // max(1, camera.width * camera.height)))
-        passes, rest = divmod(spp, per)
-        out = None
-        for out, _ in self._passes(scene, camera, [per] * passes + ([rest] if rest else []), abort):
+        traced in passes of at most :data:`MAX_PATHS_PER_PASS` paths; ``abort`` is polled between them.
+        Never denoised (the physics tests and training targets read it)."""
+        stats = None
+        for stats in self._stats(scene, camera, self._split(camera, spp), abort):
             pass
-        return out
+        return stats.mean
+
+    def render_display(self, scene: Scene, camera: OrbitCamera, spp: int, *,
+                       abort: Callable[[], bool] | None = None) -> np.ndarray:
+        """``[H, W, 3]`` float32 sRGB in [0, 1] at ``spp`` samples per pixel, denoised when
+        :attr:`denoise` (what :meth:`render` and the benchmarks show)."""
+        stats = None
+        for stats in self._stats(scene, camera, self._split(camera, spp), abort):
+            pass
+        return self._display(stats, scene, camera)
+
+    def _display(self, stats: PassStats, scene: Scene, camera: OrbitCamera) -> np.ndarray:
+        linear, variance = stats.mean, stats.variance()
+        if self.denoise and variance is not None:
+            linear = atrous(linear, variance)
+        return self.to_display(linear, scene, camera)
 
     def to_display(self, linear: np.ndarray, scene: Scene, camera: OrbitCamera) -> np.ndarray:
         """Linear radiance ``[H, W, 3]`` -> sRGB-encoded float32 in [0, 1], over the scene's background.
@@ -560,9 +445,10 @@ class PathTracer:
                    abort: Callable[[], bool] | None = None) -> Iterator[tuple[np.ndarray, int]]:
         """Progressive rendering for a "cinematic still": yields ``(image [H, W, 3] float32 sRGB in
         [0, 1], total spp)`` after each pass, the mean of all passes so far (linear radiance averaged,
-        then encoded). ``abort`` is polled between passes (:class:`RenderAborted`)."""
-        for linear, total in self.linear_passes(scene, camera, spp_per_pass, passes, abort=abort):
-            yield self.to_display(linear, scene, camera), total
+        denoised when :attr:`denoise`, then encoded). ``abort`` is polled between passes
+        (:class:`RenderAborted`)."""
+        for stats in self._stats(scene, camera, self._plan(spp_per_pass, passes), abort):
+            yield self._display(stats, scene, camera), stats.spp
 
     def render(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL, *,
                abort: Callable[[], bool] | None = None) -> np.ndarray:
@@ -571,10 +457,10 @@ class PathTracer:
         paths are sampled, not stepped). See :class:`~rfmweb.render.scene.Renderer`."""
         cam = camera.resized(max(1, round(camera.width * quality.scale)), max(1, round(camera.height * quality.scale)))
         t0 = time.perf_counter()
-        linear = self.render_linear(scene, cam, self.spp_for(quality), abort=abort)
+        image = self.render_display(scene, cam, self.spp_for(quality), abort=abort)
         log.debug("path traced %dx%d at %d spp in %.2f s", cam.width, cam.height, self.spp_for(quality),
                   time.perf_counter() - t0)
-        return to_uint8(self.to_display(linear, scene, cam))
+        return to_uint8(image)
 
     def close(self) -> None:
         """Drop the cached media (Mitsuba frees them when the last scene using them goes)."""
@@ -591,5 +477,5 @@ def mitsuba_available() -> bool:
 # this module never imports Mitsuba.
 register("pathtrace", PathTracer, "Path tracer (Mitsuba 3)", feature="pathtrace")
 
-__all__ = ["WORLD_LIGHTING", "Lighting", "PathTracer", "VolumeGrids", "build_grids", "linear_to_srgb",
-           "mitsuba_available", "srgb_to_linear"]
+__all__ = ["WORLD_LIGHTING", "Lighting", "PathTracer", "VolumeGrids", "build_grids", "density_gradient",
+           "linear_to_srgb", "mitsuba_available", "srgb_to_linear", "voxel_mm"]
