@@ -7,7 +7,7 @@ page changes anything, and answers a follower's call without running it:
 
 - ``trame.state.update`` (a select or a switch): not applied; the current values are pushed back so
   the follower's control snaps back;
-- ``trame.trigger`` (buttons): ignored, except the screenshot download;
+- ``trame.trigger`` (buttons): ignored, except downloads (screenshot, scene file, labels);
 - ``trame.rca.event`` / ``trame.rca.size`` (drags, wheel, view size): ignored, except frame
   acknowledgements and refresh requests, which every page needs to keep receiving frames.
 
@@ -22,8 +22,9 @@ import logging
 
 log = logging.getLogger(__name__)
 
-#: Triggers a follower may call (they change nothing).
-FOLLOWER_TRIGGERS = frozenset({"rfm_screenshot"})
+#: Triggers a follower may call (downloads: they change nothing). A student may save the teacher's
+#: scene or screenshot; loading a scene is the driver's.
+FOLLOWER_TRIGGERS = frozenset({"rfm_screenshot", "rfm_scene", "rfm_segmentation"})
 #: Frame-protocol events a follower must send (see :data:`rfmweb.app.ui.CLIENT_SCRIPT`).
 FOLLOWER_EVENTS = frozenset({"FrameAck", "Refresh"})
 

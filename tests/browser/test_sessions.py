@@ -12,14 +12,16 @@ Each tab is its own browser context (its own cookies), as two people would be.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
 import time
 
+import numpy as np
 import pytest
 
-from conftest import free_port  # tests/browser/conftest.py (not a package)
+from conftest import free_port, screenshot_array  # tests/browser/conftest.py (not a package)
 from roundtrip import frame_info, wait_frame, wait_idle
 from serving import ServerError, served
 
@@ -147,6 +149,16 @@ def test_shared_tabs_follow_the_first_one(browser, shared):
         b.wait_for_function(f"() => window.trame.state.get('{PRESET}') === 'CT-Muscle'")
         a.wait_for_timeout(500)
         assert _preset(a) == "CT-Muscle"
+        # presenter and follower see the same frame (the same published image, pixel for pixel)
+        wait_idle(a, _view(a))
+        wait_idle(b, _view(b))
+        a_id = _view(a).evaluate("el => el.dataset.frameId")
+        b.wait_for_function("(id) => document.querySelector('img[data-rfm-view=\"view_a\"]').dataset.frameId === id",
+                            arg=a_id)
+        np.testing.assert_array_equal(screenshot_array(_view(a)), screenshot_array(_view(b)))
+        # a follower may download the presenter's scene file (it changes nothing)
+        scene = json.loads(b.evaluate("() => window.trame.trigger('rfm_scene')"))
+        assert scene["preset"] == "CT-Muscle"
     finally:
         ctx_b.close()
         ctx_a.close()
