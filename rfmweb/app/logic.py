@@ -127,6 +127,7 @@ class AppController:
         d.correct_labels = [Choice(f"{name} (erase)" if i == 0 else name, str(i))
                             for i, name in CORRECTION_LABELS.items()]
         d.segment = segmentation is not None
+        d.compare = segmentation is not None  # the segmentation views are always side by side
         d.window_presets = [Choice("auto", "auto")] + [Choice(f"{k} (W{w:g} L{lv:g})", k)
                                                        for k, (w, lv) in WINDOW_PRESETS.items()]
         d.can_renderfm = segmentation is None and "renderfm" in usable
@@ -184,8 +185,8 @@ class AppController:
                     vs.title = f"{renderer_label(session.renderer_name)} · {session.preset_name}"
                 vs.subtitle = seg.dice_text(i) if seg is not None else ""
                 vs.probe = self.control.probes[i] if session.mode != "3d" else ""
-            d.compare = self.views[VIEW_B].stream is not None
-            d.difference = differ
+            # compare and difference are not re-read here: a sync racing a click on those switches
+            # would turn them back; set_compare / set_difference write them
             if differ:
                 d.view_c.title = "|left − right|"
             d.view_mode, d.slice_index = a.mode, a.slice_index
@@ -286,6 +287,8 @@ class AppController:
                 asyncio.get_event_loop().run_in_executor(None, stream.close)
             with self.state:
                 self.typed.data.view_b.status = ""
+        with self.state:
+            self.typed.data.compare = b.stream is not None
 
     @guarded
     def set_linked(self, on: bool) -> None:
@@ -306,6 +309,8 @@ class AppController:
             return
         if on:
             if self.views[VIEW_B].stream is None:
+                with self.state:
+                    self.typed.data.difference = False  # the switch goes back
                 raise InputError("the difference view compares two views: switch Compare on first")
             c.attach(self.difference)
         else:
@@ -313,6 +318,7 @@ class AppController:
             if stream is not None:
                 asyncio.get_event_loop().run_in_executor(None, stream.close)
         with self.state:
+            self.typed.data.difference = c.stream is not None
             self.sync_state()
 
     @guarded
