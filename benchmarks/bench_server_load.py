@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -454,9 +455,12 @@ def run(*, clients: int = 10, seconds: float = 300.0, interval: float = 10.0, dr
     cmd = [sys.executable, "-m", "rfmweb", "serve", "--port", str(port), "--max-sessions", str(clients),
            "--renderer", renderer, "--auth-key", KEY]
     with served(cmd, base + "/", log_file, timeout_s=180) as proc:
-        result = asyncio.run(_load(base, proc.pid, log_file, clients=clients, seconds=seconds, interval=interval,
-                                   drag_hz=drag_hz, flood_rate=flood_rate, size=size,
-                                   kill_at=seconds / 2 if kill_at is None else kill_at))
+        # on a thread of its own: the caller's thread may already run an event loop (pytest with Playwright)
+        load = _load(base, proc.pid, log_file, clients=clients, seconds=seconds, interval=interval,
+                     drag_hz=drag_hz, flood_rate=flood_rate, size=size,
+                     kill_at=seconds / 2 if kill_at is None else kill_at)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            result = pool.submit(asyncio.run, load).result()
     result["log"] = log_file.read_text()
     return result
 

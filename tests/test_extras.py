@@ -110,7 +110,13 @@ def test_make_cohort_without_nilearn_exits_2_with_the_hint(monkeypatch, capsys, 
 
 def test_a_missing_import_met_on_the_way_is_explained(monkeypatch, capsys, tmp_path):
     """The command line's last line of defence: a feature's package imported without asking first."""
+    import functools
+
+    from rfmweb.samples import glioma
+
     hide(monkeypatch, "nilearn")
+    # an empty cache of the MNI maps (another test may have read them already)
+    monkeypatch.setattr(glioma, "tissue_maps", functools.lru_cache(maxsize=4)(glioma.tissue_maps.__wrapped__))
     assert main(["render", "sample:brain_glioma", "--out", str(tmp_path / "brain.png")]) == 2
     one_line_error(capsys, extras.hint("mni"))
 
