@@ -231,3 +231,59 @@ def test_the_widget_replies_with_its_scene_and_loads_one(small_ct, tmp_path):
         assert [a.text for a in w.session.annotations] == ["middle"]
     finally:
         w.close()
+
+
+def test_render_and_serve_start_from_a_scene_file(small_ct, tmp_path, capsys):
+    """``rfmweb render --scene`` draws what the scene saved; ``serve --scene`` checks it against the
+    volume before serving (a scene of another grid: one line, exit 2)."""
+    from PIL import Image
+
+    from rfmweb.app.cli import run_serve
+    from rfmweb.cli import main
+    from rfmweb.io import save_volume
+
+    save_volume(small_ct, tmp_path / "ct.nii.gz", tmp_path / "labels.nii.gz")
+    from rfmweb.io import load_volume
+    loaded = load_volume(tmp_path / "ct.nii.gz", tmp_path / "labels.nii.gz")
+    s = RenderSession(loaded, renderer="vtk", width=SIZE, height=SIZE)
+    s.set_preset("CT-Muscle")
+    s.orbit(50, 10)
+    s.set_view_mode("axial", 9)
+    s.set_cursor(np.asarray(loaded.bounds).mean(0))
+    s.add_annotation("here")
+    scene = save_scene(s, tmp_path / "lesson.json")
+    out = tmp_path / "still.png"
+    assert main(["render", str(tmp_path / "ct.nii.gz"), "--labels", str(tmp_path / "labels.nii.gz"),
+                 "--renderer", "vtk", "--size", str(SIZE), "--scene", str(scene), "--out", str(out)]) in (0, None)
+    np.testing.assert_array_equal(np.asarray(Image.open(out).convert("RGB")), s.render())
+
+    other = RenderSession(small_ct.with_labels(None, ()), width=SIZE, height=SIZE)  # drop nothing: same grid
+    data = scene_to_dict(other)
+    data["grid"]["shape"] = [5, 5, 5]
+    bad = tmp_path / "other_grid.json"
+    bad.write_text(json.dumps(data))
+    import argparse
+    args = argparse.Namespace(volume=str(tmp_path / "ct.nii.gz"), labels=None, splats=None, host="127.0.0.1", port=0,
+                              auth_key=None, auth_key_file=None, renderer="vtk", preset=None, scene=str(bad))
+    assert run_serve(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other_grid.json" in err[0] and "grid" in err[0]
+
+
+def test_the_app_starts_from_a_scene(small_ct):
+    from trame.app import get_server
+
+    from rfmweb.app.server import build_app
+
+    s = _styled(small_ct)
+    scene = scene_to_dict(s)
+    _, app = build_app(small_ct, server=get_server("rfmweb-scene-start-test", client_type="vue3"), renderer="vtk")
+    try:
+        app.start_from_scene(scene)
+        a, b = app.sessions["view_a"], app.sessions["view_b"]
+        assert a.preset_name == "CT-Muscle" and [n.text for n in a.annotations] == ["middle"]
+        assert b.annotations == a.annotations
+        assert (b.renderer_name, b.preset_name) != (a.renderer_name, a.preset_name)  # still a comparison
+        assert app.typed.data.view_mode == "coronal" and app.typed.data.annotations == ["1. middle"]
+    finally:
+        app.close()

@@ -86,6 +86,9 @@ https:
     p.add_argument("--segment", action="store_true",
                    help="VOLUME is a BraTS case folder: show ground truth | raw INR | denoised INR side by side, "
                         "with Dice and correction tools")
+    p.add_argument("--scene", default=None, metavar="JSON",
+                   help="start every viewer from a scene file (the viewer's 'Save scene': preset, classes, camera, "
+                        "slices, annotations), e.g. one a teacher handed out")
     p.add_argument("--model", default=None, metavar="CKPT",
                    help="INR checkpoint for --segment (default: the shipped Neumours weights)")
     p.set_defaults(run=_run_or_exit)
@@ -109,6 +112,7 @@ def run_serve(args: argparse.Namespace) -> int:
               segment=bool(getattr(args, "segment", False)), model=getattr(args, "model", None),
               allow_hosts=tuple(getattr(args, "allow_host", ())), shared=bool(getattr(args, "shared", False)),
               max_sessions=getattr(args, "max_sessions", 4), series=getattr(args, "series", None),
+              scene=getattr(args, "scene", None),
               certfile=getattr(args, "certfile", None), keyfile=getattr(args, "keyfile", None))
     except InputError as exc:
         print(f"rfmweb: error: {exc}", file=sys.stderr)

@@ -385,6 +385,11 @@ class AppController:
         """The main view's scene file (JSON text) for the page to download."""
         return json.dumps(scene_to_dict(self.sessions[VIEW_A]), indent=1)
 
+    def start_from_scene(self, scene: dict) -> None:
+        """Start every view from a scene (``rfmweb serve --scene``; checked before serving): the main
+        view takes all of it, the others all but the renderer and preset."""
+        self.load_scene(json.dumps(scene))
+
     @guarded
     def load_scene(self, text, *_args) -> None:
         """Restore an uploaded scene file (a bad one: logged, shown, nothing changed)."""

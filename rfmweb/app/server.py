@@ -67,6 +67,7 @@ class Content:
         volume, splats: the loaded sources (either may be ``None``, not both).
         renderer, preset: initial choices; segment, model: the segmentation views and their INR
             (a loaded model, or ``None`` for the shipped weights).
+        scene: a scene file's content (:mod:`rfmweb.session.scene_file`) every viewer starts from.
     """
 
     volume: Volume | None
@@ -75,6 +76,7 @@ class Content:
     preset: str | None = None
     segment: bool = False
     model: object = None
+    scene: dict | None = None
 
     def describe(self) -> str:
         vol = self.volume
@@ -163,6 +165,8 @@ def run_app(content: Content, *, host: str, port: int, access: Access,
     os.environ["TRAME_ARGS"] = ""
     server, controller = build_app(content.volume, splats=content.splats, renderer=content.renderer,
                                    preset=content.preset, segmentation=segmentation)
+    if content.scene is not None:
+        controller.start_from_scene(content.scene)
     # no wslink authKey: the page URL loses ?secret= (see .security); the websocket handshake is
     # an HTTP request the middlewares check like any other
     server.controller.on_server_bind.add(lambda wslink_server: access.protect(wslink_server.app))
@@ -207,7 +211,7 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
           renderer: str | None = None, preset: str | None = None, segment: bool = False,
           model: str | os.PathLike | None = None, allow_hosts: tuple[str, ...] = (), shared: bool = False,
           max_sessions: int = 4, series: str | None = None, certfile: str | os.PathLike | None = None,
-          keyfile: str | os.PathLike | None = None) -> None:
+          keyfile: str | os.PathLike | None = None, scene: str | os.PathLike | None = None) -> None:
     """Serve the viewer of ``volume`` until interrupted (blocking).
 
     Args:
@@ -236,6 +240,8 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
             "busy" page.
         certfile, keyfile: PEM certificate chain and its unencrypted private key: serve HTTPS (TLS
             1.2+) instead of HTTP; give both or neither.
+        scene: a scene file (``Save scene`` in the viewer, :func:`rfmweb.session.scene_file.save_scene`)
+            every viewer starts from; checked against the volume before serving.
 
     Raises:
         InputError: bad arguments (checked before anything is loaded) or an unreadable volume.
@@ -276,7 +282,15 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
             inr = load_model(model)
     elif vol is not None:
         _log_renderfm(vol)
-    content = Content(vol, splats, renderer, preset, segment, inr)
+    scene_data = None
+    if scene is not None:  # checked now, on a throwaway view: a session process's errors only reach the log
+        from ..session import RenderSession
+        from ..session.scene_file import apply_scene, read_scene
+
+        scene_data = read_scene(scene)
+        if vol is not None:
+            apply_scene(RenderSession(vol, splats=splats, width=16, height=16), scene_data, scene)
+    content = Content(vol, splats, renderer, preset, segment, inr, scene_data)
     access = Access(allowed_names(host), proxies, auth_key)
     announce = announcer(content, host, auth_key, open_browser, "http" if ssl_context is None else "https")
     if shared:

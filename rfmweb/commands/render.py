@@ -34,6 +34,8 @@ def add_parser(sub) -> None:
     p.add_argument("--hide", action="append", default=[], metavar="CLASS_OR_GROUP",
                    help="hide a label class (name or value) or a group such as skeleton; repeatable")
     p.add_argument("--class-colors", action="store_true", help="colour voxels by their label class")
+    p.add_argument("--scene", metavar="JSON", help="a scene file (the viewer's 'Save scene'): its preset, classes, "
+                                                 "camera, view mode, slices and annotations win over the options above")
     p.set_defaults(run=_run_render)
 
 
@@ -61,6 +63,10 @@ def _run_render(args) -> None:
     if args.class_colors:
         session.set_class_colors(True)
     session.set_camera(replace(session.home_camera(), azimuth=args.azimuth, elevation=args.elevation))
+    if args.scene:
+        from ..session.scene_file import apply_scene, read_scene
+
+        apply_scene(session, read_scene(args.scene), args.scene)
     image = session.render()
     data = encode_image(image, fmt)
     atomic_write(out, lambda tmp: Path(tmp).write_bytes(data))
