@@ -152,3 +152,34 @@ def test_a_flood_of_pointer_moves_is_merged_into_one_drag(small_ct):
     expected.orbit(100.0, 0.0)
     assert session.camera == expected.camera != start
     control.close()
+
+
+def test_four_up_planes_share_the_crosshair_with_the_main_view(small_ct):
+    """Four views: the main (3-D) view and axial, coronal and sagittal ones; a click on one plane moves
+    the others (and the 3-D cursor) there; each keeps its own plane; compare replaces the layout."""
+    from trame.app import get_server
+
+    from rfmweb.app.server import build_app
+
+    _, app = build_app(small_ct, server=get_server("rfmweb-four-up-test", client_type="vue3"), renderer="vtk")
+    try:
+        app.set_four_up(True)
+        axial, coronal, sagittal = (app.sessions[n] for n in ("view_d", "view_e", "view_f"))
+        assert [s.mode for s in (axial, coronal, sagittal)] == ["axial", "coronal", "sagittal"]
+        assert all(app.views[n].stream is not None for n in ("view_d", "view_e", "view_f"))
+        axial.resize(SIZE, SIZE)
+        view = app.views["view_d"]
+        view._css_height = SIZE
+        press = {"type": "LeftButtonPress", "x": 30, "y": 40}
+        view.on_interaction("t", press)
+        view.on_interaction("t", {**press, "type": "LeftButtonRelease"})
+        ijk = np.rint(axial.slice_geometry().to_voxel([30], [SIZE - 40])[0]).astype(int)
+        assert app.sessions["view_a"].cursor == axial.cursor is not None
+        assert coronal.slice_index == ijk[1] and sagittal.slice_index == ijk[0] and axial.slice_index == ijk[2]
+        assert coronal.mode == "coronal" and app.sessions["view_a"].mode == "3d"   # planes keep their own
+        app.set_window_preset("bone")   # the grey window applies to every slice view
+        assert coronal.window == axial.window is not None
+        app.set_compare(True)
+        assert app.views["view_d"].stream is None and not app.typed.data.four_up
+    finally:
+        app.close()

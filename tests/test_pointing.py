@@ -285,5 +285,8 @@ def test_the_app_starts_from_a_scene(small_ct):
         assert b.annotations == a.annotations
         assert (b.renderer_name, b.preset_name) != (a.renderer_name, a.preset_name)  # still a comparison
         assert app.typed.data.view_mode == "coronal" and app.typed.data.annotations == ["1. middle"]
+        # the four-up planes take the scene's look but keep their own plane
+        assert [app.sessions[n].mode for n in ("view_d", "view_e", "view_f")] == ["axial", "coronal", "sagittal"]
+        assert app.sessions["view_d"].window == a.window
     finally:
         app.close()

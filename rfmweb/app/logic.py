@@ -53,7 +53,7 @@ from ..session.difference import DifferenceSession
 from ..session.encode import side_by_side
 from ..session.scene_file import parse_scene, scene_to_dict
 from .frames import FrameAdapter, guarded
-from .state import VIEW_A, VIEW_B, VIEW_C, VIEWS, AppState, Choice, class_rows, group_rows
+from .state import PLANE_VIEWS, VIEW_A, VIEW_B, VIEW_C, VIEWS, AppState, Choice, class_rows, group_rows
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,11 @@ class AppController:
             b_renderer, b_preset = compare_choice(volume, a.renderer_name, a.preset_name)
             self.sessions = {VIEW_A: a, VIEW_B: RenderSession(volume, splats=splats, renderer=b_renderer,
                                                               preset=b_preset)}
+            for name, axis in (PLANE_VIEWS.items() if volume is not None else ()):  # four-up: streamed when shown
+                self.sessions[name] = RenderSession(volume, renderer=a.renderer_name, preset=a.preset_name)
+                self.sessions[name].set_view_mode(axis)
         self.index = {name: i for i, name in enumerate(self.sessions)}
+        self._names = list(self.sessions)
         #: Every control goes through here; class, overlay and window changes apply to all views.
         self.control = ViewController(list(self.sessions.values()), segmentation=segmentation, shared_styles=True,
                                       on_status=self._from_control, on_probe=self._on_probe)
@@ -93,8 +97,10 @@ class AppController:
                       for i, name in enumerate(self.sessions)}
         self._unlink: Callable[[], None] | None = None
         self._last_info = dict.fromkeys(VIEWS, 0.0)
-        # slice views follow each other (same volume grid); cameras link when views are side by side
-        self._unlink_modes = link_view_modes(list(self.sessions.values())) if volume is not None else None
+        # the compared (or segmentation) views show the same mode and slice; cameras link when side by
+        # side; the four-up planes keep their own plane and follow the crosshair
+        paired = [s for name, s in self.sessions.items() if name not in PLANE_VIEWS]
+        self._unlink_modes = link_view_modes(paired) if volume is not None else None
         self._unlink_points = link_points(list(self.sessions.values()))  # crosshair and annotations
         # compare layout: a third pane may show |left - right| with SSIM / PSNR; it renders both views
         # itself, and pointer events on it steer the left view (index 0; the right one follows)
@@ -138,7 +144,7 @@ class AppController:
                    n.view_mode: self.set_view_mode, n.slice_index: self.set_slice, n.tool: self.set_tool,
                    n.label_overlay: self.set_label_overlay, n.overlay_opacity: self.set_overlay_opacity,
                    n.window_preset: self.set_window_preset, n.brush_mm: self.set_brush,
-                   n.difference: self.set_difference, n.linked: self.set_linked}
+                   n.difference: self.set_difference, n.linked: self.set_linked, n.four_up: self.set_four_up}
         for name in self.sessions:
             changes[getattr(n, name).renderer] = functools.partial(self.set_renderer, name)
             changes[getattr(n, name).preset] = functools.partial(self.set_preset, name)
@@ -274,6 +280,7 @@ class AppController:
         if bool(on) == (b.stream is not None):
             return
         if on:
+            self.set_four_up(False)  # one layout at a time
             if self.typed.data.linked:
                 self._unlink = link_cameras([self.sessions[VIEW_A], self.sessions[VIEW_B]])
             b.attach(self.sessions[VIEW_B])
@@ -289,6 +296,23 @@ class AppController:
                 self.typed.data.view_b.status = ""
         with self.state:
             self.typed.data.compare = b.stream is not None
+
+    @guarded
+    def set_four_up(self, on: bool) -> None:
+        """The main view beside axial, coronal and sagittal views, all on one crosshair."""
+        planes = [self.views[name] for name in PLANE_VIEWS if name in self.sessions]
+        if not planes or bool(on) == (planes[0].stream is not None):
+            return
+        for view in planes:
+            if on:
+                view.attach(self.sessions[view.area_name])
+            else:
+                stream = view.detach()
+                if stream is not None:
+                    asyncio.get_event_loop().run_in_executor(None, stream.close)
+        with self.state:
+            self.typed.data.four_up = bool(on)
+            self.sync_state()
 
     @guarded
     def set_linked(self, on: bool) -> None:
@@ -400,9 +424,11 @@ class AppController:
             # comparison stays one) and take the rest: classes, camera, slices, window, annotations
             self.control.handle(m.LoadScene(0, text))
             data = parse_scene(text, "the uploaded scene")
-            rest = json.dumps({k: v for k, v in data.items() if k not in ("renderer", "preset", "transfer_function")})
-            for i in range(1, len(self.sessions)):
-                self.control.handle(m.LoadScene(i, rest))
+            rest = {k: v for k, v in data.items() if k not in ("renderer", "preset", "transfer_function")}
+            for i, name in enumerate(self._names[1:], start=1):
+                if name in PLANE_VIEWS and isinstance(rest.get("view"), dict):  # a plane view keeps its plane
+                    rest = {**rest, "view": {**rest["view"], "mode": PLANE_VIEWS[name]}}
+                self.control.handle(m.LoadScene(i, json.dumps(rest)))
         except (InputError, m.MessageError) as exc:
             with self.state:
                 self.typed.data.view_a.status = f"scene not loaded: {exc}"
@@ -458,7 +484,7 @@ class AppController:
 
     def _from_control(self, index: int, _busy: bool, message: str) -> None:
         """A correction's outcome (correction thread): to the view's status line, on the loop."""
-        name = VIEWS[index]
+        name = self._names[index]
         self.views[name]._call_on_loop(self._after_correction, name, message)
 
     def _after_correction(self, view: str, message: str) -> None:
@@ -470,11 +496,11 @@ class AppController:
     def _on_probe(self, index: int, text: str) -> None:
         """The readout under the pointer changed (event loop: trame-rca events arrive there)."""
         with self.state:
-            self._view_state(VIEWS[index]).probe = text
+            self._view_state(self._names[index]).probe = text
 
     def _from_segmentation(self, index: int, busy: bool, message: str) -> None:
         """SegmentationViews progress (any thread): to the view's status, Dice re-read, on the loop."""
-        name = VIEWS[index]
+        name = self._names[index]
         self.views[name]._call_on_loop(self._segmentation_status, name, busy, message)
 
     def _segmentation_status(self, view: str, busy: bool, message: str) -> None:

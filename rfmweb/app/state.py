@@ -16,9 +16,13 @@ from ..transfer import ClassTable
 #: Order of the grouped toggles; groups not listed here follow alphabetically.
 GROUP_ORDER = ("skeleton", "organs", "vessels", "soft tissue", "tumour")
 
-#: Names of the views (also the trame-rca area names): main, compare, and the third segmentation view.
+#: Names of the views (also the trame-rca area names): main, compare, the third segmentation view
+#: (or the compare difference), and the three planes of the four-up layout.
 VIEW_A, VIEW_B, VIEW_C = "view_a", "view_b", "view_c"
-VIEWS = (VIEW_A, VIEW_B, VIEW_C)
+VIEW_D, VIEW_E, VIEW_F = "view_d", "view_e", "view_f"
+VIEWS = (VIEW_A, VIEW_B, VIEW_C, VIEW_D, VIEW_E, VIEW_F)
+#: The four-up layout's plane views: the main view (3-D) and these, crosshair-linked.
+PLANE_VIEWS = {VIEW_D: "axial", VIEW_E: "coronal", VIEW_F: "sagittal"}
 
 
 @dataclass
@@ -94,12 +98,17 @@ class AppState:
         grid: the segmentation views in a 2x2 grid instead of one row.
         difference: with compare, a third pane shows |left - right| with SSIM and PSNR.
         linked: with compare, the two views share one camera.
+        four_up: the main view beside axial, coronal and sagittal views of the same volume (view_d..f),
+            all sharing the crosshair: a click in one moves the others there.
     """
 
     title: str = "rfmweb"
     view_a: ViewState = field(default_factory=ViewState)
     view_b: ViewState = field(default_factory=ViewState)
     view_c: ViewState = field(default_factory=ViewState)
+    view_d: ViewState = field(default_factory=ViewState)
+    view_e: ViewState = field(default_factory=ViewState)
+    view_f: ViewState = field(default_factory=ViewState)
     compare: bool = False
     segment: bool = False
     view_mode: str = "3d"
@@ -132,6 +141,7 @@ class AppState:
     grid: bool = False
     difference: bool = False
     linked: bool = True
+    four_up: bool = False
 
 
 def hex_color(color: tuple[float, ...]) -> str:

@@ -13,7 +13,7 @@ from trame.widgets import client, html, rca
 from trame.widgets import vuetify3 as v3
 
 from ..session.messages import BRUSH_MM_RANGE
-from .state import VIEW_A, VIEW_B, VIEW_C
+from .state import PLANE_VIEWS, VIEW_A, VIEW_B, VIEW_C
 
 #: The frame <img> fills its area; it lets pointer events through to trame-rca's listeners.
 IMG_STYLE = ("position:absolute;inset:0;width:100%;height:100%;object-fit:contain;"
@@ -204,6 +204,9 @@ def build_ui(server, names):
                 v3.VSwitch(label="2x2 layout", v_model=(names.grid,), v_if=(names.segment,), density="compact",
                            hide_details=True, color="primary", classes="rfm-grid")
                 _view_controls(names.view_a, names, "")
+                v3.VSwitch(label="Four views (3-D, axial, coronal, sagittal)", v_model=(names.four_up,),
+                           v_if=(f"!{names.segment} && {names.modes}.length",), disabled=(names.compare,),
+                           density="compact", hide_details=True, color="primary", classes="rfm-four-up")
                 v3.VSwitch(label="Compare side by side", v_model=(names.compare,), density="compact",
                            v_if=(f"!{names.segment}",), hide_details=True, color="primary", classes="rfm-compare")
                 v3.VBtn("Ray-marcher | Render-FM", click=ctrl.rfm_compare_renderfm, v_if=(names.can_renderfm,),
@@ -261,8 +264,10 @@ def build_ui(server, names):
                               "'image/png')")
 
         with layout.content:
-            # one row of views; with "2x2 layout" the segmentation views fill a 2x2 grid (squarer panels)
-            with html.Div(classes="rfm-views", style=(f"{names.grid} ? 'display:grid;grid-template-columns:1fr 1fr;"
+            # one row of views; a 2x2 grid for the segmentation views' "2x2 layout" and for four-up
+            four_up = f"({names.four_up} && !{names.compare} && !{names.segment})"
+            grid = f"(({names.grid} && {names.segment}) || {four_up})"
+            with html.Div(classes="rfm-views", style=(f"{grid} ? 'display:grid;grid-template-columns:1fr 1fr;"
                                                       "grid-template-rows:1fr 1fr;height:100%;width:100%;gap:4px' : "
                                                       "'display:flex;height:100%;width:100%;gap:4px'",)):
                 _view(VIEW_A, "main view", names)
@@ -270,6 +275,9 @@ def build_ui(server, names):
                     _view(VIEW_B, "compare view", names)
                 with html.Template(v_if=(f"{names.segment} || ({names.compare} && {names.difference})",)):
                     _view(VIEW_C, "third view", names)
+                with html.Template(v_if=(four_up,)):
+                    for name, axis in PLANE_VIEWS.items():
+                        _view(name, f"{axis} view", names)
             client.Style(PAGE_CSS)
             client.Script(CLIENT_SCRIPT)
         layout.footer.hide()

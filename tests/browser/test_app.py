@@ -366,3 +366,28 @@ def test_difference_view_shows_where_the_compared_views_differ(page, artifacts):
     assert heat.max() > 60, "the two sides differ, the heat map shows nothing"
     page.locator(".rfm-difference input").uncheck()
     page.locator(".rfm-compare input").uncheck()
+
+
+def test_four_views_follow_a_click_on_one_plane(page, artifacts):
+    """"Four views": 3-D | axial | coronal | sagittal in a 2x2 grid; a click on the axial view moves
+    the crosshair there, and the coronal and sagittal views change to the planes through it."""
+    page.locator(".rfm-four-up input").check()
+    planes = {name: _view(page, name) for name in ("view_d", "view_e", "view_f")}
+    for view in planes.values():
+        wait_frame(page, view)
+    before = {name: _settled(page, name) for name in planes}
+    box = planes["view_d"].bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.45)
+    page.wait_for_function("() => window.trame.state.get('AppState__cursor').includes('mm')")
+    for name in ("view_e", "view_f"):
+        deadline = time.monotonic() + TIMEOUT_MS / 1e3
+        info, img = before[name]
+        while True:
+            info, after = _settled(page, name, after=info)
+            if _differ(before[name][1], after, threshold=0.5) or time.monotonic() > deadline:
+                break
+        assert _differ(before[name][1], after, threshold=0.5), f"{name} did not move to the clicked point"
+    page.screenshot(path=str(artifacts / "app_four_up.png"))
+    page.locator(".rfm-unannotate").click()
+    page.locator(".rfm-four-up input").uncheck()
+    page.wait_for_function("() => !document.querySelector('img[data-rfm-view=\"view_d\"]')")
