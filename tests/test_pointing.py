@@ -290,3 +290,19 @@ def test_the_app_starts_from_a_scene(small_ct):
         assert app.sessions["view_d"].window == a.window
     finally:
         app.close()
+
+
+def test_the_widget_four_up_shares_the_crosshair_and_keeps_its_planes(small_ct):
+    from rfmweb.widgets import Compare
+
+    w = Compare.four_up(small_ct, renderer="vtk", width=SIZE, height=SIZE)
+    try:
+        three_d, axial, coronal, sagittal = w.sessions
+        assert [s.mode for s in w.sessions] == ["3d", "axial", "coronal", "sagittal"]
+        w._on_client_msg(w, {"type": "point", "view": 1, "x": 40, "y": 50}, [])
+        assert three_d.cursor == axial.cursor == sagittal.cursor is not None
+        assert coronal.mode == "coronal" and [v["title"] for v in w.views] == ["3-D", "axial", "coronal", "sagittal"]
+        ijk = np.rint(axial.slice_geometry().to_voxel([40], [50])[0]).astype(int)
+        assert (sagittal.slice_index, coronal.slice_index) == (ijk[0], ijk[1])
+    finally:
+        w.close()

@@ -89,7 +89,7 @@ class _Views(anywidget.AnyWidget):
 
     def __init__(self, sessions: list[RenderSession], *, owned: list[bool], titles: Sequence[str | None],
                  width: int, height: int, arrangement: str, link: bool,
-                 segmentation: SegmentationViews | None = None) -> None:
+                 segmentation: SegmentationViews | None = None, link_modes: bool = True) -> None:
         if not sessions:
             raise InputError("a viewer needs at least one view")
         if len(titles) != len(sessions):
@@ -121,7 +121,7 @@ class _Views(anywidget.AnyWidget):
         self._unlink = link_cameras(self._sessions) if linked else None
         # slice views follow each other too when the views show the same grid
         same_grid = len({s.volume.shape if s.volume is not None else None for s in self._sessions}) == 1
-        self._unlink_modes = link_view_modes(self._sessions) if linked and same_grid else None
+        self._unlink_modes = link_view_modes(self._sessions) if linked and same_grid and link_modes else None
         self._unlink_points = link_points(self._sessions) if linked and same_grid else None
         # paused until the page mounts the view (its "ready" message): no frames for nobody
         self._streams = [FrameStream(s, partial(self._send_frame, i), on_status=partial(self._on_status, i),
@@ -487,7 +487,9 @@ class Compare(_Views):
     Args:
         views: Volumes (each gets a new session) or RenderSessions.
         titles: one per view (default: the volume names).
-        link: link the cameras (:func:`rfmweb.session.link_cameras`).
+        link: link the cameras (:func:`rfmweb.session.link_cameras`), and the crosshair and annotations.
+        link_modes: with ``link``, the views also show the same view mode and slice (``False``: each
+            keeps its own plane, as in :meth:`four_up`).
         width, height: size of each canvas in CSS pixels.
         segmentation: the segmentation views these sessions belong to (:meth:`segmentations` sets it:
             correction tools, class and slice styles shared by the views).
@@ -498,7 +500,8 @@ class Compare(_Views):
     """
 
     def __init__(self, views: Sequence[ViewSource], *, titles: Sequence[str] | None = None, link: bool = True,
-                 width: int = 384, height: int = 384, segmentation: SegmentationViews | None = None) -> None:
+                 width: int = 384, height: int = 384, segmentation: SegmentationViews | None = None,
+                 link_modes: bool = True) -> None:
         views = list(views)
         if len(views) < 2:
             raise InputError(f"Compare needs two or more views, got {len(views)}; use Viewer for one")
@@ -506,7 +509,8 @@ class Compare(_Views):
             raise InputError(f"got {len(titles)} titles for {len(views)} views")
         made = [_session_for(v, None, None, width, height) for v in views]
         super().__init__([s for s, _ in made], owned=[o for _, o in made], titles=list(titles or [None] * len(views)),
-                         width=width, height=height, arrangement="below", link=link, segmentation=segmentation)
+                         width=width, height=height, arrangement="below", link=link, segmentation=segmentation,
+                         link_modes=link_modes)
 
     @classmethod
     def presets(cls, volume: Volume, presets: Sequence[str], *, renderer: str | None = None, **kwargs) -> "Compare":
@@ -555,6 +559,20 @@ class Compare(_Views):
 
         kwargs.setdefault("titles", ["ray-marcher", "Render-FM"])
         return cls.renderers(volume, [marcher_renderer(), "renderfm"], preset=preset, **kwargs)
+
+    @classmethod
+    def four_up(cls, volume: Volume, *, renderer: str | None = None, preset: str | None = None, width: int = 320,
+                height: int = 320) -> "Compare":
+        """3D Slicer's four-up: the 3-D view and axial, coronal and sagittal views of ``volume`` on one
+        crosshair (click a point in any view: the others move there); the planes keep their own plane."""
+        sessions = [RenderSession(volume, renderer=renderer, preset=preset, width=width, height=height)
+                    for _ in range(4)]
+        for session, axis in zip(sessions[1:], ("axial", "coronal", "sagittal")):
+            session.set_view_mode(axis)
+        widget = cls(sessions, titles=["3-D", "axial", "coronal", "sagittal"], width=width, height=height,
+                     link_modes=False)
+        widget._owned = [True] * len(sessions)
+        return widget
 
     @classmethod
     def renderers(cls, volume: Volume, renderers: Sequence[str], *, preset: str | None = None, **kwargs) -> "Compare":
