@@ -171,7 +171,7 @@ def check_affine(affine: np.ndarray) -> np.ndarray:
     if a.shape != (4, 4):
         raise InputError(f"affine must be 4x4, got shape {a.shape}")
     if not np.isfinite(a).all():
-        raise InputError("affine contains NaN/Inf")
+        raise InputError("the voxel-to-world matrix (affine) contains NaN/Inf")
     spacing = np.linalg.norm(a[:3, :3], axis=0)
     if (spacing <= 1e-6).any() or abs(np.linalg.det(a[:3, :3])) < 1e-12:
         raise InputError(f"voxel spacing must be > 0 mm and the affine invertible, got spacing {tuple(spacing.round(6))}")

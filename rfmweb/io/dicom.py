@@ -7,10 +7,12 @@ ordered by ImagePositionPatient projected on the slice normal ``n = row x column
 name or InstanceNumber). The LPS geometry becomes a RAS+ affine as for NRRD
 (:mod:`rfmweb.io.itk_image`), the slice spacing being the mean over the whole stack.
 
-Refused with an :class:`~rfmweb.errors.InputError` naming the folder and the problem: gantry tilt
-(slice positions not along ``n``), missing slices, uneven spacing (beyond
-:data:`SPACING_TOLERANCE`), duplicate positions, mixed image sizes, orientations or pixel spacings,
-multi-frame files.
+Refused with an :class:`~rfmweb.errors.InputError` naming the folder and the problem: bad geometry
+(gantry tilt, missing slices, uneven spacing, duplicate positions, mixed sizes, orientations or
+pixel spacings), malformed or missing tags, pixel data shorter than declared, unknown transfer
+syntaxes, multi-frame or colour images (all checked in :mod:`rfmweb.io.dicom_checks` before any
+pixel is decoded); a DICOM file that cannot be parsed; hostile zips (paths leaving the archive,
+links, bombs).
 
 Privacy: patient identifiers (name, ID, birth date) are never logged, put in errors, or used as
 the volume's ``name`` (the folder's name, or ``DICOM series <hash of the UID>``). The headers stay
@@ -27,7 +29,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
-from collections import Counter
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -35,7 +37,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..volume import Volume, check_size
-from .itk_image import error_summary, from_canonical, image_to_ras, to_canonical
+from .dicom_checks import check_pixel_data, check_series, quiet_pydicom
+from .itk_image import captured_stderr, error_summary, from_canonical, image_to_ras, to_canonical
 from .nifti import guess_modality
 
 log = logging.getLogger(__name__)
@@ -44,12 +47,10 @@ log = logging.getLogger(__name__)
 MAX_ZIP_BYTES = 4 << 30
 #: Most files looked at in a folder or a ``.zip``.
 MAX_FILES = 100_000
-#: Slice positions may stray from an even grid by this fraction of the slice spacing.
-SPACING_TOLERANCE = 0.05
-#: A tilt up to this many degrees (rounded positions) is read as none.
-TILT_TOLERANCE_DEG = 0.1
 #: Segmentation Storage: our own output may sit beside the images; it is not a series to render.
 SEG_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.66.4"
+#: Media Storage Directory (a DICOMDIR): DICOM, but no image and no series.
+MEDIA_DIRECTORY_UID = "1.2.840.10008.1.3.10"
 
 
 @dataclass(frozen=True)
@@ -109,12 +110,20 @@ def load_dicom(path: str | os.PathLike, series: str | None = None, *, name: str 
 
 def _load_folder(folder: Path, shown: Path, series: str | None, name: str | None) -> Volume:
     """Read a series from ``folder``; errors name ``shown`` (the zip, not its temporary folder)."""
-    groups = _scan(folder, shown)
+    groups, rowless = _scan(folder, shown)
     uid = _choose(groups, series, shown)
-    items, step = _check_series(groups[uid], shown)
-    headers = [ds for _, ds in items]
-    check_size((int(headers[0].Columns), int(headers[0].Rows), len(items)))
-    image = _read_pixels([p for p, _ in items], shown)
+    for p, ds in rowless.get(uid, []):
+        if ds.get("SOPClassUID") in {d.get("SOPClassUID") for _, d in groups[uid]}:
+            raise InputError(f"image {_shown_name(p, folder)} has no Rows: its header is truncated or corrupt", shown)
+    with quiet_pydicom():                             # odd values are refused in words
+        items, step = check_series(groups[uid], shown)
+        headers = [ds for _, ds in items]
+        try:
+            check_size((int(headers[0].Columns), int(headers[0].Rows), len(items)))
+        except InputError as exc:
+            raise InputError(exc.reason, shown) from None
+        check_pixel_data(items, folder, shown)
+    image = _read_pixels([p for p, _ in items], folder, shown)
     data, affine = image_to_ras(image)
     # ITK takes the slice spacing from the first two slices; the mean over the stack is exact
     affine[:3, 2] *= step / image.GetSpacing()[2]
@@ -136,8 +145,16 @@ def _load_folder(folder: Path, shown: Path, series: str | None, name: str | None
     return volume
 
 
-def _scan(folder: Path, shown: Path) -> dict[str, list]:
-    """SeriesInstanceUID -> ``[(file, header)]`` of the image files under ``folder``, in file order."""
+def _scan(folder: Path, shown: Path) -> tuple[dict[str, list], dict[str, list]]:
+    """The image files under ``folder``, by SeriesInstanceUID, in file order.
+
+    Returns:
+        ``(images, rowless)``: ``uid -> [(file, header)]`` of the images, and ``uid -> [(file, header)]``
+        of the other DICOM files that name a series (reports, or images whose header is cut short).
+
+    Raises:
+        InputError: a file that starts as DICOM (``DICM`` at byte 128) but cannot be parsed.
+    """
     import pydicom
 
     files = []
@@ -147,23 +164,48 @@ def _scan(folder: Path, shown: Path) -> dict[str, list]:
         if len(files) > MAX_FILES:
             raise InputError(f"more than {MAX_FILES:,} files; point at the folder of one series", shown)
     groups: dict[str, list] = {}
+    rowless: dict[str, list] = {}
     skipped = 0
     for p in files:
+        if not p.is_file():           # a pipe or device would block the read; a dangling link has nothing
+            skipped += 1
+            continue
         try:
-            ds = pydicom.dcmread(p, stop_before_pixels=True)
-        except Exception:  # pydicom raises many types for non-DICOM or corrupt files: skip them
+            with quiet_pydicom():
+                ds = pydicom.dcmread(p, stop_before_pixels=True)
+        except Exception as exc:  # pydicom raises many types for non-DICOM or corrupt files
+            if _is_dicom(p):
+                raise InputError(f"{_shown_name(p, folder)} could not be read: a DICOM file that is truncated or "
+                                 f"corrupt ({type(exc).__name__}); remove it or export the series again",
+                                 shown) from None
             skipped += 1
             continue
-        if "Rows" not in ds or "SeriesInstanceUID" not in ds or ds.get("SOPClassUID") == SEG_SOP_CLASS_UID:
+        if ds.get("SOPClassUID") == SEG_SOP_CLASS_UID or "SeriesInstanceUID" not in ds:
+            media = getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
+            if "SeriesInstanceUID" not in ds and media != MEDIA_DIRECTORY_UID and _is_dicom(p):
+                raise InputError(f"{_shown_name(p, folder)} could not be read: a DICOM file without a "
+                                 "SeriesInstanceUID (truncated or corrupt); remove it or export the series again",
+                                 shown)
             skipped += 1
             continue
-        groups.setdefault(str(ds.SeriesInstanceUID), []).append((p, ds))
+        (groups if "Rows" in ds else rowless).setdefault(str(ds.SeriesInstanceUID), []).append((p, ds))
     if skipped:
         log.debug("%s: skipped %d files that are not DICOM images", shown, skipped)
     if not groups:
         raise InputError("no DICOM images and no *-t1n.nii.gz file: expected a folder (or .zip) holding a DICOM "
                          "series, or a BraTS case folder (t1n, t1c, t2w, t2f)", shown)
-    return groups
+    return groups, rowless
+
+
+def _is_dicom(path: Path) -> bool:
+    """Whether ``path`` carries the DICOM file signature (``DICM`` after the 128-byte preamble)."""
+    with path.open("rb") as f:
+        return f.read(132)[128:] == b"DICM"
+
+
+def _shown_name(path: Path, folder: Path) -> str:
+    """``path`` relative to the folder read (never a temporary folder's path), for messages."""
+    return str(path.relative_to(folder))
 
 
 def _choose(groups: dict[str, list], series: str | None, shown: Path) -> str:
@@ -180,79 +222,27 @@ def _choose(groups: dict[str, list], series: str | None, shown: Path) -> str:
     return uid
 
 
-def _floats(ds, tag: str) -> list[float]:
-    return [float(v) for v in ds[tag].value]
-
-
-def _check_series(items: list, shown: Path) -> tuple[list, float]:
-    """Validate one series' geometry; returns ``(items sorted along the slice normal, slice spacing mm)``."""
-    headers = [ds for _, ds in items]
-    if any(int(ds.get("NumberOfFrames") or 1) > 1 for ds in headers):
-        raise InputError("multi-frame (enhanced) DICOM is not supported; export the series as single-frame "
-                         "images", shown)
-    if len(headers) < 2:
-        raise InputError("the series has 1 image; a volume needs at least 2 slices", shown)
-    for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
-        if any(tag not in ds for ds in headers):
-            raise InputError(f"some images lack {tag}: not a volume series (a localizer or a screenshot?)", shown)
-    if any(int(ds.get("SamplesPerPixel") or 1) != 1 for ds in headers):
-        raise InputError("colour images (SamplesPerPixel > 1); expected grey-scale CT or MR slices", shown)
-    sizes = Counter((int(ds.Rows), int(ds.Columns)) for ds in headers)
-    if len(sizes) > 1:
-        counts = ", ".join(f"{r}x{c} in {k} images" for (r, c), k in sizes.most_common())
-        raise InputError(f"mixed image sizes (rows x columns): {counts}", shown)
-    iop = np.array([_floats(ds, "ImageOrientationPatient") for ds in headers])     # [n, 6]
-    if np.abs(iop - iop[0]).max() > 1e-4:
-        raise InputError("mixed orientations: ImageOrientationPatient differs between images", shown)
-    pixel = np.array([_floats(ds, "PixelSpacing") for ds in headers])               # [n, 2] mm
-    if np.abs(pixel - pixel[0]).max() > 1e-4 * pixel[0].max():
-        raise InputError("mixed pixel spacings: PixelSpacing differs between images", shown)
-    normal = np.cross(iop[0, :3], iop[0, 3:])
-    if abs(np.linalg.norm(normal) - 1) > 1e-3:
-        raise InputError(f"ImageOrientationPatient {iop[0].tolist()} is not two orthogonal unit vectors", shown)
-    ipp = np.array([_floats(ds, "ImagePositionPatient") for ds in headers])         # [n, 3] mm, LPS
-    pos = ipp @ normal                                                              # [n] mm along the normal
-    order = np.argsort(pos, kind="stable")
-    pos, ipp = pos[order], ipp[order]
-    gaps = np.diff(pos)
-    if gaps.min() < 1e-3:
-        raise InputError(f"{int((gaps < 1e-3).sum()) + 1} images share a slice position (several acquisitions, "
-                         "echoes or time points in one series?)", shown)
-    extent = pos[-1] - pos[0]
-    off_axis = np.linalg.norm(ipp[-1] - ipp[0] - extent * normal)
-    tilt = np.degrees(np.arctan2(off_axis, extent))
-    if tilt > TILT_TOLERANCE_DEG and off_axis > 0.05:
-        raise InputError(f"gantry tilt of {tilt:.2f} degrees: the slices are not stacked along their normal; "
-                         "resample to an untilted grid first (e.g. 3D Slicer or dcm2niix)", shown)
-    step = extent / (len(pos) - 1)
-    spacing = float(np.median(gaps))
-    if np.abs(pos - (pos[0] + step * np.arange(len(pos)))).max() > max(0.02, SPACING_TOLERANCE * spacing):
-        k = int(np.argmax(gaps))
-        if gaps[k] > 1.5 * spacing:
-            raise InputError(f"missing slices: a gap of {gaps[k]:.3g} mm between slice positions {pos[k]:.3g} and "
-                             f"{pos[k + 1]:.3g} mm where the spacing is {spacing:.3g} mm", shown)
-        raise InputError(f"uneven slice spacing: gaps from {gaps.min():.3g} to {gaps.max():.3g} mm", shown)
-    return [items[i] for i in order], float(step)
-
-
-def _read_pixels(files: list[Path], shown: Path):
+def _read_pixels(files: list[Path], folder: Path, shown: Path):
     """Decode the sorted slice files into one float32 ``SimpleITK.Image`` (rescale applied per file)."""
     import SimpleITK as sitk
 
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([str(p) for p in files])
     reader.SetOutputPixelType(sitk.sitkFloat32)
-    try:
-        return reader.Execute()
-    except RuntimeError as exc:
-        raise InputError(f"could not decode the pixel data ({error_summary(exc)})", shown) from None
+    with captured_stderr() as said:         # GDCM and libjpeg print their complaints
+        try:
+            return reader.Execute()
+        except RuntimeError as exc:
+            error = exc
+    reason = error_summary(error, said).replace(str(folder) + os.sep, "")
+    raise InputError(f"could not decode the pixel data ({reason})", shown)
 
 
 def _extract_zip(path: Path, dest: Path) -> None:
     """Unpack ``path`` into ``dest``, refusing paths that leave ``dest``, links and zip bombs."""
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise InputError(f"not a readable .zip file ({exc})", path) from None
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir()]
@@ -262,19 +252,29 @@ def _extract_zip(path: Path, dest: Path) -> None:
         if total > MAX_ZIP_BYTES:
             raise InputError(f"unpacks to {total / 2**30:.1f} GiB, more than the {MAX_ZIP_BYTES >> 30} GiB "
                              "accepted", path)
+        root = dest.resolve()
         for member in members:
+            shown = repr(member.filename[:80] + ("..." if len(member.filename) > 80 else ""))
             parts = PurePosixPath(member.filename.replace("\\", "/")).parts
-            if (not parts or parts[0] in ("/", "") or ".." in parts or ":" in parts[0]
+            if (not parts or parts[0].startswith("/") or parts[0] == "" or ".." in parts or ":" in parts[0]
                     or "\0" in member.filename):
-                raise InputError(f"refusing member {member.filename!r}: its path leaves the archive", path)
+                raise InputError(f"refusing member {shown}: its path leaves the archive", path)
             if stat.S_ISLNK(member.external_attr >> 16):
-                raise InputError(f"refusing member {member.filename!r}: a symbolic link", path)
+                raise InputError(f"refusing member {shown}: a symbolic link", path)
             target = dest.joinpath(*parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if root not in target.resolve().parents:          # belt and braces: nothing lands outside dest
+                raise InputError(f"refusing member {shown}: its path leaves the archive", path)
             try:
+                target.parent.mkdir(parents=True, exist_ok=True)
                 # zipfile stops a member at its declared size (then checks its CRC), so the total
                 # checked above bounds what lands on disk
                 with archive.open(member) as src, open(target, "wb") as out:
                     shutil.copyfileobj(src, out, length=1 << 20)
-            except (zipfile.BadZipFile, RuntimeError, OSError, EOFError) as exc:
-                raise InputError(f"could not unpack member {member.filename!r} ({exc})", path) from None
+            except OSError as exc:          # a name too long, a file where a folder must go, disk full
+                raise InputError(f"could not unpack member {shown} ({exc.strerror or exc})", path) from None
+            except RuntimeError:            # zipfile's word for a password-protected member
+                raise InputError(f"could not unpack member {shown}: it is encrypted (password-protected); "
+                                 "unpack the archive yourself", path) from None
+            except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, ValueError) as exc:
+                # bad CRC, corrupt deflate stream, unsupported compression method
+                raise InputError(f"could not unpack member {shown} ({exc})", path) from None

@@ -7,8 +7,11 @@ allocated, reoriented to the closest canonical (RAS+) voxel order. Every failure
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -23,36 +26,188 @@ log = logging.getLogger(__name__)
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
-def _open(path: Path) -> nib.Nifti1Image:
-    """Open the header of a NIfTI file (lazy: no voxel data is read here)."""
+#: deflate expands data at most about 1032-fold, so a ``.gz`` file of n bytes unpacks to at most this times n.
+MAX_GZIP_RATIO = 1032
+#: A gzip stream may run this far past the voxels its header declares (padding) before it is refused.
+GZIP_SLACK_BYTES = 16 << 20
+#: Header extensions (between the header and the voxels) beyond this size are refused as corrupt.
+MAX_EXTENSION_BYTES = 16 << 20
+#: sizeof_hdr -> (header class, NIfTI version).
+_HEADERS = {348: (nib.Nifti1Header, 1), 540: (nib.Nifti2Header, 2)}
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _open_raw(path: Path, gz: bool):
+    return gzip.open(path, "rb") if gz else open(path, "rb")
+
+
+def _gzip_error(exc: Exception) -> str:
+    return f"could not read the voxel data, the gzip stream is truncated or corrupt ({type(exc).__name__}: {exc})"
+
+
+def _read_head(path: Path) -> tuple[bytes, bool]:
+    """The first bytes of the (decompressed) file and whether it is gzip-compressed."""
     if not path.exists():
         raise InputError("no such file", path)
     if path.is_dir():
         raise InputError("is a folder, expected a .nii or .nii.gz file", path)
+    if not path.is_file():
+        raise InputError("not a regular file, expected a .nii or .nii.gz file", path)
     if path.stat().st_size == 0:
         raise InputError("file is empty", path)
+    with path.open("rb") as f:
+        gz = f.read(2) == _GZIP_MAGIC
+    if path.name.lower().endswith(".gz") and not gz:
+        raise InputError("not a readable NIfTI file: named .gz but not gzip-compressed", path)
+    try:
+        with _open_raw(path, gz) as f:
+            head = f.read(max(_HEADERS) + 4)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(_gzip_error(exc), path) from None
+    if not head:
+        raise InputError("file is empty (an empty gzip stream)", path)
+    return head, gz
+
+
+def _parse_header(head: bytes, path: Path) -> tuple[np.void, int, str]:
+    """The raw header record, its size (348 or 540 bytes) and byte order, from the file's first bytes."""
+    if len(head) < 4:
+        raise InputError(f"not a readable NIfTI file: {len(head)} bytes, shorter than a NIfTI header (truncated?)", path)
+    for order in "<>":
+        size = struct.unpack(order + "i", head[:4])[0]
+        if size in _HEADERS:
+            break
+    else:
+        raise InputError(f"not a readable NIfTI file: header field sizeof_hdr is {struct.unpack('<i', head[:4])[0]} "
+                         "where a NIfTI-1 header has 348 and a NIfTI-2 header 540 (corrupt, or not NIfTI)", path)
+    if len(head) < size:
+        raise InputError(f"truncated or corrupt: the file ends inside the NIfTI header ({len(head)} of {size} "
+                         "bytes)", path)
+    header_class = _HEADERS[size][0]
+    hdr = np.frombuffer(head[:size], header_class.template_dtype.newbyteorder(order))[0]
+    magic = bytes(hdr["magic"]).rstrip(b"\0")
+    if magic[:3] not in (b"n+1", b"n+2"):
+        raise InputError(f"not a readable NIfTI file: magic {magic[:8]!r} is not a single-file NIfTI's "
+                         "(an Analyze or .hdr/.img pair?)", path)
+    return hdr, size, order
+
+
+def _check_raw_header(head: bytes, path: Path, gz: bool) -> int:
+    """Refuse a corrupt or absurd header from its raw fields, before nibabel reads (or allocates) anything
+    (nibabel would repair some fields, e.g. zero voxel sizes, and read on).
+
+    Returns:
+        The byte offset where the voxel data ends: the least the (unpacked) file must hold.
+    """
+    hdr, size, order = _parse_header(head, path)
+    dim = [int(d) for d in hdr["dim"]]
+    if not 1 <= dim[0] <= 7:
+        raise InputError(f"header field dim[0] is {dim[0]}: the number of dimensions must be 1 to 7 (corrupt header)",
+                         path)
+    shape = tuple(dim[1: dim[0] + 1])
+    if min(shape) < 0:
+        raise InputError(f"header dimensions {shape} include a negative size (corrupt header)", path)
+    code = int(hdr["datatype"])
+    try:
+        dtype, label = np.dtype(nib.nifti1.data_type_codes.dtype[code]), nib.nifti1.data_type_codes.label[code]
+    except KeyError:
+        raise InputError(f"header field datatype is {code}, not a NIfTI data type (corrupt header)", path) from None
+    if dtype.itemsize == 0:
+        raise InputError(f"header field datatype is {code} ({label}), a data type this viewer cannot read", path)
+    if int(hdr["bitpix"]) != 8 * dtype.itemsize:
+        raise InputError(f"header fields disagree: datatype {label} has {8 * dtype.itemsize} bits per voxel but "
+                         f"bitpix says {int(hdr['bitpix'])} (corrupt header)", path)
+    offset = float(hdr["vox_offset"])
+    if not np.isfinite(offset) or offset < size + 4:
+        raise InputError(f"header field vox_offset is {offset:g}: the voxel data must start after the {size + 4}-byte "
+                         "header (corrupt header)", path)
+    try:
+        check_size(shape)
+    except InputError as exc:
+        raise InputError(exc.reason, path) from None
+    zooms = np.asarray(hdr["pixdim"][1:4], dtype=np.float64)
+    if not np.isfinite(zooms).all() or (zooms <= 0).any():
+        raise InputError(f"voxel spacing must be finite and > 0 mm, header says {tuple(zooms.tolist())}", path)
+    needed = int(offset) + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    stored = path.stat().st_size
+    if needed > stored * (MAX_GZIP_RATIO if gz else 1) + (1024 if gz else 0):
+        raise InputError(f"truncated or corrupt: its header declares {needed:,} bytes of data but the "
+                         f"{'gzip ' if gz else ''}file holds {'at most ' if gz else ''}"
+                         f"{stored * (MAX_GZIP_RATIO if gz else 1):,}", path)
+    slope, inter = float(hdr["scl_slope"]), float(hdr["scl_inter"])
+    if np.isinf(slope) or (np.isfinite(slope) and slope != 0 and not np.isfinite(inter)):
+        raise InputError(f"header scaling is not finite (scl_slope {slope:g}, scl_inter {inter:g}): corrupt header",
+                         path)
+    if int(hdr["qform_code"]) > 0 >= int(hdr["sform_code"]):
+        bcd = np.array([hdr["quatern_b"], hdr["quatern_c"], hdr["quatern_d"]], np.float64)
+        if 1 - bcd @ bcd < -_HEADERS[size][0].quaternion_threshold:
+            raise InputError(f"header field qform holds an invalid rotation (quaternion b, c, d = "
+                             f"{', '.join(f'{v:g}' for v in bcd)}, whose squares sum past 1): corrupt header", path)
+    if len(head) > size and head[size] and offset > size + 4:
+        _check_extensions(path, gz, size, int(offset), order)
+    return needed
+
+
+def _check_extensions(path: Path, gz: bool, start: int, end: int, order: str) -> None:
+    """Refuse header extensions whose sizes run past the voxel data (nibabel would read that much)."""
+    start += 4
+    if end - start > MAX_EXTENSION_BYTES:
+        raise InputError(f"header extensions span {end - start:,} bytes, more than the {MAX_EXTENSION_BYTES:,} "
+                         "accepted (corrupt header)", path)
+    try:
+        with _open_raw(path, gz) as f:
+            f.seek(start)
+            ext = f.read(end - start)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(_gzip_error(exc), path) from None
+    pos = 0
+    while len(ext) - pos >= 16:
+        esize = struct.unpack(order + "i", ext[pos: pos + 4])[0]
+        if esize < 16 or pos + esize > len(ext):
+            raise InputError(f"a header extension claims {esize:,} bytes where {len(ext) - pos:,} remain before the "
+                             "voxel data (corrupt header)", path)
+        pos += esize
+
+
+def _check_gzip_stream(path: Path, needed: int) -> None:
+    """Inflate the whole stream once, in chunks (nothing kept): it must hold ``needed`` bytes and end with a
+    valid checksum; nibabel stops reading at the voxels' end, so it checks neither."""
+    total = 0
+    try:
+        with gzip.open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                total += len(chunk)
+                if total > needed + GZIP_SLACK_BYTES:
+                    raise InputError(f"the gzip stream unpacks to more than {needed + GZIP_SLACK_BYTES:,} bytes where "
+                                     f"its header declares {needed:,} (corrupt, or a decompression bomb)", path)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(_gzip_error(exc), path) from None
+    if total < needed:
+        raise InputError(f"truncated or corrupt: its header declares {needed:,} bytes of data but the gzip stream "
+                         f"holds {total:,}", path)
+
+
+def _open(path: Path) -> nib.Nifti1Image:
+    """Check the raw header (and a gzip stream end to end), then open the image lazily (no voxels read)."""
+    head, gz = _read_head(path)
+    needed = _check_raw_header(head, path, gz)
+    if gz:
+        _check_gzip_stream(path, needed)
+    nib_log = nib.imageglobals.logger       # logs the header repairs it makes; ours are errors instead
+    disabled, nib_log.disabled = nib_log.disabled, True
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel raises many types for corrupt headers
         raise InputError(f"not a readable NIfTI file ({type(exc).__name__}: {exc})", path) from None
+    finally:
+        nib_log.disabled = disabled
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputError(f"expected a NIfTI image, got {type(img).__name__}", path)
     return img
 
 
-def _raw_header(path: Path, header_class) -> nib.Nifti1Header:
-    """The header as written in the file (nibabel repairs ``sizeof_hdr`` and bad voxel sizes when loading)."""
-    with nib.openers.ImageOpener(str(path)) as f:
-        return header_class.from_fileobj(f, check=False)
-
-
 def _check_header(img: nib.Nifti1Image, path: Path) -> tuple[int, ...]:
-    """Format, type, shape and geometry checks from the header alone; returns the 3-D shape."""
-    raw = _raw_header(path, type(img.header))
-    expected = type(img.header).sizeof_hdr
-    if int(raw["sizeof_hdr"]) != expected:
-        raise InputError(f"header field sizeof_hdr is {int(raw['sizeof_hdr'])} where a valid NIfTI-"
-                         f"{1 if expected == 348 else 2} header has {expected}: corrupt or not NIfTI", path)
+    """Type, shape and geometry checks on the opened image; returns the 3-D shape."""
     dtype = img.get_data_dtype()
     if np.issubdtype(dtype, np.complexfloating):
         raise InputError(f"complex-valued voxels ({dtype}); save the magnitude (or the real part) as a "
@@ -60,17 +215,10 @@ def _check_header(img: nib.Nifti1Image, path: Path) -> tuple[int, ...]:
     if not np.issubdtype(dtype, np.number):
         raise InputError(f"voxels must be real numbers, the header says {dtype} (an RGB image?)", path)
     shape = tuple(int(s) for s in img.shape)
-    if len(shape) == 4 and shape[3] == 1:
-        shape = shape[:3]
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
     if len(shape) != 3:
         raise InputError(f"expected a 3-D image, got {len(shape)}-D shape {tuple(img.shape)}", path)
-    try:
-        check_size(shape)
-    except InputError as exc:
-        raise InputError(exc.reason, path) from None
-    zooms = np.asarray(raw["pixdim"][1:4], dtype=np.float64)
-    if not np.isfinite(zooms).all() or (zooms <= 0).any():
-        raise InputError(f"voxel spacing must be finite and > 0 mm, header says {tuple(zooms.tolist())}", path)
     try:
         check_affine(img.affine)
     except InputError as exc:
@@ -82,14 +230,15 @@ def _read(img: nib.Nifti1Image, path: Path, dtype: type) -> tuple[np.ndarray, np
     """Reorient to RAS+ and read the voxels; returns (array [X, Y, Z], affine [4, 4])."""
     try:
         canonical = nib.as_closest_canonical(img)
-        data = np.asanyarray(canonical.dataobj)
+        with np.errstate(over="ignore", invalid="ignore"):     # overflow to Inf is refused by the caller
+            data = np.asanyarray(canonical.dataobj)
     except Exception as exc:  # truncated gzip -> EOFError/zlib.error/OSError, bad scaling -> ValueError
         raise InputError(f"could not read the voxel data, the file may be truncated or corrupt "
                          f"({type(exc).__name__}: {exc})", path) from None
-    if data.ndim == 4:
-        data = data[..., 0]
+    data = data.reshape(data.shape[:3])          # drop trailing length-1 axes
     if dtype is not None:
-        data = data.astype(dtype, copy=False)
+        with np.errstate(over="ignore", invalid="ignore"):
+            data = data.astype(dtype, copy=False)
     return data, np.asarray(canonical.affine, dtype=np.float64)
 
 

@@ -1,0 +1,194 @@
+"""Validation of one DICOM series' headers before any pixel is decoded (used by :mod:`rfmweb.io.dicom`).
+
+Every numeric tag the geometry or the pixel decoding depends on is parsed here, and a missing,
+malformed, non-finite or inconsistent one is refused with an :class:`~rfmweb.errors.InputError` that
+names the tag, so that neither numpy nor GDCM meets it (a crash, garbage pixels, or a buffer
+allocated for pixel data the files do not hold).
+
+Geometry: slices are ordered by ImagePositionPatient projected on the slice normal
+``n = row x column``; gantry tilt (positions not along ``n``), missing slices, uneven spacing (beyond
+:data:`SPACING_TOLERANCE`), duplicate positions, mixed image sizes, orientations or pixel spacings
+and multi-frame files are refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+#: Slice positions may stray from an even grid by this fraction of the slice spacing.
+SPACING_TOLERANCE = 0.05
+#: A tilt up to this many degrees (rounded positions) is read as none.
+TILT_TOLERANCE_DEG = 0.1
+#: Transfer syntaxes whose pixel data is stored as is (length = rows x columns x samples x bytes).
+NATIVE_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
+#: Transfer syntaxes GDCM decodes: native, deflated, JPEG family (incl. JPEG-LS, JPEG 2000), RLE.
+_DECODED_PREFIXES = ("1.2.840.10008.1.2.4.", "1.2.840.10008.1.2.5")
+_DEFLATED = "1.2.840.10008.1.2.1.99"
+
+
+@contextlib.contextmanager
+def quiet_pydicom():
+    """pydicom warns (and logs) about every odd value it parses; the checks here refuse the ones that
+    matter in words, so neither reaches the terminal while headers are read and checked."""
+    pydicom_log = logging.getLogger("pydicom")
+    disabled, pydicom_log.disabled = pydicom_log.disabled, True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        pydicom_log.disabled = disabled
+
+
+def numbers(ds, keyword: str, count: int, shown: Path) -> list[float]:
+    """The ``count`` finite numbers of a (multi-valued) decimal tag, or an InputError naming the tag."""
+    raw = ds.get(keyword)
+    try:
+        values = [float(v) for v in ([] if raw is None else [raw] if isinstance(raw, (str, bytes, int, float))
+                                     else raw)]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != count or not all(math.isfinite(v) for v in values):
+        shown_value = str(raw)[:60] if raw is not None else "empty"
+        raise InputError(f"{keyword} is {shown_value!s}, not {count} finite number{'s' if count > 1 else ''} "
+                         "(corrupt header)", shown)
+    return values
+
+
+def integer(ds, keyword: str, shown: Path, default: int | None = None) -> int:
+    """An integer tag (``default`` when absent), or an InputError naming the tag."""
+    raw = ds.get(keyword)
+    if raw is None or raw == "":
+        if default is None:
+            raise InputError(f"some images lack {keyword} (corrupt header)", shown)
+        return default
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise InputError(f"{keyword} is {str(raw)[:40]!r}, not a whole number (corrupt header)", shown) from None
+
+
+def check_pixel_format(headers: list, shown: Path) -> None:
+    """Grey-scale, single-frame, a pixel layout GDCM decodes and a finite rescale, in every header."""
+    for ds in headers:
+        if integer(ds, "NumberOfFrames", shown, 1) > 1:
+            raise InputError("multi-frame (enhanced) DICOM is not supported; export the series as single-frame "
+                             "images", shown)
+        if integer(ds, "SamplesPerPixel", shown, 1) != 1:
+            raise InputError("colour images (SamplesPerPixel > 1); expected grey-scale CT or MR slices", shown)
+        photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+        if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+            raise InputError(f"PhotometricInterpretation is {photometric[:30]}: expected grey-scale (MONOCHROME1/2) "
+                             "CT or MR slices", shown)
+        allocated, stored = integer(ds, "BitsAllocated", shown), integer(ds, "BitsStored", shown, 0)
+        if allocated not in (8, 16, 32):
+            raise InputError(f"BitsAllocated is {allocated}: expected 8, 16 or 32 bits per pixel (corrupt header)",
+                             shown)
+        if not 0 <= stored <= allocated:
+            raise InputError(f"BitsStored is {stored}, more than the {allocated} BitsAllocated (corrupt header)", shown)
+        if integer(ds, "PixelRepresentation", shown, 0) not in (0, 1):
+            raise InputError(f"PixelRepresentation is {ds.get('PixelRepresentation')}: expected 0 (unsigned) or 1 "
+                             "(signed) (corrupt header)", shown)
+        for keyword in ("RescaleSlope", "RescaleIntercept"):
+            if ds.get(keyword) not in (None, ""):
+                numbers(ds, keyword, 1, shown)
+        syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or NATIVE_SYNTAXES[0])
+        if syntax not in NATIVE_SYNTAXES + (_DEFLATED,) and not syntax.startswith(_DECODED_PREFIXES):
+            raise InputError(f"transfer syntax {syntax[:64]} is not one this viewer decodes (uncompressed, JPEG, "
+                             "JPEG-LS, JPEG 2000 or RLE); export the series uncompressed", shown)
+
+
+def check_pixel_data(items: list, folder: Path, shown: Path) -> None:
+    """Every file must hold the pixel data its header declares, before GDCM allocates for it.
+
+    Reads each file whole, one at a time: native pixel data shorter than ``rows x columns x bytes``
+    (or cut off by the end of the file) is a truncated file. Compressed (encapsulated) pixel data is
+    left to the decoder.
+    """
+    import pydicom
+
+    for path, header in items:
+        name = str(path.relative_to(folder))
+        try:
+            ds = pydicom.dcmread(path)
+            element = ds.get("PixelData") and ds["PixelData"]
+        except Exception as exc:  # pydicom raises many types for a file cut short
+            raise InputError(f"image {name} is truncated or corrupt ({type(exc).__name__})", shown) from None
+        if not element:
+            raise InputError(f"image {name} has no pixel data", shown)
+        syntax = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or NATIVE_SYNTAXES[0])
+        if syntax not in NATIVE_SYNTAXES:
+            continue
+        if element.is_undefined_length:
+            raise InputError(f"image {name} holds compressed pixel data under the uncompressed transfer syntax "
+                             f"{syntax} (corrupt file)", shown)
+        expected = int(header.Rows) * int(header.Columns) * int(header.BitsAllocated) // 8
+        held = len(element.value)
+        if held < expected:
+            raise InputError(f"image {name} is truncated: its header declares {int(header.Rows)} x "
+                             f"{int(header.Columns)} pixels ({expected:,} bytes) but it holds {held:,} bytes of "
+                             "pixel data", shown)
+
+
+def check_series(items: list, shown: Path) -> tuple[list, float]:
+    """Validate one series' headers; returns ``(items sorted along the slice normal, slice spacing mm)``.
+
+    Args:
+        items: ``[(file, header)]`` of one SeriesInstanceUID.
+        shown: the folder or zip named in errors.
+    """
+    headers = [ds for _, ds in items]
+    check_pixel_format(headers, shown)
+    if len(headers) < 2:
+        raise InputError("the series has 1 image; a volume needs at least 2 slices", shown)
+    for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
+        if any(tag not in ds for ds in headers):
+            raise InputError(f"some images lack {tag}: not a volume series (a localizer or a screenshot?)", shown)
+    sizes = Counter((integer(ds, "Rows", shown), integer(ds, "Columns", shown)) for ds in headers)
+    if len(sizes) > 1:
+        counts = ", ".join(f"{r}x{c} in {k} images" for (r, c), k in sizes.most_common())
+        raise InputError(f"mixed image sizes (rows x columns): {counts}", shown)
+    iop = np.array([numbers(ds, "ImageOrientationPatient", 6, shown) for ds in headers])     # [n, 6]
+    if np.abs(iop - iop[0]).max() > 1e-4:
+        raise InputError("mixed orientations: ImageOrientationPatient differs between images", shown)
+    pixel = np.array([numbers(ds, "PixelSpacing", 2, shown) for ds in headers])               # [n, 2] mm
+    if (pixel[0] <= 0).any():
+        raise InputError(f"PixelSpacing is {pixel[0].tolist()} mm: both must be > 0 (corrupt header)", shown)
+    if np.abs(pixel - pixel[0]).max() > 1e-4 * pixel[0].max():
+        raise InputError("mixed pixel spacings: PixelSpacing differs between images", shown)
+    row, col = iop[0, :3], iop[0, 3:]
+    normal = np.cross(row, col)
+    if max(abs(np.linalg.norm(row) - 1), abs(np.linalg.norm(col) - 1), abs(np.linalg.norm(normal) - 1)) > 1e-3:
+        raise InputError(f"ImageOrientationPatient {iop[0].tolist()} is not two orthogonal unit vectors", shown)
+    ipp = np.array([numbers(ds, "ImagePositionPatient", 3, shown) for ds in headers])         # [n, 3] mm, LPS
+    pos = ipp @ normal                                                                        # [n] mm along n
+    order = np.argsort(pos, kind="stable")
+    pos, ipp = pos[order], ipp[order]
+    gaps = np.diff(pos)
+    if gaps.min() < 1e-3:
+        raise InputError(f"{int((gaps < 1e-3).sum()) + 1} images share a slice position (several acquisitions, "
+                         "echoes or time points in one series?)", shown)
+    extent = pos[-1] - pos[0]
+    off_axis = np.linalg.norm(ipp[-1] - ipp[0] - extent * normal)
+    tilt = np.degrees(np.arctan2(off_axis, extent))
+    if tilt > TILT_TOLERANCE_DEG and off_axis > 0.05:
+        raise InputError(f"gantry tilt of {tilt:.2f} degrees: the slices are not stacked along their normal; "
+                         "resample to an untilted grid first (e.g. 3D Slicer or dcm2niix)", shown)
+    step = extent / (len(pos) - 1)
+    spacing = float(np.median(gaps))
+    if np.abs(pos - (pos[0] + step * np.arange(len(pos)))).max() > max(0.02, SPACING_TOLERANCE * spacing):
+        k = int(np.argmax(gaps))
+        if gaps[k] > 1.5 * spacing:
+            raise InputError(f"missing slices: a gap of {gaps[k]:.3g} mm between slice positions {pos[k]:.3g} and "
+                             f"{pos[k + 1]:.3g} mm where the spacing is {spacing:.3g} mm", shown)
+        raise InputError(f"uneven slice spacing: gaps from {gaps.min():.3g} to {gaps.max():.3g} mm", shown)
+    return [items[i] for i in order], float(step)
