@@ -2,11 +2,12 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/app_roundtrip.py [VOLUME] [--n 20] [--screenshot docs/app.png]
+    .venv/bin/python benchmarks/app_roundtrip.py [VOLUME] [--n 20] [--screenshot docs/app.png] [--four-up]
 
 VOLUME defaults to the bundled CT phantom. The round trip is timed in the page, from the first
 pointer move of a drag to the moment the new frame has finished loading; each sample starts from
-rest (after the full-quality frame of the previous one).
+rest (after the full-quality frame of the previous one). ``--four-up`` takes the screenshot in the
+"Four views" layout after a click on the axial view (the crosshair placed there).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ KEY = "benchmark-key"
 
 
 def run_app_roundtrip(volume: str | None = None, n: int = 20, screenshot: Path | None = None,
-                      renderer: str = "vtk", preset: str = "CT-Bone") -> list[float]:
+                      renderer: str = "vtk", preset: str = "CT-Bone", four_up: bool = False) -> list[float]:
     """Round-trip times (ms) of ``n`` drags in the app serving ``volume`` (default: the CT phantom)."""
     from playwright.sync_api import sync_playwright
 
@@ -42,6 +43,16 @@ def run_app_roundtrip(volume: str | None = None, n: int = 20, screenshot: Path |
         page.goto(url)
         view = page.locator('img[data-rfm-view="view_a"]')
         wait_idle(page, view, after=wait_frame(page, view, timeout_ms=120_000))
+        if four_up:
+            page.locator(".rfm-four-up input").check()
+            axial = page.locator('img[data-rfm-view="view_d"]')
+            wait_frame(page, axial, timeout_ms=120_000)
+            box = axial.bounding_box()
+            page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.4)
+            page.wait_for_function("() => window.trame.state.get('AppState__cursor').includes('mm')")
+            page.wait_for_timeout(2000)  # the views re-render for the new crosshair; then each settles
+            for name in ("view_a", "view_d", "view_e", "view_f"):
+                wait_idle(page, page.locator(f'img[data-rfm-view="{name}"]'), timeout_ms=120_000)
         if screenshot is not None:
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot))
@@ -57,8 +68,10 @@ def main() -> None:
     parser.add_argument("--renderer", default="vtk")
     parser.add_argument("--preset", default="CT-Bone")
     parser.add_argument("--screenshot", type=Path, help="save a screenshot of the page here first")
+    parser.add_argument("--four-up", action="store_true", help="the screenshot in the four-view layout")
     args = parser.parse_args()
-    times = sorted(run_app_roundtrip(args.volume, args.n, args.screenshot, args.renderer, args.preset))
+    times = sorted(run_app_roundtrip(args.volume, args.n, args.screenshot, args.renderer, args.preset,
+                                     args.four_up))
     print(f"drag -> new frame displayed ({args.renderer}, {args.volume or 'sample:ct_phantom'}): "
           f"median {statistics.median(times):.0f} ms, p90 {times[int(0.9 * len(times))]:.0f} ms, "
           f"min {times[0]:.0f} ms over {len(times)} drags")
