@@ -8,7 +8,10 @@ import pytest
 
 from rfmweb.session import RenderSession, link_cameras
 from rfmweb.session import messages as m
+from rfmweb.render.slices import WINDOW_PRESETS, window_range
 from rfmweb.session.difference import DifferenceSession, difference_image
+
+WINDOW_PRESETS_BONE = window_range(*WINDOW_PRESETS["bone"])
 
 SIZE = 64
 
@@ -179,6 +182,13 @@ def test_four_up_planes_share_the_crosshair_with_the_main_view(small_ct):
         assert coronal.mode == "coronal" and app.sessions["view_a"].mode == "3d"   # planes keep their own
         app.set_window_preset("bone")   # the grey window applies to every slice view
         assert coronal.window == axial.window is not None
+        drag = {"type": "RightButtonPress", "x": 50, "y": 50}   # and so does a window/level drag on one
+        view.on_interaction("t", drag)
+        view.on_interaction("t", {"type": "MouseMove", "x": 80, "y": 30})
+        view.on_interaction("t", {**drag, "type": "RightButtonRelease", "x": 80, "y": 30})
+        assert axial.window != WINDOW_PRESETS_BONE
+        np.testing.assert_allclose(coronal.window, axial.window)
+        np.testing.assert_allclose(sagittal.window, axial.window)
         app.set_compare(True)
         assert app.views["view_d"].stream is None and not app.typed.data.four_up
     finally:

@@ -99,8 +99,14 @@ class ViewController:
 
     # -- controls -------------------------------------------------------------------------------
     def _drag(self, msg: m.Drag, targets) -> None:
-        apply_drag(targets[0], msg.button, msg.dx, msg.dy, shift=msg.shift, ctrl=msg.ctrl,
-                   pixel_ratio=self.pixel_ratio[msg.view])
+        view = targets[0]
+        action = apply_drag(view, msg.button, msg.dx, msg.dy, shift=msg.shift, ctrl=msg.ctrl,
+                            pixel_ratio=self.pixel_ratio[msg.view])
+        if action == "window" and self.shared_styles:  # a window/level drag is a style: every view takes it
+            width, level = view.window_level
+            for s in self.sessions:
+                if s is not view:
+                    s.set_window(width, level)
 
     def _probe(self, msg: m.Probe, targets) -> None:
         probe = targets[0].probe(msg.x, msg.y)
