@@ -145,3 +145,24 @@ def test_the_segmentation_saves_as_nifti_on_the_case_grid(views, tmp_path):
     with pytest.raises(Exception, match="segmentation is written as"):
         views.save(tmp_path / "seg.png")
     assert not (tmp_path / "seg.png").exists()
+
+
+def test_the_segmentation_downloads_as_dicom_seg_with_its_images(views):
+    """``fmt="dcm"``: a zip holding a DICOM SEG and the image series it references (this case is NIfTI,
+    so the series is written beside it), readable by pydicom: what a PACS or 3D Slicer imports."""
+    import io
+    import zipfile
+
+    import pydicom
+
+    data = views.segmentation_file(RAW, "dcm")
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = archive.namelist()
+        seg = pydicom.dcmread(io.BytesIO(archive.read("segmentation.dcm")))
+        images = [n for n in names if n != "segmentation.dcm"]
+        first = pydicom.dcmread(io.BytesIO(archive.read(images[0])))
+    assert seg.Modality == "SEG" and len(images) == views.volume.data.shape[0] * views.volume.shape[2]  # 4 MR series
+    referenced = {r.SeriesInstanceUID for r in seg.ReferencedSeriesSequence}
+    assert first.SeriesInstanceUID in referenced
+    with pytest.raises(Exception, match="nii.gz' or 'dcm"):
+        views.segmentation_file(RAW, "png")

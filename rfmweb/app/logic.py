@@ -470,14 +470,15 @@ class AppController:
         messages = {"apply": m.ApplyCorrection, "undo": m.UndoCorrection, "clear": m.ClearMarks}
         self.control.handle(messages[action](1))
 
-    async def segmentation_file(self, view=2, *_args) -> bytes | None:
+    async def segmentation_file(self, view=2, fmt="nii.gz", *_args) -> bytes | None:
         """A segmentation view's labels (default: the denoised INR's, corrections included) as
-        ``.nii.gz`` bytes for the page to download (written on a worker thread)."""
+        ``.nii.gz`` bytes, or (``fmt="dcm"``) a zip of the DICOM SEG and its image series, for the
+        page to download (written on a worker thread)."""
         try:
             if self.segmentation is None:
                 raise InputError("only the segmentation views have labels to save")
             loop = asyncio.get_event_loop()
-            return await loop.run_in_executor(None, self.segmentation.segmentation_file, int(view))
+            return await loop.run_in_executor(None, self.segmentation.segmentation_file, int(view), str(fmt))
         except Exception as exc:
             log.warning("saving the segmentation failed: %s", exc)
             return None

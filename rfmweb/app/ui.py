@@ -152,10 +152,15 @@ def _correction_controls(ctrl, names) -> None:
             v3.VBtn("Clear", click=ctrl.rfm_clear_marks, variant="tonal", size="small", classes="rfm-clear-marks",
                     disabled=(f"!{names.marks}",))
             html.Div(f"{{{{ {names.marks} }}}} marked", classes="text-caption rfm-marks")
-        v3.VBtn("Save labels (.nii.gz)", variant="tonal", size="small", prepend_icon="mdi-download", block=True,
-                classes="rfm-save-seg mt-2",
-                click="utils.download('segmentation_denoised_inr.nii.gz', trigger('rfm_segmentation', [2]), "
-                      "'application/gzip')")
+        with html.Div(classes="d-flex mt-2", style="gap:6px"):
+            v3.VBtn("Labels .nii.gz", variant="tonal", size="small", prepend_icon="mdi-download",
+                    classes="rfm-save-seg",
+                    click="utils.download('segmentation_denoised_inr.nii.gz', trigger('rfm_segmentation', [2]), "
+                          "'application/gzip')")
+            v3.VBtn("DICOM SEG .zip", variant="tonal", size="small", prepend_icon="mdi-download",
+                    classes="rfm-save-seg-dcm",
+                    click="utils.download('segmentation_denoised_inr_dicom_seg.zip', "
+                          "trigger('rfm_segmentation', [2, 'dcm']), 'application/zip')")
 
 
 def _annotation_controls(ctrl, names) -> None:

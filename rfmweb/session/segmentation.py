@@ -20,12 +20,14 @@ Example:
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
 import tempfile
 import threading
 import time
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -397,10 +399,21 @@ class SegmentationViews:
         algorithm = None if view == GT or corrected else "Neumours INR"
         return save_segmentation(self.labels(view), self.volume, path, classes=BRATS_CLASSES, algorithm=algorithm)
 
-    def segmentation_file(self, view: int = DENOISED) -> bytes:
-        """A view's labels as ``.nii.gz`` bytes (a browser download; no server path involved)."""
+    def segmentation_file(self, view: int = DENOISED, fmt: str = "nii.gz") -> bytes:
+        """A view's labels as a file's bytes, for a browser download (no server path involved):
+        ``fmt="nii.gz"`` (NIfTI), or ``"dcm"``: a zip of the DICOM SEG and the image series it
+        references (written beside it when the case is not DICOM itself), for a PACS or 3D Slicer."""
+        if fmt not in ("nii.gz", "dcm"):
+            raise InputError(f"a segmentation downloads as 'nii.gz' or 'dcm', not {fmt!r}")
         with tempfile.TemporaryDirectory(prefix="rfmweb-seg-") as tmp:
-            return self.save(Path(tmp) / "segmentation.nii.gz", view).read_bytes()
+            path = self.save(Path(tmp) / f"segmentation.{fmt}", view)
+            if fmt == "nii.gz":
+                return path.read_bytes()
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+                for file in sorted(p for p in Path(tmp).rglob("*") if p.is_file()):
+                    archive.write(file, file.relative_to(tmp).as_posix())
+            return buffer.getvalue()
 
     def _show(self, raw: np.ndarray) -> None:
         # the Corrector fine-tunes its own copy of the model: the cache's labels stay the originals

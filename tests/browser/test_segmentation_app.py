@@ -176,6 +176,13 @@ def test_paint_stroke_and_apply_change_the_raw_view(page, case_dir, artifacts):
     download.value.save_as(saved)
     labels = np.asarray(nib.load(str(saved)).dataobj)
     assert labels.shape == volume.shape and set(np.unique(labels)) <= {0, 1, 2, 3} and labels.any()
+    import zipfile
+    with page.expect_download(timeout=TIMEOUT_MS) as download:
+        page.locator(".rfm-save-seg-dcm").click()
+    bundle = artifacts / "segment_corrected_dicom_seg.zip"
+    download.value.save_as(bundle)
+    with zipfile.ZipFile(bundle) as archive:
+        assert "segmentation.dcm" in archive.namelist() and len(archive.namelist()) > 1
     page.locator(".rfm-tool input").uncheck()
 
 
