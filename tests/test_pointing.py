@@ -306,3 +306,15 @@ def test_the_widget_four_up_shares_the_crosshair_and_keeps_its_planes(small_ct):
         assert (sagittal.slice_index, coronal.slice_index) == (ijk[0], ijk[1])
     finally:
         w.close()
+
+
+def test_a_scene_loaded_onto_the_widget_four_up_keeps_each_plane(small_ct):
+    from rfmweb.widgets import Compare
+
+    w = Compare.four_up(small_ct, renderer="vtk", width=SIZE, height=SIZE)
+    try:
+        w.load_scene(scene_to_dict(_styled(small_ct)))
+        assert [s.mode for s in w.sessions] == ["coronal", "axial", "coronal", "sagittal"]
+        assert all(s.annotations == w.sessions[0].annotations for s in w.sessions)
+    finally:
+        w.close()

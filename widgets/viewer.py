@@ -221,10 +221,14 @@ class _Views(anywidget.AnyWidget):
         return save_scene(self._sessions[self._check_view(view)], path)
 
     def load_scene(self, scene: str | Path | dict, *, view: int | None = None) -> None:
-        """Restore a scene (a file or a :meth:`scene` dict) onto one view or all."""
+        """Restore a scene (a file or a :meth:`scene` dict) onto one view, or onto all (the first view
+        takes all of it, the others keep their renderer and preset, four-up planes their plane)."""
         data = scene if isinstance(scene, dict) else read_scene(scene)
-        for i in self._views(view):
-            apply_scene(self._sessions[i], data, None if isinstance(scene, dict) else scene)
+        where = None if isinstance(scene, dict) else str(scene)
+        if view is None:
+            self.control.load_scene(data, where)
+        else:
+            apply_scene(self._sessions[self._check_view(view)], data, where)
 
     # -- segmentation corrections (Compare.segmentations) ----------------------------------------
     def dice(self) -> dict[str, dict[str, float]] | None:
@@ -568,7 +572,7 @@ class Compare(_Views):
         sessions = [RenderSession(volume, renderer=renderer, preset=preset, width=width, height=height)
                     for _ in range(4)]
         for session, axis in zip(sessions[1:], ("axial", "coronal", "sagittal")):
-            session.set_view_mode(axis)
+            session.pin_view_mode(axis)
         widget = cls(sessions, titles=["3-D", "axial", "coronal", "sagittal"], width=width, height=height,
                      link_modes=False)
         widget._owned = [True] * len(sessions)

@@ -86,7 +86,7 @@ class AppController:
                                                               preset=b_preset)}
             for name, axis in (PLANE_VIEWS.items() if volume is not None else ()):  # four-up: streamed when shown
                 self.sessions[name] = RenderSession(volume, renderer=a.renderer_name, preset=a.preset_name)
-                self.sessions[name].set_view_mode(axis)
+                self.sessions[name].pin_view_mode(axis)
         self.index = {name: i for i, name in enumerate(self.sessions)}
         self._names = list(self.sessions)
         #: Every control goes through here; class, overlay and window changes apply to all views.
@@ -410,9 +410,11 @@ class AppController:
         return json.dumps(scene_to_dict(self.sessions[VIEW_A]), indent=1)
 
     def start_from_scene(self, scene: dict) -> None:
-        """Start every view from a scene (``rfmweb serve --scene``; checked before serving): the main
-        view takes all of it, the others all but the renderer and preset."""
-        self.load_scene(json.dumps(scene))
+        """Start every view from a scene (``rfmweb serve --scene``; checked before serving), as
+        :meth:`~rfmweb.session.controller.ViewController.load_scene` spreads it."""
+        self.control.load_scene(scene)
+        with self.state:
+            self.sync_state()
 
     @guarded
     def load_scene(self, text, *_args) -> None:
@@ -420,16 +422,8 @@ class AppController:
         if not isinstance(text, str):
             raise InputError("a scene upload must be the file's text")
         try:
-            # the scene is the main view's; the others keep their own renderer and preset (a
-            # comparison stays one) and take the rest: classes, camera, slices, window, annotations
-            self.control.handle(m.LoadScene(0, text))
-            data = parse_scene(text, "the uploaded scene")
-            rest = {k: v for k, v in data.items() if k not in ("renderer", "preset", "transfer_function")}
-            for i, name in enumerate(self._names[1:], start=1):
-                if name in PLANE_VIEWS and isinstance(rest.get("view"), dict):  # a plane view keeps its plane
-                    rest = {**rest, "view": {**rest["view"], "mode": PLANE_VIEWS[name]}}
-                self.control.handle(m.LoadScene(i, json.dumps(rest)))
-        except (InputError, m.MessageError) as exc:
+            self.control.load_scene(parse_scene(text, "the uploaded scene"), "the uploaded scene")
+        except InputError as exc:
             with self.state:
                 self.typed.data.view_a.status = f"scene not loaded: {exc}"
             raise

@@ -161,6 +161,14 @@ class ViewController:
             if msg.index is None:
                 s.set_cursor(None)
 
+    def load_scene(self, data: dict, where: str | None = "the scene") -> None:
+        """A scene onto every view: the first takes all of it; the others keep their own renderer and
+        preset (a comparison stays one) and take the rest (classes, camera, slices, window,
+        annotations); a pinned plane view keeps its plane (:meth:`RenderSession.pin_view_mode`)."""
+        rest = {k: v for k, v in data.items() if k not in ("renderer", "preset", "transfer_function")}
+        for i, session in enumerate(self.sessions):
+            apply_scene(session, data if i == 0 else rest, where)
+
     def _load_scene(self, msg: m.LoadScene, targets) -> None:
         data = parse_scene(msg.text, "the uploaded scene")
         for s in targets:

@@ -103,6 +103,7 @@ class RenderSession(SliceControls, Pointing):
         self.background = (0.0, 0.0, 0.0)
         self.camera = camera or self.home_camera(width, height)
         self.mode = "3d"
+        self.pinned_mode: str | None = None  # a four-up plane view shows only this mode (pin_view_mode)
         self.slice_indices = self._middle_slices()
         self.overlay = 0.45
         self.label_overlay = False  # slices are greyscale until the overlay is switched on
@@ -229,6 +230,8 @@ class RenderSession(SliceControls, Pointing):
             raise InputError(f"view mode must be one of {VIEW_MODES}, got {mode!r}")
         if mode != "3d" and self.volume is None:
             raise InputError("slice views need a volume (this view shows splats alone)")
+        if self.pinned_mode is not None and mode != self.pinned_mode:
+            return  # a pinned view keeps its plane, whoever asks (a scene, a menu)
         with self._lock:
             if index is not None:
                 self._check_index(mode, index)
@@ -238,6 +241,13 @@ class RenderSession(SliceControls, Pointing):
             if index is not None:
                 self.slice_indices[mode] = int(index)
         self._changed("slice")
+
+    def pin_view_mode(self, mode: str) -> None:
+        """Show ``mode`` from now on (a plane of the four-up layout): later requests for another mode
+        are ignored; slices and the crosshair still move it."""
+        self.pinned_mode = None
+        self.set_view_mode(mode)
+        self.pinned_mode = mode
 
     def set_slice(self, index: int) -> None:
         """Show slice ``index`` of the current axis (slice modes only)."""
