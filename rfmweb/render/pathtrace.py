@@ -407,19 +407,20 @@ class PathTracer:
         """``[H, W, 3]`` float32 linear radiance at ``spp`` samples per pixel (``camera``'s full size),
         traced in passes of at most :data:`MAX_PATHS_PER_PASS` paths; ``abort`` is polled between them.
         Never denoised (the physics tests and training targets read it)."""
-        stats = None
-        for stats in self._stats(scene, camera, self._split(camera, spp), abort):
-            pass
-        return stats.mean
+        return self._traced(scene, camera, spp, abort).mean
 
     def render_display(self, scene: Scene, camera: OrbitCamera, spp: int, *,
                        abort: Callable[[], bool] | None = None) -> np.ndarray:
         """``[H, W, 3]`` float32 sRGB in [0, 1] at ``spp`` samples per pixel, denoised when
         :attr:`denoise` (what :meth:`render` and the benchmarks show)."""
+        return self._display(self._traced(scene, camera, spp, abort), scene, camera)
+
+    def _traced(self, scene: Scene, camera: OrbitCamera, spp: int, abort: Callable[[], bool] | None) -> PassStats:
+        """Every pass of ``spp`` samples per pixel (:meth:`_split`), traced: the final statistics."""
         stats = None
         for stats in self._stats(scene, camera, self._split(camera, spp), abort):
             pass
-        return self._display(stats, scene, camera)
+        return stats
 
     def _display(self, stats: PassStats, scene: Scene, camera: OrbitCamera) -> np.ndarray:
         linear, variance = stats.mean, stats.variance()
