@@ -184,6 +184,8 @@ def draw_slice_points(image: np.ndarray, geo: SliceGeometry, volume: "Volume",
                       cursor: tuple[float, float, float] | None, annotations: Sequence[Annotation]) -> np.ndarray:
     """Crosshair lines through the cursor and the annotations lying on this slice, over ``image``
     (``[H, W, 3]`` uint8, the slice of ``geo``); returns a new image (the input when nothing to draw)."""
+    if cursor is None and not annotations:
+        return image
     normal = AXES[geo.axis]
     inv = np.linalg.inv(volume.affine)
     on_slice = []

@@ -428,6 +428,8 @@ class RenderSession(SliceControls, Pointing):
 
     def _draw_points(self, image: np.ndarray, snap: Snapshot) -> np.ndarray:
         """A 3-D frame (``[H', W', 3]`` uint8) with the cursor and annotations drawn over it."""
+        if snap.cursor is None and not snap.annotations:
+            return image  # the common case: no per-frame work (the bounds of splats are a percentile)
         extent = float(np.ptp(self.bounds, axis=0).max())
         return draw_3d_points(image, snap.camera, extent, snap.cursor, snap.annotations)
 
