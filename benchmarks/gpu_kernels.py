@@ -11,7 +11,7 @@ Prints Markdown tables (CUDA events, median of 20 after 5 warm-ups):
   targets (issue #9): slicing 1M splats <= 1 ms, >= 300 FPS end to end at 1024^2;
 - the ray-marcher on the head CT (CT-Bone, full quality: step 0.5 voxel, one jittered frame) at
   512^2 and ``--size``^2: the torch marcher vs the Triton kernel, with the largest pixel difference
-  between them; target <= 5 ms at 1024^2.
+  between them, and the kernel without its empty-space block skipping; target <= 5 ms at 1024^2.
 
 Needs CUDA; says so and exits 2 elsewhere.
 """
@@ -98,8 +98,12 @@ def march_table(sizes: list[int]) -> None:
             diff = float((ours - twin).abs().max())
             torch_ms = cuda_ms(lambda: renderer.render_tensor(scene, cam, FULL), repeats=5, warmup=1)
             triton_ms = cuda_ms(lambda: march_triton(renderer, scene, cam, FULL, 0))
+            dense = march_triton(renderer, scene, cam, FULL, 0, skip=False)
+            dense_ms = cuda_ms(lambda: march_triton(renderer, scene, cam, FULL, 0, skip=False))
         print(f"| ray-marcher, head CT CT-Bone, {size}^2 | {torch_ms:.1f} | {triton_ms:.2f} "
               f"| {torch_ms / triton_ms:.0f}x (max diff {diff:.1e}) |", flush=True)
+        print(f"| ... without block skipping, {size}^2 | | {dense_ms:.2f} "
+              f"| (max diff to skipping {float((dense - ours).abs().max()):.1e}) |", flush=True)
 
 
 def main() -> int:

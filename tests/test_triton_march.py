@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -91,3 +92,39 @@ def test_nothing_visible_is_the_background(interpret, renderer, small_ct):
     got = march_triton(renderer, scene, camera(small_ct))
     torch.testing.assert_close(got, want, atol=0, rtol=0)
     torch.testing.assert_close(got[5, 7], torch.tensor([0.2, 0.4, 0.6], device=got.device))
+
+
+def _shell_volume():
+    """A 40^3 grid of 2 mm voxels: air, a bone shell (radius 14-16 voxels), soft tissue inside."""
+    from rfmweb.volume import Volume
+
+    grid = np.indices((40, 40, 40), dtype=np.float32) - 19.5
+    r = np.sqrt((grid ** 2).sum(0))
+    data = np.where(r < 14, 40.0, np.where(r < 16, 1000.0, -1000.0)).astype(np.float32)
+    return Volume(data, np.diag([2.0, 2.0, 2.0, 1.0]), modality="CT", name="shell")
+
+
+def test_transparent_blocks_are_crossed_without_reading_them(interpret):
+    """With skipping, voxels deep inside a block the TF leaves transparent are never read: poisoning
+    them after the tables were made changes nothing; marching every sample shows the poison."""
+    from rfmweb.render._triton_march import _TABLES, march_triton
+
+    renderer = RaymarchRenderer(device=interpret)
+    volume = _shell_volume()
+    tf = TransferFunction("faint bone", color=[(-1000, 1, 1, 1), (2000, 1, 0.9, 0.8)],
+                          opacity=[(-1000, 0.0), (300, 0.0), (900, 0.2), (2000, 0.2)])
+    scene = Scene(volume, tf)
+    cam = OrbitCamera.framing(volume.bounds, azimuth=30, elevation=15, width=16, height=16, margin=0.8)
+    tile = (16, 16) if interpret == "cpu" else (4, 8)
+    clean = march_triton(renderer, scene, cam, COARSE, tile=tile)
+    torch.testing.assert_close(march_triton(renderer, scene, cam, COARSE, tile=tile, skip=False), clean,
+                               atol=1e-6, rtol=0)
+    scalar = _TABLES[renderer].arrays[0]                   # the kernel's volume, tables already made
+    scalar[19:22, 19:22, 19:22] = 1000.0                   # inside block (2, 2, 2): cells 16-23
+    try:
+        skipped = march_triton(renderer, scene, cam, COARSE, tile=tile)
+        marched = march_triton(renderer, scene, cam, COARSE, tile=tile, skip=False)
+    finally:
+        scalar[19:22, 19:22, 19:22] = 40.0
+    torch.testing.assert_close(skipped, clean, atol=0, rtol=0)
+    assert (marched - clean).abs().max() > 0.02             # the poison, where every sample is read

@@ -18,7 +18,7 @@ pre-integrated in one piece instead of ``pieces`` (its pieces would weigh alike)
 
 Why it is fast where the torch marcher is not (on a CPU): a ray is one sequential loop that stops at
 its first opaque sample; blocks of :data:`BLOCK`\ :sup:`3` cells whose intensity range the TF leaves
-transparent are crossed in one jump (:func:`._numba_blocks.block_ranges`), and elsewhere a sample whose segment spans
+transparent are crossed in one jump (:func:`.blocks.block_ranges`), and elsewhere a sample whose segment spans
 only transparent intensities is rejected after one trilinear read, before the second read of its front
 end, pre-integration, labels, gradients or shading. Volume arrays are zero-copy views of the torch
 renderer's.
@@ -510,8 +510,8 @@ def march_tiles(out, row0, row1, origins, dirs, t_near, n_steps, step, bg, exact
         scalar: ``[X, Y, Z]`` float32 intensities (hidden classes already moved to transparent).
         geometry: ``(norm_lin [3, 3], norm_off [3], vox_lin [3, 3], vox_off [3])`` float32 world ->
             grid_sample / voxel maps of the field's ``GridSampler`` (row-vector form, ``p @ lin + off``).
-        blocks: ``(block_lo, block_hi, cum_key)``: ``[BX, BY, BZ]`` int64 LUT entries bracketing each
-            block's intensities (see :func:`._numba_blocks.block_ranges`) and ``[n + 1]`` float64 ``cum_sigma`` then
+        blocks: ``(block_lo, block_hi, cum_key)``: ``[BX, BY, BZ]`` int32 LUT entries bracketing each
+            block's intensities (:func:`.blocks.lut_ranges`) and ``[n + 1]`` float64 ``cum_sigma`` then
             ``inf``: entries ``lo..hi`` are TF-transparent when ``cum_key[lo] == cum_key[hi]`` (a block
             with ``hi = n`` is never skipped: it holds a visible solid label).
         tf: ``(lut [n, 4], cum [n, 4], lut_lo, lut_scale, unit_distance, min_span, pieces)``: float64

@@ -26,15 +26,19 @@ transmittance (it keeps multiplying alphas to the end of its 32-sample segment, 
 non-black background). Where the interpreter has no libdevice, ``log1p`` and round-half-even are
 written out (:func:`_log1p`, :func:`_rint`) and ``x ** p`` is ``exp2(p log2 x)``.
 
-Empty space costs one trilinear read and two table reads per sample: a segment whose intensities
-(the previous sample's and this one's, one lookup-table entry of margin) span only TF-transparent
-entries has alpha 0, so the rest of the sample is skipped, per block of rays (a tile of pixels).
+Empty space is crossed as the compiled CPU marcher crosses it (:mod:`.blocks`): a lane whose ray
+is in a block of 8^3 cells whose intensity range the TF leaves transparent (and whose segment from
+the previous block is transparent too) jumps to its first sample past that block, without reading
+the volume. Elsewhere a segment whose intensities (the previous sample's and this one's, one
+lookup-table entry of margin) span only TF-transparent entries has alpha 0, so the rest of the
+sample is skipped. Lanes march their own sample indices; a tile runs until its last lane ends.
 
-On an H200 (Triton 3.6), a 512 x 512 CT-Bone frame of ``samples.load("ct_phantom", size=384)``
-(307 x 230 x 384 voxels) takes 4.1 ms in the kernel and 5.6 ms in all (set-up included), against
-720 ms for the torch marcher on the same GPU (CT-Soft-Tissue: 0.8 and 2.1 ms, 330 ms); the
-images agree to rounding but for a few pixels in 10^5, where a sample sits on the edge of a
-discrete choice (nearest label, early stop) that fused multiply-adds round the other way.
+Before block skipping, on an H200 (Triton 3.6), a 512 x 512 CT-Bone frame of
+``samples.load("ct_phantom", size=384)`` (307 x 230 x 384 voxels) took 4.1 ms in the kernel and
+5.6 ms in all (set-up included), against 720 ms for the torch marcher on the same GPU
+(CT-Soft-Tissue: 0.8 and 2.1 ms, 330 ms); the images agree to rounding but for a few pixels in
+10^5, where a sample sits on the edge of a discrete choice (nearest label, early stop) that fused
+multiply-adds round the other way.
 
 Triton is imported only when this module is (on CUDA, or by that test). The kernel calls Triton's
 builtins and this module's jit functions only: the library ones (``tl.max``, ``tl.cdiv``, ...) are
@@ -52,6 +56,7 @@ import triton.language as tl
 
 from ..camera import OrbitCamera
 from ..transfer.function import MAX_OPACITY
+from . import blocks
 from .dvr import RaymarchRenderer
 from .fields import LUT_SIZE, ScalarField
 from .scene import FULL, Quality, Scene
@@ -249,16 +254,28 @@ def _any(mask):
 
 
 @triton.jit
+def _exit(w, e, b, last, BLOCK: tl.constexpr):
+    """Ray parameter (mm, float64) where the voxel coordinate ``w + t e`` leaves block ``b`` of an axis
+    whose last block is ``last`` (``inf`` if never: the first and last blocks extend beyond the grid,
+    as clamping does): ``_numba_blocks._exit``."""
+    up = (e > 0.0) & (b < last)
+    down = (e < 0.0) & (b > 0)
+    edge = tl.where(up, (b + 1) * BLOCK, b * BLOCK).to(tl.float64)
+    return tl.where(up | down, (edge - w) / tl.where(up | down, e, 1.0), float("inf"))
+
+
+@triton.jit
 def _march_kernel(origins_ptr, dirs_ptr, t0_ptr, t1_ptr, jitter_ptr, out_ptr,              # rays, image
                   scalar_ptr, grad_ptr, normals_ptr, labels_ptr,                           # volume
                   lut_ptr, cum_ptr, class_rgba_ptr, class_use_ptr, geom_ptr, go_x_ptr, go_f_ptr,  # tables
-                  height, width, nx, ny, nz, n_go,
+                  block_lo_ptr, block_hi_ptr, key_ptr,                                     # empty space
+                  height, width, nx, ny, nz, n_go, nbx, nby, nbz,
                   step, lut_lo, lut_scale, unit_distance, min_span, ambient, diffuse, specular, power,
                   bg_r, bg_g, bg_b,
                   TILE_H: tl.constexpr, TILE_W: tl.constexpr, PIECES: tl.constexpr, LUT_N: tl.constexpr,
                   SEGMENT: tl.constexpr, LABELS: tl.constexpr, GRAD: tl.constexpr, GRAD_OPACITY: tl.constexpr,
                   SHADE: tl.constexpr, NORMALS: tl.constexpr, SPECULAR: tl.constexpr,
-                  EXACT_OPACITY: tl.constexpr):
+                  EXACT_OPACITY: tl.constexpr, SKIP: tl.constexpr, BLOCK: tl.constexpr):
     """March the ``TILE_H x TILE_W`` pixel rays of tile ``program_id(0)`` (row-major tiles) and write their
     colour over the background. All lanes step through sample ``i`` together (sample ``i`` of each
     lane's own ray) while any lane is still marching.
@@ -274,10 +291,14 @@ def _march_kernel(origins_ptr, dirs_ptr, t0_ptr, t1_ptr, jitter_ptr, out_ptr,   
         geom_ptr: ``[24]`` float32 world -> grid_sample ``[3, 3]`` then ``[3]``, world -> voxel likewise
             (row-vector maps ``p @ lin + off``: ``GridSampler._norm_*``, ``_vox_*``).
         go_x_ptr, go_f_ptr: ``[n_go]`` float32 gradient-opacity knots (intensity per mm) and factors.
+        block_lo_ptr, block_hi_ptr: ``[nbx, nby, nbz]`` int32 LUT entries bracketing each block's
+            intensities, key_ptr: ``[LUT_N + 1]`` float64 (:mod:`.blocks`: ``lut_ranges``, ``skip_key``).
         step: ``dt`` mm; lut_lo, lut_scale: intensity -> LUT index; unit_distance: mm of the TF's
             opacity; min_span: ``PREINT_MIN_SPAN`` entries; ambient .. power: Blinn-Phong coefficients.
         LABELS: 0 none, 1 modulating class table, 2 solid one; GRAD: read the gradient (shading or
-            gradient opacity); EXACT_OPACITY: the torch marcher's transmittance after early termination.
+            gradient opacity); EXACT_OPACITY: the torch marcher's transmittance after early termination;
+            SKIP: cross TF-transparent blocks of ``BLOCK ** 3`` cells in one jump, as the compiled
+            marcher does (``_numba_march._ray``), per lane.
     """
     pid = tl.program_id(0)
     lane = tl.arange(0, TILE_H * TILE_W)
@@ -300,39 +321,72 @@ def _march_kernel(origins_ptr, dirs_ptr, t0_ptr, t1_ptr, jitter_ptr, out_ptr,   
     ax, ay, az, a0 = tl.load(geom_ptr + 2), tl.load(geom_ptr + 5), tl.load(geom_ptr + 8), tl.load(geom_ptr + 11)
     bx, by, bz, b0 = tl.load(geom_ptr + 1), tl.load(geom_ptr + 4), tl.load(geom_ptr + 7), tl.load(geom_ptr + 10)
     cx, cy, cz, c0 = tl.load(geom_ptr + 0), tl.load(geom_ptr + 3), tl.load(geom_ptr + 6), tl.load(geom_ptr + 9)
-    if LABELS > 0:
-        lix, liy, liz, li0 = (tl.load(geom_ptr + 12), tl.load(geom_ptr + 15), tl.load(geom_ptr + 18),
-                              tl.load(geom_ptr + 21))
-        ljx, ljy, ljz, lj0 = (tl.load(geom_ptr + 13), tl.load(geom_ptr + 16), tl.load(geom_ptr + 19),
-                              tl.load(geom_ptr + 22))
-        lkx, lky, lkz, lk0 = (tl.load(geom_ptr + 14), tl.load(geom_ptr + 17), tl.load(geom_ptr + 20),
-                              tl.load(geom_ptr + 23))
+    # world -> voxel (nearest labels; where a ray leaves a block)
+    lix, liy, liz, li0 = tl.load(geom_ptr + 12), tl.load(geom_ptr + 15), tl.load(geom_ptr + 18), tl.load(geom_ptr + 21)
+    ljx, ljy, ljz, lj0 = tl.load(geom_ptr + 13), tl.load(geom_ptr + 16), tl.load(geom_ptr + 19), tl.load(geom_ptr + 22)
+    lkx, lky, lkz, lk0 = tl.load(geom_ptr + 14), tl.load(geom_ptr + 17), tl.load(geom_ptr + 20), tl.load(geom_ptr + 23)
     nvox = nx * ny * nz
 
     zero = tl.full([TILE_H * TILE_W], 0.0, tl.float32)
     acc_r, acc_g, acc_b = zero, zero, zero
     trans = zero + 1.0
     u_prev = zero                                          # LUT index of the previous sample
-    idx = tl.full([TILE_H * TILE_W], 0, tl.int32)          # sample index (the same in every lane)
+    have_prev = n_steps < 0                                # ... if it was read (False)
+    idx = tl.full([TILE_H * TILE_W], 0, tl.int32)          # sample index of each lane's ray
     live = n_steps > 0
+    if SKIP:
+        # the ray in voxel coordinates, float64 (only to find where it leaves a block)
+        wi = (((ox.to(tl.float64) * lix) + oy.to(tl.float64) * liy) + oz.to(tl.float64) * liz) + li0
+        wj = (((ox.to(tl.float64) * ljx) + oy.to(tl.float64) * ljy) + oz.to(tl.float64) * ljz) + lj0
+        wk = (((ox.to(tl.float64) * lkx) + oy.to(tl.float64) * lky) + oz.to(tl.float64) * lkz) + lk0
+        ei = (((dx.to(tl.float64) * lix) + dy.to(tl.float64) * liy) + dz.to(tl.float64) * liz)
+        ej = (((dx.to(tl.float64) * ljx) + dy.to(tl.float64) * ljy) + dz.to(tl.float64) * ljz)
+        ek = (((dx.to(tl.float64) * lkx) + dy.to(tl.float64) * lky) + dz.to(tl.float64) * lkz)
+        b_prev = idx - 1                                   # block of the previous sample (none)
+        lo_prev, hi_prev = idx, idx                        # ... its LUT range
     while _any(live):
         t = t_first + idx.to(tl.float32) * step
         px, py, pz = ox + t * dx, oy + t * dy, oz + t * dz
         vi = _grid_axis(px, py, pz, ax, ay, az, a0, nx)
         vj = _grid_axis(px, py, pz, bx, by, bz, b0, ny)
         vk = _grid_axis(px, py, pz, cx, cy, cz, c0, nz)
-        ub = _lut_index(_trilinear(scalar_ptr, vi, vj, vk, nx, ny, nz, live), lut_lo, lut_scale, LUT_N)
+        sampled = live
+        if SKIP:
+            # The segment runs from the previous sample to this one: when the TF has no extinction
+            # over the two blocks' intensity ranges, alpha is 0 without reading the volume, and so it
+            # is up to the last sample before the ray leaves this block (the rounding of where it
+            # leaves is far below the one voxel the ranges are widened by): jump past it.
+            bi = tl.minimum(vi.to(tl.int32), nx - 2) // BLOCK
+            bj = tl.minimum(vj.to(tl.int32), ny - 2) // BLOCK
+            bk = tl.minimum(vk.to(tl.int32), nz - 2) // BLOCK
+            blk = (bi * nby + bj) * nbz + bk
+            blo = tl.load(block_lo_ptr + blk, mask=live, other=0)
+            bhi = tl.load(block_hi_ptr + blk, mask=live, other=0)
+            clear = tl.load(key_ptr + blo, mask=live, other=0.0) == tl.load(key_ptr + bhi, mask=live, other=0.0)
+            both = (tl.load(key_ptr + tl.minimum(blo, lo_prev), mask=live, other=0.0)
+                    == tl.load(key_ptr + tl.maximum(bhi, hi_prev), mask=live, other=0.0))
+            skip = live & (idx > 0) & clear & ((blk == b_prev) | both)
+            b_prev = tl.where(live, blk, b_prev)
+            lo_prev = tl.where(live, blo, lo_prev)
+            hi_prev = tl.where(live, bhi, hi_prev)
+            sampled = live & ~skip
+            t_out = tl.minimum(tl.minimum(_exit(wi, ei, bi, nbx - 1, BLOCK), _exit(wj, ej, bj, nby - 1, BLOCK)),
+                               _exit(wk, ek, bk, nbz - 1, BLOCK))
+            last = tl.minimum((t_out - t_first.to(tl.float64)) / step, n_steps.to(tl.float64))
+            jump = tl.where(skip & (trans >= _EARLY_STOP), tl.floor(last).to(tl.int32) + 1, 0)
+        ub = _lut_index(_trilinear(scalar_ptr, vi, vj, vk, nx, ny, nz, sampled), lut_lo, lut_scale, LUT_N)
         # The segment's front end is the previous sample's point up to float32 rounding: when the
         # TF has no extinction anywhere between their indices (one entry of margin), alpha is 0.
         lo = tl.maximum(tl.floor(tl.minimum(u_prev, ub)) - 1.0, 0.0).to(tl.int32)
         hi = tl.minimum(tl.ceil(tl.maximum(u_prev, ub)) + 1.0, LUT_N - 1.0).to(tl.int32)
-        flat = tl.load(cum_ptr + lo * 4, mask=live, other=0.0) == tl.load(cum_ptr + hi * 4, mask=live, other=0.0)
-        need = live & ((idx == 0) | ~flat)
+        flat = tl.load(cum_ptr + lo * 4, mask=sampled, other=0.0) == tl.load(cum_ptr + hi * 4, mask=sampled, other=0.0)
+        need = sampled & (~have_prev | ~flat)
         u_prev = ub
+        have_prev = tl.where(live, sampled, have_prev)
         if LABELS > 0:
             # nearest voxel (GridSampler.nearest_index): a visible solid class shows whatever the TF says,
             # a modulating one only scales what it shows (read only where that is something)
-            lmask = live if LABELS == 2 else need
+            lmask = sampled if LABELS == 2 else need
             li = tl.minimum(tl.maximum(_rint(((px * lix + py * liy) + pz * liz) + li0), 0.0), nx - 1.0).to(tl.int32)
             lj = tl.minimum(tl.maximum(_rint(((px * ljx + py * ljy) + pz * ljz) + lj0), 0.0), ny - 1.0).to(tl.int32)
             lk = tl.minimum(tl.maximum(_rint(((px * lkx + py * lky) + pz * lkz) + lk0), 0.0), nz - 1.0).to(tl.int32)
@@ -340,7 +394,7 @@ def _march_kernel(origins_ptr, dirs_ptr, t0_ptr, t1_ptr, jitter_ptr, out_ptr,   
             use = tl.load(class_use_ptr + lab, mask=lmask, other=0.0)
             class_a = tl.load(class_rgba_ptr + lab * 4 + 3, mask=lmask, other=0.0)
             if LABELS == 2:
-                need = live & tl.where(use > 0.0, class_a > 0.0, need & (class_a > 0.0))
+                need = sampled & tl.where(use > 0.0, class_a > 0.0, need & (class_a > 0.0))
             else:
                 need = need & (class_a > 0.0)
         if _any(need):
@@ -395,6 +449,8 @@ def _march_kernel(origins_ptr, dirs_ptr, t0_ptr, t1_ptr, jitter_ptr, out_ptr,   
             acc_b += w * b
             trans = trans * (1.0 - a)
         idx += 1
+        if SKIP:
+            idx = tl.maximum(idx, jump)
         # A ray stops once transparent below the early stop; the torch marcher notices that only at
         # the end of its segments of SEGMENT samples and, meanwhile, keeps multiplying the
         # transmittance (except by the segment's last sample): that shows over a non-black background.
@@ -415,8 +471,8 @@ class _Tables:
     prepared: weakref.ref         # the renderer's prepared volume they were made from
     key: tuple                    # (TF, class table)
     arrays: tuple                 # scalar, gradient, label normals, labels, LUT, cumulative tables, class
-                                  # RGBA and use, geometry, gradient-opacity knots and factors
-    sizes: tuple                  # nx, ny, nz, gradient-opacity knots
+                                  # RGBA and use, geometry, gradient-opacity knots and factors, block tables
+    sizes: tuple                  # nx, ny, nz, gradient-opacity knots, blocks along x, y, z
     numbers: tuple                # LUT map, unit distance, min span, shading
     flags: dict                   # the kernel's compile-time switches
 
@@ -454,11 +510,14 @@ def _tables(renderer: RaymarchRenderer, scene: Scene, step: float) -> _Tables:
     knots = list(tf.gradient_opacity)
     knots = knots * 2 if len(knots) == 1 else knots                     # a constant: two equal knots
     go = torch.tensor(knots, dtype=f32, device=renderer.device).T.contiguous()
+    flagged = ((field._class_use > 0) & (field._class_rgba[:, 3] > 0)) if solid else None
+    block_lo, block_hi = blocks.lut_ranges(blocks.block_ranges(scalar), field._lut_lo, field._lut_scale, LUT_SIZE,
+                                           field.labels, tuple(sampler.shape), flagged)
     tab = _Tables(
         prepared=weakref.ref(p), key=key,
         arrays=(scalar, vol(field.gradient), vol(field.label_normals), labels, field._lut.to(f32).contiguous(), cum,
-                class_rgba, class_use, geom, go[0], go[1]),
-        sizes=(*sampler.shape, len(knots)),
+                class_rgba, class_use, geom, go[0], go[1], block_lo, block_hi, blocks.skip_key(field._cum_sigma)),
+        sizes=(*sampler.shape, len(knots), *block_lo.shape),
         numbers=(float(field._lut_lo), float(field._lut_scale),
                  float(tf.unit_distance), float(ScalarField.PREINT_MIN_SPAN), float(sh.ambient), float(sh.diffuse),
                  float(sh.specular), float(sh.power)),
@@ -472,7 +531,7 @@ def _tables(renderer: RaymarchRenderer, scene: Scene, step: float) -> _Tables:
 
 @torch.no_grad()
 def march_triton(renderer: RaymarchRenderer, scene: Scene, camera: OrbitCamera, quality: Quality = FULL,
-                 frame: int = 0, *, tile: tuple[int, int] = TILE) -> torch.Tensor:
+                 frame: int = 0, *, tile: tuple[int, int] = TILE, skip: bool = True) -> torch.Tensor:
     """``[H', W', 3]`` float32 image of jittered frame ``frame`` over the scene's background: what
     ``renderer.render_tensor(scene, camera, quality, frame=frame)`` computes with the default
     pre-integrated field, in one kernel launch (forward only).
@@ -482,6 +541,7 @@ def march_triton(renderer: RaymarchRenderer, scene: Scene, camera: OrbitCamera, 
             prepared volume, field tables and visible box are used; the kernel's tables are kept per
             renderer until the scene's volume, mix, hidden classes, TF or class table change.
         tile: pixel rows x columns per program (their product a power of two >= 32: one lane each).
+        skip: cross TF-transparent blocks in one jump (the same image; off only to measure it).
     """
     cam = camera.resized(max(1, round(camera.width * quality.scale)), max(1, round(camera.height * quality.scale)))
     h, w = cam.height, cam.width
@@ -496,5 +556,6 @@ def march_triton(renderer: RaymarchRenderer, scene: Scene, camera: OrbitCamera, 
     _march_kernel[(triton.cdiv(h, th) * triton.cdiv(w, tw),)](
         *(x.contiguous() for x in rays), out, *tab.arrays, h, w, *tab.sizes, float(step), *tab.numbers,
         *(float(c) for c in scene.background), TILE_H=th, TILE_W=tw, EXACT_OPACITY=bool(any(scene.background)),
+        SKIP=bool(skip), BLOCK=blocks.BLOCK,
         num_warps=max(1, th * tw // 32), **tab.flags)
     return out.reshape(h, w, 3)

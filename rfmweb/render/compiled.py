@@ -21,7 +21,7 @@ import torch
 from ..backend import numba_threads
 from ..camera import OrbitCamera, camera_rays
 from ..transfer.function import MAX_OPACITY
-from . import _numba_blocks, _numba_march
+from . import _numba_march, blocks
 from .dvr import RaymarchRenderer, accumulate_frames
 from .fields import LUT_SIZE, ScalarField
 from .raymarch import pixel_jitter
@@ -56,10 +56,10 @@ def narrow_labels(labels: torch.Tensor) -> np.ndarray:
     return array.astype(np.uint8 if most < 2 ** 8 else np.int16 if most < 2 ** 15 else np.int64)
 
 
-def _tables(field: ScalarField, ranges: tuple[np.ndarray, np.ndarray], gradient: np.ndarray,
+def _tables(field: ScalarField, ranges: tuple[torch.Tensor, torch.Tensor], gradient: np.ndarray,
             normals: np.ndarray | None, labels: np.ndarray | None) -> _Tables:
     """The kernel's view of a pre-integrated :class:`~rfmweb.render.fields.ScalarField` (no copy of the
-    scalar); ``ranges``: the field scalar's per-block ``(min, max)`` (:func:`._numba_blocks.block_ranges`);
+    scalar); ``ranges``: the field scalar's per-block ``(min, max)`` (:func:`.blocks.block_ranges`);
     ``gradient``, ``normals``: the field's shading gradient and label normals, :func:`interleaved`;
     ``labels``: its labels, :func:`narrow_labels` (``None`` without)."""
     def f64(t: torch.Tensor) -> np.ndarray:
@@ -73,12 +73,12 @@ def _tables(field: ScalarField, ranges: tuple[np.ndarray, np.ndarray], gradient:
     lut_lo, lut_scale = np.float32(field._lut_lo), np.float32(field._lut_scale)
     cum_sigma = f64(field._cum_sigma)
     cum = np.ascontiguousarray(np.concatenate([cum_sigma[:, None], f64(field._cum_emit)], axis=1))  # [n, 4]
-    # LUT entries of the block ranges, by the kernel's float32 index, one entry of margin each side
-    top = LUT_SIZE - 1
-    block_lo = np.maximum(np.floor(np.clip((ranges[0] - lut_lo) * lut_scale, 0, top)).astype(np.int64) - 1, 0)
-    block_hi = np.minimum(np.ceil(np.clip((ranges[1] - lut_lo) * lut_scale, 0, top)).astype(np.int64) + 1, top)
     has_labels = field.labels is not None
     solid = bool(has_labels and field._solid)
+    # a visible solid class shows whatever the TF says: never skip a block holding one
+    flagged = ((field._class_use > 0) & (field._class_rgba[:, 3] > 0)) if solid else None
+    block_lo, block_hi = blocks.lut_ranges(ranges, field._lut_lo, field._lut_scale, LUT_SIZE, field.labels,
+                                           tuple(sampler.shape), flagged)
     if has_labels:
         class_rgba, class_use = f64(field._class_rgba), f64(field._class_use)
     else:
@@ -86,10 +86,6 @@ def _tables(field: ScalarField, ranges: tuple[np.ndarray, np.ndarray], gradient:
     # a class's opacity over one sample step (the marcher's opacity correction of its alpha)
     class_a = 1.0 - np.exp(np.log1p(-np.clip(class_rgba[:, 3], 0.0, MAX_OPACITY)) / float(tf.unit_distance)
                            * float(field.preintegrate))
-    if solid:
-        # a visible solid class shows whatever the TF says: never skip a block holding one
-        flagged = (class_use > 0) & (class_rgba[:, 3] > 0)
-        block_hi[_numba_blocks.block_flags(labels, tuple(sampler.shape), flagged)] = LUT_SIZE
     go = np.asarray(tf.gradient_opacity, dtype=np.float64)
     power = float(sh.power)
     ipower = int(power) if power.is_integer() and 0 <= power <= 64 else -1     # x ** 10 by squaring
@@ -97,7 +93,7 @@ def _tables(field: ScalarField, ranges: tuple[np.ndarray, np.ndarray], gradient:
         scalar=f32(sampler.grid[0]),
         geometry=(f32(sampler._norm_linear), f32(sampler._norm_offset), f32(sampler._vox_linear),
                   f32(sampler._vox_offset)),
-        blocks=(block_lo, block_hi, np.append(cum_sigma, np.inf)),
+        blocks=(block_lo.numpy(), block_hi.numpy(), blocks.skip_key(field._cum_sigma).numpy()),
         tf=(f64(field._lut), cum, lut_lo, lut_scale, float(tf.unit_distance),
             float(ScalarField.PREINT_MIN_SPAN), int(ScalarField.PREINT_PIECES)),
         classes=(labels, class_rgba, class_use, class_a, has_labels, solid),
@@ -124,7 +120,7 @@ class CompiledRaymarchRenderer:
         self._key: tuple | None = None
         self._tab: _Tables | None = None
         self._ranges_of = None            # the prepared grid self._ranges and self._gradient come from
-        self._ranges: tuple[np.ndarray, np.ndarray] | None = None
+        self._ranges: tuple[torch.Tensor, torch.Tensor] | None = None
         self._gradient: np.ndarray | None = None
         self._copies: dict[str, tuple] = {}  # field tensor -> (the tensor, its kernel copy), made once each
 
@@ -136,8 +132,7 @@ class CompiledRaymarchRenderer:
         if self._key is None or self._key[0] is not p or self._key[1:] != key[1:]:
             field = self._marcher.field(scene, preintegrate=step)
             if self._ranges_of is not p:       # these depend on the prepared grid only
-                self._ranges = _numba_blocks.block_ranges(np.ascontiguousarray(field.sampler.grid[0].numpy(),
-                                                                              dtype=np.float32))
+                self._ranges = blocks.block_ranges(field.sampler.grid[0])
                 self._gradient = interleaved(p.grid[1:4])
                 self._ranges_of = p
             self._tab = _tables(field, self._ranges, self._gradient,
@@ -145,7 +140,7 @@ class CompiledRaymarchRenderer:
                                 self._copy("labels", field.labels, narrow_labels))
             self._key = key
             log.debug("compiled marcher tables for %s, %s (%d blocks)", scene.volume.name, scene.tf.name,
-                      self._ranges[0].size)
+                      self._ranges[0].numel())
         return self._tab
 
     def _copy(self, name: str, tensor: torch.Tensor | None, convert) -> np.ndarray | None:

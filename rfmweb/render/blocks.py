@@ -1,0 +1,77 @@
+r"""Empty-space skipping tables of the ray-marchers' kernels (the compiled CPU one,
+:mod:`._numba_march`, and the Triton one, :mod:`._triton_march`), made once here in torch on the
+volume's device.
+
+The volume is cut into blocks of :data:`BLOCK`\ :sup:`3` cells. Each block gets the range of
+intensities its cells interpolate, widened by one voxel on every side (:func:`block_ranges`), as
+lookup-table entries with one entry of margin (:func:`lut_ranges`). A ray crosses a block in one
+jump when the TF has no extinction over that range (``key[lo] == key[hi]``, :func:`skip_key`) and,
+as it enters from another block, over the union of the two ranges (the segment between a sample in
+each spans intensities of both). A block holding a visible solid class is never skipped: its
+``hi`` is the key's ``inf`` entry.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+#: cells per side of a block
+BLOCK = 8
+
+
+def block_count(n: int) -> int:
+    """Blocks along an axis of ``n >= 2`` voxels (``n - 1`` cells, the last block maybe partial)."""
+    return (n - 2) // BLOCK + 1
+
+
+def _block_max(volume: torch.Tensor) -> torch.Tensor:
+    """``[X, Y, Z]`` float32 -> ``[BX, BY, BZ]``: the maximum over each block's voxels, which for block
+    ``b`` of an axis of ``n`` voxels are ``max(bB - 1, 0) .. min(bB + B + 1, n - 1)`` (its cells'
+    voxels widened by one; ``B = BLOCK``): a max-pool of window ``B + 3`` and stride ``B`` over the
+    volume padded by its edge values, one voxel before and up to the last block's window after."""
+    pads = []
+    for n in reversed(volume.shape):               # F.pad lists the last axis first
+        pads += [1, block_count(n) * BLOCK + 2 - n]
+    padded = F.pad(volume[None, None], pads, mode="replicate")
+    return F.max_pool3d(padded, kernel_size=BLOCK + 3, stride=BLOCK)[0, 0]
+
+
+@torch.no_grad()
+def block_ranges(scalar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(min, max)`` of ``scalar [X, Y, Z]`` over each block (see :func:`_block_max`) -> two
+    ``[BX, BY, BZ]`` float32 tensors on its device. A point within a voxel of a block (the front end
+    of a segment whose previous sample lay in it) reads only voxels the block covers."""
+    s = scalar.detach().to(torch.float32)
+    return -_block_max(-s), _block_max(s)
+
+
+@torch.no_grad()
+def lut_ranges(ranges: tuple[torch.Tensor, torch.Tensor], lut_lo: float, lut_scale: float, lut_size: int,
+               labels: torch.Tensor | None = None, shape: tuple[int, int, int] | None = None,
+               flagged: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-block ``(lo, hi)`` int32 lookup-table entries bracketing :func:`block_ranges`' intensities,
+    by the kernels' float32 index ``(s - lut_lo) * lut_scale`` clamped to the table, with one entry of
+    margin on each side.
+
+    Args:
+        labels: ``[X * Y * Z]`` integer labels of the ``shape`` grid the ranges come from, and
+            ``flagged`` ``[L]`` bool per label value (the visible solid classes): blocks holding a flagged voxel
+            get ``hi = lut_size``, the ``inf`` entry of :func:`skip_key`, and are never skipped.
+    """
+    top = lut_size - 1
+    lo_f = ((ranges[0] - lut_lo) * lut_scale).clamp(0, top)
+    hi_f = ((ranges[1] - lut_lo) * lut_scale).clamp(0, top)
+    lo = (lo_f.floor().to(torch.int32) - 1).clamp(min=0)
+    hi = (hi_f.ceil().to(torch.int32) + 1).clamp(max=top)
+    if labels is not None and flagged is not None and bool(flagged.any()):
+        marked = flagged.to(labels.device)[labels.long()].reshape(shape)
+        hi = torch.where(_block_max(marked.to(torch.float32)) > 0, torch.full_like(hi, lut_size), hi)
+    return lo.contiguous(), hi.contiguous()
+
+
+def skip_key(cum_sigma: torch.Tensor) -> torch.Tensor:
+    """``[n + 1]`` float64: the TF's cumulative extinction ``cum_sigma [n]`` then ``inf``. Entries ``lo ..
+    hi`` of the table are transparent when ``key[lo] == key[hi]``."""
+    inf = torch.full((1,), float("inf"), dtype=torch.float64, device=cum_sigma.device)
+    return torch.cat([cum_sigma.to(torch.float64), inf]).contiguous()
