@@ -17,15 +17,14 @@ def add_series_option(p) -> None:
                                                    "several series (default: the one with the most images)")
 
 
-def apply_threads(args) -> None:
-    """Set torch's intra-op threads from ``--threads`` (unchanged when not given)."""
-    if args.threads is None:
-        return
-    if args.threads < 1:
+def apply_threads(args, device: str | None = None) -> None:
+    """Set torch's intra-op threads from ``--threads``; without it, a few when the command's ``device``
+    (``cpu``, ``cuda``, ``None``: the default one) is CUDA (:func:`rfmweb.backend.compute_threads`)."""
+    if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be >= 1, got {args.threads}")
-    import torch
+    from ..backend import compute_threads
 
-    torch.set_num_threads(args.threads)
+    compute_threads(args.threads, parse_device(device))
 
 
 def parse_device(name: str | None):

@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 def _run(args) -> None:
     from ..inr.cnn import CNNTrainConfig, train_cnn
 
-    apply_threads(args)
+    apply_threads(args, args.device)
     try:
         features = tuple(int(v) for v in args.features.split(","))
     except ValueError:

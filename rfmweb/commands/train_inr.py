@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
 def _run(args) -> None:
     from ..inr.train import TrainConfig, train
 
-    apply_threads(args)
+    apply_threads(args, args.device)
     config = TrainConfig(cases=args.cases, out=args.out, val=args.val, optimizer=args.optimizer, steps=args.steps,
                          resume=args.resume, device=args.device, precision=args.precision, batch=args.batch,
                          micro_batches=args.micro_batches, warmup=args.warmup,

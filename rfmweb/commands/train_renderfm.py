@@ -40,8 +40,8 @@ def run(args) -> dict:
 
     from ..renderfm.train import load_config, train
 
-    apply_threads(args)
     config = load_config(args.config)
+    apply_threads(args, config.train.device)
     train_changes = {k: v for k, v in (("steps", args.steps), ("out", args.out), ("time_limit_s", args.time_limit_s))
                      if v is not None}
     data = {k: v for k, v in (("cache_dir", args.cache_dir), ("workers", args.workers)) if v is not None}
