@@ -10,6 +10,8 @@ checks that the tables the kernel keeps per renderer follow the scene (TF, class
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -128,3 +130,33 @@ def test_transparent_blocks_are_crossed_without_reading_them(interpret):
         scalar[19:22, 19:22, 19:22] = 40.0
     torch.testing.assert_close(skipped, clean, atol=0, rtol=0)
     assert (marched - clean).abs().max() > 0.02             # the poison, where every sample is read
+
+
+_COMPILE = """
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from rfmweb.render import _triton_march as tm
+
+fn = tm._march_kernel
+pointers = {"cum_ptr": "*fp64", "key_ptr": "*fp64", "labels_ptr": "*i64", "block_lo_ptr": "*i32",
+            "block_hi_ptr": "*i32"}
+ints = {"height", "width", "nx", "ny", "nz", "n_go", "nbx", "nby", "nbz"}
+flags = dict(TILE_H=tm.TILE[0], TILE_W=tm.TILE[1], PIECES=4, LUT_N=4096, SEGMENT=tm.SEGMENT, LABELS=2, GRAD=True,
+             GRAD_OPACITY=True, SHADE=True, NORMALS=True, SPECULAR=True, EXACT_OPACITY=True, SKIP=True, BLOCK=8)
+signature = {name: "constexpr" if name in flags else pointers.get(name, "*fp32") if name.endswith("_ptr")
+             else "i32" if name in ints else "fp32" for name in fn.arg_names}
+kernel = triton.compile(ASTSource(fn, signature, flags), target=GPUTarget("cuda", 90, 32), options={"num_warps": 1})
+assert ".target sm_90" in kernel.asm["ptx"] and len(kernel.asm["cubin"]) > 10_000
+print("compiled")
+"""
+
+
+def test_kernel_compiles_for_the_h200_without_a_gpu():
+    """The interpreter forgives what the compiler refuses (a loop-carried value changing type): compile
+    the kernel with every feature on, as on the H200 (sm_90), down to its cubin, on any machine (in a
+    fresh process: under ``TRITON_INTERPRET=1`` the kernel is an interpreted function)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-c", _COMPILE], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "compiled" in done.stdout, done.stderr[-3000:]
