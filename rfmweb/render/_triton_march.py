@@ -254,14 +254,14 @@ def _any(mask):
 
 
 @triton.jit
-def _exit(w, e, b, last, BLOCK: tl.constexpr):
-    """Ray parameter (mm, float64) where the voxel coordinate ``w + t e`` leaves block ``b`` of an axis
-    whose last block is ``last`` (``inf`` if never: the first and last blocks extend beyond the grid,
-    as clamping does): ``_numba_blocks._exit``."""
+def _exit(w, e, inv_e, b, last, BLOCK: tl.constexpr):
+    """Ray parameter (mm, float64) where the voxel coordinate ``w + t e`` (``inv_e = 1 / e``) leaves
+    block ``b`` of an axis whose last block is ``last`` (``inf`` if never: the first and last blocks
+    extend beyond the grid, as clamping does): ``_numba_blocks._exit``."""
     up = (e > 0.0) & (b < last)
     down = (e < 0.0) & (b > 0)
     edge = tl.where(up, (b + 1) * BLOCK, b * BLOCK).to(tl.float64)
-    return tl.where(up | down, (edge - w) / tl.where(up | down, e, 1.0), float("inf"))
+    return tl.where(up | down, (edge - w) * inv_e, float("inf"))
 
 
 @triton.jit
@@ -342,6 +342,9 @@ def _march_kernel(origins_ptr, dirs_ptr, t0_ptr, t1_ptr, jitter_ptr, out_ptr,   
         ei = (((dx.to(tl.float64) * lix) + dy.to(tl.float64) * liy) + dz.to(tl.float64) * liz)
         ej = (((dx.to(tl.float64) * ljx) + dy.to(tl.float64) * ljy) + dz.to(tl.float64) * ljz)
         ek = (((dx.to(tl.float64) * lkx) + dy.to(tl.float64) * lky) + dz.to(tl.float64) * lkz)
+        inv_ei = 1.0 / tl.where(ei != 0.0, ei, 1.0)       # (unused where the ray is parallel to an axis)
+        inv_ej = 1.0 / tl.where(ej != 0.0, ej, 1.0)
+        inv_ek = 1.0 / tl.where(ek != 0.0, ek, 1.0)
         b_prev = idx - 1                                   # block of the previous sample (none)
         lo_prev, hi_prev = idx, idx                        # ... its LUT range
     while _any(live):
@@ -370,10 +373,14 @@ def _march_kernel(origins_ptr, dirs_ptr, t0_ptr, t1_ptr, jitter_ptr, out_ptr,   
             lo_prev = tl.where(live, blo, lo_prev)
             hi_prev = tl.where(live, bhi, hi_prev)
             sampled = live & ~skip
-            t_out = tl.minimum(tl.minimum(_exit(wi, ei, bi, nbx - 1, BLOCK), _exit(wj, ej, bj, nby - 1, BLOCK)),
-                               _exit(wk, ek, bk, nbz - 1, BLOCK))
-            last = tl.minimum((t_out - t_first.to(tl.float64)) / step, n_steps.to(tl.float64))
-            jump = tl.where(skip & (trans >= _EARLY_STOP), tl.floor(last).to(tl.int32) + 1, 0)
+            leave = skip & (trans >= _EARLY_STOP)
+            jump = idx * 0
+            if _any(leave):
+                t_out = tl.minimum(tl.minimum(_exit(wi, ei, inv_ei, bi, nbx - 1, BLOCK),
+                                              _exit(wj, ej, inv_ej, bj, nby - 1, BLOCK)),
+                                   _exit(wk, ek, inv_ek, bk, nbz - 1, BLOCK))
+                last = tl.minimum((t_out - t_first.to(tl.float64)) / step, n_steps.to(tl.float64))
+                jump = tl.where(leave, tl.floor(last).to(tl.int32) + 1, 0)
         ub = _lut_index(_trilinear(scalar_ptr, vi, vj, vk, nx, ny, nz, sampled), lut_lo, lut_scale, LUT_N)
         # The segment's front end is the previous sample's point up to float32 rounding: when the
         # TF has no extinction anywhere between their indices (one entry of margin), alpha is 0.
