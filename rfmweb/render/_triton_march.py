@@ -277,8 +277,8 @@ def _march_kernel(origins_ptr, dirs_ptr, t0_ptr, t1_ptr, jitter_ptr, out_ptr,   
                   SHADE: tl.constexpr, NORMALS: tl.constexpr, SPECULAR: tl.constexpr,
                   EXACT_OPACITY: tl.constexpr, SKIP: tl.constexpr, BLOCK: tl.constexpr):
     """March the ``TILE_H x TILE_W`` pixel rays of tile ``program_id(0)`` (row-major tiles) and write their
-    colour over the background. All lanes step through sample ``i`` together (sample ``i`` of each
-    lane's own ray) while any lane is still marching.
+    colour over the background. Each lane takes its own ray's samples (jumping over transparent
+    blocks) while any lane of the tile is still marching.
 
     Args (contiguous tensors on one device, ``R = height * width`` row-major pixel rays):
         origins_ptr, dirs_ptr: ``[R, 3]`` float32 world rays, mm and unit directions.
