@@ -517,13 +517,11 @@ def _tables(renderer: RaymarchRenderer, scene: Scene, step: float) -> _Tables:
     knots = list(tf.gradient_opacity)
     knots = knots * 2 if len(knots) == 1 else knots                     # a constant: two equal knots
     go = torch.tensor(knots, dtype=f32, device=renderer.device).T.contiguous()
-    flagged = ((field._class_use > 0) & (field._class_rgba[:, 3] > 0)) if solid else None
-    block_lo, block_hi = blocks.lut_ranges(blocks.block_ranges(scalar), field._lut_lo, field._lut_scale, LUT_SIZE,
-                                           field.labels, tuple(sampler.shape), flagged)
+    block_lo, block_hi, skip_key = blocks.field_blocks(field, blocks.block_ranges(scalar))
     tab = _Tables(
         prepared=weakref.ref(p), key=key,
         arrays=(scalar, vol(field.gradient), vol(field.label_normals), labels, field._lut.to(f32).contiguous(), cum,
-                class_rgba, class_use, geom, go[0], go[1], block_lo, block_hi, blocks.skip_key(field._cum_sigma)),
+                class_rgba, class_use, geom, go[0], go[1], block_lo, block_hi, skip_key),
         sizes=(*sampler.shape, len(knots), *block_lo.shape),
         numbers=(float(field._lut_lo), float(field._lut_scale),
                  float(tf.unit_distance), float(ScalarField.PREINT_MIN_SPAN), float(sh.ambient), float(sh.diffuse),

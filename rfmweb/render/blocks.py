@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .fields import LUT_SIZE, ScalarField
+
 #: cells per side of a block
 BLOCK = 8
 
@@ -68,6 +70,19 @@ def lut_ranges(ranges: tuple[torch.Tensor, torch.Tensor], lut_lo: float, lut_sca
         marked = flagged.to(labels.device)[labels.long()].reshape(shape)
         hi = torch.where(_block_max(marked.to(torch.float32)) > 0, torch.full_like(hi, lut_size), hi)
     return lo.contiguous(), hi.contiguous()
+
+
+def field_blocks(field: ScalarField, ranges: tuple[torch.Tensor, torch.Tensor]
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(lo, hi, key)`` of a pre-integrated :class:`~rfmweb.render.fields.ScalarField` whose scalar has
+    the per-block ``ranges`` (:func:`block_ranges`): :func:`lut_ranges` with the field's lookup map,
+    its visible solid classes flagged (a visible solid class shows whatever the TF says), and
+    :func:`skip_key` of its cumulative extinction; on the field's device."""
+    solid = field.labels is not None and field._solid
+    flagged = ((field._class_use > 0) & (field._class_rgba[:, 3] > 0)) if solid else None
+    lo, hi = lut_ranges(ranges, field._lut_lo, field._lut_scale, LUT_SIZE, field.labels,
+                        tuple(field.sampler.shape), flagged)
+    return lo, hi, skip_key(field._cum_sigma)
 
 
 def skip_key(cum_sigma: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from ..camera import OrbitCamera, camera_rays
 from ..transfer.function import MAX_OPACITY
 from . import _numba_march, blocks
 from .dvr import RaymarchRenderer, accumulate_frames
-from .fields import LUT_SIZE, ScalarField
+from .fields import ScalarField
 from .raymarch import pixel_jitter
 from .scene import FULL, Quality, RenderAborted, Scene, frame_offsets, to_uint8
 
@@ -75,10 +75,6 @@ def _tables(field: ScalarField, ranges: tuple[torch.Tensor, torch.Tensor], gradi
     cum = np.ascontiguousarray(np.concatenate([cum_sigma[:, None], f64(field._cum_emit)], axis=1))  # [n, 4]
     has_labels = field.labels is not None
     solid = bool(has_labels and field._solid)
-    # a visible solid class shows whatever the TF says: never skip a block holding one
-    flagged = ((field._class_use > 0) & (field._class_rgba[:, 3] > 0)) if solid else None
-    block_lo, block_hi = blocks.lut_ranges(ranges, field._lut_lo, field._lut_scale, LUT_SIZE, field.labels,
-                                           tuple(sampler.shape), flagged)
     if has_labels:
         class_rgba, class_use = f64(field._class_rgba), f64(field._class_use)
     else:
@@ -93,7 +89,7 @@ def _tables(field: ScalarField, ranges: tuple[torch.Tensor, torch.Tensor], gradi
         scalar=f32(sampler.grid[0]),
         geometry=(f32(sampler._norm_linear), f32(sampler._norm_offset), f32(sampler._vox_linear),
                   f32(sampler._vox_offset)),
-        blocks=(block_lo.numpy(), block_hi.numpy(), blocks.skip_key(field._cum_sigma).numpy()),
+        blocks=tuple(t.numpy() for t in blocks.field_blocks(field, ranges)),
         tf=(f64(field._lut), cum, lut_lo, lut_scale, float(tf.unit_distance),
             float(ScalarField.PREINT_MIN_SPAN), int(ScalarField.PREINT_PIECES)),
         classes=(labels, class_rgba, class_use, class_a, has_labels, solid),
