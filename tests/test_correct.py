@@ -147,12 +147,12 @@ def test_ray_mark_changes_labels_through_the_ray_marcher(model, case, monkeypatc
     vs, us = np.nonzero(np.isfinite(depth))
     v, u = vs[len(vs) // 2], us[len(us) // 2]
 
-    def corrected(march_fn, label=0):
+    def corrected(march_fn, label=0, steps=10):
         monkeypatch.setattr(correct, "march", march_fn)
         corr = Corrector(model, vol, labels=base, device="cpu")
         hit = corr.mark_ray(scene, cam, u + 0.5, v + 0.5, label=label)
         assert corr.n_marks == 1 and len(corr.pending_rays) == 1
-        return hit, corr.apply(steps=10)
+        return hit, corr.apply(steps=steps)
 
     real, calls = correct.march, []
 
@@ -176,8 +176,8 @@ def test_ray_mark_changes_labels_through_the_ray_marcher(model, case, monkeypatc
 
     hit2, control = corrected(detached)                   # no gradient through the ray: nothing to learn
     assert np.array_equal(hit2, hit) and control.labels[tuple(hit)] == base[tuple(hit)]
-    other = 2 if base[tuple(hit)] != 2 else 3             # a tumour click sets the class too
-    _, recoloured = corrected(real, label=other)
+    other = 2 if base[tuple(hit)] != 2 else 3             # a tumour click sets the class too (as the app
+    _, recoloured = corrected(real, label=other, steps=None)  # runs it: until the marks are honoured)
     assert recoloured.labels[tuple(hit)] == other
 
 

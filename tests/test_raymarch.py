@@ -15,7 +15,7 @@ from rfmweb.camera import OrbitCamera
 from rfmweb.render import FULL, Quality, RaymarchRenderer, Scene, march, ray_aabb
 from rfmweb.render.fields import ChannelMix, ChannelSetting, ScalarField
 from rfmweb.render.raymarch import pixel_jitter
-from rfmweb.transfer import ClassTable, Shading, TransferFunction, preset
+from rfmweb.transfer import ClassStyle, ClassTable, Shading, TransferFunction, preset
 from rfmweb.volume import Volume
 
 from .conftest import pixels_differ
@@ -154,6 +154,24 @@ def test_hidden_class_disappears(small_ct):
     for s in table.styles:
         nothing = nothing.updated(s.index, visible=False)
     assert render(nothing).max() == 0
+
+
+def test_class_styles_blend_trilinearly_across_a_boundary():
+    """A tinting class table blends its classes like the intensity: at a voxel centre a class's own
+    colour and opacity, between voxels of two classes the weighted mix (no nearest-label step)."""
+    labels = torch.ones(4, 3, 3, dtype=torch.int64)
+    labels[2:] = 2                                          # class 1 on i = 0, 1; class 2 on i = 2, 3
+    classes = ClassTable((ClassStyle(1, "one", (1.0, 0.0, 0.0), opacity=0.5),
+                          ClassStyle(2, "two", (0.0, 0.0, 1.0), opacity=1.0)), use_class_colors=True)
+    grid = torch.full((1, 4, 3, 3), 500.0, dtype=torch.float64)
+    field = ScalarField(grid, np.eye(4), flat_tf(0.4, rgb=(0.0, 1.0, 0.0)), labels, classes, shade=False)
+    i = torch.tensor([1.0, 1.5, 1.75, 2.0], dtype=torch.float64)
+    points = torch.stack([i, torch.ones_like(i), torch.ones_like(i)], 1)
+    rgb, sigma = field(points, torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64).expand(4, 3))
+    w2 = torch.tensor([0.0, 0.5, 0.75, 1.0], dtype=torch.float64)          # weight of class 2
+    alpha = 1 - torch.exp(-sigma * field.tf.unit_distance)
+    torch.testing.assert_close(alpha, 0.4 * (0.5 * (1 - w2) + w2))
+    torch.testing.assert_close(rgb, torch.stack([1 - w2, torch.zeros_like(w2), w2], 1))
 
 
 def test_mr_channels_blend_with_window_and_gamma():

@@ -69,6 +69,21 @@ def test_dice_matches_the_metrics_module(case, views):
     assert region_dice(a, b) == pytest.approx({"WT": 2 / 3, "TC": 0.0, "ET": 1.0})
 
 
+def test_the_3d_camera_frames_the_tumour_not_stray_specks(case, views):
+    """Two one-voxel false positives in far corners of the raw labels leave the camera on the tumour."""
+    raw = views.labels(RAW)
+    ijk = np.argwhere(case.labels > 0)
+    centre = case.affine[:3, :3] @ ((ijk.min(0) + ijk.max(0)) / 2) + case.affine[:3, 3]
+    specks = case.labels.copy()
+    specks[1, 1, 1], specks[-2, -2, -2] = 2, 3
+    views.sessions[RAW].set_labels(specks, BRATS_CLASSES)
+    try:
+        cam = views.tumour_camera()
+    finally:
+        views.sessions[RAW].set_labels(raw, BRATS_CLASSES)
+    assert np.linalg.norm(np.asarray(cam.target) - centre) < 3 * max(case.spacing)
+
+
 def test_set_labels_bumps_the_version_keeps_styles_and_refreshes_the_frame(case):
     s = RenderSession(case.with_labels(case.labels), renderer="raymarch", width=SIZE, height=SIZE)
     s.set_view_mode("axial", int(np.argmax(case.labels.sum(axis=(0, 1)))))  # the slice with most tumour

@@ -316,6 +316,28 @@ def _label_at(px, py, pz, vox_lin, vox_off, labels, nx, ny, nz):
 
 
 @nb.njit(inline="always", **_JIT)
+def _classes_at(vi, vj, vk, labels, class_rgba, class_use, nx, ny, nz):
+    """Class styles of the 8 voxels around a clamped voxel position blended with the trilinear weights
+    (``ScalarField.blend_classes``) -> float32 ``(a, u, cr, cg, cb)``: class opacity, class-colour weight,
+    and the class colour premultiplied by that weight; ``labels [X * Y * Z]`` flat."""
+    i, wi0, wi1 = _cell(vi, nx)
+    j, wj0, wj1 = _cell(vj, ny)
+    k, wk0, wk1 = _cell(vk, nz)
+    a, u, cr, cg, cb = _F0, _F0, _F0, _F0, _F0
+    for c in range(8):
+        di, dj, dk = c >> 2, (c >> 1) & 1, c & 1
+        w = ((wk1 if dk else wk0) * (wj1 if dj else wj0)) * (wi1 if di else wi0)
+        lab = labels[((i + di) * ny + j + dj) * nz + k + dk]
+        wu = w * class_use[lab]
+        a += w * class_rgba[lab, 3]
+        u += wu
+        cr += wu * class_rgba[lab, 0]
+        cg += wu * class_rgba[lab, 1]
+        cb += wu * class_rgba[lab, 2]
+    return a, u, cr, cg, cb
+
+
+@nb.njit(inline="always", **_JIT)
 def _power(x, p, ip):
     """``x ** p`` for ``x`` in (0, 1]; by squaring when ``p`` is the integer ``ip >= 0`` (presets use
     10: a few products instead of a ``pow`` call; ``ip < 0``: not an integer)."""
@@ -436,9 +458,11 @@ def _ray(o, d, tn, n, step, exact_opacity, scalar, geometry, blocks, tf, classes
             uf = _lut_index(_sample(scalar, fi, fj, fk), lut_lo, lut_scale)
         u_prev = ub
         have_prev = True
+        ca, kr, kg, kb = _F1, _F0, _F0, _F0     # class opacity, colour (premultiplied by use)
         if has_labels and not solid:
-            lab = _label_at(px, py, pz, vox_lin, vox_off, labels, nx, ny, nz)
-            use = class_use[lab]
+            ca, use, kr, kg, kb = _classes_at(vi, vj, vk, labels, class_rgba, class_use, nx, ny, nz)
+        elif solid:
+            ca = class_rgba[lab, 3]
         if solid and use >= 1.0 and not use_grad_opacity:
             # a visible solid class in its own colour and opacity, whatever the TF says there
             a = class_a[lab]
@@ -451,7 +475,7 @@ def _ray(o, d, tn, n, step, exact_opacity, scalar, geometry, blocks, tf, classes
                     gx, gy, gz = _sample3(gradient, vi, vj, vk)
                 r_, g_, b_ = _shade(r_, g_, b_, gx, gy, gz, use, vi, vj, vk, dx, dy, dz, light)
         else:
-            thin_scale = class_rgba[lab, 3] if has_labels and not (solid and use > 0) else 1.0
+            thin_scale = ca if has_labels and not (solid and use > 0) else 1.0
             r_, g_, b_, tau, seg_trans = _segment_rgba(uf, ub, pieces, step, lut, cum, unit_distance,
                                                        min_span, thin_scale)
             if not (has_labels or use_grad_opacity):
@@ -465,11 +489,16 @@ def _ray(o, d, tn, n, step, exact_opacity, scalar, geometry, blocks, tf, classes
                     r_, g_, b_ = _shade(r_, g_, b_, gx, gy, gz, 0.0, vi, vj, vk, dx, dy, dz, light)
             else:
                 alpha = 1.0 - _exp_neg(tau / step * unit_distance)
-                if has_labels:
-                    alpha = class_rgba[lab, 3] if solid and use > 0 else alpha * class_rgba[lab, 3]
+                if solid:
+                    alpha = ca if use > 0 else alpha * ca
                     r_ += use * (class_rgba[lab, 0] - r_)
                     g_ += use * (class_rgba[lab, 1] - g_)
                     b_ += use * (class_rgba[lab, 2] - b_)
+                elif has_labels:        # the blend of the 8 voxels' classes
+                    alpha *= ca
+                    r_ = r_ * (1.0 - use) + kr
+                    g_ = g_ * (1.0 - use) + kg
+                    b_ = b_ * (1.0 - use) + kb
                 if not alpha > 0.0:
                     continue
                 if use_grad_opacity or shade:

@@ -106,7 +106,7 @@ def build_grids(scene: Scene, marcher: RaymarchRenderer, oversample: int | str =
 
     The lattice covers the ray-marcher's visible box (voxels the TF and class table can show,
     padded by one voxel) with ``oversample`` points per voxel spacing; each point goes through
-    :class:`~rfmweb.render.fields.ScalarField` (trilinear scalar, TF lookup table, nearest label,
+    :class:`~rfmweb.render.fields.ScalarField` (trilinear scalar, TF lookup table, labels through the
     class table, gradient opacity). With ``with_gradient`` the gradient of the normalised
     extinction is added (:func:`density_gradient`; hybrid scattering needs it).
 

@@ -37,7 +37,7 @@ Before block skipping, on an H200 (Triton 3.6), a 512 x 512 CT-Bone frame of
 ``samples.load("ct_phantom", size=384)`` (307 x 230 x 384 voxels) took 4.1 ms in the kernel and
 5.6 ms in all (set-up included), against 720 ms for the torch marcher on the same GPU
 (CT-Soft-Tissue: 0.8 and 2.1 ms, 330 ms); the images agree to rounding but for a few pixels in
-10^5, where a sample sits on the edge of a discrete choice (nearest label, early stop) that fused
+10^5, where a sample sits on the edge of a discrete choice (nearest solid label, early stop) that fused
 multiply-adds round the other way.
 
 Triton is imported only when this module is (on CUDA, or by that test). The kernel calls Triton's
@@ -103,9 +103,9 @@ def _grid_axis(px, py, pz, cx, cy, cz, c0, n):
 
 
 @triton.jit
-def _trilinear(ptr, vi, vj, vk, nx, ny, nz, mask):
-    """Trilinear value of the float32 volume ``ptr [nx, ny, nz]`` at clamped voxel positions: grid_sample's
-    corner weights ``(w_k w_j) w_i`` and summation order, so the torch values are reproduced. At the
+def _cell(vi, vj, vk, nx, ny, nz):
+    """The cell of clamped voxel positions in a ``[nx, ny, nz]`` volume: the flat offsets of its four
+    ``(i, j)`` rows, its ``k0``, ``k1`` and the weights of the lower and upper corners per axis. At the
     last voxel the upper corner is clamped onto it (its weight is 0, where grid_sample drops it)."""
     fi = tl.floor(vi)
     fj = tl.floor(vj)
@@ -123,6 +123,14 @@ def _trilinear(ptr, vi, vj, vk, nx, ny, nz, mask):
     r01 = (i0 * ny + j1) * nz
     r10 = (i1 * ny + j0) * nz
     r11 = (i1 * ny + j1) * nz
+    return r00, r01, r10, r11, k0, k1, wi0, wi1, wj0, wj1, wk0, wk1
+
+
+@triton.jit
+def _trilinear(ptr, vi, vj, vk, nx, ny, nz, mask):
+    """Trilinear value of the float32 volume ``ptr [nx, ny, nz]`` at clamped voxel positions: grid_sample's
+    corner weights ``(w_k w_j) w_i`` and summation order, so the torch values are reproduced."""
+    r00, r01, r10, r11, k0, k1, wi0, wi1, wj0, wj1, wk0, wk1 = _cell(vi, vj, vk, nx, ny, nz)
     acc = tl.load(ptr + r00 + k0, mask=mask, other=0.0) * ((wk0 * wj0) * wi0)
     acc += tl.load(ptr + r00 + k1, mask=mask, other=0.0) * ((wk1 * wj0) * wi0)
     acc += tl.load(ptr + r01 + k0, mask=mask, other=0.0) * ((wk0 * wj1) * wi0)
@@ -132,6 +140,38 @@ def _trilinear(ptr, vi, vj, vk, nx, ny, nz, mask):
     acc += tl.load(ptr + r11 + k0, mask=mask, other=0.0) * ((wk0 * wj1) * wi1)
     acc += tl.load(ptr + r11 + k1, mask=mask, other=0.0) * ((wk1 * wj1) * wi1)
     return acc
+
+
+@triton.jit
+def _class_corner(labels_ptr, rgba_ptr, use_ptr, off, w, mask, a, u, r, g, b):
+    """Adds the class style of the voxel at flat offset ``off`` with weight ``w`` to the blend
+    ``(a, u, r, g, b)`` of :func:`_classes`."""
+    lab = tl.load(labels_ptr + off, mask=mask, other=0).to(tl.int32)
+    wu = w * tl.load(use_ptr + lab, mask=mask, other=0.0)
+    a += w * tl.load(rgba_ptr + lab * 4 + 3, mask=mask, other=0.0)
+    r += wu * tl.load(rgba_ptr + lab * 4, mask=mask, other=0.0)
+    g += wu * tl.load(rgba_ptr + lab * 4 + 1, mask=mask, other=0.0)
+    b += wu * tl.load(rgba_ptr + lab * 4 + 2, mask=mask, other=0.0)
+    return a, u + wu, r, g, b
+
+
+@triton.jit
+def _classes(labels_ptr, rgba_ptr, use_ptr, vi, vj, vk, nx, ny, nz, mask):
+    """Class styles (``rgba_ptr [L, 4]``, ``use_ptr [L]``) of the 8 voxels of ``labels_ptr [nx, ny, nz]``
+    around clamped voxel positions, blended with :func:`_trilinear`'s weights
+    (``ScalarField._blend_classes``) -> ``(a, u, r, g, b)``: class opacity, class-colour weight and the
+    class colour premultiplied by that weight."""
+    r00, r01, r10, r11, k0, k1, wi0, wi1, wj0, wj1, wk0, wk1 = _cell(vi, vj, vk, nx, ny, nz)
+    a = vi * 0.0
+    u, r, g, b = a, a, a, a
+    a, u, r, g, b = _class_corner(labels_ptr, rgba_ptr, use_ptr, r00 + k0, (wk0 * wj0) * wi0, mask, a, u, r, g, b)
+    a, u, r, g, b = _class_corner(labels_ptr, rgba_ptr, use_ptr, r00 + k1, (wk1 * wj0) * wi0, mask, a, u, r, g, b)
+    a, u, r, g, b = _class_corner(labels_ptr, rgba_ptr, use_ptr, r01 + k0, (wk0 * wj1) * wi0, mask, a, u, r, g, b)
+    a, u, r, g, b = _class_corner(labels_ptr, rgba_ptr, use_ptr, r01 + k1, (wk1 * wj1) * wi0, mask, a, u, r, g, b)
+    a, u, r, g, b = _class_corner(labels_ptr, rgba_ptr, use_ptr, r10 + k0, (wk0 * wj0) * wi1, mask, a, u, r, g, b)
+    a, u, r, g, b = _class_corner(labels_ptr, rgba_ptr, use_ptr, r10 + k1, (wk1 * wj0) * wi1, mask, a, u, r, g, b)
+    a, u, r, g, b = _class_corner(labels_ptr, rgba_ptr, use_ptr, r11 + k0, (wk0 * wj1) * wi1, mask, a, u, r, g, b)
+    return _class_corner(labels_ptr, rgba_ptr, use_ptr, r11 + k1, (wk1 * wj1) * wi1, mask, a, u, r, g, b)
 
 
 @triton.jit
@@ -390,20 +430,21 @@ def _march_kernel(origins_ptr, dirs_ptr, t0_ptr, t1_ptr, jitter_ptr, out_ptr,   
         need = sampled & (~have_prev | ~flat)
         u_prev = ub
         have_prev = tl.where(live, sampled, have_prev)
-        if LABELS > 0:
-            # nearest voxel (GridSampler.nearest_index): a visible solid class shows whatever the TF says,
-            # a modulating one only scales what it shows (read only where that is something)
-            lmask = sampled if LABELS == 2 else need
+        if LABELS == 2:
+            # nearest voxel (GridSampler.nearest_index): a visible solid class shows whatever the TF says
             li = tl.minimum(tl.maximum(_rint(((px * lix + py * liy) + pz * liz) + li0), 0.0), nx - 1.0).to(tl.int32)
             lj = tl.minimum(tl.maximum(_rint(((px * ljx + py * ljy) + pz * ljz) + lj0), 0.0), ny - 1.0).to(tl.int32)
             lk = tl.minimum(tl.maximum(_rint(((px * lkx + py * lky) + pz * lkz) + lk0), 0.0), nz - 1.0).to(tl.int32)
-            lab = tl.load(labels_ptr + (li * ny + lj) * nz + lk, mask=lmask, other=0).to(tl.int32)
-            use = tl.load(class_use_ptr + lab, mask=lmask, other=0.0)
-            class_a = tl.load(class_rgba_ptr + lab * 4 + 3, mask=lmask, other=0.0)
-            if LABELS == 2:
-                need = sampled & tl.where(use > 0.0, class_a > 0.0, need & (class_a > 0.0))
-            else:
-                need = need & (class_a > 0.0)
+            lab = tl.load(labels_ptr + (li * ny + lj) * nz + lk, mask=sampled, other=0).to(tl.int32)
+            use = tl.load(class_use_ptr + lab, mask=sampled, other=0.0)
+            class_a = tl.load(class_rgba_ptr + lab * 4 + 3, mask=sampled, other=0.0)
+            need = sampled & tl.where(use > 0.0, class_a > 0.0, need & (class_a > 0.0))
+        if LABELS == 1:
+            # a modulating class table only scales and tints what the TF shows (read only where that
+            # is something): the styles of the 8 voxels around the sample, blended
+            class_a, use, kr, kg, kb = _classes(labels_ptr, class_rgba_ptr, class_use_ptr, vi, vj, vk,
+                                                nx, ny, nz, need)
+            need = need & (class_a > 0.0)
         if _any(need):
             # the exact front end p - dt d, as ScalarField reads it
             fx, fy, fz = px - step * dx, py - step * dy, pz - step * dz
@@ -414,14 +455,14 @@ def _march_kernel(origins_ptr, dirs_ptr, t0_ptr, t1_ptr, jitter_ptr, out_ptr,   
             r64, g64, b64, a64 = _segment(uf, ub, need, lut_ptr, cum_ptr, step, unit_distance, min_span,
                                           PIECES, LUT_N)
             r, g, b, alpha = r64.to(tl.float32), g64.to(tl.float32), b64.to(tl.float32), a64.to(tl.float32)
-            if LABELS > 0:
-                if LABELS == 2:
-                    alpha = tl.where(use > 0.0, class_a, alpha * class_a)
-                else:
-                    alpha = alpha * class_a
+            if LABELS == 2:
+                alpha = tl.where(use > 0.0, class_a, alpha * class_a)
                 r = _lerp(r, tl.load(class_rgba_ptr + lab * 4, mask=need, other=0.0), use)
                 g = _lerp(g, tl.load(class_rgba_ptr + lab * 4 + 1, mask=need, other=0.0), use)
                 b = _lerp(b, tl.load(class_rgba_ptr + lab * 4 + 2, mask=need, other=0.0), use)
+            if LABELS == 1:
+                alpha = alpha * class_a
+                r, g, b = r * (1.0 - use) + kr, g * (1.0 - use) + kg, b * (1.0 - use) + kb
             if GRAD:
                 # the gradient only where something is visible (most samples of a CT are not)
                 vis = need & (alpha > 0.0)

@@ -2,9 +2,12 @@ r"""Fields for the ray-marcher: a scalar volume through a transfer function, wit
 
 :class:`ScalarField` is the one field every volume renders through. A CT is its own scalar; an
 MRI's modalities are first blended into one scalar by :class:`ChannelMix` (per-modality toggle,
-weight, window and gamma). Labels are sampled nearest-neighbour and styled by a
-:class:`~rfmweb.transfer.ClassTable`. Shading is Blinn-Phong with a headlight and two-sided
-normals, matching VTK's volume mappers (see :class:`~rfmweb.transfer.Shading`).
+weight, window and gamma). Labels are styled by a :class:`~rfmweb.transfer.ClassTable`: a table
+that tints and scales the TF blends the styles of the 8 voxels around a sample with the trilinear
+weights (a class boundary is then as smooth as the intensity and turns with the view without
+voxel-sized flicker); solid labels, which replace the TF, are sampled nearest-neighbour. Shading
+is Blinn-Phong with a headlight and two-sided normals, matching VTK's volume mappers (see
+:class:`~rfmweb.transfer.Shading`).
 
 Pre-integration (Engel, Kraus and Ertl 2001, without self-attenuation within a segment): a sample
 stands for the segment ``[t - dt, t]`` of its ray. With a steep transfer function (CT-Soft-Tissue
@@ -29,6 +32,7 @@ within SSIM 0.99 of 4x the samples on CT-Soft-Tissue: 0.984 with one piece).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -238,6 +242,25 @@ class ScalarField:
             self._class_rgba, self._class_use, self._solid = rgba, use, classes.mode == "solid"
         self.label_normals = label_normals if self.labels is not None and self._solid else None
 
+    def _blend_classes(self, norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Class styles of the 8 voxels around grid_sample points ``norm [N, 3]``, blended with
+        grid_sample's trilinear weights -> ``(alpha [N], use [N], rgb [N, 3])``: class opacity,
+        class-colour weight, and the class colour premultiplied by that weight."""
+        shape = self.sampler.shape
+        table = torch.cat([self._class_rgba[:, 3:], self._class_use[:, None],
+                           self._class_use[:, None] * self._class_rgba[:, :3]], 1)      # [L, 5]
+        out = torch.zeros(norm.shape[0], 5, dtype=table.dtype, device=norm.device)
+        corners = []
+        for axis, n in enumerate(shape):    # voxel axis i, j, k is grid_sample's column 2, 1, 0
+            v = ((norm[:, 2 - axis].detach() + 1) / 2 * (n - 1)).clamp(0, n - 1)
+            lo = v.floor()
+            hi = torch.clamp(lo + 1, max=n - 1)
+            corners.append(((lo.long(), lo + 1 - v), (hi.long(), v - lo)))
+        for (i, wi), (j, wj), (k, wk) in itertools.product(*corners):
+            index = (i * shape[1] + j) * shape[2] + k
+            out += table[self.labels[index]] * ((wk * wj) * wi)[:, None]
+        return out[:, 0], out[:, 1], out[:, 2:]
+
     def _index(self, x: torch.Tensor) -> torch.Tensor:
         """Fractional lookup-table index ``[N]`` of intensities ``x [N]``."""
         return ((x - self._lut_lo) * self._lut_scale).clamp(0, LUT_SIZE - 1)
@@ -291,14 +314,15 @@ class ScalarField:
         else:
             rgba = self.lookup(self.sampler.trilinear(norm, normalized=True)[0])   # [N, 4]
         rgb, alpha = rgba[:, :3], rgba[:, 3]
-        if self.labels is not None:
+        if self.labels is not None and self._solid:
             lab = self.labels[self.sampler.nearest_index(points)]
             crgba, use = self._class_rgba[lab], self._class_use[lab]
-            if self._solid:
-                alpha = torch.where(use > 0, crgba[:, 3], alpha * crgba[:, 3])
-            else:
-                alpha = alpha * crgba[:, 3]
+            alpha = torch.where(use > 0, crgba[:, 3], alpha * crgba[:, 3])
             rgb = torch.lerp(rgb, crgba[:, :3], use[:, None])
+        elif self.labels is not None:
+            class_alpha, use, class_rgb = self._blend_classes(norm)
+            alpha = alpha * class_alpha
+            rgb = rgb * (1 - use)[:, None] + class_rgb
         if self.gradient is not None:
             # gradients only where something is visible: most samples of a typical CT are not
             vis = torch.nonzero(alpha.detach() > 0).squeeze(1)

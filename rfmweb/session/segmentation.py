@@ -61,6 +61,8 @@ CONTEXT_OPACITY = 0.01
 EDEMA_OPACITY = 0.12
 #: The 3-D views frame the tumour's box (ground truth and raw INR together) grown by this factor.
 TUMOUR_FRAME = 2.2
+#: ... the box of the tumour voxels without this percentage at either end of each axis.
+TUMOUR_BOX_TAIL = 0.5
 
 #: Least seconds between two "correcting... n/N" status messages (how often the views hear of progress).
 PROGRESS_EVERY_S = 0.25
@@ -221,14 +223,16 @@ class SegmentationViews:
 
     def tumour_camera(self) -> OrbitCamera | None:
         """A camera (the views' size and angles) framing the tumour of the ground truth and the raw
-        INR, its box grown by :data:`TUMOUR_FRAME` (and never larger than the volume); ``None``
-        when no view has a tumour."""
+        INR (:data:`TUMOUR_BOX_TAIL`), its box grown by :data:`TUMOUR_FRAME` (and never larger than
+        the volume); ``None`` when no view has a tumour."""
         found = [np.argwhere(self.labels(v) > 0) for v in (GT, RAW)]
         found = [f for f in found if len(f)]
         if not found:
             return None
         ijk = np.concatenate(found)
-        lo, hi = ijk.min(0).astype(np.float64), ijk.max(0).astype(np.float64)
+        # the box of all but the outermost TUMOUR_BOX_TAIL of the voxels on each axis: a few stray
+        # false-positive specks of the raw INR must not pull the camera off the tumour
+        lo, hi = np.percentile(ijk, [TUMOUR_BOX_TAIL, 100 - TUMOUR_BOX_TAIL], axis=0)
         centre = (lo + hi) / 2
         half = np.minimum(np.maximum((hi - lo) / 2, 4.0) * TUMOUR_FRAME, np.array(self.volume.shape) / 2)
         lo, hi = centre - half, centre + half
