@@ -298,4 +298,4 @@ def test_cinematic_still_accumulates_while_the_camera_rests(session, monkeypatch
     finally:
         stream.close()
     with pytest.raises(InputError, match="cannot accumulate"):
-        session.set_still_renderer("vtk")
+        session.set_still_renderer("splats")

@@ -318,8 +318,9 @@ def _label_at(px, py, pz, vox_lin, vox_off, labels, nx, ny, nz):
 @nb.njit(inline="always", **_JIT)
 def _classes_at(vi, vj, vk, labels, class_rgba, class_use, nx, ny, nz):
     """Class styles of the 8 voxels around a clamped voxel position blended with the trilinear weights
-    (``ScalarField.blend_classes``) -> float32 ``(a, u, cr, cg, cb)``: class opacity, class-colour weight,
-    and the class colour premultiplied by that weight; ``labels [X * Y * Z]`` flat."""
+    (``ScalarField._blend_classes``) -> float32 ``(a, u, cr, cg, cb)``: class opacity, then the
+    class-colour weight and the class colour premultiplied by it, both weighted by the voxels'
+    opacities (a hidden class adds no colour); ``labels [X * Y * Z]`` flat."""
     i, wi0, wi1 = _cell(vi, nx)
     j, wj0, wj1 = _cell(vj, ny)
     k, wk0, wk1 = _cell(vk, nz)
@@ -328,13 +329,16 @@ def _classes_at(vi, vj, vk, labels, class_rgba, class_use, nx, ny, nz):
         di, dj, dk = c >> 2, (c >> 1) & 1, c & 1
         w = ((wk1 if dk else wk0) * (wj1 if dj else wj0)) * (wi1 if di else wi0)
         lab = labels[((i + di) * ny + j + dj) * nz + k + dk]
-        wu = w * class_use[lab]
-        a += w * class_rgba[lab, 3]
+        wa = w * class_rgba[lab, 3]
+        wu = wa * class_use[lab]
+        a += wa
         u += wu
         cr += wu * class_rgba[lab, 0]
         cg += wu * class_rgba[lab, 1]
         cb += wu * class_rgba[lab, 2]
-    return a, u, cr, cg, cb
+    if a > _F0:
+        return a, u / a, cr / a, cg / a, cb / a
+    return a, _F0, _F0, _F0, _F0
 
 
 @nb.njit(inline="always", **_JIT)

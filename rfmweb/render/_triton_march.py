@@ -147,8 +147,9 @@ def _class_corner(labels_ptr, rgba_ptr, use_ptr, off, w, mask, a, u, r, g, b):
     """Adds the class style of the voxel at flat offset ``off`` with weight ``w`` to the blend
     ``(a, u, r, g, b)`` of :func:`_classes`."""
     lab = tl.load(labels_ptr + off, mask=mask, other=0).to(tl.int32)
-    wu = w * tl.load(use_ptr + lab, mask=mask, other=0.0)
-    a += w * tl.load(rgba_ptr + lab * 4 + 3, mask=mask, other=0.0)
+    wa = w * tl.load(rgba_ptr + lab * 4 + 3, mask=mask, other=0.0)
+    wu = wa * tl.load(use_ptr + lab, mask=mask, other=0.0)
+    a += wa
     r += wu * tl.load(rgba_ptr + lab * 4, mask=mask, other=0.0)
     g += wu * tl.load(rgba_ptr + lab * 4 + 1, mask=mask, other=0.0)
     b += wu * tl.load(rgba_ptr + lab * 4 + 2, mask=mask, other=0.0)
@@ -159,8 +160,8 @@ def _class_corner(labels_ptr, rgba_ptr, use_ptr, off, w, mask, a, u, r, g, b):
 def _classes(labels_ptr, rgba_ptr, use_ptr, vi, vj, vk, nx, ny, nz, mask):
     """Class styles (``rgba_ptr [L, 4]``, ``use_ptr [L]``) of the 8 voxels of ``labels_ptr [nx, ny, nz]``
     around clamped voxel positions, blended with :func:`_trilinear`'s weights
-    (``ScalarField._blend_classes``) -> ``(a, u, r, g, b)``: class opacity, class-colour weight and the
-    class colour premultiplied by that weight."""
+    (``ScalarField._blend_classes``) -> ``(a, u, r, g, b)``: class opacity, then the class-colour weight
+    and the class colour premultiplied by it, both weighted by the voxels' opacities."""
     r00, r01, r10, r11, k0, k1, wi0, wi1, wj0, wj1, wk0, wk1 = _cell(vi, vj, vk, nx, ny, nz)
     a = vi * 0.0
     u, r, g, b = a, a, a, a
@@ -171,7 +172,9 @@ def _classes(labels_ptr, rgba_ptr, use_ptr, vi, vj, vk, nx, ny, nz, mask):
     a, u, r, g, b = _class_corner(labels_ptr, rgba_ptr, use_ptr, r10 + k0, (wk0 * wj0) * wi1, mask, a, u, r, g, b)
     a, u, r, g, b = _class_corner(labels_ptr, rgba_ptr, use_ptr, r10 + k1, (wk1 * wj0) * wi1, mask, a, u, r, g, b)
     a, u, r, g, b = _class_corner(labels_ptr, rgba_ptr, use_ptr, r11 + k0, (wk0 * wj1) * wi1, mask, a, u, r, g, b)
-    return _class_corner(labels_ptr, rgba_ptr, use_ptr, r11 + k1, (wk1 * wj1) * wi1, mask, a, u, r, g, b)
+    a, u, r, g, b = _class_corner(labels_ptr, rgba_ptr, use_ptr, r11 + k1, (wk1 * wj1) * wi1, mask, a, u, r, g, b)
+    inv = tl.where(a > 0.0, 1.0 / tl.where(a > 0.0, a, 1.0), 0.0)
+    return a, u * inv, r * inv, g * inv, b * inv
 
 
 @triton.jit

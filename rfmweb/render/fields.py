@@ -244,11 +244,12 @@ class ScalarField:
 
     def _blend_classes(self, norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Class styles of the 8 voxels around grid_sample points ``norm [N, 3]``, blended with
-        grid_sample's trilinear weights -> ``(alpha [N], use [N], rgb [N, 3])``: class opacity,
-        class-colour weight, and the class colour premultiplied by that weight."""
+        grid_sample's trilinear weights -> ``(alpha [N], use [N], rgb [N, 3])``: class opacity, then
+        the class-colour weight and the class colour premultiplied by it, both weighted by the voxels'
+        opacities (a hidden class adds no colour)."""
         shape = self.sampler.shape
-        table = torch.cat([self._class_rgba[:, 3:], self._class_use[:, None],
-                           self._class_use[:, None] * self._class_rgba[:, :3]], 1)      # [L, 5]
+        a, use = self._class_rgba[:, 3:], self._class_use[:, None]
+        table = torch.cat([a, a * use, a * use * self._class_rgba[:, :3]], 1)              # [L, 5]
         out = torch.zeros(norm.shape[0], 5, dtype=table.dtype, device=norm.device)
         corners = []
         for axis, n in enumerate(shape):    # voxel axis i, j, k is grid_sample's column 2, 1, 0
@@ -259,7 +260,9 @@ class ScalarField:
         for (i, wi), (j, wj), (k, wk) in itertools.product(*corners):
             index = (i * shape[1] + j) * shape[2] + k
             out += table[self.labels[index]] * ((wk * wj) * wi)[:, None]
-        return out[:, 0], out[:, 1], out[:, 2:]
+        alpha = out[:, 0]
+        per_alpha = torch.where(alpha > 0, 1 / torch.where(alpha > 0, alpha, 1), 0)
+        return alpha, out[:, 1] * per_alpha, out[:, 2:] * per_alpha[:, None]
 
     def _index(self, x: torch.Tensor) -> torch.Tensor:
         """Fractional lookup-table index ``[N]`` of intensities ``x [N]``."""

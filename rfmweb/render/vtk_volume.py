@@ -15,9 +15,12 @@ classes and shades with the gradient of that opacity, which broke thin bones (ri
 clavicles) into floating pieces and grey blocks.
 
 The fixed-point mapper samples on a fixed lattice without jitter and shades with raw central
-differences: on steep presets (CT-Soft-Tissue, CT-Muscle, CT-Lung) its picture shows wood-grain
-rings that the ray-marchers (jittered, pre-integrated) do not; ``benchmarks/bench_pictures.py``
-measures both.
+differences: on steep presets (CT-Soft-Tissue, CT-Muscle, CT-Lung) a single frame shows wood-grain
+rings that the ray-marchers (jittered, pre-integrated) do not. While the camera rests
+(:meth:`VtkRenderer.accumulate`) the view converges as the ray-marchers' does: frames at
+1 / :data:`REST_REFINE` of the step, each with the camera's window moved to another sub-pixel
+position (the marchers' :func:`~rfmweb.render.scene.frame_offsets`), averaged; the rings' phase
+changes from frame to frame, so they fade (``benchmarks/bench_pictures.py`` measures both).
 
 An OpenGL context belongs to one thread, so every VTK call runs on the renderer's own thread,
 whichever thread asks for a frame. A long render polls ``abort`` through VTK's AbortCheckEvent.
@@ -36,9 +39,13 @@ from ..camera import OrbitCamera
 from ..extras import require
 from ..transfer import ClassTable
 from .fields import hide_voxels, scalar_np
-from .scene import FULL, Quality, RenderAborted, Scene
+from .scene import FULL, Quality, RenderAborted, Scene, frame_offsets
 
 log = logging.getLogger(__name__)
+
+#: While the camera rests, VTK samples at this fraction of the frame's step (:meth:`VtkRenderer.accumulate`):
+#: the fixed-point mapper's lattice rings shrink with the step, and a frame at 1/4 costs ~2x one at 1/1.
+REST_REFINE = 4
 
 # Go straight to EGL: the default factory first tries X and logs an error on headless machines.
 os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
@@ -163,12 +170,16 @@ class VtkRenderer:
         else:
             prop.DisableGradientOpacityOn()
 
-    def _set_camera(self, camera: OrbitCamera) -> None:
+    def _set_camera(self, camera: OrbitCamera, offset: tuple[float, float] = (0.5, 0.5)) -> None:
+        """Point VTK's camera as ``camera``; ``offset``: where in its pixel each ray passes (pixels
+        from the top-left corner, as :func:`~rfmweb.render.scene.frame_offsets`; the centre by default)."""
         cam = self._renderer.GetActiveCamera()
         cam.SetPosition(*camera.position)
         cam.SetFocalPoint(*camera.target)
         cam.SetViewUp(*(-camera.rotation[1]))
         cam.SetViewAngle(camera.fov)
+        # the window centre is in [-1, 1] view coordinates (y up): a pixel is 2 / size of them
+        cam.SetWindowCenter(-(offset[0] - 0.5) * 2.0 / camera.width, (offset[1] - 0.5) * 2.0 / camera.height)
         self._renderer.ResetCameraClippingRange()
 
     # -- rendering ----------------------------------------------------------------------------
@@ -184,6 +195,25 @@ class VtkRenderer:
             return self._class_marcher().render(scene, camera, quality, abort=abort)
         return self._gl_thread.submit(self._render, scene, camera, quality, abort).result()
 
+    def accumulate(self, scene: Scene, camera: OrbitCamera, frames_per_pass: int, passes: int, *,
+                   abort=None, quality: Quality = FULL):
+        """Progressive convergence while the camera rests (module docstring): yields ``(image [H, W, 3]
+        float32 in [0, 1], frames so far)`` after each pass of ``frames_per_pass`` frames at
+        ``quality.step / REST_REFINE``, the running mean of all of them. Class-styled scenes
+        converge in the ray-marcher that draws them."""
+        if scene.volume.labels is not None and not _visibility_only(scene.classes):
+            yield from self._class_marcher().accumulate(scene, camera, frames_per_pass, passes, abort=abort,
+                                                        quality=quality)
+            return
+        fine = Quality(1.0, quality.step / REST_REFINE)
+        total, done = None, 0
+        for _ in range(passes):
+            for _ in range(frames_per_pass):
+                img = self._gl_thread.submit(self._render, scene, camera, fine, abort, frame_offsets(done)).result()
+                total = img.astype(np.float64) if total is None else total + img
+                done += 1
+            yield (total / (255.0 * done)).astype(np.float32), done
+
     def _class_marcher(self):
         if self._marcher is None:
             from ..backend import marcher_renderer
@@ -195,7 +225,8 @@ class VtkRenderer:
             self._marcher = make_renderer(name)
         return self._marcher
 
-    def _render(self, scene: Scene, camera: OrbitCamera, quality: Quality, abort) -> np.ndarray:
+    def _render(self, scene: Scene, camera: OrbitCamera, quality: Quality, abort,
+                offset: tuple[float, float] = (0.5, 0.5)) -> np.ndarray:
         if self._window is None:
             self._setup()
         numpy_support = _vtk()[4]
@@ -206,7 +237,7 @@ class VtkRenderer:
         self._mapper.SetSampleDistance(quality.step * min(scene.volume.spacing))
         self._renderer.SetBackground(*scene.background)
         self._window.SetSize(w, h)
-        self._set_camera(camera.resized(w, h))
+        self._set_camera(camera.resized(w, h), offset)
         self._abort = abort
         try:
             self._window.Render()

@@ -443,7 +443,7 @@ class RenderSession(SliceControls, Pointing):
     def progressive_renderer(self, snapshot: Snapshot) -> str | None:
         """The renderer that refines ``snapshot`` progressively while the camera rests: the still
         renderer when one is set, else the view's own renderer when it accumulates jittered frames
-        (the ray-marchers converge), else ``None`` (slice views; VTK)."""
+        (the ray-marchers and VTK converge), else ``None`` (slice views, splats)."""
         if snapshot.mode != "3d":
             return None
         if self.still_renderer is not None:
