@@ -133,6 +133,8 @@ def test_transparent_blocks_are_crossed_without_reading_them(interpret):
 
 
 _COMPILE = """
+import sys
+
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
@@ -143,8 +145,9 @@ fn = tm._march_kernel
 pointers = {"cum_ptr": "*fp64", "key_ptr": "*fp64", "labels_ptr": "*i64", "block_lo_ptr": "*i32",
             "block_hi_ptr": "*i32"}
 ints = {"height", "width", "nx", "ny", "nz", "n_go", "nbx", "nby", "nbz"}
-flags = dict(TILE_H=tm.TILE[0], TILE_W=tm.TILE[1], PIECES=4, LUT_N=4096, SEGMENT=tm.SEGMENT, LABELS=2, GRAD=True,
-             GRAD_OPACITY=True, SHADE=True, NORMALS=True, SPECULAR=True, EXACT_OPACITY=True, SKIP=True, BLOCK=8)
+flags = dict(TILE_H=tm.TILE[0], TILE_W=tm.TILE[1], PIECES=4, LUT_N=4096, SEGMENT=tm.SEGMENT, LABELS=int(sys.argv[1]),
+             GRAD=True, GRAD_OPACITY=True, SHADE=True, NORMALS=sys.argv[1] == "2", SPECULAR=True, EXACT_OPACITY=True,
+             SKIP=True, BLOCK=8)
 signature = {name: "constexpr" if name in flags else pointers.get(name, "*fp32") if name.endswith("_ptr")
              else "i32" if name in ints else "fp32" for name in fn.arg_names}
 kernel = triton.compile(ASTSource(fn, signature, flags), target=GPUTarget("cuda", 90, 32), options={"num_warps": 1})
@@ -153,10 +156,12 @@ print("compiled")
 """
 
 
-def test_kernel_compiles_for_the_h200_without_a_gpu():
+@pytest.mark.parametrize("labels", [1, 2], ids=["blended-class-table", "solid-labels"])
+def test_kernel_compiles_for_the_h200_without_a_gpu(labels):
     """The interpreter forgives what the compiler refuses (a loop-carried value changing type): compile
     the kernel with every feature on, as on the H200 (sm_90), down to its cubin, on any machine (in a
     fresh process: under ``TRITON_INTERPRET=1`` the kernel is an interpreted function)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    done = subprocess.run([sys.executable, "-c", _COMPILE], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-c", _COMPILE, str(labels)], env=env, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0 and "compiled" in done.stdout, done.stderr[-3000:]
