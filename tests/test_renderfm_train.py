@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from rfmweb.cli import main
+import rfmweb.renderfm.data as data_mod
 from rfmweb.renderfm.data import DataConfig, GroundTruth, make_sample
 from rfmweb.renderfm.model import load_model, load_state
 
@@ -53,7 +54,7 @@ def _assert_same(a: dict, b: dict, atol: float) -> None:
         torch.testing.assert_close(a[k], b[k], atol=atol, rtol=0, msg=k)
 
 
-def test_samples_are_deterministic_and_ground_truth_is_cached(tmp_path):
+def test_samples_are_deterministic_and_ground_truth_is_cached(tmp_path, monkeypatch):
     cfg = DataConfig(spacing_mm=(7.0, 8.0), views_per_scan=2, view_size=32, cache_dir=str(tmp_path / "c"))
     a, b = make_sample(cfg, 3), make_sample(cfg, 3)
     np.testing.assert_array_equal(a.x, b.x)
@@ -64,6 +65,12 @@ def test_samples_are_deterministic_and_ground_truth_is_cached(tmp_path):
     assert (tmp_path / "c" / "sample_0000003.npz").exists()
     truth.renderer = None                             # a cached sample is never rendered again
     torch.testing.assert_close(truth.images(b), first)
+    monkeypatch.setattr(data_mod, "GROUND_TRUTH_VERSION", data_mod.GROUND_TRUTH_VERSION + 1)
+    newer = GroundTruth(cfg)                          # ... unless the reference renderer's pictures changed
+    rendered = []
+    newer.renderer = type("Spy", (), {"render_float": lambda self, scene, cam, q: rendered.append(cam)
+                                      or np.zeros((32, 32, 3), np.float32)})()
+    assert newer.images(a).max() == 0 and len(rendered) == 2
     assert make_sample(cfg, 4).description != a.description or not np.array_equal(make_sample(cfg, 4).x, a.x)
 
 

@@ -34,6 +34,11 @@ from .inputs import build_inputs
 
 log = logging.getLogger(__name__)
 
+#: Version of the reference renderer's pictures, part of the cache key: bump it when they change, so
+#: a resumed run never mixes old and new ground truth (2: class tables blend the 8 voxels around a
+#: sample instead of taking the nearest one's class).
+GROUND_TRUTH_VERSION = 2
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -76,6 +81,7 @@ class DataConfig:
         never reused)."""
         d = asdict(self)
         d.pop("cache_dir"), d.pop("workers")
+        d["ground_truth_version"] = GROUND_TRUTH_VERSION
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
