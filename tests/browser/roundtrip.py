@@ -13,6 +13,8 @@ Used by tests/browser/test_app.py and benchmarks/bench_render.py::
 
 from __future__ import annotations
 
+import time
+
 _FRAME = """el => ({id: Number(el.dataset.frameId || 0), gen: Number(el.dataset.frameGen || 0),
                    kind: el.dataset.frameKind || "", w: Number(el.dataset.frameW || 0),
                    shownAt: Number(el.dataset.shownAt || 0)})"""
@@ -59,6 +61,19 @@ def wait_idle(page, view, *, after: dict | None = None, timeout_ms: float = 60_0
     if after is None and frame_info(view)["kind"] in ("idle", "progressive"):
         return frame_info(view)
     return wait_frame(page, view, after=after, kind="rest", timeout_ms=timeout_ms)
+
+
+def wait_quiet(page, view, *, quiet_ms: float = 1500, timeout_ms: float = 120_000) -> dict:
+    """Wait until ``view`` shows a frame at rest and no newer one comes for ``quiet_ms``: VTK and the
+    ray-marchers refine a view at rest frame by frame, so any frame after this one comes from a change."""
+    deadline, last = time.monotonic() + timeout_ms / 1e3, frame_info(view)
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(quiet_ms)
+        now = frame_info(view)
+        if now["id"] == last["id"] and now["gen"] == last["gen"] and now["kind"] in ("idle", "progressive"):
+            return now
+        last = now
+    raise AssertionError(f"the view kept receiving frames for {timeout_ms / 1e3:.0f} s")
 
 
 def measure_roundtrip(page, view, n: int = 20, *, step_px: float = 12.0, timeout_ms: float = 60_000) -> list[float]:

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from conftest import free_port, screenshot_array  # tests/browser/conftest.py (not a package)
-from roundtrip import frame_info, wait_frame, wait_idle
+from roundtrip import frame_info, wait_frame, wait_idle, wait_quiet
 from serving import ServerError, served
 
 KEY = "browser-sessions-key"
@@ -97,26 +97,13 @@ def _wait_log(log, pattern: str, timeout_s: float = 30.0) -> re.Match:
         time.sleep(0.2)
 
 
-def _settled(page, view, quiet_ms: float = 1500, timeout_s: float = 60) -> dict:
-    """The frame a view shows once its stream has gone quiet (VTK and the ray-marchers refine a view at
-    rest frame by frame: no new frame for ``quiet_ms``)."""
-    deadline, last = time.monotonic() + timeout_s, frame_info(view)
-    while time.monotonic() < deadline:
-        page.wait_for_timeout(quiet_ms)
-        now = frame_info(view)
-        if now["id"] == last["id"] and now["kind"] in ("idle", "progressive"):
-            return now
-        last = now
-    raise AssertionError(f"the view kept receiving frames for {timeout_s} s")
-
-
 def test_tabs_have_their_own_state_and_the_limit_holds(browser, per_tab, artifacts):
     url, log = per_tab
     (ctx_a, a), (ctx_b, b) = _tab(browser, url), _tab(browser, url)
     try:
         assert "?secret" not in a.url and re.search(r"/s/[0-9a-f]{32}/", a.url), a.url  # the key left the URL
         assert a.url != b.url  # two sessions
-        b_before = _settled(b, _view(b))     # converged: any later frame comes from a change
+        b_before = wait_quiet(b, _view(b))   # converged: any later frame comes from a change
         a_before = wait_idle(a, _view(a))
         _set_preset(a, "CT-Muscle")
         wait_idle(a, _view(a), after=a_before)
