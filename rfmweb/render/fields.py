@@ -240,6 +240,9 @@ class ScalarField:
             self.labels = labels.reshape(-1).long()
             rgba, use = classes.lookup(int(self.labels.max()), device=grid.device, dtype=grid.dtype)
             self._class_rgba, self._class_use, self._solid = rgba, use, classes.mode == "solid"
+            # per label, for _blend_classes: opacity, and class-colour weight and colour times opacity
+            a, w = rgba[:, 3:], use[:, None]
+            self._class_blend = torch.cat([a, a * w, a * w * rgba[:, :3]], 1)                # [L, 5]
         self.label_normals = label_normals if self.labels is not None and self._solid else None
 
     def _blend_classes(self, norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -247,9 +250,7 @@ class ScalarField:
         grid_sample's trilinear weights -> ``(alpha [N], use [N], rgb [N, 3])``: class opacity, then
         the class-colour weight and the class colour premultiplied by it, both weighted by the voxels'
         opacities (a hidden class adds no colour)."""
-        shape = self.sampler.shape
-        a, use = self._class_rgba[:, 3:], self._class_use[:, None]
-        table = torch.cat([a, a * use, a * use * self._class_rgba[:, :3]], 1)              # [L, 5]
+        shape, table = self.sampler.shape, self._class_blend
         out = torch.zeros(norm.shape[0], 5, dtype=table.dtype, device=norm.device)
         corners = []
         for axis, n in enumerate(shape):    # voxel axis i, j, k is grid_sample's column 2, 1, 0

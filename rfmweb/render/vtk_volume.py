@@ -195,7 +195,7 @@ class VtkRenderer:
         """``[H', W', 3]`` uint8 sRGB image, ``H' = round(H * quality.scale)``; see :class:`Renderer`.
 
         Scenes with class styles VTK cannot draw go to the ray-marcher (module docstring)."""
-        if scene.volume.labels is not None and not _visibility_only(scene.classes):
+        if _needs_marcher(scene):
             return self._class_marcher().render(scene, camera, quality, abort=abort)
         return self._gl_thread.submit(self._render, scene, camera, quality, abort).result()
 
@@ -205,7 +205,7 @@ class VtkRenderer:
         float32 in [0, 1], frames so far)`` after each pass of ``frames_per_pass`` frames at
         ``quality.step / REST_REFINE``, the running mean of all of them. Class-styled scenes
         converge in the ray-marcher that draws them."""
-        if scene.volume.labels is not None and not _visibility_only(scene.classes):
+        if _needs_marcher(scene):
             yield from self._class_marcher().accumulate(scene, camera, frames_per_pass, passes, abort=abort,
                                                         quality=quality)
             return
@@ -270,6 +270,11 @@ class VtkRenderer:
         self._gl_thread.shutdown()
         if self._marcher is not None and hasattr(self._marcher, "close"):
             self._marcher.close()
+
+
+def _needs_marcher(scene: Scene) -> bool:
+    """Whether ``scene`` has class styles VTK cannot draw (module docstring): the ray-marcher draws it."""
+    return scene.volume.labels is not None and not _visibility_only(scene.classes)
 
 
 def _visibility_only(classes: ClassTable) -> bool:
