@@ -8,9 +8,9 @@ Usage::
 Prints Markdown tables, per CT preset (and class colours on CT-Bone):
 
 - **stability**: SSIM between two renders 0.5 degrees of azimuth apart (goal >= 0.97): the
-  ray-marcher's single jittered frame (what a drag shows), its converged view (16 jittered frames,
-  what the viewer shows at rest), VTK's frame and VTK's converged view (16 frames at a finer step
-  and sub-pixel offsets, ``VtkRenderer.accumulate``);
+  ray-marcher's single jittered frame (what a drag shows), its converged view (16 jittered frames
+  read through the cubic B-spline, ``REST``: what the viewer shows at rest), VTK's frame and VTK's
+  converged view (16 frames at a finer step and sub-pixel offsets, ``VtkRenderer.accumulate``);
 - **convergence**: SSIM of the reference render (``REFERENCE``: quarter-voxel step, 8 frames, what
   ``rfmweb views`` writes) to one with 4x the samples (goal >= 0.99);
 - **parity**: SSIM of VTK's converged view to the ray-marcher's at the same camera (goal >= 0.95).
@@ -26,6 +26,7 @@ import argparse
 import os
 import platform
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +40,12 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_parity import ssim_u8  # noqa: E402
 from rfmweb.camera import OrbitCamera  # noqa: E402
 from rfmweb.io import load_volume  # noqa: E402
-from rfmweb.render import FULL, REFERENCE, Quality, Scene  # noqa: E402
-from rfmweb.render.scene import to_uint8  # noqa: E402
+from rfmweb.render import FULL, REFERENCE, Scene  # noqa: E402
+from rfmweb.render.scene import REST, to_uint8  # noqa: E402
 from rfmweb.render.registry import make_renderer, renderer_names  # noqa: E402
 from rfmweb.transfer import PRESETS, ClassTable, preset  # noqa: E402
 
-CONVERGED = Quality(1.0, FULL.step, 16)
+CONVERGED = replace(REST, frames=16)
 
 
 def converged(renderer, scene, camera) -> np.ndarray:
@@ -83,7 +84,7 @@ def main() -> None:
         theirs = [vtk.render(scene, c, FULL) for c in (cam, turned)]
         theirs_conv = [converged(vtk, scene, c) for c in (cam, turned)]
         ref = marcher.render(scene, cam, REFERENCE)
-        more = marcher.render(scene, cam, Quality(1.0, REFERENCE.step / 2, REFERENCE.frames * 2))
+        more = marcher.render(scene, cam, replace(REFERENCE, step=REFERENCE.step / 2, frames=REFERENCE.frames * 2))
         print(f"| {name} | {ssim_u8(*one):.3f} | {ssim_u8(*conv):.3f} | {ssim_u8(*theirs):.3f} "
               f"| {ssim_u8(*theirs_conv):.3f} | {ssim_u8(ref, more):.3f} | {ssim_u8(theirs_conv[0], conv[0]):.3f} |",
               flush=True)

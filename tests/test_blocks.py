@@ -47,3 +47,29 @@ def test_skip_key_marks_transparent_runs():
     key = blocks.skip_key(torch.tensor([0.0, 0.0, 0.0, 1.5, 2.0], dtype=torch.float64))
     assert key.dtype == torch.float64 and key.shape == (6,) and key[-1] == float("inf")
     assert key[0] == key[2] and key[2] != key[3] and key[3] != key[5]
+
+
+def test_cubic_block_ranges_bound_every_cubic_read_near_the_block():
+    """A cubic read weighs 4 x 4 x 4 coefficients with non-negative weights: any point in a block's
+    cells, or within a voxel of them (the front end of a segment), reads within the block's range of
+    the coefficients; the trilinear ranges of the same coefficients do not bound it."""
+    from rfmweb.render.sampling import GridSampler, bspline_coefficients
+
+    rng = np.random.default_rng(3)
+    shape = (27, 30, 19)
+    coef = bspline_coefficients(torch.from_numpy(rng.normal(size=shape).astype(np.float32)))
+    lo, hi = blocks.block_ranges(coef, cubic=True)
+    sampler = GridSampler(coef[None], np.eye(4))
+    cells = np.array([blocks.block_count(n) for n in shape])
+    b = rng.integers(0, cells, size=(4000, 3))
+    ijk = np.clip(b * B + rng.uniform(-1.0, B + 1.0, size=(4000, 3)), 0, np.array(shape) - 1)
+    reads = sampler.cubic(torch.from_numpy(ijk).float(), coef).numpy()
+    block_lo, block_hi = lo.numpy()[tuple(b.T)], hi.numpy()[tuple(b.T)]
+    assert ((reads >= block_lo - 1e-5) & (reads <= block_hi + 1e-5)).all()
+    # a coefficient two voxels past block 0's cells weighs on a read within a voxel of them (a segment's
+    # front end): the trilinear reach (one voxel) misses it
+    spike = torch.zeros(24, 6, 6)
+    spike[B + 2, 3, 3] = 1.0
+    read = GridSampler(spike[None], np.eye(4)).cubic(torch.tensor([[B + 0.9, 3.0, 3.0]]), spike)
+    assert float(read) > 1e-4 and blocks.block_ranges(spike)[1][0, 0, 0] == 0.0
+    assert blocks.block_ranges(spike, cubic=True)[1][0, 0, 0] == 1.0

@@ -11,7 +11,7 @@ from rfmweb.errors import InputError
 from rfmweb.render import FULL, INTERACTIVE, Quality, RaymarchRenderer, Scene
 from rfmweb.render.fields import ChannelMix, ChannelSetting
 from rfmweb.render.registry import make_renderer, renderer_label
-from rfmweb.render.scene import RenderAborted
+from rfmweb.render.scene import REST, RenderAborted
 from rfmweb.transfer import ClassTable, Shading, TransferFunction, preset
 from rfmweb.volume import LabelClass, Volume
 
@@ -53,6 +53,16 @@ def visible(img: np.ndarray, background=(0.0, 0.0, 0.0)) -> bool:
 def test_presets_match_torch(renderers, small_ct, cam, name, frame):
     """Shaded (Bone, Muscle) and steep unshaded (Soft-Tissue) presets, two jittered frames."""
     assert visible(assert_twins(renderers, Scene(small_ct, preset(name)), cam, frame=frame))
+
+
+@pytest.mark.parametrize("name", ["CT-Bone", "CT-Soft-Tissue"])
+def test_cubic_reads_at_rest_match_torch(renderers, small_ct, cam, name):
+    """The view at rest reads the B-spline coefficients (8 trilinear reads a sample): the same image,
+    and not the trilinear one."""
+    ref = assert_twins(renderers, Scene(small_ct, preset(name)), cam, REST, frame=2)
+    assert visible(ref)
+    linear = renderers[1].render_tensor(Scene(small_ct, preset(name)), cam, FULL, frame=2).numpy()
+    assert np.abs(ref - linear).max() > 0.02
 
 
 @pytest.mark.parametrize("case", ["class colours", "hidden class", "solid"])
@@ -119,7 +129,7 @@ def test_render_accumulate_and_depth_follow_the_torch_renderer(renderers, small_
     assert ours.dtype == np.uint8 and ours.shape == (20, 24, 3)
     assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
     for (a, n), (b, m) in zip(compiled.accumulate(scene, cam, 2, 2), torch_marcher.accumulate(scene, cam, 2, 2)):
-        assert n == m and np.abs(a - b).max() < TOL
+        assert n == m and np.abs(a - b).max() < TOL           # at rest: cubic reads (REST) in both
     np.testing.assert_array_equal(compiled.depth(scene, cam), torch_marcher.depth(scene, cam))
 
 

@@ -36,6 +36,8 @@ CASES = {
     # jittered frame 2 (rays moved in their pixels too), gradient opacity, a background: the torch
     # marcher's transmittance after early termination shows
     "frame-2": ("CT-Muscle", None, COARSE, 2, (0.2, 0.4, 0.6), (32, 32)),
+    # the cubic B-spline read of the view at rest, over class colours (both blends at once)
+    "cubic": ("CT-Soft-Tissue", "colours", replace(COARSE, cubic=True), 1, (0.0, 0.0, 0.0), (32, 32)),
 }
 
 
@@ -147,7 +149,7 @@ pointers = {"cum_ptr": "*fp64", "key_ptr": "*fp64", "labels_ptr": "*i64", "block
 ints = {"height", "width", "nx", "ny", "nz", "n_go", "nbx", "nby", "nbz"}
 flags = dict(TILE_H=tm.TILE[0], TILE_W=tm.TILE[1], PIECES=4, LUT_N=4096, SEGMENT=tm.SEGMENT, LABELS=int(sys.argv[1]),
              GRAD=True, GRAD_OPACITY=True, SHADE=True, NORMALS=sys.argv[1] == "2", SPECULAR=True, EXACT_OPACITY=True,
-             SKIP=True, BLOCK=8)
+             SKIP=True, BLOCK=8, CUBIC=sys.argv[1] == "1")
 signature = {name: "constexpr" if name in flags else pointers.get(name, "*fp32") if name.endswith("_ptr")
              else "i32" if name in ints else "fp32" for name in fn.arg_names}
 kernel = triton.compile(ASTSource(fn, signature, flags), target=GPUTarget("cuda", 90, 32), options={"num_warps": 1})
@@ -156,7 +158,7 @@ print("compiled")
 """
 
 
-@pytest.mark.parametrize("labels", [1, 2], ids=["blended-class-table", "solid-labels"])
+@pytest.mark.parametrize("labels", [1, 2], ids=["blended-class-table-cubic", "solid-labels"])
 def test_kernel_compiles_for_the_h200_without_a_gpu(labels):
     """The interpreter forgives what the compiler refuses (a loop-carried value changing type): compile
     the kernel with every feature on, as on the H200 (sm_90), down to its cubin, on any machine (in a

@@ -107,6 +107,51 @@ def _sample(vol, vi, vj, vk):
 
 
 @nb.njit(inline="always", **_JIT)
+def _spline_axis(v, n):
+    """The cubic B-spline along an axis of ``n`` voxels at a clamped voxel coordinate ``v`` (float32) as
+    two linear reads -> ``(g0, x0, x1)``: the weight of the first and the clamped voxel coordinates of
+    both, with ``GridSampler.cubic``'s float32 operations (through grid_sample's normalised
+    coordinates and back), bit for bit."""
+    top = _F(n - 1)
+    i = _F(int(v))                          # v >= 0: truncation is floor
+    f = v - i
+    e = _F1 - f
+    w0 = e * e * e / _F(6.0)
+    w1 = (_F(4.0) - _F(6.0) * f * f + _F(3.0) * (f * f * f)) / _F(6.0)
+    w3 = f * f * f / _F(6.0)
+    g0 = w0 + w1
+    h0 = (i - _F1) + w1 / g0
+    h1 = (i + _F1) + w3 / (_F1 - g0)
+    x0 = min(top, max(((h0 * _F2 / top - _F1) + _F1) / _F2 * top, _F0))
+    x1 = min(top, max(((h1 * _F2 / top - _F1) + _F1) / _F2 * top, _F0))
+    return g0, x0, x1
+
+
+@nb.njit(inline="always", **_JIT)
+def _cubic(coef, vi, vj, vk):
+    """Cubic B-spline value of the coefficients ``coef [X, Y, Z]`` at a clamped voxel position: 8
+    :func:`_sample` reads weighed as ``GridSampler.cubic`` weighs them, in its order."""
+    gi, i0, i1 = _spline_axis(vi, coef.shape[0])
+    gj, j0, j1 = _spline_axis(vj, coef.shape[1])
+    gk, k0, k1 = _spline_axis(vk, coef.shape[2])
+    acc = _F0
+    for c in range(8):
+        a, b, d = c >> 2, (c >> 1) & 1, c & 1
+        w = (((_F1 - gk) if d else gk) * ((_F1 - gj) if b else gj)) * ((_F1 - gi) if a else gi)
+        acc += _sample(coef, i1 if a else i0, j1 if b else j0, k1 if d else k0) * w
+    return acc
+
+
+@nb.njit(inline="always", **_JIT)
+def _scalar(vol, cubic, vi, vj, vk):
+    """The intensity at a clamped voxel position: trilinear in ``vol``, or (``cubic``) the B-spline of
+    the coefficients ``vol``."""
+    if cubic:
+        return _cubic(vol, vi, vj, vk)
+    return _sample(vol, vi, vj, vk)
+
+
+@nb.njit(inline="always", **_JIT)
 def _sample3(vec, vi, vj, vk):
     """Trilinear ``vec [X, Y, Z, 3]`` (interleaved: a corner's three components share a cache line) at a
     clamped voxel position -> ``(x, y, z)`` float64, each component with :func:`_trilinear`'s weights
@@ -373,7 +418,7 @@ def _shade(r, g, b, gx, gy, gz, use, vi, vj, vk, dx, dy, dz, light):
 
 
 @nb.njit(**_JIT)
-def _ray(o, d, tn, n, step, exact_opacity, scalar, geometry, blocks, tf, classes, light):
+def _ray(o, d, tn, n, step, exact_opacity, scalar, cubic, geometry, blocks, tf, classes, light):
     """March one ray -> ``(r, g, b, transmittance)`` (colour premultiplied, over black).
 
     ``o``, ``d``: float32 ``[3]`` origin and unit direction; ``tn``: float32 first sample (mm); ``n``:
@@ -440,7 +485,7 @@ def _ray(o, d, tn, n, step, exact_opacity, scalar, geometry, blocks, tf, classes
                     i = n if last >= n else max(i, int(last) + 1)
                 continue
         b_prev = b
-        s = _sample(scalar, vi, vj, vk)
+        s = _scalar(scalar, cubic, vi, vj, vk)
         ub = _lut_index(s, lut_lo, lut_scale)
         lab, use = 0, 0.0
         if solid:               # a visible solid class shows whatever the TF says: look first
@@ -459,7 +504,7 @@ def _ray(o, d, tn, n, step, exact_opacity, scalar, geometry, blocks, tf, classes
         uf = u_prev
         if not have_prev:
             fi, fj, fk = _to_grid(px - sx, py - sy, pz - sz, norm_lin, norm_off, nx, ny, nz)
-            uf = _lut_index(_sample(scalar, fi, fj, fk), lut_lo, lut_scale)
+            uf = _lut_index(_scalar(scalar, cubic, fi, fj, fk), lut_lo, lut_scale)
         u_prev = ub
         have_prev = True
         ca, kr, kg, kb = _F1, _F0, _F0, _F0     # class opacity, colour (premultiplied by use)
@@ -525,7 +570,7 @@ def _ray(o, d, tn, n, step, exact_opacity, scalar, geometry, blocks, tf, classes
 
 @nb.njit(parallel=True, **_JIT)
 def march_tiles(out, row0, row1, origins, dirs, t_near, n_steps, step, bg, exact_opacity,
-                scalar, geometry, blocks, tf, classes, light):
+                scalar, cubic, geometry, blocks, tf, classes, light):
     """March the pixel rays of image rows ``row0 <= y < row1`` and write their colour over ``bg``.
 
     The rows are cut into :data:`TILE` x :data:`TILE` pixel tiles, one ``prange`` iteration each: call
@@ -540,7 +585,8 @@ def march_tiles(out, row0, row1, origins, dirs, t_near, n_steps, step, bg, exact
         n_steps: ``[H * W]`` int64 samples per ray (0: the ray misses the visible box).
         step: sample spacing ``dt`` (mm). bg: ``[3]`` float64 background. exact_opacity: reproduce the
             torch marcher's transmittance after early termination (needed when ``bg`` is not black).
-        scalar: ``[X, Y, Z]`` float32 intensities (hidden classes already moved to transparent).
+        scalar: ``[X, Y, Z]`` float32 intensities (hidden classes already moved to transparent), or
+            their cubic B-spline coefficients when ``cubic``; the block tables bound what it reads.
         geometry: ``(norm_lin [3, 3], norm_off [3], vox_lin [3, 3], vox_off [3])`` float32 world ->
             grid_sample / voxel maps of the field's ``GridSampler`` (row-vector form, ``p @ lin + off``).
         blocks: ``(block_lo, block_hi, cum_key)``: ``[BX, BY, BZ]`` int32 LUT entries bracketing each
@@ -568,7 +614,7 @@ def march_tiles(out, row0, row1, origins, dirs, t_near, n_steps, step, bg, exact
                 cr, cg, cb, trans = 0.0, 0.0, 0.0, 1.0
                 if n_steps[r] > 0:
                     cr, cg, cb, trans = _ray(origins[r], dirs[r], t_near[r], n_steps[r], step, exact_opacity,
-                                             scalar, geometry, blocks, tf, classes, light)
+                                             scalar, cubic, geometry, blocks, tf, classes, light)
                 out[row, col, 0] = cr + trans * bg[0]
                 out[row, col, 1] = cg + trans * bg[1]
                 out[row, col, 2] = cb + trans * bg[2]

@@ -41,8 +41,9 @@ Before block skipping, on an H200 (Triton 3.6), a 512 x 512 CT-Bone frame of
 multiply-adds round the other way.
 
 Triton is imported only when this module is (on CUDA, or by that test). The kernel calls Triton's
-builtins and this module's jit functions only: the library ones (``tl.max``, ``tl.cdiv``, ...) are
-compiled or interpreted as decided when Triton was first imported, maybe before the interpreter was on.
+builtins and the jit functions of this module and :mod:`._triton_sampling` (volume reads) only: the
+library ones (``tl.max``, ``tl.cdiv``, ...) are compiled or interpreted as decided when Triton was
+first imported, maybe before the interpreter was on.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from ..camera import OrbitCamera
 from ..transfer.function import MAX_OPACITY
 from . import blocks
 from .dvr import RaymarchRenderer
+from ._triton_sampling import _classes, _grid_axis, _rint, _scalar, _trilinear
 from .fields import LUT_SIZE, ScalarField
 from .scene import FULL, Quality, Scene
 
@@ -81,100 +83,6 @@ def _log1p(x):
     y = 1.0 + x
     d = y - 1.0
     return tl.where(d == 0.0, x, tl.log(y) * (x / tl.where(d == 0.0, 1.0, d)))
-
-
-@triton.jit
-def _rint(x):
-    """Round half to even (``torch.round``), for ``|x| < 2**23``."""
-    f = tl.floor(x)
-    d = x - f
-    odd = (f - 2.0 * tl.floor(0.5 * f)) != 0.0
-    return tl.where((d > 0.5) | ((d == 0.5) & odd), f + 1.0, f)
-
-
-@triton.jit
-def _grid_axis(px, py, pz, cx, cy, cz, c0, n):
-    """Continuous voxel index along an axis of ``n`` voxels of the world points ``(px, py, pz)`` mm, as
-    ``GridSampler.normalized`` then grid_sample (``align_corners=True``, border padding) compute it:
-    ``g = p . c + c0`` in [-1, 1], ``(g + 1) / 2 (n - 1)`` clamped to ``[0, n - 1]``."""
-    g = ((px * cx + py * cy) + pz * cz) + c0
-    top = n - 1.0
-    return tl.minimum(tl.maximum((g + 1.0) * 0.5 * top, 0.0), top)
-
-
-@triton.jit
-def _cell(vi, vj, vk, nx, ny, nz):
-    """The cell of clamped voxel positions in a ``[nx, ny, nz]`` volume: the flat offsets of its four
-    ``(i, j)`` rows, its ``k0``, ``k1`` and the weights of the lower and upper corners per axis. At the
-    last voxel the upper corner is clamped onto it (its weight is 0, where grid_sample drops it)."""
-    fi = tl.floor(vi)
-    fj = tl.floor(vj)
-    fk = tl.floor(vk)
-    i0 = fi.to(tl.int32)
-    j0 = fj.to(tl.int32)
-    k0 = fk.to(tl.int32)
-    i1 = tl.minimum(i0 + 1, nx - 1)
-    j1 = tl.minimum(j0 + 1, ny - 1)
-    k1 = tl.minimum(k0 + 1, nz - 1)
-    wi0, wi1 = (fi + 1.0) - vi, vi - fi
-    wj0, wj1 = (fj + 1.0) - vj, vj - fj
-    wk0, wk1 = (fk + 1.0) - vk, vk - fk
-    r00 = (i0 * ny + j0) * nz
-    r01 = (i0 * ny + j1) * nz
-    r10 = (i1 * ny + j0) * nz
-    r11 = (i1 * ny + j1) * nz
-    return r00, r01, r10, r11, k0, k1, wi0, wi1, wj0, wj1, wk0, wk1
-
-
-@triton.jit
-def _trilinear(ptr, vi, vj, vk, nx, ny, nz, mask):
-    """Trilinear value of the float32 volume ``ptr [nx, ny, nz]`` at clamped voxel positions: grid_sample's
-    corner weights ``(w_k w_j) w_i`` and summation order, so the torch values are reproduced."""
-    r00, r01, r10, r11, k0, k1, wi0, wi1, wj0, wj1, wk0, wk1 = _cell(vi, vj, vk, nx, ny, nz)
-    acc = tl.load(ptr + r00 + k0, mask=mask, other=0.0) * ((wk0 * wj0) * wi0)
-    acc += tl.load(ptr + r00 + k1, mask=mask, other=0.0) * ((wk1 * wj0) * wi0)
-    acc += tl.load(ptr + r01 + k0, mask=mask, other=0.0) * ((wk0 * wj1) * wi0)
-    acc += tl.load(ptr + r01 + k1, mask=mask, other=0.0) * ((wk1 * wj1) * wi0)
-    acc += tl.load(ptr + r10 + k0, mask=mask, other=0.0) * ((wk0 * wj0) * wi1)
-    acc += tl.load(ptr + r10 + k1, mask=mask, other=0.0) * ((wk1 * wj0) * wi1)
-    acc += tl.load(ptr + r11 + k0, mask=mask, other=0.0) * ((wk0 * wj1) * wi1)
-    acc += tl.load(ptr + r11 + k1, mask=mask, other=0.0) * ((wk1 * wj1) * wi1)
-    return acc
-
-
-@triton.jit
-def _class_corner(labels_ptr, rgba_ptr, use_ptr, off, w, mask, a, u, r, g, b):
-    """Adds the class style of the voxel at flat offset ``off`` with weight ``w`` to the blend
-    ``(a, u, r, g, b)`` of :func:`_classes`."""
-    lab = tl.load(labels_ptr + off, mask=mask, other=0).to(tl.int32)
-    wa = w * tl.load(rgba_ptr + lab * 4 + 3, mask=mask, other=0.0)
-    wu = wa * tl.load(use_ptr + lab, mask=mask, other=0.0)
-    a += wa
-    r += wu * tl.load(rgba_ptr + lab * 4, mask=mask, other=0.0)
-    g += wu * tl.load(rgba_ptr + lab * 4 + 1, mask=mask, other=0.0)
-    b += wu * tl.load(rgba_ptr + lab * 4 + 2, mask=mask, other=0.0)
-    return a, u + wu, r, g, b
-
-
-@triton.jit
-def _classes(labels_ptr, rgba_ptr, use_ptr, vi, vj, vk, nx, ny, nz, mask):
-    """Class styles (``rgba_ptr [L, 4]``, ``use_ptr [L]``) of the 8 voxels of ``labels_ptr [nx, ny, nz]``
-    around clamped voxel positions, blended with :func:`_trilinear`'s weights
-    (``ScalarField._blend_classes``) -> ``(a, u, r, g, b)``: class opacity, then the class-colour weight
-    and the class colour premultiplied by it, both weighted by the voxels' opacities."""
-    r00, r01, r10, r11, k0, k1, wi0, wi1, wj0, wj1, wk0, wk1 = _cell(vi, vj, vk, nx, ny, nz)
-    a = vi * 0.0
-    u, r, g, b = a, a, a, a
-    a, u, r, g, b = _class_corner(labels_ptr, rgba_ptr, use_ptr, r00 + k0, (wk0 * wj0) * wi0, mask, a, u, r, g, b)
-    a, u, r, g, b = _class_corner(labels_ptr, rgba_ptr, use_ptr, r00 + k1, (wk1 * wj0) * wi0, mask, a, u, r, g, b)
-    a, u, r, g, b = _class_corner(labels_ptr, rgba_ptr, use_ptr, r01 + k0, (wk0 * wj1) * wi0, mask, a, u, r, g, b)
-    a, u, r, g, b = _class_corner(labels_ptr, rgba_ptr, use_ptr, r01 + k1, (wk1 * wj1) * wi0, mask, a, u, r, g, b)
-    a, u, r, g, b = _class_corner(labels_ptr, rgba_ptr, use_ptr, r10 + k0, (wk0 * wj0) * wi1, mask, a, u, r, g, b)
-    a, u, r, g, b = _class_corner(labels_ptr, rgba_ptr, use_ptr, r10 + k1, (wk1 * wj0) * wi1, mask, a, u, r, g, b)
-    a, u, r, g, b = _class_corner(labels_ptr, rgba_ptr, use_ptr, r11 + k0, (wk0 * wj1) * wi1, mask, a, u, r, g, b)
-    a, u, r, g, b = _class_corner(labels_ptr, rgba_ptr, use_ptr, r11 + k1, (wk1 * wj1) * wi1, mask, a, u, r, g, b)
-    inv = tl.where(a > 0.0, 1.0 / tl.where(a > 0.0, a, 1.0), 0.0)
-    return a, u * inv, r * inv, g * inv, b * inv
 
 
 @triton.jit
@@ -318,7 +226,7 @@ def _march_kernel(origins_ptr, dirs_ptr, t0_ptr, t1_ptr, jitter_ptr, out_ptr,   
                   TILE_H: tl.constexpr, TILE_W: tl.constexpr, PIECES: tl.constexpr, LUT_N: tl.constexpr,
                   SEGMENT: tl.constexpr, LABELS: tl.constexpr, GRAD: tl.constexpr, GRAD_OPACITY: tl.constexpr,
                   SHADE: tl.constexpr, NORMALS: tl.constexpr, SPECULAR: tl.constexpr,
-                  EXACT_OPACITY: tl.constexpr, SKIP: tl.constexpr, BLOCK: tl.constexpr):
+                  EXACT_OPACITY: tl.constexpr, SKIP: tl.constexpr, BLOCK: tl.constexpr, CUBIC: tl.constexpr):
     """March the ``TILE_H x TILE_W`` pixel rays of tile ``program_id(0)`` (row-major tiles) and write their
     colour over the background. Each lane takes its own ray's samples (jumping over transparent
     blocks) while any lane of the tile is still marching.
@@ -327,7 +235,8 @@ def _march_kernel(origins_ptr, dirs_ptr, t0_ptr, t1_ptr, jitter_ptr, out_ptr,   
         origins_ptr, dirs_ptr: ``[R, 3]`` float32 world rays, mm and unit directions.
         t0_ptr, t1_ptr, jitter_ptr: ``[R]`` float32 interval to march (mm) and sample offset ``u``.
         out_ptr: ``[R, 3]`` float32, written: the colour over ``(bg_r, bg_g, bg_b)``.
-        scalar_ptr: ``[nx, ny, nz]`` float32 intensities; grad_ptr, normals_ptr: ``[3, nx, ny, nz]``
+        scalar_ptr: ``[nx, ny, nz]`` float32 intensities, or their cubic B-spline coefficients (``CUBIC``);
+            grad_ptr, normals_ptr: ``[3, nx, ny, nz]``
             float32 world gradient (intensity per mm) and label normals; labels_ptr: ``[nx, ny, nz]`` ints.
         lut_ptr: ``[LUT_N, 4]`` float32 TF RGBA; cum_ptr: ``[LUT_N, 4]`` float64 ``(Sigma, K_rgb)``.
         class_rgba_ptr, class_use_ptr: ``[L, 4]``, ``[L]`` float32 class styles by label.
@@ -341,7 +250,8 @@ def _march_kernel(origins_ptr, dirs_ptr, t0_ptr, t1_ptr, jitter_ptr, out_ptr,   
         LABELS: 0 none, 1 modulating class table, 2 solid one; GRAD: read the gradient (shading or
             gradient opacity); EXACT_OPACITY: the torch marcher's transmittance after early termination;
             SKIP: cross TF-transparent blocks of ``BLOCK ** 3`` cells in one jump, as the compiled
-            marcher does (``_numba_march._ray``), per lane.
+            marcher does (``_numba_march._ray``), per lane; CUBIC: read the intensity through the
+            cubic B-spline of the coefficients ``scalar_ptr`` (the block tables are theirs).
     """
     pid = tl.program_id(0)
     lane = tl.arange(0, TILE_H * TILE_W)
@@ -424,7 +334,7 @@ def _march_kernel(origins_ptr, dirs_ptr, t0_ptr, t1_ptr, jitter_ptr, out_ptr,   
                                    _exit(wk, ek, inv_ek, bk, nbz - 1, BLOCK))
                 last = tl.minimum((t_out - t_first.to(tl.float64)) / step, n_steps.to(tl.float64))
                 jump = tl.where(leave, tl.floor(last).to(tl.int32) + 1, 0)
-        ub = _lut_index(_trilinear(scalar_ptr, vi, vj, vk, nx, ny, nz, sampled), lut_lo, lut_scale, LUT_N)
+        ub = _lut_index(_scalar(scalar_ptr, vi, vj, vk, nx, ny, nz, sampled, CUBIC), lut_lo, lut_scale, LUT_N)
         # The segment's front end is the previous sample's point up to float32 rounding: when the
         # TF has no extinction anywhere between their indices (one entry of margin), alpha is 0.
         lo = tl.maximum(tl.floor(tl.minimum(u_prev, ub)) - 1.0, 0.0).to(tl.int32)
@@ -451,9 +361,9 @@ def _march_kernel(origins_ptr, dirs_ptr, t0_ptr, t1_ptr, jitter_ptr, out_ptr,   
         if _any(need):
             # the exact front end p - dt d, as ScalarField reads it
             fx, fy, fz = px - step * dx, py - step * dy, pz - step * dz
-            uf = _lut_index(_trilinear(scalar_ptr, _grid_axis(fx, fy, fz, ax, ay, az, a0, nx),
-                                       _grid_axis(fx, fy, fz, bx, by, bz, b0, ny),
-                                       _grid_axis(fx, fy, fz, cx, cy, cz, c0, nz), nx, ny, nz, need),
+            uf = _lut_index(_scalar(scalar_ptr, _grid_axis(fx, fy, fz, ax, ay, az, a0, nx),
+                                    _grid_axis(fx, fy, fz, bx, by, bz, b0, ny),
+                                    _grid_axis(fx, fy, fz, cx, cy, cz, c0, nz), nx, ny, nz, need, CUBIC),
                             lut_lo, lut_scale, LUT_N)
             r64, g64, b64, a64 = _segment(uf, ub, need, lut_ptr, cum_ptr, step, unit_distance, min_span,
                                           PIECES, LUT_N)
@@ -520,7 +430,7 @@ class _Tables:
     """The kernel's volume- and scene-side arguments, from one pre-integrated field (no volume copies)."""
 
     prepared: weakref.ref         # the renderer's prepared volume they were made from
-    key: tuple                    # (TF, class table)
+    key: tuple                    # (TF, class table, cubic)
     arrays: tuple                 # scalar, gradient, label normals, labels, LUT, cumulative tables, class
                                   # RGBA and use, geometry, gradient-opacity knots and factors, block tables
     sizes: tuple                  # nx, ny, nz, gradient-opacity knots, blocks along x, y, z
@@ -529,22 +439,22 @@ class _Tables:
 
 
 #: per renderer: the tables of the last scene it marched (rebuilt when the volume, mix, hidden
-#: classes, TF or class table change, as ``CompiledRaymarchRenderer`` does; not the step: the
-#: pre-integration tables do not depend on it)
+#: classes, TF, class table or reconstruction change, as ``CompiledRaymarchRenderer`` does; not the
+#: step: the pre-integration tables do not depend on it)
 _TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _tables(renderer: RaymarchRenderer, scene: Scene, step: float) -> _Tables:
-    """The kernel's view of ``renderer.field(scene, preintegrate=step)``, kept per renderer."""
+def _tables(renderer: RaymarchRenderer, scene: Scene, step: float, cubic: bool) -> _Tables:
+    """The kernel's view of ``renderer.field(scene, preintegrate=step, cubic=cubic)``, kept per renderer."""
     p = renderer.prepare(scene)
-    key = (scene.tf, scene.classes if p.labels is not None else None)
+    key = (scene.tf, scene.classes if p.labels is not None else None, cubic)
     tab = _TABLES.get(renderer)
     if tab is not None and tab.prepared() is p and tab.key == key:
         return tab
-    field = renderer.field(scene, preintegrate=step)
+    field = renderer.field(scene, preintegrate=step, cubic=cubic)
     f32 = torch.float32
     sampler, tf, sh = field.sampler, field.tf, field.tf.shading
-    scalar = sampler.grid[0].detach().to(f32).contiguous()
+    scalar = (field.coefficients if cubic else sampler.grid[0]).detach().to(f32).contiguous()
     if 3 * scalar.numel() >= 2 ** 31:
         raise ValueError(f"volume of {sampler.shape} voxels: too large for the kernel's int32 offsets")
 
@@ -561,7 +471,7 @@ def _tables(renderer: RaymarchRenderer, scene: Scene, step: float) -> _Tables:
     knots = list(tf.gradient_opacity)
     knots = knots * 2 if len(knots) == 1 else knots                     # a constant: two equal knots
     go = torch.tensor(knots, dtype=f32, device=renderer.device).T.contiguous()
-    block_lo, block_hi, skip_key = blocks.field_blocks(field, blocks.block_ranges(scalar))
+    block_lo, block_hi, skip_key = blocks.field_blocks(field, blocks.block_ranges(scalar, cubic=cubic))
     tab = _Tables(
         prepared=weakref.ref(p), key=key,
         arrays=(scalar, vol(field.gradient), vol(field.label_normals), labels, field._lut.to(f32).contiguous(), cum,
@@ -573,7 +483,8 @@ def _tables(renderer: RaymarchRenderer, scene: Scene, step: float) -> _Tables:
         flags=dict(PIECES=int(ScalarField.PREINT_PIECES), LUT_N=LUT_SIZE, SEGMENT=SEGMENT,
                    LABELS=0 if field.labels is None else 2 if solid else 1, GRAD=field.gradient is not None,
                    GRAD_OPACITY=bool(field.use_grad_opacity), SHADE=bool(field.shade),
-                   NORMALS=field.label_normals is not None, SPECULAR=bool(field.shade and sh.specular > 0)))
+                   NORMALS=field.label_normals is not None, SPECULAR=bool(field.shade and sh.specular > 0),
+                   CUBIC=cubic))
     _TABLES[renderer] = tab
     return tab
 
@@ -598,7 +509,7 @@ def march_triton(renderer: RaymarchRenderer, scene: Scene, camera: OrbitCamera, 
     if box is None:                                 # nothing visible: the background
         return torch.tensor(scene.background, dtype=torch.float32, device=renderer.device).expand(h, w, 3).clone()
     step = quality.step * min(scene.volume.spacing)
-    tab = _tables(renderer, scene, step)
+    tab = _tables(renderer, scene, step, quality.cubic)
     rays = renderer.rays(scene, cam, step, box, frame)
     out = torch.empty(h * w, 3, dtype=torch.float32, device=renderer.device)
     th, tw = tile

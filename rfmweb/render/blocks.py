@@ -3,7 +3,8 @@ r"""Empty-space skipping tables of the ray-marchers' kernels (the compiled CPU o
 volume's device.
 
 The volume is cut into blocks of :data:`BLOCK`\ :sup:`3` cells. Each block gets the range of
-intensities its cells interpolate, widened by one voxel on every side (:func:`block_ranges`), as
+intensities its cells interpolate, widened by one voxel on every side (:func:`block_ranges`: of the
+voxels for trilinear reads, of the B-spline coefficients one voxel further for cubic ones), as
 lookup-table entries with one entry of margin (:func:`lut_ranges`). A ray crosses a block in one
 jump when the TF has no extinction over that range (``key[lo] == key[hi]``, :func:`skip_key`) and,
 as it enters from another block, over the union of the two ranges (the segment between a sample in
@@ -27,25 +28,28 @@ def block_count(n: int) -> int:
     return (n - 2) // BLOCK + 1
 
 
-def _block_max(volume: torch.Tensor) -> torch.Tensor:
+def _block_max(volume: torch.Tensor, reach: int = 1) -> torch.Tensor:
     """``[X, Y, Z]`` float32 -> ``[BX, BY, BZ]``: the maximum over each block's voxels, which for block
-    ``b`` of an axis of ``n`` voxels are ``max(bB - 1, 0) .. min(bB + B + 1, n - 1)`` (its cells'
-    voxels widened by one; ``B = BLOCK``): a max-pool of window ``B + 3`` and stride ``B`` over the
-    volume padded by its edge values, one voxel before and up to the last block's window after."""
+    ``b`` of an axis of ``n`` voxels are ``max(bB - reach, 0) .. min(bB + B + reach, n - 1)`` (``B =
+    BLOCK``): a max-pool of window ``B + 1 + 2 reach`` and stride ``B`` over the volume padded by its
+    edge values, ``reach`` voxels before and up to the last block's window after."""
     pads = []
     for n in reversed(volume.shape):               # F.pad lists the last axis first
-        pads += [1, block_count(n) * BLOCK + 2 - n]
+        pads += [reach, block_count(n) * BLOCK + reach + 1 - n]
     padded = F.pad(volume[None, None], pads, mode="replicate")
-    return F.max_pool3d(padded, kernel_size=BLOCK + 3, stride=BLOCK)[0, 0]
+    return F.max_pool3d(padded, kernel_size=BLOCK + 1 + 2 * reach, stride=BLOCK)[0, 0]
 
 
 @torch.no_grad()
-def block_ranges(scalar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(min, max)`` of ``scalar [X, Y, Z]`` over each block (see :func:`_block_max`) -> two
-    ``[BX, BY, BZ]`` float32 tensors on its device. A point within a voxel of a block (the front end
-    of a segment whose previous sample lay in it) reads only voxels the block covers."""
+def block_ranges(scalar: torch.Tensor, cubic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(min, max)`` over each block (see :func:`_block_max`) -> two ``[BX, BY, BZ]`` float32 tensors
+    on the device of ``scalar [X, Y, Z]``: the voxel values a trilinear read in the block's cells
+    takes, or (``cubic``: ``scalar`` holds B-spline coefficients) the 4 x 4 x 4 coefficients a cubic
+    read weighs (one voxel further), widened by one voxel: a point within a voxel of a block (the
+    front end of a segment whose previous sample lay in it) reads only what the block covers."""
     s = scalar.detach().to(torch.float32)
-    return -_block_max(-s), _block_max(s)
+    reach = 2 if cubic else 1
+    return -_block_max(-s, reach), _block_max(s, reach)
 
 
 @torch.no_grad()

@@ -25,7 +25,7 @@ from . import _numba_march, blocks
 from .dvr import RaymarchRenderer, accumulate_frames
 from .fields import ScalarField
 from .raymarch import pixel_jitter
-from .scene import FULL, Quality, RenderAborted, Scene, frame_offsets, to_uint8
+from .scene import FULL, REST, Quality, RenderAborted, Scene, frame_offsets, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ def interleaved(vectors: torch.Tensor) -> np.ndarray:
 class _Tables:
     """The kernel's volume- and scene-side arguments (see :func:`._numba_march.march_tiles`)."""
 
-    scalar: np.ndarray            # [X, Y, Z] float32, a view of the torch renderer's grid
+    scalar: np.ndarray            # [X, Y, Z] float32, a view of the torch renderer's grid or its B-spline
+    cubic: bool                   # scalar holds cubic B-spline coefficients
     geometry: tuple               # float32 world -> grid_sample / voxel maps
     blocks: tuple                 # per-block LUT ranges and the transparency key
     tf: tuple                     # TF and pre-integration tables
@@ -59,7 +60,8 @@ def narrow_labels(labels: torch.Tensor) -> np.ndarray:
 def _tables(field: ScalarField, ranges: tuple[torch.Tensor, torch.Tensor], gradient: np.ndarray,
             normals: np.ndarray | None, labels: np.ndarray | None) -> _Tables:
     """The kernel's view of a pre-integrated :class:`~rfmweb.render.fields.ScalarField` (no copy of the
-    scalar); ``ranges``: the field scalar's per-block ``(min, max)`` (:func:`.blocks.block_ranges`);
+    scalar, or of its B-spline coefficients when the field reads them); ``ranges``: per-block ``(min,
+    max)`` of what the kernel reads (:func:`.blocks.block_ranges`);
     ``gradient``, ``normals``: the field's shading gradient and label normals, :func:`interleaved`;
     ``labels``: its labels, :func:`narrow_labels` (``None`` without)."""
     def f64(t: torch.Tensor) -> np.ndarray:
@@ -85,8 +87,9 @@ def _tables(field: ScalarField, ranges: tuple[torch.Tensor, torch.Tensor], gradi
     go = np.asarray(tf.gradient_opacity, dtype=np.float64)
     power = float(sh.power)
     ipower = int(power) if power.is_integer() and 0 <= power <= 64 else -1     # x ** 10 by squaring
+    cubic = field.coefficients is not None
     return _Tables(
-        scalar=f32(sampler.grid[0]),
+        scalar=f32(field.coefficients if cubic else sampler.grid[0]), cubic=cubic,
         geometry=(f32(sampler._norm_linear), f32(sampler._norm_offset), f32(sampler._vox_linear),
                   f32(sampler._vox_offset)),
         blocks=tuple(t.numpy() for t in blocks.field_blocks(field, ranges)),
@@ -116,27 +119,28 @@ class CompiledRaymarchRenderer:
         self._key: tuple | None = None
         self._tab: _Tables | None = None
         self._ranges_of = None            # the prepared grid self._ranges and self._gradient come from
-        self._ranges: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._ranges: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}   # per reconstruction (cubic or not)
         self._gradient: np.ndarray | None = None
         self._copies: dict[str, tuple] = {}  # field tensor -> (the tensor, its kernel copy), made once each
 
-    def _field_tables(self, scene: Scene, step: float) -> _Tables:
+    def _field_tables(self, scene: Scene, step: float, cubic: bool) -> _Tables:
         """Kernel tables of the scene's pre-integrated field, rebuilt when the volume, mix, hidden
-        classes (a new prepared grid), TF, class table or step change."""
+        classes (a new prepared grid), TF, class table, step or reconstruction change."""
         p = self._marcher.prepare(scene)
-        key = (p, scene.tf, scene.classes, step)
+        key = (p, scene.tf, scene.classes, step, cubic)
         if self._key is None or self._key[0] is not p or self._key[1:] != key[1:]:
-            field = self._marcher.field(scene, preintegrate=step)
+            field = self._marcher.field(scene, preintegrate=step, cubic=cubic)
             if self._ranges_of is not p:       # these depend on the prepared grid only
-                self._ranges = blocks.block_ranges(field.sampler.grid[0])
-                self._gradient = interleaved(p.grid[1:4])
-                self._ranges_of = p
-            self._tab = _tables(field, self._ranges, self._gradient,
+                self._ranges, self._gradient, self._ranges_of = {}, interleaved(p.grid[1:4]), p
+            if cubic not in self._ranges:
+                read = field.coefficients if cubic else field.sampler.grid[0]
+                self._ranges[cubic] = blocks.block_ranges(read, cubic=cubic)
+            self._tab = _tables(field, self._ranges[cubic], self._gradient,
                                 self._copy("normals", field.label_normals, interleaved),
                                 self._copy("labels", field.labels, narrow_labels))
             self._key = key
             log.debug("compiled marcher tables for %s, %s (%d blocks)", scene.volume.name, scene.tf.name,
-                      self._ranges[0].numel())
+                      self._ranges[cubic][0].numel())
         return self._tab
 
     def _copy(self, name: str, tensor: torch.Tensor | None, convert) -> np.ndarray | None:
@@ -180,15 +184,15 @@ class CompiledRaymarchRenderer:
         step = quality.step * min(scene.volume.spacing)
         out = np.empty((h, w, 3), dtype=np.float64)
         with numba_threads():
-            tab = self._field_tables(scene, step)
+            tab = self._field_tables(scene, step, quality.cubic)
             origins, dirs, t_near, n_steps = self._rays(scene, cam, step, box, frame)
             with numba.parallel_chunksize(1):      # tiles handed out one at a time (march_tiles)
                 for row0 in range(0, h, self.band_rows):
                     if abort is not None and abort():
                         raise RenderAborted("ray-marching stopped: a newer frame is wanted")
                     _numba_march.march_tiles(out, row0, min(h, row0 + self.band_rows), origins, dirs, t_near,
-                                             n_steps, float(step), bg, bool(bg.any()), tab.scalar, tab.geometry,
-                                             tab.blocks, tab.tf, tab.classes, tab.light)
+                                             n_steps, float(step), bg, bool(bg.any()), tab.scalar, tab.cubic,
+                                             tab.geometry, tab.blocks, tab.tf, tab.classes, tab.light)
         return out
 
     def render_float(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL, *, abort=None,
@@ -206,7 +210,7 @@ class CompiledRaymarchRenderer:
         return to_uint8(self.render_float(scene, camera, quality, abort=abort))
 
     def accumulate(self, scene: Scene, camera: OrbitCamera, frames_per_pass: int, passes: int, *,
-                   abort=None, quality: Quality = FULL):
+                   abort=None, quality: Quality = REST):
         """Progressive convergence while the camera rests (:func:`~rfmweb.render.dvr.accumulate_frames`).
         ``abort`` is polled between row bands (:class:`RenderAborted`)."""
         return accumulate_frames(self, scene, camera, frames_per_pass, passes, abort=abort, quality=quality)

@@ -204,6 +204,10 @@ class ScalarField:
         preintegrate: the marcher's sample step (mm): each sample then stands for the segment
             ``[t - step, t]`` and the TF is pre-integrated over it (module docstring); ``None``:
             point samples.
+        coefficients: ``[X, Y, Z]`` cubic B-spline coefficients of the scalar
+            (:func:`~rfmweb.render.sampling.bspline_coefficients`): the scalar is then read through the
+            interpolating cubic B-spline (C2: no contour rings from the voxel lattice on steep TFs;
+            8 trilinear reads per sample) instead of trilinearly. Gradients stay trilinear.
 
     Call with ``(points [N, 3], dirs [N, 3])`` -> ``(rgb [N, 3], sigma [N] in 1/mm)``.
     """
@@ -216,7 +220,7 @@ class ScalarField:
     def __init__(self, grid: torch.Tensor, affine: np.ndarray, tf: TransferFunction,
                  labels: torch.Tensor | None = None, classes: ClassTable | None = None, *, shade: bool = True,
                  value_range: tuple[float, float] | None = None, label_normals: torch.Tensor | None = None,
-                 preintegrate: float | None = None) -> None:
+                 preintegrate: float | None = None, coefficients: torch.Tensor | None = None) -> None:
         if grid.dim() == 3:
             grid = grid[None]
         self.tf = tf
@@ -226,6 +230,7 @@ class ScalarField:
         if need_grad and grid.shape[0] == 1:
             grid = torch.cat([grid, shading_gradient(grid[0], affine)])
         self.sampler = GridSampler(grid[:1], affine)
+        self.coefficients = coefficients
         self.gradient = grid[1:4] if need_grad else None  # [3, X, Y, Z], sampled only where visible
         if value_range is None:
             value_range = float(grid[0].detach().min()), float(grid[0].detach().max())
@@ -265,6 +270,13 @@ class ScalarField:
         per_alpha = torch.where(alpha > 0, 1 / torch.where(alpha > 0, alpha, 1), 0)
         return alpha, out[:, 1] * per_alpha, out[:, 2:] * per_alpha[:, None]
 
+    def scalar(self, norm: torch.Tensor) -> torch.Tensor:
+        """The scalar ``[N]`` at grid_sample points ``norm [N, 3]``: trilinear, or the cubic B-spline of
+        :attr:`coefficients` when the field has them."""
+        if self.coefficients is not None:
+            return self.sampler.cubic(norm, self.coefficients, normalized=True)
+        return self.sampler.trilinear(norm, normalized=True)[0]
+
     def _index(self, x: torch.Tensor) -> torch.Tensor:
         """Fractional lookup-table index ``[N]`` of intensities ``x [N]``."""
         return ((x - self._lut_lo) * self._lut_scale).clamp(0, LUT_SIZE - 1)
@@ -283,8 +295,8 @@ class ScalarField:
         """Pre-integrated TF RGBA ``[N, 4]`` of the segments ``[p - step d, p]`` (module docstring); the
         alpha is that of ``unit_distance`` mm at the segment's mean extinction."""
         m = self.PREINT_PIECES
-        back = self._index(self.sampler.trilinear(norm, normalized=True)[0])
-        front = self._index(self.sampler.trilinear(points - self.preintegrate * dirs)[0])
+        back = self._index(self.scalar(norm))
+        front = self._index(self.scalar(self.sampler.normalized(points - self.preintegrate * dirs)))
         frac = torch.arange(m + 1, dtype=torch.float64, device=back.device) / m
         u = front.double()[:, None] + (back - front).double()[:, None] * frac                  # [N, m + 1]
         n = u.shape[0]
@@ -316,7 +328,7 @@ class ScalarField:
         if self.preintegrate:
             rgba = self._segment_rgba(norm, points, dirs)                           # [N, 4]
         else:
-            rgba = self.lookup(self.sampler.trilinear(norm, normalized=True)[0])   # [N, 4]
+            rgba = self.lookup(self.scalar(norm))                                    # [N, 4]
         rgb, alpha = rgba[:, :3], rgba[:, 3]
         if self.labels is not None and self._solid:
             lab = self.labels[self.sampler.nearest_index(points)]

@@ -40,7 +40,7 @@ from ..extras import require
 from ..transfer import ClassTable
 from ..transfer.function import MAX_OPACITY
 from .fields import hide_voxels, scalar_np
-from .scene import FULL, Quality, RenderAborted, Scene, frame_offsets
+from .scene import FULL, REST, Quality, RenderAborted, Scene, frame_offsets
 
 log = logging.getLogger(__name__)
 
@@ -200,11 +200,11 @@ class VtkRenderer:
         return self._gl_thread.submit(self._render, scene, camera, quality, abort).result()
 
     def accumulate(self, scene: Scene, camera: OrbitCamera, frames_per_pass: int, passes: int, *,
-                   abort=None, quality: Quality = FULL):
+                   abort=None, quality: Quality = REST):
         """Progressive convergence while the camera rests (module docstring): yields ``(image [H, W, 3]
         float32 in [0, 1], frames so far)`` after each pass of ``frames_per_pass`` frames at
-        ``quality.step / REST_REFINE``, the running mean of all of them. Class-styled scenes
-        converge in the ray-marcher that draws them."""
+        ``quality.step / REST_REFINE``, the running mean of all of them (VTK reads trilinearly, whatever
+        ``quality.cubic`` says). Class-styled scenes converge in the ray-marcher that draws them."""
         if _needs_marcher(scene):
             yield from self._class_marcher().accumulate(scene, camera, frames_per_pass, passes, abort=abort,
                                                         quality=quality)

@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 
 #: Version of the reference renderer's pictures, part of the cache key: bump it when they change, so
 #: a resumed run never mixes old and new ground truth (2: class tables blend the 8 voxels around a
-#: sample instead of taking the nearest one's class).
-GROUND_TRUTH_VERSION = 2
+#: sample instead of taking the nearest one's class; 3: REFERENCE reads the CT through its cubic
+#: B-spline, no contour rings).
+GROUND_TRUTH_VERSION = 3
 
 
 @dataclass(frozen=True)
