@@ -2,14 +2,14 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_reconstruction.py [--zoom 3.5] [--size 256] [--frames 8]
+    .venv/bin/python benchmarks/bench_reconstruction.py [--zoom 3.5] [--size 256] [--height H] [--frames 8]
         [--threads 2] [--presets CT-Soft-Tissue,CT-Bone] [--out rings.png]
 
 Zooms onto the head CT's face (``--zoom`` times the default framing, so a pixel is a fraction of a
-voxel, as in the app at 960 x 716) and accumulates ``--frames`` jittered frames at rest with the
-compiled ray-marcher (the torch marcher's images within 1e-3) twice: reading the CT trilinearly
-(``FULL``, what a drag and the first frame at rest show) and through its interpolating cubic
-B-spline (``REST``, what the viewer accumulates at rest). Prints per preset the view stability
+voxel, as in the app at 960 x 716; ``--zoom 1 --size 960 --height 716`` is the app's own view) and
+accumulates ``--frames`` jittered frames at rest with the compiled ray-marcher (the torch marcher's
+images within 1e-3) twice: reading the CT trilinearly (``FULL``, what a drag shows) and through its
+interpolating cubic B-spline (``REST``, what the viewer accumulates at rest). Prints per preset the view stability
 (SSIM of the converged views 0.5 degrees apart) and the time of one frame of each; ``--out`` writes
 trilinear | cubic side by side, one row per preset.
 """
@@ -41,7 +41,7 @@ from rfmweb.transfer import preset  # noqa: E402
 
 
 def at_rest(marcher, scene: Scene, camera: OrbitCamera, frames: int, cubic: bool) -> tuple[np.ndarray, float]:
-    """The mean of ``frames`` jittered full-quality frames (uint8) and the seconds per frame."""
+    """The mean of ``frames`` jittered full-resolution frames (uint8) and the seconds per frame."""
     quality = replace(REST if cubic else FULL, frames=frames)
     marcher.render_frame(scene, camera, quality)                         # tables and compilation
     t0 = time.perf_counter()
@@ -52,7 +52,8 @@ def at_rest(marcher, scene: Scene, camera: OrbitCamera, frames: int, cubic: bool
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoom", type=float, default=3.5)
-    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--size", type=int, default=256, help="image width (and height unless --height)")
+    parser.add_argument("--height", type=int)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2)))
     parser.add_argument("--presets", default="CT-Soft-Tissue,CT-Bone")
@@ -60,10 +61,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     vol = load_volume(HEAD_CT / "ct.nii.gz").with_labels(None, ())
-    framed = OrbitCamera.framing(vol.bounds, azimuth=20, elevation=15, width=args.size, height=args.size, margin=0.8)
+    height = args.height or args.size
+    framed = OrbitCamera.framing(vol.bounds, azimuth=20, elevation=15, width=args.size, height=height, margin=0.8)
     cam = replace(framed, fov=framed.fov / args.zoom)
     marcher = make_renderer("compiled")
-    print(f"head CT, {args.size}^2 zoomed {args.zoom}x onto the face, {args.frames} frames at rest, 0.5 degrees "
+    print(f"head CT, {args.size} x {height} zoomed {args.zoom}x onto the face, {args.frames} frames at rest, 0.5 degrees "
           f"apart, compiled marcher, {args.threads} thread(s)\n\n| preset | reconstruction | stability | ms per frame |"
           "\n|---|---|---|---|")
     rows = []

@@ -85,6 +85,7 @@ def march_table(sizes: list[int]) -> None:
     from rfmweb.io import load_volume
     from rfmweb.render import FULL, RaymarchRenderer, Scene
     from rfmweb.render._triton_march import march_triton
+    from rfmweb.render.scene import REST
     from rfmweb.transfer import preset
 
     vol = load_volume(HEAD_CT / "ct.nii.gz").with_labels(None, ())
@@ -104,6 +105,12 @@ def march_table(sizes: list[int]) -> None:
               f"| {torch_ms / triton_ms:.0f}x (max diff {diff:.1e}) |", flush=True)
         print(f"| ... without block skipping, {size}^2 | | {dense_ms:.2f} "
               f"| (max diff to skipping {float((dense - ours).abs().max()):.1e}) |", flush=True)
+        with torch.no_grad():
+            rest = march_triton(renderer, scene, cam, REST, 0)
+            rest_diff = float((rest - renderer.render_tensor(scene, cam, REST)).abs().max())
+            rest_ms = cuda_ms(lambda: march_triton(renderer, scene, cam, REST, 0))
+        print(f"| ... at rest (cubic B-spline reads), {size}^2 | | {rest_ms:.2f} | (max diff {rest_diff:.1e}) |",
+              flush=True)
 
 
 def main() -> int:

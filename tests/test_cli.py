@@ -48,6 +48,21 @@ def test_render_hides_a_class_and_writes_jpeg(small_files, tmp_path):
     assert Image.open(hidden).format == "JPEG" and np.abs(a - b).mean() > 2
 
 
+def test_render_averages_frames_as_the_viewer_at_rest(small_files, tmp_path):
+    """The still is the view at rest: jittered frames averaged converge (8 frames lie nearer 32 than
+    one frame does); a bad --frames is refused."""
+    ct, _ = small_files
+    images = {}
+    for frames in (1, 8, 32):
+        out = tmp_path / f"f{frames}.png"
+        res = rfmweb("render", ct, "--out", out, "--size", "64", "--preset", "CT-Soft-Tissue", "--frames", str(frames))
+        assert res.returncode == 0, res.stderr
+        images[frames] = np.asarray(Image.open(out), dtype=float)
+    assert np.abs(images[8] - images[32]).mean() < 0.5 * np.abs(images[1] - images[32]).mean()
+    res = rfmweb("render", ct, "--out", tmp_path / "x.png", "--frames", "0")
+    assert res.returncode == 2 and "--frames must lie in 1..1024" in res.stderr
+
+
 def _broken(folder: Path) -> Path:
     (folder / "broken.nii.gz").write_bytes(b"garbage" * 100)
     return folder / "broken.nii.gz"

@@ -1,4 +1,6 @@
-"""``rfmweb render``: one frame of a volume (or a splat file) to a PNG/JPEG file, no browser needed."""
+"""``rfmweb render``: a still of a volume (or a splat file) to a PNG/JPEG file, no browser needed: by
+default what the viewer shows once the camera rests (the ray-marchers' and VTK's jittered frames
+averaged, :data:`~rfmweb.session.stream.CONVERGE_FRAMES` of them)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ log = logging.getLogger("rfmweb")
 
 def add_parser(sub) -> None:
     from ..render.registry import all_renderer_names
+    from ..session.stream import CONVERGE_FRAMES
     from ..transfer import PRESETS
 
     p = sub.add_parser("render", help="render one frame of a volume to a PNG/JPEG file, no browser needed")
@@ -24,8 +27,12 @@ def add_parser(sub) -> None:
     p.add_argument("--splats", help="splat .npz of the same anatomy, for --renderer splats beside a volume")
     p.add_argument("--out", required=True, help="output image (.png or .jpg)")
     p.add_argument("--labels", help="label map on the same grid (.nii/.nii.gz/.nrrd/.mha)")
-    p.add_argument("--renderer", choices=all_renderer_names(), default="raymarch",
-                   help="renderer (default raymarch); one whose package is not installed says what to install")
+    p.add_argument("--renderer", choices=all_renderer_names(),
+                   help="renderer (default: the viewer's, the compiled ray-marcher on a CPU with numba, raymarch "
+                        "on CUDA); one whose package is not installed says what to install")
+    p.add_argument("--frames", type=int, default=CONVERGE_FRAMES,
+                   help=f"jittered frames averaged, as the viewer at rest (default {CONVERGE_FRAMES}; 1: a single "
+                        "frame; splats draw one whatever this says)")
     p.add_argument("--preset", choices=list(PRESETS), help="transfer-function preset (default per modality)")
     p.add_argument("--tf", help="ParaView colour-map JSON to use instead of a preset")
     p.add_argument("--azimuth", type=float, default=0.0, help="degrees about the superior axis; 0 = anterior view")
@@ -52,7 +59,10 @@ def _run_render(args) -> None:
         raise InputError("output must end in .png, .jpg or .jpeg", out)
     if not 16 <= args.size <= 4096:
         raise InputError(f"--size must lie in 16..4096, got {args.size}")
-    check_renderer(args.renderer)  # before loading: a missing package is named at once
+    if not 1 <= args.frames <= 1024:
+        raise InputError(f"--frames must lie in 1..1024, got {args.frames}")
+    if args.renderer is not None:
+        check_renderer(args.renderer)  # before loading: a missing package is named at once
     volume, splats = open_sources(args.volume, args.labels, args.splats, series=args.series)
     session = RenderSession(volume, splats=splats, renderer=args.renderer, preset=args.preset, width=args.size,
                             height=args.size)
@@ -67,11 +77,17 @@ def _run_render(args) -> None:
         from ..session.scene_file import apply_scene, read_scene
 
         apply_scene(session, read_scene(args.scene), args.scene)
-    image = session.render()
+    snap = session.snapshot()
+    passes = session.progressive(snap, args.frames, 1) if args.frames > 1 else None
+    if passes is None:
+        image, frames = session.render(), 1
+    else:
+        *_, (image, frames) = passes          # the mean of the frames, as the viewer shows it at rest
     data = encode_image(image, fmt)
     atomic_write(out, lambda tmp: Path(tmp).write_bytes(data))
     session.close()
-    log.info("wrote %s (%dx%d, %s, %s)", out, image.shape[1], image.shape[0], args.renderer, session.preset_name)
+    log.info("wrote %s (%dx%d, %s, %s, %d frame%s)", out, image.shape[1], image.shape[0], snap.renderer,
+             session.preset_name, frames, "" if frames == 1 else "s")
 
 
 def _hide(session, name: str) -> None:

@@ -21,7 +21,10 @@ its first opaque sample; blocks of :data:`BLOCK`\ :sup:`3` cells whose intensity
 transparent are crossed in one jump (:func:`.blocks.block_ranges`), and elsewhere a sample whose segment spans
 only transparent intensities is rejected after one trilinear read, before the second read of its front
 end, pre-integration, labels, gradients or shading. Volume arrays are zero-copy views of the torch
-renderer's.
+renderer's. With a cubic reconstruction (``REST`` and ``REFERENCE`` quality) the intensities are the
+B-spline that ``GridSampler.cubic`` reads, summed over the 64 coefficients directly (:func:`_cubic`:
+equal to float32 rounding, not bit for bit), and the per-block ranges are the coefficients'
+(``block_ranges(cubic=True)``).
 
 Early termination, exactly as the torch marcher: it processes samples in segments of
 :data:`SEGMENT` and zeroes the alpha of every sample whose transmittance before it is below
@@ -108,37 +111,32 @@ def _sample(vol, vi, vj, vk):
 
 @nb.njit(inline="always", **_JIT)
 def _spline_axis(v, n):
-    """The cubic B-spline along an axis of ``n`` voxels at a clamped voxel coordinate ``v`` (float32) as
-    two linear reads -> ``(g0, x0, x1)``: the weight of the first and the clamped voxel coordinates of
-    both, with ``GridSampler.cubic``'s float32 operations (through grid_sample's normalised
-    coordinates and back), bit for bit."""
-    top = _F(n - 1)
-    i = _F(int(v))                          # v >= 0: truncation is floor
-    f = v - i
+    """The cubic B-spline along an axis of ``n >= 2`` voxels at a clamped voxel coordinate ``v``
+    (float32) -> ``(indices, weights)``: the 4 coefficients it weighs, clamped to the axis (as
+    ``GridSampler.cubic``'s reads are), and their float32 weights."""
+    i = min(int(v), n - 1)                  # v >= 0: truncation is floor
+    f = v - _F(i)
     e = _F1 - f
     w0 = e * e * e / _F(6.0)
     w1 = (_F(4.0) - _F(6.0) * f * f + _F(3.0) * (f * f * f)) / _F(6.0)
     w3 = f * f * f / _F(6.0)
-    g0 = w0 + w1
-    h0 = (i - _F1) + w1 / g0
-    h1 = (i + _F1) + w3 / (_F1 - g0)
-    x0 = min(top, max(((h0 * _F2 / top - _F1) + _F1) / _F2 * top, _F0))
-    x1 = min(top, max(((h1 * _F2 / top - _F1) + _F1) / _F2 * top, _F0))
-    return g0, x0, x1
+    return (max(i - 1, 0), i, min(i + 1, n - 1), min(i + 2, n - 1)), (w0, w1, _F1 - w0 - w1 - w3, w3)
 
 
 @nb.njit(inline="always", **_JIT)
 def _cubic(coef, vi, vj, vk):
-    """Cubic B-spline value of the coefficients ``coef [X, Y, Z]`` at a clamped voxel position: 8
-    :func:`_sample` reads weighed as ``GridSampler.cubic`` weighs them, in its order."""
-    gi, i0, i1 = _spline_axis(vi, coef.shape[0])
-    gj, j0, j1 = _spline_axis(vj, coef.shape[1])
-    gk, k0, k1 = _spline_axis(vk, coef.shape[2])
+    """Cubic B-spline value of the coefficients ``coef [X, Y, Z]`` at a clamped voxel position: the
+    value ``GridSampler.cubic`` reads in 8 trilinear reads, summed here over its 64 coefficients
+    directly (3x faster on the CPU; equal within float32 rounding, ~1e-6 of the values)."""
+    ii, wi = _spline_axis(vi, coef.shape[0])
+    jj, wj = _spline_axis(vj, coef.shape[1])
+    kk, wk = _spline_axis(vk, coef.shape[2])
     acc = _F0
-    for c in range(8):
-        a, b, d = c >> 2, (c >> 1) & 1, c & 1
-        w = (((_F1 - gk) if d else gk) * ((_F1 - gj) if b else gj)) * ((_F1 - gi) if a else gi)
-        acc += _sample(coef, i1 if a else i0, j1 if b else j0, k1 if d else k0) * w
+    for a in range(4):
+        for b in range(4):
+            row = coef[ii[a], jj[b]]
+            acc += (wi[a] * wj[b]) * (((row[kk[0]] * wk[0] + row[kk[1]] * wk[1]) + row[kk[2]] * wk[2])
+                                      + row[kk[3]] * wk[3])
     return acc
 
 

@@ -5,7 +5,8 @@ private torch :class:`~rfmweb.render.dvr.RaymarchRenderer` on the CPU (the prepa
 classes and shading gradient, label normals, the pre-integrated
 :class:`~rfmweb.render.fields.ScalarField` with its tables, the visible box) and the rays and their
 sample lattice from the same torch expressions as :meth:`RaymarchRenderer.march`; only the per-sample
-loop runs in :mod:`._numba_march`, which reproduces the torch marcher's float32 sampling bit for bit.
+loop runs in :mod:`._numba_march`, which reproduces the torch marcher's float32 sampling bit for bit
+(its cubic B-spline reads, at rest, to float32 rounding).
 The torch marcher stays the oracle: images agree within 1e-3 (in practice within about 2e-4). Forward only.
 """
 

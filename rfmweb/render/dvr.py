@@ -12,7 +12,7 @@ keeps adding frames while the camera rests (a converged image; ``frame`` k also 
 inside their pixels: anti-aliasing). Those frames (``REST``) and the reference (``REFERENCE``) read
 the volume through its interpolating cubic B-spline (:mod:`.sampling`): trilinear reads leave faint
 contour rings of the voxel lattice on steep unshaded presets (CT-Soft-Tissue) when zoomed in.
-Frames while the camera moves stay trilinear (a cubic read costs 8 trilinear ones).
+Frames while the camera moves stay trilinear (a cubic frame costs 1.5-2x one on the CPU).
 """
 
 from __future__ import annotations
@@ -260,13 +260,8 @@ def accumulate_frames(renderer, scene: Scene, camera: OrbitCamera, frames_per_pa
     """Yields ``(image [H, W, 3] float32 in [0, 1], frames in it)`` after each of ``passes`` passes of
     ``frames_per_pass`` jittered frames of a ray-marcher (``renderer.render_float`` at ``quality``'s
     step and reconstruction, full resolution): the running mean of all of them, so the view converges
-    while the camera rests. With a cubic ``quality`` a pass of trilinear frames comes first, a quick
-    sharp look (a cubic frame costs 2.5-4x one on the CPU); the mean that follows is of cubic frames only."""
+    while the camera rests."""
     fine = replace(quality, scale=1.0, frames=frames_per_pass)
-    if quality.cubic:
-        if abort is not None and abort():
-            raise RenderAborted("accumulation stopped: a newer frame is wanted")
-        yield renderer.render_float(scene, camera, replace(fine, cubic=False), abort=abort), frames_per_pass
     total, done = None, 0
     for _ in range(passes):
         if abort is not None and abort():

@@ -105,7 +105,7 @@ class GridSampler:
             v = ((g[:, col] + 1) / 2 * top).clamp(0, top)           # as grid_sample unnormalises
             i = v.detach().floor()
             f = v - i
-            e = 1 - f                        # the weights, in the order the compiled kernels repeat
+            e = 1 - f                        # the weights, in the order the Triton kernel repeats
             w0, w1, w3 = e * e * e / 6, (4 - 6 * f * f + 3 * (f * f * f)) / 6, f * f * f / 6
             g0 = w0 + w1
             h0, h1 = i - 1 + w1 / g0, i + 1 + w3 / (1 - g0)
