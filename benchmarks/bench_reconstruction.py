@@ -65,9 +65,9 @@ def main() -> None:
     framed = OrbitCamera.framing(vol.bounds, azimuth=20, elevation=15, width=args.size, height=height, margin=0.8)
     cam = replace(framed, fov=framed.fov / args.zoom)
     marcher = make_renderer("compiled")
-    print(f"head CT, {args.size} x {height} zoomed {args.zoom}x onto the face, {args.frames} frames at rest, 0.5 degrees "
-          f"apart, compiled marcher, {args.threads} thread(s)\n\n| preset | reconstruction | stability | ms per frame |"
-          "\n|---|---|---|---|")
+    print(f"head CT, {args.size} x {height} zoomed {args.zoom}x onto the face, {args.frames} frames at rest, "
+          f"0.5 degrees apart, compiled marcher, {args.threads} thread(s)\n\n"
+          "| preset | reconstruction | stability | ms per frame |\n|---|---|---|---|")
     rows = []
     for name in args.presets.split(","):
         scene, shown = Scene(vol, preset(name)), []

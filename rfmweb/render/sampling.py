@@ -20,8 +20,10 @@ of cell ``i``,
 
 where ``c(x)`` is linear interpolation. The weights are non-negative, so a value lies within the
 range of its 64 coefficients (what empty-space skipping bounds), and a cubic polynomial is
-reproduced exactly away from the border. Coefficients beyond the border are the border's
-(clamped reads, as trilinear sampling's ``padding_mode="border"``).
+reproduced exactly away from the border. Reads beyond the border are clamped (``c[-1] = c[0]``, as
+trilinear sampling's ``padding_mode="border"``); the coefficients are those of the volume mirrored
+about its outer faces (scipy's ``mode="reflect"``), for which that clamp is exact, so the spline
+passes through every voxel value, the border's included.
 """
 
 from __future__ import annotations
@@ -32,10 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-#: pole of the cubic B-spline's inverse filter, and the taps each side its truncated FIR keeps
-#: (``|pole| ** 12 = 1.4e-7`` of the value: below float32 rounding)
+#: pole of the cubic B-spline's inverse filter ``6 / (z + 4 + 1 / z)``
 BSPLINE_POLE = math.sqrt(3.0) - 2.0
-BSPLINE_TAPS = 12
 
 
 class GridSampler:
@@ -149,20 +149,30 @@ def gradient_volume(volume: torch.Tensor, affine: np.ndarray) -> torch.Tensor:
 
 
 def bspline_coefficients(volume: torch.Tensor) -> torch.Tensor:
-    """``[X, Y, Z]`` -> ``[X, Y, Z]`` interpolating cubic B-spline coefficients of ``volume`` (same
-    dtype and device; differentiable): the inverse of ``[1, 4, 1] / 6`` along each axis, as a
-    symmetric FIR of ``2 * BSPLINE_TAPS + 1`` taps, ``h_n = -6 z / (1 - z^2) z^{|n|}`` with
-    ``z = BSPLINE_POLE``, over the volume extended by its border values. :meth:`GridSampler.cubic`
-    then passes through the voxel values (within float32 rounding, and up to the border's
-    truncation within a few voxels of the edge)."""
-    z, k = BSPLINE_POLE, BSPLINE_TAPS
-    n = torch.arange(-k, k + 1, dtype=torch.float64)
-    taps = (-6 * z / (1 - z * z) * z ** n.abs()).to(device=volume.device, dtype=volume.dtype)
-    out = volume[None, None]
-    for axis in range(3):                # one separable pass per axis (F.pad lists the last axis first)
-        pads = [0] * 6
-        pads[2 * (2 - axis):2 * (2 - axis) + 2] = [k, k]
-        shape = [1, 1, 1, 1, 1]
-        shape[2 + axis] = -1
-        out = F.conv3d(F.pad(out, pads, mode="replicate"), taps.view(shape))
-    return out[0, 0].contiguous()
+    """``[X, Y, Z]`` -> ``[X, Y, Z]`` interpolating cubic B-spline coefficients of ``volume`` (same dtype
+    and device; differentiable): the inverse of ``[1, 4, 1] / 6`` along each axis, as its causal and
+    anti-causal first-order recursions with the pole ``z = BSPLINE_POLE`` (Unser 1999), started for the
+    volume mirrored about its outer faces (Briand and Monasse 2018). :meth:`GridSampler.cubic` then
+    passes through every voxel value (within rounding). A Python loop over each axis of plane-sized
+    tensor operations: 0.1-0.5 s for a 256 x 256 x 108 CT on 2 CPU cores."""
+    out = volume
+    for axis in range(3):
+        out = _inverse_filter(out.movedim(axis, 0)).movedim(0, axis)
+    return out.contiguous()
+
+
+def _inverse_filter(x: torch.Tensor) -> torch.Tensor:
+    """The cubic B-spline inverse filter along axis 0 of ``x [N, ...]`` (see :func:`bspline_coefficients`)."""
+    z, n = BSPLINE_POLE, x.shape[0]
+    # causal start: sum over the mirrored, 2N-periodic signal, z^k f[-k] for k >= 0, in closed form
+    j = torch.arange(n, dtype=torch.float64)
+    w = z ** (j + 1) + torch.where(j > 0, z ** (2 * n - j), 0.0)
+    w[0] += 1.0
+    w = (w / (1 - z ** (2 * n))).to(device=x.device, dtype=x.dtype)
+    causal = [torch.tensordot(w, x, dims=1)]
+    for k in range(1, n):
+        causal.append(x[k] + z * causal[-1])
+    anti = [z / (z - 1) * causal[-1]]                     # the mirrored end, in closed form
+    for k in range(n - 2, -1, -1):
+        anti.append(z * (anti[-1] - causal[k]))
+    return 6 * torch.stack(anti[::-1])
