@@ -16,7 +16,8 @@ every pixel ray: per sample ``t_i = t_0 + (i + u) dt`` (``t_i <= t_1``),
     C \mathrel{+}= T \alpha c, \; T \mathrel{*}= 1 - \alpha,
 
 then ``C + T * background``: what the torch marcher computes in a dozen kernels per segment of 32
-samples with every ``[rays, 32]`` intermediate in memory, here in registers, one ray per lane.
+samples with every ``[rays, 32]`` intermediate in memory, here in registers, one ray per lane. At
+rest (``quality.cubic``) ``tri`` is the cubic B-spline read of ``GridSampler.cubic`` instead.
 
 Faithful to the torch twin (``tests/test_triton_march.py`` runs this kernel under
 ``TRITON_INTERPRET=1`` against it): grid_sample's border-clamped coordinates, corner weights and
