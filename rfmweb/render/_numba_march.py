@@ -43,7 +43,7 @@ import numpy as np
 
 from ..transfer.function import MAX_OPACITY
 from ._numba_blocks import BLOCK, _blocks, _exit
-from ._numba_sampling import _classes_at, _label_at, _sample3, _scalar, _to_grid
+from ._numba_sampling import _F, _F0, _F1, _JIT, _classes_at, _label_at, _sample3, _scalar, _to_grid
 from .fields import LUT_SIZE
 
 #: transmittance below which a ray stops (:func:`~rfmweb.render.raymarch.march`'s ``early_stop``)
@@ -54,12 +54,6 @@ SEGMENT = 32
 TILE = 8
 #: optical depth below which a segment is pre-integrated in one piece (:func:`_segment_rgba`)
 THIN = 0.1
-
-# error_model="numpy": no division-by-zero checks (IEEE results); hot helpers are inlined at numba IR
-# level ("always"): LLVM would keep calls with a dozen array arguments in the sample loop
-_JIT = dict(cache=True, error_model="numpy", nogil=True, fastmath=False)
-_F = np.float32
-_F0, _F1 = _F(0.0), _F(1.0)
 
 
 @nb.njit(inline="always", **_JIT)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-# as in :mod:`._numba_march`: IEEE results without checks; helpers inlined at numba IR level
+# for every kernel of the compiled marcher (:mod:`._numba_march` too): error_model="numpy", no
+# division-by-zero checks (IEEE results); hot helpers are inlined at numba IR level ("always"): LLVM
+# would keep calls with a dozen array arguments in the sample loop
 _JIT = dict(cache=True, error_model="numpy", nogil=True, fastmath=False)
 _F = np.float32
 _F0, _F1, _F2 = _F(0.0), _F(1.0), _F(2.0)
