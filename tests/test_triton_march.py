@@ -123,7 +123,7 @@ def test_transparent_blocks_are_crossed_without_reading_them(interpret):
     clean = march_triton(renderer, scene, cam, COARSE, tile=tile)
     torch.testing.assert_close(march_triton(renderer, scene, cam, COARSE, tile=tile, skip=False), clean,
                                atol=1e-6, rtol=0)
-    scalar = _TABLES[renderer].arrays[0]                   # the kernel's volume, tables already made
+    scalar = _TABLES[renderer][False].arrays[0]            # the kernel's volume, tables already made
     scalar[19:22, 19:22, 19:22] = 1000.0                   # inside block (2, 2, 2): cells 16-23
     try:
         skipped = march_triton(renderer, scene, cam, COARSE, tile=tile)
@@ -132,6 +132,28 @@ def test_transparent_blocks_are_crossed_without_reading_them(interpret):
         scalar[19:22, 19:22, 19:22] = 40.0
     torch.testing.assert_close(skipped, clean, atol=0, rtol=0)
     assert (marched - clean).abs().max() > 0.02             # the poison, where every sample is read
+
+
+def test_tables_are_kept_per_reconstruction(interpret):
+    """The camera stopping (cubic reads) and moving again (trilinear) reuses both sets of tables; a
+    new TF drops them."""
+    from rfmweb.render._triton_march import _TABLES, march_triton
+
+    renderer = RaymarchRenderer(device=interpret)
+    volume = _shell_volume()
+    scene = Scene(volume, preset("CT-Bone"))
+    cam = OrbitCamera.framing(volume.bounds, azimuth=30, elevation=15, width=8, height=8, margin=0.8)
+    tile = (8, 8) if interpret == "cpu" else (4, 8)
+    cubic = replace(COARSE, cubic=True)
+    march_triton(renderer, scene, cam, COARSE, tile=tile)
+    moving = _TABLES[renderer][False]
+    march_triton(renderer, scene, cam, cubic, tile=tile)
+    resting = _TABLES[renderer][True]
+    assert resting.arrays[0] is not moving.arrays[0]        # the spline's coefficients, not the voxels
+    march_triton(renderer, scene, cam, COARSE, tile=tile)
+    assert _TABLES[renderer] == {False: moving, True: resting}
+    march_triton(renderer, Scene(volume, preset("CT-Muscle")), cam, COARSE, tile=tile)
+    assert set(_TABLES[renderer]) == {False} and _TABLES[renderer][False] is not moving
 
 
 _COMPILE = """

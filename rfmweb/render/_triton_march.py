@@ -439,19 +439,22 @@ class _Tables:
     flags: dict                   # the kernel's compile-time switches
 
 
-#: per renderer: the tables of the last scene it marched (rebuilt when the volume, mix, hidden
-#: classes, TF, class table or reconstruction change, as ``CompiledRaymarchRenderer`` does; not the
-#: step: the pre-integration tables do not depend on it)
+#: per renderer and reconstruction (``{cubic: _Tables}``): the tables of the last scene it marched,
+#: rebuilt when the volume, mix, hidden classes, TF or class table change, as
+#: ``CompiledRaymarchRenderer`` does; not the step (the pre-integration tables do not depend on it)
+#: and not when the camera stops (cubic) and moves again (trilinear): both are kept
 _TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _tables(renderer: RaymarchRenderer, scene: Scene, step: float, cubic: bool) -> _Tables:
-    """The kernel's view of ``renderer.field(scene, preintegrate=step, cubic=cubic)``, kept per renderer."""
+    """The kernel's view of ``renderer.field(scene, preintegrate=step, cubic=cubic)``, kept per renderer
+    and reconstruction."""
     p = renderer.prepare(scene)
     key = (scene.tf, scene.classes if p.labels is not None else None, cubic)
-    tab = _TABLES.get(renderer)
-    if tab is not None and tab.prepared() is p and tab.key == key:
-        return tab
+    kept = {c: t for c, t in _TABLES.get(renderer, {}).items() if t.prepared() is p and t.key[:2] == key[:2]}
+    _TABLES[renderer] = kept
+    if cubic in kept:
+        return kept[cubic]
     field = renderer.field(scene, preintegrate=step, cubic=cubic)
     f32 = torch.float32
     sampler, tf, sh = field.sampler, field.tf, field.tf.shading
@@ -486,7 +489,7 @@ def _tables(renderer: RaymarchRenderer, scene: Scene, step: float, cubic: bool) 
                    GRAD_OPACITY=bool(field.use_grad_opacity), SHADE=bool(field.shade),
                    NORMALS=field.label_normals is not None, SPECULAR=bool(field.shade and sh.specular > 0),
                    CUBIC=cubic))
-    _TABLES[renderer] = tab
+    kept[cubic] = tab
     return tab
 
 
