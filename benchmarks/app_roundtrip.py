@@ -2,12 +2,13 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/app_roundtrip.py [VOLUME] [--n 20] [--screenshot docs/app.png] [--four-up]
+    .venv/bin/python benchmarks/app_roundtrip.py [VOLUME] [--n 20] [--screenshot docs/app.png] [--four-up | --compare]
 
 VOLUME defaults to the bundled CT phantom. The round trip is timed in the page, from the first
 pointer move of a drag to the moment the new frame has finished loading; each sample starts from
 rest (after the full-quality frame of the previous one). ``--four-up`` takes the screenshot in the
-"Four views" layout after a click on the axial view (the crosshair placed there).
+"Four views" layout after a click on the axial view (the crosshair placed there); ``--compare`` in the
+"Ray-marcher | Render-FM" layout (a CT and the shipped Render-FM checkpoint), both views at rest.
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "browser"))
 
 from conftest import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402  (tests/browser/conftest.py)
-from roundtrip import measure_roundtrip, wait_frame, wait_idle  # noqa: E402
+from roundtrip import measure_roundtrip, wait_frame, wait_idle, wait_quiet  # noqa: E402
 from serving import served  # noqa: E402
 
 KEY = "benchmark-key"
 
 
 def run_app_roundtrip(volume: str | None = None, n: int = 20, screenshot: Path | None = None,
-                      renderer: str = "vtk", preset: str = "CT-Bone", four_up: bool = False) -> list[float]:
+                      renderer: str = "vtk", preset: str = "CT-Bone", four_up: bool = False,
+                      compare: bool = False) -> list[float]:
     """Round-trip times (ms) of ``n`` drags in the app serving ``volume`` (default: the CT phantom)."""
     from playwright.sync_api import sync_playwright
 
@@ -53,6 +55,13 @@ def run_app_roundtrip(volume: str | None = None, n: int = 20, screenshot: Path |
             page.wait_for_timeout(2000)  # the views re-render for the new crosshair; then each settles
             for name in ("view_a", "view_d", "view_e", "view_f"):
                 wait_idle(page, page.locator(f'img[data-rfm-view="{name}"]'), timeout_ms=120_000)
+        if compare:
+            page.locator(".rfm-compare-renderfm").click()
+            right = page.locator('img[data-rfm-view="view_b"]')
+            wait_frame(page, right, kind="idle", timeout_ms=120_000)
+            page.wait_for_function("() => /Render-FM: [\\d,]+ splats in/.test("
+                                   "document.querySelector('.rfm-status-view_b')?.textContent || '')")
+            wait_quiet(page, view)          # the ray-marcher converged
         if screenshot is not None:
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot))
@@ -69,9 +78,10 @@ def main() -> None:
     parser.add_argument("--preset", default="CT-Bone")
     parser.add_argument("--screenshot", type=Path, help="save a screenshot of the page here first")
     parser.add_argument("--four-up", action="store_true", help="the screenshot in the four-view layout")
+    parser.add_argument("--compare", action="store_true", help="the screenshot in the Ray-marcher | Render-FM layout")
     args = parser.parse_args()
     times = sorted(run_app_roundtrip(args.volume, args.n, args.screenshot, args.renderer, args.preset,
-                                     args.four_up))
+                                     args.four_up, args.compare))
     print(f"drag -> new frame displayed ({args.renderer}, {args.volume or 'sample:ct_phantom'}): "
           f"median {statistics.median(times):.0f} ms, p90 {times[int(0.9 * len(times))]:.0f} ms, "
           f"min {times[0]:.0f} ms over {len(times)} drags")

@@ -110,6 +110,33 @@ def test_decoder_bounds_and_gradients(scene):
         decode(torch.zeros(n, 36), base)
 
 
+def test_position_scales_stay_above_the_floor(scene):
+    """``min_log_scale`` bounds only the position scales from below (splats narrower than ~0.4 of
+    their lattice spacing show it as a grid of dots); zero still decodes to AGP, and the default
+    (None) keeps the symmetric bound of earlier checkpoints."""
+    base = base_for(build_inputs(scene, 8.0), SMALL)
+    n = len(base.splats)
+    torch.manual_seed(0)
+    raw = (torch.randn(n, N_OUT) * 5).requires_grad_()
+    floor = decode(raw, base, min_log_scale=0.1)
+    d = floor.chol_log_diag - base.splats.chol_log_diag
+    assert d[:, :3].min() >= -0.1 - 1e-6 and d[:, :3].max() > 1.0     # bounded below only
+    assert d[:, 3:].min() < -1.0                                      # direction scales: as before
+    free = decode(raw, base)
+    assert (free.chol_log_diag - base.splats.chol_log_diag)[:, :3].min() < -1.0      # unbounded before
+    up = raw[:, 3:6] > 0
+    torch.testing.assert_close(d[:, :3][up], (free.chol_log_diag - base.splats.chol_log_diag)[:, :3][up])
+    small = torch.zeros(n, N_OUT)
+    small[:, 3] = torch.linspace(-0.01, 0.01, n)
+    small.requires_grad_()
+    decode(small, base, min_log_scale=0.1).chol_log_diag[:, 0].sum().backward()
+    assert (small.grad[:, 3] > 0.99).all()                          # smooth: slope ~1 on both sides of 0
+    zero = decode(torch.zeros(n, N_OUT), base, min_log_scale=0.1)
+    torch.testing.assert_close(zero.chol_log_diag, base.splats.chol_log_diag)
+    with pytest.raises(InputError, match="min_log_scale"):
+        RenderFMConfig(min_log_scale=3.0)
+
+
 def test_untrained_model_predicts_the_agp_splats(scene):
     torch.manual_seed(0)
     model = RenderFM(RenderFMConfig(features=(4, 8, 16), spacing_mm=4.0))

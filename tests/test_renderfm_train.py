@@ -90,6 +90,27 @@ def test_training_resumes_exactly(tmp_path):
     assert any(p.abs().sum() > 0 for p in model.unet.heads.parameters())    # the head has learnt
 
 
+def test_a_new_run_starts_from_init_weights_and_an_old_checkpoint_loads(tmp_path):
+    """``--init``: a new run with other decoder bounds starts from a model file's weights (0 steps:
+    exactly them); a file saved before ``min_log_scale`` existed loads with the symmetric bound."""
+    assert main(["train-renderfm", "--config", str(_config(tmp_path, "first", 2)), "--no-progress"]) == 0
+    state = load_state(tmp_path / "first" / "model.pt")
+    del state["config"]["min_log_scale"]                    # as files written before 2026-12-05
+    torch.save(state, tmp_path / "old.pt")
+    assert load_model(tmp_path / "old.pt").config.min_log_scale is None
+    tuned = _config(tmp_path, "tuned", 0, cache="cache").read_text().replace(
+        "spacing_mm = 4.0", "spacing_mm = 4.0\nmin_log_scale = 0.1")
+    (tmp_path / "tuned.toml").write_text(tuned)
+    assert main(["train-renderfm", "--config", str(tmp_path / "tuned.toml"), "--init", str(tmp_path / "old.pt"),
+                 "--no-progress"]) == 0
+    assert load_model(tmp_path / "tuned" / "model.pt").config.min_log_scale == 0.1
+    _assert_same(_weights(tmp_path / "first"), _weights(tmp_path / "tuned"), atol=0)
+    other = _config(tmp_path, "other", 0).read_text().replace("features = [4, 8]", "features = [4, 8, 16]")
+    (tmp_path / "other.toml").write_text(other)
+    assert main(["train-renderfm", "--config", str(tmp_path / "other.toml"), "--init", str(tmp_path / "old.pt"),
+                 "--no-progress"]) == 2
+
+
 def test_two_gloo_processes_match_one(tmp_path):
     one = _config(tmp_path, "one", 2)
     assert main(["train-renderfm", "--config", str(one), "--no-progress"]) == 0

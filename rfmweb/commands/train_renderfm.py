@@ -29,6 +29,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="override [train] out")
     p.add_argument("--time-limit-s", type=float, help="override [train] time_limit_s: stop (after a checkpoint) "
                                                       "once this many seconds have passed; a rerun continues")
+    p.add_argument("--init", help="override [train] init: a Render-FM model file a new run starts from")
     p.add_argument("--cache-dir", help="override [data] cache_dir (ground-truth cache)")
     p.add_argument("--workers", type=int, help="override [data] workers")
     add_compute_options(p)
@@ -42,7 +43,8 @@ def run(args) -> dict:
 
     config = load_config(args.config)
     apply_threads(args, config.train.device)
-    train_changes = {k: v for k, v in (("steps", args.steps), ("out", args.out), ("time_limit_s", args.time_limit_s))
+    train_changes = {k: v for k, v in (("steps", args.steps), ("out", args.out), ("time_limit_s", args.time_limit_s),
+                                                   ("init", args.init))
                      if v is not None}
     data = {k: v for k, v in (("cache_dir", args.cache_dir), ("workers", args.workers)) if v is not None}
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, **train_changes),

@@ -9,7 +9,10 @@ channels   count   splat parameter
 0-2        3       position ``c + max_offset * s * tanh(raw)``: offset bounded to ``max_offset`` working
                    voxels ``s = h / 2`` (default 1 voxel) per axis
 3-8        6       Cholesky log-diagonal ``base + b tanh(raw / b)`` (``b = max_log_scale``): scales relative
-                   to the base (``h / 2`` in position, ``DIR_STD`` in direction), within a factor ``e^b``
+                   to the base (``h / 2`` in position, ``DIR_STD`` in direction), within a factor ``e^b``;
+                   below the base the position scales use ``m tanh(raw / m)`` (``m = min_log_scale``)
+                   so they stay above ``e^-m h / 2``: splats narrower than ~0.4 of their lattice
+                   spacing ``h`` let it show through as a grid of dots when the view is large
 9-23       15      raw strictly-lower Cholesky entries (``l = 2 sigmoid(raw) - 1``; 0 = axis-aligned)
 24         1       opacity logit residual, added to the base logit (TF opacity of the block, compensated
                    for the direction block)
@@ -62,10 +65,12 @@ def gather(raw: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return raw[:, index[:, 0], index[:, 1], index[:, 2]].transpose(0, 1)
 
 
-def decode(raw: torch.Tensor, base: Base, *, max_offset: float = 1.0, max_log_scale: float = 2.0) -> Splats6D:
+def decode(raw: torch.Tensor, base: Base, *, max_offset: float = 1.0, max_log_scale: float = 2.0,
+           min_log_scale: float | None = None) -> Splats6D:
     """Splats from the network output ``raw [37, X', Y', Z']`` (or already gathered ``[N, 37]``).
 
     Differentiable in ``raw``; float32 splats on ``raw``'s device (see the module docstring).
+    ``min_log_scale``: the bound below the base of the position scales (None: ``max_log_scale``).
     """
     r = gather(raw, base.index) if raw.ndim == 4 else raw
     if r.shape != (len(base.splats), N_OUT):
@@ -73,9 +78,14 @@ def decode(raw: torch.Tensor, base: Base, *, max_offset: float = 1.0, max_log_sc
     r = r.float()
     b = base.splats
     b_ = max_log_scale
+    log_scale = b_ * torch.tanh(r[:, LOG_SCALE] / b_)
+    if min_log_scale is not None and min_log_scale != b_:
+        m, pos = float(min_log_scale), r[:, LOG_SCALE][:, :3]
+        shrink = m * torch.tanh(pos.clamp_max(0.0) / m)             # slope 1 at 0, as above: smooth
+        log_scale = torch.cat([torch.where(pos < 0, shrink, log_scale[:, :3]), log_scale[:, 3:]], dim=1)
     return Splats6D(means=b.means + max_offset * base.voxel_mm * torch.tanh(r[:, OFFSET]),
                     dir_means=b.dir_means,
-                    chol_log_diag=b.chol_log_diag + b_ * torch.tanh(r[:, LOG_SCALE] / b_),
+                    chol_log_diag=b.chol_log_diag + log_scale,
                     chol_lower=b.chol_lower + r[:, CHOL_LOWER],
                     opacity_logits=b.opacity_logits + r[:, OPACITY][:, 0],
                     sh=b.sh + r[:, SH].reshape(-1, 4, 3),

@@ -55,6 +55,10 @@ class RenderFMConfig:
         agp: False keeps every block (the "AGP off" ablation).
         max_offset: position offset bound, working voxels.
         max_log_scale: bound of the log-scale residual (scales within ``e^b`` of the base).
+        min_log_scale: lower bound of the position scales' log residual (``> 0``): a splat's Cholesky
+            position scales stay above ``e^-m`` times the base (half the half-resolution lattice
+            spacing), so the lattice never shows through as dots at any display size (0.1: at least
+            0.45 of the spacing). None: ``max_log_scale`` (symmetric; checkpoints before 2026-12-05).
         max_voxels: larger working grids are processed in patches of at most this many voxels.
     """
 
@@ -65,6 +69,7 @@ class RenderFMConfig:
     max_offset: float = 1.0
     max_log_scale: float = 2.0
     max_voxels: int = 288 ** 3
+    min_log_scale: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(int(f) for f in self.features))
@@ -72,6 +77,8 @@ class RenderFMConfig:
             raise InputError(f"Render-FM needs at least 2 U-Net stages, got features {self.features}")
         if not (self.spacing_mm > 0 and self.max_offset > 0 and self.max_log_scale > 0 and self.max_voxels > 0):
             raise InputError("spacing_mm, max_offset, max_log_scale and max_voxels must be > 0")
+        if self.min_log_scale is not None and not 0 < self.min_log_scale <= self.max_log_scale:
+            raise InputError(f"min_log_scale must lie in (0, max_log_scale], got {self.min_log_scale}")
 
     @property
     def unet(self) -> UNetConfig:
@@ -151,7 +158,8 @@ def base_for(inputs: RenderFMInput, config: RenderFMConfig, device=None) -> Base
 
 def decode_output(model: RenderFM, raw: torch.Tensor, base: Base) -> Splats6D:
     """``raw [37, X', Y', Z']`` -> splats with the model's bounds."""
-    return decode(raw, base, max_offset=model.config.max_offset, max_log_scale=model.config.max_log_scale)
+    c = model.config
+    return decode(raw, base, max_offset=c.max_offset, max_log_scale=c.max_log_scale, min_log_scale=c.min_log_scale)
 
 
 @dataclass
@@ -239,13 +247,18 @@ def load_state(path: str | os.PathLike, map_location="cpu") -> dict:
     return state
 
 
+def config_of(state: dict) -> RenderFMConfig:
+    """The :class:`RenderFMConfig` of a loaded checkpoint (files without later fields get their
+    defaults, which keep the behaviour those files were trained with)."""
+    return RenderFMConfig(**{**state["config"], "features": tuple(state["config"]["features"])})
+
+
 def load_model(path: str | os.PathLike | None = None, device=None) -> RenderFM:
     """The model of a checkpoint (default: the shipped one), in eval mode on ``device``."""
     path = default_checkpoint() if path is None else Path(path)
     state = load_state(path)
     try:
-        config = RenderFMConfig(**{**state["config"], "features": tuple(state["config"]["features"])})
-        model = RenderFM(config)
+        model = RenderFM(config_of(state))
         model.load_state_dict(state["state_dict"])
     except (KeyError, TypeError, RuntimeError) as e:
         raise InputError(f"Render-FM checkpoint does not match the model ({e})", path) from None

@@ -38,7 +38,7 @@ from ..errors import InputError
 from ..io.atomic import atomic_write
 from .data import DataConfig, GroundTruth, Sample, SampleDataset
 from .decoder import Base
-from .model import RenderFM, RenderFMConfig, decode_output, load_state, save_model
+from .model import RenderFM, RenderFMConfig, config_of, decode_output, load_model, load_state, save_model
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ class TrainConfig:
         device: ``"cpu"``, ``"cuda"`` or None (:func:`rfmweb.backend.default_device`).
         bf16: autocast the network in bf16 (None: on CUDA only).
         time_limit_s: stop (after a checkpoint) once this much time has passed; None: never.
+        init: a Render-FM model file whose weights a new run starts from (its U-Net must match
+            ``[model]``; the decoder's bounds may differ); ignored when the run resumes.
     """
 
     out: str = "renderfm_run"
@@ -72,6 +74,7 @@ class TrainConfig:
     device: str | None = None
     bf16: bool | None = None
     time_limit_s: float | None = None
+    init: str | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.scans_per_step < 1 or self.checkpoint_every < 1 or self.log_every < 1:
@@ -234,12 +237,19 @@ def train(config: RunConfig, *, progress: bool = True) -> dict:
     start = 0
     if ckpt_path.exists():
         state = load_state(ckpt_path, map_location=device)
-        if state.get("config") != config.model.to_dict():
+        if config_of(state) != config.model:
             raise InputError("the checkpoint's [model] differs from the config's; use another train.out", ckpt_path)
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
         log.info("resuming from step %d (%s)", start, ckpt_path)
+    elif tc.init:
+        init = load_model(tc.init)
+        if init.config.features != config.model.features:
+            raise InputError(f"train.init has U-Net features {init.config.features}, [model] "
+                             f"{config.model.features}", tc.init)
+        model.load_state_dict(init.state_dict())
+        log.info("starting from the weights of %s", tc.init)
     if info.is_main:
         _truncate_csv(out / "log.csv", start)
     net = dist_.wrap(model, info)

@@ -4,15 +4,13 @@ the "Ray-marcher | Render-FM" compare layout.
 One server for the module: the CLI in a subprocess on the 4x-downsampled head CT, with
 ``RFMWEB_RENDERFM_CHECKPOINT`` naming a temporary untrained model (it predicts exactly the AGP
 splats: the shipped weights may not exist yet). The tests read the views' pixels and save
-screenshots to ``tests/_artifacts`` (look at them); ``docs/renderfm_viewer.png`` is refreshed from
-the compare layout.
+screenshots to ``tests/_artifacts`` (look at them). ``docs/renderfm_viewer.png``, the shipped model
+on the full head CT, is taken by ``benchmarks/app_roundtrip.py --compare``.
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,7 +24,6 @@ from tests.conftest import view_likeness  # the likeness measure the unit tests 
 KEY = "renderfm-browser-key"
 VIEWPORT = {"width": 1280, "height": 640}
 TIMEOUT_MS = 90_000
-DOCS = Path(__file__).resolve().parents[2] / "docs"
 #: tests.conftest.view_likeness (blurred luminance correlation over the lit box) of the view showing
 #: Render-FM and the same view ray-marched (screenshots of the <img>, same camera). Measured: 0.845;
 #: the same Render-FM view against the ray-marched one upside down: 0.730, against black: 0.
@@ -161,10 +158,6 @@ def test_ray_marcher_and_render_fm_side_by_side_with_linked_cameras(page, artifa
     a, b = screenshot_array(_view(page)), screenshot_array(right)
     page.screenshot(path=str(artifacts / "renderfm_compare_page.png"))
     assert not is_blank(a) and not is_blank(b)
-    DOCS.mkdir(exist_ok=True)  # written atomically: a reader never sees half a PNG
-    tmp = DOCS / "renderfm_viewer.png.tmp"
-    shutil.copyfile(artifacts / "renderfm_compare_page.png", tmp)
-    tmp.replace(DOCS / "renderfm_viewer.png")
     # linked cameras: a drag in the ray-marched view turns the Render-FM view too
     info_a, info_b = frame_info(_view(page)), frame_info(right)
     _drag(page, 150)
