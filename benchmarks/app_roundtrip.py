@@ -61,7 +61,7 @@ def run_app_roundtrip(volume: str | None = None, n: int = 20, screenshot: Path |
             wait_frame(page, right, kind="idle", timeout_ms=120_000)
             page.wait_for_function("() => /Render-FM: [\\d,]+ splats in/.test("
                                    "document.querySelector('.rfm-status-view_b')?.textContent || '')")
-            wait_quiet(page, view)          # the ray-marcher converged
+            wait_quiet(page, view, quiet_ms=5000)   # converged (a frame at rest can take ~2 s here)
         if screenshot is not None:
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot))

@@ -137,6 +137,19 @@ def test_position_scales_stay_above_the_floor(scene):
         RenderFMConfig(min_log_scale=3.0)
 
 
+def test_shipped_model_keeps_splats_above_the_floor(scene):
+    """The shipped checkpoint loads (``weights_only``) with the scale floor, and its splats on a CT
+    it never saw keep position scales >= e^-0.1 of the AGP base (no grid of dots in large views)."""
+    model = load_model()
+    assert model.config.min_log_scale == 0.1
+    inputs = build_inputs(scene, model.config.spacing_mm)
+    base = base_for(inputs, model.config)
+    with torch.no_grad():
+        out = decode(model.forward_patched(inputs.tensor[None])[0], base, min_log_scale=model.config.min_log_scale)
+    shrink = (out.chol_log_diag - base.splats.chol_log_diag)[:, :3]
+    assert shrink.min() >= -0.1 - 1e-5 and shrink.abs().max() > 0.01      # bounded, and trained
+
+
 def test_untrained_model_predicts_the_agp_splats(scene):
     torch.manual_seed(0)
     model = RenderFM(RenderFMConfig(features=(4, 8, 16), spacing_mm=4.0))
