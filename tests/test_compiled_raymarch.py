@@ -185,3 +185,28 @@ def test_oblique_volume_matches_torch(renderers, small_ct, cam):
     vol = Volume(small_ct.data, affine, name="oblique")
     assert visible(assert_twins(renderers, Scene(vol, preset("CT-Bone"), background=(0.3, 0.3, 0.3)), cam),
                    (0.3, 0.3, 0.3))
+
+
+def test_threads_sharing_one_renderer_get_their_own_pictures(small_ct, cam):
+    """A view's frame stream and another caller (the difference pane, a notebook) may render with
+    one renderer at once: each thread's frames equal the ones it gets alone, whatever the other
+    thread's TF, classes and reconstruction (the tables and visible box are built one thread at a
+    time; a frame never runs on the other thread's tables)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    plain = small_ct.with_labels(None, ())
+    jobs = [(Scene(plain, preset("CT-Bone")), FULL), (Scene(plain, preset("CT-Soft-Tissue")), REST),
+            (Scene(small_ct, preset("CT-Muscle"), ClassTable(ClassTable.from_classes(small_ct.classes).styles,
+                                                              use_class_colors=True)), FULL)]
+    alone = [CompiledRaymarchRenderer(band_rows=8).render_frame(s, cam, q) for s, q in jobs]
+    shared = CompiledRaymarchRenderer(band_rows=8)
+
+    def run(i):
+        return [shared.render_frame(jobs[i][0], cam, jobs[i][1]) for _ in range(4)]
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(run, range(3)))
+    for want, got in zip(alone, results):
+        assert visible(want)
+        for image in got:
+            np.testing.assert_array_equal(image, want)

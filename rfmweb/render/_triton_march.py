@@ -449,6 +449,11 @@ _TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def _tables(renderer: RaymarchRenderer, scene: Scene, step: float, cubic: bool) -> _Tables:
     """The kernel's view of ``renderer.field(scene, preintegrate=step, cubic=cubic)``, kept per renderer
     and reconstruction."""
+    with renderer._lock:                         # one thread at a time builds a renderer's tables
+        return _tables_locked(renderer, scene, step, cubic)
+
+
+def _tables_locked(renderer: RaymarchRenderer, scene: Scene, step: float, cubic: bool) -> _Tables:
     p = renderer.prepare(scene)
     key = (scene.tf, scene.classes if p.labels is not None else None, cubic)
     kept = {c: t for c, t in _TABLES.get(renderer, {}).items() if t.prepared() is p and t.key[:2] == key[:2]}

@@ -13,6 +13,7 @@ The torch marcher stays the oracle: images agree within 1e-3 (in practice within
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 import numba
@@ -123,6 +124,9 @@ class CompiledRaymarchRenderer:
         self._ranges: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}   # per reconstruction (cubic or not)
         self._gradient: np.ndarray | None = None
         self._copies: dict[str, tuple] = {}  # field tensor -> (the tensor, its kernel copy), made once each
+        # the tables above are replaced by whichever thread renders (a view's frame stream, the
+        # difference pane, a notebook call): built one thread at a time; a kernel then runs on its own
+        self._lock = threading.Lock()
 
     def _field_tables(self, scene: Scene, step: float, cubic: bool) -> _Tables:
         """Kernel tables of the scene's pre-integrated field, rebuilt when the volume, mix, hidden
@@ -179,13 +183,14 @@ class CompiledRaymarchRenderer:
         cam = camera.resized(max(1, round(camera.width * quality.scale)), max(1, round(camera.height * quality.scale)))
         h, w = cam.height, cam.width
         bg = np.asarray(scene.background, dtype=np.float64)
-        box = self._marcher._visible_box(scene, self._marcher.prepare(scene))
-        if box is None:                             # nothing visible: the background
-            return np.broadcast_to(bg, (h, w, 3)).copy()
         step = quality.step * min(scene.volume.spacing)
         out = np.empty((h, w, 3), dtype=np.float64)
         with numba_threads():
-            tab = self._field_tables(scene, step, quality.cubic)
+            with self._lock:
+                box = self._marcher._visible_box(scene, self._marcher.prepare(scene))
+                if box is None:                     # nothing visible: the background
+                    return np.broadcast_to(bg, (h, w, 3)).copy()
+                tab = self._field_tables(scene, step, quality.cubic)
             origins, dirs, t_near, n_steps = self._rays(scene, cam, step, box, frame)
             with numba.parallel_chunksize(1):      # tiles handed out one at a time (march_tiles)
                 for row0 in range(0, h, self.band_rows):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -107,26 +108,31 @@ class RaymarchRenderer:
         self._prepared: _Prepared | None = None
         self._box_key: tuple | None = None
         self._box = None
+        self._box_of: _Prepared | None = None       # the prepared volume self._box is of
+        # the caches above are read and replaced by whichever thread renders (a view's frame stream,
+        # the difference pane, a notebook call): one at a time
+        self._lock = threading.RLock()
 
     # -- cached preparation ------------------------------------------------------------------
     def prepare(self, scene: Scene) -> _Prepared:
         """Device tensors for the scene's volume, mix and hidden classes (cached for the last ones)."""
-        vol, mix = scene.volume, scene.effective_mix
-        hidden = (scene.classes.hidden, scene.tf.transparent_value()) if vol.labels is not None else ((), None)
-        p = self._prepared
-        if p is not None and p.volume is vol and p.mix == mix and p.hidden == hidden:
-            return p
-        data = torch.as_tensor(vol.data, device=self.device)
-        labels = None if vol.labels is None else torch.as_tensor(vol.labels.astype(np.int64), device=self.device)
-        scalar = data[0] if mix is None else mix.blend(data)
-        rng = (float(scalar.min()), float(scalar.max()))
-        scalar = hide_voxels(scalar, labels, hidden[0], scene.tf)
-        grid = torch.cat([scalar[None], shading_gradient(scalar, vol.affine)])
-        self._prepared = _Prepared(vol, mix, hidden, grid, labels, rng)
-        self._box_key = None
-        self._update_label_normals(scene)
-        log.debug("prepared %s on %s (%s)", vol.name, self.device, tuple(grid.shape))
-        return self._prepared
+        with self._lock:
+            vol, mix = scene.volume, scene.effective_mix
+            hidden = (scene.classes.hidden, scene.tf.transparent_value()) if vol.labels is not None else ((), None)
+            p = self._prepared
+            if p is not None and p.volume is vol and p.mix == mix and p.hidden == hidden:
+                return p
+            data = torch.as_tensor(vol.data, device=self.device)
+            labels = None if vol.labels is None else torch.as_tensor(vol.labels.astype(np.int64), device=self.device)
+            scalar = data[0] if mix is None else mix.blend(data)
+            rng = (float(scalar.min()), float(scalar.max()))
+            scalar = hide_voxels(scalar, labels, hidden[0], scene.tf)
+            grid = torch.cat([scalar[None], shading_gradient(scalar, vol.affine)])
+            self._prepared = _Prepared(vol, mix, hidden, grid, labels, rng)
+            self._box_key = None
+            self._update_label_normals(scene)
+            log.debug("prepared %s on %s (%s)", vol.name, self.device, tuple(grid.shape))
+            return self._prepared
 
     def _update_label_normals(self, scene: Scene) -> None:
         """Normals of the visible solid labels, recomputed when that set changes."""
@@ -142,20 +148,22 @@ class RaymarchRenderer:
               cubic: bool = False) -> ScalarField:
         """The scene's :class:`ScalarField` (``preintegrate``: the sample step in mm, or point samples;
         ``cubic``: read through the cubic B-spline, its coefficients made once per prepared volume)."""
-        p = self.prepare(scene)
-        self._update_label_normals(scene)
-        if cubic and p.coefficients is None:
-            p.coefficients = bspline_coefficients(p.grid[0])
-        return ScalarField(p.grid, scene.volume.affine, scene.tf, p.labels, scene.classes, shade=shade,
-                           value_range=p.value_range, label_normals=p.label_normals, preintegrate=preintegrate,
-                           coefficients=p.coefficients if cubic else None)
+        with self._lock:
+            p = self.prepare(scene)
+            self._update_label_normals(scene)
+            if cubic and p.coefficients is None:
+                p.coefficients = bspline_coefficients(p.grid[0])
+            return ScalarField(p.grid, scene.volume.affine, scene.tf, p.labels, scene.classes, shade=shade,
+                               value_range=p.value_range, label_normals=p.label_normals, preintegrate=preintegrate,
+                               coefficients=p.coefficients if cubic else None)
 
     def _visible_box(self, scene: Scene, p: _Prepared):
-        key = (scene.tf.opacity, scene.classes if p.labels is not None else None)
-        if key != self._box_key:
-            self._box = visible_box(p.grid[0], scene.tf, p.labels, scene.classes)
-            self._box_key = key
-        return self._box
+        with self._lock:
+            key = (scene.tf.opacity, scene.classes if p.labels is not None else None)
+            if self._box_of is not p or key != self._box_key:
+                self._box = visible_box(p.grid[0], scene.tf, p.labels, scene.classes)
+                self._box_key, self._box_of = key, p
+            return self._box
 
     # -- rendering ----------------------------------------------------------------------------
     def march(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL, *,
