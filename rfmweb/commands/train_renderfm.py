@@ -43,9 +43,8 @@ def run(args) -> dict:
 
     config = load_config(args.config)
     apply_threads(args, config.train.device)
-    train_changes = {k: v for k, v in (("steps", args.steps), ("out", args.out), ("time_limit_s", args.time_limit_s),
-                                                   ("init", args.init))
-                     if v is not None}
+    overrides = (("steps", args.steps), ("out", args.out), ("time_limit_s", args.time_limit_s), ("init", args.init))
+    train_changes = {k: v for k, v in overrides if v is not None}
     data = {k: v for k, v in (("cache_dir", args.cache_dir), ("workers", args.workers)) if v is not None}
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, **train_changes),
                                  data=dataclasses.replace(config.data, **data))

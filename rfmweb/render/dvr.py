@@ -129,7 +129,6 @@ class RaymarchRenderer:
             scalar = hide_voxels(scalar, labels, hidden[0], scene.tf)
             grid = torch.cat([scalar[None], shading_gradient(scalar, vol.affine)])
             self._prepared = _Prepared(vol, mix, hidden, grid, labels, rng)
-            self._box_key = None
             self._update_label_normals(scene)
             log.debug("prepared %s on %s (%s)", vol.name, self.device, tuple(grid.shape))
             return self._prepared

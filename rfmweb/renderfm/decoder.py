@@ -79,7 +79,7 @@ def decode(raw: torch.Tensor, base: Base, *, max_offset: float = 1.0, max_log_sc
     b = base.splats
     b_ = max_log_scale
     log_scale = b_ * torch.tanh(r[:, LOG_SCALE] / b_)
-    if min_log_scale is not None and min_log_scale != b_:
+    if min_log_scale is not None:
         m, pos = float(min_log_scale), r[:, LOG_SCALE][:, :3]
         shrink = m * torch.tanh(pos.clamp_max(0.0) / m)             # slope 1 at 0, as above: smooth
         log_scale = torch.cat([torch.where(pos < 0, shrink, log_scale[:, :3]), log_scale[:, 3:]], dim=1)
