@@ -46,7 +46,8 @@ CLIENT_SCRIPT = r"""
       const name = img.dataset.rfmView, meta = st.meta[img.src];
       if (!meta) return;
       Object.assign(img.dataset, { frameId: meta.id, frameGen: meta.gen, frameKind: meta.kind,
-                                   frameW: meta.w, frameH: meta.h, shownAt: performance.now() });
+                                   frameVersion: meta.version, frameW: meta.w, frameH: meta.h,
+                                   shownAt: performance.now() });
       st.shown += 1;
       send(name, { type: "FrameAck", id: meta.id, gen: meta.gen });
       const list = st.urls[name] || [];

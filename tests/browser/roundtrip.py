@@ -1,8 +1,8 @@
 """Frame helpers for the trame app in a Playwright page, and the drag round-trip measurement.
 
 The app's page script writes, on each view's ``<img data-rfm-view=NAME>``, the frame it shows:
-``data-frame-id``, ``data-frame-gen`` (stream generation), ``data-frame-kind`` (``interactive`` or
-``idle``) and ``data-shown-at`` (``performance.now()`` when the image finished loading). These
+``data-frame-id``, ``data-frame-gen`` (stream generation), ``data-frame-version`` (the state version it
+shows: every change bumps it), ``data-frame-kind`` (``interactive``, ``idle`` or ``progressive``) and ``data-shown-at`` (``performance.now()`` when the image finished loading). These
 helpers poll those attributes (no fixed sleeps).
 
 Used by tests/browser/test_app.py and benchmarks/bench_render.py::
@@ -16,15 +16,15 @@ from __future__ import annotations
 import time
 
 _FRAME = """el => ({id: Number(el.dataset.frameId || 0), gen: Number(el.dataset.frameGen || 0),
-                   kind: el.dataset.frameKind || "", w: Number(el.dataset.frameW || 0),
+                   kind: el.dataset.frameKind || "", version: Number(el.dataset.frameVersion || 0), w: Number(el.dataset.frameW || 0),
                    shownAt: Number(el.dataset.shownAt || 0)})"""
 
-# a frame newer than (gen, id) and, if asked, of a given kind
+# a frame newer than (gen, id), of a state newer than `version` (-1: any) and, if asked, of a given kind
 # kind "rest": the full-quality frame after a change or the converging frames that refine it (a
 # ray-marcher's view at rest is an idle frame followed by progressive ones: either may be showing)
-_NEWER = """({el, gen, id, kind}) => {
+_NEWER = """({el, gen, id, version, kind}) => {
   const g = Number(el.dataset.frameGen || 0), i = Number(el.dataset.frameId || 0);
-  const newer = g > gen || (g === gen && i > id);
+  const newer = (g > gen || (g === gen && i > id)) && Number(el.dataset.frameVersion || 0) > version;
   const k = el.dataset.frameKind;
   return newer && (!kind || k === kind || (kind === "rest" && (k === "idle" || k === "progressive")));
 }"""
@@ -46,21 +46,25 @@ def frame_info(view) -> dict:
     return view.evaluate(_FRAME)
 
 
-def wait_frame(page, view, *, after: dict | None = None, kind: str | None = None, timeout_ms: float = 60_000) -> dict:
-    """Wait until ``view`` shows a frame newer than ``after`` (a :func:`frame_info`) and of ``kind``."""
-    after = after or {"gen": 0, "id": 0}
+def wait_frame(page, view, *, after: dict | None = None, kind: str | None = None, changed: bool = False,
+               timeout_ms: float = 60_000) -> dict:
+    """Wait until ``view`` shows a frame newer than ``after`` (a :func:`frame_info`) and of ``kind``;
+    with ``changed``, one of a newer state than ``after``'s (a change made since then, not a frame
+    still refining the old state)."""
+    after = after or {"gen": 0, "id": 0, "version": 0}
+    version = after["version"] if changed else -1
     handle = view.element_handle(timeout=timeout_ms)
-    page.wait_for_function(_NEWER, arg={"el": handle, "gen": after["gen"], "id": after["id"], "kind": kind},
-                           timeout=timeout_ms)
+    page.wait_for_function(_NEWER, arg={"el": handle, "gen": after["gen"], "id": after["id"], "version": version,
+                                        "kind": kind}, timeout=timeout_ms)
     return frame_info(view)
 
 
-def wait_idle(page, view, *, after: dict | None = None, timeout_ms: float = 60_000) -> dict:
+def wait_idle(page, view, *, after: dict | None = None, changed: bool = False, timeout_ms: float = 60_000) -> dict:
     """Wait for the full-quality frame that follows the last change, or one refining it (newer than
-    ``after``, if given)."""
+    ``after``, if given; with ``changed``, of a newer state than ``after``'s)."""
     if after is None and frame_info(view)["kind"] in ("idle", "progressive"):
         return frame_info(view)
-    return wait_frame(page, view, after=after, kind="rest", timeout_ms=timeout_ms)
+    return wait_frame(page, view, after=after, kind="rest", changed=changed, timeout_ms=timeout_ms)
 
 
 def wait_quiet(page, view, *, quiet_ms: float = 1500, timeout_ms: float = 120_000) -> dict:

@@ -105,7 +105,7 @@ def test_switching_to_render_fm_shows_a_frame_like_the_ray_marched_one(page, art
     marched = screenshot_array(view)
     page.locator(".v-select", has_text="Renderer").first.click()
     page.locator(".v-overlay .v-list-item", has_text="Render-FM").click()
-    after = wait_frame(page, view, after=before, kind="idle", timeout_ms=TIMEOUT_MS)
+    after = wait_frame(page, view, after=before, kind="idle", changed=True, timeout_ms=TIMEOUT_MS)
     _wait_status(page, "view_a", r"Render-FM: [\d,]+ splats in [\d.]+ s")
     splats = screenshot_array(view)
     _save(marched, artifacts / "renderfm_app_raymarched.png")
@@ -121,7 +121,7 @@ def test_switching_to_render_fm_shows_a_frame_like_the_ray_marched_one(page, art
     assert all(score > c + 0.03 for c in controls.values()), line
     # orbiting draws splats at once: no new prediction, no "preparing" on the way
     _drag(page, 120)
-    wait_idle(page, view, after=after, timeout_ms=TIMEOUT_MS)
+    wait_idle(page, view, after=after, changed=True, timeout_ms=TIMEOUT_MS)
     assert "preparing" not in _status(page) and "splats in" in _status(page)
 
 
@@ -131,7 +131,7 @@ def test_a_preset_change_prepares_again_with_a_status_line(page, artifacts):
     bone = screenshot_array(view)
     page.locator(".v-select", has_text="Preset").first.click()
     page.locator(".v-overlay .v-list-item", has_text="CT-Muscle").click()
-    wait_frame(page, view, after=before, kind="idle", timeout_ms=TIMEOUT_MS)
+    wait_frame(page, view, after=before, kind="idle", changed=True, timeout_ms=TIMEOUT_MS)
     _wait_status(page, "view_a", r"Render-FM: [\d,]+ splats in")
     muscle = screenshot_array(view)
     _save(muscle, artifacts / "renderfm_app_muscle.png")
@@ -161,8 +161,8 @@ def test_ray_marcher_and_render_fm_side_by_side_with_linked_cameras(page, artifa
     # linked cameras: a drag in the ray-marched view turns the Render-FM view too
     info_a, info_b = frame_info(_view(page)), frame_info(right)
     _drag(page, 150)
-    wait_idle(page, _view(page), after=info_a, timeout_ms=TIMEOUT_MS)
-    wait_frame(page, right, after=info_b, kind="idle", timeout_ms=TIMEOUT_MS)
+    wait_idle(page, _view(page), after=info_a, changed=True, timeout_ms=TIMEOUT_MS)
+    wait_frame(page, right, after=info_b, kind="idle", changed=True, timeout_ms=TIMEOUT_MS)
     b2 = screenshot_array(right)
     _save(b2, artifacts / "renderfm_compare_right_turned.png")
     assert float(np.abs(b2.astype(np.float32) - b).mean()) > 2, "the Render-FM view did not follow the camera"

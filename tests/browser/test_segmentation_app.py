@@ -74,9 +74,10 @@ def _view(page, name: str):
 
 
 def _settled_all(page, after: dict | None = None) -> tuple[dict, list[np.ndarray]]:
-    """Wait for the full-quality frame of every view (newer than ``after[name]``); their pixels."""
-    infos = {name: wait_idle(page, _view(page, name), after=(after or {}).get(name), timeout_ms=TIMEOUT_MS)
-             for name in VIEWS}
+    """Wait for the full-quality frame of every view (of a newer state than ``after[name]``: a frame
+    still refining the state before a change does not count); their pixels."""
+    infos = {name: wait_idle(page, _view(page, name), after=(after or {}).get(name), changed=after is not None,
+                             timeout_ms=TIMEOUT_MS) for name in VIEWS}
     return infos, [screenshot_array(_view(page, name)) for name in VIEWS]
 
 
@@ -207,7 +208,7 @@ def test_pending_stroke_shows_in_the_slice_image_before_apply(page, artifacts):
         page.mouse.move(box["x"] + (cx + dx) * scale, box["y"] + cy * scale)
     page.mouse.up()
     page.wait_for_function("() => /[1-9]/.test(document.querySelector('.rfm-marks')?.textContent || '')")
-    wait_idle(page, _view(page, "view_a"), after=after, timeout_ms=TIMEOUT_MS)
+    wait_idle(page, _view(page, "view_a"), after=after, changed=True, timeout_ms=TIMEOUT_MS)
     gt_marked = screenshot_array(_view(page, "view_a"))
     Image.fromarray(np.concatenate([gt_before, gt_marked], axis=1)).save(artifacts / "segment_pending_stroke.png")
     mark = (np.abs(gt_marked.astype(int) - np.array(ERASE_MARK_COLOR)).max(axis=2) <= 12)
