@@ -74,7 +74,7 @@ def time_paired(renderers: list, scene: Scene, size: int, quality: Quality, repe
 
 
 def browser_roundtrip(repeats: int) -> list[float]:
-    """Pointer event -> new frame displayed, ms, in ``rfmweb serve`` on the head CT (VTK renderer)."""
+    """Pointer event -> new frame displayed, ms, in ``rfmweb serve`` on the head CT (the app's default renderer)."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     from app_roundtrip import run_app_roundtrip
     return run_app_roundtrip(str(HEAD_CT / "ct.nii.gz"), n=repeats)

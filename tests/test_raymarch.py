@@ -286,6 +286,36 @@ def test_vtk_at_rest_matches_the_raymarcher_past_an_opacity_of_one(head_ct):
     assert abs(float(theirs.mean()) - float(ours.mean())) < 1.5 and ssim_u8(ours, theirs) > 0.95
 
 
+def test_vtk_at_rest_reads_the_cubic_grid_without_contour_rings(head_ct, monkeypatch):
+    """The face zoomed in, CT-Soft-Tissue: read trilinearly, VTK's converged view keeps the contour rings
+    of the voxel lattice (SSIM ~0.85 to the marcher's cubic view); its half-spacing cubic grid brings it
+    to ~0.91. Shaded presets, views with hidden classes and volumes whose grid would be too big stay
+    trilinear."""
+    from rfmweb.render import vtk_volume
+    from rfmweb.render.registry import make_renderer
+    from rfmweb.render.scene import to_uint8
+    vol = head_ct.with_labels(None, ())
+    framed = OrbitCamera.framing(vol.bounds, azimuth=20, elevation=15, width=160, height=160, margin=0.8)
+    cam = replace(framed, fov=framed.fov / 3)
+    scene = Scene(vol, preset("CT-Soft-Tissue"))
+    *_, (ours, _) = make_renderer("compiled").accumulate(scene, cam, 4, 1)
+    vtk = vtk_volume.VtkRenderer(threads=1)
+    try:
+        trilinear, cubic = (to_uint8(list(vtk.accumulate(scene, cam, 4, 1, quality=replace(REST, cubic=c)))[-1][0])
+                            for c in (False, True))
+        assert vtk._reads_cubic(scene, REST) and not vtk._reads_cubic(scene, FULL)
+        monkeypatch.setattr(vtk_volume, "REST_CUBIC_MAX_VOXELS", vol.data[0].size)
+        *_, (too_big, _) = vtk.accumulate(scene, cam, 4, 1)
+    finally:
+        vtk.close()
+    ours = to_uint8(ours)
+    assert ssim_u8(ours, cubic) > ssim_u8(ours, trilinear) + 0.03 and ssim_u8(ours, cubic) > 0.89
+    np.testing.assert_array_equal(to_uint8(too_big), trilinear)
+    hidden = Scene(head_ct, preset("CT-Soft-Tissue"), ClassTable.from_classes(head_ct.classes).updated(2, visible=False))
+    shaded = Scene(vol, preset("CT-Bone"))
+    assert not any(vtk_volume.VtkRenderer()._reads_cubic(s, REST) for s in (hidden, shaded))
+
+
 def test_vtk_class_styled_views_converge_in_the_raymarcher(small_ct):
     from rfmweb.backend import marcher_renderer
     from rfmweb.render.registry import make_renderer

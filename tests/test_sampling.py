@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from rfmweb.render.sampling import GridSampler, bspline_coefficients
+from rfmweb.render.sampling import GridSampler, bspline_coefficients, bspline_upsample
 
 AFFINE = np.array([[0.9, 0.0, 0.0, -3.0], [0.0, 1.2, 0.0, 5.0], [0.0, 0.0, 2.0, 1.0], [0.0, 0.0, 0.0, 1.0]])
 
@@ -96,3 +96,18 @@ def test_coefficients_keep_dtype_and_shape(dtype):
     coef = bspline_coefficients(vol)
     assert coef.dtype == dtype and coef.shape == vol.shape and coef.is_contiguous()
     assert bspline_coefficients(torch.full((1, 2, 3), 7.0, dtype=dtype)).sub(7.0).abs().max() < 1e-5   # 1-voxel axis
+
+
+def test_upsample_reads_the_spline_at_half_the_spacing():
+    """VTK's grid at rest: the spline at every voxel centre and halfway between, border included."""
+    rng = np.random.default_rng(2)
+    vol = torch.from_numpy(rng.normal(size=(7, 8, 9)))
+    up = bspline_upsample(vol)
+    assert up.shape == (13, 15, 17) and up.dtype == vol.dtype
+    torch.testing.assert_close(up[::2, ::2, ::2], vol, atol=1e-9, rtol=0)          # the voxel values
+    half = torch.from_numpy(np.indices(up.shape).reshape(3, -1).T / 2.0)
+    want = GridSampler(vol[None], np.eye(4)).cubic(half, bspline_coefficients(vol))
+    torch.testing.assert_close(up.reshape(-1), want, atol=1e-9, rtol=0)
+    # not trilinear: halfway between voxels the spline bends
+    mid = 0.5 * (vol[:-1] + vol[1:])
+    assert (up[1::2, ::2, ::2] - mid).abs().max() > 0.1

@@ -176,3 +176,31 @@ def _inverse_filter(x: torch.Tensor) -> torch.Tensor:
     for k in range(n - 2, -1, -1):
         anti.append(z * (anti[-1] - causal[k]))
     return 6 * torch.stack(anti[::-1])
+
+
+def bspline_upsample(volume: torch.Tensor) -> torch.Tensor:
+    """``[X, Y, Z]`` -> ``[2X - 1, 2Y - 1, 2Z - 1]``: the interpolating cubic B-spline of ``volume`` read
+    at every voxel centre (even indices: the voxel values) and halfway between neighbours (odd
+    indices), i.e. on a grid of half the spacing over the same box (its affine is the volume's with
+    the three voxel axes halved). The values :meth:`GridSampler.cubic` reads at those points (border
+    clamp included), in separable passes over :func:`bspline_coefficients`: weights ``[1, 4, 1] / 6``
+    at a voxel centre, ``[1, 23, 23, 1] / 48`` halfway.
+
+    For renderers that read trilinearly only (VTK): their reads of this grid follow the spline, and the
+    jumps of their gradient at cell faces, which draw contour rings under a steep transfer function,
+    shrink with the cell. 8x the voxels: about 1 s for a 256 x 256 x 108 CT on 2 CPU cores."""
+    out = bspline_coefficients(volume)
+    for axis in range(3):
+        out = _upsample_axis(out.movedim(axis, 0)).movedim(0, axis)
+    return out.contiguous()
+
+
+def _upsample_axis(c: torch.Tensor) -> torch.Tensor:
+    """B-spline coefficients ``c [N, ...]`` -> the spline's values at ``0, 0.5, ..., N - 1`` along axis 0
+    (``[2N - 1, ...]``; reads past the border clamped, as :meth:`GridSampler.cubic`)."""
+    p = torch.cat([c[:1], c, c[-1:]])
+    n = c.shape[0]
+    out = c.new_empty((2 * n - 1, *c.shape[1:]))
+    out[0::2] = (p[:-2] + 4 * p[1:-1] + p[2:]) / 6
+    out[1::2] = (p[: n - 1] + p[3:] + 23 * (p[1:n] + p[2 : n + 1])) / 48
+    return out

@@ -55,7 +55,8 @@ class Quality:
             samples along it and its position inside the pixel; see :func:`frame_offsets`).
         cubic: ray-marchers read the volume through its interpolating cubic B-spline instead of
             trilinearly (no contour rings from the voxel lattice on steep TFs, at 1.6-2.2x the cost of
-            a frame on the CPU; :mod:`rfmweb.render.sampling`). VTK reads trilinearly whatever this says.
+            a frame on the CPU; :mod:`rfmweb.render.sampling`). VTK, which reads trilinearly only, reads
+            the B-spline sampled at half the spacing instead (:mod:`rfmweb.render.vtk_volume`).
     """
 
     scale: float = 1.0
