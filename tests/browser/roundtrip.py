@@ -2,8 +2,9 @@
 
 The app's page script writes, on each view's ``<img data-rfm-view=NAME>``, the frame it shows:
 ``data-frame-id``, ``data-frame-gen`` (stream generation), ``data-frame-version`` (the state version it
-shows: every change bumps it), ``data-frame-kind`` (``interactive``, ``idle`` or ``progressive``) and ``data-shown-at`` (``performance.now()`` when the image finished loading). These
-helpers poll those attributes (no fixed sleeps).
+shows: every change bumps it), ``data-frame-kind`` (``interactive``, ``idle`` or ``progressive``) and
+``data-shown-at`` (``performance.now()`` when the image finished loading). These helpers poll those
+attributes (no fixed sleeps).
 
 Used by tests/browser/test_app.py and benchmarks/bench_render.py::
 
@@ -16,8 +17,8 @@ from __future__ import annotations
 import time
 
 _FRAME = """el => ({id: Number(el.dataset.frameId || 0), gen: Number(el.dataset.frameGen || 0),
-                   kind: el.dataset.frameKind || "", version: Number(el.dataset.frameVersion || 0), w: Number(el.dataset.frameW || 0),
-                   shownAt: Number(el.dataset.shownAt || 0)})"""
+                   kind: el.dataset.frameKind || "", version: Number(el.dataset.frameVersion || 0),
+                   w: Number(el.dataset.frameW || 0), shownAt: Number(el.dataset.shownAt || 0)})"""
 
 # a frame newer than (gen, id), of a state newer than `version` (-1: any) and, if asked, of a given kind
 # kind "rest": the full-quality frame after a change or the converging frames that refine it (a

@@ -83,12 +83,13 @@ def _view(page, name: str = "view_a"):
     return page.locator(f'img[data-rfm-view="{name}"]')
 
 
-def _settled(page, name: str = "view_a", after: dict | None = None) -> tuple[dict, np.ndarray]:
-    """Wait for the full-quality frame (after ``after``), then for the view to converge (VTK refines
-    a 3-D view at rest frame by frame, and the first frame at rest may still show the state before
-    a change), and return the last frame with its pixels."""
+def _settled(page, name: str = "view_a", after: dict | None = None, changed: bool = False) -> tuple[dict, np.ndarray]:
+    """Wait for the full-quality frame (after ``after``; with ``changed``, of a state newer than its:
+    a change was made since), then for the view to converge (VTK refines a 3-D view at rest frame by
+    frame, and the first frame at rest may still show the state before a change), and return the
+    last frame with its pixels."""
     view = _view(page, name)
-    wait_idle(page, view, after=after, timeout_ms=TIMEOUT_MS)
+    wait_idle(page, view, after=after, changed=changed, timeout_ms=TIMEOUT_MS)
     info = wait_quiet(page, view, timeout_ms=2 * TIMEOUT_MS)
     return info, screenshot_array(view)
 
@@ -115,7 +116,7 @@ def test_view_shows_the_volume(page, artifacts):
 def test_drag_changes_the_frame(page, artifacts):
     before, a = _settled(page)
     _drag(page, 150)
-    _, b = _settled(page, after=before)
+    _, b = _settled(page, after=before, changed=True)
     _save(b, artifacts / "app_after_drag.png")
     assert not is_blank(b)
     assert _differ(a, b), "a drag did not change the frame"
@@ -127,12 +128,12 @@ def test_class_and_group_toggles_change_the_frame(page, artifacts):
     assert bone.is_checked() and skeleton.is_checked()
     before, shown = _settled(page)
     bone.click()
-    after, hidden = _settled(page, after=before)
+    after, hidden = _settled(page, after=before, changed=True)
     _save(hidden, artifacts / "app_bone_hidden.png")
     assert _differ(shown, hidden), "hiding the bone class did not change the frame"
     page.wait_for_function("el => !el.checked", arg=skeleton.element_handle())  # the group follows its class
     skeleton.click()  # the group toggle shows the bone again
-    _, back = _settled(page, after=after)
+    _, back = _settled(page, after=after, changed=True)
     assert bone.is_checked()
     assert not _differ(shown, back), "showing the group again did not restore the frame"
 
@@ -146,7 +147,7 @@ def test_second_client_gets_frames_and_sees_changes(browser, app_url, page, arti
         assert not is_blank(img), "the second client's view is blank"
         _settled(page)
         _drag(page, -120)  # the first client changes the shared camera
-        _, changed = _settled(other, after=quiet)
+        _, changed = _settled(other, after=quiet, changed=True)
         _, mine = _settled(page)
         _save(changed, artifacts / "app_second_client.png")
         assert _differ(img, changed), "the second client did not see the first client's change"
@@ -180,8 +181,8 @@ def test_compare_layout_shows_two_views(page, artifacts):
     assert _differ(a, b), "the two presets look the same"
     # linked cameras: a drag in the left view turns the right one too
     _drag(page, 100)
-    _, a2 = _settled(page, "view_a", after=info_a)
-    _, b2 = _settled(page, "view_b", after=info_b)
+    _, a2 = _settled(page, "view_a", after=info_a, changed=True)
+    _, b2 = _settled(page, "view_b", after=info_b, changed=True)
     assert _differ(a, a2) and _differ(b, b2), "the cameras are not linked"
     page.locator(".rfm-compare input").uncheck()
     right.wait_for(state="detached")
@@ -314,7 +315,7 @@ def test_click_crosshair_annotation_and_a_scene_file_round_trip(page, artifacts,
     box = _view(page).bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.4)
     page.wait_for_function(f"() => {s}.get('AppState__cursor').includes('mm')")
-    _, marked = _settled(page, after=before)
+    _, marked = _settled(page, after=before, changed=True)
     assert _differ(axial, marked, threshold=0.05), "the crosshair is not drawn"
     page.locator(".rfm-note-text input").fill("landmark one")
     page.locator(".rfm-annotate").click()

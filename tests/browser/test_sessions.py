@@ -106,7 +106,7 @@ def test_tabs_have_their_own_state_and_the_limit_holds(browser, per_tab, artifac
         b_before = wait_quiet(b, _view(b))   # converged: any later frame comes from a change
         a_before = wait_idle(a, _view(a))
         _set_preset(a, "CT-Muscle")
-        wait_idle(a, _view(a), after=a_before)
+        wait_idle(a, _view(a), after=a_before, changed=True)
         b.wait_for_timeout(1000)  # a shared state would have reached B by now
         assert _preset(a) == "CT-Muscle" and _preset(b) == "CT-Bone"
         assert frame_info(_view(b))["id"] == b_before["id"], "tab B got a frame from tab A's change"
@@ -161,7 +161,7 @@ def test_shared_tabs_follow_the_first_one(browser, shared):
         b_before = wait_idle(b, _view(b))
         _set_preset(a, "CT-Muscle")  # the driver (first tab)
         b.wait_for_function(f"() => window.trame.state.get('{PRESET}') === 'CT-Muscle'")
-        wait_idle(b, _view(b), after=b_before)  # and B was sent the new picture
+        wait_idle(b, _view(b), after=b_before, changed=True)  # and B was sent the new picture
         _set_preset(b, "CT-Bone")  # a follower cannot change it: its select goes back
         b.wait_for_function(f"() => window.trame.state.get('{PRESET}') === 'CT-Muscle'")
         a.wait_for_timeout(500)
