@@ -30,13 +30,14 @@ KEY = "benchmark-key"
 
 def run_app_roundtrip(volume: str | None = None, n: int = 20, screenshot: Path | None = None,
                       renderer: str | None = None, preset: str = "CT-Bone", four_up: bool = False,
-                      compare: bool = False) -> list[float]:
+                      compare: bool = False, labels: str | None = None) -> list[float]:
     """Round-trip times (ms) of ``n`` drags in the app serving ``volume`` (default: the CT phantom)."""
     from playwright.sync_api import sync_playwright
 
     port = free_port()
     cmd = [sys.executable, "-m", "rfmweb", "serve", *([str(volume)] if volume else []), "--port", str(port),
-           "--auth-key", KEY, "--preset", preset, *(["--renderer", renderer] if renderer else [])]
+           "--auth-key", KEY, "--preset", preset, *(["--renderer", renderer] if renderer else []),
+           *(["--labels", labels] if labels else [])]
     url = f"http://127.0.0.1:{port}/?secret={KEY}"
     with served(cmd, url, timeout_s=120), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -73,6 +74,7 @@ def run_app_roundtrip(volume: str | None = None, n: int = 20, screenshot: Path |
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("volume", nargs="?", help="volume for rfmweb serve (default: the CT phantom)")
+    parser.add_argument("--labels", help="label map of the volume, for rfmweb serve --labels")
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--renderer", help="the main view's renderer (default: the app's own choice)")
     parser.add_argument("--preset", default="CT-Bone")
@@ -81,7 +83,7 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true", help="the screenshot in the Ray-marcher | Render-FM layout")
     args = parser.parse_args()
     times = sorted(run_app_roundtrip(args.volume, args.n, args.screenshot, args.renderer, args.preset,
-                                     args.four_up, args.compare))
+                                     args.four_up, args.compare, args.labels))
     print(f"drag -> new frame displayed ({args.renderer or 'default renderer'}, {args.volume or 'sample:ct_phantom'}): "
           f"median {statistics.median(times):.0f} ms, p90 {times[int(0.9 * len(times))]:.0f} ms, "
           f"min {times[0]:.0f} ms over {len(times)} drags")

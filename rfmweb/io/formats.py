@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -10,6 +11,9 @@ import numpy as np
 from ..errors import InputError
 from ..volume import LabelClass, Volume
 from . import itk_image, nifti
+from .label_table import classes_from_table, read_label_table, sidecar_table
+
+log = logging.getLogger(__name__)
 
 #: Suffixes of single-file volumes and label maps.
 VOLUME_SUFFIXES = nifti.NIFTI_SUFFIXES + itk_image.ITK_SUFFIXES
@@ -36,7 +40,9 @@ def load_volume(path: str | os.PathLike, labels: str | os.PathLike | None = None
         path: intensity image (.nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd); CT is expected in HU.
         labels: label map (any of those formats), integer, same grid as ``path``.
         modality: ``"CT"``, ``"MR"`` or ``"auto"`` (CT when air-like values below -500 exist).
-        classes: class table for the labels; default: one generic class per label value present.
+        classes: class table for the labels; default: the names and colours of the label table beside
+            the label map (``seg.nii.gz`` -> ``seg.tsv`` or ``seg.ctbl``; :mod:`rfmweb.io.label_table`),
+            else one generic class per label value present.
         name: display name; default: the file name without suffix.
 
     Raises:
@@ -69,10 +75,12 @@ def attach_labels(volume: Volume, labels: str | os.PathLike, source: str | os.Pa
         volume: the image the labels belong to.
         labels: a label map file (any of :data:`VOLUME_SUFFIXES`).
         source: the file or folder ``volume`` came from, named in errors.
-        classes: class table; default: one generic class per label value present.
+        classes: class table; default: from the label table beside ``labels`` (:func:`load_volume`),
+            else one generic class per label value present.
 
     Raises:
-        InputError: naming the label file when it is unreadable or on another grid.
+        InputError: naming the label file when it is unreadable or on another grid, or the label table
+            beside it when that is malformed.
     """
     labels = Path(labels)
     lab, lab_affine = read_array(labels, labels=True)
@@ -82,4 +90,7 @@ def attach_labels(volume: Volume, labels: str | os.PathLike, source: str | os.Pa
     if not nifti.same_grid(volume.affine, lab_affine):
         raise InputError(f"label map {labels} is not on the grid of {source}: their voxel-to-world matrices "
                          f"differ by up to {np.abs(volume.affine - lab_affine).max():.3g} mm", labels)
+    if classes is None and (table := sidecar_table(labels)) is not None:
+        log.info("class names and colours from %s", table.name)
+        classes = classes_from_table(lab, read_label_table(table), table)
     return volume.with_labels(lab, classes or nifti.generic_classes(lab))

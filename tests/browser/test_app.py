@@ -19,7 +19,7 @@ from PIL import Image
 
 from conftest import free_port, is_blank, screenshot_array  # tests/browser/conftest.py (not a package)
 from serving import ServerError, served
-from roundtrip import frame_info, measure_roundtrip, wait_frame, wait_idle, wait_quiet
+from roundtrip import measure_roundtrip, wait_frame, wait_idle, wait_quiet
 
 KEY = "browser-test-key"
 VIEWPORT = {"width": 1000, "height": 640}
