@@ -82,8 +82,29 @@ def test_a_malformed_table_is_refused_naming_the_file_and_line(case, name, text,
     assert message in str(err.value) and name in str(err.value)
 
 
-def test_an_unterminated_itk_snap_name_is_refused(tmp_path):
+def test_an_unterminated_itk_snap_name_or_a_huge_file_is_refused(tmp_path):
     path = tmp_path / "labels.txt"
     path.write_text('    1   255    0    0        1  1  1    "Edema\n')
     with pytest.raises(InputError, match="labels.txt: line 1"):
         read_label_table(path)
+    path.write_text("1 liver 255 0 0 255\n" * 60_000)
+    with pytest.raises(InputError, match="too large for a label table"):
+        read_label_table(path)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd"])
+def test_a_saved_segmentation_keeps_its_class_names(case, suffix):
+    """``segment --out`` and the viewer's save write the BIDS table beside the map; loading it back
+    with ``--labels`` shows the same names and colours."""
+    from rfmweb.io import BRATS_CLASSES, save_segmentation
+    vol = load_volume(case / "ct.nii.gz")
+    labels = np.zeros(vol.shape, np.uint8)
+    labels[2:4, 2:4, 2:4], labels[4:6, 2:4, 2:4] = 1, 2
+    out = save_segmentation(labels, vol, case / f"brats{suffix}", classes=BRATS_CLASSES)
+    assert (case / "brats.tsv").read_text().splitlines()[0] == "index\tname\tcolor"
+    back = {c.index: c for c in load_volume(case / "ct.nii.gz", out).classes}
+    for c in BRATS_CLASSES:
+        if c.index in (1, 2):
+            assert back[c.index].name == c.name
+            np.testing.assert_allclose(back[c.index].color, c.color, atol=1 / 255)
+    assert back[0].name == "background" and set(back) == {0, 1, 2}

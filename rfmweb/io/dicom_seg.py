@@ -33,6 +33,7 @@ from . import itk_image, nifti
 from .atomic import atomic_write
 from .dicom import DicomSeries, dicom_source
 from .itk_image import IDENTITY_ORNT, LPS_TO_RAS
+from .label_table import write_label_table
 
 #: Output suffixes :func:`save_segmentation` understands.
 SEGMENTATION_SUFFIXES = nifti.NIFTI_SUFFIXES + itk_image.ITK_WRITE_SUFFIXES + (".dcm",)
@@ -40,7 +41,9 @@ SEGMENTATION_SUFFIXES = nifti.NIFTI_SUFFIXES + itk_image.ITK_WRITE_SUFFIXES + ("
 
 def save_segmentation(labels: np.ndarray, volume: Volume, path: str | os.PathLike, *,
                       classes: tuple[LabelClass, ...] | None = None, algorithm: str | None = None) -> Path:
-    """Write a label map, in the format its suffix names, atomically.
+    """Write a label map, in the format its suffix names, atomically; a NIfTI, NRRD or MetaImage file
+    gets the names and colours of its classes beside it (``seg.nii.gz`` -> ``seg.tsv``, BIDS;
+    :func:`rfmweb.io.label_table.write_label_table`), which loading it with ``--labels`` reads back.
 
     Args:
         labels: ``[X, Y, Z]`` integer label map on ``volume``'s grid (0 = background).
@@ -65,10 +68,11 @@ def save_segmentation(labels: np.ndarray, volume: Volume, path: str | os.PathLik
         raise InputError(exc.reason, path) from None
     name = path.name.lower()
     stored = labels.astype(np.uint8 if labels.max(initial=0) < 256 else np.uint16)
-    if name.endswith(nifti.NIFTI_SUFFIXES):
-        return nifti.save_array(path, stored, volume.affine)
-    if name.endswith(itk_image.ITK_WRITE_SUFFIXES):
-        return itk_image.save_array(path, stored, volume.affine)
+    if name.endswith(nifti.NIFTI_SUFFIXES + itk_image.ITK_WRITE_SUFFIXES):
+        writer = nifti if name.endswith(nifti.NIFTI_SUFFIXES) else itk_image
+        written = writer.save_array(path, stored, volume.affine)
+        write_label_table(path, tuple(_segment_classes(labels, classes or volume.classes)))
+        return written
     if name.endswith(".dcm"):
         return _save_dicom_seg(labels, volume, path, classes or volume.classes, algorithm)
     raise InputError(f"a segmentation is written as {', '.join(SEGMENTATION_SUFFIXES)}; got "

@@ -12,6 +12,8 @@ classes' names and colours beside it, in one of three text formats, all read her
 (``seg.nii.gz`` -> ``seg.tsv`` or ``seg.ctbl``); :func:`classes_from_table` turns it into the
 :class:`~rfmweb.volume.LabelClass` tuple of the values present in the map. Values the table lacks keep
 the generic name ``label N`` (logged); rows for values not in the map are left out.
+:func:`write_label_table` writes the BIDS table beside the label maps rfmweb saves, so their names
+come back with them.
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ import numpy as np
 from ..errors import InputError
 from ..volume import LabelClass
 from . import nifti
+from .atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
 #: Suffixes of label tables found beside a label map (:func:`sidecar_table`), in the order tried.
 SIDECAR_SUFFIXES = (".tsv", ".ctbl")
+
+#: Label tables larger than this are refused (a few hundred classes take a few kB).
+MAX_TABLE_BYTES = 1 << 20
 
 #: ``index -> (name, colour in [0, 1] or None)``
 Table = dict[int, tuple[str, tuple[float, float, float] | None]]
@@ -49,6 +55,9 @@ def read_label_table(path: str | os.PathLike) -> Table:
     """
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_TABLE_BYTES:
+            raise InputError(f"{path.stat().st_size} bytes is too large for a label table "
+                             f"(at most {MAX_TABLE_BYTES})", path)
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read the label table: {exc}", path) from None
@@ -67,16 +76,32 @@ def read_label_table(path: str | os.PathLike) -> Table:
     return table
 
 
-def sidecar_table(labels: str | os.PathLike) -> Path | None:
-    """The label table beside the label map ``labels`` (same name, a :data:`SIDECAR_SUFFIXES` suffix), if any."""
+def sidecar_path(labels: str | os.PathLike, suffix: str = ".tsv") -> Path:
+    """Where the label table of the label map ``labels`` goes: its name with ``suffix`` for the image
+    suffix (``seg.nii.gz`` -> ``seg.tsv``)."""
     labels = Path(labels)
     stem = labels.name.removesuffix(".gz")
     stem = stem[: -len(Path(stem).suffix)] if Path(stem).suffix else stem
+    return labels.with_name(stem + suffix)
+
+
+def sidecar_table(labels: str | os.PathLike) -> Path | None:
+    """The label table beside the label map ``labels`` (:func:`sidecar_path`, a :data:`SIDECAR_SUFFIXES`
+    suffix), if any."""
     for suffix in SIDECAR_SUFFIXES:
-        candidate = labels.with_name(stem + suffix)
-        if candidate.is_file():
+        if (candidate := sidecar_path(labels, suffix)).is_file():
             return candidate
     return None
+
+
+def write_label_table(labels_path: str | os.PathLike, classes: tuple[LabelClass, ...]) -> Path:
+    """Write ``classes`` as the BIDS table beside the label map ``labels_path`` (``index``, ``name``,
+    ``color`` as ``#RRGGBB``), atomically; returns its path."""
+    rows = ["index\tname\tcolor"] + [
+        f"{c.index}\t{c.name}\t#" + "".join(f"{round(255 * min(max(x, 0.0), 1.0)):02x}" for x in c.color)
+        for c in sorted(classes, key=lambda c: c.index)]
+    text = "\n".join(rows) + "\n"
+    return atomic_write(sidecar_path(labels_path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def classes_from_table(labels: np.ndarray, table: Table, source: str | os.PathLike) -> tuple[LabelClass, ...]:
