@@ -11,7 +11,10 @@ couple of pixels; the viewer shows 500-1000 px, where splats narrower than ~0.4 
 spacing leave the lattice visible as a grid of dots that a 128^2 view cannot see. Four cameras on
 an orbit around the head CT (CT-Bone, its labels), ground truth ``REFERENCE`` (what ``rfmweb views``
 writes), splats rasterised by the torch/numba/gsplat path the viewer uses. ``--out`` writes the
-first camera at the largest size: the reference, then each checkpoint.
+first camera at the largest size: the reference, then each checkpoint. Then, per checkpoint, the
+brightness of each view at the largest size against the reference: the mean RGB ratio over the pixels
+both draw (a colour bias shows in every view alike, a view-dependent one, as under the reference's
+headlight, differs between them).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ def main() -> None:
     print("| checkpoint | splats | " + " | ".join(f"{s}^2" for s in args.sizes) + " |")
     print("|---|---|" + "---|" * len(args.sizes))
     rows = {name: [] for name in splats}
+    bright: dict = {}
     tiles = []
     for size in args.sizes:
         cams = [OrbitCamera.framing(vol.bounds, azimuth=a, elevation=e, width=size, height=size, margin=0.8)
@@ -68,10 +72,16 @@ def main() -> None:
             rgb = rgb.clamp(0, 1)
             pair = rgb.permute(0, 3, 1, 2), truth.permute(0, 3, 1, 2)        # [V, 3, H, W]
             rows[name].append((float(ssim(*pair).mean()), float(psnr(*pair).mean())))
+            both = (rgb.sum(-1) > 0.02) & (truth.sum(-1) > 0.02)               # [V, H, W]
+            bright[name] = [float(rgb[v][both[v]].mean() / truth[v][both[v]].mean()) for v in range(len(cams))]
             tiles.append(rgb[0])
     for name, scores in rows.items():
         print(f"| {name or 'shipped'} | {len(splats[name]):,} | "
               + " | ".join(f"{a:.3f} / {b:.2f}" for a, b in scores) + " |")
+    print(f"\nbrightness at {args.sizes[-1]}^2, Render-FM / reference over the pixels both draw\n\n| checkpoint | "
+          + " | ".join(f"azimuth {a}, elevation {e}" for a, e in ORBIT) + " |\n|---|" + "---|" * len(ORBIT))
+    for name, ratios in bright.items():
+        print(f"| {name or 'shipped'} | " + " | ".join(f"{r:.2f}" for r in ratios) + " |")
     if args.out:
         from PIL import Image
         image = (torch.cat(tiles, dim=1).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
