@@ -58,8 +58,7 @@ def load_volume(path: str | os.PathLike, labels: str | os.PathLike | None = None
     data, affine = read_array(path)
     if modality == "auto":
         modality = nifti.guess_modality(data)
-    stem = path.name.removesuffix(".gz")
-    stem = stem[: -len(Path(stem).suffix)] if Path(stem).suffix.lower() in VOLUME_SUFFIXES else stem
+    stem = nifti.file_stem(path, VOLUME_SUFFIXES)
     try:
         volume = Volume(data, affine, modality=modality, name=name or stem)
     except InputError as exc:

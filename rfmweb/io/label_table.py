@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..volume import LabelClass
-from . import nifti
+from . import itk_image, nifti
 from .atomic import atomic_write
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,8 @@ def read_label_table(path: str | os.PathLike) -> Table:
     """
     path = Path(path)
     try:
-        if path.stat().st_size > MAX_TABLE_BYTES:
-            raise InputError(f"{path.stat().st_size} bytes is too large for a label table "
+        if (size := path.stat().st_size) > MAX_TABLE_BYTES:
+            raise InputError(f"{size} bytes is too large for a label table "
                              f"(at most {MAX_TABLE_BYTES})", path)
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -80,9 +80,7 @@ def sidecar_path(labels: str | os.PathLike, suffix: str = ".tsv") -> Path:
     """Where the label table of the label map ``labels`` goes: its name with ``suffix`` for the image
     suffix (``seg.nii.gz`` -> ``seg.tsv``)."""
     labels = Path(labels)
-    stem = labels.name.removesuffix(".gz")
-    stem = stem[: -len(Path(stem).suffix)] if Path(stem).suffix else stem
-    return labels.with_name(stem + suffix)
+    return labels.with_name(nifti.file_stem(labels, nifti.NIFTI_SUFFIXES + itk_image.ITK_SUFFIXES) + suffix)
 
 
 def sidecar_table(labels: str | os.PathLike) -> Path | None:

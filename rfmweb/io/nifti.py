@@ -271,6 +271,14 @@ def read_array(path: str | os.PathLike, *, labels: bool = False) -> tuple[np.nda
     return data, affine
 
 
+def file_stem(path: str | os.PathLike, suffixes: tuple[str, ...]) -> str:
+    """``path``'s file name without ``.gz`` and then without its suffix when that is one of ``suffixes``
+    (``ct.nii.gz`` -> ``ct``)."""
+    name = Path(path).name.removesuffix(".gz")
+    suffix = Path(name).suffix
+    return name[: -len(suffix)] if suffix and suffix.lower() in suffixes else name
+
+
 def same_grid(affine_a: np.ndarray, affine_b: np.ndarray, tol_mm: float = 1e-3) -> bool:
     """Whether two voxel-to-world matrices describe the same grid (to ``tol_mm``)."""
     return bool(np.allclose(affine_a, affine_b, atol=tol_mm, rtol=0))
