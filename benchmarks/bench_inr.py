@@ -7,8 +7,8 @@ Usage::
 Prints Markdown tables. Cases: the synthetic glioma at 1 mm on the MNI152 grid (197 x 233 x 189,
 1.88 M brain voxels) and the same case cropped/padded to the BraTS grid 240 x 240 x 155; inference
 in dense and coarse-to-fine mode, bf16 and fp32, with 1 and 2 torch threads on the CPU, and on CUDA
-when present. Uses the shipped checkpoint (its predictions decide how much coarse-to-fine refines);
-a random network is not representative for coarse-to-fine. Targets (issue #4): <= 10 s per
+when present (``--devices cuda``: the GPU alone). Uses the shipped checkpoint (its predictions
+decide how much coarse-to-fine refines); a random network is not representative for coarse-to-fine. Targets (issue #4): <= 10 s per
 240 x 240 x 155 case on a 2-core CPU, denoising <= 0.1 s.
 """
 
@@ -73,7 +73,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-fp32-dense", action="store_true", help="skip the slowest configuration")
+    ap.add_argument("--devices", nargs="+", choices=("cpu", "cuda"),
+                    help="where to time (default: the CPU, and CUDA when present)")
     args = ap.parse_args()
+    devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
     model = load_model(args.checkpoint)
     print(f"# Neumours INR benchmark\n\n{platform.processor() or platform.machine()}, torch {torch.__version__}, "
@@ -89,12 +92,12 @@ def main() -> None:
     for name, vol in cases.items():
         brain = int(vol.data.any(0).sum())
         configs = []
-        for n, threads in enumerate(args.threads):
+        for n, threads in enumerate(args.threads if "cpu" in devices else []):
             for precision, c2f in (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)):
                 if args.skip_fp32_dense and precision == "fp32" and not c2f and n > 0:
                     continue
                 configs.append(("cpu", threads, precision, c2f))
-        if torch.cuda.is_available():
+        if "cuda" in devices:
             configs += [("cuda", None, p, c) for p, c in (("fp32", False), ("fp32", True), ("bf16", False),
                                                             ("bf16", True))]
         for device, threads, precision, c2f in configs:
@@ -114,7 +117,7 @@ def main() -> None:
     print("|---|---|---|")
     torch.set_num_threads(args.threads[0])
     for name, vol in cases.items():
-        raw = segment_volume(model, vol, device="cpu")
+        raw = segment_volume(model, vol, device=devices[-1])
         seconds, clean = timed(lambda: denoise_labels(raw, spacing=vol.spacing), max(args.repeats, 5))
         print(f"| {name} | {seconds:.3f} | {dice(raw > 0, vol.labels > 0):.4f} -> "
               f"{dice(clean > 0, vol.labels > 0):.4f} |")
@@ -125,8 +128,8 @@ def main() -> None:
     small, _ = cohort_case("train", 0, 0, 2.0)
     case = prepare_case(small)
     weights = torch.tensor([2.0, 1.0, 1.0, 1.0])
-    devices = [("cpu", t) for t in args.threads] + ([("cuda", None)] if torch.cuda.is_available() else [])
-    for device, threads in devices:
+    runs = [("cpu", t) for t in args.threads if "cpu" in devices] + ([("cuda", None)] if "cuda" in devices else [])
+    for device, threads in runs:
         if threads:
             torch.set_num_threads(threads)
         bank = CaseBank([case], device=device)      # batches drawn where the model trains

@@ -216,7 +216,12 @@ def _exit(w, e, inv_e, b, last, BLOCK: tl.constexpr):
     return tl.where(up | down, (edge - w) * inv_e, float("inf"))
 
 
-@triton.jit
+#: Sizes are plain arguments, not specialised on (divisible by 16, equal to 1): every volume and image
+#: shape then shares one compiled kernel per feature set (Render-FM training sees a new shape each scan).
+_SIZES = ("height", "width", "nx", "ny", "nz", "n_go", "nbx", "nby", "nbz")
+
+
+@triton.jit(do_not_specialize=_SIZES)
 def _march_kernel(origins_ptr, dirs_ptr, t0_ptr, t1_ptr, jitter_ptr, out_ptr,              # rays, image
                   scalar_ptr, grad_ptr, normals_ptr, labels_ptr,                           # volume
                   lut_ptr, cum_ptr, class_rgba_ptr, class_use_ptr, geom_ptr, go_x_ptr, go_f_ptr,  # tables
