@@ -143,7 +143,7 @@ def test_bad_configs(tmp_path, capsys):
     assert done.returncode != 0 and "multiple of the number of processes" in done.stderr
 
 
-@pytest.mark.parametrize("name", ["gpu.toml", "cpu.toml"])
+@pytest.mark.parametrize("name", ["gpu.toml", "cpu.toml", "gpu_finetune.toml"])
 def test_shipped_configs_parse(name):
     from importlib.resources import files
 
