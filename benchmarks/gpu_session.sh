@@ -5,10 +5,10 @@
 #
 # A. timings, each alone on the GPU (the Neumours cohorts are made on the CPU meanwhile):
 #    benchmarks/gpu_kernels.py (#9), benchmarks/bench_renderfm.py (#10), benchmarks/bench_inr.py (#13);
-#    then the GPU tests (`pytest -m gpu`: Triton and gsplat against their torch twins on CUDA);
 # B. four trainings side by side for at most $TRAIN_S seconds each: Render-FM stage 4
 #    (configs/gpu_finetune.toml from the shipped weights), the Neumours INR with AdamW and with Muon
-#    (the paper's full recipe), and the CNN baseline (the calibration target);
+#    (the paper's full recipe), and the CNN baseline (the calibration target); meanwhile the GPU tests
+#    (`pytest -m gpu`: Triton and gsplat against their torch twins on CUDA);
 # C. evaluate-inr (val, postop) and evaluate-renderfm (head CT: the new model with the per-scan fit,
 #    the shipped one) side by side;
 # D. pack: $OUT holds at most 8 files (the device tool's limit), so runs come back as archives.
@@ -58,9 +58,6 @@ if [ "$TIMINGS" = 1 ]; then
     echo "bench_renderfm rc=$?"; grep '^|' "$L/bench_renderfm.md"
     timeout 90 python3 benchmarks/bench_inr.py --devices "$DEVICE" --threads 4 --repeats 5 > "$L/bench_inr.md" 2> "$L/bench_inr.err"
     echo "bench_inr rc=$?"; grep '^|' "$L/bench_inr.md"
-    timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_raymarch.py tests/test_splats_raster.py \
-        tests/test_triton_kernels.py tests/test_renderfm.py > "$L/pytest_gpu.log" 2>&1
-    echo "pytest -m gpu rc=$?: $(tail -n 1 "$L/pytest_gpu.log")"
 fi
 wait $COHORT; echo "cohorts: $(ls "$WORK/cohort/train" | wc -l) train, $(ls "$WORK/cohort/val" | wc -l) val cases"
 
@@ -79,10 +76,13 @@ for opt in adamw muon; do
         --val-every 2500 --no-progress $([ -f "$WORK/inr_$opt/checkpoint.pt" ] && echo --resume) \
         > "$L/train_inr_$opt.log" 2>&1 &
 done
+timeout "$T" python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_raymarch.py tests/test_splats_raster.py \
+    tests/test_triton_kernels.py tests/test_renderfm.py > "$L/pytest_gpu.log" 2>&1 &
 timeout "$T" python3 -m rfmweb train-cnn "$WORK/cohort/train" --out "$WORK/cnn" --steps "$CNN_STEPS" --device "$DEVICE" \
     --threads 2 --checkpoint-every 200 --no-progress $CNN_ARGS > "$L/train_cnn.log" 2>&1 &
 wait
 for run in renderfm inr_adamw inr_muon cnn; do echo "$run: $(tail -n 1 "$WORK/$run/log.csv" 2>/dev/null)"; done
+echo "pytest -m gpu: $(tail -n 1 "$L/pytest_gpu.log")"
 
 stamp "C: evaluations side by side"
 E=$(( $(left) - 15 ))
