@@ -8,8 +8,8 @@ Prints Markdown tables. Cases: the synthetic glioma at 1 mm on the MNI152 grid (
 1.88 M brain voxels) and the same case cropped/padded to the BraTS grid 240 x 240 x 155; inference
 in dense and coarse-to-fine mode, bf16 and fp32, with 1 and 2 torch threads on the CPU, and on CUDA
 when present (``--devices cuda``: the GPU alone). Uses the shipped checkpoint (its predictions
-decide how much coarse-to-fine refines); a random network is not representative for coarse-to-fine. Targets (issue #4): <= 10 s per
-240 x 240 x 155 case on a 2-core CPU, denoising <= 0.1 s.
+decide how much coarse-to-fine refines); a random network is not representative for coarse-to-fine.
+Targets (issue #4): <= 10 s per 240 x 240 x 155 case on a 2-core CPU, denoising <= 0.1 s.
 """
 
 from __future__ import annotations

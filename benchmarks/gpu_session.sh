@@ -38,32 +38,41 @@ left() { local s=$(( DEADLINE_S - ($(date +%s) - T0) )); echo $(( s > 5 ? s : 5 
 stamp() { echo "== $* (t=$(( $(date +%s) - T0 )) s)"; }
 mkdir -p "$OUT" "$WORK/logs"
 L=$WORK/logs
-(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc;
- python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)") > "$L/machine.txt" 2>&1
+{
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc
+    python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+} > "$L/machine.txt" 2>&1
 cat "$L/machine.txt"
 
 stamp "A: cohorts in the background, timings in turn"
 (
-    python3 -m rfmweb make-cohort --out "$WORK/cohort/train" --n "$N_TRAIN" --split train --seed 0 --resolution 2 --no-progress &
+    python3 -m rfmweb make-cohort --out "$WORK/cohort/train" --n "$N_TRAIN" --split train --seed 0 --resolution 2 \
+        --no-progress &
     for split in val postop; do
-        python3 -m rfmweb make-cohort --out "$WORK/cohort/$split" --n "$N_EVAL" --split $split --seed 1 --resolution 2 --no-progress &
+        python3 -m rfmweb make-cohort --out "$WORK/cohort/$split" --n "$N_EVAL" --split $split --seed 1 \
+            --resolution 2 --no-progress &
     done
     wait
 ) > "$L/cohort.log" 2>&1 &
 COHORT=$!
 if [ "$TIMINGS" = 1 ]; then
-    timeout "$(( $(left) < 90 ? $(left) : 90 ))" python3 benchmarks/gpu_kernels.py > "$L/gpu_kernels.md" 2> "$L/gpu_kernels.err"
+    timeout "$(( $(left) < 90 ? $(left) : 90 ))" python3 benchmarks/gpu_kernels.py \
+        > "$L/gpu_kernels.md" 2> "$L/gpu_kernels.err"
     echo "gpu_kernels rc=$?"; grep '^|' "$L/gpu_kernels.md"
-    timeout 60 python3 benchmarks/bench_renderfm.py --device "$DEVICE" --repeats 3 > "$L/bench_renderfm.md" 2> "$L/bench_renderfm.err"
+    timeout 60 python3 benchmarks/bench_renderfm.py --device "$DEVICE" --repeats 3 \
+        > "$L/bench_renderfm.md" 2> "$L/bench_renderfm.err"
     echo "bench_renderfm rc=$?"; grep '^|' "$L/bench_renderfm.md"
-    timeout 90 python3 benchmarks/bench_inr.py --devices "$DEVICE" --threads 4 --repeats 5 > "$L/bench_inr.md" 2> "$L/bench_inr.err"
+    timeout 90 python3 benchmarks/bench_inr.py --devices "$DEVICE" --threads 4 --repeats 5 \
+        > "$L/bench_inr.md" 2> "$L/bench_inr.err"
     echo "bench_inr rc=$?"; grep '^|' "$L/bench_inr.md"
 fi
 wait $COHORT; echo "cohorts: $(ls "$WORK/cohort/train" | wc -l) train, $(ls "$WORK/cohort/val" | wc -l) val cases"
 
 stamp "B: trainings side by side"
 for run in renderfm inr_adamw inr_muon; do
-    [ -f "$RESUME/$run/checkpoint.pt" ] && mkdir -p "$WORK/$run" && cp "$RESUME/$run"/* "$WORK/$run/" && echo "resuming $run"
+    if [ -f "$RESUME/$run/checkpoint.pt" ]; then
+        mkdir -p "$WORK/$run" && cp "$RESUME/$run"/* "$WORK/$run/" && echo "resuming $run"
+    fi
 done
 T=$(( $(left) - 75 < TRAIN_S ? $(left) - 75 : TRAIN_S ))
 T=$(( T > 30 ? T : 30 ))
@@ -78,8 +87,8 @@ for opt in adamw muon; do
 done
 timeout "$T" python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_raymarch.py tests/test_splats_raster.py \
     tests/test_triton_kernels.py tests/test_renderfm.py > "$L/pytest_gpu.log" 2>&1 &
-timeout "$T" python3 -m rfmweb train-cnn "$WORK/cohort/train" --out "$WORK/cnn" --steps "$CNN_STEPS" --device "$DEVICE" \
-    --threads 2 --checkpoint-every 200 --no-progress $CNN_ARGS > "$L/train_cnn.log" 2>&1 &
+timeout "$T" python3 -m rfmweb train-cnn "$WORK/cohort/train" --out "$WORK/cnn" --steps "$CNN_STEPS" \
+    --device "$DEVICE" --threads 2 --checkpoint-every 200 --no-progress $CNN_ARGS > "$L/train_cnn.log" 2>&1 &
 wait
 for run in renderfm inr_adamw inr_muon cnn; do echo "$run: $(tail -n 1 "$WORK/$run/log.csv" 2>/dev/null)"; done
 echo "pytest -m gpu: $(tail -n 1 "$L/pytest_gpu.log")"
@@ -93,7 +102,8 @@ timeout "$E" python3 -m rfmweb evaluate-inr --split val="$WORK/cohort/val" --spl
     "${models[@]}" --no-fill-holes postop --threads 4 --no-progress --out "$WORK/eval_inr" > "$L/eval_inr.log" 2>&1 &
 if [ -f "$WORK/renderfm/model.pt" ]; then
     timeout "$E" python3 -m rfmweb evaluate-renderfm --out "$WORK/eval_rfm_new" --checkpoint "$WORK/renderfm/model.pt" \
-        --device "$DEVICE" --phantoms 0 --only head-ct --methods 6dgs-agp renderfm renderfm+ft > "$L/eval_rfm_new.log" 2>&1 &
+        --device "$DEVICE" --phantoms 0 --only head-ct --methods 6dgs-agp renderfm renderfm+ft \
+        > "$L/eval_rfm_new.log" 2>&1 &
 fi
 timeout "$E" python3 -m rfmweb evaluate-renderfm --out "$WORK/eval_rfm_shipped" --device "$DEVICE" --phantoms 0 \
     --only head-ct --methods renderfm renderfm+ft > "$L/eval_rfm_shipped.log" 2>&1 &
@@ -103,7 +113,8 @@ for t in eval_inr eval_rfm_new eval_rfm_shipped; do echo "-- $t"; cat "$WORK/$t/
 stamp "D: pack"
 rm -rf "$WORK"/eval_rfm_*/*/views "$WORK"/eval_rfm_*/*/*.npz
 for run in renderfm inr_adamw inr_muon cnn; do cp "$WORK/$run/log.csv" "$L/${run}_log.csv" 2>/dev/null; done
-tar czf "$OUT/logs.tgz" -C "$WORK" --exclude "*.npz" --exclude "*.nii*" --exclude "*.pt" --exclude "*.ply" --exclude views logs $(cd "$WORK" && ls -d eval_* 2>/dev/null)
+tar czf "$OUT/logs.tgz" -C "$WORK" --exclude "*.npz" --exclude "*.nii*" --exclude "*.pt" --exclude "*.ply" \
+    --exclude views logs $(cd "$WORK" && ls -d eval_* 2>/dev/null)
 tar czf "$OUT/renderfm.tgz" -C "$WORK" --exclude gt_cache renderfm 2>/dev/null
 tar czf "$OUT/inr.tgz" -C "$WORK" inr_adamw inr_muon 2>/dev/null
 tar cf - -C "$WORK" --exclude checkpoint.pt cnn 2>/dev/null | split -b 15M - "$OUT/cnn.tar.part-"
