@@ -120,7 +120,7 @@ class FitJob:
 
 
 def fit_and_report(job: FitJob, start: Callable[..., "Splats6D"], *, command: str, init: str, report_format: str,
-                   min_max_splats: int = 0, report_extra: dict | None = None) -> dict | None:
+                   default_max_splats: int | None = None, report_extra: dict | None = None) -> dict | None:
     """The part of ``fit-6dgs`` and ``finetune`` they share: check, load, fit, save, score, report.
 
     Checks the options (output suffixes, device, hyper-parameters) before anything slow, loads
@@ -136,7 +136,8 @@ def fit_and_report(job: FitJob, start: Callable[..., "Splats6D"], *, command: st
         command: name for the log.
         init: the report's ``"init"``.
         report_format: the report's ``"format"`` tag.
-        min_max_splats: the default ``max_splats`` is at least this (``finetune``: room to densify).
+        default_max_splats: ``max_splats`` when the job gives none, instead of the rasteriser's
+            default (``finetune``: the starting count, so densification adds none).
         report_extra: keys added to the report.
 
     Returns:
@@ -174,7 +175,7 @@ def fit_and_report(job: FitJob, start: Callable[..., "Splats6D"], *, command: st
                     command, DEFAULTS["cpu"]["iters"], DEFAULTS["cpu"]["max_splats"], DEFAULTS["cpu"]["size"])
     defaults = DEFAULTS["cuda" if rasterizer == "gsplat" else "cpu"]
     iters = defaults["iters"] if job.iters is None else job.iters
-    max_splats = max(defaults["max_splats"], min_max_splats) if job.max_splats is None else job.max_splats
+    max_splats = job.max_splats or default_max_splats or defaults["max_splats"]
     config = FitConfig(iters=iters, lr_scale=job.lr_scale, max_splats=max_splats, seed=job.seed)
     if job.size is None and defaults["size"] is not None:
         views = views.resized(min(defaults["size"], views.native_size[0]))
