@@ -13,8 +13,8 @@ The initial splats are used as they are (none dropped). ``--max-splats`` default
 densification then adds none (pruning still removes faint ones), which scored better from Render-FM's
 predictions (head CT, 128^2, 50 steps: held-out SSIM 0.801 -> 0.804, PSNR 21.48 -> 21.73 dB; 150
 steps 0.815 -> 0.819; a held-out generated head and an unseen TF likewise; BENCHMARKS.md). A larger
-``--max-splats`` lets densification grow the set. The report is ``fit-6dgs``'s (``initial_heldout`` then scores the
-``--init`` file exactly as ``rfmweb evaluate-splats`` does) plus ``"init_file"``.
+``--max-splats`` lets densification grow the set. The report is ``fit-6dgs``'s (``initial_heldout``
+then scores the ``--init`` file exactly as ``rfmweb evaluate-splats`` does) plus ``"init_file"``.
 """
 
 from __future__ import annotations
