@@ -5,6 +5,8 @@
   on a CPU, VTK where numba is missing (:func:`volume_renderer`, :func:`marcher_renderer`);
 - the ray-marcher's forward pass and 6DGS slicing: our fused Triton kernels on CUDA, the torch
   twins elsewhere (:func:`march_backend`, :func:`slicing_backend`);
+- VTK's volume mapper: GPU ray casting on a hardware OpenGL, the fixed-point CPU ray caster on a
+  software one (:func:`vtk_volume_mapper`);
 - splat rasterisation: gsplat on CUDA, the numba kernel on a CPU without gradients, the torch twin
   otherwise (:func:`choose_rasterizer`);
 - the neural models' precision (:func:`auto_precision`) and a server's threads (:func:`limit_threads`).
@@ -19,7 +21,8 @@ Choices that change results (not just speed) can be forced, so tests run every p
 - ``RFMWEB_DEVICE``: ``cpu`` / ``cuda`` / ``cuda:1`` ... (default: CUDA when available);
 - ``RFMWEB_PRECISION``: ``fp32`` / ``bf16`` for the neural models' ``"auto"`` precision (default:
   bf16 on CUDA with bf16 support and on CPUs with AMX or AVX512-BF16, else fp32);
-- ``RFMWEB_THREADS``: torch's intra-op threads of a server (default: cores - 1, at least 1).
+- ``RFMWEB_THREADS``: torch's intra-op threads of a server (default: cores - 1, at least 1);
+- ``RFMWEB_VTK_MAPPER``: ``gpu`` / ``fixed-point`` (default: by the OpenGL renderer).
 """
 
 from __future__ import annotations
@@ -221,6 +224,37 @@ def volume_renderer() -> str:
     cpu_only = default_device().type != "cuda" and not numba_available()
     choice = "vtk" if cpu_only and extras.available("vtk") else marcher_renderer()
     _log_choice("volume renderer", choice, "default of the viewer")
+    return choice
+
+
+#: Words in an OpenGL renderer string that mean software rasterisation (Mesa's llvmpipe, softpipe, swrast;
+#: Google's SwiftShader; Windows' GDI Generic): no GPU draws the frames.
+SOFTWARE_GL = ("llvmpipe", "softpipe", "swrast", "swiftshader", "software rasterizer", "gdi generic")
+
+
+def vtk_volume_mapper(gl_renderer: str) -> str:
+    """VTK's volume mapper for an OpenGL context whose ``GL_RENDERER`` string is ``gl_renderer``.
+
+    ``"gpu"`` (``vtkGPUVolumeRayCastMapper``: jittered rays, normals from central differences of the
+    trilinearly read volume at each sample) on a hardware OpenGL; ``"fixed-point"``
+    (``vtkFixedPointVolumeRayCastMapper``: multithreaded CPU ray casting, quantised per-voxel normals,
+    abortable mid-frame) on a software or unreported one (:data:`SOFTWARE_GL`), where the GPU mapper's
+    shader runs on the CPU 9-18x slower than the fixed-point mapper (BENCHMARKS.md).
+    ``RFMWEB_VTK_MAPPER`` forces either.
+
+    Raises:
+        InputError: ``RFMWEB_VTK_MAPPER`` is set to something other than ``gpu`` or ``fixed-point``.
+    """
+    forced = os.environ.get("RFMWEB_VTK_MAPPER", "").strip().lower()
+    if forced:
+        if forced not in ("gpu", "fixed-point"):
+            raise InputError(f"RFMWEB_VTK_MAPPER must be gpu or fixed-point, got {forced!r}")
+        choice, reason = forced, "RFMWEB_VTK_MAPPER"
+    elif not gl_renderer or any(word in gl_renderer.lower() for word in SOFTWARE_GL):
+        choice, reason = "fixed-point", f"software OpenGL: {gl_renderer or 'renderer not reported'}"
+    else:
+        choice, reason = "gpu", f"OpenGL on {gl_renderer}"
+    _log_choice("VTK volume mapper", choice, reason)
     return choice
 
 

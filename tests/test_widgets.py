@@ -141,7 +141,7 @@ def test_frames_are_jpeg_of_the_volume(viewer):
     state = viewer.views[0]
     assert state["preset"] == "CT-Bone" and state["title"] == "head"
     assert [g["name"] for g in state["groups"]] == ["soft tissue", "skeleton"]
-    assert {"name": "vtk", "label": "VTK ray caster (CPU)", "disabled": False, "hint": ""} in viewer.renderer_options
+    assert {"name": "vtk", "label": "VTK ray caster", "disabled": False, "hint": ""} in viewer.renderer_options
     assert "CT-Muscle" in viewer.preset_options
     # the render thread reports the slow full-quality render through the synced state
     assert (True, "rendering full quality…") in statuses and statuses[-1] == (False, "")
@@ -307,7 +307,7 @@ def test_compare_renderers(small_ct):
     cmp = Compare.renderers(small_ct, ["raymarch", "vtk"], preset="CT-Muscle", width=64, height=64, link=False)
     try:
         assert [v["renderer"] for v in cmp.views] == ["raymarch", "vtk"]
-        assert [v["title"] for v in cmp.views] == ["Ray-marcher (torch)", "VTK ray caster (CPU)"]
+        assert [v["title"] for v in cmp.views] == ["Ray-marcher (torch)", "VTK ray caster"]
         page = Page(cmp)
         page.send({"type": "renderer", "view": 0, "name": "vtk"})
         page.send({"type": "drag", "view": 0, "button": "left", "dx": 30, "dy": 0})

@@ -135,7 +135,7 @@ def _renderfm_missing() -> str | None:
 
 register("raymarch", _raymarch, "Ray-marcher (torch)")
 register("compiled", _compiled, "Ray-marcher (compiled CPU)", feature="compiled")
-register("vtk", _vtk, "VTK ray caster (CPU)", feature="vtk")
+register("vtk", _vtk, "VTK ray caster", feature="vtk")
 register("splats", _splats, "6D Gaussian splats")
 # Render-FM: offered while a checkpoint is there (shipped, or $RFMWEB_RENDERFM_CHECKPOINT)
 register("renderfm", _renderfm, "Render-FM (feed-forward splats)", missing=_renderfm_missing)

@@ -1,7 +1,14 @@
 """Classical volume rendering with VTK, offscreen (``vtk``): the interactive CPU path where numba is missing.
 
-``vtkFixedPointVolumeRayCastMapper`` renders through EGL (Mesa's llvmpipe on a machine with no
-GPU; no X server or extra system package needed). It is driven by the same
+VTK renders through EGL (Mesa's llvmpipe on a machine with no GPU; no X server or extra system
+package needed). Which mapper draws is chosen once per renderer from the OpenGL renderer
+(:func:`~rfmweb.backend.vtk_volume_mapper`): ``vtkGPUVolumeRayCastMapper`` on a hardware OpenGL
+(jittered rays; normals from central differences of the trilinear read at each sample: on the five
+shaded CT presets its view at rest is within SSIM 0.967-0.977 of the ray-marchers', the fixed-point
+mapper's quantised per-voxel normals 0.926-0.939), ``vtkFixedPointVolumeRayCastMapper`` on a software
+one, where it is 9-18x faster than the GPU mapper's shader run by the CPU and can stop mid-frame for a
+newer one. The rest of this docstring is about the fixed-point mapper,
+what a machine without a GPU gets. Either is driven by the same
 :class:`~rfmweb.transfer.TransferFunction`, :class:`~rfmweb.transfer.ClassTable` and
 :class:`~rfmweb.camera.OrbitCamera` as the ray-marcher, with the same conventions: opacity per
 unit distance (mm), a headlight with ambient light, voxel centres spanning the volume.
@@ -48,7 +55,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from ..backend import load_triton_before_gl
+from ..backend import load_triton_before_gl, vtk_volume_mapper
 from ..camera import OrbitCamera
 from ..extras import require
 from ..transfer import ClassTable
@@ -87,16 +94,17 @@ def _vtk():
 
 
 class VtkRenderer:
-    """The ``vtk`` renderer (offscreen, CPU ray casting).
+    """The ``vtk`` renderer (offscreen; GPU ray casting on a hardware OpenGL, else CPU ray casting).
 
     Args:
-        threads: ray-casting threads (default: VTK's choice).
+        threads: the fixed-point mapper's ray-casting threads (default: VTK's choice).
     """
 
     name = "vtk"
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads
+        self.mapper_kind: str | None = None   # "gpu" / "fixed-point" once the context exists (vtk_volume_mapper)
         self._window = None
         self._pipes: dict[bool, tuple] = {}           # cubic -> (mapper, volume actor)
         self._data_key: dict[bool, tuple] = {}
@@ -118,12 +126,18 @@ class VtkRenderer:
         self._renderer.AutomaticLightCreationOff()
         self._renderer.AddLight(light)
         self._property = rendering.vtkVolumeProperty()
+        self._window.Initialize()
+        self.mapper_kind = vtk_volume_mapper(_gl_renderer(self._window))
         for cubic in (False, True):  # the volume as it is, and its cubic B-spline at half the spacing
-            mapper = volume_mod.vtkFixedPointVolumeRayCastMapper()
+            if self.mapper_kind == "gpu":
+                mapper = volume_mod.vtkGPUVolumeRayCastMapper()
+                mapper.UseJitteringOn()
+            else:
+                mapper = volume_mod.vtkFixedPointVolumeRayCastMapper()
+                if self.threads:
+                    mapper.SetNumberOfThreads(self.threads)
             mapper.AutoAdjustSampleDistancesOff()
             mapper.SetImageSampleDistance(1.0)
-            if self.threads:
-                mapper.SetNumberOfThreads(self.threads)
             actor = rendering.vtkVolume()
             actor.SetMapper(mapper)
             actor.SetProperty(self._property)
@@ -318,6 +332,15 @@ class VtkRenderer:
         self._gl_thread.shutdown()
         if self._marcher is not None and hasattr(self._marcher, "close"):
             self._marcher.close()
+
+
+def _gl_renderer(window) -> str:
+    """The ``GL_RENDERER`` string of ``window``'s (initialised) OpenGL context, e.g. ``llvmpipe (LLVM 15.0.6,
+    256 bits)``; empty when VTK does not report it."""
+    for line in window.ReportCapabilities().splitlines():
+        if line.startswith("OpenGL renderer string:"):
+            return line.split(":", 1)[1].strip()
+    return ""
 
 
 def _needs_marcher(scene: Scene) -> bool:
