@@ -7,8 +7,8 @@ package needed). Which mapper draws is chosen once per renderer from the OpenGL 
 shaded CT presets its view at rest is within SSIM 0.967-0.977 of the ray-marchers', the fixed-point
 mapper's quantised per-voxel normals 0.926-0.939), ``vtkFixedPointVolumeRayCastMapper`` on a software
 one, where it is 9-18x faster than the GPU mapper's shader run by the CPU and can stop mid-frame for a
-newer one. The rest of this docstring is about the fixed-point mapper,
-what a machine without a GPU gets. Either is driven by the same
+newer one. The rest of this docstring is about the fixed-point mapper, what a machine without a GPU
+gets. Either is driven by the same
 :class:`~rfmweb.transfer.TransferFunction`, :class:`~rfmweb.transfer.ClassTable` and
 :class:`~rfmweb.camera.OrbitCamera` as the ray-marcher, with the same conventions: opacity per
 unit distance (mm), a headlight with ambient light, voxel centres spanning the volume.
