@@ -88,7 +88,8 @@ done
 timeout "$T" python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_raymarch.py tests/test_splats_raster.py \
     tests/test_triton_kernels.py tests/test_renderfm.py > "$L/pytest_gpu.log" 2>&1 &
 timeout "$T" python3 -m rfmweb train-cnn "$WORK/cohort/train" --out "$WORK/cnn" --steps "$CNN_STEPS" \
-    --device "$DEVICE" --threads 2 --checkpoint-every 200 --no-progress $CNN_ARGS > "$L/train_cnn.log" 2>&1 &
+    --device "$DEVICE" --precision bf16 --threads 2 --checkpoint-every 200 --no-progress $CNN_ARGS \
+    > "$L/train_cnn.log" 2>&1 &
 wait
 for run in renderfm inr_adamw inr_muon cnn; do echo "$run: $(tail -n 1 "$WORK/$run/log.csv" 2>/dev/null)"; done
 echo "pytest -m gpu: $(tail -n 1 "$L/pytest_gpu.log")"

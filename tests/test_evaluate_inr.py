@@ -100,7 +100,7 @@ def test_one_window_equals_the_network(cnn_run, splits):
     """With a window larger than the brain, sliding-window inference is the network's argmax on the crop."""
     model = load_cnn(cnn_run[0] / "model.pt")
     vol = load_brats_case(find_cases(splits["val"])[0])
-    labels = segment_cnn(model, vol, patch=48)
+    labels = segment_cnn(model, vol, patch=48, precision="fp32")
     case = crop_case(vol.data)
     crop = tuple(slice(0, n) for n in case.image.shape[1:])
     x = torch.zeros(4, 48, 48, 48)
@@ -111,6 +111,26 @@ def test_one_window_equals_the_network(cnn_run, splits):
     expected = np.zeros(vol.shape, np.uint8)
     expected[case.box] = ref
     np.testing.assert_array_equal(labels, expected)
+    half = segment_cnn(model, vol, patch=48, precision="bf16")        # autocast: the same labels almost everywhere
+    assert len(np.unique(expected[case.box][case.brain])) >= 2
+    assert float((half == expected)[case.box][case.brain].mean()) > 0.97
+    with pytest.raises(InputError, match="precision"):
+        segment_cnn(model, vol, precision="fp16")
+
+
+def test_bf16_training_follows_fp32(splits, tmp_path):
+    """bf16 autocast trains the same network on the same batches: its losses track fp32's."""
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        summary = train_cnn(CNNTrainConfig(cases=str(splits["val"]), out=str(tmp_path / precision), steps=3, patch=16,
+                                           batch=2, features=(4, 8, 16), log_every=1, precision=precision,
+                                           progress=False))
+        assert summary["precision"] == precision
+        losses[precision] = [float(r["loss"]) for r in _csv(tmp_path / precision / "log.csv")]
+    np.testing.assert_allclose(losses["bf16"], losses["fp32"], rtol=0.03)
+    with pytest.raises(InputError, match="--precision"):
+        CNNTrainConfig(cases="x", out="y", precision="fp16").validate()
 
 
 def _direct(split_dir, segment, fill_holes):

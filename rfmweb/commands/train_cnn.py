@@ -18,6 +18,8 @@ def add_parser(sub) -> None:
     p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
     p.add_argument("--lr", type=float, help="initial learning rate (default 1e-3 for adamw, 1e-2 for sgd)")
     p.add_argument("--no-deep-supervision", action="store_true", help="loss on the finest output only")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="forward-pass precision (bf16: ~2x faster on CPUs with AMX and on GPUs)")
     p.add_argument("--checkpoint-every", type=int, default=50, metavar="K")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--device", help="cpu or cuda (default: CUDA when available)")
@@ -37,5 +39,6 @@ def _run(args) -> None:
     lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adamw" else 1e-2)
     train_cnn(CNNTrainConfig(cases=args.cases, out=args.out, steps=args.steps, patch=args.patch, batch=args.batch,
                              features=features, optimizer=args.optimizer, lr=lr,
-                             deep_supervision=not args.no_deep_supervision, checkpoint_every=args.checkpoint_every,
+                             deep_supervision=not args.no_deep_supervision, precision=args.precision,
+                             checkpoint_every=args.checkpoint_every,
                              resume=args.resume, device=args.device, seed=args.seed, progress=not args.no_progress))

@@ -17,9 +17,13 @@ Recipe (:class:`CNNTrainConfig` defaults), nnU-Net's where a CPU budget allows:
 - optimiser: AdamW, lr 1e-3 with nnU-Net's poly decay ``(1 - step / steps)^0.9``. nnU-Net's SGD
   (lr 1e-2, Nesterov momentum 0.99) is tuned for 250,000 steps; with the few hundred a CPU run
   affords, Adam reaches a lower loss (``optimizer="sgd"`` keeps nnU-Net's choice);
+- precision: fp32, or bf16 autocast for the network (``precision="bf16"``; the loss stays fp32):
+  about 2x faster per step on a CPU with AMX (measured: 0.41 -> 0.20 s per step of 2 x 48^3 on
+  2 cores) and on a GPU;
 - inference (:func:`segment_cnn`): sliding windows of the training patch size at half-patch
   steps on the brain bounding box, logits weighted by a Gaussian (sigma = patch / 8, nnU-Net's
-  importance map), argmax; background outside the brain. No test-time mirroring.
+  importance map), argmax; background outside the brain. No test-time mirroring. Precision
+  ``"auto"`` as the INR's (:func:`rfmweb.inr.infer.resolve_precision`).
 
 Run folder: ``checkpoint.pt`` (model + optimiser + step; resumable), ``model.pt`` (weights),
 ``log.csv``, ``config.json``, ``summary.json``. Checkpoints are written atomically and read with
@@ -51,6 +55,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = "rfmweb.unet-seg/1"
 OPTIMIZERS = ("adamw", "sgd")
+PRECISIONS = ("fp32", "bf16")
 LOG_COLUMNS = ("step", "lr", "loss", "step_s", "elapsed_s")
 
 
@@ -69,6 +74,7 @@ class CNNTrainConfig:
         optimizer: ``"adamw"`` or ``"sgd"`` (Nesterov, momentum 0.99).
         lr, weight_decay: initial learning rate (poly decay), decoupled weight decay.
         deep_supervision: losses on the coarser decoder outputs too.
+        precision: ``"fp32"`` or ``"bf16"`` (autocast for the network's forward pass).
         checkpoint_every, log_every: intervals in steps.
         seed, device, resume, progress: as :class:`rfmweb.inr.train.TrainConfig`.
     """
@@ -84,6 +90,7 @@ class CNNTrainConfig:
     lr: float = 1e-3
     weight_decay: float = 3e-5
     deep_supervision: bool = True
+    precision: str = "fp32"
     checkpoint_every: int = 50
     log_every: int = 10
     seed: int = 0
@@ -94,6 +101,8 @@ class CNNTrainConfig:
     def validate(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"--optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
         for name in ("steps", "patch", "batch", "checkpoint_every", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -299,7 +308,8 @@ def window_starts(n: int, patch: int, step_fraction: float) -> list[int]:
 
 @torch.inference_mode()
 def segment_cnn(model: UNet3D, volume: Volume | np.ndarray, *, patch: int | None = None,
-                step_fraction: float = 0.5, device: str | torch.device = "cpu") -> np.ndarray:
+                step_fraction: float = 0.5, device: str | torch.device = "cpu", precision: str = "auto"
+                ) -> np.ndarray:
     """Sliding-window segmentation of a case by a trained :class:`UNet3D` (4 in, 4 class logits out).
 
     Args:
@@ -307,12 +317,17 @@ def segment_cnn(model: UNet3D, volume: Volume | np.ndarray, *, patch: int | None
         volume: a 4-modality :class:`Volume` or its ``[4, X, Y, Z]`` array (0 outside the brain).
         patch: window edge in voxels.
         step_fraction: window step as a fraction of the window (0.5: nnU-Net's overlap).
+        precision: ``"auto"`` (bf16 where fast), ``"fp32"`` or ``"bf16"`` (autocast of the network).
 
     Returns:
         ``[X, Y, Z]`` uint8 labels (0 background, 1 NCR, 2 ED, 3 ET); 0 outside the brain.
     """
+    from .infer import resolve_precision
+
     if not 0 < step_fraction <= 1:
         raise InputError(f"step_fraction must lie in (0, 1], got {step_fraction}")
+    device = torch.device(device)
+    bf16 = resolve_precision(precision, device) == "bf16"
     data = volume.data if isinstance(volume, Volume) else np.asarray(volume, np.float32)
     case = crop_case(data, name=getattr(volume, "name", ""))
     p = int(patch or getattr(model, "patch", 48))
@@ -331,7 +346,8 @@ def segment_cnn(model: UNet3D, volume: Volume | np.ndarray, *, patch: int | None
         for j in window_starts(padded[1], p, step_fraction):
             for m in window_starts(padded[2], p, step_fraction):
                 win = (slice(i, i + p), slice(j, j + p), slice(m, m + p))
-                out = model(image[(slice(None),) + win][None])[0]
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+                    out = model(image[(slice(None),) + win][None])[0].float()
                 logits[(slice(None),) + win] += out * weight
                 norm[win] += weight
     labels_crop = (logits / norm).argmax(0)[:shape[0], :shape[1], :shape[2]].cpu().numpy().astype(np.uint8)
@@ -395,7 +411,8 @@ def train_cnn(config: CNNTrainConfig) -> dict:
     atomic_write(out / "config.json", lambda tmp: Path(tmp).write_text(text))
     rows = read_log_rows(out / "log.csv", start)
     meta = {"cases_dir": str(config.cases), "train_cases": len(folders), "device": str(device),
-            "threads": torch.get_num_threads(), "torch": str(torch.__version__), "optimizer": config.optimizer}
+            "threads": torch.get_num_threads(), "torch": str(torch.__version__), "optimizer": config.optimizer,
+            "precision": config.precision}
 
     def checkpoint(step: int) -> None:
         info = {**meta, "steps": step, "elapsed_s": round(elapsed, 1)}
@@ -414,7 +431,10 @@ def train_cnn(config: CNNTrainConfig) -> dict:
             group["lr"] = lr
         rng = np.random.default_rng(step_seed(config.seed, 0, step))
         images, labels = draw_batch(cases, config, rng)
-        loss = deep_supervision_loss(model(images.to(device)), labels.to(device))
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+            outputs = model(images.to(device))
+        outputs = [o.float() for o in outputs] if isinstance(outputs, list) else outputs.float()
+        loss = deep_supervision_loss(outputs, labels.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)      # nnU-Net's clip
@@ -434,6 +454,7 @@ def train_cnn(config: CNNTrainConfig) -> dict:
     bar.close()
     summary = {"steps": config.steps, "train_s": round(elapsed, 1), "parameters": count_parameters(model),
                "s_per_step": round(elapsed / max(config.steps, 1), 3), "device": str(device),
+               "precision": config.precision,
                "threads": torch.get_num_threads(), "final_loss": rows[-1]["loss"] if rows else None}
     text = json.dumps(summary, indent=1)
     atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(text))

@@ -105,7 +105,7 @@ def _segment(entry: Entry, volume, precision: str) -> np.ndarray:
     from .infer import segment_volume
 
     if entry.kind == "cnn":
-        return segment_cnn(entry.model, volume)
+        return segment_cnn(entry.model, volume, precision=precision)
     return segment_volume(entry.model, volume, device="cpu", precision=precision)
 
 
@@ -239,9 +239,9 @@ def default_notes(entries: list[Entry], splits: dict[str, str | os.PathLike], pr
     """Provenance notes for the report: threads, data, and how the CNN was trained."""
     from .infer import resolve_precision
 
-    notes = [f"CPU, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}; INR inference in "
-             f"{resolve_precision(precision, torch.device('cpu'))} (--precision {precision}), coarse-to-fine where "
-             "the brain is large (rfmweb.inr.infer.segment_volume); CNN in fp32, sliding windows "
+    notes = [f"CPU, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}; inference in "
+             f"{resolve_precision(precision, torch.device('cpu'))} (--precision {precision}); INR coarse-to-fine where "
+             "the brain is large (rfmweb.inr.infer.segment_volume); CNN by sliding windows "
              "of its training patch at half-patch steps with Gaussian weighting, no test-time mirroring.",
              "Splits: " + ", ".join(f"{k} = `{v}`" for k, v in splits.items()) + ".",
              "Denoising: connected components + hole filling (rfmweb.inr.denoise.denoise_labels, defaults)"
