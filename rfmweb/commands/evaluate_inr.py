@@ -16,7 +16,8 @@ def add_parser(sub) -> None:
     p.add_argument("--no-denoise-cnn", action="store_true", help="score the CNN raw only")
     p.add_argument("--no-fill-holes", action="append", default=[], metavar="NAME",
                    help="denoise this split without hole filling (post-operative scans; repeatable)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="inference precision of the INRs and the CNN")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="inference precision of the INRs and the CNN")
     add_compute_options(p)
     p.set_defaults(run=_run)
 

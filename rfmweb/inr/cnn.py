@@ -206,9 +206,10 @@ def ce_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-5) 
     ``DC_and_CE_loss`` with batch Dice, background excluded).
 
     Args:
-        logits: ``[B, C, D, H, W]``.
+        logits: ``[B, C, D, H, W]`` (bf16 from an autocast forward pass is scored in fp32).
         target: ``[B, D, H, W]`` int64 in ``0..C-1``.
     """
+    logits = logits.float()
     ce = F.cross_entropy(logits, target)
     probs = torch.softmax(logits, dim=1)[:, 1:]
     onehot = F.one_hot(target, logits.shape[1]).movedim(-1, 1)[:, 1:].to(probs.dtype)
@@ -433,7 +434,6 @@ def train_cnn(config: CNNTrainConfig) -> dict:
         images, labels = draw_batch(cases, config, rng)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
             outputs = model(images.to(device))
-        outputs = [o.float() for o in outputs] if isinstance(outputs, list) else outputs.float()
         loss = deep_supervision_loss(outputs, labels.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
