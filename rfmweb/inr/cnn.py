@@ -18,8 +18,8 @@ Recipe (:class:`CNNTrainConfig` defaults), nnU-Net's where a CPU budget allows:
   (lr 1e-2, Nesterov momentum 0.99) is tuned for 250,000 steps; with the few hundred a CPU run
   affords, Adam reaches a lower loss (``optimizer="sgd"`` keeps nnU-Net's choice);
 - precision: fp32, or bf16 autocast for the network (``precision="bf16"``; the loss stays fp32):
-  about 2x faster per step on a CPU with AMX (measured: 0.41 -> 0.20 s per step of 2 x 48^3 on
-  2 cores) and on a GPU;
+  about 2x faster per step on a CPU with AMX (0.57 -> 0.30 s per step of 2 x 48^3 patches on 2
+  cores, BENCHMARKS.md) and on a GPU;
 - inference (:func:`segment_cnn`): sliding windows of the training patch size at half-patch
   steps on the brain bounding box, logits weighted by a Gaussian (sigma = patch / 8, nnU-Net's
   importance map), argmax; background outside the brain. No test-time mirroring. Precision
