@@ -47,7 +47,7 @@ cat "$L/machine.txt"
 stamp "A: cohorts in the background, timings in turn"
 (
     python3 -m rfmweb make-cohort --out "$WORK/cohort/train" --n "$N_TRAIN" --split train --seed 0 --resolution 2 \
-        --no-progress &
+        --workers 4 --no-progress &
     for split in val postop; do
         python3 -m rfmweb make-cohort --out "$WORK/cohort/$split" --n "$N_EVAL" --split $split --seed 1 \
             --resolution 2 --no-progress &

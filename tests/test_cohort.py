@@ -196,7 +196,19 @@ def test_an_old_format_cohort_is_not_extended(tmp_path):
         make_cohort(tmp_path, 1, "train", seed=0, resolution_mm=RES, progress=False)
 
 
-@pytest.mark.parametrize("args, expect", [(["--n", "0"], "--n must"), (["--n", "1", "--resolution", "20"], "--resolution")])
+def test_workers_write_the_same_cohort(cohort, tmp_path):
+    out, manifest = cohort
+    parallel = make_cohort(tmp_path, 3, "train", seed=3, resolution_mm=RES, progress=False, workers=2)
+    assert parallel["cases"][:2] == manifest["cases"] and parallel["cases"][2]["index"] == 2
+    assert json.loads((tmp_path / MANIFEST).read_text())["cases"] == parallel["cases"]
+    for entry in manifest["cases"]:
+        a, b = load_brats_case(out / entry["id"]), load_brats_case(tmp_path / entry["id"])
+        assert np.array_equal(a.data, b.data) and np.array_equal(a.labels, b.labels)
+
+
+@pytest.mark.parametrize("args, expect", [(["--n", "0"], "--n must"),
+                                          (["--n", "1", "--resolution", "20"], "--resolution"),
+                                          (["--n", "1", "--workers", "0"], "--workers")])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, args, expect):
     from rfmweb.cli import main
 

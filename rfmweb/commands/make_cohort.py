@@ -17,6 +17,8 @@ def add_parser(sub) -> None:
                         "little necrosis")
     p.add_argument("--seed", type=int, default=0, help="cohort seed (splits use disjoint random streams)")
     p.add_argument("--resolution", type=float, default=1.0, metavar="MM", help="isotropic voxel size in mm")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes generating cases at once (the cases do not depend on it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_run)
 
@@ -28,4 +30,5 @@ def _run(args) -> None:
     if args.n < 1:
         raise InputError(f"--n must be >= 1, got {args.n}")
     require("mni")  # the cohort is painted into nilearn's MNI152 template
-    make_cohort(args.out, args.n, args.split, args.seed, args.resolution, progress=not args.no_progress)
+    make_cohort(args.out, args.n, args.split, args.seed, args.resolution, progress=not args.no_progress,
+                workers=args.workers)

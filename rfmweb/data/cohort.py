@@ -41,7 +41,9 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -152,8 +154,15 @@ def _write_manifest(path: Path, manifest: dict) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def _write_case(split: str, seed: int, index: int, resolution_mm: float, folder: Path) -> dict:
+    """Generate case ``index`` and write its folder; returns its manifest entry (a worker's task)."""
+    volume, info = cohort_case(split, seed, index, resolution_mm)
+    save_brats_case(volume, folder, volume.name)
+    return info
+
+
 def make_cohort(out: str | os.PathLike, n: int, split: str = "train", seed: int = 0,
-                resolution_mm: float = 1.0, progress: bool = True) -> dict:
+                resolution_mm: float = 1.0, progress: bool = True, workers: int = 1) -> dict:
     """Write (or complete) a synthetic cohort of ``n`` BraTS-style case folders.
 
     Resumable: complete case folders already listed in the manifest are skipped, so an interrupted
@@ -167,6 +176,8 @@ def make_cohort(out: str | os.PathLike, n: int, split: str = "train", seed: int 
         seed: cohort seed (>= 0).
         resolution_mm: isotropic voxel size, 0.5..8 mm.
         progress: show a tqdm progress bar.
+        workers: processes generating cases at once (each case depends only on its split, seed and
+            index, so the cohort is the same for any number).
 
     Returns:
         The manifest (also written to ``out/cohort.json``).
@@ -184,6 +195,8 @@ def make_cohort(out: str | os.PathLike, n: int, split: str = "train", seed: int 
         raise InputError(f"--seed must be >= 0, got {seed}")
     if not 0.5 <= float(resolution_mm) <= 8.0:
         raise InputError(f"--resolution must lie in 0.5..8 mm, got {resolution_mm}")
+    if not 1 <= int(workers) <= 256:
+        raise InputError(f"--workers must lie in 1..256, got {workers}")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError("exists and is not a folder", out)
@@ -200,18 +213,31 @@ def make_cohort(out: str | os.PathLike, n: int, split: str = "train", seed: int 
                     "acquisition) on the MNI152 2009 template from nilearn", "cases": []}
     entries = {e["id"]: e for e in manifest["cases"]}
     manifest["n"] = max(int(n), int(manifest.get("n", 0)))
-    made = 0
-    for index in tqdm(range(int(n)), desc=f"cohort {split}", unit="case", disable=not progress):
-        cid = case_id(split, index)
-        folder = out / cid
-        if cid in entries and case_complete(folder):
-            continue
-        volume, info = cohort_case(split, seed, index, resolution_mm)
-        save_brats_case(volume, folder, cid)
-        entries[cid] = info
+    todo = [i for i in range(int(n))
+            if not (case_id(split, i) in entries and case_complete(out / case_id(split, i)))]
+    bar = tqdm(total=int(n), initial=int(n) - len(todo), desc=f"cohort {split}", unit="case", disable=not progress)
+    jobs = [(split, int(seed), i, float(resolution_mm), out / case_id(split, i)) for i in todo]
+
+    def record(info: dict) -> None:
+        entries[info["id"]] = info
         manifest["cases"] = [entries[k] for k in sorted(entries)]
         _write_manifest(path, manifest)
-        made += 1
+        bar.update(1)
+
+    if int(workers) == 1 or len(jobs) <= 1:
+        for job in jobs:
+            record(_write_case(*job))
+    else:
+        # spawn, not fork: the parent may hold threads (tqdm's monitor, torch's pools)
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(min(int(workers), len(jobs)), mp_context=context)
+        try:
+            for info in pool.map(_write_case, *zip(*jobs)):
+                record(info)
+        finally:
+            pool.shutdown(cancel_futures=True)     # on an error, queued cases are not started
+    bar.close()
+    made = len(jobs)
     manifest["cases"] = [entries[k] for k in sorted(entries)]
     _write_manifest(path, manifest)
     log.info("cohort %s: %d cases in %s (%d generated, %d already complete)", split, int(n), out, made,
