@@ -24,7 +24,7 @@ OUT=${1:?usage: gpu_session.sh OUT}
 DEADLINE_S=${DEADLINE_S:-520}
 TRAIN_S=${TRAIN_S:-250}
 DEVICE=${DEVICE:-cuda}
-N_TRAIN=${N_TRAIN:-64}
+N_TRAIN=${N_TRAIN:-256}
 N_EVAL=${N_EVAL:-20}
 INR_STEPS=${INR_STEPS:-10000}
 CNN_STEPS=${CNN_STEPS:-4000}
@@ -47,7 +47,7 @@ cat "$L/machine.txt"
 stamp "A: cohorts in the background, timings in turn"
 (
     python3 -m rfmweb make-cohort --out "$WORK/cohort/train" --n "$N_TRAIN" --split train --seed 0 --resolution 2 \
-        --workers 4 --no-progress &
+        --workers 2 --no-progress &
     for split in val postop; do
         python3 -m rfmweb make-cohort --out "$WORK/cohort/$split" --n "$N_EVAL" --split $split --seed 1 \
             --resolution 2 --no-progress &
