@@ -92,8 +92,10 @@ def test_correction_improves_the_marked_region_and_undo_restores(model, case):
     acc_before = float((base[tuple(idx.T)] == lab).mean())
     acc_after = float((new[tuple(idx.T)] == lab).mean())
     assert acc_after >= acc_before + 0.10, (acc_before, acc_after)
-    assert region_dice(new, marked) >= region_dice(base, marked) + 0.035
-    assert dice(new[marked] == 2, gt[marked] == 2) >= dice(base[marked] == 2, gt[marked] == 2) + 0.06   # edema
+    before = region_dice(base, marked)       # a third of the way from the model's Dice to a perfect one
+    assert region_dice(new, marked) - before >= (1.0 - before) / 3, (before, region_dice(new, marked))
+    ed_before, ed_after = (dice(x[marked] == 2, gt[marked] == 2) for x in (base, new))     # edema, the same way
+    assert ed_after - ed_before >= (1.0 - ed_before) / 3, (ed_before, ed_after)
     assert region_dice(new, rest) >= region_dice(base, rest) - 0.02          # the unmarked half holds
     outside = np.ones(gt.shape, bool)
     outside[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = False
@@ -179,6 +181,10 @@ def test_ray_mark_changes_labels_through_the_ray_marcher(model, case, monkeypatc
     other = 2 if base[tuple(hit)] != 2 else 3             # a tumour click sets the class too (as the app
     _, recoloured = corrected(real, label=other, steps=None)  # runs it: until the marks are honoured)
     assert recoloured.labels[tuple(hit)] == other
+    # it recolours the clicked surface; it does not grow tumour toward the viewer
+    front = [np.rint(np.linalg.solve(vol.affine, np.append(point - k * dirs[v, u].numpy(), 1))[:3]).astype(int)
+             for k in (1.5 * min(vol.spacing), 2.5 * min(vol.spacing))]
+    assert all(base[tuple(f)] == 0 and recoloured.labels[tuple(f)] == 0 for f in front)
 
 
 def test_mark_ray_hits_the_front_face_of_an_analytic_cube(tiny):
@@ -228,6 +234,20 @@ def test_mark_stroke_marks_the_analytic_brush(tiny):
     # a stroke leaving the grid is clipped to it
     corr.clear_marks()
     assert corr.mark_stroke("axial", 0, np.array([[-5.0, 0.0], [1.0, 0.0]]), label=3, radius=1.0) == 5
+
+
+def test_labels_the_model_does_not_reproduce_are_not_drift(tiny):
+    """Drift is a class change of the model during the correction: labels that differ from the model's
+    own output from the start (another model's, a file's, a coarse-to-fine pass's) cannot block the
+    adaptive stop (they used to: every check found them, and every apply ran ``MAX_STEPS``)."""
+    vol, net = tiny
+    own = segment_volume(net, vol, device="cpu")
+    assert np.all(own == 1)                               # this random net calls everything NCR
+    corr = Corrector(net, vol, labels=np.zeros(vol.shape, np.uint8), device="cpu")
+    corr.mark_voxels(np.array([[9, 1, 2]]), 1)            # its most confident voxel: margin 0.56 -> 1
+    result = corr.apply()
+    assert correct.MIN_STEPS <= result.steps < correct.MAX_STEPS
+    assert result.labels[9, 1, 2] == 1
 
 
 def test_mark_voxels_apply_without_marks_and_bad_input(tiny):

@@ -20,9 +20,12 @@ planned steps, gradient norm clipped to 1, bf16 autocast where
   a cohort case, 0.98 with logits). Every :data:`MINE_EVERY` steps the pool is re-classified;
   voxels whose class changed join every later batch;
 - **ray marks** (3-D clicks): the INR's soft tumour field is rendered along the clicked ray with
-  the differentiable ray-marcher (:func:`rfmweb.render.raymarch.march`) over :math:`\pm`
-  :data:`RAY_WINDOW` voxels around the hit voxel, on the clicked ray moved sideways (under a voxel)
-  through the voxel's centre and four parallel rays half a voxel beside it. The field
+  the differentiable ray-marcher (:func:`rfmweb.render.raymarch.march`) over a window of
+  :math:`2\,`:data:`RAY_WINDOW` voxels on the clicked ray moved sideways (under a voxel) through the
+  hit voxel's centre and four parallel rays half a voxel beside it. A not-tumour mark's window is
+  centred on the hit voxel; a tumour mark's starts at the hit voxel's front face (what the click sees
+  from the surface on: with a centred window the loss was met by growing tumour of the marked class
+  in front of the clicked surface, which stayed as it was underneath). The field
   (:class:`SoftTumourField`) has extinction :math:`\sigma = \mathrm{softplus}(z) / (2 w s)` (``z``
   the INR's tumour log-odds, ``w s`` the window half-width in mm) and colour
   :math:`(p_{NCR}, p_{ED}, p_{ET}) / p_{tumour}`, so the window's rendered opacity :math:`O` says
@@ -82,7 +85,7 @@ MARK_POINTS, REPLAY_POINTS = 1024, 1024   #: voxel marks and replay voxels per s
 REPLAY_POOL, MINE_EVERY = 8192, 3         #: replay pool per apply; drift checked every so many steps
 REPLAY_EXCLUSION = 2                      #: replay voxels stay this far (voxels, Chebyshev) from marks
 MARK_MARGIN = 1.0                         #: logit margin (target - best other) of a learnt voxel mark
-RAY_WINDOW = 2.25                         #: half-width (voxels) of a ray mark's window: 9 samples
+RAY_WINDOW = 2.25                         #: half the length (voxels) of a ray mark's window: 9 samples
 REPLAY_WEIGHT = 0.1                       #: weight of the replay's mean squared logit change
 RAY_WEIGHT = 5.0                          #: weight of the mean ray-mark loss (a click: a surface patch)
 HISTORY = 16                              #: undo depth (weights ~1 MB + labels per level)
@@ -122,6 +125,14 @@ class RayMark:
     depth: float           # mm
     label: int
     voxel: np.ndarray      # [3] int64
+
+
+def _ray_window(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(near, far)`` ``[R]`` of each ray mark's window, in voxels along the ray from the hit voxel's
+    centre: ``[-1/2, 2 RAY_WINDOW - 1/2]`` for a tumour mark, ``[-RAY_WINDOW, RAY_WINDOW]`` for a
+    not-tumour mark (see the module docstring)."""
+    near = np.where(np.asarray(labels) > 0, -0.5, -RAY_WINDOW)
+    return near, near + 2 * RAY_WINDOW
 
 
 def _index(value, n: int, what: str) -> int:
@@ -417,8 +428,9 @@ class Corrector:
 
     def _ray_voxels(self) -> np.ndarray:
         """Flat indices of the voxels the ray windows pass through."""
-        origins, dirs, depth, _ = self._pencils()
-        t = depth[:, None] + np.arange(-RAY_WINDOW, RAY_WINDOW + 0.25, 0.25) * min(self.volume.spacing)
+        origins, dirs, depth, labels = self._pencils()
+        near, _ = _ray_window(labels)
+        t = depth[:, None] + (near[:, None] + np.arange(0.0, 2 * RAY_WINDOW + 0.25, 0.25)) * min(self.volume.spacing)
         pts = (origins[:, None] + t[..., None] * dirs[:, None]).reshape(-1, 3)
         inv = np.linalg.inv(self.volume.affine)
         vox = np.rint(pts @ inv[:3, :3].T + inv[:3, 3]).astype(np.int64)
@@ -457,8 +469,10 @@ class Corrector:
 
         Marched in float64 (see :class:`SoftTumourField`)."""
         s = min(self.volume.spacing)
-        origins, dirs, depth, labels = (torch.as_tensor(v, device=self.device) for v in self._pencils())
-        res = march(origins, dirs, depth - RAY_WINDOW * s, depth + RAY_WINDOW * s, field, 0.5 * s, early_stop=0.0)
+        origins, dirs, depth, labels = self._pencils()
+        near, far = (torch.as_tensor(depth + w * s, device=self.device) for w in _ray_window(labels))
+        origins, dirs, labels = (torch.as_tensor(v, device=self.device) for v in (origins, dirs, labels))
+        res = march(origins, dirs, near, far, field, 0.5 * s, early_stop=0.0)
         labels = labels.long()
         opacity = res.opacity.clamp(1e-15, 1 - 1e-15)
         tumour = labels > 0
@@ -506,10 +520,12 @@ class Corrector:
         rng = np.random.default_rng(seed)
         gen = torch.Generator(device=self.device).manual_seed(seed)
         pool = self._replay(np.concatenate([self._mark_index, self._ray_voxels()]), REPLAY_POOL, rng)
-        pool_target = torch.from_numpy(self._labels.reshape(-1)[pool].astype(np.int64)).to(self.device)
         mark_target = torch.from_numpy(self._mark_label.astype(np.int64)).to(self.device)
         mark_in, pool_in = self._inputs(self._mark_index), self._inputs(pool)
         pool_logits = self._predict(pool_in)
+        # drift is a class change of this predictor since the start (not a difference from the labels:
+        # segment_volume's coarse-to-fine pass may differ on a few voxels, which no step can change)
+        pool_target = pool_logits.argmax(1)
         # a window of log-odds 1 throughout renders opacity ~ 1 - 1/e
         field = SoftTumourField(self.model, self._padded, self._mask_t, self.volume.affine,
                                 density=1.0 / (2 * RAY_WINDOW * min(self.volume.spacing)))
