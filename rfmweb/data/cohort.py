@@ -213,10 +213,10 @@ def make_cohort(out: str | os.PathLike, n: int, split: str = "train", seed: int 
                     "acquisition) on the MNI152 2009 template from nilearn", "cases": []}
     entries = {e["id"]: e for e in manifest["cases"]}
     manifest["n"] = max(int(n), int(manifest.get("n", 0)))
-    todo = [i for i in range(int(n))
-            if not (case_id(split, i) in entries and case_complete(out / case_id(split, i)))]
-    bar = tqdm(total=int(n), initial=int(n) - len(todo), desc=f"cohort {split}", unit="case", disable=not progress)
-    jobs = [(split, int(seed), i, float(resolution_mm), out / case_id(split, i)) for i in todo]
+    folders = [out / case_id(split, i) for i in range(int(n))]
+    jobs = [(split, int(seed), i, float(resolution_mm), f) for i, f in enumerate(folders)
+            if not (f.name in entries and case_complete(f))]
+    bar = tqdm(total=int(n), initial=int(n) - len(jobs), desc=f"cohort {split}", unit="case", disable=not progress)
 
     def record(info: dict) -> None:
         entries[info["id"]] = info
