@@ -2,17 +2,20 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_seg_viewer.py [--case DIR] [--size 320] [--threads 1]
+    .venv/bin/python benchmarks/bench_seg_viewer.py [--case DIR] [--size 320] [--threads 1] [--busy]
 
 The views of :class:`rfmweb.session.segmentation.SegmentationViews` (ground truth | raw INR |
 denoised INR, shipped INR, ray-marcher) on a post-operative cohort case (``rfmweb make-cohort
 --split postop --resolution 2``; default: the first case of ``/tmp/neumours/cohort/postop``, or one
 generated in a temporary folder). The raw and denoised views stream through
-:class:`~rfmweb.session.stream.FrameStream` as in the front ends (frames acknowledged at once). A
-simulated user marks, on every other axial slice of the lower half of the tumour, the voxels the
+:class:`~rfmweb.session.stream.FrameStream` as in the front ends (frames requested as a page does
+when it attaches, acknowledged at once); Apply comes once they are at rest (converged: no frame for
+:data:`QUIET_S` seconds). A simulated user marks, on every other axial slice of the lower half of the tumour, the voxels the
 INR got wrong with their true label; then ``apply_correction()`` (adaptive: until the marks are honoured). Prints a Markdown
 table: apply seconds, and per view the time from the Apply call to the first frame of the corrected
 labels (interactive quality) and to the full-quality frame. Target (issue #4): <= 2 s on a CPU.
+``--busy``: Apply while the views converge, as right after painting (the marks drawn on the views
+:data:`BUSY_S` seconds before); only frames of the corrected labels count.
 
 ``--drag N``: instead, the frame rate of a drag across the three linked 3-D views: N pointer moves
 of 4 px, each rendering the three panels at interactive quality (``INTERACTIVE``: half resolution,
@@ -37,6 +40,12 @@ from rfmweb.io import load_brats_case
 from rfmweb.session.segmentation import DENOISED, RAW, TITLES, SegmentationViews
 from rfmweb.render.scene import INTERACTIVE
 from rfmweb.session.stream import FrameStream
+
+
+#: seconds without a frame after which the views count as at rest (converged) before Apply
+QUIET_S = 1.5
+#: ``--busy``: seconds between drawing the marks (the views start converging again) and Apply
+BUSY_S = 1.0
 
 
 def simulated_marks(truth: np.ndarray, raw: np.ndarray) -> list[tuple[np.ndarray, int]]:
@@ -71,6 +80,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=320, help="view width and height (px)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--drag", type=int, default=0, metavar="N", help="measure a drag of N moves instead")
+    ap.add_argument("--busy", action="store_true",
+                    help="Apply while the views converge (marks drawn on them BUSY_S seconds before)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tmp = None
@@ -94,43 +105,57 @@ def main() -> None:
               f"frames/s (median {med * 1e3:.0f} ms per move for all three, p90 "
               f"{times[int(0.9 * (len(times) - 1))] * 1e3:.0f} ms)")
         return
-    frames: dict[int, list[tuple[float, str]]] = {RAW: [], DENOISED: []}
+    frames: dict[int, list[tuple[float, str, int]]] = {RAW: [], DENOISED: []}   # (time, kind, version)
     streams: dict[int, FrameStream] = {}
     lock = threading.Lock()
 
     def sender(view: int):
         def send(frame) -> None:
             with lock:
-                frames[view].append((time.perf_counter(), frame.kind))
+                frames[view].append((time.perf_counter(), frame.kind, frame.version))
             streams[view].ack(frame.id)
         return send
 
     for v in (RAW, DENOISED):
         streams[v] = FrameStream(views.sessions[v], sender(v), name=f"view{v}")
-    deadline = time.perf_counter() + 120
-    while time.perf_counter() < deadline and not all(any(k == "idle" for _, k in frames[v]) for v in frames):
-        time.sleep(0.2)  # the initial full-quality frames
+        streams[v].request()    # as a front end does when its page attaches
+    while True:                 # the views at rest and converged: no frame for a while
+        time.sleep(0.2)
+        with lock:
+            last = max((t for fr in frames.values() for t, _, _ in fr), default=None)
+        if last is not None and time.perf_counter() - last > QUIET_S:
+            break
     marks = simulated_marks(volume.labels, views.labels(RAW))
     for vox, lab in marks:
         views.corrector.mark_voxels(vox, int(lab))
-    with lock:
-        for v in frames:
-            frames[v].clear()
+    if args.busy:               # the views draw the marks and start converging again
+        for s in views.sessions:
+            s.marks_changed()
+        time.sleep(BUSY_S)
     t0 = time.perf_counter()
     result = views.apply_correction()
     t_apply = time.perf_counter() - t0
+    shown = {v: views.sessions[v].version for v in frames}     # frames of this version on show the result
     deadline = time.perf_counter() + 60
-    while time.perf_counter() < deadline and not all(any(k == "idle" for _, k in frames[v]) for v in frames):
+
+    def corrected(v: int) -> list[tuple[float, str]]:
+        with lock:
+            return [(t, k) for t, k, version in frames[v] if version >= shown[v]]
+
+    while time.perf_counter() < deadline and not all(any(k == "idle" for _, k in corrected(v)) for v in frames):
         time.sleep(0.05)
     for s in streams.values():
         s.close()
     print(f"{case.name} {volume.shape}, views {args.size}^2, ray-marcher; {platform.machine()}, "
-          f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}\n")
+          f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}; Apply "
+          + (f"{BUSY_S:.0f} s after the marks were drawn (views converging)" if args.busy else "with the views at rest")
+          + "\n")
     print(f"marked voxels: {sum(len(v) for v, _ in marks)}; apply_correction(): {t_apply:.2f} s "
           f"({result.steps} steps, {result.changed} voxels changed)\n")
     print("| view | first corrected frame (s after Apply) | its kind | full-quality frame (s after Apply) |")
     print("|---|---|---|---|")
-    for v, fr in frames.items():
+    for v in frames:
+        fr = corrected(v)
         first = fr[0] if fr else (float("nan"), "-")
         full = next((t for t, k in fr if k == "idle"), float("nan"))
         print(f"| {TITLES[v]} | {first[0] - t0:.2f} | {first[1]} | {full - t0:.2f} |")

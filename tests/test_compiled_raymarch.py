@@ -82,6 +82,26 @@ def test_solid_labels_over_an_invisible_tf_match_torch(renderers, small_ct, cam)
     assert visible(assert_twins(renderers, scene, cam))
 
 
+@pytest.mark.parametrize("case", ["solid", "hidden class"])
+def test_new_labels_render_as_a_fresh_renderer(small_ct, cam, case):
+    """A correction swaps the label map on the same image: the grid (and its gradient, block ranges)
+    is reused unless a hidden class moves voxels, and the frame equals a fresh renderer's."""
+    table = ClassTable.from_classes(small_ct.classes, mode="solid") if case == "solid" else \
+        ClassTable.from_classes(small_ct.classes).updated(2, visible=False)
+    labels = small_ct.labels.copy()
+    labels[:32][labels[:32] == 2] = 1                                  # bone -> soft tissue on one side
+    before, after = Scene(small_ct, preset("CT-Bone"), table), Scene(small_ct.with_labels(labels), preset("CT-Bone"),
+                                                                      table)
+    used = CompiledRaymarchRenderer(band_rows=16)
+    used.render_frame(before, cam, frame=1)
+    grid = used._marcher.prepare(before).grid
+    out = used.render_frame(after, cam, frame=1)
+    assert (used._marcher.prepare(after).grid is grid) == (case == "solid")
+    fresh = CompiledRaymarchRenderer(band_rows=16).render_frame(after, cam, frame=1)
+    np.testing.assert_array_equal(out, fresh)
+    assert np.abs(out - used.render_frame(before, cam, frame=1)).max() > 0.05      # the new labels do show
+
+
 def test_gradient_opacity_matches_torch(renderers, small_ct, cam):
     tf = preset("CT-Muscle")
     tf = TransferFunction("edges", tf.color, tf.opacity, gradient_opacity=((0.0, 0.0), (30.0, 0.3), (200.0, 1.0)),

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import rfmweb.inr.correct as correct
+import rfmweb.inr.ray_marks as ray_marks
 from rfmweb.camera import OrbitCamera, camera_rays
 from rfmweb.data.cohort import cohort_case
 from rfmweb.errors import InputError
@@ -150,13 +151,13 @@ def test_ray_mark_changes_labels_through_the_ray_marcher(model, case, monkeypatc
     v, u = vs[len(vs) // 2], us[len(us) // 2]
 
     def corrected(march_fn, label=0, steps=10):
-        monkeypatch.setattr(correct, "march", march_fn)
+        monkeypatch.setattr(ray_marks, "march", march_fn)
         corr = Corrector(model, vol, labels=base, device="cpu")
         hit = corr.mark_ray(scene, cam, u + 0.5, v + 0.5, label=label)
         assert corr.n_marks == 1 and len(corr.pending_rays) == 1
         return hit, corr.apply(steps=steps)
 
-    real, calls = correct.march, []
+    real, calls = ray_marks.march, []
 
     def spy(*args, **kwargs):
         out = real(*args, **kwargs)
@@ -255,6 +256,8 @@ def test_mark_voxels_apply_without_marks_and_bad_input(tiny):
     labels = np.zeros(vol.shape, np.uint8)
     before = _weights(net)
     corr = Corrector(net, vol, labels=labels, device="cpu")
+    # its warm-up (a forward and backward pass of each batch shape) changes nothing
+    assert _same(_weights(corr.model), before) and all(p.grad is None for p in corr.model.parameters())
     assert corr.mark_voxels(np.array([[0, 0, 0], [0, 0, 0], [15, 13, 11], [16, 0, 0], [-1, 2, 2]]), 1) == 2
     assert corr.mark_voxels(np.array([[1.0, 2.0, 3.0]]), 3) == 1
     assert corr.n_marks == 3

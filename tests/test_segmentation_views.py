@@ -192,8 +192,13 @@ def test_bad_inputs(small_ct, views):
 
 def test_a_correction_updates_the_raw_and_denoised_views_and_undo_restores_them(case, forced_precision):
     pytest.importorskip("rfmweb.inr.correct")
-    seen = []
-    views = SegmentationViews(case, width=SIZE, height=SIZE, on_status=lambda *a: seen.append(a))
+    seen, held = [], []
+
+    def on_status(*status):
+        seen.append(status)
+        held.append(tuple(s.refinement_held for s in views.sessions))
+
+    views = SegmentationViews(case, width=SIZE, height=SIZE, on_status=on_status)
     try:
         views.compute()
         raw, den = views.sessions[RAW], views.sessions[DENOISED]
@@ -209,10 +214,15 @@ def test_a_correction_updates_the_raw_and_denoised_views_and_undo_restores_them(
         assert views.mark_pixels(RAW, np.stack([u, v], 1), label=0, radius_px=1.0) >= len(ii)
         assert views.mark_pixels(RAW, [[-50.0, -50.0]], label=0) == 0, "a stroke outside the slice marks nothing"
         seen.clear()
+        held.clear()
         result = views.apply_correction()
         assert result.changed > 0
         progress = [m for v, busy, m in seen if busy and v == RAW and m.startswith("correcting... ")]
         assert progress and progress[0].startswith(f"correcting... 1/{MAX_STEPS} "), seen
+        # the views the result replaces do not converge meanwhile (the ground truth's does); after, all do
+        during = [h for (_, _, m), h in zip(seen, held) if m.startswith("correcting... ")]
+        assert during and all(h == (False, True, True) for h in during), held
+        assert not any(s.refinement_held for s in views.sessions)
         after = views.labels(RAW)
         assert (after[:, :, k] > 0).sum() < len(ii) // 2, "the marked tumour voxels were not removed"
         assert raw.version > v_raw and den.version > v_den, "the views did not refresh"

@@ -256,6 +256,56 @@ def test_idle_frame_is_abandoned_when_the_state_moves_on(session, monkeypatch):
         stream.close()
 
 
+def test_held_refinement_stops_the_full_quality_frame_and_resumes_after(session, monkeypatch):
+    """While a correction holds refinement, the full-quality frame under way stops and none starts
+    (interactive frames still come); once the hold ends the view is refined."""
+    from rfmweb.render.scene import RenderAborted
+
+    client = Client()
+    stream = FrameStream(session, client, idle_delay=0.05, ack_timeout=60.0)
+    real = session.renderer()
+    full = []                       # refinement_held at the start of each full-quality render
+    stopped = threading.Event()
+
+    class FirstSlow:
+        name = "raymarch"
+
+        def render(self, scene, camera, quality, *, abort=None):
+            if abort is not None:
+                full.append(session.refinement_held)
+                end = time.monotonic() + 30
+                while len(full) == 1 and time.monotonic() < end:   # the first waits to be stopped
+                    if abort():
+                        stopped.set()
+                        raise RenderAborted("held")
+                    time.sleep(0.01)
+            return real.render(scene, camera, quality)
+
+    monkeypatch.setattr(session, "renderer", lambda name=None: FirstSlow())
+    try:
+        stream.request()
+        wait_for(lambda: len(client.frames) >= 1, what="interactive frame")
+        stream.ack(client.frames[0].id)
+        wait_for(lambda: len(full) == 1, what="full-quality frame under way")
+        with session.hold_refinement():
+            assert stopped.wait(10), "the full-quality frame under way went on"
+            time.sleep(0.5)         # ten idle delays: no full-quality frame may start meanwhile
+            assert full == [False] and len(client.frames) == 1
+        wait_for(lambda: len(client.frames) >= 2, what="full-quality frame after the hold")
+        assert client.frames[1].kind == "idle" and full == [False, False]
+        stream.ack(client.frames[1].id)
+        with session.hold_refinement():
+            session.orbit(10, 0)
+            wait_for(lambda: len(client.frames) >= 3, what="interactive frame while held")
+            stream.ack(client.frames[2].id)
+            time.sleep(0.5)
+            assert client.frames[2].kind == "interactive" and len(full) == 2 and len(client.frames) == 3
+        wait_for(lambda: len(client.frames) >= 4, what="full-quality frame after the second hold")
+        assert client.frames[3].kind == "idle" and full == [False, False, False]
+    finally:
+        stream.close()
+
+
 def test_cinematic_still_accumulates_while_the_camera_rests(session, monkeypatch):
     """Progressive frames with a growing sample count; a camera move stops them at once."""
     client = Client()

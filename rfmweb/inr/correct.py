@@ -19,19 +19,20 @@ planned steps, gradient norm clipped to 1, bf16 autocast where
   until it has flipped; with it a mark's look-alikes drifted, marked-region Dice 0.985 -> 0.89 on
   a cohort case, 0.98 with logits). Every :data:`MINE_EVERY` steps the pool is re-classified;
   voxels whose class changed join every later batch;
-- **ray marks** (3-D clicks): the INR's soft tumour field is rendered along the clicked ray with
-  the differentiable ray-marcher (:func:`rfmweb.render.raymarch.march`) over a window of
-  :math:`2\,`:data:`RAY_WINDOW` voxels on the clicked ray moved sideways (under a voxel) through the
-  hit voxel's centre and four parallel rays half a voxel beside it. A not-tumour mark's window is
-  centred on the hit voxel; a tumour mark's starts at the hit voxel's front face (what the click sees
-  from the surface on: with a centred window the loss was met by growing tumour of the marked class
-  in front of the clicked surface, which stayed as it was underneath). The field
-  (:class:`SoftTumourField`) has extinction :math:`\sigma = \mathrm{softplus}(z) / (2 w s)` (``z``
-  the INR's tumour log-odds, ``w s`` the window half-width in mm) and colour
-  :math:`(p_{NCR}, p_{ED}, p_{ET}) / p_{tumour}`, so the window's rendered opacity :math:`O` says
-  "tumour here" and its colour over opacity gives the class mix. A tumour mark of class ``c``
-  minimises :math:`-\log O - \log(C_c / O)`, a not-tumour mark :math:`-\log(1 - O)`, weighted by
-  :data:`RAY_WEIGHT`: gradients reach the INR weights only through the rendered ray.
+- **ray marks** (3-D clicks, :mod:`rfmweb.inr.ray_marks`): the INR's soft tumour field is rendered
+  along the clicked ray with the differentiable ray-marcher (:func:`rfmweb.render.raymarch.march`)
+  over a window of :math:`2\,`:data:`~rfmweb.inr.ray_marks.RAY_WINDOW` voxels on the clicked ray moved
+  sideways (under a voxel) through the hit voxel's centre and four parallel rays half a voxel beside
+  it. A not-tumour mark's window is centred on the hit voxel; a tumour mark's starts at the hit
+  voxel's front face (what the click sees from the surface on: with a centred window the loss was
+  met by growing tumour of the marked class in front of the clicked surface, which stayed as it was
+  underneath). The field (:class:`~rfmweb.inr.ray_marks.SoftTumourField`) has extinction
+  :math:`\sigma = \mathrm{softplus}(z) / (2 w s)` (``z`` the INR's tumour log-odds, ``w s`` the
+  window half-width in mm) and colour :math:`(p_{NCR}, p_{ED}, p_{ET}) / p_{tumour}`, so the window's
+  rendered opacity :math:`O` says "tumour here" and its colour over opacity gives the class mix. A
+  tumour mark of class ``c`` minimises :math:`-\log O - \log(C_c / O)`, a not-tumour mark
+  :math:`-\log(1 - O)`, weighted by :data:`RAY_WEIGHT`: gradients reach the INR weights only through
+  the rendered ray.
 
 ``apply(steps=None)`` stops once every voxel mark is predicted with a logit margin of
 :data:`MARK_MARGIN`, every ray objective is met (``O > 0.9`` and class share > 0.5, or
@@ -66,13 +67,13 @@ from scipy import ndimage
 
 from ..camera import OrbitCamera
 from ..errors import InputError
-from ..models.inr import (NeumoursINR, extract_patches, fourier_features, gather_patches, normalise_modalities,
+from ..models.inr import (NeumoursINR, fourier_features, gather_patches, normalise_modalities,
                           pad_volume, patch_flat_offsets, voxel_to_unit)
-from ..render.raymarch import march
 from ..render.slices import AXES
 from ..volume import Volume
 from .denoise import denoise_labels
 from .infer import resolve_precision, segment_volume
+from .ray_marks import RAY_WINDOW, RayMark, SoftTumourField, ray_loss, window_voxels
 
 if TYPE_CHECKING:
     from ..render.scene import Scene
@@ -85,10 +86,12 @@ MARK_POINTS, REPLAY_POINTS = 1024, 1024   #: voxel marks and replay voxels per s
 REPLAY_POOL, MINE_EVERY = 8192, 3         #: replay pool per apply; drift checked every so many steps
 REPLAY_EXCLUSION = 2                      #: replay voxels stay this far (voxels, Chebyshev) from marks
 MARK_MARGIN = 1.0                         #: logit margin (target - best other) of a learnt voxel mark
-RAY_WINDOW = 2.25                         #: half the length (voxels) of a ray mark's window: 9 samples
 REPLAY_WEIGHT = 0.1                       #: weight of the replay's mean squared logit change
 RAY_WEIGHT = 5.0                          #: weight of the mean ray-mark loss (a click: a surface patch)
 HISTORY = 16                              #: undo depth (weights ~1 MB + labels per level)
+#: a step's batch is padded to a multiple of this many rows: oneDNN builds its kernels per batch shape
+#: (15-25 ms the first time a shape is met, measured), so the Corrector builds the few padded shapes once
+BATCH_ROWS = 256
 
 #: ``(steps taken, most steps) -> None``, called after each gradient step of :meth:`Corrector.apply`.
 ProgressCallback = Callable[[int, int], None]
@@ -115,79 +118,11 @@ class CorrectionResult:
     segment_seconds: float = 0.0
 
 
-@dataclass(frozen=True)
-class RayMark:
-    """A click on the 3-D view: the pixel ray (world mm), the depth where the rendered opacity first
-    reached 0.5 (mm along the ray), the marked class and the voxel ``ijk`` at that depth."""
-
-    origin: np.ndarray     # [3] mm
-    direction: np.ndarray  # [3] unit
-    depth: float           # mm
-    label: int
-    voxel: np.ndarray      # [3] int64
-
-
-def _ray_window(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(near, far)`` ``[R]`` of each ray mark's window, in voxels along the ray from the hit voxel's
-    centre: ``[-1/2, 2 RAY_WINDOW - 1/2]`` for a tumour mark, ``[-RAY_WINDOW, RAY_WINDOW]`` for a
-    not-tumour mark (see the module docstring)."""
-    near = np.where(np.asarray(labels) > 0, -0.5, -RAY_WINDOW)
-    return near, near + 2 * RAY_WINDOW
-
-
 def _index(value, n: int, what: str) -> int:
     """``value`` as an int in ``0..n-1``, else :class:`InputError` naming ``what``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) < n:
         raise InputError(f"{what} must be an integer in 0..{n - 1}, got {value!r}")
     return int(value)
-
-
-class SoftTumourField:
-    """The INR as a ray-marcher field: ``(points [N, 3] mm, dirs [N, 3]) -> (rgb [N, 3], sigma [N] 1/mm)``.
-
-    ``sigma = density * softplus(z)`` inside the brain (0 outside, background by construction),
-    ``z = log(p_tumour / p_background)`` the INR's log-odds, ``rgb = (p_NCR, p_ED, p_ET) / p_tumour``;
-    ``p`` is the INR's softmax at the point (coordinates and trilinear patches as in the model's
-    input contract, :func:`~rfmweb.models.inr.extract_patches`). ``softplus(z) ~ p_tumour`` where the
-    INR says background and grows like ``z`` in a confident tumour: unlike ``sigma ~ p_tumour``,
-    which saturates, a marked ray gets gradients however confident the INR is (``-log(1 - O)`` is
-    the sum of ``softplus(z) dt``). Differentiable in the model's weights.
-
-    Args:
-        model: the INR (its logits ``[N, 4]``).
-        padded: ``[C, X + P - 1, Y + P - 1, Z + P - 1]`` normalised modalities, zero-padded by
-            :func:`~rfmweb.models.inr.pad_volume` (patches of a point ``v`` are sampled at ``v + P // 2``
-            in it, which equals sampling the unpadded volume with zeros outside).
-        mask: ``[X, Y, Z]`` bool brain mask (tensor on the same device).
-        affine: ``[4, 4]`` voxel-to-world matrix, mm.
-        density: extinction per unit of ``softplus(z)``, 1/mm.
-
-    Colour and extinction come back in the dtype of ``points`` (march in float64: ``1 - O`` of an
-    opaque window, the not-tumour loss, is below float32's resolution).
-    """
-
-    def __init__(self, model: NeumoursINR, padded: torch.Tensor, mask: torch.Tensor, affine: np.ndarray,
-                 density: float) -> None:
-        self.model, self.padded, self.mask, self.density = model, padded, mask, float(density)
-        self.shape = tuple(int(s) for s in mask.shape)
-        inv = torch.as_tensor(np.linalg.inv(affine), dtype=torch.float64, device=padded.device)
-        self._lin, self._off = inv[:3, :3].T.contiguous(), inv[:3, 3].contiguous()
-        self.radius = model.config.patch_size // 2
-
-    def __call__(self, points: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # element-wise, not a matmul: bf16 autocast would round voxel positions to ~1 voxel
-        vox = ((points.double()[:, :, None] * self._lin[None]).sum(1) + self._off).float()   # [N, 3]
-        patches = extract_patches(self.padded, vox + self.radius, self.model.config.patch_size)
-        logits = self.model(voxel_to_unit(vox, self.shape), patches).float()                  # [N, 4]
-        near, size = torch.round(vox.detach()).long(), torch.tensor(self.shape, device=vox.device)
-        inside = ((near >= 0) & (near < size)).all(1)
-        near = torch.minimum(near.clamp_min(0), size - 1)
-        inside = inside & self.mask[near[:, 0], near[:, 1], near[:, 2]]
-        log_odds = torch.logsumexp(logits[:, 1:], dim=1) - logits[:, 0]      # log p_tumour / p_background
-        rgb = torch.softmax(logits[:, 1:], dim=1)                             # p_class / p_tumour
-        tumour = F.softplus(log_odds)
-        sigma = self.density * tumour * inside.to(tumour.dtype)
-        return rgb.to(points.dtype), sigma.to(points.dtype)
 
 
 class Corrector:
@@ -242,6 +177,20 @@ class Corrector:
         # built here, not in apply(): a process's first torch.optim optimizer imports torch._dynamo
         # (2-4.5 s measured on this CPU), which must not land inside a correction's 2 s
         self._opt = torch.optim.Adam(self.model.parameters(), lr=LEARNING_RATE, foreach=False)
+        if self.device.type == "cpu":
+            self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Run a forward and backward pass of every padded step batch (:data:`BATCH_ROWS`) and a drift
+        check's forward pass once, so no apply builds kernels (0.2-0.3 s of a first apply, measured).
+        Gradients are discarded; the weights do not change."""
+        inputs = self._inputs(self._brain[:1])
+        for n in range(4 * BATCH_ROWS, MARK_POINTS + 2 * REPLAY_POINTS + 1, BATCH_ROWS):
+            one = torch.zeros(n, dtype=torch.long, device=self.device)
+            self._logits(inputs[0][one], inputs[1][one]).sum().backward()
+        self.model.zero_grad(set_to_none=True)
+        one = torch.zeros(REPLAY_POOL, dtype=torch.long, device=self.device)
+        self._predict((inputs[0][one], inputs[1][one]))
 
     # -- state ------------------------------------------------------------------------------------
     @property
@@ -411,32 +360,6 @@ class Corrector:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
             return self.model.decode(self.model.coord_fc(feats), self.model.encode_patches(patches)).float()
 
-    def _pencils(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The rays rendered for the ray marks: ``(origins [R, 3] mm, dirs [R, 3], hit distance [R] mm,
-        labels [R])``, five per mark: the clicked ray moved sideways (by under a voxel) to pass through
-        the hit voxel's centre, and four parallel rays half a voxel beside it."""
-        s, out = min(self.volume.spacing), []
-        for m in self._rays:
-            centre = self.volume.affine[:3, :3] @ m.voxel + self.volume.affine[:3, 3]
-            t = float((centre - m.origin) @ m.direction)
-            side = np.linalg.svd(m.direction[None])[2][1:]           # [2, 3] unit vectors across the ray
-            origins = centre - t * m.direction + 0.5 * s * np.concatenate([np.zeros((1, 3)), side, -side])
-            out += [(o, m.direction, t, m.label) for o in origins]
-        if not out:
-            return np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(0, np.int64)
-        return tuple(np.array(v) for v in zip(*out))
-
-    def _ray_voxels(self) -> np.ndarray:
-        """Flat indices of the voxels the ray windows pass through."""
-        origins, dirs, depth, labels = self._pencils()
-        near, _ = _ray_window(labels)
-        t = depth[:, None] + (near[:, None] + np.arange(0.0, 2 * RAY_WINDOW + 0.25, 0.25)) * min(self.volume.spacing)
-        pts = (origins[:, None] + t[..., None] * dirs[:, None]).reshape(-1, 3)
-        inv = np.linalg.inv(self.volume.affine)
-        vox = np.rint(pts @ inv[:3, :3].T + inv[:3, 3]).astype(np.int64)
-        vox = vox[((vox >= 0) & (vox < np.array(self.volume.shape))).all(1)]
-        return np.unique(np.ravel_multi_index(vox.T, self.volume.shape))
-
     def _replay(self, exclude: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` flat brain voxel indices at least :data:`REPLAY_EXCLUSION` voxels from every voxel of
         ``exclude`` (flat indices), drawn as in the module docstring."""
@@ -463,23 +386,6 @@ class Corrector:
             inside[inside] = near[tuple(v[inside].T)]
             picked.append(g[~inside][:-(-n // len(groups))])
         return np.concatenate(picked)[:n]
-
-    def _ray_loss(self, field: SoftTumourField) -> tuple[torch.Tensor, bool]:
-        """Loss of the ray marks rendered through ``field``, and whether every ray objective is met.
-
-        Marched in float64 (see :class:`SoftTumourField`)."""
-        s = min(self.volume.spacing)
-        origins, dirs, depth, labels = self._pencils()
-        near, far = (torch.as_tensor(depth + w * s, device=self.device) for w in _ray_window(labels))
-        origins, dirs, labels = (torch.as_tensor(v, device=self.device) for v in (origins, dirs, labels))
-        res = march(origins, dirs, near, far, field, 0.5 * s, early_stop=0.0)
-        labels = labels.long()
-        opacity = res.opacity.clamp(1e-15, 1 - 1e-15)
-        tumour = labels > 0
-        share = (res.rgb / opacity[:, None]).gather(1, (labels - 1).clamp_min(0)[:, None])[:, 0].clamp(1e-15, 1.0)
-        loss = torch.where(tumour, -torch.log(opacity) - torch.log(share), -torch.log1p(-opacity))
-        met = torch.where(tumour, (opacity > 0.9) & (share > 0.5), opacity < 0.02)
-        return loss.mean().float(), bool(met.all())
 
     def apply(self, steps: int | None = None, *, on_progress: ProgressCallback | None = None) -> CorrectionResult:
         """Update the weights from the pending marks, then re-segment.
@@ -519,9 +425,12 @@ class Corrector:
         seed = int(self._mark_index.sum()) + 1009 * int(self._mark_label.sum()) + len(self._rays)
         rng = np.random.default_rng(seed)
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        pool = self._replay(np.concatenate([self._mark_index, self._ray_voxels()]), REPLAY_POOL, rng)
+        pool = self._replay(np.concatenate([self._mark_index, window_voxels(self._rays, self.volume)]),
+                            REPLAY_POOL, rng)
         mark_target = torch.from_numpy(self._mark_label.astype(np.int64)).to(self.device)
-        mark_in, pool_in = self._inputs(self._mark_index), self._inputs(pool)
+        n_marks = self._mark_index.size
+        inputs = self._inputs(np.concatenate([self._mark_index, pool]))       # marks, then the pool's rows
+        pool_in = tuple(t[n_marks:] for t in inputs)
         pool_logits = self._predict(pool_in)
         # drift is a class change of this predictor since the start (not a difference from the labels:
         # segment_volume's coarse-to-fine pass may differ on a few voxels, which no step can change)
@@ -539,13 +448,14 @@ class Corrector:
                 drifted = torch.nonzero(self._predict(pool_in).argmax(1) != pool_target).squeeze(1)
                 hard = torch.unique(torch.cat([hard, drifted]))       # once drifted, always replayed
                 log.debug("step %d: %d replay voxels drifted (%d kept)", taken, drifted.numel(), hard.numel())
-            pick = torch.from_numpy(rng.permutation(mark_target.numel())[:MARK_POINTS]).to(self.device)
+            pick = torch.from_numpy(rng.permutation(n_marks)[:MARK_POINTS]).to(self.device)
             rows = torch.arange(taken * REPLAY_POINTS, (taken + 1) * REPLAY_POINTS, device=self.device) % pool.size \
                 if pool.size else torch.zeros(0, dtype=torch.long, device=self.device)
             shuffled = torch.randperm(hard.numel(), generator=gen, device=self.device)
             rows = torch.cat([rows, hard[shuffled[:REPLAY_POINTS]]])
-            logits = self._logits(torch.cat([mark_in[0][pick], pool_in[0][rows]]),
-                                  torch.cat([mark_in[1][pick], pool_in[1][rows]]))
+            batch = torch.cat([pick, n_marks + rows])
+            batch = F.pad(batch, (0, -batch.numel() % BATCH_ROWS))      # rows past the marks and replay: unused
+            logits = self._logits(inputs[0].index_select(0, batch), inputs[1].index_select(0, batch))
             loss = torch.zeros((), device=self.device)
             met = drifted.numel() == 0          # as of the last drift check
             if pick.numel():
@@ -555,11 +465,12 @@ class Corrector:
                 other = m_logits.scatter(1, target[:, None], -math.inf).amax(1)
                 met = met and bool(((own - other) > MARK_MARGIN).all())
             if rows.numel():
-                loss = loss + REPLAY_WEIGHT * F.mse_loss(logits[pick.numel():], pool_logits[rows])
+                loss = loss + REPLAY_WEIGHT * F.mse_loss(logits[pick.numel():pick.numel() + rows.numel()],
+                                                         pool_logits[rows])
             if self._rays:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
-                    ray_loss, rays_met = self._ray_loss(field)
-                loss = loss + RAY_WEIGHT * ray_loss
+                    rays, rays_met = ray_loss(field, self._rays, self.volume)
+                loss = loss + RAY_WEIGHT * rays
                 met = met and rays_met
             if steps is None and taken >= MIN_STEPS and met:
                 break

@@ -135,8 +135,8 @@ class CompiledRaymarchRenderer:
         key = (p, scene.tf, scene.classes, step, cubic)
         if self._key is None or self._key[0] is not p or self._key[1:] != key[1:]:
             field = self._marcher.field(scene, preintegrate=step, cubic=cubic)
-            if self._ranges_of is not p:       # these depend on the prepared grid only
-                self._ranges, self._gradient, self._ranges_of = {}, interleaved(p.grid[1:4]), p
+            if self._ranges_of is not p.grid:  # these depend on the prepared grid only (not on labels)
+                self._ranges, self._gradient, self._ranges_of = {}, interleaved(p.grid[1:4]), p.grid
             if cubic not in self._ranges:
                 read = field.coefficients if cubic else field.sampler.grid[0]
                 self._ranges[cubic] = blocks.block_ranges(read, cubic=cubic)

@@ -55,8 +55,16 @@ class _Prepared:
     coefficients: torch.Tensor | None = None  # [X, Y, Z] cubic B-spline of grid[0], made when first wanted
 
 
+def tf_visible(scalar: torch.Tensor, tf: TransferFunction, eps: float = VISIBLE_EPS) -> torch.Tensor:
+    """``[X, Y, Z]`` bool: the voxels whose value the TF gives an opacity above ``eps``."""
+    x = scalar.detach()
+    pts = torch.tensor(tf.opacity, dtype=x.dtype, device=x.device)
+    return interp(x, pts[:, 0].contiguous(), pts[:, 1:])[..., 0] > eps
+
+
 def visible_box(scalar: torch.Tensor, tf: TransferFunction, labels: torch.Tensor | None,
-                classes: ClassTable | None, eps: float = VISIBLE_EPS) -> tuple[np.ndarray, np.ndarray] | None:
+                classes: ClassTable | None, eps: float = VISIBLE_EPS, *,
+                visible: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Voxel-space box ``(lo [3], hi [3])`` around every voxel that can be visible, padded by two
     voxels (a trilinear read reaches the neighbours, a cubic B-spline one the next ones); ``None``
     when nothing is visible.
@@ -64,11 +72,10 @@ def visible_box(scalar: torch.Tensor, tf: TransferFunction, labels: torch.Tensor
     Args:
         scalar: ``[X, Y, Z]`` values the TF sees.
         labels, classes: optional per-label styles (hidden classes are not visible).
+        visible: :func:`tf_visible` of ``scalar``, ``tf`` and ``eps`` when already known.
     """
     x = scalar.detach()
-    pts = torch.tensor(tf.opacity, dtype=x.dtype, device=x.device)
-    alpha = interp(x, pts[:, 0].contiguous(), pts[:, 1:])[..., 0]
-    visible = alpha > eps
+    visible = tf_visible(x, tf, eps) if visible is None else visible
     if labels is not None and classes is not None and not classes.is_trivial:
         rgba, use = classes.lookup(int(labels.max()), device=x.device, dtype=x.dtype)
         class_alpha = rgba[:, 3][labels]
@@ -109,6 +116,7 @@ class RaymarchRenderer:
         self._box_key: tuple | None = None
         self._box = None
         self._box_of: _Prepared | None = None       # the prepared volume self._box is of
+        self._tf_visible: tuple = (None, None, None)  # (grid, TF opacity points, tf_visible of them)
         # the caches above are read and replaced by whichever thread renders (a view's frame stream,
         # the difference pane, a notebook call): one at a time
         self._lock = threading.RLock()
@@ -122,15 +130,21 @@ class RaymarchRenderer:
             p = self._prepared
             if p is not None and p.volume is vol and p.mix == mix and p.hidden == hidden:
                 return p
-            data = torch.as_tensor(vol.data, device=self.device)
             labels = None if vol.labels is None else torch.as_tensor(vol.labels.astype(np.int64), device=self.device)
-            scalar = data[0] if mix is None else mix.blend(data)
-            rng = (float(scalar.min()), float(scalar.max()))
-            scalar = hide_voxels(scalar, labels, hidden[0], scene.tf)
-            grid = torch.cat([scalar[None], shading_gradient(scalar, vol.affine)])
-            self._prepared = _Prepared(vol, mix, hidden, grid, labels, rng)
+            if p is not None and p.volume.data is vol.data and p.mix == mix and p.hidden == hidden and \
+                    not hidden[0] and np.array_equal(p.volume.affine, vol.affine):
+                # only the labels changed (a correction, set_labels): the grid does not depend on them
+                self._prepared = _Prepared(vol, mix, hidden, p.grid, labels, p.value_range,
+                                           coefficients=p.coefficients)
+            else:
+                data = torch.as_tensor(vol.data, device=self.device)
+                scalar = data[0] if mix is None else mix.blend(data)
+                rng = (float(scalar.min()), float(scalar.max()))
+                scalar = hide_voxels(scalar, labels, hidden[0], scene.tf)
+                grid = torch.cat([scalar[None], shading_gradient(scalar, vol.affine)])
+                self._prepared = _Prepared(vol, mix, hidden, grid, labels, rng)
             self._update_label_normals(scene)
-            log.debug("prepared %s on %s (%s)", vol.name, self.device, tuple(grid.shape))
+            log.debug("prepared %s on %s (%s)", vol.name, self.device, tuple(self._prepared.grid.shape))
             return self._prepared
 
     def _update_label_normals(self, scene: Scene) -> None:
@@ -160,7 +174,10 @@ class RaymarchRenderer:
         with self._lock:
             key = (scene.tf.opacity, scene.classes if p.labels is not None else None)
             if self._box_of is not p or key != self._box_key:
-                self._box = visible_box(p.grid[0], scene.tf, p.labels, scene.classes)
+                grid, opacity, _ = self._tf_visible
+                if grid is not p.grid or opacity != scene.tf.opacity:    # kept when only the labels change
+                    self._tf_visible = (p.grid, scene.tf.opacity, tf_visible(p.grid[0], scene.tf))
+                self._box = visible_box(p.grid[0], scene.tf, p.labels, scene.classes, visible=self._tf_visible[2])
                 self._box_key, self._box_of = key, p
             return self._box
 

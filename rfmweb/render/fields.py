@@ -120,10 +120,21 @@ def label_normals(labels: torch.Tensor, shown: tuple[int, ...], affine: np.ndarr
     """``[3, X, Y, Z]`` world gradient of the Gaussian-smoothed mask of the labels in ``shown``.
 
     Used as the normal of solid label surfaces (segmentations): smooth where a label map is
-    blocky, and independent of the image noise underneath.
+    blocky, and independent of the image noise underneath. Computed on the labels' bounding box
+    grown by the blur's reach and the difference stencil (zero beyond it): a tumour in a brain is a
+    few percent of the grid.
     """
-    mask = torch.isin(labels, torch.tensor(shown, dtype=labels.dtype, device=labels.device)).float()
-    return gradient_volume(gaussian_blur(mask, sigma_vox), affine)
+    mask = torch.isin(labels, torch.tensor(shown, dtype=labels.dtype, device=labels.device))
+    out = torch.zeros((3, *labels.shape), dtype=torch.float32, device=labels.device)
+    where = torch.nonzero(mask)
+    if where.numel() == 0:
+        return out
+    reach = _blur_radius(sigma_vox) + 2
+    lo = (where.amin(0) - reach).clamp(min=0).tolist()
+    hi = [min(int(h) + reach + 1, n) for h, n in zip(where.amax(0), labels.shape)]
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    out[(slice(None), *box)] = gradient_volume(gaussian_blur(mask[box].float(), sigma_vox), affine)
+    return out
 
 
 def gaussian_blur(volume: torch.Tensor, sigma_vox: float) -> torch.Tensor:
@@ -151,8 +162,13 @@ def shading_gradient(scalar: torch.Tensor, affine: np.ndarray, sigma_mm: float |
     return gradient_volume(blurred, affine)
 
 
+def _blur_radius(sigma_vox: float) -> int:
+    """Half-width (voxels) of the Gaussian kernel of :func:`gaussian_blur`."""
+    return max(1, int(math.ceil(3 * sigma_vox)))
+
+
 def _blur_axis(volume: torch.Tensor, sigma_vox: float, axis: int) -> torch.Tensor:
-    radius = max(1, int(math.ceil(3 * sigma_vox)))
+    radius = _blur_radius(sigma_vox)
     x = torch.arange(-radius, radius + 1, dtype=volume.dtype, device=volume.device)
     k = torch.exp(-0.5 * (x / sigma_vox) ** 2)
     shape = [1, 1, 1, 1, 1]

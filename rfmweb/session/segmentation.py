@@ -368,8 +368,10 @@ class SegmentationViews:
             for v in (RAW, DENOISED):
                 self._status(v, True, f"correcting ({n_marks} marked voxels)")
             try:
-                result = self.corrector.apply(steps=steps, on_progress=progress)
-                self._show(result.labels)
+                # the views the result replaces stop converging meanwhile: the correction gets the cores
+                with self.sessions[RAW].hold_refinement(), self.sessions[DENOISED].hold_refinement():
+                    result = self.corrector.apply(steps=steps, on_progress=progress)
+                    self._show(result.labels)
             except BaseException as exc:
                 for v in (RAW, DENOISED):
                     self._status(v, False, f"correction failed: {exc}")

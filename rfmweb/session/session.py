@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -90,6 +91,7 @@ class RenderSession(SliceControls, Pointing):
         self._renderers: dict[str, object] = {}
         self._window_cache: tuple | None = None  # (image array, channel, window) of the slice views
         self.version = 0
+        self._holds = 0  # hold_refinement() depth
         self.volume = volume
         self.splats = splats
         self.renderer_name = check_renderer(renderer or (default_renderer_name() if volume is not None else "splats"))
@@ -119,7 +121,8 @@ class RenderSession(SliceControls, Pointing):
         """Call ``callback(session, what)`` after every change; returns an unsubscribe function.
 
         ``what`` is ``"camera"``, ``"scene"``, ``"renderer"``, ``"slice"`` (view mode / slice index),
-        ``"cursor"`` (the crosshair moved, and the slices with it), ``"annotations"`` or ``"prepared"`` (a renderer finished preparing the scene in the background: Render-FM's splats).
+        ``"cursor"`` (the crosshair moved, and the slices with it), ``"annotations"`` or ``"prepared"`` (a renderer finished preparing the scene in the background: Render-FM's splats);
+        ``"refinement"`` says a :meth:`hold_refinement` ended (the state itself did not change).
         """
         with self._lock:
             self._listeners.append(callback)
@@ -130,12 +133,32 @@ class RenderSession(SliceControls, Pointing):
                     self._listeners.remove(callback)
         return unsubscribe
 
-    def _changed(self, what: str) -> None:
+    def _changed(self, what: str, *, bump: bool = True) -> None:
         with self._lock:
-            self.version += 1
+            self.version += bump
             listeners = list(self._listeners)
         for cb in listeners:
             cb(self, what)
+
+    @property
+    def refinement_held(self) -> bool:
+        """Whether a :meth:`hold_refinement` is in force."""
+        return self._holds > 0
+
+    @contextmanager
+    def hold_refinement(self):
+        """Within it, frame streams of this view start no full-quality or converging frame and stop
+        the one under way (interactive frames still come): the cores go to work the user waits for,
+        e.g. a correction whose result replaces this view. Afterwards the view refines its latest
+        state again."""
+        with self._lock:
+            self._holds += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holds -= 1
+            self._changed("refinement", bump=False)
 
     # -- state --------------------------------------------------------------------------------
     @property

@@ -85,7 +85,7 @@ class FrameStream:
         self._last_interactive = None  # (renderer, scene) of the last interactive render
         self._progress = None  # (pass iterator, version) of a cinematic still in progress
         self.frames_sent = 0
-        self._unsubscribe = session.subscribe(lambda _s, _what: self.request())
+        self._unsubscribe = session.subscribe(lambda _s, what: self._wake() if what == "refinement" else self.request())
         self._thread = threading.Thread(target=self._run, name=f"rfmweb-render-{name}", daemon=True)
         self._thread.start()
 
@@ -94,6 +94,11 @@ class FrameStream:
         """Ask for a frame of the latest state (merged with any pending request)."""
         with self._cond:
             self._dirty = True
+            self._cond.notify()
+
+    def _wake(self) -> None:
+        """Look again at what to render (a :meth:`RenderSession.hold_refinement` ended)."""
+        with self._cond:
             self._cond.notify()
 
     def ack(self, frame_id: int) -> None:
@@ -165,12 +170,13 @@ class FrameStream:
                     self._dirty = False
                     self._progress = None
                     return "interactive", None
-                if self._idle_due is not None and now >= self._idle_due and room:
+                refine = room and not self.session.refinement_held
+                if self._idle_due is not None and now >= self._idle_due and refine:
                     self._idle_due = None
                     return "idle", None
-                if self._progress is not None and room:
+                if self._progress is not None and refine:
                     return "progressive", None
-                waits = [self._idle_due - now] if self._idle_due is not None and room else []
+                waits = [self._idle_due - now] if self._idle_due is not None and refine else []
                 if self._in_flight:
                     waits.append(min(self._in_flight.values()) + self.ack_timeout - now)
                 self._cond.wait(max(0.005, min(waits)) if waits else None)
@@ -183,7 +189,10 @@ class FrameStream:
                 if frame is None:  # a cinematic still that has finished
                     continue
             except RenderAborted:
-                log.debug("%s frame abandoned: the state changed", kind)
+                log.debug("%s frame abandoned: the state changed or refinement is held", kind)
+                with self._cond:
+                    if kind != "interactive" and not self._dirty:   # held: refine again once released
+                        self._progress, self._idle_due = None, time.monotonic()
                 continue
             except Preparing as busy:  # the last frame stays; the session's "prepared" change asks again
                 log.debug("%s frame waits: %s", kind, busy)
@@ -218,7 +227,7 @@ class FrameStream:
         scale = self._scale.get(snap.renderer, 0.5)
         quality = Quality(scale=scale, step=1.0) if kind == "interactive" else FULL
         # a full-quality frame is worthless once the state moves on: let the renderer stop early
-        abort = (lambda: self.session.version != snap.version) if kind == "idle" else None
+        abort = self._aborter(snap) if kind == "idle" else None
         if kind != "interactive":
             self._status(True, "rendering full quality…")
         t0 = time.perf_counter()
@@ -248,6 +257,11 @@ class FrameStream:
         return Frame(data, f"image/{fmt}", image.shape[1], image.shape[0], kind, snap.version,
                      render_ms=render_ms, encode_ms=encode_ms, note=note)
 
+    def _aborter(self, snap) -> Callable[[], bool]:
+        """``abort`` of a full-quality or converging render of ``snap``: the state moved on, or
+        refinement is held."""
+        return lambda: self.session.version != snap.version or self.session.refinement_held
+
     def _render_progressive(self, snap) -> Frame | None:
         """The next pass of the progressive view of ``snapshot`` (started on the idle frame): a
         cinematic still's samples, or a ray-marcher's jittered frames."""
@@ -256,7 +270,7 @@ class FrameStream:
         still = self.session.still_renderer is not None
         first = progress is None or progress[1] != snap.version
         if first:
-            abort = lambda: self.session.version != snap.version  # noqa: E731
+            abort = self._aborter(snap)
             per_pass, passes = (SPP_PER_PASS, MAX_SPP // SPP_PER_PASS) if still else (1, CONVERGE_FRAMES)
             progress = (self.session.progressive(snap, per_pass, passes, abort=abort), snap.version)
             with self._cond:
