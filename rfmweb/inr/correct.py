@@ -73,7 +73,7 @@ from ..render.slices import AXES
 from ..volume import Volume
 from .denoise import denoise_labels
 from .infer import resolve_precision, segment_volume
-from .ray_marks import RAY_WINDOW, RayMark, SoftTumourField, ray_loss, window_voxels
+from .ray_marks import RAY_WINDOW, RayMark, SoftTumourField, pencils, ray_loss, window_voxels
 
 if TYPE_CHECKING:
     from ..render.scene import Scene
@@ -425,8 +425,8 @@ class Corrector:
         seed = int(self._mark_index.sum()) + 1009 * int(self._mark_label.sum()) + len(self._rays)
         rng = np.random.default_rng(seed)
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        pool = self._replay(np.concatenate([self._mark_index, window_voxels(self._rays, self.volume)]),
-                            REPLAY_POOL, rng)
+        pens = pencils(self._rays, self.volume)                 # the rays the ray marks render, once
+        pool = self._replay(np.concatenate([self._mark_index, window_voxels(pens, self.volume)]), REPLAY_POOL, rng)
         mark_target = torch.from_numpy(self._mark_label.astype(np.int64)).to(self.device)
         n_marks = self._mark_index.size
         inputs = self._inputs(np.concatenate([self._mark_index, pool]))       # marks, then the pool's rows
@@ -469,7 +469,7 @@ class Corrector:
                                                          pool_logits[rows])
             if self._rays:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
-                    rays, rays_met = ray_loss(field, self._rays, self.volume)
+                    rays, rays_met = ray_loss(field, pens, self.volume)
                 loss = loss + RAY_WEIGHT * rays
                 met = met and rays_met
             if steps is None and taken >= MIN_STEPS and met:

@@ -103,9 +103,10 @@ def pencils(rays: list[RayMark], volume: Volume) -> tuple[np.ndarray, np.ndarray
     return tuple(np.array(v) for v in zip(*out))
 
 
-def window_voxels(rays: list[RayMark], volume: Volume) -> np.ndarray:
-    """Flat indices (C order on ``volume``'s grid) of the voxels the ray marks' windows pass through."""
-    origins, dirs, depth, labels = pencils(rays, volume)
+def window_voxels(pens: tuple[np.ndarray, ...], volume: Volume) -> np.ndarray:
+    """Flat indices (C order on ``volume``'s grid) of the voxels the ray marks' windows pass through;
+    ``pens``: :func:`pencils` of the marks."""
+    origins, dirs, depth, labels = pens
     near, _ = ray_window(labels)
     t = depth[:, None] + (near[:, None] + np.arange(0.0, 2 * RAY_WINDOW + 0.25, 0.25)) * min(volume.spacing)
     pts = (origins[:, None] + t[..., None] * dirs[:, None]).reshape(-1, 3)
@@ -115,12 +116,13 @@ def window_voxels(rays: list[RayMark], volume: Volume) -> np.ndarray:
     return np.unique(np.ravel_multi_index(vox.T, volume.shape))
 
 
-def ray_loss(field: SoftTumourField, rays: list[RayMark], volume: Volume) -> tuple[torch.Tensor, bool]:
-    """Mean loss of the ray marks rendered through ``field``, and whether every ray objective is met.
+def ray_loss(field: SoftTumourField, pens: tuple[np.ndarray, ...], volume: Volume) -> tuple[torch.Tensor, bool]:
+    """Mean loss of the ray marks (``pens``: their :func:`pencils`) rendered through ``field``, and
+    whether every ray objective is met.
 
     Marched in float64 (see :class:`SoftTumourField`)."""
     s, device = min(volume.spacing), field.padded.device
-    origins, dirs, depth, labels = pencils(rays, volume)
+    origins, dirs, depth, labels = pens
     near, far = (torch.as_tensor(depth + w * s, device=device) for w in ray_window(labels))
     origins, dirs, labels = (torch.as_tensor(v, device=device) for v in (origins, dirs, labels))
     res = march(origins, dirs, near, far, field, 0.5 * s, early_stop=0.0)

@@ -135,7 +135,7 @@ class RenderSession(SliceControls, Pointing):
 
     def _changed(self, what: str, *, bump: bool = True) -> None:
         with self._lock:
-            self.version += bump
+            self.version += int(bump)
             listeners = list(self._listeners)
         for cb in listeners:
             cb(self, what)
