@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,8 @@ from rfmweb.errors import InputError
 from rfmweb.inr import LabelCache, denoise_labels, finer_grid, load_model, segment_case, segment_volume
 from rfmweb.inr.checkpoint import default_checkpoint, save_checkpoint
 from rfmweb.io import load_volume
-from rfmweb.models.inr import NeumoursINR, extract_patches, normalise_modalities, voxel_to_unit
+from rfmweb.inr.infer import InferenceMLP, case_inputs
+from rfmweb.models.inr import NeumoursINR, extract_patches, fourier_features, normalise_modalities, voxel_to_unit
 from rfmweb.volume import Volume
 
 
@@ -116,6 +119,40 @@ def test_label_cache_computes_once_per_volume_and_option(model, crop):
     assert clean is cache.labels(crop, denoise=True) and np.array_equal(clean, denoise_labels(raw, crop.spacing))
     cache.invalidate(crop)
     assert cache.labels(crop) is not raw
+
+
+def test_prepared_case_inputs_give_the_same_labels_for_any_weights_and_must_fit(model, crop):
+    inputs = case_inputs(model, crop, device="cpu", precision="fp32")
+    other = copy.deepcopy(model)                        # other weights, the same case: what a correction does
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    for net in (model, other):
+        for kw in ({}, {"coarse_to_fine": True}, {"resolution_mm": 2.0}):
+            fresh = segment_volume(net, crop, device="cpu", precision="fp32", **kw)
+            again = segment_volume(net, crop, device="cpu", precision="fp32", inputs=inputs, **kw)
+            assert np.array_equal(again, fresh)
+        labels, probs = segment_volume(net, crop, device="cpu", precision="fp32", return_probs=True, inputs=inputs)
+        assert np.array_equal(probs, segment_volume(net, crop, device="cpu", precision="fp32", return_probs=True)[1])
+    assert not np.array_equal(labels, segment_volume(model, crop, device="cpu", precision="fp32"))
+    with pytest.raises(ValueError, match="prepared for"):           # other precision
+        segment_volume(model, crop, device="cpu", precision="bf16", inputs=inputs)
+    with pytest.raises(ValueError, match="prepared for"):           # other grid
+        segment_volume(model, crop.data[:, 1:], device="cpu", precision="fp32", inputs=inputs)
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float32, 1e-4), (torch.bfloat16, 0.1)])
+def test_inference_mlp_is_the_networks_forward(model, dtype, atol):
+    torch.manual_seed(1)
+    coords, patches = torch.rand(300, 3) * 2 - 1, torch.randn(300, 4, 3, 3, 3)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        ref = model(coords, patches).float()
+    feats = fourier_features(coords, model.config.n_frequencies)
+    channel = InferenceMLP(model, dtype, patch_order="channel")(feats, patches.reshape(300, -1))
+    offset = InferenceMLP(model, dtype)(feats, patches.permute(0, 2, 3, 4, 1).reshape(300, -1))
+    assert channel.dtype == offset.dtype == torch.float32 and channel.shape == (300, 4)
+    assert (channel - ref).abs().max() < atol and (offset - ref).abs().max() < atol
+    assert (ref.argmax(1) == channel.argmax(1)).float().mean() > 0.95
 
 
 def test_all_zero_volume_is_an_input_error(model):

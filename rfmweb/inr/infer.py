@@ -16,9 +16,9 @@ the hardware has fast bfloat16 matmuls (CUDA; x86 CPUs with AMX or AVX512-BF16) 
 coarse-to-fine by default (:func:`segment_volume`): the stride-2 lattice first, then full resolution
 only near anything tumour-like.
 
-Measured on a shared 2-core Xeon VM, 1 thread, 1.88 M brain voxels (``benchmarks/bench_inr.py``):
-dense fp32 14.5 s, dense bf16 3.0 s, coarse-to-fine bf16 0.8 s (labels equal to dense fp32 on
-99.999 % of the voxels).
+Measured on a shared 2-core Xeon VM, 1 thread, 1.88 M brain voxels, the INR shipped on 2026-12-06
+(``benchmarks/bench_inr.py``, MNI grid): dense fp32 10.0 s, dense bf16 2.3 s, coarse-to-fine bf16
+1.1 s (labels equal to dense fp32 on 99.995 % of the voxels).
 
 Super-resolution (``resolution_mm`` finer than the input spacing): the model is queried on a finer
 grid with the same first voxel centre; patches are trilinearly sampled at +-1 *input* voxel around
@@ -77,47 +77,62 @@ def _mkldnn_linear_ok(dtype: torch.dtype) -> bool:
         return False
 
 
-class _Evaluator:
-    """The MLP with weights pre-cast to the compute dtype, for the closed-form input branches.
+class InferenceMLP:
+    """:meth:`NeumoursINR.decode` and its two input layers for inference, with the weights cast once.
 
-    Equivalent to :meth:`NeumoursINR.decode` applied to ``(coord_pre, patch_fc(patches))``, with
-    patches in *offset-major* order ``[P^3, C]`` (the order a channel-last gather produces).
-    On CPU each layer is oneDNN's fused linear + bias + ReLU (2.3x faster than ``addmm`` then
-    ``relu_`` in bf16, measured); elsewhere ``addmm`` + in-place ReLU. Casting once avoids
-    autocast's per-call casts (2x).
+    The activated concatenation ``h [N, 2W]`` (coordinate branch, then patch branch) is filled in
+    place: one buffer, the ReLUs fused, instead of bf16 ``cat`` and ``relu_`` of the whole
+    ``[N, 2W]`` (18.6 -> 8.8 ms for a 32 Ki-point chunk's first layer on this CPU, bit-identical;
+    the matmuls of the rest take ~14 ms). On CPU each layer is oneDNN's fused linear + bias + ReLU
+    (2.3x faster than ``addmm`` then ``relu_`` in bf16, measured); elsewhere ``addmm`` + in-place
+    ReLU. Casting once avoids autocast's per-call casts (2x).
+
+    Args:
+        model: the network (its weights are copied as they are now).
+        dtype: compute dtype.
+        patch_order: ``"offset"``: patches ``[P^3, C]`` offset-major (the order a channel-last gather
+            produces, :class:`PatchRows`); ``"channel"``: the model's own ``[C, P^3]`` order.
     """
 
-    def __init__(self, model: NeumoursINR, dtype: torch.dtype) -> None:
+    def __init__(self, model: NeumoursINR, dtype: torch.dtype, patch_order: str = "offset") -> None:
         cfg = model.config
-        w = model.patch_fc.weight.view(cfg.branch_width, cfg.in_channels, cfg.patch_size ** 3)
-        patch_w = w.permute(0, 2, 1).reshape(cfg.branch_width, -1)                  # [W, P^3 C]
-        self.layers = [(patch_w, model.patch_fc.bias)] + [(m.weight, m.bias) for m in model.hidden] + \
-            [(model.head.weight, model.head.bias)]
-        self.layers = [(wt.detach().to(dtype).contiguous(), b.detach().to(dtype)) for wt, b in self.layers]
-        device = model.head.weight.device
-        self.fused = device.type == "cpu" and _mkldnn_linear_ok(dtype)
+        patch_w = model.patch_fc.weight
+        if patch_order == "offset":
+            w = patch_w.view(cfg.branch_width, cfg.in_channels, cfg.patch_size ** 3)
+            patch_w = w.permute(0, 2, 1).reshape(cfg.branch_width, -1)                  # [W, P^3 C]
+        cast = lambda wt, b: (wt.detach().to(dtype).contiguous(), b.detach().to(dtype))  # noqa: E731
+        self.coord = cast(model.coord_fc.weight, model.coord_fc.bias)
+        self.patch_layer = cast(patch_w, model.patch_fc.bias)
+        self.layers = [cast(m.weight, m.bias) for m in (*model.hidden, model.head)]
+        self.width, self.dtype = cfg.branch_width, dtype
+        self.fused = model.head.weight.device.type == "cpu" and _mkldnn_linear_ok(dtype)
 
-    def _linear(self, x: torch.Tensor, layer: int, relu: bool) -> torch.Tensor:
-        weight, bias = self.layers[layer]
+    def _linear(self, x: torch.Tensor, layer: tuple[torch.Tensor, torch.Tensor], relu: bool) -> torch.Tensor:
+        weight, bias = layer
         if self.fused:
             return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "relu" if relu else "none", [], "")
         y = torch.addmm(bias, x, weight.T)
         return y.relu_() if relu else y
 
-    def patch(self, patches: torch.Tensor) -> torch.Tensor:
-        """``patches [N, P^3 C]`` -> patch-branch pre-activation ``[N, W]`` (compute dtype)."""
-        return self._linear(patches, 0, relu=False)
+    def patch(self, patches: torch.Tensor, relu: bool = False) -> torch.Tensor:
+        """``patches [N, P^3 C]`` -> patch-branch pre-activation ``[N, W]`` (compute dtype), or its
+        ReLU with ``relu``."""
+        return self._linear(patches, self.patch_layer, relu=relu)
 
-    def decode(self, coord_pre: torch.Tensor, patch_pre: torch.Tensor) -> torch.Tensor:
-        """Branch pre-activations ``[N, W]`` x 2 -> float32 logits ``[N, K]``."""
-        h = torch.cat([coord_pre, patch_pre], dim=1).relu_()
-        for layer in range(1, len(self.layers) - 1):
+    def hidden(self, h: torch.Tensor) -> torch.Tensor:
+        """The activated branches ``h [N, 2W]`` (coordinates, then patch; compute dtype) -> float32
+        logits ``[N, K]``."""
+        for layer in self.layers[:-1]:
             h = self._linear(h, layer, relu=True)
-        return self._linear(h, len(self.layers) - 1, relu=False).float()
+        return self._linear(h, self.layers[-1], relu=False).float()
 
-    def __call__(self, coord_pre: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
-        """``coord_pre [N, W]``, ``patches [N, P^3 C]`` (compute dtype) -> float32 logits ``[N, K]``."""
-        return self.decode(coord_pre, self.patch(patches))
+    def __call__(self, features: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        """Fourier features ``[N, 3 + 6K]`` and patches ``[N, C P^3]`` (in ``patch_order``) -> float32
+        logits ``[N, K]``: the network's forward pass."""
+        h = torch.empty((features.shape[0], 2 * self.width), dtype=self.dtype, device=features.device)
+        h[:, :self.width] = self._linear(features.to(self.dtype), self.coord, relu=True)
+        h[:, self.width:] = self.patch(patches.to(self.dtype), relu=True)
+        return self.hidden(h)
 
 
 def _axis_tables(model: NeumoursINR, shape: tuple[int, int, int], positions: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -151,6 +166,70 @@ def finer_grid(volume: Volume, resolution_mm: float) -> tuple[tuple[int, int, in
     return shape, affine, step   # type: ignore[return-value]
 
 
+class PatchRows:
+    """A normalised ``[C, x, y, z]`` volume channel-last and zero-padded by ``P // 2``, in the compute
+    dtype on the compute device: a patch at an integer voxel is ``P^3`` gathers of ``C`` contiguous
+    values, in *offset-major* order ``[P^3 C]``."""
+
+    def __init__(self, norm: np.ndarray, patch_size: int, dtype: torch.dtype, device: torch.device) -> None:
+        r = patch_size // 2
+        self.dtype, self.device = dtype, device
+        self.shape = tuple(int(n) for n in norm.shape[1:])
+        self.pshape = tuple(n + 2 * r for n in self.shape)
+        padded = torch.zeros((*self.pshape, norm.shape[0]), dtype=dtype, device=device)
+        padded[r:self.pshape[0] - r, r:self.pshape[1] - r, r:self.pshape[2] - r] = \
+            torch.from_numpy(norm).to(device).permute(1, 2, 3, 0)
+        self.rows = padded.view(-1, norm.shape[0])
+        self.offsets = patch_flat_offsets((1, *self.pshape), patch_size).to(device)          # [P^3]
+
+    def gather(self, vox: torch.Tensor) -> torch.Tensor:
+        """Exact patches ``[n, P^3 C]`` (offset-major) at integer voxels ``vox [n, 3]`` of the unpadded grid."""
+        anchor = (vox[:, 0] * self.pshape[1] + vox[:, 1]) * self.pshape[2] + vox[:, 2]   # corner, padded grid
+        return self.rows.index_select(0, (anchor[:, None] + self.offsets[None]).reshape(-1)).reshape(vox.shape[0], -1)
+
+
+class CaseInputs:
+    """What segmenting a case on its input grid computes from the images alone, not from the weights:
+    the brain's bounding box, the brain mask in it, and the normalised crop as :class:`PatchRows`.
+
+    Made by :func:`case_inputs`; pass it to :func:`segment_volume` to segment the same case again with
+    other weights (an interactive correction re-segments after every Apply; on a 1 mm grid the
+    preparation is about 0.25 s of a 1.4 s segmentation on one thread).
+    """
+
+    def __init__(self, model: NeumoursINR, data: np.ndarray, dtype: torch.dtype, device: torch.device) -> None:
+        self.grid_shape = tuple(int(s) for s in data.shape[1:])
+        full_mask = brain_mask(data)
+        box = _bbox(full_mask)
+        if box is None:
+            raise InputError("the volume is all zeros: no brain voxel to segment")
+        # work on the brain's bounding box: outside it everything is background, and the zero
+        # padding of the crop reproduces the zeros around the brain exactly
+        norm, self.mask = normalise_modalities(data[(slice(None),) + box], full_mask[box])
+        self.box: tuple[slice, slice, slice] = box
+        self.rows = PatchRows(norm, model.config.patch_size, dtype, device)
+
+
+def _case_data(model: NeumoursINR, volume: Volume | np.ndarray) -> np.ndarray:
+    """The ``[C, X, Y, Z]`` float32 images of ``volume``; InputError when they do not fit the model."""
+    data = volume.data if isinstance(volume, Volume) else np.asarray(volume, np.float32)
+    if data.ndim != 4 or data.shape[0] != model.config.in_channels:
+        raise InputError(f"expected {model.config.in_channels} modalities [C, X, Y, Z], got shape {data.shape}",
+                         getattr(volume, "name", None) or None)
+    return data
+
+
+def case_inputs(model: NeumoursINR, volume: Volume | np.ndarray, *, device: str | torch.device | None = None,
+                precision: str = "auto") -> CaseInputs:
+    """:class:`CaseInputs` of ``volume`` for :func:`segment_volume` with the same ``device`` and
+    ``precision`` (any weights of ``model``'s architecture)."""
+    from ..backend import default_device
+
+    device = torch.device(device) if device is not None else default_device()
+    dtype = torch.bfloat16 if resolve_precision(precision, device) == "bf16" else torch.float32
+    return CaseInputs(model, _case_data(model, volume), dtype, device)
+
+
 class _GridEvaluator:
     """Logits at chosen points of an output grid (flat C-order indices), in chunks.
 
@@ -170,37 +249,23 @@ class _GridEvaluator:
     of 27 trilinear samples and a 108 x 128 matmul).
     """
 
-    def __init__(self, model: NeumoursINR, norm: np.ndarray, mask: np.ndarray, grid_shape: tuple[int, int, int],
-                 out_shape: tuple[int, int, int], positions: list[torch.Tensor], superres: bool,
-                 dtype: torch.dtype, device: torch.device, chunk: int) -> None:
+    def __init__(self, model: NeumoursINR, rows: PatchRows, mask: np.ndarray, grid_shape: tuple[int, int, int],
+                 out_shape: tuple[int, int, int], positions: list[torch.Tensor], superres: bool, chunk: int) -> None:
         cfg = model.config
-        self.cfg, self.superres, self.dtype, self.chunk, self.device = cfg, superres, dtype, chunk, device
+        self.cfg, self.superres, self.chunk = cfg, superres, chunk
+        self.dtype, self.device, self.rows, self.shape = rows.dtype, rows.device, rows, rows.shape
         self.out_shape, self.positions = out_shape, positions
-        self.mlp = _Evaluator(model, dtype)
-        r = cfg.patch_size // 2
-        self.shape = tuple(norm.shape[1:])
-        self.pshape = tuple(n + 2 * r for n in self.shape)
-        # channel-last and zero-padded: a patch is P^3 gathers of C contiguous values
-        padded = torch.zeros((*self.pshape, cfg.in_channels), dtype=dtype, device=device)
-        padded[r:self.pshape[0] - r, r:self.pshape[1] - r, r:self.pshape[2] - r] = \
-            torch.from_numpy(norm).to(device).permute(1, 2, 3, 0)
-        self.rows = padded.view(-1, cfg.in_channels)
-        self.offsets = patch_flat_offsets((1, *self.pshape), cfg.patch_size).to(device)          # [P^3]
+        self.mlp = InferenceMLP(model, self.dtype)
         if superres:
-            vox = torch.from_numpy(np.argwhere(mask)).to(device)
-            self.patch_pre = torch.cat([self.mlp.patch(self._patches(vox[s:s + chunk]))
+            vox = torch.from_numpy(np.argwhere(mask)).to(self.device)
+            self.patch_pre = torch.cat([self.mlp.patch(rows.gather(vox[s:s + chunk]))
                                         for s in range(0, vox.shape[0], chunk)])            # [Ns, W]
-            self.lookup = torch.full((int(np.prod(self.shape)),), -1, dtype=torch.int64, device=device)
+            self.lookup = torch.full((int(np.prod(self.shape)),), -1, dtype=torch.int64, device=self.device)
             flat = (vox[:, 0] * self.shape[1] + vox[:, 1]) * self.shape[2] + vox[:, 2]
-            self.lookup[flat] = torch.arange(vox.shape[0], device=device)
+            self.lookup[flat] = torch.arange(vox.shape[0], device=self.device)
         t_x, t_y, t_z = _axis_tables(model, grid_shape, positions)
-        self.t_x = t_x.to(dtype)
-        self.t_yz = (t_y[:, None, :] + t_z[None, :, :]).reshape(-1, t_y.shape[1]).to(dtype)
-
-    def _patches(self, vox: torch.Tensor) -> torch.Tensor:
-        """Exact patches ``[n, P^3 C]`` (offset-major) at integer voxels ``[n, 3]``."""
-        anchor = (vox[:, 0] * self.pshape[1] + vox[:, 1]) * self.pshape[2] + vox[:, 2]   # corner, padded grid
-        return self.rows.index_select(0, (anchor[:, None] + self.offsets[None]).reshape(-1)).reshape(vox.shape[0], -1)
+        self.t_x = t_x.to(self.dtype)
+        self.t_yz = (t_y[:, None, :] + t_z[None, :, :]).reshape(-1, t_y.shape[1]).to(self.dtype)
 
     def _blended_patch_pre(self, pts: torch.Tensor) -> torch.Tensor:
         """Patch-branch pre-activation ``[n, W]`` at continuous voxel positions ``pts [n, 3]``."""
@@ -227,14 +292,16 @@ class _GridEvaluator:
             idx = flat_t[start:start + self.chunk]
             i, jk = idx // (ny * nz), idx % (ny * nz)
             j, k = jk // nz, jk % nz
-            coord_pre = self.t_x.index_select(0, i).add_(self.t_yz.index_select(0, jk))
+            h = torch.empty((idx.numel(), 2 * self.cfg.branch_width), dtype=self.dtype, device=self.device)
+            coord, patch = h[:, :self.cfg.branch_width], h[:, self.cfg.branch_width:]
+            torch.add(self.t_x.index_select(0, i), self.t_yz.index_select(0, jk), out=coord).relu_()
             if self.superres:
                 pos = self.positions
                 pts = torch.stack([pos[0][i], pos[1][j], pos[2][k]], dim=1)
-                logits = self.mlp.decode(coord_pre, self._blended_patch_pre(pts))
+                patch.copy_(self._blended_patch_pre(pts)).relu_()
             else:
-                logits = self.mlp(coord_pre, self._patches(torch.stack([i, j, k], dim=1)))
-            yield slice(start, start + idx.numel()), logits
+                patch.copy_(self.mlp.patch(self.rows.gather(torch.stack([i, j, k], dim=1)), relu=True))
+            yield slice(start, start + idx.numel()), self.mlp.hidden(h)
 
 
 #: Above this many brain voxels :func:`segment_volume` refines a coarse pass (``coarse_to_fine=None``).
@@ -245,7 +312,7 @@ COARSE_TO_FINE_MIN_POINTS = 500_000
 def segment_volume(model: NeumoursINR, volume: Volume | np.ndarray, *, resolution_mm: float | None = None,
                    return_probs: bool = False, device: str | torch.device | None = None,
                    precision: str = "auto", chunk: int | None = None, coarse_to_fine: bool | None = None,
-                   refine_below: float = 0.9):
+                   refine_below: float = 0.9, inputs: CaseInputs | None = None):
     """Segment a case with a Neumours model.
 
     Dense mode evaluates every brain voxel. Coarse-to-fine mode evaluates the brain voxels of the
@@ -271,6 +338,8 @@ def segment_volume(model: NeumoursINR, volume: Volume | np.ndarray, *, resolutio
             super-resolution, and on the input grid when the brain has more than
             :data:`COARSE_TO_FINE_MIN_POINTS` voxels; never with ``return_probs``.
         refine_below: background probability below which a lattice point's neighbourhood is refined.
+        inputs: :func:`case_inputs` of this volume for this device and precision (computed when
+            ``None``), to segment a case repeatedly without preparing its images each time.
 
     Returns:
         ``labels [X, Y, Z]`` uint8 (0 background, 1 NCR, 2 ED, 3 ET), or ``(labels, probs)`` with
@@ -278,10 +347,7 @@ def segment_volume(model: NeumoursINR, volume: Volume | np.ndarray, *, resolutio
     """
     from ..backend import default_device
 
-    data = volume.data if isinstance(volume, Volume) else np.asarray(volume, np.float32)
-    if data.ndim != 4 or data.shape[0] != model.config.in_channels:
-        raise InputError(f"expected {model.config.in_channels} modalities [C, X, Y, Z], got shape {data.shape}",
-                         getattr(volume, "name", None) or None)
+    data = _case_data(model, volume)
     if resolution_mm is not None and not isinstance(volume, Volume):
         raise InputError("resolution_mm needs a Volume (with its spacing), not a bare array")
     device = torch.device(device) if device is not None else default_device()
@@ -305,7 +371,7 @@ def segment_volume(model: NeumoursINR, volume: Volume | np.ndarray, *, resolutio
             # segment the input grid first, then super-resolve only within two input voxels of what
             # it found; every other query is background
             found = segment_volume(model, volume, device=device, precision=precision, chunk=chunk,
-                                   refine_below=refine_below)
+                                   refine_below=refine_below, inputs=inputs)
             flag = _dilate(_dilate(found > 0))
             nearest = [np.minimum(np.rint(a).astype(np.int64), n - 1) for a, n in zip(axes, grid_shape)]
             query = np.argwhere(flag[np.ix_(*nearest)])
@@ -318,19 +384,18 @@ def segment_volume(model: NeumoursINR, volume: Volume | np.ndarray, *, resolutio
         sub_mask = np.zeros(out_shape, bool)
         sub_mask[tuple(query[inside].T)] = True
         mask = support
+        rows = PatchRows(norm, model.config.patch_size, dtype, device)
     else:
-        # work on the brain's bounding box: outside it everything is background, and the zero
-        # padding of the crop reproduces the zeros around the brain exactly
         out_shape = grid_shape
-        full_mask = brain_mask(data)
-        box = _bbox(full_mask)
-        if box is None:
-            raise InputError("the volume is all zeros: no brain voxel to segment")
-        norm, sub_mask = normalise_modalities(data[(slice(None),) + box], full_mask[box])
+        if inputs is None:
+            inputs = CaseInputs(model, data, dtype, device)
+        elif (inputs.grid_shape, inputs.rows.dtype, inputs.rows.device.type) != (grid_shape, dtype, device.type):
+            raise ValueError(f"inputs were prepared for a {inputs.grid_shape} grid in {inputs.rows.dtype} on "
+                             f"{inputs.rows.device}, not {grid_shape} in {dtype} on {device}")
+        box, sub_mask, rows, mask = inputs.box, inputs.mask, inputs.rows, inputs.mask
         positions = [torch.arange(b.start, b.stop, dtype=torch.float32, device=device) for b in box]
     sub_shape = tuple(b.stop - b.start for b in box)
-    evaluate = _GridEvaluator(model, norm, mask if superres else sub_mask, grid_shape, sub_shape, positions,
-                              superres, dtype, device, chunk)
+    evaluate = _GridEvaluator(model, rows, mask, grid_shape, sub_shape, positions, superres, chunk)
     sub_labels = np.zeros(int(np.prod(sub_shape)), np.uint8)
     sub_probs = None
     n_brain = int(sub_mask.sum())
