@@ -153,6 +153,8 @@ def test_inference_mlp_is_the_networks_forward(model, dtype, atol):
     assert channel.dtype == offset.dtype == torch.float32 and channel.shape == (300, 4)
     assert (channel - ref).abs().max() < atol and (offset - ref).abs().max() < atol
     assert (ref.argmax(1) == channel.argmax(1)).float().mean() > 0.95
+    with pytest.raises(ValueError, match="patch_order"):
+        InferenceMLP(model, dtype, patch_order="xyz")
 
 
 def test_all_zero_volume_is_an_input_error(model):

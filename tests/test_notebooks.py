@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from pathlib import Path
 
 import nbformat
@@ -14,6 +15,18 @@ from nbclient import NotebookClient
 from PIL import Image
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_is_valid_as_stored(path):
+    # the file itself, not nbformat's reading of it: nbformat fills in missing cell ids with a
+    # warning today and will refuse them later
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    missing = [i for i, cell in enumerate(nb["cells"]) if "id" not in cell]
+    assert not missing, f"cells {missing} of {path.name} have no id"
+    ids = [cell["id"] for cell in nb["cells"]]
+    assert len(set(ids)) == len(ids), f"{path.name} repeats a cell id"
+    nbformat.validate(nbformat.from_dict(nb))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

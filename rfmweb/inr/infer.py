@@ -95,6 +95,8 @@ class InferenceMLP:
     """
 
     def __init__(self, model: NeumoursINR, dtype: torch.dtype, patch_order: str = "offset") -> None:
+        if patch_order not in ("offset", "channel"):
+            raise ValueError(f"patch_order must be 'offset' or 'channel', got {patch_order!r}")
         cfg = model.config
         patch_w = model.patch_fc.weight
         if patch_order == "offset":
