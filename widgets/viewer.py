@@ -351,7 +351,7 @@ class _Views(anywidget.AnyWidget):
                 self.views = [self._view_state(i) for i in range(len(self._sessions))]
 
     def _on_session_change(self, _session: RenderSession, what: str) -> None:
-        if what not in ("camera", "refinement"):
+        if what != "camera":
             self._sync_views()
 
     def _on_status(self, i: int, busy: bool, message: str) -> None:

@@ -394,10 +394,11 @@ def segment_volume(model: NeumoursINR, volume: Volume | np.ndarray, *, resolutio
         elif (inputs.grid_shape, inputs.rows.dtype, inputs.rows.device.type) != (grid_shape, dtype, device.type):
             raise ValueError(f"inputs were prepared for a {inputs.grid_shape} grid in {inputs.rows.dtype} on "
                              f"{inputs.rows.device}, not {grid_shape} in {dtype} on {device}")
-        box, sub_mask, rows, mask = inputs.box, inputs.mask, inputs.rows, inputs.mask
+        box, sub_mask, rows = inputs.box, inputs.mask, inputs.rows
         positions = [torch.arange(b.start, b.stop, dtype=torch.float32, device=device) for b in box]
     sub_shape = tuple(b.stop - b.start for b in box)
-    evaluate = _GridEvaluator(model, rows, mask, grid_shape, sub_shape, positions, superres, chunk)
+    evaluate = _GridEvaluator(model, rows, mask if superres else sub_mask, grid_shape, sub_shape, positions,
+                              superres, chunk)
     sub_labels = np.zeros(int(np.prod(sub_shape)), np.uint8)
     sub_probs = None
     n_brain = int(sub_mask.sum())

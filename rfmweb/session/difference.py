@@ -55,8 +55,7 @@ class DifferenceSession(RenderSession):
         self.figures: tuple[float, float] | None = None
         self._figures_lock = threading.Lock()
         # "pair", not the change's own name: camera and slice links must not copy this view's state back
-        self._unsubscribe = [s.subscribe(lambda _s, what: self._changed("pair") if what != "refinement" else None)
-                             for s in self.pair]
+        self._unsubscribe = [s.subscribe(lambda _s, _what: self._changed("pair")) for s in self.pair]
 
     def _snap(self, session: RenderSession) -> Snapshot:
         snap = session.snapshot()

@@ -92,6 +92,7 @@ class RenderSession(SliceControls, Pointing):
         self._window_cache: tuple | None = None  # (image array, channel, window) of the slice views
         self.version = 0
         self._holds = 0  # hold_refinement() depth
+        self._released: list[Callable[[], None]] = []  # on_refinement_released() callbacks
         self.volume = volume
         self.splats = splats
         self.renderer_name = check_renderer(renderer or (default_renderer_name() if volume is not None else "splats"))
@@ -121,21 +122,24 @@ class RenderSession(SliceControls, Pointing):
         """Call ``callback(session, what)`` after every change; returns an unsubscribe function.
 
         ``what`` is ``"camera"``, ``"scene"``, ``"renderer"``, ``"slice"`` (view mode / slice index),
-        ``"cursor"`` (the crosshair moved, and the slices with it), ``"annotations"`` or ``"prepared"`` (a renderer finished preparing the scene in the background: Render-FM's splats);
-        ``"refinement"`` says a :meth:`hold_refinement` ended (the state itself did not change).
+        ``"cursor"`` (the crosshair moved, and the slices with it), ``"annotations"`` or ``"prepared"`` (a renderer finished preparing the scene in the background: Render-FM's splats).
         """
+        return self._listen(self._listeners, callback)
+
+    def _listen(self, listeners: list, callback: Callable) -> Callable[[], None]:
+        """Add ``callback`` to ``listeners``; returns the function that removes it."""
         with self._lock:
-            self._listeners.append(callback)
+            listeners.append(callback)
 
         def unsubscribe() -> None:
             with self._lock:
-                if callback in self._listeners:
-                    self._listeners.remove(callback)
+                if callback in listeners:
+                    listeners.remove(callback)
         return unsubscribe
 
-    def _changed(self, what: str, *, bump: bool = True) -> None:
+    def _changed(self, what: str) -> None:
         with self._lock:
-            self.version += int(bump)
+            self.version += 1
             listeners = list(self._listeners)
         for cb in listeners:
             cb(self, what)
@@ -158,7 +162,14 @@ class RenderSession(SliceControls, Pointing):
         finally:
             with self._lock:
                 self._holds -= 1
-            self._changed("refinement", bump=False)
+                released = list(self._released)
+            for cb in released:
+                cb()
+
+    def on_refinement_released(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` whenever a :meth:`hold_refinement` ends (not a change of the view's
+        state: :meth:`subscribe`'s listeners are not told); returns an unsubscribe function."""
+        return self._listen(self._released, callback)
 
     # -- state --------------------------------------------------------------------------------
     @property

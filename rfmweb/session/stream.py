@@ -85,7 +85,8 @@ class FrameStream:
         self._last_interactive = None  # (renderer, scene) of the last interactive render
         self._progress = None  # (pass iterator, version) of a cinematic still in progress
         self.frames_sent = 0
-        self._unsubscribe = session.subscribe(lambda _s, what: self._wake() if what == "refinement" else self.request())
+        self._unsubscribe = session.subscribe(lambda _s, _what: self.request())
+        self._unsubscribe_released = session.on_refinement_released(self._wake)
         self._thread = threading.Thread(target=self._run, name=f"rfmweb-render-{name}", daemon=True)
         self._thread.start()
 
@@ -142,6 +143,7 @@ class FrameStream:
 
     def close(self) -> None:
         self._unsubscribe()
+        self._unsubscribe_released()
         with self._cond:
             self._closed = True
             pending, self._png = self._png, []
