@@ -16,7 +16,9 @@
 #
 # Here, before the call: `bash ../shared/device/stage.sh`; to continue an earlier slice, unpack its
 # renderfm.tgz and inr.tgz into .device/resume/ (Render-FM and the INRs resume from their checkpoints;
-# the CNN's optimizer state is too large to come back, so the CNN starts again). Then call the device
+# the CNN's optimizer state is too large to come back, so the CNN starts from .device/resume/cnn/model.pt
+# when there is one, with a fresh schedule: the last slice's, or the CPU-trained runs/cnn/cnn256x2's).
+# Then call the device
 # tool with carry [".device"], timeout_s 585 and the command
 #   source .device/remote-env.sh && bash benchmarks/gpu_session.sh "$OUT" 2>&1 | tee "$OUT/session.log"
 set -u
@@ -87,8 +89,10 @@ for opt in adamw muon; do
 done
 timeout "$T" python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_raymarch.py tests/test_splats_raster.py \
     tests/test_triton_kernels.py tests/test_renderfm.py > "$L/pytest_gpu.log" 2>&1 &
+CNN_INIT=()
+[ -f "$RESUME/cnn/model.pt" ] && CNN_INIT=(--init "$RESUME/cnn/model.pt") && echo "cnn starts from $RESUME/cnn/model.pt"
 timeout "$T" python3 -m rfmweb train-cnn "$WORK/cohort/train" --out "$WORK/cnn" --steps "$CNN_STEPS" \
-    --device "$DEVICE" --precision bf16 --threads 2 --checkpoint-every 200 --no-progress $CNN_ARGS \
+    --device "$DEVICE" --precision bf16 --threads 2 --checkpoint-every 200 --no-progress $CNN_ARGS "${CNN_INIT[@]}" \
     > "$L/train_cnn.log" 2>&1 &
 wait
 for run in renderfm inr_adamw inr_muon cnn; do echo "$run: $(tail -n 1 "$WORK/$run/log.csv" 2>/dev/null)"; done

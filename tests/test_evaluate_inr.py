@@ -57,6 +57,25 @@ def test_train_cnn_writes_a_resumable_run(cnn_run, splits):
     assert load_cnn(out / "model.pt").info["steps"] == 4
 
 
+def test_train_cnn_init_starts_from_a_model_files_weights(cnn_run, splits, tmp_path):
+    out, _ = cnn_run
+    trained = load_cnn(out / "model.pt").state_dict()
+    cfg = dict(cases=str(splits["val"]), steps=1, patch=16, batch=2, features=(4, 8, 16), lr=1e-12,
+               log_every=1, progress=False)
+    train_cnn(CNNTrainConfig(**cfg, out=str(tmp_path / "init"), init=str(out / "model.pt")))
+    train_cnn(CNNTrainConfig(**cfg, out=str(tmp_path / "fresh")))
+    started = load_cnn(tmp_path / "init" / "model.pt").state_dict()
+    fresh = load_cnn(tmp_path / "fresh" / "model.pt").state_dict()
+    for name, value in trained.items():
+        torch.testing.assert_close(started[name], value, atol=1e-8, rtol=0)
+    assert any(not torch.allclose(fresh[n], v) for n, v in trained.items())
+    with pytest.raises(InputError, match="--init file's U-Net differs"):
+        train_cnn(CNNTrainConfig(**{**cfg, "features": (4, 8)}, out=str(tmp_path / "bad"),
+                                 init=str(out / "model.pt")))
+    with pytest.raises(InputError, match="no such --init"):
+        train_cnn(CNNTrainConfig(**cfg, out=str(tmp_path / "gone"), init=str(tmp_path / "missing.pt")))
+
+
 def test_sliding_window_pieces():
     assert window_starts(100, 48, 0.5) == [0, 17, 35, 52]
     assert window_starts(30, 48, 0.5) == [0]

@@ -22,6 +22,8 @@ def add_parser(sub) -> None:
                    help="forward-pass precision (bf16: ~2x faster on CPUs with AMX and on GPUs)")
     p.add_argument("--checkpoint-every", type=int, default=50, metavar="K")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--init", metavar="MODEL",
+                   help="start from this CNN file's weights with a fresh optimiser and schedule (same --features)")
     p.add_argument("--device", help="cpu or cuda (default: CUDA when available)")
     p.add_argument("--seed", type=int, default=0)
     add_compute_options(p)
@@ -41,4 +43,5 @@ def _run(args) -> None:
                              features=features, optimizer=args.optimizer, lr=lr,
                              deep_supervision=not args.no_deep_supervision, precision=args.precision,
                              checkpoint_every=args.checkpoint_every,
-                             resume=args.resume, device=args.device, seed=args.seed, progress=not args.no_progress))
+                             resume=args.resume, init=args.init, device=args.device, seed=args.seed,
+                             progress=not args.no_progress))

@@ -77,6 +77,9 @@ class CNNTrainConfig:
         precision: ``"fp32"`` or ``"bf16"`` (autocast for the network's forward pass).
         checkpoint_every, log_every: intervals in steps.
         seed, device, resume, progress: as :class:`rfmweb.inr.train.TrainConfig`.
+        init: a CNN model file whose weights a new run starts from (same ``features``), with a fresh
+            optimiser and schedule: training continued past the end of an earlier run's schedule.
+            Ignored when the run resumes (the checkpoint holds the weights).
     """
 
     cases: str
@@ -97,6 +100,7 @@ class CNNTrainConfig:
     device: str | None = None
     resume: bool = False
     progress: bool = True
+    init: str | None = None
 
     def validate(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -110,6 +114,8 @@ class CNNTrainConfig:
             raise InputError(f"--foreground-fraction must lie in 0..1, got {self.foreground_fraction}")
         if self.lr <= 0 or self.weight_decay < 0:
             raise InputError("--lr must be > 0 and weight decay >= 0")
+        if self.init and not Path(self.init).is_file():
+            raise InputError("no such --init CNN file", self.init)
         UNetConfig(features=tuple(self.features))
 
 
@@ -368,6 +374,16 @@ def _load_cropped(folder: Path) -> CroppedCase:
     return crop_case(volume.data, volume.labels, volume.name)
 
 
+def _load_init(model: UNet3D, path: str | os.PathLike) -> None:
+    """Copy a CNN file's weights into ``model``; InputError names the file when its U-Net differs."""
+    state = load_cnn_checkpoint(path)
+    try:
+        model.load_state_dict(state["state_dict"])
+    except (KeyError, RuntimeError) as exc:
+        raise InputError(f"--init file's U-Net differs from this run's --features "
+                         f"({str(exc).splitlines()[0][:200]})", path) from None
+
+
 def train_cnn(config: CNNTrainConfig) -> dict:
     """Train (or resume) the CNN baseline; returns the run summary.
 
@@ -405,6 +421,9 @@ def train_cnn(config: CNNTrainConfig) -> dict:
         opt.load_state_dict(state["optimizer"])
         start, elapsed = int(state["step"]), float(state["info"].get("elapsed_s", 0.0))
         log.info("resuming %s at step %d of %d", ckpt_path, start, config.steps)
+    elif config.init:
+        _load_init(model, config.init)
+        log.info("starting from the weights of %s", config.init)
     out.mkdir(parents=True, exist_ok=True)
     cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
     cfg.update(parameters=count_parameters(model), train_cases=[f.name for f in folders], device=str(device))
