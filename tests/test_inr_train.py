@@ -19,7 +19,7 @@ from rfmweb.inr.checkpoint import load_checkpoint, load_model
 from rfmweb.inr.sampling import CaseBank, prepare_case
 from rfmweb.io import load_brats_case
 from rfmweb.inr.train import TrainConfig, build_optimizers, learning_rate, neumours_loss, train
-from rfmweb.models.inr import NeumoursINR, gather_patches, voxel_to_unit
+from rfmweb.models.inr import NeumoursINR, gather_patches, normalise_modalities, pad_volume, voxel_to_unit
 
 RES = 4.0
 TINY = dict(batch=1024, micro_batches=4, warmup=0, log_every=1, val_every=1000, checkpoint_every=1000,
@@ -83,18 +83,27 @@ def test_sampler_respects_the_foreground_ratio(cases):
 
 
 def test_sampled_patches_coords_and_labels_are_those_of_the_voxel(cases):
-    prepared = [prepare_case(load_brats_case(f, require_seg=True)) for f in find_cases(cases / "train")]
-    for case in prepared:           # one case per bank: the voxel is known from its coordinates
+    """Against the whole padded case (the bank keeps only the brain's bounding box)."""
+    for folder in find_cases(cases / "train"):   # one case per bank: the voxel is known from its coordinates
+        volume = load_brats_case(folder, require_seg=True)
+        case = prepare_case(volume)
+        whole = pad_volume(torch.from_numpy(normalise_modalities(volume.data)[0]), 3)
+        assert case.padded.numel() < 0.8 * whole.numel()
         one = CaseBank([case], foreground_ratio=0.3)
-        coords, patches, targets = one.sample(500, one.generator(7))
+        coords, patches, targets = one.sample(2000, one.generator(7))
         extent = torch.tensor(case.shape, dtype=torch.float32) - 1
         vox = torch.round((coords + 1) / 2 * extent).long()
         assert torch.equal(voxel_to_unit(vox.float(), case.shape), coords)
-        assert torch.equal(patches, gather_patches(case.padded, vox, 3, case.offsets))
+        assert torch.equal(patches, gather_patches(whole, vox, 3))
+        assert torch.equal(targets, torch.from_numpy(volume.labels[tuple(vox.T.numpy())]).long())
         x, y, z = case.shape
-        assert torch.equal(targets, case.labels[vox[:, 0] * y * z + vox[:, 1] * z + vox[:, 2]])
         flat = vox[:, 0] * y * z + vox[:, 1] * z + vox[:, 2]
-        assert torch.isin(flat, torch.cat([case.brain, case.tumour])).all()
+        assert torch.isin(flat, torch.cat([case.brain, case.tumour]).long()).all()
+        pool = torch.cat([case.brain, case.tumour]).long()
+        pool_vox = torch.stack([pool // (y * z), (pool // z) % y, pool % z], dim=1)
+        for axis in range(3):       # the brain reaches the box's faces: the crop is no larger than it must be
+            assert int(pool_vox[:, axis].min()) == case.origin[axis]
+            assert int(pool_vox[:, axis].max()) == case.origin[axis] + case.padded.shape[axis + 1] - 3
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])

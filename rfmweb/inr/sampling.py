@@ -7,8 +7,9 @@ and the patch head sees that case's z-scored modalities, so what generalises to 
 the patch head (local appearance) plus the coordinate branch's prior of where in a brain on the
 common template grid tumour tends to be (BraTS volumes are co-registered to one atlas too).
 
-Cases are held in memory as zero-padded normalised volumes (about 19 MB per 2 mm case and 150 MB
-per 1 mm case in float32); patches at voxel centres are exact gathers, as
+Cases are held in memory as zero-padded normalised volumes cropped to the brain's bounding box
+(float32; about 10 MB per 2 mm case, 19 MB uncropped), uint8 labels and int32 voxel indices;
+patches at voxel centres are exact gathers, as
 :func:`rfmweb.models.inr.gather_patches`. Batches are drawn on the device the model trains on.
 """
 
@@ -36,16 +37,20 @@ class PreparedCase:
 
     Attributes:
         name: case id.
-        padded: ``[C, X + 2, Y + 2, Z + 2]`` normalised modalities, zero-padded (float32).
-        shape: ``(X, Y, Z)``.
-        labels: ``[X * Y * Z]`` int64 BraTS labels, flattened in C order.
-        brain: ``[Nb]`` int64 flat indices of brain voxels.
-        tumour: ``[Nt]`` int64 flat indices of tumour voxels (label > 0).
+        padded: ``[C, X', Y', Z']`` normalised modalities (float32), zero-padded by ``P // 2`` and
+            cropped to the patches of the brain's bounding box: voxel ``v``'s patch starts at
+            ``padded[:, v - origin]``.
+        origin: ``(3,)`` the bounding box's first voxel.
+        shape: ``(X, Y, Z)``, the whole case's grid.
+        labels: ``[X * Y * Z]`` uint8 BraTS labels, flattened in C order.
+        brain: ``[Nb]`` int32 flat indices of brain voxels.
+        tumour: ``[Nt]`` int32 flat indices of tumour voxels (label > 0).
         offsets: ``[C * 27]`` cached patch offsets into ``padded``.
     """
 
     name: str
     padded: torch.Tensor
+    origin: tuple[int, int, int]
     shape: tuple[int, int, int]
     labels: torch.Tensor
     brain: torch.Tensor
@@ -54,7 +59,9 @@ class PreparedCase:
 
 
 def prepare_case(volume: Volume, patch_size: int = 3) -> PreparedCase:
-    """Normalise a labelled 4-channel case and index its brain and tumour voxels."""
+    """Normalise a labelled 4-channel case, index its brain and tumour voxels and keep the padded
+    modalities of the brain's bounding box only (draws come from brain and tumour voxels; about half
+    of a BraTS-sized grid)."""
     if volume.labels is None:
         raise InputError("a training case needs a segmentation (labels)", volume.name or None)
     if volume.data.shape[0] != 4:
@@ -64,11 +71,17 @@ def prepare_case(volume: Volume, patch_size: int = 3) -> PreparedCase:
     if labels.max() > 3:
         raise InputError(f"labels must be 0..3, found {int(labels.max())}", volume.name or None)
     mask = mask | (labels > 0)
-    padded = pad_volume(torch.from_numpy(norm), patch_size).contiguous()
-    return PreparedCase(name=volume.name, padded=padded, shape=volume.shape,
-                        labels=torch.from_numpy(labels.reshape(-1)),
-                        brain=torch.from_numpy(np.flatnonzero(mask)),
-                        tumour=torch.from_numpy(np.flatnonzero(labels > 0)),
+    if mask.size >= 2**31:
+        raise InputError(f"a training case of {mask.size} voxels is too large (at most 2^31)", volume.name or None)
+    if not mask.any():
+        raise InputError("a training case needs brain voxels (all four modalities are zero)", volume.name or None)
+    lo = [int(i.min()) for i in np.nonzero(mask)]
+    hi = [int(i.max()) + patch_size for i in np.nonzero(mask)]     # exclusive end of the last patch
+    padded = pad_volume(torch.from_numpy(norm), patch_size)[:, lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].contiguous()
+    return PreparedCase(name=volume.name, padded=padded, origin=tuple(lo), shape=volume.shape,
+                        labels=torch.from_numpy(labels.reshape(-1).astype(np.uint8)),
+                        brain=torch.from_numpy(np.flatnonzero(mask).astype(np.int32)),
+                        tumour=torch.from_numpy(np.flatnonzero(labels > 0).astype(np.int32)),
                         offsets=patch_flat_offsets(tuple(padded.shape), patch_size))
 
 
@@ -117,10 +130,15 @@ class CaseBank:
         lab_base = starts([c.labels.numel() for c in cases])
         pool_base = starts([c.tumour.numel() + c.brain.numel() for c in cases])
         as_device = dict(device=self.device)
-        # channels last: a patch's C * P^3 values lie in P^2 runs of P * C floats (fewer cache lines)
-        self._volumes = torch.cat([c.padded.permute(1, 2, 3, 0).reshape(-1) for c in cases]).to(**as_device)
-        self._labels = torch.cat([c.labels for c in cases]).to(**as_device)                      # [sum X*Y*Z]
-        self._pools = torch.cat([t for c in cases for t in (c.tumour, c.brain)]).to(**as_device)  # [sum Nt + Nb]
+        # channels last: a patch's C * P^3 values lie in P^2 runs of P * C floats (fewer cache lines);
+        # filled case by case, so packing holds the cases and the bank, not a third channels-last copy
+        volumes = torch.empty(int(sum(c.padded.numel() for c in cases)), dtype=torch.float32)
+        for case, base in zip(cases, vol_base.tolist()):
+            volumes[base:base + case.padded.numel()].view(*case.padded.shape[1:], -1).copy_(
+                case.padded.permute(1, 2, 3, 0))
+        self._volumes = volumes.to(**as_device)                                                  # [sum C*X'*Y'*Z']
+        self._labels = torch.cat([c.labels for c in cases]).to(**as_device)                      # [sum X*Y*Z] uint8
+        self._pools = torch.cat([t for c in cases for t in (c.tumour, c.brain)]).to(**as_device)  # [sum Nt + Nb] int32
         # per case: [n_cases, ...]
         self._offsets = (torch.stack([_channels_last_offsets(tuple(c.padded.shape), patch_size) for c in cases])
                          + vol_base[:, None]).to(**as_device)
@@ -130,6 +148,7 @@ class CaseBank:
         self._n_brain = torch.tensor([c.brain.numel() for c in cases]).to(**as_device)
         self._tumour_start = pool_base.to(**as_device)
         self._shape = torch.tensor([c.shape for c in cases], dtype=torch.int64).to(**as_device)     # [n, 3]
+        self._origin = torch.tensor([c.origin for c in cases], dtype=torch.int64).to(**as_device)   # [n, 3]
         self._padded_yz = torch.tensor([(c.padded.shape[2] * c.padded.shape[3], c.padded.shape[3]) for c in cases],
                                        dtype=torch.int64).to(**as_device)                        # [n, 2]
 
@@ -166,13 +185,14 @@ class CaseBank:
         size = torch.where(use_fg, n_tumour, self._n_brain[which])
         start = self._tumour_start[which] + torch.where(use_fg, 0, n_tumour)
         pick = torch.minimum((u * size).long(), size - 1)
-        flat = self._pools[start + pick]                                  # C-order index in the case
+        flat = self._pools[start + pick].long()                           # C-order index in the case
         shape = self._shape[which]                                        # [n, 3]
         y, z = shape[:, 1], shape[:, 2]
         vox = torch.stack([flat // (y * z), (flat // z) % y, flat % z], dim=1)
         coords = 2.0 * vox.float() / (shape - 1).clamp_min(1).float() - 1.0    # voxel_to_unit, per case
         yz = self._padded_yz[which]
-        anchor = (vox[:, 0] * yz[:, 0] + vox[:, 1] * yz[:, 1] + vox[:, 2]) * self._channels  # patch corner
+        corner = vox - self._origin[which]                                # in the cropped padded volume
+        anchor = (corner[:, 0] * yz[:, 0] + corner[:, 1] * yz[:, 1] + corner[:, 2]) * self._channels
         patches = self._volumes[anchor[:, None] + self._offsets[which]]
-        targets = self._labels[self._lab_base[which] + flat]
+        targets = self._labels[self._lab_base[which] + flat].long()
         return coords, patches, targets
