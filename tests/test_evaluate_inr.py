@@ -1,6 +1,7 @@
 """The CNN baseline (rfmweb.inr.cnn) and ``rfmweb evaluate-inr`` (rfmweb.inr.evaluate) on tiny cases."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from rfmweb.errors import InputError
 from rfmweb.inr import default_checkpoint, denoise_labels, load_model, segment_volume
 from rfmweb.inr.cnn import (CNNTrainConfig, ce_dice_loss, crop_case, deep_supervision_loss, gaussian_importance,
                             load_cnn, sample_patch, segment_cnn, train_cnn, window_starts)
-from rfmweb.inr.evaluate import CASE_COLUMNS, SCORES, TABLE_COLUMNS, evaluate_inr
+from rfmweb.inr.evaluate import CASE_COLUMNS, SCORES, TABLE_COLUMNS, evaluate_inr, size_bands
 from rfmweb.io.brats import load_brats_case
 from rfmweb.metrics.segmentation import BratsMetric
 
@@ -195,8 +196,23 @@ def test_evaluate_inr_table_matches_direct_metrics(cnn_run, splits, tmp_path):
         assert row["goal_met"] in ("yes", "no") and by[(split, "shipped", "raw")]["goal_met"] == ""
         assert by[(split, "cnn", "raw")]["wt_ratio_vs_cnn"] == ""
         assert float(row["infer_s"]) > 0 and float(row["infer_cpu_s"]) > 0 and float(row["denoise_s"]) > 0
+    for r in cases:                                    # the ground truth's whole-tumour volume
+        vol = load_brats_case(Path(splits[r["split"]]) / r["case"])
+        assert float(r["wt_ml"]) == pytest.approx(np.count_nonzero(vol.labels) * np.prod(vol.spacing) / 1000, abs=1e-6)
+    bands = {(b["split"], b["model"], b["variant"]): b["bands"] for b in size_bands(
+        [{**r, "wt_ml": float(r["wt_ml"]), "dice_WT": float(r["dice_WT"])} for r in cases])}
+    assert len(bands) == 12 and [label for label, _, _ in bands[("val", "cnn", "raw")]] == [
+        "< 10 mL", "10-50 mL", ">= 50 mL"]
+    for key, rows_of_key in bands.items():
+        mine = [r for r in cases if (r["split"], r["model"], r["variant"]) == key]
+        assert sum(n for _, n, _ in rows_of_key) == len(mine)
+        for (_, n, mean), lo, hi in zip(rows_of_key, (0, 10, 50), (10, 50, np.inf)):
+            dice = [float(r["dice_WT"]) for r in mine if lo <= float(r["wt_ml"]) < hi]
+            assert n == len(dice) and (mean == pytest.approx(np.mean(dice), abs=1e-6) if dice else np.isnan(mean))
     text = (out / "table.md").read_text()
-    assert text.count("\n| val |") == text.count("\n| postop |") == 6 + 2     # 6 score rows + 2 goal rows
+    # 6 score rows + 2 goal rows + 6 size-band rows per split
+    assert text.count("\n| val |") == text.count("\n| postop |") == 6 + 2 + 6
+    assert "## WT Dice by whole-tumour volume" in text
     assert "not shipped" in text and "CPU-limited" in text and "without hole filling on postop" in text
 
 

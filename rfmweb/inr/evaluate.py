@@ -6,7 +6,9 @@ denoised (:func:`~rfmweb.inr.denoise.denoise_labels`) and scored with
 :class:`~rfmweb.metrics.segmentation.BratsMetric`: mean Dice of the classes NCR / ED / ET and the
 regions WT / TC, mean HD95 of WT / TC / ET (BraTS empty-mask conventions), the parameter count and
 the median seconds per case of inference (normalisation included, loading excluded) and of
-denoising.
+denoising. Mean WT Dice is also given per band of the ground truth's whole-tumour volume
+(:data:`SIZE_BANDS_ML`): small tumours are the hardest, so data sets with another mix of sizes
+compare band by band.
 
 The paper's goal is checked on every INR-denoised row against the CNN of the same split:
 ``WT Dice ratio = INR-denoised WT Dice / best CNN WT Dice (raw or denoised) >= 0.92``, at least 10x
@@ -45,8 +47,10 @@ SPREADS = tuple(f"std_{k}" for k in ("dice_NCR", "dice_WT", "dice_TC", "dice_ET"
 TABLE_COLUMNS = ("split", "model", "kind", "variant", "cases", "parameters", *SCORES, *LESION_SCORES, *SPREADS,
                  "infer_s", "infer_cpu_s", "denoise_s", "wt_ratio_vs_cnn", "param_ratio_vs_cnn", "speedup_vs_cnn",
                  "goal_met")
-CASE_COLUMNS = ("split", "model", "kind", "variant", "case", *SCORES, *LESION_SCORES, "infer_s", "infer_cpu_s",
-                "denoise_s")
+CASE_COLUMNS = ("split", "model", "kind", "variant", "case", "wt_ml", *SCORES, *LESION_SCORES, "infer_s",
+                "infer_cpu_s", "denoise_s")
+#: Bounds (mL) of the report's whole-tumour volume bands (ground truth): < 10, 10-50, >= 50 mL.
+SIZE_BANDS_ML = (10.0, 50.0)
 #: The paper's goal: INR-denoised WT Dice at least this fraction of the CNN's ...
 GOAL_WT_RATIO = 0.92
 #: ... with at least this many times fewer parameters (and faster inference).
@@ -135,6 +139,7 @@ def evaluate_models(splits: dict[str, str | os.PathLike], entries: list[Entry], 
             metrics = {v: BratsMetric(with_hd95=True, lesion_wise=True) for v in variants}
             times: dict[str, list[float]] = {"infer": [], "infer_cpu": [], "denoise": []}
             for vol in volumes:
+                wt_ml = float(np.count_nonzero(vol.labels) * np.prod(vol.spacing) / 1000.0)
                 c0, t0 = time.process_time(), time.perf_counter()
                 raw = _segment(entry, vol, precision)
                 c1, t1 = time.process_time(), time.perf_counter()
@@ -148,7 +153,8 @@ def evaluate_models(splits: dict[str, str | os.PathLike], entries: list[Entry], 
                 for variant, pred in preds.items():
                     scores = metrics[variant].update(pred, vol.labels, vol.spacing, case=vol.name)
                     per_case.append({"split": split, "model": entry.name, "kind": entry.kind, "variant": variant,
-                                     "case": vol.name, **scores, "infer_s": t1 - t0, "infer_cpu_s": c1 - c0,
+                                     "case": vol.name, "wt_ml": wt_ml, **scores, "infer_s": t1 - t0,
+                                     "infer_cpu_s": c1 - c0,
                                      "denoise_s": t2 - t1 if variant == "denoised" else 0.0})
                 bar.update(1)
             for variant, metric in metrics.items():
@@ -185,6 +191,30 @@ def add_goal_columns(table: list[dict]) -> None:
             row["goal_met"] = "yes" if ok else "no"
 
 
+def size_bands(per_case: list[dict]) -> list[dict]:
+    """Mean WT Dice per whole-tumour volume band, one row per split x model x variant.
+
+    Returns:
+        dicts with ``split``, ``model``, ``variant`` and ``bands``: a list of ``(label, cases, mean WT
+        Dice)`` per band of :data:`SIZE_BANDS_ML` (mean NaN for an empty band); a case without
+        tumour falls in the first band.
+    """
+    edges = (0.0, *SIZE_BANDS_ML, float("inf"))
+    labels = [f"< {edges[1]:g} mL", *(f"{a:g}-{b:g} mL" for a, b in zip(edges[1:-2], edges[2:-1])),
+              f">= {edges[-2]:g} mL"]
+    groups: dict[tuple, list[dict]] = {}
+    for r in per_case:
+        groups.setdefault((r["split"], r["model"], r["variant"]), []).append(r)
+    rows = []
+    for (split, model, variant), cases in groups.items():
+        bands = []
+        for label, lo, hi in zip(labels, edges[:-1], edges[1:]):
+            dice = [r["dice_WT"] for r in cases if lo <= r["wt_ml"] < hi]
+            bands.append((label, len(dice), float(np.mean(dice)) if dice else float("nan")))
+        rows.append({"split": split, "model": model, "variant": variant, "bands": bands})
+    return rows
+
+
 def _fmt(value, digits: int = 6) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
@@ -196,8 +226,9 @@ def write_csv(path: str | os.PathLike, rows: list[dict], columns: tuple[str, ...
     return atomic_write_csv(path, [{k: _fmt(r.get(k, "")) for k in columns} for r in rows], columns)
 
 
-def markdown_table(table: list[dict], entries: list[Entry], notes: list[str]) -> str:
-    """The Markdown report: the score table, the goal check per split, then ``notes``."""
+def markdown_table(table: list[dict], entries: list[Entry], notes: list[str], per_case: list[dict]) -> str:
+    """The Markdown report: the score table, the goal check per split, WT Dice by tumour volume, then
+    ``notes``."""
     head = ("split", "model", "variant", "cases", "params", "Dice NCR", "Dice ED", "Dice ET", "Dice WT", "Dice TC",
             "HD95 WT", "HD95 TC", "HD95 ET", "lesion Dice WT", "lesion Dice TC", "lesion Dice ET",
             "lesion HD95 WT", "infer s", "infer CPU s", "denoise s")
@@ -227,6 +258,14 @@ def markdown_table(table: list[dict], entries: list[Entry], notes: list[str]) ->
         for r in goal:
             lines.append(f"| {r['split']} | {r['model']} | {r['wt_ratio_vs_cnn']:.3f} | "
                          f"{r['param_ratio_vs_cnn']:.1f}x | {r['speedup_vs_cnn']:.1f}x | {r['goal_met']} |")
+    bands = size_bands(per_case)
+    if bands:
+        names = [label for label, _, _ in bands[0]["bands"]]
+        lines += ["", "## WT Dice by whole-tumour volume (ground truth; cases in brackets)", "",
+                  "| split | model | variant | " + " | ".join(names) + " |", "|" + "---|" * (3 + len(names))]
+        for r in bands:
+            cells = [f"{m:.3f} ({n})" if n else "- (0)" for _, n, m in r["bands"]]
+            lines.append(f"| {r['split']} | {r['model']} | {r['variant']} | " + " | ".join(cells) + " |")
     lines += ["", "## Models", ""]
     lines += [f"- `{e.name}` ({e.kind}, {e.parameters:,} parameters): `{e.source}`" for e in entries]
     if notes:
@@ -291,7 +330,7 @@ def evaluate_inr(splits: dict[str, str | os.PathLike], out: str | os.PathLike, *
     entries = load_entries(inrs or {"shipped": None}, cnn)
     table, per_case = evaluate_models(splits, entries, denoise_cnn=denoise_cnn, no_fill=no_fill,
                                       precision=precision, progress=progress)
-    text = markdown_table(table, entries, default_notes(entries, splits, precision, no_fill))
+    text = markdown_table(table, entries, default_notes(entries, splits, precision, no_fill), per_case)
     write_csv(out / "table.csv", table, TABLE_COLUMNS)
     write_csv(out / "per_case.csv", per_case, CASE_COLUMNS)
     atomic_write(out / "table.md", lambda tmp: Path(tmp).write_text(text))
