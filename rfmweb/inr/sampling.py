@@ -75,8 +75,9 @@ def prepare_case(volume: Volume, patch_size: int = 3) -> PreparedCase:
         raise InputError(f"a training case of {mask.size} voxels is too large (at most 2^31)", volume.name or None)
     if not mask.any():
         raise InputError("a training case needs brain voxels (all four modalities are zero)", volume.name or None)
-    lo = [int(i.min()) for i in np.nonzero(mask)]
-    hi = [int(i.max()) + patch_size for i in np.nonzero(mask)]     # exclusive end of the last patch
+    inside = np.nonzero(mask)
+    lo = [int(i.min()) for i in inside]
+    hi = [int(i.max()) + patch_size for i in inside]               # exclusive end of the last patch
     padded = pad_volume(torch.from_numpy(norm), patch_size)[:, lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].contiguous()
     return PreparedCase(name=volume.name, padded=padded, origin=tuple(lo), shape=volume.shape,
                         labels=torch.from_numpy(labels.reshape(-1).astype(np.uint8)),
