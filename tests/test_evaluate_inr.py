@@ -60,11 +60,13 @@ def test_train_cnn_writes_a_resumable_run(cnn_run, splits):
 
 def test_train_cnn_init_starts_from_a_model_files_weights(cnn_run, splits, tmp_path):
     out, _ = cnn_run
-    trained = load_cnn(out / "model.pt").state_dict()
+    trained, trained_steps = load_cnn(out / "model.pt").state_dict(), load_cnn(out / "model.pt").info["steps"]
     cfg = dict(cases=str(splits["val"]), steps=1, patch=16, batch=2, features=(4, 8, 16), lr=1e-12,
                log_every=1, progress=False)
     train_cnn(CNNTrainConfig(**cfg, out=str(tmp_path / "init"), init=str(out / "model.pt")))
     train_cnn(CNNTrainConfig(**cfg, out=str(tmp_path / "fresh")))
+    assert load_cnn(tmp_path / "init" / "model.pt").info["steps_before"] == trained_steps >= 3
+    assert load_cnn(tmp_path / "fresh" / "model.pt").info["steps_before"] == 0
     started = load_cnn(tmp_path / "init" / "model.pt").state_dict()
     fresh = load_cnn(tmp_path / "fresh" / "model.pt").state_dict()
     for name, value in trained.items():

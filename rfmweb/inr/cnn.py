@@ -374,14 +374,20 @@ def _load_cropped(folder: Path) -> CroppedCase:
     return crop_case(volume.data, volume.labels, volume.name)
 
 
-def _load_init(model: UNet3D, path: str | os.PathLike) -> None:
-    """Copy a CNN file's weights into ``model``; InputError names the file when its U-Net differs."""
+def _load_init(model: UNet3D, path: str | os.PathLike) -> int:
+    """Copy a CNN file's weights into ``model``; returns how many steps they had been trained in all.
+
+    Raises:
+        InputError: naming the file, when its U-Net differs.
+    """
     state = load_cnn_checkpoint(path)
     try:
         model.load_state_dict(state["state_dict"])
     except (KeyError, RuntimeError) as exc:
         raise InputError(f"--init file's U-Net differs from this run's --features "
                          f"({str(exc).splitlines()[0][:200]})", path) from None
+    info = state.get("info", {})
+    return int(info.get("steps", 0)) + int(info.get("steps_before", 0))
 
 
 def train_cnn(config: CNNTrainConfig) -> dict:
@@ -411,7 +417,7 @@ def train_cnn(config: CNNTrainConfig) -> dict:
     else:
         opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.99, nesterov=True,
                               weight_decay=config.weight_decay)
-    start, elapsed = 0, 0.0
+    start, elapsed, before = 0, 0.0, 0
     if config.resume and ckpt_path.exists():
         state = load_cnn_checkpoint(ckpt_path)
         if state.get("train_config", {}).get("optimizer") != config.optimizer:
@@ -420,10 +426,11 @@ def train_cnn(config: CNNTrainConfig) -> dict:
         model.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"])
         start, elapsed = int(state["step"]), float(state["info"].get("elapsed_s", 0.0))
+        before = int(state["info"].get("steps_before", 0))
         log.info("resuming %s at step %d of %d", ckpt_path, start, config.steps)
     elif config.init:
-        _load_init(model, config.init)
-        log.info("starting from the weights of %s", config.init)
+        before = _load_init(model, config.init)
+        log.info("starting from the weights of %s (%d steps trained)", config.init, before)
     out.mkdir(parents=True, exist_ok=True)
     cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
     cfg.update(parameters=count_parameters(model), train_cases=[f.name for f in folders], device=str(device))
@@ -432,7 +439,7 @@ def train_cnn(config: CNNTrainConfig) -> dict:
     rows = read_log_rows(out / "log.csv", start)
     meta = {"cases_dir": str(config.cases), "train_cases": len(folders), "device": str(device),
             "threads": torch.get_num_threads(), "torch": str(torch.__version__), "optimizer": config.optimizer,
-            "precision": config.precision}
+            "precision": config.precision, "steps_before": before}
 
     def checkpoint(step: int) -> None:
         info = {**meta, "steps": step, "elapsed_s": round(elapsed, 1)}

@@ -291,8 +291,10 @@ def default_notes(entries: list[Entry], splits: dict[str, str | os.PathLike], pr
     for e in entries:
         if e.kind == "cnn":
             info = getattr(e.model, "info", {})
+            after = f" (after {info['steps_before']} steps of the weights it started from)" \
+                if info.get("steps_before") else ""
             notes.append(f"The CNN checkpoint is not shipped with the package (`{e.source}`). It had a CPU-limited "
-                         f"budget: {info.get('steps', '?')} steps in {info.get('elapsed_s', '?')} s on "
+                         f"budget: {info.get('steps', '?')} steps{after} in {info.get('elapsed_s', '?')} s on "
                          f"{info.get('threads', '?')} CPU thread(s) ({info.get('train_cases', '?')} training cases), "
                          "versus nnU-Net's 1000 epochs x 250 steps on a GPU, so it is a weak baseline, "
                          "not nnU-Net's accuracy.")
