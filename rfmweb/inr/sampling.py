@@ -27,6 +27,7 @@ from ..errors import InputError
 from ..io.brats import load_brats_case
 from ..models.inr import normalise_modalities, pad_volume, patch_flat_offsets
 from ..volume import Volume
+from .denoise import _bbox
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +74,13 @@ def prepare_case(volume: Volume, patch_size: int = 3) -> PreparedCase:
     mask = mask | (labels > 0)
     if mask.size >= 2**31:
         raise InputError(f"a training case of {mask.size} voxels is too large (at most 2^31)", volume.name or None)
-    if not mask.any():
+    box = _bbox(mask)
+    if box is None:
         raise InputError("a training case needs brain voxels (all four modalities are zero)", volume.name or None)
-    inside = np.nonzero(mask)
-    lo = [int(i.min()) for i in inside]
-    hi = [int(i.max()) + patch_size for i in inside]               # exclusive end of the last patch
-    padded = pad_volume(torch.from_numpy(norm), patch_size)[:, lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].contiguous()
-    return PreparedCase(name=volume.name, padded=padded, origin=tuple(lo), shape=volume.shape,
+    # the padded volume's patches of the box: voxel v's patch is padded[v : v + P]
+    crop = tuple(slice(b.start, b.stop + patch_size - 1) for b in box)
+    padded = pad_volume(torch.from_numpy(norm), patch_size)[(slice(None), *crop)].contiguous()
+    return PreparedCase(name=volume.name, padded=padded, origin=tuple(b.start for b in box), shape=volume.shape,
                         labels=torch.from_numpy(labels.reshape(-1).astype(np.uint8)),
                         brain=torch.from_numpy(np.flatnonzero(mask).astype(np.int32)),
                         tumour=torch.from_numpy(np.flatnonzero(labels > 0).astype(np.int32)),
