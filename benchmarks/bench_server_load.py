@@ -39,7 +39,6 @@ import platform
 import re
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path

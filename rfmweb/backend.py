@@ -54,6 +54,18 @@ def default_device() -> torch.device:
     return device
 
 
+def parse_device(name: str | None) -> torch.device:
+    """The torch device a ``--device cpu|cuda`` option names (None: :func:`default_device`);
+    checked without logging, so bad input stays one line."""
+    if name is None:
+        return default_device()
+    if name not in ("cpu", "cuda"):
+        raise InputError(f"--device must be cpu or cuda, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is available here; use --device cpu")
+    return torch.device(name)
+
+
 def auto_precision(device: torch.device) -> str:
     """The precision ``"auto"`` means on ``device``: ``"bf16"`` or ``"fp32"`` (see the module docstring).
 

@@ -22,6 +22,10 @@ from .errors import InputError
 
 MAX_ELEVATION = 89.9
 UP = np.array([0.0, 0.0, 1.0])
+#: Orbits of training / ground-truth views (``rfmweb views``, Render-FM's data): elevation band and fov, degrees.
+ELEVATION_RANGE = (-60.0, 75.0)
+FOV = 30.0
+GOLDEN_ANGLE = 180.0 * (3.0 - math.sqrt(5.0))  # degrees
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,9 @@ class OrbitCamera:
         if len(t) != 3 or not all(math.isfinite(v) for v in t):
             raise InputError(f"camera target must be 3 finite numbers, got {self.target}")
         object.__setattr__(self, "target", t)
+        for name in ("azimuth", "elevation"):
+            if not math.isfinite(float(getattr(self, name))):
+                raise InputError(f"camera {name} must be a finite number of degrees, got {getattr(self, name)}")
         object.__setattr__(self, "elevation", float(np.clip(self.elevation, -MAX_ELEVATION, MAX_ELEVATION)))
         object.__setattr__(self, "azimuth", float(self.azimuth) % 360.0)
         if not (self.distance > 0 and math.isfinite(self.distance)):
@@ -198,3 +205,26 @@ def camera_rays(camera: OrbitCamera, device=None, dtype=torch.float32, offset: t
     """:func:`generate_rays` for an :class:`OrbitCamera`."""
     return generate_rays(torch.as_tensor(camera.viewmat, dtype=dtype, device=device),
                          torch.as_tensor(camera.K, dtype=dtype, device=device), camera.width, camera.height, offset)
+
+
+def orbit_directions(n: int, seed: int = 0, elevation_range: tuple[float, float] = ELEVATION_RANGE
+                     ) -> list[tuple[float, float]]:
+    """``n`` ``(azimuth, elevation)`` pairs (degrees) spread evenly over an elevation band.
+
+    Equal-area Fibonacci spiral: ``sin(elevation)`` in equal steps from the top of the band down,
+    azimuth in golden-angle steps from an offset drawn from ``seed``. Deterministic.
+    """
+    z_lo, z_hi = (math.sin(math.radians(e)) for e in elevation_range)
+    offset = float(np.random.default_rng(seed).uniform(0.0, 360.0))
+    out = []
+    for i in range(n):
+        z = z_hi - (i + 0.5) / n * (z_hi - z_lo)
+        out.append(((offset + i * GOLDEN_ANGLE) % 360.0, math.degrees(math.asin(z))))
+    return out
+
+
+def orbit_cameras(bounds: np.ndarray, n: int, size: int, seed: int = 0, fov: float = FOV) -> list[OrbitCamera]:
+    """``n`` square ``size``-pixel cameras in :func:`orbit_directions`, at one distance framing ``bounds [2, 3]``
+    (world mm), looking at its centre."""
+    return [OrbitCamera.framing(bounds, azimuth=az, elevation=el, fov=fov, width=size, height=size, margin=1.0)
+            for az, el in orbit_directions(n, seed)]

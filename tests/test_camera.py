@@ -94,3 +94,6 @@ def test_validation():
         OrbitCamera(width=0)
     with pytest.raises(InputError, match="unknown camera fields"):
         OrbitCamera.from_dict({"zoom": 2})
+    for bad in ({"azimuth": float("nan")}, {"elevation": float("inf")}):
+        with pytest.raises(InputError, match=f"camera {next(iter(bad))} must be a finite number"):
+            OrbitCamera(**bad)   # once an all-black picture, written with exit status 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +101,25 @@ def test_bad_arguments(small_files, tmp_path):
     res = rfmweb("render", ct, "--out", tmp_path / "x.png", "--hide", "pancreas")
     assert res.returncode == 2 and "has no label classes" in res.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_outputs_that_cannot_be_written_are_one_line_and_files_get_the_usual_mode(small_files, tmp_path):
+    ct, _ = small_files
+    (tmp_path / "folder.png").mkdir()
+    for out, expect in [(tmp_path / "folder.png", "is a folder"), (ct / "a.png", "cannot write here"),
+                        (tmp_path / "x.png", "--azimuth must be a finite number")]:
+        res = rfmweb("render", ct, "--out", out, "--size", "16", *(["--azimuth", "nan"] if out.name == "x.png" else []))
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1 and expect in res.stderr, res.stderr
+        if expect != "is a folder":
+            assert str(out) in res.stderr or "azimuth" in expect, res.stderr
+    assert not (tmp_path / "x.png").exists() and list(tmp_path.glob(".*")) == []
+    # a written file has the mode a plain write gives (0o666 less the umask), not mkstemp's 0o600
+    res = rfmweb("render", ct, "--out", tmp_path / "ok.png", "--size", "16")
+    assert res.returncode == 0, res.stderr
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "ok.png").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_samples_are_listed():

@@ -100,6 +100,15 @@ def test_views_bad_input(tmp_path, ball):
         load_views(bad)
     with pytest.raises(InputError, match="--size must lie in 16..32"):
         load_views(ball[1], size=64)
+    # cameras.json cannot send the reader outside its folder (the images `views` writes lie in it)
+    for name in ("../outside.png", str(tmp_path / "outside.png"), "sub/view.png"):
+        escape = tmp_path / f"escape{len(name)}"
+        shutil.copytree(ball[1], escape)
+        doc = json.loads((escape / "cameras.json").read_text())
+        doc["views"][0]["file"] = name
+        (escape / "cameras.json").write_text(json.dumps(doc))
+        with pytest.raises(InputError, match="must be a file name in the views folder"):
+            load_views(escape)
 
 
 def test_scene_for_views_applies_hidden_classes_and_tf(tmp_path, ball):

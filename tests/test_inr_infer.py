@@ -13,6 +13,7 @@ from rfmweb.errors import InputError
 from rfmweb.inr import LabelCache, denoise_labels, finer_grid, load_model, segment_case, segment_volume
 from rfmweb.inr.checkpoint import default_checkpoint, save_checkpoint
 from rfmweb.io import load_volume
+from rfmweb.io.brats import save_brats_case
 from rfmweb.inr.infer import InferenceMLP, case_inputs
 from rfmweb.models.inr import NeumoursINR, extract_patches, fourier_features, normalise_modalities, voxel_to_unit
 from rfmweb.volume import Volume
@@ -102,6 +103,13 @@ def test_segment_case_writes_nifti_on_the_case_grid(model, crop, tmp_path):
         segment_case(crop, tmp_path / "x.nii.gz", checkpoint=ckpt, resolution_mm=8.0)
     with pytest.raises(InputError, match=".nii.gz"):
         segment_case(crop, tmp_path / "x.png", checkpoint=ckpt)
+    # the case's own images (a modality, the ground truth) are never overwritten by its segmentation
+    case = save_brats_case(crop, tmp_path / "case-1")
+    for name in ("case-1-t1n.nii.gz", "case-1-seg.nii.gz"):
+        before = (case / name).read_bytes()
+        with pytest.raises(InputError, match="one of the case's own images"):
+            segment_case(case, case / name, checkpoint=ckpt)
+        assert (case / name).read_bytes() == before
 
 
 def test_coarse_to_fine_equals_dense_where_everything_is_refined(model, crop):

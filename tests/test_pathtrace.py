@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from rfmweb import samples
+from rfmweb import backend, samples
 from rfmweb.camera import OrbitCamera, camera_rays
 from rfmweb.errors import InputError
 from rfmweb.metrics import ssim
@@ -62,10 +62,13 @@ def test_llvm_discovery_and_variant_choice(tmp_path, monkeypatch):
     assert ms.llvm_version("/usr/lib/llvm-17/lib/libLLVM.so") == 17
     path, why = ms.find_libllvm()
     assert path is not None and ms.llvm_version(path) == 19 and "LLVM 19" in why
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    # the variant follows rfmweb's one device choice (RFMWEB_DEVICE=cpu on a CUDA machine: the CPU)
+    monkeypatch.setattr(backend, "default_device", lambda: torch.device("cuda"))
+    assert ms.select_variant().variant == "cuda_ad_rgb"
+    monkeypatch.setattr(backend, "default_device", lambda: torch.device("cpu"))
     choice = ms.select_variant()
     assert choice.variant == "llvm_ad_rgb" and choice.llvm_path == path
-    assert ("cuda_ad_rgb", "torch.cuda.is_available() is False") in choice.rejected
+    assert choice.rejected[0][0] == "cuda_ad_rgb" and "CPU" in choice.rejected[0][1]
     assert os.environ["DRJIT_LIBLLVM_PATH"] == path
     # LLVM 15 crashes Dr.Jit: it is refused, never tried
     monkeypatch.setenv("DRJIT_LIBLLVM_PATH", str(tmp_path / "libLLVM-15.so"))
@@ -76,8 +79,6 @@ def test_llvm_discovery_and_variant_choice(tmp_path, monkeypatch):
     for f in tmp_path.glob("libLLVM*19*"):
         f.unlink()
     assert ms.find_libllvm()[0] is None and "saw versions [15]" in ms.find_libllvm()[1]
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert ms.select_variant().variant == "cuda_ad_rgb"
     with pytest.raises(RuntimeError, match="unknown Mitsuba variant"):
         ms.select_variant("llvm_ad_spectral")
 

@@ -68,6 +68,41 @@ def test_a_click_on_a_slice_moves_every_linked_view_and_draws_the_crosshair(smal
         control.close()
 
 
+def test_stepping_a_slice_moves_the_cursor_onto_it_in_every_linked_view(small_ct):
+    """As in 3D Slicer's four-up: the wheel on the axial view moves the axial line in the other planes."""
+    a = RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE)
+    b = RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE)
+    unlink = link_points([a, b])
+    control = ViewController([a, b])
+    try:
+        a.set_view_mode("axial", 12)
+        b.set_view_mode("coronal")
+        start = (small_ct.affine @ np.array([20.0, 25.0, 12.0, 1.0]))[:3]
+        a.set_cursor(start)
+        coronal_before = b.render()
+        control.handle(m.Wheel(0, -100.0))   # one slice up
+        control.handle(m.Wheel(0, -100.0))
+        control.wait()
+        want = (small_ct.affine @ np.array([20.0, 25.0, 14.0, 1.0]))[:3]
+        assert a.slice_index == 14
+        np.testing.assert_allclose(a.cursor, want)
+        np.testing.assert_allclose(b.cursor, want)
+        assert b.slice_indices["coronal"] == 25 and b.slice_index == 25   # the coronal plane stays
+        # the coronal view's horizontal line moved up by two slices (pixels that changed: only the lines')
+        geo = b.slice_geometry()
+        (_, v0), (_, v1) = geo.to_pixel(np.array([[20.0, 25.0, 12.0], [20.0, 25.0, 14.0]]))
+        coronal = b.render()
+        assert _near(coronal, (2, v1), CURSOR_COLOR) and not _near(coronal_before, (2, v1), CURSOR_COLOR, 0)
+        assert _near(coronal_before, (2, v0), CURSOR_COLOR)
+        # without a cursor, stepping a slice places none
+        a.set_cursor(None)
+        a.step_slice(-1)
+        assert a.cursor is None and b.cursor is None and a.slice_index == 13
+    finally:
+        unlink()
+        control.close()
+
+
 def test_a_3d_click_lands_on_the_surface_the_ray_marcher_draws(small_ct):
     s = RenderSession(small_ct, renderer="raymarch", preset="CT-Bone", width=SIZE, height=SIZE)
     hit = pick(s.snapshot().scene, s.camera, SIZE / 2, SIZE / 2)

@@ -376,3 +376,9 @@ def test_evaluate_renderfm_writes_the_table(tmp_path):
     before = (out / "table.csv").read_text()
     assert main(args) == 0                                # a rerun skips what is done
     assert (out / "table.csv").read_text() == before
+    # bad options are refused before any work (nothing is written), an unknown case by name
+    for bad, why in ((["--size", "-1"], "--size"), (["--fit-iters", "-5"], "--fit-iters")):
+        assert main([*args[:2], str(tmp_path / "bad"), *args[3:], *bad]) == 2
+        assert not (tmp_path / "bad").exists(), why
+    assert main([*args, "--only", "no-such-case"]) == 2
+    assert (out / "table.csv").read_text() == before

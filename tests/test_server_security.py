@@ -14,6 +14,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import msgpack
 import pytest
 
 from rfmweb.errors import InputError
@@ -113,6 +114,24 @@ def test_foreign_origin_websocket_and_post_are_refused_even_without_a_key():
         return statuses, post.status, same, no_origin.status
 
     assert _run(check, key=None) == ([403, 403, 403, 403], 403, "hello", 200)
+
+
+def test_cross_site_subresources_are_refused_and_links_followed_are_not(caplog):
+    """Another site's <img src=http://127.0.0.1:8080/> (or iframe, script, fetch) must not reach the page
+    handler, which starts a viewer session per load; a link followed from another site does."""
+    def fetch(site, mode, dest):
+        return {"Sec-Fetch-Site": site, "Sec-Fetch-Mode": mode, "Sec-Fetch-Dest": dest}
+
+    async def check(client):
+        cases = [fetch("cross-site", "no-cors", "image"), fetch("cross-site", "navigate", "iframe"),
+                 fetch("cross-site", "cors", "empty"), fetch("cross-site", "navigate", "document"),
+                 fetch("same-origin", "no-cors", "image"), fetch("none", "navigate", "document"), {}]
+        return [(await client.get("/", headers=h)).status for h in cases]
+
+    with caplog.at_level(logging.WARNING, logger="rfmweb.app.security"):
+        assert _run(check, key=None) == [403, 403, 403, 200, 200, 200, 200]
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 3 and all("Fetch Metadata" in r for r in refused)
 
 
 def test_key_in_query_sets_a_cookie_and_redirects_without_it(caplog):
@@ -288,3 +307,26 @@ def test_announced_url_follows_the_scheme(caplog):
         announcer(content, "127.0.0.1", None, False)(8080)
         announcer(content, "127.0.0.1", None, False, "https")(8443)
     assert "open http://127.0.0.1:8080/" in caplog.text and "open https://127.0.0.1:8443/" in caplog.text
+
+
+def test_a_client_cannot_make_the_session_reserve_gigabytes():
+    """wslink reserves a message's declared size on its first chunk (4 GB allowed after hello): bounded."""
+    from wslink import chunking, protocol
+
+    from rfmweb.app.server import MAX_CLIENT_MESSAGES, bound_client_messages
+
+    bound_client_messages()
+    unchunker = protocol.UnChunker()
+    unchunker.set_max_message_size(4 * 1024 ** 3)         # what wslink does once a client said hello
+    with pytest.raises(ValueError, match="exceeds the allocation limit"):
+        unchunker.process_chunk(chunking._encode_header(1, 0, 10 ** 9) + b"x")   # one 12-byte header, 1 GB
+    half = MAX_CLIENT_MESSAGES // 2 + 1
+    unchunker.process_chunk(chunking._encode_header(2, 0, half) + b"x")
+    with pytest.raises(ValueError, match="pending messages exceed"):
+        unchunker.process_chunk(chunking._encode_header(3, 0, half) + b"x")
+    assert unchunker.pending_messages == {}
+    # ordinary messages still arrive whole, in chunks
+    payload = msgpack.packb({"method": "trame.state.update", "args": [[{"key": "x", "value": 1}]]})
+    *chunks, last = chunking.generate_chunks(payload, 16)
+    assert all(unchunker.process_chunk(c) is None for c in chunks)
+    assert unchunker.process_chunk(last)["args"][0][0]["value"] == 1

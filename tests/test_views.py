@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from rfmweb import samples
-from rfmweb.camera import OrbitCamera
+from rfmweb.camera import OrbitCamera, orbit_directions
 from rfmweb.commands import views
 from rfmweb.errors import InputError
 from rfmweb.io import save_volume
@@ -143,8 +143,8 @@ def test_bad_paths_are_input_errors(phantom_files, tmp_path):
 
 
 def test_orbit_directions_are_spread_and_deterministic():
-    dirs = views.orbit_directions(40, seed=3)
-    assert dirs == views.orbit_directions(40, seed=3) and dirs != views.orbit_directions(40, seed=4)
+    dirs = orbit_directions(40, seed=3)
+    assert dirs == orbit_directions(40, seed=3) and dirs != orbit_directions(40, seed=4)
     el = np.array([e for _, e in dirs])
     assert el.min() >= -60 and el.max() <= 75 and el.max() - el.min() > 110
     v = np.array([[-math.sin(math.radians(a)) * math.cos(math.radians(e)),

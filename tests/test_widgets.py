@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rfmweb.backend import default_device
 from rfmweb.errors import InputError
 from rfmweb.session import RenderSession
 from rfmweb.volume import LabelClass, Volume
@@ -142,6 +143,10 @@ def test_frames_are_jpeg_of_the_volume(viewer):
     assert state["preset"] == "CT-Bone" and state["title"] == "head"
     assert [g["name"] for g in state["groups"]] == ["soft tissue", "skeleton"]
     assert {"name": "vtk", "label": "VTK ray caster", "disabled": False, "hint": ""} in viewer.renderer_options
+    # the torch marcher takes seconds per frame on a CPU: its menu entry says so there (its view titles do not)
+    slow = " · slow on a CPU" if default_device().type == "cpu" else ""
+    assert {"name": "raymarch", "label": "Ray-marcher (torch)" + slow, "disabled": False,
+            "hint": ""} in viewer.renderer_options
     assert "CT-Muscle" in viewer.preset_options
     # the render thread reports the slow full-quality render through the synced state
     assert (True, "rendering full quality…") in statuses and statuses[-1] == (False, "")

@@ -111,8 +111,8 @@ class _Views(anywidget.AnyWidget):
                "renderfm": any(x.volume is not None for x in sessions)}  # Render-FM predicts from a volume
         super().__init__(width=int(width), height=int(height), arrangement=arrangement, preset_options=list(PRESETS),
                          # a renderer missing its package is offered disabled, with what to install
-                         renderer_options=[{"name": n, "label": renderer_label(n), "disabled": why is not None,
-                                            "hint": why or ""}
+                         renderer_options=[{"name": n, "label": renderer_label(n, note=True),
+                                            "disabled": why is not None, "hint": why or ""}
                                            for n, why in renderer_status().items() if has.get(n, True)],
                          window_options=[{"name": k, "label": f"{k} (W{w:g} L{lv:g})"}
                                          for k, (w, lv) in WINDOW_PRESETS.items()])

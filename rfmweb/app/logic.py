@@ -127,7 +127,7 @@ class AppController:
         status = renderer_status()
         fits = [n for n in all_renderer_names() if ((splats is not None) if n == "splats" else (volume is not None))]
         usable = [n for n in fits if status[n] is None]
-        d.renderers = [Choice(renderer_label(n), n, status[n] is not None, status[n] or "") for n in fits]
+        d.renderers = [Choice(renderer_label(n, note=True), n, status[n] is not None, status[n] or "") for n in fits]
         d.presets = list(PRESETS)
         d.modes = [Choice(m if m != "3d" else "3D", m) for m in VIEW_MODES] if volume is not None else []
         d.correct_labels = [Choice(f"{name} (erase)" if i == 0 else name, str(i))
@@ -379,10 +379,7 @@ class AppController:
 
     @guarded
     def set_class_opacity(self, index, opacity) -> None:
-        value = float(opacity)
-        if not math.isfinite(value):
-            raise InputError(f"class opacity must be a number in [0, 1], got {opacity!r}")
-        self.control.handle(m.SetClass(0, int(index), opacity=value))
+        self.control.handle(m.SetClass(0, int(index), opacity=float(opacity)))   # the message checks the range
         self.sync_state()
 
     @guarded

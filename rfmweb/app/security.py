@@ -9,6 +9,11 @@ Every request the app answers (the page, its scripts, the websocket handshake) g
 - **Origin** (websocket handshakes and anything but GET/HEAD): when present it must be the page's
   own origin (its host:port equals the Host header) or an ``--allow-host`` name. A foreign page
   opening ``ws://127.0.0.1:8080/ws`` sends its own Origin and is refused, key or no key.
+- **Fetch Metadata**: a request a browser marks ``Sec-Fetch-Site: cross-site`` must be a link
+  followed to the page (``Sec-Fetch-Mode: navigate``, ``Sec-Fetch-Dest: document``). Another site's
+  ``<img src=http://127.0.0.1:8080/>``, iframe, script or ``fetch`` would otherwise start a viewer
+  session (a process) on every load, until none is left for the user; GET requests carry no Origin
+  to check. Same-origin requests, typed URLs and clients without the header (scripts) are unaffected.
 - **Auth key**: ``?secret=KEY`` on a page load (answered with HTTP 303 to the same URL without it,
   setting an HttpOnly, SameSite=Strict cookie, Secure over HTTPS), then the cookie; scripts may send
   ``Authorization: Bearer KEY``. The cookie holds an HMAC of the key, not the key. A peer that
@@ -181,9 +186,10 @@ def _refuse(request, status: int, reason: str, text: str):
 
 
 def origin_middleware(names: frozenset[str], proxies: frozenset[str] = frozenset(), *, trust_forwarded: bool = True):
-    """aiohttp middleware: 403 unless Host names this server (:func:`host_allowed` over ``names``)
-    and Origin, when a websocket handshake or a non-GET request has one, is the page's own origin
-    (host and port equal Host's) or the origin of a reverse proxy named in ``proxies``."""
+    """aiohttp middleware: 403 unless Host names this server (:func:`host_allowed` over ``names``),
+    Origin, when a websocket handshake or a non-GET request has one, is the page's own origin
+    (host and port equal Host's) or the origin of a reverse proxy named in ``proxies``, and a
+    request the browser marks cross-site is a link followed (see the module docstring)."""
     from aiohttp import web
 
     @web.middleware
@@ -202,6 +208,12 @@ def origin_middleware(names: frozenset[str], proxies: frozenset[str] = frozenset
             if parsed is None or not (parsed == host or parsed[0] in proxies):
                 return _refuse(request, 403, "cross-site request (its Origin is another site)",
                                "forbidden: cross-site request")
+        headers = request.headers
+        if headers.get("Sec-Fetch-Site") == "cross-site" and not (
+                headers.get("Sec-Fetch-Mode") == "navigate" and headers.get("Sec-Fetch-Dest") == "document"):
+            return _refuse(request, 403, "cross-site request that is not a link followed (Fetch Metadata: "
+                           f"{headers.get('Sec-Fetch-Mode')}, {headers.get('Sec-Fetch-Dest')})",
+                           "forbidden: cross-site request")
         return await handler(request)
 
     return check_origin

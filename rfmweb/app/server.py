@@ -111,6 +111,33 @@ def quiet_closed_websockets(wslink_server) -> None:
             setattr(handler, name, quiet)
 
 
+#: The most a connected client's messages may hold in memory while their chunks arrive, bytes. wslink
+#: allows 4 GB per message after its hello and reserves a message's whole size on its first chunk,
+#: so one 12-byte header could make a session reserve gigabytes. The app's largest message, a scene
+#: file (:data:`rfmweb.session.scene_file.MAX_SCENE_BYTES`), is far below it.
+MAX_CLIENT_MESSAGES = 16 * 1024 * 1024
+
+
+def bound_client_messages() -> None:
+    """Make wslink reassemble each client's chunked messages within :data:`MAX_CLIENT_MESSAGES` in all:
+    a message declared larger, or one that would take the client's pending messages over it, is
+    refused (wslink logs the error and drops the message; the session goes on)."""
+    from wslink import chunking, protocol
+
+    class BoundedUnChunker(chunking.UnChunker):
+        def set_max_message_size(self, size: int) -> None:
+            super().set_max_message_size(min(int(size), MAX_CLIENT_MESSAGES))
+
+        def process_chunk(self, chunk: bytes):
+            message = super().process_chunk(chunk)
+            if sum(len(m["content"]) for m in self.pending_messages.values()) > MAX_CLIENT_MESSAGES:
+                self.release_pending_messages()
+                raise ValueError(f"a client's pending messages exceed {MAX_CLIENT_MESSAGES} bytes; dropped")
+            return message
+
+    protocol.UnChunker = BoundedUnChunker
+
+
 def build_app(volume: Volume | None, *, splats=None, renderer: str | None = None, preset: str | None = None,
               server=None, segmentation=None):
     """Create the trame server with the layout and controllers (not started); returns ``(server, controller)``.
@@ -163,6 +190,7 @@ def run_app(content: Content, *, host: str, port: int, access: Access,
 
     # trame would otherwise parse this process's command line (ours, or pytest's) as its own
     os.environ["TRAME_ARGS"] = ""
+    bound_client_messages()
     server, controller = build_app(content.volume, splats=content.splats, renderer=content.renderer,
                                    preset=content.preset, segmentation=segmentation)
     if content.scene is not None:

@@ -247,7 +247,8 @@ def build_ui(server, names):
                                      update_modelValue=(ctrl.rfm_class_visible, "[c.index, $event]"))
                         html.Div(style=("{ background: c.color, width: '14px', height: '14px', flex: '0 0 14px',"
                                         " borderRadius: '3px', border: '1px solid #888' }",), classes="mr-2")
-                        html.Div("{{ c.name }}", classes="text-body-2 text-truncate", style="width:90px")
+                        html.Div("{{ c.name }}", title=("c.name",), classes="text-body-2 text-truncate",
+                                 style="width:90px")   # a long name is cut; the whole one shows on hover
                         v3.VSlider(model_value=("c.opacity",), min=0, max=1, step=0.05, density="compact",
                                    hide_details=True, classes="ml-2",
                                    update_modelValue=(ctrl.rfm_class_opacity, "[c.index, $event]"))

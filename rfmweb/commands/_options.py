@@ -22,24 +22,9 @@ def apply_threads(args, device: str | None = None) -> None:
     (``cpu``, ``cuda``, ``None``: the default one) is CUDA (:func:`rfmweb.backend.compute_threads`)."""
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be >= 1, got {args.threads}")
-    from ..backend import compute_threads
+    from ..backend import compute_threads, parse_device
 
     compute_threads(args.threads, parse_device(device))
-
-
-def parse_device(name: str | None):
-    """The torch device for ``--device cpu|cuda`` (None: :func:`rfmweb.backend.default_device`);
-    checked without logging, so bad input stays one line."""
-    import torch
-
-    if name is None:
-        from ..backend import default_device
-        return default_device()
-    if name not in ("cpu", "cuda"):
-        raise InputError(f"--device must be cpu or cuda, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available here; use --device cpu")
-    return torch.device(name)
 
 
 def add_style_options(p) -> None:

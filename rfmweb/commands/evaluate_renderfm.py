@@ -32,6 +32,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> list[dict]:
+    from ..cli import main
     from ..renderfm.evaluate import EvalConfig, Evaluation
 
     config = EvalConfig(out=args.out, checkpoint=args.checkpoint, device=args.device, n_views=args.n_views,
@@ -39,6 +40,6 @@ def run(args) -> list[dict]:
                         finetune_iters=args.finetune_iters, phantoms=args.phantoms, head_ct=args.head_ct or None,
                         ablations=not args.no_ablations, methods=tuple(args.methods),
                         only=tuple(args.only) if args.only else None)
-    rows = Evaluation(config).run()
+    rows = Evaluation(config, main).run()
     log.info("evaluate-renderfm: %d rows -> %s/table.md", len(rows), args.out)
     return rows

@@ -51,7 +51,7 @@ def run(args) -> dict:
     from ..splats.fit import evaluate, write_json
     from ..splats.ply6d import read_splats
     from ..splats.viewset import load_views
-    from ._options import parse_device
+    from ..backend import parse_device
 
     t_start = time.perf_counter()
     if args.report and not str(args.report).lower().endswith(".json"):

@@ -32,12 +32,14 @@ def add_parser(sub) -> None:
 
 
 def _run(args) -> None:
+    from ..io.atomic import check_output
     from ..session import RenderSession
     from ..splats.ply import export_ply
     from ..splats.ply6d import read_splats, write_ply6d
 
     if not str(args.out).lower().endswith(".ply"):
         raise InputError("output must end in .ply", args.out)
+    check_output(args.out)
     splats = read_splats(args.splats)
     if getattr(args, "six_d", False):
         write_ply6d(args.out, splats)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 from ..errors import InputError
-from ._options import add_series_option, parse_device
+from ._options import add_series_option
 
 if TYPE_CHECKING:
     from ..splats.model import Splats6D
@@ -146,8 +146,9 @@ def fit_and_report(job: FitJob, start: Callable[..., "Splats6D"], *, command: st
     """
     import torch
 
-    from ..backend import choose_rasterizer, default_device
+    from ..backend import choose_rasterizer, default_device, parse_device
     from ..io import open_volume
+    from ..io.atomic import check_output
     from ..splats.fit import FitConfig, evaluate, fit_6dgs, write_json
     from ..splats.viewset import load_views, scene_for_views
 
@@ -156,6 +157,9 @@ def fit_and_report(job: FitJob, start: Callable[..., "Splats6D"], *, command: st
         raise InputError("output must end in .npz", job.out)
     if job.report and not str(job.report).lower().endswith(".json"):
         raise InputError("report must end in .json", job.report)
+    for path in (job.out, job.report):
+        if path:
+            check_output(path)
     device = None if job.device is None else parse_device(job.device)
     FitConfig(iters=job.iters or 0, lr_scale=job.lr_scale, max_splats=job.max_splats)  # checked before slow steps
     views = load_views(job.views)

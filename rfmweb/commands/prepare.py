@@ -17,7 +17,7 @@ import logging
 import time
 
 from ..errors import InputError
-from ._options import add_series_option, add_style_options, parse_device, tf_from_args
+from ._options import add_series_option, add_style_options, tf_from_args
 
 log = logging.getLogger("rfmweb")
 
@@ -64,6 +64,8 @@ def run(args) -> dict:
 
     import torch
 
+    from ..backend import parse_device
+    from ..io.atomic import check_output
     from ..renderfm.model import describe, load_model, predict
     from ..splats.fit import write_json
 
@@ -71,6 +73,9 @@ def run(args) -> dict:
         raise InputError("output must end in .npz or .ply", args.out)
     if args.report and not str(args.report).lower().endswith(".json"):
         raise InputError("report must end in .json", args.report)
+    for path in (args.out, args.report):
+        if path:
+            check_output(path)
     device = parse_device(args.device)
     t = time.perf_counter()
     model = load_model(args.checkpoint, device)

@@ -5,6 +5,7 @@ averaged, :data:`~rfmweb.session.stream.CONVERGE_FRAMES` of them)."""
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -48,6 +49,7 @@ def add_parser(sub) -> None:
 
 def _run_render(args) -> None:
     from ..io import atomic_write
+    from ..io.atomic import check_output
     from ..render.registry import check_renderer
     from ..session import RenderSession, encode_image
     from ..session.sources import open_sources
@@ -57,10 +59,14 @@ def _run_render(args) -> None:
     fmt = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}.get(out.suffix.lower())
     if fmt is None:
         raise InputError("output must end in .png, .jpg or .jpeg", out)
+    check_output(out)
     if not 16 <= args.size <= 4096:
         raise InputError(f"--size must lie in 16..4096, got {args.size}")
     if not 1 <= args.frames <= 1024:
         raise InputError(f"--frames must lie in 1..1024, got {args.frames}")
+    for name in ("azimuth", "elevation"):
+        if not math.isfinite(getattr(args, name)):
+            raise InputError(f"--{name} must be a finite number of degrees, got {getattr(args, name)}")
     if args.renderer is not None:
         check_renderer(args.renderer)  # before loading: a missing package is named at once
     volume, splats = open_sources(args.volume, args.labels, args.splats, series=args.series)

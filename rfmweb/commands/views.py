@@ -49,12 +49,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from ..camera import ELEVATION_RANGE, FOV, orbit_cameras
 from ..errors import InputError
 from ._options import add_series_option, add_style_options, tf_from_args
 
@@ -65,9 +65,6 @@ RENDERERS = ("raymarch", "pathtrace", "vtk")
 CONVENTION = ("world RAS+ mm; viewmat maps world to camera (x_cam = R x_world + t) with OpenCV axes "
               "(+x right, +y down, +z forward); K is the pinhole intrinsic matrix in pixels, principal point at "
               "the image centre, pixel (u, v) centred at (u + 0.5, v + 0.5)")
-ELEVATION_RANGE = (-60.0, 75.0)
-FOV = 30.0
-GOLDEN_ANGLE = 180.0 * (3.0 - math.sqrt(5.0))  # degrees
 DEFAULT_SPP = 64
 #: scene.json keys that must match for a rerun to resume (anything else is informational).
 SETTINGS = ("volume", "labels", "series", "preset", "tf", "hidden_classes", "renderer", "quality", "spp", "seed",
@@ -105,33 +102,9 @@ def add_parser(sub) -> None:
 
 
 # -- cameras ----------------------------------------------------------------------------------
-def orbit_directions(n: int, seed: int = 0, elevation_range: tuple[float, float] = ELEVATION_RANGE
-                     ) -> list[tuple[float, float]]:
-    """``n`` ``(azimuth, elevation)`` pairs (degrees) spread evenly over an elevation band.
-
-    Equal-area Fibonacci spiral: ``sin(elevation)`` in equal steps from the top of the band down,
-    azimuth in golden-angle steps from an offset drawn from ``seed``. Deterministic.
-    """
-    z_lo, z_hi = (math.sin(math.radians(e)) for e in elevation_range)
-    offset = float(np.random.default_rng(seed).uniform(0.0, 360.0))
-    out = []
-    for i in range(n):
-        z = z_hi - (i + 0.5) / n * (z_hi - z_lo)
-        out.append(((offset + i * GOLDEN_ANGLE) % 360.0, math.degrees(math.asin(z))))
-    return out
-
-
 def holdout_indices(n: int, k: int) -> set[int]:
     """``k`` evenly spaced view indices out of ``n`` (the test split)."""
     return {min(n - 1, int((j + 0.5) * n / k)) for j in range(k)} if k else set()
-
-
-def orbit_cameras(bounds: np.ndarray, n: int, size: int, seed: int = 0, fov: float = FOV):
-    """The :class:`~rfmweb.camera.OrbitCamera` of each view: one distance framing ``bounds [2, 3]``."""
-    from ..camera import OrbitCamera
-
-    return [OrbitCamera.framing(bounds, azimuth=az, elevation=el, fov=fov, width=size, height=size, margin=1.0)
-            for az, el in orbit_directions(n, seed)]
 
 
 def camera_record(file: str, camera, split: str) -> dict:

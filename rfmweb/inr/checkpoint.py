@@ -74,8 +74,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # corrupt zip, pickle of code objects, truncated file
-        raise InputError(f"not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
-                         path) from None
+        raise InputError(f"not a readable checkpoint ({type(exc).__name__}; a file written by train-inr "
+                         "is a torch zip archive)", path) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise InputError(f"not a Neumours checkpoint (expected format {FORMAT!r})", path)
     return state

@@ -315,7 +315,7 @@ def window_starts(n: int, patch: int, step_fraction: float) -> list[int]:
 
 @torch.inference_mode()
 def segment_cnn(model: UNet3D, volume: Volume | np.ndarray, *, patch: int | None = None,
-                step_fraction: float = 0.5, device: str | torch.device = "cpu", precision: str = "auto"
+                step_fraction: float = 0.5, device: str | torch.device | None = None, precision: str = "auto"
                 ) -> np.ndarray:
     """Sliding-window segmentation of a case by a trained :class:`UNet3D` (4 in, 4 class logits out).
 
@@ -324,16 +324,18 @@ def segment_cnn(model: UNet3D, volume: Volume | np.ndarray, *, patch: int | None
         volume: a 4-modality :class:`Volume` or its ``[4, X, Y, Z]`` array (0 outside the brain).
         patch: window edge in voxels.
         step_fraction: window step as a fraction of the window (0.5: nnU-Net's overlap).
+        device: where to run (default :func:`rfmweb.backend.default_device`).
         precision: ``"auto"`` (bf16 where fast), ``"fp32"`` or ``"bf16"`` (autocast of the network).
 
     Returns:
         ``[X, Y, Z]`` uint8 labels (0 background, 1 NCR, 2 ED, 3 ET); 0 outside the brain.
     """
+    from ..backend import default_device
     from .infer import resolve_precision
 
     if not 0 < step_fraction <= 1:
         raise InputError(f"step_fraction must lie in (0, 1], got {step_fraction}")
-    device = torch.device(device)
+    device = default_device() if device is None else torch.device(device)
     bf16 = resolve_precision(precision, device) == "bf16"
     data = volume.data if isinstance(volume, Volume) else np.asarray(volume, np.float32)
     case = crop_case(data, name=getattr(volume, "name", ""))

@@ -110,7 +110,7 @@ def _segment(entry: Entry, volume, precision: str) -> np.ndarray:
 
     if entry.kind == "cnn":
         return segment_cnn(entry.model, volume, precision=precision)
-    return segment_volume(entry.model, volume, device="cpu", precision=precision)
+    return segment_volume(entry.model, volume, precision=precision)
 
 
 def evaluate_models(splits: dict[str, str | os.PathLike], entries: list[Entry], *, denoise_cnn: bool = True,

@@ -475,6 +475,8 @@ def segment_case(case: str | os.PathLike | Volume, out: str | os.PathLike, *, ch
         ``(out path, labels, timings {"load_s", "segment_s", "denoise_s"})``.
     """
     from ..io import BRATS_CLASSES, itk_image, nifti, save_segmentation
+    from ..io.atomic import check_output
+    from ..io.brats import case_files
     from ..io.resolve import open_volume
     from .checkpoint import load_model
     from .denoise import denoise_labels
@@ -488,6 +490,11 @@ def segment_case(case: str | os.PathLike | Volume, out: str | os.PathLike, *, ch
     if resolution_mm is not None and not out.name.lower().endswith(grids):
         raise InputError("--resolution: a DICOM SEG lies on the slices of the images it references; drop "
                          "--resolution or write .nii.gz", out)
+    check_output(out)
+    if not isinstance(case, Volume):
+        inputs = case_files(case) if Path(case).is_dir() else [Path(case)]
+        if out.resolve() in {p.resolve() for p in inputs}:
+            raise InputError("is one of the case's own images; write the segmentation to another file", out)
     t0 = time.perf_counter()
     model = load_model(checkpoint, device="cpu")
     volume = case if isinstance(case, Volume) else open_volume(case)

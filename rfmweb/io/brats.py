@@ -44,6 +44,12 @@ def _find(folder: Path, suffix: str) -> Path | None:
     return hits[0] if hits else None
 
 
+def case_files(folder: str | os.PathLike) -> list[Path]:
+    """The image files :func:`load_brats_case` reads from ``folder`` (modalities, then ``-seg`` when there)."""
+    folder = Path(folder)
+    return [p for p in (_find(folder, s) for s in (*MODALITY_SUFFIXES, "seg")) if p is not None]
+
+
 def load_brats_case(folder: str | os.PathLike, *, require_seg: bool = False) -> Volume:
     """Load a BraTS-style case folder as a 4-channel MR :class:`Volume`.
 

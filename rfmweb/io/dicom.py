@@ -140,8 +140,8 @@ def _load_folder(folder: Path, shown: Path, series: str | None, name: str | None
                         source=DicomSeries(uid, tuple(headers), ornt))
     except InputError as exc:
         raise InputError(exc.reason, shown) from None
-    log.info("read DICOM series %s: %d slices, %s, %s voxels of %s mm", uid, len(items), modality, volume.shape,
-             tuple(round(s, 3) for s in volume.spacing))
+    log.info("read DICOM series %s (a hash of its UID): %d slices, %s, %s voxels of %s mm", short, len(items),
+             modality, volume.shape, tuple(round(s, 3) for s in volume.spacing))
     return volume
 
 

@@ -7,7 +7,7 @@ LLVM, which must happen before Dr.Jit is first imported).
 
 Variant policy (:func:`select_variant`):
 
-1. ``cuda_ad_rgb`` when ``torch.cuda.is_available()``;
+1. ``cuda_ad_rgb`` when rfmweb's compute device (:func:`rfmweb.backend.default_device`) is CUDA;
 2. ``llvm_ad_rgb`` (CPU JIT) when an LLVM >= 16 shared library is found: ``DRJIT_LIBLLVM_PATH``
    when set, else the newest ``libLLVM`` in the usual Linux locations (Debian: ``apt-get install
    libllvm19`` gives ``/usr/lib/x86_64-linux-gnu/libLLVM.so.19.1``). Older LLVMs are refused, not
@@ -123,15 +123,15 @@ def select_variant(requested: str | None = None) -> VariantChoice:
     Raises:
         RuntimeError: ``requested`` cannot run here (the message says why).
     """
-    import torch
+    from ..backend import default_device
 
     rejected: list[tuple[str, str]] = []
     if requested is not None and requested not in VARIANTS:
         raise RuntimeError(f"unknown Mitsuba variant {requested!r}; choose one of {VARIANTS}")
     if requested in (None, "cuda_ad_rgb"):
-        if torch.cuda.is_available():
-            return VariantChoice("cuda_ad_rgb", "torch sees a CUDA device")
-        why = "torch.cuda.is_available() is False"
+        if default_device().type == "cuda":
+            return VariantChoice("cuda_ad_rgb", "rfmweb's compute device is CUDA")
+        why = "rfmweb's compute device is the CPU (no CUDA, or RFMWEB_DEVICE=cpu)"
         if requested:
             raise RuntimeError(f"Mitsuba variant cuda_ad_rgb cannot run: {why}")
         rejected.append(("cuda_ad_rgb", why))

@@ -24,7 +24,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..backend import default_device, march_backend
 from ..camera import OrbitCamera, camera_rays
@@ -294,12 +293,3 @@ def accumulate_frames(renderer, scene: Scene, camera: OrbitCamera, frames_per_pa
         total = img * frames_per_pass if total is None else total + img * frames_per_pass
         done += frames_per_pass
         yield total / done, done
-
-
-def upsample(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear resize of an ``[h, w, 3]`` uint8 image to ``[height, width, 3]``."""
-    if image.shape[:2] == (height, width):
-        return image
-    t = torch.from_numpy(image).permute(2, 0, 1)[None].float()
-    out = F.interpolate(t, size=(height, width), mode="bilinear", align_corners=False)
-    return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()

@@ -357,13 +357,6 @@ class PathTracer:
     def _pass_seed(self, i: int) -> int:
         return (self.seed * 0x9E3779B1 + i * 0x85EBCA77 + 1) & 0xFFFFFFFF
 
-    def linear_passes(self, scene: Scene, camera: OrbitCamera, spp_per_pass: int, passes: int, *,
-                      abort: Callable[[], bool] | None = None) -> Iterator[tuple[np.ndarray, int]]:
-        """Linear radiance, progressively: yields ``(mean [H, W, 3] float32, total spp)`` after each
-        pass (independent seeds). Transparent pixels are 0 unless ``show_environment``."""
-        for stats in self._stats(scene, camera, self._plan(spp_per_pass, passes), abort):
-            yield stats.mean, stats.spp
-
     @staticmethod
     def _plan(spp_per_pass: int, passes: int) -> list[int]:
         if not (isinstance(spp_per_pass, int) and spp_per_pass >= 1 and isinstance(passes, int) and passes >= 1):

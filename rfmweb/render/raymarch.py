@@ -173,8 +173,3 @@ def _march_chunk(origins, dirs, t_near, t_far, field: Field, step: float, early_
         keep = (n_steps[active] > first) & (t_after.detach() >= max(early_stop, 1e-12))
         active = active[keep]
     return MarchResult(rgb, 1.0 - trans, depth)
-
-
-def composite_background(result: MarchResult, background: torch.Tensor) -> torch.Tensor:
-    """Colour ``[R, 3]`` of the march composited over a background colour ``[3]``."""
-    return result.rgb + (1.0 - result.opacity)[:, None] * background

@@ -29,15 +29,18 @@ _FACTORIES: dict[str, Callable[[], Renderer]] = {}
 _LABELS: dict[str, str] = {}
 _FEATURES: dict[str, str] = {}
 _MISSING: dict[str, Callable[[], str | None]] = {}
+_NOTES: dict[str, Callable[[], str | None]] = {}
 
 
 def register(name: str, factory: Callable[[], Renderer], label: str, *, feature: str | None = None,
-             missing: Callable[[], str | None] | None = None) -> None:
+             missing: Callable[[], str | None] | None = None, note: Callable[[], str | None] | None = None) -> None:
     """Make a renderer known under ``name`` (``label`` is shown in UIs).
 
     ``feature``: the :data:`rfmweb.extras.FEATURES` entry whose packages the renderer needs.
     ``missing``: called whenever renderers are listed; returns why the renderer cannot run here now,
     or ``None``. It must be cheap (e.g. a file check).
+    ``note``: like ``missing``, a cheap check; returns a few words UIs add to the label here (e.g. that
+    the renderer is slow on this machine), or ``None``.
     """
     _FACTORIES[name] = factory
     _LABELS[name] = label
@@ -45,6 +48,8 @@ def register(name: str, factory: Callable[[], Renderer], label: str, *, feature:
         _FEATURES[name] = feature
     if missing is not None:
         _MISSING[name] = missing
+    if note is not None:
+        _NOTES[name] = note
 
 
 def _why_missing(name: str) -> str | None:
@@ -88,8 +93,10 @@ def check_renderer(name: str) -> str:
     return name
 
 
-def renderer_label(name: str) -> str:
-    return _LABELS[name]
+def renderer_label(name: str, *, note: bool = False) -> str:
+    """The name UIs show for renderer ``name``; with ``note`` (a menu), its note for this machine, if any."""
+    text = _NOTES[name]() if note and name in _NOTES else None
+    return _LABELS[name] if text is None else f"{_LABELS[name]} · {text}"
 
 
 def make_renderer(name: str) -> Renderer:
@@ -106,6 +113,12 @@ def default_renderer_name() -> str:
 def _raymarch():
     from .dvr import RaymarchRenderer
     return RaymarchRenderer()
+
+
+def _raymarch_note() -> str | None:
+    """On a CPU the torch marcher takes seconds per full frame; the compiled one (same images) is the default."""
+    from ..backend import default_device
+    return "slow on a CPU" if default_device().type != "cuda" else None
 
 
 def _compiled():
@@ -133,7 +146,7 @@ def _renderfm_missing() -> str | None:
     return checkpoint_missing()
 
 
-register("raymarch", _raymarch, "Ray-marcher (torch)")
+register("raymarch", _raymarch, "Ray-marcher (torch)", note=_raymarch_note)
 register("compiled", _compiled, "Ray-marcher (compiled CPU)", feature="compiled")
 register("vtk", _vtk, "VTK ray caster", feature="vtk")
 register("splats", _splats, "6D Gaussian splats")

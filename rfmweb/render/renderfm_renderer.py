@@ -217,12 +217,6 @@ class RenderFMRenderer:
             except Exception:
                 log.exception("Render-FM listener failed")
 
-    def is_prepared(self, scene: Scene) -> bool:
-        """True when the prediction of ``scene``'s key is done (or failed: :meth:`render` raises it)."""
-        with self._lock:
-            fut = self._jobs.get(scene_key(scene))
-        return fut is not None and fut.done() and not fut.cancelled()
-
     def prepare_in_background(self, scene: Scene) -> str | None:
         """Start predicting ``scene`` on the renderer's thread unless it is done: returns the status
         line to show meanwhile, or ``None`` when :meth:`render` can draw it without waiting."""

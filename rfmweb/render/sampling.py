@@ -67,11 +67,6 @@ class GridSampler:
         self._vox_offset = self.world_to_voxel[:3, 3].contiguous()
         self._strides = torch.tensor([self.shape[1] * self.shape[2], self.shape[2], 1], device=grid.device)
 
-    @property
-    def box_voxel(self) -> tuple[np.ndarray, np.ndarray]:
-        """The renderable box ``(lo [3], hi [3])`` in voxel coordinates."""
-        return np.zeros(3), np.array(self.shape, dtype=np.float64) - 1
-
     def to_voxel(self, points: torch.Tensor) -> torch.Tensor:
         """World ``[..., 3]`` mm -> continuous voxel indices ``[..., 3]``."""
         return points @ self._vox_linear + self._vox_offset

@@ -107,7 +107,7 @@ def sample_rng(config: DataConfig, index: int) -> np.random.Generator:
 
 def make_sample(config: DataConfig, index: int, *, eps: float = 0.01, agp: bool = True) -> Sample:
     """Sample ``index`` (deterministic; see the module docstring)."""
-    from ..commands.views import orbit_cameras
+    from ..camera import orbit_cameras
     from .anatomy import random_anatomy
     from .styles import random_style
 

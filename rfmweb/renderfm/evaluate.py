@@ -32,6 +32,7 @@ import io
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +77,11 @@ class EvalConfig:
             raise InputError(f"unknown methods {bad}; choose from {list(METHODS)}")
         if not 0 < self.holdout < self.n_views or self.phantoms < 0 or self.finetune_iters < 0:
             raise InputError("need 0 < holdout < n_views, phantoms >= 0, finetune_iters >= 0")
+        if not 16 <= self.size <= 4096 or (self.fit_size is not None and not 16 <= self.fit_size <= self.size):
+            raise InputError(f"need 16 <= --size <= 4096 and 16 <= --fit-size <= --size, got {self.size}, "
+                             f"{self.fit_size}")
+        if self.fit_iters is not None and self.fit_iters < 1:
+            raise InputError(f"--fit-iters must be >= 1, got {self.fit_iters}")
 
 
 def unseen_tf():
@@ -112,31 +118,34 @@ def perturb(labels: np.ndarray, how: str) -> np.ndarray:
     return lab
 
 
-def _cli(argv: list[str]) -> None:
-    from ..cli import main
-
-    code = main(argv)
-    if code != 0:
-        raise InputError(f"`rfmweb {' '.join(argv[:2])} ...` failed with status {code}")
-
-
 def _read(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
 class Evaluation:
-    """One run: builds the cases, runs the methods, writes ``table.md`` and ``table.csv``."""
+    """One run: builds the cases, runs the methods, writes ``table.md`` and ``table.csv``.
 
-    def __init__(self, config: EvalConfig) -> None:
-        from ..commands._options import parse_device
+    ``rfmweb`` runs one ``rfmweb`` command from its argument list (``["views", ...]``) and returns its
+    exit status: the views, fits, fine-tuning and scores are those commands' own, so the table's
+    numbers are the ones a user gets from them (``rfmweb evaluate-renderfm`` passes the CLI's ``main``).
+    """
+
+    def __init__(self, config: EvalConfig, rfmweb: Callable[[list[str]], int]) -> None:
+        from ..backend import parse_device
         from .model import load_model
 
         self.config = config
+        self._rfmweb = rfmweb
         self.out = Path(config.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = parse_device(config.device)
         self.model = load_model(config.checkpoint, self.device)
         self.rows: list[dict] = []
+
+    def _cli(self, argv: list[str]) -> None:
+        code = self._rfmweb(argv)
+        if code != 0:
+            raise InputError(f"`rfmweb {' '.join(argv[:2])} ...` failed with status {code}")
 
     # -- cases --------------------------------------------------------------------------------
     def cases(self) -> list[dict]:
@@ -169,13 +178,16 @@ class Evaluation:
         elif self.config.head_ct:
             log.warning("evaluate-renderfm: no head CT at %s; its rows are left out", self.config.head_ct)
         if self.config.only:
+            unknown = sorted(set(self.config.only) - {c["name"] for c in cases})
+            if unknown:
+                raise InputError(f"--only: no case {unknown}; the cases are {[c['name'] for c in cases]}")
             cases = [c for c in cases if c["name"] in self.config.only]
         return cases
 
     def views(self, case: dict) -> Path:
         c = self.config
         folder = self.out / case["name"] / "views"
-        _cli(["views", str(case["volume"]), "--labels", str(case["labels"]), *case["tf"], "--n", str(c.n_views),
+        self._cli(["views", str(case["volume"]), "--labels", str(case["labels"]), *case["tf"], "--n", str(c.n_views),
               "--holdout", str(c.holdout), "--size", str(c.size), "--out", str(folder)])
         return folder
 
@@ -192,7 +204,7 @@ class Evaluation:
         report = folder / f"6dgs-{init}.json"
         if not report.exists():
             iters = [] if self.config.fit_iters is None else ["--iters", str(self.config.fit_iters)]
-            _cli(["fit-6dgs", str(case["volume"]), "--views", str(views), "--init", init, *iters,
+            self._cli(["fit-6dgs", str(case["volume"]), "--views", str(views), "--init", init, *iters,
                   "--out", str(folder / f"6dgs-{init}.npz"), "--report", str(report), *self._common(case)])
         r = _read(report)
         return {**r["heldout"], "prepare_s": r["fit_wall_s"], "n_splats": r["n_splats"]}
@@ -219,7 +231,7 @@ class Evaluation:
             finally:
                 model.config = dataclasses.replace(model.config, agp=True)
             pred.splats.save(splat_path)
-            _cli(["evaluate-splats", str(splat_path), "--views", str(views), "--device", self.device.type,
+            self._cli(["evaluate-splats", str(splat_path), "--views", str(views), "--device", self.device.type,
                   "--report", str(folder / f"{name}.eval.json")])
             scores = _read(folder / f"{name}.eval.json")
             atomic_write(report, lambda tmp: Path(tmp).write_text(json.dumps(
@@ -233,7 +245,7 @@ class Evaluation:
         folder = self.out / case["name"]
         report = folder / "renderfm+ft.json"
         if not report.exists():
-            _cli(["finetune", str(case["volume"]), "--init", str(folder / "renderfm.npz"), "--views", str(views),
+            self._cli(["finetune", str(case["volume"]), "--init", str(folder / "renderfm.npz"), "--views", str(views),
                   "--iters", str(self.config.finetune_iters), "--out", str(folder / "renderfm+ft.npz"),
                   "--report", str(report), *self._common(case)])
         r = _read(report)
@@ -241,10 +253,12 @@ class Evaluation:
 
     # -- the run ------------------------------------------------------------------------------
     def run(self) -> list[dict]:
+        from tqdm.auto import tqdm
+
         from ..io.nifti import read_array
 
         methods = self.config.methods
-        for case in self.cases():
+        for case in tqdm(self.cases(), desc="evaluate-renderfm", unit="case"):
             t = time.perf_counter()
             views = self.views(case)
             row = {"case": case["name"], "domain": case["domain"], "tf": case["tf_name"]}

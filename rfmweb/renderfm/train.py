@@ -145,8 +145,11 @@ class _StepIndices(torch.utils.data.Sampler):
 
 def scan_loss(net, model: RenderFM, sample: Sample, images: torch.Tensor, device, *, rasterizer: str,
               autocast: bool) -> tuple[torch.Tensor, dict]:
-    """Loss of one scan's views and its parts (``l1``, ``ssim``, ``splats``)."""
-    from ..splats.fit import SSIM_WEIGHT, ssim
+    """Loss of one scan's views and its parts (``l1``, ``ssim``, ``splats``).
+
+    ``images``: the scan's ground-truth views ``[V, H, W, 3]`` in [0, 1] (any device; moved to ``device``).
+    """
+    from ..splats.fit import photometric_terms
     from ..splats.pipeline import camera_tensors
     from ..splats.rasterize import rasterize
     from ..splats.slicing import slice_6d
@@ -161,9 +164,7 @@ def scan_loss(net, model: RenderFM, sample: Sample, images: torch.Tensor, device
     rgb, _ = rasterize(g.means, g.covars, g.opacities, g.colors, viewmats, ks, w, h, background=bg,
                        backend=rasterizer)
     target = images.to(device)
-    l1 = (rgb - target).abs().mean()
-    s = ssim(rgb, target).mean()
-    loss = (1 - SSIM_WEIGHT) * l1 + SSIM_WEIGHT * (1 - s)
+    loss, l1, s = photometric_terms(rgb, target)
     return loss, {"l1": float(l1.detach()), "ssim": float(s.detach()), "splats": len(splats)}
 
 

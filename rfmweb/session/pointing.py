@@ -114,6 +114,21 @@ class Pointing:
                     self.slice_indices[axis] = int(np.clip(np.rint(ijk[i]), 0, self.volume.shape[i] - 1))
         self._changed("cursor")
 
+    def cursor_to_slice(self) -> None:
+        """Move the cursor along the current slice view's axis onto the slice it shows (as in 3D
+        Slicer: stepping the axial slice moves the axial line in the other planes and the 3-D cross);
+        nothing without a cursor or on the 3-D view."""
+        with self._lock:
+            if self.cursor is None or self.volume is None or self.mode not in AXES:
+                return
+            ijk = np.linalg.solve(self.volume.affine, np.append(self.cursor, 1.0))
+            i, index = AXES[self.mode], self.slice_indices[self.mode]
+            if int(np.clip(np.rint(ijk[i]), 0, self.volume.shape[i] - 1)) == index:
+                return
+            ijk[i] = index
+            point = (self.volume.affine @ ijk)[:3]
+        self.set_cursor(point.tolist())
+
     def add_annotation(self, text: str, position: Sequence[float] | None = None) -> Annotation:
         """Label ``position`` (default: the cursor) with ``text``; returns the annotation."""
         if position is None:

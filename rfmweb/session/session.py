@@ -193,30 +193,6 @@ class RenderSession(SliceControls, Pointing):
         h = height or self.camera.height
         return OrbitCamera.framing(self.bounds, azimuth=0.0, elevation=20.0, width=w, height=h, margin=0.9)
 
-    def set_splats(self, splats: Splats6D | None) -> None:
-        """Show these splats with the ``splats`` renderer (None: none)."""
-        if splats is None and self.volume is None:
-            raise InputError("a view needs a volume, splats, or both")
-        with self._lock:
-            self.splats = splats
-        self._changed("scene")
-
-    def set_volume(self, volume: Volume, *, keep_camera: bool = False) -> None:
-        """Show another volume (class table and channel mix reset; preset kept when it fits)."""
-        with self._lock:
-            self.volume = volume
-            if not self.preset_name.startswith(volume.modality):
-                self.preset_name = DEFAULT_PRESET[volume.modality]
-            self.tf = preset_for(self.preset_name, volume)
-            self.classes = ClassTable.from_classes(volume.classes)
-            self.mix = default_mix(volume)
-            self.slice_indices = self._middle_slices()  # the grid may differ
-            self.slice_channel = _default_slice_channel(volume)
-            self.window = None
-            if not keep_camera:
-                self.camera = self.home_camera()
-        self._changed("scene")
-
     def set_labels(self, labels: np.ndarray | None, classes: tuple[LabelClass, ...] | None = None) -> None:
         """Show another label map on the same image (e.g. after a correction); styles are kept.
 
@@ -284,10 +260,11 @@ class RenderSession(SliceControls, Pointing):
         self.pinned_mode = mode
 
     def set_slice(self, index: int) -> None:
-        """Show slice ``index`` of the current axis (slice modes only)."""
+        """Show slice ``index`` of the current axis (slice modes only); the cursor, if any, moves onto it."""
         if self.mode == "3d":
             raise InputError("set_slice needs a slice view mode (axial, coronal or sagittal), not 3d")
         self.set_view_mode(self.mode, index)
+        self.cursor_to_slice()
 
     def step_slice(self, delta: int) -> None:
         """Move ``delta`` slices along the current axis (clamped to the volume)."""

@@ -115,11 +115,6 @@ class FrameStream:
             self._in_flight.clear()
             self._cond.notify()
 
-    def pause(self) -> None:
-        """Stop sending frames (no client attached); state changes are remembered."""
-        with self._cond:
-            self._paused = True
-
     def resume(self) -> None:
         """A client is attached: forget old in-flight frames and send the current state."""
         with self._cond:

@@ -83,12 +83,19 @@ def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # [B, H, W,
                  win_sigma=SSIM_SIGMA)
 
 
-def photometric_loss(pred: torch.Tensor,  # [B, H, W, 3]
-                     target: torch.Tensor,  # [B, H, W, 3]
-                     ssim_weight: float = SSIM_WEIGHT) -> torch.Tensor:
-    """``(1 - w) L1 + w (1 - SSIM)`` averaged over the batch (DESIGN.md: w = 0.2)."""
+def photometric_terms(pred: torch.Tensor,  # [B, H, W, 3] in [0, 1]
+                      target: torch.Tensor,  # [B, H, W, 3] in [0, 1]
+                      ssim_weight: float = SSIM_WEIGHT) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(loss, L1, SSIM)``: the loss ``(1 - w) L1 + w (1 - SSIM)`` (DESIGN.md: w = 0.2) and its two
+    terms, each a scalar averaged over the batch."""
     l1 = (pred - target).abs().mean()
-    return (1.0 - ssim_weight) * l1 + ssim_weight * (1.0 - ssim(pred, target).mean())
+    s = ssim(pred, target).mean()
+    return (1.0 - ssim_weight) * l1 + ssim_weight * (1.0 - s), l1, s
+
+
+def photometric_loss(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float = SSIM_WEIGHT) -> torch.Tensor:
+    """The loss of :func:`photometric_terms` alone."""
+    return photometric_terms(pred, target, ssim_weight)[0]
 
 
 @dataclass

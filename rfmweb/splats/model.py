@@ -204,8 +204,9 @@ class Splats6D:
                 content = {k: data[k] for k in data.files}
         except FileNotFoundError:
             raise InputError("no such splat file", path) from None
-        except Exception as e:  # zip / npy / pickle errors all mean "not our file"
-            raise InputError(f"not a readable .npz splat file ({type(e).__name__}: {e})", path) from None
+        except Exception as e:  # zip / npy / pickle errors all mean "not our file"; numpy's own advice
+            # for a file it takes for a pickle ("load it unsafely") must not reach the user
+            raise InputError(f"not a readable .npz splat file ({type(e).__name__})", path) from None
         if "format" not in content or str(content["format"]) != FORMAT:
             raise InputError(f"not an rfmweb splat file (missing format tag {FORMAT!r})", path)
         missing = [name for name in _FLOAT_FIELDS if name not in content]

@@ -167,6 +167,8 @@ def load_views(folder: str | Path, size: int | None = None) -> ViewSet:
         name = e.get("file")
         if not isinstance(name, str) or not name:
             raise InputError(f"view {i} lacks 'file'", cam_path)
+        if Path(name).name != name or name in (".", ".."):   # images lie in the folder, as `views` writes them
+            raise InputError(f"view {i}: 'file' must be a file name in the views folder, got {name!r}", cam_path)
         split = e.get("split", "train")
         if split not in ("train", "test"):
             raise InputError(f"view {i}: split must be 'train' or 'test', got {split!r}", cam_path)

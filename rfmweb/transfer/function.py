@@ -158,10 +158,6 @@ class TransferFunction:
         return replace(self, color=tuple((p[0] + offset, *p[1:]) for p in self.color),
                        opacity=tuple((p[0] + offset, p[1]) for p in self.opacity))
 
-    def with_opacity_scale(self, scale: float) -> "TransferFunction":
-        """Opacities multiplied by ``scale`` (clamped to 1)."""
-        return replace(self, opacity=tuple((p[0], min(1.0, p[1] * scale)) for p in self.opacity))
-
     def transparent_value(self) -> float | None:
         """An intensity where the opacity is exactly 0 (hidden voxels are moved there), or ``None``."""
         for x, a in self.opacity:
