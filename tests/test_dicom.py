@@ -45,7 +45,7 @@ def hu_volume(shape=(24, 20, 16), seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(-1024, 2000, size=shape).astype(np.int16)
 
 
-def write_series(folder, hu, affine, *, series_uid=None, syntax=None, seed=1, modality="CT"):
+def write_series(folder, hu, affine, *, series_uid=None, syntax=None, seed=1, modality="CT", window=None):
     """Write ``hu [X, Y, Z]`` with RAS ``affine`` as one DICOM file per slice ``k`` (plane ``hu[:, :, k]``).
 
     Files get shuffled names and scrambled InstanceNumbers; the rescale intercept varies per slice.
@@ -77,6 +77,8 @@ def write_series(folder, hu, affine, *, series_uid=None, syntax=None, seed=1, mo
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         ds.RescaleSlope, ds.RescaleIntercept = 1, -1024 + k % 3
+        if window is not None:   # (centres, widths), as a scanner's protocol writes them
+            ds.WindowCenter, ds.WindowWidth = window
         ds.PixelData = np.ascontiguousarray(hu[:, :, k].T - ds.RescaleIntercept).astype(np.int16).tobytes()
         if syntax is not None:
             ds.compress(syntax)
@@ -114,6 +116,23 @@ def test_series_reads_back_values_and_geometry(ct_series):
     assert np.allclose(vol.affine, want_affine, atol=1e-4)
     assert dicom_source(vol).uid == pydicom.dcmread(next(folder.iterdir())).SeriesInstanceUID
     assert dicom_source(vol.with_labels(np.zeros(vol.shape, np.uint8))) is dicom_source(vol)
+
+
+def test_slices_open_with_the_series_own_window(tmp_path):
+    """The "auto" slice window of a DICOM series is the one its header asks for (the first of several)."""
+    from rfmweb.session import RenderSession
+
+    hu, affine = hu_volume(), oblique_affine()
+    write_series(tmp_path / "windowed", hu, affine, window=([40, 400], [80, 2000]))
+    write_series(tmp_path / "plain", hu, affine)
+    windowed = RenderSession(open_volume(tmp_path / "windowed"), renderer="vtk", width=64, height=64)
+    plain = RenderSession(open_volume(tmp_path / "plain"), renderer="vtk", width=64, height=64)
+    for s in (windowed, plain):
+        s.set_view_mode("axial")
+    assert windowed.window_level == pytest.approx((80.0, 40.0))
+    lo, hi = np.percentile(hu, [1, 99])
+    width, level = plain.window_level
+    assert width == pytest.approx(hi - lo, rel=0.1) and level == pytest.approx((lo + hi) / 2, abs=0.1 * (hi - lo))
 
 
 def test_small_spacing_jitter_is_accepted(tmp_path):

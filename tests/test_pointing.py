@@ -38,69 +38,66 @@ def test_slice_pixels_and_voxels_invert(small_ct, axis, zoom, pan):
     np.testing.assert_allclose(geo.to_pixel(ijk), uv, atol=1e-9)
 
 
-def test_a_click_on_a_slice_moves_every_linked_view_and_draws_the_crosshair(small_ct):
+@pytest.fixture
+def linked(small_ct):
+    """Two views of ``small_ct`` sharing the cursor, the first on axial slice 12, and their controller."""
     a = RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE)
     b = RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE)
     unlink = link_points([a, b])
     control = ViewController([a, b])
-    try:
-        a.set_view_mode("axial", 12)
-        b.set_view_mode("sagittal")
-        control.handle(m.PointAt(0, 30.0, 60.0))
-        geo = a.slice_geometry()
-        ijk = np.rint(geo.to_voxel([30.0], [60.0])[0]).astype(int)
-        want = (small_ct.affine @ np.append(ijk, 1.0))[:3]
-        np.testing.assert_allclose(a.cursor, want)
-        assert b.cursor == a.cursor
-        # both views now show the planes through the clicked voxel
-        assert a.slice_indices == b.slice_indices == {"sagittal": ijk[0], "coronal": ijk[1], "axial": 12}
-        frame = b.render()
-        (u, v), = b.slice_geometry().to_pixel(ijk)
-        assert _near(frame, (u, 2), CURSOR_COLOR) and _near(frame, (2, v), CURSOR_COLOR), "no crosshair lines"
-        assert "cursor" in control.probes[0] and "mm" in control.probes[0]
-        # a click off the volume leaves the cursor where it was
-        a.zoom_slice(0.25)
-        control.handle(m.PointAt(0, 1.0, 1.0))
-        np.testing.assert_allclose(a.cursor, want)
-        assert control.probes[0] == "nothing under the pointer"
-    finally:
-        unlink()
-        control.close()
+    a.set_view_mode("axial", 12)
+    yield a, b, control
+    unlink()
+    control.close()
 
 
-def test_stepping_a_slice_moves_the_cursor_onto_it_in_every_linked_view(small_ct):
+def test_a_click_on_a_slice_moves_every_linked_view_and_draws_the_crosshair(small_ct, linked):
+    a, b, control = linked
+    b.set_view_mode("sagittal")
+    control.handle(m.PointAt(0, 30.0, 60.0))
+    geo = a.slice_geometry()
+    ijk = np.rint(geo.to_voxel([30.0], [60.0])[0]).astype(int)
+    want = (small_ct.affine @ np.append(ijk, 1.0))[:3]
+    np.testing.assert_allclose(a.cursor, want)
+    assert b.cursor == a.cursor
+    # both views now show the planes through the clicked voxel
+    assert a.slice_indices == b.slice_indices == {"sagittal": ijk[0], "coronal": ijk[1], "axial": 12}
+    frame = b.render()
+    (u, v), = b.slice_geometry().to_pixel(ijk)
+    assert _near(frame, (u, 2), CURSOR_COLOR) and _near(frame, (2, v), CURSOR_COLOR), "no crosshair lines"
+    assert "cursor" in control.probes[0] and "mm" in control.probes[0]
+    # a click off the volume leaves the cursor where it was
+    a.zoom_slice(0.25)
+    control.handle(m.PointAt(0, 1.0, 1.0))
+    np.testing.assert_allclose(a.cursor, want)
+    assert control.probes[0] == "nothing under the pointer"
+
+
+def test_stepping_a_slice_moves_the_cursor_onto_it_in_every_linked_view(small_ct, linked):
     """As in 3D Slicer's four-up: the wheel on the axial view moves the axial line in the other planes."""
-    a = RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE)
-    b = RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE)
-    unlink = link_points([a, b])
-    control = ViewController([a, b])
-    try:
-        a.set_view_mode("axial", 12)
-        b.set_view_mode("coronal")
-        start = (small_ct.affine @ np.array([20.0, 25.0, 12.0, 1.0]))[:3]
-        a.set_cursor(start)
-        coronal_before = b.render()
-        control.handle(m.Wheel(0, -100.0))   # one slice up
-        control.handle(m.Wheel(0, -100.0))
-        control.wait()
-        want = (small_ct.affine @ np.array([20.0, 25.0, 14.0, 1.0]))[:3]
-        assert a.slice_index == 14
-        np.testing.assert_allclose(a.cursor, want)
-        np.testing.assert_allclose(b.cursor, want)
-        assert b.slice_indices["coronal"] == 25 and b.slice_index == 25   # the coronal plane stays
-        # the coronal view's horizontal line moved up by two slices (pixels that changed: only the lines')
-        geo = b.slice_geometry()
-        (_, v0), (_, v1) = geo.to_pixel(np.array([[20.0, 25.0, 12.0], [20.0, 25.0, 14.0]]))
-        coronal = b.render()
-        assert _near(coronal, (2, v1), CURSOR_COLOR) and not _near(coronal_before, (2, v1), CURSOR_COLOR, 0)
-        assert _near(coronal_before, (2, v0), CURSOR_COLOR)
-        # without a cursor, stepping a slice places none
-        a.set_cursor(None)
-        a.step_slice(-1)
-        assert a.cursor is None and b.cursor is None and a.slice_index == 13
-    finally:
-        unlink()
-        control.close()
+    a, b, control = linked
+    b.set_view_mode("coronal")
+    start = (small_ct.affine @ np.array([20.0, 25.0, 12.0, 1.0]))[:3]
+    a.set_cursor(start)
+    coronal_before = b.render()
+    control.handle(m.Wheel(0, -100.0))   # one slice up
+    control.handle(m.Wheel(0, -100.0))
+    control.wait()
+    want = (small_ct.affine @ np.array([20.0, 25.0, 14.0, 1.0]))[:3]
+    assert a.slice_index == 14
+    np.testing.assert_allclose(a.cursor, want)
+    np.testing.assert_allclose(b.cursor, want)
+    assert b.slice_indices["coronal"] == 25 and b.slice_index == 25   # the coronal plane stays
+    # the coronal view's horizontal line moved up by two slices
+    geo = b.slice_geometry()
+    (_, v0), (_, v1) = geo.to_pixel(np.array([[20.0, 25.0, 12.0], [20.0, 25.0, 14.0]]))
+    coronal = b.render()
+    assert _near(coronal, (2, v1), CURSOR_COLOR) and not _near(coronal_before, (2, v1), CURSOR_COLOR, 0)
+    assert _near(coronal_before, (2, v0), CURSOR_COLOR)
+    # without a cursor, stepping a slice places none
+    a.set_cursor(None)
+    a.step_slice(-1)
+    assert a.cursor is None and b.cursor is None and a.slice_index == 13
 
 
 def test_a_3d_click_lands_on_the_surface_the_ray_marcher_draws(small_ct):

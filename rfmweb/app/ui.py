@@ -213,6 +213,8 @@ def build_ui(server, names):
                 v3.VSwitch(label="Four views (3-D, axial, coronal, sagittal)", v_model=(names.four_up,),
                            v_if=(f"!{names.segment} && {names.modes}.length",), disabled=(names.compare,),
                            density="compact", hide_details=True, color="primary", classes="rfm-four-up")
+                html.Div("(turn Compare off to show four views)", classes="text-caption text-medium-emphasis",
+                         v_if=(f"{names.compare} && !{names.four_up} && !{names.segment} && {names.modes}.length",))
                 v3.VSwitch(label="Compare side by side", v_model=(names.compare,), density="compact",
                            v_if=(f"!{names.segment}",), hide_details=True, color="primary", classes="rfm-compare")
                 v3.VBtn("Ray-marcher | Render-FM", click=ctrl.rfm_compare_renderfm, v_if=(names.can_renderfm,),

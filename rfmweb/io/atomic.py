@@ -9,9 +9,21 @@ from pathlib import Path
 
 from ..errors import InputError
 
+
+def _umask() -> int:
+    """The process's umask: Linux reports it in /proc; elsewhere it is read by setting it (a moment
+    in which another thread's new file would get 0o022)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+
 #: The process's umask (read once, at import): the mode a plain ``open(path, "w")`` would give a file.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+_UMASK = _umask()
 
 
 def check_output(path: str | os.PathLike) -> Path:

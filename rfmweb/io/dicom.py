@@ -80,6 +80,25 @@ def dicom_source(volume: Volume) -> DicomSeries | None:
     return volume.source if isinstance(volume.source, DicomSeries) else None
 
 
+def voi_window(volume: Volume) -> tuple[float, float] | None:
+    """The grey window ``(lo, hi)`` (HU for CT) the series' own header asks for (its first
+    WindowCenter / WindowWidth, as the scanner's protocol set it), or ``None`` (not DICOM, or none)."""
+    source = dicom_source(volume)
+    if source is None or not source.datasets:
+        return None
+    def first(value) -> float:   # a multi-valued element lists alternatives: take the first
+        return float(next(iter(value)) if hasattr(value, "__iter__") and not isinstance(value, str) else value)
+
+    ds = source.datasets[0]
+    try:
+        center, width = first(ds.get("WindowCenter")), first(ds.get("WindowWidth"))
+    except (TypeError, ValueError, StopIteration):
+        return None
+    if not (np.isfinite(center) and np.isfinite(width) and width > 0):
+        return None
+    return center - width / 2, center + width / 2
+
+
 def load_dicom(path: str | os.PathLike, series: str | None = None, *, name: str | None = None) -> Volume:
     """Read one DICOM series from a folder (searched recursively) or a ``.zip`` of one.
 

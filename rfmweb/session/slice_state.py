@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import InputError
+from ..io.dicom import voi_window
 from ..render.slices import WINDOW_PRESETS, ZOOM_RANGE, SliceGeometry, default_window, drag_window, \
     slice_geometry, window_range
 
@@ -157,11 +158,13 @@ class SliceControls:
         self._changed("slice")
 
     def _slice_window(self, force: bool = False) -> tuple[float, float] | None:
-        """The slice channel's default window, computed once per image array and channel (not per frame)."""
+        """The slice channel's default window ("auto"): a DICOM series' own (its header's VOI window),
+        else the 1st-99th percentiles; computed once per image array and channel (not per frame)."""
         if (self.mode == "3d" and not force) or self.volume is None:
             return None
         data, channel = self.volume.data, self.slice_channel
         cached = self._window_cache
         if cached is None or cached[0] is not data or cached[1] != channel:
-            cached = self._window_cache = (data, channel, default_window(data[channel]))
+            window = (voi_window(self.volume) if data.shape[0] == 1 else None) or default_window(data[channel])
+            cached = self._window_cache = (data, channel, window)
         return cached[2]
