@@ -80,10 +80,14 @@ def test_stepping_a_slice_moves_the_cursor_onto_it_in_every_linked_view(small_ct
     start = (small_ct.affine @ np.array([20.0, 25.0, 12.0, 1.0]))[:3]
     a.set_cursor(start)
     coronal_before = b.render()
+    (u, v), = a.slice_geometry().to_pixel(np.array([[20.0, 25.0, 12.0]]))
+    control.handle(m.Probe(0, u, v))     # the pointer rests there: its readout names slice 12
+    assert control.probes[0].startswith("({:.1f}, {:.1f}, {:.1f}) mm".format(*start))
     control.handle(m.Wheel(0, -100.0))   # one slice up
     control.handle(m.Wheel(0, -100.0))
     control.wait()
     want = (small_ct.affine @ np.array([20.0, 25.0, 14.0, 1.0]))[:3]
+    assert control.probes[0].startswith("({:.1f}, {:.1f}, {:.1f}) mm".format(*want))   # now slice 14
     assert a.slice_index == 14
     np.testing.assert_allclose(a.cursor, want)
     np.testing.assert_allclose(b.cursor, want)

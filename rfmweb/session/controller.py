@@ -62,6 +62,7 @@ class ViewController:
         self.on_probe = on_probe or (lambda _view, _text: None)
         self.pixel_ratio = [1.0] * len(self.sessions)  # device pixels per CSS pixel, per view
         self.probes = [""] * len(self.sessions)
+        self._pointer: list[tuple[float, float] | None] = [None] * len(self.sessions)  # last Probe position
         self.brush_mm = DEFAULT_BRUSH_MM  # radius of strokes sent without one (m.SetBrush)
         self._lock = threading.Lock()
         # corrections (INR fine-tuning) run here, one at a time, never on a UI thread
@@ -108,7 +109,15 @@ class ViewController:
                 if s is not view:
                     s.set_window(width, level)
 
+    def _wheel(self, msg: m.Wheel, targets) -> None:
+        for s in targets:
+            apply_wheel(s, msg.dy, ctrl=msg.ctrl)
+        # the wheel stepped a slice under a resting pointer: its readout is of the new slice now
+        if targets[0].mode != "3d" and not msg.ctrl and self._pointer[msg.view] is not None:
+            self._probe(m.Probe(msg.view, *self._pointer[msg.view]), targets)
+
     def _probe(self, msg: m.Probe, targets) -> None:
+        self._pointer[msg.view] = (msg.x, msg.y)
         probe = targets[0].probe(msg.x, msg.y)
         text = probe.text() if probe is not None else ""
         with self._lock:
@@ -244,7 +253,7 @@ def _each(method: Callable[[RenderSession, m.ClientMessage], None]):
 
 _HANDLERS: dict[type, Callable] = {
     m.Drag: ViewController._drag,
-    m.Wheel: _each(lambda s, msg: apply_wheel(s, msg.dy, ctrl=msg.ctrl)),
+    m.Wheel: ViewController._wheel,
     m.Probe: ViewController._probe,
     m.Resize: _each(lambda s, msg: s.resize(msg.width, msg.height)),
     m.SetPreset: _each(lambda s, msg: s.set_preset(msg.name) if msg.name != s.preset_name else None),
