@@ -9,6 +9,7 @@ an :class:`InputError` that says what to install (:mod:`rfmweb.extras`).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from os import PathLike
 
 
@@ -44,3 +45,15 @@ class MissingDependency(InputError):
     def __init__(self, reason: str, feature: str) -> None:
         self.feature = feature
         super().__init__(reason)
+
+
+@contextmanager
+def about(path: str | PathLike | None):
+    """Within it, an :class:`InputError` that names no file is about ``path`` (e.g. "no visible
+    voxel" found deep in a model, raised while a command works on that volume)."""
+    try:
+        yield
+    except InputError as exc:
+        if exc.path is None and type(exc) is InputError and path is not None:
+            raise InputError(exc.reason, path) from None
+        raise

@@ -327,6 +327,14 @@ def test_prepare_command(tmp_path, capsys):
     assert main(["prepare", "sample:ct_phantom", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(out)]) == 2
     assert "none.pt" in capsys.readouterr().err
     assert main(["prepare", "sample:ct_phantom", "--checkpoint", str(ckpt), "--out", str(tmp_path / "s.txt")]) == 2
+    # a volume the transfer function hides entirely (all air): the error names its file
+    import nibabel as nib
+    nib.save(nib.Nifti1Image(np.full((12, 12, 12), -1000, np.int16), np.eye(4)), str(tmp_path / "air.nii.gz"))
+    capsys.readouterr()
+    assert main(["prepare", str(tmp_path / "air.nii.gz"), "--checkpoint", str(ckpt), "--device", "cpu",
+                 "--out", str(tmp_path / "air.npz")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'air.nii.gz'}: Render-FM found no visible voxel" in err, err
 
 
 def test_label_perturbations():

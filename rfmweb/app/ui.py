@@ -242,18 +242,20 @@ def build_ui(server, names):
                                      model_value=("g.visible",), density="compact", hide_details=True,
                                      classes="rfm-group mr-2",
                                      update_modelValue=(ctrl.rfm_group_visible, "[g.name, $event]"))
-                    with html.Div(v_for=f"c in {names.classes}", key="c.index",
-                                  classes="d-flex align-center rfm-class"):
-                        v3.VCheckbox(model_value=("c.visible",), density="compact", hide_details=True,
-                                     classes="flex-grow-0",
-                                     update_modelValue=(ctrl.rfm_class_visible, "[c.index, $event]"))
-                        html.Div(style=("{ background: c.color, width: '14px', height: '14px', flex: '0 0 14px',"
-                                        " borderRadius: '3px', border: '1px solid #888' }",), classes="mr-2")
-                        html.Div("{{ c.name }}", title=("c.name",), classes="text-body-2 text-truncate",
-                                 style="width:90px")   # a long name is cut; the whole one shows on hover
-                        v3.VSlider(model_value=("c.opacity",), min=0, max=1, step=0.05, density="compact",
-                                   hide_details=True, classes="ml-2",
-                                   update_modelValue=(ctrl.rfm_class_opacity, "[c.index, $event]"))
+                    # a long class list (the phantom's 24) scrolls on its own: the buttons below stay in reach
+                    with html.Div(classes="rfm-classes", style="max-height: 40vh; overflow-y: auto"):
+                        with html.Div(v_for=f"c in {names.classes}", key="c.index",
+                                      classes="d-flex align-center rfm-class"):
+                            v3.VCheckbox(model_value=("c.visible",), density="compact", hide_details=True,
+                                         classes="flex-grow-0",
+                                         update_modelValue=(ctrl.rfm_class_visible, "[c.index, $event]"))
+                            html.Div(style=("{ background: c.color, width: '14px', height: '14px', flex: '0 0 14px',"
+                                            " borderRadius: '3px', border: '1px solid #888' }",), classes="mr-2")
+                            html.Div("{{ c.name }}", title=("c.name",), classes="text-body-2 text-truncate",
+                                     style="width:90px")   # a long name is cut; the whole one shows on hover
+                            v3.VSlider(model_value=("c.opacity",), min=0, max=1, step=0.05, density="compact",
+                                       hide_details=True, classes="ml-2",
+                                       update_modelValue=(ctrl.rfm_class_opacity, "[c.index, $event]"))
 
                 v3.VDivider(classes="my-2")
                 _annotation_controls(ctrl, names)

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
-from ..errors import InputError
+from ..errors import InputError, about
 from ._options import add_series_option
 
 if TYPE_CHECKING:
@@ -183,7 +183,8 @@ def fit_and_report(job: FitJob, start: Callable[..., "Splats6D"], *, command: st
     config = FitConfig(iters=iters, lr_scale=job.lr_scale, max_splats=max_splats, seed=job.seed)
     if job.size is None and defaults["size"] is not None:
         views = views.resized(min(defaults["size"], views.native_size[0]))
-    splats = start(scene, max_splats, device)
+    with about(job.volume):
+        splats = start(scene, max_splats, device)
     log.info("%s: %s init, %d splats, %d train / %d test views, training at %dx%d on %s, %d iterations",
              command, init, len(splats), len(views.train), 0 if views.test is None else len(views.test),
              views.train.width, views.train.height, device, iters)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 
-from ..errors import InputError
+from ..errors import InputError, about
 from ._options import add_series_option, add_style_options, tf_from_args
 
 log = logging.getLogger("rfmweb")
@@ -83,8 +83,9 @@ def run(args) -> dict:
         model.config = dataclasses.replace(model.config, agp=False)
     load_s = time.perf_counter() - t
     scene = scene_from_args(args)
-    predict(model, scene, device=device, out_device="cpu") if device.type == "cuda" else None   # warm-up (CUDA)
-    pred = predict(model, scene, device=device, out_device="cpu")
+    with about(args.volume):
+        predict(model, scene, device=device, out_device="cpu") if device.type == "cuda" else None   # warm-up (CUDA)
+        pred = predict(model, scene, device=device, out_device="cpu")
     save_splats(pred.splats, args.out)
     log.info("wrote %s: %d splats", args.out, len(pred.splats))
     report = {"format": "rfmweb.prepare.report/1", "volume": str(args.volume), "labels": args.labels,

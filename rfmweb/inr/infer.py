@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..errors import InputError
+from ..errors import InputError, about
 from ..models.inr import (NeumoursINR, axis_feature_columns, brain_mask, normalise_modalities,
                           patch_flat_offsets, voxel_to_unit)
 from .denoise import _bbox
@@ -505,7 +505,8 @@ def segment_case(case: str | os.PathLike | Volume, out: str | os.PathLike, *, ch
         raise InputError(f"--resolution {resolution_mm} mm is coarser than the input spacing "
                          f"{tuple(round(s, 3) for s in volume.spacing)}; only equal or finer grids are supported")
     t1 = time.perf_counter()
-    labels = segment_volume(model, volume, resolution_mm=resolution_mm, device=device, precision=precision)
+    with about(None if isinstance(case, Volume) else case):
+        labels = segment_volume(model, volume, resolution_mm=resolution_mm, device=device, precision=precision)
     t2 = time.perf_counter()
     affine = volume.affine
     spacing = volume.spacing
