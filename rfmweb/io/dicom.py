@@ -86,6 +86,7 @@ def voi_window(volume: Volume) -> tuple[float, float] | None:
     source = dicom_source(volume)
     if source is None or not source.datasets:
         return None
+
     def first(value) -> float:   # a multi-valued element lists alternatives: take the first
         return float(next(iter(value)) if hasattr(value, "__iter__") and not isinstance(value, str) else value)
 
