@@ -119,19 +119,22 @@ def test_series_reads_back_values_and_geometry(ct_series):
 
 
 def test_slices_open_with_the_series_own_window(tmp_path):
-    """The "auto" slice window of a DICOM series is the one its header asks for (the first of several)."""
+    """The "auto" slice window of a DICOM series is the one its header asks for (the first of several);
+    a CT without one opens in the soft-tissue window, an MR in its 1st-99th percentiles."""
     from rfmweb.session import RenderSession
 
     hu, affine = hu_volume(), oblique_affine()
     write_series(tmp_path / "windowed", hu, affine, window=([40, 400], [80, 2000]))
     write_series(tmp_path / "plain", hu, affine)
-    windowed = RenderSession(open_volume(tmp_path / "windowed"), renderer="vtk", width=64, height=64)
-    plain = RenderSession(open_volume(tmp_path / "plain"), renderer="vtk", width=64, height=64)
-    for s in (windowed, plain):
+    write_series(tmp_path / "mr", hu + 1024, affine, modality="MR")
+    windowed, plain, mr = (RenderSession(open_volume(tmp_path / name), renderer="vtk", width=64, height=64)
+                           for name in ("windowed", "plain", "mr"))
+    for s in (windowed, plain, mr):
         s.set_view_mode("axial")
     assert windowed.window_level == pytest.approx((80.0, 40.0))
-    lo, hi = np.percentile(hu, [1, 99])
-    width, level = plain.window_level
+    assert plain.window_level == pytest.approx((400.0, 50.0))
+    lo, hi = np.percentile(hu + 1024, [1, 99])
+    width, level = mr.window_level
     assert width == pytest.approx(hi - lo, rel=0.1) and level == pytest.approx((lo + hi) / 2, abs=0.1 * (hi - lo))
 
 

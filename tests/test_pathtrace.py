@@ -107,7 +107,8 @@ def test_sensor_axes_follow_the_orbit_camera():
 
 
 def test_grids_are_what_the_raymarcher_sees():
-    """The lattice holds the ray-marcher's own (unshaded) field values; hidden classes are empty."""
+    """The lattice holds the ray-marcher's own (unshaded) field values; hidden classes are empty but
+    for the fade of the tissue beside them (:func:`~rfmweb.render.fields.hide_voxels`)."""
     vol = samples.load("ct_phantom", size=32)
     rm = RaymarchRenderer(device="cpu")
     bone = [c.index for c in vol.classes if c.group == "skeleton"]
@@ -125,10 +126,16 @@ def test_grids_are_what_the_raymarcher_sees():
     rgb, sigma = field(torch.as_tensor(world, dtype=torch.float32), torch.zeros(len(world), 3))
     np.testing.assert_allclose(g.density[tuple(zyx.T)][:, 0] * g.sigma_max, sigma.numpy(), atol=1e-4)
     np.testing.assert_allclose(g.albedo[tuple(zyx.T)], pathtrace.srgb_to_linear(rgb.numpy()), atol=1e-4)
-    # no bone is left in the medium
-    vox = np.rint((np.linalg.inv(vol.affine) @ np.c_[world, np.ones(len(world))].T).T[:, :3]).astype(int)
+    # no bone is left in the medium: bone voxels are empty or as faint as the tissue fading in from beside
+    # them, far below the bone shown (median 0.35 / mm, 90th percentile 1.25 / mm)
+    zyx = np.argwhere(g.density[..., 0] >= 0)
+    tex = (zyx[:, ::-1] + 0.5) / np.array(g.density.shape[2::-1])
+    world = (g.grid_to_world @ np.c_[tex, np.ones(len(tex))].T).T
+    vox = np.rint((np.linalg.inv(vol.affine) @ world.T).T[:, :3]).astype(int)
     is_bone = np.isin(vol.labels[tuple(vox.T)], bone)
-    assert is_bone.any() and np.all(g.density[tuple(zyx.T)][is_bone, 0] == 0)
+    density = g.density[tuple(zyx.T)][:, 0] * g.sigma_max
+    assert is_bone.sum() > 100 and np.median(density[is_bone]) == 0
+    assert density[is_bone].max() <= min(density[~is_bone].max(), 0.2)
 
 
 def test_density_gradient_is_per_voxel_in_world_axes():

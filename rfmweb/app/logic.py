@@ -266,7 +266,8 @@ class AppController:
 
     @guarded
     def set_window_preset(self, name: str) -> None:
-        """A CT window preset of the slices (``"auto"``: the 1st-99th percentiles); ``"custom"`` is
+        """A CT window preset of the slices (``"auto"``: the volume's own, see
+        :meth:`~rfmweb.session.session.RenderSession.set_window`); ``"custom"`` is
         what a window/level drag leaves, nothing to set."""
         if name != "custom":
             self.control.handle(m.SetWindow(0, preset=str(name)))

@@ -433,7 +433,7 @@ def march_tiles(out, row0, row1, origins, dirs, t_near, n_steps, step, bg, exact
         n_steps: ``[H * W]`` int64 samples per ray (0: the ray misses the visible box).
         step: sample spacing ``dt`` (mm). bg: ``[3]`` float64 background. exact_opacity: reproduce the
             torch marcher's transmittance after early termination (needed when ``bg`` is not black).
-        scalar: ``[X, Y, Z]`` float32 intensities (hidden classes already moved to transparent), or
+        scalar: ``[X, Y, Z]`` float32 intensities (hidden classes already faded out), or
             their cubic B-spline coefficients when ``cubic``; the block tables bound what it reads.
         geometry: ``(norm_lin [3, 3], norm_off [3], vox_lin [3, 3], vox_off [3])`` float32 world ->
             grid_sample / voxel maps of the field's ``GridSampler`` (row-vector form, ``p @ lin + off``).

@@ -12,6 +12,7 @@ import torch
 
 from ..errors import InputError
 from .dvr import RaymarchRenderer, visible_box
+from .fields import marched_classes
 from .scene import Scene
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ def build_grids(scene: Scene, marcher: RaymarchRenderer, oversample: int | str =
     """
     t0 = time.perf_counter()
     p = marcher.prepare(scene)
-    box = visible_box(p.grid[0], scene.tf, p.labels, scene.classes)
+    box = visible_box(p.grid[0], scene.tf, p.labels, marched_classes(scene.classes, scene.tf))
     if box is None:
         return None
     lo, hi = box

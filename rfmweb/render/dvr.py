@@ -28,15 +28,13 @@ import torch
 from ..backend import default_device, march_backend
 from ..camera import OrbitCamera, camera_rays
 from ..transfer import ClassTable, TransferFunction
-from ..transfer.function import interp
-from .fields import ChannelMix, ScalarField, hide_voxels, label_normals, shading_gradient
+from .fields import (VISIBLE_EPS, ChannelMix, ScalarField, hide_key, hide_voxels, label_normals, marched_classes,
+                     shading_gradient, tf_visible)
 from .raymarch import MarchResult, march, pixel_jitter, ray_aabb
 from .sampling import bspline_coefficients
 from .scene import FULL, REST, Quality, RenderAborted, Scene, frame_offsets, to_uint8
 
 log = logging.getLogger(__name__)
-
-VISIBLE_EPS = 1e-3
 
 
 @dataclass
@@ -45,20 +43,13 @@ class _Prepared:
 
     volume: object
     mix: ChannelMix | None
-    hidden: tuple                     # (hidden class labels, the intensity they were moved to)
+    hidden: tuple                     # hide_key of the hidden classes faded out of the grid
     grid: torch.Tensor                # [4, X, Y, Z]: scalar + world gradient
     labels: torch.Tensor | None       # [X, Y, Z] long
     value_range: tuple[float, float]
     solid: tuple[int, ...] = ()       # visible labels of a solid class table (their normals below)
     label_normals: torch.Tensor | None = None
     coefficients: torch.Tensor | None = None  # [X, Y, Z] cubic B-spline of grid[0], made when first wanted
-
-
-def tf_visible(scalar: torch.Tensor, tf: TransferFunction, eps: float = VISIBLE_EPS) -> torch.Tensor:
-    """``[X, Y, Z]`` bool: the voxels whose value the TF gives an opacity above ``eps``."""
-    x = scalar.detach()
-    pts = torch.tensor(tf.opacity, dtype=x.dtype, device=x.device)
-    return interp(x, pts[:, 0].contiguous(), pts[:, 1:])[..., 0] > eps
 
 
 def visible_box(scalar: torch.Tensor, tf: TransferFunction, labels: torch.Tensor | None,
@@ -125,7 +116,7 @@ class RaymarchRenderer:
         """Device tensors for the scene's volume, mix and hidden classes (cached for the last ones)."""
         with self._lock:
             vol, mix = scene.volume, scene.effective_mix
-            hidden = (scene.classes.hidden, scene.tf.transparent_value()) if vol.labels is not None else ((), None)
+            hidden = hide_key(scene.classes.hidden if vol.labels is not None else (), scene.tf)
             p = self._prepared
             if p is not None and p.volume is vol and p.mix == mix and p.hidden == hidden:
                 return p
@@ -165,7 +156,8 @@ class RaymarchRenderer:
             self._update_label_normals(scene)
             if cubic and p.coefficients is None:
                 p.coefficients = bspline_coefficients(p.grid[0])
-            return ScalarField(p.grid, scene.volume.affine, scene.tf, p.labels, scene.classes, shade=shade,
+            classes = marched_classes(scene.classes, scene.tf)
+            return ScalarField(p.grid, scene.volume.affine, scene.tf, p.labels, classes, shade=shade,
                                value_range=p.value_range, label_normals=p.label_normals, preintegrate=preintegrate,
                                coefficients=p.coefficients if cubic else None)
 
@@ -176,7 +168,8 @@ class RaymarchRenderer:
                 grid, opacity, _ = self._tf_visible
                 if grid is not p.grid or opacity != scene.tf.opacity:    # kept when only the labels change
                     self._tf_visible = (p.grid, scene.tf.opacity, tf_visible(p.grid[0], scene.tf))
-                self._box = visible_box(p.grid[0], scene.tf, p.labels, scene.classes, visible=self._tf_visible[2])
+                self._box = visible_box(p.grid[0], scene.tf, p.labels, marched_classes(scene.classes, scene.tf),
+                                        visible=self._tf_visible[2])
                 self._box_key, self._box_of = key, p
             return self._box
 

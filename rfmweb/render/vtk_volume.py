@@ -13,9 +13,9 @@ gets. Either is driven by the same
 :class:`~rfmweb.camera.OrbitCamera` as the ray-marcher, with the same conventions: opacity per
 unit distance (mm), a headlight with ambient light, voxel centres spanning the volume.
 
-Plain show/hide of classes is applied by moving hidden voxels to a transparent intensity, which
-keeps VTK's shading on the intensity gradient like the ray-marcher's. Class styles that VTK cannot
-express on a scalar volume (class colours, partial class opacity, solid labels) are drawn by the
+Plain show/hide of classes is applied by fading the hidden classes out of the scalar
+(:func:`~rfmweb.render.fields.hide_voxels`, as the ray-marcher's grid does), which keeps VTK's
+shading on the intensity gradient like the ray-marcher's. Class styles that VTK cannot express on a scalar volume (class colours, partial class opacity, solid labels) are drawn by the
 ray-marcher instead (the compiled one when numba is installed; logged once): VTK's only way to show
 them, a pre-classified RGBA volume, interpolates colour and opacity between voxels of different
 classes and shades with the gradient of that opacity, which broke thin bones (ribs, sternum,
@@ -60,7 +60,7 @@ from ..camera import OrbitCamera
 from ..extras import require
 from ..transfer import ClassTable
 from ..transfer.function import MAX_OPACITY
-from .fields import hide_voxels, scalar_np
+from .fields import hide_key, hide_voxels, scalar_np
 from .sampling import bspline_upsample
 from .scene import FULL, REST, Quality, RenderAborted, Scene, frame_offsets
 
@@ -169,7 +169,7 @@ class VtkRenderer:
         vol = scene.volume
         mix = scene.effective_mix
         hidden = scene.classes.hidden if vol.labels is not None else ()
-        key = (id(vol), mix, hidden, scene.tf.transparent_value() if hidden else None)
+        key = (id(vol), mix, hide_key(hidden, scene.tf))
         if key == self._data_key.get(cubic):
             return
         _, data_model, _, _, numpy_support = _vtk()

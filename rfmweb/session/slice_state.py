@@ -17,6 +17,12 @@ if TYPE_CHECKING:
     from .session import Snapshot
 
 
+#: The "auto" slice window of a CT without its own (a NIfTI, or DICOM without a VOI window): the
+#: soft-tissue window (W 400 L 50 HU) a CT is first read in. A head CT's 1st-99th percentiles span air
+#: to bone (W ~2,200): brain, muscle and fat all the same grey.
+CT_AUTO_WINDOW = "abdomen"
+
+
 @dataclass(frozen=True)
 class Probe:
     """The voxel under the pointer on a slice view: ``voxel`` indices, ``position`` world mm (RAS),
@@ -58,7 +64,8 @@ class SliceControls:
 
     def set_window(self, width: float | None, level: float | None = None) -> None:
         """Slice grey window: width and level in image units (HU for CT); ``None``: the automatic one
-        (1st-99th percentiles of the slice channel)."""
+        (a DICOM series' own, a CT's soft-tissue window, else the 1st-99th percentiles of the slice
+        channel)."""
         window = None if width is None else window_range(float(width), float(level if level is not None else 0.0))
         with self._lock:
             self.window = window
@@ -159,12 +166,17 @@ class SliceControls:
 
     def _slice_window(self, force: bool = False) -> tuple[float, float] | None:
         """The slice channel's default window ("auto"): a DICOM series' own (its header's VOI window),
-        else the 1st-99th percentiles; computed once per image array and channel (not per frame)."""
+        else a CT's :data:`CT_AUTO_WINDOW`, else the 1st-99th percentiles; computed once per image
+        array and channel (not per frame)."""
         if (self.mode == "3d" and not force) or self.volume is None:
             return None
         data, channel = self.volume.data, self.slice_channel
         cached = self._window_cache
         if cached is None or cached[0] is not data or cached[1] != channel:
-            window = (voi_window(self.volume) if data.shape[0] == 1 else None) or default_window(data[channel])
+            window = None
+            if data.shape[0] == 1:
+                window = voi_window(self.volume) or (
+                    window_range(*WINDOW_PRESETS[CT_AUTO_WINDOW]) if self.volume.modality == "CT" else None)
+            window = window or default_window(data[channel])
             cached = self._window_cache = (data, channel, window)
         return cached[2]

@@ -37,11 +37,15 @@ class ClassTable:
     """Styles for the classes of a label map.
 
     Labels missing from the table render as if unlabelled (visible, opacity 1, TF colour).
+    ``hidden_in_scalar``: the scalar a marcher reads already fades the hidden classes out
+    (:func:`~rfmweb.render.fields.hide_voxels`); in ``"modulate"`` mode they then keep opacity 1 and
+    the TF colour here, so that smooth fade is not cut back to the voxel lattice.
     """
 
     styles: tuple[ClassStyle, ...] = ()
     mode: str = "modulate"
     use_class_colors: bool = False
+    hidden_in_scalar: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -86,7 +90,11 @@ class ClassTable:
     def is_trivial(self) -> bool:
         """True when the table changes nothing (all visible, opacity 1, TF colours, modulate)."""
         return self.mode == "modulate" and not self.use_class_colors and all(
-            s.visible and s.opacity == 1.0 for s in self.styles)
+            (s.visible and s.opacity == 1.0) or self._faded(s) for s in self.styles)
+
+    def _faded(self, s: ClassStyle) -> bool:
+        """Whether a hidden class is left to the scalar (``hidden_in_scalar``, modulate mode)."""
+        return not s.visible and self.hidden_in_scalar and self.mode == "modulate"
 
     def lookup(self, max_label: int, device=None, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
         """Tables indexed by label value.
@@ -98,7 +106,7 @@ class ClassTable:
         rgba = torch.ones(max_label + 1, 4, dtype=dtype, device=device)
         use = torch.zeros(max_label + 1, dtype=dtype, device=device)
         for s in self.styles:
-            if s.index > max_label:
+            if s.index > max_label or self._faded(s):     # a faded class: opacity 1, TF colour
                 continue
             rgba[s.index, :3] = torch.tensor(s.color, dtype=dtype)
             rgba[s.index, 3] = s.opacity if s.visible else 0.0

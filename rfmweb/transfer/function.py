@@ -159,11 +159,23 @@ class TransferFunction:
                        opacity=tuple((p[0] + offset, p[1]) for p in self.opacity))
 
     def transparent_value(self) -> float | None:
-        """An intensity where the opacity is exactly 0 (hidden voxels are moved there), or ``None``."""
+        """The first intensity where the opacity is exactly 0 (the inside of a hidden class is moved
+        there), or ``None``."""
         for x, a in self.opacity:
             if a == 0.0:
                 return x
         return None
+
+    def transparent_edge(self) -> float | None:
+        """The zero-opacity point next to the visible range: the last one before the first point with
+        opacity > 0, else the first one after it (a hidden class's neighbours fade towards it), or
+        ``None`` when the opacity is nowhere 0."""
+        alphas = [a for _, a in self.opacity]
+        first = next((i for i, a in enumerate(alphas) if a > 0), len(alphas))
+        before = [i for i in range(first) if alphas[i] == 0.0]
+        after = [i for i in range(first, len(alphas)) if alphas[i] == 0.0]
+        index = before[-1] if before else (after[0] if after else None)
+        return None if index is None else self.opacity[index][0]
 
     def visible_threshold(self, eps: float = 1e-3) -> tuple[float, float] | None:
         """Intensity interval outside which opacity is <= ``eps`` (``None`` if nowhere visible).

@@ -1,0 +1,123 @@
+"""Hiding a class fades it out of the scalar along the label map's smoothed outline
+(:func:`rfmweb.render.fields.hide_voxels`), not along the voxel lattice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rfmweb.render.fields import HIDE_FADE_SIGMA, hide_key, hide_voxels, marched_classes
+from rfmweb.transfer import ClassStyle, ClassTable, TransferFunction, preset
+
+MUSCLE = preset("CT-Muscle")
+
+
+def tilted_bone(slope: float = 0.25, shape=(40, 6, 16)):
+    """Soft tissue (100 HU) over bone (1000 HU, label 2) below the plane ``z = 3 + slope x`` (voxels):
+    a label map whose outline is a staircase with a step every ``1 / slope`` voxels."""
+    x, _, z = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    bone = z < 3 + slope * x
+    scalar = np.where(bone, 1000.0, 100.0).astype(np.float32)
+    return torch.from_numpy(scalar), torch.from_numpy(np.where(bone, 2, 1).astype(np.int64))
+
+
+def crossing_depths(scalar: torch.Tensor, level: float, xs: np.ndarray, y: int = 2) -> np.ndarray:
+    """Per ``x`` (fractional voxels), the lowest ``z`` where the bilinear scalar in the plane ``y``
+    rises through ``level`` (linear between voxel centres along z)."""
+    plane = scalar[:, y, :].double().numpy()                                  # [X, Z]
+    out = []
+    for x in xs:
+        i = int(np.floor(x))
+        f = x - i
+        column = (1 - f) * plane[i] + f * plane[min(i + 1, plane.shape[0] - 1)]
+        k = int(np.argmax(column >= level))
+        assert k > 0 and column[k - 1] < level
+        out.append(k - 1 + (level - column[k - 1]) / (column[k] - column[k - 1]))
+    return np.array(out)
+
+
+def test_the_edge_left_by_a_hidden_class_follows_the_outline_not_the_lattice():
+    """Moving hidden voxels to a transparent value put the surface beside them on the voxel lattice:
+    a sawtooth of 1 voxel about the plane (RMS ~0.29 voxels). The fade keeps it within 0.1 voxel of
+    the plane, at the plane's slope, with the bone's intensity nowhere left."""
+    scalar, labels = tilted_bone()
+    xs = np.arange(8.0, 32.0, 0.125)
+    edge = MUSCLE.transparent_edge()
+    level = edge + 0.5 * (100.0 - edge)
+
+    def residual(field):
+        depth = crossing_depths(field, level, xs)
+        fit = np.polyfit(xs, depth, 1)
+        return fit[0], float(np.sqrt(np.mean((depth - np.polyval(fit, xs)) ** 2)))
+
+    moved = torch.where(labels == 2, torch.tensor(edge), scalar)            # the former way
+    faded = hide_voxels(scalar, labels, (2,), MUSCLE)
+    slope_moved, rms_moved = residual(moved)
+    slope, rms = residual(faded)
+    assert rms_moved > 0.2 and rms < 0.1, (rms_moved, rms)
+    assert slope == pytest.approx(0.25, abs=0.02)
+    assert float(faded.max()) <= 100.0 + 1e-4                               # no trace of the bone
+    # deep in the bone: the TF's first transparent value; far above it: untouched, bit for bit
+    x, _, z = np.meshgrid(*(np.arange(n) for n in scalar.shape), indexing="ij")
+    reach = int(np.ceil(3 * HIDE_FADE_SIGMA)) + 1
+    deep = torch.from_numpy(z < 3 + 0.25 * x - reach)
+    far = torch.from_numpy(z >= 3 + 0.25 * x + reach)
+    assert bool((faded[deep] == MUSCLE.transparent_value()).all())
+    assert torch.equal(faded[far], scalar[far])
+
+
+def test_hiding_a_class_the_tf_does_not_show_changes_nothing():
+    """Air hidden under CT-Muscle (transparent anyway): the scalar comes back as it was; numpy in,
+    numpy out (VTK's path), with labels of any integer type."""
+    scalar, labels = tilted_bone()
+    scalar = torch.where(labels == 2, torch.tensor(-1000.0), scalar)
+    out = hide_voxels(scalar.numpy(), labels.numpy().astype(np.uint16), (2,), MUSCLE)
+    assert isinstance(out, np.ndarray) and np.array_equal(out, scalar.numpy())
+    same = hide_voxels(scalar, labels, (), MUSCLE)
+    assert same is scalar
+
+
+def test_a_tf_nowhere_transparent_hides_through_the_class_table_alone():
+    scalar, labels = tilted_bone()
+    fog = TransferFunction("fog", color=((0.0, 1.0, 1.0, 1.0), (1.0, 1.0, 1.0, 1.0)),
+                           opacity=((-3000.0, 0.1), (3000.0, 0.2)))
+    assert fog.transparent_value() is None and fog.transparent_edge() is None
+    assert hide_voxels(scalar, labels, (2,), fog) is scalar
+    table = ClassTable((ClassStyle(1, "soft", (1.0, 0.0, 0.0)), ClassStyle(2, "bone", (0.0, 1.0, 0.0), visible=False)))
+    assert marched_classes(table, fog) is table
+    rgba, _ = marched_classes(table, fog).lookup(2)
+    assert rgba[2, 3] == 0.0
+
+
+def test_transparent_edge_is_the_zero_point_beside_the_visible_range():
+    assert MUSCLE.transparent_value() == -3024.0 and MUSCLE.transparent_edge() == pytest.approx(-155.407)
+    assert preset("CT-Lung").transparent_edge() == -600.0
+    falling = TransferFunction("falling", color=((0.0, 1.0, 1.0, 1.0), (1.0, 1.0, 1.0, 1.0)),
+                               opacity=((0.0, 0.8), (10.0, 0.5), (20.0, 0.0), (30.0, 0.0)))
+    assert falling.transparent_edge() == 20.0 and falling.transparent_value() == 20.0
+
+
+def test_a_faded_class_keeps_opacity_one_and_the_tf_colour_in_the_marcher_table():
+    """The scalar fades a hidden class out; the class table must not cut that fade back to the
+    lattice (opacity 0 on the hidden voxels' corners). Solid tables keep hiding by label."""
+    styles = (ClassStyle(1, "soft", (1.0, 0.0, 0.0), opacity=0.5), ClassStyle(2, "bone", (0.0, 1.0, 0.0), visible=False))
+    coloured = ClassTable(styles, use_class_colors=True)
+    marched = marched_classes(coloured, MUSCLE)
+    assert marched.hidden_in_scalar and marched.hidden == (2,)
+    rgba, use = marched.lookup(2)
+    assert rgba[2].tolist() == [1.0, 1.0, 1.0, 1.0] and use[2] == 0.0
+    assert rgba[1, 3] == 0.5 and use[1] == 1.0
+    assert marched_classes(ClassTable(styles[1:]), MUSCLE).is_trivial            # hiding alone: nothing left to do
+    assert not ClassTable(styles[1:]).is_trivial
+    solid = marched_classes(ClassTable(styles, mode="solid"), MUSCLE)
+    assert solid.lookup(2)[0][2, 3] == 0.0
+
+
+def test_the_prepared_grid_changes_only_when_the_fade_would():
+    """Dragging an opacity point up or down keeps the faded grid (only where the TF is 0 matters)."""
+    taller = TransferFunction(MUSCLE.name, MUSCLE.color, tuple((x, min(1.0, a * 1.2)) for x, a in MUSCLE.opacity),
+                              MUSCLE.gradient_opacity, MUSCLE.shading, MUSCLE.unit_distance)
+    assert hide_key((2,), taller) == hide_key((2,), MUSCLE)
+    assert hide_key((2,), MUSCLE.shifted(10.0)) != hide_key((2,), MUSCLE)
+    assert hide_key((), MUSCLE) == hide_key((), MUSCLE.shifted(10.0))
