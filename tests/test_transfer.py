@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -80,12 +81,33 @@ def test_transfer_function_validation():
         TransferFunction("bad", color=[(0, 1, 1)], opacity=[(0, 0)])
 
 
-def test_rescale_shift_and_visible_threshold():
+def test_rescale_shift_and_visible_intervals():
     tf = TransferFunction("t", color=[(0, 0, 0, 0), (10, 1, 1, 1)], opacity=[(0, 0), (4, 0), (6, 1), (8, 0), (10, 0)])
     assert tf.rescaled(100, 200).x_range == (100, 200)
     assert tf.shifted(5).opacity[2] == (11, 1)
-    assert tf.visible_threshold() == (4, 8)
-    assert TransferFunction("z", color=[(0, 0, 0, 0)], opacity=[(0, 0)]).visible_threshold() is None
+    assert tf.visible_intervals() == ((4, 8),)
+    assert tf.visible_intervals(0.5) == ((5, 7),)
+    assert TransferFunction("z", color=[(0, 0, 0, 0)], opacity=[(0, 0)]).visible_intervals() == ()
+    two = TransferFunction("two", color=[(0, 0, 0, 0)], opacity=[(0, 0.2), (2, 0.2), (3, 0), (5, 0), (6, 0.4)])
+    assert two.visible_intervals(0.1) == ((-math.inf, 2.5), (5.25, math.inf))
+
+
+def test_visible_voxels_by_intervals_match_the_interpolated_opacity():
+    """``tf_visible`` compares against the TF's visible intervals; it agrees with interpolating the
+    opacity everywhere but within a rounding of the crossings."""
+    from rfmweb.render.fields import tf_visible
+    from rfmweb.transfer.function import interp
+    x = torch.linspace(-3100.0, 3100.0, 400_001, dtype=torch.float64)
+    rng = np.random.default_rng(3)
+    ramps = [TransferFunction("r", color=[(0, 0, 0, 0)], opacity=list(zip(np.sort(rng.uniform(-3000, 3000, 6)),
+                                                                          rng.choice([0.0, 0.3, 1.0], 6))))
+             for _ in range(20)]
+    for tf in [*PRESETS.values(), *ramps]:
+        pts = torch.tensor(tf.opacity, dtype=x.dtype)
+        alpha = interp(x, pts[:, 0].contiguous(), pts[:, 1:])[..., 0]
+        for eps in (0.0, 1e-3):
+            differ = tf_visible(x, tf, eps) != (alpha > eps)
+            assert bool(((alpha[differ] - eps).abs() < 1e-9).all()), tf.opacity
 
 
 def test_class_table():

@@ -13,6 +13,7 @@ Semantics follow VTK / 3D Slicer so the ray-marcher and the VTK renderer agree:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -177,17 +178,27 @@ class TransferFunction:
         index = before[-1] if before else (after[0] if after else None)
         return None if index is None else self.opacity[index][0]
 
-    def visible_threshold(self, eps: float = 1e-3) -> tuple[float, float] | None:
-        """Intensity interval outside which opacity is <= ``eps`` (``None`` if nowhere visible).
+    def visible_intervals(self, eps: float = 0.0) -> tuple[tuple[float, float], ...]:
+        """Open intensity intervals ``(lo, hi)``, in order and disjoint, where the opacity exceeds
+        ``eps`` (``-inf`` / ``inf`` where it does beyond the first / last point); empty when nowhere.
+        Exact up to the points where two intervals touch."""
+        pts = self.opacity
+        out: list[tuple[float, float]] = []
 
-        Used for empty-space skipping; conservative at the knots.
-        """
-        xs = np.array([p[0] for p in self.opacity])
-        ys = np.array([p[1] for p in self.opacity])
-        vis = ys > eps
-        if not vis.any():
-            return None
-        first, last = int(np.argmax(vis)), len(vis) - 1 - int(np.argmax(vis[::-1]))
-        lo = -np.inf if first == 0 else xs[first - 1]
-        hi = np.inf if last == len(xs) - 1 else xs[last + 1]
-        return float(lo), float(hi)
+        def add(lo: float, hi: float) -> None:
+            if out and out[-1][1] >= lo:                       # touching at a point: one interval
+                out[-1] = (out[-1][0], max(out[-1][1], hi))
+            else:
+                out.append((lo, hi))
+        if pts[0][1] > eps:
+            add(-math.inf, pts[0][0])
+        for (x0, a0), (x1, a1) in zip(pts, pts[1:]):
+            if a0 > eps and a1 > eps:
+                add(x0, x1)
+            elif a0 > eps:                                     # falls through eps inside the segment
+                add(x0, x0 + (a0 - eps) / (a0 - a1) * (x1 - x0))
+            elif a1 > eps:                                     # rises through it
+                add(x1 - (a1 - eps) / (a1 - a0) * (x1 - x0), x1)
+        if pts[-1][1] > eps:
+            add(pts[-1][0], math.inf)
+        return tuple(out)
