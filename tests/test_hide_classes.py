@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rfmweb.render.fields import HIDE_FADE_SIGMA, hide_key, hide_voxels, marched_classes
+from rfmweb.render.fields import HIDE_FADE_MARGIN, HIDE_FADE_SIGMA, hide_key, hide_voxels, marched_classes
 from rfmweb.transfer import ClassStyle, ClassTable, TransferFunction, preset
 
 MUSCLE = preset("CT-Muscle")
@@ -58,13 +58,31 @@ def test_the_edge_left_by_a_hidden_class_follows_the_outline_not_the_lattice():
     assert rms_moved > 0.2 and rms < 0.1, (rms_moved, rms)
     assert slope == pytest.approx(0.25, abs=0.02)
     assert float(faded.max()) <= 100.0 + 1e-4                               # no trace of the bone
-    # deep in the bone: the TF's first transparent value; far above it: untouched, bit for bit
+    # deep in the bone: a margin below the transparent edge (1 % of the TF's span); far above it:
+    # untouched, bit for bit
     x, _, z = np.meshgrid(*(np.arange(n) for n in scalar.shape), indexing="ij")
     reach = int(np.ceil(3 * HIDE_FADE_SIGMA)) + 1
     deep = torch.from_numpy(z < 3 + 0.25 * x - reach)
     far = torch.from_numpy(z >= 3 + 0.25 * x + reach)
-    assert bool((faded[deep] == MUSCLE.transparent_value()).all())
+    lo, hi = MUSCLE.x_range
+    assert torch.allclose(faded[deep], torch.tensor(edge - HIDE_FADE_MARGIN * (hi - lo)))
     assert torch.equal(faded[far], scalar[far])
+
+
+def test_the_faded_field_reads_through_the_cubic_spline_without_ringing():
+    """The views at rest read the scalar through its interpolating cubic B-spline, which rings at a
+    jump: voxels moved to -3024 HU beside 100 HU tissue overshot to ~600 HU (a bright rim). The fade
+    is smooth: nothing above the tissue's 100 HU, and cells whose corners are all transparent stay so."""
+    import torch.nn.functional as F
+    from rfmweb.render.sampling import bspline_upsample
+    scalar, labels = tilted_bone()
+    faded = hide_voxels(scalar, labels, (2,), MUSCLE)
+    spline = bspline_upsample(faded)                              # the spline at half the spacing
+    assert float(spline.max()) < 101.0
+    corners = F.max_pool3d(faded[None, None], 2, stride=1)[0, 0]   # each cell's brightest corner
+    centres = spline[1::2, 1::2, 1::2]
+    clear = corners < MUSCLE.transparent_edge()
+    assert clear.sum() > 1000 and float(centres[clear].max()) < MUSCLE.transparent_edge()
 
 
 def test_hiding_a_class_the_tf_does_not_show_changes_nothing():

@@ -102,8 +102,8 @@ def scalar_np(data: np.ndarray, mix: ChannelMix | None) -> np.ndarray:
 VISIBLE_EPS = 1e-3
 #: Gaussian (voxels) across which tissue beside a hidden class fades out (:func:`hide_voxels`)
 HIDE_FADE_SIGMA = 1.0
-#: visible fraction below which a voxel takes the TF's first transparent intensity
-HIDE_FADE_FLOOR = 1e-3
+#: how far below the TF's transparent edge (fraction of the intensity span) a hidden class's inside goes
+HIDE_FADE_MARGIN = 0.01
 
 
 def tf_visible(scalar: torch.Tensor, tf: TransferFunction, eps: float = VISIBLE_EPS) -> torch.Tensor:
@@ -149,19 +149,21 @@ def hide_voxels(scalar, labels, hidden: tuple[int, ...], tf: TransferFunction):
 
     .. math::
 
-        s' = t + w\,(\tilde s - t) \text{ where the TF shows } s, \qquad s' = s \text{ elsewhere},
+        s' = t + w\,(\tilde s - t) - (1 - w)\,m \text{ where the TF shows } s, \qquad
+        s' = s \text{ elsewhere},
 
-    with ``t`` the TF's transparent edge (:meth:`~rfmweb.transfer.TransferFunction.transparent_edge`)
-    and ``s~`` the scalar itself off ``h`` and, on ``h``, the Gaussian-weighted mean of the voxels
-    off ``h`` around it: a hidden structure's own intensities never show (no ghost of a hidden
-    skull), the tissue beside it fades out across about two voxels, and a class the TF does not
-    show (air) changes nothing when hidden. Deep inside a hidden structure (``w`` below
-    :data:`HIDE_FADE_FLOOR`) the scalar is the TF's first transparent intensity. Works on numpy
-    arrays and torch tensors; returns ``scalar`` itself when nothing shown is hidden or the TF is
-    nowhere transparent.
+    with ``t`` the TF's transparent edge (:meth:`~rfmweb.transfer.TransferFunction.transparent_edge`),
+    ``m`` :data:`HIDE_FADE_MARGIN` of the intensity span (signed away from what the TF shows), and
+    ``s~`` the scalar itself off ``h`` and, on ``h``, the Gaussian-weighted mean of the voxels off
+    ``h`` around it: a hidden structure's own intensities never show (no ghost of a hidden skull),
+    the tissue beside it fades out across about two voxels, a class the TF does not show (air)
+    changes nothing when hidden, and the inside of a hidden structure (``t - m``) is clear of the
+    lookup table's last step before ``t``. The field stays smooth there: a cubic B-spline read
+    rings at a jump. Works on numpy arrays and torch tensors; returns ``scalar`` itself when
+    nothing shown is hidden or the TF is nowhere transparent.
     """
-    edge, far = tf.transparent_edge(), tf.transparent_value()
-    if not hidden or labels is None or far is None:
+    edge = tf.transparent_edge()
+    if not hidden or labels is None or edge is None:
         return scalar
     if not isinstance(scalar, torch.Tensor):
         out = hide_voxels(torch.from_numpy(np.ascontiguousarray(scalar, dtype=np.float32)),
@@ -172,11 +174,15 @@ def hide_voxels(scalar, labels, hidden: tuple[int, ...], tf: TransferFunction):
     box = _grown_box(hide, _blur_radius(HIDE_FADE_SIGMA) + 1)
     if box is None:
         return scalar
+    lo, hi = tf.x_range
+    span = max(hi - lo, float(scalar.max() - scalar.min()))
+    above = any(a >= edge for a, _ in tf.visible_intervals())           # what the TF shows lies above t
+    margin = HIDE_FADE_MARGIN * span * (1.0 if above else -1.0)
     s, h, shown = scalar[box].detach(), hide[box], shown[box]
     keep = (~h).to(s.dtype)
     w = gaussian_blur(keep, HIDE_FADE_SIGMA)
     around = gaussian_blur(s * keep, HIDE_FADE_SIGMA) / w.clamp_min(1e-12)
-    faded = torch.where(w > HIDE_FADE_FLOOR, edge + w * (torch.where(h, around, s) - edge), far)
+    faded = edge + w * (torch.where(h, around, s) - edge) - (1 - w) * margin
     out = scalar.detach().clone()
     out[box] = torch.where(shown & (w < 1 - 1e-6), faded, s)
     return out

@@ -15,8 +15,9 @@ unit distance (mm), a headlight with ambient light, voxel centres spanning the v
 
 Plain show/hide of classes is applied by fading the hidden classes out of the scalar
 (:func:`~rfmweb.render.fields.hide_voxels`, as the ray-marcher's grid does), which keeps VTK's
-shading on the intensity gradient like the ray-marcher's. Class styles that VTK cannot express on a scalar volume (class colours, partial class opacity, solid labels) are drawn by the
-ray-marcher instead (the compiled one when numba is installed; logged once): VTK's only way to show
+shading on the intensity gradient like the ray-marcher's. Class styles that VTK cannot express on a
+scalar volume (class colours, partial class opacity, solid labels) are drawn by the ray-marcher
+instead (the compiled one when numba is installed; logged once): VTK's only way to show
 them, a pre-classified RGBA volume, interpolates colour and opacity between voxels of different
 classes and shades with the gradient of that opacity, which broke thin bones (ribs, sternum,
 clavicles) into floating pieces and grey blocks.
