@@ -5,7 +5,8 @@ Usage::
     .venv/bin/python benchmarks/bench_pictures.py [--size 256] [--threads 2] [--presets CT-Bone,...]
         [--montage docs/presets.png]
 
-Prints Markdown tables, per CT preset (and class colours on CT-Bone, bone hidden on CT-Muscle):
+Prints Markdown tables, per CT preset (and class colours on CT-Bone, bone hidden on CT-Muscle and
+CT-Soft-Tissue):
 
 - **stability**: SSIM between two renders 0.5 degrees of azimuth apart (goal >= 0.97): the
   ray-marcher's single jittered frame (what a drag shows), its converged view (16 jittered frames
@@ -77,7 +78,8 @@ def main() -> None:
     table = ClassTable.from_classes(vol.classes)
     cases.append(("CT-Bone, coloured by class", Scene(vol, preset("CT-Bone"), ClassTable(table.styles,
                                                                                           use_class_colors=True))))
-    cases.append(("CT-Muscle, bone (label 2) hidden", Scene(vol, preset("CT-Muscle"), table.updated(2, visible=False))))
+    for name in ("CT-Muscle", "CT-Soft-Tissue"):
+        cases.append((f"{name}, bone (label 2) hidden", Scene(vol, preset(name), table.updated(2, visible=False))))
     tiles = []
     for name, scene in cases:
         one = [marcher.render(scene, c, FULL) for c in (cam, turned)]

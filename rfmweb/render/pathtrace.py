@@ -2,7 +2,7 @@ r"""Physically based ground truth: path tracing of the scene with Mitsuba 3 (``p
 
 The volume becomes a heterogeneous participating medium built from exactly what the ray-marcher
 (:mod:`rfmweb.render.dvr`) sees: the same scalar (CT in HU, or an MRI's channel mix), hidden
-classes moved to a transparent intensity, the same TF lookup table, class table and gradient
+classes faded out of it (:func:`~rfmweb.render.fields.hide_voxels`), the same TF lookup table, class table and gradient
 opacity (:class:`~rfmweb.render.fields.ScalarField`, unshaded). At every lattice point
 
 .. math::

@@ -39,9 +39,9 @@ at half the spacing (:func:`~rfmweb.render.sampling.bspline_upsample`, 8x the vo
 and back re-uploads nothing. The head CT's face, CT-Soft-Tissue, converged at 960 x 716: SSIM to the
 ray-marcher's cubic view 0.973 -> 0.989 (``benchmarks/bench_vtk_rest.py``). Shaded presets keep the
 original grid: VTK shades with central differences of the grid it reads, which at half the spacing
-are noisier (CT-Muscle 0.820 -> 0.789) and cost seconds to build for 8x the voxels. Views with hidden
-classes (their voxels moved to a transparent value, a jump the spline would overshoot) and larger
-volumes stay trilinear too.
+are noisier (CT-Muscle 0.820 -> 0.789) and cost seconds to build for 8x the voxels. Larger volumes
+stay trilinear too. Views with hidden classes read the spline of the faded scalar, which is smooth
+where the classes were (:func:`~rfmweb.render.fields.hide_voxels`).
 
 An OpenGL context belongs to one thread, so every VTK call runs on the renderer's own thread,
 whichever thread asks for a frame. A long render polls ``abort`` through VTK's AbortCheckEvent.
@@ -152,8 +152,7 @@ class VtkRenderer:
     def _reads_cubic(self, scene: Scene, quality: Quality) -> bool:
         """Whether this frame reads the half-spacing cubic grid (module docstring)."""
         tf = scene.tf
-        if not quality.cubic or tf.shading.enabled or tf.uses_gradient_opacity or (
-                scene.volume.labels is not None and scene.classes.hidden):
+        if not quality.cubic or tf.shading.enabled or tf.uses_gradient_opacity:
             return False
         if int(np.prod([2 * n - 1 for n in scene.volume.shape])) <= REST_CUBIC_MAX_VOXELS:
             return True
