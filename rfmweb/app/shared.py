@@ -13,6 +13,11 @@ page changes anything, and answers a follower's call without running it:
 
 wslink tells who is calling: it sets ``last_active_client_id`` on its web app just before it runs
 an RPC, on the event loop, and keeps its connections in order of arrival.
+
+A driver's state change is pushed again to every tab: trame sends it on to the other clients by a
+scheduled message that skips whichever client was *last active when it is sent*; a follower's frame
+acknowledgement in between made that the follower, which then never got the change (its view and
+controls stayed behind the driver's).
 """
 
 from __future__ import annotations
@@ -63,15 +68,23 @@ class DriverGate:
         caller = getattr(self._web, "last_active_client_id", None)
         return caller is None or caller == self.driver()
 
+    def _clients(self) -> int:
+        """How many authenticated clients are connected."""
+        return sum(sum(c in h.authentified_client_ids for c in h.connections) for h in self._handlers())
+
     def _gated(self, uri: str, func):
         @functools.wraps(func)
         def gated(obj, *args, **kwargs):
-            if self.caller_drives() or self._harmless(uri, args):
+            if self.caller_drives():
+                result = func(obj, *args, **kwargs)
+                if uri == "trame.state.update" and self._clients() > 1:
+                    obj.force_push_state(*_state_keys(obj, args))     # every follower gets it (module docstring)
+                return result
+            if self._harmless(uri, args):
                 return func(obj, *args, **kwargs)
             log.debug("ignored %s from a follower (shared mode: the first tab drives)", uri)
-            if uri == "trame.state.update" and args and isinstance(args[0], list):
-                keys = [c.get("key") for c in args[0] if isinstance(c, dict) and obj.server.state.has(c.get("key"))]
-                obj.force_push_state(*keys)  # the follower's control goes back to the shared value
+            if uri == "trame.state.update":
+                obj.force_push_state(*_state_keys(obj, args))  # the follower's control goes back to the shared value
             return None
 
         return gated
@@ -83,3 +96,10 @@ class DriverGate:
         if uri == "trame.rca.event":
             return len(args) >= 3 and isinstance(args[2], dict) and args[2].get("type") in FOLLOWER_EVENTS
         return False
+
+
+def _state_keys(obj, args: tuple) -> list[str]:
+    """The known state keys a ``trame.state.update`` call names (``args[0]``: ``[{key, value}]``)."""
+    if not args or not isinstance(args[0], list):
+        return []
+    return [c.get("key") for c in args[0] if isinstance(c, dict) and obj.server.state.has(c.get("key"))]

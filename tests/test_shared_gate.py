@@ -1,0 +1,61 @@
+"""``--shared``: the driver gate over wslink's RPCs (``rfmweb.app.shared.DriverGate``), with stand-ins for
+wslink's handler and trame's protocol (the browser test drives the real thing)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from rfmweb.app.shared import DriverGate
+
+
+class Protocol:
+    """trame's protocol object as the gated RPCs see it: a state and ``force_push_state``."""
+
+    def __init__(self) -> None:
+        values = {"preset": "CT-Bone"}
+        self.server = SimpleNamespace(state=SimpleNamespace(has=values.__contains__, values=values))
+        self.pushed: list[tuple] = []
+
+    def force_push_state(self, *keys) -> None:
+        self.pushed.append(keys)
+
+
+def gate_over(clients: list[str]):
+    """``(web app, handler, protocol)`` with a gated ``trame.state.update`` and ``clients`` connected."""
+    protocol = Protocol()
+
+    def update(obj, changes):
+        obj.server.state.values.update({c["key"]: c["value"] for c in changes if c["key"] in obj.server.state.values})
+
+    handler = SimpleNamespace(connections=dict.fromkeys(clients), authentified_client_ids=set(clients),
+                              functionMap={"trame.state.update": (protocol, update)})
+    web = SimpleNamespace(_ws_handlers=[handler], last_active_client_id=None)
+    DriverGate().install(web)
+    return web, handler, protocol
+
+
+def call(web, handler, caller: str, value: str) -> None:
+    obj, func = handler.functionMap["trame.state.update"]
+    web.last_active_client_id = caller               # what wslink does just before an RPC
+    func(obj, [{"key": "preset", "value": value}, {"key": "unknown", "value": 1}])
+
+
+def test_a_drivers_change_is_pushed_to_every_follower():
+    """trame forwards a change by a scheduled message that skips whoever is last active when it is
+    sent: a follower's frame acknowledgement in between made it skip the follower. The gate pushes a
+    driver's change to all tabs itself."""
+    web, handler, protocol = gate_over(["a", "b"])
+    call(web, handler, "a", "CT-Muscle")
+    assert protocol.server.state.values["preset"] == "CT-Muscle" and protocol.pushed == [("preset",)]
+
+
+def test_a_followers_change_is_not_applied_and_its_control_goes_back():
+    web, handler, protocol = gate_over(["a", "b"])
+    call(web, handler, "b", "CT-Lung")
+    assert protocol.server.state.values["preset"] == "CT-Bone" and protocol.pushed == [("preset",)]
+
+
+def test_a_lone_tab_changes_without_an_extra_push():
+    web, handler, protocol = gate_over(["a"])
+    call(web, handler, "a", "CT-Muscle")
+    assert protocol.server.state.values["preset"] == "CT-Muscle" and protocol.pushed == []
