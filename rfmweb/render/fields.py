@@ -133,7 +133,7 @@ def hide_key(hidden: tuple[int, ...], tf: TransferFunction) -> tuple:
 def marched_classes(classes: ClassTable, tf: TransferFunction) -> ClassTable:
     """``classes`` as a marcher applies them to a scalar :func:`hide_voxels` faded (hidden classes
     ``hidden_in_scalar`` when the TF is somewhere transparent)."""
-    if classes.hidden and tf.transparent_value() is not None and not classes.hidden_in_scalar:
+    if classes.hidden and tf.transparent_edge() is not None and not classes.hidden_in_scalar:
         return replace(classes, hidden_in_scalar=True)
     return classes
 

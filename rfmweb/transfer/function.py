@@ -160,8 +160,7 @@ class TransferFunction:
                        opacity=tuple((p[0] + offset, p[1]) for p in self.opacity))
 
     def transparent_value(self) -> float | None:
-        """The first intensity where the opacity is exactly 0 (the inside of a hidden class is moved
-        there), or ``None``."""
+        """The first intensity where the opacity is exactly 0, or ``None``."""
         for x, a in self.opacity:
             if a == 0.0:
                 return x
