@@ -199,6 +199,13 @@ def numba_available() -> bool:
     return True
 
 
+def compiled_cpu(tensor: torch.Tensor) -> bool:
+    """True when one of our compiled CPU kernels (numba) stands in for torch operations on ``tensor``:
+    float32 on the CPU, no gradient wanted through it, and numba importable (else the torch ops run)."""
+    return tensor.device.type == "cpu" and tensor.dtype == torch.float32 and not tensor.requires_grad and \
+        numba_available()
+
+
 @contextmanager
 def numba_threads():
     """Run numba kernels on torch's intra-op threads: one CPU budget (:func:`limit_threads`).

@@ -73,3 +73,15 @@ def test_cubic_block_ranges_bound_every_cubic_read_near_the_block():
     read = GridSampler(spike[None], np.eye(4)).cubic(torch.tensor([[B + 0.9, 3.0, 3.0]]), spike)
     assert float(read) > 1e-4 and blocks.block_ranges(spike)[1][0, 0, 0] == 0.0
     assert blocks.block_ranges(spike, cubic=True)[1][0, 0, 0] == 1.0
+
+
+@pytest.mark.parametrize("cubic", [False, True])
+@pytest.mark.parametrize("shape", [(2, 2, 2), (9, 10, 17), (33, 40, 25), (7, 129, 3)])
+def test_compiled_block_ranges_equal_the_torch_max_pools(shape, cubic, monkeypatch):
+    """The numba pass (the CPU's) and the padded max-pools (CUDA's, or without numba) agree exactly."""
+    scalar = torch.from_numpy(np.random.default_rng(7).normal(size=shape).astype(np.float32))
+    compiled = blocks.block_ranges(scalar, cubic=cubic)
+    monkeypatch.setattr(blocks, "compiled_cpu", lambda tensor: False)
+    pooled = blocks.block_ranges(scalar, cubic=cubic)
+    for a, b in zip(compiled, pooled):
+        assert a.shape == b.shape and torch.equal(a, b)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from rfmweb.render.fields import HIDE_FADE_MARGIN, HIDE_FADE_SIGMA, hide_key, hide_voxels, marched_classes
+from rfmweb.render.fields import (HIDE_FADE_MARGIN, HIDE_FADE_SIGMA, HiddenFade, hide_key, hide_voxels,
+                                  marched_classes)
 from rfmweb.transfer import ClassStyle, ClassTable, TransferFunction, preset
 
 MUSCLE = preset("CT-Muscle")
@@ -139,3 +140,27 @@ def test_the_prepared_grid_changes_only_when_the_fade_would():
     assert hide_key((2,), taller) == hide_key((2,), MUSCLE)
     assert hide_key((2,), MUSCLE.shifted(10.0)) != hide_key((2,), MUSCLE)
     assert hide_key((), MUSCLE) == hide_key((), MUSCLE.shifted(10.0))
+
+
+def test_a_tf_drag_reuses_the_blurs_and_gives_the_same_field():
+    """:class:`HiddenFade` keeps its Gaussian blurs while the hidden voxels the TF shows stay the same
+    (a drag of CT-Muscle over a hidden bone) and makes them again when that set changes; every
+    result equals a fresh :func:`hide_voxels`."""
+    scalar, labels = tilted_bone()
+    scalar = scalar.clone()
+    scalar[labels == 2] += torch.linspace(0, 400, int((labels == 2).sum()))  # bone from 1000 to 1400 HU
+    fade = HiddenFade()
+    first = fade(scalar, labels, (2,), MUSCLE)
+    blurs = fade._blurs.w
+    for shift in (1.0, 5.0, 40.0):
+        tf = MUSCLE.shifted(shift)
+        assert torch.equal(fade(scalar, labels, (2,), tf), hide_voxels(scalar, labels, (2,), tf))
+        assert fade._blurs.w is blurs                                     # every bone voxel still shown
+    assert not torch.equal(fade(scalar, labels, (2,), MUSCLE.shifted(5.0)), first)
+    # CT-Bone shows only part of this bone: another set of hidden voxels, blurred again
+    bone = preset("CT-Bone").shifted(1216.0)                           # transparent below 1200 HU
+    assert torch.equal(fade(scalar, labels, (2,), bone), hide_voxels(scalar, labels, (2,), bone))
+    assert fade._blurs.w is not blurs
+    # another scalar (a new scan, another mix) or label map: made again, never mixed up
+    other = scalar * 0.5
+    assert torch.equal(fade(other, labels, (2,), MUSCLE), hide_voxels(other, labels, (2,), MUSCLE))

@@ -111,3 +111,34 @@ def test_upsample_reads_the_spline_at_half_the_spacing():
     # not trilinear: halfway between voxels the spline bends
     mid = 0.5 * (vol[:-1] + vol[1:])
     assert (up[1::2, ::2, ::2] - mid).abs().max() > 0.1
+
+
+@pytest.mark.parametrize("shape", [(23, 17, 11), (5, 2, 3), (2, 4, 3)])
+def test_compiled_shading_gradient_equals_the_torch_ops(shape):
+    """The numba twin (float32 on the CPU) gives the torch ops' gradient (float64 here, so they run),
+    edges and thin axes included, on a rotated anisotropic grid."""
+    from rfmweb.render.fields import shading_gradient
+
+    rng = np.random.default_rng(3)
+    scalar = torch.from_numpy(rng.normal(0, 300, shape).astype(np.float32))
+    c, s = np.cos(0.4), np.sin(0.4)
+    affine = np.diag([0.9, 0.7, 1.6, 1.0])
+    affine[:3, :3] = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ affine[:3, :3]
+    compiled = shading_gradient(scalar, affine, sigma_mm=0.6)
+    oracle = shading_gradient(scalar.double(), affine, sigma_mm=0.6)
+    assert compiled.dtype == torch.float32 and compiled.shape == (3, *shape)
+    np.testing.assert_allclose(compiled.numpy(), oracle.numpy(), rtol=0, atol=2e-4 * float(oracle.abs().max()))
+
+
+def test_compiled_shading_gradient_of_a_linear_field_is_its_slope():
+    """Away from the border (replicated edges bend it) blurring keeps a linear field and central
+    differences read its slope: world gradient = the field's, in intensity per mm."""
+    from rfmweb.render.fields import shading_gradient
+
+    affine = np.diag([0.5, 2.0, 1.5, 1.0])
+    i, j, k = np.meshgrid(*(np.arange(n) for n in (24, 12, 12)), indexing="ij")
+    world = np.stack([i * 0.5, j * 2.0, k * 1.5])
+    scalar = torch.from_numpy((3.0 * world[0] - 2.0 * world[1] + 0.5 * world[2]).astype(np.float32))
+    g = shading_gradient(scalar, affine, sigma_mm=1.0).numpy()[:, 7:-7, 3:-3, 4:-4]   # the blur reaches 6, 2, 3 voxels
+    for axis, slope in enumerate((3.0, -2.0, 0.5)):
+        np.testing.assert_allclose(g[axis], slope, atol=1e-4)

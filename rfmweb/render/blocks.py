@@ -14,9 +14,11 @@ each spans intensities of both). A block holding a visible solid class is never 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..backend import compiled_cpu, numba_threads
 from .fields import LUT_SIZE, ScalarField
 
 #: cells per side of a block
@@ -49,6 +51,12 @@ def block_ranges(scalar: torch.Tensor, cubic: bool = False) -> tuple[torch.Tenso
     front end of a segment whose previous sample lay in it) reads only what the block covers."""
     s = scalar.detach().to(torch.float32)
     reach = 2 if cubic else 1
+    if compiled_cpu(s):                                 # one pass for both, 3x faster on 2 cores
+        from ._numba_volume import block_min_max      # imports numba: only where it runs
+        lo, hi = (torch.empty(tuple(block_count(n) for n in s.shape), dtype=torch.float32) for _ in range(2))
+        with numba_threads():
+            block_min_max(np.ascontiguousarray(s.numpy()), reach, lo.numpy(), hi.numpy())
+        return lo, hi
     return -_block_max(-s, reach), _block_max(s, reach)
 
 

@@ -23,7 +23,7 @@ import torch
 from ..backend import numba_threads
 from ..camera import OrbitCamera, camera_rays
 from ..transfer.function import MAX_OPACITY
-from . import _numba_march, blocks
+from . import _numba_march, _numba_volume, blocks
 from .dvr import RaymarchRenderer, accumulate_frames
 from .fields import ScalarField
 from .raymarch import pixel_jitter
@@ -36,7 +36,11 @@ _NO_VECTORS = np.zeros((2, 2, 2, 3), dtype=np.float32)   # stands in for an abse
 
 def interleaved(vectors: torch.Tensor) -> np.ndarray:
     """``[3, X, Y, Z]`` tensor -> ``[X, Y, Z, 3]`` float32 array, the kernel's layout for vector fields."""
-    return np.ascontiguousarray(vectors.detach().cpu().numpy().transpose(1, 2, 3, 0), dtype=np.float32)
+    src = np.ascontiguousarray(vectors.detach().cpu().numpy(), dtype=np.float32)
+    out = np.empty((*src.shape[1:], 3), dtype=np.float32)
+    with numba_threads():
+        _numba_volume.interleave(src, out)
+    return out
 
 
 @dataclass

@@ -28,7 +28,7 @@ import torch
 from ..backend import default_device, march_backend
 from ..camera import OrbitCamera, camera_rays
 from ..transfer import ClassTable, TransferFunction
-from .fields import (VISIBLE_EPS, ChannelMix, ScalarField, hide_key, hide_voxels, label_normals, marched_classes,
+from .fields import (VISIBLE_EPS, ChannelMix, HiddenFade, ScalarField, hide_key, label_normals, marched_classes,
                      shading_gradient, tf_visible)
 from .raymarch import MarchResult, march, pixel_jitter, ray_aabb
 from .sampling import bspline_coefficients
@@ -50,6 +50,7 @@ class _Prepared:
     solid: tuple[int, ...] = ()       # visible labels of a solid class table (their normals below)
     label_normals: torch.Tensor | None = None
     coefficients: torch.Tensor | None = None  # [X, Y, Z] cubic B-spline of grid[0], made when first wanted
+    source: torch.Tensor | None = None  # [X, Y, Z] the scalar before hidden classes were faded out of it
 
 
 def visible_box(scalar: torch.Tensor, tf: TransferFunction, labels: torch.Tensor | None,
@@ -107,6 +108,7 @@ class RaymarchRenderer:
         self._box = None
         self._box_of: _Prepared | None = None       # the prepared volume self._box is of
         self._tf_visible: tuple = (None, None, None)  # (grid, TF opacity points, tf_visible of them)
+        self._fade = HiddenFade()                       # its blurs kept while the TF moves
         # the caches above are read and replaced by whichever thread renders (a view's frame stream,
         # the difference pane, a notebook call): one at a time
         self._lock = threading.RLock()
@@ -120,19 +122,26 @@ class RaymarchRenderer:
             p = self._prepared
             if p is not None and p.volume is vol and p.mix == mix and p.hidden == hidden:
                 return p
-            labels = None if vol.labels is None else torch.as_tensor(vol.labels.astype(np.int64), device=self.device)
+            same = p is not None and p.volume is vol     # the same scan: its tensors are kept
+            labels = p.labels if same else \
+                None if vol.labels is None else torch.as_tensor(vol.labels.astype(np.int64), device=self.device)
             if p is not None and p.volume.data is vol.data and p.mix == mix and p.hidden == hidden and \
                     not hidden[0] and np.array_equal(p.volume.affine, vol.affine):
                 # only the labels changed (a correction, set_labels): the grid does not depend on them
                 self._prepared = _Prepared(vol, mix, hidden, p.grid, labels, p.value_range,
-                                           coefficients=p.coefficients)
+                                           coefficients=p.coefficients, source=p.source)
             else:
-                data = torch.as_tensor(vol.data, device=self.device)
-                scalar = data[0] if mix is None else mix.blend(data)
-                rng = (float(scalar.min()), float(scalar.max()))
-                scalar = hide_voxels(scalar, labels, hidden[0], scene.tf)
-                grid = torch.cat([scalar[None], shading_gradient(scalar, vol.affine)])
-                self._prepared = _Prepared(vol, mix, hidden, grid, labels, rng)
+                if same and p.mix == mix:
+                    source, rng = p.source, p.value_range
+                else:
+                    data = torch.as_tensor(vol.data, device=self.device)
+                    source = data[0] if mix is None else mix.blend(data)
+                    rng = (float(source.min()), float(source.max()))
+                scalar = self._fade(source, labels, hidden[0], scene.tf)
+                grid = torch.empty((4, *scalar.shape), dtype=scalar.dtype, device=scalar.device)
+                grid[0] = scalar
+                shading_gradient(scalar, vol.affine, out=grid[1:])
+                self._prepared = _Prepared(vol, mix, hidden, grid, labels, rng, source=source)
             self._update_label_normals(scene)
             log.debug("prepared %s on %s (%s)", vol.name, self.device, tuple(self._prepared.grid.shape))
             return self._prepared

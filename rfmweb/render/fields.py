@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from ..backend import compiled_cpu, numba_threads
 from ..errors import InputError
 from ..transfer import ClassTable, TransferFunction
 from ..transfer.function import MAX_OPACITY
@@ -162,30 +163,68 @@ def hide_voxels(scalar, labels, hidden: tuple[int, ...], tf: TransferFunction):
     rings at a jump. Works on numpy arrays and torch tensors; returns ``scalar`` itself when
     nothing shown is hidden or the TF is nowhere transparent.
     """
-    edge = tf.transparent_edge()
-    if not hidden or labels is None or edge is None:
-        return scalar
-    if not isinstance(scalar, torch.Tensor):
-        out = hide_voxels(torch.from_numpy(np.ascontiguousarray(scalar, dtype=np.float32)),
-                          torch.from_numpy(np.asarray(labels, dtype=np.int64)), hidden, tf)
+    if not isinstance(scalar, torch.Tensor) and hidden and labels is not None and tf.transparent_edge() is not None:
+        out = HiddenFade()(torch.from_numpy(np.ascontiguousarray(scalar, dtype=np.float32)),
+                           torch.from_numpy(np.asarray(labels, dtype=np.int64)), hidden, tf)
         return out.numpy()
-    shown = tf_visible(scalar, tf, 0.0)
-    hide = torch.isin(labels, torch.tensor(hidden, device=labels.device, dtype=labels.dtype)) & shown
-    box = _grown_box(hide, _blur_radius(HIDE_FADE_SIGMA) + 1)
-    if box is None:
-        return scalar
-    lo, hi = tf.x_range
-    span = max(hi - lo, float(scalar.max() - scalar.min()))
-    above = any(a >= edge for a, _ in tf.visible_intervals())           # what the TF shows lies above t
-    margin = HIDE_FADE_MARGIN * span * (1.0 if above else -1.0)
-    s, h, shown = scalar[box].detach(), hide[box], shown[box]
-    keep = (~h).to(s.dtype)
-    w = gaussian_blur(keep, HIDE_FADE_SIGMA)
-    around = gaussian_blur(s * keep, HIDE_FADE_SIGMA) / w.clamp_min(1e-12)
-    faded = edge + w * (torch.where(h, around, s) - edge) - (1 - w) * margin
-    out = scalar.detach().clone()
-    out[box] = torch.where(shown & (w < 1 - 1e-6), faded, s)
-    return out
+    return HiddenFade()(scalar, labels, hidden, tf)
+
+
+@dataclass
+class _Blurs:
+    """What :func:`hide_voxels` makes of one scalar, label map and set of hidden voxels (not of the TF)."""
+
+    scalar: torch.Tensor              # [X, Y, Z] the scalar and labels they were made from (compared by identity)
+    labels: torch.Tensor
+    hidden: tuple[int, ...]
+    in_hidden: torch.Tensor           # [X, Y, Z] bool: voxels of the hidden classes
+    span: float                       # the scalar's max - min
+    hide: torch.Tensor | None = None  # [X, Y, Z] bool: those the TF shows
+    box: tuple[slice, ...] | None = None  # around them, grown by the blur's reach
+    w: torch.Tensor | None = None     # [box] the visible fraction
+    base: torch.Tensor | None = None  # [box] s~: the scalar off the hidden voxels, the mean around them on them
+
+
+class HiddenFade:
+    """:func:`hide_voxels` that keeps its Gaussian blurs for the next call of one renderer.
+
+    They depend on the scalar and labels (compared by identity), the hidden classes and which of their
+    voxels the TF shows, not on where the TF's transparent edge lies: a TF drag with a class hidden
+    then redoes only the element-wise fade (a hidden bone is shown over the whole drag of CT-Muscle).
+    Holds a few copies of the volume's size; one thread at a time.
+    """
+
+    def __init__(self) -> None:
+        self._blurs: _Blurs | None = None
+
+    def __call__(self, scalar: torch.Tensor, labels: torch.Tensor | None, hidden: tuple[int, ...],
+                 tf: TransferFunction) -> torch.Tensor:
+        edge = tf.transparent_edge()
+        if not hidden or labels is None or edge is None:
+            return scalar
+        b = self._blurs
+        if b is None or b.scalar is not scalar or b.labels is not labels or b.hidden != hidden:
+            in_hidden = torch.isin(labels, torch.tensor(hidden, device=labels.device, dtype=labels.dtype))
+            b = self._blurs = _Blurs(scalar, labels, hidden, in_hidden, float(scalar.max() - scalar.min()))
+        shown = tf_visible(scalar, tf, 0.0)
+        hide = b.in_hidden & shown
+        if b.hide is None or not torch.equal(hide, b.hide):
+            b.hide, b.box = hide, _grown_box(hide, _blur_radius(HIDE_FADE_SIGMA) + 1)
+            if b.box is not None:
+                s, h = scalar[b.box].detach(), hide[b.box]
+                keep = (~h).to(s.dtype)
+                b.w = gaussian_blur(keep, HIDE_FADE_SIGMA)
+                around = gaussian_blur(s * keep, HIDE_FADE_SIGMA) / b.w.clamp_min(1e-12)
+                b.base = torch.where(h, around, s)
+        if b.box is None:
+            return scalar
+        lo, hi = tf.x_range
+        above = any(a >= edge for a, _ in tf.visible_intervals())           # what the TF shows lies above t
+        margin = HIDE_FADE_MARGIN * max(hi - lo, b.span) * (1.0 if above else -1.0)
+        faded = edge + b.w * (b.base - edge) - (1 - b.w) * margin
+        out = scalar.detach().clone()
+        out[b.box] = torch.where(shown[b.box] & (b.w < 1 - 1e-6), faded, out[b.box])
+        return out
 
 
 def _grown_box(mask: torch.Tensor, reach: int) -> tuple[slice, ...] | None:
@@ -225,22 +264,34 @@ def gaussian_blur(volume: torch.Tensor, sigma_vox: float) -> torch.Tensor:
     return volume
 
 
-def shading_gradient(scalar: torch.Tensor, affine: np.ndarray, sigma_mm: float | None = None) -> torch.Tensor:
+def shading_gradient(scalar: torch.Tensor, affine: np.ndarray, sigma_mm: float | None = None, *,
+                     out: torch.Tensor | None = None) -> torch.Tensor:
     """``[3, X, Y, Z]`` world gradient used for shading and gradient opacity: of the scalar blurred
-    by a Gaussian of ``sigma_mm`` (default: half the smallest voxel spacing).
+    by a Gaussian of ``sigma_mm`` (default: half the smallest voxel spacing); written into ``out``
+    (a contiguous ``[3, X, Y, Z]`` tensor of the scalar's dtype) when given.
 
     Central differences of the raw voxels make normals that step with every slice of a CT whose
     slices are thicker than its pixels (1.5 mm on 0.96 mm): lit surfaces then show terraces that
-    crawl as the camera turns. A mild blur (half a voxel) smooths them without softening edges.
+    crawl as the camera turns. A mild blur (half a voxel) smooths them without softening edges. On the
+    CPU (float32, no gradient wanted) a compiled twin runs (:mod:`._numba_volume`).
     """
     spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
     sigma_mm = 0.5 * float(spacing.min()) if sigma_mm is None else float(sigma_mm)
+    sigmas = [sigma_mm / float(s) for s in spacing]        # per-axis sigma in voxels: separable
+    if compiled_cpu(scalar):
+        from . import _numba_volume                           # imports numba: only where it runs
+        kernels = tuple(np.asarray(_gaussian_weights(s) if s >= 0.2 else [1.0], dtype=np.float32) for s in sigmas)
+        inv_t = np.ascontiguousarray(np.linalg.inv(np.asarray(affine, dtype=np.float64)[:3, :3]).T, dtype=np.float32)
+        out = torch.empty((3, *scalar.shape), dtype=torch.float32) if out is None else out
+        with numba_threads():
+            _numba_volume.shading_gradient(np.ascontiguousarray(scalar.detach().numpy()), kernels, inv_t, out.numpy())
+        return out
     blurred = scalar
-    for axis in range(3):       # per-axis sigma in voxels: separable
-        sigma_vox = sigma_mm / float(spacing[axis])
+    for axis, sigma_vox in enumerate(sigmas):
         if sigma_vox >= 0.2:
             blurred = _blur_axis(blurred, sigma_vox, axis)
-    return gradient_volume(blurred, affine)
+    gradient = gradient_volume(blurred, affine)
+    return gradient if out is None else out.copy_(gradient)
 
 
 def _blur_radius(sigma_vox: float) -> int:
@@ -248,13 +299,19 @@ def _blur_radius(sigma_vox: float) -> int:
     return max(1, int(math.ceil(3 * sigma_vox)))
 
 
+def _gaussian_weights(sigma_vox: float) -> list[float]:
+    """The normalised Gaussian kernel of :func:`gaussian_blur` (``2 r + 1`` taps, ``r`` :func:`_blur_radius`)."""
+    radius = _blur_radius(sigma_vox)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / sigma_vox) ** 2)
+    return (k / k.sum()).tolist()
+
+
 def _blur_axis(volume: torch.Tensor, sigma_vox: float, axis: int) -> torch.Tensor:
     """``volume`` blurred along ``axis`` (edges replicated): a weighted sum of shifted views, several
     times faster on the CPU than a one-channel convolution."""
-    radius = _blur_radius(sigma_vox)
-    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    k = torch.exp(-0.5 * (x / sigma_vox) ** 2)
-    weights = (k / k.sum()).tolist()
+    weights = _gaussian_weights(sigma_vox)
+    radius = len(weights) // 2
     n = volume.shape[axis]
     padded = volume.index_select(axis, torch.arange(-radius, n + radius, device=volume.device).clamp(0, n - 1))
     out = padded.narrow(axis, 0, n) * weights[0]

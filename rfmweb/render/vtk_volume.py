@@ -61,7 +61,7 @@ from ..camera import OrbitCamera
 from ..extras import require
 from ..transfer import ClassTable
 from ..transfer.function import MAX_OPACITY
-from .fields import hide_key, hide_voxels, scalar_np
+from .fields import HiddenFade, hide_key, scalar_np
 from .sampling import bspline_upsample
 from .scene import FULL, REST, Quality, RenderAborted, Scene, frame_offsets
 
@@ -110,6 +110,8 @@ class VtkRenderer:
         self._pipes: dict[bool, tuple] = {}           # cubic -> (mapper, volume actor)
         self._data_key: dict[bool, tuple] = {}
         self._images: dict[bool, object] = {}
+        self._source: tuple = (None, None, None, None)  # (volume, mix, its scalar, its labels) as tensors
+        self._fade = HiddenFade()                       # its blurs kept while the TF moves
         self._too_big_logged = False
         self._abort = None
         self._marcher = None      # draws the class styles VTK cannot (see render)
@@ -173,7 +175,11 @@ class VtkRenderer:
         if key == self._data_key.get(cubic):
             return
         _, data_model, _, _, numpy_support = _vtk()
-        arr = hide_voxels(scalar_np(vol.data, mix), vol.labels, hidden, scene.tf)
+        if self._source[0] is not vol or self._source[1] != mix:
+            labels = None if vol.labels is None else torch.from_numpy(vol.labels.astype(np.int32))
+            scalar = torch.from_numpy(np.ascontiguousarray(scalar_np(vol.data, mix), np.float32))
+            self._source = (vol, mix, scalar, labels)
+        arr = self._fade(self._source[2], self._source[3], hidden, scene.tf).numpy()
         spacing = np.asarray(vol.spacing)
         if cubic:
             arr = bspline_upsample(torch.from_numpy(np.asarray(arr, dtype=np.float32))).numpy()
