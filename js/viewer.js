@@ -141,7 +141,7 @@ class ViewPanel {
       h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Brush" }), this.brushRange, this.brushText]),
       this.applyBtn, this.undoBtn, this.clearBtn, this.marksText, this.saveSegBtn]);
     this.noteInput = h("input", { type: "text", class: "rfm-note-text", maxlength: "80",
-      placeholder: "label for the cursor point", title: "Click a point, type a label, press Enter" });
+      placeholder: "label this point", title: "Click a point, type a label, press Enter" });
     this.noteBtn = h("button", { class: "rfm-btn rfm-annotate", text: "Add", title: "Label the cursor's point" });
     this.noteClear = h("button", { class: "rfm-btn rfm-unannotate", text: "Clear",
       title: "Remove every annotation and the cursor" });
@@ -431,7 +431,7 @@ class ViewPanel {
     this.canvas.dataset.mode = state.mode;
     this.canvas.dataset.slice = String(state.slice_index);
     this.sliceTools.hidden = state.mode === "3d";
-    const windows = [["auto", "auto"], ...(state.hu ? model.get("window_options").map((w) => [w.name, w.label]) : [])];
+    const windows = [["auto", state.auto_window || "auto"], ...(state.hu ? model.get("window_options").map((w) => [w.name, w.label]) : [])];
     fillSelect(this.windowSel, windows, state.window_preset);
     this.windowText.textContent = state.window || "";
     this.overlayBox.checked = state.label_overlay;

@@ -149,6 +149,15 @@ class OrbitCamera:
         """Same view (same vertical fov) at another image size."""
         return replace(self, width=width, height=height)
 
+    def in_viewport(self, width: int, height: int) -> "OrbitCamera":
+        """The view for a viewport resized to ``width x height`` pixels: what the image's narrower side
+        showed stays in view, as viewers fit a scene to the smaller dimension. A window turned
+        narrower than tall then shows across its width what it showed from top to bottom (the head
+        is not cut at the sides); landscape to landscape keeps the distance. Depends only on the two
+        sizes: a drag-resize that comes back restores the view."""
+        before, after = min(1.0, self.width / self.height), min(1.0, width / height)
+        return replace(self, width=width, height=height, distance=self.distance * before / after)
+
     # -- interaction --------------------------------------------------------------------------
     def orbited(self, d_azimuth: float, d_elevation: float) -> "OrbitCamera":
         return replace(self, azimuth=self.azimuth + d_azimuth, elevation=self.elevation + d_elevation)

@@ -75,6 +75,20 @@ def test_framing_keeps_the_box_in_view():
         assert (uvd[:, 1] >= 0).all() and (uvd[:, 1] <= 200).all()
 
 
+def test_a_viewport_turned_portrait_keeps_the_framed_box_in_view():
+    """Framed in a landscape view, then the window is made narrow (a phone, a side panel): the box
+    stays inside the image, as it was framed by its height; back to landscape restores the view."""
+    bounds = np.array([[-120.0, -90, -200], [120, 90, 200]])
+    corners = np.array(np.meshgrid(*bounds.T, indexing="ij")).reshape(3, -1).T
+    cam = OrbitCamera.framing(bounds, azimuth=30, elevation=20, width=960, height=716)
+    narrow = cam.in_viewport(280, 816)
+    uvd = project(narrow, corners)
+    assert (uvd[:, 0] >= 0).all() and (uvd[:, 0] <= 280).all() and (uvd[:, 1] >= 0).all()
+    assert (project(cam.resized(280, 816), corners)[:, 0] < 0).any()           # the vertical fov alone cuts it
+    assert narrow.in_viewport(1200, 700).distance == pytest.approx(cam.distance)
+    assert cam.in_viewport(1920, 1080).distance == cam.distance                 # landscape to landscape
+
+
 def test_interaction_semantics():
     cam = OrbitCamera((0, 0, 0), distance=400, width=200, height=200)
     assert cam.zoomed(0.5).distance == 200

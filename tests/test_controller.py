@@ -56,9 +56,14 @@ def test_window_level_maths():
     lo, hi = window_range(*WINDOW_PRESETS["brain"])  # W80 L40: 0..80 HU
     assert (lo, hi) == (0, 80)
     np.testing.assert_allclose(window_grey([-1000, 0, 40, 60, 80, 3000], lo, hi), [0, 0, 0.5, 0.75, 1, 1])
-    # right widens, down raises the level; each pixel moves span/400
+    # right widens, down raises the level; each pixel moves 1 % of the width (0.8 HU on a brain window)
     lo2, hi2 = drag_window(lo, hi, dx=40, dy=20, span=4000)
-    assert hi2 - lo2 == pytest.approx(80 + 400) and (lo2 + hi2) / 2 == pytest.approx(40 + 200)
+    assert hi2 - lo2 == pytest.approx(80 + 32) and (lo2 + hi2) / 2 == pytest.approx(40 + 16)
+    # at most span/400 (a bone window W2000 moves 10 HU, not 20), at least span/40000
+    lo3, hi3 = drag_window(*window_range(2000, 500), dx=10, dy=-10, span=4000)
+    assert hi3 - lo3 == pytest.approx(2100) and (lo3 + hi3) / 2 == pytest.approx(400)
+    lo4, hi4 = drag_window(*window_range(1, 0), dx=100, dy=0, span=4000)
+    assert hi4 - lo4 == pytest.approx(1 + 10)
     with pytest.raises(Exception, match="width"):
         window_range(0, 10)
 

@@ -120,7 +120,8 @@ def test_series_reads_back_values_and_geometry(ct_series):
 
 def test_slices_open_with_the_series_own_window(tmp_path):
     """The "auto" slice window of a DICOM series is the one its header asks for (the first of several);
-    a CT without one opens in the soft-tissue window, an MR in its 1st-99th percentiles."""
+    a CT without one opens in the soft-tissue window, an MR in its 1st-99th percentiles; the menu's
+    "auto" entry names which."""
     from rfmweb.session import RenderSession
 
     hu, affine = hu_volume(), oblique_affine()
@@ -136,6 +137,9 @@ def test_slices_open_with_the_series_own_window(tmp_path):
     lo, hi = np.percentile(hu + 1024, [1, 99])
     width, level = mr.window_level
     assert width == pytest.approx(hi - lo, rel=0.1) and level == pytest.approx((lo + hi) / 2, abs=0.1 * (hi - lo))
+    # the window menu's "auto" entry says which of the three it is
+    assert [s.auto_window_label() for s in (windowed, plain, mr)] == [
+        "auto: the series' own (W80 L40)", "auto: soft tissue (W400 L50)", "auto: 1st-99th percentile"]
 
 
 def test_small_spacing_jitter_is_accepted(tmp_path):

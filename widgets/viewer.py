@@ -339,7 +339,7 @@ class _Views(anywidget.AnyWidget):
                 "mm_per_px": s.slice_geometry(snap).mm_per_px if snap.mode != "3d" else 0.0,
                 "label_overlay": bool(s.label_overlay), "overlay_opacity": float(s.overlay),
                 "hu": s.volume is not None and s.volume.modality == "CT",
-                "window_preset": window[0], "window": window[1],
+                "window_preset": window[0], "window": window[1], "auto_window": s.auto_window_label(),
                 "probe": self.control.probes[i], "status": status, "busy": busy,
                 "cursor": "" if snap.cursor is None else "({:.1f}, {:.1f}, {:.1f}) mm".format(*snap.cursor),
                 "annotations": [a.text for a in snap.annotations]}

@@ -134,7 +134,7 @@ class AppController:
                             for i, name in CORRECTION_LABELS.items()]
         d.segment = segmentation is not None
         d.compare = segmentation is not None  # the segmentation views are always side by side
-        d.window_presets = [Choice("auto", "auto")] + [Choice(f"{k} (W{w:g} L{lv:g})", k)
+        d.window_presets = [Choice(self.sessions[VIEW_A].auto_window_label(), "auto")] + [Choice(f"{k} (W{w:g} L{lv:g})", k)
                                                        for k, (w, lv) in WINDOW_PRESETS.items()]
         d.can_renderfm = segmentation is None and "renderfm" in usable
         self.sync_state()

@@ -172,7 +172,7 @@ def _annotation_controls(ctrl, names) -> None:
     html.Div("click a point in a view to place the crosshair", v_if=(f"!{names.cursor}",),
              classes="text-caption text-medium-emphasis")
     with html.Div(classes="d-flex align-center", style="gap:6px"):
-        v3.VTextField(v_model=(names.annotation_text,), placeholder="label for the cursor point", density="compact",
+        v3.VTextField(v_model=(names.annotation_text,), placeholder="label this point", density="compact",
                       hide_details=True, maxlength=80, classes="rfm-note-text", keyup_enter=ctrl.rfm_annotate,
                       __events=[("keyup_enter", "keyup.enter")])
         v3.VBtn("Add", click=ctrl.rfm_annotate, variant="tonal", size="small", classes="rfm-annotate",

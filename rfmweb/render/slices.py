@@ -34,8 +34,10 @@ AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
 #: CT window presets ``name -> (width, level)`` in HU (as in PACS viewers and 3D Slicer).
 WINDOW_PRESETS = {"brain": (80.0, 40.0), "subdural": (200.0, 75.0), "bone": (2000.0, 500.0),
                   "lung": (1500.0, -600.0), "abdomen": (400.0, 50.0)}
-#: Fraction of the image's intensity span that one pixel of window/level drag moves.
-WINDOW_PER_PX = 1.0 / 400
+#: Window/level drag: one pixel moves this fraction of the current window's width, within
+#: ``[1 / 100, 1] x WINDOW_SPAN_PER_PX`` of the image's intensity span (:func:`drag_window`)
+WINDOW_PER_PX = 1.0 / 100
+WINDOW_SPAN_PER_PX = 1.0 / 400
 #: Slice zoom limits (1 = the whole slice fits the view).
 ZOOM_RANGE = (0.25, 32.0)
 
@@ -53,10 +55,14 @@ def window_grey(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def drag_window(lo: float, hi: float, dx: float, dy: float, span: float) -> tuple[float, float]:
-    """Window/level drag (3D Slicer's mapping): right widens the window (less contrast), down
-    raises the level (darker); each pixel moves ``span * WINDOW_PER_PX`` image units, ``span``
-    being the image's intensity range. Returns the new ``(lo, hi)``."""
-    step = max(float(span), 1e-6) * WINDOW_PER_PX
+    """Window/level drag (3D Slicer's directions): right widens the window (less contrast), down
+    raises the level (darker). Each pixel moves ``WINDOW_PER_PX`` of the current width, at most
+    ``span * WINDOW_SPAN_PER_PX`` image units (Slicer's fixed step; ``span``: the image's intensity
+    range) and at least a hundredth of that: a brain window (W80 on a CT spanning 4000 HU) moves
+    0.8 HU a pixel instead of 10, so a short drag tunes it rather than losing it, and a wide window
+    still grows by the span's step. Returns the new ``(lo, hi)``."""
+    coarse = max(float(span), 1e-6) * WINDOW_SPAN_PER_PX
+    step = min(coarse, max((hi - lo) * WINDOW_PER_PX, coarse / 100))
     width = max(hi - lo + dx * step, step)
     level = (lo + hi) / 2 + dy * step
     return window_range(width, level)

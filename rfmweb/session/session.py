@@ -378,8 +378,9 @@ class RenderSession(SliceControls, Pointing):
         self.set_camera(cam)
 
     def resize(self, width: int, height: int) -> None:
+        """The viewport is now ``width x height`` pixels (:meth:`OrbitCamera.in_viewport`)."""
         with self._lock:
-            cam = self.camera.resized(int(width), int(height))
+            cam = self.camera.in_viewport(int(width), int(height))
         self.set_camera(cam)
 
     def reset_camera(self) -> None:

@@ -23,6 +23,19 @@ if TYPE_CHECKING:
 CT_AUTO_WINDOW = "abdomen"
 
 
+def _fixed_auto_window(volume) -> tuple[str, tuple[float, float] | None]:
+    """``(name, (lo, hi))`` of the "auto" window a one-channel volume gets whatever its voxels: a DICOM
+    series' own (VOI), else a CT's :data:`CT_AUTO_WINDOW`; ``("", None)`` when it is the percentiles."""
+    if volume is None or volume.data.shape[0] != 1:
+        return "", None
+    voi = voi_window(volume)
+    if voi is not None:
+        return "the series' own", voi
+    if volume.modality == "CT":
+        return "soft tissue", window_range(*WINDOW_PRESETS[CT_AUTO_WINDOW])
+    return "", None
+
+
 @dataclass(frozen=True)
 class Probe:
     """The voxel under the pointer on a slice view: ``voxel`` indices, ``position`` world mm (RAS),
@@ -164,6 +177,15 @@ class SliceControls:
             self.slice_zoom, self.slice_pan = float(zoom), (float(pan_mm[0]), float(pan_mm[1]))
         self._changed("slice")
 
+    def auto_window_label(self) -> str:
+        """What the slices' "auto" window is, as the window menu names it: e.g. ``"auto: soft tissue
+        (W400 L50)"`` on a CT without its own window, ``"auto: 1st-99th percentile"`` on an MRI."""
+        name, window = _fixed_auto_window(self.volume)
+        if window is None:
+            return "auto: 1st-99th percentile"
+        lo, hi = window
+        return f"auto: {name} (W{hi - lo:g} L{(lo + hi) / 2:g})"
+
     def _slice_window(self, force: bool = False) -> tuple[float, float] | None:
         """The slice channel's default window ("auto"): a DICOM series' own (its header's VOI window),
         else a CT's :data:`CT_AUTO_WINDOW`, else the 1st-99th percentiles; computed once per image
@@ -173,10 +195,6 @@ class SliceControls:
         data, channel = self.volume.data, self.slice_channel
         cached = self._window_cache
         if cached is None or cached[0] is not data or cached[1] != channel:
-            window = None
-            if data.shape[0] == 1:
-                window = voi_window(self.volume) or (
-                    window_range(*WINDOW_PRESETS[CT_AUTO_WINDOW]) if self.volume.modality == "CT" else None)
-            window = window or default_window(data[channel])
+            window = _fixed_auto_window(self.volume)[1] or default_window(data[channel])
             cached = self._window_cache = (data, channel, window)
         return cached[2]
