@@ -99,7 +99,8 @@ def _view(name: str, title: str, names) -> None:
         with html.Div(classes="d-flex text-caption px-2", style="height:20px;white-space:nowrap;overflow:hidden;"):
             html.Span(f"{{{{ {view.probe} }}}}", v_if=(view.probe,), classes=f"rfm-probe rfm-probe-{name} mr-3",
                       style="color:#ffd54f")
-            html.Span(f"{{{{ {status} }}}}", classes=f"rfm-status rfm-status-{name}")
+            html.Span(f"{{{{ {status} }}}}", classes=f"rfm-status rfm-status-{name}", title=(status,),
+                      style="min-width:0;overflow:hidden;text-overflow:ellipsis;")   # whole line on hover
 
 
 def _view_controls(view, names, label: str) -> None:
