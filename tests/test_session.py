@@ -96,6 +96,22 @@ def test_linked_cameras_move_together(small_ct):
     assert b.camera.azimuth != a.camera.azimuth
 
 
+def test_linked_views_resized_one_by_one_keep_the_zoom(small_ct):
+    """A layout switch resizes linked views one after the other (row of tall panes <-> 2x2 grid of wide
+    ones): each view's fit to its narrower side must not compound through the link (three panes
+    turned 2.2x more zoomed each, 10x in all), and switching back restores the view."""
+    views = [RenderSession(small_ct, renderer="raymarch", width=357, height=776) for _ in range(3)]
+    unlink = link_cameras(views)
+    before = views[0].camera.distance
+    for v in views:
+        v.resize(538, 356)
+    assert [v.camera.distance for v in views] == pytest.approx([before * 357 / 776] * 3)
+    for v in views:
+        v.resize(357, 776)
+    assert [v.camera.distance for v in views] == pytest.approx([before] * 3)
+    unlink()
+
+
 class Client:
     """A fake client: records frames, acknowledges on demand."""
 

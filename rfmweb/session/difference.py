@@ -59,7 +59,7 @@ class DifferenceSession(RenderSession):
 
     def _snap(self, session: RenderSession) -> Snapshot:
         snap = session.snapshot()
-        return replace(snap, camera=snap.camera.resized(self.camera.width, self.camera.height))
+        return replace(snap, camera=snap.camera.in_viewport(self.camera.width, self.camera.height))
 
     def render(self, quality: Quality = FULL, snapshot: Snapshot | None = None, *, abort=None,
                wait: bool = True) -> np.ndarray:

@@ -31,13 +31,14 @@ def _link(sessions: list[RenderSession], what: str,
 
 
 def link_cameras(sessions: list[RenderSession]) -> Callable[[], None]:
-    """Keep the cameras of ``sessions`` equal (each view keeps its own image size).
+    """Keep the cameras of ``sessions`` equal: each view keeps its own image size and shows across its
+    narrower side what the others show across theirs (:meth:`~rfmweb.camera.OrbitCamera.in_viewport`).
 
     The first session's camera is copied to the others now; afterwards a camera change in any of
     them is copied to the rest. Returns a function that unlinks them.
     """
     def copy(source: RenderSession, other: RenderSession) -> None:
-        other.set_camera(source.camera.resized(other.camera.width, other.camera.height))
+        other.set_camera(source.camera.in_viewport(other.camera.width, other.camera.height))
     return _link(sessions, "camera", copy)
 
 

@@ -247,7 +247,7 @@ class SegmentationViews:
         cam = self.tumour_camera()
         if cam is not None:
             for s in self.sessions:
-                s.set_camera(cam.resized(s.camera.width, s.camera.height))
+                s.set_camera(cam.in_viewport(s.camera.width, s.camera.height))
 
     def dice(self) -> dict[str, dict[str, float]] | None:
         """``{"raw INR": {"WT", "TC", "ET"}, "denoised INR": {...}}`` against the ground truth;
