@@ -426,6 +426,8 @@ class ViewPanel {
     this.correctBox.hidden = !state.correctable;
     this.marksText.textContent = state.marks ? `${state.marks} marked` : "";
     this.clearBtn.disabled = !state.marks;
+    this.applyBtn.disabled = !state.marks;
+    this.undoBtn.disabled = !state.can_undo;
     if (document.activeElement !== this.brushRange) this.brushRange.value = String(state.brush_mm);
     this.brushText.textContent = `${state.brush_mm} mm`;
     this.canvas.dataset.mode = state.mode;

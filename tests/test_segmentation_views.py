@@ -215,8 +215,11 @@ def test_a_correction_updates_the_raw_and_denoised_views_and_undo_restores_them(
         assert views.mark_pixels(RAW, [[-50.0, -50.0]], label=0) == 0, "a stroke outside the slice marks nothing"
         seen.clear()
         held.clear()
+        assert not views.can_undo
+        n_marked, v_gt = views.n_marks, views.sessions[GT].version
         result = views.apply_correction()
-        assert result.changed > 0
+        assert result.changed > 0 and views.can_undo and views.n_marks == 0
+        assert views.sessions[GT].version > v_gt, "the ground truth's view kept drawing the applied marks"
         progress = [m for v, busy, m in seen if busy and v == RAW and m.startswith("correcting... ")]
         assert progress and progress[0].startswith(f"correcting... 1/{MAX_STEPS} "), seen
         # the views the result replaces do not converge meanwhile (the ground truth's does); after, all do
@@ -232,8 +235,12 @@ def test_a_correction_updates_the_raw_and_denoised_views_and_undo_restores_them(
         gt_k = case.labels[:, :, k]
         assert region_dice(after[:, :, k], gt_k)["WT"] < region_dice(before_labels[:, :, k], gt_k)["WT"] - 0.5
         assert pixels_differ(before_frame, raw.render(), threshold=0.2)
+        seen.clear()
         np.testing.assert_array_equal(views.undo_correction(), before_labels)
         np.testing.assert_array_equal(views.labels(RAW), before_labels)
+        # undo goes back to before Apply: the marks are pending again, and the status says so
+        assert not views.can_undo and views.n_marks == n_marked
+        assert any(f"{n_marked} marked voxels are pending again" in m for _, _, m in seen), seen
         # a click on the 3-D view marks the surface voxel under it (or nothing off the head)
         raw.set_view_mode("3d")
         hit = views.mark_click(RAW, SIZE / 2, SIZE / 2, label=2)

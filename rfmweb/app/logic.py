@@ -198,6 +198,7 @@ class AppController:
             d.view_mode, d.slice_index = a.mode, a.slice_index
             d.slice_max = max(0, a.slice_count() - 1) if a.volume is not None else 0
             d.marks = seg.n_marks if seg is not None else 0
+            d.can_undo = seg is not None and seg.can_undo
             d.brush_mm = self.control.brush_mm
             d.class_colors = bool(a.classes.use_class_colors)
             d.label_overlay, d.overlay_opacity = bool(a.label_overlay), round(float(a.overlay), 3)

@@ -150,7 +150,8 @@ def _correction_controls(ctrl, names) -> None:
         with html.Div(classes="d-flex align-center", style="gap:6px"):
             v3.VBtn("Apply", click=ctrl.rfm_apply_correction, variant="tonal", size="small", classes="rfm-apply",
                     disabled=(f"!{names.marks}",))
-            v3.VBtn("Undo", click=ctrl.rfm_undo_correction, variant="tonal", size="small", classes="rfm-undo")
+            v3.VBtn("Undo", click=ctrl.rfm_undo_correction, variant="tonal", size="small", classes="rfm-undo",
+                    disabled=(f"!{names.can_undo}",))
             v3.VBtn("Clear", click=ctrl.rfm_clear_marks, variant="tonal", size="small", classes="rfm-clear-marks",
                     disabled=(f"!{names.marks}",))
             html.Div(f"{{{{ {names.marks} }}}} marked", classes="text-caption rfm-marks")

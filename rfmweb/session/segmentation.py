@@ -282,6 +282,11 @@ class SegmentationViews:
             self._corrector = Corrector(self.model, self.volume, labels=self.labels(RAW), device=self.cache.device)
 
     @property
+    def can_undo(self) -> bool:
+        """Whether a correction has been applied that :meth:`undo_correction` can revert."""
+        return self._corrector is not None and self._corrector.can_undo
+
+    @property
     def n_marks(self) -> int:
         return 0 if self._corrector is None else int(self._corrector.n_marks)
 
@@ -379,16 +384,22 @@ class SegmentationViews:
             msg = f"corrected: {int(result.changed)} voxels changed, {result.steps} steps, {result.seconds:.1f} s"
             for v in (RAW, DENOISED):
                 self._status(v, False, msg)
-            return result
+        self._marks_changed()            # the applied marks leave every view, the ground truth's too
+        return result
 
     def undo_correction(self) -> np.ndarray:
-        """Back to the weights and labels before the last applied correction; returns those labels."""
+        """Back to the weights, labels and pending marks from before the last applied correction (its
+        marks show again, to edit and apply or clear); returns those labels."""
         with self._lock:
             labels = self.corrector.undo()
             self._show(labels)
+            n = self.n_marks
+            msg = f"correction undone; its {n} marked voxels are pending again (Apply or Clear)" if n else \
+                "correction undone"
             for v in (RAW, DENOISED):
-                self._status(v, False, "correction undone")
-            return labels
+                self._status(v, False, msg)
+        self._marks_changed()
+        return labels
 
     def save(self, path: str | os.PathLike, view: int = DENOISED) -> Path:
         """Write one view's labels (default: the denoised INR's, with any corrections) to ``path``:

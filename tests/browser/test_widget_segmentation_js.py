@@ -117,6 +117,21 @@ def page(browser, served, slice_png):
     assert not errors, errors
 
 
+def test_buttons_with_words_keep_them_on_one_line_side_by_side(page):
+    """In a narrow panel (JupyterLab's) "Save scene" and "Load scene" overlapped as "SaveLoad scenecene"
+    and "Save labels" spilled out of its button: every such button now holds its text, none overlaps."""
+    boxes = page.evaluate("""() => [...document.querySelectorAll('.rfm-btn')].filter((b) => b.textContent.length > 1
+        && b.offsetParent !== null).map((b) => { const r = b.getBoundingClientRect();
+        return {text: b.textContent, fits: b.scrollWidth <= b.clientWidth + 1 && r.height < 30,
+                x0: r.left, x1: r.right, y0: r.top, y1: r.bottom}; })""")
+    texts = {b["text"] for b in boxes}
+    assert {"Save scene", "Load scene", "Save labels", "Add", "Clear", "Apply", "Undo"} <= texts, texts
+    assert all(b["fits"] for b in boxes), [b for b in boxes if not b["fits"]]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert a["x1"] <= b["x0"] or b["x1"] <= a["x0"] or a["y1"] <= b["y0"] or b["y1"] <= a["y0"], (a, b)
+
+
 def _sent(page, type_: str) -> list[dict]:
     return page.evaluate("(t) => window.__sent.filter((m) => m.type === t)", type_)
 
@@ -169,9 +184,13 @@ def test_painting_sends_a_stroke_in_frame_pixels_and_apply_undo(page, artifacts)
     Image.fromarray(painted).save(artifacts / "widget_segmentation_stroke.png")
     r, g, b = (painted[..., i].astype(int) for i in range(3))
     assert ((r > 150) & (g > 120) & (b < 110)).sum() > 50, "no yellow (ET) stroke preview on the canvas"
+    # nothing marked, nothing applied: Apply and Undo are off
+    assert page.locator(".rfm-apply").is_disabled() and page.locator(".rfm-undo").is_disabled()
     page.evaluate("(s) => window.__set({views: [s]})", _view_state(marks=412))
     assert page.locator(".rfm-marks").inner_text() == "412 marked"
     page.locator(".rfm-apply").click()
+    page.evaluate("(s) => window.__set({views: [s]})", _view_state(marks=0, can_undo=True))
+    assert page.locator(".rfm-apply").is_disabled()
     page.locator(".rfm-undo").click()
     assert [m["type"] for m in page.evaluate("() => window.__sent")][-2:] == ["apply_correction", "undo_correction"]
     # in 3-D mode a click (no drag) marks the surface under the pointer
