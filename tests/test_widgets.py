@@ -16,6 +16,7 @@ from PIL import Image
 from rfmweb.backend import default_device
 from rfmweb.errors import InputError
 from rfmweb.session import RenderSession
+from rfmweb.session.encode import CAPTION_PX
 from rfmweb.volume import LabelClass, Volume
 from rfmweb.widgets import Compare, Viewer
 
@@ -302,8 +303,8 @@ def test_compare_links_cameras_and_keeps_own_state(small_ct):
         assert a.classes.style(2).visible and not b.classes.style(2).visible
         cmp.set_preset("CT-AAA", view=0)
         assert [v["preset"] for v in cmp.views] == ["CT-AAA", "CT-Muscle"]
-        shot = decode(cmp.screenshot())
-        assert shot.shape == (SIZE, 2 * SIZE + 4, 3)
+        shot = decode(cmp.screenshot())                     # the views side by side under their titles
+        assert shot.shape == (CAPTION_PX + 8 + SIZE, 2 * SIZE + 4, 3)
     finally:
         cmp.close()
 

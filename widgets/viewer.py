@@ -274,7 +274,13 @@ class _Views(anywidget.AnyWidget):
         """
         indices = range(len(self._streams)) if view is None else [self._check_view(view)]
         pngs = [self._streams[i].screenshot() for i in indices]
-        data = pngs[0] if len(pngs) == 1 else side_by_side(pngs)
+        if len(pngs) == 1:
+            data = pngs[0]
+        else:
+            seg = self.segmentation
+            captions = [" · ".join(t for t in (self._titles[i], seg.dice_text(i) if seg is not None else "") if t)
+                        for i in indices]
+            data = side_by_side(pngs, captions=captions)
         if path is not None:
             Path(path).write_bytes(data)
         return data

@@ -513,10 +513,20 @@ class AppController:
                 raise InputError(f"view {view!r} is not shown")
             loop = asyncio.get_event_loop()
             pngs = [await loop.run_in_executor(None, s.screenshot) for s in streams]
-            return pngs[0] if len(pngs) == 1 else side_by_side(pngs)
+            return pngs[0] if len(pngs) == 1 else side_by_side(pngs, captions=[self._caption(n) for n in names])
         except Exception as exc:
             log.warning("screenshot failed: %s", exc)
             return None
+
+    def _caption(self, view: str) -> str:
+        """What a view shows, for a layout screenshot: its title and subtitle (segmentation views:
+        "raw INR · Dice ..."; the difference pane), else its renderer and preset."""
+        vs = self._view_state(view)
+        title = vs.title
+        if not title and view in self.sessions:
+            s = self.sessions[view]
+            title = f"{renderer_label(s.renderer_name)} · {s.preset_name}" if s.mode == "3d" else s.mode
+        return " · ".join(t for t in (title, vs.subtitle) if t)
 
     # -- status -----------------------------------------------------------------------------------
     def _view_state(self, view: str):

@@ -267,11 +267,12 @@ def build_ui(server, names):
                 v3.VBtn("Screenshot (PNG)", block=True, variant="tonal", prepend_icon="mdi-camera",
                         classes="rfm-screenshot mb-2",
                         click=f"utils.download('rfmweb.png', trigger('rfm_screenshot', ['{VIEW_A}']), 'image/png')")
-                v3.VBtn("Screenshot right view", v_if=(names.compare,), block=True, variant="tonal",
+                v3.VBtn("Screenshot right view", v_if=(f"{names.compare} && !{names.segment}",), block=True,
+                        variant="tonal",
                         prepend_icon="mdi-camera",
                         click=f"utils.download('rfmweb-right.png', trigger('rfm_screenshot', ['{VIEW_B}']), "
                               "'image/png')")
-                v3.VBtn("Screenshot both views", v_if=(names.compare,), block=True, variant="tonal",
+                v3.VBtn("Screenshot all views", v_if=(names.compare,), block=True, variant="tonal",
                         prepend_icon="mdi-camera", classes="rfm-screenshot-layout mt-2",
                         click="utils.download('rfmweb-layout.png', trigger('rfm_screenshot', ['layout']), "
                               "'image/png')")

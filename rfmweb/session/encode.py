@@ -6,11 +6,13 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 #: JPEG quality of interactive and idle frames.
 JPEG_INTERACTIVE = 75
 JPEG_IDLE = 92
+#: caption text height (px) of :func:`side_by_side`
+CAPTION_PX = 14
 
 
 @dataclass(frozen=True)
@@ -60,14 +62,25 @@ def encode_image(image: np.ndarray, fmt: str = "jpeg", quality: int = JPEG_IDLE)
     return buf.getvalue()
 
 
-def side_by_side(pngs: list[bytes], gap: int = 4) -> bytes:
+def side_by_side(pngs: list[bytes], gap: int = 4, captions: list[str] | None = None) -> bytes:
     """One PNG of several view PNGs left to right (``gap`` black pixels between; heights may differ:
-    each is top-aligned on black): a screenshot of a whole layout."""
+    each is top-aligned on black): a screenshot of a whole layout. ``captions`` (one per view, e.g.
+    "raw INR · Dice WT 0.91 · TC 0.80 · ET 0.75") are written in a band above the views, so the
+    saved picture says which is which."""
     images = [Image.open(io.BytesIO(p)).convert("RGB") for p in pngs]
-    out = Image.new("RGB", (sum(i.width for i in images) + gap * (len(images) - 1), max(i.height for i in images)))
+    if captions is not None and len(captions) != len(images):
+        raise ValueError(f"{len(captions)} captions for {len(images)} views")
+    band = CAPTION_PX + 8 if captions else 0
+    out = Image.new("RGB", (sum(i.width for i in images) + gap * (len(images) - 1),
+                            band + max(i.height for i in images)))
+    font = ImageFont.load_default(size=CAPTION_PX) if captions else None
     x = 0
-    for image in images:
-        out.paste(image, (x, 0))
+    for k, image in enumerate(images):
+        out.paste(image, (x, band))
+        if captions:                 # drawn on the view's own strip: a long one is cut at its edge
+            strip = Image.new("RGB", (image.width, band))
+            ImageDraw.Draw(strip).text((4, 4), captions[k], fill=(235, 235, 235), font=font)
+            out.paste(strip, (x, 0))
         x += image.width + gap
     buf = io.BytesIO()
     out.save(buf, format="PNG")
