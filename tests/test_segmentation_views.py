@@ -202,6 +202,9 @@ def test_a_correction_updates_the_raw_and_denoised_views_and_undo_restores_them(
     try:
         views.compute()
         raw, den = views.sessions[RAW], views.sessions[DENOISED]
+        changed = int((views.labels(DENOISED) != views.labels(RAW)).sum())
+        said = [m for v, busy, m in seen if v == DENOISED and m.startswith("denoised in")]
+        assert said and said[-1].endswith(f"{changed:,} voxels changed" if changed else "to clean up)"), said
         k = int(np.argmax((views.labels(RAW) > 0).sum(axis=(0, 1))))
         raw.set_view_mode("axial", k)
         before_labels, before_dice, v_raw, v_den = views.labels(RAW), views.dice(), raw.version, den.version

@@ -191,9 +191,12 @@ class SegmentationViews:
             self.frame_tumour()
             self._status(RAW, False, f"segmented in {time.perf_counter() - t0:.1f} s")
             t1 = time.perf_counter()
-            self.sessions[DENOISED].set_labels(self.cache.labels(self.volume, denoise=True), BRATS_CLASSES)
+            denoised = self.cache.labels(self.volume, denoise=True)
+            self.sessions[DENOISED].set_labels(denoised, BRATS_CLASSES)
             self.ready.set()  # before the last status: a front end re-reads Dice on it
-            self._status(DENOISED, False, f"denoised in {time.perf_counter() - t1:.2f} s")
+            changed = int((denoised != raw).sum())
+            self._status(DENOISED, False, f"denoised in {time.perf_counter() - t1:.2f} s: " + (
+                f"{changed:,} voxels changed" if changed else "no voxel changed (no small fragment or hole to clean up)"))
             with self._lock:  # the correction engine's set-up (1-3 s) here, not on the first mark
                 self._make_corrector()
         except BaseException as exc:
