@@ -10,6 +10,7 @@ import pytest
 from rfmweb.session import SegmentationViews
 from rfmweb.session import messages as m
 from rfmweb.session.controller import ViewController
+from rfmweb.session.pointing import mark_radius_px
 from rfmweb.session.segmentation import GT, RAW
 from rfmweb.session.slice_frame import ERASE_MARK_COLOR, mark_colors
 
@@ -116,7 +117,8 @@ def test_marks_show_on_the_3d_view_where_they_lie(views):
         assert coloured.any(), "no mark drawn on the 3-D view"
         v, u = np.nonzero(coloured)
         nearest = np.min(np.hypot(u[:, None] - px[front, 0][None], v[:, None] - px[front, 1][None]), axis=1)
-        assert nearest.max() <= 3.0, "a mark dot lies away from every marked voxel"
+        r = mark_radius_px(session.camera.width, session.camera.height)
+        assert nearest.max() <= 1.5 * r + 1, "a mark dot lies away from every marked voxel"
         views.clear_marks()
         np.testing.assert_array_equal(session.render(), before)
         # a click on the 3-D view marks the surface voxel: it shows as a dot too

@@ -250,6 +250,12 @@ def draw_3d_points(image: np.ndarray, camera: "OrbitCamera", extent_mm: float,
     return np.asarray(pil)
 
 
+def mark_radius_px(width: int, height: int) -> int:
+    """Half-size (px) of a pending mark's dot on a ``width x height`` 3-D frame: 3 px or 1 % of the
+    smaller side, so a single clicked mark is seen at once (a 2 px dot in a 356 px view was missed)."""
+    return max(3, min(width, height) // 100)
+
+
 def draw_3d_marks(image: np.ndarray, camera: "OrbitCamera", points: np.ndarray, colors: np.ndarray) -> np.ndarray:
     """Pending correction marks on a 3-D frame: a dot of ``colors`` ``[M, 3]`` uint8 (outlined in
     black) at each world point ``points`` ``[M, 3]`` mm, projected through ``camera`` (any image
@@ -262,7 +268,7 @@ def draw_3d_marks(image: np.ndarray, camera: "OrbitCamera", points: np.ndarray, 
     if not keep.any():
         return image
     out = image.copy()
-    r = max(1, min(w, h) // 160)
+    r = mark_radius_px(w, h)
     u, v = np.floor(px[keep]).astype(int).T
     for ring, color in ((r + 1, None), (r, colors[keep])):  # a black outline first, then the colour
         for du in range(-ring, ring + 1):
