@@ -433,7 +433,8 @@ class ViewPanel {
     this.canvas.dataset.mode = state.mode;
     this.canvas.dataset.slice = String(state.slice_index);
     this.sliceTools.hidden = state.mode === "3d";
-    const windows = [["auto", state.auto_window || "auto"], ...(state.hu ? model.get("window_options").map((w) => [w.name, w.label]) : [])];
+    const windows = [["auto", state.auto_window || "auto"],
+      ...(state.hu ? model.get("window_options").map((w) => [w.name, w.label]) : [])];
     fillSelect(this.windowSel, windows, state.window_preset);
     this.windowText.textContent = state.window || "";
     this.overlayBox.checked = state.label_overlay;

@@ -196,6 +196,11 @@ def test_a_scene_file_restores_the_view_exactly(small_ct, tmp_path):
     control.handle(m.parse_client_message({"type": "load_scene", "view": 0, "text": text}))
     assert other.annotations == s.annotations and other.camera == s.camera
     control.close()
+    # opened in a tall view, the scene shows across the view's width what it showed across its height
+    tall = RenderSession(small_ct, renderer="vtk", width=SIZE // 2, height=SIZE)
+    apply_scene(tall, read_scene(path), path)
+    assert tall.camera.distance == pytest.approx(2 * s.camera.distance)
+    assert (tall.camera.width, tall.camera.height) == (SIZE // 2, SIZE)
 
 
 def _bad(tmp_path, name: str, text: str):
@@ -213,6 +218,7 @@ def _bad(tmp_path, name: str, text: str):
     ("window.json", lambda d: d["view"].update(window=[5, 1]), "window"),
     ("note.json", lambda d: d["annotations"].append({"position": [0, 0], "text": "x"}), "annotation position"),
     ("camera.json", lambda d: d["camera"].update(distance=-1), "distance"),
+    ("aspect.json", lambda d: d["camera"].update(aspect="wide"), "aspect"),
     ("format.json", lambda d: d.update(format="other/1"), "not a scene"),
 ])
 def test_a_bad_scene_is_refused_and_changes_nothing(small_ct, tmp_path, name, edit, reason):

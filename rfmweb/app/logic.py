@@ -134,8 +134,8 @@ class AppController:
                             for i, name in CORRECTION_LABELS.items()]
         d.segment = segmentation is not None
         d.compare = segmentation is not None  # the segmentation views are always side by side
-        d.window_presets = [Choice(self.sessions[VIEW_A].auto_window_label(), "auto")] + [Choice(f"{k} (W{w:g} L{lv:g})", k)
-                                                       for k, (w, lv) in WINDOW_PRESETS.items()]
+        auto = Choice(self.sessions[VIEW_A].auto_window_label(), "auto")
+        d.window_presets = [auto] + [Choice(f"{k} (W{w:g} L{lv:g})", k) for k, (w, lv) in WINDOW_PRESETS.items()]
         d.can_renderfm = segmentation is None and "renderfm" in usable
         self.sync_state()
 

@@ -7,9 +7,13 @@ opens it (``rfmweb serve scan``, the widget's volume). Example (abridged)::
 
     {"format": "rfmweb-scene/1", "grid": {"shape": [256, 256, 120], "spacing": [0.9, 0.9, 1.5], "modality": "CT"},
      "renderer": "compiled", "preset": "CT-Bone", "classes": {"use_class_colors": true, "styles": [...]},
-     "camera": {"target": [0, 0, 0], "azimuth": 30, "elevation": 20, "distance": 600, "fov": 30},
+     "camera": {"target": [0, 0, 0], "azimuth": 30, "elevation": 20, "distance": 600, "fov": 30, "aspect": 1.34},
      "view": {"mode": "axial", "slices": {"axial": 60, ...}, "window": [-160, 240], ...},
      "cursor": [12.5, -3.0, 40.0], "annotations": [{"position": [12.5, -3.0, 40.0], "text": "optic chiasm"}]}
+
+The camera's ``aspect`` (width / height of the view it was saved from; optional) lets a view of
+another shape show the same thing across its narrower side (:meth:`OrbitCamera.in_viewport`): a
+scene saved in a wide window opens whole on a tall one.
 
 Core code: no UI imports.
 """
@@ -63,7 +67,8 @@ def scene_to_dict(session: "RenderSession") -> dict:
                                   "color": "#%02x%02x%02x" % tuple(int(round(c * 255)) for c in s.color[:3])}
                                  for s in snap.scene.classes.styles]}
     cam = snap.camera.to_dict()
-    del cam["width"], cam["height"]  # the viewer's size, not the scene's
+    width, height = cam.pop("width"), cam.pop("height")  # the viewer's size, not the scene's: its shape
+    cam["aspect"] = round(width / height, 6)
     out["camera"] = cam
     out["view"] = {"mode": snap.mode, "slices": dict(session.slice_indices),
                    "window": None if session.window is None else list(session.window),
@@ -156,8 +161,7 @@ def _plan(session: "RenderSession", data: dict) -> list:
     if "classes" in data:
         plan.append(_classes_step(session, data["classes"]))
     if "camera" in data:
-        cam = OrbitCamera.from_dict({**data["camera"], "width": session.camera.width,
-                                     "height": session.camera.height})
+        cam = _camera(data["camera"], session.camera.width, session.camera.height)
         plan.append(lambda: session.set_camera(cam))
     if "view" in data:
         plan.extend(_view_steps(session, data["view"]))
@@ -171,6 +175,20 @@ def _plan(session: "RenderSession", data: dict) -> list:
         cursor = None if data["cursor"] is None else check_point(data["cursor"], "cursor")
         plan.append(lambda: session.set_cursor(cursor))
     return plan
+
+
+def _camera(data, width: int, height: int) -> OrbitCamera:
+    """The scene's camera for a ``width x height`` view (fitted from the saved view's ``aspect``)."""
+    if not isinstance(data, dict):
+        raise InputError("the scene's camera must be an object")
+    fields = dict(data)
+    aspect = fields.pop("aspect", None)
+    if aspect is None:
+        return OrbitCamera.from_dict({**fields, "width": width, "height": height})
+    if isinstance(aspect, bool) or not isinstance(aspect, (int, float)) or not 1e-3 < aspect < 1e3:
+        raise InputError(f"the scene's camera aspect must be a number between 0.001 and 1000, got {aspect!r}")
+    saved = OrbitCamera.from_dict({**fields, "width": max(1, round(1000 * aspect)), "height": 1000})
+    return saved.in_viewport(width, height)
 
 
 def _classes_step(session: "RenderSession", classes: dict):

@@ -195,8 +195,8 @@ class SegmentationViews:
             self.sessions[DENOISED].set_labels(denoised, BRATS_CLASSES)
             self.ready.set()  # before the last status: a front end re-reads Dice on it
             changed = int((denoised != raw).sum())
-            self._status(DENOISED, False, f"denoised in {time.perf_counter() - t1:.2f} s: " + (
-                f"{changed:,} voxels changed" if changed else "no voxel changed (no small fragment or hole to clean up)"))
+            what = f"{changed:,} voxels changed" if changed else "no voxel changed (no small fragment or hole to clean up)"
+            self._status(DENOISED, False, f"denoised in {time.perf_counter() - t1:.2f} s: {what}")
             with self._lock:  # the correction engine's set-up (1-3 s) here, not on the first mark
                 self._make_corrector()
         except BaseException as exc:
