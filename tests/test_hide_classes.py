@@ -88,7 +88,7 @@ def test_the_faded_field_reads_through_the_cubic_spline_without_ringing():
 
 def test_hiding_a_class_the_tf_does_not_show_changes_nothing():
     """Air hidden under CT-Muscle (transparent anyway): the scalar comes back as it was; numpy in,
-    numpy out (VTK's path), with labels of any integer type."""
+    numpy out, with labels of any integer type."""
     scalar, labels = tilted_bone()
     scalar = torch.where(labels == 2, torch.tensor(-1000.0), scalar)
     out = hide_voxels(scalar.numpy(), labels.numpy().astype(np.uint16), (2,), MUSCLE)

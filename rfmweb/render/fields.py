@@ -163,11 +163,12 @@ def hide_voxels(scalar, labels, hidden: tuple[int, ...], tf: TransferFunction):
     rings at a jump. Works on numpy arrays and torch tensors; returns ``scalar`` itself when
     nothing shown is hidden or the TF is nowhere transparent.
     """
-    if not isinstance(scalar, torch.Tensor) and hidden and labels is not None and tf.transparent_edge() is not None:
-        out = HiddenFade()(torch.from_numpy(np.ascontiguousarray(scalar, dtype=np.float32)),
-                           torch.from_numpy(np.asarray(labels, dtype=np.int64)), hidden, tf)
-        return out.numpy()
-    return HiddenFade()(scalar, labels, hidden, tf)
+    if isinstance(scalar, torch.Tensor):
+        return HiddenFade()(scalar, labels, hidden, tf)
+    tensor = torch.from_numpy(np.ascontiguousarray(scalar, dtype=np.float32))
+    out = HiddenFade()(tensor, None if labels is None else torch.from_numpy(np.asarray(labels, dtype=np.int64)),
+                       hidden, tf)
+    return scalar if out is tensor else out.numpy()
 
 
 @dataclass
