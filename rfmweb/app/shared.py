@@ -42,6 +42,7 @@ class DriverGate:
 
     def __init__(self) -> None:
         self._web = None
+        self._driver: str | None = None  # the last driver seen, to log a hand-over
 
     def install(self, wslink_server) -> None:
         """Wrap the state-changing RPCs of every websocket handler of ``wslink_server``."""
@@ -57,11 +58,11 @@ class DriverGate:
 
     def driver(self) -> str | None:
         """The client id of the oldest connected, authenticated client (``None``: nobody)."""
-        for handler in self._handlers():
-            for client_id in handler.connections:
-                if client_id in handler.authentified_client_ids:
-                    return client_id
-        return None
+        found = next((c for h in self._handlers() for c in h.connections if c in h.authentified_client_ids), None)
+        if found != self._driver and found is not None:
+            log.info("shared mode: tab %s drives now (%d connected)", found, self._clients())
+        self._driver = found
+        return found
 
     def caller_drives(self) -> bool:
         """Whether the client whose RPC is running is the driver."""
@@ -82,9 +83,13 @@ class DriverGate:
                 return result
             if self._harmless(uri, args):
                 return func(obj, *args, **kwargs)
-            log.debug("ignored %s from a follower (shared mode: the first tab drives)", uri)
             if uri == "trame.state.update":
-                obj.force_push_state(*_state_keys(obj, args))  # the follower's control goes back to the shared value
+                keys = _state_keys(obj, args)
+                log.info("shared mode: a following tab's change of %s was undone (tab %s drives)",
+                         ", ".join(keys) or "nothing", self._driver)
+                obj.force_push_state(*keys)  # the follower's control goes back to the shared value
+            else:
+                log.debug("ignored %s from a follower (shared mode: the first tab drives)", uri)
             return None
 
         return gated

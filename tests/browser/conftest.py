@@ -30,6 +30,19 @@ def browser():
         b.close()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing browser test's report ends with the last lines of each running server's log."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        from serving import RUNNING_LOGS
+        for log in RUNNING_LOGS:
+            if log.exists():
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:])
+                report.sections.append((f"server log {log.parent.name}/{log.name} (last 60 lines)", tail))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

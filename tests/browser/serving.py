@@ -15,6 +15,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 
+#: Logs of the servers running now; a failing browser test's report shows their ends (conftest.py).
+RUNNING_LOGS: list[Path] = []
+
+
 class ServerError(RuntimeError):
     """The server exited, or did not answer in time (the message carries its log)."""
 
@@ -33,6 +37,8 @@ def served(cmd: list[str], url: str, log: Path | None = None, timeout_s: float =
     health = f"{parts.scheme}://{parts.netloc}/healthz"
     out = log.open("w") if log is not None else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    if log is not None:
+        RUNNING_LOGS.append(log)
     try:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -56,3 +62,4 @@ def served(cmd: list[str], url: str, log: Path | None = None, timeout_s: float =
             proc.kill()
         if log is not None:
             out.close()
+            RUNNING_LOGS.remove(log)

@@ -26,7 +26,8 @@ VIEWPORT = {"width": 1000, "height": 640}
 TIMEOUT_MS = 60_000
 
 SERVER = """
-import sys
+import logging, sys
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")  # wslink's (dis)connects too
 from rfmweb.io import load_volume
 from rfmweb.volume import LabelClass, Volume
 from rfmweb.app.server import serve
@@ -305,6 +306,7 @@ def test_compare_starts_on_another_renderer_without_broken_images(page, artifact
     assert not page.evaluate(broken)
     page.screenshot(path=str(artifacts / "app_compare_start.png"))
     page.locator(".rfm-compare input").uncheck()
+    right.wait_for(state="detached")
 
 
 def test_click_crosshair_annotation_and_a_scene_file_round_trip(page, artifacts, tmp_path):
