@@ -10,6 +10,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from rfmweb.io import save_volume
@@ -101,6 +102,29 @@ def test_bad_arguments(small_files, tmp_path):
     res = rfmweb("render", ct, "--out", tmp_path / "x.png", "--hide", "pancreas")
     assert res.returncode == 2 and "has no label classes" in res.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_options_that_cannot_apply_are_one_line_errors(small_files, tmp_path, capsys):
+    """Out-of-range angles, and styles given with a splat file (its colours were fixed when it was made),
+    are refused in-process; a usage error of argparse is one line too."""
+    from rfmweb.cli import main
+    from rfmweb.splats import Splats6D
+
+    ct, _ = small_files
+    out = tmp_path / "x.png"
+    assert main(["render", str(ct), "--out", str(out), "--elevation", "200"]) == 2
+    assert "--elevation must lie in -90..90 degrees, got 200" in capsys.readouterr().err
+    g = torch.Generator().manual_seed(0)
+    n = 20
+    Splats6D(torch.randn(n, 3, generator=g), torch.zeros(n, 3), torch.zeros(n, 6), torch.zeros(n, 15),
+             torch.zeros(n), torch.zeros(n, 4, 3)).save(tmp_path / "s.npz")
+    assert main(["render", str(tmp_path / "s.npz"), "--out", str(out), "--preset", "CT-Muscle"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--preset cannot change a splat file" in err and "s.npz" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+    res = rfmweb("render", ct, "--out", out, "--preset", "CT-Foo")
+    assert res.returncode == 2 and res.stderr.strip().splitlines() == [
+        res.stderr.strip()] and "invalid choice: 'CT-Foo'" in res.stderr and "rfmweb render --help" in res.stderr
 
 
 def test_outputs_that_cannot_be_written_are_one_line_and_files_get_the_usual_mode(small_files, tmp_path):

@@ -49,6 +49,18 @@ def test_inputs_channels_and_grid(scene, small_ct):
     assert unlabelled.mask_from == "tf" and unlabelled.shape == small_ct.shape
 
 
+def test_a_volume_that_is_not_ct_is_refused_and_not_offered(small_ct):
+    """The model has seen Hounsfield units only: an MR volume is refused (prepare, the renderer), and the
+    viewers' renderer menus show Render-FM disabled with the reason."""
+    from rfmweb.render.registry import renderer_status
+
+    mr = Volume(small_ct.data, small_ct.affine, modality="MR", name="brain")
+    with pytest.raises(InputError, match="Render-FM is trained on CT only; brain is MR"):
+        build_inputs(Scene(mr, preset("MR-Default")), 8.0)
+    assert renderer_status(mr)["renderfm"] == "trained on CT only; this volume is MR"
+    assert renderer_status(small_ct)["renderfm"] == renderer_status()["renderfm"]
+
+
 def test_agp_pools_classified_voxels_not_hu():
     """A bone / air edge inside a block: pooled HU (~ +200) would read as soft tissue; the classified
     voxels give a block of bone colour at half the extinction."""

@@ -170,6 +170,30 @@ def test_bad_input_is_one_line_exit_2_naming_the_file(scan, fitted, tmp_path, ca
     assert not out.exists() and not (tmp_path / "r.json").exists()
 
 
+def test_splats_or_a_volume_of_another_scan_are_refused(scan, fitted, tmp_path, capsys):
+    """The views folder records the box of the volume it shows: splats whose centres lie elsewhere, or a
+    volume with another box, are one-line errors naming the file (not a score against the wrong views)."""
+    from dataclasses import replace
+
+    folder, ct, labels, views = scan
+    moved = Splats6D.load(fitted[0])
+    moved = replace(moved, means=moved.means + torch.tensor([300.0, 0.0, 0.0]))
+    moved.save(tmp_path / "moved.npz")
+    code = main(["evaluate-splats", str(tmp_path / "moved.npz"), "--views", str(views), "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "0% of the splat centres lie in its box" in err and "moved.npz" in err, err
+    other = ball_volume()
+    other.affine[0, 3] += 100.0
+    save_volume(other, tmp_path / "other.nii.gz", tmp_path / "other_labels.nii.gz")
+    out = tmp_path / "ft.npz"
+    code = main(["finetune", str(tmp_path / "other.nii.gz"), "--labels", str(tmp_path / "other_labels.nii.gz"),
+                 "--init", str(fitted[0]), "--views", str(views), "--iters", "1", "--device", "cpu",
+                 "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "is not the volume the views in" in err and "other.nii.gz" in err, err
+    assert len(err.splitlines()) == 1 and not out.exists()
+
+
 # -- 6D .ply files -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("labels", [True, False])
 def test_ply6d_round_trip_is_exact(tmp_path, labels):

@@ -107,13 +107,14 @@ class _Views(anywidget.AnyWidget):
         #: Every control of the page (and of the methods below) goes through here.
         self.control = ViewController(sessions, segmentation=segmentation, shared_styles=segmentation is not None,
                                       on_status=self._on_status, on_probe=lambda _i, _text: self._sync_views())
+        volume = next((x.volume for x in sessions if x.volume is not None), None)
         has = {"splats": any(x.splats is not None for x in sessions),
                "renderfm": any(x.volume is not None for x in sessions)}  # Render-FM predicts from a volume
         super().__init__(width=int(width), height=int(height), arrangement=arrangement, preset_options=list(PRESETS),
                          # a renderer missing its package is offered disabled, with what to install
                          renderer_options=[{"name": n, "label": renderer_label(n, note=True),
                                             "disabled": why is not None, "hint": why or ""}
-                                           for n, why in renderer_status().items() if has.get(n, True)],
+                                           for n, why in renderer_status(volume).items() if has.get(n, True)],
                          window_options=[{"name": k, "label": f"{k} (W{w:g} L{lv:g})"}
                                          for k, (w, lv) in WINDOW_PRESETS.items()])
         self._unsubscribe = [s.subscribe(self._on_session_change) for s in self._sessions]

@@ -124,7 +124,7 @@ class AppController:
         d.title = self.sessions[VIEW_A].name or "rfmweb"
         # only the renderers that can draw what was loaded
         # the renderers that can draw what was loaded; those missing a package show disabled, saying which
-        status = renderer_status()
+        status = renderer_status(volume)
         fits = [n for n in all_renderer_names() if ((splats is not None) if n == "splats" else (volume is not None))]
         usable = [n for n in fits if status[n] is None]
         d.renderers = [Choice(renderer_label(n, note=True), n, status[n] is not None, status[n] or "") for n in fits]

@@ -168,8 +168,7 @@ def _log_renderfm(volume: Volume) -> None:
         log.info("Render-FM available (%s): the compare view starts on it (\"Ray-marcher | Render-FM\"); "
                  "choose it as the main renderer from the menu or with --renderer renderfm", renderfm_checkpoint())
     else:
-        log.info("Render-FM available (%s) in the renderer menu (trained on CT; this is %s)",
-                 renderfm_checkpoint(), volume.modality)
+        log.info("Render-FM not offered: it is trained on CT only, and this volume is %s", volume.modality)
 
 
 def run_app(content: Content, *, host: str, port: int, access: Access,

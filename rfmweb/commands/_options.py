@@ -5,6 +5,10 @@ from __future__ import annotations
 from ..errors import InputError
 
 
+#: What ``--labels`` takes, in every command's help.
+LABELS_HELP = "label map on the volume's grid (.nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd)"
+
+
 def add_compute_options(p, threads_help: str = "torch intra-op threads") -> None:
     """Add ``--threads N`` and ``--no-progress`` to parser ``p``."""
     p.add_argument("--threads", type=int, help=threads_help)

@@ -50,7 +50,7 @@ def run(args) -> dict:
     from ..backend import choose_rasterizer, default_device
     from ..splats.fit import evaluate, write_json
     from ..splats.ply6d import read_splats
-    from ..splats.viewset import load_views
+    from ..splats.viewset import check_splats, load_views
     from ..backend import parse_device
 
     t_start = time.perf_counter()
@@ -59,6 +59,7 @@ def run(args) -> dict:
     device = None if args.device is None else parse_device(args.device)
     splats = read_splats(args.splats)
     views = load_views(args.views)
+    check_splats(views, splats.means, args.splats)
     if views.test is not None:
         split, target = "test", (views.test_native if args.size is None else views.resized(args.size).test)
         note = None

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 
+from ._options import LABELS_HELP
+
 log = logging.getLogger("rfmweb")
 
 REPORT_FORMAT = "rfmweb.finetune.report/1"
@@ -37,7 +39,7 @@ def add_parser(sub) -> None:
     p.add_argument("--iters", type=int, required=True, help="optimisation steps")
     p.add_argument("--out", required=True, help="output splat file (.npz)")
     p.add_argument("--report", help="write a JSON report (held-out metrics before and after, timing, curve)")
-    p.add_argument("--labels", help="label map on the volume's grid (.nii/.nii.gz), for the views' hidden classes")
+    p.add_argument("--labels", help=f"{LABELS_HELP}, for the views' hidden classes")
     from .fit_6dgs import add_fit_options
 
     add_fit_options(p, seed_help="random seed (view order, splits)",

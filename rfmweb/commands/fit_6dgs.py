@@ -34,7 +34,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 from ..errors import InputError, about
-from ._options import add_series_option
+from ._options import LABELS_HELP, add_series_option
 
 if TYPE_CHECKING:
     from ..splats.model import Splats6D
@@ -58,7 +58,7 @@ def add_parser(sub) -> None:
     p.add_argument("--iters", type=int, help="optimisation steps (default 300 on CPU, 3000 on CUDA)")
     p.add_argument("--out", required=True, help="output splat file (.npz)")
     p.add_argument("--report", help="write a JSON report (held-out metrics, timing, training curve)")
-    p.add_argument("--labels", help="label map on the volume's grid (.nii/.nii.gz), for hidden classes and AGP")
+    p.add_argument("--labels", help=f"{LABELS_HELP}, for hidden classes and AGP")
     add_fit_options(p, seed_help="random seed (view order, random init, splits)",
                     max_splats_help="cap on the splat count (default 20000 on CPU, 1000000 on CUDA); the initial "
                                     "splats take at most half, densification the rest")
@@ -150,7 +150,7 @@ def fit_and_report(job: FitJob, start: Callable[..., "Splats6D"], *, command: st
     from ..io import open_volume
     from ..io.atomic import check_output
     from ..splats.fit import FitConfig, evaluate, fit_6dgs, write_json
-    from ..splats.viewset import load_views, scene_for_views
+    from ..splats.viewset import check_volume, load_views, scene_for_views
 
     t_start = time.perf_counter()
     if not str(job.out).lower().endswith(".npz"):
@@ -166,6 +166,7 @@ def fit_and_report(job: FitJob, start: Callable[..., "Splats6D"], *, command: st
     if job.size is not None:
         views = views.resized(job.size)
     volume = open_volume(job.volume, job.labels, series=job.series)
+    check_volume(views, volume, job.volume)
     scene = scene_for_views(views, volume)
 
     if device is None:

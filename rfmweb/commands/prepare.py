@@ -17,7 +17,7 @@ import logging
 import time
 
 from ..errors import InputError, about
-from ._options import add_series_option, add_style_options, tf_from_args
+from ._options import LABELS_HELP, add_series_option, add_style_options, tf_from_args
 
 log = logging.getLogger("rfmweb")
 
@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
                                   "folder, or sample:NAME")
     add_series_option(p)
     p.add_argument("--out", required=True, help="splat file to write (.npz or .ply)")
-    p.add_argument("--labels", help="label map on the same grid (.nii/.nii.gz): class colours and the foreground mask")
+    p.add_argument("--labels", help=f"{LABELS_HELP}: class colours and the foreground mask")
     add_style_options(p)
     p.add_argument("--checkpoint", help="Render-FM model file (default: the shipped rfmweb/weights/renderfm.pt)")
     p.add_argument("--device", metavar="cpu|cuda", help="where the network runs (default: CUDA when available)")

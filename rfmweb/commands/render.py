@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import InputError
-from ._options import add_series_option
+from ._options import LABELS_HELP, add_series_option
 
 log = logging.getLogger("rfmweb")
 
@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
     add_series_option(p)
     p.add_argument("--splats", help="splat .npz of the same anatomy, for --renderer splats beside a volume")
     p.add_argument("--out", required=True, help="output image (.png or .jpg)")
-    p.add_argument("--labels", help="label map on the same grid (.nii/.nii.gz/.nrrd/.mha)")
+    p.add_argument("--labels", help=LABELS_HELP)
     p.add_argument("--renderer", choices=all_renderer_names(),
                    help="renderer (default: the viewer's, the compiled ray-marcher on a CPU with numba, raymarch "
                         "on CUDA); one whose package is not installed says what to install")
@@ -36,9 +36,11 @@ def add_parser(sub) -> None:
                         "frame; splats draw one whatever this says)")
     p.add_argument("--preset", choices=list(PRESETS), help="transfer-function preset (default per modality)")
     p.add_argument("--tf", help="ParaView colour-map JSON to use instead of a preset")
-    p.add_argument("--azimuth", type=float, default=0.0, help="degrees about the superior axis; 0 = anterior view")
-    p.add_argument("--elevation", type=float, default=20.0, help="degrees above the axial plane")
-    p.add_argument("--size", type=int, default=512, help="image width and height in pixels")
+    p.add_argument("--azimuth", type=float, default=0.0,
+                   help="degrees about the superior axis; 0 = anterior view (default 0)")
+    p.add_argument("--elevation", type=float, default=20.0,
+                   help="degrees above the axial plane, -90..90 (default 20: a little from above)")
+    p.add_argument("--size", type=int, default=512, help="image width and height in pixels (default 512)")
     p.add_argument("--hide", action="append", default=[], metavar="CLASS_OR_GROUP",
                    help="hide a label class (name or value) or a group such as skeleton; repeatable")
     p.add_argument("--class-colors", action="store_true", help="colour voxels by their label class")
@@ -67,9 +69,17 @@ def _run_render(args) -> None:
     for name in ("azimuth", "elevation"):
         if not math.isfinite(getattr(args, name)):
             raise InputError(f"--{name} must be a finite number of degrees, got {getattr(args, name)}")
+    if not -90 <= args.elevation <= 90:
+        raise InputError(f"--elevation must lie in -90..90 degrees, got {args.elevation:g}")
     if args.renderer is not None:
         check_renderer(args.renderer)  # before loading: a missing package is named at once
     volume, splats = open_sources(args.volume, args.labels, args.splats, series=args.series)
+    if volume is None:
+        given = [o for o, v in (("--preset", args.preset), ("--tf", args.tf), ("--hide", args.hide),
+                                ("--class-colors", args.class_colors)) if v]
+        if given:
+            raise InputError(f"{', '.join(given)} cannot change a splat file: its colours and opacities were "
+                             "fixed when it was made (prepare, fit-6dgs); render the volume instead", args.volume)
     session = RenderSession(volume, splats=splats, renderer=args.renderer, preset=args.preset, width=args.size,
                             height=args.size)
     if args.tf:
@@ -93,7 +103,8 @@ def _run_render(args) -> None:
     atomic_write(out, lambda tmp: Path(tmp).write_bytes(data))
     session.close()
     log.info("wrote %s (%dx%d, %s, %s, %d frame%s)", out, image.shape[1], image.shape[0], snap.renderer,
-             session.preset_name, frames, "" if frames == 1 else "s")
+             session.preset_name if volume is not None else "colours of the splat file", frames,
+             "" if frames == 1 else "s")
 
 
 def _hide(session, name: str) -> None:

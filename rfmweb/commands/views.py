@@ -17,7 +17,8 @@ Output folder (every file written atomically; format ``rfmweb-views/1``)::
     DIR/view_000.png ...   sRGB uint8 RGB images, --size x --size, black background
     DIR/cameras.json       the cameras (below)
     DIR/tf.json            the transfer function as a ParaView colour-map JSON (rfmweb.transfer.load_paraview_json)
-    DIR/scene.json         what was rendered: "volume" (absolute path or sample:NAME), "labels", "name",
+    DIR/scene.json         what was rendered: "volume" (sample:NAME, or a fingerprint of the voxels and
+                           their affine: never a path), "labels" (the same), "name", "shape", "bounds",
                            "preset", "tf" (= tf.json), "tf_settings" (what ParaView JSON cannot hold:
                            unit distance, shading, gradient opacity), "hidden_classes" (label values)
                            and "hidden_class_names", "renderer", "quality" (raymarch, else null), "spp"
@@ -47,6 +48,7 @@ Resuming: a rerun with the same settings skips every view whose PNG exists and w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import asdict
@@ -56,7 +58,7 @@ import numpy as np
 
 from ..camera import ELEVATION_RANGE, FOV, orbit_cameras
 from ..errors import InputError
-from ._options import add_series_option, add_style_options, tf_from_args
+from ._options import LABELS_HELP, add_series_option, add_style_options, tf_from_args
 
 log = logging.getLogger("rfmweb")
 
@@ -90,7 +92,7 @@ def add_parser(sub) -> None:
                         "within SSIM 0.99 of 4x the samples) or 'full' (the viewer's half-voxel step, one frame)")
     p.add_argument("--n", type=int, default=20, help="number of views (default 20)")
     p.add_argument("--size", type=int, default=256, help="image width and height in pixels (default 256)")
-    p.add_argument("--labels", help="label map on the same grid (.nii/.nii.gz)")
+    p.add_argument("--labels", help=LABELS_HELP)
     add_style_options(p)
     p.add_argument("--spp", type=int, help=f"samples per pixel, pathtrace only (default {DEFAULT_SPP})")
     p.add_argument("--seed", type=int, default=0, help="seed of the view directions and the path tracer's noise")
@@ -142,11 +144,18 @@ def _same_camera(old: dict | None, new: dict) -> bool:
 
 
 # -- the command ------------------------------------------------------------------------------
-def _spec(value: str | None) -> str | None:
-    """A volume/labels argument as recorded: absolute path for files, ``sample:NAME`` as given."""
+def _spec(value: str | None, *arrays: np.ndarray) -> str | None:
+    """A volume/labels argument as recorded: ``sample:NAME`` as given; for a file, a fingerprint of
+    what was read (``arrays``), never its path (folder and file names are often patient IDs), so
+    the same scan moved or re-exported still resumes."""
     if value is None or value.startswith("sample:"):
         return value
-    return str(Path(value).resolve())
+    digest = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(a.data)
+    return f"blake2b:{digest.hexdigest()}"
 
 
 def _check_args(args) -> None:
@@ -228,7 +237,9 @@ def run_views(args) -> None:
         version = "unknown"
     record = {
         "format": FORMAT,
-        "volume": _spec(args.volume), "labels": _spec(args.labels), "series": args.series, "name": volume.name,
+        "volume": _spec(args.volume, volume.data, np.round(volume.affine, 4)),
+        "labels": _spec(args.labels, volume.labels) if volume.labels is not None else _spec(args.labels),
+        "series": args.series, "name": volume.name,
         "modality": volume.modality, "shape": list(volume.shape), "spacing": list(volume.spacing),
         "bounds": volume.bounds.tolist(),
         "preset": preset_name, "tf": tf_to_paraview(tf),

@@ -84,10 +84,10 @@ def attach_labels(volume: Volume, labels: str | os.PathLike, source: str | os.Pa
     labels = Path(labels)
     lab, lab_affine = read_array(labels, labels=True)
     if lab.shape != volume.shape:
-        raise InputError(f"label map {labels} is not on the grid of {source}: shape {lab.shape} vs {volume.shape}",
+        raise InputError(f"the label map is not on the grid of {source}: shape {lab.shape} vs {volume.shape}",
                          labels)
     if not nifti.same_grid(volume.affine, lab_affine):
-        raise InputError(f"label map {labels} is not on the grid of {source}: their voxel-to-world matrices "
+        raise InputError(f"the label map is not on the grid of {source}: their voxel-to-world matrices "
                          f"differ by up to {np.abs(volume.affine - lab_affine).max():.3g} mm", labels)
     if classes is None and (table := sidecar_table(labels)) is not None:
         log.info("class names and colours from %s", table.name)

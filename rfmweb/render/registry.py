@@ -70,10 +70,18 @@ def renderer_names() -> list[str]:
     return [n for n in _FACTORIES if _why_missing(n) is None]
 
 
-def renderer_status() -> dict[str, str | None]:
-    """Every renderer -> ``None`` when it can run here now, else why not (one line that says what to
-    install or provide): a UI lists them all and shows the unavailable ones disabled, with the reason."""
-    return {n: _why_missing(n) for n in _FACTORIES}
+def renderer_status(volume=None) -> dict[str, str | None]:
+    """Every renderer -> ``None`` when it can run here now (and draw ``volume``, a
+    :class:`~rfmweb.volume.Volume`, when given), else why not (one line that says what to install or
+    provide): a UI lists them all and shows the unavailable ones disabled, with the reason."""
+    return {n: _why_missing(n) or _why_unsuited(n, volume) for n in _FACTORIES}
+
+
+def _why_unsuited(name: str, volume) -> str | None:
+    """Why renderer ``name`` cannot draw ``volume`` (``None``: it can, or no volume was given)."""
+    if name == "renderfm" and volume is not None and volume.modality != "CT":
+        return f"trained on CT only; this volume is {volume.modality}"
+    return None
 
 
 def check_renderer(name: str) -> str:

@@ -4,7 +4,7 @@ Channels, ``[6, X, Y, Z]`` float32 on a grid of about ``spacing_mm`` (isotropic 
 keeps the volume's field of view, so the exact spacing is ``(n - 1) s / (n' - 1)`` per axis):
 
 ====  =====================================================================================
-0     intensity: CT in HU / 1000, clipped to [-1.024, 3.071] (MR: the blended scalar in [0, 1])
+0     intensity: CT in HU / 1000, clipped to [-1.024, 3.071] (CT only: other modalities are refused)
 1     foreground mask: label > 0 and class visible; without a label map, TF opacity > ``eps``
 2-4   colour of the classified voxel (TF colour, or the class colour where the table says so)
 5     opacity of the classified voxel accumulated over one working voxel (``1 - (1 - a)^(s / u)``,
@@ -109,10 +109,16 @@ def build_inputs(scene: Scene, spacing_mm: float | None = None, *, eps: float = 
         spacing_mm: working spacing; ``None`` keeps the volume's grid.
         eps: opacity over one voxel above which a voxel is foreground when there is no label map.
         device: where to build (default: the CPU).
+
+    Raises:
+        InputError: no volume, or a volume that is not CT (the model has seen only Hounsfield units).
     """
     vol = scene.volume
     if vol is None:
         raise InputError("Render-FM needs a volume")
+    if vol.modality != "CT":
+        raise InputError(f"Render-FM is trained on CT only; {vol.name or 'this volume'} is {vol.modality} "
+                         "(its intensities are not Hounsfield units)")
     shape, affine = working_grid(vol.shape, vol.affine, spacing_mm)
     scalar, labels = resample(*volume_tensors(scene, device), shape)
     labels = None if labels is None else labels.long()
@@ -124,6 +130,6 @@ def build_inputs(scene: Scene, spacing_mm: float | None = None, *, eps: float = 
     else:
         mask, mask_from = alpha_voxel > eps, "tf"
         log.info("Render-FM input: no label map, so the foreground mask is the TF opacity > %g", eps)
-    intensity = scalar.clamp(*HU_RANGE) / HU_SCALE if vol.modality == "CT" else scalar
+    intensity = scalar.clamp(*HU_RANGE) / HU_SCALE
     channels = torch.stack([intensity, mask.float(), *rgba[..., :3].unbind(-1), alpha_voxel])
     return RenderFMInput(channels, rgba, labels, affine, float(scene.tf.unit_distance), mask_from)

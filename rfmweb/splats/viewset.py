@@ -212,6 +212,54 @@ def load_views(folder: str | Path, size: int | None = None) -> ViewSet:
     return views if size is None else views.resized(size)
 
 
+#: A volume or splat file belongs to a views folder when its box is within this fraction of the
+#: recorded box's largest side (or 1 mm) of it: the same scan resampled or re-exported passes, another
+#: scan does not.
+BOUNDS_TOLERANCE = 0.05
+#: Splats belong to a views folder when at least this fraction of their centres lie in the recorded box
+#: widened by :data:`BOUNDS_TOLERANCE` (a fit moves a few splats outside).
+SPLATS_INSIDE = 0.9
+
+
+def _recorded_bounds(views: ViewSet) -> np.ndarray | None:
+    """``[2, 3]`` mm: the box of the volume the views were rendered from (scene.json), if recorded."""
+    try:
+        box = np.asarray(views.scene_info.get("bounds"), dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return box if box.shape == (2, 3) and np.isfinite(box).all() else None
+
+
+def _box(box: np.ndarray) -> str:
+    return "[" + ", ".join(f"{lo:.0f}..{hi:.0f}" for lo, hi in box.T) + "] mm"
+
+
+def check_volume(views: ViewSet, volume, source: str) -> None:
+    """Raise :class:`InputError` unless ``volume`` (from ``source``) is the one the views show, by its
+    world box against scene.json's ``bounds`` (folders without them are not checked)."""
+    box = _recorded_bounds(views)
+    if box is None:
+        return
+    tol = max(1.0, BOUNDS_TOLERANCE * float(np.ptp(box, axis=0).max()))
+    if np.abs(np.asarray(volume.bounds) - box).max() > tol:
+        raise InputError(f"is not the volume the views in {views.folder} were rendered from: its box is "
+                         f"{_box(volume.bounds)}, theirs {_box(box)}", source)
+
+
+def check_splats(views: ViewSet, means: torch.Tensor, source: str) -> None:
+    """Raise :class:`InputError` unless most splat centres (``means [N, 3]`` mm) lie in the box of the
+    volume the views show (scene.json's ``bounds``; folders without them are not checked)."""
+    box = _recorded_bounds(views)
+    if box is None or len(means) == 0:
+        return
+    tol = max(1.0, BOUNDS_TOLERANCE * float(np.ptp(box, axis=0).max()))
+    m = means.detach().cpu().double().numpy()
+    inside = float(((m >= box[0] - tol) & (m <= box[1] + tol)).all(axis=1).mean())
+    if inside < SPLATS_INSIDE:
+        raise InputError(f"are not of the volume the views in {views.folder} show: {inside:.0%} of the splat "
+                         f"centres lie in its box {_box(box)}", source)
+
+
 def scene_for_views(views: ViewSet, volume):
     """The :class:`~rfmweb.render.Scene` the views were rendered from: ``volume`` with the views'
     transfer function (``tf.json`` plus ``scene.json``'s ``tf_settings``, else its ``preset``),
