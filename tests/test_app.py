@@ -191,6 +191,39 @@ def test_serve_offers_the_splats_renderer_when_splats_are_loaded(small_ct):
             controller.close()
 
 
+def test_compared_views_are_titled_and_four_views_keep_the_3d_one(small_ct):
+    """Side by side, each view's title names its renderer and preset; "Four views" turned on from a slice
+    view brings the main view back to 3-D, and a slice mode is refused while the four views show."""
+    from trame.app import get_server
+
+    from rfmweb.app.server import build_app
+
+    server = get_server("rfmweb-compare-titles", client_type="vue3")
+    _, controller = build_app(small_ct, server=server, renderer="raymarch", preset="CT-Bone")
+    try:
+        d = controller.typed.data
+        assert d.view_a.title == d.view_b.title == ""
+        # presets of the other modality are listed disabled, saying why
+        off = {c.value: c.subtitle for c in d.presets if c.disabled}
+        assert off and all(n.startswith("MR-") for n in off) and off["MR-Angio"] == "for MR; this volume is CT"
+        assert {c.value for c in d.presets if not c.disabled} >= {"CT-Bone", "CT-Muscle"}
+        controller.set_compare(True)
+        controller.set_preset("view_b", "CT-Muscle")
+        assert d.view_a.title.endswith("· CT-Bone") and d.view_b.title.endswith("· CT-Muscle")
+        controller.set_compare(False)
+        assert d.view_a.title == ""
+        controller.set_view_mode("axial")
+        controller.set_four_up(True)
+        assert controller.sessions["view_a"].mode == "3d" and d.view_mode == "3d"
+        controller.set_view_mode("coronal")          # refused (logged), the menu snaps back
+        assert controller.sessions["view_a"].mode == "3d" and d.view_mode == "3d"
+        controller.set_four_up(False)
+        controller.set_view_mode("coronal")
+        assert controller.sessions["view_a"].mode == "coronal"
+    finally:
+        controller.close()
+
+
 # -- segmentation views: ground truth | raw INR | denoised INR (no server) ---------------------------------
 @pytest.fixture(scope="module")
 def brats_case():

@@ -36,3 +36,7 @@ def test_side_by_side_keeps_both_views():
     assert (out[:band, :120].max(axis=2) > 150).sum() > 20 and (out[:band, 124:].max(axis=2) > 150).sum() > 20
     with pytest.raises(ValueError, match="captions"):
         side_by_side(views, captions=["one"])
+    # the font has no minus sign (U+2212): the difference pane's caption draws "-", not a box
+    minus, hyphen = (np.asarray(Image.open(io.BytesIO(side_by_side(views, captions=[f"|left {c} right|", "x"]))))
+                     for c in ("\u2212", "-"))
+    assert (minus == hyphen).all()

@@ -47,7 +47,7 @@ from ..session import VIEW_MODES, Frame, RenderSession, SegmentationViews, link_
 from ..session import messages as m
 from ..session.controller import ViewController, window_readout
 from ..session.segmentation import CORRECTION_LABELS, TITLES
-from ..transfer import PRESETS
+from ..transfer import PRESETS, preset_unsuited
 from ..volume import Volume
 from ..session.difference import DifferenceSession
 from ..session.encode import side_by_side
@@ -128,7 +128,8 @@ class AppController:
         fits = [n for n in all_renderer_names() if ((splats is not None) if n == "splats" else (volume is not None))]
         usable = [n for n in fits if status[n] is None]
         d.renderers = [Choice(renderer_label(n, note=True), n, status[n] is not None, status[n] or "") for n in fits]
-        d.presets = list(PRESETS)
+        d.presets = [Choice(n, n, why is not None, why or "") for n in PRESETS
+                     for why in [preset_unsuited(n, volume)]]
         d.modes = [Choice(m if m != "3d" else "3D", m) for m in VIEW_MODES] if volume is not None else []
         d.correct_labels = [Choice(f"{name} (erase)" if i == 0 else name, str(i))
                             for i, name in CORRECTION_LABELS.items()]
@@ -182,12 +183,13 @@ class AppController:
         d = self.typed.data
         seg = self.segmentation
         differ = self.difference is not None and self.views[VIEW_C].stream is not None
+        compared = seg is None and self.views[VIEW_B].stream is not None
         with self.typed.suppress_change_listeners():
             for i, (name, session) in enumerate(self.sessions.items()):
                 vs = self._view_state(name)
                 vs.renderer, vs.preset = session.renderer_name, session.preset_name
                 vs.title = TITLES[i] if seg is not None else ""
-                if differ:  # the difference pane has a title row: the compared views say what they show
+                if compared and name in (VIEW_A, VIEW_B):  # side by side, each view says what it shows
                     vs.title = f"{renderer_label(session.renderer_name)} · {session.preset_name}"
                 vs.subtitle = seg.dice_text(i) if seg is not None else ""
                 vs.probe = self.control.probes[i] if session.mode != "3d" else ""
@@ -245,6 +247,8 @@ class AppController:
         """3-D or a slice view, in every view (they are linked)."""
         if mode not in VIEW_MODES:
             raise InputError(f"view mode must be one of {VIEW_MODES}, got {mode!r}")
+        if mode != "3d" and any(self.views[n].stream is not None for n in PLANE_VIEWS if n in self.views):
+            raise InputError("four views show the 3-D view beside the three planes: turn Four views off first")
         self.control.handle(m.SetMode(0, mode))
         self.sync_state()
 
@@ -298,6 +302,7 @@ class AppController:
                 self.typed.data.view_b.status = ""
         with self.state:
             self.typed.data.compare = b.stream is not None
+            self.sync_state()  # the compared views' titles
 
     @guarded
     def set_four_up(self, on: bool) -> None:
@@ -305,6 +310,8 @@ class AppController:
         planes = [self.views[name] for name in PLANE_VIEWS if name in self.sessions]
         if not planes or bool(on) == (planes[0].stream is not None):
             return
+        if on:
+            self.control.handle(m.SetMode(0, "3d"))  # the main view is the 3-D one of the four
         for view in planes:
             if on:
                 view.attach(self.sessions[view.area_name])

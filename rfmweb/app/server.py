@@ -203,6 +203,7 @@ def run_app(content: Content, *, host: str, port: int, access: Access,
     if shared:
         from .shared import DriverGate
 
+        controller.typed.data.shared = True
         server.controller.on_server_bind.add(DriverGate().install)
     if on_ready is not None:
         server.controller.on_server_ready.add(lambda **_: on_ready(int(server.port)))

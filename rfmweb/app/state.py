@@ -93,7 +93,8 @@ class AppState:
         can_renderfm: a Render-FM checkpoint is there and a volume to predict from (the
             "Ray-marcher | Render-FM" compare button shows).
         classes, groups: per-class styles and grouped toggles of the volume's label map.
-        renderers, presets: the options of the selects.
+        renderers, presets: the options of the selects (a preset for another modality, or a renderer
+            that cannot run here, is listed disabled with the reason).
         cursor: the crosshair's position ("(x, y, z) mm"; "" before a click); annotation_text: the
             label typed for the next annotation; annotations: the labels shown (numbered).
         grid: the segmentation views in a 2x2 grid instead of one row.
@@ -101,6 +102,8 @@ class AppState:
         linked: with compare, the two views share one camera.
         four_up: the main view beside axial, coronal and sagittal views of the same volume (view_d..f),
             all sharing the crosshair: a click in one moves the others there.
+        shared: every tab shows this one viewer (``--shared``): the first tab that connected drives,
+            the others follow (their changes are undone); the toolbar says so.
     """
 
     title: str = "rfmweb"
@@ -136,7 +139,7 @@ class AppState:
     classes: list[ClassRow] = field(default_factory=list)
     groups: list[GroupRow] = field(default_factory=list)
     renderers: list[Choice] = field(default_factory=list)
-    presets: list[str] = field(default_factory=list)
+    presets: list[Choice] = field(default_factory=list)
     cursor: str = ""
     annotation_text: str = ""
     annotations: list[str] = field(default_factory=list)
@@ -144,6 +147,7 @@ class AppState:
     difference: bool = False
     linked: bool = True
     four_up: bool = False
+    shared: bool = False
 
 
 def hex_color(color: tuple[float, ...]) -> str:

@@ -98,7 +98,7 @@ def _view(name: str, title: str, names) -> None:
                          alt=title, style=IMG_STYLE)
         with html.Div(classes="d-flex text-caption px-2", style="height:20px;white-space:nowrap;overflow:hidden;"):
             html.Span(f"{{{{ {view.probe} }}}}", v_if=(view.probe,), classes=f"rfm-probe rfm-probe-{name} mr-3",
-                      style="color:#ffd54f")
+                      style="color:#8a5100;font-weight:500")  # dark amber: readable on the light status band
             html.Span(f"{{{{ {status} }}}}", classes=f"rfm-status rfm-status-{name}", title=(status,),
                       style="min-width:0;overflow:hidden;text-overflow:ellipsis;")   # whole line on hover
 
@@ -107,14 +107,15 @@ def _view_controls(view, names, label: str) -> None:
     # item_props: a renderer whose package is missing is listed disabled, its subtitle says what to install
     v3.VSelect(label=f"Renderer{label}", v_model=(view.renderer,), items=(names.renderers,), item_title="title",
                item_value="value", item_props=True, density="compact", hide_details=True, classes="mb-2 rfm-renderer")
-    v3.VSelect(label=f"Preset{label}", v_model=(view.preset,), items=(names.presets,), density="compact",
-               hide_details=True, classes="mb-2")
+    v3.VSelect(label=f"Preset{label}", v_model=(view.preset,), items=(names.presets,), item_title="title",
+               item_value="value", item_props=True, density="compact", hide_details=True, classes="mb-2 rfm-preset")
 
 
 def _slice_controls(names) -> None:
     """3-D or slice view (all views alike), the slice slider; the wheel on a slice view steps slices."""
     v3.VSelect(label="View", v_model=(names.view_mode,), items=(names.modes,), item_title="title", item_value="value",
-               v_if=(f"{names.modes}.length",), density="compact", hide_details=True, classes="mb-2 rfm-mode")
+               v_if=(f"{names.modes}.length",), disabled=(names.four_up,), density="compact", hide_details=True,
+               classes="mb-2 rfm-mode")
     with html.Div(v_if=(f"{names.view_mode} !== '3d'",), classes="d-flex align-center mb-2"):
         v3.VSlider(v_model=(names.slice_index,), min=0, max=(names.slice_max,), step=1, density="compact",
                    hide_details=True, classes="rfm-slice")
@@ -200,6 +201,10 @@ def build_ui(server, names):
         with layout.toolbar:
             html.Div(f"{{{{ {names.title} }}}}", classes="text-h6 ml-2")
             v3.VSpacer()
+            v3.VChip("Shared view: the first tab drives, the others follow", v_if=(names.shared,), size="small",
+                     prepend_icon="mdi-account-multiple", classes="mr-2 rfm-shared",
+                     title="Every tab shows this one viewer. Changes made in a following tab are undone; when "
+                           "the driving tab closes, the next oldest drives.")
             v3.VProgressCircular(v_show=(f"{names.view_a.busy} || {names.view_b.busy} || {names.view_c.busy}",),
                                  indeterminate=True,
                                  size=18, width=2, classes="mr-4")

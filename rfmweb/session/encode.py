@@ -62,6 +62,11 @@ def encode_image(image: np.ndarray, fmt: str = "jpeg", quality: int = JPEG_IDLE)
     return buf.getvalue()
 
 
+#: Characters the captions' font (Pillow's bundled one) has no glyph for, drawn as their ASCII kin
+#: (it would draw a box): the minus of "|left − right|", the times sign of sizes, dashes.
+_CAPTION_ASCII = str.maketrans({"\u2212": "-", "\u00d7": "x", "\u2013": "-", "\u2014": "-"})
+
+
 def side_by_side(pngs: list[bytes], gap: int = 4, captions: list[str] | None = None) -> bytes:
     """One PNG of several view PNGs left to right (``gap`` black pixels between; heights may differ:
     each is top-aligned on black): a screenshot of a whole layout. ``captions`` (one per view, e.g.
@@ -79,7 +84,7 @@ def side_by_side(pngs: list[bytes], gap: int = 4, captions: list[str] | None = N
         out.paste(image, (x, band))
         if captions:                 # drawn on the view's own strip: a long one is cut at its edge
             strip = Image.new("RGB", (image.width, band))
-            ImageDraw.Draw(strip).text((4, 4), captions[k], fill=(235, 235, 235), font=font)
+            ImageDraw.Draw(strip).text((4, 4), captions[k].translate(_CAPTION_ASCII), fill=(235, 235, 235), font=font)
             out.paste(strip, (x, 0))
         x += image.width + gap
     buf = io.BytesIO()

@@ -105,6 +105,15 @@ def preset(name: str) -> TransferFunction:
         raise InputError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
 
 
+def preset_unsuited(name: str, volume: Volume | None) -> str | None:
+    """Why preset ``name`` does not fit ``volume``'s modality (``None``: it does, or no volume): CT
+    presets are set in Hounsfield units, MR ones on the MR channels' [0, 1] blend."""
+    kind = name.split("-", 1)[0]
+    if volume is None or kind not in DEFAULT_PRESET or kind == volume.modality:
+        return None
+    return f"for {kind}; this volume is {volume.modality}"
+
+
 def preset_for(name: str, volume: Volume) -> TransferFunction:
     """A preset adapted to ``volume``: CT presets stay in HU; for MR, whose channels are blended and
     windowed into [0, 1] before the TF (see :class:`rfmweb.render.ChannelMix`), the MR presets are

@@ -145,6 +145,7 @@ def test_second_client_gets_frames_and_sees_changes(browser, app_url, page, arti
     context, other = _open(browser, app_url)
     try:
         wait_frame(other, _view(other))
+        assert "the first tab drives" in other.locator(".rfm-shared").inner_text()  # says it follows
         # both views converged first, so every frame after the drag shows the changed state
         quiet, img = _settled(other)
         assert not is_blank(img), "the second client's view is blank"
@@ -380,8 +381,13 @@ def test_difference_view_shows_where_the_compared_views_differ(page, artifacts):
 
 def test_four_views_follow_a_click_on_one_plane(page, artifacts):
     """"Four views": 3-D | axial | coronal | sagittal in a 2x2 grid; a click on the axial view moves
-    the crosshair there, and the coronal and sagittal views change to the planes through it."""
+    the crosshair there, and the coronal and sagittal views change to the planes through it. Turned on
+    from a slice view, the main view goes back to 3-D (it is the 3-D one of the four)."""
+    page.evaluate("() => window.trame.state.set('AppState__view_mode', 'axial')")
+    page.wait_for_function("() => window.trame.state.get('AppState__view_mode') === 'axial'")
     page.locator(".rfm-four-up input").check()
+    page.wait_for_function("() => window.trame.state.get('AppState__view_mode') === '3d'")
+    assert page.locator(".rfm-mode input").is_disabled(), "the View menu stays usable beside the four views"
     planes = {name: _view(page, name) for name in ("view_d", "view_e", "view_f")}
     for view in planes.values():
         wait_frame(page, view)

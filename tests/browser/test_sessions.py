@@ -103,6 +103,7 @@ def test_tabs_have_their_own_state_and_the_limit_holds(browser, per_tab, artifac
     try:
         assert "?secret" not in a.url and re.search(r"/s/[0-9a-f]{32}/", a.url), a.url  # the key left the URL
         assert a.url != b.url  # two sessions
+        assert a.locator(".rfm-shared").count() == 0  # no "shared view" notice: each tab is its own viewer
         b_before = wait_quiet(b, _view(b))   # converged: any later frame comes from a change
         a_before = wait_idle(a, _view(a))
         _set_preset(a, "CT-Muscle")
