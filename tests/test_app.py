@@ -277,6 +277,14 @@ def test_app_shows_three_linked_segmentation_views_and_paints_corrections(brats_
         controller.set_slice(k)
         assert [(s.mode, s.slice_index) for s in seg.sessions] == [("axial", k)] * 3
         assert d.slice_max == brats_case.shape[2] - 1
+        # the sequence menu: FLAIR at first; T1c in every view, on its own auto window
+        assert [c.title for c in d.channels] == ["T1n", "T1c", "T2w", "FLAIR"] and d.slice_channel == "3"
+        seg.sessions[0].set_window(0.3, 0.5)
+        controller.set_slice_channel("1")
+        assert [s.slice_channel for s in seg.sessions] == [1] * 3 and d.slice_channel == "1"
+        assert seg.sessions[0].window is None and d.window_preset == "auto"
+        controller.set_slice_channel("9")              # refused (logged); nothing changes
+        assert [s.slice_channel for s in seg.sessions] == [1] * 3 and d.slice_channel == "1"
         controller.set_class_visible(2, False)
         assert not any(s.classes.style(2).visible for s in seg.sessions)
         controller.set_class_visible(2, True)

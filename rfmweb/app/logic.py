@@ -131,6 +131,8 @@ class AppController:
         d.presets = [Choice(n, n, why is not None, why or "") for n in PRESETS
                      for why in [preset_unsuited(n, volume)]]
         d.modes = [Choice(m if m != "3d" else "3D", m) for m in VIEW_MODES] if volume is not None else []
+        shown = self.sessions[VIEW_A].volume
+        d.channels = [Choice(c, str(i)) for i, c in enumerate(shown.channels)] if shown is not None else []
         d.correct_labels = [Choice(f"{name} (erase)" if i == 0 else name, str(i))
                             for i, name in CORRECTION_LABELS.items()]
         d.segment = segmentation is not None
@@ -143,6 +145,7 @@ class AppController:
         n = self.names
         changes = {n.compare: self.set_compare, n.class_colors: self.set_class_colors, n.cinematic: self.set_cinematic,
                    n.view_mode: self.set_view_mode, n.slice_index: self.set_slice, n.tool: self.set_tool,
+                   n.slice_channel: self.set_slice_channel,
                    n.label_overlay: self.set_label_overlay, n.overlay_opacity: self.set_overlay_opacity,
                    n.window_preset: self.set_window_preset, n.brush_mm: self.set_brush,
                    n.difference: self.set_difference, n.linked: self.set_linked, n.four_up: self.set_four_up}
@@ -197,7 +200,7 @@ class AppController:
             # would turn them back; set_compare / set_difference write them
             if differ:
                 d.view_c.title = "|left − right|"
-            d.view_mode, d.slice_index = a.mode, a.slice_index
+            d.view_mode, d.slice_index, d.slice_channel = a.mode, a.slice_index, str(a.slice_channel)
             d.slice_max = max(0, a.slice_count() - 1) if a.volume is not None else 0
             d.marks = seg.n_marks if seg is not None else 0
             d.can_undo = seg is not None and seg.can_undo
@@ -256,6 +259,12 @@ class AppController:
     def set_slice(self, index) -> None:
         if self.sessions[VIEW_A].mode != "3d":
             self.control.handle(m.SetSlice(0, int(index)))
+
+    @guarded
+    def set_slice_channel(self, channel) -> None:
+        """Which MR sequence (image channel) the slices show, in every view."""
+        self.control.handle(m.SetSliceChannel(0, int(channel)))
+        self.sync_state()  # the window readout: another channel starts on its own auto window
 
     @guarded
     def set_label_overlay(self, on: bool) -> None:

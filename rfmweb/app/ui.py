@@ -122,6 +122,9 @@ def _slice_controls(names) -> None:
         html.Div(f"{{{{ {names.slice_index} + 1 }}}} / {{{{ {names.slice_max} + 1 }}}}",
                  classes="text-caption ml-2 rfm-slice-text", style="min-width:64px;text-align:right")
     with html.Div(v_if=(f"{names.view_mode} !== '3d'",), classes="mb-2"):
+        v3.VSelect(label="Sequence", v_model=(names.slice_channel,), items=(names.channels,), item_title="title",
+                   item_value="value", v_if=(f"{names.channels}.length > 1",), density="compact", hide_details=True,
+                   classes="mb-2 rfm-channel")
         v3.VSelect(label=(f"{names.is_ct} ? 'Window (HU)' : 'Window'",), v_model=(names.window_preset,),
                    items=(f"{names.is_ct} ? {names.window_presets} : {names.window_presets}.slice(0, 1)",),
                    item_title="title", item_value="value", density="compact", hide_details=True,

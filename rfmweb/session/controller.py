@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 #: Messages that change how things look rather than where one looks; with ``shared_styles`` they
 #: apply to every view (the trame app's single drawer; the three segmentation views).
-STYLE_MESSAGES = (m.SetClass, m.SetGroup, m.SetClassColors, m.SetCinematic, m.SetLabelOverlay, m.SetWindow)
+STYLE_MESSAGES = (m.SetClass, m.SetGroup, m.SetClassColors, m.SetCinematic, m.SetLabelOverlay, m.SetWindow,
+                  m.SetSliceChannel)
 
 StatusCallback = Callable[[int, bool, str], None]
 #: Correction brush radius at start, mm (a few voxels of a 1 mm BraTS grid).
@@ -266,6 +267,7 @@ _HANDLERS: dict[type, Callable] = {
     m.ResetCamera: _each(lambda s, _msg: s.reset_camera()),
     m.SetMode: _each(lambda s, msg: s.set_view_mode(msg.mode, msg.index)),
     m.SetSlice: _each(lambda s, msg: s.set_slice(msg.index) if msg.index != s.slice_index else None),
+    m.SetSliceChannel: _each(lambda s, msg: s.set_slice_channel(msg.channel)),
     m.SetLabelOverlay: ViewController._overlay,
     m.SetWindow: ViewController._window,
     m.Stroke: ViewController._correct,

@@ -214,6 +214,13 @@ class SetSlice(ClientMessage):
 
 
 @dataclass(frozen=True)
+class SetSliceChannel(ClientMessage):
+    """Which image channel (an MR sequence: T1n, T1c, T2w, FLAIR) slice views show, by index."""
+
+    channel: int
+
+
+@dataclass(frozen=True)
 class Stroke(ClientMessage):
     """A correction stroke painted on a slice view: ``points`` are ``[u, v]`` canvas device
     pixels (u right, v down), ``label`` 0 (not tumour) .. 3, ``radius`` in device pixels (``None``:
@@ -335,7 +342,8 @@ _TAG_OF: dict[type, str] = {
     Ack: "ack", Ready: "ready", Resize: "resize", Drag: "drag", Wheel: "wheel", SetPreset: "preset",
     SetRenderer: "renderer", SetClass: "class", SetGroup: "group", SetClassColors: "class_colors",
     SetCinematic: "cinematic",
-    ResetCamera: "reset", Screenshot: "screenshot", SetMode: "mode", SetSlice: "slice", Stroke: "stroke",
+    ResetCamera: "reset", Screenshot: "screenshot", SetMode: "mode", SetSlice: "slice", SetSliceChannel: "channel",
+    Stroke: "stroke",
     Mark: "mark", ApplyCorrection: "apply_correction", UndoCorrection: "undo_correction", Probe: "probe",
     SetLabelOverlay: "overlay", SetWindow: "window", SetBrush: "brush", ClearMarks: "clear_marks",
     PointAt: "point", Annotate: "annotate", RemoveAnnotation: "unannotate", SaveScene: "save_scene",

@@ -225,6 +225,9 @@ def _view_steps(session: "RenderSession", view: dict) -> list:
         if axis not in AXES:
             raise InputError(f"unknown slice axis {axis!r}")
         session._check_index(axis, index)
+    if "channel" in view:  # before the window: another channel starts on its own auto window
+        channel = int(view["channel"])
+        steps.append(lambda: session.set_slice_channel(channel))
     window = view.get("window")
     if window is not None:
         lo, hi = (float(v) for v in window)
@@ -242,9 +245,6 @@ def _view_steps(session: "RenderSession", view: dict) -> list:
     overlay = float(view.get("overlay", session.overlay))
     steps.append(lambda: session.set_overlay(overlay))
     steps.append(lambda: session.set_label_overlay(bool(view.get("label_overlay", False))))
-    if "channel" in view:
-        channel = int(view["channel"])
-        steps.append(lambda: session.set_slice_channel(channel))
     steps.append(lambda: session.set_slice_view(zoom, pan))
     for axis, index in slices.items():
         steps.append(lambda axis=axis, index=index: session.set_view_mode(axis, index))

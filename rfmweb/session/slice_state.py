@@ -128,7 +128,8 @@ class SliceControls:
         return float(data.max() - data.min())
 
     def set_slice_channel(self, channel: int | str) -> None:
-        """Which image channel slice views show (an index or a name such as ``"FLAIR"``)."""
+        """Which image channel slice views show (an index or a name such as ``"FLAIR"``). Another
+        channel starts on its own auto window (a window set on one MR sequence means nothing on another)."""
         if self.volume is None:
             raise InputError("slice views need a volume")
         names = self.volume.channels
@@ -140,7 +141,10 @@ class SliceControls:
         if not 0 <= index < len(names):
             raise InputError(f"channel must lie in 0..{len(self.volume.channels) - 1}, got {channel}")
         with self._lock:
+            if index == self.slice_channel:
+                return
             self.slice_channel = index
+            self.window = None
         self._changed("slice")
 
     def slice_geometry(self, snapshot: Snapshot | None = None) -> SliceGeometry:

@@ -119,8 +119,16 @@ def test_axial_slice_differs_from_3d_and_all_views_follow(page, artifacts):
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.mouse.wheel(0, 300)
     page.wait_for_function("([el, s]) => el.textContent.trim() !== s", arg=[text.element_handle(), start.strip()])
-    _, stepped = _settled_all(page, after=after)
+    stepped_info, stepped = _settled_all(page, after=after)
     assert all(_differ(a, b, 0.2) for a, b in zip(axial, stepped)), "the wheel did not move every view"
+    # the Sequence menu (FLAIR at first) shows another MR sequence in every view, then FLAIR again
+    assert "FLAIR" in page.locator(".rfm-channel").inner_text()
+    _select(page, ".rfm-channel", "T1c")
+    _, t1c = _settled_all(page, after=stepped_info)
+    Image.fromarray(t1c[0]).save(artifacts / "segment_axial_t1c.png")
+    assert all(_differ(a, b) for a, b in zip(stepped, t1c)), "the sequence menu did not change every view"
+    _select(page, ".rfm-channel", "FLAIR")
+    page.wait_for_function("() => window.trame.state.get('AppState__slice_channel') === '3'")
 
 
 def test_class_toggle_changes_all_three_views(page, artifacts):
