@@ -12,7 +12,7 @@ import torch
 from rfmweb.errors import InputError
 from rfmweb.render.fields import ScalarField
 from rfmweb.transfer import (PRESETS, ClassStyle, ClassTable, TransferFunction, load_paraview_json, preset,
-                             preset_for, save_paraview_json)
+                             preset_for, preset_unsuited, save_paraview_json)
 from rfmweb.volume import LabelClass, Volume
 
 SLICER_NAMES = ["CT-Bone", "CT-Soft-Tissue", "CT-Muscle", "CT-AAA", "CT-Lung", "CT-Cardiac", "MR-Default",
@@ -70,6 +70,11 @@ def test_mr_presets_are_stretched_to_the_blended_range():
     ct = Volume(np.zeros((4, 4, 4)), np.eye(4), modality="CT")
     assert preset_for("MR-Default", mr).x_range == pytest.approx((0.0, 1.0))
     assert preset_for("CT-Bone", ct) == preset("CT-Bone")
+    # every MR preset shows part of the blend (MR-Angio's raw threshold ~150 lay above all of it)
+    for name in ("MR-Default", "MR-T2-Brain", "MR-Angio", "MR-Glass"):
+        _, a = preset_for(name, mr).evaluate(torch.linspace(0, 1, 101, dtype=torch.float64))
+        assert float(a.max()) > 0, name
+    assert preset_unsuited("CT-Bone", mr) == "for CT; this volume is MR" and preset_unsuited("MR-Glass", mr) is None
 
 
 def test_transfer_function_validation():

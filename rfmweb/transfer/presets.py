@@ -93,8 +93,10 @@ PRESETS["MR-Glass"] = TransferFunction(
 #: Default preset per modality.
 DEFAULT_PRESET = {"CT": "CT-Bone", "MR": "MR-Default"}
 
-#: MR presets designed on Slicer's MRHead sample; preset_for stretches them to a volume's range.
-_STRETCHED = ("MR-Default", "MR-T2-Brain")
+#: Slicer's MR presets, set in the raw intensities of its samples (MRHead; an MR angiogram for
+#: MR-Angio): preset_for stretches them onto the [0, 1] blend rfmweb renders MR through. Unstretched,
+#: MR-Angio's threshold (~150) lay above the whole blend and drew a black frame.
+_STRETCHED = ("MR-Default", "MR-T2-Brain", "MR-Angio")
 
 
 def preset(name: str) -> TransferFunction:
