@@ -248,7 +248,7 @@ def test_brats_round_trip(tmp_path):
     assert back.channels == ("T1n", "T1c", "T2w", "FLAIR")
     np.testing.assert_allclose(back.data, vol.data)
     np.testing.assert_array_equal(back.labels, vol.labels)
-    assert [c.name for c in back.classes] == ["background", "NCR", "ED", "ET"]
+    assert [c.name for c in back.classes] == ["not tumour", "NCR", "ED", "ET"]
     assert open_volume(folder).name == "BraTS-GLI-00001-000"
 
 

@@ -27,7 +27,7 @@ from .nifti import read_array, same_grid, save_array
 MODALITY_SUFFIXES = {"t1n": "T1n", "t1c": "T1c", "t2w": "T2w", "t2f": "FLAIR"}
 
 BRATS_CLASSES = (
-    LabelClass(0, "background", (0.0, 0.0, 0.0)),
+    LabelClass(0, "not tumour", (0.0, 0.0, 0.0)),       # the brain and all else (BraTS label 0)
     LabelClass(1, "NCR", (0.90, 0.20, 0.15), "tumour"),   # necrotic core
     LabelClass(2, "ED", (0.25, 0.75, 0.30), "tumour"),    # peritumoural edema
     LabelClass(3, "ET", (1.00, 0.85, 0.10), "tumour"),    # enhancing tumour
