@@ -224,6 +224,44 @@ def test_compared_views_are_titled_and_four_views_keep_the_3d_one(small_ct):
         controller.close()
 
 
+def test_a_scene_file_keeps_the_compare_layout(small_ct):
+    """"Save scene" records the layout (compare, the right view's renderer and preset, linked cameras);
+    loading it lays the page out again; a bad layout is refused before anything changes."""
+    import json
+
+    from trame.app import get_server
+
+    from rfmweb.app.server import build_app
+
+    server = get_server("rfmweb-scene-layout", client_type="vue3")
+    _, controller = build_app(small_ct, server=server, renderer="raymarch", preset="CT-Bone")
+    try:
+        d = controller.typed.data
+        controller.set_compare(True)
+        controller.set_preset("view_b", "CT-Muscle")
+        d.linked = False
+        controller.set_linked(False)
+        text = controller.scene_text()
+        layout = json.loads(text)["layout"]
+        assert layout == {"compare": True, "right": {"renderer": controller.sessions["view_b"].renderer_name,
+                                                      "preset": "CT-Muscle"},
+                          "linked": False, "difference": False, "four_up": False}
+        controller.set_compare(False)
+        controller.set_preset("view_b", "CT-Bone")
+        d.linked = True
+        controller.load_scene(text)
+        assert d.compare and controller.views["view_b"].stream is not None
+        assert controller.sessions["view_b"].preset_name == "CT-Muscle" and d.view_b.preset == "CT-Muscle"
+        assert d.linked is False and controller._unlink is None
+        bad = json.loads(text)
+        bad["layout"]["compare"] = "yes"
+        controller.set_compare(False)
+        controller.load_scene(json.dumps(bad))          # refused (logged, shown): nothing changes
+        assert not d.compare and "scene not loaded" in d.view_a.status and "'compare'" in d.view_a.status
+    finally:
+        controller.close()
+
+
 # -- segmentation views: ground truth | raw INR | denoised INR (no server) ---------------------------------
 @pytest.fixture(scope="module")
 def brats_case():

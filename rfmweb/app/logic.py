@@ -53,6 +53,7 @@ from ..session.difference import DifferenceSession
 from ..session.encode import side_by_side
 from ..session.scene_file import parse_scene, scene_to_dict
 from .frames import FrameAdapter, guarded
+from .layout import apply_layout, check_layout, layout_of
 from .state import PLANE_VIEWS, VIEW_A, VIEW_B, VIEW_C, VIEWS, AppState, Choice, class_rows, group_rows
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,6 @@ class AppController:
 
         d = self.typed.data
         d.title = self.sessions[VIEW_A].name or "rfmweb"
-        # only the renderers that can draw what was loaded
         # the renderers that can draw what was loaded; those missing a package show disabled, saying which
         status = renderer_status(volume)
         fits = [n for n in all_renderer_names() if ((splats is not None) if n == "splats" else (volume is not None))]
@@ -421,14 +421,23 @@ class AppController:
         self.control.handle(m.RemoveAnnotation(0))
 
     def scene_text(self, *_args) -> str:
-        """The main view's scene file (JSON text) for the page to download."""
-        return json.dumps(scene_to_dict(self.sessions[VIEW_A]), indent=1)
+        """The main view's scene file (JSON text) for the page to download, with the page's layout."""
+        scene = scene_to_dict(self.sessions[VIEW_A])
+        if self.segmentation is None:  # the segmentation views' layout is fixed
+            scene["layout"] = layout_of(self)
+        return json.dumps(scene, indent=1)
 
     def start_from_scene(self, scene: dict) -> None:
         """Start every view from a scene (``rfmweb serve --scene``; checked before serving), as
-        :meth:`~rfmweb.session.controller.ViewController.load_scene` spreads it."""
-        self.control.load_scene(scene)
+        :meth:`~rfmweb.session.controller.ViewController.load_scene` spreads it, laid out as it says."""
+        self._restore(scene, "the scene")
+
+    def _restore(self, scene: dict, where: str) -> None:
+        layout = check_layout(scene["layout"]) if "layout" in scene and self.segmentation is None else None
+        self.control.load_scene(scene, where)
         with self.state:
+            if layout is not None:
+                apply_layout(self, layout)
             self.sync_state()
 
     @guarded
@@ -437,14 +446,13 @@ class AppController:
         if not isinstance(text, str):
             raise InputError("a scene upload must be the file's text")
         try:
-            self.control.load_scene(parse_scene(text, "the uploaded scene"), "the uploaded scene")
+            self._restore(parse_scene(text, "the uploaded scene"), "the uploaded scene")
         except InputError as exc:
             with self.state:
                 self.typed.data.view_a.status = f"scene not loaded: {exc}"
             raise
         with self.state:
             self.typed.data.view_a.status = "scene loaded"
-            self.sync_state()
 
     # -- corrections (segmentation views) -------------------------------------------------------------
     @guarded

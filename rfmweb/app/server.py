@@ -30,7 +30,7 @@ from typing import Callable
 
 from ..backend import limit_threads
 from ..extras import require
-from ..errors import InputError
+from ..errors import InputError, about
 from ..render.registry import check_renderer
 from ..session.sources import open_sources
 from ..transfer import PRESETS
@@ -318,6 +318,11 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
         scene_data = read_scene(scene)
         if vol is not None:
             apply_scene(RenderSession(vol, splats=splats, width=16, height=16), scene_data, scene)
+        if "layout" in scene_data:
+            from .layout import check_layout
+
+            with about(scene):
+                check_layout(scene_data["layout"])
     content = Content(vol, splats, renderer, preset, segment, inr, scene_data)
     access = Access(allowed_names(host), proxies, auth_key)
     announce = announcer(content, host, auth_key, open_browser, "http" if ssl_context is None else "https")

@@ -11,6 +11,10 @@ opens it (``rfmweb serve scan``, the widget's volume). Example (abridged)::
      "view": {"mode": "axial", "slices": {"axial": 60, ...}, "window": [-160, 240], ...},
      "cursor": [12.5, -3.0, 40.0], "annotations": [{"position": [12.5, -3.0, 40.0], "text": "optic chiasm"}]}
 
+A scene saved by the web app also holds its ``"layout"`` (compare, the right view's renderer and
+preset, linked cameras, difference, four views: :mod:`rfmweb.app.layout`), which the app restores and
+other front ends ignore.
+
 The camera's ``aspect`` (width / height of the view it was saved from; optional) lets a view of
 another shape show the same thing across its narrower side (:meth:`OrbitCamera.in_viewport`): a
 scene saved in a wide window opens whole on a tall one.
@@ -47,7 +51,7 @@ FORMAT = "rfmweb-scene/1"
 #: The largest scene file read (bytes): a scene is a few kB; anything bigger is not one.
 MAX_SCENE_BYTES = 256 * 1024
 _KEYS = {"format", "grid", "renderer", "preset", "transfer_function", "classes", "camera", "view", "cursor",
-         "annotations"}
+         "annotations", "layout"}
 
 
 def scene_to_dict(session: "RenderSession") -> dict:
