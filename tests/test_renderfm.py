@@ -336,6 +336,7 @@ def test_prepare_command(tmp_path, capsys):
     from rfmweb.splats.model import Splats6D
     splats = Splats6D.load(out)
     assert len(splats) == r["n_splats"] and not set(splats.labels.tolist()) & set(r["hidden_classes"])
+    np.testing.assert_allclose(splats.box, samples.load("ct_phantom").bounds)  # frames as the volume alone
     assert main(["prepare", "sample:ct_phantom", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(out)]) == 2
     assert "none.pt" in capsys.readouterr().err
     assert main(["prepare", "sample:ct_phantom", "--checkpoint", str(ckpt), "--out", str(tmp_path / "s.txt")]) == 2

@@ -42,6 +42,7 @@ def fitted(scan):
     code = main(["fit-6dgs", str(ct), "--labels", str(labels), "--views", str(views), "--iters", "3",
                  "--max-splats", "400", "--device", "cpu", "--out", str(out), "--report", str(report), "--quiet"])
     assert code == 0
+    np.testing.assert_allclose(Splats6D.load(out).box, ball_volume().bounds)  # the box of the fitted volume
     return out, json.loads(report.read_text())
 
 

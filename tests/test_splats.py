@@ -176,8 +176,32 @@ def test_save_load_round_trip(tmp_path):
         assert torch.equal(getattr(back, name), getattr(s, name)), name
     s2 = random_splats(5, dtype=torch.float32)
     s2.save(tmp_path / "nolabels.npz")
-    assert Splats6D.load(tmp_path / "nolabels.npz").labels is None
+    assert Splats6D.load(tmp_path / "nolabels.npz").labels is None and back.box is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nolabels.npz", "scan.splats.npz"]  # no temporaries
+
+
+def test_the_volume_box_travels_with_the_splats_and_frames_them_alone(tmp_path):
+    """The box of the volume the splats were made from is saved, survives indexing and moves, and a
+    view of the splats alone frames it as a view of that volume (not the tighter spread of the splats)."""
+    from dataclasses import replace
+
+    from rfmweb.session import RenderSession
+
+    box = np.array([[-100.0, -90.0, -60.0], [110.0, 95.0, 70.0]])
+    s = replace(random_splats(30, dtype=torch.float32), box=box)
+    s.save(tmp_path / "b.npz")
+    back = Splats6D.load(tmp_path / "b.npz")
+    np.testing.assert_array_equal(back.box, box)
+    assert back.index(back.opacities > 0.5).box is back.box and back.to("cpu").box is back.box
+    assert back.detach().box is back.box
+    np.testing.assert_array_equal(RenderSession(None, splats=back, width=32, height=32).bounds, box)
+    assert not np.allclose(RenderSession(None, splats=random_splats(30), width=32, height=32).bounds, box)
+    with pytest.raises(InputError, match="Splats6D.box must be"):
+        replace(s, box=box[::-1])
+    np.savez(tmp_path / "badbox.npz", **{**dict(np.load(tmp_path / "b.npz")), "box": np.zeros(3)})
+    with pytest.raises(InputError, match="array 'box' must be") as info:
+        Splats6D.load(tmp_path / "badbox.npz")
+    assert "badbox.npz" in str(info.value)
 
 
 def test_bad_npz_files_raise_input_error_naming_the_file(tmp_path):

@@ -30,7 +30,7 @@ import logging
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
 
 from ..errors import InputError, about
@@ -197,7 +197,7 @@ def fit_and_report(job: FitJob, start: Callable[..., "Splats6D"], *, command: st
     extent = 0.5 * float(((hi - lo) ** 2).sum() ** 0.5)
     result = fit_6dgs(splats, views.train, config, device=device, background=views.background, extent=extent,
                       progress=not job.quiet)
-    fitted = result.splats.to("cpu")
+    fitted = replace(result.splats.to("cpu"), box=volume.bounds)  # a view of them alone frames the volume
     fitted.save(job.out)
     log.info("wrote %s: %d splats after %d iterations (%.1f s%s)", job.out, len(fitted), result.iterations,
              result.wall_s, ", interrupted" if result.interrupted else "")

@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -207,7 +207,7 @@ def predict(model: RenderFM, scene: Scene, *, device=None, out_device=None, prun
         splats = splats.prune(prune)
     _sync(device)
     timings["decode"], t = time.perf_counter() - t, time.perf_counter()
-    splats = splats.to(out_device)
+    splats = replace(splats.to(out_device), box=scene.volume.bounds)  # splats alone frame as the volume
     _sync(out_device)
     timings["transfer"] = time.perf_counter() - t
     timings["prepare_s"] = time.perf_counter() - t0

@@ -178,9 +178,12 @@ class RenderSession(SliceControls, Pointing):
 
     @property
     def bounds(self) -> np.ndarray:
-        """``[2, 3]`` world box (mm) of what is shown: the volume's grid, or the bulk of the splats."""
+        """``[2, 3]`` world box (mm) of what is shown: the volume's grid; for splats alone, the box of
+        the volume they were made from (:attr:`Splats6D.box`), else the bulk of the splats."""
         if self.volume is not None:
             return self.volume.bounds
+        if self.splats.box is not None:
+            return self.splats.box
         means = self.splats.means.detach().cpu().numpy()
         return np.percentile(means, [0.5, 99.5], axis=0)
 

@@ -24,7 +24,7 @@ Colour is degree-1 real spherical harmonics per RGB channel (gsplat / INRIA conv
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -55,6 +55,8 @@ class Splats6D:
         opacity_logits: ``[N]`` opacity logits ``a`` (opacity = sigmoid(a)).
         sh: ``[N, 4, 3]`` SH coefficients, degree 0 and 1, RGB.
         labels: optional ``[N]`` integer class label per splat (e.g. the AGP voxel class).
+        box: optional ``[2, 3]`` float64 world box (mm) of the volume the splats were made from:
+            kept in the file, so a view of the splats alone frames them as a view of that volume.
     """
 
     means: torch.Tensor  # [N, 3]
@@ -64,8 +66,15 @@ class Splats6D:
     opacity_logits: torch.Tensor  # [N]
     sh: torch.Tensor  # [N, 4, 3]
     labels: torch.Tensor | None = None  # [N]
+    box: np.ndarray | None = field(default=None, repr=False)  # [2, 3] mm, not per splat
 
     def __post_init__(self) -> None:
+        if self.box is not None:
+            box = np.asarray(self.box, dtype=np.float64)
+            if box.shape != (2, 3) or not np.isfinite(box).all() or (box[1] < box[0]).any():
+                raise InputError(f"Splats6D.box must be [[x0, y0, z0], [x1, y1, z1]] mm with x0 <= x1 ..., "
+                                 f"got {self.box!r}")
+            self.box = box
         for name in _FLOAT_FIELDS:
             value = getattr(self, name)
             if not isinstance(value, torch.Tensor):
@@ -107,17 +116,18 @@ class Splats6D:
         """A copy on ``device`` (and float ``dtype``, if given); labels keep their integer dtype."""
         kw = {name: getattr(self, name).to(device=device, dtype=dtype) for name in _FLOAT_FIELDS}
         labels = None if self.labels is None else self.labels.to(device=device)
-        return Splats6D(**kw, labels=labels)
+        return Splats6D(**kw, labels=labels, box=self.box)
 
     def detach(self) -> "Splats6D":
         kw = {f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).detach())
-              for f in fields(self)}
-        return Splats6D(**kw)
+              for f in fields(self) if f.name != "box"}
+        return Splats6D(**kw, box=self.box)
 
     def index(self, keep: torch.Tensor) -> "Splats6D":  # keep: [N] bool or [M] int
         """The splats selected by a boolean mask or an index tensor ``keep``."""
-        kw = {f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[keep]) for f in fields(self)}
-        return Splats6D(**kw)
+        kw = {f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[keep])
+              for f in fields(self) if f.name != "box"}
+        return Splats6D(**kw, box=self.box)
 
     # -- derived quantities -------------------------------------------------------------------
     @property
@@ -184,10 +194,12 @@ class Splats6D:
 
     # -- files --------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
-        """Write an ``.npz`` (float32 fields, int64 labels, a format tag) atomically."""
+        """Write an ``.npz`` (float32 fields, int64 labels, the float64 box, a format tag) atomically."""
         arrays = {name: getattr(self, name).detach().cpu().numpy().astype(np.float32) for name in _FLOAT_FIELDS}
         if self.labels is not None:
             arrays["labels"] = self.labels.detach().cpu().numpy().astype(np.int64)
+        if self.box is not None:
+            arrays["box"] = self.box
         arrays["format"] = np.array(FORMAT)
 
         def write(tmp):
@@ -225,8 +237,11 @@ class Splats6D:
             if labels.dtype.kind not in "iu":
                 raise InputError(f"array 'labels' must be integer, got {labels.dtype}", path)
             labels = torch.from_numpy(labels.astype(np.int64)).to(device)
+        box = content.get("box")
+        if box is not None and (box.dtype.kind != "f" or box.shape != (2, 3)):
+            raise InputError(f"array 'box' must be [2, 3] floating point, got {box.dtype} {box.shape}", path)
         try:
-            return cls(**kw, labels=labels)
+            return cls(**kw, labels=labels, box=box)
         except InputError as e:
             raise InputError(e.reason, path) from None
 

@@ -254,6 +254,7 @@ def test_roundtrip(page, artifacts):
 def test_ctrl_drag_on_a_slice_sets_the_window_and_the_hu_readout_shows(page, artifacts):
     """Slice tools: a ctrl-drag changes the grey window (the slice image changes, "custom" W/L shows),
     and hovering the slice shows the HU and mm position under the pointer in the status line."""
+    _settled(page)  # from rest, as a user picks a menu entry (the drags before have all been answered)
     page.evaluate("() => window.trame.state.set('AppState__view_mode', 'axial')")
     page.wait_for_function("() => window.trame.state.get('AppState__window_text').includes('HU')")
     deadline = time.monotonic() + TIMEOUT_MS / 1e3
