@@ -443,7 +443,8 @@ class ViewPanel {
     this.notesText.textContent = (state.annotations || []).map((t, i) => `${i + 1}. ${t}`).join("  ");
     this.canvas.dataset.cursor = state.cursor || "";
     this.canvas.dataset.annotations = String((state.annotations || []).length);
-    fillSelect(this.presetSel, model.get("preset_options").map((p) => [p, p]), state.preset);
+    fillSelect(this.presetSel, model.get("preset_options").map((p) => [p.name, p.name, p.disabled ? p.hint : "",
+      "other modality"]), state.preset);
     fillSelect(this.rendererSel, model.get("renderer_options").map((r) => [r.name, r.label, r.disabled ? r.hint : ""]),
       state.renderer);
     this.classColors.checked = state.class_colors;
@@ -539,13 +540,14 @@ class ViewPanel {
 }
 
 /** Options [value, label, hint?]: an option with a hint is disabled and says why in its tooltip. */
+// options: [value, label, hint, why]; an option with a hint is disabled, its label says why (in short)
 function fillSelect(select, options, value) {
   if (!options.some(([v]) => v === value)) options = [...options, [value, value]];  // e.g. a custom TF
   const key = options.map(([v, l, hint]) => `${v}=${l}=${hint || ""}`).join("|");
   if (select.dataset.key !== key) {
     select.dataset.key = key;
-    select.replaceChildren(...options.map(([v, l, hint]) =>
-      h("option", hint ? { value: v, text: `${l} (not installed)`, disabled: true, title: hint } : { value: v, text: l })));
+    select.replaceChildren(...options.map(([v, l, hint, why]) => h("option", hint
+      ? { value: v, text: `${l} (${why || "not installed"})`, disabled: true, title: hint } : { value: v, text: l })));
   }
   select.value = value;
 }

@@ -148,7 +148,8 @@ def test_frames_are_jpeg_of_the_volume(viewer):
     slow = " · slow on a CPU" if default_device().type == "cpu" else ""
     assert {"name": "raymarch", "label": "Ray-marcher (torch)" + slow, "disabled": False,
             "hint": ""} in viewer.renderer_options
-    assert "CT-Muscle" in viewer.preset_options
+    assert {"name": "CT-Muscle", "disabled": False, "hint": ""} in viewer.preset_options
+    assert {"name": "MR-Default", "disabled": True, "hint": "for MR; this volume is CT"} in viewer.preset_options
     # the render thread reports the slow full-quality render through the synced state
     assert (True, "rendering full quality…") in statuses and statuses[-1] == (False, "")
 
@@ -291,7 +292,8 @@ def test_compare_links_cameras_and_keeps_own_state(small_ct):
         assert_not_blank(muscle)
         assert pixels_differ(bone, muscle)
         assert [v["title"] for v in cmp.views] == ["CT-Bone", "CT-Muscle"]
-        assert "CT-Bone" in cmp.preset_options and len(cmp.renderer_options) >= 2
+        assert {"name": "CT-Bone", "disabled": False, "hint": ""} in cmp.preset_options
+        assert len(cmp.renderer_options) >= 2
         a, b = cmp.sessions
         page.send({"type": "drag", "view": 0, "button": "left", "dx": 80, "dy": 20})
         assert b.camera == a.camera

@@ -37,7 +37,7 @@ from rfmweb.session import FrameStream, RenderSession, SegmentationViews, link_c
 from rfmweb.session.controller import STYLE_MESSAGES, ViewController, window_readout
 from rfmweb.session.encode import side_by_side
 from rfmweb.session.scene_file import apply_scene, read_scene, save_scene, scene_to_dict
-from rfmweb.transfer import PRESETS
+from rfmweb.transfer import PRESETS, preset_unsuited
 from rfmweb.volume import Volume
 
 from . import _messages as m
@@ -75,8 +75,8 @@ class _Views(anywidget.AnyWidget):
 
     #: Per view: title, preset, renderer, class_colors, classes, groups, status, busy (see ``_view_state``).
     views = t.List(t.Dict()).tag(sync=True)
-    #: Preset names offered in the preset menus.
-    preset_options = t.List(t.Unicode()).tag(sync=True)
+    #: Presets offered in the preset menus: ``{"name", "disabled", "hint"}`` (another modality's: disabled, why).
+    preset_options = t.List(t.Dict()).tag(sync=True)
     #: Renderers offered in the renderer menus: ``{"name": ..., "label": ...}``.
     renderer_options = t.List(t.Dict()).tag(sync=True)
     #: CT window presets offered on slice views: ``{"name": ..., "label": "bone (W2000 L500)"}``.
@@ -110,7 +110,9 @@ class _Views(anywidget.AnyWidget):
         volume = next((x.volume for x in sessions if x.volume is not None), None)
         has = {"splats": any(x.splats is not None for x in sessions),
                "renderfm": any(x.volume is not None for x in sessions)}  # Render-FM predicts from a volume
-        super().__init__(width=int(width), height=int(height), arrangement=arrangement, preset_options=list(PRESETS),
+        super().__init__(width=int(width), height=int(height), arrangement=arrangement,
+                         preset_options=[{"name": n, "disabled": why is not None, "hint": why or ""}
+                                         for n in PRESETS for why in [preset_unsuited(n, volume)]],
                          # a renderer missing its package is offered disabled, with what to install
                          renderer_options=[{"name": n, "label": renderer_label(n, note=True),
                                             "disabled": why is not None, "hint": why or ""}

@@ -104,7 +104,8 @@ def page(browser, served, slice_png):
     page.on("pageerror", lambda err: errors.append(str(err)))
     page.goto(served)
     page.wait_for_function("() => window.__start !== undefined")
-    page.evaluate("""(s) => { window.__set({views: [s], preset_options: ["MR-Default"], width: 240, height: 240,
+    page.evaluate("""(s) => { window.__set({views: [s], preset_options: [{name: "MR-Default", disabled: false, hint: ""},
+        {name: "CT-Bone", disabled: true, hint: "for CT; this volume is MR"}], width: 240, height: 240,
         renderer_options: [{name: "raymarch", label: "Ray-marcher"}], arrangement: "below"}); window.__start(); }""",
                   _view_state())
     page.wait_for_function("() => window.__sent.some((m) => m.type === 'ready')")
@@ -115,6 +116,13 @@ def page(browser, served, slice_png):
     yield page
     context.close()
     assert not errors, errors
+
+
+def test_presets_of_another_modality_are_listed_disabled(page):
+    options = page.evaluate("""() => [...document.querySelector('select[title="Transfer-function preset"]').options]
+        .map((o) => [o.value, o.text, o.disabled, o.title])""")
+    assert options == [["MR-Default", "MR-Default", False, ""],
+                       ["CT-Bone", "CT-Bone (other modality)", True, "for CT; this volume is MR"]]
 
 
 def test_buttons_with_words_keep_them_on_one_line_side_by_side(page):
