@@ -539,8 +539,8 @@ class ViewPanel {
   }
 }
 
-/** Options [value, label, hint?]: an option with a hint is disabled and says why in its tooltip. */
-// options: [value, label, hint, why]; an option with a hint is disabled, its label says why (in short)
+/** Options [value, label, hint?, why?]: an option with a hint is disabled, says why in short after its
+ * label ("not installed" unless ``why``) and in full in its tooltip. */
 function fillSelect(select, options, value) {
   if (!options.some(([v]) => v === value)) options = [...options, [value, value]];  // e.g. a custom TF
   const key = options.map(([v, l, hint]) => `${v}=${l}=${hint || ""}`).join("|");

@@ -13,14 +13,10 @@ cannot run is logged and skipped, as a scene's own renderer is.
 
 from __future__ import annotations
 
-import logging
-
 from ..errors import InputError
 from ..render.registry import all_renderer_names
 from ..transfer import PRESETS
 from .state import VIEW_B
-
-log = logging.getLogger(__name__)
 
 _SWITCHES = ("compare", "linked", "difference", "four_up")
 

@@ -54,7 +54,8 @@ from ..session.encode import side_by_side
 from ..session.scene_file import parse_scene, scene_to_dict
 from .frames import FrameAdapter, guarded
 from .layout import apply_layout, check_layout, layout_of
-from .state import PLANE_VIEWS, VIEW_A, VIEW_B, VIEW_C, VIEWS, AppState, Choice, class_rows, group_rows
+from .state import (PLANE_VIEWS, VIEW_A, VIEW_B, VIEW_C, VIEWS, AppState, Choice, class_rows, group_rows,
+                    view_title)
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ class AppController:
                 vs.renderer, vs.preset = session.renderer_name, session.preset_name
                 vs.title = TITLES[i] if seg is not None else ""
                 if compared and name in (VIEW_A, VIEW_B):  # side by side, each view says what it shows
-                    vs.title = f"{renderer_label(session.renderer_name)} · {session.preset_name}"
+                    vs.title = view_title(session)
                 vs.subtitle = seg.dice_text(i) if seg is not None else ""
                 vs.probe = self.control.probes[i] if session.mode != "3d" else ""
             # compare and difference are not re-read here: a sync racing a click on those switches
@@ -549,7 +550,7 @@ class AppController:
         title = vs.title
         if not title and view in self.sessions:
             s = self.sessions[view]
-            title = f"{renderer_label(s.renderer_name)} · {s.preset_name}" if s.mode == "3d" else s.mode
+            title = view_title(s) if s.mode == "3d" else s.mode
         return " · ".join(t for t in (title, vs.subtitle) if t)
 
     # -- status -----------------------------------------------------------------------------------

@@ -159,16 +159,15 @@ def build_app(volume: Volume | None, *, splats=None, renderer: str | None = None
 def _log_renderfm(volume: Volume) -> None:
     """Say whether Render-FM is offered, and where: the main view keeps the fastest ray-marcher (a
     network pass per TF or class change is not free on a CPU); a CT's compare view starts on it."""
-    from ..render.renderfm_renderer import checkpoint_missing, renderfm_checkpoint
+    from ..render.registry import renderer_status
+    from ..render.renderfm_renderer import renderfm_checkpoint
 
-    why = checkpoint_missing()
+    why = renderer_status(volume)["renderfm"]
     if why is not None:
         log.info("Render-FM not offered: %s", why)
-    elif volume.modality == "CT":
+    else:
         log.info("Render-FM available (%s): the compare view starts on it (\"Ray-marcher | Render-FM\"); "
                  "choose it as the main renderer from the menu or with --renderer renderfm", renderfm_checkpoint())
-    else:
-        log.info("Render-FM not offered: it is trained on CT only, and this volume is %s", volume.modality)
 
 
 def run_app(content: Content, *, host: str, port: int, access: Access,

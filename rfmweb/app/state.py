@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..render.registry import renderer_label
 from ..session.controller import DEFAULT_BRUSH_MM
 from ..transfer import ClassTable
 
@@ -152,6 +153,12 @@ class AppState:
     linked: bool = True
     four_up: bool = False
     shared: bool = False
+
+
+def view_title(session) -> str:
+    """What a view draws with, as its title and a layout screenshot's caption say it:
+    "Ray-marcher (compiled CPU) · CT-Bone"."""
+    return f"{renderer_label(session.renderer_name)} · {session.preset_name}"
 
 
 def hex_color(color: tuple[float, ...]) -> str:

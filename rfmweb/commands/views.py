@@ -238,7 +238,7 @@ def run_views(args) -> None:
     record = {
         "format": FORMAT,
         "volume": _spec(args.volume, volume.data, np.round(volume.affine, 4)),
-        "labels": _spec(args.labels, volume.labels) if volume.labels is not None else _spec(args.labels),
+        "labels": _spec(args.labels, volume.labels),  # --labels given: the volume has them
         "series": args.series, "name": volume.name,
         "modality": volume.modality, "shape": list(volume.shape), "spacing": list(volume.spacing),
         "bounds": volume.bounds.tolist(),

@@ -8,7 +8,8 @@ so when it registers:
   VTK for ``vtk``); without it, asking for the renderer raises
   :class:`~rfmweb.errors.MissingDependency`, whose message says what to install;
 - ``missing``: any other check (Render-FM: a checkpoint); asking for it raises an
-  :class:`~rfmweb.errors.InputError` with the check's reason.
+  :class:`~rfmweb.errors.InputError` with the check's reason;
+- ``unsuited``: whether it can draw a given volume (Render-FM: CT only).
 
 :func:`all_renderer_names` lists every renderer (the CLI's choices: a missing package is then an
 explained error, not "invalid choice"); :func:`renderer_names` those that can run here now;
@@ -30,10 +31,12 @@ _LABELS: dict[str, str] = {}
 _FEATURES: dict[str, str] = {}
 _MISSING: dict[str, Callable[[], str | None]] = {}
 _NOTES: dict[str, Callable[[], str | None]] = {}
+_UNSUITED: dict[str, Callable[[object], str | None]] = {}
 
 
 def register(name: str, factory: Callable[[], Renderer], label: str, *, feature: str | None = None,
-             missing: Callable[[], str | None] | None = None, note: Callable[[], str | None] | None = None) -> None:
+             missing: Callable[[], str | None] | None = None, note: Callable[[], str | None] | None = None,
+             unsuited: Callable[[object], str | None] | None = None) -> None:
     """Make a renderer known under ``name`` (``label`` is shown in UIs).
 
     ``feature``: the :data:`rfmweb.extras.FEATURES` entry whose packages the renderer needs.
@@ -41,6 +44,8 @@ def register(name: str, factory: Callable[[], Renderer], label: str, *, feature:
     or ``None``. It must be cheap (e.g. a file check).
     ``note``: like ``missing``, a cheap check; returns a few words UIs add to the label here (e.g. that
     the renderer is slow on this machine), or ``None``.
+    ``unsuited``: called with a :class:`~rfmweb.volume.Volume`; returns why the renderer cannot draw
+    it, or ``None``.
     """
     _FACTORIES[name] = factory
     _LABELS[name] = label
@@ -50,6 +55,8 @@ def register(name: str, factory: Callable[[], Renderer], label: str, *, feature:
         _MISSING[name] = missing
     if note is not None:
         _NOTES[name] = note
+    if unsuited is not None:
+        _UNSUITED[name] = unsuited
 
 
 def _why_missing(name: str) -> str | None:
@@ -79,9 +86,8 @@ def renderer_status(volume=None) -> dict[str, str | None]:
 
 def _why_unsuited(name: str, volume) -> str | None:
     """Why renderer ``name`` cannot draw ``volume`` (``None``: it can, or no volume was given)."""
-    if name == "renderfm" and volume is not None and volume.modality != "CT":
-        return f"trained on CT only; this volume is {volume.modality}"
-    return None
+    check = _UNSUITED.get(name)
+    return None if check is None or volume is None else check(volume)
 
 
 def check_renderer(name: str) -> str:
@@ -154,12 +160,18 @@ def _renderfm_missing() -> str | None:
     return checkpoint_missing()
 
 
+def _renderfm_unsuited(volume) -> str | None:
+    from ..renderfm.inputs import unsuited
+    return unsuited(volume)
+
+
 register("raymarch", _raymarch, "Ray-marcher (torch)", note=_raymarch_note)
 register("compiled", _compiled, "Ray-marcher (compiled CPU)", feature="compiled")
 register("vtk", _vtk, "VTK ray caster", feature="vtk")
 register("splats", _splats, "6D Gaussian splats")
 # Render-FM: offered while a checkpoint is there (shipped, or $RFMWEB_RENDERFM_CHECKPOINT)
-register("renderfm", _renderfm, "Render-FM (feed-forward splats)", missing=_renderfm_missing)
+register("renderfm", _renderfm, "Render-FM (feed-forward splats)", missing=_renderfm_missing,
+         unsuited=_renderfm_unsuited)
 
 # the path tracer registers itself (needing the "pathtrace" feature: Mitsuba 3, imported on first render)
 from . import pathtrace  # noqa: E402,F401

@@ -100,6 +100,11 @@ def resample(scalar: torch.Tensor, labels: torch.Tensor | None, shape: tuple[int
     return scalar, labels
 
 
+def unsuited(volume) -> str | None:
+    """Why Render-FM cannot take ``volume`` (``None``: it can): it has seen only CT, in Hounsfield units."""
+    return None if volume.modality == "CT" else f"trained on CT only; this volume is {volume.modality}"
+
+
 def build_inputs(scene: Scene, spacing_mm: float | None = None, *, eps: float = 0.01, device=None
                  ) -> RenderFMInput:
     """The 6 input channels of ``scene`` on a working grid (see the module docstring), on ``device``.
@@ -116,7 +121,7 @@ def build_inputs(scene: Scene, spacing_mm: float | None = None, *, eps: float = 
     vol = scene.volume
     if vol is None:
         raise InputError("Render-FM needs a volume")
-    if vol.modality != "CT":
+    if unsuited(vol) is not None:
         raise InputError(f"Render-FM is trained on CT only; {vol.name or 'this volume'} is {vol.modality} "
                          "(its intensities are not Hounsfield units)")
     shape, affine = working_grid(vol.shape, vol.affine, spacing_mm)

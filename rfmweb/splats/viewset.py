@@ -221,13 +221,16 @@ BOUNDS_TOLERANCE = 0.05
 SPLATS_INSIDE = 0.9
 
 
-def _recorded_bounds(views: ViewSet) -> np.ndarray | None:
-    """``[2, 3]`` mm: the box of the volume the views were rendered from (scene.json), if recorded."""
+def _recorded_bounds(views: ViewSet) -> tuple[np.ndarray, float] | None:
+    """``([2, 3] box, tolerance)`` mm: the box of the volume the views were rendered from (scene.json)
+    and how far another box may lie from it (:data:`BOUNDS_TOLERANCE`); ``None`` when not recorded."""
     try:
         box = np.asarray(views.scene_info.get("bounds"), dtype=np.float64)
     except (TypeError, ValueError):
         return None
-    return box if box.shape == (2, 3) and np.isfinite(box).all() else None
+    if box.shape != (2, 3) or not np.isfinite(box).all():
+        return None
+    return box, max(1.0, BOUNDS_TOLERANCE * float(np.ptp(box, axis=0).max()))
 
 
 def _box(box: np.ndarray) -> str:
@@ -237,10 +240,10 @@ def _box(box: np.ndarray) -> str:
 def check_volume(views: ViewSet, volume, source: str) -> None:
     """Raise :class:`InputError` unless ``volume`` (from ``source``) is the one the views show, by its
     world box against scene.json's ``bounds`` (folders without them are not checked)."""
-    box = _recorded_bounds(views)
-    if box is None:
+    recorded = _recorded_bounds(views)
+    if recorded is None:
         return
-    tol = max(1.0, BOUNDS_TOLERANCE * float(np.ptp(box, axis=0).max()))
+    box, tol = recorded
     if np.abs(np.asarray(volume.bounds) - box).max() > tol:
         raise InputError(f"is not the volume the views in {views.folder} were rendered from: its box is "
                          f"{_box(volume.bounds)}, theirs {_box(box)}", source)
@@ -249,10 +252,10 @@ def check_volume(views: ViewSet, volume, source: str) -> None:
 def check_splats(views: ViewSet, means: torch.Tensor, source: str) -> None:
     """Raise :class:`InputError` unless most splat centres (``means [N, 3]`` mm) lie in the box of the
     volume the views show (scene.json's ``bounds``; folders without them are not checked)."""
-    box = _recorded_bounds(views)
-    if box is None or len(means) == 0:
+    recorded = _recorded_bounds(views)
+    if recorded is None or len(means) == 0:
         return
-    tol = max(1.0, BOUNDS_TOLERANCE * float(np.ptp(box, axis=0).max()))
+    box, tol = recorded
     m = means.detach().cpu().double().numpy()
     inside = float(((m >= box[0] - tol) & (m <= box[1] + tol)).all(axis=1).mean())
     if inside < SPLATS_INSIDE:
