@@ -1,10 +1,10 @@
-// rfmweb viewer: the browser half of rfmweb.widgets.Viewer / Compare (anywidget ES module, no deps).
+// rfmweb viewer: the browser half of rfmweb.widgets.Viewer / Compare (one anywidget ES module with dom.js, no deps).
 //
 // Python renders; this file draws frames and turns the user's gestures into messages:
 //   Python -> page: {type:"frame", view, id, mime, width, height, kind, render_ms, ...} + 1 binary buffer,
 //                   {type:"screenshot", view, request, filename, mime} + PNG buffer, {type:"error", view, message}
 //   page -> Python: ack, ready, resize, drag, wheel, preset, renderer, class, group, class_colors, cinematic,
-//                   reset, screenshot, mode, slice, stroke, mark, apply_correction, undo_correction, window,
+//                   reset, screenshot, mode, slice, channel, stroke, mark, apply_correction, undo_correction, window,
 //                   overlay, probe, point, annotate, unannotate, save_scene, load_scene
 //                   (rfmweb.session.messages; rfmweb.session.controller carries them out)
 //   Python -> page also: {type:"scene", view, request, filename, text} (a scene file to download),
@@ -28,56 +28,6 @@ const ICONS = {
   reset: '<svg viewBox="0 0 16 16" width="14" height="14"><path d="M8 3a5 5 0 1 1-4.6 3H1.9A6.5 6.5 0 1 0 8 1.5V0L5 2.5 8 5z" fill="currentColor"/></svg>',
   camera: '<svg viewBox="0 0 16 16" width="14" height="14"><path d="M5.5 2 4.4 3.5H2A1.5 1.5 0 0 0 .5 5v7.5A1.5 1.5 0 0 0 2 14h12a1.5 1.5 0 0 0 1.5-1.5V5A1.5 1.5 0 0 0 14 3.5h-2.4L10.5 2zM8 5.5a3 3 0 1 1 0 6 3 3 0 0 1 0-6z" fill="currentColor"/></svg>',
 };
-
-function h(tag, props = {}, children = []) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === "class") node.className = v;
-    else if (k === "html") node.innerHTML = v;
-    else if (k === "text") node.textContent = v;
-    else if (k in node && typeof v !== "string") node[k] = v;
-    else node.setAttribute(k, v);
-  }
-  for (const c of [].concat(children)) if (c != null) node.append(c);
-  return node;
-}
-
-/** Sums deltas of events with the same key and calls send(total) at most once per `ms`. */
-class Coalescer {
-  constructor(send, ms) { this.send = send; this.ms = ms; this.pending = null; this.timer = null; this.last = -Infinity; }
-  add(key, fields, dx, dy) {
-    if (this.pending && this.pending.key !== key) this.flush();
-    if (!this.pending) this.pending = { key, fields, dx: 0, dy: 0 };
-    this.pending.dx += dx;
-    this.pending.dy += dy;
-    const wait = this.last + this.ms - performance.now();
-    if (wait <= 0) this.flush();
-    else if (this.timer === null) this.timer = setTimeout(() => this.flush(), wait);
-  }
-  flush() {
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
-    const p = this.pending;
-    this.pending = null;
-    if (!p || (p.dx === 0 && p.dy === 0)) return;
-    this.last = performance.now();
-    this.send(p);
-  }
-  dispose() { if (this.timer !== null) clearTimeout(this.timer); this.timer = null; this.pending = null; }
-}
-
-/** Calls fn(...args) at most once per `ms`, always ending with the latest arguments. */
-function throttle(fn, ms) {
-  let last = -Infinity, timer = null, args = null;
-  const run = () => { timer = null; last = performance.now(); fn(...args); };
-  const call = (...a) => {
-    args = a;
-    const wait = last + ms - performance.now();
-    if (wait <= 0) run(); else if (timer === null) timer = setTimeout(run, wait);
-  };
-  call.cancel = () => { if (timer !== null) clearTimeout(timer); timer = null; };
-  return call;
-}
 
 /** One view: header with menus, canvas, class panel, status line. */
 class ViewPanel {
@@ -117,7 +67,10 @@ class ViewPanel {
     this.overlayBox = h("input", { type: "checkbox", class: "rfm-overlay-toggle" });
     this.overlayRange = h("input", { type: "range", class: "rfm-overlay-opacity", min: "0", max: "1", step: "0.05",
       title: "Opacity of the label overlay" });
-    this.sliceTools = h("div", { class: "rfm-slice-tools" }, [
+    this.channelSel = h("select", { class: "rfm-select rfm-channel", title: "MR sequence the slices show" });
+    this.channelRow = h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Sequence" }),
+      this.channelSel]);
+    this.sliceTools = h("div", { class: "rfm-slice-tools" }, [this.channelRow,
       h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Window" }), this.windowSel]),
       h("div", { class: "rfm-row" }, [this.windowText]),
       h("div", { class: "rfm-row" }, [h("label", { class: "rfm-toggle", title: "Draw the labels over the slice" },
@@ -198,6 +151,7 @@ class ViewPanel {
     this.on(this.classColors, "change", () => this.send({ type: "class_colors", on: this.classColors.checked }));
     this.on(this.cinematic, "change", () => this.send({ type: "cinematic", on: this.cinematic.checked }));
     this.on(this.modeSel, "change", () => this.send({ type: "mode", mode: this.modeSel.value }));
+    this.on(this.channelSel, "change", () => this.send({ type: "channel", channel: Number(this.channelSel.value) }));
     this.on(this.windowSel, "change", () => {
       if (this.windowSel.value !== "custom") this.send({ type: "window", preset: this.windowSel.value });
     });
@@ -436,6 +390,9 @@ class ViewPanel {
     const windows = [["auto", state.auto_window || "auto"],
       ...(state.hu ? model.get("window_options").map((w) => [w.name, w.label]) : [])];
     fillSelect(this.windowSel, windows, state.window_preset);
+    const channels = state.channels || [];
+    this.channelRow.hidden = channels.length < 2;
+    fillSelect(this.channelSel, channels.map((c, i) => [String(i), c]), String(state.slice_channel || 0));
     this.windowText.textContent = state.window || "";
     this.overlayBox.checked = state.label_overlay;
     if (document.activeElement !== this.overlayRange) this.overlayRange.value = String(state.overlay_opacity);
@@ -537,19 +494,6 @@ class ViewPanel {
     this.bitmap = null;
     this.root.remove();
   }
-}
-
-/** Options [value, label, hint?, why?]: an option with a hint is disabled, says why in short after its
- * label ("not installed" unless ``why``) and in full in its tooltip. */
-function fillSelect(select, options, value) {
-  if (!options.some(([v]) => v === value)) options = [...options, [value, value]];  // e.g. a custom TF
-  const key = options.map(([v, l, hint]) => `${v}=${l}=${hint || ""}`).join("|");
-  if (select.dataset.key !== key) {
-    select.dataset.key = key;
-    select.replaceChildren(...options.map(([v, l, hint, why]) => h("option", hint
-      ? { value: v, text: `${l} (${why || "not installed"})`, disabled: true, title: hint } : { value: v, text: l })));
-  }
-  select.value = value;
 }
 
 export default {

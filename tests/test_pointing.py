@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from rfmweb.errors import InputError
-from rfmweb.render.pick import pick, project
+from rfmweb.render.pick import opacity_in_front, pick, project
 from rfmweb.render.slices import slice_geometry
 from rfmweb.session import RenderSession, link_points
 from rfmweb.session import messages as m
 from rfmweb.session.controller import ViewController
-from rfmweb.session.pointing import ANNOTATION_COLOR, CURSOR_COLOR, MAX_TEXT
+from rfmweb.session.pointing import ANNOTATION_COLOR, CURSOR_COLOR, HIDDEN_COLOR, MAX_TEXT
 from rfmweb.session.scene_file import MAX_SCENE_BYTES, apply_scene, read_scene, save_scene, scene_to_dict
 
 SIZE = 96
@@ -129,7 +129,8 @@ def test_an_annotation_stays_on_the_anatomy_while_orbiting(small_ct):
     for _ in range(3):
         image = s.render()
         (uv,), (front,) = project(s.camera, point[None])
-        assert front and _near(image, uv, ANNOTATION_COLOR), f"the label's dot is not at {uv}"
+        # inside the head: drawn as a ring (the depth cue), centred on the point
+        assert front and _near(image, uv, HIDDEN_COLOR, radius=4), f"the label's ring is not at {uv}"
         s.orbit(60, 10)
     # on a slice through it too, and not on a slice far away
     s.set_cursor(point)
@@ -139,6 +140,26 @@ def test_an_annotation_stays_on_the_anatomy_while_orbiting(small_ct):
     assert _near(s.render(), uv, ANNOTATION_COLOR)
     s.set_slice(0)
     assert not _near(s.render(), uv, ANNOTATION_COLOR, radius=1)
+
+
+def test_an_annotation_behind_the_surface_is_a_ring_with_a_dimmed_label(small_ct):
+    """A point deep in the head drawn like one on its surface misled: hidden ones are rings."""
+    s = RenderSession(small_ct, renderer="raymarch", preset="CT-Bone", width=SIZE, height=SIZE)
+    snap = s.snapshot()
+    hit = pick(snap.scene, s.camera, SIZE / 2, SIZE / 2)
+    other = pick(snap.scene, s.camera, SIZE * 0.35, SIZE * 0.4)
+    outside = s.camera.position + 0.2 * (hit.point - s.camera.position)   # in front of the volume
+    behind = other.origin + (other.depth + 10.0) * other.direction        # 10 mm past the surface
+    opacity = opacity_in_front(snap.scene, s.camera, np.array([hit.point, outside, behind]))
+    assert opacity[0] < 0.2 and opacity[1] == 0.0 and opacity[2] > 0.9, opacity
+    s.add_annotation("surface", hit.point)
+    s.add_annotation("deep", behind)
+    assert s.hidden_annotations(s.snapshot()) == [False, True]
+    image = s.render()
+    (uv_s, uv_d), _ = project(s.camera, np.array([hit.point, behind]))
+    assert _near(image, uv_s, ANNOTATION_COLOR, radius=0), "a point on the surface is a filled dot"
+    assert not _near(image, uv_d, ANNOTATION_COLOR, radius=1) and not _near(image, uv_d, HIDDEN_COLOR, radius=0)
+    assert _near(image, uv_d, HIDDEN_COLOR, radius=4), "a hidden point is a ring around it"
 
 
 def test_annotation_messages_and_limits(small_ct):

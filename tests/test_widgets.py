@@ -396,6 +396,17 @@ def test_compare_segmentations_slices_toggles_and_dice(brats_case):
         page.send({"type": "slice", "view": 2, "index": k})
         assert cmp.views[0]["slice_index"] == k
         before = [page.wait_frame(i, after=n, min_version=s.version)[2] for i, s in enumerate(cmp.sessions)]
+        # the Sequence menu: slices start on FLAIR; another sequence from the page or Python, in every view
+        assert [(v["channels"], v["slice_channel"]) for v in cmp.views] == [(["T1n", "T1c", "T2w", "FLAIR"], 3)] * 3
+        n = page.latest_index()
+        page.send({"type": "channel", "view": 1, "channel": 1})
+        assert [v["slice_channel"] for v in cmp.views] == [1] * 3
+        _, _, t1c = page.wait_frame(1, after=n, min_version=raw.version)
+        assert pixels_differ(t1c, before[1], threshold=0.3), "T1c slice looks like the FLAIR one"
+        cmp.set_slice_channel("FLAIR")
+        assert [s.slice_channel for s in cmp.sessions] == [3] * 3
+        with pytest.raises(InputError, match="no channel 'T2'"):
+            cmp.set_slice_channel("T2")
         # a class toggle from Python applies to all three views
         n = page.latest_index()
         cmp.set_class_visible("ED", False)

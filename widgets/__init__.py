@@ -10,6 +10,7 @@ Example (in a notebook)::
 from rfmweb.extras import require
 
 require("widgets")  # anywidget: say what to install instead of an ImportError deep inside
-from .viewer import Compare, Viewer  # noqa: E402
+from .compare import Compare  # noqa: E402
+from .viewer import Viewer  # noqa: E402
 
 __all__ = ["Compare", "Viewer"]

@@ -31,6 +31,7 @@ from rfmweb.session.messages import (  # re-exported: the widget's protocol
     Screenshot,
     SetMode,
     SetSlice,
+    SetSliceChannel,
     Stroke,
     Mark,
     ApplyCorrection,
@@ -50,9 +51,10 @@ from rfmweb.session.messages import (  # re-exported: the widget's protocol
 __all__ = [
     "MAX_SIDE", "MAX_STROKE_POINTS", "MessageError", "ClientMessage", "Ack", "Ready", "Resize", "Drag",
     "Wheel", "Probe", "SetPreset", "SetRenderer", "SetClass", "SetGroup", "SetClassColors", "SetCinematic",
-    "ResetCamera", "Screenshot", "SetMode", "SetSlice", "Stroke", "Mark", "ApplyCorrection", "UndoCorrection",
-    "SetLabelOverlay", "SetWindow", "PointAt", "Annotate", "RemoveAnnotation", "SaveScene", "LoadScene", "SaveSegmentation",
-    "CLIENT_MESSAGES", "parse_client_message", "FrameOut", "ScreenshotOut", "SceneOut", "FileOut", "ErrorOut"
+    "ResetCamera", "Screenshot", "SetMode", "SetSlice", "SetSliceChannel", "Stroke", "Mark", "ApplyCorrection",
+    "UndoCorrection", "SetLabelOverlay", "SetWindow", "PointAt", "Annotate", "RemoveAnnotation", "SaveScene",
+    "LoadScene", "SaveSegmentation", "CLIENT_MESSAGES", "parse_client_message", "FrameOut", "ScreenshotOut",
+    "SceneOut", "FileOut", "ErrorOut"
 ]
 
 

@@ -1,4 +1,5 @@
-"""Jupyter widgets (anywidget): :class:`Viewer` (one view) and :class:`Compare` (linked views).
+"""Jupyter widgets (anywidget): the views and their messages, and :class:`Viewer` (one view); :class:`Compare`
+(linked views, in ``compare.py``) builds on the same base.
 
 Each view is a :class:`~rfmweb.session.RenderSession` streamed by a
 :class:`~rfmweb.session.FrameStream`. The widget is a thin adapter:
@@ -45,8 +46,15 @@ from . import _messages as m
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
+#: The page half, in order: one ES module made of these files (anywidget loads a single module).
+ESM_PARTS = ("dom.js", "viewer.js")
 
 ViewSource = Union[Volume, RenderSession]
+
+
+def esm() -> str:
+    """The widget's ES module: :data:`ESM_PARTS` of ``js/`` joined in order."""
+    return "\n".join((STATIC / name).read_text(encoding="utf-8") for name in ESM_PARTS)
 
 
 def _hex(color: Sequence[float]) -> str:
@@ -70,7 +78,7 @@ def _session_for(source: ViewSource, renderer: str | None, preset: str | None, w
 class _Views(anywidget.AnyWidget):
     """One or more views, each a session + frame stream, drawn by ``viewer.js``."""
 
-    _esm = STATIC / "viewer.js"
+    _esm = esm()
     _css = STATIC / "viewer.css"
 
     #: Per view: title, preset, renderer, class_colors, classes, groups, status, busy (see ``_view_state``).
@@ -187,6 +195,17 @@ class _Views(anywidget.AnyWidget):
         """Slice grey window: a preset (``"brain"``, ``"subdural"``, ``"bone"``, ``"lung"``, ``"abdomen"``,
         ``"auto"``) or ``width``/``level`` in image units (HU for CT)."""
         self._control(view, m.SetWindow, preset=preset, width=width, level=level)
+
+    def set_slice_channel(self, channel: int | str, *, view: int | None = None) -> None:
+        """Which MR sequence slice views show: a channel index or name (``"T1c"``, ``"FLAIR"``); the
+        window starts on the new channel's auto window."""
+        if isinstance(channel, str):
+            volume = self._sessions[0 if view is None else self._check_view(view)].volume
+            names = volume.channels if volume is not None else ()
+            if channel not in names:
+                raise InputError(f"no channel {channel!r}; channels are {list(names)}")
+            channel = names.index(channel)
+        self._control(view, m.SetSliceChannel, channel=int(channel))
 
     def set_label_overlay(self, on: bool, opacity: float | None = None, *, view: int | None = None) -> None:
         """Draw the label map over slice views (greyscale without it), at ``opacity`` in [0, 1]."""
@@ -342,6 +361,8 @@ class _Views(anywidget.AnyWidget):
                 "cinematic": s.still_renderer is not None,
                 "mode": snap.mode, "slice_index": int(snap.slice_index), "slice_count": s.slice_count(snap.mode),
                 "can_slice": s.volume is not None,
+                "channels": list(s.volume.channels) if s.volume is not None else [],
+                "slice_channel": int(snap.slice_channel),
                 "subtitle": seg.dice_text(i) if seg is not None else "",
                 "correctable": seg is not None, "marks": seg.n_marks if seg is not None else 0,
                 "can_undo": seg is not None and seg.can_undo,
@@ -490,110 +511,3 @@ class Viewer(_Views):
     @property
     def stream(self) -> FrameStream:
         return self._streams[0]
-
-
-class Compare(_Views):
-    """Two or more views side by side, cameras linked (orbit one, all follow).
-
-    Each view keeps its own preset, renderer and class toggles. Methods take ``view=i`` to address
-    one view; without it they apply to every view.
-
-    Args:
-        views: Volumes (each gets a new session) or RenderSessions.
-        titles: one per view (default: the volume names).
-        link: link the cameras (:func:`rfmweb.session.link_cameras`), and the crosshair and annotations.
-        link_modes: with ``link``, the views also show the same view mode and slice (``False``: each
-            keeps its own plane, as in :meth:`four_up`).
-        width, height: size of each canvas in CSS pixels.
-        segmentation: the segmentation views these sessions belong to (:meth:`segmentations` sets it:
-            correction tools, class and slice styles shared by the views).
-
-    Example:
-        >>> Compare.presets(volume, ["CT-Bone", "CT-Muscle"])             # doctest: +SKIP
-        >>> Compare([gt_session, renderfm_session], titles=["ray-marched", "Render-FM"])  # doctest: +SKIP
-    """
-
-    def __init__(self, views: Sequence[ViewSource], *, titles: Sequence[str] | None = None, link: bool = True,
-                 width: int = 384, height: int = 384, segmentation: SegmentationViews | None = None,
-                 link_modes: bool = True) -> None:
-        views = list(views)
-        if len(views) < 2:
-            raise InputError(f"Compare needs two or more views, got {len(views)}; use Viewer for one")
-        if titles is not None and len(titles) != len(views):
-            raise InputError(f"got {len(titles)} titles for {len(views)} views")
-        made = [_session_for(v, None, None, width, height) for v in views]
-        super().__init__([s for s, _ in made], owned=[o for _, o in made], titles=list(titles or [None] * len(views)),
-                         width=width, height=height, arrangement="below", link=link, segmentation=segmentation,
-                         link_modes=link_modes)
-
-    @classmethod
-    def presets(cls, volume: Volume, presets: Sequence[str], *, renderer: str | None = None, **kwargs) -> "Compare":
-        """One view per preset of the same volume, titled by preset."""
-        sessions = [RenderSession(volume, renderer=renderer, preset=p, width=kwargs.get("width", 384),
-                                  height=kwargs.get("height", 384)) for p in presets]
-        kwargs.setdefault("titles", list(presets))
-        widget = cls(sessions, **kwargs)
-        widget._owned = [True] * len(sessions)
-        return widget
-
-    @classmethod
-    def segmentations(cls, case_volume: Volume, model=None, *, titles: Sequence[str] | None = None,
-                      renderer: str | None = None, width: int = 320, height: int = 320,
-                      wait: bool = False) -> "Compare":
-        """Ground truth | raw INR | denoised INR of a BraTS case, cameras and slices linked.
-
-        The INR segments on a worker thread (the raw and denoised views show the image until it is
-        done; ``wait=True`` blocks instead). Class toggles apply to all three views; Dice (WT, TC,
-        ET) against the ground truth shows under the INR views' titles. Corrections: paint on a
-        slice view with the correction tool, or script :meth:`mark_stroke` / :meth:`apply_correction`.
-
-        Args:
-            case_volume: a 4-channel MR :class:`Volume` (:func:`rfmweb.io.load_brats_case`).
-            model: a Neumours INR (default: the shipped weights).
-        """
-        from rfmweb.session.segmentation import TITLES
-
-        seg = SegmentationViews(case_volume, model, renderer=renderer, width=width, height=height)
-        widget = cls(list(seg.sessions), titles=list(titles or TITLES), width=width, height=height, segmentation=seg)
-        widget._owned = [True] * len(seg.sessions)
-        seg.on_status = widget._on_status
-        if wait:
-            seg.compute()
-        else:
-            seg.start()
-        return widget
-
-    @classmethod
-    def renderfm(cls, volume: Volume, *, preset: str | None = None, **kwargs) -> "Compare":
-        """Ray-marcher | Render-FM of a CT, cameras linked (needs a Render-FM checkpoint: the shipped
-        one or ``$RFMWEB_RENDERFM_CHECKPOINT``). Render-FM predicts its splats on its own thread
-        when the view appears and after each preset or class change ("Render-FM: preparing splats").
-        """
-        from rfmweb.backend import marcher_renderer
-
-        kwargs.setdefault("titles", ["ray-marcher", "Render-FM"])
-        return cls.renderers(volume, [marcher_renderer(), "renderfm"], preset=preset, **kwargs)
-
-    @classmethod
-    def four_up(cls, volume: Volume, *, renderer: str | None = None, preset: str | None = None, width: int = 320,
-                height: int = 320) -> "Compare":
-        """3D Slicer's four-up: the 3-D view and axial, coronal and sagittal views of ``volume`` on one
-        crosshair (click a point in any view: the others move there); the planes keep their own plane."""
-        sessions = [RenderSession(volume, renderer=renderer, preset=preset, width=width, height=height)
-                    for _ in range(4)]
-        for session, axis in zip(sessions[1:], ("axial", "coronal", "sagittal")):
-            session.pin_view_mode(axis)
-        widget = cls(sessions, titles=["3-D", "axial", "coronal", "sagittal"], width=width, height=height,
-                     link_modes=False)
-        widget._owned = [True] * len(sessions)
-        return widget
-
-    @classmethod
-    def renderers(cls, volume: Volume, renderers: Sequence[str], *, preset: str | None = None, **kwargs) -> "Compare":
-        """One view per renderer of the same volume (e.g. ``["raymarch", "vtk"]``), titled by renderer."""
-        sessions = [RenderSession(volume, renderer=r, preset=preset, width=kwargs.get("width", 384),
-                                  height=kwargs.get("height", 384)) for r in renderers]
-        kwargs.setdefault("titles", [renderer_label(r) for r in renderers])
-        widget = cls(sessions, **kwargs)
-        widget._owned = [True] * len(sessions)
-        return widget

@@ -70,6 +70,38 @@ def pick(scene: Scene, camera: OrbitCamera, x: float, y: float, marcher=None) ->
     return RayHit(np.asarray(ray_cam.position, dtype=np.float64), -ray_cam.offset_dir, depth)
 
 
+def opacity_in_front(scene: Scene, camera: OrbitCamera, points: np.ndarray, marcher=None) -> np.ndarray:
+    """``[N]`` opacity the ray-marcher accumulates between ``camera`` and each world point ``points``
+    ``[N, 3]`` mm (unjittered, :data:`~rfmweb.render.scene.FULL` step and field; the march stops three
+    samples short of the point, so a point :func:`pick` put on a surface reads about 0). 0.5 or more:
+    the point is hidden behind what the view shows. One batched march (a few ms for a few points).
+
+    ``marcher``: a :class:`~rfmweb.render.dvr.RaymarchRenderer` to reuse (default: a CPU one).
+    """
+    from .dvr import RaymarchRenderer
+    from .raymarch import march, ray_aabb
+
+    if scene.volume is None:
+        raise InputError("occlusion needs a volume (this view shows splats alone)")
+    pts = np.atleast_2d(np.asarray(points, dtype=np.float64))
+    if not len(pts):
+        return np.zeros(0)
+    marcher = marcher or RaymarchRenderer(torch.device("cpu"))
+    dtype, device = marcher.prepare(scene).grid.dtype, marcher.device
+    step = FULL.step * min(scene.volume.spacing)
+    field = marcher.field(scene, preintegrate=step, cubic=FULL.cubic)
+    origins = torch.as_tensor(np.broadcast_to(camera.position, pts.shape).copy(), dtype=dtype, device=device)
+    dirs = torch.as_tensor(pts, dtype=dtype, device=device) - origins
+    dist = dirs.norm(dim=1).clamp_min(1e-6)
+    dirs = dirs / dist[:, None]
+    inv = torch.as_tensor(np.linalg.inv(scene.volume.affine), dtype=dtype, device=device)
+    hi = torch.tensor(scene.volume.shape, dtype=dtype, device=device) - 1
+    t0, t1 = ray_aabb(origins @ inv[:3, :3].T + inv[:3, 3], dirs @ inv[:3, :3].T, torch.zeros_like(hi), hi)
+    with torch.no_grad():
+        res = march(origins, dirs, t0, torch.minimum(t1, dist - 3 * step), field, step)
+    return res.opacity.double().cpu().numpy()
+
+
 def project(camera: OrbitCamera, points: np.ndarray, width: int | None = None, height: int | None = None
             ) -> tuple[np.ndarray, np.ndarray]:
     """World points ``[N, 3]`` mm -> ``(pixels [N, 2] (x right, y down), in_front [N] bool)`` in an

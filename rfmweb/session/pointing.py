@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..render.pick import pick, project
+from ..render.pick import opacity_in_front, pick, project
 from ..render.slices import AXES, SliceGeometry
 
 if TYPE_CHECKING:
@@ -30,6 +30,8 @@ MAX_ANNOTATIONS = 200
 MAX_TEXT = 80
 CURSOR_COLOR = (0, 230, 120)
 ANNOTATION_COLOR = (255, 120, 200)
+#: An annotation behind the surface of the 3-D view: its ring and label, dimmed.
+HIDDEN_COLOR = (200, 95, 160)
 #: Half-length of the 3-D cursor's arms, as a fraction of the volume's largest side.
 CURSOR_ARM = 0.08
 #: Annotations within this many voxels of a slice are drawn on it.
@@ -90,15 +92,28 @@ class Pointing:
         if vol is None:
             raise InputError("pointing at a point needs a volume (this view shows splats alone)")
         if snap.mode == "3d":
-            if self._picker is None:  # kept: it holds the prepared scene between clicks
-                from ..render.dvr import RaymarchRenderer
-                self._picker = RaymarchRenderer(torch.device("cpu"))
-            hit = pick(snap.scene, snap.camera, float(u), float(v), self._picker)
+            hit = pick(snap.scene, snap.camera, float(u), float(v), self._marcher())
             return None if hit is None else hit.point
         ijk = np.rint(self.slice_geometry(snap).to_voxel([u], [v])[0])
         if not all(0 <= c < n for c, n in zip(ijk, vol.shape)):
             return None
         return (vol.affine @ np.append(ijk, 1.0))[:3]
+
+    def hidden_annotations(self, snap) -> list[bool]:
+        """Per annotation of ``snap`` (a 3-D view's snapshot): whether it lies behind what the view
+        shows, i.e. the ray-marcher reaches opacity 0.5 before it (:func:`opacity_in_front`); all
+        ``False`` without a volume (splats alone)."""
+        if snap.scene.volume is None or not snap.annotations:
+            return [False] * len(snap.annotations)
+        points = np.array([a.position for a in snap.annotations])
+        return (opacity_in_front(snap.scene, snap.camera, points, self._marcher()) >= 0.5).tolist()
+
+    def _marcher(self):
+        """The CPU ray-marcher of picks and occlusion, kept: it holds the prepared scene."""
+        if self._picker is None:
+            from ..render.dvr import RaymarchRenderer
+            self._picker = RaymarchRenderer(torch.device("cpu"))
+        return self._picker
 
     def set_cursor(self, position: Sequence[float] | None) -> None:
         """Put the crosshair at ``position`` (mm, RAS; ``None``: hide it); the slice views move to
@@ -184,15 +199,22 @@ def _canvas(image: np.ndarray):
     return pil, ImageDraw.Draw(pil), max(10, min(image.shape[:2]) // 28)
 
 
-def _label(draw, xy, text: str, size: int) -> None:
-    draw.text((xy[0] + size * 0.6, xy[1]), text, fill=ANNOTATION_COLOR, font=font(size), anchor="lm",
-              stroke_width=max(1, size // 8), stroke_fill=(0, 0, 0))
+def _label(draw, xy, text: str, size: int, hidden: bool = False) -> None:
+    draw.text((xy[0] + size * 0.6, xy[1]), text, fill=HIDDEN_COLOR if hidden else ANNOTATION_COLOR, font=font(size),
+              anchor="lm", stroke_width=max(1, size // 8), stroke_fill=(0, 0, 0))
 
 
-def _dot(draw, xy, radius: float) -> None:
+def _dot(draw, xy, radius: float, hidden: bool = False) -> None:
+    """A filled dot outlined in black; ``hidden`` (behind the surface): a ring, its centre showing through."""
     x, y = xy
-    draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=ANNOTATION_COLOR, outline=(0, 0, 0),
-                 width=max(1, int(radius // 3)))
+    box = [x - radius, y - radius, x + radius, y + radius]
+    width = max(1, int(radius // 3))
+    if hidden:
+        draw.ellipse(box, outline=(0, 0, 0), width=width + 2)
+        draw.ellipse([x - radius + 1, y - radius + 1, x + radius - 1, y + radius - 1], outline=HIDDEN_COLOR,
+                     width=width)
+    else:
+        draw.ellipse(box, fill=ANNOTATION_COLOR, outline=(0, 0, 0), width=width)
 
 
 def draw_slice_points(image: np.ndarray, geo: SliceGeometry, volume: "Volume",
@@ -226,10 +248,13 @@ def draw_slice_points(image: np.ndarray, geo: SliceGeometry, volume: "Volume",
 
 
 def draw_3d_points(image: np.ndarray, camera: "OrbitCamera", extent_mm: float,
-                   cursor: tuple[float, float, float] | None, annotations: Sequence[Annotation]) -> np.ndarray:
+                   cursor: tuple[float, float, float] | None, annotations: Sequence[Annotation],
+                   hidden: Sequence[bool] | None = None) -> np.ndarray:
     """The cursor (a 3-D cross, arms along x, y, z of :data:`CURSOR_ARM` x ``extent_mm``) and the
     annotations (dot and label), projected through ``camera`` onto ``image`` (``[H, W, 3]`` uint8,
-    any size: a reduced interactive frame scales); drawn on top. Returns a new image (or the input)."""
+    any size: a reduced interactive frame scales); drawn on top. An annotation flagged in ``hidden``
+    (behind the surface, :meth:`Pointing.hidden_annotations`) is a ring with a dimmed label, so a point
+    deep in the brain does not read as one on its surface. Returns a new image (or the input)."""
     if cursor is None and not annotations:
         return image
     pil, draw, size = _canvas(image)
@@ -243,10 +268,10 @@ def draw_3d_points(image: np.ndarray, camera: "OrbitCamera", extent_mm: float,
                 draw.line([tuple(px[k]), tuple(px[k + 3])], fill=CURSOR_COLOR, width=max(1, size // 6))
     if annotations:
         px, front = project(camera, np.array([a.position for a in annotations]), w, h)
-        for a, p, ok in zip(annotations, px, front):
+        for a, p, ok, behind in zip(annotations, px, front, hidden or [False] * len(annotations)):
             if ok:
-                _dot(draw, p, size * 0.35)
-                _label(draw, p, a.text, size)
+                _dot(draw, p, size * 0.35, behind)
+                _label(draw, p, a.text, size, behind)
     return np.asarray(pil)
 
 

@@ -446,7 +446,8 @@ class RenderSession(SliceControls, Pointing):
         if snap.cursor is None and not snap.annotations:
             return image  # the common case: no per-frame work (the bounds of splats are a percentile)
         extent = float(np.ptp(self.bounds, axis=0).max())
-        return draw_3d_points(image, snap.camera, extent, snap.cursor, snap.annotations)
+        return draw_3d_points(image, snap.camera, extent, snap.cursor, snap.annotations,
+                              self.hidden_annotations(snap))
 
     def note(self, snapshot: Snapshot) -> str:
         """One line about the last 3-D image of ``snapshot``'s renderer (``""`` if it has none), e.g.

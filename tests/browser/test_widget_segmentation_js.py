@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import is_blank, screenshot_array  # tests/browser/conftest.py (not a package)
+from rfmweb.widgets.viewer import esm
 
 JS = Path(__file__).resolve().parents[2] / "js"
 SIZE = 240
@@ -56,6 +57,8 @@ def _view_state(**over) -> dict:
              "classes": classes, "groups": [{"name": "tumour", "visible": "all"}], "cinematic": False,
              "mode": "axial", "slice_index": 47, "slice_count": 95, "can_slice": True,
              "subtitle": "Dice WT 0.90 · TC 0.80 · ET 0.70", "correctable": True, "marks": 0,
+             "channels": ["T1n", "T1c", "T2w", "FLAIR"], "slice_channel": 3,
+             "brush_mm": 2.0, "window_preset": "auto", "auto_window": "auto: 1st-99th percentile", "window": "W 2.1 L 1.05",
              "status": "", "busy": False}
     state.update(over)
     return state
@@ -64,8 +67,8 @@ def _view_state(**over) -> dict:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("viewer_js")
-    for name in ("viewer.js", "viewer.css"):
-        shutil.copyfile(JS / name, root / name)
+    (root / "viewer.js").write_text(esm(), encoding="utf-8")  # the module the widget hands anywidget
+    shutil.copyfile(JS / "viewer.css", root / "viewer.css")
     (root / "index.html").write_text(PAGE)
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args) -> None:
@@ -161,6 +164,12 @@ def test_slice_controls_show_the_state_and_send_intents(page, artifacts):
     page.mouse.move(box["x"] + 50, box["y"] + 50)
     page.mouse.wheel(0, 120)
     page.wait_for_function("() => window.__sent.some((m) => m.type === 'wheel' && m.dy > 0)")
+    # an MR case's slices offer its sequences (FLAIR first); a one-channel volume no Sequence menu
+    assert page.locator(".rfm-channel").is_visible() and page.locator(".rfm-channel").input_value() == "3"
+    page.locator(".rfm-channel").select_option(label="T1c")
+    assert _sent(page, "channel")[-1] == {"view": 0, "type": "channel", "channel": 1}
+    page.evaluate("(s) => window.__set({views: [s]})", _view_state(channels=["intensity"], slice_channel=0))
+    assert page.locator(".rfm-channel").is_hidden()
     # a 3-D view without a volume offers no slice modes; a non-segmentation view no correction tools
     page.evaluate("(s) => window.__set({views: [s]})", _view_state(mode="3d", can_slice=False, correctable=False,
                                                                       subtitle=""))
