@@ -24,6 +24,7 @@ PAGE_CSS = """
 img[data-rfm-view]:not([src]) { visibility: hidden; }
 .rfm-placeholder { position:absolute; inset:0; display:flex; align-items:center; justify-content:center;
   color:#9e9e9e; font-size:0.85rem; background:#111; pointer-events:none; user-select:none; }
+.rfm-one-line { white-space:nowrap; overflow:hidden; text-overflow:ellipsis; }
 """
 
 
@@ -88,8 +89,11 @@ def _view(name: str, title: str, names) -> None:
     status = view.status
     with html.Div(classes="d-flex flex-column", style="flex:1 1 0;min-width:0;min-height:0;height:100%;"):
         with html.Div(v_if=(view.title,), classes=f"px-2 rfm-title rfm-title-{name}", style="height:40px;"):
-            html.Div(f"{{{{ {view.title} }}}}", classes="text-subtitle-2")
-            html.Div(f"{{{{ {view.subtitle} }}}}", classes=f"text-caption rfm-dice rfm-dice-{name}")
+            # one line each, cut with an ellipsis in a narrow pane (whole on hover)
+            html.Div(f"{{{{ {view.title} }}}}", classes=f"text-subtitle-2 rfm-one-line rfm-view-title-{name}",
+                     title=(view.title,))
+            html.Div(f"{{{{ {view.subtitle} }}}}", classes=f"text-caption rfm-one-line rfm-dice rfm-dice-{name}",
+                     title=(view.subtitle,))
         with html.Div(style="position:relative;flex:1 1 auto;min-height:0;background:#000;"):
             with rca.RemoteControlledArea(name=name, display="rfm", event_throttle_ms=16, send_mouse_move=True,
                                           classes=f"rfm-area rfm-area-{name}"):

@@ -376,6 +376,17 @@ def test_difference_view_shows_where_the_compared_views_differ(page, artifacts):
     ssim = float(subtitle.split("SSIM")[1].split()[0])
     assert 0 < ssim < 1 and "PSNR" in subtitle
     assert heat.max() > 60, "the two sides differ, the heat map shows nothing"
+    # in a narrow window three panes' titles wrapped, and the header cut them mid-line: one line each now
+    page.set_viewport_size({"width": 800, "height": 600})
+    try:
+        for name in ("view_a", "view_b", "view_c"):
+            for part in (f".rfm-view-title-{name}", f".rfm-dice-{name}"):
+                box = page.locator(part).evaluate("(e) => [e.scrollHeight, e.getBoundingClientRect().height, "
+                                                  "e.title]")
+                assert box[0] <= 24 and box[1] <= 24, (part, box)
+        assert " · " in page.locator(".rfm-view-title-view_a").get_attribute("title")  # whole on hover
+    finally:
+        page.set_viewport_size(VIEWPORT)
     page.locator(".rfm-difference input").uncheck()
     page.locator(".rfm-compare input").uncheck()
 
