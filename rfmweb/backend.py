@@ -301,8 +301,9 @@ def march_backend(device: torch.device) -> str:
 RASTERIZERS = ("auto", "gsplat", "torch", "cpu")
 
 
-def choose_rasterizer(requested: str, device: torch.device, needs_grad: bool) -> str:
-    """Resolve ``requested`` (one of :data:`RASTERIZERS`) for inputs on ``device``.
+def choose_rasterizer(requested: str, device: torch.device, needs_grad: bool, why: str = "requested") -> str:
+    """Resolve ``requested`` (one of :data:`RASTERIZERS`) for inputs on ``device``; ``why`` is what
+    the log line gives as the reason for a named backend (the caller's, e.g. a command's rule).
 
     - ``"gsplat"``: CUDA kernels (inputs on a CUDA device, gsplat installed); differentiable.
     - ``"torch"``: the pure-torch twin of gsplat; any device; differentiable.
@@ -319,16 +320,16 @@ def choose_rasterizer(requested: str, device: torch.device, needs_grad: bool) ->
         if device.type != "cuda" or not gsplat_available():
             raise InputError(f"backend 'gsplat' needs CUDA tensors and gsplat installed "
                              f"({extras.FEATURES['gsplat'].command}); use backend='torch' or 'auto'")
-        choice, reason = "gsplat", "requested"
+        choice, reason = "gsplat", why
     elif requested == "cpu":
         if not numba_available():
             raise InputError(f"backend 'cpu' needs numba ({extras.FEATURES['compiled'].command}); use "
                              "backend='torch' or 'auto'")
         if needs_grad:
             raise InputError("backend 'cpu' is forward only; use backend='torch' (or 'auto') for gradients")
-        choice, reason = "cpu", "requested"
+        choice, reason = "cpu", why
     elif requested == "torch":
-        choice, reason = "torch", "requested"
+        choice, reason = "torch", why
     elif device.type == "cuda" and gsplat_available():
         choice, reason = "gsplat", "CUDA tensors, gsplat installed"
     elif device.type == "cpu" and not needs_grad and numba_available():

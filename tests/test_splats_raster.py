@@ -3,6 +3,7 @@ gradients, and (on CUDA) gsplat against the twin."""
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -170,10 +171,15 @@ def test_shared_and_per_view_inputs_and_validation():
         rasterize(means, covars, opac[0], colors[0], viewmats, ks, 40, 30, backend="vulkan")
 
 
-def test_backend_choice():
+def test_backend_choice(caplog):
     cpu = torch.device("cpu")
     assert choose_rasterizer("auto", cpu, needs_grad=True) == "torch"
-    assert choose_rasterizer("torch", cpu, needs_grad=False) == "torch"
+    with caplog.at_level(logging.INFO, logger="rfmweb.backend"):
+        assert choose_rasterizer("torch", cpu, needs_grad=False) == "torch"
+        assert choose_rasterizer("torch", cpu, needs_grad=False, why="scores match the fit's") == "torch"
+    # the log says why a named backend runs: "requested" by the user, or the caller's rule
+    assert [r.getMessage() for r in caplog.records][-2:] == ["rfmweb splat rasteriser: torch (requested)",
+                                                             "rfmweb splat rasteriser: torch (scores match the fit's)"]
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="gsplat"):
             choose_rasterizer("gsplat", cpu, needs_grad=False)

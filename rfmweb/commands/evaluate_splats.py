@@ -71,7 +71,8 @@ def run(args) -> dict:
         device = default_device()
     splats = splats.to(device)
     # the backend evaluate() picks (see its docstring): the torch twin on a CPU, gsplat on CUDA
-    backend = choose_rasterizer("torch" if device.type == "cpu" else "auto", device, needs_grad=False)
+    backend = choose_rasterizer("torch" if device.type == "cpu" else "auto", device, needs_grad=False,
+                                why="scores on a CPU use the twin fit-6dgs reports with, so the two agree")
     result = evaluate(splats, target, background=views.background)
     log.info("evaluate-splats %s: %d splats, %d %s views at %dx%d: SSIM %s  PSNR %s  MS-SSIM %s  LPIPS %s",
              args.splats, len(splats), len(target), split, *result.size, _fmt(result.ssim),
