@@ -29,7 +29,7 @@ from ..backend import default_device, march_backend
 from ..camera import OrbitCamera, camera_rays
 from ..transfer import ClassTable, TransferFunction
 from .fields import (VISIBLE_EPS, ChannelMix, HiddenFade, ScalarField, hide_key, label_normals, marched_classes,
-                     shading_gradient, tf_visible)
+                     shading_gradient, surface_owners, tf_visible)
 from .raymarch import MarchResult, march, pixel_jitter, ray_aabb
 from .sampling import bspline_coefficients
 from .scene import FULL, REST, Quality, RenderAborted, Scene, frame_offsets, to_uint8
@@ -109,6 +109,7 @@ class RaymarchRenderer:
         self._box_of: _Prepared | None = None       # the prepared volume self._box is of
         self._tf_visible: tuple = (None, None, None)  # (grid, TF opacity points, tf_visible of them)
         self._fade = HiddenFade()                       # its blurs kept while the TF moves
+        self._owners: tuple | None = None               # (key, labels) of _lookup_labels
         # the caches above are read and replaced by whichever thread renders (a view's frame stream,
         # the difference pane, a notebook call): one at a time
         self._lock = threading.RLock()
@@ -166,9 +167,23 @@ class RaymarchRenderer:
             if cubic and p.coefficients is None:
                 p.coefficients = bspline_coefficients(p.grid[0])
             classes = marched_classes(scene.classes, scene.tf)
-            return ScalarField(p.grid, scene.volume.affine, scene.tf, p.labels, classes, shade=shade,
-                               value_range=p.value_range, label_normals=p.label_normals, preintegrate=preintegrate,
-                               coefficients=p.coefficients if cubic else None)
+            return ScalarField(p.grid, scene.volume.affine, scene.tf, self._lookup_labels(scene, p), classes,
+                               shade=shade, value_range=p.value_range, label_normals=p.label_normals,
+                               preintegrate=preintegrate, coefficients=p.coefficients if cubic else None)
+
+    def _lookup_labels(self, scene: Scene, p: _Prepared) -> torch.Tensor | None:
+        """The labels the field's class lookup reads: the prepared ones, with the surface of translucent
+        classes given to them (:func:`surface_owners`; kept while the grid, labels, those classes and
+        where the TF shows anything stay the same)."""
+        translucent = scene.classes.translucent if p.labels is not None else ()
+        if not translucent:
+            return p.labels
+        hidden = p.hidden[0]                            # the classes faded out of the grid
+        key = (p.grid, p.labels, translucent, hidden, scene.tf.visible_intervals(VISIBLE_EPS))
+        held = self._owners
+        if held is None or held[0][0] is not p.grid or held[0][1] is not p.labels or held[0][2:] != key[2:]:
+            held = self._owners = (key, surface_owners(p.labels, p.grid[0], scene.tf, translucent, hidden))
+        return held[1]
 
     def _visible_box(self, scene: Scene, p: _Prepared):
         with self._lock:

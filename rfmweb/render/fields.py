@@ -125,6 +125,47 @@ def tf_visible(scalar: torch.Tensor, tf: TransferFunction, eps: float = VISIBLE_
     return visible
 
 
+def surface_owners(labels: torch.Tensor, scalar: torch.Tensor, tf: TransferFunction, classes: tuple[int, ...],
+                   hidden: tuple[int, ...] = (), chunk: int = 32) -> torch.Tensor:
+    """``labels`` ``[X, Y, Z]`` for the class lookup of a marcher, with the surface of the classes in
+    ``classes`` (drawn translucent) given to them.
+
+    A structure's visible surface lies where the interpolated scalar crosses the TF's ramp, between its
+    own voxels and their neighbours, whose label is another class (the tissue around a rib). Read with
+    the labels as they are, the samples there take much of the neighbours' class opacity, and a thin
+    bone at class opacity 0 stays drawn. So a voxel next to (26-neighbourhood) a voxel of one of
+    ``classes`` takes that class's label (of the neighbour the TF makes most opaque) when the TF makes
+    its own value less than half as opaque as that neighbour's (transparent tissue, or a faint
+    partial-volume rim), or when it is of a class in ``hidden`` (faded out of ``scalar`` by
+    :func:`hide_voxels`, which leaves the voxels beside a shown structure a smooth fall-off of that
+    structure's values): the samples of the surface are then the structure's, as opacity-weighted
+    interpolation of the voxels' classes would make them. Voxels of ``classes`` keep their label.
+    Works in slabs of ``chunk`` along the first axis (memory: a few slabs of the structures' box);
+    returns ``labels`` itself when nothing changes.
+    """
+    if not classes:
+        return labels
+    own = torch.isin(labels, torch.tensor(classes, dtype=labels.dtype, device=labels.device))
+    where = torch.nonzero(own & tf_visible(scalar, tf))
+    if not len(where):
+        return labels
+    box = tuple(slice(max(0, int(i.min()) - 1), min(n, int(i.max()) + 2)) for i, n in zip(where.T, labels.shape))
+    alpha = tf.evaluate(scalar[box].float())[1]
+    value = torch.where(own[box], alpha, -torch.inf)          # the translucent classes' voxels, by opacity
+    free = ~own[box] & torch.isin(labels[box], torch.tensor(hidden, dtype=labels.dtype, device=labels.device))
+    sub_labels = labels[box]
+    out = labels.clone()
+    target = out[box]
+    for start in range(0, value.shape[0], chunk):
+        a, b = max(0, start - 1), min(value.shape[0], start + chunk + 1)     # one slab plus a voxel each side
+        best, index = torch.nn.functional.max_pool3d(value[None, a:b], 3, stride=1, padding=1, return_indices=True)
+        rows = slice(start, min(start + chunk, value.shape[0]))
+        best, index = best[0, start - a:start - a + rows.stop - rows.start], index[0, start - a:rows.stop - a]
+        take = (best > 0) & ~own[box][rows] & (free[rows] | (2 * alpha[rows] < best))
+        target[rows][take] = sub_labels[a:b].reshape(-1)[index[take]]
+    return out
+
+
 def hide_key(hidden: tuple[int, ...], tf: TransferFunction) -> tuple:
     """What :func:`hide_voxels` depends on besides the volume and labels (a cache key): the hidden
     classes and where the TF's opacity is 0, not its height elsewhere."""

@@ -87,6 +87,13 @@ class ClassTable:
         return tuple(s.index for s in self.styles if not s.visible)
 
     @property
+    def translucent(self) -> tuple[int, ...]:
+        """Label values of the visible classes drawn at an opacity below 1 (``"modulate"`` mode)."""
+        if self.mode != "modulate":
+            return ()
+        return tuple(s.index for s in self.styles if s.visible and s.opacity < 1.0)
+
+    @property
     def is_trivial(self) -> bool:
         """True when the table changes nothing (all visible, opacity 1, TF colours, modulate)."""
         return self.mode == "modulate" and not self.use_class_colors and all(
