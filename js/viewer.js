@@ -136,7 +136,7 @@ class ViewPanel {
       h("div", { class: "rfm-row" }, [this.sceneSave, this.sceneLoad, this.sceneFile]),
     ]);
     this.root = h("div", { class: "rfm-view" }, [
-      h("div", { class: "rfm-header" }, [h("div", {}, [this.title, this.subtitle]),
+      h("div", { class: "rfm-header" }, [h("div", { class: "rfm-heading" }, [this.title, this.subtitle]),
         h("div", { class: "rfm-tools" }, [resetBtn, shotBtn])]),
       h("div", { class: "rfm-body" }, [this.stage, this.panel]),
       h("div", { class: "rfm-status" }, [this.spinner, this.probeText, this.statusText, this.statusInfo]),
@@ -369,8 +369,8 @@ class ViewPanel {
     if (!state || this.disposed) return;
     this.state = state;
     const model = this.model;
-    this.title.textContent = state.title;
-    this.subtitle.textContent = state.subtitle || "";
+    this.title.textContent = this.title.title = state.title;
+    this.subtitle.textContent = this.subtitle.title = state.subtitle || "";
     this.subtitle.hidden = !state.subtitle;
     fillSelect(this.modeSel, state.can_slice ? MODES : MODES.slice(0, 1), state.mode);
     this.sliceRow.hidden = state.mode === "3d";
@@ -498,7 +498,8 @@ class ViewPanel {
 
 export default {
   render({ model, el }) {
-    const root = h("div", { class: "rfm-root" });
+    // right-drag is window/level or zoom: JupyterLab must not open its cell menu over the canvas
+    const root = h("div", { class: "rfm-root", "data-jp-suppress-context-menu": "" });
     el.append(root);
     let panels = [];
 

@@ -472,5 +472,9 @@ def test_paint_apply_and_undo_messages_correct_the_raw_view(brats_case, forced_p
         page.send({"type": "undo_correction", "view": 1})
         cmp.control.wait(60)
         np.testing.assert_array_equal(seg.labels(1), labels)
+        # the undone stroke's marks are pending again; clear_marks drops them
+        assert cmp.views[1]["marks"] > 0
+        cmp.clear_marks()
+        assert seg.n_marks == 0 and cmp.views[1]["marks"] == 0
     finally:
         cmp.close()

@@ -280,6 +280,10 @@ class _Views(anywidget.AnyWidget):
         """Undo the last applied correction; returns the raw labels shown again."""
         return self._require_segmentation().undo_correction()
 
+    def clear_marks(self) -> None:
+        """Forget the pending marks (not applied; an undo brings back the marks of the correction it undid)."""
+        self._require_segmentation().clear_marks()
+
     def _require_segmentation(self) -> SegmentationViews:
         if self.segmentation is None:
             raise InputError("these views are not segmentation views; use Compare.segmentations(case)")

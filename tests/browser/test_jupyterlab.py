@@ -240,6 +240,10 @@ def test_drag_rotates_the_view(notebook, artifacts):
     zoomed = _shot(canvas, artifacts / "jupyterlab_viewer_zoomed.png")
     assert _pixels_differ(after, zoomed), "the wheel should zoom"
     assert (zoomed.reshape(-1, 3).max(axis=1) > 40).mean() > (after.reshape(-1, 3).max(axis=1) > 40).mean()
+    # a right-drag (zoom in 3-D, window/level on a slice) opens no JupyterLab cell menu over the canvas
+    page.mouse.click(x, y, button="right")
+    page.wait_for_timeout(300)
+    assert page.locator(".lm-Menu").count() == 0, "JupyterLab's context menu opened over the widget"
 
 
 def test_class_toggle_changes_the_view(notebook, artifacts):

@@ -259,3 +259,25 @@ def test_click_annotate_scene_and_label_downloads(page, tmp_path):
                        "filename": "segmentation_raw_inr.nii.gz", "mime": "application/gzip"},
                       base64.b64encode(b"\x1f\x8bfake").decode()])
     assert download.value.suggested_filename == "segmentation_raw_inr.nii.gz"
+
+
+def test_a_small_view_beside_its_panel_scrolls_the_panel_and_keeps_its_width(page, artifacts):
+    """In JupyterLab's narrow panes: the side panel cut off "Save scene" and drew the annotations over
+    the status line (it did not scroll), and a long Dice subtitle widened the card past its canvas."""
+    long_subtitle = "Dice WT 0.82 · TC 1.00 · ET 1.00 · " * 3
+    page.evaluate("(s) => window.__set({arrangement: 'side', views: [s]})",
+                  _view_state(subtitle=long_subtitle, annotations=["centre of the torso", "sternum"]))
+    view = page.locator(".rfm-view")
+    panel = page.locator(".rfm-panel")
+    page.wait_for_function("() => document.querySelector('.rfm-root').className.includes('rfm-side')")
+    canvas_w = page.locator(".rfm-stage").bounding_box()["width"]
+    assert view.bounding_box()["width"] <= canvas_w + panel.bounding_box()["width"] + 4, "the subtitle widened the card"
+    assert page.locator(".rfm-subtitle").get_attribute("title") == long_subtitle      # whole on hover
+    panel.evaluate("(p) => { p.scrollTop = p.scrollHeight; }")
+    save = page.locator(".rfm-scene-save").bounding_box()
+    pbox, status = panel.bounding_box(), page.locator(".rfm-status").bounding_box()
+    view.screenshot(path=str(artifacts / "widget_side_panel_scrolled.png"))
+    assert pbox["y"] <= save["y"] and save["y"] + save["height"] <= pbox["y"] + pbox["height"] + 1, (save, pbox)
+    assert pbox["y"] + pbox["height"] <= status["y"] + 1, "the panel runs over the status line"
+    # right-drag is window/level: JupyterLab's cell menu stays shut over the widget
+    assert page.locator(".rfm-root").get_attribute("data-jp-suppress-context-menu") is not None
