@@ -140,6 +140,33 @@ def test_stream_sends_interactive_then_idle_frame(session):
         stream.close()
 
 
+def test_the_first_frame_after_a_style_change_says_it_is_rendering(session):
+    """Another renderer or preset can take seconds to its first frame: the status says "rendering…"
+    (busy) around it, while the frames of a camera drag stay quiet."""
+    client, statuses = Client(), []
+    stream = FrameStream(session, client, idle_delay=10.0, ack_timeout=60.0,
+                         on_status=lambda busy, msg: statuses.append((busy, msg)))
+
+    def busy_messages_of(change) -> list[str]:
+        if client.frames:
+            stream.ack(client.frames[-1].id)
+        statuses.clear()
+        n = len(client.frames)
+        change()
+        wait_for(lambda: len(client.frames) > n, what="the next frame")
+        assert client.frames[-1].kind == "interactive"
+        wait_for(lambda: not statuses or statuses[-1][0] is False, what="the status settled")
+        return [msg for on, msg in statuses if on]
+
+    try:
+        assert busy_messages_of(stream.request) == ["rendering…"]                 # the first frame
+        assert busy_messages_of(lambda: session.orbit(20, 0)) == []               # a drag: quiet
+        assert busy_messages_of(lambda: session.set_preset("CT-Muscle")) == ["rendering…"]
+        assert statuses[-1][0] is False
+    finally:
+        stream.close()
+
+
 def test_stream_keeps_at_most_two_frames_in_flight_and_merges_changes(session):
     client = Client()
     stream = FrameStream(session, client, idle_delay=10.0, ack_timeout=60.0)

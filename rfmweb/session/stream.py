@@ -225,19 +225,24 @@ class FrameStream:
         quality = Quality(scale=scale, step=1.0) if kind == "interactive" else FULL
         # a full-quality frame is worthless once the state moves on: let the renderer stop early
         abort = self._aborter(snap) if kind == "idle" else None
-        if kind != "interactive":
-            self._status(True, "rendering full quality…")
+        # the first 3-D frame of another renderer or scene (a renderer, preset or class change) may pay
+        # set-up costs and take seconds: say so, as for full quality (a camera drag stays quiet)
+        settling = kind == "interactive" and snap.mode == "3d" and \
+            (snap.renderer, snap.scene) != self._last_interactive
+        told = kind != "interactive" or settling
+        if told:
+            self._status(True, "rendering full quality…" if kind != "interactive" else "rendering…")
         t0 = time.perf_counter()
         try:
             # screenshots wait for a renderer's preparation; streamed frames do not (see Preparing)
             image = self.session.render(quality, snap, abort=abort, wait=kind == "png")
         except BaseException:
-            if kind != "interactive":
+            if told:
                 self._status(False, "")
             raise
         t1 = time.perf_counter()
         note = self.session.note(snap)
-        if kind != "interactive":
+        if told:
             self._status(False, note)
         render_ms = (t1 - t0) * 1e3
         if kind == "interactive" and snap.mode == "3d":  # slice frames ignore the scale: learn nothing
