@@ -157,7 +157,7 @@ class ViewPanel {
     });
     const sendOverlay = throttle((on, v) => this.send({ type: "overlay", on, opacity: v }), SLIDER_MS);
     this.on(this.overlayBox, "change", () => sendOverlay(this.overlayBox.checked, Number(this.overlayRange.value)));
-    this.on(this.overlayRange, "input", () => sendOverlay(true, Number(this.overlayRange.value)));
+    this.on(this.overlayRange, "input", () => sendOverlay(this.overlayBox.checked, Number(this.overlayRange.value)));
     this.cleanups.push(() => sendOverlay.cancel());
     const sendSlice = throttle((v) => this.send({ type: "slice", index: v }), SLIDER_MS);
     this.on(this.sliceRange, "input", () => sendSlice(Number(this.sliceRange.value)));
@@ -395,6 +395,7 @@ class ViewPanel {
     fillSelect(this.channelSel, channels.map((c, i) => [String(i), c]), String(state.slice_channel || 0));
     this.windowText.textContent = state.window || "";
     this.overlayBox.checked = state.label_overlay;
+    this.overlayRange.disabled = !state.label_overlay;     // as in the web app: the opacity of labels shown
     if (document.activeElement !== this.overlayRange) this.overlayRange.value = String(state.overlay_opacity);
     this.probeText.textContent = state.mode !== "3d" ? (state.probe || "") : (state.cursor ? `cursor ${state.cursor}` : "");
     this.notesText.textContent = (state.annotations || []).map((t, i) => `${i + 1}. ${t}`).join("  ");

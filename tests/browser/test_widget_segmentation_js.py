@@ -164,6 +164,10 @@ def test_slice_controls_show_the_state_and_send_intents(page, artifacts):
     page.mouse.move(box["x"] + 50, box["y"] + 50)
     page.mouse.wheel(0, 120)
     page.wait_for_function("() => window.__sent.some((m) => m.type === 'wheel' && m.dy > 0)")
+    # the labels' opacity slider works while the labels are shown (as in the web app)
+    assert page.locator(".rfm-overlay-opacity").is_disabled()
+    page.evaluate("(s) => window.__set({views: [s]})", _view_state(label_overlay=True, overlay_opacity=0.5))
+    assert page.locator(".rfm-overlay-opacity").is_enabled()
     # an MR case's slices offer its sequences (FLAIR first); a one-channel volume no Sequence menu
     assert page.locator(".rfm-channel").is_visible() and page.locator(".rfm-channel").input_value() == "3"
     page.locator(".rfm-channel").select_option(label="T1c")
