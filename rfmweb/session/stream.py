@@ -225,10 +225,10 @@ class FrameStream:
         quality = Quality(scale=scale, step=1.0) if kind == "interactive" else FULL
         # a full-quality frame is worthless once the state moves on: let the renderer stop early
         abort = self._aborter(snap) if kind == "idle" else None
-        # the first 3-D frame of another renderer or scene (a renderer, preset or class change) may pay
-        # set-up costs and take seconds: say so, as for full quality (a camera drag stays quiet)
+        # the first 3-D frame of another renderer pays its set-up and has no learnt scale yet: it may take
+        # seconds; say so, as for full quality (a camera drag or a slider stays quiet)
         settling = kind == "interactive" and snap.mode == "3d" and \
-            (snap.renderer, snap.scene) != self._last_interactive
+            (self._last_interactive is None or snap.renderer != self._last_interactive[0])
         told = kind != "interactive" or settling
         if told:
             self._status(True, "rendering full quality…" if kind != "interactive" else "rendering…")
