@@ -169,6 +169,25 @@ def test_the_first_frame_of_another_renderer_says_it_is_rendering(session):
         stream.close()
 
 
+def test_a_vtk_view_drawn_by_the_ray_marcher_says_so_at_rest(small_ct):
+    """Class colours are drawn by the ray-marcher in a VTK view: the status and the frames at rest say
+    so (a compare of VTK and the ray-marcher showed SSIM 1.000 with nothing saying why)."""
+    session = RenderSession(small_ct, renderer="vtk", width=32, height=32)
+    session.set_class_colors(True)
+    client, statuses = Client(), []
+    stream = FrameStream(session, client, idle_delay=0.05, ack_timeout=0.2,
+                         on_status=lambda busy, msg: statuses.append(msg))
+    try:
+        stream.request()
+        wait_for(lambda: any(f.kind != "interactive" for f in client.frames), what="a frame at rest")
+        rest = next(f for f in client.frames if f.kind != "interactive")
+        assert rest.note.startswith("drawn by Ray-marcher"), rest.note
+        assert any(msg.startswith("drawn by Ray-marcher") for msg in statuses), statuses
+    finally:
+        stream.close()
+        session.close()
+
+
 def test_stream_keeps_at_most_two_frames_in_flight_and_merges_changes(session):
     client = Client()
     stream = FrameStream(session, client, idle_delay=10.0, ack_timeout=60.0)

@@ -115,6 +115,7 @@ class VtkRenderer:
         self._too_big_logged = False
         self._abort = None
         self._marcher = None      # draws the class styles VTK cannot (see render)
+        self.note = ""            # one line about the last image: says when the ray-marcher drew it
         self._gl_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rfmweb-vtk")
 
     def _setup(self) -> None:
@@ -258,10 +259,20 @@ class VtkRenderer:
     def render(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL, *, abort=None) -> np.ndarray:
         """``[H', W', 3]`` uint8 sRGB image, ``H' = round(H * quality.scale)``; see :class:`Renderer`.
 
-        Scenes with class styles VTK cannot draw go to the ray-marcher (module docstring)."""
-        if _needs_marcher(scene):
+        Scenes with class styles VTK cannot draw go to the ray-marcher (module docstring), and
+        :attr:`note` says so (a view titled VTK must not pass a ray-marched image off as VTK's)."""
+        if self._routed(scene):
             return self._class_marcher().render(scene, camera, quality, abort=abort)
         return self._gl_thread.submit(self._render, scene, camera, quality, abort).result()
+
+    def _routed(self, scene: Scene) -> bool:
+        """Whether the ray-marcher draws ``scene`` (VTK cannot draw its class styles); sets :attr:`note`."""
+        from .registry import renderer_label
+
+        routed = _needs_marcher(scene)
+        self.note = f"drawn by {renderer_label(self._class_marcher().name)}: VTK cannot draw these class styles" \
+            if routed else ""
+        return routed
 
     def accumulate(self, scene: Scene, camera: OrbitCamera, frames_per_pass: int, passes: int, *,
                    abort=None, quality: Quality = REST):
@@ -269,7 +280,7 @@ class VtkRenderer:
         float32 in [0, 1], frames so far)`` after each pass of ``frames_per_pass`` frames at
         ``quality.step / REST_REFINE``, the running mean of all of them (with ``quality.cubic``, reading the
         half-spacing cubic grid where it fits). Class-styled scenes converge in the ray-marcher that draws them."""
-        if _needs_marcher(scene):
+        if self._routed(scene):
             yield from self._class_marcher().accumulate(scene, camera, frames_per_pass, passes, abort=abort,
                                                         quality=quality)
             return

@@ -290,11 +290,12 @@ class FrameStream:
             return None
         t1 = time.perf_counter()
         data = encode_image(image, "jpeg", JPEG_IDLE)
-        self._status(False, f"cinematic still: {spp} spp" if still else "")
+        note = self.session.note(snap)     # e.g. that another renderer drew it
+        self._status(False, f"cinematic still: {spp} spp" if still else note)
         # a ray-marcher's first frame at rest is the idle frame; the later ones refine it
         kind = "idle" if not still and spp == 1 else "progressive"
         return Frame(data, "image/jpeg", image.shape[1], image.shape[0], kind, snap.version,
-                     render_ms=(t1 - t0) * 1e3, encode_ms=(time.perf_counter() - t1) * 1e3, spp=spp)
+                     render_ms=(t1 - t0) * 1e3, encode_ms=(time.perf_counter() - t1) * 1e3, spp=spp, note=note)
 
     def _status(self, busy: bool, message: str) -> None:
         if self._on_status is not None:
