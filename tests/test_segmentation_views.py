@@ -84,6 +84,23 @@ def test_the_3d_camera_frames_the_tumour_not_stray_specks(case, views):
     assert np.linalg.norm(np.asarray(cam.target) - centre) < 3 * max(case.spacing)
 
 
+def test_the_ground_truth_core_shows_through_its_edema_in_3d():
+    """The bundled case's ground truth read as all edema in 3-D (its enhancing core, inside 15-20 mm of
+    edema, got ~10 % of its light through): now both the yellow core and the green veil show."""
+    from rfmweb import samples
+    from rfmweb.render.scene import FULL
+    seg = SegmentationViews(samples.load("brain_glioma"), width=128, height=128)
+    try:
+        seg.frame_tumour()
+        img = seg.sessions[GT].render(FULL).astype(float)
+    finally:
+        seg.close()
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    core = (r > 0.75 * g) & (g - b > 40) & (r > 60)       # ET (1.0, 0.85, 0.1)
+    edema = (g > 1.4 * r) & (g - b > 30)                  # ED (0.25, 0.75, 0.3)
+    assert core.sum() > 50 and edema.sum() > 50, (int(core.sum()), int(edema.sum()))
+
+
 def test_set_labels_bumps_the_version_keeps_styles_and_refreshes_the_frame(case):
     s = RenderSession(case.with_labels(case.labels), renderer="raymarch", width=SIZE, height=SIZE)
     s.set_view_mode("axial", int(np.argmax(case.labels.sum(axis=(0, 1)))))  # the slice with most tumour

@@ -57,8 +57,9 @@ CORRECTION_LABELS = {0: "not tumour", 1: "NCR", 2: "ED", 3: "ET"}
 #: tumour); at 0.01 it lets ~60 % through, so the tumour shows through the cortex at first glance.
 CONTEXT_OPACITY = 0.01
 #: Opacity (per mm) of edema in the 3-D views: a veil around the core, so enhancing tumour and
-#: necrosis inside it stay visible (solid, it hid them).
-EDEMA_OPACITY = 0.12
+#: necrosis inside it stay visible (solid, it hid them; at 0.12 the 15-20 mm of edema around the
+#: bundled case's core let ~10 % of its light through and the ground truth read as all edema).
+EDEMA_OPACITY = 0.03
 #: The 3-D views frame the tumour's box (ground truth and raw INR together) grown by this factor.
 TUMOUR_FRAME = 2.2
 #: ... the box of the tumour voxels without this percentage at either end of each axis.
