@@ -65,7 +65,10 @@ def test_a_click_on_a_slice_moves_every_linked_view_and_draws_the_crosshair(smal
     frame = b.render()
     (u, v), = b.slice_geometry().to_pixel(ijk)
     assert _near(frame, (u, 2), CURSOR_COLOR) and _near(frame, (2, v), CURSOR_COLOR), "no crosshair lines"
-    assert "cursor" in control.probes[0] and "mm" in control.probes[0]
+    # the readout of both views: where the cursor is and the intensity there (it went stale in the
+    # linked view and dropped the HU)
+    hu = float(small_ct.data[0][tuple(ijk)])
+    assert control.probes[0] == control.probes[1] == "cursor ({:.1f}, {:.1f}, {:.1f}) mm · {:.0f} HU".format(*want, hu)
     # a click off the volume leaves the cursor where it was
     a.zoom_slice(0.25)
     control.handle(m.PointAt(0, 1.0, 1.0))

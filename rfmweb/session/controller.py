@@ -151,19 +151,25 @@ class ViewController:
             self._run_point(msg, targets[0])
 
     def _run_point(self, msg: m.PointAt, session: RenderSession) -> None:
+        """Place the cursor; the readout of every view that shares it says where it is and what is
+        there (e.g. ``"cursor (12.0, -3.5, 40.0) mm · 45 HU"``), the clicked view's also when nothing is."""
+        views = [msg.view]
         try:
             point = session.point_at(msg.x, msg.y)
             if point is None:
                 text = "nothing under the pointer"
             else:
                 session.set_cursor(point)
-                text = "cursor ({:.1f}, {:.1f}, {:.1f}) mm".format(*point)
+                probe = session.probe_point(point)
+                text = "cursor " + (probe.text() if probe is not None else "({:.1f}, {:.1f}, {:.1f}) mm".format(*point))
+                views = [i for i, s in enumerate(self.sessions) if s.cursor == session.cursor]
         except Exception as exc:  # a job thread has nobody to raise to
             log.warning("placing the cursor failed: %s", exc)
             text = f"placing the cursor failed: {exc}"
-        with self._lock:
-            self.probes[msg.view] = text
-        self.on_probe(msg.view, text)
+        for i in views:
+            with self._lock:
+                self.probes[i] = text
+            self.on_probe(i, text)
 
     def _unannotate(self, msg: m.RemoveAnnotation, targets) -> None:
         for s in targets:

@@ -162,15 +162,15 @@ class SliceControls:
         snap = self.snapshot()
         if snap.mode == "3d" or snap.scene.volume is None:
             return None
-        vol = snap.scene.volume
-        ijk = np.rint(self.slice_geometry(snap).to_voxel([u], [v])[0]).astype(int)
-        if not all(0 <= c < n for c, n in zip(ijk, vol.shape)):
+        return _probe_voxel(snap, self.slice_geometry(snap).to_voxel([u], [v])[0])
+
+    def probe_point(self, position) -> Probe | None:
+        """What lies at world point ``position`` (mm, RAS; e.g. the cursor): the nearest voxel, its
+        position and intensity (of the slices' channel); ``None`` off the volume or without one."""
+        snap = self.snapshot()
+        if snap.scene.volume is None:
             return None
-        mm = (vol.affine @ np.append(ijk, 1.0))[:3]
-        value = float(vol.data[snap.slice_channel][tuple(ijk)])
-        label = int(vol.labels[tuple(ijk)]) if vol.labels is not None else None
-        return Probe(tuple(int(c) for c in ijk), tuple(float(c) for c in mm), value,
-                     "HU" if vol.modality == "CT" else "", label)
+        return _probe_voxel(snap, np.linalg.solve(snap.scene.volume.affine, np.append(position, 1.0))[:3])
 
     def set_slice_view(self, zoom: float, pan_mm: tuple[float, float]) -> None:
         """Slice magnification (within :data:`~rfmweb.render.slices.ZOOM_RANGE`) and pan (mm, screen
@@ -202,3 +202,16 @@ class SliceControls:
             window = _fixed_auto_window(self.volume)[1] or default_window(data[channel])
             cached = self._window_cache = (data, channel, window)
         return cached[2]
+
+
+def _probe_voxel(snap, ijk) -> Probe | None:
+    """The :class:`Probe` of the voxel nearest fractional index ``ijk`` [3] of ``snap``'s volume."""
+    vol = snap.scene.volume
+    ijk = np.rint(np.asarray(ijk, dtype=np.float64)).astype(int)
+    if not all(0 <= c < n for c, n in zip(ijk, vol.shape)):
+        return None
+    mm = (vol.affine @ np.append(ijk, 1.0))[:3]
+    value = float(vol.data[snap.slice_channel][tuple(ijk)])
+    label = int(vol.labels[tuple(ijk)]) if vol.labels is not None else None
+    return Probe(tuple(int(c) for c in ijk), tuple(float(c) for c in mm), value,
+                 "HU" if vol.modality == "CT" else "", label)
