@@ -257,7 +257,7 @@ def test_a_scene_file_keeps_the_compare_layout(small_ct):
         bad["layout"]["compare"] = "yes"
         controller.set_compare(False)
         controller.load_scene(json.dumps(bad))          # refused (logged, shown): nothing changes
-        assert not d.compare and "scene not loaded" in d.view_a.status and "'compare'" in d.view_a.status
+        assert not d.compare and d.alert.startswith("Scene not loaded: ") and "'compare'" in d.alert
     finally:
         controller.close()
 

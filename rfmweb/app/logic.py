@@ -450,10 +450,10 @@ class AppController:
             self._restore(parse_scene(text, "the uploaded scene"), "the uploaded scene")
         except InputError as exc:
             with self.state:
-                self.typed.data.view_a.status = f"scene not loaded: {exc}"
+                self.typed.data.alert = f"Scene not loaded: {exc}"   # a status line would cut it short
             raise
         with self.state:
-            self.typed.data.view_a.status = "scene loaded"
+            self.typed.data.alert, self.typed.data.view_a.status = "", "scene loaded"
 
     # -- corrections (segmentation views) -------------------------------------------------------------
     @guarded

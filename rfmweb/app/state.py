@@ -107,6 +107,8 @@ class AppState:
             all sharing the crosshair: a click in one moves the others there.
         shared: every tab shows this one viewer (``--shared``): the first tab that connected drives,
             the others follow (their changes are undone); the toolbar says so.
+        alert: what the user must read and act on (a scene file that cannot load, and why), shown in
+            a snackbar until closed; ``""``: none.
     """
 
     title: str = "rfmweb"
@@ -153,6 +155,7 @@ class AppState:
     linked: bool = True
     four_up: bool = False
     shared: bool = False
+    alert: str = ""
 
 
 def view_title(session) -> str:

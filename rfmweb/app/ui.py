@@ -304,6 +304,13 @@ def build_ui(server, names):
                 with html.Template(v_if=(four_up,)):
                     for name, axis in PLANE_VIEWS.items():
                         _view(name, f"{axis} view", names)
+            # errors the user must read whole (a scene that cannot load): until closed
+            with v3.VSnackbar(model_value=(f"!!{names.alert}",), timeout=-1, color="error", location="top",
+                              multi_line=True, classes="rfm-alert",
+                              update_modelValue=f"{names.alert} = $event ? {names.alert} : ''"):
+                with html.Div(classes="d-flex align-center"):
+                    html.Div(f"{{{{ {names.alert} }}}}", classes="rfm-alert-text flex-grow-1")
+                    v3.VBtn("Close", variant="text", classes="ml-2 rfm-alert-close", click=f"{names.alert} = ''")
             client.Style(PAGE_CSS)
             client.Script(CLIENT_SCRIPT)
         layout.footer.hide()

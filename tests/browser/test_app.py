@@ -352,6 +352,17 @@ def test_click_crosshair_annotation_and_a_scene_file_round_trip(page, artifacts,
             break
     _save(restored, artifacts / "app_scene_restored.png")
     assert not _differ(annotated, restored, threshold=1.0), "the loaded scene does not show what was saved"
+    # a scene that cannot load says why, whole, until closed (a status line cut the reason short)
+    scene["layout"] = {"compare": "yes"}
+    bad = tmp_path / "bad_scene.json"
+    bad.write_text(json.dumps(scene))
+    page.locator(".rfm-scene-file").set_input_files(str(bad))
+    alert = page.locator(".rfm-alert-text")
+    alert.wait_for(state="visible")
+    assert alert.inner_text().startswith("Scene not loaded: ") and "compare" in alert.inner_text()
+    page.screenshot(path=str(artifacts / "app_scene_refused.png"))
+    page.locator(".rfm-alert-close").click()
+    alert.wait_for(state="hidden")
     page.locator(".rfm-unannotate").click()
     page.evaluate(f"() => {s}.set('AppState__view_mode', '3d')")
     # the drawer's slice tools vanish in 3-D: let the layout settle before the next test clicks
