@@ -28,6 +28,12 @@ FOV = 30.0
 GOLDEN_ANGLE = 180.0 * (3.0 - math.sqrt(5.0))  # degrees
 
 
+def check_size(width, height) -> None:
+    """Raise :class:`InputError` unless ``width`` x ``height`` is an image size of 1..8192 pixels."""
+    if not (1 <= int(width) <= 8192 and 1 <= int(height) <= 8192):
+        raise InputError(f"image size must be 1..8192 pixels, got {width}x{height}")
+
+
 @dataclass(frozen=True)
 class OrbitCamera:
     """Orbit camera.
@@ -50,6 +56,7 @@ class OrbitCamera:
     height: int = 256
 
     def __post_init__(self) -> None:
+        check_size(self.width, self.height)     # first: a bad size also makes a framing distance meaningless
         t = tuple(float(v) for v in self.target)
         if len(t) != 3 or not all(math.isfinite(v) for v in t):
             raise InputError(f"camera target must be 3 finite numbers, got {self.target}")
@@ -63,8 +70,6 @@ class OrbitCamera:
             raise InputError(f"camera distance must be > 0 mm, got {self.distance}")
         if not 0 < self.fov < 180:
             raise InputError(f"camera fov must lie in (0, 180) degrees, got {self.fov}")
-        if int(self.width) < 1 or int(self.height) < 1 or int(self.width) > 8192 or int(self.height) > 8192:
-            raise InputError(f"image size must be 1..8192 pixels, got {self.width}x{self.height}")
         object.__setattr__(self, "width", int(self.width))
         object.__setattr__(self, "height", int(self.height))
 
@@ -140,6 +145,7 @@ class OrbitCamera:
         bounds = np.asarray(bounds, dtype=np.float64)
         centre = bounds.mean(axis=0)
         radius = 0.5 * float(np.linalg.norm(bounds[1] - bounds[0]))
+        check_size(width, height)
         half = math.radians(fov) / 2
         if width < height:  # the horizontal fov is the narrower one
             half = math.atan(math.tan(half) * width / height)
@@ -155,6 +161,7 @@ class OrbitCamera:
         narrower than tall then shows across its width what it showed from top to bottom (the head
         is not cut at the sides); landscape to landscape keeps the distance. Depends only on the two
         sizes: a drag-resize that comes back restores the view."""
+        check_size(width, height)
         before, after = min(1.0, self.width / self.height), min(1.0, width / height)
         return replace(self, width=width, height=height, distance=self.distance * before / after)
 

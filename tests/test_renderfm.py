@@ -59,6 +59,10 @@ def test_a_volume_that_is_not_ct_is_refused_and_not_offered(small_ct):
         build_inputs(Scene(mr, preset("MR-Default")), 8.0)
     assert renderer_status(mr)["renderfm"] == "trained on CT only; this volume is MR"
     assert renderer_status(small_ct)["renderfm"] == renderer_status()["renderfm"]
+    if renderer_status()["renderfm"] is None:     # the shipped checkpoint: a session refuses MR at once
+        from rfmweb.session import RenderSession
+        with pytest.raises(InputError, match="cannot draw brain: trained on CT only"):
+            RenderSession(mr, renderer="renderfm", width=32, height=32)
 
 
 def test_agp_pools_classified_voxels_not_hu():

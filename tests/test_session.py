@@ -124,6 +124,33 @@ class Client:
             self.frames.append(frame)
 
 
+def test_bad_sizes_and_a_preset_name_for_a_tf_are_clear_errors(small_ct):
+    """A width of 0 raised AttributeError, a negative one "camera distance must be > 0", and set_tf of a
+    name broke the session for good."""
+    from rfmweb.errors import InputError
+    for w, h in ((0, 0), (-5, 64)):
+        with pytest.raises(InputError, match=f"image size must be 1..8192 pixels, got {w}x{h}"):
+            RenderSession(small_ct, width=w, height=h)
+    s = RenderSession(small_ct, width=24, height=24)
+    with pytest.raises(InputError, match="image size"):
+        s.resize(-10, 20)
+    with pytest.raises(InputError, match="set_tf takes a TransferFunction"):
+        s.set_tf("CT-Bone")
+    assert s.render().shape == (24, 24, 3)
+    s.close()
+
+
+def test_encode_image_writes_the_format_asked_or_refuses():
+    from rfmweb.errors import InputError
+    from rfmweb.session.encode import encode_image
+    img = np.zeros((4, 6, 3), np.uint8)
+    assert encode_image(img, "PNG")[:4] == b"\x89PNG" and encode_image(img, "jpeg")[:2] == b"\xff\xd8"
+    with pytest.raises(InputError, match="'jpeg' or 'png', got 'bmp'"):     # it wrote JPEG bytes
+        encode_image(img, "bmp")
+    with pytest.raises(InputError, match=r"\[H, W, 3\] uint8, got \[4, 6, 3\] float32"):
+        encode_image(img.astype(np.float32), "png")
+
+
 def test_stream_sends_interactive_then_idle_frame(session):
     client = Client()
     stream = FrameStream(session, client, idle_delay=0.1)

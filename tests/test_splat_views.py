@@ -76,6 +76,13 @@ def test_splats_renderer_in_a_session(scene, splats, small_ct, artifacts):
         RenderSession(small_ct, renderer="splats", width=32, height=32).render()
     with pytest.raises(InputError, match="volume, splats, or both"):
         RenderSession()
+    # a volume renderer on splats alone: one clear error, before anything renders (it was an AttributeError)
+    for name in ("raymarch", "compiled", "vtk"):
+        with pytest.raises(InputError, match="draws a volume; this view shows splats alone"):
+            RenderSession(splats=splats, renderer=name, width=32, height=32)
+        with pytest.raises(InputError, match="draws a volume"):
+            alone.set_renderer(name)
+    assert alone.renderer_name == "splats"
 
 
 def test_random_init_fills_the_box():
@@ -98,6 +105,11 @@ def test_cli_renders_a_splat_file_and_exports_ply(splats, tmp_path):
     assert res.returncode == 0, res.stderr
     g = read_ply(ply)
     assert g["means"].shape == (len(splats), 3)
+    res = subprocess.run([sys.executable, "-m", "rfmweb", "render", str(path), "--renderer", "vtk", "--size", "64",
+                          "--out", str(tmp_path / "v.png")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "splats alone" in res.stderr and len(res.stderr.strip().splitlines()) == 1, \
+        res.stderr
+    assert not (tmp_path / "v.png").exists()
     res = subprocess.run([sys.executable, "-m", "rfmweb", "export-ply", str(tmp_path / "nope.npz"), "--out", str(ply)],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and "nope.npz" in res.stderr and len(res.stderr.strip().splitlines()) == 1

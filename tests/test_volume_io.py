@@ -230,6 +230,15 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_writing_another_format_is_one_clear_error(tmp_path):
+    """save_volume to .nrrd leaked nibabel's "Cannot work out file type" naming a temporary file."""
+    vol = Volume(np.zeros((1, 4, 4, 4), np.float32), np.eye(4), modality="CT")
+    for name in ("x.nrrd", "x.npy"):
+        with pytest.raises(InputError, match=rf"{name}: volumes are written as NIfTI: .*\.nii\.gz"):
+            save_volume(vol, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
 def brats_volume(shape=(10, 12, 8), seg_max=3):
     rng = np.random.default_rng(1)
     data = rng.uniform(0, 1000, size=(4, *shape)).astype(np.float32)

@@ -295,7 +295,14 @@ def generic_classes(labels: np.ndarray) -> tuple[LabelClass, ...]:
 
 
 def save_array(path: str | os.PathLike, array: np.ndarray, affine: np.ndarray) -> Path:
-    """Write ``array [X, Y, Z]`` as NIfTI atomically (dtype kept; gzip if the name ends .gz)."""
+    """Write ``array [X, Y, Z]`` as NIfTI atomically (dtype kept; gzip if the name ends .gz).
+
+    Raises:
+        InputError: ``path`` does not end in ``.nii`` or ``.nii.gz`` (naming the file).
+    """
+    if not str(path).lower().endswith(NIFTI_SUFFIXES):
+        raise InputError("volumes are written as NIfTI: give a name ending in .nii or .nii.gz "
+                         "(rfmweb.io.save_segmentation also writes .nrrd, .mha and DICOM SEG)", path)
     img = nib.Nifti1Image(np.asarray(array), np.asarray(affine, dtype=np.float64))
     img.header.set_xyzt_units("mm")
     return atomic_write(path, lambda tmp: nib.save(img, tmp))

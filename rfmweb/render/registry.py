@@ -81,10 +81,10 @@ def renderer_status(volume=None) -> dict[str, str | None]:
     """Every renderer -> ``None`` when it can run here now (and draw ``volume``, a
     :class:`~rfmweb.volume.Volume`, when given), else why not (one line that says what to install or
     provide): a UI lists them all and shows the unavailable ones disabled, with the reason."""
-    return {n: _why_missing(n) or _why_unsuited(n, volume) for n in _FACTORIES}
+    return {n: _why_missing(n) or renderer_unsuited(n, volume) for n in _FACTORIES}
 
 
-def _why_unsuited(name: str, volume) -> str | None:
+def renderer_unsuited(name: str, volume) -> str | None:
     """Why renderer ``name`` cannot draw ``volume`` (``None``: it can, or no volume was given)."""
     check = _UNSUITED.get(name)
     return None if check is None or volume is None else check(volume)

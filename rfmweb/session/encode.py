@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..errors import InputError
+
 #: JPEG quality of interactive and idle frames.
 JPEG_INTERACTIVE = 75
 JPEG_IDLE = 92
@@ -52,7 +54,17 @@ class Frame:
 
 
 def encode_image(image: np.ndarray, fmt: str = "jpeg", quality: int = JPEG_IDLE) -> bytes:
-    """``[H, W, 3]`` uint8 -> JPEG or PNG bytes."""
+    """``[H, W, 3]`` uint8 -> JPEG (``fmt="jpeg"``) or PNG (``"png"``, any case) bytes.
+
+    Raises:
+        InputError: another format, or an image that is not ``[H, W, 3]`` uint8.
+    """
+    fmt = str(fmt).lower()
+    if fmt not in ("jpeg", "png"):
+        raise InputError(f"image format must be 'jpeg' or 'png', got {fmt!r}")
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise InputError(f"an image to encode must be [H, W, 3] uint8, got {list(image.shape)} {image.dtype}")
     buf = io.BytesIO()
     img = Image.fromarray(np.ascontiguousarray(image))
     if fmt == "png":

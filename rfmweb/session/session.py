@@ -20,7 +20,8 @@ from ..camera import OrbitCamera
 from ..errors import InputError
 from ..io.nifti import generic_classes
 from ..render.fields import ChannelMix, default_mix
-from ..render.registry import check_renderer, default_renderer_name, make_renderer
+from ..render.registry import (check_renderer, default_renderer_name, make_renderer, renderer_label,
+                               renderer_unsuited)
 from ..render.scene import FULL, Preparing, Quality, Scene, to_uint8
 from ..render.slices import AXES
 from ..splats.model import Splats6D
@@ -95,7 +96,7 @@ class RenderSession(SliceControls, Pointing):
         self._released: list[Callable[[], None]] = []  # on_refinement_released() callbacks
         self.volume = volume
         self.splats = splats
-        self.renderer_name = check_renderer(renderer or (default_renderer_name() if volume is not None else "splats"))
+        self.renderer_name = self._usable(renderer or (default_renderer_name() if volume is not None else "splats"))
         self.preset_name = preset or DEFAULT_PRESET[volume.modality if volume is not None else "CT"]
         self.tf: TransferFunction = self._preset(self.preset_name)
         if classes is None:
@@ -192,8 +193,8 @@ class RenderSession(SliceControls, Pointing):
 
     def home_camera(self, width: int | None = None, height: int | None = None) -> OrbitCamera:
         """The default view: anterior, 20 degrees above, framing the whole volume."""
-        w = width or self.camera.width
-        h = height or self.camera.height
+        w = width if width is not None else self.camera.width
+        h = height if height is not None else self.camera.height
         return OrbitCamera.framing(self.bounds, azimuth=0.0, elevation=20.0, width=w, height=h, margin=0.9)
 
     def set_labels(self, labels: np.ndarray | None, classes: tuple[LabelClass, ...] | None = None) -> None:
@@ -282,10 +283,26 @@ class RenderSession(SliceControls, Pointing):
             raise InputError(f"{mode} slice index must lie in 0..{n - 1}, got {index}")
 
     def set_renderer(self, name: str) -> None:
-        check_renderer(name)
+        self._usable(name)
         with self._lock:
             self.renderer_name = name
         self._changed("renderer")
+
+    def _usable(self, name: str) -> str:
+        """``name`` when that renderer runs here and can draw what this session shows.
+
+        Raises:
+            InputError: unknown, missing a package, or unsuited (a volume renderer on splats alone,
+                Render-FM on an MR volume): one line saying which and why.
+        """
+        check_renderer(name)
+        if self.volume is None and name != "splats":
+            raise InputError(f"the {renderer_label(name)} renderer draws a volume; this view shows splats "
+                             "alone (use the splats renderer)")
+        why = renderer_unsuited(name, self.volume)
+        if why is not None:
+            raise InputError(f"the {renderer_label(name)} renderer cannot draw {self.volume.name}: {why}")
+        return name
 
     def set_preset(self, name: str) -> None:
         """Switch to a Slicer preset by name (stretched to the volume for MR presets)."""
@@ -298,6 +315,9 @@ class RenderSession(SliceControls, Pointing):
 
     def set_tf(self, tf: TransferFunction) -> None:
         """Use a custom transfer function (e.g. imported from ParaView JSON)."""
+        if not isinstance(tf, TransferFunction):
+            raise InputError(f"set_tf takes a TransferFunction (set_preset takes a preset's name), got "
+                             f"{type(tf).__name__}")
         with self._lock:
             self.tf = tf
             self.preset_name = tf.name
