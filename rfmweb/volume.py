@@ -42,7 +42,7 @@ class LabelClass:
     group: str = ""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class Volume:
     """A 3-D image with optional labels.
 
@@ -122,6 +122,12 @@ class Volume:
     def center(self) -> np.ndarray:
         """``[3]`` world-space centre of the grid in mm."""
         return self.bounds.mean(axis=0)
+
+    def __repr__(self) -> str:
+        """One line, never the voxels: ``Volume('ct_phantom', CT, 128x96x160 of 2.5x2.5x2.5 mm, ...)``."""
+        labels = "no labels" if self.labels is None else f"labels: {len(self.classes)} classes"
+        return (f"Volume({self.name!r}, {self.modality}, {'x'.join(map(str, self.shape))} of "
+                f"{'x'.join(f'{s:g}' for s in self.spacing)} mm, channels {list(self.channels)}, {labels})")
 
     def channel(self, name: str) -> np.ndarray:
         """``[X, Y, Z]`` view of the named channel."""

@@ -230,6 +230,14 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_volume_prints_as_one_line_and_a_folder_or_sample_name_points_to_open_volume(tmp_path):
+    vol = Volume(np.zeros((1, 4, 5, 6), np.float32), np.diag([0.5, 0.5, 2.0, 1.0]), modality="CT", name="ct")
+    assert repr(vol) == "Volume('ct', CT, 4x5x6 of 0.5x0.5x2 mm, channels ['intensity'], no labels)"
+    for spec in ("sample:ct_phantom", tmp_path):
+        with pytest.raises(InputError, match="rfmweb.io.open_volume"):
+            load_volume(spec)
+
+
 def test_writing_another_format_is_one_clear_error(tmp_path):
     """save_volume to .nrrd leaked nibabel's "Cannot work out file type" naming a temporary file."""
     vol = Volume(np.zeros((1, 4, 4, 4), np.float32), np.eye(4), modality="CT")

@@ -48,9 +48,12 @@ def _gzip_error(exc: Exception) -> str:
 def _read_head(path: Path) -> tuple[bytes, bool]:
     """The first bytes of the (decompressed) file and whether it is gzip-compressed."""
     if not path.exists():
-        raise InputError("no such file", path)
+        hint = " (sample names, DICOM series and BraTS case folders: rfmweb.io.open_volume)" \
+            if str(path).startswith("sample:") else ""
+        raise InputError(f"no such file{hint}", path)
     if path.is_dir():
-        raise InputError("is a folder, expected a .nii or .nii.gz file", path)
+        raise InputError("is a folder, expected a .nii or .nii.gz file (a DICOM series or BraTS case folder: "
+                         "rfmweb.io.open_volume)", path)
     if not path.is_file():
         raise InputError("not a regular file, expected a .nii or .nii.gz file", path)
     if path.stat().st_size == 0:
