@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -150,3 +151,12 @@ def test_samples_are_listed():
     res = rfmweb("samples")
     assert res.returncode == 0
     assert "sample:ct_phantom" in res.stdout and "sample:brain_glioma" in res.stdout
+
+
+def test_every_command_help_reads_as_plain_text():
+    """``evaluate-renderfm --help`` printed its docstring's reST raw (````rfmweb ...````, ``:mod:`...```)."""
+    from rfmweb.cli import build_parser
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub.choices.items():
+        text = parser.format_help()
+        assert "``" not in text and ":mod:" not in text and ":func:" not in text, (name, text[:300])

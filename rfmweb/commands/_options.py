@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 from ..errors import InputError
 
 
 #: What ``--labels`` takes, in every command's help.
 LABELS_HELP = "label map on the volume's grid (.nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd)"
+
+
+def doc_description(doc: str) -> str:
+    """A command's ``--help`` description from its module docstring: the first paragraph, without the
+    reST markup (````rfmweb x````, ``:mod:`rfmweb.y```) a terminal would print raw."""
+    text = doc.split("\n\n")[0]
+    return re.sub(r":\w+:`~?([^`]+)`", r"\1", text).replace("``", "")
 
 
 def add_compute_options(p, threads_help: str = "torch intra-op threads") -> None:

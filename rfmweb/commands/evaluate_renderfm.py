@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 
+from ._options import doc_description
+
 log = logging.getLogger("rfmweb")
 
 
@@ -13,7 +15,7 @@ def add_parser(sub) -> None:
     from ..renderfm.evaluate import HEAD_CT, METHODS
 
     p = sub.add_parser("evaluate-renderfm", help="the Render-FM table: per-scan 6DGS vs Render-FM (+ fine-tune)",
-                       description=__doc__.split("\n\n")[0])
+                       description=doc_description(__doc__))
     p.add_argument("--out", required=True, help="output folder (cases, reports, table.md, table.csv)")
     p.add_argument("--checkpoint", help="Render-FM model file (default: the shipped one)")
     p.add_argument("--device", metavar="cpu|cuda", help="one device for every method (default: CUDA when available)")

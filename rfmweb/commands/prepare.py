@@ -17,14 +17,14 @@ import logging
 import time
 
 from ..errors import InputError, about
-from ._options import LABELS_HELP, add_series_option, add_style_options, tf_from_args
+from ._options import LABELS_HELP, add_series_option, add_style_options, doc_description, tf_from_args
 
 log = logging.getLogger("rfmweb")
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("prepare", help="Render-FM: one network pass from a CT to 6D Gaussian splats",
-                       description=__doc__.split("\n\n")[0])
+                       description=doc_description(__doc__))
     p.add_argument("volume", help="a .nii/.nii.gz/.nrrd/.mha file, a DICOM series folder or .zip, a BraTS case "
                                   "folder, or sample:NAME")
     add_series_option(p)

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import logging
 
-from ._options import add_compute_options, apply_threads
+from ._options import add_compute_options, apply_threads, doc_description
 
 log = logging.getLogger("rfmweb")
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train-renderfm", help="train Render-FM (CT -> 6D splats) on generated anatomy",
-                       description=__doc__.split("\n\n")[0])
+                       description=doc_description(__doc__))
     p.add_argument("--config", required=True, help="TOML file with [model], [data] and [train] sections")
     p.add_argument("--steps", type=int, help="override [train] steps")
     p.add_argument("--out", help="override [train] out")

@@ -58,7 +58,7 @@ import numpy as np
 
 from ..camera import ELEVATION_RANGE, FOV, orbit_cameras
 from ..errors import InputError
-from ._options import LABELS_HELP, add_series_option, add_style_options, tf_from_args
+from ._options import LABELS_HELP, add_series_option, add_style_options, doc_description, tf_from_args
 
 log = logging.getLogger("rfmweb")
 
@@ -79,7 +79,7 @@ def add_parser(sub) -> None:
     from ..extras import hint
 
     p = sub.add_parser("views", help="render an orbit of views with cameras.json (input of fit-6dgs)",
-                       description=__doc__.split("\n\n")[0])
+                       description=doc_description(__doc__))
     p.add_argument("volume", help="a .nii/.nii.gz/.nrrd/.mha file, a DICOM series folder or .zip, a BraTS case "
                                   "folder, or sample:NAME")
     add_series_option(p)

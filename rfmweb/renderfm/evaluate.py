@@ -76,7 +76,8 @@ class EvalConfig:
         if bad:
             raise InputError(f"unknown methods {bad}; choose from {list(METHODS)}")
         if not 0 < self.holdout < self.n_views or self.phantoms < 0 or self.finetune_iters < 0:
-            raise InputError("need 0 < holdout < n_views, phantoms >= 0, finetune_iters >= 0")
+            raise InputError(f"need 0 < --holdout < --n-views, --phantoms >= 0, --finetune-iters >= 0; got "
+                             f"{self.holdout}, {self.n_views}, {self.phantoms}, {self.finetune_iters}")
         if not 16 <= self.size <= 4096 or (self.fit_size is not None and not 16 <= self.fit_size <= self.size):
             raise InputError(f"need 16 <= --size <= 4096 and 16 <= --fit-size <= --size, got {self.size}, "
                              f"{self.fit_size}")
