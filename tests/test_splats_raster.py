@@ -14,7 +14,7 @@ from rfmweb.camera import OrbitCamera
 from rfmweb.errors import InputError
 from rfmweb.splats import camera_tensors, rasterize
 from rfmweb.splats._torch_impl import rasterize_torch
-from rfmweb.backend import choose_rasterizer, numba_available
+from rfmweb.backend import _log_choice, choose_rasterizer, numba_available
 
 needs_numba = pytest.mark.skipif(not numba_available(), reason="numba not installed")
 BACKENDS = ["torch", pytest.param("cpu", marks=needs_numba)]
@@ -174,6 +174,7 @@ def test_shared_and_per_view_inputs_and_validation():
 def test_backend_choice(caplog):
     cpu = torch.device("cpu")
     assert choose_rasterizer("auto", cpu, needs_grad=True) == "torch"
+    _log_choice.cache_clear()      # each choice is logged once per process: earlier tests may have made this one
     with caplog.at_level(logging.INFO, logger="rfmweb.backend"):
         assert choose_rasterizer("torch", cpu, needs_grad=False) == "torch"
         assert choose_rasterizer("torch", cpu, needs_grad=False, why="scores match the fit's") == "torch"
