@@ -136,6 +136,10 @@ def test_bad_sizes_and_a_preset_name_for_a_tf_are_clear_errors(small_ct):
         s.resize(-10, 20)
     with pytest.raises(InputError, match="set_tf takes a TransferFunction"):
         s.set_tf("CT-Bone")
+    with pytest.raises(InputError, match=r"colour must be three sRGB values in \[0, 1\], got \(300, 0, 0\)"):
+        s.set_class(1, color=(300, 0, 0))
+    with pytest.raises(InputError, match="finite number > 0, got inf"):      # it drew a black frame
+        s.zoom(float("inf"))
     assert s.render().shape == (24, 24, 3)
     s.close()
 

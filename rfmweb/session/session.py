@@ -9,6 +9,7 @@ and notifies listeners, so frames are never rendered for a state that is already
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -394,8 +395,8 @@ class RenderSession(SliceControls, Pointing):
 
     def zoom(self, factor: float) -> None:
         """Scale the camera distance (``factor < 1`` zooms in)."""
-        if not factor > 0:
-            raise InputError(f"zoom factor must be > 0, got {factor}")
+        if not (factor > 0 and math.isfinite(factor)):
+            raise InputError(f"zoom factor must be a finite number > 0, got {factor}")
         with self._lock:
             cam = self.camera.zoomed(factor)
         self.set_camera(cam)

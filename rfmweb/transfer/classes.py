@@ -53,6 +53,8 @@ class ClassTable:
         for s in self.styles:
             if not 0.0 <= s.opacity <= 1.0:
                 raise InputError(f"class {s.name!r}: opacity must lie in [0, 1], got {s.opacity}")
+            if len(s.color) != 3 or not all(0.0 <= float(c) <= 1.0 for c in s.color):
+                raise InputError(f"class {s.name!r}: colour must be three sRGB values in [0, 1], got {s.color}")
 
     @classmethod
     def from_classes(cls, classes: tuple[LabelClass, ...], **kwargs) -> "ClassTable":
