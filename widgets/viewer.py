@@ -38,6 +38,7 @@ from rfmweb.session import FrameStream, RenderSession, SegmentationViews, link_c
 from rfmweb.session.controller import STYLE_MESSAGES, ViewController, window_readout
 from rfmweb.session.encode import side_by_side
 from rfmweb.session.scene_file import apply_scene, read_scene, save_scene, scene_to_dict
+from rfmweb.session.slice_state import channel_index
 from rfmweb.transfer import PRESETS, preset_unsuited
 from rfmweb.volume import Volume
 
@@ -199,13 +200,8 @@ class _Views(anywidget.AnyWidget):
     def set_slice_channel(self, channel: int | str, *, view: int | None = None) -> None:
         """Which MR sequence slice views show: a channel index or name (``"T1c"``, ``"FLAIR"``); the
         window starts on the new channel's auto window."""
-        if isinstance(channel, str):
-            volume = self._sessions[0 if view is None else self._check_view(view)].volume
-            names = volume.channels if volume is not None else ()
-            if channel not in names:
-                raise InputError(f"no channel {channel!r}; channels are {list(names)}")
-            channel = names.index(channel)
-        self._control(view, m.SetSliceChannel, channel=int(channel))
+        session = self._sessions[0 if view is None else self._check_view(view)]
+        self._control(view, m.SetSliceChannel, channel=channel_index(session.volume, channel))
 
     def set_label_overlay(self, on: bool, opacity: float | None = None, *, view: int | None = None) -> None:
         """Draw the label map over slice views (greyscale without it), at ``opacity`` in [0, 1]."""

@@ -109,7 +109,7 @@ class RaymarchRenderer:
         self._box_of: _Prepared | None = None       # the prepared volume self._box is of
         self._tf_visible: tuple = (None, None, None)  # (grid, TF opacity points, tf_visible of them)
         self._fade = HiddenFade()                       # its blurs kept while the TF moves
-        self._owners: tuple | None = None               # (key, labels) of _lookup_labels
+        self._owners: tuple | None = None               # (grid, labels, key, owners) of _lookup_labels
         # the caches above are read and replaced by whichever thread renders (a view's frame stream,
         # the difference pane, a notebook call): one at a time
         self._lock = threading.RLock()
@@ -179,11 +179,12 @@ class RaymarchRenderer:
         if not translucent:
             return p.labels
         hidden = p.hidden[0]                            # the classes faded out of the grid
-        key = (p.grid, p.labels, translucent, hidden, scene.tf.visible_intervals(VISIBLE_EPS))
+        key = (translucent, hidden, scene.tf.visible_intervals(VISIBLE_EPS))
         held = self._owners
-        if held is None or held[0][0] is not p.grid or held[0][1] is not p.labels or held[0][2:] != key[2:]:
-            held = self._owners = (key, surface_owners(p.labels, p.grid[0], scene.tf, translucent, hidden))
-        return held[1]
+        if held is None or held[0] is not p.grid or held[1] is not p.labels or held[2] != key:
+            held = self._owners = (p.grid, p.labels, key, surface_owners(p.labels, p.grid[0], scene.tf, translucent,
+                                                                         hidden))
+        return held[3]
 
     def _visible_box(self, scene: Scene, p: _Prepared):
         with self._lock:

@@ -83,6 +83,7 @@ class Pointing:
     cursor: tuple[float, float, float] | None = None
     annotations: tuple[Annotation, ...] = ()
     _picker = None  # the ray-marcher of 3-D picks
+    _hidden = None  # (scene, camera, annotations) -> hidden_annotations of the last 3-D frame
 
     def point_at(self, u: float, v: float) -> np.ndarray | None:
         """World point ``[3]`` mm under pixel ``(u right, v down)`` of the current frame: the voxel
@@ -105,8 +106,13 @@ class Pointing:
         ``False`` without a volume (splats alone)."""
         if snap.scene.volume is None or not snap.annotations:
             return [False] * len(snap.annotations)
-        points = np.array([a.position for a in snap.annotations])
-        return (opacity_in_front(snap.scene, snap.camera, points, self._marcher()) >= 0.5).tolist()
+        key = (snap.scene, snap.camera, snap.annotations)
+        held = self._hidden
+        if held is None or held[0] != key:       # a resting view's passes share one answer
+            points = np.array([a.position for a in snap.annotations])
+            hidden = opacity_in_front(snap.scene, snap.camera, points, self._marcher()) >= 0.5
+            held = self._hidden = (key, hidden.tolist())
+        return held[1]
 
     def _marcher(self):
         """The CPU ray-marcher of picks and occlusion, kept: it holds the prepared scene."""

@@ -130,16 +130,7 @@ class SliceControls:
     def set_slice_channel(self, channel: int | str) -> None:
         """Which image channel slice views show (an index or a name such as ``"FLAIR"``). Another
         channel starts on its own auto window (a window set on one MR sequence means nothing on another)."""
-        if self.volume is None:
-            raise InputError("slice views need a volume")
-        names = self.volume.channels
-        if isinstance(channel, str):
-            if channel not in names:
-                raise InputError(f"no channel {channel!r}; channels are {names}")
-            channel = names.index(channel)
-        index = int(channel)
-        if not 0 <= index < len(names):
-            raise InputError(f"channel must lie in 0..{len(self.volume.channels) - 1}, got {channel}")
+        index = channel_index(self.volume, channel)
         with self._lock:
             if index == self.slice_channel:
                 return
@@ -202,6 +193,25 @@ class SliceControls:
             window = _fixed_auto_window(self.volume)[1] or default_window(data[channel])
             cached = self._window_cache = (data, channel, window)
         return cached[2]
+
+
+def channel_index(volume, channel: int | str) -> int:
+    """The index of image channel ``channel`` (an index or a name such as ``"FLAIR"``) of ``volume``.
+
+    Raises:
+        InputError: no volume, an unknown name or an index out of range.
+    """
+    if volume is None:
+        raise InputError("slice views need a volume")
+    names = volume.channels
+    if isinstance(channel, str):
+        if channel not in names:
+            raise InputError(f"no channel {channel!r}; channels are {names}")
+        channel = names.index(channel)
+    index = int(channel)
+    if not 0 <= index < len(names):
+        raise InputError(f"channel must lie in 0..{len(names) - 1}, got {channel}")
+    return index
 
 
 def _probe_voxel(snap, ijk) -> Probe | None:
