@@ -187,6 +187,24 @@ def check_affine(affine: np.ndarray) -> np.ndarray:
     return a
 
 
+#: Voxel axes may stray from perpendicular by this many degrees (rounding in a header), no more.
+PERPENDICULAR_TOLERANCE_DEG = 0.1
+
+
+def check_perpendicular(affine: np.ndarray) -> np.ndarray:
+    """Refuse a voxel-to-world matrix whose voxel axes are not perpendicular (a sheared grid, e.g. a
+    tilted gantry's): the slice views and measurements assume perpendicular axes."""
+    a = np.asarray(affine, dtype=np.float64)[:3, :3]
+    unit = a / np.linalg.norm(a, axis=0)
+    cosines = np.abs(unit.T @ unit - np.eye(3))
+    worst = float(90.0 - np.degrees(np.arccos(min(1.0, cosines.max()))))
+    if worst > PERPENDICULAR_TOLERANCE_DEG:
+        raise InputError(f"the voxel axes are sheared by {worst:.2f} degrees (a tilted gantry?): the views "
+                         "assume perpendicular axes; resample to a perpendicular grid first (e.g. 3D Slicer "
+                         "or dcm2niix)")
+    return np.asarray(affine, dtype=np.float64)
+
+
 def check_labels(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Validate a label map: integer values (integral floats accepted), same grid shape."""
     lab = np.asarray(labels)

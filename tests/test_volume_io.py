@@ -173,7 +173,22 @@ def _bad_sizeof_hdr(path):
     path.write_bytes(bytes(raw))
 
 
+def _no_orientation(path):
+    img = nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.diag([1.0, 1.0, 2.0, 1.0]))
+    img.set_sform(None, code=0)
+    img.set_qform(None, code=0)
+    nib.save(img, str(path))
+
+
+def _sheared(path):
+    affine = np.diag([1.0, 1.0, 1.5, 1.0])
+    affine[2, 1] = np.tan(np.radians(15.0))          # a tilted gantry's slices, stacked off their normal
+    write(path, np.zeros((4, 4, 4), np.float32), affine)
+
+
 @pytest.mark.parametrize("make, reason", [
+    (_no_orientation, "left and right cannot be told apart"),
+    (_sheared, "sheared by 15.00 degrees"),
     (_corrupt, "not a readable NIfTI"),
     (_truncated, "truncated or corrupt"),
     (_truncated_raw, "truncated or corrupt"),
@@ -196,6 +211,19 @@ def test_bad_input_is_one_clear_error(tmp_path, make, reason):
     assert err.value.path == str(path)
     assert reason in err.value.reason
     assert str(err.value).startswith(str(path))
+
+
+@pytest.mark.parametrize("unit, factor", [("meter", 1e-3), ("micron", 1e3), ("mm", 1.0), ("unknown", 1.0)])
+def test_the_headers_spatial_unit_is_converted_to_mm(tmp_path, unit, factor):
+    """A scan saved in metres drew 0.001 mm voxels; one in microns was refused as absurd."""
+    affine = np.diag([0.9, 0.9, 1.5, 1.0])
+    affine[:3, 3] = (-100.0, -120.0, -60.0)
+    stored = affine.copy()
+    stored[:3] *= factor
+    img = nib.Nifti1Image(ct_array(), stored)
+    img.header.set_xyzt_units(unit)
+    nib.save(img, str(tmp_path / "ct.nii.gz"))
+    np.testing.assert_allclose(load_volume(tmp_path / "ct.nii.gz").affine, affine, atol=1e-4)
 
 
 def test_missing_file_and_folder(tmp_path):
@@ -286,3 +314,19 @@ def test_brats_errors(tmp_path):
     assert load_brats_case(no_seg).labels is None
     with pytest.raises(InputError, match="no \\*-seg"):
         load_brats_case(no_seg, require_seg=True)
+
+
+def test_a_nrrd_without_an_anatomical_space_is_refused(tmp_path):
+    """ITK reads such axes as LPS: the same voxels as a NIfTI without orientation came out mirrored
+    in two axes, with confident letters."""
+    data = np.arange(120, dtype=np.float32).tobytes()
+    fields = "NRRD0004\ntype: float\ndimension: 3\nsizes: 4 5 6\nencoding: raw\nendian: little\n"
+    (tmp_path / "plain.nrrd").write_bytes((fields + "spacings: 1 1 1\n\n").encode() + data)
+    with pytest.raises(InputError, match="no anatomical space .* left and right cannot be told apart"):
+        load_volume(tmp_path / "plain.nrrd")
+    (tmp_path / "lps.nrrd").write_bytes((fields + "space: left-posterior-superior\n"
+                                         "space directions: (1,0,0) (0,1,0) (0,0,2)\n\n").encode() + data)
+    vol = load_volume(tmp_path / "lps.nrrd")
+    # the voxel (3, 0, 0) (value 3) lies at LPS (3, 0, 0) mm, that is RAS (-3, 0, 0)
+    ijk = np.argwhere(vol.data[0] == 3.0)[0]
+    np.testing.assert_allclose((vol.affine @ [*ijk, 1.0])[:3], (-3.0, 0.0, 0.0), atol=1e-6)

@@ -125,6 +125,13 @@ _DATA_FILE_KEYS = ("elementdatafile", "data file", "datafile")
 MAX_DEFLATE_RATIO = 1032
 
 
+#: NRRD ``space`` values that fix left and right (the NRRD spec's anatomical spaces and their short names).
+NRRD_SPACES = frozenset({"right-anterior-superior", "left-anterior-superior", "left-posterior-superior",
+                         "ras", "las", "lps", "scanner-xyz", "right-anterior-superior-time",
+                         "left-anterior-superior-time", "left-posterior-superior-time", "rast", "last", "lpst",
+                         "scanner-xyz-time"})
+
+
 def header_fields(path: Path) -> dict[str, str]:
     """The text header of a NRRD or MetaImage file as ``{lower-case key: value}`` (first 64 KiB only;
     the header ends at a blank line (NRRD) or after ``ElementDataFile`` (MetaImage))."""
@@ -289,6 +296,11 @@ def read_array(path: str | os.PathLike, *, labels: bool = False) -> tuple[np.nda
     if error is not None:
         raise InputError(f"could not read the voxel data, the file may be truncated or corrupt "
                          f"({error_summary(error, said)})", path)
+    if path.suffix.lower() in (".nrrd", ".nhdr") and fields.get("space", "").lower() not in NRRD_SPACES:
+        # ITK would take the axes as LPS: a guess (the same voxels as a NIfTI were mirrored otherwise)
+        raise InputError(f"the header names no anatomical space (space: {fields.get('space', 'missing')}), so "
+                         "left and right cannot be told apart; write it with 'space: left-posterior-superior' "
+                         "(or RAS) and its space directions", path)
     data, affine = image_to_ras(image)
     data, affine, _ = to_canonical(data, affine)
     if labels:

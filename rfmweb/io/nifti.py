@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import InputError
 from .atomic import atomic_write
-from ..volume import LabelClass, Volume, check_affine, check_labels, check_size
+from ..volume import LabelClass, Volume, check_affine, check_labels, check_perpendicular, check_size
 
 log = logging.getLogger(__name__)
 
@@ -223,10 +223,31 @@ def _check_header(img: nib.Nifti1Image, path: Path) -> tuple[int, ...]:
     if len(shape) != 3:
         raise InputError(f"expected a 3-D image, got {len(shape)}-D shape {tuple(img.shape)}", path)
     try:
-        check_affine(img.affine)
+        affine = check_affine(_affine_mm(img))
+    except InputError as exc:
+        raise InputError(exc.reason, path) from None
+    if int(img.header["sform_code"]) == 0 and int(img.header["qform_code"]) == 0:
+        # nibabel would fall back to a guess (Analyze's, x mirrored): a wrong side shown with confidence
+        raise InputError("the header gives no orientation (qform_code and sform_code are both 0), so left "
+                         "and right cannot be told apart; write the scan again with its orientation (e.g. "
+                         "dcm2niix from the DICOM, or set the sform in nibabel / 3D Slicer)", path)
+    try:
+        check_perpendicular(affine)
     except InputError as exc:
         raise InputError(exc.reason, path) from None
     return shape
+
+
+#: mm per unit of the NIfTI header's spatial units (``xyzt_units``; "unknown" is read as mm).
+_MM_PER_UNIT = {"meter": 1000.0, "mm": 1.0, "micron": 1e-3, "unknown": 1.0}
+
+
+def _affine_mm(img: nib.Nifti1Image, affine: np.ndarray | None = None) -> np.ndarray:
+    """``affine`` (default: the image's) with world coordinates in mm, whatever spatial unit the
+    header names (a scan saved in metres drew 0.001 mm voxels, one in microns was refused as absurd)."""
+    out = np.array(img.affine if affine is None else affine, dtype=np.float64)
+    out[:3] *= _MM_PER_UNIT.get(img.header.get_xyzt_units()[0], 1.0)
+    return out
 
 
 def _read(img: nib.Nifti1Image, path: Path, dtype: type) -> tuple[np.ndarray, np.ndarray]:
@@ -242,7 +263,7 @@ def _read(img: nib.Nifti1Image, path: Path, dtype: type) -> tuple[np.ndarray, np
     if dtype is not None:
         with np.errstate(over="ignore", invalid="ignore"):
             data = data.astype(dtype, copy=False)
-    return data, np.asarray(canonical.affine, dtype=np.float64)
+    return data, _affine_mm(img, canonical.affine)
 
 
 def guess_modality(data: np.ndarray) -> str:
