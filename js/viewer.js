@@ -379,9 +379,9 @@ class ViewPanel {
     this.sliceText.textContent = `${state.slice_index + 1} / ${state.slice_count}`;
     this.correctBox.hidden = !state.correctable;
     this.marksText.textContent = state.marks ? `${state.marks} marked` : "";
-    this.clearBtn.disabled = !state.marks;
-    this.applyBtn.disabled = !state.marks;
-    this.undoBtn.disabled = !state.can_undo;
+    this.clearBtn.disabled = !state.marks || state.correcting;
+    this.applyBtn.disabled = !state.marks || state.correcting;
+    this.undoBtn.disabled = !state.can_undo || state.correcting;
     if (document.activeElement !== this.brushRange) this.brushRange.value = String(state.brush_mm);
     this.brushText.textContent = `${state.brush_mm} mm`;
     this.canvas.dataset.mode = state.mode;

@@ -57,3 +57,15 @@ def about(path: str | PathLike | None):
         if exc.path is None and type(exc) is InputError and path is not None:
             raise InputError(exc.reason, path) from None
         raise
+
+
+#: Characters of an error that reach a log line when a browser's input caused it.
+BRIEF_CHARS = 300
+
+
+def brief(exc: BaseException) -> str:
+    """``str(exc)`` cut to :data:`BRIEF_CHARS` characters, for a log line about a client's input: a
+    100,000-character preset name from a page made a 100 kB line, again on every message."""
+    text = str(exc)
+    return text if len(text) <= BRIEF_CHARS else f"{text[:BRIEF_CHARS]}… ({len(text):,} characters)"
+

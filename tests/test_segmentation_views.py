@@ -209,11 +209,12 @@ def test_bad_inputs(small_ct, views):
 
 def test_a_correction_updates_the_raw_and_denoised_views_and_undo_restores_them(case, forced_precision):
     pytest.importorskip("rfmweb.inr.correct")
-    seen, held = [], []
+    seen, held, busy = [], [], []
 
     def on_status(*status):
         seen.append(status)
         held.append(tuple(s.refinement_held for s in views.sessions))
+        busy.append(views.correcting)
 
     views = SegmentationViews(case, width=SIZE, height=SIZE, on_status=on_status)
     try:
@@ -235,6 +236,7 @@ def test_a_correction_updates_the_raw_and_denoised_views_and_undo_restores_them(
         assert views.mark_pixels(RAW, [[-50.0, -50.0]], label=0) == 0, "a stroke outside the slice marks nothing"
         seen.clear()
         held.clear()
+        busy.clear()
         assert not views.can_undo
         n_marked, v_gt = views.n_marks, views.sessions[GT].version
         result = views.apply_correction()
@@ -245,6 +247,9 @@ def test_a_correction_updates_the_raw_and_denoised_views_and_undo_restores_them(
         # the views the result replaces do not converge meanwhile (the ground truth's does); after, all do
         during = [h for (_, _, m), h in zip(seen, held) if m.startswith("correcting... ")]
         assert during and all(h == (False, True, True) for h in during), held
+        # UIs hold Apply, Undo and Clear while it runs (correcting); the final status frees them
+        assert [b for (_, _, m), b in zip(seen, busy) if m.startswith("correcting")] == [True] * (len(during) + 2)
+        assert busy[-1] is False and not views.correcting
         assert not any(s.refinement_held for s in views.sessions)
         after = views.labels(RAW)
         assert (after[:, :, k] > 0).sum() < len(ii) // 2, "the marked tumour voxels were not removed"

@@ -208,6 +208,39 @@ def test_wrong_keys_are_throttled_per_peer():
     assert after == 303, "the window passed: the key works again"
 
 
+def test_behind_a_named_proxy_wrong_keys_lock_out_only_the_client_that_sent_them():
+    """Behind the reverse proxy the README recommends every request came from 127.0.0.1: ten wrong
+    keys from one user locked everyone out. Without a named proxy the header counts for nothing (a
+    local process could change it to dodge the count)."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from rfmweb.app.security import MAX_KEY_FAILURES, auth_middleware
+
+    async def page(request):
+        return web.Response(text="page")
+
+    async def main(behind_proxy):
+        app = web.Application(middlewares=[auth_middleware(KEY, behind_proxy=behind_proxy)])
+        app.router.add_get("/", page)
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            async def status(path, client_ip):
+                headers = {"X-Forwarded-For": f"10.9.9.9, {client_ip}"}     # the first part is the client's own
+                return (await client.get(path, allow_redirects=False, headers=headers)).status
+            for _ in range(MAX_KEY_FAILURES):
+                await status("/?secret=not-the-key", "203.0.113.66")
+            return await status(f"/?secret={KEY}", "203.0.113.66"), await status(f"/?secret={KEY}", "198.51.100.7")
+
+    assert _in_thread(main(True)) == (429, 303)
+    assert _in_thread(main(False)) == (429, 429)
+
+
+def test_a_refusal_logs_a_session_id_by_its_first_characters_only():
+    from rfmweb.app.security import shown_path
+    assert shown_path("/s/b61637db125bba74c4fa6cda623c8395/ws") == "/s/b61637…/ws"
+    assert shown_path("/index.html") == "/index.html" and len(shown_path("/x" * 500)) == 200
+
+
 def test_auth_key_sources(tmp_path):
     from rfmweb.app.security import resolve_auth_key
     key_file = tmp_path / "key"
@@ -330,3 +363,25 @@ def test_a_client_cannot_make_the_session_reserve_gigabytes():
     *chunks, last = chunking.generate_chunks(payload, 16)
     assert all(unchunker.process_chunk(c) is None for c in chunks)
     assert unchunker.process_chunk(last)["args"][0][0]["value"] == 1
+
+
+def test_a_huge_value_from_a_page_makes_a_short_log_line(caplog):
+    """A 100,000-character preset name set from a page was logged whole, on every message."""
+    from rfmweb.app.frames import guarded
+    from rfmweb.errors import BRIEF_CHARS
+
+    class Handler:
+        synced = 0
+
+        def sync_state(self):
+            self.synced += 1
+
+        @guarded
+        def set_preset(self, name):
+            raise InputError(f"unknown preset {name!r}")
+
+    handler = Handler()
+    with caplog.at_level(logging.WARNING):
+        assert handler.set_preset("x" * 100_000) is None
+    assert handler.synced == 1 and "ignored a bad request (set_preset)" in caplog.text
+    assert len(caplog.records[-1].getMessage()) < BRIEF_CHARS + 100 and "(100,017 characters)" in caplog.text

@@ -219,6 +219,35 @@ def test_a_vtk_view_drawn_by_the_ray_marcher_says_so_at_rest(small_ct):
         session.close()
 
 
+def test_a_scan_the_transfer_function_hides_entirely_says_so(small_ct):
+    """An all-air scan, or a TF set for values the scan lacks, drew a black frame and said nothing."""
+    from rfmweb.transfer import TransferFunction
+    from rfmweb.volume import Volume
+
+    air = Volume(np.full((16, 16, 16), -1000.0, np.float32), small_ct.affine, modality="CT", name="air")
+    session = RenderSession(air, renderer="raymarch", width=24, height=24)
+    try:
+        assert session.render().max() == 0
+        note = session.note(session.snapshot())
+        assert note.startswith("nothing to draw") and "(-1000 to -1000 HU)" in note, note
+        # a TF that shows air: the frame draws, the note goes
+        session.set_tf(TransferFunction("air", color=((-1100.0, 1.0, 1.0, 1.0), (0.0, 1.0, 1.0, 1.0)),
+                                        opacity=((-1100.0, 0.0), (-900.0, 0.5), (0.0, 0.5))))
+        assert session.render().max() > 0 and session.note(session.snapshot()) == ""
+        session.set_view_mode("axial", 8)
+        assert session.note(session.snapshot()) == "", "a slice view draws the scan whatever the TF"
+    finally:
+        session.close()
+    head = RenderSession(small_ct, renderer="raymarch", width=24, height=24)
+    try:
+        assert head.note(head.snapshot()) == ""
+        head.set_tf(TransferFunction("metal", color=((4000.0, 1.0, 1.0, 1.0), (5000.0, 1.0, 1.0, 1.0)),
+                                     opacity=((4000.0, 0.0), (5000.0, 1.0))))
+        assert head.note(head.snapshot()).startswith("nothing to draw"), "a TF above the scan's values"
+    finally:
+        head.close()
+
+
 def test_stream_keeps_at_most_two_frames_in_flight_and_merges_changes(session):
     client = Client()
     stream = FrameStream(session, client, idle_delay=10.0, ack_timeout=60.0)

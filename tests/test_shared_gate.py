@@ -59,3 +59,24 @@ def test_a_lone_tab_changes_without_an_extra_push():
     web, handler, protocol = gate_over(["a"])
     call(web, handler, "a", "CT-Muscle")
     assert protocol.server.state.values["preset"] == "CT-Muscle" and protocol.pushed == []
+
+
+def test_a_follower_may_only_read_report_and_download():
+    """A following tab called ``trame.rca.drop`` (every tab froze) or ``trame.rca.reset``; reads,
+    reports and downloads still run."""
+    web, handler, protocol = gate_over(["a", "b"])
+    ran = []
+    for uri in ("trame.rca.drop", "trame.rca.reset", "trame.state.get", "trame.lifecycle.update", "trame.trigger"):
+        handler.functionMap[uri] = (protocol, lambda obj, *args, uri=uri: ran.append(uri))
+    DriverGate().install(web)
+    web.last_active_client_id = "b"
+    for uri, args in (("trame.rca.drop", ("view_a", -1)), ("trame.rca.reset", ("view_a",)), ("trame.state.get", ()),
+                      ("trame.lifecycle.update", ("client_exited",)), ("trame.trigger", ("rfm_reset_view",)),
+                      ("trame.trigger", ("rfm_screenshot", ["view_a"]))):
+        obj, func = handler.functionMap[uri]
+        func(obj, *args)
+    assert ran == ["trame.state.get", "trame.lifecycle.update", "trame.trigger"]
+    web.last_active_client_id = "a"
+    obj, func = handler.functionMap["trame.rca.reset"]
+    func(obj, "view_a")
+    assert ran[-1] == "trame.rca.reset", "the driver's calls run (rpcs.limit_rpcs keeps pages to their own)"

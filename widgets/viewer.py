@@ -366,6 +366,7 @@ class _Views(anywidget.AnyWidget):
                 "subtitle": seg.dice_text(i) if seg is not None else "",
                 "correctable": seg is not None, "marks": seg.n_marks if seg is not None else 0,
                 "can_undo": seg is not None and seg.can_undo,
+                "correcting": seg is not None and seg.correcting,
                 "brush_mm": self.control.brush_mm,
                 "mm_per_px": s.slice_geometry(snap).mm_per_px if snap.mode != "3d" else 0.0,
                 "label_overlay": bool(s.label_overlay), "overlay_opacity": float(s.overlay),

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, brief
 from ..session import Frame, FrameStream, RenderSession
 from ..session import messages as m
 from ..session.controller import ViewController
@@ -44,7 +44,7 @@ def guarded(method: Callable) -> Callable:
         try:
             return method(self, *args, **kwargs)
         except (InputError, ValueError, TypeError, KeyError, AttributeError) as exc:  # malformed input
-            log.warning("ignored a bad request (%s): %s: %s", method.__name__, type(exc).__name__, exc)
+            log.warning("ignored a bad request (%s): %s: %s", method.__name__, type(exc).__name__, brief(exc))
         except Exception:  # one client's bad message must never take the server down
             log.exception("ignored a request that failed (%s)", method.__name__)
         resync = getattr(self, "sync_state", None)
@@ -205,7 +205,7 @@ class FrameAdapter:
         try:
             self.control.handle(msg)
         except InputError as exc:
-            log.warning("ignored a bad pointer message: %s", exc)
+            log.warning("ignored a bad pointer message: %s", brief(exc))
 
     def _paint(self, kind: str, event: dict) -> None:
         """Correction tool: collect a left drag as a stroke in device pixels (y down), hand it over on release."""

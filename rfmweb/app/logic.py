@@ -1,19 +1,11 @@
-"""Controllers of the web app: typed UI state <-> render sessions, and frames <-> browsers.
+"""Controllers of the web app: typed UI state <-> render sessions (frames <-> browsers: :mod:`.frames`).
 
-:class:`FrameAdapter` is a trame-rca view handler (the duck type of ``trame_rca.protocol.AreaAdapter``)
-that bypasses trame-rca's render scheduler, which would render synchronously on the event loop:
-
-- sizes and pointer events come in through trame-rca's RPCs (``trame.rca.size`` / ``trame.rca.event``)
-  and become typed messages (:mod:`rfmweb.session.messages`: drag, wheel, probe) for the shared
-  :class:`~rfmweb.session.controller.ViewController`, which the Jupyter widget uses too;
-- frames come from a :class:`~rfmweb.session.FrameStream` worker thread, hop onto the event loop
-  (``call_soon_threadsafe``) and are published on trame-rca's stream topic, which wslink sends to
-  every connected, authenticated client;
-- the page script (:data:`rfmweb.app.ui.CLIENT_SCRIPT`) shows them in an ``<img>`` and
-  acknowledges each frame it displayed with a ``FrameAck`` event; the stream keeps at most two
-  unacknowledged frames per view. All clients get every frame (they share one state); the first
-  acknowledgement frees it, so a stalled tab cannot freeze the others, and a lost one expires after
-  the stream's ``ack_timeout``.
+Sizes and pointer events come in through trame-rca's RPCs and become typed messages
+(:mod:`rfmweb.session.messages`) for the shared :class:`~rfmweb.session.controller.ViewController`,
+which the Jupyter widget uses too. Frames come from a :class:`~rfmweb.session.FrameStream` worker
+thread and are published on trame-rca's stream topic to every client; the page script
+(:data:`rfmweb.app.ui.CLIENT_SCRIPT`) shows them and acknowledges each (at most two unacknowledged
+frames per view; the first acknowledgement frees one, a lost one expires).
 
 :class:`AppController` owns the sessions (view A, and view B for the compare layout, cameras linked;
 view B starts on another renderer or preset than view A (:func:`compare_choice`: Render-FM on a CT
@@ -38,7 +30,7 @@ from typing import Callable
 from trame_server.utils.typed_state import TypedState
 
 from ..backend import marcher_renderer
-from ..errors import InputError
+from ..errors import InputError, brief
 from ..extras import feature_status
 from ..render.registry import all_renderer_names, renderer_label, renderer_names, renderer_status
 from ..render.slices import WINDOW_PRESETS
@@ -149,7 +141,8 @@ class AppController:
                    n.slice_channel: self.set_slice_channel,
                    n.label_overlay: self.set_label_overlay, n.overlay_opacity: self.set_overlay_opacity,
                    n.window_preset: self.set_window_preset, n.brush_mm: self.set_brush,
-                   n.difference: self.set_difference, n.linked: self.set_linked, n.four_up: self.set_four_up}
+                   n.difference: self.set_difference, n.linked: self.set_linked, n.four_up: self.set_four_up,
+                   n.classes: self.set_class_rows}
         for name in self.sessions:
             changes[getattr(n, name).renderer] = functools.partial(self.set_renderer, name)
             changes[getattr(n, name).preset] = functools.partial(self.set_preset, name)
@@ -160,7 +153,6 @@ class AppController:
         ctrl.rfm_reset_view = self.reset_view
         ctrl.rfm_compare_renderfm = self.compare_renderfm
         ctrl.rfm_class_visible = self.set_class_visible
-        ctrl.rfm_class_opacity = self.set_class_opacity
         ctrl.rfm_group_visible = self.set_group_visible
         ctrl.rfm_apply_correction = functools.partial(self._correct, "apply")
         ctrl.rfm_undo_correction = functools.partial(self._correct, "undo")
@@ -205,6 +197,7 @@ class AppController:
             d.slice_max = max(0, a.slice_count() - 1) if a.volume is not None else 0
             d.marks = seg.n_marks if seg is not None else 0
             d.can_undo = seg is not None and seg.can_undo
+            d.correcting = seg is not None and seg.correcting
             d.brush_mm = self.control.brush_mm
             d.class_colors = bool(a.classes.use_class_colors)
             d.label_overlay, d.overlay_opacity = bool(a.label_overlay), round(float(a.overlay), 3)
@@ -397,8 +390,13 @@ class AppController:
         self.sync_state()
 
     @guarded
-    def set_class_opacity(self, index, opacity) -> None:
-        self.control.handle(m.SetClass(0, int(index), opacity=float(opacity)))   # the message checks the range
+    def set_class_rows(self, rows) -> None:
+        """The page's class list after a class-opacity slider moved: each changed opacity goes to the views."""
+        styles = {s.index: s for s in self.sessions[VIEW_A].classes.styles}
+        for row in rows:
+            index, opacity = int(row.index), float(row.opacity)
+            if index in styles and not math.isclose(opacity, styles[index].opacity, abs_tol=5e-4):
+                self.control.handle(m.SetClass(0, index, opacity=opacity))   # the message checks the range
         self.sync_state()
 
     @guarded
@@ -498,7 +496,7 @@ class AppController:
             loop = asyncio.get_event_loop()
             return await loop.run_in_executor(None, self.segmentation.segmentation_file, int(view), str(fmt))
         except Exception as exc:
-            log.warning("saving the segmentation failed: %s", exc)
+            log.warning("saving the segmentation failed: %s", brief(exc))
             return None
 
     def _from_control(self, index: int, _busy: bool, message: str) -> None:
@@ -540,7 +538,7 @@ class AppController:
             pngs = [await loop.run_in_executor(None, s.screenshot) for s in streams]
             return pngs[0] if len(pngs) == 1 else side_by_side(pngs, captions=[self._caption(n) for n in names])
         except Exception as exc:
-            log.warning("screenshot failed: %s", exc)
+            log.warning("screenshot failed: %s", brief(exc))
             return None
 
     def _caption(self, view: str) -> str:

@@ -16,7 +16,8 @@ Every request the app answers (the page, its scripts, the websocket handshake) g
   to check. Same-origin requests, typed URLs and clients without the header (scripts) are unaffected.
 - **Auth key**: ``?secret=KEY`` on a page load (answered with HTTP 303 to the same URL without it,
   setting an HttpOnly, SameSite=Strict cookie, Secure over HTTPS), then the cookie; scripts may send
-  ``Authorization: Bearer KEY``. The cookie holds an HMAC of the key, not the key. A peer that
+  ``Authorization: Bearer KEY``. The cookie holds an HMAC of the key, not the key. A client
+  (:func:`client_address`; behind an ``--allow-host`` reverse proxy, the address it forwards) that
   presents a wrong key :data:`MAX_KEY_FAILURES` times within :data:`KEY_FAILURE_WINDOW_S` seconds is
   answered 429 until the window has passed, right key or not (guessing the key is throttled;
   requests that carry no key at all do not count).
@@ -177,11 +178,33 @@ def request_scheme(request, trust_forwarded: bool) -> str:
     return "https" if request.secure else "http"
 
 
+def client_address(request, behind_proxy: bool) -> str:
+    """The browser's address: the TCP peer, or with ``behind_proxy`` (a reverse proxy was named with
+    ``--allow-host``) and a loopback peer, the address the proxy appended to ``X-Forwarded-For`` (the
+    last one: those before it are whatever the client sent). Wrong keys are counted per client, so
+    one client guessing keys through the proxy does not lock out every other user of it; without a
+    proxy the header is ignored (a local process could change it to dodge the count)."""
+    peer = request.remote or ""
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    if behind_proxy and forwarded and is_loopback(peer):
+        return forwarded.split(",")[-1].strip()[:64] or peer
+    return peer
+
+
+#: A session's path (``/s/<id>/...``): its id is a capability, logged by its first characters only.
+_SESSION_PATH = re.compile(r"(/s/[0-9A-Za-z]{6})[0-9A-Za-z]*")
+
+
+def shown_path(path: str) -> str:
+    """``path`` as logged: a session id cut to its first 6 characters, at most 200 characters."""
+    return _SESSION_PATH.sub(r"\1…", path)[:200]
+
+
 def _refuse(request, status: int, reason: str, text: str):
     from aiohttp import web
 
-    # the path only: the query may carry the key
-    log.warning("refused %s %s from %s: %s", request.method, request.path, request.remote, reason)
+    # the path only (the query may carry the key), without a session's whole id
+    log.warning("refused %s %s from %s: %s", request.method, shown_path(request.path), request.remote, reason)
     return web.Response(status=status, text=f"rfmweb: {text}\n")
 
 
@@ -225,11 +248,11 @@ def cookie_token(key: str) -> str:
 
 
 def auth_middleware(key: str, cookie_prefix: str = "rfmweb_key_", *, trust_forwarded: bool = True,
-                    clock: Callable[[], float] = time.monotonic):
+                    behind_proxy: bool = False, clock: Callable[[], float] = time.monotonic):
     """aiohttp middleware: 401 unless the request carries the key (``?secret=``, the cookie set by
     it, or ``Authorization: Bearer``). A page load with ``?secret=KEY`` is answered with 303 to the
     same URL without it, so the key leaves the address bar and the history. Wrong keys are
-    throttled per peer (module docstring; ``clock``: seconds, for tests).
+    throttled per client (:func:`client_address`; module docstring; ``clock``: seconds, for tests).
 
     The cookie is named after the port, so servers on one host with different keys do not clash.
     """
@@ -255,7 +278,7 @@ def auth_middleware(key: str, cookie_prefix: str = "rfmweb_key_", *, trust_forwa
 
     @web.middleware
     async def require_key(request, handler):
-        peer = request.remote or ""
+        peer = client_address(request, trust_forwarded and behind_proxy)
         if len(_recent(peer)) >= MAX_KEY_FAILURES:
             return _refuse(request, 429, f"{MAX_KEY_FAILURES} wrong keys within {KEY_FAILURE_WINDOW_S:.0f} s",
                            "too many wrong keys; try again in a minute")
@@ -330,6 +353,6 @@ def protect(app, *, names: frozenset[str], proxies: frozenset[str] = frozenset()
     redact_access_log()
     chain = [origin_middleware(names, proxies, trust_forwarded=trust_forwarded), service_middleware()]
     if auth_key is not None:
-        chain.append(auth_middleware(auth_key, trust_forwarded=trust_forwarded))
+        chain.append(auth_middleware(auth_key, trust_forwarded=trust_forwarded, behind_proxy=bool(proxies)))
     for i, middleware in enumerate(chain):
         app.middlewares.insert(i, middleware)

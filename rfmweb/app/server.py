@@ -35,6 +35,7 @@ from ..render.registry import check_renderer
 from ..session.sources import open_sources
 from ..transfer import PRESETS
 from ..volume import Volume
+from .rpcs import limit_rpcs
 from .security import allowed_names, check_allow_host, check_auth_key, is_loopback, protect, tls_context
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,7 @@ def run_app(content: Content, *, host: str, port: int, access: Access,
     # an HTTP request the middlewares check like any other
     server.controller.on_server_bind.add(lambda wslink_server: access.protect(wslink_server.app))
     server.controller.on_server_bind.add(quiet_closed_websockets)
+    server.controller.on_server_bind.add(limit_rpcs)     # no page may stop the server or its frames
     if ssl_context is not None:  # wslink's aiohttp site reads its config's "ssl" when it starts
         server.controller.on_server_bind.add(lambda wslink_server: wslink_server.config.update(ssl=ssl_context))
     if shared:

@@ -9,7 +9,9 @@ page changes anything, and answers a follower's call without running it:
   the follower's control snaps back;
 - ``trame.trigger`` (buttons): ignored, except downloads (screenshot, scene file, labels);
 - ``trame.rca.event`` / ``trame.rca.size`` (drags, wheel, view size): ignored, except frame
-  acknowledgements and refresh requests, which every page needs to keep receiving frames.
+  acknowledgements and refresh requests, which every page needs to keep receiving frames;
+- any other RPC: ignored, except those that only read or report (:data:`FOLLOWER_RPCS`).
+  :func:`rfmweb.app.rpcs.limit_rpcs` keeps every page, the driver's too, to the RPCs a page uses.
 
 wslink tells who is calling: it sets ``last_active_client_id`` on its web app just before it runs
 an RPC, on the event loop, and keeps its connections in order of arrival.
@@ -32,6 +34,9 @@ log = logging.getLogger(__name__)
 FOLLOWER_TRIGGERS = frozenset({"rfm_screenshot", "rfm_scene", "rfm_segmentation"})
 #: Frame-protocol events a follower must send (see :data:`rfmweb.app.ui.CLIENT_SCRIPT`).
 FOLLOWER_EVENTS = frozenset({"FrameAck", "Refresh"})
+#: RPCs a follower may call as it likes: they read the state or report on the page.
+FOLLOWER_RPCS = frozenset({"trame.state.get", "trame.force.push", "trame.error.client", "trame.lifecycle.update",
+                           "trame.rca.video.codecs", "trame.rca.video.negotiate"})
 
 
 class DriverGate:
@@ -45,13 +50,11 @@ class DriverGate:
         self._driver: str | None = None  # the last driver seen, to log a hand-over
 
     def install(self, wslink_server) -> None:
-        """Wrap the state-changing RPCs of every websocket handler of ``wslink_server``."""
+        """Wrap every RPC of every websocket handler of ``wslink_server``."""
         self._web = wslink_server
         for handler in self._handlers():
-            for uri in ("trame.state.update", "trame.trigger", "trame.rca.event", "trame.rca.size"):
-                if uri in handler.functionMap:
-                    obj, func = handler.functionMap[uri]
-                    handler.functionMap[uri] = (obj, self._gated(uri, func))
+            for uri, (obj, func) in list(handler.functionMap.items()):
+                handler.functionMap[uri] = (obj, self._gated(uri, func))
 
     def _handlers(self) -> list:
         return list(getattr(self._web, "_ws_handlers", []))
@@ -89,13 +92,15 @@ class DriverGate:
                          ", ".join(keys) or "nothing", self._driver)
                 obj.force_push_state(*keys)  # the follower's control goes back to the shared value
             else:
-                log.debug("ignored %s from a follower (shared mode: the first tab drives)", uri)
+                log.debug("ignored %s from a follower (shared mode: the first tab drives)", uri[:80])
             return None
 
         return gated
 
     @staticmethod
     def _harmless(uri: str, args: tuple) -> bool:
+        if uri in FOLLOWER_RPCS:
+            return True
         if uri == "trame.trigger":
             return bool(args) and args[0] in FOLLOWER_TRIGGERS
         if uri == "trame.rca.event":

@@ -88,8 +88,8 @@ class AppState:
             "custom" after a right/ctrl drag) and its readout ("W 400 L 50 HU"); is_ct: HU presets apply.
         tool: the correction tool is on (drags paint on slices, clicks mark the 3-D view);
             correct_label: what marks say (0 not tumour: erase, 1 NCR, 2 ED, 3 ET); marks: voxels
-            marked (pending until Apply or Clear); can_undo: an applied correction to undo; brush_mm:
-            the stroke radius, mm.
+            marked (pending until Apply or Clear); can_undo: an applied correction to undo; correcting:
+            a correction is being applied (Apply, Undo and Clear wait); brush_mm: the stroke radius, mm.
         class_colors: colour voxels by their class instead of the transfer function.
         cinematic: path-trace progressively while the camera rests (``can_cinematic``: Mitsuba is
             installed and there is a volume to trace; else ``cinematic_hint`` says what to install).
@@ -137,6 +137,7 @@ class AppState:
     correct_labels: list[Choice] = field(default_factory=list)
     marks: int = 0
     can_undo: bool = False
+    correcting: bool = False
     brush_mm: float = DEFAULT_BRUSH_MM
     class_colors: bool = False
     cinematic: bool = False

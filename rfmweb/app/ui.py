@@ -157,11 +157,11 @@ def _correction_controls(ctrl, names) -> None:
                    classes="mb-2 rfm-brush")
         with html.Div(classes="d-flex align-center", style="gap:6px"):
             v3.VBtn("Apply", click=ctrl.rfm_apply_correction, variant="tonal", size="small", classes="rfm-apply",
-                    disabled=(f"!{names.marks}",))
+                    disabled=(f"!{names.marks} || {names.correcting}",))
             v3.VBtn("Undo", click=ctrl.rfm_undo_correction, variant="tonal", size="small", classes="rfm-undo",
-                    disabled=(f"!{names.can_undo}",))
+                    disabled=(f"!{names.can_undo} || {names.correcting}",))
             v3.VBtn("Clear", click=ctrl.rfm_clear_marks, variant="tonal", size="small", classes="rfm-clear-marks",
-                    disabled=(f"!{names.marks}",))
+                    disabled=(f"!{names.marks} || {names.correcting}",))
             html.Div(f"{{{{ {names.marks} }}}} marked", classes="text-caption rfm-marks")
         with html.Div(classes="d-flex mt-2", style="gap:6px"):
             v3.VBtn("Labels .nii.gz", variant="tonal", size="small", prepend_icon="mdi-download",
@@ -269,7 +269,12 @@ def build_ui(server, names):
                                      style="width:90px")   # a long name is cut; the whole one shows on hover
                             v3.VSlider(model_value=("c.opacity",), min=0, max=1, step=0.05, density="compact",
                                        hide_details=True, classes="ml-2",
-                                       update_modelValue=(ctrl.rfm_class_opacity, "[c.index, $event]"))
+                                       # the page's class list moves at once and goes to the server as
+                                       # state (a trigger overtook it: the server's answer was stale and
+                                       # the next key press stepped from it); rounded as the rows are
+                                       update_modelValue=f"{names.classes} = {names.classes}.map(r => "
+                                                         "r.index === c.index ? {...r, opacity: "
+                                                         "Math.round($event * 1000) / 1000} : r)")
 
                 v3.VDivider(classes="my-2")
                 _annotation_controls(ctrl, names)

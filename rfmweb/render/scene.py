@@ -12,7 +12,7 @@ from ..camera import OrbitCamera
 from ..transfer import ClassTable, TransferFunction
 from ..splats.model import Splats6D
 from ..volume import Volume
-from .fields import ChannelMix, default_mix
+from .fields import VISIBLE_EPS, ChannelMix, default_mix
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,21 @@ class Renderer(Protocol):
 
     def render(self, scene: Scene, camera: OrbitCamera, quality: Quality = FULL, *,
                abort: Callable[[], bool] | None = None) -> np.ndarray: ...
+
+
+def nothing_to_draw(scene: Scene) -> str | None:
+    """Why ``scene`` draws an empty frame from every camera (``None``: something may show): its
+    transfer function is transparent over every value of the volume, e.g. an all-air scan, or a
+    preset set for values the scan does not have. Cheap: the volume's cached range (a CT in HU; an
+    MR blend lies in [0, 1]). Splats alone have no TF to check."""
+    vol = scene.volume
+    if vol is None:
+        return None
+    lo, hi = vol.intensity_range(0) if scene.effective_mix is None else (0.0, 1.0)
+    if any(a < hi and b > lo for a, b in scene.tf.visible_intervals(VISIBLE_EPS)):
+        return None
+    unit = " HU" if scene.effective_mix is None and vol.modality == "CT" else ""
+    return f"nothing to draw: the transfer function hides every value of this scan ({lo:g} to {hi:g}{unit})"
 
 
 def to_uint8(image) -> np.ndarray:

@@ -17,7 +17,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
-from ..errors import InputError
+from ..errors import InputError, brief
 from . import messages as m
 from ..render.slices import WINDOW_PRESETS
 from .interaction import apply_drag, apply_wheel
@@ -164,7 +164,7 @@ class ViewController:
                 text = "cursor " + (probe.text() if probe is not None else "({:.1f}, {:.1f}, {:.1f}) mm".format(*point))
                 views = [i for i, s in enumerate(self.sessions) if s.cursor == session.cursor]
         except Exception as exc:  # a job thread has nobody to raise to
-            log.warning("placing the cursor failed: %s", exc)
+            log.warning("placing the cursor failed: %s", brief(exc))
             text = f"placing the cursor failed: {exc}"
         for i in views:
             with self._lock:
@@ -229,7 +229,7 @@ class ViewController:
                 seg.undo_correction()
                 text = "correction undone"
         except Exception as exc:
-            log.warning("correction failed: %s", exc)
+            log.warning("correction failed: %s", brief(exc))
             text = f"correction failed: {exc}"
         self.on_status(i, False, text)
 

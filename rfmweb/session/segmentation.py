@@ -172,6 +172,7 @@ class SegmentationViews:
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self._corrector = None
+        self.correcting = False         # a correction is being applied (UIs hold Apply, Undo and Clear)
         self._lock = threading.RLock()  # one correction step at a time
         self._dice_key: tuple | None = None
         self._dice: dict[str, dict[str, float]] | None = None
@@ -374,6 +375,7 @@ class SegmentationViews:
                     for v in (RAW, DENOISED):
                         self._status(v, True, f"correcting... {taken}/{most} ({n_marks} marked voxels)")
 
+            self.correcting = True
             for v in (RAW, DENOISED):
                 self._status(v, True, f"correcting ({n_marks} marked voxels)")
             try:
@@ -382,9 +384,11 @@ class SegmentationViews:
                     result = self.corrector.apply(steps=steps, on_progress=progress)
                     self._show(result.labels)
             except BaseException as exc:
+                self.correcting = False
                 for v in (RAW, DENOISED):
                     self._status(v, False, f"correction failed: {exc}")
                 raise
+            self.correcting = False
             msg = f"corrected: {int(result.changed)} voxels changed, {result.steps} steps, {result.seconds:.1f} s"
             for v in (RAW, DENOISED):
                 self._status(v, False, msg)

@@ -23,7 +23,7 @@ from ..io.nifti import generic_classes
 from ..render.fields import ChannelMix, default_mix
 from ..render.registry import (check_renderer, default_renderer_name, make_renderer, renderer_label,
                                renderer_unsuited)
-from ..render.scene import FULL, Preparing, Quality, Scene, to_uint8
+from ..render.scene import FULL, Preparing, Quality, Scene, nothing_to_draw, to_uint8
 from ..render.slices import AXES
 from ..splats.model import Splats6D
 from ..transfer import DEFAULT_PRESET, PRESETS, ClassTable, TransferFunction, preset_for
@@ -472,8 +472,13 @@ class RenderSession(SliceControls, Pointing):
 
     def note(self, snapshot: Snapshot) -> str:
         """One line about the last 3-D image of ``snapshot``'s renderer (``""`` if it has none), e.g.
-        ``"Render-FM: 41,230 splats in 1.3 s"``."""
-        if snapshot.mode != "3d" or snapshot.renderer not in self._renderers:
+        ``"Render-FM: 41,230 splats in 1.3 s"``, or that the transfer function hides the whole scan."""
+        if snapshot.mode != "3d":
+            return ""
+        empty = nothing_to_draw(snapshot.scene)
+        if empty is not None:
+            return empty
+        if snapshot.renderer not in self._renderers:
             return ""
         return str(getattr(self._renderers[snapshot.renderer], "note", "") or "")
 

@@ -141,6 +141,22 @@ def test_class_and_group_toggles_change_the_frame(page, artifacts):
     assert not _differ(shown, back), "showing the group again did not restore the frame"
 
 
+def test_arrow_keys_on_a_class_opacity_slider_take_every_step(page):
+    """Key presses faster than the server's answer each moved the slider from the value it last heard,
+    so steps were lost (six presses moved it two or three steps)."""
+    thumb = page.locator(".rfm-class", has_text="bone").locator(".v-slider-thumb")
+    thumb.focus()
+    for _ in range(6):
+        page.keyboard.press("ArrowLeft")
+    page.wait_for_function("""() => {
+      const bone = (window.trame.state.get('AppState__classes') || []).find(c => c.name === 'bone');
+      return bone && Math.abs(bone.opacity - 0.7) < 1e-6; }""", timeout=TIMEOUT_MS)
+    for _ in range(6):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function("""() => window.trame.state.get('AppState__classes').find(c => c.name === 'bone')
+      .opacity === 1""", timeout=TIMEOUT_MS)
+
+
 def test_second_client_gets_frames_and_sees_changes(browser, app_url, page, artifacts):
     context, other = _open(browser, app_url)
     try:
@@ -223,10 +239,20 @@ def test_bad_messages_do_not_break_the_server(page):
       window.trame.trigger("rfm_screenshot", [1, 2, 3, 4]).catch(() => {});
       window.trame.state.set("AppState__view_a__ViewState__renderer", "no-such-renderer");
       window.trame.state.set("AppState__view_a__ViewState__preset", {evil: true});
+      window.trame.state.set("AppState__classes", "evil");
+      // RPCs for the server, not a page: they stopped it, or made it drop every frame
+      s.call("trame.rca.drop", ["view_a", -1]).catch(() => {});
+      s.call("trame.lifecycle.update", ["server_exited"]).catch(() => {});
+      s.call("application.exit", []).catch(() => {});
     }""")
     # the server puts the real values back and still renders
     page.wait_for_function("() => window.trame.state.get('AppState__view_a__ViewState__renderer') === 'vtk'")
     page.wait_for_function("() => window.trame.state.get('AppState__view_a__ViewState__preset') === 'CT-Bone'")
+    page.wait_for_function("() => window.trame.state.get('AppState__classes').length === 3")
+    page.evaluate("""() => window.trame.state.set("AppState__classes",
+        [{index: 2, opacity: "x"}, {index: "y", opacity: 2}, {index: 2, opacity: 7}, {index: 99, opacity: 0}])""")
+    page.wait_for_function("""() => { const c = window.trame.state.get('AppState__classes');
+        return c.length === 3 && c[2].opacity === 1 && c[2].name === 'bone'; }""")
     _drag(page, 40)
     _, img = _settled(page, after=before)
     assert not is_blank(img)
