@@ -192,9 +192,9 @@ def _dicom_specs() -> list[Spec]:
         ("no-rows", _on({0}, Rows=None), None, "Rows"),
         # stacking
         ("tilt", _tilt, None, "gantry tilt"),
-        ("duplicate", position(3, 2.5 * 2), None, "share a slice position"),
+        ("duplicate", position(3, 2.5 * 2), None, "2 images share one slice position"),
         ("all-one-position", lambda k, ds: setattr(ds, "ImagePositionPatient", [0, 0, 0]), None,
-         "share a slice position"),
+         "8 images share one slice position"),
         ("missing-slice", None, lambda folder, files: files[4].unlink(), "missing slices"),
         ("uneven", position(4, 2.5 * 4 + 0.9), None, "uneven slice spacing"),
         ("mixed-sizes", _on({3}, Rows=12, Columns=10), None, "mixed image sizes"),

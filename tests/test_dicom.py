@@ -7,6 +7,7 @@ RAS affine must come back exactly.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import subprocess
 import sys
@@ -111,7 +112,7 @@ def test_series_reads_back_values_and_geometry(ct_series):
     folder, hu, affine, _ = ct_series
     vol = open_volume(folder)
     want, want_affine = canonical(hu, affine)
-    assert vol.modality == "CT" and vol.name == "series" and vol.shape == want.shape
+    assert vol.modality == "CT" and vol.name == "DICOM series 3" and vol.shape == want.shape
     assert np.array_equal(vol.data[0], want)
     assert np.allclose(vol.affine, want_affine, atol=1e-4)
     assert dicom_source(vol).uid == pydicom.dcmread(next(folder.iterdir())).SeriesInstanceUID
@@ -161,12 +162,22 @@ def test_several_series_largest_by_default_and_series_picks(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="rfmweb"):
         vol = open_volume(folder)
     assert np.array_equal(vol.data[0], canonical(big, oblique_affine())[0])
-    assert "1.2.3.4.100 (16 images)" in caplog.text and "1.2.3.4.200 (10 images)" in caplog.text
-    other = open_volume(folder, series="1.2.3.4.200")
-    assert np.array_equal(other.data[0], canonical(small, np.diag([0.7, 0.7, 3.0, 1.0]))[0])
-    assert other.name.startswith("study (")
-    with pytest.raises(InputError, match="no series 9.9 here; the series are: 1.2.3.4.100"):
+    ids = {uid: hashlib.sha1(uid.encode()).hexdigest()[:8] for uid in ("1.2.3.4.100", "1.2.3.4.200")}
+    # listed by number and a short id; the UIDs themselves are never logged
+    assert f"3 (16 images, id {ids['1.2.3.4.100']})" in caplog.text and "1.2.3.4" not in caplog.text
+    assert f"3 (10 images, id {ids['1.2.3.4.200']})" in caplog.text
+    for series in ("1.2.3.4.200", ids["1.2.3.4.200"]):
+        other = open_volume(folder, series=series)
+        assert np.array_equal(other.data[0], canonical(small, np.diag([0.7, 0.7, 3.0, 1.0]))[0])
+    assert other.name == "DICOM series 3"
+    with pytest.raises(InputError, match="no series 9.9 here; the series are: 3 "):
         open_volume(folder, series="9.9")
+    with pytest.raises(InputError, match="more than one series 3 here"):
+        open_volume(folder, series="3")
+    # two series of one size: the file order would pick the scan, so the reader asks
+    write_series(folder / "c", big + 500, oblique_affine(), series_uid="1.2.3.4.300")
+    with pytest.raises(InputError, match="several series with 16 images: .* choose one with --series"):
+        open_volume(folder)
     with pytest.raises(InputError, match="--series"):
         open_volume("sample:ct_phantom", series="1.2.3.4.100")
 
@@ -179,7 +190,7 @@ def test_zip_input_and_hostile_zips(ct_series, tmp_path):
             z.write(p, f"export/series/{p.name}")
         z.writestr("export/README.txt", "not dicom")
     vol = open_volume(archive)
-    assert vol.name == "upload" and np.array_equal(vol.data[0], canonical(hu, affine)[0])
+    assert vol.name == "DICOM series 3" and np.array_equal(vol.data[0], canonical(hu, affine)[0])
     for name, reason in [("../evil.dcm", "leaves the archive"), ("/etc/evil", "leaves the archive"),
                          ("C:/evil", "leaves the archive")]:
         bad = tmp_path / "bad.zip"
@@ -255,7 +266,7 @@ def _duplicate(folder, affine):
     (_uneven, "uneven slice spacing"),
     (_mixed_sizes, "mixed image sizes (rows x columns): 20x24 in 15 images, 12x10 in 1 images"),
     (_mixed_orientation, "mixed orientations"),
-    (_duplicate, "2 images share a slice position"),
+    (_duplicate, "2 images share one slice position"),
 ])
 def test_bad_series_is_one_clear_error(tmp_path, damage, reason):
     affine = np.diag([0.8, 0.9, 2.5, 1.0])
@@ -405,7 +416,7 @@ def test_serve_takes_a_series_and_refuses_an_unknown_one(tmp_path):
     write_series(folder / "a", hu_volume(), oblique_affine(), series_uid="1.2.3.4.100")
     res = subprocess.run([sys.executable, "-m", "rfmweb", "serve", str(folder), "--series", "9.9", "--port", "0"],
                          capture_output=True, text=True, timeout=300)
-    assert res.returncode == 2 and "no series 9.9 here; the series are: 1.2.3.4.100" in res.stderr
+    assert res.returncode == 2 and "no series 9.9 here; the series are: 3 (16 images" in res.stderr
 
 
 def test_segment_command_writes_dicom_seg(tmp_path):
@@ -468,3 +479,16 @@ def test_absurd_voxel_size_is_refused(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((4, 5, 6), np.float32), np.diag([1e12, 1.0, 1.0, 1.0])), path)
     with pytest.raises(InputError, match="absurd"):
         load_volume(path)
+
+
+def test_a_dicom_folder_with_a_nifti_beside_is_read_as_dicom(ct_series):
+    """dcm2niix writes its .nii into the DICOM folder by default: that folder was taken for a BraTS
+    case ("no *-t1n.nii.gz file"), never mentioning the images in it."""
+    folder, hu, affine, _ = ct_series
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), str(folder / "series_3.nii.gz"))
+    assert np.array_equal(open_volume(folder).data[0], canonical(hu, affine)[0])
+    lone = folder.parent / "converted"
+    lone.mkdir()
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), str(lone / "scan.nii.gz"))
+    with pytest.raises(InputError, match="it holds scan.nii.gz: give that file itself"):
+        open_volume(lone)

@@ -68,7 +68,7 @@ def test_a_click_on_a_slice_moves_every_linked_view_and_draws_the_crosshair(smal
     # the readout of both views: where the cursor is and the intensity there (it went stale in the
     # linked view and dropped the HU)
     hu = float(small_ct.data[0][tuple(ijk)])
-    assert control.probes[0] == control.probes[1] == "cursor ({:.1f}, {:.1f}, {:.1f}) mm · {:.0f} HU".format(*want, hu)
+    assert control.probes[0] == control.probes[1] == "cursor ({:.1f}, {:.1f}, {:.1f}) mm RAS · {:.0f} HU".format(*want, hu)
     # a click off the volume leaves the cursor where it was
     a.zoom_slice(0.25)
     control.handle(m.PointAt(0, 1.0, 1.0))
@@ -85,12 +85,12 @@ def test_stepping_a_slice_moves_the_cursor_onto_it_in_every_linked_view(small_ct
     coronal_before = b.render()
     (u, v), = a.slice_geometry().to_pixel(np.array([[20.0, 25.0, 12.0]]))
     control.handle(m.Probe(0, u, v))     # the pointer rests there: its readout names slice 12
-    assert control.probes[0].startswith("({:.1f}, {:.1f}, {:.1f}) mm".format(*start))
+    assert control.probes[0].startswith("({:.1f}, {:.1f}, {:.1f}) mm RAS".format(*start))
     control.handle(m.Wheel(0, -100.0))   # one slice up
     control.handle(m.Wheel(0, -100.0))
     control.wait()
     want = (small_ct.affine @ np.array([20.0, 25.0, 14.0, 1.0]))[:3]
-    assert control.probes[0].startswith("({:.1f}, {:.1f}, {:.1f}) mm".format(*want))   # now slice 14
+    assert control.probes[0].startswith("({:.1f}, {:.1f}, {:.1f}) mm RAS".format(*want))   # now slice 14
     assert a.slice_index == 14
     np.testing.assert_allclose(a.cursor, want)
     np.testing.assert_allclose(b.cursor, want)

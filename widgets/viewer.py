@@ -373,7 +373,7 @@ class _Views(anywidget.AnyWidget):
                 "hu": s.volume is not None and s.volume.modality == "CT",
                 "window_preset": window[0], "window": window[1], "auto_window": s.auto_window_label(),
                 "probe": self.control.probes[i], "status": status, "busy": busy,
-                "cursor": "" if snap.cursor is None else "({:.1f}, {:.1f}, {:.1f}) mm".format(*snap.cursor),
+                "cursor": "" if snap.cursor is None else "({:.1f}, {:.1f}, {:.1f}) mm RAS".format(*snap.cursor),
                 "annotations": [a.text for a in snap.annotations]}
 
     def _sync_views(self) -> None:

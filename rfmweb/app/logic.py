@@ -116,6 +116,7 @@ class AppController:
 
         d = self.typed.data
         d.title = self.sessions[VIEW_A].name or "rfmweb"
+        self.state.trame__title = f"{d.title} · rfmweb" if d.title != "rfmweb" else d.title   # the tab's title
         # the renderers that can draw what was loaded; those missing a package show disabled, saying which
         status = renderer_status(volume)
         fits = [n for n in all_renderer_names() if ((splats is not None) if n == "splats" else (volume is not None))]

@@ -26,8 +26,9 @@ def add_compute_options(p, threads_help: str = "torch intra-op threads") -> None
 
 def add_series_option(p) -> None:
     """Add ``--series UID`` (which series of a DICOM folder or .zip to read) to parser ``p``."""
-    p.add_argument("--series", metavar="UID", help="SeriesInstanceUID to read when the DICOM folder or .zip holds "
-                                                   "several series (default: the one with the most images)")
+    p.add_argument("--series", metavar="ID", help="the series to read when the DICOM folder or .zip holds several: "
+                                                  "its number, the id the error lists, or its SeriesInstanceUID "
+                                                  "(default: the one with the most images)")
 
 
 def apply_threads(args, device: str | None = None) -> None:

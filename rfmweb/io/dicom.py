@@ -105,9 +105,10 @@ def load_dicom(path: str | os.PathLike, series: str | None = None, *, name: str 
 
     Args:
         path: the folder or ``.zip``.
-        series: the SeriesInstanceUID to read; default: the series with the most images.
-        name: display name; default: the folder (or zip) name, with a short hash of the series UID
-            when the folder holds several series.
+        series: the series to read (its SeriesInstanceUID, SeriesNumber, or the id messages give);
+            default: the series with the most images (a tie is refused).
+        name: display name; default: the SeriesDescription, else "DICOM series" and its number (never
+            the folder's name: exports often name folders after the patient).
 
     Returns:
         A one-channel Volume: CT in HU (modality ``"CT"``), MR in scanner units (``"MR"``); other
@@ -152,9 +153,10 @@ def _load_folder(folder: Path, shown: Path, series: str | None, name: str | None
     modality = {"CT": "CT", "MR": "MR"}.get(dicom_modality) or guess_modality(data)
     if modality != dicom_modality:
         log.info("DICOM modality %r shown as %s", dicom_modality, modality)
-    short = hashlib.sha1(uid.encode()).hexdigest()[:8]
-    stem = shown.name[:-4] if shown.suffix.lower() == ".zip" else shown.resolve().name
-    default = (f"{stem} ({short})" if len(groups) > 1 else stem) if stem else f"DICOM series {short}"
+    short = _series_id(uid)
+    # named by the series, not the folder: an export's folders are often named after the patient
+    desc = str(headers[0].get("SeriesDescription", "") or "").strip()
+    default = desc or f"DICOM series {headers[0].get('SeriesNumber', short)}"
     try:
         volume = Volume(data, affine, modality=modality, name=name or default,
                         source=DicomSeries(uid, tuple(headers), ornt))
@@ -212,8 +214,10 @@ def _scan(folder: Path, shown: Path) -> tuple[dict[str, list], dict[str, list]]:
     if skipped:
         log.debug("%s: skipped %d files that are not DICOM images", shown, skipped)
     if not groups:
+        volumes = sorted(p.name for p in files if p.name.lower().endswith((".nii", ".nii.gz", ".nrrd", ".mha")))
+        hint = f"; it holds {', '.join(volumes[:3])}: give that file itself" if volumes else ""
         raise InputError("no DICOM images and no *-t1n.nii.gz file: expected a folder (or .zip) holding a DICOM "
-                         "series, or a BraTS case folder (t1n, t1c, t2w, t2f)", shown)
+                         f"series, or a BraTS case folder (t1n, t1c, t2w, t2f){hint}", shown)
     return groups, rowless
 
 
@@ -228,18 +232,38 @@ def _shown_name(path: Path, folder: Path) -> str:
     return str(path.relative_to(folder))
 
 
+def _series_id(uid: str) -> str:
+    """A short id of a series for logs and messages (a hash: the UID itself is never logged)."""
+    return hashlib.sha1(uid.encode()).hexdigest()[:8]
+
+
+def _describe(uid: str, items: list) -> str:
+    """One series as the messages list it: ``3 'Head 5mm' (108 images, id 419b46a9)``."""
+    ds = items[0][1]
+    desc = str(ds.get("SeriesDescription", "") or "").strip()
+    return f"{ds.get('SeriesNumber', '?')}{f' {desc!r}' if desc else ''} ({len(items)} images, id {_series_id(uid)})"
+
+
 def _choose(groups: dict[str, list], series: str | None, shown: Path) -> str:
-    """The UID to read: ``series`` if given, else the series with the most images (first on ties)."""
-    summary = ", ".join(f"{uid} ({len(items)} images)" for uid, items in groups.items())
+    """The UID to read: ``series`` (a SeriesInstanceUID, a series number or the id in the messages)
+    if given, else the series with the most images; a tie for the most is refused (file order would
+    decide which scan a clinician sees)."""
+    summary = "; ".join(_describe(uid, items) for uid, items in groups.items())
     if series is not None:
-        if series not in groups:
-            raise InputError(f"no series {series} here; the series are: {summary}", shown)
-        return series
-    uid = max(groups, key=lambda u: len(groups[u]))
+        found = [uid for uid, items in groups.items()
+                 if series in (uid, _series_id(uid), str(items[0][1].get("SeriesNumber", "")))]
+        if len(found) != 1:
+            raise InputError(f"{'no' if not found else 'more than one'} series {series} here; the series are: "
+                             f"{summary} (give --series a number, an id or a SeriesInstanceUID)", shown)
+        return found[0]
+    ranked = sorted(groups, key=lambda u: -len(groups[u]))
+    if len(ranked) > 1 and len(groups[ranked[0]]) == len(groups[ranked[1]]):
+        raise InputError(f"holds several series with {len(groups[ranked[0]])} images: {summary}; choose one with "
+                         "--series (its number or id)", shown)
     if len(groups) > 1:
-        log.info("%s holds %d DICOM series: %s; reading the largest, %s (choose with --series UID)",
-                 shown, len(groups), summary, uid)
-    return uid
+        log.info("the folder holds %d DICOM series: %s; reading the largest, id %s (choose with --series)",
+                 len(groups), summary, _series_id(ranked[0]))
+    return ranked[0]
 
 
 def _read_pixels(files: list[Path], folder: Path, shown: Path):

@@ -174,9 +174,13 @@ def check_series(items: list, shown: Path) -> tuple[list, float]:
     order = np.argsort(pos, kind="stable")
     pos, ipp = pos[order], ipp[order]
     gaps = np.diff(pos)
-    if gaps.min() < 1e-3:
-        raise InputError(f"{int((gaps < 1e-3).sum()) + 1} images share a slice position (several acquisitions, "
-                         "echoes or time points in one series?)", shown)
+    same = gaps < 1e-3                                                      # [n - 1] image i+1 at image i's place
+    if same.any():
+        shared = int((np.concatenate([same, [False]]) | np.concatenate([[False], same])).sum())
+        places = shared - int(same.sum())
+        raise InputError(f"{shared} images share {'one' if places == 1 else places} slice position"
+                         f"{'s' if places > 1 else ''} (several "
+                         "acquisitions, echoes or time points in one series?)", shown)
     extent = pos[-1] - pos[0]
     off_axis = np.linalg.norm(ipp[-1] - ipp[0] - extent * normal)
     tilt = np.degrees(np.arctan2(off_axis, extent))

@@ -21,12 +21,12 @@ def open_volume(spec: str | os.PathLike | None, labels: str | os.PathLike | None
 
     Args:
         spec: a ``.nii``/``.nii.gz``/``.nrrd``/``.nhdr``/``.mha``/``.mhd`` file; a DICOM series folder
-            or a ``.zip`` of one; a BraTS-style case folder (one holding ``.nii``/``.nii.gz`` files);
+            or a ``.zip`` of one; a BraTS-style case folder (one holding a ``*-t1n.nii.gz``);
             ``sample:NAME`` (see :func:`rfmweb.samples.list_samples`); or ``None`` for the bundled
             CT phantom.
         labels: a label map on the grid of a volume file or DICOM series (any volume-file format).
-        series: the SeriesInstanceUID to read from a DICOM folder holding several (default: the
-            largest).
+        series: the series to read from a DICOM folder holding several: its SeriesInstanceUID,
+            SeriesNumber or the id messages give (default: the one with the most images).
 
     Raises:
         InputError: naming the file or folder and the reason.
@@ -37,7 +37,7 @@ def open_volume(spec: str | os.PathLike | None, labels: str | os.PathLike | None
         spec = SAMPLE_PREFIX + "ct_phantom"
     spec = str(spec)
     path = Path(spec)
-    is_dicom = path.suffix.lower() == ".zip" or (path.is_dir() and not _holds_nifti(path))
+    is_dicom = path.suffix.lower() == ".zip" or (path.is_dir() and not _is_brats_case(path))
     if series is not None and not is_dicom:
         raise InputError("--series picks a series of a DICOM folder or .zip, not of this input", spec)
     if spec.startswith(SAMPLE_PREFIX):
@@ -56,6 +56,7 @@ def open_volume(spec: str | os.PathLike | None, labels: str | os.PathLike | None
     return load_volume(path, labels)
 
 
-def _holds_nifti(folder: Path) -> bool:
-    """Whether ``folder`` has NIfTI files directly inside (a BraTS case, not a DICOM series)."""
-    return any(folder.glob("*.nii")) or any(folder.glob("*.nii.gz"))
+def _is_brats_case(folder: Path) -> bool:
+    """Whether ``folder`` is a BraTS case (a ``*-t1n.nii[.gz]`` inside), not a DICOM series (which may
+    hold a NIfTI beside it: dcm2niix writes into the DICOM folder by default)."""
+    return any(folder.glob("*-t1n.nii")) or any(folder.glob("*-t1n.nii.gz"))

@@ -152,7 +152,7 @@ class ViewController:
 
     def _run_point(self, msg: m.PointAt, session: RenderSession) -> None:
         """Place the cursor; the readout of every view that shares it says where it is and what is
-        there (e.g. ``"cursor (12.0, -3.5, 40.0) mm · 45 HU"``), the clicked view's also when nothing is."""
+        there (e.g. ``"cursor (12.0, -3.5, 40.0) mm RAS · 45 HU"``), the clicked view's also when nothing is."""
         views = [msg.view]
         try:
             point = session.point_at(msg.x, msg.y)

@@ -48,10 +48,11 @@ class Probe:
     label: int | None = None
 
     def text(self) -> str:
-        """One status-line phrase, e.g. ``"(12.0, -3.5, 40.0) mm · 45 HU"``."""
+        """One status-line phrase, e.g. ``"(12.0, -3.5, 40.0) mm RAS · 45 HU"`` (RAS: a PACS shows LPS,
+        the first two signs flipped)."""
         x, y, z = self.position
         value = f"{self.value:.0f} HU" if self.unit == "HU" else f"{self.value:.4g}"
-        return f"({x:.1f}, {y:.1f}, {z:.1f}) mm · {value}"
+        return f"({x:.1f}, {y:.1f}, {z:.1f}) mm RAS · {value}"
 
 
 

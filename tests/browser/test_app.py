@@ -112,6 +112,7 @@ def test_view_shows_the_volume(page, artifacts):
     assert not is_blank(img), "the view is blank"
     assert img.mean() > 5, "the view is black"
     assert info["kind"] in ("idle", "progressive") and info["w"] > 200  # at rest, at the view's size
+    assert page.title() == "head CT (small) · rfmweb"          # the tab says what it shows (it said "Trame")
 
 
 def test_drag_changes_the_frame(page, artifacts):
