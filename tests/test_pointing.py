@@ -277,7 +277,7 @@ def test_the_widget_replies_with_its_scene_and_loads_one(small_ct, tmp_path):
     try:
         w.set_cursor(np.asarray(small_ct.bounds).mean(0))
         w.annotate("middle")
-        assert w.views[0]["annotations"] == ["middle"] and w.views[0]["cursor"].endswith("mm")
+        assert w.views[0]["annotations"] == ["middle"] and w.views[0]["cursor"].endswith("mm RAS")
         w._on_client_msg(w, {"type": "save_scene", "view": 0, "request": 7}, [])
         (reply,) = [c for c in sent if c["type"] == "scene"]
         assert reply["request"] == 7 and reply["filename"].endswith(".json")
