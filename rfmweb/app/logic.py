@@ -46,7 +46,7 @@ from ..session.encode import side_by_side
 from ..session.scene_file import parse_scene, scene_to_dict
 from .frames import FrameAdapter, guarded
 from .layout import apply_layout, check_layout, layout_of
-from .state import (PLANE_VIEWS, VIEW_A, VIEW_B, VIEW_C, VIEWS, AppState, Choice, class_rows, group_rows,
+from .state import (PLANE_VIEWS, VIEW_A, VIEW_B, VIEW_C, VIEW_D, VIEWS, AppState, Choice, class_rows, group_rows,
                     view_title)
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,8 @@ class AppController:
             d.class_colors = bool(a.classes.use_class_colors)
             d.label_overlay, d.overlay_opacity = bool(a.label_overlay), round(float(a.overlay), 3)
             d.is_ct = a.volume is not None and a.volume.modality == "CT"
-            d.window_preset, d.window_text = window_readout(a)
+            planes = d.four_up and VIEW_D in self.sessions      # the 3-D view has no window: its planes do
+            d.window_preset, d.window_text = window_readout(self.sessions[VIEW_D] if planes else a)
             d.cinematic = a.still_renderer is not None
             cinematic = feature_status()["pathtrace"]
             d.can_cinematic = cinematic.available and a.volume is not None

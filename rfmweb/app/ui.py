@@ -13,7 +13,7 @@ from trame.widgets import client, html, rca
 from trame.widgets import vuetify3 as v3
 
 from ..session.messages import BRUSH_MM_RANGE
-from .state import PLANE_VIEWS, VIEW_A, VIEW_B, VIEW_C
+from .state import PLANE_VIEWS, VIEW_A, VIEW_B, VIEW_C, VIEWS
 
 #: The frame <img> fills its area; it lets pointer events through to trame-rca's listeners.
 IMG_STYLE = ("position:absolute;inset:0;width:100%;height:100%;object-fit:contain;"
@@ -97,7 +97,9 @@ def _view(name: str, title: str, names) -> None:
         with html.Div(style="position:relative;flex:1 1 auto;min-height:0;background:#000;"):
             with rca.RemoteControlledArea(name=name, display="rfm", event_throttle_ms=16, send_mouse_move=True,
                                           classes=f"rfm-area rfm-area-{name}"):
-                html.Div("rendering…", classes=f"rfm-placeholder rfm-placeholder-{name}")
+                # seen until the first frame covers it; never read out (a screen reader said "rendering…")
+                html.Div("rendering…", classes=f"rfm-placeholder rfm-placeholder-{name}",
+                         __properties=[("aria_hidden", "aria-hidden")], aria_hidden="true")
                 html.Img(__properties=[("rfm_view", "data-rfm-view")], rfm_view=name, draggable="false",
                          alt=title, style=IMG_STYLE)
         with html.Div(classes="d-flex text-caption px-2", style="height:20px;white-space:nowrap;overflow:hidden;"):
@@ -125,7 +127,8 @@ def _slice_controls(names) -> None:
                    hide_details=True, classes="rfm-slice")
         html.Div(f"{{{{ {names.slice_index} + 1 }}}} / {{{{ {names.slice_max} + 1 }}}}",
                  classes="text-caption ml-2 rfm-slice-text", style="min-width:64px;text-align:right")
-    with html.Div(v_if=(f"{names.view_mode} !== '3d'",), classes="mb-2"):
+    # the four-view layout keeps its 3-D view's mode, but its planes need the window, sequence and labels
+    with html.Div(v_if=(f"{names.view_mode} !== '3d' || {names.four_up}",), classes="mb-2 rfm-slice-style"):
         v3.VSelect(label="Sequence", v_model=(names.slice_channel,), items=(names.channels,), item_title="title",
                    item_value="value", v_if=(f"{names.channels}.length > 1",), density="compact", hide_details=True,
                    classes="mb-2 rfm-channel")
@@ -212,7 +215,7 @@ def build_ui(server, names):
                      prepend_icon="mdi-account-multiple", classes="mr-2 rfm-shared",
                      title="Every tab shows this one viewer. Changes made in a following tab are undone; when "
                            "the driving tab closes, the next oldest drives.")
-            v3.VProgressCircular(v_show=(f"{names.view_a.busy} || {names.view_b.busy} || {names.view_c.busy}",),
+            v3.VProgressCircular(v_show=(" || ".join(f"{getattr(names, v).busy}" for v in VIEWS),),
                                  indeterminate=True,
                                  size=18, width=2, classes="mr-4")
 
@@ -261,14 +264,16 @@ def build_ui(server, names):
                         with html.Div(v_for=f"c in {names.classes}", key="c.index",
                                       classes="d-flex align-center rfm-class"):
                             v3.VCheckbox(model_value=("c.visible",), density="compact", hide_details=True,
-                                         classes="flex-grow-0",
+                                         classes="flex-grow-0", __properties=[("aria_label", "aria-label")],
+                                         aria_label=("`show ${c.name}`",),
                                          update_modelValue=(ctrl.rfm_class_visible, "[c.index, $event]"))
                             html.Div(style=("{ background: c.color, width: '14px', height: '14px', flex: '0 0 14px',"
                                             " borderRadius: '3px', border: '1px solid #888' }",), classes="mr-2")
                             html.Div("{{ c.name }}", title=("c.name",), classes="text-body-2 text-truncate",
                                      style="width:90px")   # a long name is cut; the whole one shows on hover
                             v3.VSlider(model_value=("c.opacity",), min=0, max=1, step=0.05, density="compact",
-                                       hide_details=True, classes="ml-2",
+                                       hide_details=True, classes="ml-2", __properties=[("aria_label", "aria-label")],
+                                       aria_label=("`${c.name} opacity`",),
                                        # the page's class list moves at once and goes to the server as
                                        # state (a trigger overtook it: the server's answer was stale and
                                        # the next key press stepped from it); rounded as the rows are

@@ -130,6 +130,11 @@ def test_class_and_group_toggles_change_the_frame(page, artifacts):
     assert page.locator(".rfm-class", has_text="bone").locator("[title]").first.get_attribute("title") == "bone"
     skeleton = page.locator(".rfm-group", has_text="skeleton").locator("input[type=checkbox]")
     assert bone.is_checked() and skeleton.is_checked()
+    # a screen reader names each class's controls (they were read as "checkbox", "slider")
+    row = page.locator(".rfm-class", has_text="bone")
+    assert bone.get_attribute("aria-label") == "show bone"
+    assert row.locator(".v-slider-thumb").get_attribute("aria-label") == "bone opacity"
+    assert page.locator(".rfm-placeholder").first.get_attribute("aria-hidden") == "true"
     before, shown = _settled(page)
     bone.click()
     after, hidden = _settled(page, after=before, changed=True)
@@ -438,6 +443,10 @@ def test_four_views_follow_a_click_on_one_plane(page, artifacts):
     page.locator(".rfm-four-up input").check()
     page.wait_for_function("() => window.trame.state.get('AppState__view_mode') === '3d'")
     assert page.locator(".rfm-mode input").is_disabled(), "the View menu stays usable beside the four views"
+    # the planes' window, its readout and the labels overlay stay at hand (they were hidden: 3-D mode)
+    page.locator(".rfm-window").wait_for(state="visible")
+    assert "HU" in page.locator(".rfm-window-text").inner_text()
+    assert page.locator(".rfm-slice").count() == 0, "the slice slider is the single slice view's"
     planes = {name: _view(page, name) for name in ("view_d", "view_e", "view_f")}
     for view in planes.values():
         wait_frame(page, view)
