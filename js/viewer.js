@@ -3,7 +3,7 @@
 // Python renders; this file draws frames and turns the user's gestures into messages:
 //   Python -> page: {type:"frame", view, id, mime, width, height, kind, render_ms, ...} + 1 binary buffer,
 //                   {type:"screenshot", view, request, filename, mime} + PNG buffer, {type:"error", view, message}
-//   page -> Python: ack, ready, resize, drag, wheel, preset, renderer, class, group, class_colors, cinematic,
+//   page -> Python: ack, ready, resize, drag, wheel, key, preset, renderer, class, group, class_colors, cinematic,
 //                   reset, screenshot, mode, slice, channel, stroke, mark, apply_correction, undo_correction, window,
 //                   overlay, probe, point, annotate, unannotate, save_scene, load_scene
 //                   (rfmweb.session.messages; rfmweb.session.controller carries them out)
@@ -21,6 +21,8 @@
 const COALESCE_MS = 20;
 const SLIDER_MS = 60;
 const BUTTONS = ["left", "middle", "right"];
+// keys a focused view answers (rfmweb.session.interaction.KEYS)
+const VIEW_KEYS = ["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "PageUp", "PageDown", "+", "=", "-", "Home"];
 const MODES = [["3d", "3D"], ["axial", "Axial"], ["coronal", "Coronal"], ["sagittal", "Sagittal"]];
 const CORRECTION_LABELS = [["0", "not tumour (erase)"], ["1", "NCR"], ["2", "ED"], ["3", "ET"]];
 const STROKE_COLORS = ["#4fc3f7", "#e63326", "#40bf4d", "#ffd91a"];
@@ -108,7 +110,8 @@ class ViewPanel {
     const resetBtn = h("button", { class: "rfm-btn", title: "Reset view", html: ICONS.reset });
     const shotBtn = h("button", { class: "rfm-btn", title: "Save a full-quality PNG", html: ICONS.camera });
     this.canvas = h("canvas", { class: "rfm-canvas", tabindex: "0",
-      title: "click: crosshair · drag: orbit · shift+drag / middle: pan · right / ctrl+drag / wheel: zoom" });
+      title: "click: crosshair · drag or arrow keys: orbit · shift+drag / middle: pan · right / ctrl+drag / " +
+             "wheel / + -: zoom · Home: reset" });
     this.overlay = h("div", { class: "rfm-overlay", text: "waiting for the kernel…" });
     this.stage = h("div", { class: "rfm-stage" }, [this.canvas, this.overlay]);
     this.groupsBox = h("div", { class: "rfm-groups" });
@@ -262,6 +265,11 @@ class ViewPanel {
       const ctrl = e.ctrlKey || e.metaKey;  // on a slice: zoom instead of stepping (a trackpad pinch too)
       this.wheeler.add(`wheel|${ctrl}`, { ctrl }, 0, e.deltaY * scale);
     }, { passive: false });
+    this.on(c, "keydown", (e) => {   // arrows orbit or step slices, PageUp/Down, + - zoom, Home resets
+      if (!VIEW_KEYS.includes(e.key) || e.ctrlKey || e.altKey || e.metaKey) return;
+      e.preventDefault();
+      this.send({ type: "key", key: e.key });
+    });
     this.cleanups.push(() => { this.dragger.dispose(); this.wheeler.dispose(); });
   }
 

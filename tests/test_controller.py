@@ -14,7 +14,8 @@ from rfmweb.volume import LabelClass, Volume
 
 SIZE = 64
 SCRIPT = [m.SetPreset(0, "CT-Muscle"), m.SetClass(0, 2, visible=False), m.SetClass(0, 1, opacity=0.5),
-          m.SetClassColors(0, True), m.Drag(0, "left", 30, -10), m.Wheel(0, -120), m.SetMode(0, "axial"),
+          m.SetClassColors(0, True), m.Drag(0, "left", 30, -10), m.Wheel(0, -120), m.Key(0, "ArrowUp"),
+          m.SetMode(0, "axial"), m.Key(0, "PageUp"),
           m.SetSlice(0, 5), m.SetWindow(0, preset="bone"), m.Drag(0, "right", 12, -8),
           m.Drag(0, "left", 5, 3, shift=True), m.Wheel(0, -240, ctrl=True), m.SetLabelOverlay(0, True, 0.6),
           m.PointAt(0, 20, 24), m.Annotate(0, "left orbit"), m.SetMode(0, "coronal")]
@@ -118,3 +119,38 @@ def test_probe_reports_hu_and_mm_and_slice_zoom_pan(small_ct):
     assert s.slice_index == 7, "the plain wheel steps slices"
     c.handle(m.ResetCamera(0))
     assert s.slice_zoom == 1 and s.slice_pan == (0.0, 0.0)
+
+
+def test_keys_on_a_focused_view_orbit_zoom_step_slices_and_reset():
+    """The views could not be worked from the keyboard: both front ends now send the keys of
+    :data:`~rfmweb.session.interaction.KEYS`, one list in three places."""
+    import re
+    from pathlib import Path
+
+    from rfmweb.app.ui import CLIENT_SCRIPT
+    from rfmweb.session.interaction import KEY_ORBIT_PX, KEYS, apply_drag
+
+    vol = _hu_slab()
+    s, twin = (RenderSession(vol, renderer="vtk", width=SIZE, height=SIZE) for _ in range(2))
+    c = ViewController([s])
+    home = s.camera
+    c.handle(m.Key(0, "ArrowLeft"))
+    apply_drag(twin, "left", -KEY_ORBIT_PX, 0)
+    assert s.camera == twin.camera != home, "an arrow is a drag of KEY_ORBIT_PX"
+    c.handle(m.Key(0, "+"))
+    assert s.camera.distance < twin.camera.distance
+    c.handle(m.Key(0, "Home"))
+    assert s.camera == home
+    c.handle(m.SetMode(0, "axial", 8))
+    for key, index in (("ArrowUp", 9), ("PageUp", 10), ("ArrowDown", 9), ("ArrowLeft", 9)):
+        c.handle(m.Key(0, key))
+        assert s.slice_index == index, key
+    zoom = s.slice_zoom
+    c.handle(m.Key(0, "="))
+    assert s.slice_zoom > zoom and s.slice_index == 9, "+ zooms a slice view; it steps no slice"
+    with pytest.raises(m.MessageError, match="'key' must be one of"):
+        m.parse_client_message({"type": "key", "view": 0, "key": "Delete"})
+    lists = [re.search(pattern, text).group(1) for pattern, text in (
+        (r"const KEYS = \[([^\]]*)\]", CLIENT_SCRIPT),
+        (r"const VIEW_KEYS = \[([^\]]*)\]", (Path(__file__).parents[1] / "js" / "viewer.js").read_text()))]
+    assert all(tuple(re.findall(r'"([^"]+)"', found)) == KEYS for found in lists)

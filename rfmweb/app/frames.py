@@ -139,6 +139,9 @@ class FrameAdapter:
             if self.stream is not None:
                 self.stream.reset_flow()
             self.refresh()
+        elif kind == "Key" and self.session is not None:
+            self._flush()
+            self.control.handle(m.Key(self.index, str(event.get("key", ""))))   # checks the key
         elif self.session is not None:
             if kind != "MouseMove":
                 self._flush()  # the merged pointer movement first: events stay in order

@@ -73,6 +73,14 @@ CLIENT_SCRIPT = r"""
       bind(img); send(img.dataset.rfmView, { type: "Refresh" });
     });
   }
+  // keys on a focused view (trame-rca sends none): arrows, PageUp/PageDown, + - and Home (interaction.KEYS)
+  const KEYS = ["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "PageUp", "PageDown", "+", "=", "-", "Home"];
+  document.addEventListener("keydown", (e) => {
+    const img = e.target?.querySelector?.("img[data-rfm-view]");
+    if (!img || !KEYS.includes(e.key) || e.ctrlKey || e.altKey || e.metaKey) return;
+    e.preventDefault();
+    send(img.dataset.rfmView, { type: "Key", key: e.key });
+  });
   new MutationObserver(() => document.querySelectorAll("img[data-rfm-view]").forEach(bind))
     .observe(document.body, { childList: true, subtree: true });
   setInterval(() => {

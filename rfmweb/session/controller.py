@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 from ..errors import InputError, brief
 from . import messages as m
 from ..render.slices import WINDOW_PRESETS
-from .interaction import apply_drag, apply_wheel
+from .interaction import apply_drag, apply_wheel, key_gesture
 from .scene_file import apply_scene, parse_scene
 from .segmentation import CORRECTION_LABELS, SegmentationViews
 from .session import RenderSession
@@ -116,6 +116,19 @@ class ViewController:
         # the wheel stepped a slice under a resting pointer: its readout is of the new slice now
         if targets[0].mode != "3d" and not msg.ctrl and self._pointer[msg.view] is not None:
             self._probe(m.Probe(msg.view, *self._pointer[msg.view]), targets)
+
+    def _key(self, msg: m.Key, targets) -> None:
+        """A key on a focused view: the drag, wheel or reset it stands for (:func:`key_gesture`)."""
+        gesture = key_gesture(msg.key, targets[0].mode)
+        if gesture is None:
+            return
+        kind, args = gesture
+        if kind == "drag":
+            self._drag(m.Drag(msg.view, "left", *args), targets)
+        elif kind == "wheel":
+            self._wheel(m.Wheel(msg.view, *args), targets)
+        else:
+            targets[0].reset_camera()
 
     def _probe(self, msg: m.Probe, targets) -> None:
         self._pointer[msg.view] = (msg.x, msg.y)
@@ -261,6 +274,7 @@ def _each(method: Callable[[RenderSession, m.ClientMessage], None]):
 _HANDLERS: dict[type, Callable] = {
     m.Drag: ViewController._drag,
     m.Wheel: ViewController._wheel,
+    m.Key: ViewController._key,
     m.Probe: ViewController._probe,
     m.Resize: _each(lambda s, msg: s.resize(msg.width, msg.height)),
     m.SetPreset: _each(lambda s, msg: s.set_preset(msg.name) if msg.name != s.preset_name else None),

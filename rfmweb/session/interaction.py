@@ -7,6 +7,10 @@ Slice views: ctrl + left drag or right drag: window/level (right widens the wind
 level); any other drag pans; wheel: steps slices (down: lower index); ctrl + wheel (a trackpad
 pinch too): zoom.
 
+Keys, on a focused view (both front ends send them; :func:`key_gesture`): arrows orbit the 3-D
+view (:data:`KEY_ORBIT_PX` of left drag each) or step slices (up/down); PageUp/PageDown zoom in 3-D
+and step slices on a slice view; + and - zoom; Home resets the camera.
+
 Front ends merge pointer events (sum the deltas of events that arrive within ~20 ms) and call
 :func:`apply_drag` / :func:`apply_wheel` once per merged event.
 """
@@ -23,6 +27,29 @@ BUTTONS = ("left", "middle", "right")
 #: Zoom per pixel of vertical drag, and per unit of wheel delta (a notch is ~100 units).
 ZOOM_PER_PX = 0.005
 ZOOM_PER_WHEEL = 0.0015
+
+
+#: Keys a focused view answers (``KeyboardEvent.key``), and the drag one arrow press stands for, px.
+KEYS = ("ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "PageUp", "PageDown", "+", "=", "-", "Home")
+KEY_ORBIT_PX = 20.0
+#: The wheel delta one zoom key press stands for (a notch).
+KEY_WHEEL = 100.0
+
+
+def key_gesture(key: str, mode: str) -> tuple[str, tuple] | None:
+    """The gesture key ``key`` makes on a view in ``mode`` (``"3d"`` or a slice plane):
+    ``("drag", (dx, dy))``, ``("wheel", (dy, ctrl))``, ``("reset", ())``, or ``None`` (nothing)."""
+    if key == "Home":
+        return "reset", ()
+    if key in ("+", "=", "-"):
+        return "wheel", (KEY_WHEEL if key == "-" else -KEY_WHEEL, True)   # ctrl: a slice view zooms
+    if mode == "3d":
+        arrows = {"ArrowLeft": (-1, 0), "ArrowRight": (1, 0), "ArrowUp": (0, -1), "ArrowDown": (0, 1)}
+        if key in arrows:
+            return "drag", tuple(KEY_ORBIT_PX * v for v in arrows[key])
+        return ("wheel", ((-KEY_WHEEL if key == "PageUp" else KEY_WHEEL), False)) if key.startswith("Page") else None
+    steps = {"ArrowUp": -KEY_WHEEL, "PageUp": -KEY_WHEEL, "ArrowDown": KEY_WHEEL, "PageDown": KEY_WHEEL}
+    return ("wheel", (steps[key], False)) if key in steps else None
 
 
 def drag_action(button: str, *, shift: bool = False, ctrl: bool = False) -> str:

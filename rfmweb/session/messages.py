@@ -84,6 +84,20 @@ class Drag(ClientMessage):
 
 
 @dataclass(frozen=True)
+class Key(ClientMessage):
+    """A key pressed on a focused view (the DOM ``KeyboardEvent.key``; see
+    :data:`rfmweb.session.interaction.KEYS` for what each does)."""
+
+    key: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from .interaction import KEYS
+        if self.key not in KEYS:
+            raise MessageError(f"key message: 'key' must be one of {', '.join(KEYS)}, got {self.key[:20]!r}")
+
+
+@dataclass(frozen=True)
 class Wheel(ClientMessage):
     """Merged wheel movement (``deltaY`` in pixels; positive = zoom out). On a slice view the wheel
     steps slices, with ctrl held (or a trackpad pinch) it zooms."""
@@ -339,7 +353,7 @@ class LoadScene(ClientMessage):
 
 
 _TAG_OF: dict[type, str] = {
-    Ack: "ack", Ready: "ready", Resize: "resize", Drag: "drag", Wheel: "wheel", SetPreset: "preset",
+    Ack: "ack", Ready: "ready", Resize: "resize", Drag: "drag", Wheel: "wheel", Key: "key", SetPreset: "preset",
     SetRenderer: "renderer", SetClass: "class", SetGroup: "group", SetClassColors: "class_colors",
     SetCinematic: "cinematic",
     ResetCamera: "reset", Screenshot: "screenshot", SetMode: "mode", SetSlice: "slice", SetSliceChannel: "channel",

@@ -124,6 +124,19 @@ def test_drag_changes_the_frame(page, artifacts):
     assert _differ(a, b), "a drag did not change the frame"
 
 
+def test_arrow_keys_on_a_focused_view_orbit_it(page):
+    """The views could not be worked from the keyboard (trame-rca sends no keys)."""
+    before, a = _settled(page)
+    page.locator(".rfm-area-view_a").focus()
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    _, b = _settled(page, after=before, changed=True)
+    assert _differ(a, b), "the arrow keys did not orbit the view"
+    page.keyboard.press("Home")
+    _, back = _settled(page)
+    assert not _differ(a, back), "Home did not bring the camera back"
+
+
 def test_class_and_group_toggles_change_the_frame(page, artifacts):
     bone = page.locator(".rfm-class", has_text="bone").locator("input[type=checkbox]")
     # a class name cut to fit the sidebar shows whole on hover

@@ -164,6 +164,12 @@ def test_slice_controls_show_the_state_and_send_intents(page, artifacts):
     page.mouse.move(box["x"] + 50, box["y"] + 50)
     page.mouse.wheel(0, 120)
     page.wait_for_function("() => window.__sent.some((m) => m.type === 'wheel' && m.dy > 0)")
+    # keys on the focused view (arrows, PageUp/Down, + -, Home), not the others (Delete), nor with ctrl
+    canvas.focus()
+    for key in ("ArrowUp", "Delete", "Control+ArrowUp", "Home"):
+        page.keyboard.press(key)
+    page.wait_for_function("() => window.__sent.filter((m) => m.type === 'key').length >= 2")
+    assert _sent(page, "key") == [{"view": 0, "type": "key", "key": "ArrowUp"}, {"view": 0, "type": "key", "key": "Home"}]
     # the labels' opacity slider works while the labels are shown (as in the web app)
     assert page.locator(".rfm-overlay-opacity").is_disabled()
     page.evaluate("(s) => window.__set({views: [s]})", _view_state(label_overlay=True, overlay_opacity=0.5))
