@@ -112,6 +112,13 @@ class Volume:
         return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
 
     @property
+    def obliquity_deg(self) -> float:
+        """How far the voxel axes turn from the world (RAS) axes, degrees: 0 for a scan on the
+        scanner's axes (the slice views show voxel planes, so an oblique scan's "axial" is tilted)."""
+        unit = self.affine[:3, :3] / np.linalg.norm(self.affine[:3, :3], axis=0)
+        return float(np.degrees(np.arccos(np.clip(np.abs(unit).max(axis=0).min(), 0.0, 1.0))))
+
+    @property
     def bounds(self) -> np.ndarray:
         """``[2, 3]`` world-space (mm) axis-aligned box around the voxel centres."""
         corners = np.array(np.meshgrid(*[[0, s - 1] for s in self.shape], indexing="ij")).reshape(3, -1)

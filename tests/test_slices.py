@@ -73,3 +73,26 @@ def test_bad_arguments():
         slice_geometry(vol, "oblique", 0, 64, 64)
     with pytest.raises(InputError, match="0..9"):
         slice_geometry(vol, "axial", 10, 64, 64)
+
+
+def test_an_oblique_scan_says_so_on_its_slice_views():
+    """An oblique scan's "axial" view is its tilted voxel plane: its letters are only the nearest
+    directions, and the view said nothing of the tilt."""
+    from rfmweb.session import RenderSession
+    from rfmweb.session.slice_frame import LETTER_COLOR
+
+    data = np.random.default_rng(0).normal(0, 50, (24, 24, 24)).astype(np.float32)
+    c, s = np.cos(np.radians(20)), np.sin(np.radians(20))
+    tilted = np.eye(4)
+    tilted[:3, :3] = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+    corners = []
+    for affine, deg in ((np.eye(4), 0.0), (tilted, 20.0)):
+        vol = Volume(data, affine, modality="CT")
+        assert vol.obliquity_deg == pytest.approx(deg, abs=1e-6)
+        session = RenderSession(vol, renderer="vtk", width=160, height=160)
+        session.set_view_mode("axial")
+        frame = session.render()
+        corner = frame[:24, :80].astype(int)
+        corners.append(int((np.abs(corner - LETTER_COLOR).sum(-1) < 60).sum()))
+        session.close()
+    assert corners[0] == 0 and corners[1] > 20, corners

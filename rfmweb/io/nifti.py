@@ -52,8 +52,8 @@ def _read_head(path: Path) -> tuple[bytes, bool]:
             if str(path).startswith("sample:") else ""
         raise InputError(f"no such file{hint}", path)
     if path.is_dir():
-        raise InputError("is a folder, expected a .nii or .nii.gz file (a DICOM series or BraTS case folder: "
-                         "rfmweb.io.open_volume)", path)
+        raise InputError("is a folder, expected a .nii or .nii.gz file (a DICOM series or a BraTS case folder "
+                         "opens as the scan itself: `rfmweb serve FOLDER`, or rfmweb.io.open_volume)", path)
     if not path.is_file():
         raise InputError("not a regular file, expected a .nii or .nii.gz file", path)
     if path.stat().st_size == 0:

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 #: Screen-edge letters of each slice view (left, right, top, bottom), radiological convention.
 ORIENTATION = {"axial": ("R", "L", "A", "P"), "coronal": ("R", "L", "S", "I"), "sagittal": ("A", "P", "S", "I")}
+#: A scan turned more than this from the anatomical axes says so on its slice views, degrees.
+OBLIQUE_DEG = 1.0
 #: Lengths a scale bar may take, mm (the longest that fits in a fifth of the view is drawn).
 SCALE_BAR_MM = (1, 2, 5, 10, 20, 50, 100, 200, 500)
 LETTER_COLOR = (255, 220, 60)
@@ -42,7 +44,7 @@ def render_slice_frame(snap: "Snapshot", marks: tuple[np.ndarray, np.ndarray] | 
     if marks is not None and len(marks[0]):
         image = draw_marks(image, geo, marks[0], marks[1], mark_colors(snap.scene.classes))
     image = draw_slice_points(image, geo, snap.scene.volume, snap.cursor, snap.annotations)
-    return _annotate(image, snap.mode, geo.mm_per_px)
+    return _annotate(image, snap.mode, geo.mm_per_px, snap.scene.volume.obliquity_deg)
 
 
 def mark_colors(classes) -> dict[int, tuple[int, int, int]]:
@@ -106,8 +108,10 @@ def scale_bar_mm(width_px: int, mm_per_px: float) -> int:
     return fits[-1] if fits else SCALE_BAR_MM[0]
 
 
-def _annotate(image: np.ndarray, axis: str, mm_per_px: float) -> np.ndarray:
-    """Patient-direction letters at the middle of each edge (yellow) and a scale bar at the bottom left."""
+def _annotate(image: np.ndarray, axis: str, mm_per_px: float, oblique_deg: float = 0.0) -> np.ndarray:
+    """Patient-direction letters at the middle of each edge (yellow), "oblique N°" at the top left when
+    the voxel planes shown turn more than :data:`OBLIQUE_DEG` from the anatomical ones (the letters
+    are then the nearest directions), and a scale bar at the bottom left."""
     from PIL import Image, ImageDraw
 
     h, w = image.shape[:2]
@@ -119,6 +123,8 @@ def _annotate(image: np.ndarray, axis: str, mm_per_px: float) -> np.ndarray:
     pad = max(2, size // 3)
     spots = ((left, (pad, h / 2), "lm"), (right, (w - pad, h / 2), "rm"), (top, (w / 2, pad), "mt"),
              (bottom, (w / 2, h - pad), "mb"))
+    if oblique_deg > OBLIQUE_DEG:
+        spots += ((f"oblique {oblique_deg:.0f}°", (pad, pad), "lt"),)
     for text, xy, anchor in spots:
         draw.text(xy, text, fill=LETTER_COLOR, font=font, anchor=anchor, stroke_width=1, stroke_fill=(0, 0, 0))
     mm = scale_bar_mm(w, mm_per_px)
