@@ -11,6 +11,10 @@ and hands out its websocket); this module is that pattern, small and in-process:
   running, the next tab gets a 503 page that says so.
 - ``/s/<id>/...`` is proxied to that child (HTTP and the websocket); the child only answers
   loopback Host names and its internal key, which only the launcher holds.
+- One tab per session: a second page on the same ``/s/<id>/`` (a duplicated tab, a pasted link)
+  takes the viewer over, and the older page is closed with :data:`TAKEN_OVER`, which it explains
+  (two pages would otherwise drive one state, each seeing the other's changes). A reload is the
+  same, seamlessly.
 - A session ends when its tab's websocket has been closed for ``grace_s`` (a reload reconnects
   within it), or ``connect_s`` after it started if no websocket ever came. Ending closes the child's
   stdin: it exits at once (and if the launcher dies, its children see EOF and exit too); its memory
@@ -40,6 +44,8 @@ from .server import Access, Content, run_app
 
 log = logging.getLogger(__name__)
 
+#: WebSocket close code of a page whose session another tab took over (4000-4999: the application's).
+TAKEN_OVER = 4001
 _PORT_LINE = "RFMWEB_SESSION_PORT "
 _CHILD = "from rfmweb.app.launcher import session_main; session_main()"
 # response headers of a proxied page worth keeping (aiohttp recomputes length and encoding)
@@ -72,6 +78,7 @@ class Session:
     port: int
     key: str
     sockets: int = 0
+    browsers: list = field(default_factory=list)   # the open page websockets, oldest first
     reaper: asyncio.TimerHandle | None = None
     tasks: list = field(default_factory=list)
 
@@ -253,6 +260,12 @@ class Launcher:
         browser = web.WebSocketResponse(max_msg_size=0, compress=False)
         await browser.prepare(request)
         session.sockets += 1
+        # one tab per session: the same /s/<id>/ opened again (a duplicated tab, a pasted link) takes
+        # the viewer over; the older tab is let go with a close code its page explains
+        for older in list(session.browsers):
+            log.info("session %s: opened in another tab; the older tab is let go", session.tag)
+            asyncio.ensure_future(older.close(code=TAKEN_OVER, message=b"opened in another tab"))
+        session.browsers.append(browser)
         if session.reaper is not None:
             session.reaper.cancel()
         try:
@@ -280,6 +293,7 @@ class Launcher:
             log.warning("session %s: websocket proxy failed: %s", session.tag, exc)
         finally:
             await browser.close()
+            session.browsers.remove(browser)
             session.sockets -= 1
             if session.sockets == 0 and self.sessions.get(session.sid) is session:
                 self._schedule_end(session, self.grace_s, "its tab closed")

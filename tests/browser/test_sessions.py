@@ -177,3 +177,26 @@ def test_shared_tabs_follow_the_first_one(browser, shared):
     finally:
         ctx_b.close()
         ctx_a.close()
+
+
+def test_a_session_opened_in_a_second_tab_takes_it_over_and_the_first_says_so(browser, per_tab, artifacts):
+    """A duplicated tab or a pasted /s/<id>/ link joined the same session: two pages drove one state,
+    each seeing the other's changes. The newer page takes the viewer over; the older one says so."""
+    url, log = per_tab
+    (ctx_a, a), (ctx_b, b) = _tab(browser, url), _tab(browser, url)
+    try:
+        b.goto(a.url)                                   # B's context holds the key's cookie
+        wait_frame(b, _view(b))
+        lost = a.locator(".rfm-lost")
+        lost.wait_for(state="visible")
+        assert "opened in another tab" in lost.inner_text()
+        a.screenshot(path=str(artifacts / "sessions_taken_over.png"))
+        tag = re.search(r"/s/([0-9a-f]{6})", a.url).group(1)
+        _wait_log(log, rf"session {tag}: opened in another tab")
+        before = wait_idle(b, _view(b))
+        _set_preset(b, "CT-Muscle")                     # the session works on in the newer tab
+        wait_idle(b, _view(b), after=before, changed=True)
+        assert b.locator(".rfm-lost").count() == 0
+    finally:
+        ctx_a.close()
+        ctx_b.close()
