@@ -51,6 +51,14 @@ def test_render_hides_a_class_and_writes_jpeg(small_files, tmp_path):
     assert Image.open(hidden).format == "JPEG" and np.abs(a - b).mean() > 2
 
 
+def test_render_of_a_scan_the_tf_hides_says_why_the_picture_is_black(tmp_path):
+    import nibabel as nib
+    nib.save(nib.Nifti1Image(np.full((12, 12, 12), -1000, np.int16), np.eye(4)), str(tmp_path / "air.nii.gz"))
+    res = rfmweb("render", tmp_path / "air.nii.gz", "--out", tmp_path / "air.png", "--size", "32")
+    assert res.returncode == 0 and np.asarray(Image.open(tmp_path / "air.png")).max() == 0
+    assert "nothing to draw: the transfer function hides every value of this scan (-1000 to -1000 HU)" in res.stderr
+
+
 def test_render_averages_frames_as_the_viewer_at_rest(small_files, tmp_path):
     """The still is the view at rest: jittered frames averaged converge (8 frames lie nearer 32 than
     one frame does); a bad --frames is refused."""

@@ -80,3 +80,14 @@ def test_a_follower_may_only_read_report_and_download():
     obj, func = handler.functionMap["trame.rca.reset"]
     func(obj, "view_a")
     assert ran[-1] == "trame.rca.reset", "the driver's calls run (rpcs.limit_rpcs keeps pages to their own)"
+
+
+def test_tab_ids_are_logged_by_their_first_characters_only(caplog):
+    import logging
+
+    ids = ["2c899cb4109c4e4ebf0223e428c75ce0", "7d1f00aa9e3b4c6f8a2b5e9d0c1f2a3b"]
+    web, handler, protocol = gate_over(ids)
+    with caplog.at_level(logging.INFO, logger="rfmweb"):
+        call(web, handler, ids[1], "CT-Lung")
+    assert "tab 2c899c drives now" in caplog.text and "was undone (tab 2c899c drives)" in caplog.text
+    assert not any(i in caplog.text for i in ids)

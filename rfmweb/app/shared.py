@@ -63,7 +63,7 @@ class DriverGate:
         """The client id of the oldest connected, authenticated client (``None``: nobody)."""
         found = next((c for h in self._handlers() for c in h.connections if c in h.authentified_client_ids), None)
         if found != self._driver and found is not None:
-            log.info("shared mode: tab %s drives now (%d connected)", found, self._clients())
+            log.info("shared mode: tab %s drives now (%d connected)", found[:6], self._clients())
         self._driver = found
         return found
 
@@ -89,7 +89,7 @@ class DriverGate:
             if uri == "trame.state.update":
                 keys = _state_keys(obj, args)
                 log.info("shared mode: a following tab's change of %s was undone (tab %s drives)",
-                         ", ".join(keys) or "nothing", self._driver)
+                         ", ".join(keys) or "an unknown state key", (self._driver or "")[:6])
                 obj.force_push_state(*keys)  # the follower's control goes back to the shared value
             else:
                 log.debug("ignored %s from a follower (shared mode: the first tab drives)", uri[:80])

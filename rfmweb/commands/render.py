@@ -53,6 +53,7 @@ def _run_render(args) -> None:
     from ..io import atomic_write
     from ..io.atomic import check_output
     from ..render.registry import check_renderer
+    from ..render.scene import nothing_to_draw
     from ..session import RenderSession, encode_image
     from ..session.sources import open_sources
     from ..transfer import load_paraview_json
@@ -94,6 +95,8 @@ def _run_render(args) -> None:
 
         apply_scene(session, read_scene(args.scene), args.scene)
     snap = session.snapshot()
+    if snap.mode == "3d" and (empty := nothing_to_draw(snap.scene)) is not None:
+        log.warning("%s", empty)                     # the picture would be black with no word why
     passes = session.progressive(snap, args.frames, 1) if args.frames > 1 else None
     if passes is None:
         image, frames = session.render(), 1

@@ -126,14 +126,15 @@ def test_drag_changes_the_frame(page, artifacts):
 
 def test_arrow_keys_on_a_focused_view_orbit_it(page):
     """The views could not be worked from the keyboard (trame-rca sends no keys)."""
-    before, a = _settled(page)
     page.locator(".rfm-area-view_a").focus()
+    page.keyboard.press("Home")                     # earlier tests moved the camera
+    before, a = _settled(page)
     page.keyboard.press("ArrowLeft")
     page.keyboard.press("ArrowLeft")
-    _, b = _settled(page, after=before, changed=True)
+    turned, b = _settled(page, after=before, changed=True)
     assert _differ(a, b), "the arrow keys did not orbit the view"
     page.keyboard.press("Home")
-    _, back = _settled(page)
+    _, back = _settled(page, after=turned, changed=True)
     assert not _differ(a, back), "Home did not bring the camera back"
 
 
