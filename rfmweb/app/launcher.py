@@ -77,7 +77,6 @@ class Session:
     proc: asyncio.subprocess.Process
     port: int
     key: str
-    sockets: int = 0
     browsers: list = field(default_factory=list)   # the open page websockets, oldest first
     reaper: asyncio.TimerHandle | None = None
     tasks: list = field(default_factory=list)
@@ -259,7 +258,6 @@ class Launcher:
         # compressed message from a task of its own whose error nobody collects if the tab closes
         browser = web.WebSocketResponse(max_msg_size=0, compress=False)
         await browser.prepare(request)
-        session.sockets += 1
         # one tab per session: the same /s/<id>/ opened again (a duplicated tab, a pasted link) takes
         # the viewer over; the older tab is let go with a close code its page explains
         for older in list(session.browsers):
@@ -294,8 +292,7 @@ class Launcher:
         finally:
             await browser.close()
             session.browsers.remove(browser)
-            session.sockets -= 1
-            if session.sockets == 0 and self.sessions.get(session.sid) is session:
+            if not session.browsers and self.sessions.get(session.sid) is session:
                 self._schedule_end(session, self.grace_s, "its tab closed")
         return browser
 

@@ -8,10 +8,13 @@ state keys) and every action calls a controller of :mod:`rfmweb.app.logic` (``ct
 
 from __future__ import annotations
 
+import json
+
 from trame.ui.vuetify3 import SinglePageWithDrawerLayout
 from trame.widgets import client, html, rca
 from trame.widgets import vuetify3 as v3
 
+from ..session.interaction import KEYS
 from ..session.messages import BRUSH_MM_RANGE
 from .state import PLANE_VIEWS, VIEW_A, VIEW_B, VIEW_C, VIEWS
 
@@ -74,7 +77,7 @@ CLIENT_SCRIPT = r"""
     });
   }
   // keys on a focused view (trame-rca sends none): arrows, PageUp/PageDown, + - and Home (interaction.KEYS)
-  const KEYS = ["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "PageUp", "PageDown", "+", "=", "-", "Home"];
+  const KEYS = __RFM_KEYS__;
   document.addEventListener("keydown", (e) => {
     const img = e.target?.querySelector?.("img[data-rfm-view]");
     if (!img || !KEYS.includes(e.key) || e.ctrlKey || e.altKey || e.metaKey) return;
@@ -105,7 +108,7 @@ CLIENT_SCRIPT = r"""
     }
   }, 50);
 })();
-"""
+""".replace("__RFM_KEYS__", json.dumps(KEYS))
 
 
 def _view(name: str, title: str, names) -> None:

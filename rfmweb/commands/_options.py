@@ -25,7 +25,7 @@ def add_compute_options(p, threads_help: str = "torch intra-op threads") -> None
 
 
 def add_series_option(p) -> None:
-    """Add ``--series UID`` (which series of a DICOM folder or .zip to read) to parser ``p``."""
+    """Add ``--series ID`` (which series of a DICOM folder or .zip to read) to parser ``p``."""
     p.add_argument("--series", metavar="ID", help="the series to read when the DICOM folder or .zip holds several: "
                                                   "its number, the id the error lists, or its SeriesInstanceUID "
                                                   "(default: the one with the most images)")

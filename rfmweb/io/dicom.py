@@ -38,6 +38,7 @@ import numpy as np
 from ..errors import InputError
 from ..volume import Volume, check_size
 from .dicom_checks import check_pixel_data, check_series, quiet_pydicom
+from .formats import VOLUME_SUFFIXES
 from .itk_image import captured_stderr, error_summary, from_canonical, image_to_ras, to_canonical
 from .nifti import guess_modality
 
@@ -214,7 +215,7 @@ def _scan(folder: Path, shown: Path) -> tuple[dict[str, list], dict[str, list]]:
     if skipped:
         log.debug("%s: skipped %d files that are not DICOM images", shown, skipped)
     if not groups:
-        volumes = sorted(p.name for p in files if p.name.lower().endswith((".nii", ".nii.gz", ".nrrd", ".mha")))
+        volumes = sorted(p.name for p in files if p.name.lower().endswith(VOLUME_SUFFIXES))
         hint = f"; it holds {', '.join(volumes[:3])}: give that file itself" if volumes else ""
         raise InputError("no DICOM images and no *-t1n.nii.gz file: expected a folder (or .zip) holding a DICOM "
                          f"series, or a BraTS case folder (t1n, t1c, t2w, t2f){hint}", shown)
