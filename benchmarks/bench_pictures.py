@@ -3,10 +3,12 @@
 Usage::
 
     .venv/bin/python benchmarks/bench_pictures.py [--size 256] [--threads 2] [--presets CT-Bone,...]
-        [--montage docs/presets.png]
+        [--azimuth 20] [--elevation 15] [--zoom 1] [--no-classes] [--montage docs/presets.png]
 
-Prints Markdown tables, per CT preset (and class colours on CT-Bone, bone hidden on CT-Muscle and
-CT-Soft-Tissue):
+Prints Markdown tables, per CT preset (and, unless ``--no-classes``, class colours on CT-Bone, bone
+hidden on CT-Muscle and CT-Soft-Tissue), at the head CT's framing turned to ``--azimuth`` /
+``--elevation`` and ``--zoom`` times closer (a lateral view: ``--azimuth 90 --elevation 0``, along a
+voxel axis):
 
 - **stability**: SSIM between two renders 0.5 degrees of azimuth apart (goal >= 0.97): the
   ray-marcher's single jittered frame (what a drag shows), its converged view (16 jittered frames
@@ -60,6 +62,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2)))
     parser.add_argument("--presets", default=",".join(p for p in PRESETS if p.startswith("CT-")))
+    parser.add_argument("--azimuth", type=float, default=20.0)
+    parser.add_argument("--elevation", type=float, default=15.0)
+    parser.add_argument("--zoom", type=float, default=1.0, help="this many times closer than the framing")
+    parser.add_argument("--no-classes", action="store_true", help="the presets only: no class-styled rows")
     parser.add_argument("--montage", type=Path, help="write the converged views (and VTK's) into this PNG")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -67,19 +73,22 @@ def main() -> None:
     plain = vol.with_labels(None, ())
     marcher_name = "compiled" if "compiled" in renderer_names() else "raymarch"
     marcher, vtk = make_renderer(marcher_name), make_renderer("vtk")
-    cam = OrbitCamera.framing(vol.bounds, azimuth=20, elevation=15, width=args.size, height=args.size, margin=0.8)
+    cam = OrbitCamera.framing(vol.bounds, azimuth=args.azimuth, elevation=args.elevation, width=args.size,
+                              height=args.size, margin=0.8).zoomed(1.0 / args.zoom)
     turned = cam.orbited(0.5, 0.0)
-    print(f"head CT {vol.shape}, {args.size}^2, azimuth 20 vs 20.5 degrees, elevation 15; ray-marcher: {marcher_name};"
+    print(f"head CT {vol.shape}, {args.size}^2, azimuth {args.azimuth:g} vs {args.azimuth + 0.5:g} degrees, elevation "
+          f"{args.elevation:g}, zoom {args.zoom:g}; ray-marcher: {marcher_name};"
           f" {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} thread(s)\n")
     print("| preset | stability: 1 frame | stability: converged | stability: VTK 1 frame | stability: VTK converged "
           "| convergence (ref vs 4x) | parity VTK vs ray-marcher, converged |")
     print("|---|---|---|---|---|---|---|")
     cases = [(name, Scene(plain, preset(name))) for name in args.presets.split(",") if name]
     table = ClassTable.from_classes(vol.classes)
-    cases.append(("CT-Bone, coloured by class", Scene(vol, preset("CT-Bone"), ClassTable(table.styles,
-                                                                                          use_class_colors=True))))
-    for name in ("CT-Muscle", "CT-Soft-Tissue"):
-        cases.append((f"{name}, bone (label 2) hidden", Scene(vol, preset(name), table.updated(2, visible=False))))
+    if not args.no_classes:
+        cases.append(("CT-Bone, coloured by class",
+                      Scene(vol, preset("CT-Bone"), ClassTable(table.styles, use_class_colors=True))))
+        for name in ("CT-Muscle", "CT-Soft-Tissue"):
+            cases.append((f"{name}, bone (label 2) hidden", Scene(vol, preset(name), table.updated(2, visible=False))))
     tiles = []
     for name, scene in cases:
         one = [marcher.render(scene, c, FULL) for c in (cam, turned)]

@@ -48,7 +48,18 @@ class ViewPanel {
     this.bindResize();
   }
 
-  send(msg) { this.model.send({ view: this.index, ...msg }); }
+  send(msg) {
+    if (this.lost) return;
+    try {
+      this.model.send({ view: this.index, ...msg });
+    } catch (err) {   // the kernel restarted or shut down: its end of the widget is gone
+      this.lost = true;
+      console.warn("rfmweb: the kernel is gone:", err);
+      this.root.classList.add("rfm-lost");
+      this.overlay.textContent = "The kernel stopped or restarted: run this cell again";
+      this.overlay.hidden = false;
+    }
+  }
 
   on(target, type, fn, opts) {
     target.addEventListener(type, fn, opts);

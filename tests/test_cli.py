@@ -123,6 +123,15 @@ def test_options_that_cannot_apply_are_one_line_errors(small_files, tmp_path, ca
     out = tmp_path / "x.png"
     assert main(["render", str(ct), "--out", str(out), "--elevation", "200"]) == 2
     assert "--elevation must lie in -90..90 degrees, got 200" in capsys.readouterr().err
+    assert main(["export-ply", str(ct), "--out", str(tmp_path / "x.ply"), "--elevation", "200"]) == 2
+    assert "--elevation must lie in -90..90 degrees, got 200" in capsys.readouterr().err
+    # segment checked its --device only deep in torch: a traceback, exit 1
+    for device in ("tpu",) + (() if torch.cuda.is_available() else ("cuda",)):
+        assert main(["segment", "sample:brain_glioma", "--out", str(tmp_path / "s.nii.gz"), "--device", device]) == 2
+        err = capsys.readouterr().err
+        assert "--device" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert main(["evaluate-renderfm", "--out", str(tmp_path / "eval"), "--device", "tpu"]) == 2   # and makes nothing
+    assert "--device must be cpu or cuda" in capsys.readouterr().err and not (tmp_path / "eval").exists()
     g = torch.Generator().manual_seed(0)
     n = 20
     Splats6D(torch.randn(n, 3, generator=g), torch.zeros(n, 3), torch.zeros(n, 6), torch.zeros(n, 15),

@@ -3,6 +3,8 @@ same session state and the same frames; window/level maths; the label overlay to
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -57,14 +59,27 @@ def test_window_level_maths():
     lo, hi = window_range(*WINDOW_PRESETS["brain"])  # W80 L40: 0..80 HU
     assert (lo, hi) == (0, 80)
     np.testing.assert_allclose(window_grey([-1000, 0, 40, 60, 80, 3000], lo, hi), [0, 0, 0.5, 0.75, 1, 1])
-    # right widens, down raises the level; each pixel moves 1 % of the width (0.8 HU on a brain window)
-    lo2, hi2 = drag_window(lo, hi, dx=40, dy=20, span=4000)
-    assert hi2 - lo2 == pytest.approx(80 + 32) and (lo2 + hi2) / 2 == pytest.approx(40 + 16)
+    # right widens, down raises the level; each pixel moves 1 % of the width (0.8 HU on a brain window),
+    # the width it has at that pixel
+    lo2, hi2 = drag_window(lo, hi, dx=0, dy=20, span=4000)
+    assert hi2 - lo2 == pytest.approx(80) and (lo2 + hi2) / 2 == pytest.approx(40 + 16)
+    lo2, hi2 = drag_window(lo, hi, dx=40, dy=0, span=4000)
+    assert hi2 - lo2 == pytest.approx(80 * math.exp(0.4))
     # at most span/400 (a bone window W2000 moves 10 HU, not 20), at least span/40000
     lo3, hi3 = drag_window(*window_range(2000, 500), dx=10, dy=-10, span=4000)
     assert hi3 - lo3 == pytest.approx(2100) and (lo3 + hi3) / 2 == pytest.approx(400)
-    lo4, hi4 = drag_window(*window_range(1, 0), dx=100, dy=0, span=4000)
-    assert hi4 - lo4 == pytest.approx(1 + 10)
+    lo4, hi4 = drag_window(*window_range(1, 0), dx=90, dy=0, span=4000)
+    assert hi4 - lo4 == pytest.approx(1 + 9)                      # 0.1 HU a pixel up to W10
+    lo4, hi4 = drag_window(*window_range(1, 0), dx=-100, dy=0, span=4000)
+    assert hi4 - lo4 == pytest.approx(0.1)                        # no narrower than the finest step
+    # a drag ends where it ends however the front end split it (each message compounded 1 % of the
+    # width per pixel: 100 px in 10 messages made W80 -> 207, in one -> 160)
+    for dx, dy in ((100, 0), (0, 100), (-300, 0), (600, 0), (80, 80), (-700, -40)):
+        for start in (window_range(80, 40), window_range(3000, 500), window_range(2, 0)):
+            whole, parts = drag_window(*start, dx, dy, span=4000), start
+            for _ in range(10):
+                parts = drag_window(*parts, dx / 10, dy / 10, span=4000)
+            np.testing.assert_allclose(parts, whole, rtol=1e-9, atol=1e-6 if dx * dy == 0 else 0.02 * abs(dy))
     with pytest.raises(Exception, match="width"):
         window_range(0, 10)
 
@@ -108,7 +123,9 @@ def test_probe_reports_hu_and_mm_and_slice_zoom_pan(small_ct):
     geo = s.slice_geometry()
     u = ((15 - 6) + 0.5) / geo.mm_per_px + geo.offset[0]
     c.handle(m.Probe(0, u, SIZE / 2))
-    assert seen and seen[-1].endswith("200 HU") and "mm" in seen[-1]
+    assert seen and seen[-1].endswith("200 HU · red") and "mm" in seen[-1]   # the labelled cube's class
+    c.handle(m.Probe(0, u + 4 / geo.mm_per_px, SIZE / 2))                  # x = 2: outside the cube
+    assert seen[-1].endswith(" -200 HU")
     c.handle(m.Probe(0, 0.5, 0.5 + SIZE * 10))  # off the volume: the readout clears
     assert seen[-1] == ""
     c.handle(m.Wheel(0, -200, ctrl=True))
@@ -119,6 +136,28 @@ def test_probe_reports_hu_and_mm_and_slice_zoom_pan(small_ct):
     assert s.slice_index == 7, "the plain wheel steps slices"
     c.handle(m.ResetCamera(0))
     assert s.slice_zoom == 1 and s.slice_pan == (0.0, 0.0)
+
+
+def test_the_wheel_steps_a_slice_per_notch_and_zooms_about_the_pointer():
+    """Each wheel message stepped one slice whatever its delta: ten 2 px events of a trackpad flick went
+    ten slices (30 mm), a 3-notch event one. Ctrl + wheel zoomed about the view's centre."""
+    vol = _hu_slab()
+    s = RenderSession(vol, renderer="vtk", width=SIZE, height=SIZE)
+    c = ViewController([s])
+    c.handle(m.SetMode(0, "axial", 8))
+    for dy, index in ((2.0,) * 10, 8), ((-300.0,), 11), ((53.0, 53.0, 120.0), 8), ((-30.0,) * 7, 10), \
+            ((30.0, -30.0, 30.0, -30.0), 10):
+        for d in dy:
+            c.handle(m.Wheel(0, d))
+        assert s.slice_index == index, dy
+    geo = s.slice_geometry()
+    c.handle(m.Probe(0, 20.0, 30.0))                     # the pointer rests there
+    under = geo.to_voxel([20.0], [30.0])[0]
+    c.handle(m.Wheel(0, -300, ctrl=True))
+    zoomed = s.slice_geometry()
+    assert zoomed.zoom > 1.5
+    np.testing.assert_allclose(zoomed.to_voxel([20.0], [30.0])[0], under, atol=1e-6)
+    assert c.probes[0] == s.probe(20.0, 30.0).text()
 
 
 def test_keys_on_a_focused_view_orbit_zoom_step_slices_and_reset():

@@ -180,6 +180,12 @@ def test_several_series_largest_by_default_and_series_picks(tmp_path, caplog):
         open_volume(folder)
     with pytest.raises(InputError, match="--series"):
         open_volume("sample:ct_phantom", series="1.2.3.4.100")
+    import pydicom
+    for f in (folder / "b").iterdir():              # an empty SeriesNumber named it "DICOM series None"
+        ds = pydicom.dcmread(f)
+        ds.SeriesNumber = None
+        ds.save_as(f)
+    assert open_volume(folder / "b").name == f"DICOM series {ids['1.2.3.4.200']}"
 
 
 def test_zip_input_and_hostile_zips(ct_series, tmp_path):
@@ -492,3 +498,11 @@ def test_a_dicom_folder_with_a_nifti_beside_is_read_as_dicom(ct_series):
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), str(lone / "scan.nii.gz"))
     with pytest.raises(InputError, match="it holds scan.nii.gz: give that file itself"):
         open_volume(lone)
+    # a cohort folder: its case folders, not a label map two levels down, are what to give
+    cohort = folder.parent / "cohort"
+    for case in ("BraTS-1", "BraTS-2"):
+        (cohort / case).mkdir(parents=True)
+        for kind in ("seg", "t1n"):
+            nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), str(cohort / case / f"{case}-{kind}.nii.gz"))
+    with pytest.raises(InputError, match=r"it holds BraTS case folders \(BraTS-1, BraTS-2\): give one"):
+        open_volume(cohort)

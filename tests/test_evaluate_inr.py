@@ -215,6 +215,9 @@ def test_evaluate_inr_table_matches_direct_metrics(cnn_run, splits, tmp_path):
     # 6 score rows + 2 goal rows + 6 size-band rows per split
     assert text.count("\n| val |") == text.count("\n| postop |") == 6 + 2 + 6
     assert "## WT Dice by whole-tumour volume" in text
+    # every Dice column, Dice ED and the lesion-wise TC and ET included, with its spread over the cases
+    first = next(line for line in text.splitlines() if line.startswith("| val |"))
+    assert first.count(" +- ") == 8, first
     assert "not shipped" in text and "CPU-limited" in text and "without hole filling on postop" in text
 
 

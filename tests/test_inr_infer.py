@@ -112,6 +112,29 @@ def test_segment_case_writes_nifti_on_the_case_grid(model, crop, tmp_path):
         assert (case / name).read_bytes() == before
 
 
+def test_a_segmentation_keeps_the_voxel_order_of_the_case_files(model, crop, tmp_path):
+    """A case stored LAS (x flipped, an ordinary NIfTI) was segmented onto the RAS+ grid it is read in:
+    right in world coordinates, but a voxel-wise Dice against the case's own -seg file was 0. The
+    label map is now written in the files' voxel order and matrix."""
+    import nibabel as nib
+
+    ckpt = save_checkpoint(tmp_path / "m.pt", model)
+    ras = save_brats_case(crop, tmp_path / "ras" / "case-2")
+    las = tmp_path / "las" / "case-2"
+    las.mkdir(parents=True)
+    for f in ras.iterdir():
+        img = nib.load(f)
+        flip = img.affine @ np.array([[-1, 0, 0, img.shape[0] - 1], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+        nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[::-1].copy(), flip), las / f.name)
+    _, ras_labels, _ = segment_case(ras, tmp_path / "ras.nii.gz", checkpoint=ckpt, device="cpu", precision="fp32")
+    out, _, _ = segment_case(las, tmp_path / "las.nii.gz", checkpoint=ckpt, device="cpu", precision="fp32")
+    written, image = nib.load(out), nib.load(las / "case-2-t1n.nii.gz")
+    assert np.allclose(written.affine, image.affine)                       # the file's own matrix
+    np.testing.assert_array_equal(np.asarray(written.dataobj), ras_labels[::-1])
+    assert (ras_labels > 0).any() and (ras_labels[::-1] != ras_labels).any()   # a flip would show
+    assert nib.aff2axcodes(written.affine) == ("L", "A", "S")
+
+
 def test_coarse_to_fine_equals_dense_where_everything_is_refined(model, crop):
     # the random net is tumour-like everywhere, so every voxel is refined: results must be identical
     a = segment_volume(model, crop, device="cpu", precision="fp32", coarse_to_fine=True)

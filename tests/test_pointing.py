@@ -4,10 +4,13 @@ scene files that restore a view exactly or refuse cleanly (nothing changed)."""
 
 from __future__ import annotations
 
+import io
 import json
+import time
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from rfmweb.errors import InputError
 from rfmweb.render.pick import opacity_in_front, pick, project
@@ -67,8 +70,10 @@ def test_a_click_on_a_slice_moves_every_linked_view_and_draws_the_crosshair(smal
     assert _near(frame, (u, 2), CURSOR_COLOR) and _near(frame, (2, v), CURSOR_COLOR), "no crosshair lines"
     # the readout of both views: where the cursor is and the intensity there (it went stale in the
     # linked view and dropped the HU)
-    hu = float(small_ct.data[0][tuple(ijk)])
-    assert control.probes[0] == control.probes[1] == "cursor ({:.1f}, {:.1f}, {:.1f}) mm RAS · {:.0f} HU".format(*want, hu)
+    hu, label = float(small_ct.data[0][tuple(ijk)]), int(small_ct.labels[tuple(ijk)])
+    name = "".join(f" · {c.name}" for c in small_ct.classes if c.index == label and label)   # the class last
+    assert control.probes[0] == control.probes[1] == \
+        "cursor ({:.1f}, {:.1f}, {:.1f}) mm RAS · {:.0f} HU".format(*want, hu) + name
     # a click off the volume leaves the cursor where it was
     a.zoom_slice(0.25)
     control.handle(m.PointAt(0, 1.0, 1.0))
@@ -105,6 +110,74 @@ def test_stepping_a_slice_moves_the_cursor_onto_it_in_every_linked_view(small_ct
     a.set_cursor(None)
     a.step_slice(-1)
     assert a.cursor is None and b.cursor is None and a.slice_index == 13
+
+
+def test_readouts_follow_the_cursor_and_the_slice_under_a_resting_pointer(small_ct, linked):
+    """Four views: stepping slices with the keys in one plane moved the cursor in every view, but the
+    other views kept reading "cursor (old position) · old HU"; a hovering readout kept the previous
+    plane's voxel after the plane changed."""
+    a, b, control = linked
+    b.set_view_mode("coronal")
+    control.handle(m.PointAt(0, SIZE / 2, SIZE / 2))
+    first = control.probes[1]
+    assert first.startswith("cursor ") and control.probes[0] == first
+    control.handle(m.Key(1, "ArrowUp"))                  # the coronal plane one slice on: the cursor moves
+    for view in (0, 1):
+        want = "cursor " + a.probe_point(a.cursor).text()
+        assert control.probes[view] == want != first, view
+    ijk = np.rint(np.linalg.solve(small_ct.affine, np.append(a.cursor, 1.0))[:3]).astype(int)
+    assert f" · {small_ct.data[0][tuple(ijk)]:.0f} HU" in control.probes[0]
+    control.handle(m.Probe(0, SIZE / 2 + 3, SIZE / 2 + 5))   # hovering: then the plane changes under it
+    hover = control.probes[0]
+    control.handle(m.SetMode(0, "sagittal"))
+    assert control.probes[0] == a.probe(SIZE / 2 + 3, SIZE / 2 + 5).text() != hover
+
+
+def test_the_3d_view_carries_an_orientation_marker(small_ct):
+    """The 3-D view had no orientation cue: a front view and a view from above could not be told
+    apart. Streamed 3-D frames now carry the patient axes, lettered, at the bottom right; the session's
+    own images (``rfmweb render``) and the difference heat map do not."""
+    from rfmweb.camera import OrbitCamera
+    from rfmweb.session import FrameStream
+    from rfmweb.session.difference import DifferenceSession
+    from rfmweb.session.pointing import AXIS_COLORS, draw_orientation, orientation_ends
+
+    def ends(azimuth, elevation):
+        cam = OrbitCamera.framing(small_ct.bounds, azimuth=azimuth, elevation=elevation, width=64, height=64)
+        return {letter: (v, near) for letter, _, v, near in orientation_ends(cam)}
+
+    front = ends(0, 0)                      # facing the patient: their right on screen left, head up
+    assert front["R"][0][0] < -0.99 and front["L"][0][0] > 0.99 and front["S"][0][1] < -0.99
+    assert np.hypot(*front["A"][0]) < 0.01 and front["A"][1] and not front["P"][1]   # A points at us
+    assert ends(180, 0)["R"][0][0] > 0.99                                         # from behind
+    assert ends(90, 0)["A"][0][0] < -0.99                                         # from the patient's left
+    assert ends(0, 89)["A"][0][1] > 0.99                       # orbited up over the head: the face below
+    s = RenderSession(small_ct, renderer="compiled", preset="CT-Bone", width=168, height=168)
+    plain = s.render()
+    marked = draw_orientation(plain, s.camera)
+    changed = np.abs(marked.astype(int) - plain).sum(-1) > 0
+    ys, xs = np.nonzero(changed)
+    assert changed.sum() > 100 and xs.min() > 168 * 0.6 and ys.min() > 168 * 0.6       # the corner only
+    thumbnail = plain[:80, :80]
+    assert draw_orientation(thumbnail, s.camera) is thumbnail                          # no room: none
+    assert s.draws_orientation and not DifferenceSession(s, s, width=32, height=32).draws_orientation
+    frames = []
+    stream = FrameStream(s, frames.append, idle_delay=0.05)
+    try:
+        s.set_renderer("compiled")
+        stream.request()
+        deadline = time.monotonic() + 60
+        while not any(f.kind == "idle" for f in frames) and time.monotonic() < deadline:
+            if frames:
+                stream.ack(frames[-1].id)
+            time.sleep(0.05)
+    finally:
+        stream.close()
+    idle = np.asarray(Image.open(io.BytesIO(next(f for f in frames if f.kind == "idle").data)).convert("RGB"))
+    def blue(image):        # the S-I axis' colour: nowhere in a CT-Bone picture
+        return int((np.abs(image[120:, 120:].astype(int) - AXIS_COLORS[2]).sum(-1) < 90).sum())
+
+    assert blue(idle) > 15 and blue(plain) == 0
 
 
 def test_a_3d_click_lands_on_the_surface_the_ray_marcher_draws(small_ct):

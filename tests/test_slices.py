@@ -95,4 +95,29 @@ def test_an_oblique_scan_says_so_on_its_slice_views():
         corner = frame[:24, :80].astype(int)
         corners.append(int((np.abs(corner - LETTER_COLOR).sum(-1) < 60).sum()))
         session.close()
-    assert corners[0] == 0 and corners[1] > 20, corners
+    assert corners[0] > 10 and corners[1] > corners[0] + 20, corners   # the plane's name; then the tilt too
+
+
+def test_a_slice_view_says_which_slice_it_shows_and_where():
+    """The slider said "21 / 40" and nothing else; four-view panes had no plane name. The frame now
+    names its plane (top left) and its slice's number and position along the patient axis in mm
+    (bottom right), as a PACS does."""
+    from rfmweb.session import RenderSession
+    from rfmweb.session.slice_frame import slice_position
+
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = (-9.0, 4.0, -10.0)
+    vol = Volume(np.zeros((10, 10, 20), np.float32), affine, modality="CT")
+    assert slice_position(vol, "axial", 5) == "6/20 · S 0.0 mm"
+    assert slice_position(vol, "axial", 2) == "3/20 · I 6.0 mm"
+    assert slice_position(vol, "coronal", 0) == "1/10 · A 4.0 mm"
+    assert slice_position(vol, "sagittal", 1) == "2/10 · L 7.0 mm"      # RAS: +x is the patient's right
+    assert slice_position(vol, "sagittal", 9) == "10/10 · R 9.0 mm"
+    session = RenderSession(vol, renderer="vtk", width=200, height=160)
+    session.set_view_mode("axial", 5)
+    frames = [session.render()]
+    session.set_view_mode("axial", 2)
+    frames.append(session.render())
+    session.close()
+    corner = [f[-24:, 110:].astype(int) for f in frames]         # bottom right: the position text, in white
+    assert all((c.min(-1) > 200).sum() > 20 for c in corner) and (corner[0] != corner[1]).any()

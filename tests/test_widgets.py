@@ -233,6 +233,12 @@ def test_python_api_drives_state_and_frames(viewer, tmp_path):
     assert [c["visible"] for c in viewer.views[0]["classes"]] == [True, False, False]
     with pytest.raises(InputError, match="no class named"):
         viewer.set_class_visible("liver", False)
+    # a bad argument from Python is an InputError in Python's words, not the page protocol's
+    with pytest.raises(InputError, match=r"^'opacity' must lie in \[0, 1\], got 1.5"):
+        viewer.set_class_opacity(2, 1.5)
+    with pytest.raises(InputError, match="on must be True or False, got 'yes'"):
+        viewer.set_class_colors("yes")             # it switched class colours on
+    assert viewer.views[0]["class_colors"] is False
     viewer.set_class_visible(2, True)
     viewer.session.orbit(40, 0)
     viewer.reset_camera()

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Sequence, Union
 
 import anywidget
+import numpy as np
 import traitlets as t
 
 from rfmweb.errors import InputError
@@ -163,7 +164,7 @@ class _Views(anywidget.AnyWidget):
     def set_class_visible(self, index_or_name: int | str, visible: bool, *, view: int | None = None) -> None:
         """Show or hide one class, given by label value or name (case-insensitive)."""
         for i in self._views(view):
-            self._control(i, m.SetClass, index=_class_index(self._sessions[i], index_or_name), visible=bool(visible))
+            self._control(i, m.SetClass, index=_class_index(self._sessions[i], index_or_name), visible=_flag("visible", visible))
 
     def set_class_opacity(self, index_or_name: int | str, opacity: float, *, view: int | None = None) -> None:
         """Set one class's opacity in [0, 1]."""
@@ -172,15 +173,15 @@ class _Views(anywidget.AnyWidget):
 
     def set_group_visible(self, group: str, visible: bool, *, view: int | None = None) -> None:
         """Show or hide a group of classes ("skeleton", "organs", "vessels", "soft tissue", ...)."""
-        self._control(view, m.SetGroup, group=group, visible=bool(visible))
+        self._control(view, m.SetGroup, group=group, visible=_flag("visible", visible))
 
     def set_class_colors(self, on: bool, *, view: int | None = None) -> None:
         """Colour voxels by class (``True``) or by the transfer function (``False``)."""
-        self._control(view, m.SetClassColors, on=bool(on))
+        self._control(view, m.SetClassColors, on=_flag("on", on))
 
     def set_cinematic(self, on: bool, *, view: int | None = None) -> None:
         """Cinematic still: path-trace the view progressively while the camera rests (needs Mitsuba)."""
-        self._control(view, m.SetCinematic, on=bool(on))
+        self._control(view, m.SetCinematic, on=_flag("on", on))
 
     def set_view_mode(self, mode: str, index: int | None = None, *, view: int | None = None) -> None:
         """Show the 3-D render (``"3d"``) or a slice (``"axial"``, ``"coronal"``, ``"sagittal"``,
@@ -205,7 +206,7 @@ class _Views(anywidget.AnyWidget):
 
     def set_label_overlay(self, on: bool, opacity: float | None = None, *, view: int | None = None) -> None:
         """Draw the label map over slice views (greyscale without it), at ``opacity`` in [0, 1]."""
-        self._control(view, m.SetLabelOverlay, on=bool(on), opacity=opacity)
+        self._control(view, m.SetLabelOverlay, on=_flag("on", on), opacity=opacity)
 
     def set_linked(self, on: bool) -> None:
         """One camera for every view (orbit one, all follow), or each its own (Compare)."""
@@ -336,7 +337,11 @@ class _Views(anywidget.AnyWidget):
         if view is None and self.control.shared_styles and issubclass(kind, STYLE_MESSAGES):
             views = views[:1]
         for i in views:
-            self.control.handle(kind(view=i, **fields))
+            try:
+                msg = kind(view=i, **fields)
+            except m.MessageError as exc:      # the page's protocol checks; from Python, a bad argument
+                raise InputError(str(exc).split(" message: ", 1)[-1]) from None
+            self.control.handle(msg)
 
     def _check_view(self, view: int) -> int:
         if not 0 <= int(view) < len(self._sessions):
@@ -512,3 +517,10 @@ class Viewer(_Views):
     @property
     def stream(self) -> FrameStream:
         return self._streams[0]
+
+
+def _flag(name: str, value) -> bool:
+    """``value`` as a bool, refusing what is not one (``set_class_colors("no")`` switched them on)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{name} must be True or False, got {value!r}")
+    return bool(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from ..errors import InputError
@@ -29,6 +30,15 @@ def add_series_option(p) -> None:
     p.add_argument("--series", metavar="ID", help="the series to read when the DICOM folder or .zip holds several: "
                                                   "its number, the id the error lists, or its SeriesInstanceUID "
                                                   "(default: the one with the most images)")
+
+
+def check_view_angles(args) -> None:
+    """Refuse ``--azimuth`` / ``--elevation`` that name no view: not finite, or an elevation past a pole."""
+    for name in ("azimuth", "elevation"):
+        if not math.isfinite(getattr(args, name)):
+            raise InputError(f"--{name} must be a finite number of degrees, got {getattr(args, name)}")
+    if not -90 <= args.elevation <= 90:
+        raise InputError(f"--elevation must lie in -90..90 degrees, got {args.elevation:g}")
 
 
 def apply_threads(args, device: str | None = None) -> None:

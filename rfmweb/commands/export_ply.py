@@ -12,6 +12,7 @@ import logging
 from dataclasses import replace
 
 from ..errors import InputError
+from ._options import check_view_angles
 
 log = logging.getLogger("rfmweb")
 
@@ -39,6 +40,7 @@ def _run(args) -> None:
 
     if not str(args.out).lower().endswith(".ply"):
         raise InputError("output must end in .ply", args.out)
+    check_view_angles(args)
     check_output(args.out)
     splats = read_splats(args.splats)
     if getattr(args, "six_d", False):

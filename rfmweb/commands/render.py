@@ -5,12 +5,11 @@ averaged, :data:`~rfmweb.session.stream.CONVERGE_FRAMES` of them)."""
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import replace
 from pathlib import Path
 
 from ..errors import InputError
-from ._options import LABELS_HELP, add_series_option
+from ._options import LABELS_HELP, add_series_option, check_view_angles
 
 log = logging.getLogger("rfmweb")
 
@@ -67,11 +66,7 @@ def _run_render(args) -> None:
         raise InputError(f"--size must lie in 16..4096, got {args.size}")
     if not 1 <= args.frames <= 1024:
         raise InputError(f"--frames must lie in 1..1024, got {args.frames}")
-    for name in ("azimuth", "elevation"):
-        if not math.isfinite(getattr(args, name)):
-            raise InputError(f"--{name} must be a finite number of degrees, got {getattr(args, name)}")
-    if not -90 <= args.elevation <= 90:
-        raise InputError(f"--elevation must lie in -90..90 degrees, got {args.elevation:g}")
+    check_view_angles(args)
     if args.renderer is not None:
         check_renderer(args.renderer)  # before loading: a missing package is named at once
     volume, splats = open_sources(args.volume, args.labels, args.splats, series=args.series)
@@ -106,7 +101,7 @@ def _run_render(args) -> None:
     atomic_write(out, lambda tmp: Path(tmp).write_bytes(data))
     session.close()
     log.info("wrote %s (%dx%d, %s, %s, %d frame%s)", out, image.shape[1], image.shape[0], snap.renderer,
-             session.preset_name if volume is not None else "colours of the splat file", frames,
+             "colours of the splat file" if snap.renderer == "splats" else session.preset_name, frames,
              "" if frames == 1 else "s")
 
 

@@ -16,14 +16,16 @@ def add_parser(sub) -> None:
     p.add_argument("--resolution", type=float, metavar="MM",
                    help="output voxel size; finer than the input spacing = super-resolution (not with .dcm)")
     p.add_argument("--checkpoint", help="model file (default: the shipped rfmweb/weights/neumours_adamw.pt)")
-    p.add_argument("--device", help="cpu or cuda (default: CUDA when available)")
+    p.add_argument("--device", metavar="cpu|cuda", help="where the network runs (default: CUDA when available)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto = bf16 where the hardware has fast bf16 matmuls")
     p.set_defaults(run=_run)
 
 
 def _run(args) -> None:
+    from ..backend import parse_device
     from ..inr.infer import segment_case
 
+    device = parse_device(args.device)        # a device this machine lacks: one line, exit 2
     segment_case(args.case, Path(args.out), resolution_mm=args.resolution, checkpoint=args.checkpoint,
-                 denoise=args.denoise, device=args.device, precision=args.precision)
+                 denoise=args.denoise, device=str(device), precision=args.precision)

@@ -268,7 +268,7 @@ def run_views(args) -> None:
             old = _read_json(scene_path)
             changed = [k for k in SETTINGS if not isinstance(old, dict) or old.get(k) != record[k]]
             if changed:
-                what = ", ".join(f"{k} {old.get(k)!r} -> {record[k]!r}" if k != "tf" else "tf" for k in changed[:4]) \
+                what = ", ".join(f"{k} {old.get(k)!r} -> {record[k]!r}" if k != "tf" else "tf" for k in changed) \
                     if isinstance(old, dict) else "not a scene.json"
                 raise InputError(f"holds views rendered with other settings ({what}); "
                                  "use --overwrite to replace them or choose another --out", out)
@@ -301,8 +301,8 @@ def run_views(args) -> None:
             if args.overwrite or not (out / v["file"]).exists() or not _same_camera(old_views.get(v["file"]), v)]
     skipped = args.n - len(todo)
     renderer = _make_renderer(args, lighting) if todo else None
-    log.info("views of %s (%s, %s): %d to render, %d already in %s", volume.name or args.volume, args.renderer,
-             preset_name, len(todo), skipped, out)
+    log.info("views of %s (%s, %s): %d to render, %d already in %s", volume.name or args.volume,
+             getattr(renderer, "name", args.renderer), preset_name, len(todo), skipped, out)
     with tqdm(total=args.n, initial=skipped, desc=f"{args.renderer} views", unit="view", disable=None) as bar:
         for i in todo:
             if args.renderer == "pathtrace":

@@ -43,7 +43,8 @@ SCORES = ("dice_NCR", "dice_ED", "dice_ET", "dice_WT", "dice_TC", "hd95_WT", "hd
 LESION_SCORES = ("lesion_dice_WT", "lesion_dice_TC", "lesion_dice_ET", "lesion_hd95_WT", "lesion_hd95_TC",
                  "lesion_hd95_ET")
 #: Standard deviations over the cases of a split.
-SPREADS = tuple(f"std_{k}" for k in ("dice_NCR", "dice_WT", "dice_TC", "dice_ET", "lesion_dice_WT"))
+SPREADS = tuple(f"std_{k}" for k in ("dice_NCR", "dice_ED", "dice_ET", "dice_WT", "dice_TC", "lesion_dice_WT",
+                                    "lesion_dice_TC", "lesion_dice_ET"))
 TABLE_COLUMNS = ("split", "model", "kind", "variant", "cases", "parameters", *SCORES, *LESION_SCORES, *SPREADS,
                  "infer_s", "infer_cpu_s", "denoise_s", "wt_ratio_vs_cnn", "param_ratio_vs_cnn", "speedup_vs_cnn",
                  "goal_met")

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..volume import LabelClass, Volume
-from .nifti import read_array, same_grid, save_array
+from .nifti import read_array, same_grid, save_array, stored_grid
 
 #: File suffix -> channel name, in channel order.
 MODALITY_SUFFIXES = {"t1n": "T1n", "t1c": "T1c", "t2w": "T2w", "t2f": "FLAIR"}
@@ -90,7 +90,8 @@ def load_brats_case(folder: str | os.PathLike, *, require_seg: bool = False) -> 
     elif require_seg:
         raise InputError("no *-seg.nii.gz file", folder)
     return Volume(np.stack(arrays), ref_affine, modality="MR", channels=tuple(MODALITY_SUFFIXES.values()),
-                  labels=labels, classes=BRATS_CLASSES if labels is not None else (), name=folder.name)
+                  labels=labels, classes=BRATS_CLASSES if labels is not None else (), name=folder.name,
+                  source=stored_grid(ref_path))
 
 
 def save_brats_case(volume: Volume, folder: str | os.PathLike, case_id: str | None = None) -> Path:

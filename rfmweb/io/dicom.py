@@ -157,7 +157,8 @@ def _load_folder(folder: Path, shown: Path, series: str | None, name: str | None
     short = _series_id(uid)
     # named by the series, not the folder: an export's folders are often named after the patient
     desc = str(headers[0].get("SeriesDescription", "") or "").strip()
-    default = desc or f"DICOM series {headers[0].get('SeriesNumber', short)}"
+    number = headers[0].get("SeriesNumber")          # None when the element is there but empty
+    default = desc or f"DICOM series {short if number in (None, '') else number}"
     try:
         volume = Volume(data, affine, modality=modality, name=name or default,
                         source=DicomSeries(uid, tuple(headers), ornt))
@@ -215,8 +216,13 @@ def _scan(folder: Path, shown: Path) -> tuple[dict[str, list], dict[str, list]]:
     if skipped:
         log.debug("%s: skipped %d files that are not DICOM images", shown, skipped)
     if not groups:
-        volumes = sorted(p.name for p in files if p.name.lower().endswith(VOLUME_SUFFIXES))
-        hint = f"; it holds {', '.join(volumes[:3])}: give that file itself" if volumes else ""
+        volumes = sorted(_shown_name(p, folder) for p in files if p.name.lower().endswith(VOLUME_SUFFIXES))
+        cases = sorted({str(Path(v).parent) for v in volumes if v.lower().endswith(("-t1n.nii", "-t1n.nii.gz"))})
+        hint = ""
+        if cases:               # a cohort: BraTS case folders inside
+            hint = f"; it holds BraTS case folders ({', '.join(cases[:3])}{', ...' * (len(cases) > 3)}): give one"
+        elif volumes:
+            hint = f"; it holds {', '.join(volumes[:3])}: give that file itself"
         raise InputError("no DICOM images and no *-t1n.nii.gz file: expected a folder (or .zip) holding a DICOM "
                          f"series, or a BraTS case folder (t1n, t1c, t2w, t2f){hint}", shown)
     return groups, rowless

@@ -47,7 +47,9 @@ def save_segmentation(labels: np.ndarray, volume: Volume, path: str | os.PathLik
 
     Args:
         labels: ``[X, Y, Z]`` integer label map on ``volume``'s grid (0 = background).
-        volume: the image the labels were drawn on (its grid; for ``.dcm`` its DICOM source).
+        volume: the image the labels were drawn on (its grid; for ``.dcm`` its DICOM source). A
+            volume read from a NIfTI file gets its label map in that file's voxel order and matrix
+            (:class:`rfmweb.io.nifti.StoredGrid`), whatever order the viewer holds it in.
         path: ``.nii``/``.nii.gz`` (NIfTI), ``.nrrd``/``.mha`` (SimpleITK) or ``.dcm`` (DICOM SEG,
             see the module docstring).
         classes: names and colours of the label values; default ``volume.classes``, and a generic
@@ -70,7 +72,10 @@ def save_segmentation(labels: np.ndarray, volume: Volume, path: str | os.PathLik
     stored = labels.astype(np.uint8 if labels.max(initial=0) < 256 else np.uint16)
     if name.endswith(nifti.NIFTI_SUFFIXES + itk_image.ITK_WRITE_SUFFIXES):
         writer = nifti if name.endswith(nifti.NIFTI_SUFFIXES) else itk_image
-        written = writer.save_array(path, stored, volume.affine)
+        grid, affine = volume.source, volume.affine
+        if isinstance(grid, nifti.StoredGrid) and nifti.same_grid(grid.ras_affine, volume.affine):
+            stored, affine = grid.restore(stored), grid.affine     # the voxel order of the image read
+        written = writer.save_array(path, stored, affine)
         write_label_table(path, tuple(_segment_classes(labels, classes or volume.classes)))
         return written
     if name.endswith(".dcm"):

@@ -60,7 +60,8 @@ def load_volume(path: str | os.PathLike, labels: str | os.PathLike | None = None
         modality = nifti.guess_modality(data)
     stem = nifti.file_stem(path, VOLUME_SUFFIXES)
     try:
-        volume = Volume(data, affine, modality=modality, name=name or stem)
+        grid = nifti.stored_grid(path) if path.name.lower().endswith(nifti.NIFTI_SUFFIXES) else None
+        volume = Volume(data, affine, modality=modality, name=name or stem, source=grid)
     except InputError as exc:
         raise InputError(exc.reason, path) from None
     return volume if labels is None else attach_labels(volume, labels, path, classes)

@@ -12,6 +12,7 @@ import logging
 import os
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -293,6 +294,38 @@ def read_array(path: str | os.PathLike, *, labels: bool = False) -> tuple[np.nda
     elif not np.isfinite(data).all():
         raise InputError(f"contains {int((~np.isfinite(data)).sum())} NaN/Inf voxels", path)
     return data, affine
+
+
+@dataclass(frozen=True, eq=False)
+class StoredGrid:
+    """How a NIfTI file stores its voxels: volumes are read in RAS+ voxel order (:func:`read_array`), and
+    a label map written on the grid of such a volume goes back to the file's order, so that tools that
+    read labels voxel by voxel beside the image (BraTS evaluation, nnU-Net, ITK-SNAP) find them in place.
+    A :class:`~rfmweb.volume.Volume`'s ``source`` (:func:`stored_grid`).
+
+    Attributes:
+        affine: ``[4, 4]`` the file's voxel -> world matrix, mm.
+        ornt: ``[3, 2]`` nibabel orientation of the file's axes relative to RAS+ (``io_orientation``).
+        ras_affine: ``[4, 4]`` the grid as read (RAS+ voxel order), mm.
+    """
+
+    affine: np.ndarray
+    ornt: np.ndarray
+    ras_affine: np.ndarray
+
+    def restore(self, array: np.ndarray) -> np.ndarray:
+        """``array [X, Y, Z]`` in RAS+ voxel order (the grid as read) -> the file's voxel order."""
+        ras = nib.orientations.axcodes2ornt(("R", "A", "S"))
+        return np.ascontiguousarray(nib.orientations.apply_orientation(
+            array, nib.orientations.ornt_transform(ras, self.ornt)))
+
+
+def stored_grid(path: str | os.PathLike) -> StoredGrid:
+    """The :class:`StoredGrid` of NIfTI file ``path`` (its header only)."""
+    img = _open(Path(path))
+    ornt = nib.orientations.io_orientation(img.affine)
+    ras = img.affine @ nib.orientations.inv_ornt_aff(ornt, img.shape[:3])
+    return StoredGrid(_affine_mm(img), ornt, _affine_mm(img, ras))
 
 
 def file_stem(path: str | os.PathLike, suffixes: tuple[str, ...]) -> str:

@@ -60,12 +60,53 @@ def drag_window(lo: float, hi: float, dx: float, dy: float, span: float) -> tupl
     ``span * WINDOW_SPAN_PER_PX`` image units (Slicer's fixed step; ``span``: the image's intensity
     range) and at least a hundredth of that: a brain window (W80 on a CT spanning 4000 HU) moves
     0.8 HU a pixel instead of 10, so a short drag tunes it rather than losing it, and a wide window
-    still grows by the span's step. Returns the new ``(lo, hi)``."""
+    still grows by the span's step. The step changes with the width pixel by pixel (the width grows
+    exponentially between the two limits), so a drag ends where it ends however the front end split
+    it into messages. Returns the new ``(lo, hi)``."""
     coarse = max(float(span), 1e-6) * WINDOW_SPAN_PER_PX
-    step = min(coarse, max((hi - lo) * WINDOW_PER_PX, coarse / 100))
-    width = max(hi - lo + dx * step, step)
-    level = (lo + hi) / 2 + dy * step
-    return window_range(width, level)
+    width = hi - lo
+    wider = _drag_width(width, dx, coarse)
+    # over the path the mean step is the width gained per pixel (dW/dx is the step), exact for a straight drag
+    step = (wider - width) / dx if abs(wider - width) > 1e-9 * width else _window_step(width, coarse)
+    return window_range(max(wider, coarse / 100), (lo + hi) / 2 + dy * step)
+
+
+def _window_step(width: float, coarse: float) -> float:
+    """Image units one pixel of window drag moves at window width ``width`` (:func:`drag_window`)."""
+    return min(coarse, max(width * WINDOW_PER_PX, coarse / 100))
+
+
+def _drag_width(width: float, dx: float, coarse: float) -> float:
+    """The window width after ``dx`` pixels of drag: ``dW/dx`` = :func:`_window_step`, integrated through
+    its three pieces (linear at ``coarse / 100`` below ``w_fine``, exponential, linear at ``coarse`` above
+    ``w_coarse``); below 0 when the drag narrows past nothing (the caller keeps the finest step)."""
+    fine, rate = coarse / 100, WINDOW_PER_PX
+    w_fine, w_coarse = fine / rate, coarse / rate
+    left = abs(float(dx))
+    # widening goes through the pieces upwards, narrowing downwards
+    if dx >= 0:
+        if width < w_fine:
+            if left <= (w_fine - width) / fine:
+                return width + left * fine
+            left -= (w_fine - width) / fine
+            width = w_fine
+        if width < w_coarse:
+            if left <= np.log(w_coarse / width) / rate:
+                return width * float(np.exp(rate * left))
+            left -= np.log(w_coarse / width) / rate
+            width = w_coarse
+        return width + left * coarse
+    if width > w_coarse:
+        if left <= (width - w_coarse) / coarse:
+            return width - left * coarse
+        left -= (width - w_coarse) / coarse
+        width = w_coarse
+    if width > w_fine:
+        if left <= np.log(width / w_fine) / rate:
+            return width * float(np.exp(-rate * left))
+        left -= np.log(width / w_fine) / rate
+        width = w_fine
+    return width - left * fine
 
 
 @dataclass(frozen=True)

@@ -138,9 +138,9 @@ class Evaluation:
         self.config = config
         self._rfmweb = rfmweb
         self.out = Path(config.out)
-        self.out.mkdir(parents=True, exist_ok=True)
         self.device = parse_device(config.device)
         self.model = load_model(config.checkpoint, self.device)
+        self.out.mkdir(parents=True, exist_ok=True)       # once the inputs are known good: bad input makes nothing
         self.rows: list[dict] = []
 
     def _cli(self, argv: list[str]) -> None:

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 from ..errors import InputError, brief
 from . import messages as m
 from ..render.slices import WINDOW_PRESETS
-from .interaction import apply_drag, apply_wheel, key_gesture
+from .interaction import WheelSteps, apply_drag, apply_wheel, key_gesture
 from .scene_file import apply_scene, parse_scene
 from .segmentation import CORRECTION_LABELS, SegmentationViews
 from .session import RenderSession
@@ -33,6 +33,8 @@ STYLE_MESSAGES = (m.SetClass, m.SetGroup, m.SetClassColors, m.SetCinematic, m.Se
                   m.SetSliceChannel)
 
 StatusCallback = Callable[[int, bool, str], None]
+#: How a readout of the crosshair cursor begins (the others read the voxel under the pointer).
+CURSOR = "cursor "
 #: Correction brush radius at start, mm (a few voxels of a 1 mm BraTS grid).
 DEFAULT_BRUSH_MM = 3.0
 
@@ -68,6 +70,11 @@ class ViewController:
         self._lock = threading.Lock()
         # corrections (INR fine-tuning) run here, one at a time, never on a UI thread
         self._jobs = ThreadPoolExecutor(1, thread_name_prefix="rfmweb-correct")
+        self._wheel_steps = [WheelSteps() for _ in self.sessions]
+        # a readout follows what it reads: the cursor when it moves (a slice stepped in another
+        # view), the voxel under a resting pointer when the slice or plane under it changes
+        self._unsubscribe = [s.subscribe(lambda source, what, i=i: self._follow(i, what))
+                             for i, s in enumerate(self.sessions)]
         if segmentation is not None:
             for s in self.sessions:
                 s.set_label_overlay(True)
@@ -92,6 +99,8 @@ class ViewController:
         self._jobs.submit(lambda: None).result(timeout=timeout)
 
     def close(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
         self._jobs.shutdown(wait=False, cancel_futures=True)
 
     def _check_view(self, view: int) -> int:
@@ -111,11 +120,9 @@ class ViewController:
                     s.set_window(width, level)
 
     def _wheel(self, msg: m.Wheel, targets) -> None:
+        steps = self._wheel_steps[msg.view].steps(msg.dy)
         for s in targets:
-            apply_wheel(s, msg.dy, ctrl=msg.ctrl)
-        # the wheel stepped a slice under a resting pointer: its readout is of the new slice now
-        if targets[0].mode != "3d" and not msg.ctrl and self._pointer[msg.view] is not None:
-            self._probe(m.Probe(msg.view, *self._pointer[msg.view]), targets)
+            apply_wheel(s, msg.dy, ctrl=msg.ctrl, steps=steps, about=self._pointer[msg.view])
 
     def _key(self, msg: m.Key, targets) -> None:
         """A key on a focused view: the drag, wheel or reset it stands for (:func:`key_gesture`)."""
@@ -133,12 +140,24 @@ class ViewController:
     def _probe(self, msg: m.Probe, targets) -> None:
         self._pointer[msg.view] = (msg.x, msg.y)
         probe = targets[0].probe(msg.x, msg.y)
-        text = probe.text() if probe is not None else ""
+        self._show(msg.view, probe.text() if probe is not None else "")
+
+    def _show(self, view: int, text: str) -> None:
+        """Set ``view``'s readout to ``text``; tells the front end when it changed."""
         with self._lock:
-            changed = text != self.probes[msg.view]
-            self.probes[msg.view] = text
+            changed = text != self.probes[view]
+            self.probes[view] = text
         if changed:
-            self.on_probe(msg.view, text)
+            self.on_probe(view, text)
+
+    def _follow(self, view: int, what: str) -> None:
+        """A change of ``view``'s session: a cursor readout follows the cursor (stepping a slice moves it
+        in every view that shares it); a readout under a resting pointer reads the new slice or plane."""
+        session, text = self.sessions[view], self.probes[view]
+        if what == "cursor" and text.startswith(CURSOR):
+            self._show(view, cursor_readout(session) if session.cursor is not None else "")
+        elif what == "slice" and text and not text.startswith(CURSOR) and self._pointer[view] is not None:
+            self._probe(m.Probe(view, *self._pointer[view]), [session])
 
     def _window(self, msg: m.SetWindow, targets) -> None:
         for s in targets:
@@ -173,16 +192,13 @@ class ViewController:
                 text = "nothing under the pointer"
             else:
                 session.set_cursor(point)
-                probe = session.probe_point(point)
-                text = "cursor " + (probe.text() if probe is not None else "({:.1f}, {:.1f}, {:.1f}) mm".format(*point))
+                text = cursor_readout(session)
                 views = [i for i, s in enumerate(self.sessions) if s.cursor == session.cursor]
         except Exception as exc:  # a job thread has nobody to raise to
             log.warning("placing the cursor failed: %s", brief(exc))
             text = f"placing the cursor failed: {exc}"
         for i in views:
-            with self._lock:
-                self.probes[i] = text
-            self.on_probe(i, text)
+            self._show(i, text)
 
     def _unannotate(self, msg: m.RemoveAnnotation, targets) -> None:
         for s in targets:
@@ -301,3 +317,10 @@ _HANDLERS: dict[type, Callable] = {
     m.RemoveAnnotation: ViewController._unannotate,
     m.LoadScene: ViewController._load_scene,
 }
+
+
+def cursor_readout(session: RenderSession) -> str:
+    """The readout of ``session``'s cursor (set): ``"cursor (12.0, -3.5, 40.0) mm RAS · 45 HU"``."""
+    point = session.cursor
+    probe = session.probe_point(point)
+    return CURSOR + (probe.text() if probe is not None else "({:.1f}, {:.1f}, {:.1f}) mm".format(*point))

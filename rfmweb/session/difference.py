@@ -49,6 +49,8 @@ class DifferenceSession(RenderSession):
     views compare slices. The last comparison's figures are :attr:`figures` ``(ssim, psnr)``.
     """
 
+    draws_orientation = False      # a heat map: a marker would read as a difference
+
     def __init__(self, left: RenderSession, right: RenderSession, *, width: int = 512, height: int = 512) -> None:
         super().__init__(left.volume, splats=left.splats, renderer=left.renderer_name, width=width, height=height)
         self.pair = (left, right)

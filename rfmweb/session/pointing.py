@@ -307,3 +307,39 @@ def draw_3d_marks(image: np.ndarray, camera: "OrbitCamera", points: np.ndarray, 
                 uu, vv = np.clip(u + du, 0, w - 1), np.clip(v + dv, 0, h - 1)
                 out[vv, uu] = 0 if color is None else color
     return out
+
+
+#: Colours of the orientation marker's patient axes: R-L, A-P, S-I (sRGB uint8).
+AXIS_COLORS = ((235, 80, 70), (90, 205, 100), (100, 150, 255))
+
+
+def orientation_ends(camera: "OrbitCamera") -> list[tuple[str, int, np.ndarray, bool]]:
+    """The six ends of the patient axes as ``camera`` sees them, far ones first: ``(letter, axis (0 R-L,
+    1 A-P, 2 S-I), screen direction [2] (x right, y down; length 1 across the view, 0 along it), near)``;
+    ``near``: the end does not point away from the viewer. World RAS: +x is the patient's right."""
+    rot = camera.rotation                                    # column k: world axis k in camera x, y, z
+    ends = [(("LR", "PA", "IS")[k][sign > 0], k, sign * rot[:2, k], sign * rot[2, k] < 0.05)
+            for k in range(3) for sign in (1, -1)]
+    return sorted(ends, key=lambda e: e[3])
+
+
+def draw_orientation(image: np.ndarray, camera: "OrbitCamera") -> np.ndarray:
+    """The 3-D view's orientation marker, at its bottom right (:func:`orientation_ends`): the patient
+    axes R-L (red), A-P (green) and S-I (blue), each end lettered; the near halves bright and over
+    the far ones, dim; a letter hidden where its axis points almost straight at the viewer.
+    ``image`` ``[H, W, 3]`` uint8, any size (the marker scales with it; none under 84 px); returns a
+    new one (or ``image``)."""
+    h, w = image.shape[:2]
+    r = min(w, h) // 14                                      # axis length, px
+    if r < 6:                                                # a thumbnail: no room
+        return image
+    pil, draw, _ = _canvas(image)
+    text_size = max(6, (r * 2) // 3)
+    c = np.array([w - r - text_size - 2, h - r - text_size - 2], np.float64)
+    for letter, k, v, near in orientation_ends(camera):
+        color = AXIS_COLORS[k] if near else tuple(int(x * 0.45) for x in AXIS_COLORS[k])
+        draw.line([tuple(c), tuple(c + r * v)], fill=color, width=max(2, r // 6) if near else max(1, r // 10))
+        if np.hypot(*v) > 0.3:
+            draw.text(tuple(c + (r + text_size * 0.6) * v), letter, fill=color, font=font(text_size), anchor="mm",
+                      stroke_width=1, stroke_fill=(0, 0, 0))
+    return np.asarray(pil)

@@ -82,6 +82,9 @@ class RenderSession(SliceControls, Pointing):
         (64, 64, 3)
     """
 
+    #: Its streamed 3-D frames carry the orientation marker (:class:`~rfmweb.session.stream.FrameStream`).
+    draws_orientation = True
+
     def __init__(self, volume: Volume | None = None, *, splats: Splats6D | None = None,
                  classes: tuple[LabelClass, ...] | None = None, renderer: str | None = None,
                  preset: str | None = None, width: int = 512, height: int = 512,

@@ -1,6 +1,6 @@
 """Slice frames: the greyscale slice of a :class:`~rfmweb.session.session.Snapshot` with its label
-overlay (when on), pending correction marks (when given), R/L/A/P/S/I letters and a scale bar, as
-PACS viewers draw them."""
+overlay (when on), pending correction marks (when given), R/L/A/P/S/I letters, a scale bar and
+where the slice lies (plane, number, position in mm), as PACS viewers draw them."""
 
 from __future__ import annotations
 
@@ -44,7 +44,20 @@ def render_slice_frame(snap: "Snapshot", marks: tuple[np.ndarray, np.ndarray] | 
     if marks is not None and len(marks[0]):
         image = draw_marks(image, geo, marks[0], marks[1], mark_colors(snap.scene.classes))
     image = draw_slice_points(image, geo, snap.scene.volume, snap.cursor, snap.annotations)
-    return _annotate(image, snap.mode, geo.mm_per_px, snap.scene.volume.obliquity_deg)
+    return _annotate(image, snap.mode, geo.mm_per_px, snap.scene.volume.obliquity_deg,
+                     slice_position(snap.scene.volume, snap.mode, snap.slice_index))
+
+
+def slice_position(volume, axis: str, index: int) -> str:
+    """Where slice ``index`` of plane ``axis`` lies, as a PACS labels it: its number of the plane's
+    count and the world position (mm, RAS) of its centre along the patient axis, with that axis'
+    letter, e.g. ``"21/40 · S 12.5 mm"`` (axial: S/I, coronal: A/P, sagittal: R/L)."""
+    a = AXES[axis]
+    ijk = (np.asarray(volume.shape, np.float64) - 1) / 2
+    ijk[a] = index
+    mm = float((volume.affine @ np.append(ijk, 1.0))[a])
+    letter = ("LR", "PA", "IS")[a][mm >= 0]
+    return f"{index + 1}/{volume.shape[a]} · {letter} {abs(mm):.1f} mm"
 
 
 def mark_colors(classes) -> dict[int, tuple[int, int, int]]:
@@ -108,10 +121,12 @@ def scale_bar_mm(width_px: int, mm_per_px: float) -> int:
     return fits[-1] if fits else SCALE_BAR_MM[0]
 
 
-def _annotate(image: np.ndarray, axis: str, mm_per_px: float, oblique_deg: float = 0.0) -> np.ndarray:
-    """Patient-direction letters at the middle of each edge (yellow), "oblique N°" at the top left when
-    the voxel planes shown turn more than :data:`OBLIQUE_DEG` from the anatomical ones (the letters
-    are then the nearest directions), and a scale bar at the bottom left."""
+def _annotate(image: np.ndarray, axis: str, mm_per_px: float, oblique_deg: float = 0.0,
+              position: str = "") -> np.ndarray:
+    """Patient-direction letters at the middle of each edge (yellow); the plane's name at the top left,
+    with "oblique N°" when the voxel planes shown turn more than :data:`OBLIQUE_DEG` from the
+    anatomical ones (the letters are then the nearest directions); a scale bar at the bottom left and
+    ``position`` (:func:`slice_position`) at the bottom right."""
     from PIL import Image, ImageDraw
 
     h, w = image.shape[:2]
@@ -123,8 +138,8 @@ def _annotate(image: np.ndarray, axis: str, mm_per_px: float, oblique_deg: float
     pad = max(2, size // 3)
     spots = ((left, (pad, h / 2), "lm"), (right, (w - pad, h / 2), "rm"), (top, (w / 2, pad), "mt"),
              (bottom, (w / 2, h - pad), "mb"))
-    if oblique_deg > OBLIQUE_DEG:
-        spots += ((f"oblique {oblique_deg:.0f}°", (pad, pad), "lt"),)
+    name = axis + (f" · oblique {oblique_deg:.0f}°" if oblique_deg > OBLIQUE_DEG else "")
+    spots += ((name, (pad, pad), "lt"),)
     for text, xy, anchor in spots:
         draw.text(xy, text, fill=LETTER_COLOR, font=font, anchor=anchor, stroke_width=1, stroke_fill=(0, 0, 0))
     mm = scale_bar_mm(w, mm_per_px)
@@ -135,4 +150,7 @@ def _annotate(image: np.ndarray, axis: str, mm_per_px: float, oblique_deg: float
         draw.line([(x, y0 - size // 3), (x, y0)], fill=(255, 255, 255), width=max(1, size // 8))
     draw.text((x0, y0 - size // 3 - 1), f"{mm} mm", fill=(255, 255, 255), font=font, anchor="lb", stroke_width=1,
               stroke_fill=(0, 0, 0))
+    if position:
+        draw.text((w - pad, h - pad), position, fill=(255, 255, 255), font=font, anchor="rb", stroke_width=1,
+                  stroke_fill=(0, 0, 0))
     return np.asarray(pil)

@@ -39,20 +39,22 @@ def _fixed_auto_window(volume) -> tuple[str, tuple[float, float] | None]:
 @dataclass(frozen=True)
 class Probe:
     """The voxel under the pointer on a slice view: ``voxel`` indices, ``position`` world mm (RAS),
-    ``value`` in image units (``unit``: ``"HU"`` for CT), ``label`` (None without labels)."""
+    ``value`` in image units (``unit``: ``"HU"`` for CT), ``label`` (None without labels) and the name
+    of its class (``""`` for the background or an unnamed label)."""
 
     voxel: tuple[int, int, int]
     position: tuple[float, float, float]
     value: float
     unit: str
     label: int | None = None
+    label_name: str = ""
 
     def text(self) -> str:
-        """One status-line phrase, e.g. ``"(12.0, -3.5, 40.0) mm RAS · 45 HU"`` (RAS: a PACS shows LPS,
-        the first two signs flipped)."""
+        """One status-line phrase, e.g. ``"(12.0, -3.5, 40.0) mm RAS · 45 HU · soft tissue"`` (RAS: a
+        PACS shows LPS, the first two signs flipped; the class of a labelled voxel last)."""
         x, y, z = self.position
         value = f"{self.value:.0f} HU" if self.unit == "HU" else f"{self.value:.4g}"
-        return f"({x:.1f}, {y:.1f}, {z:.1f}) mm RAS · {value}"
+        return f"({x:.1f}, {y:.1f}, {z:.1f}) mm RAS · {value}" + (f" · {self.label_name}" if self.label_name else "")
 
 
 
@@ -100,12 +102,20 @@ class SliceControls:
         lo, hi = drag_window(lo, hi, dx_px, dy_px, span)
         self.set_window(hi - lo, (lo + hi) / 2)
 
-    def zoom_slice(self, factor: float) -> None:
-        """Magnify slice views ``factor`` times (clamped to :data:`~rfmweb.render.slices.ZOOM_RANGE`)."""
+    def zoom_slice(self, factor: float, about: tuple[float, float] | None = None) -> None:
+        """Magnify slice views ``factor`` times (clamped to :data:`~rfmweb.render.slices.ZOOM_RANGE`)
+        about pixel ``about`` (``(u right, v down)`` of the slice frame: what lies there stays there, as
+        under the pointer in 3D Slicer or a PACS; the view's centre by default)."""
         if not factor > 0:
             raise InputError(f"zoom factor must be > 0, got {factor}")
+        before = self.slice_geometry() if about is not None and self.mode != "3d" else None
         with self._lock:
             self.slice_zoom = float(np.clip(self.slice_zoom * factor, *ZOOM_RANGE))
+            if before is not None:
+                # a pixel u shows the slice at (u - width / 2) * mm_per_px + pan + const: keep that at `about`
+                mm = before.mm_per_px * before.zoom / self.slice_zoom - before.mm_per_px
+                du, dv = about[0] - before.width / 2, about[1] - before.height / 2
+                self.slice_pan = (self.slice_pan[0] + du * mm, self.slice_pan[1] + dv * mm)
         self._changed("slice")
 
     def pan_slice(self, dx_px: float, dy_px: float) -> None:
@@ -224,5 +234,6 @@ def _probe_voxel(snap, ijk) -> Probe | None:
     mm = (vol.affine @ np.append(ijk, 1.0))[:3]
     value = float(vol.data[snap.slice_channel][tuple(ijk)])
     label = int(vol.labels[tuple(ijk)]) if vol.labels is not None else None
+    name = next((c.name for c in vol.classes if c.index == label), "") if label else ""
     return Probe(tuple(int(c) for c in ijk), tuple(float(c) for c in mm), value,
-                 "HU" if vol.modality == "CT" else "", label)
+                 "HU" if vol.modality == "CT" else "", label, name)

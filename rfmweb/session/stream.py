@@ -36,6 +36,7 @@ from typing import Callable
 
 from ..render.scene import FULL, Preparing, Quality, RenderAborted
 from .encode import JPEG_IDLE, JPEG_INTERACTIVE, Frame, encode_image
+from .pointing import draw_orientation
 from .session import RenderSession
 
 log = logging.getLogger(__name__)
@@ -235,7 +236,7 @@ class FrameStream:
         t0 = time.perf_counter()
         try:
             # screenshots wait for a renderer's preparation; streamed frames do not (see Preparing)
-            image = self.session.render(quality, snap, abort=abort, wait=kind == "png")
+            image = self._marked(self.session.render(quality, snap, abort=abort, wait=kind == "png"), snap)
         except BaseException:
             if told:
                 self._status(False, "")
@@ -289,13 +290,21 @@ class FrameStream:
             self._status(False, f"cinematic still done ({MAX_SPP} spp)" if still else "")
             return None
         t1 = time.perf_counter()
-        data = encode_image(image, "jpeg", JPEG_IDLE)
+        data = encode_image(self._marked(image, snap), "jpeg", JPEG_IDLE)
         note = self.session.note(snap)     # e.g. that another renderer drew it
         self._status(False, f"cinematic still: {spp} spp" if still else note)
         # a ray-marcher's first frame at rest is the idle frame; the later ones refine it
         kind = "idle" if not still and spp == 1 else "progressive"
         return Frame(data, "image/jpeg", image.shape[1], image.shape[0], kind, snap.version,
                      render_ms=(t1 - t0) * 1e3, encode_ms=(time.perf_counter() - t1) * 1e3, spp=spp, note=note)
+
+    def _marked(self, image, snap):
+        """A 3-D frame with the orientation marker of its camera (:func:`draw_orientation`): a viewer's
+        3-D view says which way the patient faces, as its slice views do with their letters. The
+        session's own images (``rfmweb render``, comparisons) stay without it."""
+        if snap.mode != "3d" or not self.session.draws_orientation:
+            return image
+        return draw_orientation(image, snap.camera)
 
     def _status(self, busy: bool, message: str) -> None:
         if self._on_status is not None:

@@ -36,7 +36,7 @@ const model = {
   get: (k) => window.__state[k],
   on: (name, fn) => { (listeners[name] = listeners[name] || []).push(fn); },
   off: () => {},
-  send: (msg) => window.__sent.push(msg),
+  send: (msg) => { if (window.__dead) throw new Error("Cannot send"); window.__sent.push(msg); },
 };
 window.__set = (state) => { Object.assign(window.__state, state);
   for (const k of Object.keys(state)) (listeners["change:" + k] || []).forEach((f) => f()); };
@@ -291,3 +291,37 @@ def test_a_small_view_beside_its_panel_scrolls_the_panel_and_keeps_its_width(pag
     assert pbox["y"] + pbox["height"] <= status["y"] + 1, "the panel runs over the status line"
     # right-drag is window/level: JupyterLab's cell menu stays shut over the widget
     assert page.locator(".rfm-root").get_attribute("data-jp-suppress-context-menu") is not None
+
+
+def test_a_narrow_notebook_puts_the_panel_below_the_canvas(page, artifacts):
+    """A notebook 700 px wide (the file browser open) shrank the canvas to 84 px beside a panel of fixed
+    width, and at 480 px to nothing: the panel now goes below and the canvas keeps its width."""
+    page.evaluate("(s) => window.__set({arrangement: 'side', width: 480, height: 480, views: [s]})", _view_state())
+    for width in (1000, 700, 480):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(100)
+        stage, panel = page.locator(".rfm-stage").bounding_box(), page.locator(".rfm-panel").bounding_box()
+        if width == 1000:                                   # room for both: side by side
+            assert stage["width"] == 480 and panel["x"] >= stage["x"] + stage["width"] - 1
+        else:
+            assert stage["width"] >= width - 40 or stage["width"] == 480, (width, stage)
+            assert panel["y"] >= stage["y"] + stage["height"] - 1, (width, stage, panel)
+    page.locator(".rfm-view").screenshot(path=str(artifacts / "widget_narrow.png"))
+
+
+def test_a_dead_kernel_says_so_instead_of_throwing(page):
+    """After "Restart Kernel" the widget looked alive, and every pointer move threw "Cannot send" into
+    the page (21 errors from one drag). Now the view says the kernel is gone and stops sending."""
+    page.evaluate("() => { window.__dead = true; }")
+    canvas = page.locator(".rfm-canvas")
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + 40, box["y"] + 40)
+    page.mouse.down()
+    for k in range(10):
+        page.mouse.move(box["x"] + 40 + 5 * k, box["y"] + 40)
+    page.mouse.up()
+    page.locator(".rfm-mode").select_option("coronal")
+    overlay = page.locator(".rfm-overlay")
+    assert overlay.is_visible() and "run this cell again" in overlay.inner_text()
+    assert "rfm-lost" in page.locator(".rfm-view").get_attribute("class")
+    # (the fixture asserts that no page error was raised)
