@@ -152,12 +152,12 @@ def test_the_3d_view_carries_an_orientation_marker(small_ct):
     assert ends(180, 0)["R"][0][0] > 0.99                                         # from behind
     assert ends(90, 0)["A"][0][0] < -0.99                                         # from the patient's left
     assert ends(0, 89)["A"][0][1] > 0.99                       # orbited up over the head: the face below
-    s = RenderSession(small_ct, renderer="compiled", preset="CT-Bone", width=168, height=168)
+    s = RenderSession(small_ct, renderer="compiled", preset="CT-Bone", width=216, height=216)
     plain = s.render()
     marked = draw_orientation(plain, s.camera)
     changed = np.abs(marked.astype(int) - plain).sum(-1) > 0
     ys, xs = np.nonzero(changed)
-    assert changed.sum() > 100 and xs.min() > 168 * 0.6 and ys.min() > 168 * 0.6       # the corner only
+    assert changed.sum() > 100 and xs.min() > 216 * 0.7 and ys.min() > 216 * 0.7       # the corner only
     thumbnail = plain[:80, :80]
     assert draw_orientation(thumbnail, s.camera) is thumbnail                          # no room: none
     assert s.draws_orientation and not DifferenceSession(s, s, width=32, height=32).draws_orientation
@@ -175,7 +175,7 @@ def test_the_3d_view_carries_an_orientation_marker(small_ct):
         stream.close()
     idle = np.asarray(Image.open(io.BytesIO(next(f for f in frames if f.kind == "idle").data)).convert("RGB"))
     def blue(image):        # the S-I axis' colour: nowhere in a CT-Bone picture
-        return int((np.abs(image[120:, 120:].astype(int) - AXIS_COLORS[2]).sum(-1) < 90).sum())
+        return int((np.abs(image[-60:, -60:].astype(int) - AXIS_COLORS[2]).sum(-1) < 90).sum())
 
     assert blue(idle) > 15 and blue(plain) == 0
 

@@ -327,11 +327,11 @@ def draw_orientation(image: np.ndarray, camera: "OrbitCamera") -> np.ndarray:
     """The 3-D view's orientation marker, at its bottom right (:func:`orientation_ends`): the patient
     axes R-L (red), A-P (green) and S-I (blue), each end lettered; the near halves bright and over
     the far ones, dim; a letter hidden where its axis points almost straight at the viewer.
-    ``image`` ``[H, W, 3]`` uint8, any size (the marker scales with it; none under 84 px); returns a
+    ``image`` ``[H, W, 3]`` uint8, any size (the marker scales with it; none under 90 px); returns a
     new one (or ``image``)."""
     h, w = image.shape[:2]
-    r = min(w, h) // 14                                      # axis length, px
-    if r < 6:                                                # a thumbnail: no room
+    r = min(w, h) // 18                                      # axis length, px
+    if r < 5:                                                # a thumbnail: no room
         return image
     pil, draw, _ = _canvas(image)
     text_size = max(6, (r * 2) // 3)
@@ -339,7 +339,7 @@ def draw_orientation(image: np.ndarray, camera: "OrbitCamera") -> np.ndarray:
     for letter, k, v, near in orientation_ends(camera):
         color = AXIS_COLORS[k] if near else tuple(int(x * 0.45) for x in AXIS_COLORS[k])
         draw.line([tuple(c), tuple(c + r * v)], fill=color, width=max(2, r // 6) if near else max(1, r // 10))
-        if np.hypot(*v) > 0.3:
+        if np.hypot(*v) > 0.45:                              # a short axis' letters would sit on the others
             draw.text(tuple(c + (r + text_size * 0.6) * v), letter, fill=color, font=font(text_size), anchor="mm",
                       stroke_width=1, stroke_fill=(0, 0, 0))
     return np.asarray(pil)
