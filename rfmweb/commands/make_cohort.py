@@ -15,8 +15,8 @@ def add_parser(sub) -> None:
     p.add_argument("--split", choices=["train", "val", "postop"], default="train",
                    help="train / val: pre-operative gliomas; postop: resection cavities, blood products, "
                         "little necrosis")
-    p.add_argument("--seed", type=int, default=0, help="cohort seed (splits use disjoint random streams)")
-    p.add_argument("--resolution", type=float, default=1.0, metavar="MM", help="isotropic voxel size in mm")
+    p.add_argument("--seed", type=int, default=0, help="cohort seed (default 0; splits use disjoint random streams)")
+    p.add_argument("--resolution", type=float, default=1.0, metavar="MM", help="isotropic voxel size in mm (default 1)")
     p.add_argument("--workers", type=int, default=1,
                    help="processes generating cases at once (the cases do not depend on it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
