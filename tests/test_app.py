@@ -155,8 +155,8 @@ def test_adapter_keeps_at_most_two_frames_in_flight(small_ct):
         adapter.on_interaction("test", {"type": "FrameAck", "id": last["id"], "gen": last["gen"]})
         assert run_until(lambda: len(pushed) >= 3)  # acknowledging the latest frees both
         # bad messages are logged and ignored
-        for bad in ({"type": "MouseMove", "x": "left", "y": 1}, {"type": "FrameAck"}, {"type": "MouseWheel",
-                    "spinY": "x"}, {"type": "LeftButtonPress"}, {"no": "type"}):
+        for bad in ({"type": "MouseMove", "x": "left", "y": 1}, {"type": "FrameAck"}, {"type": "Wheel",
+                    "dy": "x"}, {"type": "Wheel", "dy": float("nan")}, {"type": "LeftButtonPress"}, {"no": "type"}):
             adapter.on_interaction("test", bad)
         adapter.update_size("test", {"w": "wide", "h": 10})
         adapter.update_size("test", {"w": -5, "h": float("nan")})

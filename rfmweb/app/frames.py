@@ -26,8 +26,6 @@ log = logging.getLogger(__name__)
 
 #: Largest rendered image, in pixels (a 4K screen at devicePixelRatio 2 would otherwise ask for 16 MP).
 MAX_PIXELS = 1280 * 1024
-#: Browser wheel delta per trame-rca ``spinY`` unit (one notch).
-WHEEL_DELTA_PER_SPIN = 100.0
 _BUTTONS = {"Left": "left", "Middle": "middle", "Right": "right"}
 #: A left press and release closer than this (CSS px) is a click: it places the crosshair cursor.
 CLICK_PX = 4.0
@@ -142,6 +140,13 @@ class FrameAdapter:
         elif kind == "Key" and self.session is not None:
             self._flush()
             self.control.handle(m.Key(self.index, str(event.get("key", ""))))   # checks the key
+        elif kind == "Wheel" and self.session is not None:
+            # the page's own wheel events (CLIENT_SCRIPT): the browser's deltaY, summed over ~20 ms.
+            # trame-rca's carry only a spin that vtk.js scales by the first event of a scroll (a
+            # 3-notch event came as one notch, a 2 px trackpad event as a whole notch)
+            self._flush()
+            self.control.handle(m.parse_client_message({"type": "wheel", "view": self.index,
+                                                        "dy": event.get("dy"), "ctrl": event.get("ctrl", False)}))
         elif self.session is not None:
             if kind != "MouseMove":
                 self._flush()  # the merged pointer movement first: events stay in order
@@ -176,10 +181,6 @@ class FrameAdapter:
             self._drag = (button, x, y, shift, ctrl)
             # trame-rca positions are CSS pixels from the area's bottom-left corner; messages want y down
             self._merge(m.Drag(self.index, button, x - x0, y0 - y, shift, ctrl))
-        elif kind == "MouseWheel":
-            spin = float(event.get("spinY", 0.0))
-            if math.isfinite(spin) and spin:
-                self.control.handle(m.Wheel(self.index, spin * WHEEL_DELTA_PER_SPIN, bool(event.get("ctrlKey"))))
 
     def _merge(self, msg: m.ClientMessage) -> None:
         """Hand a pointer message (Drag, Probe) to the controller at most once per :data:`COALESCE_S`:

@@ -84,6 +84,23 @@ CLIENT_SCRIPT = r"""
     e.preventDefault();
     send(img.dataset.rfmView, { type: "Key", key: e.key });
   });
+  // the wheel over a view: the browser's deltaY (px), summed per view over 20 ms, ahead of trame-rca
+  // (whose events carry a spin that vtk.js rescales by the first event of each scroll)
+  const wheels = {};
+  document.addEventListener("wheel", (e) => {
+    const img = e.target?.closest?.(".rfm-area")?.querySelector("img[data-rfm-view]");
+    if (!img) return;
+    e.preventDefault();
+    e.stopPropagation();
+    const name = img.dataset.rfmView, ctrl = e.ctrlKey || e.metaKey, key = `${name}|${ctrl}`;
+    const scale = e.deltaMode === 1 ? 16 : e.deltaMode === 2 ? 100 : 1;   // lines / pages -> pixels
+    const w = wheels[key] || (wheels[key] = { dy: 0, timer: null });
+    w.dy += e.deltaY * scale;
+    if (!w.timer) w.timer = setTimeout(() => {
+      send(name, { type: "Wheel", dy: w.dy, ctrl });
+      w.dy = 0; w.timer = null;
+    }, 20);
+  }, { capture: true, passive: false });
   new MutationObserver(() => document.querySelectorAll("img[data-rfm-view]").forEach(bind))
     .observe(document.body, { childList: true, subtree: true });
   // a lost connection says so (the views would just stop); 4001: another tab took this viewer over

@@ -126,7 +126,8 @@ def _annotate(image: np.ndarray, axis: str, mm_per_px: float, oblique_deg: float
     """Patient-direction letters at the middle of each edge (yellow); the plane's name at the top left,
     with "oblique N°" when the voxel planes shown turn more than :data:`OBLIQUE_DEG` from the
     anatomical ones (the letters are then the nearest directions); a scale bar at the bottom left and
-    ``position`` (:func:`slice_position`) at the bottom right."""
+    ``position`` (:func:`slice_position`) at the bottom right (its slice number alone where the whole
+    would run into the bottom letter)."""
     from PIL import Image, ImageDraw
 
     h, w = image.shape[:2]
@@ -151,6 +152,8 @@ def _annotate(image: np.ndarray, axis: str, mm_per_px: float, oblique_deg: float
     draw.text((x0, y0 - size // 3 - 1), f"{mm} mm", fill=(255, 255, 255), font=font, anchor="lb", stroke_width=1,
               stroke_fill=(0, 0, 0))
     if position:
+        if draw.textlength(position, font=font) > w / 2 - size:   # would run into the bottom letter
+            position = position.split(" · ")[0]                   # the slice number alone
         draw.text((w - pad, h - pad), position, fill=(255, 255, 255), font=font, anchor="rb", stroke_width=1,
                   stroke_fill=(0, 0, 0))
     return np.asarray(pil)

@@ -330,6 +330,17 @@ def test_ctrl_drag_on_a_slice_sets_the_window_and_the_hu_readout_shows(page, art
     readout.wait_for(state="visible")
     assert "HU" in readout.inner_text() and "mm" in readout.inner_text()
     page.screenshot(path=str(artifacts / "app_slice_tools_page.png"))
+    # the wheel: a slice per notch, whatever the size of the event; a trackpad's small deltas add up
+    # (trame-rca's spin made ten 2 px events ten slices, and a 3-notch event one)
+    index = "() => window.trame.state.get('AppState__slice_index')"
+    start = page.evaluate(index)
+    for _ in range(10):
+        page.mouse.wheel(0, 2)
+        page.wait_for_timeout(30)
+    page.mouse.wheel(0, -300)
+    page.wait_for_function(f"() => ({index})() !== {start}")
+    page.wait_for_timeout(300)
+    assert page.evaluate(index) == start + 3
     page.evaluate("() => window.trame.state.set('AppState__view_mode', '3d')")
 
 
