@@ -503,6 +503,7 @@ def test_a_dicom_folder_with_a_nifti_beside_is_read_as_dicom(ct_series):
     for case in ("BraTS-1", "BraTS-2"):
         (cohort / case).mkdir(parents=True)
         for kind in ("seg", "t1n"):
-            nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), str(cohort / case / f"{case}-{kind}.nii.gz"))
+            nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)),
+                     str(cohort / case / f"{case}-{kind}.nii.gz"))
     with pytest.raises(InputError, match=r"it holds BraTS case folders \(BraTS-1, BraTS-2\): give one"):
         open_volume(cohort)

@@ -164,7 +164,8 @@ class _Views(anywidget.AnyWidget):
     def set_class_visible(self, index_or_name: int | str, visible: bool, *, view: int | None = None) -> None:
         """Show or hide one class, given by label value or name (case-insensitive)."""
         for i in self._views(view):
-            self._control(i, m.SetClass, index=_class_index(self._sessions[i], index_or_name), visible=_flag("visible", visible))
+            self._control(i, m.SetClass, index=_class_index(self._sessions[i], index_or_name),
+                          visible=_flag("visible", visible))
 
     def set_class_opacity(self, index_or_name: int | str, opacity: float, *, view: int | None = None) -> None:
         """Set one class's opacity in [0, 1]."""

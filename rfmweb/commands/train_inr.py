@@ -18,7 +18,8 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=10_000, help="optimisation steps (the cosine schedule spans them)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--device", help="cpu or cuda (default: CUDA when available)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="forward-pass precision (default fp32)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="forward-pass precision (default fp32)")
     p.add_argument("--batch", type=int, default=16_384, help="coordinates per step")
     p.add_argument("--micro-batches", type=int, default=4, help="gradient-accumulation chunks per step")
     p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")

@@ -333,13 +333,18 @@ def draw_orientation(image: np.ndarray, camera: "OrbitCamera") -> np.ndarray:
     r = min(w, h) // 18                                      # axis length, px
     if r < 5:                                                # a thumbnail: no room
         return image
-    pil, draw, _ = _canvas(image)
     text_size = max(6, (r * 2) // 3)
-    c = np.array([w - r - text_size - 2, h - r - text_size - 2], np.float64)
+    # drawn on its corner alone (every streamed 3-D frame carries it: no copy of the whole frame to PIL)
+    centre = np.array([w - r - text_size - 2, h - r - text_size - 2], np.float64)
+    x0, y0 = (np.maximum(centre - r - 1.2 * text_size - 2, 0)).astype(int)   # the marker's reach
+    out = image.copy()
+    pil, draw, _ = _canvas(out[y0:, x0:])
+    c = centre - (x0, y0)
     for letter, k, v, near in orientation_ends(camera):
         color = AXIS_COLORS[k] if near else tuple(int(x * 0.45) for x in AXIS_COLORS[k])
         draw.line([tuple(c), tuple(c + r * v)], fill=color, width=max(2, r // 6) if near else max(1, r // 10))
         if np.hypot(*v) > 0.45:                              # a short axis' letters would sit on the others
             draw.text(tuple(c + (r + text_size * 0.6) * v), letter, fill=color, font=font(text_size), anchor="mm",
                       stroke_width=1, stroke_fill=(0, 0, 0))
-    return np.asarray(pil)
+    out[y0:, x0:] = np.asarray(pil)
+    return out
