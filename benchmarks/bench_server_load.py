@@ -7,7 +7,8 @@ Usage::
 Starts ``rfmweb serve`` (the bundled CT phantom, loopback, a free port, ``--max-sessions`` = clients,
 an auth key) and opens ``--clients`` tabs. Each tab is a client of the trame page's own protocol, as
 the page's scripts speak it (no browser, so 10 tabs fit on 2 cores and the numbers are the
-server's): it loads ``/?secret=KEY`` (cookie, 303 to its session ``/s/<id>/``), opens the websocket
+server's): it loads ``/?secret=KEY`` (cookie; the page's script asks ``POST /start`` for its session
+``/s/<id>/``, as this client does), opens the websocket
 through the launcher, says ``wslink.hello``, fetches the state (``trame.state.get``), reports its
 view size (``trame.rca.size``) and asks for a frame (``Refresh``); it acknowledges every frame it
 receives (``FrameAck``), as ``rfmweb.app.ui.CLIENT_SCRIPT`` does once a frame is displayed.
@@ -98,11 +99,13 @@ class TabClient:
         # unsafe: the jar keeps cookies of IP-literal hosts (127.0.0.1), as a browser does
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s),
                                            cookie_jar=aiohttp.CookieJar(unsafe=True))
-        async with self._http.get(f"{base}/?secret={key}") as page:
+        async with self._http.get(f"{base}/?secret={key}") as page:          # the cookie and the starter page
             await page.read()
-            match = re.fullmatch(r"/s/([0-9a-f]{32})/(index\.html)?", page.url.path)
+        async with self._http.post(f"{base}/start", headers={"Origin": base}) as start:
+            where = (await start.json())["location"] if start.status == 200 else ""
+            match = re.fullmatch(r"/s/([0-9a-f]{32})/", where)
             if page.status != 200 or match is None:
-                raise RuntimeError(f"{self.name}: the page answered {page.status} at {page.url.path}")
+                raise RuntimeError(f"{self.name}: the page answered {page.status}, /start {start.status}")
         self.sid = match.group(1)
         self._ws = await self._http.ws_connect(f"{base.replace('http', 'ws', 1)}/s/{self.sid}/ws",
                                                headers={"Origin": base}, max_msg_size=0)

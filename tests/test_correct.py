@@ -80,8 +80,15 @@ def test_correction_improves_the_marked_region_and_undo_restores(model, case):
     assert result.steps == 12 and corr.n_marks == 0 and corr.can_undo
     new = result.labels
     assert not new.flags.writeable and new is corr.labels
-    # identical to a full segmentation with the corrected weights, and the caller's model untouched
-    assert np.array_equal(new, segment_volume(corr.model, vol, device="cpu"))
+    # a full segmentation with the corrected weights within REACH_MM of the marks, the labels before farther
+    # away, and the caller's model untouched
+    from scipy.ndimage import distance_transform_edt
+    marks = np.zeros(gt.shape, bool)
+    marks[tuple(idx.T)] = True
+    near = distance_transform_edt(~marks, sampling=vol.spacing) <= correct.REACH_MM
+    full = segment_volume(corr.model, vol, device="cpu")
+    assert np.array_equal(new[near], full[near]) and np.array_equal(new[~near], base[~near])
+    assert result.left_out == int((full[~near] != base[~near]).sum())
     assert _same(_weights(model), before_weights) and not _same(_weights(corr.model), before_weights)
     assert result.changed == int((new != base).sum()) > 0
     assert result.seconds >= result.update_seconds > 0 and result.segment_seconds > 0
@@ -264,7 +271,13 @@ def test_mark_voxels_apply_without_marks_and_bad_input(tiny):
     # exact steps, then a re-segmentation
     quick = corr.apply(steps=correct.MIN_STEPS)
     assert quick.steps == correct.MIN_STEPS and corr.can_undo and corr.n_marks == 0
-    np.testing.assert_array_equal(quick.labels, segment_volume(corr.model, vol, device="cpu"))
+    full = segment_volume(corr.model, vol, device="cpu")
+    near = np.zeros(vol.shape, bool)                       # within REACH_MM (10 mm: 5 voxels) of the three marks
+    ijk = np.stack(np.indices(vol.shape), -1)
+    for m in ([0, 0, 0], [15, 13, 11], [1, 2, 3]):
+        near |= np.linalg.norm((ijk - m) * 2.0, axis=-1) <= correct.REACH_MM
+    np.testing.assert_array_equal(quick.labels, np.where(near, full, labels))
+    assert quick.left_out == int((full[~near] != labels[~near]).sum())
     corr.undo()
     assert _same(_weights(corr.model), before) and corr.n_marks == 3
     corr.clear_marks()

@@ -46,7 +46,8 @@ def hu_volume(shape=(24, 20, 16), seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(-1024, 2000, size=shape).astype(np.int16)
 
 
-def write_series(folder, hu, affine, *, series_uid=None, syntax=None, seed=1, modality="CT", window=None):
+def write_series(folder, hu, affine, *, series_uid=None, syntax=None, seed=1, modality="CT", window=None,
+                 photometric="MONOCHROME2"):
     """Write ``hu [X, Y, Z]`` with RAS ``affine`` as one DICOM file per slice ``k`` (plane ``hu[:, :, k]``).
 
     Files get shuffled names and scrambled InstanceNumbers; the rescale intercept varies per slice.
@@ -75,7 +76,7 @@ def write_series(folder, hu, affine, *, series_uid=None, syntax=None, seed=1, mo
         ds.PixelSpacing = [round(spacing[1], 6), round(spacing[0], 6)]
         ds.SliceThickness = round(spacing[2], 6)
         ds.Rows, ds.Columns = hu.shape[1], hu.shape[0]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         ds.RescaleSlope, ds.RescaleIntercept = 1, -1024 + k % 3
         if window is not None:   # (centres, widths), as a scanner's protocol writes them
@@ -282,6 +283,40 @@ def test_bad_series_is_one_clear_error(tmp_path, damage, reason):
     with pytest.raises(InputError) as err:
         open_volume(folder)
     assert err.value.path == str(folder) and reason in err.value.reason, err.value.reason
+
+
+@pytest.mark.parametrize("syntax", [None, RLELossless])
+def test_a_monochrome1_series_reads_the_same_hu(tmp_path, syntax):
+    """MONOCHROME1 says how to display (bright = low), not what a voxel holds: its HU are the rescaled
+    stored values, as for MONOCHROME2 (GDCM inverted the stored values first: 60,501 "HU" for air)."""
+    hu, affine = hu_volume((24, 20, 6)), np.diag([0.5, 0.5, 1.0, 1.0])
+    write_series(tmp_path / "m1", hu, affine, syntax=syntax, photometric="MONOCHROME1")
+    np.testing.assert_array_equal(load_dicom(tmp_path / "m1").data[0], hu)
+
+
+def test_copies_of_an_image_are_read_once_and_a_clash_names_its_files(tmp_path):
+    hu, affine = hu_volume((24, 20, 6)), np.diag([0.5, 0.5, 1.0, 1.0])
+    folder = tmp_path / "export"
+    write_series(folder, hu, affine)
+    (folder / "resent").write_bytes(file_of_slice(folder, 2, affine).read_bytes())    # the same SOPInstanceUID
+    np.testing.assert_array_equal(load_dicom(folder).data[0], hu)
+    ds = pydicom.dcmread(folder / "resent")
+    ds.SOPInstanceUID = generate_uid()                                                # another image, same place
+    ds.save_as(folder / "resent")
+    with pytest.raises(InputError, match=f"e.g. ({file_of_slice(folder, 2, affine).name} and resent|resent and "
+                                         f"{file_of_slice(folder, 2, affine).name}) at 2 mm"):
+        load_dicom(folder)
+
+
+def test_an_image_that_cannot_be_decoded_is_named(tmp_path):
+    hu, affine = hu_volume((40, 32, 4)), np.diag([0.5, 0.5, 1.0, 1.0])
+    write_series(tmp_path / "c", hu, affine, syntax=JPEG2000Lossless)
+    bad = file_of_slice(tmp_path / "c", 1, affine)
+    ds = pydicom.dcmread(bad)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.50"      # says JPEG baseline, holds JPEG 2000
+    ds.save_as(bad)
+    with pytest.raises(InputError, match=f"pixel data of {bad.name} \\(JPEG Baseline"):
+        load_dicom(tmp_path / "c")
 
 
 def test_empty_folder_and_single_file(tmp_path, ct_series):

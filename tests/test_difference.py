@@ -166,9 +166,16 @@ def test_four_up_planes_share_the_crosshair_with_the_main_view(small_ct):
 
     _, app = build_app(small_ct, server=get_server("rfmweb-four-up-test", client_type="vue3"), renderer="vtk")
     try:
+        main = app.sessions["view_a"]
+        main.set_view_mode("axial")
+        main.set_slice(main.slice_index - 1)          # a radiologist stepped one slice down, then turned Four on
+        main.set_view_mode("coronal")
+        main.set_slice(main.slice_index + 2)
+        was = dict(main.slice_indices)
         app.set_four_up(True)
         axial, coronal, sagittal = (app.sessions[n] for n in ("view_d", "view_e", "view_f"))
         assert [s.mode for s in (axial, coronal, sagittal)] == ["axial", "coronal", "sagittal"]
+        assert [s.slice_index for s in (axial, coronal, sagittal)] == [was[m] for m in ("axial", "coronal", "sagittal")]
         assert all(app.views[n].stream is not None for n in ("view_d", "view_e", "view_f"))
         axial.resize(SIZE, SIZE)
         view = app.views["view_d"]

@@ -12,7 +12,7 @@ from rfmweb.data.cohort import cohort_case
 from rfmweb.errors import InputError
 from rfmweb.inr import LabelCache, denoise_labels, finer_grid, load_model, segment_case, segment_volume
 from rfmweb.inr.checkpoint import default_checkpoint, save_checkpoint
-from rfmweb.io import load_volume
+from rfmweb.io import load_volume, save_array
 from rfmweb.io.brats import save_brats_case
 from rfmweb.inr.infer import InferenceMLP, case_inputs
 from rfmweb.models.inr import NeumoursINR, extract_patches, fourier_features, normalise_modalities, voxel_to_unit
@@ -110,6 +110,11 @@ def test_segment_case_writes_nifti_on_the_case_grid(model, crop, tmp_path):
         with pytest.raises(InputError, match="one of the case's own images"):
             segment_case(case, case / name, checkpoint=ckpt)
         assert (case / name).read_bytes() == before
+    # its ground truth is not needed: one on another grid does not stop a segmentation
+    save_array(case / "case-1-seg.nii.gz", np.zeros((5, 5, 5), np.uint8), np.eye(4))
+    out, again, _ = segment_case(case, tmp_path / "again.nii.gz", checkpoint=ckpt, device="cpu", precision="fp32",
+                                 denoise=True)
+    np.testing.assert_array_equal(again, labels)
 
 
 def test_a_segmentation_keeps_the_voxel_order_of_the_case_files(model, crop, tmp_path):

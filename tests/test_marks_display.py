@@ -78,6 +78,24 @@ def test_a_stroke_shows_on_every_slice_view_until_cleared(views, label):
     np.testing.assert_array_equal(session.render(), before)
 
 
+def test_a_stroke_that_leaves_the_slice_and_comes_back_marks_only_what_it_crossed(views):
+    """A stroke out of the slice's top edge, round its left side and back in at its bottom marks nothing:
+    it never crossed the slice (the points off it used to be dropped, and the two left joined by a
+    straight line through the brain). A stroke across the whole slice, its ends off it, marks its path."""
+    geo = views.sessions[GT].slice_geometry()
+    n = np.array(geo.shape)
+    corners = geo.to_pixel(np.array([[0, 0, geo.index], [n[0] - 1, n[1] - 1, geo.index]]))   # pixel centres
+    (x0, y0), (x1, y1) = corners.min(0), corners.max(0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    u_turn = [[cx, y0 + 2], [cx, y0 - 8], [x0 - 8, y0 - 8], [x0 - 8, y1 + 8], [cx, y1 + 8], [cx, y1 - 2]]
+    assert views.mark_pixels(GT, u_turn, 3, 1.0) == 0
+    assert views.n_marks == 0
+    across = views.mark_pixels(GT, [[x0 - 20, cy], [x1 + 20, cy]], 3, 1.0)
+    brain = views.volume.data[3][:, :, geo.index] > 0
+    assert across > 0.5 * brain.any(axis=1).sum(), "a stroke across the slice marks its path"
+    views.clear_marks()
+
+
 def test_brush_radius_in_mm_and_clear_through_the_controller(views):
     control = ViewController(list(views.sessions), segmentation=views)
     try:

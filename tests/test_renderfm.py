@@ -46,7 +46,12 @@ def test_inputs_channels_and_grid(scene, small_ct):
     assert ((x[2:] >= 0) & (x[2:] <= 1)).all()
     np.testing.assert_array_equal(x[1] > 0, ((inp.labels > 0) & (inp.rgba[..., 3] > 0)).numpy())
     unlabelled = build_inputs(Scene(small_ct.with_labels(None, ()), preset("CT-Bone")), None)
-    assert unlabelled.mask_from == "tf" and unlabelled.shape == small_ct.shape
+    assert unlabelled.mask_from == "tf" and unlabelled.shape == small_ct.shape and unlabelled.unlabelled == 0.0
+    # the share of what the TF shows that the label mask leaves out: the head CT's labels (soft tissue, bone)
+    # cover CT-Bone's voxels, but not most of what CT-Lung shows (air-filled spaces, the head rest's foam)
+    shown = (x[5] > SMALL.eps)
+    assert inp.unlabelled == pytest.approx(float((shown & (inp.labels.numpy() == 0)).sum() / shown.sum()))
+    assert inp.unlabelled < 0.2 < 0.5 < build_inputs(Scene(small_ct, preset("CT-Lung")), 8.0).unlabelled
 
 
 def test_a_volume_that_is_not_ct_is_refused_and_not_offered(small_ct):

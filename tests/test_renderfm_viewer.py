@@ -7,6 +7,7 @@ these tests run before the shipped weights exist. Pictures go to ``tests/_artifa
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -123,6 +124,16 @@ def test_predicts_again_on_tf_and_class_changes_only(session):
     back = session.render()
     assert r.predictions == 3
     np.testing.assert_array_equal(back, muscle)
+
+
+def test_the_note_says_what_the_label_mask_leaves_out(session):
+    """CT-Lung on the head CT shows mostly voxels labelled 0, which Render-FM leaves out: an almost
+    empty frame said only "Render-FM: 289 splats"."""
+    session.render()
+    assert "unlabelled" not in session.renderer().note
+    session.set_preset("CT-Lung")
+    session.render()
+    assert re.search(r"; \d+% of what this preset shows is unlabelled \(label 0\)", session.renderer().note)
 
 
 def test_no_visible_voxel_is_a_clear_error(session):

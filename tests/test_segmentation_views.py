@@ -198,11 +198,27 @@ def test_linked_view_modes_follow_each_other(case):
     assert b.mode == "sagittal"
 
 
+def test_a_case_without_ground_truth_says_so_in_its_first_title(case, views):
+    assert views.titles == TITLES
+    bare = SegmentationViews(case.with_labels(None, ()), model=views.model, width=SIZE, height=SIZE)
+    try:
+        assert bare.titles[0] != TITLES[0] and "no ground truth" in bare.titles[0] and bare.titles[1:] == TITLES[1:]
+        assert bare.dice() is None and bare.dice_text(RAW) == ""
+    finally:
+        bare.close()
+
+
 def test_bad_inputs(small_ct, views):
     with pytest.raises(InputError, match="4-channel MR"):
         SegmentationViews(small_ct)
     with pytest.raises(InputError, match="label"):
         views.mark_stroke("axial", 10, [[1, 2]], label=7)
+    with pytest.raises(InputError, match="label"):
+        views.mark_stroke("axial", 10, [[1, 2]], label=2.5)      # not rounded down to ED
+    with pytest.raises(InputError, match="slice index"):
+        views.mark_stroke("axial", 10.7, [[1, 2]], label=2)
+    with pytest.raises(InputError, match="finite numbers"):
+        views.mark_stroke("axial", 10, [[np.nan, 1]], label=0)
     with pytest.raises(InputError, match="not a slice|3-D"):
         views.sessions[RAW].slice_geometry()
 

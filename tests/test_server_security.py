@@ -253,8 +253,13 @@ def test_auth_key_sources(tmp_path):
         resolve_auth_key(KEY, key_file, environ={})
     with pytest.raises(InputError, match="cannot read"):
         resolve_auth_key(None, tmp_path / "missing", environ={})
-    with pytest.raises(InputError, match="auth-key"):
+    with pytest.raises(InputError, match="RFMWEB_AUTH_KEY: the auth key must be"):
         resolve_auth_key(None, None, environ={"RFMWEB_AUTH_KEY": "short"})
+    key_file.write_text("# the viewer's key\n" + KEY)
+    with pytest.raises(InputError, match="--auth-key-file .*key \\(its first line\\): the auth key must be"):
+        resolve_auth_key(None, key_file, environ={})
+    with pytest.raises(InputError, match="^--auth-key: the auth key must be"):
+        resolve_auth_key("short", None, environ={})
 
 
 # -- the real server (CLI, launcher, one session) ----------------------------------------------------------
@@ -304,9 +309,18 @@ def test_running_server_checks_host_origin_and_key(served):
                                               headers={"Host": "attacker.example"})).status}
             first = await http.get(f"{base}/?secret={KEY}", allow_redirects=False)
             out["first"], out["location"] = first.status, first.headers["Location"]
-            # the cookie jar now holds the session cookie: / starts a session
-            start = await http.get(f"{base}/", allow_redirects=False)
-            out["start"], sid_path = start.status, start.headers["Location"]
+            # the cookie jar now holds the session cookie: / is the page whose script starts a session, and
+            # starts none itself (a link preview or a health check must not take a session slot)
+            started = log.read_text().count(" started (pid")
+            for _ in range(3):
+                starter = await http.get(f"{base}/", allow_redirects=False)
+            out["starter"] = (starter.status, "/start" in await starter.text())
+            evil = await http.post(f"{base}/start", headers={"Origin": "http://evil.example"})
+            out["cross_site_start"] = evil.status
+            start = await http.post(f"{base}/start", headers={"Origin": base})
+            out["start"], sid_path = start.status, (await start.json())["location"]
+            await asyncio.sleep(0.5)                                  # the log line of the one session started
+            out["processes"] = log.read_text().count(" started (pid") - started
             page = await http.get(f"{base}{sid_path}")
             out["page"] = page.status
             try:
@@ -324,7 +338,8 @@ def test_running_server_checks_host_origin_and_key(served):
         return out
 
     out = _in_thread(main())
-    assert out == {"no_key": 401, "rebound": 403, "first": 303, "location": "/", "start": 303, "page": 200,
+    assert out == {"no_key": 401, "rebound": 403, "first": 303, "location": "/", "starter": (200, True),
+                   "cross_site_start": 403, "start": 200, "processes": 1, "page": 200,
                    "foreign_ws": 403, "same_ws": True, "bearer": 200, "manager": 200}, out
     text = log.read_text()
     assert KEY not in text  # never logged, not even in the "open" line
@@ -340,6 +355,22 @@ def test_announced_url_follows_the_scheme(caplog):
         announcer(content, "127.0.0.1", None, False)(8080)
         announcer(content, "127.0.0.1", None, False, "https")(8443)
     assert "open http://127.0.0.1:8080/" in caplog.text and "open https://127.0.0.1:8443/" in caplog.text
+
+
+def test_a_public_bind_announces_a_name_and_an_address_other_machines_reach(caplog, monkeypatch):
+    """The short host name ("vm") does not resolve on a clinician's machine: the fully qualified name,
+    and the address of the interface that leads out, are what to open."""
+    import socket
+
+    from rfmweb.app import server
+    from rfmweb.app.server import Content, announcer
+
+    monkeypatch.setattr(socket, "getfqdn", lambda *a: "vm.radiology.example.org")
+    monkeypatch.setattr(server, "_machine_address", lambda: "10.1.2.3")
+    with caplog.at_level(logging.INFO, logger="rfmweb.app.server"):
+        announcer(Content(volume=None, splats=[0, 0, 0]), "0.0.0.0", KEY, False)(8713)
+    assert "open http://vm.radiology.example.org:8713/ or http://10.1.2.3:8713/ (with the auth key" in caplog.text
+    assert KEY not in caplog.text
 
 
 def test_a_client_cannot_make_the_session_reserve_gigabytes():

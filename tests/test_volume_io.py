@@ -307,13 +307,28 @@ def test_brats_errors(tmp_path):
     with pytest.raises(InputError, match="case2-t1c.nii.gz.*not on the grid"):
         load_brats_case(folder)
     folder = save_brats_case(brats_volume(), tmp_path / "case3")
-    write(folder / "case3-seg.nii.gz", np.full((10, 12, 8), 4, np.uint8))
-    with pytest.raises(InputError, match="labels must be 0..3"):
+    write(folder / "case3-seg.nii.gz", np.full((10, 12, 8), 5, np.uint8))
+    with pytest.raises(InputError, match="labels must be 0..3.*found \\[5\\]"):
         load_brats_case(folder)
+    both = (np.arange(10 * 12 * 8).reshape(10, 12, 8) % 5).astype(np.uint8)      # 3 and 4: which is ET?
+    write(folder / "case3-seg.nii.gz", both)
+    with pytest.raises(InputError, match="found \\[3, 4\\]"):
+        load_brats_case(folder)
+    assert load_brats_case(folder, read_seg=False).labels is None     # the images alone: no ground truth read
     no_seg = save_brats_case(brats_volume().with_labels(None, ()), tmp_path / "case4")
     assert load_brats_case(no_seg).labels is None
     with pytest.raises(InputError, match="no \\*-seg"):
         load_brats_case(no_seg, require_seg=True)
+
+
+def test_brats_2021_labels_are_read_with_et_as_3(tmp_path):
+    """BraTS 2017-2021 files mark ET as 4 (no 3); they are read in the 2023 convention, ET = 3."""
+    vol = brats_volume()
+    folder = save_brats_case(vol, tmp_path / "case")
+    old = np.where(vol.labels == 3, 4, vol.labels).astype(np.uint8)
+    write(folder / "case-seg.nii.gz", old)
+    assert (old == 4).any() and not (old == 3).any()
+    np.testing.assert_array_equal(load_brats_case(folder).labels, vol.labels)
 
 
 def test_a_nrrd_without_an_anatomical_space_is_refused(tmp_path):

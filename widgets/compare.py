@@ -75,10 +75,9 @@ class Compare(_Views):
             case_volume: a 4-channel MR :class:`Volume` (:func:`rfmweb.io.load_brats_case`).
             model: a Neumours INR (default: the shipped weights).
         """
-        from rfmweb.session.segmentation import TITLES
-
         seg = SegmentationViews(case_volume, model, renderer=renderer, width=width, height=height)
-        widget = cls(list(seg.sessions), titles=list(titles or TITLES), width=width, height=height, segmentation=seg)
+        widget = cls(list(seg.sessions), titles=list(titles or seg.titles), width=width, height=height,
+                     segmentation=seg)
         widget._owned = [True] * len(seg.sessions)
         seg.on_status = widget._on_status
         if wait:

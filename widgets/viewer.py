@@ -453,13 +453,13 @@ class _Views(anywidget.AnyWidget):
 
     def _reply_segmentation(self, msg: m.SaveSegmentation) -> None:
         try:
-            data = self._require_segmentation().segmentation_file(msg.view)
+            seg = self._require_segmentation()
+            data = seg.segmentation_file(msg.view)
         except Exception as exc:
             log.warning("rfmweb widget: saving the segmentation failed: %s", exc)
             self.send(m.ErrorOut(msg.view, f"saving the segmentation failed: {exc}", msg.request).to_json())
             return
-        name = ("ground_truth", "raw_inr", "denoised_inr")[msg.view]
-        self.send(m.FileOut(msg.view, msg.request, f"segmentation_{name}.nii.gz", "application/gzip").to_json(),
+        self.send(m.FileOut(msg.view, msg.request, seg.download_name(msg.view), "application/gzip").to_json(),
                   buffers=[data])
 
     def _reply_screenshot(self, msg: m.Screenshot) -> None:

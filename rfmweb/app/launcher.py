@@ -5,10 +5,13 @@ that process, so two tabs of one process cannot hold two cameras or two presets.
 for per-user state is its launcher pattern (a front server that starts one app process per session
 and hands out its websocket); this module is that pattern, small and in-process:
 
-- ``GET /`` starts a session: a ``python`` child that unpickles the loaded :class:`~.server.Content`
-  from its stdin, serves it on a free loopback port with a random internal key, and reports the
-  port on its stdout. The browser is redirected (303) to ``/s/<id>/``. With ``max_sessions``
-  running, the next tab gets a 503 page that says so.
+- ``GET /`` answers a small page whose script asks ``POST /start`` for a session, then goes there.
+  A request that runs no script (a link preview, a health check, ``curl``) starts nothing: each
+  session is a process of ~1 GB, and four such requests used to hold every slot for a minute.
+- ``POST /start`` starts a session: a ``python`` child that unpickles the loaded
+  :class:`~.server.Content` from its stdin, serves it on a free loopback port with a random
+  internal key, and reports the port on its stdout; the answer is ``{"location": "/s/<id>/"}``.
+  With ``max_sessions`` running, it is a 503 page that says so (the starter page shows it).
 - ``/s/<id>/...`` is proxied to that child (HTTP and the websocket); the child only answers
   loopback Host names and its internal key, which only the launcher holds.
 - One tab per session: a second page on the same ``/s/<id>/`` (a duplicated tab, a pasted link)
@@ -54,6 +57,15 @@ _BUSY = """<!doctype html><html><head><meta charset="utf-8"><title>rfmweb: busy<
 <body style="font-family:sans-serif;margin:3em"><h1>All viewer sessions are in use</h1>
 <p class="rfm-busy">This server runs at most {n} viewer session(s) at once ({n} open now).
 Close another rfmweb tab, or try again in a minute.</p></body></html>"""
+_STARTER = """<!doctype html><html><head><meta charset="utf-8"><title>rfmweb</title></head>
+<body style="font-family:sans-serif;margin:3em"><p class="rfm-starting">Starting a viewer session&hellip;</p>
+<noscript><p>The viewer needs JavaScript.</p></noscript>
+<script>
+fetch("/start", {method: "POST", credentials: "same-origin", cache: "no-store"}).then(async (r) => {
+  if (r.ok) { location.replace((await r.json()).location); return; }
+  document.open(); document.write(await r.text()); document.close();
+}).catch(() => { document.body.textContent = "The server did not answer: reload to try again."; });
+</script></body></html>"""
 _FAILED = """<!doctype html><html><head><meta charset="utf-8"><title>rfmweb: error</title></head>
 <body style="font-family:sans-serif;margin:3em"><h1>The viewer session could not start</h1>
 <p>The server log says why. Reload to try again.</p></body></html>"""
@@ -115,8 +127,9 @@ class Launcher:
 
         app = web.Application()
         self.access.protect(app)
-        app.router.add_get("/", self.new_session)
-        app.router.add_get("/index.html", self.new_session)
+        app.router.add_get("/", self.starter)
+        app.router.add_get("/index.html", self.starter)
+        app.router.add_post("/start", self.new_session)
         app.router.add_get("/s/{sid}", self.with_slash)
         app.router.add_route("*", "/s/{sid}/{tail:.*}", self.proxy)
         app.on_startup.append(self._on_startup)
@@ -133,8 +146,14 @@ class Launcher:
         await self._http.close()
 
     # -- sessions ---------------------------------------------------------------------------------
-    async def new_session(self, request):
-        """Start a session and send the browser to it (503 page when all are in use)."""
+    async def starter(self, _request):
+        """The page that starts a session from the browser (see the module docstring)."""
+        from aiohttp import web
+
+        return web.Response(text=_STARTER, content_type="text/html", headers={"Cache-Control": "no-store"})
+
+    async def new_session(self, _request):
+        """Start a session: ``{"location": "/s/<id>/"}`` (503 page when all are in use)."""
         from aiohttp import web
 
         if len(self.sessions) + self._starting >= self.max_sessions:
@@ -154,7 +173,7 @@ class Launcher:
         self._schedule_end(session, self.connect_s, "no websocket connected")
         log.info("session %s started (pid %d, port %d); %d open", session.tag, session.proc.pid, session.port,
                  len(self.sessions))
-        return web.Response(status=303, headers={"Location": f"/s/{session.sid}/", "Cache-Control": "no-store"})
+        return web.json_response({"location": f"/s/{session.sid}/"}, headers={"Cache-Control": "no-store"})
 
     async def start(self) -> Session:
         """Run a session process and wait until it listens."""

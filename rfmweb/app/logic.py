@@ -1,11 +1,9 @@
 """Controllers of the web app: typed UI state <-> render sessions (frames <-> browsers: :mod:`.frames`).
 
-Sizes and pointer events come in through trame-rca's RPCs and become typed messages
-(:mod:`rfmweb.session.messages`) for the shared :class:`~rfmweb.session.controller.ViewController`,
-which the Jupyter widget uses too. Frames come from a :class:`~rfmweb.session.FrameStream` worker
-thread and are published on trame-rca's stream topic to every client; the page script
-(:data:`rfmweb.app.ui.CLIENT_SCRIPT`) shows them and acknowledges each (at most two unacknowledged
-frames per view; the first acknowledgement frees one, a lost one expires).
+Sizes and pointer events come in through trame-rca's RPCs as typed messages (:mod:`rfmweb.session.messages`)
+for the :class:`~rfmweb.session.controller.ViewController` the Jupyter widget shares. Frames of a
+:class:`~rfmweb.session.FrameStream` go to every client on trame-rca's stream topic; the page script
+(:data:`rfmweb.app.ui.CLIENT_SCRIPT`) shows and acknowledges each (two unacknowledged per view at most).
 
 :class:`AppController` owns the sessions (view A, and view B for the compare layout, cameras linked;
 view B starts on another renderer or preset than view A (:func:`compare_choice`: Render-FM on a CT
@@ -38,7 +36,7 @@ from ..session import VIEW_MODES, Frame, RenderSession, SegmentationViews, link_
     link_view_modes
 from ..session import messages as m
 from ..session.controller import ViewController, window_readout
-from ..session.segmentation import CORRECTION_LABELS, TITLES
+from ..session.segmentation import CORRECTION_LABELS
 from ..transfer import PRESETS, preset_unsuited
 from ..volume import Volume
 from ..session.difference import DifferenceSession
@@ -130,6 +128,7 @@ class AppController:
         d.correct_labels = [Choice(f"{name} (erase)" if i == 0 else name, str(i))
                             for i, name in CORRECTION_LABELS.items()]
         d.segment = segmentation is not None
+        d.seg_files = segmentation.download_names() if segmentation is not None else {}
         d.compare = segmentation is not None  # the segmentation views are always side by side
         auto = Choice(self.sessions[VIEW_A].auto_window_label(), "auto")
         d.window_presets = [auto] + [Choice(f"{k} (W{w:g} L{lv:g})", k) for k, (w, lv) in WINDOW_PRESETS.items()]
@@ -185,7 +184,7 @@ class AppController:
             for i, (name, session) in enumerate(self.sessions.items()):
                 vs = self._view_state(name)
                 vs.renderer, vs.preset = session.renderer_name, session.preset_name
-                vs.title = TITLES[i] if seg is not None else ""
+                vs.title = seg.titles[i] if seg is not None else ""
                 if compared and name in (VIEW_A, VIEW_B):  # side by side, each view says what it shows
                     vs.title = view_title(session)
                 vs.subtitle = seg.dice_text(i) if seg is not None else ""
@@ -316,10 +315,13 @@ class AppController:
         if not planes or bool(on) == (planes[0].stream is not None):
             return
         if on:
+            shown = dict(self.sessions[VIEW_A].slice_indices)  # the slices the main view was on: the planes'
             self.control.handle(m.SetMode(0, "3d"))  # the main view is the 3-D one of the four
         for view in planes:
             if on:
-                view.attach(self.sessions[view.area_name])
+                plane = self.sessions[view.area_name]
+                plane.set_view_mode(plane.mode, shown.get(plane.mode))
+                view.attach(plane)
             else:
                 stream = view.detach()
                 if stream is not None:

@@ -74,10 +74,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_auth_key(key: str) -> str:
-    """Validate an auth key (8+ characters of ``A-Z a-z 0-9 _ -``, not a number)."""
+def check_auth_key(key: str, source: str = "--auth-key") -> str:
+    """Validate an auth key (8+ characters of ``A-Z a-z 0-9 _ -``, not a number); errors name ``source``
+    (the option, file or variable it came from)."""
     if not isinstance(key, str) or not _KEY_CHARS.fullmatch(key) or _JS_LITERAL.fullmatch(key):
-        raise InputError("--auth-key must be 8 to 256 characters of A-Z a-z 0-9 _ - and not a number "
+        raise InputError(f"{source}: the auth key must be 8 to 256 characters of A-Z a-z 0-9 _ - and not a number "
                          "(e.g. the output of `python -c \"import secrets; print(secrets.token_urlsafe())\"`)")
     return key
 
@@ -94,9 +95,11 @@ def resolve_auth_key(key: str | None, key_file: str | os.PathLike | None, enviro
         key = lines[0].strip() if lines else ""
         if not key:
             raise InputError(f"{key_file}: the auth key file is empty")
-    elif key is None:
+        return check_auth_key(key, f"--auth-key-file {key_file} (its first line)")
+    if key is None:
         key = environ.get(KEY_ENV) or None
-    return None if key is None else check_auth_key(key)
+        return None if key is None else check_auth_key(key, f"${KEY_ENV}")
+    return check_auth_key(key)
 
 
 def tls_context(certfile: str | os.PathLike, keyfile: str | os.PathLike) -> ssl.SSLContext:

@@ -36,7 +36,7 @@ from ..session.sources import open_sources
 from ..transfer import PRESETS
 from ..volume import Volume
 from .rpcs import limit_rpcs
-from .security import allowed_names, check_allow_host, check_auth_key, is_loopback, protect, tls_context
+from .security import KEY_ENV, allowed_names, check_allow_host, check_auth_key, is_loopback, protect, tls_context
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +215,23 @@ def run_app(content: Content, *, host: str, port: int, access: Access,
         controller.close()
 
 
+def _machine_name() -> str:
+    """This machine's name as other machines know it: the fully qualified name when it has one."""
+    fqdn = socket.getfqdn()
+    return fqdn if "." in fqdn and not fqdn.startswith("localhost") else socket.gethostname()
+
+
+def _machine_address() -> str | None:
+    """The IP address of the interface this machine reaches other networks by (no packet is sent;
+    ``None`` without a route): a link that works where the name does not resolve."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))                  # TEST-NET-1: never routed anywhere real
+            return probe.getsockname()[0]
+    except OSError:
+        return None
+
+
 def announcer(content: Content, host: str, auth_key: str | None, open_browser: bool,
               scheme: str = "http") -> Callable[[int], None]:
     """What to do once the server listens: log the URL (``scheme``: ``http`` or ``https``; never the
@@ -222,11 +239,14 @@ def announcer(content: Content, host: str, auth_key: str | None, open_browser: b
     and open the browser if asked."""
 
     def announce(port: int) -> None:
-        shown = socket.gethostname() if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+        public = host in ("0.0.0.0", "::")
+        shown = _machine_name() if public else f"[{host}]" if ":" in host else host
         url = f"{scheme}://{shown}:{port}/"
         with_key = url + (f"?secret={auth_key}" if auth_key is not None else "")
         needs = " (with the auth key: ?secret=KEY once, or Authorization: Bearer KEY)" if auth_key else ""
-        log.info("serving %s — open %s%s", content.describe(), url, needs)
+        address = _machine_address() if public else None
+        also = f" or {scheme}://{address}:{port}/" if address and address != shown else ""
+        log.info("serving %s — open %s%s%s", content.describe(), url, also, needs)
         if auth_key is not None and sys.stderr.isatty():
             print(f"rfmweb: open {with_key}", file=sys.stderr, flush=True)  # the terminal, not the logs
         if open_browser:
@@ -280,7 +300,8 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
         check_auth_key(auth_key)
     elif not is_loopback(host):
         raise InputError(f"refusing to listen on {host!r} without an auth key: other machines could connect; "
-                         "pass auth_key= (CLI: --auth-key KEY) or use host='127.0.0.1'")
+                         f"give one (--auth-key-file FILE, ${KEY_ENV} or --auth-key KEY; Python: auth_key=) "
+                         "or listen on 127.0.0.1")
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise InputError(f"port must be an integer in 0..65535, got {port!r}")
     if not isinstance(max_sessions, int) or max_sessions < 1:

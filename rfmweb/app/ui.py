@@ -212,13 +212,14 @@ def _correction_controls(ctrl, names) -> None:
                     disabled=(f"!{names.marks} || {names.correcting}",))
             html.Div(f"{{{{ {names.marks} }}}} marked", classes="text-caption rfm-marks")
         with html.Div(classes="d-flex mt-2", style="gap:6px"):
+            # no download while a correction runs: it would be the labels from before it
             v3.VBtn("Labels .nii.gz", variant="tonal", size="small", prepend_icon="mdi-download",
-                    classes="rfm-save-seg",
-                    click="utils.download('segmentation_denoised_inr.nii.gz', trigger('rfm_segmentation', [2]), "
+                    classes="rfm-save-seg", disabled=(names.correcting,),
+                    click=f"utils.download({names.seg_files}.nii, trigger('rfm_segmentation', [2]), "
                           "'application/gzip')")
             v3.VBtn("DICOM SEG .zip", variant="tonal", size="small", prepend_icon="mdi-download",
-                    classes="rfm-save-seg-dcm",
-                    click="utils.download('segmentation_denoised_inr_dicom_seg.zip', "
+                    classes="rfm-save-seg-dcm", disabled=(names.correcting,),
+                    click=f"utils.download({names.seg_files}.dcm, "
                           "trigger('rfm_segmentation', [2, 'dcm']), 'application/zip')")
 
 

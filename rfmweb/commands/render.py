@@ -55,7 +55,7 @@ def _run_render(args) -> None:
     from ..render.scene import nothing_to_draw
     from ..session import RenderSession, encode_image
     from ..session.sources import open_sources
-    from ..transfer import load_paraview_json
+    from ..transfer import load_paraview_json, preset_unsuited
 
     out = Path(args.out)
     fmt = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}.get(out.suffix.lower())
@@ -90,8 +90,11 @@ def _run_render(args) -> None:
 
         apply_scene(session, read_scene(args.scene), args.scene)
     snap = session.snapshot()
-    if snap.mode == "3d" and (empty := nothing_to_draw(snap.scene)) is not None:
+    empty = nothing_to_draw(snap.scene) if snap.mode == "3d" else None
+    if empty is not None:
         log.warning("%s", empty)                     # the picture would be black with no word why
+    if volume is not None and args.preset and (why := preset_unsuited(session.preset_name, volume)) is not None:
+        log.warning("preset %s is %s: the picture will not show what it is made for", session.preset_name, why)
     passes = session.progressive(snap, args.frames, 1) if args.frames > 1 else None
     if passes is None:
         image, frames = session.render(), 1
@@ -99,7 +102,10 @@ def _run_render(args) -> None:
         *_, (image, frames) = passes          # the mean of the frames, as the viewer shows it at rest
     data = encode_image(image, fmt)
     atomic_write(out, lambda tmp: Path(tmp).write_bytes(data))
+    note = session.note(snap) if empty is None else ""        # e.g. what Render-FM left out
     session.close()
+    if note:
+        log.info("%s", note)
     log.info("wrote %s (%dx%d, %s, %s, %d frame%s)", out, image.shape[1], image.shape[0], snap.renderer,
              "colours of the splat file" if snap.renderer == "splats" else session.preset_name, frames,
              "" if frames == 1 else "s")

@@ -43,7 +43,11 @@ progress (``on_progress``), it does not stop early. Every random draw is seeded 
 the same marks on the same weights give the same update. Re-segmentation is the full
 :func:`segment_volume` of the new weights (a weight update changes the logits everywhere, so no
 region can be skipped without evaluating it), on the case's images prepared once per corrector
-(:func:`~rfmweb.inr.infer.case_inputs`); measured in ``benchmarks/bench_correct.py``.
+(:func:`~rfmweb.inr.infer.case_inputs`); measured in ``benchmarks/bench_correct.py``. Its labels
+are taken within :data:`REACH_MM` of a mark; farther away the labels stay as they were (the count
+of changes left out is in the result). A correction drawn on one slice changed up to 35 mm away,
+on slices the user had not looked at (an erase stroke: 918 voxels changed, 381 of them new
+tumour elsewhere; WT Dice 0.871 -> 0.846 with every change, 0.861 with those within 10 mm).
 
 Example:
     >>> corr = Corrector(load_model(), volume)                         # doctest: +SKIP
@@ -89,6 +93,7 @@ REPLAY_EXCLUSION = 2                      #: replay voxels stay this far (voxels
 MARK_MARGIN = 1.0                         #: logit margin (target - best other) of a learnt voxel mark
 REPLAY_WEIGHT = 0.1                       #: weight of the replay's mean squared logit change
 RAY_WEIGHT = 5.0                          #: weight of the mean ray-mark loss (a click: a surface patch)
+REACH_MM = 10.0                           #: a correction changes labels this near its marks (mm)
 HISTORY = 16                              #: undo depth (weights ~1 MB + labels per level)
 #: a step's batch is padded to a multiple of this many rows: oneDNN builds its kernels per batch shape
 #: (15-25 ms the first time a shape is met, measured), so the Corrector builds the few padded shapes once
@@ -109,6 +114,8 @@ class CorrectionResult:
         seconds: wall time of ``apply()`` (update + re-segmentation).
         update_seconds: the gradient steps' share of ``seconds``.
         segment_seconds: the re-segmentation's share of ``seconds``.
+        left_out: voxels the updated model labels differently farther than :data:`REACH_MM` from
+            every mark, left as they were.
     """
 
     labels: np.ndarray
@@ -117,6 +124,7 @@ class CorrectionResult:
     seconds: float
     update_seconds: float = 0.0
     segment_seconds: float = 0.0
+    left_out: int = 0
 
 
 def _index(value, n: int, what: str) -> int:
@@ -290,8 +298,10 @@ class Corrector:
         a, b = (ax for ax in range(3) if ax != normal)
         index = _index(index, self.volume.shape[normal], f"{axis} slice index")
         pts = np.asarray(points, dtype=np.float64)
-        if pts.ndim != 2 or pts.shape[1] != 2 or pts.shape[0] < 1 or not np.isfinite(pts).all():
-            raise InputError(f"stroke points must be a finite [M, 2] array with M >= 1, got shape {pts.shape}")
+        if pts.ndim != 2 or pts.shape[1] != 2 or pts.shape[0] < 1:
+            raise InputError(f"stroke points must be an [M, 2] array with M >= 1, got shape {pts.shape}")
+        if not np.isfinite(pts).all():
+            raise InputError(f"stroke points must be finite numbers, got {pts[~np.isfinite(pts).all(1)][0].tolist()}")
         if not (math.isfinite(radius) and radius > 0):
             raise InputError(f"stroke radius must be > 0 voxels, got {radius}")
         lo = np.maximum(np.floor(pts.min(0) - radius), 0).astype(int)
@@ -414,15 +424,32 @@ class Corrector:
         del self._history[:-HISTORY]
         n_steps = self._update(steps, on_progress)
         t1 = time.perf_counter()
-        labels = segment_volume(self.model, self.volume, device=self.device, inputs=self._case)
+        model_labels = segment_volume(self.model, self.volume, device=self.device, inputs=self._case)
+        near = self._near_marks()
+        labels = np.where(near, model_labels, self._labels)
         t2 = time.perf_counter()
         labels.setflags(write=False)
         changed = int(np.count_nonzero(labels != self._labels))
+        left_out = int(np.count_nonzero((model_labels != self._labels) & ~near))
         self._labels, self._denoised = labels, None
         self.clear_marks()
-        log.info("correction: %d steps (%.2f s), re-segmentation %.2f s, %d voxels changed", n_steps, t1 - t0,
-                 t2 - t1, changed)
-        return CorrectionResult(labels, changed, n_steps, t2 - t0, t1 - t0, t2 - t1)
+        log.info("correction: %d steps (%.2f s), re-segmentation %.2f s, %d voxels changed (%d farther than "
+                 "%g mm from the marks left as they were)", n_steps, t1 - t0, t2 - t1, changed, left_out, REACH_MM)
+        return CorrectionResult(labels, changed, n_steps, t2 - t0, t1 - t0, t2 - t1, left_out)
+
+    def _near_marks(self) -> np.ndarray:
+        """``[X, Y, Z]`` bool: voxels within :data:`REACH_MM` (Euclidean, mm) of a pending voxel or ray mark."""
+        shape, spacing = np.array(self.volume.shape), np.array(self.volume.spacing)
+        marks = [np.stack(np.unravel_index(self._mark_index, self.volume.shape), axis=1)]
+        marks += [np.asarray(r.voxel, np.int64)[None] for r in self._rays]
+        ijk = np.concatenate(marks)                                                       # [M, 3]
+        pad = np.ceil(REACH_MM / spacing).astype(int)
+        lo, hi = np.maximum(ijk.min(0) - pad, 0), np.minimum(ijk.max(0) + pad + 1, shape)
+        free = np.ones(hi - lo, bool)                                                     # the box around them
+        free[tuple((ijk - lo).T)] = False
+        near = np.zeros(self.volume.shape, bool)
+        near[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = ndimage.distance_transform_edt(free, sampling=spacing) <= REACH_MM
+        return near
 
     def _update(self, steps: int | None, on_progress: ProgressCallback | None) -> int:
         """The gradient steps; returns how many were taken. Deterministic given the marks and weights."""

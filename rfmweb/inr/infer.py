@@ -497,7 +497,7 @@ def segment_case(case: str | os.PathLike | Volume, out: str | os.PathLike, *, ch
             raise InputError("is one of the case's own images; write the segmentation to another file", out)
     t0 = time.perf_counter()
     model = load_model(checkpoint, device="cpu")
-    volume = case if isinstance(case, Volume) else open_volume(case)
+    volume = case if isinstance(case, Volume) else open_volume(case, case_seg=False)   # no ground truth needed
     if volume.modality != "MR" or volume.data.shape[0] != 4:
         raise InputError(f"needs a 4-modality MR case (T1n, T1c, T2w, FLAIR), got {volume.modality} with "
                          f"channels {volume.channels}", None if isinstance(case, Volume) else case)

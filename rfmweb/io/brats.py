@@ -9,11 +9,13 @@ Layout (BraTS 2023 naming; the same layout our synthetic cohort writes)::
         BraTS-GLI-00001-000-t2f.nii.gz   # T2-FLAIR
         BraTS-GLI-00001-000-seg.nii.gz   # optional: 1 = NCR, 2 = ED, 3 = ET
 
+A ``-seg`` file in the BraTS 2017-2021 convention (4 = ET, no 3) is read as ET = 3.
 Regions used for evaluation: WT = {1, 2, 3}, TC = {1, 3}, ET = {3}.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -25,6 +27,8 @@ from .nifti import read_array, same_grid, save_array, stored_grid
 
 #: File suffix -> channel name, in channel order.
 MODALITY_SUFFIXES = {"t1n": "T1n", "t1c": "T1c", "t2w": "T2w", "t2f": "FLAIR"}
+
+log = logging.getLogger(__name__)
 
 BRATS_CLASSES = (
     LabelClass(0, "not tumour", (0.0, 0.0, 0.0)),       # the brain and all else (BraTS label 0)
@@ -50,12 +54,14 @@ def case_files(folder: str | os.PathLike) -> list[Path]:
     return [p for p in (_find(folder, s) for s in (*MODALITY_SUFFIXES, "seg")) if p is not None]
 
 
-def load_brats_case(folder: str | os.PathLike, *, require_seg: bool = False) -> Volume:
+def load_brats_case(folder: str | os.PathLike, *, require_seg: bool = False, read_seg: bool = True) -> Volume:
     """Load a BraTS-style case folder as a 4-channel MR :class:`Volume`.
 
     Args:
         folder: the case folder (see the module docstring for the layout).
         require_seg: raise if the ``-seg`` file is missing (training/evaluation).
+        read_seg: ``False``: the images alone, the ``-seg`` file left unread (segmenting a case needs
+            no ground truth, and a broken one must not stop it).
 
     Returns:
         Volume with ``channels == ("T1n", "T1c", "T2w", "FLAIR")``, labels (if present) with
@@ -80,18 +86,30 @@ def load_brats_case(folder: str | os.PathLike, *, require_seg: bool = False) -> 
                              f"(shapes {data.shape} vs {arrays[0].shape})", path)
         arrays.append(data)
     labels = None
-    seg = _find(folder, "seg")
+    seg = _find(folder, "seg") if read_seg or require_seg else None
     if seg is not None:
         labels, seg_affine = read_array(seg, labels=True)
         if labels.shape != arrays[0].shape or not same_grid(seg_affine, ref_affine):
             raise InputError(f"segmentation is not on the grid of {ref_path.name}", seg)
-        if labels.max() > 3:
-            raise InputError(f"BraTS labels must be 0..3 (1 NCR, 2 ED, 3 ET), found {int(labels.max())}", seg)
+        labels = _brats_2023_labels(labels, seg)
     elif require_seg:
         raise InputError("no *-seg.nii.gz file", folder)
     return Volume(np.stack(arrays), ref_affine, modality="MR", channels=tuple(MODALITY_SUFFIXES.values()),
                   labels=labels, classes=BRATS_CLASSES if labels is not None else (), name=folder.name,
                   source=stored_grid(ref_path))
+
+
+def _brats_2023_labels(labels: np.ndarray, path: Path) -> np.ndarray:
+    """``labels`` in the BraTS 2023 convention (1 NCR, 2 ED, 3 ET): the 2017-2021 one (4 = ET, no 3) is
+    mapped 4 -> 3; any other value above 3 is an :class:`InputError` naming ``path``."""
+    values = set(np.unique(labels).tolist())
+    if 4 in values and values <= {0, 1, 2, 4}:
+        log.info("%s: BraTS 2017-2021 labels (4 = ET) read as ET = 3", path.name)
+        return np.where(labels == 4, 3, labels).astype(labels.dtype)
+    if max(values) > 3:
+        raise InputError(f"BraTS labels must be 0..3 (1 NCR, 2 ED, 3 ET; or 0, 1, 2, 4 as in BraTS 2021), "
+                         f"found {sorted(v for v in values if v > 3 or v == 3 and 4 in values)}", path)
+    return labels
 
 
 def save_brats_case(volume: Volume, folder: str | os.PathLike, case_id: str | None = None) -> Path:

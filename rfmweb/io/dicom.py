@@ -2,7 +2,10 @@
 
 pydicom reads the headers (no pixel data) to group the files by SeriesInstanceUID, pick one series
 and validate its geometry; SimpleITK/GDCM decodes the pixels (uncompressed, JPEG, JPEG-LS,
-JPEG 2000, RLE) and applies each file's RescaleSlope/RescaleIntercept (CT -> HU). Slices are
+JPEG 2000, RLE) and applies each file's RescaleSlope/RescaleIntercept (CT -> HU). A MONOCHROME1
+series (brighter = lower values on display) is decoded by pydicom instead: GDCM inverts its stored
+values before the rescale, which gives wrong HU. Copies of one image (the same SOPInstanceUID, as
+PACS exports re-send) are read once. Slices are
 ordered by ImagePositionPatient projected on the slice normal ``n = row x column`` (never by file
 name or InstanceNumber). The LPS geometry becomes a RAS+ affine as for NRRD
 (:mod:`rfmweb.io.itk_image`), the slice spacing being the mean over the whole stack.
@@ -145,7 +148,7 @@ def _load_folder(folder: Path, shown: Path, series: str | None, name: str | None
         except InputError as exc:
             raise InputError(exc.reason, shown) from None
         check_pixel_data(items, folder, shown)
-    image = _read_pixels([p for p, _ in items], folder, shown)
+    image = _read_pixels(items, folder, shown)
     data, affine = image_to_ras(image)
     # ITK takes the slice spacing from the first two slices; the mean over the stack is exact
     affine[:3, 2] *= step / image.GetSpacing()[2]
@@ -273,20 +276,58 @@ def _choose(groups: dict[str, list], series: str | None, shown: Path) -> str:
     return ranked[0]
 
 
-def _read_pixels(files: list[Path], folder: Path, shown: Path):
-    """Decode the sorted slice files into one float32 ``SimpleITK.Image`` (rescale applied per file)."""
+def _read_pixels(items: list, folder: Path, shown: Path):
+    """Decode the sorted slices ``[(file, header)]`` into one float32 ``SimpleITK.Image`` (rescale applied
+    per file); an image that cannot be decoded is named."""
     import SimpleITK as sitk
 
+    files = [p for p, _ in items]
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([str(p) for p in files])
     reader.SetOutputPixelType(sitk.sitkFloat32)
     with captured_stderr() as said:         # GDCM and libjpeg print their complaints
         try:
-            return reader.Execute()
+            image = reader.Execute()
         except RuntimeError as exc:
             error = exc
-    reason = error_summary(error, said).replace(str(folder) + os.sep, "")
-    raise InputError(f"could not decode the pixel data ({reason})", shown)
+            image = None
+    if image is None:
+        for p, ds in items:                 # which file? (one at a time, only once the series failed)
+            with captured_stderr() as said_one:
+                try:
+                    sitk.ReadImage(str(p), sitk.sitkFloat32)
+                except RuntimeError as exc:
+                    reason = error_summary(exc, said_one).replace(str(folder) + os.sep, "")
+                    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+                    what = f"{getattr(syntax, 'name', syntax)}: " if syntax else ""
+                    raise InputError(f"could not decode the pixel data of {_shown_name(p, folder)} ({what}{reason})",
+                                     shown) from None
+        reason = error_summary(error, said).replace(str(folder) + os.sep, "")
+        raise InputError(f"could not decode the pixel data ({reason})", shown)
+    if any(str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1" for _, ds in items):
+        image = _monochrome1(items, folder, shown, image)
+    return image
+
+
+def _monochrome1(items: list, folder: Path, shown: Path, image):
+    """``image`` with the voxel values pydicom decodes and rescales (its modality LUT), not GDCM's,
+    which inverts a MONOCHROME1 image's stored values first (CT: 63487 - HU for 16-bit data)."""
+    import pydicom
+    import SimpleITK as sitk
+    from pydicom.pixels import apply_modality_lut
+
+    planes = []
+    for p, _ in items:
+        try:
+            with quiet_pydicom():
+                ds = pydicom.dcmread(p)
+                planes.append(np.asarray(apply_modality_lut(ds.pixel_array, ds), np.float32))
+        except Exception as exc:   # pydicom raises many types for data it cannot decode
+            raise InputError(f"could not decode the pixel data of {_shown_name(p, folder)} "
+                             f"(MONOCHROME1: {type(exc).__name__}: {str(exc)[:120]})", shown) from None
+    out = sitk.GetImageFromArray(np.stack(planes))           # [slices, rows, columns], the files' order
+    out.CopyInformation(image)
+    return out
 
 
 def _extract_zip(path: Path, dest: Path) -> None:

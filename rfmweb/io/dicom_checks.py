@@ -24,6 +24,8 @@ import numpy as np
 
 from ..errors import InputError
 
+log = logging.getLogger(__name__)
+
 #: Slice positions may stray from an even grid by this fraction of the slice spacing.
 SPACING_TOLERANCE = 0.05
 #: A tilt up to this many degrees (rounded positions) is read as none.
@@ -139,13 +141,30 @@ def check_pixel_data(items: list, folder: Path, shown: Path) -> None:
                              "pixel data", shown)
 
 
+def _unique_images(items: list) -> list:
+    """``items`` without later copies of an image already listed (the same SOPInstanceUID)."""
+    seen: set[str] = set()
+    unique = []
+    for p, ds in items:
+        uid = str(ds.get("SOPInstanceUID", "") or "")
+        if uid and uid in seen:
+            continue
+        seen.add(uid)
+        unique.append((p, ds))
+    if len(unique) < len(items):
+        log.info("%d copies of images already read skipped (the same SOPInstanceUID)", len(items) - len(unique))
+    return unique
+
+
 def check_series(items: list, shown: Path) -> tuple[list, float]:
     """Validate one series' headers; returns ``(items sorted along the slice normal, slice spacing mm)``.
 
     Args:
-        items: ``[(file, header)]`` of one SeriesInstanceUID.
+        items: ``[(file, header)]`` of one SeriesInstanceUID; copies of an image (the same
+            SOPInstanceUID: an export that re-sent it) are read once.
         shown: the folder or zip named in errors.
     """
+    items = _unique_images(items)
     headers = [ds for _, ds in items]
     check_pixel_format(headers, shown)
     if len(headers) < 2:
@@ -176,10 +195,12 @@ def check_series(items: list, shown: Path) -> tuple[list, float]:
     gaps = np.diff(pos)
     same = gaps < 1e-3                                                      # [n - 1] image i+1 at image i's place
     if same.any():
+        k = int(np.argmax(same))
+        (a, _), (b, _) = items[order[k]], items[order[k + 1]]
         shared = int((np.concatenate([same, [False]]) | np.concatenate([[False], same])).sum())
         places = shared - int(same.sum())
         raise InputError(f"{shared} images share {'one' if places == 1 else places} slice position"
-                         f"{'s' if places > 1 else ''} (several "
+                         f"{'s' if places > 1 else ''}, e.g. {a.name} and {b.name} at {pos[k]:.4g} mm (several "
                          "acquisitions, echoes or time points in one series?)", shown)
     extent = pos[-1] - pos[0]
     off_axis = np.linalg.norm(ipp[-1] - ipp[0] - extent * normal)

@@ -16,7 +16,7 @@ SAMPLE_PREFIX = "sample:"
 
 
 def open_volume(spec: str | os.PathLike | None, labels: str | os.PathLike | None = None,
-                series: str | None = None) -> Volume:
+                series: str | None = None, *, case_seg: bool = True) -> Volume:
     """Load what ``spec`` names.
 
     Args:
@@ -27,6 +27,7 @@ def open_volume(spec: str | os.PathLike | None, labels: str | os.PathLike | None
         labels: a label map on the grid of a volume file or DICOM series (any volume-file format).
         series: the series to read from a DICOM folder holding several: its SeriesInstanceUID,
             SeriesNumber or the id messages give (default: the one with the most images).
+        case_seg: ``False``: a BraTS case folder's ``-seg`` file is left unread (its images alone).
 
     Raises:
         InputError: naming the file or folder and the reason.
@@ -50,7 +51,7 @@ def open_volume(spec: str | os.PathLike | None, labels: str | os.PathLike | None
     if path.is_dir():
         if labels is not None:
             raise InputError("--labels cannot be combined with a BraTS case folder (it holds its *-seg file)", path)
-        return load_brats_case(path)
+        return load_brats_case(path, read_seg=case_seg)
     if path.suffix.lower() == ".dcm":
         raise InputError("a single DICOM file: give the folder (or .zip) holding the whole series", path)
     return load_volume(path, labels)

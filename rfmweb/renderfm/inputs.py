@@ -50,6 +50,8 @@ class RenderFMInput:
         affine: ``[4, 4]`` voxel -> world (mm) of the working grid.
         unit_distance: the TF's unit distance, mm.
         mask_from: ``"labels"`` or ``"tf"`` (no label map).
+        unlabelled: the share of the voxels the TF shows (opacity over a voxel > ``eps``) that the
+            label mask leaves out (label 0): Render-FM draws none of them (0 without a label map).
 
     ``tensor``, ``rgba`` and ``labels`` live on the device the input was built on.
     """
@@ -60,6 +62,7 @@ class RenderFMInput:
     affine: np.ndarray
     unit_distance: float
     mask_from: str
+    unlabelled: float = 0.0
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -130,11 +133,14 @@ def build_inputs(scene: Scene, spacing_mm: float | None = None, *, eps: float = 
     rgba = classify(scalar, labels, scene.tf, scene.classes)
     path = float(np.mean(np.linalg.norm(affine[:3, :3], axis=0)))
     alpha_voxel = 1.0 - (1.0 - rgba[..., 3].clamp(0.0, 0.999)) ** (path / scene.tf.unit_distance)
+    unlabelled = 0.0
     if labels is not None:
         mask, mask_from = (labels > 0) & (rgba[..., 3] > 0), "labels"
+        shown = alpha_voxel > eps
+        unlabelled = float((shown & (labels == 0)).sum()) / max(1, int(shown.sum()))
     else:
         mask, mask_from = alpha_voxel > eps, "tf"
         log.info("Render-FM input: no label map, so the foreground mask is the TF opacity > %g", eps)
     intensity = scalar.clamp(*HU_RANGE) / HU_SCALE
     channels = torch.stack([intensity, mask.float(), *rgba[..., :3].unbind(-1), alpha_voxel])
-    return RenderFMInput(channels, rgba, labels, affine, float(scene.tf.unit_distance), mask_from)
+    return RenderFMInput(channels, rgba, labels, affine, float(scene.tf.unit_distance), mask_from, unlabelled)

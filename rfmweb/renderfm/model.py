@@ -165,11 +165,13 @@ def decode_output(model: RenderFM, raw: torch.Tensor, base: Base) -> Splats6D:
 @dataclass
 class Prediction:
     """What :func:`predict` returns: the splats and the seconds of each stage (``timings``:
-    ``input``, ``network``, ``decode``, ``transfer``, ``prepare_s`` the whole)."""
+    ``input``, ``network``, ``decode``, ``transfer``, ``prepare_s`` the whole); ``unlabelled``: the
+    share of what the TF shows that the label mask leaves out (:class:`~rfmweb.renderfm.inputs.RenderFMInput`)."""
 
     splats: Splats6D
     timings: dict = field(default_factory=dict)
     grid: tuple[int, int, int] = (0, 0, 0)
+    unlabelled: float = 0.0
 
 
 def _sync(device: torch.device) -> None:
@@ -214,7 +216,7 @@ def predict(model: RenderFM, scene: Scene, *, device=None, out_device=None, prun
     log.info("Render-FM: %d splats from a %s working grid in %.3f s (input %.3f, network %.3f, decode %.3f, "
              "transfer %.3f) on %s", len(splats), "x".join(map(str, inputs.shape)), timings["prepare_s"],
              timings["input"], timings["network"], timings["decode"], timings["transfer"], device)
-    return Prediction(splats, {k: round(v, 4) for k, v in timings.items()}, inputs.shape)
+    return Prediction(splats, {k: round(v, 4) for k, v in timings.items()}, inputs.shape, inputs.unlabelled)
 
 
 # -- checkpoints ------------------------------------------------------------------------------------

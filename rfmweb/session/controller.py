@@ -22,7 +22,7 @@ from . import messages as m
 from ..render.slices import WINDOW_PRESETS
 from .interaction import WheelSteps, apply_drag, apply_wheel, key_gesture
 from .scene_file import apply_scene, parse_scene
-from .segmentation import CORRECTION_LABELS, SegmentationViews
+from .segmentation import CORRECTION_LABELS, SegmentationViews, correction_text
 from .session import RenderSession
 
 log = logging.getLogger(__name__)
@@ -252,8 +252,7 @@ class ViewController:
                 seg.clear_marks()
                 text = "pending marks cleared"
             elif isinstance(msg, m.ApplyCorrection):
-                r = seg.apply_correction()
-                text = f"corrected: {int(r.changed)} voxels changed, {r.steps} steps, {r.seconds:.1f} s"
+                text = correction_text(seg.apply_correction())
             else:
                 seg.undo_correction()
                 text = "correction undone"

@@ -24,6 +24,7 @@ import io
 import logging
 import math
 import os
+import re
 import tempfile
 import threading
 import time
@@ -49,6 +50,10 @@ log = logging.getLogger(__name__)
 
 #: Titles of the three views, in order.
 TITLES = ("ground truth", "raw INR", "denoised INR")
+#: The views' part of a download's name (:meth:`SegmentationViews.download_name`)
+FILE_VIEWS = ("ground_truth", "raw_inr", "denoised_inr")
+#: The first view's title when the case has no ground truth (its labels are empty)
+NO_TRUTH_TITLE = "no ground truth (the case has no -seg file)"
 GT, RAW, DENOISED = 0, 1, 2
 #: Labels a correction can paint: 0 = not tumour, 1 NCR, 2 ED, 3 ET.
 CORRECTION_LABELS = {0: "not tumour", 1: "NCR", 2: "ED", 3: "ET"}
@@ -254,6 +259,11 @@ class SegmentationViews:
             for s in self.sessions:
                 s.set_camera(cam.in_viewport(s.camera.width, s.camera.height))
 
+    @property
+    def titles(self) -> tuple[str, str, str]:
+        """The views' titles: :data:`TITLES`, the first saying so when the case has no ground truth."""
+        return TITLES if self.has_truth else (NO_TRUTH_TITLE, *TITLES[1:])
+
     def dice(self) -> dict[str, dict[str, float]] | None:
         """``{"raw INR": {"WT", "TC", "ET"}, "denoised INR": {...}}`` against the ground truth;
         ``None`` without ground truth or before the INR labels are in."""
@@ -327,7 +337,7 @@ class SegmentationViews:
         _check_label(label)
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         with self._lock:
-            n = int(self.corrector.mark_stroke(axis, int(index), pts, int(label), float(radius)))
+            n = int(self.corrector.mark_stroke(axis, index, pts, label, float(radius)))
         self._marks_changed()
         return n
 
@@ -337,13 +347,12 @@ class SegmentationViews:
         session = self.sessions[view]
         geo = session.slice_geometry()
         px = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)
+        # every point, those off the slice too: the stroke between them is what was drawn (dropping them
+        # would join the points where it left the slice and came back by a straight line never drawn)
         vox = geo.to_voxel(px[:, 0], px[:, 1])[:, list(geo.in_plane)]
-        inside = np.all((vox > -0.5) & (vox < np.array([geo.shape[a] for a in geo.in_plane]) - 0.5), axis=1)
-        if not inside.any():
-            return 0
         spacing = min(geo.spacing[a] for a in geo.in_plane)
         radius = max(0.5, radius_px * geo.mm_per_px / spacing)
-        return self.mark_stroke(geo.axis, geo.index, vox[inside], label, radius)
+        return self.mark_stroke(geo.axis, geo.index, vox, label, radius)
 
     def mark_click(self, view: int, x: float, y: float, label: int) -> np.ndarray | None:
         """Mark the surface voxel under pixel ``(x, y)`` of a 3-D view (found through the
@@ -351,7 +360,7 @@ class SegmentationViews:
         _check_label(label)
         snap = self.sessions[view].snapshot()
         with self._lock:
-            hit = self.corrector.mark_ray(snap.scene, snap.camera, float(x), float(y), int(label))
+            hit = self.corrector.mark_ray(snap.scene, snap.camera, float(x), float(y), label)
         if hit is not None:
             self._marks_changed()
         return hit
@@ -389,7 +398,7 @@ class SegmentationViews:
                     self._status(v, False, f"correction failed: {exc}")
                 raise
             self.correcting = False
-            msg = f"corrected: {int(result.changed)} voxels changed, {result.steps} steps, {result.seconds:.1f} s"
+            msg = correction_text(result)
             for v in (RAW, DENOISED):
                 self._status(v, False, msg)
         self._marks_changed()            # the applied marks leave every view, the ground truth's too
@@ -424,6 +433,17 @@ class SegmentationViews:
         algorithm = None if view == GT or corrected else "Neumours INR"
         return save_segmentation(self.labels(view), self.volume, path, classes=BRATS_CLASSES, algorithm=algorithm)
 
+    def download_name(self, view: int = DENOISED, fmt: str = "nii.gz") -> str:
+        """The name a view's download takes: the case, the view and the format, e.g.
+        ``BraTS-GLI-00002-000_denoised_inr.nii.gz`` (``..._dicom_seg.zip`` for ``fmt="dcm"``), so that
+        downloads of several cases and views never take each other's name."""
+        case = re.sub(r"[^A-Za-z0-9._-]+", "_", self.volume.name or "").strip("._") or "case"
+        return f"{case}_{FILE_VIEWS[view]}" + (".nii.gz" if fmt == "nii.gz" else "_dicom_seg.zip")
+
+    def download_names(self) -> dict[str, str]:
+        """The names of the denoised view's downloads: ``{"nii": ..., "dcm": ...}`` (the app's buttons)."""
+        return {"nii": self.download_name(DENOISED, "nii.gz"), "dcm": self.download_name(DENOISED, "dcm")}
+
     def segmentation_file(self, view: int = DENOISED, fmt: str = "nii.gz") -> bytes:
         """A view's labels as a file's bytes, for a browser download (no server path involved):
         ``fmt="nii.gz"`` (NIfTI), or ``"dcm"``: a zip of the DICOM SEG and the image series it
@@ -457,6 +477,14 @@ class SegmentationViews:
             s.close()
 
 
+def correction_text(result) -> str:
+    """The status line of an applied :class:`~rfmweb.inr.correct.CorrectionResult`."""
+    from ..inr.correct import REACH_MM
+
+    far = f"; {result.left_out} changes farther than {REACH_MM:g} mm from the marks left out" if result.left_out else ""
+    return f"corrected: {int(result.changed)} voxels changed{far}, {result.steps} steps, {result.seconds:.1f} s"
+
+
 def _check_label(label) -> None:
-    if int(label) not in CORRECTION_LABELS:
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or int(label) not in CORRECTION_LABELS:
         raise InputError(f"correction label must be one of {CORRECTION_LABELS}, got {label!r}")

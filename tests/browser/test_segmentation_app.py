@@ -169,6 +169,8 @@ def test_paint_stroke_and_apply_change_the_raw_view(page, case_dir, artifacts):
     dice_before = dice.inner_text()
     t0 = time.monotonic()
     page.locator(".rfm-apply").click()
+    # no download while it runs (it would be the labels from before the correction)
+    page.wait_for_function("() => document.querySelector('.rfm-save-seg').disabled")
     # Dice against the ground truth follows the new labels
     page.wait_for_function("([el, s]) => el.textContent.trim() !== s", arg=[dice.element_handle(), dice_before.strip()])
     wait_idle(page, _view(page, "view_b"), after=frame_info(_view(page, "view_b")), timeout_ms=TIMEOUT_MS)
@@ -181,6 +183,7 @@ def test_paint_stroke_and_apply_change_the_raw_view(page, case_dir, artifacts):
     import nibabel as nib
     with page.expect_download() as download:
         page.locator(".rfm-save-seg").click()
+    assert download.value.suggested_filename == f"{case_dir[0].name}_denoised_inr.nii.gz"   # the case's own name
     saved = artifacts / "segment_corrected_labels.nii.gz"
     download.value.save_as(saved)
     labels = np.asarray(nib.load(str(saved)).dataobj)
@@ -188,6 +191,7 @@ def test_paint_stroke_and_apply_change_the_raw_view(page, case_dir, artifacts):
     import zipfile
     with page.expect_download(timeout=TIMEOUT_MS) as download:
         page.locator(".rfm-save-seg-dcm").click()
+    assert download.value.suggested_filename == f"{case_dir[0].name}_denoised_inr_dicom_seg.zip"
     bundle = artifacts / "segment_corrected_dicom_seg.zip"
     download.value.save_as(bundle)
     with zipfile.ZipFile(bundle) as archive:

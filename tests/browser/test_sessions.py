@@ -118,8 +118,8 @@ def test_tabs_have_their_own_state_and_the_limit_holds(browser, per_tab, artifac
         ctx_c = browser.new_context(viewport=VIEWPORT)
         try:
             c = ctx_c.new_page()
-            response = c.goto(url)
-            assert response.status == 503
+            assert c.goto(url).status == 200                     # the page whose script asks for a session
+            c.locator(".rfm-busy").wait_for(timeout=60_000)       # ... and shows the server's 503 page
             assert "All viewer sessions are in use" in c.content() and "at most 2" in c.content()
         finally:
             ctx_c.close()
