@@ -99,13 +99,14 @@ class ViewPanel {
       title: "Brush radius (mm)" });
     this.brushText = h("span", { class: "rfm-brush-text" });
     this.marksText = h("span", { class: "rfm-marks" });
+    this.outcomeText = h("div", { class: "rfm-correction-note" });  // how the last Apply / Undo ended
     this.saveSegBtn = h("button", { class: "rfm-btn rfm-save-seg", text: "Save labels",
       title: "Download this view's labels as NIfTI (.nii.gz), corrections included" });
     this.correctBox = h("div", { class: "rfm-correct" }, [
       h("label", { class: "rfm-toggle", title: "Drag on a slice view / click on the 3-D view to mark voxels" },
         [this.toolBox, h("span", { text: "correct" })]), this.labelSel,
       h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Brush" }), this.brushRange, this.brushText]),
-      this.applyBtn, this.undoBtn, this.clearBtn, this.marksText, this.saveSegBtn]);
+      this.applyBtn, this.undoBtn, this.clearBtn, this.marksText, this.outcomeText, this.saveSegBtn]);
     this.noteInput = h("input", { type: "text", class: "rfm-note-text", maxlength: "80",
       placeholder: "label this point", title: "Click a point, type a label, press Enter" });
     this.noteBtn = h("button", { class: "rfm-btn rfm-annotate", text: "Add", title: "Label the cursor's point" });
@@ -401,6 +402,8 @@ class ViewPanel {
     this.clearBtn.disabled = !state.marks || state.correcting;
     this.applyBtn.disabled = !state.marks || state.correcting;
     this.undoBtn.disabled = !state.can_undo || state.correcting;
+    this.saveSegBtn.disabled = !!state.correcting;  // it would save the labels from before the correction
+    this.outcomeText.textContent = state.last_correction || "";
     if (document.activeElement !== this.brushRange) this.brushRange.value = String(state.brush_mm);
     this.brushText.textContent = `${state.brush_mm} mm`;
     this.canvas.dataset.mode = state.mode;

@@ -196,6 +196,9 @@ def test_four_up_planes_share_the_crosshair_with_the_main_view(small_ct):
         assert axial.window != WINDOW_PRESETS_BONE
         np.testing.assert_allclose(coronal.window, axial.window)
         np.testing.assert_allclose(sagittal.window, axial.window)
+        app.set_four_up(False)                        # the main view goes back to the plane it showed
+        assert main.mode == "coronal" and app.views["view_d"].stream is None
+        app.set_four_up(True)
         app.set_compare(True)
         assert app.views["view_d"].stream is None and not app.typed.data.four_up
     finally:

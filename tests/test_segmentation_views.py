@@ -258,14 +258,15 @@ def test_a_correction_updates_the_raw_and_denoised_views_and_undo_restores_them(
         result = views.apply_correction()
         assert result.changed > 0 and views.can_undo and views.n_marks == 0
         assert views.sessions[GT].version > v_gt, "the ground truth's view kept drawing the applied marks"
-        progress = [m for v, busy, m in seen if busy and v == RAW and m.startswith("correcting... ")]
-        assert progress and progress[0].startswith(f"correcting... 1/{MAX_STEPS} "), seen
+        progress = [m for v, busy, m in seen if busy and v == RAW and m.startswith("correcting: step ")]
+        assert progress and progress[0].startswith(f"correcting: step 1/{MAX_STEPS} "), seen
         # the views the result replaces do not converge meanwhile (the ground truth's does); after, all do
-        during = [h for (_, _, m), h in zip(seen, held) if m.startswith("correcting... ")]
+        during = [h for (_, _, m), h in zip(seen, held) if m.startswith("correcting: step ")]
         assert during and all(h == (False, True, True) for h in during), held
         # UIs hold Apply, Undo and Clear while it runs (correcting); the final status frees them
         assert [b for (_, _, m), b in zip(seen, busy) if m.startswith("correcting")] == [True] * (len(during) + 2)
         assert busy[-1] is False and not views.correcting
+        assert views.last_correction == seen[-1][2] and views.last_correction.startswith("corrected: ")  # it stays
         assert not any(s.refinement_held for s in views.sessions)
         after = views.labels(RAW)
         assert (after[:, :, k] > 0).sum() < len(ii) // 2, "the marked tumour voxels were not removed"
@@ -282,6 +283,7 @@ def test_a_correction_updates_the_raw_and_denoised_views_and_undo_restores_them(
         # undo goes back to before Apply: the marks are pending again, and the status says so
         assert not views.can_undo and views.n_marks == n_marked
         assert any(f"{n_marked} marked voxels are pending again" in m for _, _, m in seen), seen
+        assert f"{n_marked} marked voxels are pending again" in views.last_correction
         # a click on the 3-D view marks the surface voxel under it (or nothing off the head)
         raw.set_view_mode("3d")
         hit = views.mark_click(RAW, SIZE / 2, SIZE / 2, label=2)

@@ -265,7 +265,7 @@ class _Views(anywidget.AnyWidget):
 
     def apply_correction(self, *, steps: int | None = None):
         """Fine-tune the INR on the marks until they are honoured (blocking; the views show
-        "correcting... n/N"); the raw and denoised views (and Dice) update. Returns the engine's
+        "correcting: step n/N"); the raw and denoised views (and Dice) update. Returns the engine's
         ``CorrectionResult``."""
         return self._require_segmentation().apply_correction(steps=steps)
 
@@ -373,6 +373,7 @@ class _Views(anywidget.AnyWidget):
                 "correctable": seg is not None, "marks": seg.n_marks if seg is not None else 0,
                 "can_undo": seg is not None and seg.can_undo,
                 "correcting": seg is not None and seg.correcting,
+                "last_correction": seg.last_correction if seg is not None else "",
                 "brush_mm": self.control.brush_mm,
                 "mm_per_px": s.slice_geometry(snap).mm_per_px if snap.mode != "3d" else 0.0,
                 "label_overlay": bool(s.label_overlay), "overlay_opacity": float(s.overlay),

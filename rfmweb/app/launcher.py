@@ -56,7 +56,7 @@ _KEEP_HEADERS = ("Content-Type", "Cache-Control", "Last-Modified", "ETag", "Expi
 _BUSY = """<!doctype html><html><head><meta charset="utf-8"><title>rfmweb: busy</title></head>
 <body style="font-family:sans-serif;margin:3em"><h1>All viewer sessions are in use</h1>
 <p class="rfm-busy">This server runs at most {n} viewer session(s) at once ({n} open now).
-Close another rfmweb tab, or try again in a minute.</p></body></html>"""
+Close another rfmweb tab, then reload: a closed tab frees its place within seconds.</p></body></html>"""
 _STARTER = """<!doctype html><html><head><meta charset="utf-8"><title>rfmweb</title></head>
 <body style="font-family:sans-serif;margin:3em"><p class="rfm-starting">Starting a viewer session&hellip;</p>
 <noscript><p>The viewer needs JavaScript.</p></noscript>

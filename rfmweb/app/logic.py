@@ -88,14 +88,13 @@ class AppController:
                                          on_status=functools.partial(self._on_status, name))
                       for i, name in enumerate(self.sessions)}
         self._unlink: Callable[[], None] | None = None
+        self._mode_before_four = "3d"  # the main view's mode before Four views: back to it after
         self._last_info = dict.fromkeys(VIEWS, 0.0)
-        # the compared (or segmentation) views show the same mode and slice; cameras link when side by
-        # side; the four-up planes keep their own plane and follow the crosshair
+        # compared / segmentation views: one mode and slice (cameras link side by side); four-up planes: their own
         paired = [s for name, s in self.sessions.items() if name not in PLANE_VIEWS]
         self._unlink_modes = link_view_modes(paired) if volume is not None else None
         self._unlink_points = link_points(list(self.sessions.values()))  # crosshair and annotations
-        # compare layout: a third pane may show |left - right| with SSIM / PSNR; it renders both views
-        # itself, and pointer events on it steer the left view (index 0; the right one follows)
+        # compare: a third pane may show |left - right| (SSIM / PSNR); its pointer events steer the left view
         self.difference = None
         if segmentation is None:
             self.difference = DifferenceSession(self.sessions[VIEW_A], self.sessions[VIEW_B])
@@ -189,8 +188,7 @@ class AppController:
                     vs.title = view_title(session)
                 vs.subtitle = seg.dice_text(i) if seg is not None else ""
                 vs.probe = self.control.probes[i] if session.mode != "3d" else ""
-            # compare and difference are not re-read here: a sync racing a click on those switches
-            # would turn them back; set_compare / set_difference write them
+            # compare / difference are written by their setters: a sync racing a click would turn them back
             if differ:
                 d.view_c.title = "|left − right|"
             d.view_mode, d.slice_index, d.slice_channel = a.mode, a.slice_index, str(a.slice_channel)
@@ -198,6 +196,7 @@ class AppController:
             d.marks = seg.n_marks if seg is not None else 0
             d.can_undo = seg is not None and seg.can_undo
             d.correcting = seg is not None and seg.correcting
+            d.correction_note = seg.last_correction if seg is not None else ""
             d.brush_mm = self.control.brush_mm
             d.class_colors = bool(a.classes.use_class_colors)
             d.label_overlay, d.overlay_opacity = bool(a.label_overlay), round(float(a.overlay), 3)
@@ -314,9 +313,12 @@ class AppController:
         planes = [self.views[name] for name in PLANE_VIEWS if name in self.sessions]
         if not planes or bool(on) == (planes[0].stream is not None):
             return
-        if on:
-            shown = dict(self.sessions[VIEW_A].slice_indices)  # the slices the main view was on: the planes'
-            self.control.handle(m.SetMode(0, "3d"))  # the main view is the 3-D one of the four
+        main = self.sessions[VIEW_A]
+        if on:  # the main view is the 3-D one of the four; the planes open on the slices it was on
+            shown, self._mode_before_four = dict(main.slice_indices), main.mode
+            self.control.handle(m.SetMode(0, "3d"))
+        elif self._mode_before_four != "3d":  # and it goes back to the plane it showed
+            self.control.handle(m.SetMode(0, self._mode_before_four))
         for view in planes:
             if on:
                 plane = self.sessions[view.area_name]
@@ -475,8 +477,7 @@ class AppController:
 
     @guarded
     def _paint(self, view: str, points: list, click: bool) -> None:
-        """A stroke (slice view, the brush's radius) or click (3-D view) of the correction tool: a
-        message for the controller."""
+        """A stroke (slice view, the brush's radius) or click (3-D view) of the correction tool."""
         i, label = self.index[view], int(self.typed.data.correct_label)
         if self.sessions[view].mode != "3d":
             self.control.handle(m.Stroke(i, [[float(u), float(v)] for u, v in points], label))
@@ -485,8 +486,7 @@ class AppController:
 
     @guarded
     def _correct(self, action: str) -> None:
-        """Apply (fine-tune the INR on the marks), undo, or clear the pending marks, on the
-        controller's correction thread."""
+        """Apply (fine-tune the INR on the marks), undo, or clear the marks, on the correction thread."""
         messages = {"apply": m.ApplyCorrection, "undo": m.UndoCorrection, "clear": m.ClearMarks}
         self.control.handle(messages[action](1))
 
@@ -510,8 +510,7 @@ class AppController:
 
     def _after_correction(self, view: str, message: str) -> None:
         with self.state:
-            if message:
-                self._view_state(view).status = message
+            self._view_state(view).status = message or self._view_state(view).status
             self.sync_state()
 
     def _on_probe(self, index: int, text: str) -> None:

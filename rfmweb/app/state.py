@@ -90,7 +90,8 @@ class AppState:
             correct_label: what marks say (0 not tumour: erase, 1 NCR, 2 ED, 3 ET); marks: voxels
             marked (pending until Apply or Clear); can_undo: an applied correction to undo; correcting:
             a correction is being applied (Apply, Undo, Clear and the downloads wait); brush_mm: the stroke
-            radius, mm; seg_files: the downloads' names, ``{"nii": ..., "dcm": ...}``.
+            radius, mm; seg_files: the downloads' names, ``{"nii": ..., "dcm": ...}``; correction_note: how
+            the last Apply or Undo ended (it stays; the views' status lines move on).
         class_colors: colour voxels by their class instead of the transfer function.
         cinematic: path-trace progressively while the camera rests (``can_cinematic``: Mitsuba is
             installed and there is a volume to trace; else ``cinematic_hint`` says what to install).
@@ -140,6 +141,7 @@ class AppState:
     can_undo: bool = False
     correcting: bool = False
     seg_files: dict = field(default_factory=dict)
+    correction_note: str = ""
     brush_mm: float = DEFAULT_BRUSH_MM
     class_colors: bool = False
     cinematic: bool = False

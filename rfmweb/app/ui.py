@@ -211,6 +211,8 @@ def _correction_controls(ctrl, names) -> None:
             v3.VBtn("Clear", click=ctrl.rfm_clear_marks, variant="tonal", size="small", classes="rfm-clear-marks",
                     disabled=(f"!{names.marks} || {names.correcting}",))
             html.Div(f"{{{{ {names.marks} }}}} marked", classes="text-caption rfm-marks")
+        html.Div(f"{{{{ {names.correction_note} }}}}", v_if=(names.correction_note,),
+                 classes="text-caption rfm-correction-note mt-1")
         with html.Div(classes="d-flex mt-2", style="gap:6px"):
             # no download while a correction runs: it would be the labels from before it
             v3.VBtn("Labels .nii.gz", variant="tonal", size="small", prepend_icon="mdi-download",

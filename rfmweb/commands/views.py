@@ -85,7 +85,8 @@ def add_parser(sub) -> None:
     add_series_option(p)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--renderer", choices=RENDERERS, default="raymarch",
-                   help=f"renderer (default raymarch); {hint('pathtrace')}")
+                   help=f"renderer (default raymarch: the ray-marcher, drawn by its fastest twin here, e.g. "
+                        f"'compiled' on a CPU, as the log says); {hint('pathtrace')}")
     p.add_argument("--quality", choices=QUALITIES, default="reference",
                    help="raymarch: 'reference' (default: quarter-voxel step, 8 jittered frames averaged, "
                         "cubic B-spline reads; "

@@ -408,7 +408,7 @@ class Corrector:
             steps: exact number of gradient steps, or ``None``: until the marks are honoured, at most
                 :data:`MAX_STEPS` (see the module docstring).
             on_progress: called with ``(steps taken, most steps)`` after each step (e.g. for
-                "correcting... 12/40"); it may be slow, it never changes the result.
+                "correcting: step 12/40"); it may be slow, it never changes the result.
 
         Returns:
             :class:`CorrectionResult`. The marks are consumed (kept for :meth:`undo`); without marks

@@ -152,7 +152,8 @@ def _unique_images(items: list) -> list:
         seen.add(uid)
         unique.append((p, ds))
     if len(unique) < len(items):
-        log.info("%d copies of images already read skipped (the same SOPInstanceUID)", len(items) - len(unique))
+        n = len(items) - len(unique)
+        log.info("%d cop%s of images already read skipped (the same SOPInstanceUID)", n, "y" if n == 1 else "ies")
     return unique
 
 

@@ -70,7 +70,7 @@ TUMOUR_FRAME = 2.2
 #: ... the box of the tumour voxels without this percentage at either end of each axis.
 TUMOUR_BOX_TAIL = 0.5
 
-#: Least seconds between two "correcting... n/N" status messages (how often the views hear of progress).
+#: Least seconds between two "correcting: step n/N" status messages (how often the views hear of progress).
 PROGRESS_EVERY_S = 0.25
 
 StatusCallback = Callable[[int, bool, str], None]
@@ -178,6 +178,7 @@ class SegmentationViews:
         self.error: BaseException | None = None
         self._corrector = None
         self.correcting = False         # a correction is being applied (UIs hold Apply, Undo and Clear)
+        self.last_correction = ""       # how the last correction or undo ended (the panels show it)
         self._lock = threading.RLock()  # one correction step at a time
         self._dice_key: tuple | None = None
         self._dice: dict[str, dict[str, float]] | None = None
@@ -369,7 +370,7 @@ class SegmentationViews:
         """Fine-tune the INR on the marks and show its new labels in the raw and denoised views.
 
         Runs until the marks are honoured (or ``steps`` steps), however long that takes on this
-        machine; the raw and denoised views show "correcting... n/N" meanwhile (refreshed at most
+        machine; the raw and denoised views show "correcting: step n/N" meanwhile (refreshed at most
         every :data:`PROGRESS_EVERY_S` seconds: time decides how often, never how much).
 
         Returns the :class:`~rfmweb.inr.correct.CorrectionResult` (labels, changed voxels, steps, seconds).
@@ -382,7 +383,7 @@ class SegmentationViews:
                 if now - last[0] >= PROGRESS_EVERY_S:
                     last[0] = now
                     for v in (RAW, DENOISED):
-                        self._status(v, True, f"correcting... {taken}/{most} ({n_marks} marked voxels)")
+                        self._status(v, True, f"correcting: step {taken}/{most} ({n_marks} marked voxels)")
 
             self.correcting = True
             for v in (RAW, DENOISED):
@@ -394,13 +395,10 @@ class SegmentationViews:
                     self._show(result.labels)
             except BaseException as exc:
                 self.correcting = False
-                for v in (RAW, DENOISED):
-                    self._status(v, False, f"correction failed: {exc}")
+                self._outcome(f"correction failed: {exc}")
                 raise
             self.correcting = False
-            msg = correction_text(result)
-            for v in (RAW, DENOISED):
-                self._status(v, False, msg)
+            self._outcome(correction_text(result))
         self._marks_changed()            # the applied marks leave every view, the ground truth's too
         return result
 
@@ -411,12 +409,17 @@ class SegmentationViews:
             labels = self.corrector.undo()
             self._show(labels)
             n = self.n_marks
-            msg = f"correction undone; its {n} marked voxels are pending again (Apply or Clear)" if n else \
-                "correction undone"
-            for v in (RAW, DENOISED):
-                self._status(v, False, msg)
+            self._outcome(f"correction undone; its {n} marked voxels are pending again (Apply or Clear)" if n else
+                          "correction undone")
         self._marks_changed()
         return labels
+
+    def _outcome(self, message: str) -> None:
+        """Say how a correction or an undo ended: in the raw and denoised views' status lines (which the
+        next frame's note replaces) and in :attr:`last_correction` (which stays, for the panels)."""
+        self.last_correction = message
+        for v in (RAW, DENOISED):
+            self._status(v, False, message)
 
     def save(self, path: str | os.PathLike, view: int = DENOISED) -> Path:
         """Write one view's labels (default: the denoised INR's, with any corrections) to ``path``:

@@ -175,6 +175,9 @@ def test_paint_stroke_and_apply_change_the_raw_view(page, case_dir, artifacts):
     page.wait_for_function("([el, s]) => el.textContent.trim() !== s", arg=[dice.element_handle(), dice_before.strip()])
     wait_idle(page, _view(page, "view_b"), after=frame_info(_view(page, "view_b")), timeout_ms=TIMEOUT_MS)
     seconds = time.monotonic() - t0
+    # how it ended stays in the panel (the views' status lines move on to their frames' notes)
+    assert page.locator(".rfm-correction-note").inner_text().startswith("corrected: ")
+    page.screenshot(path=str(artifacts / "segment_corrected_page.png"))
     raw_after = screenshot_array(_view(page, "view_b"))
     Image.fromarray(np.concatenate([raw_before, raw_after], axis=1)).save(artifacts / "segment_corrected.png")
     assert not is_blank(raw_after) and _differ(raw_before, raw_after, 0.2), "the correction did not change the raw view"

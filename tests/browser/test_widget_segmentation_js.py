@@ -216,8 +216,12 @@ def test_painting_sends_a_stroke_in_frame_pixels_and_apply_undo(page, artifacts)
     page.evaluate("(s) => window.__set({views: [s]})", _view_state(marks=412))
     assert page.locator(".rfm-marks").inner_text() == "412 marked"
     page.locator(".rfm-apply").click()
-    page.evaluate("(s) => window.__set({views: [s]})", _view_state(marks=0, can_undo=True))
-    assert page.locator(".rfm-apply").is_disabled()
+    page.evaluate("(s) => window.__set({views: [s]})", _view_state(marks=412, correcting=True))
+    assert page.locator(".rfm-save-seg").is_disabled(), "a save while correcting gets the labels from before"
+    page.evaluate("(s) => window.__set({views: [s]})",
+                  _view_state(marks=0, can_undo=True, last_correction="corrected: 380 voxels changed, 40 steps"))
+    assert page.locator(".rfm-apply").is_disabled() and not page.locator(".rfm-save-seg").is_disabled()
+    assert page.locator(".rfm-correction-note").inner_text() == "corrected: 380 voxels changed, 40 steps"
     page.locator(".rfm-undo").click()
     assert [m["type"] for m in page.evaluate("() => window.__sent")][-2:] == ["apply_correction", "undo_correction"]
     # in 3-D mode a click (no drag) marks the surface under the pointer
