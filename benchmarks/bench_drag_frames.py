@@ -2,13 +2,14 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_drag_frames.py [--size 512] [--threads 2] [--renderers compiled,vtk]
-        [--presets CT-Soft-Tissue,CT-Muscle,...]
+    .venv/bin/python benchmarks/bench_drag_frames.py [--size 512] [--scale 0.5] [--threads 2]
+        [--renderers compiled,vtk] [--presets CT-Soft-Tissue,CT-Muscle,...]
 
 Head CT, the framing of ``bench_pictures.py`` (azimuth 20, elevation 15), a ``--size``^2 view rendered
-at half resolution (what ``FrameStream`` sends while the camera moves, before it adapts the scale).
-For each renderer, preset and setting (the step now used while moving, half of it, half of it read
-through the cubic B-spline) it prints the stability (SSIM of the frames at azimuth 20 and 20.5; goal
+at ``--scale`` (0.5: what ``FrameStream`` sends while the camera moves, before it adapts the scale).
+For each renderer, preset and setting (the one-voxel step of the segmentation panels, the half-voxel
+step of a 3-D view (:data:`~rfmweb.render.scene.MOVING`), half a voxel read through the cubic
+B-spline) it prints the stability (SSIM of the frames at azimuth 20 and 20.5; goal
 >= 0.97) and the median time of a frame over 5 cameras (ms). Wood grain while dragging shows as low
 stability. Only the ray-marchers read cubically; VTK's cubic rows are left out.
 """
@@ -34,18 +35,19 @@ from bench_parity import ssim_u8  # noqa: E402
 from bench_pictures import HEAD_CT  # noqa: E402
 from rfmweb.camera import OrbitCamera  # noqa: E402
 from rfmweb.io import load_volume  # noqa: E402
-from rfmweb.render import INTERACTIVE, Scene  # noqa: E402
+from rfmweb.render import INTERACTIVE, MOVING, Scene  # noqa: E402
 from rfmweb.render.registry import make_renderer  # noqa: E402
 from rfmweb.transfer import preset  # noqa: E402
 
-SETTINGS = (("step 1, trilinear (now)", INTERACTIVE),
-            ("step 1/2, trilinear", replace(INTERACTIVE, step=INTERACTIVE.step / 2)),
-            ("step 1/2, cubic", replace(INTERACTIVE, step=INTERACTIVE.step / 2, cubic=True)))
+SETTINGS = (("step 1, trilinear (segmentation panels)", INTERACTIVE),
+            ("step 1/2, trilinear (3-D views)", MOVING),
+            ("step 1/2, cubic", replace(MOVING, cubic=True)))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--scale", type=float, default=INTERACTIVE.scale)
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2)))
     parser.add_argument("--renderers", default="compiled,vtk")
     parser.add_argument("--presets", default="CT-Soft-Tissue,CT-Muscle,CT-Bone,CT-AAA,CT-Lung")
@@ -53,7 +55,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     vol = load_volume(HEAD_CT / "ct.nii.gz")
     cam = OrbitCamera.framing(vol.bounds, azimuth=20, elevation=15, width=args.size, height=args.size, margin=0.8)
-    print(f"head CT {vol.shape}, {args.size}^2 view at scale {INTERACTIVE.scale}, azimuth 20 vs 20.5 degrees; "
+    print(f"head CT {vol.shape}, {args.size}^2 view at scale {args.scale}, azimuth 20 vs 20.5 degrees; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} thread(s)\n")
     print("| renderer | preset | setting | stability | ms per frame |")
     print("|---|---|---|---|---|")
@@ -62,6 +64,7 @@ def main() -> None:
         for preset_name in args.presets.split(","):
             scene = Scene(vol, preset(preset_name))
             for label, quality in SETTINGS:
+                quality = replace(quality, scale=args.scale)
                 if quality.cubic and name == "vtk":
                     continue
                 renderer.render(scene, cam, quality)                      # set-up and compilation

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import threading
 import time
@@ -342,6 +343,37 @@ def test_an_ack_covers_earlier_frames(session):
         wait_for(lambda: len(client.frames) >= 3, what="frame 3")
     finally:
         stream.close()
+
+
+@pytest.mark.parametrize("marked", [False, True])
+def test_frames_while_moving_take_the_sessions_step(small_ct, monkeypatch, marked):
+    """A 3-D view's frames while moving step half a voxel (a voxel drew wood grain on steep presets); a
+    segmentation panel's keep the voxel step (three panels per move, each ray through the whole brain)."""
+    from rfmweb.session.segmentation import MarkedSession
+
+    kind = functools.partial(MarkedSession, marks=lambda: (np.zeros((0, 3), int), np.zeros(0, np.uint8))) \
+        if marked else RenderSession
+    session = kind(small_ct, renderer="raymarch", width=48, height=48)
+    client, seen = Client(), []
+    real = session.renderer()
+
+    class Recording:
+        name = "raymarch"
+
+        def render(self, scene, camera, quality, *, abort=None):
+            seen.append(quality)
+            return real.render(scene, camera, quality)
+
+    monkeypatch.setattr(session, "renderer", lambda name=None: Recording())
+    stream = FrameStream(session, client, idle_delay=30.0)
+    try:
+        stream.request()
+        wait_for(lambda: len(client.frames) >= 1, what="interactive frame")
+        assert client.frames[0].kind == "interactive"
+        assert seen[0].step == (1.0 if marked else 0.5) and seen[0].scale == 0.5 and not seen[0].cubic
+    finally:
+        stream.close()
+        session.close()
 
 
 def test_idle_frame_is_abandoned_when_the_state_moves_on(session, monkeypatch):

@@ -3,7 +3,7 @@
 from .dvr import RaymarchRenderer
 from .fields import ChannelMix, ChannelSetting, ScalarField
 from .raymarch import MarchResult, march, ray_aabb
-from .scene import FULL, INTERACTIVE, REFERENCE, Quality, Renderer, Scene
+from .scene import FULL, INTERACTIVE, MOVING, REFERENCE, Quality, Renderer, Scene
 
-__all__ = ["FULL", "INTERACTIVE", "REFERENCE", "ChannelMix", "ChannelSetting", "MarchResult", "Quality", "RaymarchRenderer",
+__all__ = ["FULL", "INTERACTIVE", "MOVING", "REFERENCE", "ChannelMix", "ChannelSetting", "MarchResult", "Quality", "RaymarchRenderer",
            "Renderer", "ScalarField", "Scene", "march", "ray_aabb"]

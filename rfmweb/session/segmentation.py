@@ -39,7 +39,7 @@ from ..camera import OrbitCamera
 from ..errors import InputError
 from ..io.brats import BRATS_CLASSES, BRATS_REGIONS
 from ..metrics.segmentation import dice, region_mask
-from ..render.scene import FULL, Quality
+from ..render.scene import FULL, INTERACTIVE, Quality
 from ..transfer import ClassTable
 from ..volume import Volume
 from .session import RenderSession, Snapshot
@@ -106,6 +106,10 @@ class MarkedSession(RenderSession):
     ``marks()`` returns the marks to draw, ``(ijk [M, 3] int, labels [M] uint8)`` (read at render
     time); :meth:`marks_changed` makes frame streams render again after marks were added or cleared.
     """
+
+    #: The one-voxel step while moving: the faint brain context makes every ray cross the whole brain,
+    #: and three panels render per move (``bench_seg_viewer.py``: goal >= 5 frames/s at 320^2)
+    moving_quality = INTERACTIVE
 
     def __init__(self, volume: Volume, marks: Callable[[], tuple[np.ndarray, np.ndarray]], **kwargs) -> None:
         super().__init__(volume, **kwargs)

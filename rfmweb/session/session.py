@@ -23,7 +23,7 @@ from ..io.nifti import generic_classes
 from ..render.fields import ChannelMix, default_mix
 from ..render.registry import (check_renderer, default_renderer_name, make_renderer, renderer_label,
                                renderer_unsuited)
-from ..render.scene import FULL, Preparing, Quality, Scene, nothing_to_draw, to_uint8
+from ..render.scene import FULL, MOVING, Preparing, Quality, Scene, nothing_to_draw, to_uint8
 from ..render.slices import AXES
 from ..splats.model import Splats6D
 from ..transfer import DEFAULT_PRESET, PRESETS, ClassTable, TransferFunction, preset_for
@@ -84,6 +84,8 @@ class RenderSession(SliceControls, Pointing):
 
     #: Its streamed 3-D frames carry the orientation marker (:class:`~rfmweb.session.stream.FrameStream`).
     draws_orientation = True
+    #: The quality of its streamed 3-D frames while the state moves (the stream sets the scale).
+    moving_quality = MOVING
 
     def __init__(self, volume: Volume | None = None, *, splats: Splats6D | None = None,
                  classes: tuple[LabelClass, ...] | None = None, renderer: str | None = None,

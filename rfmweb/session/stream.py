@@ -7,7 +7,8 @@ The policy, shared by the Jupyter widget and the trame app (after jupyter_rfb an
 - at most ``max_in_flight`` frames (2) are sent and not yet acknowledged by the client; an
   acknowledgement covers its frame and every earlier one (a browser may skip a frame it replaced
   before showing it), and a lost one expires after ``ack_timeout`` seconds so a stream never stalls;
-- while the state keeps changing, frames are *interactive*: JPEG at a resolution scale adapted so
+- while the state keeps changing, frames are *interactive*: the session's ``moving_quality`` (half a
+  voxel's step; :data:`~rfmweb.render.scene.MOVING`), JPEG at a resolution scale adapted so
   a render fits ``interactive_budget_ms``; ``idle_delay`` seconds after the last change, one
   full-quality frame follows (sharper JPEG at full resolution), abandoned as soon as the state
   changes again so a new drag never waits for it;
@@ -34,7 +35,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Callable
 
-from ..render.scene import FULL, Preparing, Quality, RenderAborted
+from ..render.scene import FULL, Preparing, RenderAborted
 from .encode import JPEG_IDLE, JPEG_INTERACTIVE, Frame, encode_image
 from .pointing import draw_orientation
 from .session import RenderSession
@@ -223,7 +224,7 @@ class FrameStream:
         if kind == "progressive" or (kind == "idle" and self.session.progressive_renderer(snap) is not None):
             return self._render_progressive(snap)
         scale = self._scale.get(snap.renderer, 0.5)
-        quality = Quality(scale=scale, step=1.0) if kind == "interactive" else FULL
+        quality = replace(self.session.moving_quality, scale=scale) if kind == "interactive" else FULL
         # a full-quality frame is worthless once the state moves on: let the renderer stop early
         abort = self._aborter(snap) if kind == "idle" else None
         # the first 3-D frame of another renderer pays its set-up and has no learnt scale yet: it may take
