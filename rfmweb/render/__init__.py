@@ -5,5 +5,5 @@ from .fields import ChannelMix, ChannelSetting, ScalarField
 from .raymarch import MarchResult, march, ray_aabb
 from .scene import FULL, INTERACTIVE, MOVING, REFERENCE, Quality, Renderer, Scene
 
-__all__ = ["FULL", "INTERACTIVE", "MOVING", "REFERENCE", "ChannelMix", "ChannelSetting", "MarchResult", "Quality", "RaymarchRenderer",
-           "Renderer", "ScalarField", "Scene", "march", "ray_aabb"]
+__all__ = ["FULL", "INTERACTIVE", "MOVING", "REFERENCE", "ChannelMix", "ChannelSetting", "MarchResult", "Quality",
+           "RaymarchRenderer", "Renderer", "ScalarField", "Scene", "march", "ray_aabb"]
