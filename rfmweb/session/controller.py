@@ -22,7 +22,7 @@ from . import messages as m
 from ..render.slices import WINDOW_PRESETS
 from .interaction import WheelSteps, apply_drag, apply_wheel, key_gesture
 from .scene_file import apply_scene, parse_scene
-from .segmentation import CORRECTION_LABELS, SegmentationViews, correction_text
+from .segmentation import CORRECTION_LABELS, SegmentationViews
 from .session import RenderSession
 
 log = logging.getLogger(__name__)
@@ -252,10 +252,11 @@ class ViewController:
                 seg.clear_marks()
                 text = "pending marks cleared"
             elif isinstance(msg, m.ApplyCorrection):
-                text = correction_text(seg.apply_correction())
+                seg.apply_correction()
+                text = seg.last_correction          # how it ended, as the segmentation views word it
             else:
                 seg.undo_correction()
-                text = "correction undone"
+                text = seg.last_correction
         except Exception as exc:
             log.warning("correction failed: %s", brief(exc))
             text = f"correction failed: {exc}"

@@ -402,7 +402,7 @@ class SegmentationViews:
                 self._outcome(f"correction failed: {exc}")
                 raise
             self.correcting = False
-            self._outcome(correction_text(result))
+            self._outcome(_correction_text(result))
         self._marks_changed()            # the applied marks leave every view, the ground truth's too
         return result
 
@@ -484,7 +484,7 @@ class SegmentationViews:
             s.close()
 
 
-def correction_text(result) -> str:
+def _correction_text(result) -> str:
     """The status line of an applied :class:`~rfmweb.inr.correct.CorrectionResult`."""
     from ..inr.correct import REACH_MM
 
