@@ -47,10 +47,11 @@ def hu_volume(shape=(24, 20, 16), seed=0) -> np.ndarray:
 
 
 def write_series(folder, hu, affine, *, series_uid=None, syntax=None, seed=1, modality="CT", window=None,
-                 photometric="MONOCHROME2"):
+                 photometric="MONOCHROME2", padding=None):
     """Write ``hu [X, Y, Z]`` with RAS ``affine`` as one DICOM file per slice ``k`` (plane ``hu[:, :, k]``).
 
-    Files get shuffled names and scrambled InstanceNumbers; the rescale intercept varies per slice.
+    Files get shuffled names and scrambled InstanceNumbers; the rescale intercept varies per slice;
+    ``padding`` (HU) is written as each file's PixelPaddingValue (stored units).
     Returns ``{slice k: SOPInstanceUID}``.
     """
     folder.mkdir(parents=True, exist_ok=True)
@@ -79,6 +80,8 @@ def write_series(folder, hu, affine, *, series_uid=None, syntax=None, seed=1, mo
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         ds.RescaleSlope, ds.RescaleIntercept = 1, -1024 + k % 3
+        if padding is not None:
+            ds.PixelPaddingValue = int(padding - ds.RescaleIntercept)
         if window is not None:   # (centres, widths), as a scanner's protocol writes them
             ds.WindowCenter, ds.WindowWidth = window
         ds.PixelData = np.ascontiguousarray(hu[:, :, k].T - ds.RescaleIntercept).astype(np.int16).tobytes()
@@ -292,6 +295,21 @@ def test_a_monochrome1_series_reads_the_same_hu(tmp_path, syntax):
     hu, affine = hu_volume((24, 20, 6)), np.diag([0.5, 0.5, 1.0, 1.0])
     write_series(tmp_path / "m1", hu, affine, syntax=syntax, photometric="MONOCHROME1")
     np.testing.assert_array_equal(load_dicom(tmp_path / "m1").data[0], hu)
+
+
+def test_padding_outside_the_field_of_view_reads_as_the_lowest_real_value(tmp_path):
+    """Voxels a file marks as padding (here -3024 HU outside a disc) are not tissue: they read as the
+    series' lowest real value, so no -3024 stretches the volume's range; every other voxel is kept."""
+    hu, affine = hu_volume((24, 20, 6)), np.diag([0.5, 0.5, 1.0, 1.0])
+    x, y = np.meshgrid(np.arange(24) - 11.5, np.arange(20) - 9.5, indexing="ij")
+    outside = np.broadcast_to((x**2 + y**2 > 9.5**2)[:, :, None], hu.shape)
+    hu[outside] = -3024
+    write_series(tmp_path / "padded", hu, affine, padding=-3024)
+    data = load_dicom(tmp_path / "padded").data[0]
+    np.testing.assert_array_equal(data[~outside], hu[~outside])
+    assert (data[outside] == hu[~outside].min()).all()
+    write_series(tmp_path / "unmarked", hu, affine)                 # without the tag: values as stored
+    assert load_dicom(tmp_path / "unmarked").data[0].min() == -3024
 
 
 def test_copies_of_an_image_are_read_once_and_a_clash_names_its_files(tmp_path):

@@ -4,7 +4,9 @@ pydicom reads the headers (no pixel data) to group the files by SeriesInstanceUI
 and validate its geometry; SimpleITK/GDCM decodes the pixels (uncompressed, JPEG, JPEG-LS,
 JPEG 2000, RLE) and applies each file's RescaleSlope/RescaleIntercept (CT -> HU). A MONOCHROME1
 series (brighter = lower values on display) is decoded by pydicom instead: GDCM inverts its stored
-values before the rescale, which gives wrong HU. Copies of one image (the same SOPInstanceUID, as
+values before the rescale, which gives wrong HU. Voxels a file marks as padding (PixelPaddingValue,
+up to PixelPaddingRangeLimit: outside the scanner's field of view, often -2000 or -3024 HU) take the
+lowest value of the series' real voxels (air), so they never stretch a range or a histogram. Copies of one image (the same SOPInstanceUID, as
 PACS exports re-send) are read once. Slices are
 ordered by ImagePositionPatient projected on the slice normal ``n = row x column`` (never by file
 name or InstanceNumber). The LPS geometry becomes a RAS+ affine as for NRRD
@@ -306,7 +308,38 @@ def _read_pixels(items: list, folder: Path, shown: Path):
         raise InputError(f"could not decode the pixel data ({reason})", shown)
     if any(str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1" for _, ds in items):
         image = _monochrome1(items, folder, shown, image)
-    return image
+    return _unpad(items, image)
+
+
+def _unpad(items: list, image):
+    """``image`` with the voxels each file marks as padding set to the lowest real voxel value.
+
+    A file's padding is its stored value PixelPaddingValue (to PixelPaddingRangeLimit when given),
+    rescaled like its pixels; stored values are integers, so half a RescaleSlope tells them apart."""
+    import SimpleITK as sitk
+
+    if not any("PixelPaddingValue" in ds for _, ds in items):
+        return image
+    data = sitk.GetArrayFromImage(image)                  # [slices, rows, columns], the files' order
+    padded = np.zeros(data.shape, bool)
+    for k, (_, ds) in enumerate(items):
+        try:
+            ends = [float(ds.PixelPaddingValue)] + ([float(ds.PixelPaddingRangeLimit)]
+                                                     if "PixelPaddingRangeLimit" in ds else [])
+            slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
+        except (AttributeError, TypeError, ValueError):   # absent or malformed: nothing marked in this file
+            continue
+        lo, hi = sorted(v * slope + intercept for v in (min(ends), max(ends)))
+        half = abs(slope) / 2
+        padded[k] = (data[k] >= lo - half) & (data[k] <= hi + half)
+    if not padded.any():
+        return image
+    data[padded] = data[~padded].min() if not padded.all() else 0.0
+    log.info("%.1f%% of the voxels are padding (outside the field of view): shown as the lowest real value",
+             100 * padded.mean())
+    out = sitk.GetImageFromArray(data)
+    out.CopyInformation(image)
+    return out
 
 
 def _monochrome1(items: list, folder: Path, shown: Path, image):
