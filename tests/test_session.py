@@ -487,7 +487,9 @@ def test_cinematic_still_accumulates_while_the_camera_rests(session, monkeypatch
     fake = Progressive()
     real_renderer = session.renderer
     monkeypatch.setattr(session, "renderer", lambda name=None: fake if name == "pathtrace" else real_renderer(name))
-    stream = FrameStream(session, client, idle_delay=0.05, ack_timeout=60.0)
+    statuses = []
+    stream = FrameStream(session, client, idle_delay=0.05, ack_timeout=60.0,
+                         on_status=lambda busy, text: statuses.append((busy, text)))
     try:
         session.set_still_renderer("pathtrace")
         for _ in range(8):  # acknowledge as a browser would
@@ -497,6 +499,9 @@ def test_cinematic_still_accumulates_while_the_camera_rests(session, monkeypatch
         assert kinds[0] == "interactive" and kinds[1:4] == ["progressive"] * 3
         spps = [f.spp for f in client.frames if f.kind == "progressive"]
         assert spps == sorted(spps) and spps[0] == 4 and spps[-1] >= 20
+        # the first pass builds the scene (seconds with Mitsuba): the view says so while its last frame stays
+        assert statuses.index((True, "cinematic still: tracing the first samples…")) < \
+            statuses.index((False, "cinematic still: 4 spp"))
         n = len(client.frames)
         session.orbit(10, 0)
         wait_for(lambda: any(f.kind == "interactive" for f in client.frames[n:]), what="interactive frame after the move")

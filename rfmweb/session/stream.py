@@ -280,8 +280,8 @@ class FrameStream:
             with self._cond:
                 self._progress = progress
         t0 = time.perf_counter()
-        if first and not still:
-            self._status(True, "rendering full quality…")
+        if first:   # a still's first pass also builds its scene (seconds): the last frame stays meanwhile
+            self._status(True, "cinematic still: tracing the first samples…" if still else "rendering full quality…")
         try:
             image, spp = next(progress[0])
         except StopIteration:
