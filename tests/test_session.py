@@ -174,8 +174,8 @@ def test_stream_sends_interactive_then_idle_frame(session):
 
 def test_the_first_frame_of_another_renderer_says_it_is_rendering(session):
     """Another renderer can take seconds to its first frame (the torch ray-marcher on a CPU: 20 s): the
-    status says "rendering…" (busy) around it, while the frames of a camera drag or a preset change
-    stay quiet."""
+    status says "first frame of the <renderer>…" (busy) around it, while the frames of a camera drag or a
+    preset change stay quiet."""
     client, statuses = Client(), []
     stream = FrameStream(session, client, idle_delay=10.0, ack_timeout=60.0,
                          on_status=lambda busy, msg: statuses.append((busy, msg)))
@@ -192,10 +192,11 @@ def test_the_first_frame_of_another_renderer_says_it_is_rendering(session):
         return [msg for on, msg in statuses if on]
 
     try:
-        assert busy_messages_of(stream.request) == ["rendering…"]                 # the first frame
+        assert busy_messages_of(stream.request) == ["first frame of the Ray-marcher (torch)…"]   # the first frame
         assert busy_messages_of(lambda: session.orbit(20, 0)) == []               # a drag: quiet
         assert busy_messages_of(lambda: session.set_preset("CT-Muscle")) == []
-        assert busy_messages_of(lambda: session.set_renderer("compiled")) == ["rendering…"]
+        assert busy_messages_of(lambda: session.set_renderer("compiled")) == \
+            ["first frame of the Ray-marcher (compiled CPU)…"]
         assert statuses[-1][0] is False
     finally:
         stream.close()

@@ -35,6 +35,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Callable
 
+from ..render.registry import renderer_label
 from ..render.scene import FULL, Preparing, RenderAborted
 from .encode import JPEG_IDLE, JPEG_INTERACTIVE, Frame, encode_image
 from .pointing import draw_orientation
@@ -233,7 +234,9 @@ class FrameStream:
             (self._last_interactive is None or snap.renderer != self._last_interactive[0])
         told = kind != "interactive" or settling
         if told:
-            self._status(True, "rendering full quality…" if kind != "interactive" else "rendering…")
+            # the view keeps its last frame meanwhile: say whose frame is coming (a path tracer takes seconds)
+            self._status(True, "rendering full quality…" if kind != "interactive"
+                         else f"first frame of the {renderer_label(snap.renderer)}…")
         t0 = time.perf_counter()
         try:
             # screenshots wait for a renderer's preparation; streamed frames do not (see Preparing)
