@@ -6,9 +6,8 @@ JPEG 2000, RLE) and applies each file's RescaleSlope/RescaleIntercept (CT -> HU)
 series (brighter = lower values on display) is decoded by pydicom instead: GDCM inverts its stored
 values before the rescale, which gives wrong HU. Voxels a file marks as padding (PixelPaddingValue,
 up to PixelPaddingRangeLimit: outside the scanner's field of view, often -2000 or -3024 HU) take the
-lowest value of the series' real voxels (air), so they never stretch a range or a histogram. Copies of one image (the same SOPInstanceUID, as
-PACS exports re-send) are read once. Slices are
-ordered by ImagePositionPatient projected on the slice normal ``n = row x column`` (never by file
+lowest value of the series' real voxels (air), so they never stretch a range or a histogram. Copies
+of one image (the same SOPInstanceUID, as PACS exports re-send) are read once. Slices are ordered by ImagePositionPatient projected on the slice normal ``n = row x column`` (never by file
 name or InstanceNumber). The LPS geometry becomes a RAS+ affine as for NRRD
 (:mod:`rfmweb.io.itk_image`), the slice spacing being the mean over the whole stack.
 

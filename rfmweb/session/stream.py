@@ -284,7 +284,8 @@ class FrameStream:
                 self._progress = progress
         t0 = time.perf_counter()
         if first:   # a still's first pass also builds its scene (seconds): the last frame stays meanwhile
-            self._status(True, "cinematic still: tracing the first samples…" if still else "rendering full quality…")
+            self._status(True, "cinematic still: tracing the first samples…" if still
+                         else "rendering full quality…")
         try:
             image, spp = next(progress[0])
         except StopIteration:
