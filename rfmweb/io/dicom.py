@@ -7,8 +7,9 @@ series (brighter = lower values on display) is decoded by pydicom instead: GDCM 
 values before the rescale, which gives wrong HU. Voxels a file marks as padding (PixelPaddingValue,
 up to PixelPaddingRangeLimit: outside the scanner's field of view, often -2000 or -3024 HU) take the
 lowest value of the series' real voxels (air), so they never stretch a range or a histogram. Copies
-of one image (the same SOPInstanceUID, as PACS exports re-send) are read once. Slices are ordered by ImagePositionPatient projected on the slice normal ``n = row x column`` (never by file
-name or InstanceNumber). The LPS geometry becomes a RAS+ affine as for NRRD
+of one image (the same SOPInstanceUID, as PACS exports re-send) are read once. Slices are ordered
+by ImagePositionPatient projected on the slice normal ``n = row x column`` (never by file name or
+InstanceNumber). The LPS geometry becomes a RAS+ affine as for NRRD
 (:mod:`rfmweb.io.itk_image`), the slice spacing being the mean over the whole stack.
 
 Refused with an :class:`~rfmweb.errors.InputError` naming the folder and the problem: bad geometry
