@@ -52,6 +52,34 @@ def test_difference_session_follows_both_views(small_ct):
         diff.close()
 
 
+def test_the_difference_converges_with_the_views_it_compares(small_ct):
+    """At rest each view shows the mean of jittered frames: the difference compares those, pass by pass,
+    so its last figures score the two pictures the views end on (not two single noisy frames)."""
+    a = RenderSession(small_ct, renderer="compiled", preset="CT-Bone", width=SIZE, height=SIZE)
+    b = RenderSession(small_ct, renderer="compiled", preset="CT-Muscle", width=SIZE, height=SIZE)
+    diff = DifferenceSession(a, b, width=SIZE, height=SIZE)
+    try:
+        snap = diff.snapshot()
+        assert diff.progressive_renderer(snap) == "difference"
+        passes = list(diff.progressive(snap, 1, 4))
+        assert [n for _, n in passes] == [1, 2, 3, 4]
+        ends = [list(s.progressive(s.snapshot(), 1, 4))[-1][0] for s in (a, b)]
+        heat, ssim_end, psnr_end = difference_image(*ends)
+        np.testing.assert_array_equal(passes[-1][0], heat)
+        assert diff.figures == (ssim_end, psnr_end)
+        first = difference_image(*(list(s.progressive(s.snapshot(), 1, 1))[0][0] for s in (a, b)))
+        assert not np.array_equal(first[0], heat)          # the first pass differs from the converged one
+        a.set_still_renderer("pathtrace")       # a cinematic still: it refines in the views' passes
+        assert diff.still_renderer == "pathtrace" and diff.progressive_renderer(diff.snapshot()) == "difference"
+        a.set_still_renderer(None)
+        assert diff.still_renderer is None
+        for s in (a, b):                                   # slice views do not refine: neither does it
+            s.set_view_mode("axial")
+        assert diff.progressive_renderer(diff.snapshot()) is None
+    finally:
+        diff.close()
+
+
 def test_a_click_in_the_trame_view_places_the_crosshair(small_ct):
     from rfmweb.app.frames import FrameAdapter
     from rfmweb.session.controller import ViewController

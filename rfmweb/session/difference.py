@@ -4,6 +4,8 @@
 absolute difference of two sessions' frames, rendered from the same camera at the same size, as a
 heat map (black: equal; red, yellow, white: more different), and whose note reads e.g.
 ``"SSIM 0.912 · PSNR 27.4 dB"``. It follows both sessions: any change in either renders it again.
+While the camera rests it converges with them: it compares their progressive passes, so its last
+figures score the pictures the two views end on, not single jittered frames.
 Core code: no UI imports.
 """
 
@@ -57,7 +59,12 @@ class DifferenceSession(RenderSession):
         self.figures: tuple[float, float] | None = None
         self._figures_lock = threading.Lock()
         # "pair", not the change's own name: camera and slice links must not copy this view's state back
-        self._unsubscribe = [s.subscribe(lambda _s, _what: self._changed("pair")) for s in self.pair]
+        self._unsubscribe = [s.subscribe(lambda _s, _what: self._pair_changed()) for s in self.pair]
+
+    def _pair_changed(self) -> None:
+        # a cinematic still in the views: this view refines in the same passes (see FrameStream)
+        self.still_renderer = next((s.still_renderer for s in self.pair if s.still_renderer), None)
+        self._changed("pair")
 
     def _snap(self, session: RenderSession) -> Snapshot:
         snap = session.snapshot()
@@ -69,6 +76,10 @@ class DifferenceSession(RenderSession):
         left, right = self.pair
         a = left.render(quality, self._snap(left), abort=abort, wait=wait)
         b = right.render(quality, self._snap(right), abort=abort, wait=wait)
+        return self._compare(a, b)
+
+    def _compare(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The heat map of ``a`` and ``b`` (``[H, W, 3]`` uint8); keeps their figures."""
         if a.shape != b.shape:  # e.g. a slice view beside a 3-D one: nothing sensible to subtract
             b = np.zeros_like(a)
         heat, s, p = difference_image(a, b)
@@ -85,7 +96,29 @@ class DifferenceSession(RenderSession):
         return f"SSIM {s:.3f} · PSNR {'∞' if np.isinf(p) else f'{p:.1f}'} dB"
 
     def progressive_renderer(self, snapshot: Snapshot) -> str | None:
-        return None  # each frame compares the two views' full-quality frames; nothing to refine
+        """``"difference"`` while either view refines at rest (its pictures converge: so do the heat map
+        and its figures), else ``None``."""
+        refining = any(s.progressive_renderer(self._snap(s)) is not None for s in self.pair)
+        return "difference" if refining else None
+
+    def progressive(self, snapshot: Snapshot, per_pass: int, passes: int, *, abort=None):
+        """Heat maps of the two views' progressive passes, pass by pass, as the views themselves show
+        them at rest (a view that does not refine keeps its full-quality frame; one that has converged,
+        its last pass): an iterator of ``(heat [H', W', 3] uint8, passes so far)``."""
+        def frames(session: RenderSession):
+            snap = self._snap(session)
+            images = session.progressive(snap, per_pass, passes, abort=abort)
+            last = None
+            for last, _ in images or ():
+                yield last
+            if last is None:
+                last = session.render(FULL, snap, abort=abort)
+            while True:
+                yield last
+
+        left, right = (frames(s) for s in self.pair)
+        for n in range(1, passes + 1):
+            yield self._compare(next(left), next(right)), n * per_pass
 
     def close(self) -> None:
         for u in self._unsubscribe:
