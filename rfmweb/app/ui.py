@@ -23,6 +23,9 @@ IMG_STYLE = ("position:absolute;inset:0;width:100%;height:100%;object-fit:contai
              "pointer-events:none;user-select:none;background:#000")
 #: Until its first frame a view shows a neutral "rendering…" placeholder, never a broken-image icon
 #: (an <img> without ``src`` is hidden).
+#: Narrower windows than this (CSS px: a tablet upright, a phone) get the drawer over the views, closed
+#: at first, instead of beside them: 320 px of controls would leave the views a strip.
+NARROW_PX = 800
 PAGE_CSS = """
 img[data-rfm-view]:not([src]) { visibility: hidden; }
 .rfm-placeholder { position:absolute; inset:0; display:flex; align-items:center; justify-content:center;
@@ -120,12 +123,13 @@ CLIENT_SCRIPT = r"""
   setInterval(() => {
     const s = getSession();
     if (s && s !== st.session) {
+      if (!st.session && window.innerWidth < __RFM_NARROW__) window.trame.state.set("main_drawer", false);
       st.session = s; s.subscribe("trame.rca.topic.stream", onFrame); refreshAll();
       window.trame?.client?.getConnection?.()?.onConnectionClose?.((_c, event) => lost(event?.code));
     }
   }, 50);
 })();
-""".replace("__RFM_KEYS__", json.dumps(KEYS))
+""".replace("__RFM_KEYS__", json.dumps(KEYS)).replace("__RFM_NARROW__", str(NARROW_PX))
 
 
 def _view(name: str, title: str, names) -> None:
@@ -254,6 +258,7 @@ def _annotation_controls(ctrl, names) -> None:
 def build_ui(server, names):
     """Create the page of ``server``; ``names`` is the TypedState name proxy of AppState."""
     ctrl = server.controller
+    server.state.client_only("main_drawer")   # each tab opens and closes its own drawer (shared views too)
     with SinglePageWithDrawerLayout(server, full_height=True) as layout:
         layout.title.set_text("")
         with layout.toolbar:
@@ -269,6 +274,8 @@ def build_ui(server, names):
 
         with layout.drawer as drawer:
             drawer.width = 320
+            drawer.permanent = (f"$vuetify.display.width >= {NARROW_PX}",)   # narrow: over the views
+            drawer.temporary = (f"$vuetify.display.width < {NARROW_PX}",)
             with html.Div(classes="pa-3"):
                 _slice_controls(names)
                 _correction_controls(ctrl, names)

@@ -491,3 +491,28 @@ def test_four_views_follow_a_click_on_one_plane(page, artifacts):
     page.locator(".rfm-unannotate").click()
     page.locator(".rfm-four-up input").uncheck()
     page.wait_for_function("() => !document.querySelector('img[data-rfm-view=\"view_d\"]')")
+
+
+def test_a_narrow_window_gets_the_drawer_over_the_views(browser, app_url, artifacts):
+    """At 700 px (a tablet upright) a drawer of 320 px beside the view left it a strip: there the drawer
+    starts closed, the view takes the width, and the menu button slides the drawer over the view."""
+    context = browser.new_context(viewport={"width": 700, "height": 600})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(app_url)
+        view = _view(page)
+        wait_frame(page, view)
+        page.wait_for_function("() => window.trame.state.get('main_drawer') === false")
+        drawer = page.locator(".v-navigation-drawer")
+        assert view.bounding_box()["width"] > 600
+        right = "() => document.querySelector('.v-navigation-drawer').getBoundingClientRect().right"
+        page.wait_for_function(f"() => ({right})() <= 0")        # slid out of the window
+        page.locator(".v-app-bar-nav-icon").click()
+        page.wait_for_function(f"() => ({right})() === 320")     # slid in
+        box = drawer.bounding_box()
+        assert box["x"] == 0 and box["width"] == 320
+        assert view.bounding_box()["width"] > 600, "the drawer slides over the view, it does not squeeze it"
+        page.screenshot(path=str(artifacts / "app_narrow_drawer.png"))
+    finally:
+        context.close()
