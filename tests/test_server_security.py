@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import msgpack
 import pytest
 
+from rfmweb.app.server import MAX_CLIENT_MESSAGES
 from rfmweb.errors import InputError
 
 KEY = "test-key_for-rfmweb"
@@ -284,9 +285,15 @@ def served(small_ct, tmp_path_factory):
             proc.kill()
             pytest.fail(f"server did not start:\n{log.read_text()}")
         time.sleep(0.2)
-    yield base, log
+    yield base, log, proc.pid
     proc.terminate()
     proc.wait(timeout=30)
+
+
+def _peak_bytes(pid: int) -> int:
+    """The most memory process ``pid`` has held (VmHWM), bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
 
 async def _status(url: str, **kw) -> int | None:
@@ -300,7 +307,7 @@ async def _status(url: str, **kw) -> int | None:
 
 def test_running_server_checks_host_origin_and_key(served):
     import aiohttp
-    base, log = served
+    base, log, pid = served
 
     async def main():
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:  # unsafe: IP hosts
@@ -330,6 +337,17 @@ def test_running_server_checks_host_origin_and_key(served):
                 out["foreign_ws"] = err.status
             async with http.ws_connect(f"{base}{sid_path}ws", headers={"Origin": base}) as sock:
                 out["same_ws"] = not sock.closed
+                # the launcher (every session's parent) held a frame whole, 4x its size in memory: one frame of
+                # a few GB would end every session; now it refuses frames larger than a session takes
+                peak = _peak_bytes(pid)
+                try:
+                    await sock.send_bytes(b"x" * (8 * MAX_CLIENT_MESSAGES))
+                    await sock.receive(timeout=20)
+                except ConnectionError:   # closed while the frame was still going out
+                    pass
+                out["huge_frame_held"] = _peak_bytes(pid) - peak > 4 * MAX_CLIENT_MESSAGES
+            async with http.ws_connect(f"{base}{sid_path}ws", headers={"Origin": base}) as sock:
+                out["ws_again"] = not sock.closed
         async with aiohttp.ClientSession() as script:  # a script: Bearer header, no cookie
             out["bearer"] = (await script.get(f"{base}/healthz", headers={"Authorization": f"Bearer {KEY}"})).status
             manager = await script.post(f"{base}{sid_path}paraview/", headers={"Authorization": f"Bearer {KEY}",
@@ -340,7 +358,8 @@ def test_running_server_checks_host_origin_and_key(served):
     out = _in_thread(main())
     assert out == {"no_key": 401, "rebound": 403, "first": 303, "location": "/", "starter": (200, True),
                    "cross_site_start": 403, "start": 200, "processes": 1, "page": 200,
-                   "foreign_ws": 403, "same_ws": True, "bearer": 200, "manager": 200}, out
+                   "foreign_ws": 403, "same_ws": True, "huge_frame_held": False, "ws_again": True,
+                   "bearer": 200, "manager": 200}, out
     text = log.read_text()
     assert KEY not in text  # never logged, not even in the "open" line
     assert "set_tool" not in text and "Traceback" not in text

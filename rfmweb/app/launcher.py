@@ -43,7 +43,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .server import Access, Content, run_app
+from .server import MAX_CLIENT_MESSAGES, Access, Content, run_app
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +275,8 @@ class Launcher:
 
         # no permessage-deflate on either leg: frames are JPEG already, and aiohttp sends a large
         # compressed message from a task of its own whose error nobody collects if the tab closes
-        browser = web.WebSocketResponse(max_msg_size=0, compress=False)
+        # a frame from the browser is held whole before it is passed on: no larger than a session takes
+        browser = web.WebSocketResponse(max_msg_size=MAX_CLIENT_MESSAGES, compress=False)
         await browser.prepare(request)
         # one tab per session: the same /s/<id>/ opened again (a duplicated tab, a pasted link) takes
         # the viewer over; the older tab is let go with a close code its page explains
