@@ -21,6 +21,7 @@ from rfmweb.app.server import MAX_CLIENT_MESSAGES
 from rfmweb.errors import InputError
 
 KEY = "test-key_for-rfmweb"
+PATIENT = "DOE^JOHN_1955"
 
 
 def _app(key: str | None = KEY, proxies=()):
@@ -269,14 +270,15 @@ def served(small_ct, tmp_path_factory):
     """``rfmweb serve`` with the key in a file, on a free port."""
     from rfmweb.io import save_volume
     folder = tmp_path_factory.mktemp("security")
-    save_volume(small_ct, folder / "ct.nii.gz", folder / "labels.nii.gz")
+    save_volume(small_ct, folder / f"{PATIENT}.nii.gz", folder / "labels.nii.gz")   # named as exports often are
     (folder / "key").write_text(KEY)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = folder / "server.log"
-    proc = subprocess.Popen([sys.executable, "-m", "rfmweb", "serve", str(folder / "ct.nii.gz"), "--port", str(port),
-                             "--auth-key-file", str(folder / "key"), "--renderer", "vtk", "--max-sessions", "2"],
+    proc = subprocess.Popen([sys.executable, "-m", "rfmweb", "serve", str(folder / f"{PATIENT}.nii.gz"),
+                             "--port", str(port), "--auth-key-file", str(folder / "key"), "--renderer", "vtk",
+                             "--max-sessions", "2"],
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -362,6 +364,7 @@ def test_running_server_checks_host_origin_and_key(served):
                    "bearer": 200, "manager": 200}, out
     text = log.read_text()
     assert KEY not in text  # never logged, not even in the "open" line
+    assert PATIENT.split("^")[0] not in text, "a file's name may be a patient's: never logged"
     assert "set_tool" not in text and "Traceback" not in text
     assert "refused GET / from" in text  # one line: method, path (no query), peer, reason
 

@@ -80,8 +80,10 @@ class Content:
     scene: dict | None = None
 
     def describe(self) -> str:
+        """What is served, for the log: modality and size, never the name (a file's name may be a patient's)."""
         vol = self.volume
-        return f"{vol.name} ({'x'.join(map(str, vol.shape))})" if vol is not None else f"{len(self.splats)} splats"
+        return f"a {vol.modality} volume of {'x'.join(map(str, vol.shape))} voxels" if vol is not None \
+            else f"{len(self.splats)} splats"
 
 
 def quiet_trame_logs() -> None:

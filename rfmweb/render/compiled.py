@@ -148,7 +148,7 @@ class CompiledRaymarchRenderer:
                                 self._copy("normals", field.label_normals, interleaved),
                                 self._copy("labels", field.labels, narrow_labels))
             self._key = key
-            log.debug("compiled marcher tables for %s, %s (%d blocks)", scene.volume.name, scene.tf.name,
+            log.debug("compiled marcher tables for %s (%d blocks)", scene.tf.name,
                       self._ranges[cubic][0].numel())
         return self._tab
 

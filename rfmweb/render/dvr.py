@@ -144,7 +144,7 @@ class RaymarchRenderer:
                 shading_gradient(scalar, vol.affine, out=grid[1:])
                 self._prepared = _Prepared(vol, mix, hidden, grid, labels, rng, source=source)
             self._update_label_normals(scene)
-            log.debug("prepared %s on %s (%s)", vol.name, self.device, tuple(self._prepared.grid.shape))
+            log.debug("prepared the volume on %s (%s)", self.device, tuple(self._prepared.grid.shape))
             return self._prepared
 
     def _update_label_normals(self, scene: Scene) -> None:

@@ -199,7 +199,7 @@ class RenderFMRenderer:
     def _predict(self, scene: Scene):
         from ..renderfm.model import predict
 
-        log.info("%s for %s (%s)", PREPARING, scene.volume.name if scene.volume is not None else "?", scene.tf.name)
+        log.info("%s (%s)", PREPARING, scene.tf.name)     # not the volume's name: a file's name may be a patient's
         return predict(_model(self.checkpoint, self.device), scene, device=self.device, out_device=self.device)
 
     def _finished(self, fut: Future) -> None:
