@@ -163,6 +163,39 @@ def test_key_in_query_sets_a_cookie_and_redirects_without_it(caplog):
     assert KEY not in caplog.text
 
 
+def test_a_browser_without_the_key_gets_a_form_that_keeps_it_out_of_the_history():
+    """A link with ?secret= stays in the browser's history (the 303 does not remove it there): a browser
+    without a key is shown a form instead, whose POST signs it in. A restart ends every sign-in."""
+    html = {"Accept": "text/html,application/xhtml+xml"}
+
+    async def check(client):
+        page = await client.get("/index.html", headers=html)
+        form = await page.text()
+        wrong = await client.post("/index.html", data={"secret": "not-the-key-at-all"}, headers=html,
+                                  allow_redirects=False)
+        right = await client.post("/index.html", data={"secret": KEY}, headers=html, allow_redirects=False)
+        cookie = right.headers["Set-Cookie"].split(";")[0]
+        client.session.cookie_jar.clear()
+        signed_in = await client.get("/index.html", headers={"Cookie": cookie})
+        script = await client.get("/index.html")                    # not a browser: plain text
+        return (page.status, form, wrong.status, await wrong.text(), right.status, right.headers["Location"],
+                right.headers["Set-Cookie"], signed_in.status, await signed_in.text(), await script.text(), cookie)
+
+    page, form, wrong, wrong_text, right, location, set_cookie, signed_in, body, script, cookie = _run(check)
+    assert page == 401 and '<form method="post"' in form and 'name="secret"' in form and KEY not in form
+    assert wrong == 401 and "not this viewer's key" in wrong_text
+    assert (right, location, signed_in, body) == (303, "/index.html", 200, "page")
+    assert "max-age=43200" in set_cookie.lower() and script.startswith("rfmweb: unauthorised")
+
+    async def after_restart(client):                                # a new server (port): a new nonce
+        again = await client.get("/index.html", headers={**html, "Cookie": f"rfmweb_key_{client.port}="
+                                                                            + cookie.split("=", 1)[1]})
+        return again.status, await again.text()
+
+    status, text = _run(after_restart)
+    assert status == 401 and "sign-in has ended" in text
+
+
 def test_cookie_is_secure_behind_an_https_proxy():
     async def check(client):
         r = await client.get(f"/?secret={KEY}", allow_redirects=False, headers={"X-Forwarded-Proto": "https"})
@@ -197,16 +230,24 @@ def test_wrong_keys_are_throttled_per_peer():
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             async def status(path, **kw):
                 return (await client.get(path, allow_redirects=False, **kw)).status
+            signed_in = await client.get(f"/?secret={KEY}", allow_redirects=False)
+            client.session.cookie_jar.clear()
             plain = {await status("/") for _ in range(MAX_KEY_FAILURES + 2)}      # no key: not counted
             wrong = [await status("/?secret=not-the-key") for _ in range(MAX_KEY_FAILURES - 1)]
             wrong.append(await status("/", headers={"Authorization": "Bearer not-the-key"}))
             locked = await status(f"/?secret={KEY}")
+            # a tab signed in before (its cookie) is no guess: let through (a neighbour's wrong keys behind
+            # one NAT address locked every clinician out); a forged cookie is refused as ever
+            cookie = signed_in.headers["Set-Cookie"].split(";")[0]
+            still = await status("/", headers={"Cookie": cookie})
+            forged = await status("/", headers={"Cookie": cookie[:-4] + "abcd"})
             now[0] += KEY_FAILURE_WINDOW_S
-            return plain, set(wrong), locked, await status(f"/?secret={KEY}")
+            return plain, set(wrong), locked, still, forged, await status(f"/?secret={KEY}")
 
-    plain, wrong, locked, after = _in_thread(main())
+    plain, wrong, locked, still, forged, after = _in_thread(main())
     assert plain == {401} and wrong == {401}
     assert locked == 429, "the right key is refused while the peer is throttled"
+    assert (still, forged) == (200, 429)
     assert after == 303, "the window passed: the key works again"
 
 

@@ -41,10 +41,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 security:
   Host and Origin are checked on every request (no DNS rebinding, no cross-site websocket).
   Without a loopback --host an auth key is required: --auth-key K, --auth-key-file F (first line)
-  or ${KEY_ENV} (the last two keep the key out of `ps`). Open http://HOST:PORT/?secret=K once:
-  the server sets an HttpOnly cookie and redirects to the URL without the key; scripts may send
-  'Authorization: Bearer K'. The key is never logged; on a terminal the URL with the key is printed
-  to stderr. 10 wrong keys from one address within a minute: refused (429) for that minute.
+  or ${KEY_ENV} (the last two keep the key out of `ps`; 16+ characters). Open http://HOST:PORT/
+  and type the key into its form, or open http://HOST:PORT/?secret=K (kept in the browser's
+  history): the server sets an HttpOnly cookie (12 hours, or until it restarts) and redirects to
+  the URL without the key; scripts may send 'Authorization: Bearer K'. The key is never logged; on
+  a terminal the URL with the key is printed to stderr. 10 wrong keys from one address within a
+  minute: refused (429) for that minute, except in a browser already signed in.
 
 https:
   --certfile F --keyfile F (PEM; the key unencrypted): serve https:// and wss:// (TLS 1.2 or later);

@@ -15,12 +15,15 @@ Every request the app answers (the page, its scripts, the websocket handshake) g
   session (a process) on every load, until none is left for the user; GET requests carry no Origin
   to check. Same-origin requests, typed URLs and clients without the header (scripts) are unaffected.
 - **Auth key**: ``?secret=KEY`` on a page load (answered with HTTP 303 to the same URL without it,
-  setting an HttpOnly, SameSite=Strict cookie, Secure over HTTPS), then the cookie; scripts may send
-  ``Authorization: Bearer KEY``. The cookie holds an HMAC of the key, not the key. A client
-  (:func:`client_address`; behind an ``--allow-host`` reverse proxy, the address it forwards) that
-  presents a wrong key :data:`MAX_KEY_FAILURES` times within :data:`KEY_FAILURE_WINDOW_S` seconds is
-  answered 429 until the window has passed, right key or not (guessing the key is throttled;
-  requests that carry no key at all do not count).
+  setting an HttpOnly, SameSite=Strict cookie, Secure over HTTPS), or the key typed into the form a
+  browser without it is shown (:data:`KEY_FORM`, a POST: unlike a link's, the key stays out of the
+  browser's history), then the cookie; scripts may send ``Authorization: Bearer KEY``. The cookie
+  holds an HMAC under the key of a nonce drawn at each start, not the key: it lasts
+  :data:`COOKIE_MAX_AGE_S`, and a restart ends every sign-in. A client (:func:`client_address`;
+  behind an ``--allow-host`` reverse proxy, the address it forwards) that presents a wrong key
+  :data:`MAX_KEY_FAILURES` times within :data:`KEY_FAILURE_WINDOW_S` seconds is answered 429 until
+  the window has passed, right key or not (guessing the key is throttled; requests that carry no key
+  at all do not count, nor do old cookies; a browser already signed in is let through).
 
 - **TLS** (``--certfile``/``--keyfile``, :func:`tls_context`): the public side listens with TLS 1.2 or
   later; the cookie is then Secure and the page's origin is ``https://`` (its host and port are
@@ -39,6 +42,7 @@ import ipaddress
 import logging
 import os
 import re
+import secrets
 import socket
 import ssl
 import time
@@ -52,7 +56,7 @@ log = logging.getLogger(__name__)
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
 #: Environment variable read by ``rfmweb serve`` for the auth key (keeps it out of ``ps``).
 KEY_ENV = "RFMWEB_AUTH_KEY"
-_KEY_CHARS = re.compile(r"[A-Za-z0-9_\-]{8,256}")
+_KEY_CHARS = re.compile(r"[A-Za-z0-9_\-]{16,256}")
 # a key that looks like a JS literal (a number, true, null) is converted by the trame client's URL
 # parser before it is sent: refuse such keys up front
 _JS_LITERAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|0[xX][0-9a-fA-F]+|0[bB][01]+|0[oO][0-7]+|"
@@ -75,10 +79,10 @@ def is_loopback(host: str) -> bool:
 
 
 def check_auth_key(key: str, source: str = "--auth-key") -> str:
-    """Validate an auth key (8+ characters of ``A-Z a-z 0-9 _ -``, not a number); errors name ``source``
+    """Validate an auth key (16+ characters of ``A-Z a-z 0-9 _ -``, not a number); errors name ``source``
     (the option, file or variable it came from)."""
     if not isinstance(key, str) or not _KEY_CHARS.fullmatch(key) or _JS_LITERAL.fullmatch(key):
-        raise InputError(f"{source}: the auth key must be 8 to 256 characters of A-Z a-z 0-9 _ - and not a number "
+        raise InputError(f"{source}: the auth key must be 16 to 256 characters of A-Z a-z 0-9 _ - and not a number "
                          "(e.g. the output of `python -c \"import secrets; print(secrets.token_urlsafe())\"`)")
     return key
 
@@ -245,23 +249,38 @@ def origin_middleware(names: frozenset[str], proxies: frozenset[str] = frozenset
     return check_origin
 
 
-def cookie_token(key: str) -> str:
-    """What the cookie holds: an HMAC of the key (the key itself never goes in a cookie)."""
-    return hmac.new(key.encode(), b"rfmweb session cookie v1", hashlib.sha256).hexdigest()
+def cookie_token(key: str, nonce: bytes) -> str:
+    """What the cookie holds: an HMAC of ``nonce`` (random per server start) under the key; the key
+    itself never goes in a cookie, and a restart revokes every cookie."""
+    return hmac.new(key.encode(), b"rfmweb session cookie v2" + nonce, hashlib.sha256).hexdigest()
+
+
+#: How long the cookie a key sets lasts, seconds (a working day; a restart ends it sooner).
+COOKIE_MAX_AGE_S = 12 * 3600
+#: What a browser without a key is shown: a form for the key (a POST: the key stays out of the history).
+KEY_FORM = """<!doctype html><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>rfmweb: auth key</title>
+<form method="post" style="font:16px sans-serif;margin:15vh auto;max-width:24em;line-height:1.6">
+<label>This viewer needs its auth key:<br><input name="secret" type="password" autocomplete="current-password"
+ autofocus required style="width:100%;font:inherit"></label><br>
+<button style="font:inherit;margin-top:6px">Open</button> <span style="color:#b00">{why}</span></form>
+"""
 
 
 def auth_middleware(key: str, cookie_prefix: str = "rfmweb_key_", *, trust_forwarded: bool = True,
                     behind_proxy: bool = False, clock: Callable[[], float] = time.monotonic):
-    """aiohttp middleware: 401 unless the request carries the key (``?secret=``, the cookie set by
-    it, or ``Authorization: Bearer``). A page load with ``?secret=KEY`` is answered with 303 to the
-    same URL without it, so the key leaves the address bar and the history. Wrong keys are
-    throttled per client (:func:`client_address`; module docstring; ``clock``: seconds, for tests).
+    """aiohttp middleware: 401 unless the request carries the key (``?secret=``, the form of
+    :data:`KEY_FORM`, the cookie either sets, or ``Authorization: Bearer``). A page load with
+    ``?secret=KEY`` is answered with 303 to the same URL without it, so the key leaves the address bar
+    (the browser's history keeps the link: the form does not leave it there); a browser without a key
+    gets the form. Wrong keys are throttled per client (:func:`client_address`; module docstring;
+    ``clock``: seconds, for tests).
 
     The cookie is named after the port, so servers on one host with different keys do not clash.
     """
     from aiohttp import web
 
-    expected, token = key.encode(), cookie_token(key).encode()
+    expected, token = key.encode(), cookie_token(key, secrets.token_bytes(16)).encode()
     failures: dict[str, list[float]] = {}      # peer -> times of its recent wrong keys
 
     def _same(value: str | None, want: bytes) -> bool:
@@ -281,27 +300,42 @@ def auth_middleware(key: str, cookie_prefix: str = "rfmweb_key_", *, trust_forwa
 
     @web.middleware
     async def require_key(request, handler):
+        cookie = f"{cookie_prefix}{request.url.port or ''}"
+        if _same(request.cookies.get(cookie), token):    # signed in: no guess (the token is random per start)
+            return await handler(request)
         peer = client_address(request, trust_forwarded and behind_proxy)
         if len(_recent(peer)) >= MAX_KEY_FAILURES:
             return _refuse(request, 429, f"{MAX_KEY_FAILURES} wrong keys within {KEY_FAILURE_WINDOW_S:.0f} s",
                            "too many wrong keys; try again in a minute")
-        cookie = f"{cookie_prefix}{request.url.port or ''}"
         bearer = request.headers.get("Authorization", "")
         by_query = _same(request.query.get("secret"), expected)
-        if by_query and request.method == "GET" and request.headers.get("Upgrade", "").lower() != "websocket":
+        form = request.method == "POST" and request.content_type == "application/x-www-form-urlencoded"
+        by_form = form and _same((await request.post()).get("secret"), expected)
+        page = request.method == "GET" and request.headers.get("Upgrade", "").lower() != "websocket"
+        if by_form or (by_query and page):
             query = request.query.copy()
-            query.pop("secret")
+            query.popall("secret", None)
             response = web.Response(status=303, headers={"Location": str(request.rel_url.with_query(query))})
             response.set_cookie(cookie, token.decode(), httponly=True, samesite="Strict", path="/",
+                                max_age=int(COOKIE_MAX_AGE_S),
                                 secure=request_scheme(request, trust_forwarded) == "https")
             response.headers["Referrer-Policy"] = "no-referrer"
             return response
         by_bearer = bearer[:7].lower() == "bearer " and _same(bearer[7:].strip(), expected)
-        if not (by_query or by_bearer or _same(request.cookies.get(cookie), token)):
-            if "secret" in request.query or bearer or cookie in request.cookies:   # a wrong key, not none
+        if not (by_query or by_bearer):
+            # a wrong key counts; an old cookie (the server restarted, a day passed) does not: it is no guess
+            wrong = "secret" in request.query or form or bool(bearer)
+            if wrong:
                 failures.setdefault(peer, []).append(clock())
-            return _refuse(request, 401, "no valid auth key", "unauthorised; open the link with ?secret=KEY "
-                                                              "(see `rfmweb serve --help`)")
+            refused = _refuse(request, 401, "no valid auth key", "unauthorised; open the link with ?secret=KEY "
+                                                                 "(see `rfmweb serve --help`)")
+            if (page or form) and "text/html" in request.headers.get("Accept", ""):
+                why = "That is not this viewer's key." if wrong else \
+                    "Your sign-in has ended: enter the key again." if cookie in request.cookies else ""
+                return web.Response(status=401, text=KEY_FORM.format(why=why), content_type="text/html",
+                                    # same-origin: with no-referrer a browser sends "Origin: null" with the form
+                                    headers={"Referrer-Policy": "same-origin", "Cache-Control": "no-store"})
+            return refused
         return await handler(request)
 
     return require_key

@@ -245,7 +245,8 @@ def announcer(content: Content, host: str, auth_key: str | None, open_browser: b
         shown = _machine_name() if public else f"[{host}]" if ":" in host else host
         url = f"{scheme}://{shown}:{port}/"
         with_key = url + (f"?secret={auth_key}" if auth_key is not None else "")
-        needs = " (with the auth key: ?secret=KEY once, or Authorization: Bearer KEY)" if auth_key else ""
+        needs = " (with the auth key: typed into its form, ?secret=KEY once, or Authorization: Bearer KEY)" \
+            if auth_key else ""
         address = _machine_address() if public else None
         also = f" or {scheme}://{address}:{port}/" if address and address != shown else ""
         log.info("serving %s — open %s%s%s", content.describe(), url, also, needs)

@@ -200,3 +200,31 @@ def test_a_session_opened_in_a_second_tab_takes_it_over_and_the_first_says_so(br
     finally:
         ctx_a.close()
         ctx_b.close()
+
+
+def test_the_key_typed_into_the_form_signs_in_and_a_driver_cannot_rewrite_the_other_tabs(browser, shared):
+    """Without ?secret= (kept in the browser's history) the page asks for the key in a form; typed in,
+    the viewer opens. With --shared, the driving tab setting trame's own state (the page's markup, its
+    title) reached every tab: a page may set only the app's state."""
+    url, log = shared
+    base = url.split("?")[0]
+    ctx_a, a = _tab(browser, url)
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        b = context.new_page()
+        b.set_default_timeout(TIMEOUT_MS)
+        assert b.goto(base).status == 401 and b.locator('input[name="secret"]').is_visible()
+        b.fill('input[name="secret"]', KEY)
+        b.click("text=Open")
+        wait_frame(b, _view(b))
+        assert "secret" not in b.url
+        title = b.title()
+        a.evaluate("() => { window.trame.state.set('trame__title', 'PWNED'); "
+                   "window.trame.state.set('trame__template_main', '<div class=\"pwned\">PWNED</div>'); }")
+        _wait_log(log, r"ignored a page's change of \d state key\(s\) it may not set: 'trame__")
+        b.wait_for_timeout(1000)
+        assert b.title() == title and b.locator(".pwned").count() == 0
+        assert _view(b).is_visible()
+    finally:
+        context.close()
+        ctx_a.close()
