@@ -337,6 +337,8 @@ def test_unreadable_scene_files(tmp_path):
         read_scene(_bad(tmp_path, "big.json", " " * (MAX_SCENE_BYTES + 1)))
     with pytest.raises(InputError, match="no such scene file"):
         read_scene(tmp_path / "missing.json")
+    with pytest.raises(InputError, match="nested too deeply"):      # was a RecursionError (a traceback)
+        read_scene(_bad(tmp_path, "deep.json", "[" * 100_000 + "]" * 100_000))
     with pytest.raises(m.MessageError):
         m.parse_client_message({"type": "load_scene", "view": 0, "text": " " * (MAX_SCENE_BYTES + 1)})
 

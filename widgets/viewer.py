@@ -33,6 +33,7 @@ import numpy as np
 import traitlets as t
 
 from rfmweb.errors import InputError
+from rfmweb.io.atomic import atomic_write
 from rfmweb.render.registry import renderer_label, renderer_status
 from rfmweb.render.slices import WINDOW_PRESETS
 from rfmweb.session import FrameStream, RenderSession, SegmentationViews, link_cameras, link_points, link_view_modes
@@ -306,7 +307,7 @@ class _Views(anywidget.AnyWidget):
                         for i in indices]
             data = side_by_side(pngs, captions=captions)
         if path is not None:
-            Path(path).write_bytes(data)
+            atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))    # never half a file over a good one
         return data
 
     def close(self) -> None:

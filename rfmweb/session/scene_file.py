@@ -111,6 +111,8 @@ def parse_scene(text: str, where: str | os.PathLike | None = "scene") -> dict:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"not a scene file: invalid JSON ({exc.msg} at line {exc.lineno})", where) from None
+    except RecursionError:
+        raise InputError("not a scene file: JSON nested too deeply", where) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise InputError(f"not a scene file: expected a JSON object with \"format\": \"{FORMAT}\"", where)
     return data
