@@ -171,6 +171,40 @@ def test_shipped_model_keeps_splats_above_the_floor(scene):
     assert shrink.min() >= -0.1 - 1e-5 and shrink.abs().max() > 0.01      # bounded, and trained
 
 
+def test_no_slice_is_narrower_than_the_sliced_floor(scene):
+    """Conditioning on the view direction narrowed the shipped model's splats to 0.26-0.32 of their
+    lattice spacing on the head CT (stripes and dots in large views) though their position scales kept
+    the floor: ``min_sliced_width`` bounds the slices themselves, keeping each slice's mass, and leaves
+    means, colours and splats already wide enough alone; it is on by default."""
+    from rfmweb.splats.slicing import conditional_parts
+
+    base = base_for(build_inputs(scene, 8.0), SMALL)
+    n = len(base.splats)
+    torch.manual_seed(0)
+    raw = torch.randn(n, N_OUT) * 2                              # strong position-direction correlations
+    free = decode(raw, base, min_log_scale=0.1)
+    floored = decode(raw.clone().requires_grad_(), base, min_log_scale=0.1, min_sliced_width=0.35)
+    sigma = 0.35 * 2 * float(base.voxel_mm.min())
+    before, after = (conditional_parts(s).covars.detach().double() for s in (free, floored))
+    narrow = torch.linalg.eigvalsh(before)[:, 0] < sigma ** 2
+    assert narrow.float().mean() > 0.5
+    reached = torch.linalg.eigvalsh(after)[:, 0] >= sigma ** 2 * (1 - 1e-4)
+    # a splat whose widened factor |l| < 1 cannot hold (none of the shipped model's on the head CT) is kept
+    kept = (after - before).abs().amax((1, 2)) < 1e-6
+    assert (reached | kept).all() and reached[narrow].float().mean() > 0.9
+    mass = [torch.sigmoid(s.opacity_logits.detach()).double() * torch.linalg.det(c).sqrt()
+            for s, c in ((free, before), (floored, after))]
+    torch.testing.assert_close(mass[1], mass[0], rtol=1e-3, atol=1e-6)
+    for name in ("means", "dir_means", "sh"):
+        torch.testing.assert_close(getattr(floored, name).detach(), getattr(free, name))
+    wide = ~narrow
+    torch.testing.assert_close(after[wide], before[wide], rtol=1e-4, atol=1e-6)
+    floored.chol_log_diag.sum().backward()                      # differentiable
+    assert RenderFMConfig().min_sliced_width == 0.35
+    with pytest.raises(InputError, match="min_sliced_width"):
+        RenderFMConfig(min_sliced_width=0.0)
+
+
 def test_untrained_model_predicts_the_agp_splats(scene):
     torch.manual_seed(0)
     model = RenderFM(RenderFMConfig(features=(4, 8, 16), spacing_mm=4.0))

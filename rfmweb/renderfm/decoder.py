@@ -27,7 +27,7 @@ last layer is initialised to zero).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -66,11 +66,13 @@ def gather(raw: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def decode(raw: torch.Tensor, base: Base, *, max_offset: float = 1.0, max_log_scale: float = 2.0,
-           min_log_scale: float | None = None) -> Splats6D:
+           min_log_scale: float | None = None, min_sliced_width: float | None = None) -> Splats6D:
     """Splats from the network output ``raw [37, X', Y', Z']`` (or already gathered ``[N, 37]``).
 
     Differentiable in ``raw``; float32 splats on ``raw``'s device (see the module docstring).
     ``min_log_scale``: the bound below the base of the position scales (None: ``max_log_scale``).
+    ``min_sliced_width``: the narrowest a splat may be in any view, a fraction of its lattice spacing
+    ``h`` (:func:`floor_sliced_width`; None: no floor).
     """
     r = gather(raw, base.index) if raw.ndim == 4 else raw
     if r.shape != (len(base.splats), N_OUT):
@@ -83,10 +85,49 @@ def decode(raw: torch.Tensor, base: Base, *, max_offset: float = 1.0, max_log_sc
         m, pos = float(min_log_scale), r[:, LOG_SCALE][:, :3]
         shrink = m * torch.tanh(pos.clamp_max(0.0) / m)             # slope 1 at 0, as above: smooth
         log_scale = torch.cat([torch.where(pos < 0, shrink, log_scale[:, :3]), log_scale[:, 3:]], dim=1)
-    return Splats6D(means=b.means + max_offset * base.voxel_mm * torch.tanh(r[:, OFFSET]),
-                    dir_means=b.dir_means,
-                    chol_log_diag=b.chol_log_diag + log_scale,
-                    chol_lower=b.chol_lower + r[:, CHOL_LOWER],
-                    opacity_logits=b.opacity_logits + r[:, OPACITY][:, 0],
-                    sh=b.sh + r[:, SH].reshape(-1, 4, 3),
-                    labels=b.labels)
+    splats = Splats6D(means=b.means + max_offset * base.voxel_mm * torch.tanh(r[:, OFFSET]),
+                      dir_means=b.dir_means,
+                      chol_log_diag=b.chol_log_diag + log_scale,
+                      chol_lower=b.chol_lower + r[:, CHOL_LOWER],
+                      opacity_logits=b.opacity_logits + r[:, OPACITY][:, 0],
+                      sh=b.sh + r[:, SH].reshape(-1, 4, 3),
+                      labels=b.labels)
+    if min_sliced_width is None:
+        return splats
+    return floor_sliced_width(splats, min_sliced_width * 2.0 * float(base.voxel_mm.min()))
+
+
+def floor_sliced_width(splats: Splats6D, sigma_mm: float) -> Splats6D:
+    r"""``splats`` made at least ``sigma_mm`` wide (standard deviation, any axis) in every view.
+
+    Slicing by the view direction narrows a splat's position block: :math:`\Sigma_{cond} = S_p -
+    S_{pd} S_d^{-1} S_{dp}` (the same in every view). The position scales' floor (``min_log_scale``)
+    bounds :math:`S_p` only, and a trained model correlates position with direction until the slices
+    stand 0.26-0.32 of their lattice spacing wide on the head CT: the lattice then shows through as
+    stripes and dots in views of 500 px or closer. This adds :math:`\epsilon^2 I` to :math:`S_p`,
+    :math:`\epsilon^2 = \max(0, \sigma^2 - \lambda_{min}(\Sigma_{cond}))`, so
+    :math:`\Sigma_{cond}` grows by the same and its narrowest axis reaches ``sigma_mm``; the
+    opacity is scaled by :math:`\sqrt{\det \Sigma_{cond} / \det \Sigma_{cond}'}` so each slice keeps
+    its mass (as Mip-Splatting's 3-D filter). Means, directions and colours are unchanged.
+    Differentiable (``epsilon`` is held constant); a splat already wide enough is unchanged, and so
+    is one whose widened covariance the parametrisation cannot hold (its Cholesky factor would break
+    the bound ``|l| < 1`` of :mod:`rfmweb.splats.model`; none of the shipped model's splats on the
+    head CT).
+    """
+    from ..splats.model import raw_from_cholesky
+    from ..splats.slicing import conditional_parts
+
+    cond = conditional_parts(splats).covars                                  # [N, 3, 3] mm^2
+    eps2 = (sigma_mm ** 2 - torch.linalg.eigvalsh(cond.detach())[:, 0]).clamp_min(0.0)   # [N]
+    if not bool((eps2 > 0).any()):
+        return splats
+    add = eps2[:, None, None] * torch.eye(3, dtype=cond.dtype, device=cond.device)
+    cov = splats.covariance()
+    cov = torch.cat([torch.cat([cov[:, :3, :3] + add, cov[:, :3, 3:]], 2), cov[:, 3:]], 1)
+    log_diag, lower, exact = raw_from_cholesky(torch.linalg.cholesky(cov))
+    keep = torch.sqrt(torch.linalg.det(cond) / torch.linalg.det(cond + add))  # [N] <= 1
+    opacity = (torch.sigmoid(splats.opacity_logits) * keep).clamp(1e-6, 1 - 1e-6)
+    use = (exact & (eps2 > 0))[:, None]
+    return replace(splats, chol_log_diag=torch.where(use, log_diag, splats.chol_log_diag),
+                   chol_lower=torch.where(use, lower, splats.chol_lower),
+                   opacity_logits=torch.where(use[:, 0], torch.logit(opacity), splats.opacity_logits))

@@ -60,6 +60,9 @@ class RenderFMConfig:
             spacing), so the lattice never shows through as dots at any display size (0.1: at least
             0.45 of the spacing). None: ``max_log_scale`` (symmetric; checkpoints before 2026-12-05).
         max_voxels: larger working grids are processed in patches of at most this many voxels.
+        min_sliced_width: the narrowest a splat may be in any view (its slice by the view direction),
+            a fraction of its lattice spacing (:func:`~rfmweb.renderfm.decoder.floor_sliced_width`;
+            0.35: the lattice's first harmonic under 9 % of the density). None: no floor.
     """
 
     features: tuple[int, ...] = (8, 16, 32, 64)
@@ -70,6 +73,7 @@ class RenderFMConfig:
     max_log_scale: float = 2.0
     max_voxels: int = 288 ** 3
     min_log_scale: float | None = None
+    min_sliced_width: float | None = 0.35
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(int(f) for f in self.features))
@@ -79,6 +83,8 @@ class RenderFMConfig:
             raise InputError("spacing_mm, max_offset, max_log_scale and max_voxels must be > 0")
         if self.min_log_scale is not None and not 0 < self.min_log_scale <= self.max_log_scale:
             raise InputError(f"min_log_scale must lie in (0, max_log_scale], got {self.min_log_scale}")
+        if self.min_sliced_width is not None and not 0 < self.min_sliced_width <= 1:
+            raise InputError(f"min_sliced_width must lie in (0, 1], got {self.min_sliced_width}")
 
     @property
     def unet(self) -> UNetConfig:
@@ -159,7 +165,8 @@ def base_for(inputs: RenderFMInput, config: RenderFMConfig, device=None) -> Base
 def decode_output(model: RenderFM, raw: torch.Tensor, base: Base) -> Splats6D:
     """``raw [37, X', Y', Z']`` -> splats with the model's bounds."""
     c = model.config
-    return decode(raw, base, max_offset=c.max_offset, max_log_scale=c.max_log_scale, min_log_scale=c.min_log_scale)
+    return decode(raw, base, max_offset=c.max_offset, max_log_scale=c.max_log_scale, min_log_scale=c.min_log_scale,
+                  min_sliced_width=c.min_sliced_width)
 
 
 @dataclass
