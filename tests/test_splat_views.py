@@ -110,6 +110,19 @@ def test_cli_renders_a_splat_file_and_exports_ply(splats, tmp_path):
     assert res.returncode == 2 and "splats alone" in res.stderr and len(res.stderr.strip().splitlines()) == 1, \
         res.stderr
     assert not (tmp_path / "v.png").exists()
+    # the 6D .ply (export-ply --6d, prepare --out x.ply) renders and serves like the .npz: it was read as NIfTI
+    from rfmweb.session.sources import open_sources
+    from rfmweb.splats.ply6d import write_ply6d
+
+    ply6d = tmp_path / "agp6d.ply"
+    write_ply6d(ply6d, splats)
+    out6d = tmp_path / "s6d.png"
+    res = subprocess.run([sys.executable, "-m", "rfmweb", "render", str(ply6d), "--renderer", "splats", "--size", "64",
+                          "--out", str(out6d)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert np.abs(np.asarray(Image.open(out6d), float) - np.asarray(Image.open(out), float)).mean() < 1.0
+    assert open_sources(ply6d)[1].means.shape == splats.means.shape
+    assert open_sources(None, splats=ply6d)[1].means.shape == splats.means.shape
     res = subprocess.run([sys.executable, "-m", "rfmweb", "export-ply", str(tmp_path / "nope.npz"), "--out", str(ply)],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and "nope.npz" in res.stderr and len(res.stderr.strip().splitlines()) == 1

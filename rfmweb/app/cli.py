@@ -61,11 +61,12 @@ https:
                  proxy_read_timeout 3600s; }}""")
     p.add_argument("volume", nargs="?", default=None, metavar="VOLUME",
                    help="a .nii/.nii.gz/.nrrd/.mha file, a DICOM series folder or .zip, a BraTS case folder, "
-                        "sample:NAME or a splat .npz (default: the bundled CT phantom)")
+                        "sample:NAME or a splat .npz / 6D .ply (default: the bundled CT phantom)")
     p.add_argument("--labels", default=None, metavar="L", help="label map on the same grid as VOLUME")
     add_series_option(p)
     p.add_argument("--splats", default=None, metavar="S",
-                   help="splat .npz of the same anatomy (from fit-6dgs), shown by the splats renderer")
+                   help="splat .npz / 6D .ply of the same anatomy (from fit-6dgs, prepare), shown by the "
+                        "splats renderer")
     p.add_argument("--host", default="127.0.0.1", metavar="H",
                    help="interface to listen on (default 127.0.0.1; anything else needs --auth-key)")
     p.add_argument("--port", type=int, default=8080, metavar="P", help="TCP port (default 8080; 0: any free port)")

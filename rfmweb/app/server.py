@@ -268,10 +268,10 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
 
     Args:
         volume: a :class:`Volume`, a volume file (NIfTI, NRRD, MHA), a DICOM series folder or
-            ``.zip``, a BraTS case folder, ``"sample:NAME"``, a splat ``.npz`` (splats alone), or
+            ``.zip``, a BraTS case folder, ``"sample:NAME"``, a splat ``.npz`` or 6D ``.ply`` (splats alone), or
             ``None`` for the bundled CT phantom.
         labels: label map for a volume file or DICOM series.
-        splats: splats of the same anatomy (``.npz`` path or :class:`~rfmweb.splats.Splats6D`), for
+        splats: splats of the same anatomy (``.npz`` / 6D ``.ply`` path or :class:`~rfmweb.splats.Splats6D`), for
             the ``splats`` renderer and side-by-side comparisons with the ray-marcher.
         host: interface to listen on; anything but loopback requires ``auth_key``.
         port: TCP port (0 picks a free one).

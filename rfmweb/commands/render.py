@@ -21,10 +21,10 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("render", help="render one frame of a volume to a PNG/JPEG file, no browser needed")
     p.add_argument("volume", help="a .nii/.nii.gz/.nrrd/.mha file, a DICOM series folder or .zip, a BraTS case "
-                                  "folder, sample:NAME, or a splat .npz (from fit-6dgs; rendered with --renderer "
-                                  "splats)")
+                                  "folder, sample:NAME, or a splat .npz / 6D .ply (from fit-6dgs, prepare; "
+                                  "rendered with --renderer splats)")
     add_series_option(p)
-    p.add_argument("--splats", help="splat .npz of the same anatomy, for --renderer splats beside a volume")
+    p.add_argument("--splats", help="splat .npz / 6D .ply of the same anatomy, for --renderer splats beside a volume")
     p.add_argument("--out", required=True, help="output image (.png or .jpg)")
     p.add_argument("--labels", help=LABELS_HELP)
     p.add_argument("--renderer", choices=all_renderer_names(),
