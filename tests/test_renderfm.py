@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -368,7 +370,7 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path, scene):
         load_model(tmp_path / "other.pt")
 
 
-def test_prepare_command(tmp_path, capsys):
+def test_prepare_command(tmp_path, capsys, caplog):
     torch.manual_seed(2)
     ckpt = save_model(tmp_path / "m.pt", RenderFM(RenderFMConfig(features=(4, 8), spacing_mm=10.0)))
     out, report = tmp_path / "s.npz", tmp_path / "r.json"
@@ -391,6 +393,20 @@ def test_prepare_command(tmp_path, capsys):
                  "--out", str(tmp_path / "air.npz")]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'air.nii.gz'}: Render-FM found no visible voxel" in err, err
+    assert r["unlabelled"] < 0.5
+    # most of what the preset shows unlabelled: said, as the viewer says it (it was silent: a blank picture)
+    hu = np.full((48, 48, 48), -1000, np.int16)
+    hu[4:44, 4:44, 4:44] = 60
+    labels = np.zeros(hu.shape, np.uint8)
+    labels[16:32, 16:32, 16:32] = 1
+    nib.save(nib.Nifti1Image(hu, np.eye(4) * [2, 2, 2, 1]), str(tmp_path / "soft.nii.gz"))
+    nib.save(nib.Nifti1Image(labels, np.eye(4) * [2, 2, 2, 1]), str(tmp_path / "soft_labels.nii.gz"))
+    with caplog.at_level(logging.WARNING, logger="rfmweb.commands.prepare"):
+        assert main(["prepare", str(tmp_path / "soft.nii.gz"), "--labels", str(tmp_path / "soft_labels.nii.gz"),
+                     "--checkpoint", str(ckpt), "--preset", "CT-Soft-Tissue", "--device", "cpu",
+                     "--out", str(tmp_path / "soft.npz"), "--report", str(report)]) == 0
+    assert json.loads(report.read_text())["unlabelled"] > 0.8
+    assert re.search(r"\d+% of what this preset shows is unlabelled \(label 0\)", caplog.text), caplog.text
 
 
 def test_label_perturbations():

@@ -88,10 +88,13 @@ def run(args) -> dict:
         pred = predict(model, scene, device=device, out_device="cpu")
     save_splats(pred.splats, args.out)
     log.info("wrote %s: %d splats", args.out, len(pred.splats))
+    if pred.unlabelled_note:
+        log.warning("%s", pred.unlabelled_note)
     report = {"format": "rfmweb.prepare.report/1", "volume": str(args.volume), "labels": args.labels,
               "tf": scene.tf.name, "hidden_classes": list(scene.classes.hidden), "out": str(args.out),
               "checkpoint": str(args.checkpoint or "shipped"), "device": str(device),
               "threads": torch.get_num_threads(), "n_splats": len(pred.splats), "working_grid": list(pred.grid),
+              "unlabelled": round(pred.unlabelled, 4),
               "load_s": round(load_s, 4), **pred.timings, "model": describe(model)}
     if args.report:
         write_json(args.report, report)

@@ -62,8 +62,6 @@ ENV_CHECKPOINT = "RFMWEB_RENDERFM_CHECKPOINT"
 PREDICTIONS_KEPT = 2
 #: Status line while a prediction runs.
 PREPARING = "Render-FM: preparing splats"
-#: The note says how much of what the TF shows the label mask leaves out once it is more than this share
-UNLABELLED_NOTE = 0.5
 #: Loaded models kept (per checkpoint file, modification time and device).
 MODELS_KEPT = 2
 
@@ -245,9 +243,8 @@ class RenderFMRenderer:
         prediction = self.prepare(scene)
         splats = prediction.splats
         self.note = f"Render-FM: {len(splats):,} splats in {_seconds(prediction.timings['prepare_s'])}"
-        if prediction.unlabelled > UNLABELLED_NOTE:   # e.g. CT-Lung on a head CT labelled soft tissue / bone
-            self.note += (f"; {prediction.unlabelled:.0%} of what this preset shows is unlabelled (label 0), "
-                          "which Render-FM leaves out")
+        if prediction.unlabelled_note:
+            self.note += f"; {prediction.unlabelled_note}"
         return self._splats.render(replace(scene, splats=splats), camera, quality, abort=abort)
 
     def close(self) -> None:

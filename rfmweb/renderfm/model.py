@@ -169,6 +169,10 @@ def decode_output(model: RenderFM, raw: torch.Tensor, base: Base) -> Splats6D:
                   min_sliced_width=c.min_sliced_width)
 
 
+#: Above this share of unlabelled visible voxels a prediction says so (:attr:`Prediction.unlabelled_note`).
+UNLABELLED_NOTE = 0.5
+
+
 @dataclass
 class Prediction:
     """What :func:`predict` returns: the splats and the seconds of each stage (``timings``:
@@ -179,6 +183,14 @@ class Prediction:
     timings: dict = field(default_factory=dict)
     grid: tuple[int, int, int] = (0, 0, 0)
     unlabelled: float = 0.0
+
+    @property
+    def unlabelled_note(self) -> str:
+        """A line for the user when most of what the preset shows is unlabelled (more than
+        :data:`UNLABELLED_NOTE`; e.g. CT-Lung on a head CT labelled soft tissue / bone), else ``""``."""
+        if self.unlabelled <= UNLABELLED_NOTE:
+            return ""
+        return f"{self.unlabelled:.0%} of what this preset shows is unlabelled (label 0), which Render-FM leaves out"
 
 
 def _sync(device: torch.device) -> None:
