@@ -196,7 +196,7 @@ def fit_and_report(job: FitJob, start: Callable[..., "Splats6D"], *, command: st
     lo, hi = volume.bounds
     extent = 0.5 * float(((hi - lo) ** 2).sum() ** 0.5)
     result = fit_6dgs(splats, views.train, config, device=device, background=views.background, extent=extent,
-                      progress=not job.quiet)
+                      progress=not job.quiet, label=command)
     fitted = replace(result.splats.to("cpu"), box=volume.bounds)  # a view of them alone frames the volume
     fitted.save(job.out)
     log.info("wrote %s: %d splats after %d iterations (%.1f s%s)", job.out, len(fitted), result.iterations,

@@ -314,7 +314,7 @@ class _StopFlag:
 
 def fit_6dgs(splats: Splats6D, train: Views, config: FitConfig = FitConfig(), *, device=None,
              background=(0.0, 0.0, 0.0), backend: str = "auto", extent: float | None = None,
-             progress: bool = True, handle_interrupt: bool = True) -> FitResult:
+             progress: bool = True, label: str = "fit-6dgs", handle_interrupt: bool = True) -> FitResult:
     """Optimise ``splats`` so that they render like the ``train`` views (see the module docstring).
 
     Args:
@@ -325,7 +325,7 @@ def fit_6dgs(splats: Splats6D, train: Views, config: FitConfig = FitConfig(), *,
         background: colour behind the splats, as in the views (sRGB [0, 1]).
         backend: rasteriser (``"auto"``: gsplat on CUDA, the torch twin on the CPU; ``"torch"``).
         extent: scene radius in mm for the learning rate and thresholds (default: from the splats).
-        progress: show a tqdm bar on stderr.
+        progress: show a tqdm bar on stderr, named ``label`` (the command running the fit).
         handle_interrupt: on the main thread, the first Ctrl-C ends the loop after the current step
             and returns the current splats with ``interrupted=True`` (a second Ctrl-C raises).
 
@@ -353,7 +353,7 @@ def fit_6dgs(splats: Splats6D, train: Views, config: FitConfig = FitConfig(), *,
     step = 0
     t0 = time.perf_counter()
     with _StopFlag(handle_interrupt) as flag:
-        bar = tqdm(total=config.iters, desc="fit-6dgs", unit="it", disable=not progress, dynamic_ncols=True)
+        bar = tqdm(total=config.iters, desc=label, unit="it", disable=not progress, dynamic_ncols=True)
         while step < config.iters and not flag.stop:
             params.set_lr("means", config.means_lr_at(step, extent))
             if len(order) < config.views_per_step:
