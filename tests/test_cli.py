@@ -140,6 +140,13 @@ def test_options_that_cannot_apply_are_one_line_errors(small_files, tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert "--preset cannot change a splat file" in err and "s.npz" in err and len(err.splitlines()) == 1
     assert not out.exists()
+    # classes the splats carry can be hidden, as in the viewer; without labels there is nothing to hide
+    assert main(["render", str(tmp_path / "s.npz"), "--out", str(out), "--hide", "label 1"]) == 2
+    assert "--hide cannot change a splat file" in capsys.readouterr().err
+    Splats6D(torch.randn(n, 3, generator=g), torch.zeros(n, 3), torch.zeros(n, 6), torch.zeros(n, 15),
+             torch.zeros(n), torch.zeros(n, 4, 3), labels=torch.arange(n) % 2 + 1).save(tmp_path / "l.npz")
+    assert main(["render", str(tmp_path / "l.npz"), "--out", str(out), "--hide", "label 1", "--size", "32"]) == 0
+    assert out.exists()
     res = rfmweb("render", ct, "--out", out, "--preset", "CT-Foo")
     assert res.returncode == 2 and res.stderr.strip().splitlines() == [
         res.stderr.strip()] and "invalid choice: 'CT-Foo'" in res.stderr and "rfmweb render --help" in res.stderr

@@ -71,8 +71,9 @@ def _run_render(args) -> None:
         check_renderer(args.renderer)  # before loading: a missing package is named at once
     volume, splats = open_sources(args.volume, args.labels, args.splats, series=args.series)
     if volume is None:
-        given = [o for o, v in (("--preset", args.preset), ("--tf", args.tf), ("--hide", args.hide),
-                                ("--class-colors", args.class_colors)) if v]
+        # classes carried by the splats can be hidden (as in the viewer); their colours are the file's
+        given = [o for o, v in (("--preset", args.preset), ("--tf", args.tf), ("--class-colors", args.class_colors),
+                                ("--hide", args.hide and splats.labels is None)) if v]
         if given:
             raise InputError(f"{', '.join(given)} cannot change a splat file: its colours and opacities were "
                              "fixed when it was made (prepare, fit-6dgs); render the volume instead", args.volume)
