@@ -8,9 +8,13 @@
 
 Example::
 
+    >>> from rfmweb.io import load_volume                                       # doctest: +SKIP
+    >>> from rfmweb.render import Scene                                         # doctest: +SKIP
     >>> from rfmweb.renderfm import load_model, predict                          # doctest: +SKIP
-    >>> pred = predict(load_model(), Scene(volume, preset("CT-Bone"), classes))  # doctest: +SKIP
-    >>> pred.splats, pred.timings["prepare_s"]                                   # doctest: +SKIP
+    >>> from rfmweb.transfer import preset                                      # doctest: +SKIP
+    >>> volume = load_volume("ct.nii.gz", "labels.nii.gz")                       # doctest: +SKIP
+    >>> pred = predict(load_model(), Scene(volume, preset("CT-Bone")))          # doctest: +SKIP
+    >>> pred.splats.save("splats.npz"); pred.timings["prepare_s"]              # doctest: +SKIP
 """
 
 from .inputs import RenderFMInput, build_inputs
