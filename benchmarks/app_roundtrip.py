@@ -25,7 +25,7 @@ from conftest import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402  (tests/br
 from roundtrip import measure_roundtrip, wait_frame, wait_idle, wait_quiet  # noqa: E402
 from serving import served  # noqa: E402
 
-KEY = "benchmark-key"
+KEY = "benchmark-key-rfmweb"
 
 
 def run_app_roundtrip(volume: str | None = None, n: int = 20, screenshot: Path | None = None,

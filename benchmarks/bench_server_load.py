@@ -51,7 +51,7 @@ from serving import served  # noqa: E402  (tests/browser/serving.py)
 
 log = logging.getLogger("bench_server_load")
 
-KEY = "load-bench-key"
+KEY = "load-bench-key-rfmweb"
 VIEW = "view_a"
 #: The wslink secret of a trame server started without one (the page sends it in its hello).
 WSLINK_SECRET = "wslink-secret"
