@@ -251,6 +251,34 @@ def test_wrong_keys_are_throttled_per_peer():
     assert after == 303, "the window passed: the key works again"
 
 
+def test_a_sign_in_lasts_twelve_hours_whatever_the_browser_keeps():
+    """The cookie was one fixed value, good for ever: a copied cookie now works 12 hours at most."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from rfmweb.app.security import COOKIE_MAX_AGE_S, auth_middleware
+
+    now = [1_800_000_000.0]
+
+    async def page(request):
+        return web.Response(text="page")
+
+    async def main():
+        app = web.Application(middlewares=[auth_middleware(KEY, wall=lambda: now[0])])
+        app.router.add_get("/", page)
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            first = await client.get(f"/?secret={KEY}", allow_redirects=False)
+            cookie = first.headers["Set-Cookie"].split(";")[0]
+            client.session.cookie_jar.clear()
+            statuses = []
+            for dt in (COOKIE_MAX_AGE_S - 60, 120):
+                now[0] += dt
+                statuses.append((await client.get("/", headers={"Cookie": cookie})).status)
+            return statuses
+
+    assert _in_thread(main()) == [200, 401]
+
+
 def test_behind_a_named_proxy_wrong_keys_lock_out_only_the_client_that_sent_them():
     """Behind the reverse proxy the README recommends every request came from 127.0.0.1: ten wrong
     keys from one user locked everyone out. Without a named proxy the header counts for nothing (a

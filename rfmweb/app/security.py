@@ -249,10 +249,12 @@ def origin_middleware(names: frozenset[str], proxies: frozenset[str] = frozenset
     return check_origin
 
 
-def cookie_token(key: str, nonce: bytes) -> str:
-    """What the cookie holds: an HMAC of ``nonce`` (random per server start) under the key; the key
-    itself never goes in a cookie, and a restart revokes every cookie."""
-    return hmac.new(key.encode(), b"rfmweb session cookie v2" + nonce, hashlib.sha256).hexdigest()
+def cookie_token(key: str, nonce: bytes, issued: int) -> str:
+    """What the cookie holds: ``"ISSUED.MAC"``, ``issued`` the Unix second it was set and ``MAC`` an
+    HMAC under the key of it and ``nonce`` (random per server start): the key itself never goes in a
+    cookie, a restart revokes every cookie, and one is honoured :data:`COOKIE_MAX_AGE_S` at most."""
+    mac = hmac.new(key.encode(), b"rfmweb session cookie v2" + nonce + str(issued).encode(), hashlib.sha256)
+    return f"{issued}.{mac.hexdigest()}"
 
 
 #: How long the cookie a key sets lasts, seconds (a working day; a restart ends it sooner).
@@ -268,23 +270,30 @@ KEY_FORM = """<!doctype html><meta charset="utf-8"><meta name="viewport" content
 
 
 def auth_middleware(key: str, cookie_prefix: str = "rfmweb_key_", *, trust_forwarded: bool = True,
-                    behind_proxy: bool = False, clock: Callable[[], float] = time.monotonic):
+                    behind_proxy: bool = False, clock: Callable[[], float] = time.monotonic,
+                    wall: Callable[[], float] = time.time):
     """aiohttp middleware: 401 unless the request carries the key (``?secret=``, the form of
     :data:`KEY_FORM`, the cookie either sets, or ``Authorization: Bearer``). A page load with
     ``?secret=KEY`` is answered with 303 to the same URL without it, so the key leaves the address bar
     (the browser's history keeps the link: the form does not leave it there); a browser without a key
     gets the form. Wrong keys are throttled per client (:func:`client_address`; module docstring;
-    ``clock``: seconds, for tests).
+    ``clock``: seconds, for tests). ``wall``: Unix seconds, which the cookie's age is counted in.
 
     The cookie is named after the port, so servers on one host with different keys do not clash.
     """
     from aiohttp import web
 
-    expected, token = key.encode(), cookie_token(key, secrets.token_bytes(16)).encode()
+    expected, nonce = key.encode(), secrets.token_bytes(16)
     failures: dict[str, list[float]] = {}      # peer -> times of its recent wrong keys
 
     def _same(value: str | None, want: bytes) -> bool:
         return value is not None and hmac.compare_digest(value.encode(), want)
+
+    def _signed_in(value: str | None) -> bool:
+        issued = (value or "").partition(".")[0]
+        if not (issued.isdigit() and len(issued) <= 12 and -60 <= wall() - int(issued) <= COOKIE_MAX_AGE_S):
+            return False
+        return _same(value, cookie_token(key, nonce, int(issued)).encode())
 
     def _recent(peer: str) -> list[float]:
         now = clock()
@@ -301,7 +310,7 @@ def auth_middleware(key: str, cookie_prefix: str = "rfmweb_key_", *, trust_forwa
     @web.middleware
     async def require_key(request, handler):
         cookie = f"{cookie_prefix}{request.url.port or ''}"
-        if _same(request.cookies.get(cookie), token):    # signed in: no guess (the token is random per start)
+        if _signed_in(request.cookies.get(cookie)):       # no guess: the token is random per start
             return await handler(request)
         peer = client_address(request, trust_forwarded and behind_proxy)
         if len(_recent(peer)) >= MAX_KEY_FAILURES:
@@ -316,8 +325,8 @@ def auth_middleware(key: str, cookie_prefix: str = "rfmweb_key_", *, trust_forwa
             query = request.query.copy()
             query.popall("secret", None)
             response = web.Response(status=303, headers={"Location": str(request.rel_url.with_query(query))})
-            response.set_cookie(cookie, token.decode(), httponly=True, samesite="Strict", path="/",
-                                max_age=int(COOKIE_MAX_AGE_S),
+            response.set_cookie(cookie, cookie_token(key, nonce, int(wall())), httponly=True, samesite="Strict",
+                                path="/", max_age=int(COOKIE_MAX_AGE_S),
                                 secure=request_scheme(request, trust_forwarded) == "https")
             response.headers["Referrer-Policy"] = "no-referrer"
             return response
