@@ -497,7 +497,9 @@ def test_cinematic_still_accumulates_while_the_camera_rests(session, monkeypatch
             wait_for(lambda n=len(client.frames): len(client.frames) > n, what="next frame")
             stream.ack(client.frames[-1].id)
         kinds = [f.kind for f in client.frames]
-        assert kinds[0] == "interactive" and kinds[1:4] == ["progressive"] * 3
+        # turning it on changes nothing until its first pass: no low-resolution interactive frame replaces
+        # the view meanwhile (one did, for the ~14 s Mitsuba takes to its first samples)
+        assert kinds[:4] == ["progressive"] * 4, kinds
         spps = [f.spp for f in client.frames if f.kind == "progressive"]
         assert spps == sorted(spps) and spps[0] == 4 and spps[-1] >= 20
         # the first pass builds the scene (seconds with Mitsuba): the view says so while its last frame stays

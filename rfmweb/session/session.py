@@ -128,8 +128,10 @@ class RenderSession(SliceControls, Pointing):
     def subscribe(self, callback: Callable[["RenderSession", str], None]) -> Callable[[], None]:
         """Call ``callback(session, what)`` after every change; returns an unsubscribe function.
 
-        ``what`` is ``"camera"``, ``"scene"``, ``"renderer"``, ``"slice"`` (view mode / slice index),
-        ``"cursor"`` (the crosshair moved, and the slices with it), ``"annotations"`` or ``"prepared"`` (a renderer finished preparing the scene in the background: Render-FM's splats).
+        ``what`` is ``"camera"``, ``"scene"``, ``"renderer"``, ``"still"`` (the still renderer: the
+        picture is the same until its first pass), ``"slice"`` (view mode / slice index), ``"cursor"``
+        (the crosshair moved, and the slices with it), ``"annotations"`` or ``"prepared"`` (a renderer
+        finished preparing the scene in the background: Render-FM's splats).
         """
         return self._listen(self._listeners, callback)
 
@@ -377,7 +379,7 @@ class RenderSession(SliceControls, Pointing):
             if name == self.still_renderer:
                 return
             self.still_renderer = name
-        self._changed("renderer")
+        self._changed("still")
 
     def set_camera(self, camera: OrbitCamera) -> None:
         with self._lock:

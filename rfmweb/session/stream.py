@@ -88,7 +88,7 @@ class FrameStream:
         self._last_interactive = None  # (renderer, scene) of the last interactive render
         self._progress = None  # (pass iterator, version) of a cinematic still in progress
         self.frames_sent = 0
-        self._unsubscribe = session.subscribe(lambda _s, _what: self.request())
+        self._unsubscribe = session.subscribe(lambda _s, what: self._refine() if what == "still" else self.request())
         self._unsubscribe_released = session.on_refinement_released(self._wake)
         self._thread = threading.Thread(target=self._run, name=f"rfmweb-render-{name}", daemon=True)
         self._thread.start()
@@ -98,6 +98,13 @@ class FrameStream:
         """Ask for a frame of the latest state (merged with any pending request)."""
         with self._cond:
             self._dirty = True
+            self._cond.notify()
+
+    def _refine(self) -> None:
+        """Refine the view at rest again, with no interactive frame first: a still renderer turned on or
+        off changes nothing in the picture until its first pass (the full-quality frame stays meanwhile)."""
+        with self._cond:
+            self._progress, self._idle_due = None, time.monotonic()
             self._cond.notify()
 
     def _wake(self) -> None:
