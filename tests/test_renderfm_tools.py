@@ -7,6 +7,7 @@ command runs in this process through :func:`rfmweb.cli.main`, as a user runs it.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -212,6 +213,12 @@ def test_ply6d_round_trip_is_exact(tmp_path, labels):
     v = read_vertex_ply(path)
     np.testing.assert_array_equal(np.stack([v["nx"], v["ny"], v["nz"]], -1), splats.dir_means.numpy())
     np.testing.assert_array_equal(v["f_rest_3"], splats.sh[:, 1, 1].numpy())   # channel-major: G, degree-1 first
+    assert back.box is None
+    # the volume's box rides along in a header comment: a view of the .ply alone frames it as the .npz
+    boxed = replace(splats, box=np.array([[-10.5, -20.25, 3.0], [10.0, 20.125, 40.0]]))
+    write_ply6d(path, boxed)
+    np.testing.assert_array_equal(read_ply6d(path).box, boxed.box)
+    assert_same_splats(splats, read_ply6d(path))
 
 
 def test_ply6d_from_float64_and_via_export_ply(tmp_path):

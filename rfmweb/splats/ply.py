@@ -127,8 +127,9 @@ def write_ply(path: str | os.PathLike,
 
 def write_vertex_ply(path: str | os.PathLike,
                      vertex: np.ndarray,  # [N] structured: one field per property
-                     comment: str = "written by rfmweb") -> None:
-    """Write one binary little-endian ``vertex`` element atomically: a property per field of ``vertex``.
+                     comment: str | tuple[str, ...] = "written by rfmweb") -> None:
+    """Write one binary little-endian ``vertex`` element atomically: a property per field of ``vertex``
+    (``comment``: one header comment line, or several).
 
     Fields must be numeric scalars (float32 -> ``float``, int32 -> ``int``, ...; see ``_PLY_TYPES``).
     """
@@ -141,7 +142,8 @@ def write_vertex_ply(path: str | os.PathLike,
         props.append(f"property {names[key]} {field}")
     little = np.dtype([(f, vertex.dtype[f].newbyteorder("<")) for f in vertex.dtype.names])
     body = np.ascontiguousarray(vertex.astype(little)).tobytes()
-    header = "\n".join(["ply", "format binary_little_endian 1.0", f"comment {comment}",
+    comments = [f"comment {c}" for c in ((comment,) if isinstance(comment, str) else comment)]
+    header = "\n".join(["ply", "format binary_little_endian 1.0", *comments,
                         f"element vertex {len(vertex)}", *props, "end_header"]) + "\n"
 
     def write(tmp):
@@ -178,6 +180,18 @@ def _parse_header(path, raw: bytes):
     if fmt not in ("binary_little_endian", "binary_big_endian"):
         raise InputError(f"PLY format {fmt!r} not supported (binary_little_endian or binary_big_endian)", path)
     return ("<" if fmt == "binary_little_endian" else ">"), elements, body
+
+
+def ply_comments(path: str | os.PathLike) -> list[str]:
+    """The header comment lines of a PLY file (without ``comment ``); ``[]`` when there are none."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(65536)
+    except OSError:
+        return []
+    end = head.find(b"end_header")
+    lines = head[:end if end >= 0 else 0].decode("ascii", errors="replace").splitlines()
+    return [line[len("comment "):] for line in lines if line.startswith("comment ")]
 
 
 def read_vertex_ply(path: str | os.PathLike) -> np.ndarray:

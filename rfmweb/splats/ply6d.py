@@ -19,6 +19,8 @@ Unlike :mod:`.ply` (3D Gaussians sliced for one view, for 3DGS viewers), this fi
   ``l_triangs_act = 2 sigmoid - 1``, and its ``create_cholesky_v2`` builds
   ``L = diag(s) (I + strictly_lower(l))`` from ``tril_indices``), which is :mod:`.model`'s factor.
 - ``label`` (``int``, optional): the per-splat class (:attr:`Splats6D.labels`).
+- a header comment ``rfmweb box x0 y0 z0 x1 y1 z1`` (optional): :attr:`Splats6D.box`, the volume's
+  box (mm), so a view of the splats alone frames them as the ``.npz`` does.
 
 Reading also takes ndsplat files with SH degree 0 (no ``f_rest``: degree 1 set to 0) or above 1
 (truncated to degree 1, logged). A 3DGS file (``scale_*`` / ``rot_*``) is refused with a pointer
@@ -42,7 +44,7 @@ import torch
 
 from ..errors import InputError
 from .model import Splats6D
-from .ply import read_vertex_ply, write_vertex_ply
+from .ply import ply_comments, read_vertex_ply, write_vertex_ply
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ PROPERTIES = ("x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2",
               *(f"f_rest_{i}" for i in range(N_REST)), "opacity",
               *(f"diags_{i}" for i in range(N_DIAG)), *(f"l_triangs_{i}" for i in range(N_LOWER)))
 _INT32 = np.iinfo(np.int32)
+#: Header comment carrying :attr:`Splats6D.box` (``x0 y0 z0 x1 y1 z1`` mm), as the ``.npz`` keeps it.
+BOX_COMMENT = "rfmweb box "
 
 
 def write_ply6d(path: str | os.PathLike, splats: Splats6D) -> None:
@@ -83,7 +87,10 @@ def write_ply6d(path: str | os.PathLike, splats: Splats6D) -> None:
     vertex = np.empty(n, dtype=fields)
     for (name, _), a in zip(fields, arrays):
         vertex[name] = a
-    write_vertex_ply(path, vertex, comment="rfmweb 6D Gaussian splats (6DGS, ndsplat layout)")
+    comments = ["rfmweb 6D Gaussian splats (6DGS, ndsplat layout)"]
+    if splats.box is not None:     # a view of the splats alone frames the volume they were made from
+        comments.append(BOX_COMMENT + " ".join(repr(float(v)) for v in np.asarray(splats.box).reshape(-1)))
+    write_vertex_ply(path, vertex, comment=tuple(comments))
 
 
 def read_ply6d(path: str | os.PathLike, device=None) -> Splats6D:
@@ -140,7 +147,20 @@ def read_ply6d(path: str | os.PathLike, device=None) -> Splats6D:
     return Splats6D(tensor(col("x", "y", "z")), tensor(col("nx", "ny", "nz")),
                     tensor(col(*(f"diags_{i}" for i in range(N_DIAG)))),
                     tensor(col(*(f"l_triangs_{i}" for i in range(N_LOWER)))),
-                    tensor(vertex["opacity"]), tensor(sh), labels)
+                    tensor(vertex["opacity"]), tensor(sh), labels, box=_box(path))
+
+
+def _box(path) -> np.ndarray | None:
+    """The ``[2, 3]`` box a :data:`BOX_COMMENT` line names, or ``None`` (none, or not six finite numbers
+    with x0 <= x1 ...: another writer's comment is no reason to refuse the splats)."""
+    for comment in ply_comments(path):
+        if comment.startswith(BOX_COMMENT):
+            try:
+                box = np.array([float(v) for v in comment[len(BOX_COMMENT):].split()], np.float64).reshape(2, 3)
+            except ValueError:
+                return None
+            return box if np.isfinite(box).all() and (box[1] >= box[0]).all() else None
+    return None
 
 
 def read_splats(path: str | os.PathLike, device=None) -> Splats6D:
