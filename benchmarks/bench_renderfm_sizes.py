@@ -4,7 +4,7 @@ head CT at several view sizes, for one or more checkpoints side by side (issue #
 Usage::
 
     .venv/bin/python benchmarks/bench_renderfm_sizes.py [--checkpoint A.pt B.pt] [--sizes 128 256 512]
-        [--preset CT-Bone] [--zoom 0.4] [--min-sliced-width none 0.35] [--threads 2] [--out montage.png]
+        [--preset CT-Bone] [--zoom 0.4] [--min-sliced-width none 0.35] [--agp] [--threads 2] [--out montage.png]
 
 The evaluation table (``rfmweb evaluate-renderfm``) scores 128^2 views, where a splat covers a
 couple of pixels; the viewer shows 500-1000 px, where splats narrower than ~0.4 of their lattice
@@ -14,7 +14,8 @@ writes), splats rasterised by the torch/numba/gsplat path the viewer uses. ``--o
 first camera at the largest size: the reference, then each checkpoint. ``--zoom`` moves every camera
 closer (its distance times the factor: 0.4 is a close-up of the face or the skull);
 ``--min-sliced-width`` overrides the checkpoints' floor on the width of a splat's slice (a fraction
-of its lattice spacing, ``none``: off), one row per value. Then, per checkpoint, the
+of its lattice spacing, ``none``: off), one row per value; ``--agp`` adds the AGP base alone (what
+the network corrects: an untrained model predicts it). Then, per checkpoint, the
 brightness of each view at the largest size against the reference: the mean RGB ratio over the pixels
 both draw (a colour bias shows in every view alike, a view-dependent one, as under the reference's
 headlight, differs between them).
@@ -39,7 +40,7 @@ from rfmweb.io import load_volume  # noqa: E402
 from rfmweb.metrics.image import psnr, ssim  # noqa: E402
 from rfmweb.render import REFERENCE, Scene  # noqa: E402
 from rfmweb.render.registry import make_renderer, renderer_names  # noqa: E402
-from rfmweb.renderfm.model import load_model, predict  # noqa: E402
+from rfmweb.renderfm.model import RenderFM, load_model, predict  # noqa: E402
 from rfmweb.splats import render_splats  # noqa: E402
 from rfmweb.transfer import preset  # noqa: E402
 
@@ -54,6 +55,7 @@ def main() -> None:
     ap.add_argument("--zoom", type=float, default=1.0, help="camera distance factor (< 1: closer)")
     ap.add_argument("--min-sliced-width", nargs="+", default=None,
                     help="override the checkpoints' min_sliced_width: values, or none (one row each)")
+    ap.add_argument("--agp", action="store_true", help="add a row: the AGP base alone (an untrained network)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, help="write reference | each checkpoint (first camera, largest size)")
     args = ap.parse_args()
@@ -68,6 +70,8 @@ def main() -> None:
                 model.config = replace(model.config, min_sliced_width=None if width == "none" else float(width))
             label = (name or "shipped") + ("" if width is None else f", min_sliced_width {width}")
             splats[label] = predict(model, scene).splats
+    if args.agp:     # the network's starting point: its head is zero until trained
+        splats["AGP base alone"] = predict(RenderFM(load_model(args.checkpoint[0]).config), scene).splats
     marcher = make_renderer("compiled" if "compiled" in renderer_names() else "raymarch")
     print(f"head CT, {args.preset}, {len(ORBIT)} views on an orbit (zoom {args.zoom}), SSIM / PSNR dB to REFERENCE\n")
     print("| checkpoint | splats | " + " | ".join(f"{s}^2" for s in args.sizes) + " |")
