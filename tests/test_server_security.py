@@ -213,38 +213,48 @@ def test_service_answers_healthz_and_the_session_manager_post():
     assert _run(check) == (200, "ok\n", 200, {"sessionURL": "ws://USE_HOST/s/abc/ws"})
 
 
-def test_wrong_keys_are_throttled_per_peer():
+def _with_key_check(check, **middleware_kw):
+    """``await check(client)`` against a page behind ``auth_middleware(KEY, **middleware_kw)`` alone."""
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
-    from rfmweb.app.security import KEY_FAILURE_WINDOW_S, MAX_KEY_FAILURES, auth_middleware
-
-    now = [0.0]
+    from rfmweb.app.security import auth_middleware
 
     async def page(request):
         return web.Response(text="page")
 
     async def main():
-        app = web.Application(middlewares=[auth_middleware(KEY, clock=lambda: now[0])])
+        app = web.Application(middlewares=[auth_middleware(KEY, **middleware_kw)])
         app.router.add_get("/", page)
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-            async def status(path, **kw):
-                return (await client.get(path, allow_redirects=False, **kw)).status
-            signed_in = await client.get(f"/?secret={KEY}", allow_redirects=False)
-            client.session.cookie_jar.clear()
-            plain = {await status("/") for _ in range(MAX_KEY_FAILURES + 2)}      # no key: not counted
-            wrong = [await status("/?secret=not-the-key") for _ in range(MAX_KEY_FAILURES - 1)]
-            wrong.append(await status("/", headers={"Authorization": "Bearer not-the-key"}))
-            locked = await status(f"/?secret={KEY}")
-            # a tab signed in before (its cookie) is no guess: let through (a neighbour's wrong keys behind
-            # one NAT address locked every clinician out); a forged cookie is refused as ever
-            cookie = signed_in.headers["Set-Cookie"].split(";")[0]
-            still = await status("/", headers={"Cookie": cookie})
-            forged = await status("/", headers={"Cookie": cookie[:-4] + "abcd"})
-            now[0] += KEY_FAILURE_WINDOW_S
-            return plain, set(wrong), locked, still, forged, await status(f"/?secret={KEY}")
+            return await check(client)
 
-    plain, wrong, locked, still, forged, after = _in_thread(main())
+    return _in_thread(main())
+
+
+def test_wrong_keys_are_throttled_per_peer():
+    from rfmweb.app.security import KEY_FAILURE_WINDOW_S, MAX_KEY_FAILURES
+
+    now = [0.0]
+
+    async def check(client):
+        async def status(path, **kw):
+            return (await client.get(path, allow_redirects=False, **kw)).status
+        signed_in = await client.get(f"/?secret={KEY}", allow_redirects=False)
+        client.session.cookie_jar.clear()
+        plain = {await status("/") for _ in range(MAX_KEY_FAILURES + 2)}      # no key: not counted
+        wrong = [await status("/?secret=not-the-key") for _ in range(MAX_KEY_FAILURES - 1)]
+        wrong.append(await status("/", headers={"Authorization": "Bearer not-the-key"}))
+        locked = await status(f"/?secret={KEY}")
+        # a tab signed in before (its cookie) is no guess: let through (a neighbour's wrong keys behind
+        # one NAT address locked every clinician out); a forged cookie is refused as ever
+        cookie = signed_in.headers["Set-Cookie"].split(";")[0]
+        still = await status("/", headers={"Cookie": cookie})
+        forged = await status("/", headers={"Cookie": cookie[:-4] + "abcd"})
+        now[0] += KEY_FAILURE_WINDOW_S
+        return plain, set(wrong), locked, still, forged, await status(f"/?secret={KEY}")
+
+    plain, wrong, locked, still, forged, after = _with_key_check(check, clock=lambda: now[0])
     assert plain == {401} and wrong == {401}
     assert locked == 429, "the right key is refused while the peer is throttled"
     assert (still, forged) == (200, 429)
@@ -253,57 +263,39 @@ def test_wrong_keys_are_throttled_per_peer():
 
 def test_a_sign_in_lasts_twelve_hours_whatever_the_browser_keeps():
     """The cookie was one fixed value, good for ever: a copied cookie now works 12 hours at most."""
-    from aiohttp import web
-    from aiohttp.test_utils import TestClient, TestServer
-
-    from rfmweb.app.security import COOKIE_MAX_AGE_S, auth_middleware
+    from rfmweb.app.security import COOKIE_MAX_AGE_S
 
     now = [1_800_000_000.0]
 
-    async def page(request):
-        return web.Response(text="page")
+    async def check(client):
+        first = await client.get(f"/?secret={KEY}", allow_redirects=False)
+        cookie = first.headers["Set-Cookie"].split(";")[0]
+        client.session.cookie_jar.clear()
+        statuses = []
+        for dt in (COOKIE_MAX_AGE_S - 60, 120):
+            now[0] += dt
+            statuses.append((await client.get("/", headers={"Cookie": cookie})).status)
+        return statuses
 
-    async def main():
-        app = web.Application(middlewares=[auth_middleware(KEY, wall=lambda: now[0])])
-        app.router.add_get("/", page)
-        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-            first = await client.get(f"/?secret={KEY}", allow_redirects=False)
-            cookie = first.headers["Set-Cookie"].split(";")[0]
-            client.session.cookie_jar.clear()
-            statuses = []
-            for dt in (COOKIE_MAX_AGE_S - 60, 120):
-                now[0] += dt
-                statuses.append((await client.get("/", headers={"Cookie": cookie})).status)
-            return statuses
-
-    assert _in_thread(main()) == [200, 401]
+    assert _with_key_check(check, wall=lambda: now[0]) == [200, 401]
 
 
 def test_behind_a_named_proxy_wrong_keys_lock_out_only_the_client_that_sent_them():
     """Behind the reverse proxy the README recommends every request came from 127.0.0.1: ten wrong
     keys from one user locked everyone out. Without a named proxy the header counts for nothing (a
     local process could change it to dodge the count)."""
-    from aiohttp import web
-    from aiohttp.test_utils import TestClient, TestServer
+    from rfmweb.app.security import MAX_KEY_FAILURES
 
-    from rfmweb.app.security import MAX_KEY_FAILURES, auth_middleware
+    async def check(client):
+        async def status(path, client_ip):
+            headers = {"X-Forwarded-For": f"10.9.9.9, {client_ip}"}     # the first part is the client's own
+            return (await client.get(path, allow_redirects=False, headers=headers)).status
+        for _ in range(MAX_KEY_FAILURES):
+            await status("/?secret=not-the-key", "203.0.113.66")
+        return await status(f"/?secret={KEY}", "203.0.113.66"), await status(f"/?secret={KEY}", "198.51.100.7")
 
-    async def page(request):
-        return web.Response(text="page")
-
-    async def main(behind_proxy):
-        app = web.Application(middlewares=[auth_middleware(KEY, behind_proxy=behind_proxy)])
-        app.router.add_get("/", page)
-        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-            async def status(path, client_ip):
-                headers = {"X-Forwarded-For": f"10.9.9.9, {client_ip}"}     # the first part is the client's own
-                return (await client.get(path, allow_redirects=False, headers=headers)).status
-            for _ in range(MAX_KEY_FAILURES):
-                await status("/?secret=not-the-key", "203.0.113.66")
-            return await status(f"/?secret={KEY}", "203.0.113.66"), await status(f"/?secret={KEY}", "198.51.100.7")
-
-    assert _in_thread(main(True)) == (429, 303)
-    assert _in_thread(main(False)) == (429, 429)
+    assert _with_key_check(check, behind_proxy=True) == (429, 303)
+    assert _with_key_check(check, behind_proxy=False) == (429, 429)
 
 
 def test_a_refusal_logs_a_session_id_by_its_first_characters_only():
