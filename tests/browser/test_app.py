@@ -356,9 +356,11 @@ def test_compare_starts_on_another_renderer_without_broken_images(page, artifact
     page.locator(".rfm-compare input").check()
     right = _view(page, "view_b")
     right.wait_for(state="attached")
-    # an <img> is either hidden (no frame yet: the placeholder shows) or shows a decoded frame
+    # an <img> is hidden (no frame yet: the placeholder shows), loading a frame (complete is false
+    # until it is decoded; the browser keeps the last one meanwhile), or shows a decoded frame: broken
+    # is a visible one whose load ended without a picture
     broken = "() => [...document.querySelectorAll('img[data-rfm-view]')].some((img) => " \
-             "getComputedStyle(img).visibility !== 'hidden' && !(img.complete && img.naturalWidth > 0))"
+             "getComputedStyle(img).visibility !== 'hidden' && img.complete && img.naturalWidth === 0)"
     assert not page.evaluate(broken), "a broken image shows before the first frame"
     assert page.locator(".rfm-placeholder-view_b").count() == 1
     wait_frame(page, right)
