@@ -22,15 +22,12 @@ from ..splats.slicing import LAMBDA_OPA, conditional_parts, slice_6d
 from .scene import FULL, Quality, RenderAborted, Scene, to_uint8
 
 
-#: What a view drawn by the splats says: a preset changes nothing there (class toggles do).
-NOTE = "colours of the splat file: a preset or transfer function does not change them"
-
-
 class SplatRenderer:
     """The ``splats`` renderer (see the module docstring)."""
 
     name = "splats"
-    note = NOTE
+    #: What its view says: a preset changes nothing there (class toggles do)
+    note = "colours of the splat file: a preset or transfer function does not change them"
 
     def __init__(self, device: torch.device | str | None = None) -> None:
         self.device = torch.device(device) if device is not None else default_device()

@@ -160,9 +160,11 @@ def _parse_header(path, raw: bytes):
         raise InputError("not a PLY file (no 'ply' magic or no 'end_header')", path)
     body = raw.index(b"\n", end) + 1
     lines = raw[:end].decode("ascii", errors="replace").splitlines()
-    fmt, elements = None, []  # [(name, count, [(prop, dtype)])]
+    fmt, elements, comments = None, [], []  # elements: [(name, count, [(prop, dtype)])]
     for line in lines[1:]:
         words = line.split()
+        if words and words[0] == "comment":
+            comments.append(line[len("comment "):])
         if not words or words[0] in ("comment", "obj_info"):
             continue
         if words[0] == "format":
@@ -179,23 +181,17 @@ def _parse_header(path, raw: bytes):
             raise InputError(f"bad header line {line!r}", path)
     if fmt not in ("binary_little_endian", "binary_big_endian"):
         raise InputError(f"PLY format {fmt!r} not supported (binary_little_endian or binary_big_endian)", path)
-    return ("<" if fmt == "binary_little_endian" else ">"), elements, body
-
-
-def ply_comments(path: str | os.PathLike) -> list[str]:
-    """The header comment lines of a PLY file (without ``comment ``); ``[]`` when there are none."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(65536)
-    except OSError:
-        return []
-    end = head.find(b"end_header")
-    lines = head[:end if end >= 0 else 0].decode("ascii", errors="replace").splitlines()
-    return [line[len("comment "):] for line in lines if line.startswith("comment ")]
+    return ("<" if fmt == "binary_little_endian" else ">"), elements, body, comments
 
 
 def read_vertex_ply(path: str | os.PathLike) -> np.ndarray:
-    """The ``vertex`` element of a binary PLY file as a structured array ``[N]`` (one field per property).
+    """The ``vertex`` element of a binary PLY file as a structured array ``[N]`` (one field per property)."""
+    return read_vertex_ply_and_comments(path)[0]
+
+
+def read_vertex_ply_and_comments(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
+    """The ``vertex`` element of a binary PLY file as a structured array ``[N]`` (one field per property),
+    and the header's comment lines (without ``comment ``).
 
     Raises:
         InputError: naming ``path``: missing or unreadable file, not a binary PLY, no ``vertex``
@@ -207,13 +203,13 @@ def read_vertex_ply(path: str | os.PathLike) -> np.ndarray:
         raise InputError("no such PLY file", path) from None
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror}", path) from None
-    endian, elements, pos = _parse_header(path, raw)
+    endian, elements, pos, comments = _parse_header(path, raw)
     for name, count, props in elements:
         dtype = np.dtype([(p, endian + t) for p, t in props])
         if name == "vertex":
             if pos + count * dtype.itemsize > len(raw):
                 raise InputError(f"file truncated: {count} vertices need {count * dtype.itemsize} bytes", path)
-            return np.frombuffer(raw, dtype=dtype, count=count, offset=pos)
+            return np.frombuffer(raw, dtype=dtype, count=count, offset=pos), comments
         pos += count * dtype.itemsize
     raise InputError("no 'vertex' element", path)
 

@@ -44,7 +44,7 @@ import torch
 
 from ..errors import InputError
 from .model import Splats6D
-from .ply import ply_comments, read_vertex_ply, write_vertex_ply
+from .ply import read_vertex_ply_and_comments, write_vertex_ply
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def read_ply6d(path: str | os.PathLike, device=None) -> Splats6D:
             a wrong count of ``f_rest_*`` / ``diags_*`` / ``l_triangs_*``, non-float properties,
             or NaN / infinite values.
     """
-    vertex = read_vertex_ply(path)
+    vertex, comments = read_vertex_ply_and_comments(path)
     names = set(vertex.dtype.names)
     if "diags_0" not in names and {"scale_0", "rot_0"} <= names:
         raise InputError("this is a 3DGS .ply (per-view 3D Gaussians: scale_*/rot_*), not a 6D splat file; "
@@ -147,13 +147,13 @@ def read_ply6d(path: str | os.PathLike, device=None) -> Splats6D:
     return Splats6D(tensor(col("x", "y", "z")), tensor(col("nx", "ny", "nz")),
                     tensor(col(*(f"diags_{i}" for i in range(N_DIAG)))),
                     tensor(col(*(f"l_triangs_{i}" for i in range(N_LOWER)))),
-                    tensor(vertex["opacity"]), tensor(sh), labels, box=_box(path))
+                    tensor(vertex["opacity"]), tensor(sh), labels, box=_box(comments))
 
 
-def _box(path) -> np.ndarray | None:
-    """The ``[2, 3]`` box a :data:`BOX_COMMENT` line names, or ``None`` (none, or not six finite numbers
-    with x0 <= x1 ...: another writer's comment is no reason to refuse the splats)."""
-    for comment in ply_comments(path):
+def _box(comments: list[str]) -> np.ndarray | None:
+    """The ``[2, 3]`` box a :data:`BOX_COMMENT` line of the header names, or ``None`` (none, or not six
+    finite numbers with x0 <= x1 ...: another writer's comment is no reason to refuse the splats)."""
+    for comment in comments:
         if comment.startswith(BOX_COMMENT):
             try:
                 box = np.array([float(v) for v in comment[len(BOX_COMMENT):].split()], np.float64).reshape(2, 3)
