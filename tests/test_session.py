@@ -504,7 +504,7 @@ def test_cinematic_still_accumulates_while_the_camera_rests(session, monkeypatch
         assert spps == sorted(spps) and spps[0] == 4 and spps[-1] >= 20
         # the first pass builds the scene (seconds with Mitsuba): the view says so while its last frame stays
         assert statuses.index((True, "cinematic still: tracing the first samples…")) < \
-            statuses.index((False, "cinematic still: 4 spp"))
+            statuses.index((False, "cinematic still (path traced)"))
         n = len(client.frames)
         session.orbit(10, 0)
         wait_for(lambda: any(f.kind == "interactive" for f in client.frames[n:]), what="interactive frame after the move")

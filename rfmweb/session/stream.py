@@ -304,7 +304,8 @@ class FrameStream:
         t1 = time.perf_counter()
         data = encode_image(self._marked(image, snap), "jpeg", JPEG_IDLE)
         note = self.session.note(snap)     # e.g. that another renderer drew it
-        self._status(False, f"cinematic still: {spp} spp" if still else note)
+        # the samples so far are in the frame's own line (its ``spp``), not repeated here
+        self._status(False, "cinematic still (path traced)" if still else note)
         # a ray-marcher's first frame at rest is the idle frame; the later ones refine it
         kind = "idle" if not still and spp == 1 else "progressive"
         return Frame(data, "image/jpeg", image.shape[1], image.shape[0], kind, snap.version,
