@@ -80,10 +80,10 @@ class ViewPanel {
     this.overlayBox = h("input", { type: "checkbox", class: "rfm-overlay-toggle" });
     this.overlayRange = h("input", { type: "range", class: "rfm-overlay-opacity", min: "0", max: "1", step: "0.05",
       title: "Opacity of the label overlay" });
-    this.channelSel = h("select", { class: "rfm-select rfm-channel", title: "MR sequence the slices show" });
+    this.channelSel = h("select", { class: "rfm-select rfm-channel", title: "MR sequence shown (slices and 3-D)" });
     this.channelRow = h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Sequence" }),
       this.channelSel]);
-    this.sliceTools = h("div", { class: "rfm-slice-tools" }, [this.channelRow,
+    this.sliceTools = h("div", { class: "rfm-slice-tools" }, [
       h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Window" }), this.windowSel]),
       h("div", { class: "rfm-row" }, [this.windowText]),
       h("div", { class: "rfm-row" }, [h("label", { class: "rfm-toggle", title: "Draw the labels over the slice" },
@@ -141,7 +141,7 @@ class ViewPanel {
     this.spinner = h("span", { class: "rfm-spinner" });
     this.panel = h("div", { class: "rfm-panel" }, [
       h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "View" }), this.modeSel]),
-      this.sliceRow, this.sliceTools, this.correctBox,
+      this.channelRow, this.sliceRow, this.sliceTools, this.correctBox,
       h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Preset" }), this.presetSel]),
       h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Renderer" }), this.rendererSel]),
       h("div", { class: "rfm-section", text: "Anatomy" }), this.groupsBox, this.classBox, colorsLabel,

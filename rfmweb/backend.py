@@ -338,3 +338,14 @@ def choose_rasterizer(requested: str, device: torch.device, needs_grad: bool, wh
         choice, reason = "torch", f"{device.type} tensors" + (", gradient needed" if needs_grad else "")
     _log_choice("splat rasteriser", choice, reason)
     return choice
+
+
+def scoring_rasterizer(device: torch.device) -> str:
+    """The rasteriser that scores splats against views (``evaluate``, fit reports, ``evaluate-splats``):
+    gsplat (``"auto"``) on CUDA, the torch twin on a CPU. The numba kernel is faster, but its OpenMP
+    layer shares libgomp with torch: after it has run, torch's intra-op pool is resized (1 -> 2
+    threads here) and torch ops in the same process ran 5-50x slower on a 2-core machine, which
+    would ruin a fit that follows; and the twin is what a fit's own reports use, so the two agree."""
+    if device.type == "cpu":
+        return choose_rasterizer("torch", device, needs_grad=False, why="scores on a CPU (see scoring_rasterizer)")
+    return choose_rasterizer("auto", device, needs_grad=False)

@@ -73,6 +73,9 @@ def test_framing_keeps_the_box_in_view():
         assert (uvd[:, 2] > 0).all()
         assert (uvd[:, 0] >= 0).all() and (uvd[:, 0] <= 300).all()
         assert (uvd[:, 1] >= 0).all() and (uvd[:, 1] <= 200).all()
+        # and fills it: the box spans most of the image one way (160-182 of 200 px here), not a dot
+        span = uvd[:, :2].max(0) - uvd[:, :2].min(0)
+        assert span[0] > 0.7 * 300 or span[1] > 0.7 * 200, span
 
 
 def test_a_viewport_turned_portrait_keeps_the_framed_box_in_view():

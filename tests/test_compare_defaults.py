@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -9,13 +10,30 @@ import pytest
 from PIL import Image
 
 from rfmweb.session.encode import CAPTION_PX, side_by_side
+from rfmweb.app import logic
 from rfmweb.app.logic import compare_choice
 
 
-def test_compare_pane_never_repeats_the_main_pair(small_ct):
-    for renderer in ("compiled", "raymarch", "vtk"):
-        for preset in ("CT-Bone", "CT-Muscle"):
-            assert compare_choice(small_ct, renderer, preset) != (renderer, preset)
+@pytest.mark.parametrize("installed, renderer, preset, modality, expected", [
+    # Render-FM beside anything else on a CT: the comparison it was made for
+    (("compiled", "vtk", "renderfm"), "compiled", "CT-Bone", "CT", ("renderfm", "CT-Bone")),
+    (("compiled", "vtk", "renderfm"), "vtk", "CT-Muscle", "CT", ("renderfm", "CT-Muscle")),
+    # Render-FM itself, or an MRI (no Render-FM): VTK beside a marcher, a marcher beside VTK
+    (("compiled", "vtk", "renderfm"), "renderfm", "CT-Bone", "CT", ("vtk", "CT-Bone")),
+    (("compiled", "vtk", "renderfm"), "compiled", "MR-Default", "MR", ("vtk", "MR-Default")),
+    (("compiled", "vtk"), "raymarch", "CT-Bone", "CT", ("vtk", "CT-Bone")),
+    (("compiled", "vtk"), "vtk", "CT-Bone", "CT", ("compiled", "CT-Bone")),
+    # no second renderer: the same one with the modality's next preset
+    (("compiled",), "compiled", "CT-Bone", "CT", ("compiled", "CT-Soft-Tissue")),
+    (("compiled",), "compiled", "MR-Default", "MR", ("compiled", "MR-T2-Brain")),
+])
+def test_compare_pane_never_repeats_the_main_pair(small_ct, monkeypatch, installed, renderer, preset, modality,
+                                                  expected):
+    monkeypatch.setattr(logic, "renderer_names", lambda: list(installed))
+    monkeypatch.setattr(logic, "marcher_renderer", lambda: "compiled")
+    volume = dataclasses.replace(small_ct, modality=modality)
+    assert compare_choice(volume, renderer, preset) == expected
+    assert compare_choice(None, renderer, preset) == (renderer, preset)   # no volume yet: nothing to compare
 
 
 def test_side_by_side_keeps_both_views():

@@ -65,9 +65,11 @@ def test_dense_inference_equals_naive_per_voxel_evaluation(model, crop):
 
 
 def test_bf16_inference_agrees_with_fp32(model, crop):
-    a = segment_volume(model, crop, device="cpu", precision="fp32")
-    b = segment_volume(model, crop, device="cpu", precision="bf16")
-    assert (a == b).mean() > 0.9
+    a, pa = segment_volume(model, crop, device="cpu", precision="fp32", return_probs=True)
+    b, pb = segment_volume(model, crop, device="cpu", precision="bf16", return_probs=True)
+    assert (a == b).mean() > 0.99                       # 0.9987: a few near-ties flip
+    # bf16 did run (fp32 twice gives the same bits), and its probabilities stay within its rounding
+    assert 1e-6 < np.abs(pa - pb).max() < 1e-2
 
 
 def test_super_resolution_matches_the_input_grid_at_shared_points(model, crop):

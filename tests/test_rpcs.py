@@ -34,9 +34,9 @@ def test_a_page_cannot_stop_the_server_or_its_frames():
     assert [u for u, _ in ran] == ["trame.lifecycle.update", "trame.state.update", "trame.rca.event"]
 
 
-def _limited(functions: dict, obj=None):
+def _limited(functions: dict, obj=None, clock=lambda: 0.0):
     handler = SimpleNamespace(functionMap={u: (obj, f) for u, f in functions.items()})
-    limit_rpcs(SimpleNamespace(_ws_handlers=[handler]))
+    limit_rpcs(SimpleNamespace(_ws_handlers=[handler]), clock=clock)
     return lambda uri, *args: handler.functionMap[uri][1](obj, *args)
 
 
@@ -79,11 +79,17 @@ def test_a_failing_rpc_answers_without_a_traceback(caplog):
 def test_a_page_cannot_flood_or_forge_the_log(caplog):
     """A page's script error is one escaped line of at most ERROR_CHARS characters, at most
     ERRORS_PER_MINUTE a minute (one 5 MB report, or a forged 'INFO ... started' line, were logged as sent)."""
-    call = _limited({"trame.error.client": lambda obj, message: None})
+    now = [120.0]
+    call = _limited({"trame.error.client": lambda obj, message: None}, clock=lambda: now[0])
     with caplog.at_level(logging.WARNING, logger="rfmweb.app.rpcs"):
         call("trame.error.client", "boom\nINFO rfmweb.app.launcher: session a1b2c3 started" + "x" * 5_000_000)
         for _ in range(3 * ERRORS_PER_MINUTE):
             call("trame.error.client", "again")
+            now[0] += 0.1                                 # all within the minute
     messages = [r.getMessage() for r in caplog.records]
     assert "\n" not in messages[0] and len(messages[0]) < ERROR_CHARS + 60
     assert len(messages) == ERRORS_PER_MINUTE + 1 and "not logged" in messages[-1]
+    now[0] = 180.0                                        # the next minute: logged again
+    with caplog.at_level(logging.WARNING, logger="rfmweb.app.rpcs"):
+        call("trame.error.client", "later")
+    assert "later" in caplog.records[-1].getMessage()

@@ -67,6 +67,24 @@ def test_render_follows_the_state(session):
     assert pixels_differ(a, b) and pixels_differ(b, c)
 
 
+def test_the_3d_view_shows_the_sequence_the_slices_show():
+    """An MR case: the Sequence choice (FLAIR at first) is the 3-D render's too, not its first channel."""
+    from rfmweb.data.cohort import cohort_case
+    from rfmweb.render.fields import scalar_np
+    case = cohort_case("val", 0, 1, resolution_mm=4.0)[0]
+    s = RenderSession(case, width=64, height=64, renderer="compiled")
+    assert s.slice_channel == case.channels.index("FLAIR")
+    field = scalar_np(case.data, s.snapshot().scene.mix).ravel()     # FLAIR windowed, not T1n
+    corr = [np.corrcoef(field, channel.ravel())[0, 1] for channel in case.data]
+    assert int(np.argmax(corr)) == s.slice_channel and corr[s.slice_channel] > 0.95, corr
+    flair, version = s.render(), s.version
+    s.set_slice_channel("T2w")
+    assert s.version > version and s.mix.settings[2].enabled and not s.mix.settings[3].enabled
+    assert pixels_differ(flair, s.render(), threshold=1.0)     # 2.5 grey levels apart on average
+    s.set_slice_channel("FLAIR")
+    assert np.array_equal(s.render(), flair)
+
+
 def test_mouse_mapping(session):
     assert drag_action("left") == "orbit" and drag_action("left", shift=True) == "pan"
     assert drag_action("middle") == "pan" and drag_action("right") == "zoom"

@@ -201,8 +201,8 @@ class _Views(anywidget.AnyWidget):
         self._control(view, m.SetWindow, preset=preset, width=width, level=level)
 
     def set_slice_channel(self, channel: int | str, *, view: int | None = None) -> None:
-        """Which MR sequence slice views show: a channel index or name (``"T1c"``, ``"FLAIR"``); the
-        window starts on the new channel's auto window."""
+        """Which MR sequence the view shows, in slices and in 3-D: a channel index or name (``"T1c"``,
+        ``"FLAIR"``); slices start on the new channel's auto window."""
         session = self._sessions[0 if view is None else self._check_view(view)]
         self._control(view, m.SetSliceChannel, channel=channel_index(session.volume, channel))
 

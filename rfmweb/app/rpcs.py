@@ -25,6 +25,7 @@ import functools
 import inspect
 import logging
 import time
+from typing import Callable
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,11 @@ def page_changes(args: tuple, known) -> list[dict] | None:
     return kept
 
 
-def limit_rpcs(wslink_server) -> None:
+def limit_rpcs(wslink_server, clock: Callable[[], float] = time.monotonic) -> None:
     """Wrap every RPC of every websocket handler of ``wslink_server`` (install with
-    ``server.controller.on_server_bind.add(limit_rpcs)``)."""
-    errors = _ErrorLog()
+    ``server.controller.on_server_bind.add(limit_rpcs)``); ``clock`` (seconds) starts the minutes
+    of the script-error log's limit."""
+    errors = _ErrorLog(clock)
     for handler in getattr(wslink_server, "_ws_handlers", []):
         for uri, (obj, func) in list(handler.functionMap.items()):
             handler.functionMap[uri] = (obj, errors.log if uri == "trame.error.client" else _limited(uri, func))
@@ -107,11 +109,12 @@ async def _quiet(uri: str, awaitable):
 class _ErrorLog:
     """``trame.error.client``: a page's script error, logged escaped, cut and rate-limited."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
         self._minute, self._count = 0, 0
 
     def log(self, _obj, *args, **_kwargs) -> None:
-        minute = int(time.monotonic() // 60)
+        minute = int(self._clock() // 60)
         if minute != self._minute:
             self._minute, self._count = minute, 0
         self._count += 1

@@ -81,8 +81,8 @@ class AppState:
         segment: ground truth | raw INR | denoised INR in ``view_a`` | ``view_b`` | ``view_c``
             (``rfmweb serve CASE --segment``), with the correction tools.
         view_mode, slice_index, slice_max: 3-D or a slice view (all views alike), and the slice.
-        channels, slice_channel: the image channels slices can show (an MR case's sequences; one for a
-            CT) and the one shown (its index, as a string).
+        channels, slice_channel: the image channels a view can show (an MR case's sequences; one for a
+            CT) and the one shown, in slices and in 3-D (its index, as a string).
         label_overlay, overlay_opacity: draw the label map over slices (greyscale without), and how opaque.
         window_preset, window_presets, window_text: the slices' grey window ("auto", a CT preset, or
             "custom" after a right/ctrl drag) and its readout ("W 400 L 50 HU"); is_ct: HU presets apply.

@@ -171,16 +171,17 @@ def _slice_controls(names) -> None:
     v3.VSelect(label="View", v_model=(names.view_mode,), items=(names.modes,), item_title="title", item_value="value",
                v_if=(f"{names.modes}.length",), disabled=(names.four_up,), density="compact", hide_details=True,
                classes="mb-2 rfm-mode")
+    # an MR case's sequence: the slices and the 3-D render show the same one
+    v3.VSelect(label="Sequence", v_model=(names.slice_channel,), items=(names.channels,), item_title="title",
+               item_value="value", v_if=(f"{names.channels}.length > 1",), density="compact", hide_details=True,
+               classes="mb-2 rfm-channel")
     with html.Div(v_if=(f"{names.view_mode} !== '3d'",), classes="d-flex align-center mb-2"):
         v3.VSlider(v_model=(names.slice_index,), min=0, max=(names.slice_max,), step=1, density="compact",
                    hide_details=True, classes="rfm-slice")
         html.Div(f"{{{{ {names.slice_index} + 1 }}}} / {{{{ {names.slice_max} + 1 }}}}",
                  classes="text-caption ml-2 rfm-slice-text", style="min-width:64px;text-align:right")
-    # the four-view layout keeps its 3-D view's mode, but its planes need the window, sequence and labels
+    # the four-view layout keeps its 3-D view's mode, but its planes need the window and labels
     with html.Div(v_if=(f"{names.view_mode} !== '3d' || {names.four_up}",), classes="mb-2 rfm-slice-style"):
-        v3.VSelect(label="Sequence", v_model=(names.slice_channel,), items=(names.channels,), item_title="title",
-                   item_value="value", v_if=(f"{names.channels}.length > 1",), density="compact", hide_details=True,
-                   classes="mb-2 rfm-channel")
         v3.VSelect(label=(f"{names.is_ct} ? 'Window (HU)' : 'Window'",), v_model=(names.window_preset,),
                    items=(f"{names.is_ct} ? {names.window_presets} : {names.window_presets}.slice(0, 1)",),
                    item_title="title", item_value="value", density="compact", hide_details=True,

@@ -47,7 +47,7 @@ def _fmt(value, spec: str = ".4f", unit: str = "") -> str:
 
 def run(args) -> dict:
     """Run the command; returns the report (also written with ``--report``)."""
-    from ..backend import choose_rasterizer, default_device
+    from ..backend import default_device, scoring_rasterizer
     from ..splats.fit import evaluate, write_json
     from ..splats.ply6d import read_splats
     from ..splats.viewset import check_splats, load_views
@@ -70,10 +70,8 @@ def run(args) -> dict:
     if device is None:
         device = default_device()
     splats = splats.to(device)
-    # the backend evaluate() picks (see its docstring): the torch twin on a CPU, gsplat on CUDA
-    backend = choose_rasterizer("torch" if device.type == "cpu" else "auto", device, needs_grad=False,
-                                why="scores on a CPU use the twin fit-6dgs reports with, so the two agree")
-    result = evaluate(splats, target, background=views.background)
+    backend = scoring_rasterizer(device)      # the one the report names is the one that scores
+    result = evaluate(splats, target, background=views.background, backend=backend)
     log.info("evaluate-splats %s: %d splats, %d %s views at %dx%d: SSIM %s  PSNR %s  MS-SSIM %s  LPIPS %s",
              args.splats, len(splats), len(target), split, *result.size, _fmt(result.ssim),
              _fmt(result.psnr, ".2f", " dB"), _fmt(result.ms_ssim), _fmt(result.lpips))

@@ -85,11 +85,11 @@ class ChannelMix:
         return out
 
 
-def default_mix(volume) -> ChannelMix | None:
-    """MR: the first modality alone, windowed to its 1st-99th percentiles; CT: ``None`` (HU)."""
+def default_mix(volume, channel: int = 0) -> ChannelMix | None:
+    """MR: modality ``channel`` alone, windowed to its 1st-99th percentiles; CT: ``None`` (HU)."""
     if volume.modality != "MR":
         return None
-    return ChannelMix(tuple(ChannelSetting(enabled=(c == 0)) for c in range(volume.data.shape[0])))
+    return ChannelMix(tuple(ChannelSetting(enabled=(c == channel)) for c in range(volume.data.shape[0])))
 
 
 def scalar_np(data: np.ndarray, mix: ChannelMix | None) -> np.ndarray:

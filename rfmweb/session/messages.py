@@ -229,7 +229,7 @@ class SetSlice(ClientMessage):
 
 @dataclass(frozen=True)
 class SetSliceChannel(ClientMessage):
-    """Which image channel (an MR sequence: T1n, T1c, T2w, FLAIR) slice views show, by index."""
+    """Which image channel (an MR sequence: T1n, T1c, T2w, FLAIR) the view shows, slices and 3-D, by index."""
 
     channel: int
 

@@ -20,7 +20,7 @@ import numpy as np
 from ..camera import OrbitCamera
 from ..errors import InputError
 from ..io.nifti import generic_classes
-from ..render.fields import ChannelMix, default_mix
+from ..render.fields import default_mix
 from ..render.registry import (check_renderer, default_renderer_name, make_renderer, renderer_label,
                                renderer_unsuited)
 from ..render.scene import FULL, MOVING, Preparing, Quality, Scene, nothing_to_draw, to_uint8
@@ -108,7 +108,6 @@ class RenderSession(SliceControls, Pointing):
         if classes is None:
             classes = volume.classes if volume is not None else _splat_classes(splats)
         self.classes = ClassTable.from_classes(classes)
-        self.mix = None if volume is None else default_mix(volume)
         self.still_renderer: str | None = None
         self.background = (0.0, 0.0, 0.0)
         self.camera = camera or self.home_camera(width, height)
@@ -118,6 +117,7 @@ class RenderSession(SliceControls, Pointing):
         self.overlay = 0.45
         self.label_overlay = False  # slices are greyscale until the overlay is switched on
         self.slice_channel = _default_slice_channel(volume)
+        self.mix = None if volume is None else default_mix(volume, self.slice_channel)  # the 3-D view's sequence
         self.window: tuple[float, float] | None = None  # (lo, hi) set by the user; None: the default
         self.slice_zoom = 1.0
         self.slice_pan = (0.0, 0.0)
@@ -358,15 +358,15 @@ class RenderSession(SliceControls, Pointing):
             self.classes = replace(self.classes, use_class_colors=bool(on))
         self._changed("scene")
 
-    def set_channel(self, index: int, **changes) -> None:
-        """Change how one MR modality blends (``enabled``, ``weight``, ``window``, ``gamma``)."""
-        if self.mix is None:
-            raise InputError("this volume has a single scalar channel; there is nothing to blend")
-        with self._lock:
-            settings = list(self.mix.settings)
-            settings[index] = replace(settings[index], **changes)
-            self.mix = ChannelMix(tuple(settings))
-        self._changed("scene")
+    def set_slice_channel(self, channel: int | str) -> None:
+        """Which MR sequence the view shows (an index or a name such as ``"FLAIR"``): the slices, on
+        the sequence's own auto window, and the 3-D render, which blends that sequence alone."""
+        before = self.slice_channel
+        super().set_slice_channel(channel)
+        if self.volume.modality == "MR" and self.slice_channel != before:
+            with self._lock:
+                self.mix = default_mix(self.volume, self.slice_channel)
+            self._changed("scene")
 
     def set_still_renderer(self, name: str | None) -> None:
         """Cinematic still: while the camera rests, accumulate frames of a progressive renderer

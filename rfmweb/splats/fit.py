@@ -49,7 +49,7 @@ import torch
 
 from ..errors import InputError
 from ..io.atomic import atomic_write
-from ..backend import choose_rasterizer
+from ..backend import choose_rasterizer, scoring_rasterizer
 from .densify import DensifyConfig, GradStats, SplatParams, densify_and_prune
 from .model import Splats6D
 from .rasterize import rasterize
@@ -132,13 +132,11 @@ def evaluate(splats: Splats6D, views: Views, *, background=(0.0, 0.0, 0.0), back
     PSNR, SSIM (11x11 Gaussian window, sigma 1.5), MS-SSIM (5 scales) and LPIPS (VGG, as in the
     6DGS / Render-FM papers) from :class:`rfmweb.metrics.ImageMetrics`, per view then averaged.
 
-    ``backend=None`` renders with the torch twin on a CPU and ``"auto"`` (gsplat) on CUDA: the numba
-    kernel is faster, but its OpenMP threading layer shares libgomp with torch, and after it has run
-    torch's intra-op pool is resized (1 -> 2 threads here) and torch ops in the same process ran
-    5-50x slower (measured on this 2-core machine), which would ruin a fit that follows.
+    ``backend=None``: :func:`~rfmweb.backend.scoring_rasterizer` (the torch twin on a CPU, gsplat on
+    CUDA). Torch's thread pool is restored afterwards, whatever the backend changed.
     """
     if backend is None:
-        backend = "torch" if splats.device.type == "cpu" else "auto"
+        backend = scoring_rasterizer(splats.device)
     threads = torch.get_num_threads()
     try:
         return _evaluate(splats, views, background, backend, keep_images)

@@ -200,15 +200,14 @@ def splats_from_primed(primed: Primed, device=None) -> Splats6D:
                     None if primed.labels is None else primed.labels.to(device))
 
 
-def agp_init(scene: Scene, *, eps: float = 0.01, max_splats: int | None = None, seed: int = 0,
-             device=None, all_voxels: bool = False) -> Splats6D:
+def agp_init(scene: Scene, *, eps: float = 0.01, max_splats: int | None = None, device=None,
+             all_voxels: bool = False) -> Splats6D:
     """AGP splats for ``scene`` (see the module docstring), computed on ``device``.
 
     Args:
         scene: volume + TF + classes (+ MR channel mix).
         eps: minimum block opacity for a splat to exist.
         max_splats: keep at most this many (the most opaque first); ``None``: all.
-        seed: unused by AGP itself (deterministic); kept for a uniform init signature.
         all_voxels: one splat per half-resolution voxel, visible or not (the "AGP off" ablation).
 
     Returns:
