@@ -224,6 +224,43 @@ def test_compared_views_are_titled_and_four_views_keep_the_3d_one(small_ct):
         controller.close()
 
 
+def test_a_pick_in_the_3d_view_reaches_the_planes_readouts_on_the_event_loop(small_ct):
+    """Four views: a click on the 3-D view picks on the controller's job thread; the planes' readouts
+    were set there, where trame never sent them, and the page kept showing the previous cursor."""
+    from trame.app import get_server
+
+    from rfmweb.app.server import build_app
+    from rfmweb.session import messages as m
+
+    server = get_server("rfmweb-pick-readouts", client_type="vue3")
+    _, controller = build_app(small_ct, server=server, renderer="compiled", preset="CT-Bone")
+    loop = asyncio.new_event_loop()
+    loop_thread = threading.Thread(target=loop.run_forever, daemon=True)
+    loop_thread.start()
+    set_on: list[tuple[str, str, str]] = []
+    set_probe = controller._set_probe
+    controller._set_probe = lambda view, text: (set_on.append((view, text, threading.current_thread().name)),
+                                                set_probe(view, text))
+    try:
+        for view in controller.views.values():
+            view.loop = loop
+        controller.set_four_up(True)
+        session = controller.sessions["view_a"]
+        w, h = session.camera.width, session.camera.height
+        controller.control.handle(m.PointAt(0, w / 2, h / 2))   # the 3-D view's centre: the skull
+        controller.control.wait()
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(timeout=10)   # what was queued has run
+        d = controller.typed.data
+        texts = {name: getattr(d, name).probe for name in ("view_a", "view_d", "view_e", "view_f")}
+        assert all(t.startswith("cursor (") and t == texts["view_a"] for t in texts.values()), texts
+        assert {thread for *_, thread in set_on} == {loop_thread.name}
+    finally:
+        controller.close()
+        loop.call_soon_threadsafe(loop.stop)
+        loop_thread.join(timeout=10)
+        loop.close()
+
+
 def test_a_scene_file_keeps_the_compare_layout(small_ct):
     """"Save scene" records the layout (compare, the right view's renderer and preset, linked cameras);
     loading it lays the page out again; a bad layout is refused before anything changes."""

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from rfmweb.session.encode import CAPTION_PX, side_by_side
-from rfmweb.app import logic
-from rfmweb.app.logic import compare_choice
+from rfmweb.app import layout
+from rfmweb.app.layout import compare_choice
 
 
 @pytest.mark.parametrize("installed, renderer, preset, modality, expected", [
@@ -29,8 +29,8 @@ from rfmweb.app.logic import compare_choice
 ])
 def test_compare_pane_never_repeats_the_main_pair(small_ct, monkeypatch, installed, renderer, preset, modality,
                                                   expected):
-    monkeypatch.setattr(logic, "renderer_names", lambda: list(installed))
-    monkeypatch.setattr(logic, "marcher_renderer", lambda: "compiled")
+    monkeypatch.setattr(layout, "renderer_names", lambda: list(installed))
+    monkeypatch.setattr(layout, "marcher_renderer", lambda: "compiled")
     volume = dataclasses.replace(small_ct, modality=modality)
     assert compare_choice(volume, renderer, preset) == expected
     assert compare_choice(None, renderer, preset) == (renderer, preset)   # no volume yet: nothing to compare

@@ -13,9 +13,11 @@ cannot run is logged and skipped, as a scene's own renderer is.
 
 from __future__ import annotations
 
+from ..backend import marcher_renderer
 from ..errors import InputError
-from ..render.registry import all_renderer_names
+from ..render.registry import all_renderer_names, renderer_names
 from ..transfer import PRESETS
+from ..volume import Volume
 from .state import VIEW_B
 
 _SWITCHES = ("compare", "linked", "difference", "four_up")
@@ -63,3 +65,20 @@ def apply_layout(app, layout: dict) -> None:
         app.set_linked(layout.get("linked", True))
         app.set_difference(layout.get("difference", False))
     app.set_four_up(layout.get("four_up", False) and not compare)
+
+
+def compare_choice(volume: Volume | None, renderer: str, preset: str) -> tuple[str, str]:
+    """The compare view's first ``(renderer, preset)``, never the main view's pair: Render-FM for a
+    CT when a checkpoint is there (the comparison it was made for), else VTK beside a ray-marcher
+    (or the ray-marcher beside VTK), else the same renderer with the modality's next preset."""
+    names = renderer_names()
+    if volume is None:
+        return renderer, preset
+    if volume.modality == "CT" and "renderfm" in names and renderer != "renderfm":
+        return "renderfm", preset
+    if renderer != "vtk" and "vtk" in names:
+        return "vtk", preset
+    if renderer == "vtk":
+        return marcher_renderer(), preset
+    same = [p for p in PRESETS if p.startswith(volume.modality) and p != preset] or [p for p in PRESETS if p != preset]
+    return renderer, same[0]

@@ -6,7 +6,7 @@ for the :class:`~rfmweb.session.controller.ViewController` the Jupyter widget sh
 (:data:`rfmweb.app.ui.CLIENT_SCRIPT`) shows and acknowledges each (two unacknowledged per view at most).
 
 :class:`AppController` owns the sessions (view A, and view B for the compare layout, cameras linked;
-view B starts on another renderer or preset than view A (:func:`compare_choice`: Render-FM on a CT
+view B starts on another renderer or preset than view A (:func:`~rfmweb.app.layout.compare_choice`: Render-FM on a CT
 with a checkpoint, else VTK | ray-marcher), and "Ray-marcher | Render-FM" sets the pair in one click;
 with ``--segment`` the three views ground truth | raw INR | denoised INR of a
 :class:`~rfmweb.session.SegmentationViews`, cameras and slices linked, with the correction tools)
@@ -30,7 +30,7 @@ from trame_server.utils.typed_state import TypedState
 from ..backend import marcher_renderer
 from ..errors import InputError, brief
 from ..extras import feature_status
-from ..render.registry import all_renderer_names, renderer_label, renderer_names, renderer_status
+from ..render.registry import all_renderer_names, renderer_label, renderer_status
 from ..render.slices import WINDOW_PRESETS
 from ..session import VIEW_MODES, Frame, RenderSession, SegmentationViews, link_cameras, link_points, \
     link_view_modes
@@ -43,7 +43,7 @@ from ..session.difference import DifferenceSession
 from ..session.encode import side_by_side
 from ..session.scene_file import parse_scene, scene_to_dict
 from .frames import FrameAdapter, guarded
-from .layout import apply_layout, check_layout, layout_of
+from .layout import apply_layout, check_layout, compare_choice, layout_of
 from .state import (PLANE_VIEWS, VIEW_A, VIEW_B, VIEW_C, VIEW_D, VIEWS, AppState, Choice, class_rows, group_rows,
                     view_title)
 
@@ -514,9 +514,22 @@ class AppController:
             self.sync_state()
 
     def _on_probe(self, index: int, text: str) -> None:
-        """The readout under the pointer changed (event loop: trame-rca events arrive there)."""
+        """The readout under the pointer changed: on the event loop (trame-rca events), or on the
+        controller's job thread (a 3-D view's pick), whose state changes the page never got."""
+        name = self._names[index]
+        view = self.views[name]
+        try:
+            on_loop = asyncio.get_running_loop() is view.loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop or view.loop is None:
+            self._set_probe(name, text)
+        else:
+            view._call_on_loop(self._set_probe, name, text)
+
+    def _set_probe(self, view: str, text: str) -> None:
         with self.state:
-            self._view_state(self._names[index]).probe = text
+            self._view_state(view).probe = text
 
     def _from_segmentation(self, index: int, busy: bool, message: str) -> None:
         """SegmentationViews progress (any thread): to the view's status, Dice re-read, on the loop."""
@@ -581,20 +594,3 @@ class AppController:
         with self.state:
             self._view_state(view).status = (f"{note}{label} {frame.width}×{frame.height}, "
                                               f"{frame.render_ms:.0f} ms render + {frame.encode_ms:.0f} ms encode")
-
-
-def compare_choice(volume: Volume | None, renderer: str, preset: str) -> tuple[str, str]:
-    """The compare view's first ``(renderer, preset)``, never the main view's pair: Render-FM for a
-    CT when a checkpoint is there (the comparison it was made for), else VTK beside a ray-marcher
-    (or the ray-marcher beside VTK), else the same renderer with the modality's next preset."""
-    names = renderer_names()
-    if volume is None:
-        return renderer, preset
-    if volume.modality == "CT" and "renderfm" in names and renderer != "renderfm":
-        return "renderfm", preset
-    if renderer != "vtk" and "vtk" in names:
-        return "vtk", preset
-    if renderer == "vtk":
-        return marcher_renderer(), preset
-    same = [p for p in PRESETS if p.startswith(volume.modality) and p != preset] or [p for p in PRESETS if p != preset]
-    return renderer, same[0]
