@@ -202,7 +202,8 @@ def _resample(plane: np.ndarray, geo: SliceGeometry, mode: str) -> np.ndarray:
     """Sample a ``[n_h, n_v, C]`` plane at every screen pixel's centre: ``[H, W, C]`` float32.
 
     Pixels map to voxels through :meth:`SliceGeometry.to_voxel` (orientation, aspect, zoom, pan);
-    ``mode`` is ``"linear"`` (image) or ``"nearest"`` (labels); pixels off the slice are 0.
+    ``mode`` is ``"cubic"`` (image: bicubic, as PACS viewers magnify; it can overshoot the plane's
+    range a little) or ``"nearest"`` (labels); pixels off the slice are 0.
     """
     n_h, n_v = plane.shape[:2]
     u, v = np.meshgrid(np.arange(geo.width) + 0.5, np.arange(geo.height) + 0.5)
@@ -215,7 +216,7 @@ def _resample(plane: np.ndarray, geo: SliceGeometry, mode: str) -> np.ndarray:
     gy = fh / max(n_h - 1, 1) * 2 - 1
     grid = torch.from_numpy(np.stack([gx, gy], -1).astype(np.float32)).view(1, geo.height, geo.width, 2)
     t = torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32)).permute(2, 0, 1)[None]  # [1, C, n_h, n_v]
-    out = F.grid_sample(t, grid, mode="nearest" if mode == "nearest" else "bilinear", padding_mode="border",
+    out = F.grid_sample(t, grid, mode="nearest" if mode == "nearest" else "bicubic", padding_mode="border",
                         align_corners=True)[0].permute(1, 2, 0).numpy()
     return out * inside.reshape(geo.height, geo.width, 1)
 
@@ -254,7 +255,7 @@ def render_slice(volume: Volume, axis: str = "axial", index: int | None = None, 
     geo = slice_geometry(volume, axis, index, width, height, zoom=zoom, pan_mm=pan_mm)
     data = volume.data[channel]
     lo, hi = default_window(data) if window is None else window
-    grey = _resample(window_grey(_plane(data, axis, geo.index), lo, hi)[..., None], geo, "linear")
+    grey = np.clip(_resample(window_grey(_plane(data, axis, geo.index), lo, hi)[..., None], geo, "cubic"), 0, 1)
     rgb = np.repeat(grey, 3, axis=2)
     labels = volume.labels if labels is None else labels
     if labels is not None and overlay > 0:
