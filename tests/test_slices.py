@@ -123,6 +123,27 @@ def test_a_slice_view_says_which_slice_it_shows_and_where():
     assert all((c.min(-1) > 200).sum() > 20 for c in corner) and (corner[0] != corner[1]).any()
 
 
+def test_a_slice_view_prints_its_window_on_the_image():
+    """The window was only in the side panel; a capture of the view lost it. PACS print it on the
+    image: "W 400 L 50" at the top right, following window changes."""
+    from rfmweb.session import RenderSession
+    from rfmweb.session.slice_frame import window_caption
+
+    assert window_caption((-150.0, 250.0), "CT") == "W 400 L 50"
+    assert window_caption((0.0, 1.0), "MR") == "W 1 L 0.5" and window_caption(None, "CT") == ""
+    vol = Volume(np.zeros((10, 10, 20), np.float32), np.diag([2.0, 2.0, 2.0, 1.0]), modality="CT")
+    session = RenderSession(vol, renderer="vtk", width=240, height=160)
+    session.set_view_mode("axial", 5)
+    frames = []
+    for preset in ("brain", "bone"):
+        session.set_window_preset(preset)
+        frames.append(session.render())
+    session.close()
+    corner = [f[:24, 150:].astype(int) for f in frames]           # top right: the window text, in yellow
+    assert all(((c[..., 0] > 200) & (c[..., 2] < 120)).sum() > 20 for c in corner)
+    assert (corner[0] != corner[1]).any()
+
+
 def test_a_magnified_slice_is_interpolated_bicubically():
     """PACS viewers magnify with a cubic kernel (sharper than bilinear, no blocks): one bright voxel
     drawn 24 px wide peaks at its centre and, half a voxel out, reads Keys' cubic weight 0.594

@@ -44,8 +44,19 @@ def render_slice_frame(snap: "Snapshot", marks: tuple[np.ndarray, np.ndarray] | 
     if marks is not None and len(marks[0]):
         image = draw_marks(image, geo, marks[0], marks[1], mark_colors(snap.scene.classes))
     image = draw_slice_points(image, geo, snap.scene.volume, snap.cursor, snap.annotations)
-    return _annotate(image, snap.mode, geo.mm_per_px, snap.scene.volume.obliquity_deg,
-                     slice_position(snap.scene.volume, snap.mode, snap.slice_index))
+    volume = snap.scene.volume
+    return _annotate(image, snap.mode, geo.mm_per_px, volume.obliquity_deg,
+                     slice_position(volume, snap.mode, snap.slice_index),
+                     window_caption(snap.slice_window, volume.modality))
+
+
+def window_caption(window: tuple[float, float] | None, modality: str) -> str:
+    """The grey window as PACS viewers print it on the image, e.g. ``"W 400 L 50"`` (HU on a CT;
+    image units on an MR), from ``window`` ``(lo, hi)``; ``""`` without one."""
+    if window is None:
+        return ""
+    lo, hi = window
+    return f"W {hi - lo:.4g} L {(hi + lo) / 2:.4g}"
 
 
 def slice_position(volume, axis: str, index: int) -> str:
@@ -122,10 +133,11 @@ def scale_bar_mm(width_px: int, mm_per_px: float) -> int:
 
 
 def _annotate(image: np.ndarray, axis: str, mm_per_px: float, oblique_deg: float = 0.0,
-              position: str = "") -> np.ndarray:
+              position: str = "", window: str = "") -> np.ndarray:
     """Patient-direction letters at the middle of each edge (yellow); the plane's name at the top left,
     with "oblique N°" when the voxel planes shown turn more than :data:`OBLIQUE_DEG` from the
-    anatomical ones (the letters are then the nearest directions); a scale bar at the bottom left and
+    anatomical ones (the letters are then the nearest directions); ``window`` (:func:`window_caption`)
+    at the top right, where it does not run into the top letter; a scale bar at the bottom left and
     ``position`` (:func:`slice_position`) at the bottom right (its slice number alone where the whole
     would run into the bottom letter)."""
     from PIL import Image, ImageDraw
@@ -141,6 +153,8 @@ def _annotate(image: np.ndarray, axis: str, mm_per_px: float, oblique_deg: float
              (bottom, (w / 2, h - pad), "mb"))
     name = axis + (f" · oblique {oblique_deg:.0f}°" if oblique_deg > OBLIQUE_DEG else "")
     spots += ((name, (pad, pad), "lt"),)
+    if window and draw.textlength(window, font=font) <= w / 2 - size:
+        spots += ((window, (w - pad, pad), "rt"),)
     for text, xy, anchor in spots:
         draw.text(xy, text, fill=LETTER_COLOR, font=font, anchor=anchor, stroke_width=1, stroke_fill=(0, 0, 0))
     mm = scale_bar_mm(w, mm_per_px)
