@@ -218,6 +218,28 @@ def test_an_annotation_stays_on_the_anatomy_while_orbiting(small_ct):
     assert not _near(s.render(), uv, ANNOTATION_COLOR, radius=1)
 
 
+def test_a_reduced_frame_draws_marks_at_their_size_on_screen_and_no_unreadable_label():
+    """While the user dragged, a 480 px view's 120 px interactive frame carried its label at the 10 px
+    minimum: magnified 4x by the page, a 40 px blur. Marks now keep their size on screen, and a label
+    that would be under MIN_LABEL_PX is left out (the full frame after the drag has it)."""
+    from rfmweb.camera import OrbitCamera
+    from rfmweb.session.pointing import MIN_LABEL_PX, Annotation, draw_3d_points, label_px
+
+    bounds = np.array([[-50.0, -50, -50], [50, 50, 50]])
+    cam = OrbitCamera.framing(bounds, width=480, height=480)
+    notes = [Annotation((0.0, 0.0, 0.0), "centre of the torso")]
+
+    def pink(image):
+        return int((np.abs(image.astype(int) - ANNOTATION_COLOR).sum(-1) < 60).sum())
+
+    full = draw_3d_points(np.zeros((480, 480, 3), np.uint8), cam, 100.0, None, notes)
+    small = draw_3d_points(np.zeros((120, 120, 3), np.uint8), cam, 100.0, None, notes)
+    assert label_px(480, 480) * 120 / 480 < MIN_LABEL_PX
+    dot = np.pi * (label_px(480, 480) * 0.35) ** 2                 # the dot's area on the full frame
+    assert pink(full) > 3 * dot                                    # dot and label
+    assert 0 < pink(small) * 16 < 2 * dot                          # the dot alone, its size on screen kept
+
+
 def test_an_annotation_behind_the_surface_is_a_ring_with_a_dimmed_label(small_ct):
     """A point deep in the head drawn like one on its surface misled: hidden ones are rings."""
     s = RenderSession(small_ct, renderer="raymarch", preset="CT-Bone", width=SIZE, height=SIZE)

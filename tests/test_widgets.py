@@ -210,7 +210,8 @@ def test_class_and_group_toggles_change_the_image(viewer):
     page.send({"type": "group", "view": 0, "group": "skeleton", "visible": True})
     n, _, back = page.wait_frame(after=n, min_version=viewer.session.version)
     assert not pixels_differ(shown, back, threshold=1.0)
-    page.send({"type": "class_colors", "view": 0, "on": True})
+    # a colour picked shows at once: class colours turn on with it (the swatch changed, the view did not)
+    assert viewer.views[0]["class_colors"] is False
     page.send({"type": "class", "view": 0, "index": 2, "color": "#00ff00", "opacity": 0.5})
     n, _, green = page.wait_frame(after=n, min_version=viewer.session.version)
     assert viewer.views[0]["class_colors"] and viewer.views[0]["classes"][2]["color"] == "#00ff00"
@@ -239,8 +240,20 @@ def test_python_api_drives_state_and_frames(viewer, tmp_path):
     with pytest.raises(InputError, match="on must be True or False, got 'yes'"):
         viewer.set_class_colors("yes")             # it switched class colours on
     assert viewer.views[0]["class_colors"] is False
+    viewer.set_class_color("Bone", (0.0, 0.0, 1.0))          # from Python too, by name, as (r, g, b) or hex
+    assert viewer.views[0]["class_colors"] is True and viewer.views[0]["classes"][2]["color"] == "#0000ff"
+    viewer.set_class_color(2, "#ff8000")
+    assert viewer.views[0]["classes"][2]["color"] == "#ff8000"
+    for bad in ((1.0, 0.5), (0.0, 2.0, 0.0), "red"):
+        with pytest.raises(InputError, match="colour|color"):
+            viewer.set_class_color(2, bad)
+    viewer.set_class_colors(False)
     viewer.set_class_visible(2, True)
-    viewer.session.orbit(40, 0)
+    viewer.look_from(90, 30)                                   # degrees: the patient's left, from above
+    cam = viewer.session.camera
+    assert (cam.azimuth, cam.elevation) == (90.0, 30.0) and cam.distance == viewer.session.home_camera().distance
+    with pytest.raises(InputError, match="elevation must lie in -90..90"):
+        viewer.look_from(0, 120)
     viewer.reset_camera()
     assert viewer.session.camera == viewer.session.home_camera()
     png = viewer.screenshot(tmp_path / "shot.png")

@@ -173,6 +173,17 @@ class _Views(anywidget.AnyWidget):
         for i in self._views(view):
             self._control(i, m.SetClass, index=_class_index(self._sessions[i], index_or_name), opacity=float(opacity))
 
+    def set_class_color(self, index_or_name: int | str, color: str | Sequence[float], *,
+                        view: int | None = None) -> None:
+        """Colour one class: ``"#rrggbb"`` or ``(r, g, b)`` in [0, 1]; class colours turn on to show it."""
+        if not isinstance(color, str):
+            rgb = np.asarray(color, dtype=float)
+            if rgb.shape != (3,) or not np.isfinite(rgb).all() or rgb.min() < 0 or rgb.max() > 1:
+                raise InputError(f"a class colour is '#rrggbb' or (r, g, b) in [0, 1], got {color!r}")
+            color = "#" + "".join(f"{round(c * 255):02x}" for c in rgb)
+        for i in self._views(view):
+            self._control(i, m.SetClass, index=_class_index(self._sessions[i], index_or_name), color=color)
+
     def set_group_visible(self, group: str, visible: bool, *, view: int | None = None) -> None:
         """Show or hide a group of classes ("skeleton", "organs", "vessels", "soft tissue", ...)."""
         self._control(view, m.SetGroup, group=group, visible=_flag("visible", visible))
@@ -287,6 +298,12 @@ class _Views(anywidget.AnyWidget):
         if self.segmentation is None:
             raise InputError("these views are not segmentation views; use Compare.segmentations(case)")
         return self.segmentation
+
+    def look_from(self, azimuth: float, elevation: float = 0.0, *, view: int | None = None) -> None:
+        """Turn the 3-D camera to ``azimuth`` degrees (0: anterior, 90: the patient's left, 180:
+        posterior, 270: the right) and ``elevation`` degrees towards superior (-90..90); linked views follow."""
+        for i in self._views(view):
+            self._sessions[i].look_from(azimuth, elevation)
 
     def reset_camera(self, *, view: int | None = None) -> None:
         """Back to the home view, slices fitted (linked views follow)."""

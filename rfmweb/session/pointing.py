@@ -34,6 +34,8 @@ ANNOTATION_COLOR = (255, 120, 200)
 HIDDEN_COLOR = (200, 95, 160)
 #: Half-length of the 3-D cursor's arms, as a fraction of the volume's largest side.
 CURSOR_ARM = 0.08
+#: Labels of a reduced 3-D frame smaller than this (px) are left out (the page would magnify a blur).
+MIN_LABEL_PX = 8
 #: Annotations within this many voxels of a slice are drawn on it.
 SLICE_TOLERANCE = 1.0
 
@@ -202,7 +204,12 @@ def _canvas(image: np.ndarray):
     from PIL import Image, ImageDraw
 
     pil = Image.fromarray(image)
-    return pil, ImageDraw.Draw(pil), max(10, min(image.shape[:2]) // 28)
+    return pil, ImageDraw.Draw(pil), label_px(image.shape[1], image.shape[0])
+
+
+def label_px(width: int, height: int) -> int:
+    """Label text size (px) on a ``width x height`` frame: 1/28 of its shorter side, at least 10."""
+    return max(10, min(width, height) // 28)
 
 
 def _label(draw, xy, text: str, size: int, hidden: bool = False) -> None:
@@ -258,26 +265,31 @@ def draw_3d_points(image: np.ndarray, camera: "OrbitCamera", extent_mm: float,
                    hidden: Sequence[bool] | None = None) -> np.ndarray:
     """The cursor (a 3-D cross, arms along x, y, z of :data:`CURSOR_ARM` x ``extent_mm``) and the
     annotations (dot and label), projected through ``camera`` onto ``image`` (``[H, W, 3]`` uint8,
-    any size: a reduced interactive frame scales); drawn on top. An annotation flagged in ``hidden``
-    (behind the surface, :meth:`Pointing.hidden_annotations`) is a ring with a dimmed label, so a point
-    deep in the brain does not read as one on its surface. Returns a new image (or the input)."""
+    any size); drawn on top. An annotation flagged in ``hidden`` (behind the surface,
+    :meth:`Pointing.hidden_annotations`) is a ring with a dimmed label, so a point deep in the brain
+    does not read as one on its surface. On a reduced frame (an interactive one, which the page
+    magnifies) marks keep their size on screen and labels too small to read (:data:`MIN_LABEL_PX`)
+    are left out: drawn at the 10 px minimum they filled the view, magnified and blurred, while the
+    user dragged. Returns a new image (or the input)."""
     if cursor is None and not annotations:
         return image
-    pil, draw, size = _canvas(image)
+    pil, draw, _ = _canvas(image)
     h, w = image.shape[:2]
+    size = label_px(camera.width, camera.height) * w / camera.width      # as on the full-size frame
     if cursor is not None:
         arm = CURSOR_ARM * extent_mm
         ends = np.asarray(cursor) + np.concatenate([np.eye(3) * arm, -np.eye(3) * arm])
         px, front = project(camera, ends, w, h)
         for k in range(3):
             if front[k] and front[k + 3]:
-                draw.line([tuple(px[k]), tuple(px[k + 3])], fill=CURSOR_COLOR, width=max(1, size // 6))
+                draw.line([tuple(px[k]), tuple(px[k + 3])], fill=CURSOR_COLOR, width=max(1, round(size / 6)))
     if annotations:
         px, front = project(camera, np.array([a.position for a in annotations]), w, h)
         for a, p, ok, behind in zip(annotations, px, front, hidden or [False] * len(annotations)):
             if ok:
-                _dot(draw, p, size * 0.35, behind)
-                _label(draw, p, a.text, size, behind)
+                _dot(draw, p, max(1.0, size * 0.35), behind)
+                if size >= MIN_LABEL_PX:
+                    _label(draw, p, a.text, round(size), behind)
     return np.asarray(pil)
 
 

@@ -333,12 +333,15 @@ class RenderSession(SliceControls, Pointing):
 
     def set_class(self, index: int, *, visible: bool | None = None, opacity: float | None = None,
                   color: tuple[float, float, float] | None = None) -> None:
-        """Change one class's style."""
+        """Change one class's style. A colour chosen is shown: class colours turn on with it (the
+        picker changed a swatch and nothing on screen while the transfer function coloured)."""
         changes = {k: v for k, v in (("visible", visible), ("opacity", opacity), ("color", color)) if v is not None}
         if "opacity" in changes and not 0.0 <= float(changes["opacity"]) <= 1.0:
             raise InputError(f"class opacity must lie in [0, 1], got {changes['opacity']}")
         with self._lock:
             self.classes = self.classes.updated(int(index), **changes)
+            if color is not None:
+                self.classes = replace(self.classes, use_class_colors=True)
         self._changed("scene")
 
     def set_group_visible(self, group: str, visible: bool) -> None:
@@ -388,8 +391,19 @@ class RenderSession(SliceControls, Pointing):
             self.camera = camera
         self._changed("camera")
 
+    def look_from(self, azimuth: float, elevation: float = 0.0) -> None:
+        """Turn the camera to ``azimuth`` degrees about the superior axis (0: anterior, 90: the
+        patient's left, 180: posterior, 270: the right) and ``elevation`` degrees towards superior
+        (-90..90), keeping what it looks at and how far."""
+        if not (math.isfinite(elevation) and -90 <= elevation <= 90):
+            raise InputError(f"elevation must lie in -90..90 degrees, got {elevation}")
+        with self._lock:
+            cam = replace(self.camera, azimuth=azimuth, elevation=elevation)   # checks the azimuth
+        self.set_camera(cam)
+
     def orbit(self, dx_px: float, dy_px: float) -> None:
-        """Rotate as for a drag of ``(dx, dy)`` pixels: right turns the object right, down tilts it towards you."""
+        """Rotate as for a drag of ``(dx, dy)`` pixels (``ORBIT_DEG_PER_PX`` degrees each): right turns the
+        object right, down tilts it towards you (:meth:`look_from` names the angles instead)."""
         with self._lock:
             cam = self.camera.orbited(-dx_px * ORBIT_DEG_PER_PX, dy_px * ORBIT_DEG_PER_PX)
         self.set_camera(cam)
