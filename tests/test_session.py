@@ -85,6 +85,17 @@ def test_the_3d_view_shows_the_sequence_the_slices_show():
     assert np.array_equal(s.render(), flair)
 
 
+def test_a_preset_of_the_other_modality_is_drawn_with_a_warning(small_ct, caplog):
+    """From Python, set_preset("MR-Default") on a CT was taken silently while the menus offer it disabled."""
+    s = RenderSession(small_ct, width=32, height=32, renderer="compiled")
+    with caplog.at_level("WARNING", logger="rfmweb.session.session"):
+        s.set_preset("CT-Muscle")
+        assert not caplog.records
+        s.set_preset("MR-Default")
+    assert s.preset_name == "MR-Default"
+    assert "preset MR-Default is for MR; this volume is CT" in caplog.text
+
+
 def test_mouse_mapping(session):
     assert drag_action("left") == "orbit" and drag_action("left", shift=True) == "pan"
     assert drag_action("middle") == "pan" and drag_action("right") == "zoom"

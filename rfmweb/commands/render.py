@@ -55,7 +55,7 @@ def _run_render(args) -> None:
     from ..render.scene import nothing_to_draw
     from ..session import RenderSession, encode_image
     from ..session.sources import open_sources
-    from ..transfer import load_paraview_json, preset_unsuited
+    from ..transfer import load_paraview_json
 
     out = Path(args.out)
     fmt = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}.get(out.suffix.lower())
@@ -94,8 +94,6 @@ def _run_render(args) -> None:
     empty = nothing_to_draw(snap.scene) if snap.mode == "3d" else None
     if empty is not None:
         log.warning("%s", empty)                     # the picture would be black with no word why
-    if volume is not None and args.preset and (why := preset_unsuited(session.preset_name, volume)) is not None:
-        log.warning("preset %s is %s: the picture will not show what it is made for", session.preset_name, why)
     passes = session.progressive(snap, args.frames, 1) if args.frames > 1 else None
     if passes is None:
         image, frames = session.render(), 1

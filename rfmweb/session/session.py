@@ -26,7 +26,7 @@ from ..render.registry import (check_renderer, default_renderer_name, make_rende
 from ..render.scene import FULL, MOVING, Preparing, Quality, Scene, nothing_to_draw, to_uint8
 from ..render.slices import AXES
 from ..splats.model import Splats6D
-from ..transfer import DEFAULT_PRESET, PRESETS, ClassTable, TransferFunction, preset_for
+from ..transfer import DEFAULT_PRESET, PRESETS, ClassTable, TransferFunction, preset_for, preset_unsuited
 from ..volume import LabelClass, Volume
 from .pointing import Annotation, Pointing, draw_3d_points
 from .slice_state import SliceControls
@@ -104,6 +104,7 @@ class RenderSession(SliceControls, Pointing):
         self.splats = splats
         self.renderer_name = self._usable(renderer or (default_renderer_name() if volume is not None else "splats"))
         self.preset_name = preset or DEFAULT_PRESET[volume.modality if volume is not None else "CT"]
+        _warn_unsuited(self.preset_name, volume)
         self.tf: TransferFunction = self._preset(self.preset_name)
         if classes is None:
             classes = volume.classes if volume is not None else _splat_classes(splats)
@@ -313,9 +314,12 @@ class RenderSession(SliceControls, Pointing):
         return name
 
     def set_preset(self, name: str) -> None:
-        """Switch to a Slicer preset by name (stretched to the volume for MR presets)."""
+        """Switch to a Slicer preset by name (stretched to the volume for MR presets). One of the
+        other modality is drawn, as the CLI's ``render`` does, with a warning (the menus offer it
+        disabled): its numbers mean something else on this scan."""
         if name not in PRESETS:
             raise InputError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        _warn_unsuited(name, self.volume)
         with self._lock:
             self.preset_name = name
             self.tf = self._preset(name)
@@ -527,6 +531,12 @@ class RenderSession(SliceControls, Pointing):
             if hasattr(r, "close"):
                 r.close()
         self._renderers.clear()
+
+
+def _warn_unsuited(preset: str, volume: Volume | None) -> None:
+    """Log that ``preset`` is of the other modality than ``volume``'s, if it is."""
+    if (why := preset_unsuited(preset, volume)) is not None:
+        log.warning("preset %s is %s: the picture will not show what it is made for", preset, why)
 
 
 def _default_slice_channel(volume: Volume | None) -> int:
