@@ -63,7 +63,7 @@ class Volume:
     """
 
     data: np.ndarray
-    affine: np.ndarray
+    affine: np.ndarray = None  # required; a default only so that leaving it out is an InputError, not a TypeError
     modality: str = "CT"
     channels: tuple[str, ...] = ("intensity",)
     labels: np.ndarray | None = None
@@ -88,6 +88,9 @@ class Volume:
             bad = int((~np.isfinite(data)).sum())
             raise InputError(f"volume contains {bad} NaN/Inf values")
         self.data = data
+        if self.affine is None:
+            raise InputError("a Volume needs its affine: the 4x4 voxel-to-world matrix in mm (RAS), e.g. "
+                             "np.diag([sx, sy, sz, 1]) for voxels of sx x sy x sz mm (a file's: rfmweb.load_volume)")
         self.affine = check_affine(self.affine)
         if self.modality not in MODALITIES:
             raise InputError(f"modality must be one of {MODALITIES}, got {self.modality!r}")

@@ -348,8 +348,12 @@ def test_constructor_errors_and_shared_sessions(small_ct):
     session = RenderSession(small_ct, width=SIZE, height=SIZE)
     with pytest.raises(InputError, match="two or more"):
         Compare([small_ct])
-    with pytest.raises(InputError, match="Volume or RenderSession"):
+    with pytest.raises(InputError, match=r"Volume or RenderSession, got ndarray; wrap it .*Volume\(array, affine\)"):
         Viewer(np.zeros((4, 4, 4)))
+    with pytest.raises(InputError, match=r"got str; load the file first: rfmweb.load_volume\(path\)"):
+        Viewer("scan.nii.gz")
+    with pytest.raises(InputError, match="a Volume needs its affine"):
+        Volume(np.zeros((4, 4, 4)))
     with pytest.raises(InputError, match="unknown preset"):
         Viewer(session, preset="CT-Nonsense")
     w = Viewer(session, preset="CT-Muscle")

@@ -75,7 +75,19 @@ def _session_for(source: ViewSource, renderer: str | None, preset: str | None, w
         return source, False
     if isinstance(source, Volume):
         return RenderSession(source, renderer=renderer, preset=preset, width=width, height=height), True
-    raise InputError(f"a view must be an rfmweb Volume or RenderSession, got {type(source).__name__}")
+    raise InputError(f"a view must be an rfmweb Volume or RenderSession, got {type(source).__name__}"
+                     + _hint_for(source))
+
+
+def _hint_for(source) -> str:
+    """What to do with a source a view cannot take (a path, an array, a nibabel image)."""
+    if isinstance(source, (str, Path)):
+        return "; load the file first: rfmweb.load_volume(path) (a DICOM folder: rfmweb.io.open_volume(folder))"
+    if hasattr(source, "affine") and hasattr(source, "get_fdata"):
+        return "; wrap it: rfmweb.Volume(image.get_fdata(), image.affine, modality='MR' or 'CT')"
+    if isinstance(source, np.ndarray):
+        return "; wrap it with its voxel-to-mm matrix: rfmweb.Volume(array, affine)"
+    return ""
 
 
 class _Views(anywidget.AnyWidget):
