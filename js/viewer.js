@@ -443,6 +443,7 @@ class ViewPanel {
       this.statusText.textContent = state.status;
     }
     this.root.classList.toggle("rfm-busy", state.busy);
+    this.canvas.classList.toggle("rfm-stale", !!state.stale);   // the previous renderer's image, until the next one's
   }
 
   updateGroups(groups) {

@@ -261,6 +261,36 @@ def test_a_pick_in_the_3d_view_reaches_the_planes_readouts_on_the_event_loop(sma
         loop.close()
 
 
+def test_the_previous_renderers_image_is_dimmed_until_the_new_ones_first_frame(small_ct):
+    """After a switch to a slow renderer, the view kept the previous renderer's picture for a minute
+    under the new one's name; it is now marked stale (dimmed on the page) until a frame of the new one."""
+    from trame.app import get_server
+
+    from rfmweb.app.server import build_app
+    from rfmweb.session.encode import Frame
+
+    server = get_server("rfmweb-stale-renderer", client_type="vue3")
+    _, controller = build_app(small_ct, server=server, renderer="compiled", preset="CT-Bone")
+    try:
+        vs = controller.typed.data.view_a
+
+        def frame(renderer):
+            controller._on_frame("view_a", Frame(b"", "image/jpeg", 8, 8, "idle", 1, renderer=renderer))
+
+        frame("compiled")
+        assert vs.stale is False
+        controller.set_renderer("view_a", "vtk")
+        assert vs.stale is True
+        frame("compiled")                   # one of the previous renderer, still in flight
+        assert vs.stale is True
+        frame("vtk")
+        assert vs.stale is False
+        controller.set_renderer("view_a", "vtk")   # the same one again: nothing to wait for
+        assert vs.stale is False
+    finally:
+        controller.close()
+
+
 def test_a_scene_file_keeps_the_compare_layout(small_ct):
     """"Save scene" records the layout (compare, the right view's renderer and preset, linked cameras);
     loading it lays the page out again; a bad layout is refused before anything changes."""

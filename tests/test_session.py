@@ -14,6 +14,7 @@ from PIL import Image
 from rfmweb.errors import InputError
 from rfmweb.session import FrameStream, RenderSession, link_cameras
 from rfmweb.session.interaction import apply_drag, apply_wheel, drag_action
+from rfmweb.session.stream import MIN_SCALE, shows_other_renderer
 
 from .conftest import pixels_differ
 
@@ -224,9 +225,18 @@ def test_the_first_frame_of_another_renderer_says_it_is_rendering(session):
         assert busy_messages_of(stream.request) == ["first frame of the Ray-marcher (torch)…"]   # the first frame
         assert busy_messages_of(lambda: session.orbit(20, 0)) == []               # a drag: quiet
         assert busy_messages_of(lambda: session.set_preset("CT-Muscle")) == []
+        assert client.frames[-1].renderer == "raymarch"
         assert busy_messages_of(lambda: session.set_renderer("compiled")) == \
             ["first frame of the Ray-marcher (compiled CPU)…"]
         assert statuses[-1][0] is False
+        # each frame names its renderer; until the new one's first, the view shows another's (dimmed)
+        assert client.frames[-1].renderer == "compiled" and shows_other_renderer(session, "raymarch")
+        assert not shows_other_renderer(session, "compiled")
+        session.set_view_mode("axial")
+        assert not shows_other_renderer(session, "raymarch")           # a slice is a slice
+        # a renderer's first frames start at the smallest scale (its cost here is unknown)
+        first = [f for f in client.frames if f.renderer == "compiled"][0]
+        assert (first.width, first.height) == (12, 12)
     finally:
         stream.close()
 
@@ -400,7 +410,7 @@ def test_frames_while_moving_take_the_sessions_step(small_ct, monkeypatch, marke
         stream.request()
         wait_for(lambda: len(client.frames) >= 1, what="interactive frame")
         assert client.frames[0].kind == "interactive"
-        assert seen[0].step == (1.0 if marked else 0.5) and seen[0].scale == 0.5 and not seen[0].cubic
+        assert seen[0].step == (1.0 if marked else 0.5) and seen[0].scale == MIN_SCALE and not seen[0].cubic
     finally:
         stream.close()
         session.close()

@@ -154,6 +154,22 @@ def test_frames_are_jpeg_of_the_volume(viewer):
     assert (True, "rendering full quality…") in statuses and statuses[-1] == (False, "")
 
 
+def test_the_previous_renderers_image_is_dimmed_until_the_new_ones_first_frame(viewer):
+    page = Page(viewer)
+    stale = []
+    page.ready()
+    n, _, _ = page.wait_frame(kind="idle")
+    assert viewer.views[0]["stale"] is False
+    viewer.observe(lambda change: stale.append(change["new"][0]["stale"]), "views")
+    other = "vtk" if viewer.session.renderer_name != "vtk" else "compiled"
+    page.send({"type": "renderer", "view": 0, "name": other})
+    page.wait_frame(after=n, min_version=viewer.session.version)
+    wait = time.monotonic() + 10
+    while viewer.views[0]["stale"] and time.monotonic() < wait:
+        time.sleep(0.01)
+    assert stale[0] is True and viewer.views[0]["stale"] is False, stale
+
+
 def test_drag_changes_camera_and_frame(viewer):
     page = Page(viewer)
     page.ready()

@@ -41,6 +41,7 @@ from rfmweb.session.controller import STYLE_MESSAGES, ViewController, window_rea
 from rfmweb.session.encode import side_by_side
 from rfmweb.session.scene_file import apply_scene, read_scene, save_scene, scene_to_dict
 from rfmweb.session.slice_state import channel_index
+from rfmweb.session.stream import shows_other_renderer
 from rfmweb.transfer import PRESETS, preset_unsuited
 from rfmweb.volume import Volume
 
@@ -125,6 +126,7 @@ class _Views(anywidget.AnyWidget):
         self._titles = [tt or s.name or f"View {i + 1}" for i, (tt, s) in enumerate(zip(titles, sessions))]
         self._state_lock = threading.RLock()
         self._status = [("", False)] * len(sessions)
+        self._shown = [""] * len(sessions)  # the renderer of each view's last frame
         self._closed = False
         self.segmentation = segmentation
         #: Every control of the page (and of the methods below) goes through here.
@@ -410,6 +412,7 @@ class _Views(anywidget.AnyWidget):
                 "hu": s.volume is not None and s.volume.modality == "CT",
                 "window_preset": window[0], "window": window[1], "auto_window": s.auto_window_label(),
                 "probe": self.control.probes[i], "status": status, "busy": busy,
+                "stale": shows_other_renderer(s, self._shown[i]),   # dimmed: the previous renderer's image
                 "cursor": "" if snap.cursor is None else "({:.1f}, {:.1f}, {:.1f}) mm RAS".format(*snap.cursor),
                 "annotations": [a.text for a in snap.annotations]}
 
@@ -433,6 +436,10 @@ class _Views(anywidget.AnyWidget):
         """FrameStream callback (render thread): one frame as one binary buffer."""
         header = m.FrameOut(view=i, **frame.meta())
         self.send(header.to_json(), buffers=[frame.data])
+        stale = shows_other_renderer(self._sessions[i], self._shown[i])
+        self._shown[i] = frame.renderer
+        if stale != shows_other_renderer(self._sessions[i], frame.renderer):
+            self._sync_views()
 
     # -- browser messages -----------------------------------------------------------------------
     def _on_client_msg(self, _widget, content, buffers) -> None:

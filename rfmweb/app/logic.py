@@ -36,6 +36,7 @@ from ..session import VIEW_MODES, Frame, RenderSession, SegmentationViews, link_
     link_view_modes
 from ..session import messages as m
 from ..session.controller import ViewController, window_readout
+from ..session.stream import shows_other_renderer
 from ..session.segmentation import CORRECTION_LABELS
 from ..transfer import PRESETS, preset_unsuited
 from ..volume import Volume
@@ -90,6 +91,7 @@ class AppController:
         self._unlink: Callable[[], None] | None = None
         self._mode_before_four = "3d"  # the main view's mode before Four views: back to it after
         self._last_info = dict.fromkeys(VIEWS, 0.0)
+        self._shown = dict.fromkeys(VIEWS, "")  # the renderer of each view's last frame
         # compared / segmentation views: one mode and slice (cameras link side by side); four-up planes: their own
         paired = [s for name, s in self.sessions.items() if name not in PLANE_VIEWS]
         self._unlink_modes = link_view_modes(paired) if volume is not None else None
@@ -232,7 +234,9 @@ class AppController:
     @guarded
     def set_renderer(self, view: str, name: str) -> None:
         self.control.handle(m.SetRenderer(self.index[view], str(name)))
-        self.sync_state()  # titles of a difference layout name renderer and preset
+        with self.state:
+            self._view_state(view).stale = shows_other_renderer(self.sessions[view], self._shown[view])
+            self.sync_state()  # titles of a difference layout name renderer and preset
 
     @guarded
     def set_preset(self, view: str, name: str) -> None:
@@ -517,15 +521,10 @@ class AppController:
         """The readout under the pointer changed: on the event loop (trame-rca events), or on the
         controller's job thread (a 3-D view's pick), whose state changes the page never got."""
         name = self._names[index]
-        view = self.views[name]
-        try:
-            on_loop = asyncio.get_running_loop() is view.loop
-        except RuntimeError:
-            on_loop = False
-        if on_loop or view.loop is None:
+        if self.views[name].loop is None:      # no server yet
             self._set_probe(name, text)
         else:
-            view._call_on_loop(self._set_probe, name, text)
+            self.views[name]._call_on_loop(self._set_probe, name, text)
 
     def _set_probe(self, view: str, text: str) -> None:
         with self.state:
@@ -579,11 +578,15 @@ class AppController:
                 vs.status = message + ("…" if busy and not message.endswith("…") else "")
 
     def _on_frame(self, view: str, frame: Frame) -> None:
+        self._shown[view] = frame.renderer
+        session = self.views[view].session
+        if session is not None and self._view_state(view).stale != shows_other_renderer(session, frame.renderer):
+            with self.state:
+                self._view_state(view).stale = not self._view_state(view).stale
         now = time.monotonic()
         if frame.kind == "interactive" and now - self._last_info[view] < 0.25:
             return
         self._last_info[view] = now
-        session = self.views[view].session
         still = session is not None and session.still_renderer is not None
         refined = f"cinematic still, {frame.spp} spp" if still else f"converging, {frame.spp} spp"
         label = {"idle": "full quality", "progressive": refined}.get(frame.kind, "interactive")

@@ -68,6 +68,7 @@ class ViewState:
     title: str = ""
     subtitle: str = ""  # e.g. Dice against the ground truth
     probe: str = ""  # under the pointer on a slice: "(x, y, z) mm · 45 HU"
+    stale: bool = False  # the image is another renderer's: dimmed until the new one's first frame
 
 
 @dataclass

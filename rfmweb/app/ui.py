@@ -31,6 +31,7 @@ img[data-rfm-view]:not([src]) { visibility: hidden; }
 .rfm-placeholder { position:absolute; inset:0; display:flex; align-items:center; justify-content:center;
   color:#9e9e9e; font-size:0.85rem; background:#111; pointer-events:none; user-select:none; }
 .rfm-one-line { white-space:nowrap; overflow:hidden; text-overflow:ellipsis; }
+img.rfm-stale { opacity:0.4; filter:grayscale(0.6); }
 """
 
 
@@ -149,8 +150,9 @@ def _view(name: str, title: str, names) -> None:
                 # seen until the first frame covers it; never read out (a screen reader said "rendering…")
                 html.Div("rendering…", classes=f"rfm-placeholder rfm-placeholder-{name}",
                          __properties=[("aria_hidden", "aria-hidden")], aria_hidden="true")
+                # dimmed while it is the previous renderer's image (the menu names the next one)
                 html.Img(__properties=[("rfm_view", "data-rfm-view")], rfm_view=name, draggable="false",
-                         alt=title, style=IMG_STYLE)
+                         alt=title, style=IMG_STYLE, classes=(f"{view.stale} ? 'rfm-stale' : ''",))
         with html.Div(classes="d-flex text-caption px-2", style="height:20px;white-space:nowrap;overflow:hidden;"):
             html.Span(f"{{{{ {view.probe} }}}}", v_if=(view.probe,), classes=f"rfm-probe rfm-probe-{name} mr-3",
                       style="color:#8a5100;font-weight:500")  # dark amber: readable on the light status band

@@ -32,6 +32,8 @@ class Frame:
         render_ms, encode_ms: time spent.
         spp: path-traced samples per pixel accumulated so far (progressive frames; 0 otherwise).
         note: the renderer's line about the image (e.g. ``"Render-FM: 41,230 splats in 1.3 s"``; or ``""``).
+        renderer: the session's renderer when it was drawn (a view whose menu names another one shows
+            this frame dimmed until the new renderer's first frame: :func:`~rfmweb.session.stream.shows_other_renderer`).
     """
 
     data: bytes
@@ -45,6 +47,7 @@ class Frame:
     encode_ms: float = 0.0
     spp: int = 0
     note: str = ""
+    renderer: str = ""
 
     def meta(self) -> dict:
         """JSON-able description (everything but the bytes)."""

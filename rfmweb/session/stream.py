@@ -50,6 +50,13 @@ SPP_PER_PASS, MAX_SPP = 4, 1024
 CONVERGE_FRAMES = 16
 
 
+def shows_other_renderer(session, renderer: str) -> bool:
+    """Whether a view's last frame, drawn by ``renderer`` (:attr:`Frame.renderer`), is of another
+    renderer than the one its menu now names, in 3-D (a slice is a slice, whoever draws the 3-D view):
+    the front ends dim it until the new renderer's first frame, which can take seconds."""
+    return bool(renderer) and session.mode == "3d" and renderer != session.renderer_name
+
+
 class FrameStream:
     """Stream frames of ``session`` to ``send``.
 
@@ -231,7 +238,9 @@ class FrameStream:
         snap = self.session.snapshot()
         if kind == "progressive" or (kind == "idle" and self.session.progressive_renderer(snap) is not None):
             return self._render_progressive(snap)
-        scale = self._scale.get(snap.renderer, 0.5)
+        # a renderer's first frames start small (its cost here is unknown: the torch marcher's first frame
+        # at half of 1280x916 took a minute on 2 cores) and grow as it proves fast (below)
+        scale = self._scale.get(snap.renderer, MIN_SCALE)
         quality = replace(self.session.moving_quality, scale=scale) if kind == "interactive" else FULL
         # a full-quality frame is worthless once the state moves on: let the renderer stop early
         abort = self._aborter(snap) if kind == "idle" else None
@@ -269,7 +278,7 @@ class FrameStream:
         data = encode_image(image, fmt, q)
         encode_ms = (time.perf_counter() - t1) * 1e3
         return Frame(data, f"image/{fmt}", image.shape[1], image.shape[0], kind, snap.version,
-                     render_ms=render_ms, encode_ms=encode_ms, note=note)
+                     render_ms=render_ms, encode_ms=encode_ms, note=note, renderer=snap.renderer)
 
     def _aborter(self, snap) -> Callable[[], bool]:
         """``abort`` of a full-quality or converging render of ``snap``: the state moved on, or
@@ -309,7 +318,8 @@ class FrameStream:
         # a ray-marcher's first frame at rest is the idle frame; the later ones refine it
         kind = "idle" if not still and spp == 1 else "progressive"
         return Frame(data, "image/jpeg", image.shape[1], image.shape[0], kind, snap.version,
-                     render_ms=(t1 - t0) * 1e3, encode_ms=(time.perf_counter() - t1) * 1e3, spp=spp, note=note)
+                     render_ms=(t1 - t0) * 1e3, encode_ms=(time.perf_counter() - t1) * 1e3, spp=spp, note=note,
+                     renderer=snap.renderer)
 
     def _marked(self, image, snap):
         """A 3-D frame with the orientation marker of its camera (:func:`draw_orientation`): a viewer's
