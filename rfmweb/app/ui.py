@@ -107,14 +107,15 @@ CLIENT_SCRIPT = r"""
   }, { capture: true, passive: false });
   new MutationObserver(() => document.querySelectorAll("img[data-rfm-view]").forEach(bind))
     .observe(document.body, { childList: true, subtree: true });
-  // a lost connection says so (the views would just stop); 4001: another tab took this viewer over
+  // a lost connection says so (the views would just stop); 4001: another tab took this viewer over.
+  // Opaque: trame's own "Connection closed" spinner under it read as a second, contradicting message.
   function lost(code) {
     if (document.querySelector(".rfm-lost")) return;
     const box = document.createElement("div");
     box.className = "rfm-lost";
     box.setAttribute("role", "alert");
     box.style.cssText = "position:fixed;inset:0;z-index:10000;display:flex;align-items:center;" +
-      "justify-content:center;background:rgba(0,0,0,0.75);color:#fff;font:16px sans-serif;text-align:center";
+      "justify-content:center;background:#303030;color:#fff;font:16px sans-serif;text-align:center";
     box.innerHTML = '<div style="background:#222;padding:16px 24px;border-radius:6px;line-height:1.6">' +
       (code === 4001 ? "This viewer was opened in another tab." : "The connection to the viewer was lost.") +
       '<br><a href="" style="color:#8cf">Reload</a> to use it here, or ' +
