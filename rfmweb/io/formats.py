@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import InputError
 from ..volume import LabelClass, Volume
 from . import itk_image, nifti
-from .label_table import classes_from_table, read_label_table, sidecar_table
+from .label_table import SIDECAR_SUFFIXES, classes_from_table, read_label_table, sidecar_path, sidecar_table
 
 log = logging.getLogger(__name__)
 
@@ -93,4 +93,7 @@ def attach_labels(volume: Volume, labels: str | os.PathLike, source: str | os.Pa
     if classes is None and (table := sidecar_table(labels)) is not None:
         log.info("class names and colours from %s", table.name)
         classes = classes_from_table(lab, read_label_table(table), table)
+    elif classes is None:
+        log.info("%s has no label table beside it (%s): its classes are called 'label N'", labels.name,
+                 " or ".join(sidecar_path(labels, suffix).name for suffix in SIDECAR_SUFFIXES))
     return volume.with_labels(lab, classes or nifti.generic_classes(lab))
