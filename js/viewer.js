@@ -129,8 +129,9 @@ class ViewPanel {
     this.groupsBox = h("div", { class: "rfm-groups" });
     this.classBox = h("div", { class: "rfm-classes" });
     this.classColors = h("input", { type: "checkbox" });
-    const colorsLabel = h("label", { class: "rfm-toggle", title: "Colour voxels by their class" },
+    this.colorsLabel = h("label", { class: "rfm-toggle", title: "Colour voxels by their class" },
       [this.classColors, h("span", { text: "colour by class" })]);
+    this.anatomyHead = h("div", { class: "rfm-section", text: "Anatomy" });
     this.cinematic = h("input", { type: "checkbox" });
     this.cinematicLabel = h("label", { class: "rfm-toggle",
       title: "While the camera rests, path-trace the view and keep adding samples" },
@@ -144,7 +145,7 @@ class ViewPanel {
       this.channelRow, this.sliceRow, this.sliceTools, this.correctBox,
       h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Preset" }), this.presetSel]),
       h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Renderer" }), this.rendererSel]),
-      h("div", { class: "rfm-section", text: "Anatomy" }), this.groupsBox, this.classBox, colorsLabel,
+      this.anatomyHead, this.groupsBox, this.classBox, this.colorsLabel,
       this.cinematicLabel,
       h("div", { class: "rfm-section", text: "Annotations" }),
       h("div", { class: "rfm-row" }, [this.noteInput, this.noteBtn, this.noteClear]), this.notesText,
@@ -158,7 +159,7 @@ class ViewPanel {
     ]);
     parent.append(this.root);
     this.classRows = new Map();
-    this.classKey = "";
+    this.classKey = null;   // no list drawn yet (a volume without classes has the key "")
     this.groupKey = "";
 
     this.on(this.presetSel, "change", () => this.send({ type: "preset", name: this.presetSel.value }));
@@ -481,7 +482,8 @@ class ViewPanel {
         if (groups.length > 1 || g) this.classBox.append(h("div", { class: "rfm-class-group", text: g || "other" }));
         for (const c of shown.filter((x) => x.group === g)) this.classRows.set(c.index, this.classRow(c));
       }
-      this.classBox.hidden = shown.length === 0;
+      // a volume without labels (a brain template) has no Anatomy section: it stood empty, 200 px tall
+      for (const el of [this.classBox, this.anatomyHead, this.colorsLabel]) el.hidden = shown.length === 0;
     }
     for (const c of shown) {
       const row = this.classRows.get(c.index);

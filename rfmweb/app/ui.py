@@ -319,8 +319,11 @@ def build_ui(server, names):
                                      classes="rfm-group mr-2",
                                      update_modelValue=(ctrl.rfm_group_visible, "[g.name, $event]"))
                     # a long class list (the phantom's 24) scrolls on its own: the buttons below stay in reach
+                    # the background class (label 0: air, unlabelled voxels) is not listed beside others,
+                    # as in the notebook widget: hiding it is never what a user means
                     with html.Div(classes="rfm-classes", style="max-height: 40vh; overflow-y: auto"):
-                        with html.Div(v_for=f"c in {names.classes}", key="c.index",
+                        with html.Div(v_for=f"c in {names.classes}.filter(r => r.index !== 0 || "
+                                            f"{names.classes}.length === 1)", key="c.index",
                                       classes="d-flex align-center rfm-class"):
                             v3.VCheckbox(model_value=("c.visible",), density="compact", hide_details=True,
                                          classes="flex-grow-0", __properties=[("aria_label", "aria-label")],

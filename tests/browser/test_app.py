@@ -142,6 +142,8 @@ def test_class_and_group_toggles_change_the_frame(page, artifacts):
     bone = page.locator(".rfm-class", has_text="bone").locator("input[type=checkbox]")
     # a class name cut to fit the sidebar shows whole on hover
     assert page.locator(".rfm-class", has_text="bone").locator("[title]").first.get_attribute("title") == "bone"
+    # the background class (air) is not listed beside the others, as in the widget
+    assert page.locator(".rfm-class").count() == 2 and page.locator(".rfm-class", has_text="background").count() == 0
     skeleton = page.locator(".rfm-group", has_text="skeleton").locator("input[type=checkbox]")
     assert bone.is_checked() and skeleton.is_checked()
     # a screen reader names each class's controls (they were read as "checkbox", "slider")

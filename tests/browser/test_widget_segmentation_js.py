@@ -329,3 +329,24 @@ def test_a_dead_kernel_says_so_instead_of_throwing(page):
     assert overlay.is_visible() and "run this cell again" in overlay.inner_text()
     assert "rfm-lost" in page.locator(".rfm-view").get_attribute("class")
     # (the fixture asserts that no page error was raised)
+
+
+def test_panel_sections_follow_the_volume_and_a_stale_frame_dims(page):
+    """A brain template without labels showed an empty 200 px "Anatomy" block and a "colour by class"
+    box; the Sequence menu was hidden in 3-D though it chooses what the 3-D view shows; and the
+    previous renderer's image was shown at full strength under the next renderer's name."""
+    def shown(selector: str) -> bool:
+        return page.evaluate("(s) => { const e = document.querySelector(s); return !!e && e.offsetParent !== null; }",
+                             selector)
+
+    anatomy = "//div[contains(@class, 'rfm-section') and text()='Anatomy']"
+    assert page.locator(anatomy).is_visible() and shown(".rfm-classes")
+    page.evaluate("(s) => window.__set({views: [s]})", _view_state(classes=[], groups=[], mode="3d"))
+    page.wait_for_function("() => document.querySelector('.rfm-classes').hidden")
+    assert not page.locator(anatomy).is_visible() and not page.get_by_text("colour by class").is_visible()
+    assert shown("select.rfm-channel")                      # the Sequence menu, in 3-D too
+    assert not page.evaluate("() => document.querySelector('.rfm-canvas').classList.contains('rfm-stale')")
+    page.evaluate("(s) => window.__set({views: [s]})", _view_state(mode="3d", stale=True))
+    page.wait_for_function("() => document.querySelector('.rfm-canvas').classList.contains('rfm-stale')")
+    assert page.locator(anatomy).is_visible() and page.get_by_text("colour by class").is_visible()
+    assert float(page.evaluate("() => getComputedStyle(document.querySelector('.rfm-canvas')).opacity")) < 0.5
