@@ -83,11 +83,14 @@ class ViewPanel {
     this.channelSel = h("select", { class: "rfm-select rfm-channel", title: "MR sequence shown (slices and 3-D)" });
     this.channelRow = h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Sequence" }),
       this.channelSel]);
+    this.measureBox = h("input", { type: "checkbox", class: "rfm-measure" });
     this.sliceTools = h("div", { class: "rfm-slice-tools" }, [
       h("div", { class: "rfm-row" }, [h("span", { class: "rfm-label", text: "Window" }), this.windowSel]),
       h("div", { class: "rfm-row" }, [this.windowText]),
       h("div", { class: "rfm-row" }, [h("label", { class: "rfm-toggle", title: "Draw the labels over the slice" },
-        [this.overlayBox, h("span", { text: "labels" })]), this.overlayRange])]);
+        [this.overlayBox, h("span", { text: "labels" })]), this.overlayRange]),
+      h("label", { class: "rfm-toggle", title: "Drag on a slice to measure a distance (off: the ruler goes)" },
+        [this.measureBox, h("span", { text: "measure (drag on a slice)" })])]);
     this.toolBox = h("input", { type: "checkbox", class: "rfm-correct-tool" });
     this.labelSel = h("select", { class: "rfm-select rfm-correct-label", title: "What the marked voxels are" });
     fillSelect(this.labelSel, CORRECTION_LABELS, "0");
@@ -178,6 +181,16 @@ class ViewPanel {
     const sendSlice = throttle((v) => this.send({ type: "slice", index: v }), SLIDER_MS);
     this.on(this.sliceRange, "input", () => sendSlice(Number(this.sliceRange.value)));
     this.cleanups.push(() => sendSlice.cancel());
+    this.on(this.measureBox, "change", () => {   // one tool at a time; off, the ruler goes
+      if (this.measureBox.checked) this.toolBox.checked = false;
+      else this.send({ type: "measure", points: [] });
+    });
+    this.on(this.toolBox, "change", () => {
+      if (this.toolBox.checked && this.measureBox.checked) {
+        this.measureBox.checked = false;
+        this.send({ type: "measure", points: [] });
+      }
+    });
     this.on(this.applyBtn, "click", () => { this.send({ type: "apply_correction" }); this.flash("correcting…"); });
     this.on(this.undoBtn, "click", () => this.send({ type: "undo_correction" }));
     this.on(this.clearBtn, "click", () => this.send({ type: "clear_marks" }));
@@ -231,6 +244,8 @@ class ViewPanel {
       this.drag = { id: e.pointerId, button: BUTTONS[e.button], x: e.clientX, y: e.clientY, x0: e.clientX, y0: e.clientY };
       if (e.button === 0 && this.toolBox.checked && this.state?.correctable) {
         this.drag.stroke = [this.devicePoint(e)];
+      } else if (e.button === 0 && this.measureBox.checked && this.state?.mode !== "3d") {
+        this.drag.ruler = [this.devicePoint(e)];
       }
       c.classList.add("rfm-dragging");
     });
@@ -242,6 +257,7 @@ class ViewPanel {
         if (this.state.mode !== "3d") { d.stroke.push(this.devicePoint(e)); this.drawStroke(d.stroke); }
         return;
       }
+      if (d.ruler) { d.ruler[1] = this.devicePoint(e); this.drawRuler(d.ruler); return; }   // sent on release
       const dx = e.clientX - d.x, dy = e.clientY - d.y;
       d.x = e.clientX; d.y = e.clientY;
       const shift = e.shiftKey, ctrl = e.ctrlKey || e.metaKey;
@@ -259,6 +275,8 @@ class ViewPanel {
           const [x, y] = this.devicePoint(e);
           this.send({ type: "mark", x, y, label });
         }
+      } else if (d.ruler && e.type === "pointerup" && Math.hypot(e.clientX - d.x0, e.clientY - d.y0) >= 4) {
+        this.send({ type: "measure", points: [d.ruler[0], this.devicePoint(e)] });
       } else if (!d.stroke && e.type === "pointerup" && d.button === "left" && !e.shiftKey && !(e.ctrlKey || e.metaKey)
                  && Math.hypot(e.clientX - d.x0, e.clientY - d.y0) < 4) {  // a click: the crosshair goes there
         const [x, y] = this.devicePoint(e);
@@ -306,6 +324,18 @@ class ViewPanel {
     points.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
     ctx.stroke();
     ctx.globalAlpha = 1;
+  }
+
+  /** The ruler while it is dragged (the frame draws it, with its length, once sent). */
+  drawRuler([[x0, y0], [x1, y1]]) {
+    this.redraw();
+    const ctx = this.canvas.getContext("2d");
+    const mm = Math.hypot(x1 - x0, y1 - y0) * (this.state?.mm_per_px || 0);   // square pixels of the plane
+    ctx.strokeStyle = ctx.fillStyle = "#ffd200";
+    ctx.lineWidth = Math.max(1, this.dpr());
+    ctx.beginPath(); ctx.moveTo(x0, y0); ctx.lineTo(x1, y1); ctx.stroke();
+    ctx.font = `${Math.round(13 * this.dpr())}px sans-serif`;
+    ctx.fillText(`${mm.toFixed(1)} mm`, x1 + 8 * this.dpr(), y1);
   }
 
   bindResize() {

@@ -291,6 +291,34 @@ def test_the_previous_renderers_image_is_dimmed_until_the_new_ones_first_frame(s
         controller.close()
 
 
+def test_the_ruler_tool_measures_drags_on_slices_and_goes_when_turned_off(small_ct):
+    """A radiologist expects a ruler: with Measure on, a left drag on a slice view measures from its
+    start to its end (a click still places the crosshair; the 3-D view still orbits); off, it goes."""
+    from trame.app import get_server
+
+    from rfmweb.app.server import build_app
+
+    server = get_server("rfmweb-ruler", client_type="vue3")
+    _, controller = build_app(small_ct, server=server, renderer="compiled", preset="CT-Bone")
+    try:
+        controller.set_view_mode("axial")
+        controller.typed.data.measure = True
+        controller.set_measure(True)
+        view = controller.views["view_a"]
+        assert view.painter is not None and view.painter_3d is False
+        mm_per_px = controller.sessions["view_a"].slice_geometry().mm_per_px
+        view.painter("view_a", [[10.0, 20.0], [20.0, 25.0], [40.0, 60.0]], False)    # a drag: its two ends
+        assert controller.sessions["view_a"].ruler.length_mm == pytest.approx(50 * mm_per_px)
+        view.painter("view_a", [[30.0, 30.0]], True)                                   # a click: the crosshair
+        assert controller.sessions["view_a"].cursor is not None
+        assert controller.sessions["view_a"].ruler is not None
+        controller.typed.data.measure = False
+        controller.set_measure(False)
+        assert view.painter is None and controller.sessions["view_a"].ruler is None
+    finally:
+        controller.close()
+
+
 def test_a_scene_file_keeps_the_compare_layout(small_ct):
     """"Save scene" records the layout (compare, the right view's renderer and preset, linked cameras);
     loading it lays the page out again; a bad layout is refused before anything changes."""

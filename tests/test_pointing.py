@@ -481,3 +481,40 @@ def test_a_scene_loaded_onto_the_widget_four_up_keeps_each_plane(small_ct):
         assert all(s.annotations == w.sessions[0].annotations for s in w.sessions)
     finally:
         w.close()
+
+
+def test_a_ruler_measures_in_the_slice_planes_true_millimetres(small_ct):
+    """A radiologist measures on slices: a drag on a slice view is a ruler from its first to its last
+    point, in mm of the plane (pixels are square, voxels need not be), drawn with its length on that
+    slice and in 3-D, not on other slices; a click removes it (the message with no points)."""
+    from rfmweb.session.pointing import RULER_COLOR, Ruler
+
+    s = RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE)
+    c = ViewController([s])
+    s.set_view_mode("coronal")
+    geo = s.slice_geometry()
+    c.handle(m.Measure(0, [[10.0, 20.0], [10.0 + 30.0, 20.0 + 40.0]]))    # 50 px on the frame
+    ruler = s.ruler
+    assert ruler.length_mm == pytest.approx(50 * geo.mm_per_px, rel=1e-6) and ruler.text().endswith(" mm")
+    ijk = np.linalg.solve(small_ct.affine, np.c_[[ruler.start, ruler.end], np.ones(2)].T).T[:, :3]
+    assert np.allclose(ijk[:, 1], s.slice_index)                         # on the coronal plane shown
+
+    def yellow(image):
+        return int((np.abs(image.astype(int) - RULER_COLOR).sum(-1) < 60).sum())
+
+    assert yellow(s.render()) > 40
+    s.set_slice(max(s.slice_index - 5, 0))
+    assert yellow(s.render()) == 0                                       # not on another slice
+    s.set_view_mode("3d")
+    assert yellow(s.render()) > 10
+    c.handle(m.Measure(0, []))
+    assert s.ruler is None
+    with pytest.raises(InputError, match="measure on a slice view"):
+        s.measure_pixels((0, 0), (5, 5))
+    for bad in ([[0, 0]], [[0, 0], [1, float("nan")]], [[0, 0], [1, 2], [3, 4]], "x"):
+        with pytest.raises(m.MessageError, match="two \\[u, v\\] pairs"):
+            m.Measure(0, bad)
+    with pytest.raises(InputError, match="ruler end"):
+        Ruler((0, 0, 0), (0, float("inf"), 0))
+    c.close()
+    s.close()

@@ -86,9 +86,10 @@ class FrameAdapter:
         self._pending: m.ClientMessage | None = None  # a merged Drag or Probe not handled yet
         self._last_flush = -math.inf
         self._flush_due = False
-        #: With the correction tool on: called with ``(view name, points [[u, v], ...] device pixels,
-        #: click)`` when a left drag (a stroke; the controller's brush gives its radius) or a click ends.
+        #: With a tool on (the ruler, the correction tool): called with ``(view name, points [[u, v], ...]
+        #: device pixels, click)`` when a left drag (a stroke; a ruler's ends) or a click ends.
         self.painter: Callable[[str, list, bool], None] | None = None
+        self.painter_3d = True  # the painter takes the 3-D view's drags too (False: they orbit as without it)
         self._stroke: list[list[float]] | None = None
 
     # -- lifetime -------------------------------------------------------------------------------
@@ -154,7 +155,8 @@ class FrameAdapter:
 
     def _pointer(self, kind: str, event: dict) -> None:
         """Buttons, moves and the wheel: clicks, drags, hovering, strokes (the correction tool)."""
-        if self.painter is not None and kind in ("LeftButtonPress", "MouseMove", "LeftButtonRelease"):
+        paints = self.painter is not None and (self.painter_3d or self.session.mode != "3d" or self._stroke is not None)
+        if paints and kind in ("LeftButtonPress", "MouseMove", "LeftButtonRelease"):
             self._paint(kind, event)
         elif kind.endswith("ButtonPress") and kind[:-len("ButtonPress")] in _BUTTONS:
             button = _BUTTONS[kind[:-len("ButtonPress")]]

@@ -45,12 +45,13 @@ from ..session.encode import side_by_side
 from ..session.scene_file import parse_scene, scene_to_dict
 from .frames import FrameAdapter, guarded
 from .layout import apply_layout, check_layout, compare_choice, layout_of
+from .tools import SliceTools
 from .state import (PLANE_VIEWS, VIEW_A, VIEW_B, VIEW_C, VIEW_D, VIEWS, AppState, Choice, class_rows, group_rows,
                     view_title)
 
 log = logging.getLogger(__name__)
 
-class AppController:
+class AppController(SliceTools):
     """The app's logic: one or two views of ``volume`` (or the three segmentation views) and the
     state the layout shows.
 
@@ -139,6 +140,7 @@ class AppController:
         n = self.names
         changes = {n.compare: self.set_compare, n.class_colors: self.set_class_colors, n.cinematic: self.set_cinematic,
                    n.view_mode: self.set_view_mode, n.slice_index: self.set_slice, n.tool: self.set_tool,
+                   n.measure: self.set_measure,
                    n.slice_channel: self.set_slice_channel,
                    n.label_overlay: self.set_label_overlay, n.overlay_opacity: self.set_overlay_opacity,
                    n.window_preset: self.set_window_preset, n.brush_mm: self.set_brush,
@@ -462,60 +464,6 @@ class AppController:
             raise
         with self.state:
             self.typed.data.alert, self.typed.data.view_a.status = "", "scene loaded"
-
-    # -- corrections (segmentation views) -------------------------------------------------------------
-    @guarded
-    def set_tool(self, on: bool) -> None:
-        """The correction tool: left drags paint strokes on slice views, clicks mark the 3-D view."""
-        if self.segmentation is None:  # trame also calls this with the initial value (off) when ready
-            if on:
-                raise InputError("corrections need the segmentation views (rfmweb serve CASE --segment)")
-            return
-        for view in self.views.values():
-            view.painter = self._paint if on else None
-
-    @guarded
-    def set_brush(self, radius_mm) -> None:
-        """Correction brush radius, mm (every view)."""
-        self.control.handle(m.SetBrush(0, float(radius_mm)))
-
-    @guarded
-    def _paint(self, view: str, points: list, click: bool) -> None:
-        """A stroke (slice view, the brush's radius) or click (3-D view) of the correction tool."""
-        i, label = self.index[view], int(self.typed.data.correct_label)
-        if self.sessions[view].mode != "3d":
-            self.control.handle(m.Stroke(i, [[float(u), float(v)] for u, v in points], label))
-        elif click:
-            self.control.handle(m.Mark(i, float(points[0][0]), float(points[0][1]), label))
-
-    @guarded
-    def _correct(self, action: str) -> None:
-        """Apply (fine-tune the INR on the marks), undo, or clear the marks, on the correction thread."""
-        messages = {"apply": m.ApplyCorrection, "undo": m.UndoCorrection, "clear": m.ClearMarks}
-        self.control.handle(messages[action](1))
-
-    async def segmentation_file(self, view=2, fmt="nii.gz", *_args) -> bytes | None:
-        """A segmentation view's labels (default: the denoised INR's, corrections included) as
-        ``.nii.gz`` bytes, or (``fmt="dcm"``) a zip of the DICOM SEG and its image series, for the
-        page to download (written on a worker thread)."""
-        try:
-            if self.segmentation is None:
-                raise InputError("only the segmentation views have labels to save")
-            loop = asyncio.get_event_loop()
-            return await loop.run_in_executor(None, self.segmentation.segmentation_file, int(view), str(fmt))
-        except Exception as exc:
-            log.warning("saving the segmentation failed: %s", brief(exc))
-            return None
-
-    def _from_control(self, index: int, _busy: bool, message: str) -> None:
-        """A correction's outcome (correction thread): to the view's status line, on the loop."""
-        name = self._names[index]
-        self.views[name]._call_on_loop(self._after_correction, name, message)
-
-    def _after_correction(self, view: str, message: str) -> None:
-        with self.state:
-            self._view_state(view).status = message or self._view_state(view).status
-            self.sync_state()
 
     def _on_probe(self, index: int, text: str) -> None:
         """The readout under the pointer changed: on the event loop (trame-rca events), or on the

@@ -87,6 +87,7 @@ class AppState:
         label_overlay, overlay_opacity: draw the label map over slices (greyscale without), and how opaque.
         window_preset, window_presets, window_text: the slices' grey window ("auto", a CT preset, or
             "custom" after a right/ctrl drag) and its readout ("W 400 L 50 HU"); is_ct: HU presets apply.
+        measure: the ruler is on (a drag on a slice view measures; off, the rulers go).
         tool: the correction tool is on (drags paint on slices, clicks mark the 3-D view);
             correct_label: what marks say (0 not tumour: erase, 1 NCR, 2 ED, 3 ET); marks: voxels
             marked (pending until Apply or Clear); can_undo: an applied correction to undo; correcting:
@@ -136,6 +137,7 @@ class AppState:
     window_text: str = ""
     is_ct: bool = False
     tool: bool = False
+    measure: bool = False
     correct_label: str = "0"
     correct_labels: list[Choice] = field(default_factory=list)
     marks: int = 0

@@ -195,6 +195,8 @@ def _slice_controls(names) -> None:
                        color="primary", classes="rfm-overlay flex-grow-0")
             v3.VSlider(v_model=(names.overlay_opacity,), min=0, max=1, step=0.05, density="compact",
                        hide_details=True, classes="ml-3 rfm-overlay-opacity", disabled=(f"!{names.label_overlay}",))
+        v3.VSwitch(label="Measure (drag on a slice)", v_model=(names.measure,), density="compact",
+                   hide_details=True, color="primary", classes="rfm-measure")
         html.Div("right/ctrl-drag: window · shift/middle-drag: pan · ctrl+wheel: zoom · wheel: slices",
                  classes="text-caption text-medium-emphasis")
 

@@ -314,6 +314,7 @@ _HANDLERS: dict[type, Callable] = {
     m.SetBrush: ViewController._brush,
     m.PointAt: ViewController._point,
     m.Annotate: _each(lambda s, msg: s.add_annotation(msg.text)),
+    m.Measure: _each(lambda s, msg: s.measure_pixels(*msg.points) if msg.points else s.measure(None)),
     m.RemoveAnnotation: ViewController._unannotate,
     m.LoadScene: ViewController._load_scene,
 }

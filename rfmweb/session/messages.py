@@ -309,6 +309,23 @@ class PointAt(ClientMessage):
 
 
 @dataclass(frozen=True)
+class Measure(ClientMessage):
+    """The ruler: a drag on a slice view from ``points[0]`` to ``points[1]``, ``[u, v]`` canvas device
+    pixels (u right, v down); ``[]`` removes it."""
+
+    points: list
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        pts = self.points
+        if not (isinstance(pts, list) and len(pts) in (0, 2) and all(
+                isinstance(p, list) and len(p) == 2 and all(isinstance(c, (int, float)) and not isinstance(c, bool)
+                                                            and math.isfinite(c) for c in p) for p in pts)):
+            raise MessageError(f"measure message: 'points' must be [] or two [u, v] pairs of finite numbers, "
+                               f"got {str(pts)[:80]}")
+
+
+@dataclass(frozen=True)
 class Annotate(ClientMessage):
     """Label the cursor's point with ``text`` (one line, at most
     :data:`~rfmweb.session.pointing.MAX_TEXT` characters)."""
@@ -360,7 +377,7 @@ _TAG_OF: dict[type, str] = {
     Stroke: "stroke",
     Mark: "mark", ApplyCorrection: "apply_correction", UndoCorrection: "undo_correction", Probe: "probe",
     SetLabelOverlay: "overlay", SetWindow: "window", SetBrush: "brush", ClearMarks: "clear_marks",
-    PointAt: "point", Annotate: "annotate", RemoveAnnotation: "unannotate", SaveScene: "save_scene",
+    PointAt: "point", Measure: "measure", Annotate: "annotate", RemoveAnnotation: "unannotate", SaveScene: "save_scene",
     LoadScene: "load_scene", SaveSegmentation: "save_segmentation",
 }
 CLIENT_MESSAGES: dict[str, type[ClientMessage]] = {tag: cls for cls, tag in _TAG_OF.items()}

@@ -5,7 +5,9 @@ the surface under it (the ray-marcher's depth, :func:`rfmweb.render.pick.pick`).
 then show the three planes through the cursor, with crosshair lines; the 3-D view draws it as a
 small 3-D cross. Annotations are labelled points (a teacher's "optic chiasm") drawn on the 3-D view,
 where they stay on the anatomy while orbiting, and on the slices they lie on. Linked views share both
-(:func:`rfmweb.session.linking.link_points`). Core code: no UI imports.
+(:func:`rfmweb.session.linking.link_points`). A ruler (:class:`Ruler`) is a distance measured between
+two points of a slice plane, drawn with its length on the slices holding both ends and on the 3-D
+view; each view has its own. Core code: no UI imports.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ CURSOR_ARM = 0.08
 MIN_LABEL_PX = 8
 #: Annotations within this many voxels of a slice are drawn on it.
 SLICE_TOLERANCE = 1.0
+RULER_COLOR = (255, 210, 0)
 
 
 @dataclass(frozen=True)
@@ -78,12 +81,33 @@ def check_text(text) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class Ruler:
+    """A measured distance: from ``start`` to ``end``, world points (mm, RAS)."""
+
+    start: tuple[float, float, float]
+    end: tuple[float, float, float]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start", check_point(self.start, "ruler start"))
+        object.__setattr__(self, "end", check_point(self.end, "ruler end"))
+
+    @property
+    def length_mm(self) -> float:
+        return float(np.linalg.norm(np.subtract(self.end, self.start)))
+
+    def text(self) -> str:
+        """The length as drawn beside the ruler, e.g. ``"42.3 mm"``."""
+        return f"{self.length_mm:.1f} mm"
+
+
 class Pointing:
     """Cursor and annotation state of :class:`~rfmweb.session.session.RenderSession` (a mixin: it
     uses the session's lock, volume, camera, slice indices and change notification)."""
 
     cursor: tuple[float, float, float] | None = None
     annotations: tuple[Annotation, ...] = ()
+    ruler: Ruler | None = None
     _picker = None  # the ray-marcher of 3-D picks
     _hidden = None  # (scene, camera, annotations) -> hidden_annotations of the last 3-D frame
 
@@ -177,6 +201,27 @@ class Pointing:
                 self.annotations = self.annotations[:int(index)] + self.annotations[int(index) + 1:]
         self._changed("annotations")
 
+    def measure(self, start: Sequence[float] | None, end: Sequence[float] | None = None) -> Ruler | None:
+        """Measure from ``start`` to ``end`` (world mm, RAS): the view's ruler, drawn with its length;
+        ``start=None`` removes it. Returns the ruler."""
+        ruler = None if start is None else Ruler(start, end)
+        with self._lock:
+            if ruler == self.ruler:
+                return ruler
+            self.ruler = ruler
+        self._changed("ruler")
+        return ruler
+
+    def measure_pixels(self, start: Sequence[float], end: Sequence[float]) -> Ruler:
+        """Measure between two pixels ``(u right, v down)`` of the slice view shown: the points of
+        the slice plane under them (not snapped to voxel centres), in the plane's true mm."""
+        snap = self.snapshot()
+        if snap.mode == "3d" or snap.scene.volume is None:
+            raise InputError("measure on a slice view: the 3-D view has no plane to measure in")
+        ijk = self.slice_geometry(snap).to_voxel([start[0], end[0]], [start[1], end[1]])
+        world = (snap.scene.volume.affine @ np.c_[ijk, np.ones(2)].T).T[:, :3]
+        return self.measure(world[0].tolist(), world[1].tolist())
+
     def set_annotations(self, annotations: Sequence[Annotation]) -> None:
         """Replace every annotation (a linked view's, a scene file's)."""
         notes = tuple(annotations)
@@ -231,10 +276,12 @@ def _dot(draw, xy, radius: float, hidden: bool = False) -> None:
 
 
 def draw_slice_points(image: np.ndarray, geo: SliceGeometry, volume: "Volume",
-                      cursor: tuple[float, float, float] | None, annotations: Sequence[Annotation]) -> np.ndarray:
-    """Crosshair lines through the cursor and the annotations lying on this slice, over ``image``
-    (``[H, W, 3]`` uint8, the slice of ``geo``); returns a new image (the input when nothing to draw)."""
-    if cursor is None and not annotations:
+                      cursor: tuple[float, float, float] | None, annotations: Sequence[Annotation],
+                      ruler: Ruler | None = None) -> np.ndarray:
+    """Crosshair lines through the cursor, and the annotations and the ruler lying on this slice (the
+    ruler: both ends), over ``image`` (``[H, W, 3]`` uint8, the slice of ``geo``); returns a new image
+    (the input when nothing to draw)."""
+    if cursor is None and not annotations and ruler is None:
         return image
     normal = AXES[geo.axis]
     inv = np.linalg.inv(volume.affine)
@@ -243,7 +290,10 @@ def draw_slice_points(image: np.ndarray, geo: SliceGeometry, volume: "Volume",
         ijk = (inv @ np.append(a.position, 1.0))[:3]
         if abs(ijk[normal] - geo.index) <= SLICE_TOLERANCE:
             on_slice.append((ijk, a.text))
-    if cursor is None and not on_slice:
+    ends = None if ruler is None else [(inv @ np.append(p, 1.0))[:3] for p in (ruler.start, ruler.end)]
+    if ends is not None and any(abs(ijk[normal] - geo.index) > SLICE_TOLERANCE for ijk in ends):
+        ends = None
+    if cursor is None and not on_slice and ends is None:
         return image
     pil, draw, size = _canvas(image)
     h, w = image.shape[:2]
@@ -257,12 +307,29 @@ def draw_slice_points(image: np.ndarray, geo: SliceGeometry, volume: "Volume",
         (u, v), = geo.to_pixel(ijk)
         _dot(draw, (u, v), size * 0.35)
         _label(draw, (u, v), text, size)
+    if ends is not None:
+        _ruler(draw, geo.to_pixel(np.array(ends)), ruler.text(), size)
     return np.asarray(pil)
+
+
+def _ruler(draw, px: np.ndarray, text: str | None, size: float) -> None:
+    """The ruler from ``px[0]`` to ``px[1]`` (pixels): a line with end ticks across it, and ``text``
+    (its length) beside the end, outlined in black to read on any grey."""
+    (u0, v0), (u1, v1) = px
+    d = np.array([u1 - u0, v1 - v0])
+    n = np.array([-d[1], d[0]]) / max(float(np.hypot(*d)), 1e-6) * size * 0.3     # across the line
+    width = max(1, round(size / 8))
+    for a, b in (((u0, v0), (u1, v1)), ((u0, v0) - n, (u0, v0) + n), ((u1, v1) - n, (u1, v1) + n)):
+        draw.line([tuple(a), tuple(b)], fill=(0, 0, 0), width=width + 2)
+        draw.line([tuple(a), tuple(b)], fill=RULER_COLOR, width=width)
+    if text:
+        draw.text((u1 + size * 0.8, v1), text, fill=RULER_COLOR, font=font(round(size)), anchor="lm",
+                  stroke_width=max(1, round(size / 8)), stroke_fill=(0, 0, 0))
 
 
 def draw_3d_points(image: np.ndarray, camera: "OrbitCamera", extent_mm: float,
                    cursor: tuple[float, float, float] | None, annotations: Sequence[Annotation],
-                   hidden: Sequence[bool] | None = None) -> np.ndarray:
+                   hidden: Sequence[bool] | None = None, ruler: Ruler | None = None) -> np.ndarray:
     """The cursor (a 3-D cross, arms along x, y, z of :data:`CURSOR_ARM` x ``extent_mm``) and the
     annotations (dot and label), projected through ``camera`` onto ``image`` (``[H, W, 3]`` uint8,
     any size); drawn on top. An annotation flagged in ``hidden`` (behind the surface,
@@ -270,8 +337,8 @@ def draw_3d_points(image: np.ndarray, camera: "OrbitCamera", extent_mm: float,
     does not read as one on its surface. On a reduced frame (an interactive one, which the page
     magnifies) marks keep their size on screen and labels too small to read (:data:`MIN_LABEL_PX`)
     are left out: drawn at the 10 px minimum they filled the view, magnified and blurred, while the
-    user dragged. Returns a new image (or the input)."""
-    if cursor is None and not annotations:
+    user dragged. The ruler is drawn over everything, with its length. Returns a new image (or the input)."""
+    if cursor is None and not annotations and ruler is None:
         return image
     pil, draw, _ = _canvas(image)
     h, w = image.shape[:2]
@@ -290,6 +357,10 @@ def draw_3d_points(image: np.ndarray, camera: "OrbitCamera", extent_mm: float,
                 _dot(draw, p, max(1.0, size * 0.35), behind)
                 if size >= MIN_LABEL_PX:
                     _label(draw, p, a.text, round(size), behind)
+    if ruler is not None:
+        px, front = project(camera, np.array([ruler.start, ruler.end]), w, h)
+        if front.all():
+            _ruler(draw, px, ruler.text() if size >= MIN_LABEL_PX else None, size)
     return np.asarray(pil)
 
 

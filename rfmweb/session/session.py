@@ -28,7 +28,7 @@ from ..render.slices import AXES
 from ..splats.model import Splats6D
 from ..transfer import DEFAULT_PRESET, PRESETS, ClassTable, TransferFunction, preset_for, preset_unsuited
 from ..volume import LabelClass, Volume
-from .pointing import Annotation, Pointing, draw_3d_points
+from .pointing import Annotation, Pointing, Ruler, draw_3d_points
 from .slice_state import SliceControls
 from .slice_frame import render_slice_frame
 
@@ -59,6 +59,7 @@ class Snapshot:
     slice_pan: tuple[float, float] = (0.0, 0.0)  # mm, screen right and down
     cursor: tuple[float, float, float] | None = None  # crosshair, world mm (RAS)
     annotations: tuple[Annotation, ...] = ()
+    ruler: Ruler | None = None  # a measured distance, world mm (RAS)
 
 
 class RenderSession(SliceControls, Pointing):
@@ -448,7 +449,7 @@ class RenderSession(SliceControls, Pointing):
             return Snapshot(self.version, self.renderer_name, self.preset_name, scene, self.camera, self.mode,
                             self.slice_index, self.overlay if self.label_overlay else 0.0, self.slice_channel,
                             self.window or self._slice_window(), self.slice_zoom, self.slice_pan, self.cursor,
-                            self.annotations)
+                            self.annotations, self.ruler)
 
     def renderer(self, name: str | None = None):
         """This session's instance of a renderer (created on first use, then kept).
@@ -489,11 +490,11 @@ class RenderSession(SliceControls, Pointing):
 
     def _draw_points(self, image: np.ndarray, snap: Snapshot) -> np.ndarray:
         """A 3-D frame (``[H', W', 3]`` uint8) with the cursor and annotations drawn over it."""
-        if snap.cursor is None and not snap.annotations:
+        if snap.cursor is None and not snap.annotations and snap.ruler is None:
             return image  # the common case: no per-frame work (the bounds of splats are a percentile)
         extent = float(np.ptp(self.bounds, axis=0).max())
         return draw_3d_points(image, snap.camera, extent, snap.cursor, snap.annotations,
-                              self.hidden_annotations(snap))
+                              self.hidden_annotations(snap), ruler=snap.ruler)
 
     def note(self, snapshot: Snapshot) -> str:
         """One line about the last 3-D image of ``snapshot``'s renderer (``""`` if it has none), e.g.

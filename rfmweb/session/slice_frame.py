@@ -43,7 +43,7 @@ def render_slice_frame(snap: "Snapshot", marks: tuple[np.ndarray, np.ndarray] | 
                               pan_mm=snap.slice_pan)
     if marks is not None and len(marks[0]):
         image = draw_marks(image, geo, marks[0], marks[1], mark_colors(snap.scene.classes))
-    image = draw_slice_points(image, geo, snap.scene.volume, snap.cursor, snap.annotations)
+    image = draw_slice_points(image, geo, snap.scene.volume, snap.cursor, snap.annotations, snap.ruler)
     volume = snap.scene.volume
     return _annotate(image, snap.mode, geo.mm_per_px, volume.obliquity_deg,
                      slice_position(volume, snap.mode, snap.slice_index),

@@ -350,3 +350,34 @@ def test_panel_sections_follow_the_volume_and_a_stale_frame_dims(page):
     page.wait_for_function("() => document.querySelector('.rfm-canvas').classList.contains('rfm-stale')")
     assert page.locator(anatomy).is_visible() and page.get_by_text("colour by class").is_visible()
     assert float(page.evaluate("() => getComputedStyle(document.querySelector('.rfm-canvas')).opacity")) < 0.5
+
+
+def test_the_ruler_sends_its_two_ends_and_shows_its_length_while_dragged(page, artifacts):
+    """With "measure" on, a left drag on a slice view is a ruler: drawn with its length (mm from the
+    view's mm_per_px) while dragged, sent as its two ends in frame pixels on release; a click still
+    places the crosshair; the correction tool and the ruler are one at a time; off, the ruler goes."""
+    page.evaluate("(s) => window.__set({views: [s]})", _view_state(mm_per_px=0.5))
+    canvas = page.locator(".rfm-canvas")
+    box = canvas.bounding_box()
+    scale = canvas.evaluate("c => c.width") / box["width"]
+    page.locator(".rfm-correct-tool").check()
+    page.locator(".rfm-measure").check()
+    assert not page.locator(".rfm-correct-tool").is_checked()
+    x0, y0 = box["x"] + 40, box["y"] + 60
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for k in range(1, 9):
+        page.mouse.move(x0 + 15 * k, y0)
+    dragged = screenshot_array(canvas)
+    page.mouse.up()
+    (ruler,) = _sent(page, "measure")
+    np.testing.assert_allclose(ruler["points"], [[40 * scale, 60 * scale], [160 * scale, 60 * scale]], atol=1.0)
+    assert not _sent(page, "drag") and not _sent(page, "stroke")
+    r, g, b = (dragged[..., i].astype(int) for i in range(3))
+    assert ((r > 200) & (g > 170) & (b < 80)).sum() > 60, "no ruler drawn while dragging"
+    from PIL import Image
+    Image.fromarray(dragged).save(artifacts / "widget_ruler.png")
+    page.mouse.click(box["x"] + 100, box["y"] + 100)
+    assert _sent(page, "point") and len(_sent(page, "measure")) == 1
+    page.locator(".rfm-measure").uncheck()
+    assert _sent(page, "measure")[-1]["points"] == []
