@@ -33,7 +33,8 @@ class Frame:
         spp: path-traced samples per pixel accumulated so far (progressive frames; 0 otherwise).
         note: the renderer's line about the image (e.g. ``"Render-FM: 41,230 splats in 1.3 s"``; or ``""``).
         renderer: the session's renderer when it was drawn (a view whose menu names another one shows
-            this frame dimmed until the new renderer's first frame: :func:`~rfmweb.session.stream.shows_other_renderer`).
+            this frame dimmed until the new renderer's first frame:
+            :func:`~rfmweb.session.stream.shows_other_renderer`).
     """
 
     data: bytes
