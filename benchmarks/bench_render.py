@@ -41,9 +41,12 @@ QUALITIES = {"full (step 0.5)": Quality(1.0, 0.5), "at rest (step 0.5, cubic rea
              "interactive (step 1)": Quality(1.0, 1.0), "interactive, half res": Quality(0.5, 1.0)}
 
 
-def time_renderer(renderer, scene: Scene, size: int, quality: Quality, repeats: int) -> tuple[float, float]:
-    """(median, p90) ms over ``repeats`` views orbiting 360/repeats degrees apart (after one warm-up)."""
-    cam = OrbitCamera.framing(scene.volume.bounds, azimuth=20, elevation=15, width=size, height=size, margin=0.8)
+def time_renderer(renderer, scene: Scene, size: tuple[int, int], quality: Quality,
+                  repeats: int) -> tuple[float, float]:
+    """(median, p90) ms over ``repeats`` views (``size`` = width, height) orbiting 360/repeats degrees
+    apart (after one warm-up)."""
+    cam = OrbitCamera.framing(scene.volume.bounds, azimuth=20, elevation=15, width=size[0], height=size[1],
+                              margin=0.8)
     renderer.render(scene, cam, quality)
     times = []
     for i in range(repeats):
@@ -87,6 +90,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--preset", default="CT-Bone")
     parser.add_argument("--renderers", default="raymarch,compiled,vtk", help="comma-separated subset to time")
+    parser.add_argument("--sizes", default="256,512",
+                        help="comma-separated view sizes: N (N x N) or WxH, e.g. 512,1280x916 (a large browser pane)")
+    parser.add_argument("--quality", action="append", choices=list(QUALITIES),
+                        help="time only this quality (repeatable; default: all)")
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--paired", action="store_true",
                         help="only 256^2 full quality, the renderers taking turns view by view (same load for all)")
@@ -109,14 +116,16 @@ def main() -> None:
         return
     print("| renderer | device | size | quality | rendered px | median ms | p90 ms |")
     print("|---|---|---|---|---|---|---|")
+    sizes = [tuple(int(n) for n in s.split("x")) * (1 if "x" in s else 2) for s in args.sizes.split(",")]
+    qualities = {q: QUALITIES[q] for q in (args.quality or QUALITIES)}
     for name, device, renderer in renderers:
-        for size in (256, 512):
-            for qname, q in QUALITIES.items():
+        for w, h in sizes:
+            for qname, q in qualities.items():
                 if q.cubic and name == "vtk":       # VTK reads trilinearly whatever the quality says
                     continue
-                med, p90 = time_renderer(renderer, scene, size, q, args.repeats)
-                px = round(size * q.scale)
-                print(f"| {name} | {device} | {size}^2 | {qname} | {px}^2 | {med:.0f} | {p90:.0f} |", flush=True)
+                med, p90 = time_renderer(renderer, scene, (w, h), q, args.repeats)
+                px = f"{round(w * q.scale)}x{round(h * q.scale)}"
+                print(f"| {name} | {device} | {w}x{h} | {qname} | {px} | {med:.0f} | {p90:.0f} |", flush=True)
     if not args.no_browser:
         rt = sorted(browser_roundtrip(20))
         if rt:
