@@ -254,6 +254,8 @@ def test_a_pick_in_the_3d_view_reaches_the_planes_readouts_on_the_event_loop(sma
         texts = {name: getattr(d, name).probe for name in ("view_a", "view_d", "view_e", "view_f")}
         assert all(t.startswith("cursor (") and t == texts["view_a"] for t in texts.values()), texts
         assert {thread for *_, thread in set_on} == {loop_thread.name}
+        controller.sync_state()        # as after the planes moved: the 3-D view keeps its click's readout
+        assert d.view_a.probe == texts["view_a"]
     finally:
         controller.close()
         loop.call_soon_threadsafe(loop.stop)

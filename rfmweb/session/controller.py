@@ -35,6 +35,8 @@ STYLE_MESSAGES = (m.SetClass, m.SetGroup, m.SetClassColors, m.SetCinematic, m.Se
 StatusCallback = Callable[[int, bool, str], None]
 #: How a readout of the crosshair cursor begins (the others read the voxel under the pointer).
 CURSOR = "cursor "
+#: The readout of a click on nothing (empty space of the 3-D view, off the slice).
+NOTHING_THERE = "nothing under the pointer"
 #: Correction brush radius at start, mm (a few voxels of a 1 mm BraTS grid).
 DEFAULT_BRUSH_MM = 3.0
 
@@ -189,7 +191,7 @@ class ViewController:
         try:
             point = session.point_at(msg.x, msg.y)
             if point is None:
-                text = "nothing under the pointer"
+                text = NOTHING_THERE
             else:
                 session.set_cursor(point)
                 text = cursor_readout(session)
@@ -246,7 +248,7 @@ class ViewController:
                 text = f"marked {n} voxels as {CORRECTION_LABELS[msg.label]}"
             elif isinstance(msg, m.Mark):
                 hit = seg.mark_click(i, msg.x, msg.y, msg.label)
-                text = "nothing under the pointer" if hit is None else \
+                text = NOTHING_THERE if hit is None else \
                     f"marked voxel {tuple(int(c) for c in hit)} as {CORRECTION_LABELS[msg.label]}"
             elif isinstance(msg, m.ClearMarks):
                 seg.clear_marks()
