@@ -450,7 +450,7 @@ class ViewPanel {
     this.overlayBox.checked = state.label_overlay;
     this.overlayRange.disabled = !state.label_overlay;     // as in the web app: the opacity of labels shown
     if (document.activeElement !== this.overlayRange) this.overlayRange.value = String(state.overlay_opacity);
-    this.probeText.textContent = state.mode !== "3d" ? (state.probe || "") : (state.cursor ? `cursor ${state.cursor}` : "");
+    this.probeText.textContent = state.probe || "";   // Python's words: slices and 3-D alike (shown_readout)
     this.notesText.textContent = (state.annotations || []).map((t, i) => `${i + 1}. ${t}`).join("  ");
     this.canvas.dataset.cursor = state.cursor || "";
     this.canvas.dataset.annotations = String((state.annotations || []).length);

@@ -518,3 +518,19 @@ def test_a_ruler_measures_in_the_slice_planes_true_millimetres(small_ct):
         Ruler((0, 0, 0), (0, float("inf"), 0))
     c.close()
     s.close()
+
+
+def test_the_readout_line_says_the_same_in_every_front_end(small_ct):
+    """The widget's 3-D readout was the bare cursor position while the app's and the slices' said its
+    HU and structure; a 3-D view also blanked its click's readout when the app synced its state."""
+    from rfmweb.session.controller import NOTHING_THERE, cursor_readout, shown_readout
+
+    s = RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE)
+    assert shown_readout(s, "(1.0, 2.0, 3.0) mm RAS · 40 HU") == ""          # a slice's hover: not in 3-D
+    s.set_cursor(np.asarray(small_ct.bounds).mean(0))                          # from Python, no click
+    text = shown_readout(s, "")
+    assert text == cursor_readout(s) and text.startswith("cursor (") and " HU" in text
+    assert shown_readout(s, NOTHING_THERE) == NOTHING_THERE                    # a click on empty space
+    s.set_view_mode("axial")
+    assert shown_readout(s, "(1.0, 2.0, 3.0) mm RAS · 40 HU") == "(1.0, 2.0, 3.0) mm RAS · 40 HU"
+    s.close()

@@ -37,7 +37,7 @@ from rfmweb.io.atomic import atomic_write
 from rfmweb.render.registry import renderer_label, renderer_status
 from rfmweb.render.slices import WINDOW_PRESETS
 from rfmweb.session import FrameStream, RenderSession, SegmentationViews, link_cameras, link_points, link_view_modes
-from rfmweb.session.controller import STYLE_MESSAGES, ViewController, window_readout
+from rfmweb.session.controller import STYLE_MESSAGES, ViewController, shown_readout, window_readout
 from rfmweb.session.encode import side_by_side
 from rfmweb.session.scene_file import apply_scene, read_scene, save_scene, scene_to_dict
 from rfmweb.session.slice_state import channel_index
@@ -411,7 +411,7 @@ class _Views(anywidget.AnyWidget):
                 "label_overlay": bool(s.label_overlay), "overlay_opacity": float(s.overlay),
                 "hu": s.volume is not None and s.volume.modality == "CT",
                 "window_preset": window[0], "window": window[1], "auto_window": s.auto_window_label(),
-                "probe": self.control.probes[i], "status": status, "busy": busy,
+                "probe": shown_readout(s, self.control.probes[i]), "status": status, "busy": busy,
                 "stale": shows_other_renderer(s, self._shown[i]),   # dimmed: the previous renderer's image
                 "cursor": "" if snap.cursor is None else "({:.1f}, {:.1f}, {:.1f}) mm RAS".format(*snap.cursor),
                 "annotations": [a.text for a in snap.annotations]}

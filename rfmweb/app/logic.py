@@ -35,7 +35,7 @@ from ..render.slices import WINDOW_PRESETS
 from ..session import VIEW_MODES, Frame, RenderSession, SegmentationViews, link_cameras, link_points, \
     link_view_modes
 from ..session import messages as m
-from ..session.controller import CURSOR, NOTHING_THERE, ViewController, window_readout
+from ..session.controller import ViewController, shown_readout, window_readout
 from ..session.stream import shows_other_renderer
 from ..session.segmentation import CORRECTION_LABELS
 from ..transfer import PRESETS, preset_unsuited
@@ -191,9 +191,7 @@ class AppController(SliceTools):
                 if compared and name in (VIEW_A, VIEW_B):  # side by side, each view says what it shows
                     vs.title = view_title(session)
                 vs.subtitle = seg.dice_text(i) if seg is not None else ""
-                # a 3-D view keeps a click's readout (the cursor, or that nothing is there), not a slice's hover
-                probe = self.control.probes[i]
-                vs.probe = probe if session.mode != "3d" or probe.startswith((CURSOR, NOTHING_THERE)) else ""
+                vs.probe = shown_readout(session, self.control.probes[i])
             # compare / difference are written by their setters: a sync racing a click would turn them back
             if differ:
                 d.view_c.title = "|left − right|"

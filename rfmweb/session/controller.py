@@ -327,3 +327,15 @@ def cursor_readout(session: RenderSession) -> str:
     point = session.cursor
     probe = session.probe_point(point)
     return CURSOR + (probe.text() if probe is not None else "({:.1f}, {:.1f}, {:.1f}) mm".format(*point))
+
+
+def shown_readout(session: RenderSession, probe: str) -> str:
+    """What a view's readout line shows, given its last readout ``probe``: a slice view's as it is
+    (under the pointer, or the cursor's); on the 3-D view what a click found nothing at, else the
+    cursor's (position, HU, structure: the slices' words, whether a click or Python placed it), else
+    nothing (a slice's hover readout does not linger there)."""
+    if session.mode != "3d":
+        return probe
+    if probe == NOTHING_THERE:
+        return probe
+    return cursor_readout(session) if session.cursor is not None and session.volume is not None else ""
