@@ -294,6 +294,7 @@ def _styled(small_ct) -> RenderSession:
     s.set_window(400, 40)
     s.zoom_slice(1.5)
     s.set_label_overlay(True)
+    s.measure_pixels((10.0, 12.0), (40.0, 30.0))         # a ruler on this coronal slice: saved with the scene
     return s
 
 
@@ -314,6 +315,7 @@ def test_a_scene_file_restores_the_view_exactly(small_ct, tmp_path):
     control = ViewController([other])
     control.handle(m.parse_client_message({"type": "load_scene", "view": 0, "text": text}))
     assert other.annotations == s.annotations and other.camera == s.camera
+    assert other.ruler == s.ruler is not None
     control.close()
     # opened in a tall view, the scene shows across the view's width what it showed across its height
     tall = RenderSession(small_ct, renderer="vtk", width=SIZE // 2, height=SIZE)
@@ -336,6 +338,8 @@ def _bad(tmp_path, name: str, text: str):
     ("slice.json", lambda d: d["view"]["slices"].update(axial=9999), "slice index"),
     ("window.json", lambda d: d["view"].update(window=[5, 1]), "window"),
     ("note.json", lambda d: d["annotations"].append({"position": [0, 0], "text": "x"}), "annotation position"),
+    ("ruler.json", lambda d: d.update(ruler=[[0, 0, 0]]), "'ruler' must be null or its two ends"),
+    ("ruler_end.json", lambda d: d.update(ruler=[[0, 0, 0], [1, "x", 2]]), "ruler end"),
     ("camera.json", lambda d: d["camera"].update(distance=-1), "distance"),
     ("aspect.json", lambda d: d["camera"].update(aspect="wide"), "aspect"),
     ("format.json", lambda d: d.update(format="other/1"), "not a scene"),

@@ -1,5 +1,5 @@
-"""Scene files: a view's look (transfer function, classes, camera, slices, window, cursor and
-annotations) as a small JSON a teacher can hand out, and back.
+"""Scene files: a view's look (transfer function, classes, camera, slices, window, cursor,
+annotations and ruler) as a small JSON a teacher can hand out, and back.
 
 The file names no server path and no patient: it records the grid it was made on (shape, voxel
 size, modality) and refuses to restore onto another grid; the volume itself comes from whoever
@@ -9,7 +9,8 @@ opens it (``rfmweb serve scan``, the widget's volume). Example (abridged)::
      "renderer": "compiled", "preset": "CT-Bone", "classes": {"use_class_colors": true, "styles": [...]},
      "camera": {"target": [0, 0, 0], "azimuth": 30, "elevation": 20, "distance": 600, "fov": 30, "aspect": 1.34},
      "view": {"mode": "axial", "slices": {"axial": 60, ...}, "window": [-160, 240], ...},
-     "cursor": [12.5, -3.0, 40.0], "annotations": [{"position": [12.5, -3.0, 40.0], "text": "optic chiasm"}]}
+     "cursor": [12.5, -3.0, 40.0], "annotations": [{"position": [12.5, -3.0, 40.0], "text": "optic chiasm"}],
+     "ruler": [[10.0, -3.0, 40.0], [52.5, -3.0, 40.0]]}
 
 A scene saved by the web app also holds its ``"layout"`` (compare, the right view's renderer and
 preset, linked cameras, difference, four views: :mod:`rfmweb.app.layout`), which the app restores and
@@ -40,7 +41,7 @@ from ..render.registry import renderer_names
 from ..render.slices import AXES, ZOOM_RANGE
 from ..transfer import PRESETS
 from ..transfer.paraview import tf_from_paraview, tf_to_paraview
-from .pointing import Annotation, check_point
+from .pointing import Annotation, Ruler, check_point
 
 if TYPE_CHECKING:
     from .session import RenderSession
@@ -51,7 +52,7 @@ FORMAT = "rfmweb-scene/1"
 #: The largest scene file read (bytes): a scene is a few kB; anything bigger is not one.
 MAX_SCENE_BYTES = 256 * 1024
 _KEYS = {"format", "grid", "renderer", "preset", "transfer_function", "classes", "camera", "view", "cursor",
-         "annotations", "layout"}
+         "annotations", "ruler", "layout"}
 
 
 def scene_to_dict(session: "RenderSession") -> dict:
@@ -80,6 +81,7 @@ def scene_to_dict(session: "RenderSession") -> dict:
                    "overlay": session.overlay, "channel": snap.slice_channel}
     out["cursor"] = None if snap.cursor is None else list(snap.cursor)
     out["annotations"] = [a.to_dict() for a in snap.annotations]
+    out["ruler"] = None if snap.ruler is None else [list(snap.ruler.start), list(snap.ruler.end)]
     return out
 
 
@@ -180,6 +182,12 @@ def _plan(session: "RenderSession", data: dict) -> list:
     if "cursor" in data:
         cursor = None if data["cursor"] is None else check_point(data["cursor"], "cursor")
         plan.append(lambda: session.set_cursor(cursor))
+    if "ruler" in data:
+        ends = data["ruler"]
+        if ends is not None and not (isinstance(ends, list) and len(ends) == 2):
+            raise InputError("'ruler' must be null or its two ends [[x, y, z], [x, y, z]] (mm)")
+        ruler = None if ends is None else Ruler(*ends)       # checks each end
+        plan.append(lambda: session.measure(None) if ruler is None else session.measure(ruler.start, ruler.end))
     return plan
 
 
