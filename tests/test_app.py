@@ -293,6 +293,43 @@ def test_the_previous_renderers_image_is_dimmed_until_the_new_ones_first_frame(s
         controller.close()
 
 
+def test_the_status_line_ends_on_the_last_frame_of_a_quick_move(small_ct):
+    """Interactive frames' status lines are shown at most 4 a second; the last one of a burst was
+    dropped, and after a quick zoom the line described an older frame. It now shows when its turn comes."""
+    from trame.app import get_server
+
+    from rfmweb.app.server import build_app
+    from rfmweb.session.encode import Frame
+
+    server = get_server("rfmweb-status-burst", client_type="vue3")
+    _, controller = build_app(small_ct, server=server, renderer="compiled", preset="CT-Bone")
+    loop = asyncio.new_event_loop()
+    loop_thread = threading.Thread(target=loop.run_forever, daemon=True)
+    loop_thread.start()
+    try:
+        for view in controller.views.values():
+            view.loop = loop
+
+        def shown(width):
+            frame = Frame(b"", "image/jpeg", width, 40, "interactive", 1, render_ms=5.0, renderer="compiled")
+            loop.call_soon_threadsafe(controller._on_frame, "view_a", frame)        # on the loop, as published
+            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(timeout=10)
+
+        shown(100)
+        shown(120)                                   # within 0.25 s of the first: held back
+        status = controller.typed.data.view_a
+        assert "100×40" in status.status
+        deadline = time.monotonic() + 5
+        while "120×40" not in status.status and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "interactive 120×40" in status.status
+    finally:
+        controller.close()
+        loop.call_soon_threadsafe(loop.stop)
+        loop_thread.join(timeout=10)
+        loop.close()
+
+
 def test_the_ruler_tool_measures_drags_on_slices_and_goes_when_turned_off(small_ct):
     """A radiologist expects a ruler: with Measure on, a left drag on a slice view measures from its
     start to its end (a click still places the crosshair; the 3-D view still orbits); off, it goes."""

@@ -93,6 +93,7 @@ class AppController(SliceTools):
         self._mode_before_four = "3d"  # the main view's mode before Four views: back to it after
         self._last_info = dict.fromkeys(VIEWS, 0.0)
         self._shown = dict.fromkeys(VIEWS, "")  # the renderer of each view's last frame
+        self._held: dict[str, Frame] = {}  # an interactive frame whose status line waits its turn
         # compared / segmentation views: one mode and slice (cameras link side by side); four-up planes: their own
         paired = [s for name, s in self.sessions.items() if name not in PLANE_VIEWS]
         self._unlink_modes = link_view_modes(paired) if volume is not None else None
@@ -531,10 +532,17 @@ class AppController(SliceTools):
         if session is not None and self._view_state(view).stale != shows_other_renderer(session, frame.renderer):
             with self.state:
                 self._view_state(view).stale = not self._view_state(view).stale
-        now = time.monotonic()
-        if frame.kind == "interactive" and now - self._last_info[view] < 0.25:
+        # interactive frames' lines at most 4 a second; the last one held back shows when its turn comes
+        # (dropped, the line still described an older frame after a quick zoom)
+        wait = self._last_info[view] + 0.25 - time.monotonic()
+        loop = self.views[view].loop
+        if frame.kind == "interactive" and wait > 0:
+            if self._held.get(view) is None and loop is not None:
+                loop.call_later(wait, lambda: (held := self._held.pop(view, None)) and self._on_frame(view, held))
+            self._held[view] = frame
             return
-        self._last_info[view] = now
+        self._held.pop(view, None)
+        self._last_info[view] = time.monotonic()
         still = session is not None and session.still_renderer is not None
         refined = f"cinematic still, {frame.spp} spp" if still else f"converging, {frame.spp} spp"
         label = {"idle": "full quality", "progressive": refined}.get(frame.kind, "interactive")
