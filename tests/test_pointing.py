@@ -538,3 +538,20 @@ def test_the_readout_line_says_the_same_in_every_front_end(small_ct):
     s.set_view_mode("axial")
     assert shown_readout(s, "(1.0, 2.0, 3.0) mm RAS · 40 HU") == "(1.0, 2.0, 3.0) mm RAS · 40 HU"
     s.close()
+
+
+def test_linked_views_share_the_ruler(small_ct):
+    """Compared and segmentation views: a ruler drawn on one showed on it alone, and the difference
+    pane counted it as a difference. Linked views now share it, as the crosshair."""
+    a, b = (RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE) for _ in range(2))
+    unlink = link_points([a, b])
+    a.set_view_mode("axial")
+    a.measure_pixels((5.0, 5.0), (30.0, 25.0))
+    assert b.ruler == a.ruler is not None
+    b.measure(None)
+    assert a.ruler is None
+    unlink()
+    a.measure((0, 0, 0), (10, 0, 0))
+    assert b.ruler is None
+    a.close()
+    b.close()

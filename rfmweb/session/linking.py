@@ -56,10 +56,21 @@ def link_view_modes(sessions: list[RenderSession]) -> Callable[[], None]:
 
 
 def link_points(sessions: list[RenderSession]) -> Callable[[], None]:
-    """Share the crosshair cursor and the annotations of ``sessions`` (views of volumes on one grid,
-    or at least one world frame): a click in one view moves every view's cursor, and so its slices,
-    there. Like :func:`link_cameras`: the first session's points are copied now. Returns the unlink
-    function."""
-    unlink_cursor = _link(sessions, "cursor", lambda source, other: other.set_cursor(source.cursor))
-    unlink_notes = _link(sessions, "annotations", lambda source, other: other.set_annotations(source.annotations))
-    return lambda: (unlink_cursor(), unlink_notes())
+    """Share the crosshair cursor, the annotations and the ruler of ``sessions`` (views of volumes on
+    one grid, or at least one world frame): a click in one view moves every view's cursor, and so its
+    slices, there; a ruler drawn in one shows in all (and a difference pane sees it in both). Like
+    :func:`link_cameras`: the first session's points are copied now. Returns the unlink function."""
+    def ruler(source: RenderSession, other: RenderSession) -> None:
+        if source.ruler is None:
+            other.measure(None)
+        else:
+            other.measure(source.ruler.start, source.ruler.end)
+
+    unlinks = [_link(sessions, "cursor", lambda source, other: other.set_cursor(source.cursor)),
+               _link(sessions, "annotations", lambda source, other: other.set_annotations(source.annotations)),
+               _link(sessions, "ruler", ruler)]
+
+    def unlink() -> None:
+        for u in unlinks:
+            u()
+    return unlink

@@ -322,9 +322,13 @@ def _ruler(draw, px: np.ndarray, text: str | None, size: float) -> None:
     for a, b in (((u0, v0), (u1, v1)), ((u0, v0) - n, (u0, v0) + n), ((u1, v1) - n, (u1, v1) + n)):
         draw.line([tuple(a), tuple(b)], fill=(0, 0, 0), width=width + 2)
         draw.line([tuple(a), tuple(b)], fill=RULER_COLOR, width=width)
-    if text:
-        draw.text((u1 + size * 0.8, v1), text, fill=RULER_COLOR, font=font(round(size)), anchor="lm",
-                  stroke_width=max(1, round(size / 8)), stroke_fill=(0, 0, 0))
+    if text:   # past the end, away from the line; past the start where that runs out of the view
+        f = font(round(size))
+        room, w, h = size * 0.8 + draw.textlength(text, font=f), *draw.im.size
+        spots = [(u, v, +1 if u >= other else -1) for (u, v), other in (((u1, v1), u0), ((u0, v0), u1))]
+        u, v, side = next(((u, v, d) for u, v, d in spots if 0 <= u + d * room <= w), spots[0])
+        draw.text((u + side * size * 0.8, min(max(v, size), h - size)), text, fill=RULER_COLOR, font=f,
+                  anchor="lm" if side > 0 else "rm", stroke_width=max(1, round(size / 8)), stroke_fill=(0, 0, 0))
 
 
 def draw_3d_points(image: np.ndarray, camera: "OrbitCamera", extent_mm: float,
