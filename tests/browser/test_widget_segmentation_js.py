@@ -381,3 +381,13 @@ def test_the_ruler_sends_its_two_ends_and_shows_its_length_while_dragged(page, a
     assert _sent(page, "point") and len(_sent(page, "measure")) == 1
     page.locator(".rfm-measure").uncheck()
     assert _sent(page, "measure")[-1]["points"] == []
+
+
+def test_a_long_readout_does_not_widen_the_view(page):
+    """A slice readout ("(56.0, -18.0, 34.0) mm RAS · 868.6 ...") widened a Compare card from 320 to
+    392 px and pushed the third view to a new row; the status line now cuts it."""
+    width = page.evaluate("() => document.querySelector('.rfm-view').getBoundingClientRect().width")
+    page.evaluate("(s) => window.__set({views: [s]})",
+                  _view_state(probe="(56.0, -18.0, 34.0) mm RAS · 868.6 · label 2 · " + "x" * 200))
+    page.wait_for_function("() => document.querySelector('.rfm-probe').textContent.length > 200")
+    assert page.evaluate("() => document.querySelector('.rfm-view').getBoundingClientRect().width") == width
