@@ -284,6 +284,8 @@ def test_a_correction_updates_the_raw_and_denoised_views_and_undo_restores_them(
         assert not views.can_undo and views.n_marks == n_marked
         assert any(f"{n_marked} marked voxels are pending again" in m for _, _, m in seen), seen
         assert f"{n_marked} marked voxels are pending again" in views.last_correction
+        views.clear_marks()              # the panels said they were pending beside greyed-out Apply and Clear
+        assert views.n_marks == 0 and views.last_correction == "pending marks cleared"
         # a click on the 3-D view marks the surface voxel under it (or nothing off the head)
         raw.set_view_mode("3d")
         hit = views.mark_click(RAW, SIZE / 2, SIZE / 2, label=2)

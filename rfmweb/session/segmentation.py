@@ -325,10 +325,15 @@ class SegmentationViews:
         return ijk, labels
 
     def clear_marks(self) -> None:
-        """Forget the pending marks (the views stop showing them)."""
+        """Forget the pending marks (the views stop showing them). An outcome that spoke of them
+        ("... pending again (Apply or Clear)") says they are cleared: the panels kept it, beside
+        greyed-out Apply and Clear buttons."""
         with self._lock:
             if self._corrector is not None:
                 self._corrector.clear_marks()
+            stale = "pending" in self.last_correction
+        if stale:
+            self._outcome("pending marks cleared")
         self._marks_changed()
 
     def _marks_changed(self) -> None:
