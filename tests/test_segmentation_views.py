@@ -61,7 +61,8 @@ def test_dice_matches_the_metrics_module(case, views):
     assert 0.5 < scores[TITLES[DENOISED]]["WT"] <= 1.0, "the shipped INR should find this tumour"
     assert views.dice_text(GT) == ""
     assert views.dice_text(RAW).startswith("Dice WT ") and "TC" in views.dice_text(RAW)
-    assert format_dice({"WT": 0.5, "ET": 1.0}) == "Dice WT 0.50 · ET 1.00"
+    assert format_dice({"WT": 0.5, "ET": 0.9996}) == "Dice WT 0.500 · ET 1.000"
+    assert format_dice({"WT": 0.999}) != format_dice({"WT": 0.996})        # what a correction changed shows
     a = np.zeros((4, 4, 4), np.uint8)
     b = a.copy()
     a[0, 0, :2] = 2
