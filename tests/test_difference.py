@@ -47,6 +47,12 @@ def test_difference_session_follows_both_views(small_ct):
         # orbiting one view moves the other, not back: the difference view never drives the cameras
         a.orbit(40, 0)
         assert b.camera == a.camera.resized(SIZE, SIZE) and diff.render().shape == (SIZE, SIZE, 3)
+        assert "slices" not in diff.note(diff.snapshot())
+        # on slices both views show the same data: the pane says so beside its "∞"
+        for s in (a, b):
+            s.set_view_mode("axial")
+        diff.render()
+        assert diff.note(diff.snapshot()).endswith("slices: the same data in both views (renderers differ in 3-D)")
     finally:
         unlink()
         diff.close()

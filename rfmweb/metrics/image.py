@@ -66,7 +66,11 @@ def to_nchw(image, name: str = "image") -> torch.Tensor:
     Raises:
         InputError: another shape or dtype, or float values outside [0, 1] (naming ``name``).
     """
-    t = image if isinstance(image, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(image))
+    if isinstance(image, torch.Tensor):
+        t = image
+    else:
+        array = np.ascontiguousarray(image)
+        t = torch.from_numpy(array if array.flags.writeable else array.copy())  # a frame PIL made is read-only
     if t.dim() == 3 and t.shape[-1] == 3:
         t = t.permute(2, 0, 1)[None]
     elif not (t.dim() == 4 and t.shape[1] == 3):

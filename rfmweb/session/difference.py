@@ -93,7 +93,10 @@ class DifferenceSession(RenderSession):
         if figures is None:
             return ""
         s, p = figures
-        return f"SSIM {s:.3f} · PSNR {'∞' if np.isinf(p) else f'{p:.1f}'} dB"
+        text = f"SSIM {s:.3f} · PSNR {'∞' if np.isinf(p) else f'{p:.1f}'} dB"
+        if all(v.mode != "3d" for v in self.pair):   # a black pane and "∞" said nothing of why
+            text += " · slices: the same data in both views (renderers differ in 3-D)"
+        return text
 
     def progressive_renderer(self, snapshot: Snapshot) -> str | None:
         """``"difference"`` while either view refines at rest (its pictures converge: so do the heat map
