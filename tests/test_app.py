@@ -224,7 +224,20 @@ def test_compared_views_are_titled_and_four_views_keep_the_3d_one(small_ct):
         controller.close()
 
 
-def test_a_pick_in_the_3d_view_reaches_the_planes_readouts_on_the_event_loop(small_ct):
+@pytest.fixture
+def server_loop():
+    """``(loop, its thread)``: the server's event loop on a thread of its own (the test thread may
+    already run one: Playwright's)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop, thread
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
+    loop.close()
+
+
+def test_a_pick_in_the_3d_view_reaches_the_planes_readouts_on_the_event_loop(small_ct, server_loop):
     """Four views: a click on the 3-D view picks on the controller's job thread; the planes' readouts
     were set there, where trame never sent them, and the page kept showing the previous cursor."""
     from trame.app import get_server
@@ -234,9 +247,7 @@ def test_a_pick_in_the_3d_view_reaches_the_planes_readouts_on_the_event_loop(sma
 
     server = get_server("rfmweb-pick-readouts", client_type="vue3")
     _, controller = build_app(small_ct, server=server, renderer="compiled", preset="CT-Bone")
-    loop = asyncio.new_event_loop()
-    loop_thread = threading.Thread(target=loop.run_forever, daemon=True)
-    loop_thread.start()
+    loop, loop_thread = server_loop
     set_on: list[tuple[str, str, str]] = []
     set_probe = controller._set_probe
     controller._set_probe = lambda view, text: (set_on.append((view, text, threading.current_thread().name)),
@@ -258,9 +269,6 @@ def test_a_pick_in_the_3d_view_reaches_the_planes_readouts_on_the_event_loop(sma
         assert d.view_a.probe == texts["view_a"]
     finally:
         controller.close()
-        loop.call_soon_threadsafe(loop.stop)
-        loop_thread.join(timeout=10)
-        loop.close()
 
 
 def test_the_previous_renderers_image_is_dimmed_until_the_new_ones_first_frame(small_ct):
@@ -293,7 +301,7 @@ def test_the_previous_renderers_image_is_dimmed_until_the_new_ones_first_frame(s
         controller.close()
 
 
-def test_the_status_line_ends_on_the_last_frame_of_a_quick_move(small_ct):
+def test_the_status_line_ends_on_the_last_frame_of_a_quick_move(small_ct, server_loop):
     """Interactive frames' status lines are shown at most 4 a second; the last one of a burst was
     dropped, and after a quick zoom the line described an older frame. It now shows when its turn comes."""
     from trame.app import get_server
@@ -303,9 +311,7 @@ def test_the_status_line_ends_on_the_last_frame_of_a_quick_move(small_ct):
 
     server = get_server("rfmweb-status-burst", client_type="vue3")
     _, controller = build_app(small_ct, server=server, renderer="compiled", preset="CT-Bone")
-    loop = asyncio.new_event_loop()
-    loop_thread = threading.Thread(target=loop.run_forever, daemon=True)
-    loop_thread.start()
+    loop, _ = server_loop
     try:
         for view in controller.views.values():
             view.loop = loop
@@ -325,9 +331,6 @@ def test_the_status_line_ends_on_the_last_frame_of_a_quick_move(small_ct):
         assert "interactive 120×40" in status.status
     finally:
         controller.close()
-        loop.call_soon_threadsafe(loop.stop)
-        loop_thread.join(timeout=10)
-        loop.close()
 
 
 def test_the_ruler_tool_measures_drags_on_slices_and_goes_when_turned_off(small_ct):
