@@ -385,6 +385,8 @@ def test_running_server_checks_host_origin_and_key(served):
             for _ in range(3):
                 starter = await http.get(f"{base}/", allow_redirects=False)
             out["starter"] = (starter.status, "/start" in await starter.text())
+            # every page's favicon request: an empty answer, no 404 in the console, no session started
+            out["favicon"] = (await http.get(f"{base}/favicon.ico", allow_redirects=False)).status
             evil = await http.post(f"{base}/start", headers={"Origin": "http://evil.example"})
             out["cross_site_start"] = evil.status
             start = await http.post(f"{base}/start", headers={"Origin": base})
@@ -419,7 +421,7 @@ def test_running_server_checks_host_origin_and_key(served):
         return out
 
     out = _in_thread(main())
-    assert out == {"no_key": 401, "rebound": 403, "first": 303, "location": "/", "starter": (200, True),
+    assert out == {"no_key": 401, "rebound": 403, "first": 303, "location": "/", "starter": (200, True), "favicon": 204,
                    "cross_site_start": 403, "start": 200, "processes": 1, "page": 200,
                    "foreign_ws": 403, "same_ws": True, "huge_frame_held": False, "ws_again": True,
                    "bearer": 200, "manager": 200}, out

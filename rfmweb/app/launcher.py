@@ -132,6 +132,8 @@ class Launcher:
         app.router.add_post("/start", self.new_session)
         app.router.add_get("/s/{sid}", self.with_slash)
         app.router.add_route("*", "/s/{sid}/{tail:.*}", self.proxy)
+        # browsers ask for it on every page: an empty answer, not a 404 in every console
+        app.router.add_get("/favicon.ico", lambda _request: web.Response(status=204))
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
         return app
