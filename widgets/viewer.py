@@ -194,7 +194,7 @@ class _Views(anywidget.AnyWidget):
             rgb = np.asarray(color, dtype=float)
             if rgb.shape != (3,) or not np.isfinite(rgb).all() or rgb.min() < 0 or rgb.max() > 1:
                 raise InputError(f"a class colour is '#rrggbb' or (r, g, b) in [0, 1], got {color!r}")
-            color = "#" + "".join(f"{round(c * 255):02x}" for c in rgb)
+            color = _hex(rgb)
         for i in self._views(view):
             self._control(i, m.SetClass, index=_class_index(self._sessions[i], index_or_name), color=color)
 

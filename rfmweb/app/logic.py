@@ -529,9 +529,10 @@ class AppController(SliceTools):
     def _on_frame(self, view: str, frame: Frame) -> None:
         self._shown[view] = frame.renderer
         session = self.views[view].session
-        if session is not None and self._view_state(view).stale != shows_other_renderer(session, frame.renderer):
+        stale = session is not None and shows_other_renderer(session, frame.renderer)
+        if self._view_state(view).stale != stale:
             with self.state:
-                self._view_state(view).stale = not self._view_state(view).stale
+                self._view_state(view).stale = stale
         # interactive frames' lines at most 4 a second; the last one held back shows when its turn comes
         # (dropped, the line still described an older frame after a quick zoom)
         wait = self._last_info[view] + 0.25 - time.monotonic()

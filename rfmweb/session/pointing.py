@@ -7,7 +7,7 @@ small 3-D cross. Annotations are labelled points (a teacher's "optic chiasm") dr
 where they stay on the anatomy while orbiting, and on the slices they lie on. Linked views share both
 (:func:`rfmweb.session.linking.link_points`). A ruler (:class:`Ruler`) is a distance measured between
 two points of a slice plane, drawn with its length on the slices holding both ends and on the 3-D
-view; each view has its own. Core code: no UI imports.
+view; linked views share it, as they share the cursor. Core code: no UI imports.
 """
 
 from __future__ import annotations
