@@ -340,7 +340,9 @@ class ViewPanel {
 
   bindResize() {
     let ready = false;
-    const sendSize = throttle((w, hgt) => this.send({ type: "resize", width: w, height: hgt }), 100);
+    // ratio: device pixels per CSS pixel as laid out (drags come in CSS pixels)
+    const size = (w, hgt) => ({ width: w, height: hgt, ratio: w / Math.max(1, this.canvas.clientWidth) });
+    const sendSize = throttle((w, hgt) => this.send({ type: "resize", ...size(w, hgt) }), 100);
     const observer = new ResizeObserver(() => {
       const dpr = window.devicePixelRatio || 1;
       const w = Math.max(1, Math.min(4096, Math.round(this.canvas.clientWidth * dpr)));
@@ -352,7 +354,7 @@ class ViewPanel {
         this.redraw();
         if (ready) sendSize(w, hgt);
       }
-      if (!ready) { ready = true; this.send({ type: "ready", width: w, height: hgt }); }
+      if (!ready) { ready = true; this.send({ type: "ready", ...size(w, hgt) }); }
     });
     observer.observe(this.canvas);
     this.cleanups.push(() => { observer.disconnect(); sendSize.cancel(); });

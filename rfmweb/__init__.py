@@ -12,8 +12,11 @@ The curated public API::
 
 Submodules: :mod:`rfmweb.io` (NIfTI, NRRD, MHA, DICOM series and SEG, BraTS), :mod:`rfmweb.samples`
 (built-in data), :mod:`rfmweb.transfer` (transfer functions, presets, class styles),
-:mod:`rfmweb.render` (ray-marchers, VTK, splats, Render-FM, path tracer), :mod:`rfmweb.session`
-(state -> frames), ``rfmweb.widgets`` (Jupyter) and ``rfmweb.app`` (trame web app).
+:mod:`rfmweb.render` (the renderers: ray-marchers, VTK, splats, Render-FM's, path tracer),
+:mod:`rfmweb.splats` (6D Gaussian splats: slicing, fitting, PLY), :mod:`rfmweb.renderfm` (Render-FM:
+the CT -> 6D Gaussians network, its data and training), :mod:`rfmweb.inr` with :mod:`rfmweb.models`
+(Neumours, the INR segmenter, and the CNN baseline), :mod:`rfmweb.session` (state -> frames),
+``rfmweb.widgets`` (Jupyter) and ``rfmweb.app`` (trame web app).
 """
 
 from . import samples

@@ -167,6 +167,8 @@ class OrbitCamera:
 
     # -- interaction --------------------------------------------------------------------------
     def orbited(self, d_azimuth: float, d_elevation: float) -> "OrbitCamera":
+        """Turned about the target by ``d_azimuth`` degrees (about the superior axis) and
+        ``d_elevation`` degrees (up, towards superior)."""
         return replace(self, azimuth=self.azimuth + d_azimuth, elevation=self.elevation + d_elevation)
 
     def zoomed(self, factor: float) -> "OrbitCamera":

@@ -244,6 +244,19 @@ def test_mark_stroke_marks_the_analytic_brush(tiny):
     assert corr.mark_stroke("axial", 0, np.array([[-5.0, 0.0], [1.0, 0.0]]), label=3, radius=1.0) == 5
 
 
+def test_the_brush_is_round_in_mm_on_unequal_voxels(tiny):
+    """1 x 1 x 3 mm voxels: a 6 mm brush on a coronal slice (i, k) reaches 6 voxels along i, 2 along k."""
+    vol, net = tiny
+    vol = Volume(vol.data, np.diag([1.0, 1.0, 3.0, 1.0]), modality="MR", channels=vol.channels)
+    corr = Corrector(net, vol, labels=np.zeros(vol.shape, np.uint8), device="cpu")
+    corr.mark_stroke("coronal", 5, np.array([[8.0, 6.0]]), label=1, radius=6.0)
+    vox, _ = corr.pending_voxels
+    i, k = np.meshgrid(np.arange(16), np.arange(12), indexing="ij")
+    expected = (i - 8) ** 2 + (3 * (k - 6)) ** 2 <= 36
+    assert set(map(tuple, vox[:, [0, 2]])) == set(zip(*np.nonzero(expected)))
+    assert np.ptp(vox[:, 0]) == 12 and np.ptp(vox[:, 2]) == 4
+
+
 def test_labels_the_model_does_not_reproduce_are_not_drift(tiny):
     """Drift is a class change of the model during the correction: labels that differ from the model's
     own output from the start (another model's, a file's, a coarse-to-fine pass's) cannot block the

@@ -427,6 +427,30 @@ def test_dicom_seg_references_the_source_series(ct_series, tmp_path):
     assert not list(tmp_path.glob("seg_images"))     # DICOM input: nothing else is written
 
 
+def test_dicom_seg_of_a_series_without_type2_attributes(ct_series, tmp_path):
+    """An anonymiser dropped the birth date, sex and study ID (Type 2: present, possibly empty): the SEG
+    is written with them empty, the study's other attributes copied, and the series left as read."""
+    folder, hu, affine, _ = ct_series
+    for f in folder.iterdir():
+        ds = pydicom.dcmread(f)
+        del ds.PatientBirthDate, ds.PatientSex, ds.StudyID
+        ds.save_as(f, enforce_file_format=True)
+    vol = open_volume(folder)
+    labels = np.zeros(vol.shape, np.uint8)
+    labels[3:9, 2:7, 4:8] = 1
+    seg = _read_seg(save_segmentation(labels, vol, tmp_path / "seg.dcm"))
+    assert seg.PatientBirthDate == "" and seg.PatientSex == "" and seg.StudyID == ""
+    assert seg.PatientID == PATIENT_ID and seg.StudyDate == "20240101"
+    assert "PatientBirthDate" not in dicom_source(vol).datasets[0]
+    for f in folder.iterdir():
+        ds = pydicom.dcmread(f)
+        del ds.StudyInstanceUID
+        ds.save_as(f, enforce_file_format=True)
+    with pytest.raises(InputError, match="StudyInstanceUID"):
+        save_segmentation(labels, open_volume(folder), tmp_path / "bad.dcm")
+    assert not (tmp_path / "bad.dcm").exists()
+
+
 def test_segmentation_of_nifti_volume_writes_its_images(tmp_path):
     rng = np.random.default_rng(3)
     data = rng.normal(100, 30, size=(2, 24, 20, 16)).astype(np.float32)

@@ -365,6 +365,10 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path, scene):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="bad.pt"):
         load_model(tmp_path / "bad.pt")
+    torch.save({"format": "other", "code": InputError("pickled")}, tmp_path / "code.pt")   # not weights: refused,
+    with pytest.raises(InputError, match="not a readable") as err:                         # and no hint to unpickle
+        load_model(tmp_path / "code.pt")
+    assert "weights_only" not in str(err.value) and len(str(err.value)) < 300
     torch.save({"format": "other"}, tmp_path / "other.pt")
     with pytest.raises(InputError, match="format tag"):
         load_model(tmp_path / "other.pt")

@@ -114,12 +114,14 @@ def test_a_new_run_starts_from_init_weights_and_an_old_checkpoint_loads(tmp_path
 def test_two_gloo_processes_match_one(tmp_path):
     one = _config(tmp_path, "one", 2)
     assert main(["train-renderfm", "--config", str(one), "--no-progress"]) == 0
-    two = _config(tmp_path, "two", 2)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RFMWEB_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-           "-m", "rfmweb", "train-renderfm", "--config", str(two), "--no-progress"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    for steps in (0, 2):    # 0 steps first: every rank reaches the checkpoint's barrier; then resume from it
+        two = _config(tmp_path, "two", steps)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+               "-m", "rfmweb", "train-renderfm", "--config", str(two), "--no-progress"]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert load_state(tmp_path / "two" / "checkpoint.pt")["step"] == steps
     _assert_same(_weights(tmp_path / "one"), _weights(tmp_path / "two"), atol=2e-5)
 
 

@@ -257,3 +257,27 @@ def test_widget_compare_renderfm(small_ct, with_checkpoint):
         assert shot.std() > 5
     finally:
         cmp.close()
+
+
+def test_a_prediction_key_holds_its_volume(small_ct):
+    """The key of a kept prediction keeps its volume alive: the id of a freed volume goes to the next
+    one made, which would be served the freed one's splats."""
+    import gc
+    import weakref
+
+    from rfmweb.render.renderfm_renderer import scene_key
+    from rfmweb.render.scene import Scene
+    from rfmweb.transfer import preset
+    from rfmweb.volume import Volume
+
+    vol = Volume(small_ct.data.copy(), small_ct.affine, modality="CT")
+    alive = weakref.ref(vol)
+    key = scene_key(Scene(vol, preset("CT-Bone")))
+    twin = Volume(small_ct.data, small_ct.affine, modality="CT")
+    assert key == scene_key(Scene(vol, preset("CT-Bone"))) and key != scene_key(Scene(twin, preset("CT-Bone")))
+    del vol
+    gc.collect()
+    assert alive() is not None
+    del key
+    gc.collect()
+    assert alive() is None

@@ -226,6 +226,23 @@ def test_the_headers_spatial_unit_is_converted_to_mm(tmp_path, unit, factor):
     np.testing.assert_allclose(load_volume(tmp_path / "ct.nii.gz").affine, affine, atol=1e-4)
 
 
+@pytest.mark.parametrize("qform, said", [(np.diag([-1.0, 1, 1, 1]), "left and right mirrored"),
+                                         (np.diag([1.0, 1, 1, 1]) + np.eye(4, k=3) * 4, "up to 4.0 mm apart"),
+                                         (np.diag([1.0, 1, 1, 1]) + np.eye(4, k=3) * 0.5, None)])
+def test_an_sform_and_qform_that_disagree_are_told(tmp_path, caplog, qform, said):
+    """3D Slicer (ITK) may place the scan by its qform where nibabel and rfmweb take the sform: a
+    mirrored or shifted qform is said in the log (a shift under a voxel is not)."""
+    img = nib.Nifti1Image(ct_array(), np.eye(4))
+    img.set_sform(np.eye(4), code=2)
+    img.set_qform(qform, code=1)
+    nib.save(img, str(tmp_path / "ct.nii.gz"))
+    with caplog.at_level("WARNING", logger="rfmweb"):
+        vol = load_volume(tmp_path / "ct.nii.gz")
+    np.testing.assert_array_equal(vol.affine, np.eye(4))                    # the sform
+    told = [r.getMessage() for r in caplog.records if "qform" in r.getMessage()]
+    assert (said is None and not told) or (len(told) == 1 and said in told[0] and "ct.nii" not in told[0]), told
+
+
 def test_missing_file_and_folder(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         load_volume(tmp_path / "nope.nii.gz")

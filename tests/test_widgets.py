@@ -17,6 +17,7 @@ from rfmweb.backend import default_device
 from rfmweb.errors import InputError
 from rfmweb.session import RenderSession
 from rfmweb.session.encode import CAPTION_PX
+from rfmweb.session.messages import MessageError, parse_client_message
 from rfmweb.volume import LabelClass, Volume
 from rfmweb.widgets import Compare, Viewer
 
@@ -66,8 +67,8 @@ class Page:
         for v, i in pending:
             self.send({"type": "ack", "view": v, "id": i})
 
-    def ready(self, view: int = 0, size: int = SIZE) -> None:
-        self.send({"type": "ready", "view": view, "width": size, "height": size})
+    def ready(self, view: int = 0, size: int = SIZE, ratio: float = 1.0) -> None:
+        self.send({"type": "ready", "view": view, "width": size, "height": size, "ratio": ratio})
 
     def wait_frame(self, view: int = 0, *, after: int = -1, kind: str | None = "idle", min_version: int = 0,
                    timeout: float = 30.0):
@@ -188,6 +189,26 @@ def test_drag_changes_camera_and_frame(viewer):
     distance = viewer.session.camera.distance
     page.send({"type": "wheel", "view": 0, "dy": 120})
     assert viewer.session.camera.distance > distance
+
+
+@pytest.mark.parametrize("ratio", [1.0, 2.0])
+def test_a_pan_follows_the_pointer_on_a_canvas_shrunk_by_its_page(viewer, ratio):
+    """The page lays the canvas out at 48 CSS px (its set width is 96): a pan drag of 30 CSS px moves
+    the scene by 30 CSS px = 30 x ratio device pixels of the frame, not by the set width's share."""
+    page = Page(viewer)
+    page.ready(size=round(48 * ratio), ratio=ratio)
+    cam = viewer.session.camera
+    assert cam.width == round(48 * ratio)
+    page.send({"type": "drag", "view": 0, "button": "middle", "dx": 30, "dy": 0})
+    moved = np.linalg.norm(np.subtract(viewer.session.camera.target, cam.target))
+    assert moved == pytest.approx(30 * ratio * cam.mm_per_pixel, rel=1e-6)
+    page.send({"type": "resize", "view": 0, "width": 96, "height": 96, "ratio": 1.0})
+    cam = viewer.session.camera
+    page.send({"type": "drag", "view": 0, "button": "middle", "dx": 30, "dy": 0})
+    moved = np.linalg.norm(np.subtract(viewer.session.camera.target, cam.target))
+    assert moved == pytest.approx(30 * cam.mm_per_pixel, rel=1e-6)
+    with pytest.raises(MessageError, match="ratio"):
+        parse_client_message({"type": "resize", "view": 0, "width": 96, "height": 96, "ratio": 0})
 
 
 def test_at_most_two_frames_unacknowledged(viewer):

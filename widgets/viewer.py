@@ -473,6 +473,7 @@ class _Views(anywidget.AnyWidget):
         elif isinstance(msg, m.Ready):
             # a (re)mounted page has no frames in flight and needs a first frame even if nothing changed
             session.resize(msg.width, msg.height)
+            self.control.set_pixel_ratio(i, msg.ratio)
             stream.resume()
         elif isinstance(msg, m.SaveScene):
             name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self._titles[i]}_scene").strip("_")
@@ -486,7 +487,6 @@ class _Views(anywidget.AnyWidget):
             threading.Thread(target=self._reply_screenshot, args=(msg,), name="rfmweb-screenshot",
                              daemon=True).start()
         else:
-            self.control.set_pixel_ratio(i, session.camera.width / max(1, self.width))
             self.control.handle(msg)
 
     def _reply_segmentation(self, msg: m.SaveSegmentation) -> None:

@@ -275,9 +275,11 @@ class Corrector:
     def mark_stroke(self, axis: str, index: int, points: np.ndarray, label: int, radius: float = 2.0) -> int:
         """Mark a brush stroke drawn on a slice view.
 
-        Every voxel of the slice whose centre lies within ``radius`` voxels of the polyline through
+        Every voxel of the slice whose centre lies within ``radius`` of the polyline through
         ``points`` is marked (the exact distance to each segment: the stroke is marked without gaps
-        however far apart its points are).
+        however far apart its points are). Distances are in mm (the slice's voxel sides), so the
+        brush is round on a slice whose voxels are not square: it reaches fewer voxels along the
+        coarser axis.
 
         Args:
             axis: ``"axial"``, ``"coronal"`` or ``"sagittal"`` (:data:`rfmweb.render.slices.AXES`).
@@ -286,7 +288,7 @@ class Corrector:
                 axis, second remaining axis) of the volume array (axial: ``(i, j)``, coronal:
                 ``(i, k)``, sagittal: ``(j, k)``); integers are voxel centres.
             label: 0 = not tumour, 1 / 2 / 3 = NCR / ED / ET.
-            radius: brush radius, voxels (> 0).
+            radius: brush radius, in voxels of the finer in-plane axis (> 0).
 
         Returns:
             The number of voxels marked (inside the grid and the brain).
@@ -304,19 +306,23 @@ class Corrector:
             raise InputError(f"stroke points must be finite numbers, got {pts[~np.isfinite(pts).all(1)][0].tolist()}")
         if not (math.isfinite(radius) and radius > 0):
             raise InputError(f"stroke radius must be > 0 voxels, got {radius}")
-        lo = np.maximum(np.floor(pts.min(0) - radius), 0).astype(int)
-        hi = np.minimum(np.ceil(pts.max(0) + radius), [self.volume.shape[a] - 1, self.volume.shape[b] - 1]).astype(int)
+        sides = np.array([self.volume.spacing[a], self.volume.spacing[b]])
+        scale = sides / sides.min()                             # [2] finer-axis voxels per voxel step
+        lo = np.maximum(np.floor(pts.min(0) - radius / scale), 0).astype(int)
+        hi = np.minimum(np.ceil(pts.max(0) + radius / scale),
+                        [self.volume.shape[a] - 1, self.volume.shape[b] - 1]).astype(int)
         if (hi < lo).any():
             return 0
         u, v = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1), indexing="ij")
-        centres = np.stack([u.ravel(), v.ravel()], axis=1).astype(np.float64)      # [K, 2]
+        grid = np.stack([u.ravel(), v.ravel()], axis=1)                              # [K, 2] voxels
+        centres, pts = grid * scale, pts * scale                 # distances in finer-axis voxels (mm)
         start, end = (pts[:-1], pts[1:]) if len(pts) > 1 else (pts, pts)
         d2 = np.full(len(centres), np.inf)
         for p, q in zip(start, end):                                                # distance to each segment
             seg = q - p
             t = np.clip((centres - p) @ seg / max(float(seg @ seg), 1e-12), 0.0, 1.0)
             d2 = np.minimum(d2, ((centres - p - t[:, None] * seg) ** 2).sum(1))
-        hit = centres[d2 <= radius * radius + 1e-9].astype(np.int64)
+        hit = grid[d2 <= radius * radius + 1e-9]
         vox = np.empty((len(hit), 3), np.int64)
         vox[:, a], vox[:, b], vox[:, normal] = hit[:, 0], hit[:, 1], index
         return self.mark_voxels(vox, label)

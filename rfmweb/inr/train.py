@@ -44,10 +44,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import distributed
 from ..errors import InputError
 from ..io.atomic import atomic_write, read_log_rows, write_csv
 from ..models.inr import INRConfig, NeumoursINR, count_parameters
-from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ labels and colours come from the class table.
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import tempfile
@@ -37,6 +38,10 @@ from .label_table import write_label_table
 
 #: Output suffixes :func:`save_segmentation` understands.
 SEGMENTATION_SUFFIXES = nifti.NIFTI_SUFFIXES + itk_image.ITK_WRITE_SUFFIXES + (".dcm",)
+#: Type 2 patient and study attributes (present, possibly empty) that highdicom copies from the first
+#: source image into the SEG; some exporters leave them out (anonymisers drop the birth date).
+TYPE2_COPIED = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
+                "StudyDate", "StudyTime")
 
 
 def save_segmentation(labels: np.ndarray, volume: Volume, path: str | os.PathLike, *,
@@ -114,9 +119,14 @@ def _save_dicom_seg(labels: np.ndarray, volume: Volume, path: Path, classes: tup
             segmented_property_type=_category(c)[1], algorithm_type=kind, algorithm_identification=identification,
             display_color=hd.color.CIELabColor.from_rgb(*(255 * np.clip(c.color, 0, 1))))
             for i, c in enumerate(table)]
-        first = source.datasets[0]
+        first = copy.deepcopy(source.datasets[0])      # a header: the volume's own source stays as read
+        for keyword in TYPE2_COPIED:
+            if keyword not in first:
+                setattr(first, keyword, "")
+        if "StudyInstanceUID" not in first:
+            raise InputError("the DICOM series has no StudyInstanceUID: a SEG cannot join its study", path)
         seg = hd.seg.Segmentation(
-            source_images=list(source.datasets), pixel_array=frames, segmentation_type="BINARY",
+            source_images=[first, *source.datasets[1:]], pixel_array=frames, segmentation_type="BINARY",
             segment_descriptions=descriptions, series_instance_uid=hd.UID(),
             series_number=int(first.get("SeriesNumber") or 0) + 1000, sop_instance_uid=hd.UID(), instance_number=1,
             manufacturer="rfmweb", manufacturer_model_name="rfmweb", software_versions=__version__,

@@ -27,6 +27,7 @@ from nibabel import orientations
 from ..errors import InputError
 from ..volume import check_affine, check_labels, check_size
 from .atomic import atomic_write
+from .nifti import MAX_GZIP_RATIO
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,6 @@ def error_summary(exc: Exception, said: list[str] | None = None) -> str:
 
 #: Header keys that name a detached voxel-data file (MetaImage ``ElementDataFile``, NRRD ``data file``).
 _DATA_FILE_KEYS = ("elementdatafile", "data file", "datafile")
-#: deflate expands data at most about 1032-fold: the most a compressed file of n bytes can unpack to.
-MAX_DEFLATE_RATIO = 1032
 
 
 #: NRRD ``space`` values that fix left and right (the NRRD spec's anatomical spaces and their short names).
@@ -198,7 +197,7 @@ def _check_extent(path: Path, fields: dict[str, str], files: list[Path] | None, 
             skip += max(0, int(fields.get(key, "0")))
         except ValueError:
             raise InputError(f"header field {key!r} is {fields[key]!r}, not a number", path) from None
-    if needed > max(0, stored - skip) * (MAX_DEFLATE_RATIO if compressed else 1):
+    if needed > max(0, stored - skip) * (MAX_GZIP_RATIO if compressed else 1):
         raise InputError(f"truncated or corrupt: its header declares {needed:,} bytes of voxel data but the file "
                          f"holds {max(0, stored - skip):,}{' compressed' if compressed else ''}", path)
     if compressed and fields.get("compresseddata", "").lower() == "true":

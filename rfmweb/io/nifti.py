@@ -236,7 +236,32 @@ def _check_header(img: nib.Nifti1Image, path: Path) -> tuple[int, ...]:
         check_perpendicular(affine)
     except InputError as exc:
         raise InputError(exc.reason, path) from None
+    disagreement = _forms_disagree(img, shape)
+    if disagreement:
+        # not the file's name: it may be a patient's
+        log.warning("a NIfTI header's sform and qform place the scan differently (%s): rfmweb uses the sform, "
+                    "as nibabel does; ITK-based tools (3D Slicer, ITK-SNAP) may use the qform and show "
+                    "another side. Check the laterality against a landmark", disagreement)
     return shape
+
+
+def _forms_disagree(img: nib.Nifti1Image, shape: tuple[int, ...]) -> str | None:
+    """How the header's two transforms, both set (codes > 0), disagree: ``"left and right mirrored"``
+    (opposite handedness), ``"up to N mm apart"`` (a corner of the grid more than a voxel apart), or
+    ``None``."""
+    hdr = img.header
+    if int(hdr["sform_code"]) <= 0 or int(hdr["qform_code"]) <= 0:
+        return None
+    try:
+        q, s = (_affine_mm(img, a) for a in (img.get_qform(), img.get_sform()))
+    except Exception:   # an invalid quaternion: _check_raw_header has said what it could
+        return None
+    if np.sign(np.linalg.det(q[:3, :3])) != np.sign(np.linalg.det(s[:3, :3])):
+        return "left and right mirrored"
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape[:3]], [1], indexing="ij")).reshape(4, -1)
+    apart = float(np.linalg.norm((q - s) @ corners, axis=0).max())
+    voxel = float(np.linalg.norm(s[:3, :3], axis=0).min())
+    return f"up to {apart:.1f} mm apart" if apart > voxel else None
 
 
 #: mm per unit of the NIfTI header's spatial units (``xyzt_units``; "unknown" is read as mm).

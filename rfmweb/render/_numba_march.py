@@ -45,11 +45,8 @@ from ..transfer.function import MAX_OPACITY
 from ._numba_blocks import BLOCK, _blocks, _exit
 from ._numba_sampling import _F, _F0, _F1, _JIT, _classes_at, _label_at, _sample3, _scalar, _to_grid
 from .fields import LUT_SIZE
+from .raymarch import EARLY_STOP, SEGMENT
 
-#: transmittance below which a ray stops (:func:`~rfmweb.render.raymarch.march`'s ``early_stop``)
-EARLY_STOP = 0.01
-#: samples per segment of the torch marcher (``march(segment=...)``'s default)
-SEGMENT = 32
 #: pixels per side of the tiles the threads take one at a time
 TILE = 8
 #: optical depth below which a segment is pre-integrated in one piece (:func:`_segment_rgba`)

@@ -62,12 +62,9 @@ from . import blocks
 from .dvr import RaymarchRenderer
 from ._triton_sampling import _classes, _grid_axis, _rint, _scalar, _trilinear
 from .fields import LUT_SIZE, ScalarField
+from .raymarch import EARLY_STOP, SEGMENT
 from .scene import FULL, Quality, Scene
 
-#: transmittance below which a ray stops (:func:`~rfmweb.render.raymarch.march`'s ``early_stop``)
-EARLY_STOP = 0.01
-#: samples per segment of the torch marcher (``march(segment=...)``'s default): sets where it stops
-SEGMENT = 32
 #: pixel rows x columns of the tile one program marches: 32 lanes, one warp, so the per-sample "any
 #: lane?" reductions are warp shuffles (the H200 frame of the module docstring: 4.1 ms; 8 x 8 tiles
 #: 5.1, 8 x 16 5.9, 16 x 16 7.0)

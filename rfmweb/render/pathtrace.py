@@ -93,7 +93,7 @@ from ._pathtrace_grids import VolumeGrids, build_grids, density_gradient, linear
 from .denoise import PassStats, atrous
 from .dvr import RaymarchRenderer
 from .registry import register
-from .scene import FULL, Quality, RenderAborted, Scene, to_uint8
+from .scene import FULL, Identity, Quality, RenderAborted, Scene, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ class PathTracer:
         self.denoise = bool(denoise)
         self._requested_variant = variant
         self._marcher = RaymarchRenderer(device=device)
-        self._media: OrderedDict[tuple, tuple] = OrderedDict()   # key -> (volume, _Medium | None)
+        self._media: OrderedDict[tuple, _Medium | None] = OrderedDict()
         self._env_cache: tuple[tuple, object] | None = None
         self._lock = threading.RLock()
 
@@ -268,7 +268,7 @@ class PathTracer:
 
     def _medium_key(self, scene: Scene) -> tuple:
         vol = scene.volume
-        return (id(vol), scene.effective_mix, scene.tf, scene.classes if vol.labels is not None else None,
+        return (Identity(vol), scene.effective_mix, scene.tf, scene.classes if vol.labels is not None else None,
                 self.oversample, self.phase_g, self.gradient_factor, self.specular, self.roughness, self.integrator,
                 self.max_depth, self.show_environment)
 
@@ -277,10 +277,9 @@ class PathTracer:
         moves reuse it); ``None`` when nothing is visible."""
         key = self._medium_key(scene)
         cache = self._media
-        entry = cache.get(key)
-        if entry is not None and entry[0] is scene.volume:   # the volume itself pins id(volume)
+        if key in cache:
             cache.move_to_end(key)
-            return entry[1]
+            return cache[key]
         mi, _ = self._mi()
         integrator = self.integrator
         if integrator == "majorant" and self.variant == "scalar_rgb":
@@ -317,7 +316,7 @@ class PathTracer:
                                                "specular": self.specular, "roughness": self.roughness,
                                                "show_environment": self.show_environment})
                 med.integrator.set_medium(grids)
-        cache[key] = (scene.volume, med)
+        cache[key] = med
         while len(cache) > MEDIA_CACHE:
             cache.popitem(last=False)
         return med

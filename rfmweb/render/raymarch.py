@@ -45,6 +45,11 @@ from .scene import RenderAborted
 
 Field = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
+#: transmittance below which a ray stops (``march``'s ``early_stop``; the compiled twins' too)
+EARLY_STOP = 0.01
+#: samples per ray evaluated together (``march``'s ``segment``): where the twins check whether to stop
+SEGMENT = 32
+
 
 @dataclass
 class MarchResult:
@@ -99,7 +104,7 @@ def pixel_jitter(height: int, width: int, frame: int = 0) -> np.ndarray:
 
 
 def march(origins: torch.Tensor, dirs: torch.Tensor, t_near: torch.Tensor, t_far: torch.Tensor,
-          field: Field, step: float, *, early_stop: float = 0.01, segment: int = 32,
+          field: Field, step: float, *, early_stop: float = EARLY_STOP, segment: int = SEGMENT,
           chunk: int = 1 << 15, abort: Callable[[], bool] | None = None,
           jitter: torch.Tensor | None = None) -> MarchResult:
     """Ray-march a field between ``t_near`` and ``t_far``.

@@ -51,7 +51,7 @@ import torch
 from ..backend import default_device
 from ..camera import OrbitCamera
 from ..errors import InputError
-from .scene import FULL, Quality, Scene
+from .scene import FULL, Identity, Quality, Scene
 from .splat_renderer import SplatRenderer
 
 log = logging.getLogger(__name__)
@@ -122,8 +122,8 @@ def _model(path: Path, device: torch.device):
 
 
 def scene_key(scene: Scene) -> tuple:
-    """What a prediction depends on: volume identity, TF, class table, channel mix (all hashable)."""
-    return id(scene.volume), scene.tf, scene.classes, scene.mix
+    """What a prediction depends on: the volume (itself), TF, class table, channel mix (all hashable)."""
+    return Identity(scene.volume), scene.tf, scene.classes, scene.mix
 
 
 def _seconds(s: float) -> str:

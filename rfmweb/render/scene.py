@@ -120,6 +120,22 @@ class Renderer(Protocol):
                abort: Callable[[], bool] | None = None) -> np.ndarray: ...
 
 
+class Identity:
+    """A cache-key part that stands for one object: equal only to itself, and it keeps the object
+    alive (``id(obj)`` alone is not a key: a freed object's id goes to the next one made)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj) -> None:
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Identity) and other.obj is self.obj
+
+
 def nothing_to_draw(scene: Scene) -> str | None:
     """Why ``scene`` draws an empty frame from every camera (``None``: something may show): its
     transfer function is transparent over every value of the volume, e.g. an all-air scan, or a

@@ -23,7 +23,12 @@ from .scene import FULL, Quality, RenderAborted, Scene, to_uint8
 
 
 class SplatRenderer:
-    """The ``splats`` renderer (see the module docstring)."""
+    """The ``splats`` renderer (see the module docstring).
+
+    Args:
+        device: where the splats are sliced and drawn (default: :func:`rfmweb.backend.default_device`;
+            gsplat on CUDA, the numba kernel on the CPU).
+    """
 
     name = "splats"
     #: What its view says: a preset changes nothing there (class toggles do)

@@ -68,7 +68,7 @@ from ..transfer import ClassTable
 from ..transfer.function import MAX_OPACITY
 from .fields import HiddenFade, hide_key, scalar_np
 from .sampling import bspline_upsample
-from .scene import FULL, REST, Quality, RenderAborted, Scene, frame_offsets
+from .scene import FULL, REST, Identity, Quality, RenderAborted, Scene, frame_offsets
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class VtkRenderer:
         vol = scene.volume
         mix = scene.effective_mix
         hidden = scene.classes.hidden if vol.labels is not None else ()
-        key = (id(vol), mix, hide_key(hidden, scene.tf))
+        key = (Identity(vol), mix, hide_key(hidden, scene.tf))
         if key == self._data_key.get(cubic):
             return
         _, data_model, _, _, numpy_support = _vtk()

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from ..errors import InputError
 from ..render.scene import Scene
 from ..splats.init import classify, volume_tensors
+from ..transfer.function import MAX_OPACITY
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def build_inputs(scene: Scene, spacing_mm: float | None = None, *, eps: float = 
     labels = None if labels is None else labels.long()
     rgba = classify(scalar, labels, scene.tf, scene.classes)
     path = float(np.mean(np.linalg.norm(affine[:3, :3], axis=0)))
-    alpha_voxel = 1.0 - (1.0 - rgba[..., 3].clamp(0.0, 0.999)) ** (path / scene.tf.unit_distance)
+    alpha_voxel = 1.0 - (1.0 - rgba[..., 3].clamp(0.0, MAX_OPACITY)) ** (path / scene.tf.unit_distance)
     unlabelled = 0.0
     if labels is not None:
         mask, mask_from = (labels > 0) & (rgba[..., 3] > 0), "labels"

@@ -261,8 +261,10 @@ def load_state(path: str | os.PathLike, map_location="cpu") -> dict:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise InputError("no such Render-FM checkpoint", path) from None
-    except Exception as e:  # unpickling / zip errors: not our file
-        raise InputError(f"not a readable Render-FM checkpoint ({type(e).__name__}: {e})", path) from None
+    except Exception as e:  # unpickling / zip errors: not our file (torch's own text would suggest
+        # weights_only=False, which would run the file's code)
+        raise InputError(f"not a readable Render-FM checkpoint ({type(e).__name__}; a file written by "
+                         "train-renderfm is a torch zip archive)", path) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise InputError(f"not a Render-FM checkpoint (missing format tag {FORMAT!r})", path)
     return state

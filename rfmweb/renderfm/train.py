@@ -221,7 +221,7 @@ def train(config: RunConfig, *, progress: bool = True) -> dict:
     from tqdm import tqdm
 
     from ..backend import choose_rasterizer
-    from ..inr import distributed as dist_
+    from .. import distributed as dist_
 
     info = dist_.setup(config.train.device)
     device, tc = info.device, config.train
@@ -317,8 +317,8 @@ def train(config: RunConfig, *, progress: bool = True) -> dict:
             stopped = True
             break
     bar.close()
-    if step == start and info.is_main and not ckpt_path.exists():
-        checkpoint()
+    if step == start == 0:     # nothing trained (steps = 0): the initial model is the result; every rank
+        checkpoint()           # takes part (checkpoint() ends at a barrier)
     dist_.teardown(info)
     return {"step": step, "steps": tc.steps, "stopped_by_time_limit": stopped, "out": str(out),
             "seconds": round(time.perf_counter() - t0, 2), "world_size": info.world_size}

@@ -139,6 +139,11 @@ class ViewController:
         else:
             targets[0].reset_camera()
 
+    def _resize(self, msg: m.Resize, targets) -> None:
+        self.set_pixel_ratio(msg.view, msg.ratio)
+        for s in targets:
+            s.resize(msg.width, msg.height)
+
     def _probe(self, msg: m.Probe, targets) -> None:
         self._pointer[msg.view] = (msg.x, msg.y)
         probe = targets[0].probe(msg.x, msg.y)
@@ -294,7 +299,7 @@ _HANDLERS: dict[type, Callable] = {
     m.Wheel: ViewController._wheel,
     m.Key: ViewController._key,
     m.Probe: ViewController._probe,
-    m.Resize: _each(lambda s, msg: s.resize(msg.width, msg.height)),
+    m.Resize: ViewController._resize,
     m.SetPreset: _each(lambda s, msg: s.set_preset(msg.name) if msg.name != s.preset_name else None),
     m.SetRenderer: _each(lambda s, msg: s.set_renderer(msg.name) if msg.name != s.renderer_name else None),
     m.SetClass: _each(lambda s, msg: s.set_class(msg.index, visible=msg.visible, opacity=msg.opacity,

@@ -52,10 +52,12 @@ class Ack(ClientMessage):
 
 @dataclass(frozen=True)
 class _CanvasSize(ClientMessage):
-    """A canvas of ``width`` x ``height`` device pixels (CSS size x devicePixelRatio)."""
+    """A canvas of ``width`` x ``height`` device pixels (CSS size x devicePixelRatio), ``ratio`` device
+    pixels per CSS pixel as laid out (a canvas shrunk by its page has fewer than its set size)."""
 
     width: int
     height: int
+    ratio: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -388,6 +390,9 @@ def _check_size(msg) -> None:
         v = getattr(msg, name)
         if not 1 <= v <= MAX_SIDE:
             raise MessageError(f"{msg.tag()} message: {name!r} must lie in 1..{MAX_SIDE} pixels, got {v}")
+    if not (math.isfinite(msg.ratio) and 0.05 <= msg.ratio <= 16):
+        raise MessageError(f"{msg.tag()} message: 'ratio' must lie in 0.05..16 device pixels per CSS pixel, "
+                           f"got {msg.ratio}")
 
 
 def _check_correction_label(msg) -> None:

@@ -293,6 +293,8 @@ class RenderSession(SliceControls, Pointing):
             raise InputError(f"{mode} slice index must lie in 0..{n - 1}, got {index}")
 
     def set_renderer(self, name: str) -> None:
+        """Draw the 3-D view with renderer ``name`` (:func:`~rfmweb.render.registry.renderer_names`);
+        raises :class:`InputError` when it cannot run here (the error says what to install)."""
         self._usable(name)
         with self._lock:
             self.renderer_name = name
@@ -356,6 +358,7 @@ class RenderSession(SliceControls, Pointing):
         self._changed("scene")
 
     def set_class_table(self, table: ClassTable) -> None:
+        """Style every label class at once (visibility, opacity 0..1, sRGB colour, mode)."""
         with self._lock:
             self.classes = table
         self._changed("scene")
@@ -390,6 +393,7 @@ class RenderSession(SliceControls, Pointing):
         self._changed("still")
 
     def set_camera(self, camera: OrbitCamera) -> None:
+        """Show the scene from ``camera`` (world mm, degrees; its size becomes the view's)."""
         with self._lock:
             if camera == self.camera:
                 return
@@ -444,6 +448,8 @@ class RenderSession(SliceControls, Pointing):
 
     # -- rendering ----------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
+        """A consistent copy of what the next frame shows (scene, camera, mode, slices, version),
+        taken under the session's lock: renderers draw from it while the state moves on."""
         with self._lock:
             scene = Scene(self.volume, self.tf, self.classes, self.mix, self.background, self.splats)
             return Snapshot(self.version, self.renderer_name, self.preset_name, scene, self.camera, self.mode,
@@ -528,6 +534,7 @@ class RenderSession(SliceControls, Pointing):
         return ((self._draw_points(to_uint8(image), snapshot), n) for image, n in passes)
 
     def close(self) -> None:
+        """Release the renderers this session made (VTK windows, Mitsuba scenes, worker threads)."""
         for r in self._renderers.values():
             if hasattr(r, "close"):
                 r.close()

@@ -94,7 +94,6 @@ class FrameStream:
         self._scale = {}  # renderer name -> adaptive interactive scale
         self._last_interactive = None  # (renderer, scene) of the last interactive render
         self._progress = None  # (pass iterator, version) of a cinematic still in progress
-        self.frames_sent = 0
         self._unsubscribe = session.subscribe(lambda _s, what: self._refine() if what == "still" else self.request())
         self._unsubscribe_released = session.on_refinement_released(self._wake)
         self._thread = threading.Thread(target=self._run, name=f"rfmweb-render-{name}", daemon=True)
@@ -154,6 +153,7 @@ class FrameStream:
         return fut.result(timeout=timeout)
 
     def close(self) -> None:
+        """Stop rendering and sending: the thread ends, pending screenshots are cancelled."""
         self._unsubscribe()
         self._unsubscribe_released()
         with self._cond:
@@ -229,7 +229,6 @@ class FrameStream:
                     self._idle_due = time.monotonic() + self.idle_delay
             try:
                 self._send(frame)
-                self.frames_sent += 1
             except Exception:
                 log.exception("sending a frame failed")
                 self.ack(frame.id)

@@ -29,14 +29,12 @@ import torch.nn.functional as F
 from ..errors import InputError
 from ..render.scene import Scene
 from ..transfer import ClassTable, TransferFunction
+from ..transfer.function import MAX_OPACITY
 from .model import Splats6D
-from .slicing import LAMBDA_OPA
+from .slicing import LAMBDA_OPA, SH_C0
 
 #: Direction-block standard deviation of new splats (unit-vector space).
 DIR_STD = 2.0
-SH_C0 = 0.28209479177387814
-#: Largest per-voxel opacity before the log in the extinction (keeps it finite).
-MAX_VOXEL_ALPHA = 0.999
 #: The 8 voxels of a 2 x 2 x 2 block, as offsets from its first voxel ``2i``.
 _CORNERS = torch.tensor([(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)])      # [8, 3]
 
@@ -139,7 +137,7 @@ def prime(rgba: torch.Tensor, labels: torch.Tensor | None, affine: np.ndarray, u
     rgba = torch.as_tensor(rgba, dtype=torch.float32).contiguous()
     if min(rgba.shape[:3]) < 2:
         raise InputError(f"AGP needs at least 2 voxels along every axis, got {tuple(rgba.shape[:3])}")
-    ext = -torch.log1p(-rgba[..., 3].clamp(0, MAX_VOXEL_ALPHA)) / unit_distance             # [X, Y, Z] 1/mm
+    ext = -torch.log1p(-rgba[..., 3].clamp(0, MAX_OPACITY)) / unit_distance             # [X, Y, Z] 1/mm
     ext_mean = F.avg_pool3d(ext[None, None], 2)[0, 0]               # [X', Y', Z'], a last odd voxel left out
     half_affine = affine.copy()
     half_affine[:3, 3] = affine[:3, :3] @ np.array([0.5, 0.5, 0.5]) + affine[:3, 3]

@@ -62,6 +62,7 @@ class ClassTable:
         return cls(tuple(ClassStyle(c.index, c.name, c.color, group=c.group) for c in classes), **kwargs)
 
     def style(self, index: int) -> ClassStyle:
+        """The style of label value ``index``; :class:`InputError` when no class has it."""
         for s in self.styles:
             if s.index == index:
                 return s

@@ -100,7 +100,8 @@ _STRETCHED = ("MR-Default", "MR-T2-Brain", "MR-Angio")
 
 
 def preset(name: str) -> TransferFunction:
-    """The preset called ``name`` (exact Slicer name, e.g. ``"CT-Bone"``)."""
+    """The preset called ``name`` (exact Slicer name, e.g. ``"CT-Bone"``): its points are in HU for
+    the CT presets and in blended units [0, 1] for the MR ones; opacity is per ``unit_distance`` mm."""
     try:
         return PRESETS[name]
     except KeyError:

@@ -1,6 +1,7 @@
-"""torch.distributed for Neumours training: one process per device, launched by ``torchrun``.
+"""torch.distributed for training (Neumours, the CNN baseline, Render-FM): one process per device,
+launched by ``torchrun``.
 
-``torchrun --nproc_per_node N -m rfmweb train-inr ...`` sets ``RANK``, ``WORLD_SIZE``,
+``torchrun --nproc_per_node N -m rfmweb train-inr ...`` (or ``train-renderfm``) sets ``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; :func:`setup` reads them and starts the
 process group (gloo on CPU, NCCL on CUDA). Without those variables training runs in one process
 and every helper here is a no-op. Only rank 0 writes files.
@@ -25,7 +26,6 @@ class DistInfo:
 
     rank: int = 0
     world_size: int = 1
-    local_rank: int = 0
     device: torch.device = torch.device("cpu")
     owns_group: bool = False
 
@@ -45,7 +45,7 @@ def setup(device: str | torch.device | None = None) -> DistInfo:
         device: ``"cpu"``, ``"cuda"`` (one GPU per local rank) or ``None`` for
             :func:`rfmweb.backend.default_device`.
     """
-    from ..backend import default_device
+    from .backend import default_device
 
     device = torch.device(device) if device is not None else default_device()
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -61,7 +61,7 @@ def setup(device: str | torch.device | None = None) -> DistInfo:
         dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None)
         owns = True
     log.info("rank %d/%d on %s (%s)", rank, world, device, dist.get_backend())
-    return DistInfo(rank, world, local, device, owns)
+    return DistInfo(rank, world, device, owns)
 
 
 def wrap(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
