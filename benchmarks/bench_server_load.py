@@ -58,7 +58,7 @@ WSLINK_SECRET = "wslink-secret"
 _FRAME_TOPIC = "publish:trame.rca.topic.stream:"
 #: Messages larger than this are frames (RPC answers are tens of bytes; a JPEG frame is kilobytes).
 _FRAME_BYTES = 1024
-#: The launcher ends a session this many seconds after its last websocket closed (Launcher.grace_s).
+#: The launcher ends a session this many seconds after its last websocket closed (``--reconnect-s``).
 GRACE_S = 5.0
 
 
@@ -455,7 +455,7 @@ def run(*, clients: int = 10, seconds: float = 300.0, interval: float = 10.0, dr
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "rfmweb", "serve", "--port", str(port), "--max-sessions", str(clients),
-           "--renderer", renderer, "--auth-key", KEY]
+           "--renderer", renderer, "--auth-key", KEY, "--reconnect-s", str(GRACE_S)]
     with served(cmd, base + "/", log_file, timeout_s=180) as proc:
         # on a thread of its own: the caller's thread may already run an event loop (pytest with Playwright)
         load = _load(base, proc.pid, log_file, clients=clients, seconds=seconds, interval=interval,

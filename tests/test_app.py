@@ -71,7 +71,8 @@ def test_cli_missing_file_exits_2_with_one_line(tmp_path):
     assert "Traceback" not in res.stderr
 
 
-@pytest.mark.parametrize("case", ["corrupt", "labels_grid", "renderer", "preset", "public_host", "brats_labels"])
+@pytest.mark.parametrize("case", ["corrupt", "labels_grid", "renderer", "preset", "public_host", "brats_labels",
+                                  "reconnect"])
 def test_cli_bad_input_exits_2(case, small_files, tmp_path, capsys):
     from rfmweb.app.cli import run_serve
     ct, labels = small_files
@@ -91,6 +92,8 @@ def test_cli_bad_input_exits_2(case, small_files, tmp_path, capsys):
         args, expect = _serve_args(volume=str(ct), preset="CT-Nope"), "unknown preset 'CT-Nope'"
     elif case == "public_host":
         args, expect = _serve_args(volume=str(ct), host="0.0.0.0"), "auth key"
+    elif case == "reconnect":
+        args, expect = _serve_args(volume=str(ct), reconnect_s=0.0), "--reconnect-s must be"
     else:
         args, expect = _serve_args(volume=str(tmp_path), labels=str(labels)), str(tmp_path)
     assert run_serve(args) == 2
@@ -103,9 +106,10 @@ def test_serve_parser_parses_the_documented_options():
     parser = argparse.ArgumentParser(prog="rfmweb")
     add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["serve", "scan.nii.gz", "--labels", "l.nii.gz", "--host", "0.0.0.0", "--port", "9000",
-                              "--auth-key", KEY, "--renderer", "vtk", "--preset", "CT-Muscle"])
-    assert (args.volume, args.labels, args.host, args.port, args.auth_key, args.renderer, args.preset) == (
-        "scan.nii.gz", "l.nii.gz", "0.0.0.0", 9000, KEY, "vtk", "CT-Muscle")
+                              "--auth-key", KEY, "--renderer", "vtk", "--preset", "CT-Muscle", "--reconnect-s", "90"])
+    assert (args.volume, args.labels, args.host, args.port, args.auth_key, args.renderer, args.preset,
+            args.reconnect_s) == ("scan.nii.gz", "l.nii.gz", "0.0.0.0", 9000, KEY, "vtk", "CT-Muscle", 90.0)
+    assert parser.parse_args(["serve"]).reconnect_s == 60.0
     assert args.run is _run_or_exit
     assert parser.parse_args(["serve"]).volume is None
 

@@ -1,7 +1,7 @@
 """``rfmweb serve``: the command line of the web app.
 
     rfmweb serve [VOLUME] [--labels L] [--host H] [--port P] [--auth-key-file F] [--renderer R] [--preset P]
-                 [--allow-host NAME] [--shared | --max-sessions N] [--certfile F --keyfile F]
+                 [--allow-host NAME] [--shared | --max-sessions N] [--reconnect-s S] [--certfile F --keyfile F]
     rfmweb serve CASE_DIR --segment [--model CKPT]    # ground truth | raw INR | denoised INR
 
 VOLUME is a NIfTI file, a BraTS case folder or ``sample:NAME``; without it, the bundled CT phantom.
@@ -34,7 +34,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Serve a volume in a browser viewer (trame). Frames are rendered here and streamed.",
         epilog=f"""sessions:
   every browser tab gets its own viewer (camera, presets, classes, corrections), run in its own
-  process and ended a few seconds after the tab closes; --max-sessions bounds how many run at once.
+  process; it waits --reconnect-s (60 s) for its tab after the connection drops (the page
+  reconnects by itself, keeping the view and annotations), then ends, freeing its place;
+  --max-sessions bounds how many run at once.
   --shared: one viewer for every tab (teaching): the first tab to connect drives, the others
   follow (when it leaves, the next oldest drives).
 
@@ -80,6 +82,10 @@ https:
                    help="one viewer state for every tab (teaching) instead of a session per tab")
     p.add_argument("--max-sessions", type=int, default=4, metavar="N",
                    help="most viewer sessions (tabs) at once, each a process (default 4)")
+    p.add_argument("--reconnect-s", type=float, default=60.0, metavar="S",
+                   help="seconds a session waits for its tab after the connection drops (Wi-Fi, a sleeping "
+                        "tablet): the page reconnects by itself within them and keeps the view and annotations; "
+                        "a closed tab's place frees after them (default 60)")
     p.add_argument("--certfile", default=None, metavar="F",
                    help="PEM certificate (chain) for https:// (with --keyfile)")
     p.add_argument("--keyfile", default=None, metavar="F", help="PEM private key of --certfile (unencrypted)")
@@ -115,7 +121,7 @@ def run_serve(args: argparse.Namespace) -> int:
               segment=bool(getattr(args, "segment", False)), model=getattr(args, "model", None),
               allow_hosts=tuple(getattr(args, "allow_host", ())), shared=bool(getattr(args, "shared", False)),
               max_sessions=getattr(args, "max_sessions", 4), series=getattr(args, "series", None),
-              scene=getattr(args, "scene", None),
+              scene=getattr(args, "scene", None), reconnect_s=getattr(args, "reconnect_s", 60.0),
               certfile=getattr(args, "certfile", None), keyfile=getattr(args, "keyfile", None))
     except InputError as exc:
         print(f"rfmweb: error: {exc}", file=sys.stderr)

@@ -18,8 +18,9 @@ and hands out its websocket); this module is that pattern, small and in-process:
   takes the viewer over, and the older page is closed with :data:`TAKEN_OVER`, which it explains
   (two pages would otherwise drive one state, each seeing the other's changes). A reload is the
   same, seamlessly.
-- A session ends when its tab's websocket has been closed for ``grace_s`` (a reload reconnects
-  within it), or ``connect_s`` after it started if no websocket ever came. Ending closes the child's
+- A session ends when its tab's websocket has been closed for ``grace_s`` (``--reconnect-s``; a
+  reload, or the page reconnecting by itself after a network drop, comes back within it), or
+  ``connect_s`` after it started if no websocket ever came. Ending closes the child's
   stdin: it exits at once (and if the launcher dies, its children see EOF and exit too); its memory
   goes back to the system with the process.
 
@@ -111,7 +112,7 @@ class Launcher:
         start_s: longest wait for a session process to listen.
     """
 
-    def __init__(self, content: Content, access: Access, *, max_sessions: int = 4, grace_s: float = 5.0,
+    def __init__(self, content: Content, access: Access, *, max_sessions: int = 4, grace_s: float = 60.0,
                  connect_s: float = 60.0, start_s: float = 180.0) -> None:
         self.content = content
         self.access = access
@@ -320,15 +321,16 @@ class Launcher:
 
 
 def run_launcher(content: Content, *, host: str, port: int, access: Access, max_sessions: int,
-                 on_ready: Callable[[int], None] | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
+                 on_ready: Callable[[int], None] | None = None, ssl_context: ssl.SSLContext | None = None,
+                 grace_s: float = 60.0) -> None:
     """Serve the launcher on ``host:port`` until SIGINT/SIGTERM (blocking); ends every session on exit.
 
-    ``ssl_context``: listen with TLS (see :func:`~.security.tls_context`).
+    ``ssl_context``: listen with TLS (see :func:`~.security.tls_context`); ``grace_s``: see :class:`Launcher`.
     """
     from aiohttp import web
 
     async def main() -> None:
-        launcher = Launcher(content, access, max_sessions=max_sessions)
+        launcher = Launcher(content, access, max_sessions=max_sessions, grace_s=grace_s)
         runner = web.AppRunner(launcher.app(), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port, ssl_context=ssl_context)

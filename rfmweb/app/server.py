@@ -69,6 +69,8 @@ class Content:
         renderer, preset: initial choices; segment, model: the segmentation views and their INR
             (a loaded model, or ``None`` for the shipped weights).
         scene: a scene file's content (:mod:`rfmweb.session.scene_file`) every viewer starts from.
+        reconnect_s: how long a session waits for its tab after the connection drops (the page says
+            so and reconnects by itself within it); ``None`` with ``--shared`` (the app stays up).
     """
 
     volume: Volume | None
@@ -78,6 +80,7 @@ class Content:
     segment: bool = False
     model: object = None
     scene: dict | None = None
+    reconnect_s: float | None = None
 
     def describe(self) -> str:
         """What is served, for the log: modality and size, never the name (a file's name may be a patient's)."""
@@ -142,10 +145,11 @@ def bound_client_messages() -> None:
 
 
 def build_app(volume: Volume | None, *, splats=None, renderer: str | None = None, preset: str | None = None,
-              server=None, segmentation=None):
+              server=None, segmentation=None, reconnect_s: float | None = None):
     """Create the trame server with the layout and controllers (not started); returns ``(server, controller)``.
 
-    ``segmentation``: a :class:`~rfmweb.session.SegmentationViews` to show instead of ``volume``.
+    ``segmentation``: a :class:`~rfmweb.session.SegmentationViews` to show instead of ``volume``;
+    ``reconnect_s``: see :class:`Content`.
     """
     from trame.app import get_server
 
@@ -155,7 +159,7 @@ def build_app(volume: Volume | None, *, splats=None, renderer: str | None = None
     server = server or get_server("rfmweb", client_type="vue3")
     controller = AppController(server, volume, splats=splats, renderer=renderer, preset=preset,
                                segmentation=segmentation)
-    build_ui(server, controller.names)
+    build_ui(server, controller.names, reconnect_s=reconnect_s)
     return server, controller
 
 
@@ -193,7 +197,8 @@ def run_app(content: Content, *, host: str, port: int, access: Access,
     os.environ["TRAME_ARGS"] = ""
     bound_client_messages()
     server, controller = build_app(content.volume, splats=content.splats, renderer=content.renderer,
-                                   preset=content.preset, segmentation=segmentation)
+                                   preset=content.preset, segmentation=segmentation,
+                                   reconnect_s=content.reconnect_s)
     if content.scene is not None:
         controller.start_from_scene(content.scene)
     # no wslink authKey: the page URL loses ?secret= (see .security); the websocket handshake is
@@ -263,7 +268,8 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
           renderer: str | None = None, preset: str | None = None, segment: bool = False,
           model: str | os.PathLike | None = None, allow_hosts: tuple[str, ...] = (), shared: bool = False,
           max_sessions: int = 4, series: str | None = None, certfile: str | os.PathLike | None = None,
-          keyfile: str | os.PathLike | None = None, scene: str | os.PathLike | None = None) -> None:
+          keyfile: str | os.PathLike | None = None, scene: str | os.PathLike | None = None,
+          reconnect_s: float = 60.0) -> None:
     """Serve the viewer of ``volume`` until interrupted (blocking).
 
     Args:
@@ -294,6 +300,9 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
             1.2+) instead of HTTP; give both or neither.
         scene: a scene file (``Save scene`` in the viewer, :func:`rfmweb.session.scene_file.save_scene`)
             every viewer starts from; checked against the volume before serving.
+        reconnect_s: seconds a session waits for its tab after the connection drops (Wi-Fi, a
+            sleeping tablet, a reload): the page reconnects by itself within them, keeping the view,
+            cursor and annotations; a closed tab's place frees after them (not with ``shared``).
 
     Raises:
         InputError: bad arguments (checked before anything is loaded) or an unreadable volume.
@@ -309,6 +318,8 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
         raise InputError(f"port must be an integer in 0..65535, got {port!r}")
     if not isinstance(max_sessions, int) or max_sessions < 1:
         raise InputError(f"--max-sessions must be a positive integer, got {max_sessions!r}")
+    if not (isinstance(reconnect_s, (int, float)) and 1 <= reconnect_s <= 3600):
+        raise InputError(f"--reconnect-s must be a number of seconds in 1..3600, got {reconnect_s!r}")
     if (certfile is None) != (keyfile is None):
         raise InputError("give --certfile and --keyfile together (the certificate and its private key), or neither")
     ssl_context = tls_context(certfile, keyfile) if certfile is not None else None
@@ -348,7 +359,7 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
 
             with about(scene):
                 check_layout(scene_data["layout"])
-    content = Content(vol, splats, renderer, preset, segment, inr, scene_data)
+    content = Content(vol, splats, renderer, preset, segment, inr, scene_data, None if shared else float(reconnect_s))
     access = Access(allowed_names(host), proxies, auth_key)
     announce = announcer(content, host, auth_key, open_browser, "http" if ssl_context is None else "https")
     if shared:
@@ -357,4 +368,4 @@ def serve(volume: Volume | str | os.PathLike | None = None, *, labels: str | os.
         from .launcher import run_launcher
 
         run_launcher(content, host=host, port=port, access=access, max_sessions=max_sessions, on_ready=announce,
-                     ssl_context=ssl_context)
+                     ssl_context=ssl_context, grace_s=float(reconnect_s))

@@ -109,6 +109,9 @@ CLIENT_SCRIPT = r"""
     .observe(document.body, { childList: true, subtree: true });
   // a lost connection says so (the views would just stop); 4001: another tab took this viewer over.
   // Opaque: trame's own "Connection closed" spinner under it read as a second, contradicting message.
+  // Otherwise the page reconnects by itself (a reload) as soon as the server answers: the session
+  // waits __RFM_RECONNECT__ s for it (null: one app for every tab, which stays up).
+  const LINK = 'style="color:#8cf"';
   function lost(code) {
     if (document.querySelector(".rfm-lost")) return;
     const box = document.createElement("div");
@@ -116,11 +119,32 @@ CLIENT_SCRIPT = r"""
     box.setAttribute("role", "alert");
     box.style.cssText = "position:fixed;inset:0;z-index:10000;display:flex;align-items:center;" +
       "justify-content:center;background:#303030;color:#fff;font:16px sans-serif;text-align:center";
-    box.innerHTML = '<div style="background:#222;padding:16px 24px;border-radius:6px;line-height:1.6">' +
-      (code === 4001 ? "This viewer was opened in another tab." : "The connection to the viewer was lost.") +
-      '<br><a href="" style="color:#8cf">Reload</a> to use it here, or ' +
-      '<a href="/" style="color:#8cf">open a new viewer</a>.</div>';
+    box.innerHTML = '<div class="rfm-lost-text" style="background:#222;padding:16px 24px;border-radius:6px;' +
+      'line-height:1.6"></div>';
     document.body.appendChild(box);
+    const say = (html) => { box.firstChild.innerHTML = html; };
+    if (code === 4001) {
+      say(`This viewer was opened in another tab.<br><a href="" ${LINK}>Reload</a> to use it here, or ` +
+        `<a href="/" ${LINK}>open a new viewer</a>.`);
+      return;
+    }
+    const keep = __RFM_RECONNECT__;
+    say("The connection to the viewer was lost. Reconnecting…" + (keep ? `<br>This viewer keeps your view and ` +
+      `annotations for ${keep} s.` : ""));
+    const retry = async () => {
+      try {
+        const r = await fetch(location.href, { cache: "no-store", redirect: "manual" });
+        const gone = keep && (r.type === "opaqueredirect" || r.status === 404);   // the launcher ended it
+        if (gone) {
+          say(`This viewer session has ended: the connection was away for more than ${keep} s.<br>` +
+            `<a href="/" ${LINK}>Open a new viewer</a> ("Save scene" keeps a view and its annotations).`);
+          return;
+        }
+        if (r.status < 500) { location.reload(); return; }   // back (or asking for the key again)
+      } catch (e) { /* no network yet */ }
+      setTimeout(retry, 2000);
+    };
+    setTimeout(retry, 1000);
   }
   setInterval(() => {
     const s = getSession();
@@ -261,8 +285,9 @@ def _annotation_controls(ctrl, names) -> None:
                           "(t) => trigger('rfm_load_scene', [t])); $event.target.value = ''")
 
 
-def build_ui(server, names):
-    """Create the page of ``server``; ``names`` is the TypedState name proxy of AppState."""
+def build_ui(server, names, *, reconnect_s: float | None = None):
+    """Create the page of ``server``; ``names`` is the TypedState name proxy of AppState; ``reconnect_s``:
+    how long the session waits for a page that lost its connection (``None``: the app stays up)."""
     ctrl = server.controller
     server.state.client_only("main_drawer")   # each tab opens and closes its own drawer (shared views too)
     with SinglePageWithDrawerLayout(server, full_height=True) as layout:
@@ -386,6 +411,7 @@ def build_ui(server, names):
                     html.Div(f"{{{{ {names.alert} }}}}", classes="rfm-alert-text flex-grow-1")
                     v3.VBtn("Close", variant="text", classes="ml-2 rfm-alert-close", click=f"{names.alert} = ''")
             client.Style(PAGE_CSS)
-            client.Script(CLIENT_SCRIPT)
+            client.Script(CLIENT_SCRIPT.replace("__RFM_RECONNECT__", json.dumps(
+                None if reconnect_s is None else round(reconnect_s))))
         layout.footer.hide()
     return layout

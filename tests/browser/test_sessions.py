@@ -3,8 +3,9 @@
 Two servers for the module, the CLI in subprocesses on the 4x-downsampled head CT with an auth key
 (the browser opens ``/?secret=KEY`` once: 303 to ``/`` with a cookie, then 303 to ``/s/<id>/``):
 
-- the default (a session process per tab, ``--max-sessions 2``): a preset changed in tab A stays
-  out of tab B; a third tab gets the "all sessions in use" page; a closed tab's process exits;
+- the default (a session process per tab, ``--max-sessions 2``, ``--reconnect-s 12``): a preset
+  changed in tab A stays out of tab B; a third tab gets the "all sessions in use" page; a closed
+  tab's process exits; a page whose connection dropped reconnects by itself, or says its session ended;
 - ``--shared``: tabs follow the first one (the driver); a follower's change is put back.
 
 Each tab is its own browser context (its own cookies), as two people would be.
@@ -26,6 +27,7 @@ from roundtrip import frame_info, wait_frame, wait_idle, wait_quiet
 from serving import ServerError, served
 
 KEY = "browser-sessions-key"
+RECONNECT_S = 12
 VIEWPORT = {"width": 900, "height": 600}
 TIMEOUT_MS = 60_000
 PRESET = "AppState__view_a__ViewState__preset"
@@ -57,7 +59,7 @@ def _serving(small_ct, tmp_path_factory, *args):
 
 @pytest.fixture(scope="module")
 def per_tab(small_ct, tmp_path_factory):
-    yield from _serving(small_ct, tmp_path_factory, "--max-sessions", "2")
+    yield from _serving(small_ct, tmp_path_factory, "--max-sessions", "2", "--reconnect-s", str(RECONNECT_S))
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +97,35 @@ def _wait_log(log, pattern: str, timeout_s: float = 30.0) -> re.Match:
             assert match, f"{pattern!r} not in the server log:\n{log.read_text()}"
             return match
         time.sleep(0.2)
+
+
+def test_a_dropped_connection_reconnects_by_itself_and_an_ended_session_says_so(browser, per_tab, artifacts):
+    """Wi-Fi dropped (the page's websocket closed): the page reconnected to nothing and a "Reload"
+    5 s later found a new session, the view and annotations gone. Now the page reloads by itself as
+    soon as the server answers, into the same session; away longer than --reconnect-s, it says the
+    session has ended."""
+    url, log = per_tab
+    ctx, a = _tab(browser, url)
+    drop = "() => window.trame.client.getConnection().getSession().close()"
+    try:
+        _set_preset(a, "CT-Muscle")
+        a.wait_for_function(f"() => window.trame.state.get('{PRESET}') === 'CT-Muscle'")
+        where = a.url
+        with a.expect_event("load", timeout=30_000):       # the page reloads itself
+            a.evaluate(drop)
+        wait_frame(a, _view(a))
+        assert a.url == where and _preset(a) == "CT-Muscle" and a.locator(".rfm-lost").count() == 0
+        tag = re.search(r"/s/([0-9a-f]{6})", where).group(1)
+        ctx.set_offline(True)                                # away for longer than the session waits
+        a.evaluate(drop)
+        _wait_log(log, rf"session {tag} ended \(its tab closed\)", timeout_s=RECONNECT_S + 30)
+        ctx.set_offline(False)
+        lost = a.locator(".rfm-lost")
+        a.wait_for_function("() => document.querySelector('.rfm-lost')?.innerText.includes('has ended')")
+        assert f"more than {RECONNECT_S} s" in lost.inner_text() and a.url == where
+        a.screenshot(path=str(artifacts / "sessions_ended.png"))
+    finally:
+        ctx.close()
 
 
 def test_tabs_have_their_own_state_and_the_limit_holds(browser, per_tab, artifacts):
