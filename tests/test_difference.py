@@ -112,6 +112,56 @@ def test_a_click_in_the_trame_view_places_the_crosshair(small_ct):
     control.close()
 
 
+def test_two_fingers_pinch_and_pan_and_never_click(small_ct):
+    """A tablet: vtk.js turns the first finger into a left button, released when the second lands
+    (a "click" that moved the cursor under the fingers); the page says "Touches" first. A pinch
+    zooms (the 3-D camera; a slice's magnification), a two-finger drag pans."""
+    from rfmweb.app.frames import FrameAdapter
+    from rfmweb.session.controller import ViewController
+
+    session = RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE)
+    control = ViewController([session])
+    adapter = FrameAdapter("v", 0, control, on_frame=lambda f: None, on_status=lambda busy, msg: None)
+    adapter.session = session
+    adapter._css_height = SIZE
+    cam = session.camera
+    finger = {"type": "LeftButtonPress", "x": 30, "y": 20, "buttonLeft": 1}
+    for mode in ("3d", "axial"):
+        session.set_view_mode(mode)
+        adapter.on_interaction("t", finger)
+        adapter.on_interaction("t", {"type": "Touches", "n": 2})
+        adapter.on_interaction("t", {**finger, "type": "LeftButtonRelease"})
+        adapter.on_interaction("t", {"type": "StartPinch", "factor": 1.0})
+        zoom = session.slice_zoom if mode == "axial" else None
+        for f in (1.2, 1.6, 2.0):
+            adapter.on_interaction("t", {"type": "Pinch", "factor": f})
+        adapter.on_interaction("t", {"type": "Touches", "n": 0})      # the page's word comes first, then
+        adapter.on_interaction("t", {"type": "EndPinch"})             # vtk.js's press and release of the
+        adapter.on_interaction("t", {**finger, "type": "LeftButtonPress"})     # finger lifted last
+        adapter.on_interaction("t", {**finger, "type": "LeftButtonRelease"})
+        assert session.cursor is None
+        if mode == "3d":
+            assert session.camera.distance == pytest.approx(cam.distance / 2, rel=1e-6)
+            assert session.camera.azimuth == cam.azimuth
+        else:
+            assert session.slice_zoom == pytest.approx(2 * zoom, rel=1e-6)
+    session.set_view_mode("3d")
+    target = session.camera.target
+    adapter.on_interaction("t", {"type": "Touches", "n": 2})
+    for tx in (0.0, 10.0, 25.0):
+        adapter.on_interaction("t", {"type": "Pan" if tx else "StartPan", "translation": [tx, 0.0]})
+    adapter._flush()
+    moved = np.linalg.norm(np.subtract(session.camera.target, target))
+    assert moved == pytest.approx(25 * session.camera.mm_per_pixel, rel=1e-6)
+    adapter.on_interaction("t", {"type": "Touches", "n": 0})
+    adapter.on_interaction("t", {**finger, "type": "LeftButtonRelease"})   # vtk.js's last event of the lift
+    session.set_view_mode("axial")                                   # a tap is still a click
+    adapter.on_interaction("t", finger)
+    adapter.on_interaction("t", {**finger, "type": "LeftButtonRelease"})
+    assert session.cursor is not None
+    control.close()
+
+
 def test_the_app_shows_the_difference_only_beside_a_comparison(small_ct):
     from trame.app import get_server
 

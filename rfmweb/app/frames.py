@@ -21,6 +21,7 @@ from ..errors import InputError, brief
 from ..session import Frame, FrameStream, RenderSession
 from ..session import messages as m
 from ..session.controller import ViewController
+from ..session.interaction import ZOOM_PER_WHEEL
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ MAX_PIXELS = 1280 * 1024
 _BUTTONS = {"Left": "left", "Middle": "middle", "Right": "right"}
 #: A left press and release closer than this (CSS px) is a click: it places the crosshair cursor.
 CLICK_PX = 4.0
+#: after the page says every finger has lifted, trame-rca's events of that gesture still arrive this long
+GESTURE_TAIL_S = 0.5
 #: Pointer moves (drags, hovering) reach the controller at most once per this many seconds: a drag's
 #: deltas are summed, hovering keeps the latest position (a client flooding events gets the same view).
 COALESCE_S = 0.016
@@ -83,6 +86,9 @@ class FrameAdapter:
         self._css_height = 300.0
         self._drag: tuple[str, float, float, bool, bool] | None = None
         self._press: tuple[float, float] | None = None  # where a plain left press began (CSS px): a click?
+        # two fingers down (the page says so): vtk.js's button events are a gesture's, never clicks or
+        # drags; its pinch factor and pan translation (cumulative since the gesture's start) are kept
+        self._gesture: dict | None = None
         self._pending: m.ClientMessage | None = None  # a merged Drag or Probe not handled yet
         self._last_flush = -math.inf
         self._flush_due = False
@@ -141,6 +147,16 @@ class FrameAdapter:
         elif kind == "Key" and self.session is not None:
             self._flush()
             self.control.handle(m.Key(self.index, str(event.get("key", ""))))   # checks the key
+        elif kind == "Touches":      # the page: fingers on the view (2: a gesture begins, 0: all lifted)
+            n = int(event.get("n", 0))
+            if n >= 2 and self._gesture is None:
+                self._flush()
+                self._gesture, self._press, self._drag = {"factor": 1.0, "translation": (0.0, 0.0)}, None, None
+            elif n == 0 and self._gesture is not None:
+                # trame-rca's own events of the lift come after this (vtk.js ends with a button release)
+                self._gesture["lifted"] = time.monotonic()
+        elif kind in ("StartPinch", "Pinch", "StartPan", "Pan") and self.session is not None:
+            self._touch_gesture(kind, event)
         elif kind == "Wheel" and self.session is not None:
             # the page's own wheel events (CLIENT_SCRIPT): the browser's deltaY, summed over ~20 ms.
             # trame-rca's carry only a spin that vtk.js scales by the first event of a scroll (a
@@ -153,8 +169,42 @@ class FrameAdapter:
                 self._flush()  # the merged pointer movement first: events stay in order
             self._pointer(kind, event)
 
+    def _touch_gesture(self, kind: str, event: dict) -> None:
+        """Two fingers: a pinch zooms (the 3-D camera, or a slice view's magnification), a two-finger
+        drag pans; vtk.js sends each gesture's factor / translation since it began."""
+        g = self._gesture
+        if g is None:        # a page that did not say "Touches" first
+            g = self._gesture = {"factor": 1.0, "translation": (0.0, 0.0)}
+            self._press = self._drag = None
+        if kind.startswith("Start"):
+            g["factor"], g["translation"] = 1.0, (0.0, 0.0)
+            return
+        if kind == "Pinch":
+            factor = float(event.get("factor", 1.0))
+            if not (math.isfinite(factor) and factor > 0):
+                raise InputError(f"bad pinch factor {event.get('factor')!r}")
+            ratio, g["factor"] = factor / g["factor"], factor
+            # the wheel's zoom (ctrl on a slice view), by the spread's ratio: exp(-dy k) = ratio
+            self.control.handle(m.Wheel(self.index, -math.log(ratio) / ZOOM_PER_WHEEL, ctrl=True))
+            return
+        tx, ty = (float(v) for v in event.get("translation", (0.0, 0.0)))
+        if not (math.isfinite(tx) and math.isfinite(ty)):
+            raise InputError(f"bad pan translation {event.get('translation')!r}")
+        (x0, y0), g["translation"] = g["translation"], (tx, ty)
+        self._merge(m.Drag(self.index, "middle", tx - x0, y0 - ty))     # vtk.js y points up
+
     def _pointer(self, kind: str, event: dict) -> None:
         """Buttons, moves and the wheel: clicks, drags, hovering, strokes (the correction tool)."""
+        g = self._gesture
+        if g is not None and kind in ("LeftButtonPress", "LeftButtonRelease", "MouseMove"):
+            # the fingers of a pinch or pan (vtk.js emulates a button for one), up to the release that
+            # follows the lift; a press well after it is a new touch
+            lifted = g.get("lifted")
+            if lifted is None or time.monotonic() - lifted < GESTURE_TAIL_S:
+                if lifted is not None and kind == "LeftButtonRelease":
+                    self._gesture = None
+                return
+            self._gesture = None
         paints = self.painter is not None and (self.painter_3d or self.session.mode != "3d" or self._stroke is not None)
         if paints and kind in ("LeftButtonPress", "MouseMove", "LeftButtonRelease"):
             self._paint(kind, event)

@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import free_port, screenshot_array  # tests/browser/conftest.py (not a package)
 from roundtrip import frame_info, wait_frame, wait_idle, wait_quiet
@@ -97,6 +98,45 @@ def _wait_log(log, pattern: str, timeout_s: float = 30.0) -> re.Match:
             assert match, f"{pattern!r} not in the server log:\n{log.read_text()}"
             return match
         time.sleep(0.2)
+
+
+def test_a_pinch_on_a_tablet_zooms_and_never_moves_the_cursor(browser, per_tab, artifacts):
+    """Two fingers spread over the 3-D view (the first lands a moment before the second): the view
+    zooms in. It did nothing, and the cursor jumped to where a finger was (vtk.js's first finger is a
+    left button, released when the second lands: a click)."""
+    url, _ = per_tab
+    context = browser.new_context(viewport=VIEWPORT, has_touch=True, is_mobile=True)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        view = _view(page)
+        wait_frame(page, view)
+        before = wait_quiet(page, view, timeout_ms=TIMEOUT_MS)
+        shown = (screenshot_array(view).max(axis=2) > 30).mean()
+        cdp = context.new_cdp_session(page)
+
+        def touch(kind: str, points) -> None:
+            cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [
+                {"x": x, "y": y, "id": i} for i, (x, y) in enumerate(points)]})
+        box = view.bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        touch("touchStart", [(x - 30, y)])
+        page.wait_for_timeout(30)
+        touch("touchStart", [(x - 30, y), (x + 30, y)])
+        for k in range(1, 11):
+            touch("touchMove", [(x - 30 - 4 * k, y), (x + 30 + 4 * k, y)])
+            page.wait_for_timeout(30)
+        touch("touchEnd", [(x - 70, y)])
+        touch("touchEnd", [])
+        wait_idle(page, view, after=before, changed=True, timeout_ms=TIMEOUT_MS)
+        wait_quiet(page, view, timeout_ms=TIMEOUT_MS)
+        img = screenshot_array(view)
+        Image.fromarray(img).save(artifacts / "sessions_pinched.png")
+        assert (img.max(axis=2) > 30).mean() > 1.3 * shown          # spread 60 -> 140 px: zoomed in
+        assert not page.evaluate("() => window.trame.state.get('AppState__cursor')")
+    finally:
+        context.close()
 
 
 def test_a_dropped_connection_reconnects_by_itself_and_an_ended_session_says_so(browser, per_tab, artifacts):
