@@ -531,9 +531,12 @@ def test_the_readout_line_says_the_same_in_every_front_end(small_ct):
 
     s = RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE)
     assert shown_readout(s, "(1.0, 2.0, 3.0) mm RAS · 40 HU") == ""          # a slice's hover: not in 3-D
-    s.set_cursor(np.asarray(small_ct.bounds).mean(0))                          # from Python, no click
+    point = np.asarray(small_ct.bounds).mean(0) + [0.37, -0.41, 0.29]        # between voxel centres
+    s.set_cursor(point)                                                        # from Python, no click
     text = shown_readout(s, "")
     assert text == cursor_readout(s) and text.startswith("cursor (") and " HU" in text
+    # the cursor's own position, as the sidebar says it (was its nearest voxel's centre: two numbers)
+    assert text.startswith("cursor ({:.1f}, {:.1f}, {:.1f}) mm RAS".format(*point)), text
     assert shown_readout(s, NOTHING_THERE) == NOTHING_THERE                    # a click on empty space
     s.set_view_mode("axial")
     assert shown_readout(s, "(1.0, 2.0, 3.0) mm RAS · 40 HU") == "(1.0, 2.0, 3.0) mm RAS · 40 HU"

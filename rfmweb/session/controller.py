@@ -12,6 +12,7 @@ about their transport, not about what a view shows.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -328,10 +329,14 @@ _HANDLERS: dict[type, Callable] = {
 
 
 def cursor_readout(session: RenderSession) -> str:
-    """The readout of ``session``'s cursor (set): ``"cursor (12.0, -3.5, 40.0) mm RAS · 45 HU"``."""
+    """The readout of ``session``'s cursor (set): ``"cursor (12.0, -3.5, 40.0) mm RAS · 45 HU"``: the
+    cursor's own position (a 3-D click's surface point lies between voxel centres; the sidebar shows
+    it too), with the value and structure of its nearest voxel."""
     point = session.cursor
     probe = session.probe_point(point)
-    return CURSOR + (probe.text() if probe is not None else "({:.1f}, {:.1f}, {:.1f}) mm".format(*point))
+    if probe is None:
+        return CURSOR + "({:.1f}, {:.1f}, {:.1f}) mm".format(*point)
+    return CURSOR + dataclasses.replace(probe, position=tuple(float(c) for c in point)).text()
 
 
 def shown_readout(session: RenderSession, probe: str) -> str:
