@@ -32,6 +32,18 @@ img[data-rfm-view]:not([src]) { visibility: hidden; }
   color:#9e9e9e; font-size:0.85rem; background:#111; pointer-events:none; user-select:none; }
 .rfm-one-line { white-space:nowrap; overflow:hidden; text-overflow:ellipsis; }
 img.rfm-stale { opacity:0.4; filter:grayscale(0.6); }
+.rfm-area { position:relative; }   /* the keyboard's focus, drawn over the frame (an outline is under it) */
+.rfm-area:focus-visible::after { content:""; position:absolute; inset:0; border:2px solid #64b5f6;
+  pointer-events:none; z-index:5; }
+@media (pointer: coarse) {   /* fingers: controls at least ~40 px (Vuetify's compact density is 28) */
+  .v-navigation-drawer .v-selection-control { min-height:44px; }
+  .v-navigation-drawer .v-selection-control__wrapper, .v-navigation-drawer .v-selection-control__input {
+    width:44px; height:44px; }
+  .v-navigation-drawer .v-slider-thumb__surface { width:28px; height:28px; }
+  .v-navigation-drawer .v-slider.v-input--horizontal .v-input__control { min-height:44px; }
+  .v-navigation-drawer .v-btn, .v-toolbar .v-btn { min-height:40px; }
+  .v-navigation-drawer .v-field__input { min-height:44px; }
+}
 """
 
 
@@ -189,7 +201,9 @@ def _view(name: str, title: str, names) -> None:
                      title=(view.subtitle,))
         with html.Div(style="position:relative;flex:1 1 auto;min-height:0;background:#000;"):
             with rca.RemoteControlledArea(name=name, display="rfm", event_throttle_ms=16, send_mouse_move=True,
-                                          classes=f"rfm-area rfm-area-{name}"):
+                                          classes=f"rfm-area rfm-area-{name}", role="application",
+                                          __properties=[("aria_label", "aria-label"), "role"],
+                                          aria_label=(f"{view.title} || '{title}'",)):
                 # seen until the first frame covers it; never read out (a screen reader said "rendering…")
                 html.Div("rendering…", classes=f"rfm-placeholder rfm-placeholder-{name}",
                          __properties=[("aria_hidden", "aria-hidden")], aria_hidden="true")
@@ -286,6 +300,7 @@ def _annotation_controls(ctrl, names) -> None:
              classes="text-caption text-medium-emphasis")
     with html.Div(classes="d-flex align-center", style="gap:6px"):
         v3.VTextField(v_model=(names.annotation_text,), placeholder="label this point", density="compact",
+                      __properties=[("aria_label", "aria-label")], aria_label="annotation text",
                       hide_details=True, maxlength=80, classes="rfm-note-text", keyup_enter=ctrl.rfm_annotate,
                       __events=[("keyup_enter", "keyup.enter")])
         v3.VBtn("Add", click=ctrl.rfm_annotate, variant="tonal", size="small", classes="rfm-annotate",
@@ -310,6 +325,8 @@ def build_ui(server, names, *, reconnect_s: float | None = None):
     server.state.client_only("main_drawer")   # each tab opens and closes its own drawer (shared views too)
     with SinglePageWithDrawerLayout(server, full_height=True) as layout:
         layout.title.set_text("")
+        layout.icon._attr_names += [("aria_label", "aria-label")]
+        layout.icon.aria_label = "controls"   # the drawer of controls (a screen reader said nothing)
         with layout.toolbar:
             html.Div(f"{{{{ {names.title} }}}}", classes="text-h6 ml-2")
             v3.VSpacer()

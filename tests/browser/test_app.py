@@ -136,6 +136,17 @@ def test_arrow_keys_on_a_focused_view_orbit_it(page):
     page.keyboard.press("Home")
     _, back = _settled(page, after=turned, changed=True)
     assert not _differ(a, back), "Home did not bring the camera back"
+    # the keyboard's focus shows (a ring over the frame), and the view has a name and a role
+    area = page.locator(".rfm-area-view_a")
+    ring = "(e) => getComputedStyle(e, '::after').borderTopWidth"
+    page.locator("body").click(position={"x": 2, "y": 2})
+    assert area.evaluate(ring) != "2px"
+    area.focus()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")                      # focused from the keyboard: :focus-visible
+    assert area.evaluate(ring) == "2px"
+    assert area.get_attribute("role") == "application" and area.get_attribute("aria-label")
+    assert page.locator(".v-app-bar-nav-icon").get_attribute("aria-label") == "controls"
 
 
 def test_class_and_group_toggles_change_the_frame(page, artifacts):

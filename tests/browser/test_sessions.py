@@ -135,6 +135,9 @@ def test_a_pinch_on_a_tablet_zooms_and_never_moves_the_cursor(browser, per_tab, 
         Image.fromarray(img).save(artifacts / "sessions_pinched.png")
         assert (img.max(axis=2) > 30).mean() > 1.3 * shown          # spread 60 -> 140 px: zoomed in
         assert not page.evaluate("() => window.trame.state.get('AppState__cursor')")
+        # fingers get controls of ~44 px (Vuetify's compact ones are 28)
+        switch = page.locator(".v-navigation-drawer .v-selection-control__input").first
+        assert switch.evaluate("(e) => getComputedStyle(e).height") == "44px"
     finally:
         context.close()
 
