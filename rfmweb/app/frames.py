@@ -152,6 +152,8 @@ class FrameAdapter:
             if n >= 2 and self._gesture is None:
                 self._flush()
                 self._gesture, self._press, self._drag = {"factor": 1.0, "translation": (0.0, 0.0)}, None, None
+            elif n >= 2:
+                self._gesture.pop("lifted", None)      # fingers down again before the last lift's tail
             elif n == 0 and self._gesture is not None:
                 # trame-rca's own events of the lift come after this (vtk.js ends with a button release)
                 self._gesture["lifted"] = time.monotonic()

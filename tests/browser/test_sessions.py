@@ -68,9 +68,10 @@ def shared(small_ct, tmp_path_factory):
     yield from _serving(small_ct, tmp_path_factory, "--shared")
 
 
-def _tab(browser, url: str):
-    """A new browser context and page showing its first frame."""
-    context = browser.new_context(viewport=VIEWPORT)
+def _tab(browser, url: str, **device):
+    """A new browser context (``device``: more of its options, e.g. a touch screen) and page showing
+    its first frame."""
+    context = browser.new_context(viewport=VIEWPORT, **device)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)
@@ -105,13 +106,9 @@ def test_a_pinch_on_a_tablet_zooms_and_never_moves_the_cursor(browser, per_tab, 
     zooms in. It did nothing, and the cursor jumped to where a finger was (vtk.js's first finger is a
     left button, released when the second lands: a click)."""
     url, _ = per_tab
-    context = browser.new_context(viewport=VIEWPORT, has_touch=True, is_mobile=True)
+    context, page = _tab(browser, url, has_touch=True, is_mobile=True)
     try:
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(url)
         view = _view(page)
-        wait_frame(page, view)
         before = wait_quiet(page, view, timeout_ms=TIMEOUT_MS)
         shown = (screenshot_array(view).max(axis=2) > 30).mean()
         cdp = context.new_cdp_session(page)
