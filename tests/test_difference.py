@@ -162,6 +162,44 @@ def test_two_fingers_pinch_and_pan_and_never_click(small_ct):
     control.close()
 
 
+def test_one_finger_steps_slices_where_a_mouse_pans(small_ct):
+    """A tablet had no way to step slices but the drawer's slider: a swipe panned. One finger dragged
+    down a slice view now steps to lower slices (8 px a slice, as the wheel scrolled down); a mouse
+    drag still pans, and a tap still places the cursor."""
+    from rfmweb.app.frames import SWIPE_PX_PER_SLICE, FrameAdapter
+    from rfmweb.session.controller import ViewController
+
+    session = RenderSession(small_ct, renderer="vtk", width=SIZE, height=SIZE)
+    session.set_view_mode("axial")
+    control = ViewController([session])
+    adapter = FrameAdapter("v", 0, control, on_frame=lambda f: None, on_status=lambda busy, msg: None)
+    adapter.session = session
+    adapter._css_height = SIZE
+    start = session.slice_indices["axial"]
+    press = {"type": "LeftButtonPress", "x": 40, "y": 60, "buttonLeft": 1}
+    adapter.on_interaction("t", {"type": "Touches", "n": 1})
+    adapter.on_interaction("t", press)
+    for y in (55, 50, 44, 39):                                   # trame-rca's y points up: the finger goes down
+        adapter.on_interaction("t", {**press, "type": "MouseMove", "y": y})
+    adapter.on_interaction("t", {"type": "Touches", "n": 0})     # the page's word, then trame-rca's last events
+    adapter.on_interaction("t", {**press, "type": "MouseMove", "y": 36})
+    adapter.on_interaction("t", {**press, "type": "LeftButtonRelease", "y": 36})
+    assert session.slice_indices["axial"] == start - int(24 // SWIPE_PX_PER_SLICE)
+    assert session.slice_pan == (0.0, 0.0) and session.cursor is None
+    adapter.on_interaction("t", {"type": "Touches", "n": 1})     # a tap
+    adapter.on_interaction("t", press)
+    adapter.on_interaction("t", {"type": "Touches", "n": 0})
+    adapter.on_interaction("t", {**press, "type": "LeftButtonRelease"})
+    assert session.cursor is not None
+    index = session.slice_indices["axial"]
+    adapter.on_interaction("t", press)                           # the mouse: a drag pans
+    adapter.on_interaction("t", {**press, "type": "MouseMove", "y": 30})
+    adapter.on_interaction("t", {**press, "type": "LeftButtonRelease", "y": 30})
+    adapter._flush()
+    assert session.slice_indices["axial"] == index and session.slice_pan != (0.0, 0.0)
+    control.close()
+
+
 def test_the_app_shows_the_difference_only_beside_a_comparison(small_ct):
     from trame.app import get_server
 

@@ -32,6 +32,8 @@ _BUTTONS = {"Left": "left", "Middle": "middle", "Right": "right"}
 CLICK_PX = 4.0
 #: after the page says every finger has lifted, trame-rca's events of that gesture still arrive this long
 GESTURE_TAIL_S = 0.5
+#: one finger dragged up or down a slice view steps a slice per this many CSS pixels (a mouse pans)
+SWIPE_PX_PER_SLICE = 8.0
 #: Pointer moves (drags, hovering) reach the controller at most once per this many seconds: a drag's
 #: deltas are summed, hovering keeps the latest position (a client flooding events gets the same view).
 COALESCE_S = 0.016
@@ -89,6 +91,7 @@ class FrameAdapter:
         # two fingers down (the page says so): vtk.js's button events are a gesture's, never clicks or
         # drags; its pinch factor and pan translation (cumulative since the gesture's start) are kept
         self._gesture: dict | None = None
+        self._swipe: dict | None = None   # one finger on the view: its vertical travel not yet a slice
         self._pending: m.ClientMessage | None = None  # a merged Drag or Probe not handled yet
         self._last_flush = -math.inf
         self._flush_due = False
@@ -152,11 +155,16 @@ class FrameAdapter:
             if n >= 2 and self._gesture is None:
                 self._flush()
                 self._gesture, self._press, self._drag = {"factor": 1.0, "translation": (0.0, 0.0)}, None, None
+                self._swipe = None
             elif n >= 2:
                 self._gesture.pop("lifted", None)      # fingers down again before the last lift's tail
-            elif n == 0 and self._gesture is not None:
+            elif n == 1 and self._gesture is None:
+                self._swipe = {"dy": 0.0}
+            elif n == 0:
                 # trame-rca's own events of the lift come after this (vtk.js ends with a button release)
-                self._gesture["lifted"] = time.monotonic()
+                for touch in (self._gesture, self._swipe):
+                    if touch is not None:
+                        touch["lifted"] = time.monotonic()
         elif kind in ("StartPinch", "Pinch", "StartPan", "Pan") and self.session is not None:
             self._touch_gesture(kind, event)
         elif kind == "Wheel" and self.session is not None:
@@ -207,6 +215,8 @@ class FrameAdapter:
                     self._gesture = None
                 return
             self._gesture = None
+        if self._swipe is not None and time.monotonic() - self._swipe.get("lifted", math.inf) >= GESTURE_TAIL_S:
+            self._swipe = None       # a press well after the lift: a new touch (or the mouse)
         paints = self.painter is not None and (self.painter_3d or self.session.mode != "3d" or self._stroke is not None)
         if paints and kind in ("LeftButtonPress", "MouseMove", "LeftButtonRelease"):
             self._paint(kind, event)
@@ -218,6 +228,8 @@ class FrameAdapter:
             self._press = (self._drag[1], self._drag[2]) if plain else None
         elif kind.endswith("ButtonRelease"):
             press, self._press, self._drag = self._press, None, None
+            if self._swipe is not None and "lifted" in self._swipe:
+                self._swipe = None
             x, y = float(event.get("x", math.nan)), float(event.get("y", math.nan))
             if press is not None and math.isfinite(x) and math.isfinite(y) and \
                     math.hypot(x - press[0], y - press[1]) < CLICK_PX:  # a click: the crosshair goes there
@@ -233,8 +245,22 @@ class FrameAdapter:
                 return
             button, x0, y0, shift, ctrl = self._drag
             self._drag = (button, x, y, shift, ctrl)
+            if self._swipe is not None and self.session.mode != "3d" and button == "left" and not (shift or ctrl):
+                self._step_slices(y0 - y)
+                return
             # trame-rca positions are CSS pixels from the area's bottom-left corner; messages want y down
             self._merge(m.Drag(self.index, button, x - x0, y0 - y, shift, ctrl))
+
+    def _step_slices(self, dy: float) -> None:
+        """A finger moved ``dy`` CSS px down a slice view: a slice per :data:`SWIPE_PX_PER_SLICE`, down
+        to lower slices as the wheel scrolled down (the arrow keys' steps: linked views follow)."""
+        self._swipe["dy"] += dy
+        steps = int(self._swipe["dy"] / SWIPE_PX_PER_SLICE)
+        if steps:
+            self._swipe["dy"] -= steps * SWIPE_PX_PER_SLICE
+            self._flush()
+            for _ in range(abs(steps)):
+                self.control.handle(m.Key(self.index, "ArrowDown" if steps > 0 else "ArrowUp"))
 
     def _merge(self, msg: m.ClientMessage) -> None:
         """Hand a pointer message (Drag, Probe) to the controller at most once per :data:`COALESCE_S`:

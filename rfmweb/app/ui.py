@@ -100,15 +100,16 @@ CLIENT_SCRIPT = r"""
     e.preventDefault();
     send(img.dataset.rfmView, { type: "Key", key: e.key });
   });
-  // fingers on a view, said before trame-rca's events of the same touch: with a second one down, its
-  // emulated button events are a pinch's or a pan's (never a click that moves the cursor)
+  // fingers on a view, said before trame-rca's events of the same touch: one finger dragged on a slice
+  // steps slices; with a second one down, its emulated button events are a pinch's or a pan's (never
+  // a click that moves the cursor)
   const fingers = new Map();   // pointerId -> view name
   const touches = (name) => send(name, { type: "Touches", n: [...fingers.values()].filter((v) => v === name).length });
   document.addEventListener("pointerdown", (e) => {
     const img = e.pointerType === "touch" && e.target?.closest?.(".rfm-area")?.querySelector("img[data-rfm-view]");
     if (!img) return;
     fingers.set(e.pointerId, img.dataset.rfmView);
-    if (fingers.size >= 2) touches(img.dataset.rfmView);
+    touches(img.dataset.rfmView);
   }, { capture: true });
   const lifted = (e) => {
     const name = fingers.get(e.pointerId);

@@ -132,6 +132,18 @@ def test_a_pinch_on_a_tablet_zooms_and_never_moves_the_cursor(browser, per_tab, 
         Image.fromarray(img).save(artifacts / "sessions_pinched.png")
         assert (img.max(axis=2) > 30).mean() > 1.3 * shown          # spread 60 -> 140 px: zoomed in
         assert not page.evaluate("() => window.trame.state.get('AppState__cursor')")
+        # one finger dragged down an axial view steps to lower slices (a swipe panned it)
+        page.evaluate("() => window.trame.state.set('AppState__view_mode', 'axial')")
+        index = "() => window.trame.state.get('AppState__slice_index')"
+        page.wait_for_function("() => window.trame.state.get('AppState__view_mode') === 'axial'")
+        start = page.evaluate(index)
+        touch("touchStart", [(x, y - 40)])
+        for k in range(1, 11):
+            touch("touchMove", [(x, y - 40 + 8 * k)])
+            page.wait_for_timeout(30)
+        touch("touchEnd", [])
+        page.wait_for_function(f"() => window.trame.state.get('AppState__slice_index') <= {start - 8}")
+        assert not page.evaluate("() => window.trame.state.get('AppState__cursor')")
         # fingers get controls of ~44 px (Vuetify's compact ones are 28)
         switch = page.locator(".v-navigation-drawer .v-selection-control__input").first
         assert switch.evaluate("(e) => getComputedStyle(e).height") == "44px"
