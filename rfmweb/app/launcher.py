@@ -57,7 +57,8 @@ _KEEP_HEADERS = ("Content-Type", "Cache-Control", "Last-Modified", "ETag", "Expi
 _BUSY = """<!doctype html><html><head><meta charset="utf-8"><title>rfmweb: busy</title></head>
 <body style="font-family:sans-serif;margin:3em"><h1>All viewer sessions are in use</h1>
 <p class="rfm-busy">This server runs at most {n} viewer session(s) at once ({n} open now).
-Close another rfmweb tab, then reload: a closed tab frees its place within seconds.</p></body></html>"""
+Close another rfmweb tab, then reload: a closed tab frees its place {grace:g} s after it closed (its
+viewer waits that long for the tab to come back).</p></body></html>"""
 _STARTER = """<!doctype html><html><head><meta charset="utf-8"><title>rfmweb</title></head>
 <body style="font-family:sans-serif;margin:3em"><p class="rfm-starting">Starting a viewer session&hellip;</p>
 <noscript><p>The viewer needs JavaScript.</p></noscript>
@@ -162,7 +163,7 @@ class Launcher:
         if len(self.sessions) + self._starting >= self.max_sessions:
             log.warning("refused a new session: %d of %d in use", len(self.sessions) + self._starting,
                         self.max_sessions)
-            return web.Response(status=503, text=_BUSY.format(n=self.max_sessions), content_type="text/html",
+            return web.Response(status=503, text=_BUSY.format(n=self.max_sessions, grace=round(self.grace_s)), content_type="text/html",
                                 headers={"Retry-After": "30"})
         self._starting += 1
         try:

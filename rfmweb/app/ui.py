@@ -39,7 +39,6 @@ img.rfm-stale { opacity:0.4; filter:grayscale(0.6); }
   .v-navigation-drawer .v-selection-control { min-height:44px; }
   .v-navigation-drawer .v-selection-control__wrapper, .v-navigation-drawer .v-selection-control__input {
     width:44px; height:44px; }
-  .v-navigation-drawer .v-slider-thumb__surface { width:28px; height:28px; }
   .v-navigation-drawer .v-slider.v-input--horizontal .v-input__control { min-height:44px; }
   .v-navigation-drawer .v-btn, .v-toolbar .v-btn { min-height:40px; }
   .v-navigation-drawer .v-field__input { min-height:44px; }

@@ -147,6 +147,7 @@ def test_arrow_keys_on_a_focused_view_orbit_it(page):
     assert area.evaluate(ring) == "2px"
     assert area.get_attribute("role") == "application" and area.get_attribute("aria-label")
     assert page.locator(".v-app-bar-nav-icon").get_attribute("aria-label") == "controls"
+    area.evaluate("(e) => e.blur()")                # the next tests' screenshots: no ring
 
 
 def test_class_and_group_toggles_change_the_frame(page, artifacts):

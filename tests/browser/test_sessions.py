@@ -204,6 +204,7 @@ def test_tabs_have_their_own_state_and_the_limit_holds(browser, per_tab, artifac
             assert c.goto(url).status == 200                     # the page whose script asks for a session
             c.locator(".rfm-busy").wait_for(timeout=60_000)       # ... and shows the server's 503 page
             assert "All viewer sessions are in use" in c.content() and "at most 2" in c.content()
+            assert f"frees its place {RECONNECT_S} s after it closed" in c.locator(".rfm-busy").inner_text()
         finally:
             ctx_c.close()
 
