@@ -158,8 +158,8 @@ class FrameAdapter:
                 self._swipe = None
             elif n >= 2:
                 self._gesture.pop("lifted", None)      # fingers down again before the last lift's tail
-            elif n == 1 and self._gesture is None:
-                self._swipe = {"dy": 0.0}
+            elif n == 1:     # a first finger: any gesture before it is over (its tail may not have come)
+                self._gesture, self._swipe = None, {"dy": 0.0}
             elif n == 0:
                 # trame-rca's own events of the lift come after this (vtk.js ends with a button release)
                 for touch in (self._gesture, self._swipe):

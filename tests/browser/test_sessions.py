@@ -135,7 +135,9 @@ def test_a_pinch_on_a_tablet_zooms_and_never_moves_the_cursor(browser, per_tab, 
         # one finger dragged down an axial view steps to lower slices (a swipe panned it)
         page.evaluate("() => window.trame.state.set('AppState__view_mode', 'axial')")
         index = "() => window.trame.state.get('AppState__slice_index')"
-        page.wait_for_function("() => window.trame.state.get('AppState__view_mode') === 'axial'")
+        # the server's answer (a slice view's window in HU), then its axial frames: the swipe is a slice's
+        page.wait_for_function("() => window.trame.state.get('AppState__window_text').includes('HU')")
+        wait_quiet(page, view, timeout_ms=TIMEOUT_MS)
         start = page.evaluate(index)
         touch("touchStart", [(x, y - 40)])
         for k in range(1, 11):
