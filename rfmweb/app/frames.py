@@ -88,10 +88,11 @@ class FrameAdapter:
         self._css_height = 300.0
         self._drag: tuple[str, float, float, bool, bool] | None = None
         self._press: tuple[float, float] | None = None  # where a plain left press began (CSS px): a click?
-        # two fingers down (the page says so): vtk.js's button events are a gesture's, never clicks or
-        # drags; its pinch factor and pan translation (cumulative since the gesture's start) are kept
-        self._gesture: dict | None = None
-        self._swipe: dict | None = None   # one finger on the view: its vertical travel not yet a slice
+        # fingers on the view (the page says how many): one finger's vertical travel not yet a slice
+        # ("dy"), or two fingers' gesture, whose vtk.js button events are never clicks or drags (its pinch
+        # factor and pan translation are cumulative since it began); "lifted": when the page said all
+        # fingers were up (vtk.js's events of the lift still follow, up to a button release)
+        self._touch: dict | None = None
         self._pending: m.ClientMessage | None = None  # a merged Drag or Probe not handled yet
         self._last_flush = -math.inf
         self._flush_due = False
@@ -152,19 +153,12 @@ class FrameAdapter:
             self.control.handle(m.Key(self.index, str(event.get("key", ""))))   # checks the key
         elif kind == "Touches":      # the page: fingers on the view (2: a gesture begins, 0: all lifted)
             n = int(event.get("n", 0))
-            if n >= 2 and self._gesture is None:
-                self._flush()
-                self._gesture, self._press, self._drag = {"factor": 1.0, "translation": (0.0, 0.0)}, None, None
-                self._swipe = None
-            elif n >= 2:
-                self._gesture.pop("lifted", None)      # fingers down again before the last lift's tail
+            if n >= 2:
+                self._two_fingers().pop("lifted", None)    # fingers down again before the last lift's tail
             elif n == 1:     # a first finger: any gesture before it is over (its tail may not have come)
-                self._gesture, self._swipe = None, {"dy": 0.0}
-            elif n == 0:
-                # trame-rca's own events of the lift come after this (vtk.js ends with a button release)
-                for touch in (self._gesture, self._swipe):
-                    if touch is not None:
-                        touch["lifted"] = time.monotonic()
+                self._touch = {"two": False, "dy": 0.0}
+            elif self._touch is not None:
+                self._touch["lifted"] = time.monotonic()
         elif kind in ("StartPinch", "Pinch", "StartPan", "Pan") and self.session is not None:
             self._touch_gesture(kind, event)
         elif kind == "Wheel" and self.session is not None:
@@ -179,13 +173,18 @@ class FrameAdapter:
                 self._flush()  # the merged pointer movement first: events stay in order
             self._pointer(kind, event)
 
+    def _two_fingers(self) -> dict:
+        """The two-finger touch under way, begun now if there is none (a page may not have said
+        "Touches" first): the first finger's press is no click, nor its drag."""
+        if self._touch is None or not self._touch["two"]:
+            self._flush()
+            self._touch, self._press, self._drag = {"two": True, "factor": 1.0, "translation": (0.0, 0.0)}, None, None
+        return self._touch
+
     def _touch_gesture(self, kind: str, event: dict) -> None:
         """Two fingers: a pinch zooms (the 3-D camera, or a slice view's magnification), a two-finger
         drag pans; vtk.js sends each gesture's factor / translation since it began."""
-        g = self._gesture
-        if g is None:        # a page that did not say "Touches" first
-            g = self._gesture = {"factor": 1.0, "translation": (0.0, 0.0)}
-            self._press = self._drag = None
+        g = self._two_fingers()
         if kind.startswith("Start"):
             g["factor"], g["translation"] = 1.0, (0.0, 0.0)
             return
@@ -205,18 +204,13 @@ class FrameAdapter:
 
     def _pointer(self, kind: str, event: dict) -> None:
         """Buttons, moves and the wheel: clicks, drags, hovering, strokes (the correction tool)."""
-        g = self._gesture
-        if g is not None and kind in ("LeftButtonPress", "LeftButtonRelease", "MouseMove"):
-            # the fingers of a pinch or pan (vtk.js emulates a button for one), up to the release that
-            # follows the lift; a press well after it is a new touch
-            lifted = g.get("lifted")
-            if lifted is None or time.monotonic() - lifted < GESTURE_TAIL_S:
-                if lifted is not None and kind == "LeftButtonRelease":
-                    self._gesture = None
-                return
-            self._gesture = None
-        if self._swipe is not None and time.monotonic() - self._swipe.get("lifted", math.inf) >= GESTURE_TAIL_S:
-            self._swipe = None       # a press well after the lift: a new touch (or the mouse)
+        touch = self._touch
+        if touch is not None and time.monotonic() - touch.get("lifted", math.inf) >= GESTURE_TAIL_S:
+            touch = self._touch = None       # an event well after the lift: a new touch (or the mouse)
+        if touch is not None and "lifted" in touch and kind == "LeftButtonRelease":
+            self._touch = None               # the lift's last event
+        if touch is not None and touch["two"] and kind in ("LeftButtonPress", "LeftButtonRelease", "MouseMove"):
+            return       # the fingers of a pinch or pan (vtk.js emulates a button for one)
         paints = self.painter is not None and (self.painter_3d or self.session.mode != "3d" or self._stroke is not None)
         if paints and kind in ("LeftButtonPress", "MouseMove", "LeftButtonRelease"):
             self._paint(kind, event)
@@ -228,8 +222,6 @@ class FrameAdapter:
             self._press = (self._drag[1], self._drag[2]) if plain else None
         elif kind.endswith("ButtonRelease"):
             press, self._press, self._drag = self._press, None, None
-            if self._swipe is not None and "lifted" in self._swipe:
-                self._swipe = None
             x, y = float(event.get("x", math.nan)), float(event.get("y", math.nan))
             if press is not None and math.isfinite(x) and math.isfinite(y) and \
                     math.hypot(x - press[0], y - press[1]) < CLICK_PX:  # a click: the crosshair goes there
@@ -245,7 +237,8 @@ class FrameAdapter:
                 return
             button, x0, y0, shift, ctrl = self._drag
             self._drag = (button, x, y, shift, ctrl)
-            if self._swipe is not None and self.session.mode != "3d" and button == "left" and not (shift or ctrl):
+            one = self._touch is not None and not self._touch["two"]
+            if one and self.session.mode != "3d" and button == "left" and not (shift or ctrl):
                 self._step_slices(y0 - y)
                 return
             # trame-rca positions are CSS pixels from the area's bottom-left corner; messages want y down
@@ -254,10 +247,10 @@ class FrameAdapter:
     def _step_slices(self, dy: float) -> None:
         """A finger moved ``dy`` CSS px down a slice view: a slice per :data:`SWIPE_PX_PER_SLICE`, down
         to lower slices as the wheel scrolled down (the arrow keys' steps: linked views follow)."""
-        self._swipe["dy"] += dy
-        steps = int(self._swipe["dy"] / SWIPE_PX_PER_SLICE)
+        self._touch["dy"] += dy
+        steps = int(self._touch["dy"] / SWIPE_PX_PER_SLICE)
         if steps:
-            self._swipe["dy"] -= steps * SWIPE_PX_PER_SLICE
+            self._touch["dy"] -= steps * SWIPE_PX_PER_SLICE
             self._flush()
             for _ in range(abs(steps)):
                 self.control.handle(m.Key(self.index, "ArrowDown" if steps > 0 else "ArrowUp"))
