@@ -107,11 +107,12 @@ timeout "$E" python3 -m rfmweb evaluate-inr --split val="$WORK/cohort/val" --spl
     "${models[@]}" --no-fill-holes postop --threads 4 --no-progress --out "$WORK/eval_inr" > "$L/eval_inr.log" 2>&1 &
 if [ -f "$WORK/renderfm/model.pt" ]; then
     timeout "$E" python3 -m rfmweb evaluate-renderfm --out "$WORK/eval_rfm_new" --checkpoint "$WORK/renderfm/model.pt" \
-        --device "$DEVICE" --phantoms 0 --only head-ct --methods 6dgs-agp renderfm renderfm+ft \
+        --device "$DEVICE" --phantoms 0 --head-ct ../shared/data/head_ct --only head-ct \
+        --methods 6dgs-agp renderfm renderfm+ft \
         > "$L/eval_rfm_new.log" 2>&1 &
 fi
 timeout "$E" python3 -m rfmweb evaluate-renderfm --out "$WORK/eval_rfm_shipped" --device "$DEVICE" --phantoms 0 \
-    --only head-ct --methods renderfm renderfm+ft > "$L/eval_rfm_shipped.log" 2>&1 &
+    --head-ct ../shared/data/head_ct --only head-ct --methods renderfm renderfm+ft > "$L/eval_rfm_shipped.log" 2>&1 &
 wait
 for t in eval_inr eval_rfm_new eval_rfm_shipped; do echo "-- $t"; cat "$WORK/$t/table.md" 2>/dev/null; done
 

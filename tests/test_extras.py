@@ -121,6 +121,20 @@ def test_a_missing_import_met_on_the_way_is_explained(monkeypatch, capsys, tmp_p
     one_line_error(capsys, extras.hint("mni"))
 
 
+def test_saving_a_dicom_seg_without_highdicom_says_what_to_install(monkeypatch, tmp_path):
+    """From Python (the app's and the widget's "save"), not only from the CLI: a bare ModuleNotFoundError."""
+    import numpy as np
+
+    from rfmweb.io import save_segmentation
+    from rfmweb.samples import load
+
+    volume = load("ct_phantom")
+    hide(monkeypatch, "highdicom")
+    with pytest.raises(MissingDependency, match="highdicom"):
+        save_segmentation(np.zeros(volume.shape, np.uint8), volume, tmp_path / "seg.dcm")
+    assert not (tmp_path / "seg.dcm").exists()
+
+
 def test_missing_from_leaves_other_import_errors_alone(monkeypatch):
     assert extras.missing_from(ModuleNotFoundError("no module", name="not_a_feature_package")) is None
     # installed but failing to import (a broken build): not a missing package, the traceback stays

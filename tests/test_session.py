@@ -385,6 +385,51 @@ def test_an_ack_covers_earlier_frames(session):
         stream.close()
 
 
+def test_a_scan_over_the_3d_budget_is_drawn_in_blocks_in_3d_and_whole_on_slices(small_ct, monkeypatch):
+    """A 512 x 512 x 600 CT took 8 GiB a view (4 views overran 24 GB) and 23 s a frame: the 3-D
+    renderers and picks draw it coarsened to MAX_3D_VOXELS, and the status line says so."""
+    from rfmweb.session import session as session_module
+
+    monkeypatch.setattr(session_module, "MAX_3D_VOXELS", 20_000)      # the 64 x 64 x 27 test CT: 110,592
+    session = RenderSession(small_ct, renderer="compiled", width=48, height=48)
+    try:
+        image = session.render()
+        assert image.std() > 0
+        drawn = session.renderer()._marcher.prepare(session.scene_3d(session.snapshot().scene)).volume
+        assert drawn.shape == (32, 32, 13) and drawn.spacing[0] == pytest.approx(2 * small_ct.spacing[0])
+        assert session.note(session.snapshot()).startswith("3-D at 7.7×7.7×12 mm")
+        assert session.point_at(24, 24) is not None                    # a 3-D pick, on the blocks
+        session.set_view_mode("axial")
+        assert session.render().std() > 0 and session.snapshot().scene.volume is small_ct   # every voxel
+    finally:
+        session.close()
+
+
+def test_a_view_converges_while_the_link_is_full_and_sends_only_its_latest_frame(session):
+    """On a slow link every one of the 16 converging frames (~57 KB each) waited for the one before to
+    be acknowledged. Refinement now goes on while 2 frames are unacknowledged; the latest waits."""
+    from rfmweb.session.stream import CONVERGE_FRAMES
+
+    client = Client()
+    stream = FrameStream(session, client, idle_delay=0.05, ack_timeout=60.0)
+    try:
+        session.orbit(5, 0)
+        wait_for(lambda: len(client.frames) >= 2, what="the interactive and the idle frame")
+        assert [f.kind for f in client.frames] == ["interactive", "idle"]
+        wait_for(lambda: stream._pending is not None and stream._pending.spp == CONVERGE_FRAMES,
+                 what="the converged frame, rendered while the link is full")
+        assert len(client.frames) == 2
+        stream.ack(client.frames[-1].id)
+        wait_for(lambda: len(client.frames) >= 3, what="the converged frame, sent")
+        time.sleep(0.2)
+        assert [f.spp for f in client.frames[2:]] == [CONVERGE_FRAMES]
+        session.orbit(5, 0)                      # a move drops what refinement had not sent
+        wait_for(lambda: len(client.frames) >= 4, what="the next move's frame")
+        assert client.frames[3].kind == "interactive"
+    finally:
+        stream.close()
+
+
 @pytest.mark.parametrize("marked", [False, True])
 def test_frames_while_moving_take_the_sessions_step(small_ct, monkeypatch, marked):
     """A 3-D view's frames while moving step half a voxel (a voxel drew wood grain on steep presets); a

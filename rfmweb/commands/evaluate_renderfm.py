@@ -12,7 +12,7 @@ log = logging.getLogger("rfmweb")
 
 
 def add_parser(sub) -> None:
-    from ..renderfm.evaluate import HEAD_CT, METHODS
+    from ..renderfm.evaluate import METHODS
 
     p = sub.add_parser("evaluate-renderfm", help="the Render-FM table: per-scan 6DGS vs Render-FM (+ fine-tune)",
                        description=doc_description(__doc__))
@@ -26,7 +26,8 @@ def add_parser(sub) -> None:
     p.add_argument("--fit-size", type=int, help="fit and fine-tune on views down-scaled to this width")
     p.add_argument("--finetune-iters", type=int, default=300, help="fine-tuning steps (default 300)")
     p.add_argument("--phantoms", type=int, default=2, help="held-out generated phantoms (default 2)")
-    p.add_argument("--head-ct", default=str(HEAD_CT), help="folder with ct.nii.gz and labels.nii.gz ('' to skip)")
+    p.add_argument("--head-ct", help="folder with ct.nii.gz and labels.nii.gz: the real CT's rows "
+                   "(beside a checkout: ../shared/data/head_ct; default: none)")
     p.add_argument("--no-ablations", action="store_true", help="skip the label-map and AGP-off rows")
     p.add_argument("--only", nargs="+", metavar="CASE", help="run only these cases (e.g. head-ct)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="methods to run")

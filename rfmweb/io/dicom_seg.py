@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import extras
 from ..errors import InputError
 from ..volume import LabelClass, Volume, check_labels
 from . import itk_image, nifti
@@ -92,6 +93,7 @@ def save_segmentation(labels: np.ndarray, volume: Volume, path: str | os.PathLik
 def _save_dicom_seg(labels: np.ndarray, volume: Volume, path: Path, classes: tuple[LabelClass, ...],
                     algorithm: str | None) -> Path:
     """The ``.dcm`` branch of :func:`save_segmentation` (the module docstring says what is referenced)."""
+    extras.require("dicom_seg")     # without highdicom: what to install, not a bare ModuleNotFoundError
     import highdicom as hd
 
     from .. import __version__

@@ -12,6 +12,7 @@ The torch marcher stays the oracle: images agree within 1e-3 (in practice within
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from dataclasses import dataclass
@@ -30,6 +31,13 @@ from .raymarch import pixel_jitter
 from .scene import FULL, REST, Quality, RenderAborted, Scene, frame_offsets, to_uint8
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _announce_kernels() -> None:
+    """Once a process: the first frame after installing compiles the kernels (then numba's cache loads
+    them in seconds); without a word, a first ``rfmweb render`` looked hung for a minute."""
+    log.info("loading the compiled ray-marcher's kernels (compiled once after installing: up to a minute)")
 
 _NO_VECTORS = np.zeros((2, 2, 2, 3), dtype=np.float32)   # stands in for an absent [X, Y, Z, 3] array
 
@@ -184,6 +192,7 @@ class CompiledRaymarchRenderer:
                      frame: int = 0) -> np.ndarray:
         """``[H', W', 3]`` float64 image of jittered frame ``frame`` over the scene's background, as
         :meth:`RaymarchRenderer.render_tensor` (``quality.frames`` is not applied here)."""
+        _announce_kernels()
         cam = camera.resized(max(1, round(camera.width * quality.scale)), max(1, round(camera.height * quality.scale)))
         h, w = cam.height, cam.width
         bg = np.asarray(scene.background, dtype=np.float64)

@@ -44,7 +44,6 @@ from ..io.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
-HEAD_CT = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "head_ct"
 METHODS = ("6dgs-random", "6dgs-agp", "renderfm", "renderfm+ft")
 PERTURBATIONS = ("eroded", "dilated", "shifted", "class-dropped")
 COLUMNS = ("case", "domain", "tf", "method", "ssim", "psnr", "ms_ssim", "lpips", "prepare_s", "n_splats")
@@ -66,7 +65,7 @@ class EvalConfig:
     fit_size: int | None = None
     finetune_iters: int = 300
     phantoms: int = 2
-    head_ct: str | None = str(HEAD_CT)
+    head_ct: str | None = None     # a folder with ct.nii.gz and labels.nii.gz (the real unseen test)
     ablations: bool = True
     methods: tuple[str, ...] = METHODS
     only: tuple[str, ...] | None = None
@@ -177,7 +176,7 @@ class Evaluation:
             cases.append({**base, "name": "head-ct-unseen-tf", "domain": "real CT + unseen TF",
                           "tf": ["--tf", str(tf_path)], "tf_name": "unseen-two-band"})
         elif self.config.head_ct:
-            log.warning("evaluate-renderfm: no head CT at %s; its rows are left out", self.config.head_ct)
+            raise InputError("--head-ct: no ct.nii.gz in this folder", self.config.head_ct)
         if self.config.only:
             unknown = sorted(set(self.config.only) - {c["name"] for c in cases})
             if unknown:

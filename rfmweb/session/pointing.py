@@ -119,7 +119,7 @@ class Pointing:
         if vol is None:
             raise InputError("pointing at a point needs a volume (this view shows splats alone)")
         if snap.mode == "3d":
-            hit = pick(snap.scene, snap.camera, float(u), float(v), self._marcher())
+            hit = pick(self.scene_3d(snap.scene), snap.camera, float(u), float(v), self._marcher())
             return None if hit is None else hit.point
         ijk = np.rint(self.slice_geometry(snap).to_voxel([u], [v])[0])
         if not all(0 <= c < n for c, n in zip(ijk, vol.shape)):
@@ -136,7 +136,7 @@ class Pointing:
         held = self._hidden
         if held is None or held[0] != key:       # a resting view's passes share one answer
             points = np.array([a.position for a in snap.annotations])
-            hidden = opacity_in_front(snap.scene, snap.camera, points, self._marcher()) >= 0.5
+            hidden = opacity_in_front(self.scene_3d(snap.scene), snap.camera, points, self._marcher()) >= 0.5
             held = self._hidden = (key, hidden.tolist())
         return held[1]
 

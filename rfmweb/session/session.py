@@ -39,6 +39,10 @@ ORBIT_DEG_PER_PX = 0.4
 #: View modes: the 3-D render, or one greyscale slice, optionally with the label overlay
 #: (:mod:`rfmweb.render.slices`).
 VIEW_MODES = ("3d", "axial", "coronal", "sagittal")
+#: The most voxels the 3-D renderers draw (:meth:`~rfmweb.volume.Volume.coarsened`; slice views show
+#: every voxel). Their tables take ~30 bytes a voxel: a thin-slice body CT (512 x 512 x 600) took
+#: 8 GiB a view and 23 s a full frame on 2 cores, and 4 views overran 24 GB. 32 Mi voxels: ~1 GB.
+MAX_3D_VOXELS = 1 << 25
 
 
 @dataclass(frozen=True)
@@ -488,11 +492,21 @@ class RenderSession(SliceControls, Pointing):
         if snap.mode != "3d":
             return render_slice_frame(snap)
         renderer = self.renderer(snap.renderer)
+        scene = self.scene_3d(snap.scene)
         if not wait and hasattr(renderer, "prepare_in_background"):
-            message = renderer.prepare_in_background(snap.scene)
+            message = renderer.prepare_in_background(scene)
             if message is not None:
                 raise Preparing(message)
-        return self._draw_points(renderer.render(snap.scene, snap.camera, quality, abort=abort), snap)
+        return self._draw_points(renderer.render(scene, snap.camera, quality, abort=abort), snap)
+
+    @staticmethod
+    def scene_3d(scene: Scene) -> Scene:
+        """``scene`` as the 3-D renderers (and 3-D picks) see it: its volume coarsened to
+        :data:`MAX_3D_VOXELS` voxels, made once per scan and shared by its views."""
+        if scene.volume is None:
+            return scene
+        coarse = scene.volume.coarsened(MAX_3D_VOXELS)
+        return scene if coarse is scene.volume else replace(scene, volume=coarse)
 
     def _draw_points(self, image: np.ndarray, snap: Snapshot) -> np.ndarray:
         """A 3-D frame (``[H', W', 3]`` uint8) with the cursor and annotations drawn over it."""
@@ -510,9 +524,11 @@ class RenderSession(SliceControls, Pointing):
         empty = nothing_to_draw(snapshot.scene)
         if empty is not None:
             return empty
-        if snapshot.renderer not in self._renderers:
-            return ""
-        return str(getattr(self._renderers[snapshot.renderer], "note", "") or "")
+        vol, coarse = snapshot.scene.volume, self.scene_3d(snapshot.scene).volume
+        notes = [] if coarse is vol else ["3-D at " + "×".join(f"{s:.2g}" for s in coarse.spacing) + " mm"]
+        if snapshot.renderer in self._renderers:
+            notes.append(str(getattr(self._renderers[snapshot.renderer], "note", "") or ""))
+        return " · ".join(n for n in notes if n)
 
     def progressive_renderer(self, snapshot: Snapshot) -> str | None:
         """The renderer that refines ``snapshot`` progressively while the camera rests: the still
@@ -530,7 +546,8 @@ class RenderSession(SliceControls, Pointing):
         name = self.progressive_renderer(snapshot)
         if name is None:
             return None
-        passes = self.renderer(name).accumulate(snapshot.scene, snapshot.camera, per_pass, passes, abort=abort)
+        passes = self.renderer(name).accumulate(self.scene_3d(snapshot.scene), snapshot.camera, per_pass, passes,
+                                                abort=abort)
         return ((self._draw_points(to_uint8(image), snapshot), n) for image, n in passes)
 
     def close(self) -> None:

@@ -15,6 +15,9 @@ The policy, shared by the Jupyter widget and the trame app (after jupyter_rfb an
 - a ray-marcher's view converges while the camera rests: the idle frame is the first of
   :data:`CONVERGE_FRAMES` jittered frames, each later one the running mean (``kind="progressive"``,
   ``spp`` = frames averaged), until all are in or the next change;
+- refinement at rest does not wait for the link: while ``max_in_flight`` frames are unacknowledged its
+  passes go on, and only the latest waits to be sent (a slow link gets fewer, later frames: 16 frames of
+  ~57 KB each queued behind each other, and a new drag's first frame behind them);
 - with a still renderer set on the session (a "cinematic still", :meth:`RenderSession.set_still_renderer`),
   the camera at rest gets progressive frames instead: each pass of the path tracer adds samples to
   the view (``kind="progressive"``, ``spp`` in the frame) until ``max_spp`` or the next change;
@@ -94,6 +97,7 @@ class FrameStream:
         self._scale = {}  # renderer name -> adaptive interactive scale
         self._last_interactive = None  # (renderer, scene) of the last interactive render
         self._progress = None  # (pass iterator, version) of a cinematic still in progress
+        self._pending: Frame | None = None  # the latest refinement frame rendered while the link was full
         self._unsubscribe = session.subscribe(lambda _s, what: self._refine() if what == "still" else self.request())
         self._unsubscribe_released = session.on_refinement_released(self._wake)
         self._thread = threading.Thread(target=self._run, name=f"rfmweb-render-{name}", daemon=True)
@@ -110,7 +114,7 @@ class FrameStream:
         """Refine the view at rest again, with no interactive frame first: a still renderer turned on or
         off changes nothing in the picture until its first pass (the full-quality frame stays meanwhile)."""
         with self._cond:
-            self._progress, self._idle_due = None, time.monotonic()
+            self._progress, self._idle_due, self._pending = None, time.monotonic(), None
             self._cond.notify()
 
     def _wake(self) -> None:
@@ -182,9 +186,12 @@ class FrameStream:
                 room = len(self._in_flight) < self.max_in_flight and not self._paused
                 if self._dirty and room:
                     self._dirty = False
-                    self._progress = None
+                    self._progress = self._pending = None
                     return "interactive", None
-                refine = room and not self.session.refinement_held
+                if self._pending is not None and room:
+                    return "pending", None
+                # refinement renders ahead of the link (its latest frame waits in _pending)
+                refine = not self._paused and not self.session.refinement_held
                 if self._idle_due is not None and now >= self._idle_due and refine:
                     self._idle_due = None
                     return "idle", None
@@ -198,6 +205,13 @@ class FrameStream:
     def _run(self) -> None:
         while (job := self._next_job()) is not None:
             kind, fut = job
+            if kind == "pending":
+                with self._cond:
+                    frame, self._pending = self._pending, None
+                if frame is None or frame.version != self.session.version:
+                    continue
+                self._dispatch(kind, frame)
+                continue
             try:
                 frame = self._render(kind)
                 if frame is None:  # a cinematic still that has finished
@@ -222,16 +236,24 @@ class FrameStream:
                 fut.set_result(frame.data)
                 continue
             with self._cond:
-                frame = replace(frame, id=self._next_id)
-                self._next_id += 1
-                self._in_flight[frame.id] = time.monotonic()
-                if kind == "interactive" and not self._dirty:
-                    self._idle_due = time.monotonic() + self.idle_delay
-            try:
-                self._send(frame)
-            except Exception:
-                log.exception("sending a frame failed")
-                self.ack(frame.id)
+                if kind != "interactive" and len(self._in_flight) >= self.max_in_flight:
+                    self._pending = frame        # the link is full: the next pass may replace it
+                    continue
+            self._dispatch(kind, frame)
+
+    def _dispatch(self, kind: str, frame: Frame) -> None:
+        """Number ``frame``, count it in flight and send it."""
+        with self._cond:
+            frame = replace(frame, id=self._next_id)
+            self._next_id += 1
+            self._in_flight[frame.id] = time.monotonic()
+            if kind == "interactive" and not self._dirty:
+                self._idle_due = time.monotonic() + self.idle_delay
+        try:
+            self._send(frame)
+        except Exception:
+            log.exception("sending a frame failed")
+            self.ack(frame.id)
 
     def _render(self, kind: str) -> Frame | None:
         snap = self.session.snapshot()
