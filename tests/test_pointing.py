@@ -133,6 +133,26 @@ def test_readouts_follow_the_cursor_and_the_slice_under_a_resting_pointer(small_
     assert control.probes[0] == a.probe(SIZE / 2 + 3, SIZE / 2 + 5).text() != hover
 
 
+def test_the_cursor_readout_reads_the_sequence_shown(small_ct):
+    """After FLAIR -> T1c the slice views kept reading FLAIR's value at the cursor (the 3-D view's changed)."""
+    from rfmweb.volume import Volume
+
+    mr = Volume(np.stack([small_ct.data[0] + 2000, small_ct.data[0] * 2 + 5000]), small_ct.affine, modality="MR",
+                channels=("FLAIR", "T1c"), name="two sequences")
+    s = RenderSession(mr, width=SIZE, height=SIZE)
+    control = ViewController([s])
+    try:
+        s.set_view_mode("axial", 12)
+        control.handle(m.PointAt(0, SIZE / 2, SIZE / 2))
+        ijk = tuple(np.rint(np.linalg.solve(mr.affine, np.append(s.cursor, 1.0))[:3]).astype(int))
+        assert control.probes[0].endswith(f" · {mr.data[0][ijk]:.0f}")
+        control.handle(m.SetSliceChannel(0, 1))
+        assert control.probes[0].endswith(f" · {mr.data[1][ijk]:.0f}") and mr.data[1][ijk] != mr.data[0][ijk]
+    finally:
+        control.close()
+        s.close()
+
+
 def test_the_3d_view_carries_an_orientation_marker(small_ct):
     """The 3-D view had no orientation cue: a front view and a view from above could not be told
     apart. Streamed 3-D frames now carry the patient axes, lettered, at the bottom right; the session's

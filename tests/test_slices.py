@@ -144,6 +144,25 @@ def test_a_slice_view_prints_its_window_on_the_image():
     assert (corner[0] != corner[1]).any()
 
 
+def test_a_slice_of_a_multi_sequence_scan_names_its_sequence_on_the_image():
+    """Which MR sequence a slice showed was only in the sidebar, so a capture lost it: the plane's
+    name at the top left now carries it ("axial · FLAIR"); a one-sequence scan's does not."""
+    from rfmweb.session import RenderSession
+
+    data = np.random.default_rng(1).normal(100, 20, (20, 20, 10)).astype(np.float32)
+    corners = {}
+    for channels in (("FLAIR", "T1c"), ("T1",)):
+        vol = Volume(np.stack([data] * len(channels)), np.eye(4), modality="MR", channels=channels)
+        session = RenderSession(vol, renderer="vtk", width=240, height=160)
+        session.set_view_mode("axial", 5)
+        for channel in range(len(channels)):
+            session.set_slice_channel(channel)
+            corners[channels[channel]] = session.render()[:20, :120].astype(int)
+        session.close()
+    changed = [(np.abs(corners[name] - corners["T1"]).sum(-1) > 100).sum() for name in ("FLAIR", "T1c")]
+    assert min(changed) > 20 and (corners["FLAIR"] != corners["T1c"]).any()
+
+
 def test_a_magnified_slice_is_interpolated_bicubically():
     """PACS viewers magnify with a cubic kernel (sharper than bilinear, no blocks): one bright voxel
     drawn 24 px wide peaks at its centre and, half a voxel out, reads Keys' cubic weight 0.594

@@ -160,9 +160,10 @@ class ViewController:
 
     def _follow(self, view: int, what: str) -> None:
         """A change of ``view``'s session: a cursor readout follows the cursor (stepping a slice moves it
-        in every view that shares it); a readout under a resting pointer reads the new slice or plane."""
+        in every view that shares it) and what lies there (another MR sequence: it read the old one's
+        value; a corrected label); a readout under a resting pointer reads the new slice or plane."""
         session, text = self.sessions[view], self.probes[view]
-        if what == "cursor" and text.startswith(CURSOR):
+        if what in ("cursor", "slice", "scene") and text.startswith(CURSOR):
             self._show(view, cursor_readout(session) if session.cursor is not None else "")
         elif what == "slice" and text and not text.startswith(CURSOR) and self._pointer[view] is not None:
             self._probe(m.Probe(view, *self._pointer[view]), [session])

@@ -47,7 +47,8 @@ def render_slice_frame(snap: "Snapshot", marks: tuple[np.ndarray, np.ndarray] | 
     volume = snap.scene.volume
     return _annotate(image, snap.mode, geo.mm_per_px, volume.obliquity_deg,
                      slice_position(volume, snap.mode, snap.slice_index),
-                     window_caption(snap.slice_window, volume.modality))
+                     window_caption(snap.slice_window, volume.modality),
+                     volume.channels[snap.slice_channel] if len(volume.channels) > 1 else "")
 
 
 def window_caption(window: tuple[float, float] | None, modality: str) -> str:
@@ -133,9 +134,9 @@ def scale_bar_mm(width_px: int, mm_per_px: float) -> int:
 
 
 def _annotate(image: np.ndarray, axis: str, mm_per_px: float, oblique_deg: float = 0.0,
-              position: str = "", window: str = "") -> np.ndarray:
+              position: str = "", window: str = "", sequence: str = "") -> np.ndarray:
     """Patient-direction letters at the middle of each edge (yellow); the plane's name at the top left,
-    with "oblique N°" when the voxel planes shown turn more than :data:`OBLIQUE_DEG` from the
+    with the ``sequence`` shown of several (a capture said which only in the sidebar), and "oblique N°" when the voxel planes shown turn more than :data:`OBLIQUE_DEG` from the
     anatomical ones (the letters are then the nearest directions); ``window`` (:func:`window_caption`)
     at the top right, where it does not run into the top letter; a scale bar at the bottom left and
     ``position`` (:func:`slice_position`) at the bottom right (its slice number alone where the whole
@@ -151,7 +152,8 @@ def _annotate(image: np.ndarray, axis: str, mm_per_px: float, oblique_deg: float
     pad = max(2, size // 3)
     spots = ((left, (pad, h / 2), "lm"), (right, (w - pad, h / 2), "rm"), (top, (w / 2, pad), "mt"),
              (bottom, (w / 2, h - pad), "mb"))
-    name = axis + (f" · oblique {oblique_deg:.0f}°" if oblique_deg > OBLIQUE_DEG else "")
+    name = axis + (f" · {sequence}" if sequence else "") + \
+        (f" · oblique {oblique_deg:.0f}°" if oblique_deg > OBLIQUE_DEG else "")
     spots += ((name, (pad, pad), "lt"),)
     if window and draw.textlength(window, font=font) <= w / 2 - size:
         spots += ((window, (w - pad, pad), "rt"),)
