@@ -523,6 +523,8 @@ def test_segment_command_writes_dicom_seg(tmp_path):
     assert main([*args, "--out", str(tmp_path / "seg.dcm")]) == 0
     seg = _read_seg(tmp_path / "seg.dcm")
     assert [seg.get_segment_description(i).SegmentLabel for i in (1, 2, 3)] == ["NCR", "ED", "ET"]
+    assert [seg.get_segment_description(i).SegmentedPropertyTypeCodeSequence[0].CodeMeaning
+            for i in (1, 2, 3)] == ["Necrosis", "Edema", "Neoplasm"]     # edema is not a neoplasm
     assert seg.get_segment_description(1).SegmentAlgorithmType == "AUTOMATIC"
     images = load_dicom(tmp_path / "seg_images", series=seg.ReferencedSeriesSequence[0].SeriesInstanceUID)
     uids = [ds.SOPInstanceUID for ds in dicom_source(images).datasets]

@@ -159,9 +159,16 @@ def _codes():
     return codes
 
 
+#: SNOMED CT types of the BraTS tumour sub-regions that are not neoplasm themselves (ET stays Neoplasm).
+BRATS_PROPERTY_TYPES = {"NCR": "Necrosis", "ED": "Edema"}
+
+
 def _category(c: LabelClass):
-    """(segmented property category, type) codes for a class, from its group."""
+    """(segmented property category, type) codes for a class, from its group (and a BraTS name:
+    edema coded as "Neoplasm" misled PACS and 3D Slicer)."""
     sct = _codes().SCT
+    if c.group == "tumour" and c.name in BRATS_PROPERTY_TYPES:
+        return sct.MorphologicallyAbnormalStructure, getattr(sct, BRATS_PROPERTY_TYPES[c.name])
     return {"tumour": (sct.MorphologicallyAbnormalStructure, sct.Neoplasm),
             "skeleton": (sct.AnatomicalStructure, sct.Bone),
             "organs": (sct.AnatomicalStructure, sct.Organ),
