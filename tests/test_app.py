@@ -318,7 +318,7 @@ def test_the_status_line_ends_on_the_last_frame_of_a_quick_move(small_ct, server
     loop, _ = server_loop
     try:
         for view in controller.views.values():
-            stream = view.detach()      # the views' own renders post "rendering…" lines that would replace the probe's
+            stream = view.detach()      # the views' own renders post "rendering…" lines: they replaced the probe's
             if stream is not None:
                 stream.close()
             view.loop = loop

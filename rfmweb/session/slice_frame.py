@@ -136,8 +136,9 @@ def scale_bar_mm(width_px: int, mm_per_px: float) -> int:
 def _annotate(image: np.ndarray, axis: str, mm_per_px: float, oblique_deg: float = 0.0,
               position: str = "", window: str = "", sequence: str = "") -> np.ndarray:
     """Patient-direction letters at the middle of each edge (yellow); the plane's name at the top left,
-    with the ``sequence`` shown of several (a capture said which only in the sidebar), and "oblique N°" when the voxel planes shown turn more than :data:`OBLIQUE_DEG` from the
-    anatomical ones (the letters are then the nearest directions); ``window`` (:func:`window_caption`)
+    with the ``sequence`` shown of several (a capture said which only in the sidebar), and "oblique N°"
+    when the voxel planes shown turn more than :data:`OBLIQUE_DEG` from the anatomical ones (the
+    letters are then the nearest directions); ``window`` (:func:`window_caption`)
     at the top right, where it does not run into the top letter; a scale bar at the bottom left and
     ``position`` (:func:`slice_position`) at the bottom right (its slice number alone where the whole
     would run into the bottom letter)."""
