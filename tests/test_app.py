@@ -150,8 +150,10 @@ def test_adapter_keeps_at_most_two_frames_in_flight(small_ct):
         adapter.attach(session)
         adapter.update_size("test", {"w": 48, "h": 48, "p": 1})
         adapter.on_interaction("test", {"type": "LeftButtonPress", "x": 100, "y": 100, "buttonLeft": 1})
+        assert run_until(lambda: len(pushed) >= 1)
+        drag(1)                 # a second frame while the first is unacknowledged (a refinement frame would wait)
         assert run_until(lambda: len(pushed) >= 2)
-        for dx in range(1, 8):  # the state keeps changing, but nothing is acknowledged
+        for dx in range(2, 9):  # the state keeps changing, but nothing is acknowledged
             drag(dx)
             time.sleep(0.03)
         assert len(pushed) == 2, pushed
@@ -449,7 +451,8 @@ def test_app_shows_three_linked_segmentation_views_and_paints_corrections(brats_
         assert d.segment and d.compare and [c.value for c in d.modes] == ["3d", "axial", "coronal", "sagittal"]
         assert [getattr(d, v).title for v in ("view_a", "view_b", "view_c")] == ["ground truth", "raw INR",
                                                                                  "denoised INR"]
-        assert d.view_a.subtitle == "" and d.view_b.subtitle == seg.dice_text(1) and "WT" in d.view_c.subtitle
+        assert d.view_a.subtitle == seg.caption(0) != "" and d.view_b.subtitle == seg.caption(1) and \
+            "WT" in d.view_c.subtitle
         assert all(v.stream is not None for v in controller.views.values()), "all three views stream"
         controller.set_compare(False)  # the segmentation layout keeps its three views
         assert controller.views["view_b"].stream is not None

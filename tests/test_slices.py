@@ -179,3 +179,17 @@ def test_a_magnified_slice_is_interpolated_bicubically():
     half = (row[centre - 12] + row[centre + 11]) / 2     # half a voxel either side of the centre
     assert half == pytest.approx(0.594, abs=0.03)
     assert row.min() == 0.0 and np.isfinite(row).all()
+
+
+def test_the_auto_window_leaves_a_masked_background_out_and_is_never_zero_wide():
+    """A skull-stripped MR is mostly zeros: counted, the 99th percentile fell inside the brain (FLAIR's
+    bright half blown out). A uniform volume's window was 0 wide ("W 0")."""
+    from rfmweb.render.slices import default_window
+
+    brain = np.zeros((64, 64, 40), np.float32)
+    brain[16:48, 16:48, 10:30] = np.linspace(100, 200, 32 * 32 * 20).reshape(32, 32, 20)   # 12.5 %: the brain
+    lo, hi = default_window(brain)
+    assert 100 < lo < 103 and 197 < hi < 200
+    assert default_window(np.full((8, 8, 8), 300.0, np.float32)) == (299.5, 300.5)
+    ct = np.random.default_rng(0).normal(0, 100, (32, 32, 32)).astype(np.float32)       # no background: as before
+    assert default_window(ct) == pytest.approx(tuple(np.percentile(ct, [1, 99])), rel=0.05)

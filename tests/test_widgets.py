@@ -436,8 +436,8 @@ def test_compare_segmentations_slices_toggles_and_dice(brats_case):
             assert_not_blank(img)
         assert [v["title"] for v in cmp.views] == ["ground truth", "raw INR", "denoised INR"]
         scores = cmp.dice()
-        assert cmp.views[0]["subtitle"] == ""
-        assert cmp.views[1]["subtitle"] == "Dice " + " · ".join(f"{k} {v:.3f}" for k, v in scores["raw INR"].items())
+        assert cmp.views[0]["subtitle"].startswith("WT ") and cmp.views[0]["subtitle"].endswith(" mL")   # volumes
+        assert cmp.views[1]["subtitle"].startswith("Dice " + " · ".join(f"{k} {v:.3f}" for k, v in scores["raw INR"].items()))
         assert all(v["correctable"] and v["mode"] == "3d" for v in cmp.views)
         gt, raw, den = cmp.sessions
         assert raw.volume.data is brats_case.data and raw.volume.labels is not brats_case.labels

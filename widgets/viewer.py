@@ -334,7 +334,7 @@ class _Views(anywidget.AnyWidget):
             data = pngs[0]
         else:
             seg = self.segmentation
-            captions = [" · ".join(t for t in (self._titles[i], seg.dice_text(i) if seg is not None else "") if t)
+            captions = [" · ".join(t for t in (self._titles[i], seg.caption(i) if seg is not None else "") if t)
                         for i in indices]
             data = side_by_side(pngs, captions=captions)
         if path is not None:
@@ -401,7 +401,7 @@ class _Views(anywidget.AnyWidget):
                 "can_slice": s.volume is not None,
                 "channels": list(s.volume.channels) if s.volume is not None else [],
                 "slice_channel": int(snap.slice_channel),
-                "subtitle": seg.dice_text(i) if seg is not None else "",
+                "subtitle": seg.caption(i) if seg is not None else "",
                 "correctable": seg is not None, "marks": seg.n_marks if seg is not None else 0,
                 "can_undo": seg is not None and seg.can_undo,
                 "correcting": seg is not None and seg.correcting,

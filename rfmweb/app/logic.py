@@ -191,7 +191,7 @@ class AppController(SliceTools):
                 vs.title = seg.titles[i] if seg is not None else ""
                 if compared and name in (VIEW_A, VIEW_B):  # side by side, each view says what it shows
                     vs.title = view_title(session)
-                vs.subtitle = seg.dice_text(i) if seg is not None else ""
+                vs.subtitle = seg.caption(i) if seg is not None else ""
                 vs.probe = shown_readout(session, self.control.probes[i])
             # compare / difference are written by their setters: a sync racing a click would turn them back
             if differ:

@@ -221,11 +221,22 @@ def _resample(plane: np.ndarray, geo: SliceGeometry, mode: str) -> np.ndarray:
     return out * inside.reshape(geo.height, geo.width, 1)
 
 
+#: A minimum held by more than this share of the voxels is background (a skull-stripped or masked MR).
+BACKGROUND_SHARE = 0.1
+
+
 def default_window(data: np.ndarray) -> tuple[float, float]:
-    """Grey-level window of a ``[X, Y, Z]`` channel: its 1st and 99th percentiles (on a subsample)."""
-    sub = data[:: max(1, data.shape[0] // 64), :: max(1, data.shape[1] // 64)]
-    lo, hi = np.percentile(sub, [1, 99])
-    return float(lo), float(hi)
+    """Grey-level window of a ``[X, Y, Z]`` channel: its 1st and 99th percentiles (on a subsample),
+    background left out (a skull-stripped MR is mostly zeros: counted, they pushed the 99th
+    percentile into the brain and blew out FLAIR's bright half); 1 unit wide on a uniform volume
+    (its window was 0 wide)."""
+    sub = data[:: max(1, data.shape[0] // 64), :: max(1, data.shape[1] // 64)].ravel()
+    floor = sub.min()
+    rest = sub[sub > floor]
+    if rest.size and rest.size < (1 - BACKGROUND_SHARE) * sub.size:
+        sub = rest
+    lo, hi = (float(v) for v in np.percentile(sub, [1, 99]))
+    return (lo - 0.5, hi + 0.5) if hi <= lo else (lo, hi)
 
 
 def render_slice(volume: Volume, axis: str = "axial", index: int | None = None, *, width: int = 256,

@@ -93,6 +93,18 @@ def region_dice(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     return {name: dice(region_mask(pred, values), region_mask(ref, values)) for name, values in BRATS_REGIONS.items()}
 
 
+def region_volumes_ml(labels: np.ndarray, spacing: tuple[float, float, float]) -> dict[str, float]:
+    """Volume (mL) of the BraTS regions WT, TC, ET of an ``[X, Y, Z]`` label map of voxels ``spacing`` mm."""
+    counts = np.bincount(np.asarray(labels).ravel(), minlength=4)
+    return {name: float(counts[list(values)].sum()) * math.prod(spacing) / 1000.0
+            for name, values in BRATS_REGIONS.items()}
+
+
+def format_volumes(volumes: dict[str, float]) -> str:
+    """``"WT 16.4 · TC 7.2 · ET 3.5 mL"``: one decimal, as radiology reports give tumour volumes."""
+    return " · ".join(f"{k} {v:.1f}" for k, v in volumes.items()) + " mL"
+
+
 def format_dice(scores: dict[str, float] | None) -> str:
     """``"Dice WT 0.821 · TC 0.754 · ET 0.700"`` (empty without scores): three decimals, as
     ``evaluate-inr`` and the notebook print them (two hid what a correction changed: 0.999 -> 0.996
@@ -187,6 +199,7 @@ class SegmentationViews:
         self.last_correction = ""       # how the last correction or undo ended (the panels show it)
         self._lock = threading.RLock()  # one correction step at a time
         self._dice_key: tuple | None = None
+        self._volumes: dict[int, tuple] = {}  # view -> ((view, id of its labels), volume text)
         self._dice: dict[str, dict[str, float]] | None = None
 
     # -- labels ---------------------------------------------------------------------------------
@@ -283,10 +296,21 @@ class SegmentationViews:
             self._dice_key = key
         return self._dice
 
-    def dice_text(self, view: int) -> str:
-        """The line shown under a view's title (empty for the ground truth)."""
+    def caption(self, view: int) -> str:
+        """The line shown under a view's title: its Dice against the ground truth (not on the ground
+        truth's own), then the volume of each region, e.g. ``"Dice WT 0.821 · TC 0.754 · ET 0.700 —
+        WT 16.4 · TC 7.2 · ET 3.5 mL"`` (follow-up reads volumes; a radiologist had to work them out
+        from the saved file); ``""`` before the view has labels (and on a case without ground truth, its panel)."""
         scores = self.dice()
-        return format_dice(scores.get(TITLES[view])) if scores and view != GT else ""
+        dice_line = format_dice(scores.get(TITLES[view])) if scores and view != GT else ""
+        labels = self.labels(view)
+        shown = self.has_truth if view == GT else self.ready.is_set() and self.error is None
+        if labels is None or not shown:
+            return dice_line
+        key = (view, id(labels))
+        if self._volumes.get(view, (None,))[0] != key:  # label arrays are replaced, never edited in place
+            self._volumes[view] = (key, format_volumes(region_volumes_ml(labels, self.volume.spacing)))
+        return " — ".join(t for t in (dice_line, self._volumes[view][1]) if t)
 
     # -- corrections ----------------------------------------------------------------------------
     @property

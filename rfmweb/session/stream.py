@@ -15,9 +15,10 @@ The policy, shared by the Jupyter widget and the trame app (after jupyter_rfb an
 - a ray-marcher's view converges while the camera rests: the idle frame is the first of
   :data:`CONVERGE_FRAMES` jittered frames, each later one the running mean (``kind="progressive"``,
   ``spp`` = frames averaged), until all are in or the next change;
-- refinement at rest does not wait for the link: while ``max_in_flight`` frames are unacknowledged its
-  passes go on, and only the latest waits to be sent (a slow link gets fewer, later frames: 16 frames of
-  ~57 KB each queued behind each other, and a new drag's first frame behind them);
+- refinement at rest does not wait for the link, nor fill it: its frames go one at a time (sent when
+  no frame is unacknowledged), its passes go on meanwhile, and only the latest waits to be sent. A slow
+  link gets fewer, later frames (all 16 frames of ~57 KB each were queued behind each other), and a new
+  drag's first frame waits behind one refinement frame at most, not two (``bench_link.py``);
 - with a still renderer set on the session (a "cinematic still", :meth:`RenderSession.set_still_renderer`),
   the camera at rest gets progressive frames instead: each pass of the path tracer adds samples to
   the view (``kind="progressive"``, ``spp`` in the frame) until ``max_spp`` or the next change;
@@ -97,7 +98,7 @@ class FrameStream:
         self._scale = {}  # renderer name -> adaptive interactive scale
         self._last_interactive = None  # (renderer, scene) of the last interactive render
         self._progress = None  # (pass iterator, version) of a cinematic still in progress
-        self._pending: Frame | None = None  # the latest refinement frame rendered while the link was full
+        self._pending: Frame | None = None  # the latest refinement frame, rendered while one was unacknowledged
         self._unsubscribe = session.subscribe(lambda _s, what: self._refine() if what == "still" else self.request())
         self._unsubscribe_released = session.on_refinement_released(self._wake)
         self._thread = threading.Thread(target=self._run, name=f"rfmweb-render-{name}", daemon=True)
@@ -188,7 +189,7 @@ class FrameStream:
                     self._dirty = False
                     self._progress = self._pending = None
                     return "interactive", None
-                if self._pending is not None and room:
+                if self._pending is not None and not self._in_flight and not self._paused:
                     return "pending", None
                 # refinement renders ahead of the link (its latest frame waits in _pending)
                 refine = not self._paused and not self.session.refinement_held
@@ -236,8 +237,8 @@ class FrameStream:
                 fut.set_result(frame.data)
                 continue
             with self._cond:
-                if kind != "interactive" and len(self._in_flight) >= self.max_in_flight:
-                    self._pending = frame        # the link is full: the next pass may replace it
+                if kind != "interactive" and self._in_flight:
+                    self._pending = frame        # one at a time: the next pass may replace it
                     continue
             self._dispatch(kind, frame)
 

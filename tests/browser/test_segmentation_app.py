@@ -96,6 +96,7 @@ def test_three_views_show_the_case_with_dice(page, artifacts):
     assert [t.splitlines()[0] for t in titles] == ["ground truth", "raw INR", "denoised INR"]
     for n in ("view_b", "view_c"):
         assert all(r in page.locator(f".rfm-dice-{n}").inner_text() for r in ("WT", "TC", "ET"))
+    assert page.locator(".rfm-dice-view_a").get_attribute("title").endswith(" mL")   # the regions' volumes
     page.screenshot(path=str(artifacts / "segment_page.png"))
 
 
