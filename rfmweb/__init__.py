@@ -19,14 +19,32 @@ the CT -> 6D Gaussians network, its data and training), :mod:`rfmweb.inr` with :
 ``rfmweb.widgets`` (Jupyter) and ``rfmweb.app`` (trame web app).
 """
 
-from . import samples
-from .camera import OrbitCamera
-from .errors import InputError
-from .io import load_brats_case, load_volume, save_volume
-from .render import FULL, INTERACTIVE, Quality, RaymarchRenderer, Scene
-from .session import FrameStream, RenderSession, encode_image, link_cameras
-from .transfer import PRESETS, ClassTable, TransferFunction, preset
-from .volume import LabelClass, Volume
+import importlib
+
+#: The public names and the modules that define them, imported on first use: ``rfmweb --help`` and
+#: ``import rfmweb.errors`` do not pay for torch (seconds).
+_LAZY = {
+    "samples": ".samples", "OrbitCamera": ".camera", "InputError": ".errors",
+    "load_brats_case": ".io", "load_volume": ".io", "save_volume": ".io",
+    "FULL": ".render", "INTERACTIVE": ".render", "Quality": ".render", "RaymarchRenderer": ".render",
+    "Scene": ".render", "FrameStream": ".session", "RenderSession": ".session", "encode_image": ".session",
+    "link_cameras": ".session", "PRESETS": ".transfer", "ClassTable": ".transfer",
+    "TransferFunction": ".transfer", "preset": ".transfer", "LabelClass": ".volume", "Volume": ".volume",
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'rfmweb' has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name], __name__)
+    value = module if name == "samples" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 

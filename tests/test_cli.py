@@ -184,3 +184,19 @@ def test_every_command_help_reads_as_plain_text():
     for name, parser in sub.choices.items():
         text = parser.format_help()
         assert "``" not in text and ":mod:" not in text and ":func:" not in text, (name, text[:300])
+
+
+def test_the_command_list_imports_nothing_heavy():
+    """``rfmweb --help`` took 4-7 s: building every command's parser imported torch, the renderers and
+    trame. The list now reads each command's ``HELP``; only the command run builds its parser."""
+    code = ("import sys, contextlib, io\nfrom rfmweb.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
+            "    main(['--help'])\n"
+            "heavy = [m for m in ('torch', 'numba', 'vtkmodules', 'trame', 'scipy') if m in sys.modules]\n"
+            "print(heavy, 'render' in out.getvalue() and 'fit-6dgs' in out.getvalue())")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.stdout.strip() == "[] True", res.stdout + res.stderr
+    from rfmweb.cli import COMMANDS, build_parser
+    sub = next(a for a in build_parser("render")._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(sub.choices) == list(COMMANDS)
+    assert "--renderer" in sub.choices["render"].format_help() and "--out" not in sub.choices["views"].format_help()

@@ -239,13 +239,8 @@ def test_fit_densifies_prunes_and_resets_opacity(views, ball):
 
 # -- the command ------------------------------------------------------------------------------------
 def _command(*args) -> list[str]:
-    """``python -m rfmweb fit-6dgs ...``; until the sub-command is registered in rfmweb/cli.py, the same
-    ``main`` with it added."""
-    from rfmweb.cli import COMMANDS
-    if "rfmweb.commands.fit_6dgs" in COMMANDS:
-        return [sys.executable, "-m", "rfmweb", "fit-6dgs", *map(str, args)]
-    return [sys.executable, "-c", "import sys, rfmweb.cli as c; c.COMMANDS += ('rfmweb.commands.fit_6dgs',); "
-            "sys.exit(c.main(sys.argv[1:]))", "fit-6dgs", *map(str, args)]
+    """``python -m rfmweb fit-6dgs ...``."""
+    return [sys.executable, "-m", "rfmweb", "fit-6dgs", *map(str, args)]
 
 
 def _env() -> dict:
@@ -253,12 +248,11 @@ def _env() -> dict:
 
 
 @pytest.fixture
-def cli_main(monkeypatch):
-    """``rfmweb.cli.main`` in this process, with fit-6dgs registered (until rfmweb/cli.py lists it)."""
-    import rfmweb.cli as cli
-    if "rfmweb.commands.fit_6dgs" not in cli.COMMANDS:
-        monkeypatch.setattr(cli, "COMMANDS", cli.COMMANDS + ("rfmweb.commands.fit_6dgs",))
-    return cli.main
+def cli_main():
+    """``rfmweb.cli.main``, in this process."""
+    from rfmweb.cli import main
+
+    return main
 
 
 def test_cli_writes_splats_and_report(ball, tmp_path, cli_main):

@@ -8,6 +8,13 @@
   :mod:`.shared`: ``--shared``, where the first tab drives.
 """
 
-from .server import serve
-
 __all__ = ["serve"]
+
+
+def __getattr__(name: str):
+    """``serve`` on first use: ``rfmweb --help`` imports :mod:`.cli`, which needs neither trame nor torch."""
+    if name != "serve":
+        raise AttributeError(f"module 'rfmweb.app' has no attribute {name!r}")
+    from .server import serve
+
+    return serve

@@ -27,10 +27,14 @@ from .security import KEY_ENV, resolve_auth_key
 log = logging.getLogger(__name__)
 
 
+#: Its line in ``rfmweb --help``.
+HELP = "serve the web viewer of a volume"
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``serve`` sub-command to ``subparsers`` (from ``ArgumentParser.add_subparsers()``)."""
     p = subparsers.add_parser(
-        "serve", help="serve the web viewer of a volume", formatter_class=argparse.RawDescriptionHelpFormatter,
+        "serve", help=HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Serve a volume in a browser viewer (trame). Frames are rendered here and streamed.",
         epilog=f"""sessions:
   every browser tab gets its own viewer (camera, presets, classes, corrections), run in its own

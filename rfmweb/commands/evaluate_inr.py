@@ -5,8 +5,12 @@ from __future__ import annotations
 from ._options import add_compute_options, apply_threads
 
 
+#: Its line in ``rfmweb --help``.
+HELP = "score INR checkpoints (raw and denoised) and the CNN baseline per split"
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("evaluate-inr", help="score INR checkpoints (raw and denoised) and the CNN baseline per split")
+    p = sub.add_parser("evaluate-inr", help=HELP)
     p.add_argument("--split", action="append", required=True, metavar="NAME=DIR",
                    help="a folder of labelled BraTS-style cases (repeatable), e.g. val=cohort/val")
     p.add_argument("--inr", action="append", default=[], metavar="NAME=PATH",

@@ -11,10 +11,14 @@ from ._options import doc_description
 log = logging.getLogger("rfmweb")
 
 
+#: Its line in ``rfmweb --help``.
+HELP = "the Render-FM table: per-scan 6DGS vs Render-FM (+ fine-tune)"
+
+
 def add_parser(sub) -> None:
     from ..renderfm.evaluate import METHODS
 
-    p = sub.add_parser("evaluate-renderfm", help="the Render-FM table: per-scan 6DGS vs Render-FM (+ fine-tune)",
+    p = sub.add_parser("evaluate-renderfm", help=HELP,
                        description=doc_description(__doc__))
     p.add_argument("--out", required=True, help="output folder (cases, reports, table.md, table.csv)")
     p.add_argument("--checkpoint", help="Render-FM model file (default: the shipped one)")

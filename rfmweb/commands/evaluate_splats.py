@@ -27,9 +27,13 @@ log = logging.getLogger("rfmweb")
 REPORT_FORMAT = "rfmweb.evaluate-splats.report/1"
 
 
+#: Its line in ``rfmweb --help``.
+HELP = "held-out SSIM / PSNR / MS-SSIM / LPIPS of a splat file on a views folder"
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate-splats",
-                       help="held-out SSIM / PSNR / MS-SSIM / LPIPS of a splat file on a views folder",
+                       help=HELP,
                        description="Score 6D splats (.npz or 6D .ply) on the test views of a views folder with the "
                                    "same code as fit-6dgs's report, so the numbers are comparable.")
     p.add_argument("splats", help="splat file: .npz (fit-6dgs, finetune, Render-FM) or a 6D .ply (export-ply --6d)")

@@ -17,9 +17,13 @@ from ._options import check_view_angles
 log = logging.getLogger("rfmweb")
 
 
+#: Its line in ``rfmweb --help``.
+HELP = ("slice 6D splats for a view direction and write a standard 3DGS .ply (or, with --6d, write the "
+        "6D splats themselves)")
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("export-ply", help="slice 6D splats for a view direction and write a standard 3DGS .ply "
-                                          "(or, with --6d, write the 6D splats themselves)")
+    p = sub.add_parser("export-ply", help=HELP)
     p.add_argument("splats", help="splat .npz (from fit-6dgs or Render-FM) or a 6D .ply")
     p.add_argument("--out", required=True, help="output .ply")
     p.add_argument("--6d", dest="six_d", action="store_true",

@@ -28,8 +28,12 @@ log = logging.getLogger("rfmweb")
 REPORT_FORMAT = "rfmweb.finetune.report/1"
 
 
+#: Its line in ``rfmweb --help``.
+HELP = "fine-tune a splat file (e.g. Render-FM's prediction) on a scan's views"
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("finetune", help="fine-tune a splat file (e.g. Render-FM's prediction) on a scan's views",
+    p = sub.add_parser("finetune", help=HELP,
                        description="Optimise the splats of --init against the training views of a views folder "
                                    "(the fit-6dgs loop); Ctrl-C saves the current splats.")
     p.add_argument("volume", help="the volume the views show: .nii/.nii.gz, a BraTS folder or sample:NAME")

@@ -45,8 +45,12 @@ DEFAULTS = {"cpu": {"iters": 300, "size": 128, "max_splats": 20_000},
             "cuda": {"iters": 3000, "size": None, "max_splats": 1_000_000}}
 
 
+#: Its line in ``rfmweb --help``.
+HELP = "fit 6D Gaussian splats to rendered views of one volume (per-scan 6DGS)"
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("fit-6dgs", help="fit 6D Gaussian splats to rendered views of one volume (per-scan 6DGS)",
+    p = sub.add_parser("fit-6dgs", help=HELP,
                        description="Fit 6D Gaussian splats to the training views of a views folder (the paper's "
                                    "per-scan 6DGS baseline); Ctrl-C saves the current splats.")
     p.add_argument("volume", help="the volume the views show: .nii/.nii.gz/.nrrd/.mha, a DICOM folder or .zip, "

@@ -8,8 +8,12 @@ from __future__ import annotations
 from ..errors import InputError
 
 
+#: Its line in ``rfmweb --help``.
+HELP = "write a synthetic BraTS-style glioma cohort (case folders + cohort.json)"
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("make-cohort", help="write a synthetic BraTS-style glioma cohort (case folders + cohort.json)")
+    p = sub.add_parser("make-cohort", help=HELP)
     p.add_argument("--out", required=True, help="output folder (resumable: complete cases are skipped)")
     p.add_argument("--n", type=int, required=True, help="number of cases")
     p.add_argument("--split", choices=["train", "val", "postop"], default="train",

@@ -22,8 +22,12 @@ from ._options import LABELS_HELP, add_series_option, add_style_options, doc_des
 log = logging.getLogger("rfmweb")
 
 
+#: Its line in ``rfmweb --help``.
+HELP = "Render-FM: one network pass from a CT to 6D Gaussian splats"
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("prepare", help="Render-FM: one network pass from a CT to 6D Gaussian splats",
+    p = sub.add_parser("prepare", help=HELP,
                        description=doc_description(__doc__))
     p.add_argument("volume", help="a .nii/.nii.gz/.nrrd/.mha file, a DICOM series folder or .zip, a BraTS case "
                                   "folder, or sample:NAME")

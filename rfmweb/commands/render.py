@@ -14,12 +14,16 @@ from ._options import LABELS_HELP, add_series_option, check_view_angles
 log = logging.getLogger("rfmweb")
 
 
+#: Its line in ``rfmweb --help``.
+HELP = "render one frame of a volume to a PNG/JPEG file, no browser needed"
+
+
 def add_parser(sub) -> None:
     from ..render.registry import all_renderer_names
     from ..session.stream import CONVERGE_FRAMES
     from ..transfer import PRESETS
 
-    p = sub.add_parser("render", help="render one frame of a volume to a PNG/JPEG file, no browser needed")
+    p = sub.add_parser("render", help=HELP)
     p.add_argument("volume", help="a .nii/.nii.gz/.nrrd/.mha file, a DICOM series folder or .zip, a BraTS case "
                                   "folder, sample:NAME, or a splat .npz / 6D .ply (from fit-6dgs, prepare; "
                                   "rendered with --renderer splats)")

@@ -5,8 +5,12 @@ from __future__ import annotations
 import sys
 
 
+#: Its line in ``rfmweb --help``.
+HELP = "list the bundled sample volumes (use them as sample:NAME)"
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("samples", help="list the bundled sample volumes (use them as sample:NAME)")
+    p = sub.add_parser("samples", help=HELP)
     p.set_defaults(run=_run_samples)
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
+#: Its line in ``rfmweb --help``.
+HELP = "segment a brain-tumour MRI case (BraTS folder) with the Neumours INR"
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("segment", help="segment a brain-tumour MRI case (BraTS folder) with the Neumours INR")
+    p = sub.add_parser("segment", help=HELP)
     p.add_argument("case", metavar="CASE_DIR",
                    help="a BraTS-style case folder (t1n, t1c, t2w, t2f) or sample:brain_glioma")
     p.add_argument("--out", required=True,

@@ -6,8 +6,12 @@ from ..errors import InputError
 from ._options import add_compute_options, apply_threads
 
 
+#: Its line in ``rfmweb --help``.
+HELP = "train the 3-D U-Net tumour-segmentation baseline on BraTS-style cases"
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("train-cnn", help="train the 3-D U-Net tumour-segmentation baseline on BraTS-style cases")
+    p = sub.add_parser("train-cnn", help=HELP)
     p.add_argument("cases", metavar="CASES_DIR", help="folder of BraTS-style case folders with -seg files")
     p.add_argument("--out", required=True, help="run folder (checkpoint.pt, model.pt, log.csv, summary.json)")
     p.add_argument("--steps", type=int, default=700, help="optimisation steps (the poly schedule spans them)")

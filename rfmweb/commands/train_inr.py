@@ -9,8 +9,12 @@ from __future__ import annotations
 from ._options import add_compute_options, apply_threads
 
 
+#: Its line in ``rfmweb --help``.
+HELP = "train the Neumours INR tumour segmenter on BraTS-style cases"
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("train-inr", help="train the Neumours INR tumour segmenter on BraTS-style cases")
+    p = sub.add_parser("train-inr", help=HELP)
     p.add_argument("cases", metavar="CASES_DIR", help="folder of BraTS-style case folders with -seg files")
     p.add_argument("--out", required=True, help="run folder (checkpoint.pt, model.pt, log.csv, curves.png)")
     p.add_argument("--val", metavar="VAL_DIR", help="folder of validation cases (default: training cases)")

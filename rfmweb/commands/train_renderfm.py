@@ -21,8 +21,12 @@ from ._options import add_compute_options, apply_threads, doc_description
 log = logging.getLogger("rfmweb")
 
 
+#: Its line in ``rfmweb --help``.
+HELP = "train Render-FM (CT -> 6D splats) on generated anatomy"
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("train-renderfm", help="train Render-FM (CT -> 6D splats) on generated anatomy",
+    p = sub.add_parser("train-renderfm", help=HELP,
                        description=doc_description(__doc__))
     p.add_argument("--config", required=True, help="TOML file with [model], [data] and [train] sections")
     p.add_argument("--steps", type=int, help="override [train] steps")

@@ -56,7 +56,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..camera import ELEVATION_RANGE, FOV, orbit_cameras
 from ..errors import InputError
 from ._options import LABELS_HELP, add_series_option, add_style_options, doc_description, tf_from_args
 
@@ -75,10 +74,14 @@ SETTINGS = ("volume", "labels", "series", "preset", "tf", "hidden_classes", "ren
 QUALITIES = ("reference", "full")
 
 
+#: Its line in ``rfmweb --help``.
+HELP = "render an orbit of views with cameras.json (input of fit-6dgs)"
+
+
 def add_parser(sub) -> None:
     from ..extras import hint
 
-    p = sub.add_parser("views", help="render an orbit of views with cameras.json (input of fit-6dgs)",
+    p = sub.add_parser("views", help=HELP,
                        description=doc_description(__doc__))
     p.add_argument("volume", help="a .nii/.nii.gz/.nrrd/.mha file, a DICOM series folder or .zip, a BraTS case "
                                   "folder, or sample:NAME")
@@ -219,6 +222,7 @@ def run_views(args) -> None:
     from PIL import Image
     from tqdm import tqdm
 
+    from ..camera import ELEVATION_RANGE, FOV, orbit_cameras   # here: torch, seconds for `rfmweb --help`
     from ..io import atomic_write, open_volume
     from ..render.pathtrace import WORLD_LIGHTING, Lighting
     from ..render.scene import FULL, REFERENCE, Scene
