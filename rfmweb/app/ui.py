@@ -395,7 +395,7 @@ def build_ui(server, names, *, reconnect_s: float | None = None):
                                             " borderRadius: '3px', border: '1px solid #888' }",), classes="mr-2")
                             html.Div("{{ c.name }}", title=("c.name",), classes="text-body-2 text-truncate",
                                      style="width:90px")   # a long name is cut; the whole one shows on hover
-                            v3.VSlider(model_value=("c.opacity",), min=0, max=1, step=0.05, density="compact",
+                            v3.VSlider(model_value=("c.opacity",), min=0, max=1, step=0.01, density="compact",
                                        hide_details=True, classes="ml-2", __properties=[("aria_label", "aria-label")],
                                        aria_label=("`${c.name} opacity`",),
                                        # the page's class list moves at once and goes to the server as
