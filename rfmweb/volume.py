@@ -170,8 +170,9 @@ class Volume:
 
     def coarse_factors(self, max_voxels: int) -> tuple[int, int, int]:
         """Voxels per block along each axis so that at most ``max_voxels`` blocks remain: ``(1, 1, 1)``
-        when the grid fits; else the axis of the finest (block) spacing is doubled first, so that
-        512 x 512 x 600 voxels of 0.5 x 0.5 x 0.6 mm become 256 x 256 x 600 of 1.0 x 1.0 x 0.6 mm."""
+        when the grid fits; else the factor of the axis of the finest (block) spacing is doubled, and
+        again, so that 512 x 512 x 600 voxels of 0.5 x 0.5 x 0.6 mm become 256 x 256 x 600 of
+        1.0 x 1.0 x 0.6 mm, then (under 32 Mi voxels) 256 x 256 x 300 of 1.0 x 1.0 x 1.2 mm."""
         factors = [1, 1, 1]
         while math.prod(s // f for s, f in zip(self.shape, factors)) > max_voxels:
             axis = min((a for a in range(3) if self.shape[a] // factors[a] >= 4),
