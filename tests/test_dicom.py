@@ -534,6 +534,16 @@ def test_segment_command_writes_dicom_seg(tmp_path):
     assert main([*args, "--out", str(tmp_path / "x.dcm"), "--resolution", "1.0"]) == 2
 
 
+def test_a_dicom_seg_goes_into_a_folder_not_made_yet(tmp_path):
+    """``segment --out new/seg.dcm`` segmented, then failed with a traceback making its images' folder."""
+    from rfmweb.io import save_segmentation
+    from rfmweb.samples import load
+
+    volume = load("ct_phantom")
+    out = save_segmentation(volume.labels, volume, tmp_path / "new" / "deeper" / "seg.dcm")
+    assert out.exists() and (tmp_path / "new" / "deeper" / "seg_images").is_dir()
+
+
 def test_headers_may_not_read_voxels_from_elsewhere(tmp_path):
     import SimpleITK as sitk
 

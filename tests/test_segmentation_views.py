@@ -65,7 +65,7 @@ def test_dice_matches_the_metrics_module(case, views):
     assert views.caption(GT) == format_volumes(region_volumes_ml(case.labels, case.spacing))
     assert views.caption(GT).startswith(f"WT {wt_ml:.1f} · TC ") and views.caption(GT).endswith(" mL")
     assert views.caption(RAW).startswith("Dice WT ") and "TC" in views.caption(RAW)
-    assert views.caption(RAW).endswith(" — " + format_volumes(region_volumes_ml(views.labels(RAW), case.spacing)))
+    assert views.caption(RAW).endswith("\n" + format_volumes(region_volumes_ml(views.labels(RAW), case.spacing)))
     assert format_dice({"WT": 0.5, "ET": 0.9996}) == "Dice WT 0.500 · ET 1.000"
     assert format_dice({"WT": 0.999}) != format_dice({"WT": 0.996})        # what a correction changed shows
     a = np.zeros((4, 4, 4), np.uint8)

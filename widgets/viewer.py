@@ -334,7 +334,8 @@ class _Views(anywidget.AnyWidget):
             data = pngs[0]
         else:
             seg = self.segmentation
-            captions = [" · ".join(t for t in (self._titles[i], seg.caption(i) if seg is not None else "") if t)
+            captions = [" · ".join(t for t in (self._titles[i], seg.caption(i).replace("\n", " — ")
+                                               if seg is not None else "") if t)
                         for i in indices]
             data = side_by_side(pngs, captions=captions)
         if path is not None:

@@ -31,6 +31,7 @@ img[data-rfm-view]:not([src]) { visibility: hidden; }
 .rfm-placeholder { position:absolute; inset:0; display:flex; align-items:center; justify-content:center;
   color:#9e9e9e; font-size:0.85rem; background:#111; pointer-events:none; user-select:none; }
 .rfm-one-line { white-space:nowrap; overflow:hidden; text-overflow:ellipsis; }
+.rfm-dice { white-space:pre; }
 img.rfm-stale { opacity:0.4; filter:grayscale(0.6); }
 .rfm-area { position:relative; }   /* the keyboard's focus, drawn over the frame (an outline is under it) */
 .rfm-area:focus-visible::after { content:""; position:absolute; inset:0; border:2px solid #64b5f6;
@@ -193,8 +194,11 @@ def _view(name: str, title: str, names) -> None:
     view = getattr(names, name)
     status = view.status
     with html.Div(classes="d-flex flex-column", style="flex:1 1 0;min-width:0;min-height:0;height:100%;"):
-        with html.Div(v_if=(view.title,), classes=f"px-2 rfm-title rfm-title-{name}", style="height:40px;"):
-            # one line each, cut with an ellipsis in a narrow pane (whole on hover)
+        # a segmentation pane's subtitle has two lines (Dice; the regions' volumes): every pane's header
+        # is as tall, so the three pictures stay level
+        with html.Div(v_if=(view.title,), classes=f"px-2 rfm-title rfm-title-{name}",
+                      style=(f"{names.segment} ? 'height:60px' : 'height:40px'",)):
+            # each line cut with an ellipsis in a narrow pane (whole on hover)
             html.Div(f"{{{{ {view.title} }}}}", classes=f"text-subtitle-2 rfm-one-line rfm-view-title-{name}",
                      title=(view.title,))
             html.Div(f"{{{{ {view.subtitle} }}}}", classes=f"text-caption rfm-one-line rfm-dice rfm-dice-{name}",

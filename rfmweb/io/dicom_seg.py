@@ -32,7 +32,7 @@ from .. import extras
 from ..errors import InputError
 from ..volume import LabelClass, Volume, check_labels
 from . import itk_image, nifti
-from .atomic import atomic_write
+from .atomic import atomic_write, check_output
 from .dicom import DicomSeries, dicom_source
 from .itk_image import IDENTITY_ORNT, LPS_TO_RAS
 from .label_table import write_label_table
@@ -103,6 +103,7 @@ def _save_dicom_seg(labels: np.ndarray, volume: Volume, path: Path, classes: tup
         raise InputError("nothing to write: the label map is all background and no classes are given", path)
     source, further, images, images_tmp = dicom_source(volume), [], None, None
     if source is None:
+        check_output(path).parent.mkdir(parents=True, exist_ok=True)    # as a NIfTI's (a traceback, after segmenting)
         images = path.with_name(path.name[:-4] + "_images")
         series, images_tmp = _write_series(volume, images)
         source, further = series[0], [ds for s in series[1:] for ds in s.datasets]

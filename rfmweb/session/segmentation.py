@@ -297,8 +297,8 @@ class SegmentationViews:
         return self._dice
 
     def caption(self, view: int) -> str:
-        """The line shown under a view's title: its Dice against the ground truth (not on the ground
-        truth's own), then the volume of each region, e.g. ``"Dice WT 0.821 · TC 0.754 · ET 0.700 —
+        """The lines shown under a view's title: its Dice against the ground truth (not on the ground
+        truth's own), then the volume of each region, e.g. ``"Dice WT 0.821 · TC 0.754 · ET 0.700\n
         WT 16.4 · TC 7.2 · ET 3.5 mL"`` (follow-up reads volumes; a radiologist had to work them out
         from the saved file); ``""`` before the view has labels (and on a case without ground truth, its panel)."""
         scores = self.dice()
@@ -310,7 +310,7 @@ class SegmentationViews:
         key = (view, id(labels))
         if self._volumes.get(view, (None,))[0] != key:  # label arrays are replaced, never edited in place
             self._volumes[view] = (key, format_volumes(region_volumes_ml(labels, self.volume.spacing)))
-        return " — ".join(t for t in (dice_line, self._volumes[view][1]) if t)
+        return "\n".join(t for t in (dice_line, self._volumes[view][1]) if t)
 
     # -- corrections ----------------------------------------------------------------------------
     @property
