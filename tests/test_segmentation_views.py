@@ -13,8 +13,8 @@ from rfmweb.inr.correct import MAX_STEPS
 from rfmweb.io.brats import BRATS_CLASSES
 from rfmweb.metrics.segmentation import brats_scores
 from rfmweb.session import FrameStream, RenderSession, SegmentationViews, link_view_modes
-from rfmweb.session.segmentation import (DENOISED, GT, RAW, TITLES, format_dice, format_volumes, region_dice,
-                                         region_volumes_ml)
+from rfmweb.session.segmentation import (DENOISED, GT, RAW, REFERENCE_LINE, TITLES, format_dice, format_volumes,
+                                         region_dice, region_volumes_ml)
 
 from .conftest import pixels_differ
 
@@ -62,8 +62,8 @@ def test_dice_matches_the_metrics_module(case, views):
     assert 0.5 < scores[TITLES[DENOISED]]["WT"] <= 1.0, "the shipped INR should find this tumour"
     # each panel's regions in mL (follow-up reads volumes): the ground truth's without a Dice
     wt_ml = (case.labels > 0).sum() * np.prod(case.spacing) / 1000
-    assert views.caption(GT) == format_volumes(region_volumes_ml(case.labels, case.spacing))
-    assert views.caption(GT).startswith(f"WT {wt_ml:.1f} · TC ") and views.caption(GT).endswith(" mL")
+    assert views.caption(GT) == REFERENCE_LINE + "\n" + format_volumes(region_volumes_ml(case.labels, case.spacing))
+    assert views.caption(GT).split("\n")[1].startswith(f"WT {wt_ml:.1f} · TC ") and views.caption(GT).endswith(" mL")
     assert views.caption(RAW).startswith("Dice WT ") and "TC" in views.caption(RAW)
     assert views.caption(RAW).endswith("\n" + format_volumes(region_volumes_ml(views.labels(RAW), case.spacing)))
     assert format_dice({"WT": 0.5, "ET": 0.9996}) == "Dice WT 0.500 · ET 1.000"

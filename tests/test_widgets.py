@@ -436,7 +436,7 @@ def test_compare_segmentations_slices_toggles_and_dice(brats_case):
             assert_not_blank(img)
         assert [v["title"] for v in cmp.views] == ["ground truth", "raw INR", "denoised INR"]
         scores = cmp.dice()
-        assert cmp.views[0]["subtitle"].startswith("WT ") and cmp.views[0]["subtitle"].endswith(" mL")   # volumes
+        assert cmp.views[0]["subtitle"].split("\n")[1].startswith("WT ") and cmp.views[0]["subtitle"].endswith(" mL")   # volumes
         assert cmp.views[1]["subtitle"].startswith("Dice " + " · ".join(f"{k} {v:.3f}" for k, v in scores["raw INR"].items()))
         assert all(v["correctable"] and v["mode"] == "3d" for v in cmp.views)
         gt, raw, den = cmp.sessions

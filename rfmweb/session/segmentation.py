@@ -93,6 +93,10 @@ def region_dice(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     return {name: dice(region_mask(pred, values), region_mask(ref, values)) for name, values in BRATS_REGIONS.items()}
 
 
+#: The ground truth pane's first line, where the others give their Dice against it.
+REFERENCE_LINE = "the reference of the Dice scores"
+
+
 def region_volumes_ml(labels: np.ndarray, spacing: tuple[float, float, float]) -> dict[str, float]:
     """Volume (mL) of the BraTS regions WT, TC, ET of an ``[X, Y, Z]`` label map of voxels ``spacing`` mm."""
     counts = np.bincount(np.asarray(labels).ravel(), minlength=4)
@@ -302,7 +306,8 @@ class SegmentationViews:
         WT 16.4 · TC 7.2 · ET 3.5 mL"`` (follow-up reads volumes; a radiologist had to work them out
         from the saved file); ``""`` before the view has labels (and on a case without ground truth, its panel)."""
         scores = self.dice()
-        dice_line = format_dice(scores.get(TITLES[view])) if scores and view != GT else ""
+        # the ground truth's first line names it the reference: two lines in every pane keep the pictures level
+        dice_line = (REFERENCE_LINE if view == GT else format_dice(scores.get(TITLES[view]))) if scores else ""
         labels = self.labels(view)
         shown = self.has_truth if view == GT else self.ready.is_set() and self.error is None
         if labels is None or not shown:
