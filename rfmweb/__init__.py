@@ -48,8 +48,4 @@ def __dir__() -> list[str]:
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "FULL", "INTERACTIVE", "PRESETS", "ClassTable", "FrameStream", "InputError", "LabelClass", "OrbitCamera",
-    "Quality", "RaymarchRenderer", "RenderSession", "Scene", "TransferFunction", "Volume", "encode_image",
-    "link_cameras", "load_brats_case", "load_volume", "preset", "samples", "save_volume",
-]
+__all__ = sorted(_LAZY)

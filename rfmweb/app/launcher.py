@@ -163,8 +163,8 @@ class Launcher:
         if len(self.sessions) + self._starting >= self.max_sessions:
             log.warning("refused a new session: %d of %d in use", len(self.sessions) + self._starting,
                         self.max_sessions)
-            return web.Response(status=503, text=_BUSY.format(n=self.max_sessions, grace=round(self.grace_s)), content_type="text/html",
-                                headers={"Retry-After": "30"})
+            return web.Response(status=503, text=_BUSY.format(n=self.max_sessions, grace=round(self.grace_s)),
+                                content_type="text/html", headers={"Retry-After": "30"})
         self._starting += 1
         try:
             session = await self.start()

@@ -203,7 +203,7 @@ class SegmentationViews:
         self.last_correction = ""       # how the last correction or undo ended (the panels show it)
         self._lock = threading.RLock()  # one correction step at a time
         self._dice_key: tuple | None = None
-        self._volumes: dict[int, tuple] = {}  # view -> ((view, id of its labels), volume text)
+        self._volumes: dict[int, tuple] = {}  # view -> (the labels measured, their volume text)
         self._dice: dict[str, dict[str, float]] | None = None
 
     # -- labels ---------------------------------------------------------------------------------
@@ -312,9 +312,8 @@ class SegmentationViews:
         shown = self.has_truth if view == GT else self.ready.is_set() and self.error is None
         if labels is None or not shown:
             return dice_line
-        key = (view, id(labels))
-        if self._volumes.get(view, (None,))[0] != key:  # label arrays are replaced, never edited in place
-            self._volumes[view] = (key, format_volumes(region_volumes_ml(labels, self.volume.spacing)))
+        if self._volumes.get(view, (None,))[0] is not labels:  # label arrays are replaced, never edited in place
+            self._volumes[view] = (labels, format_volumes(region_volumes_ml(labels, self.volume.spacing)))
         return "\n".join(t for t in (dice_line, self._volumes[view][1]) if t)
 
     # -- corrections ----------------------------------------------------------------------------
