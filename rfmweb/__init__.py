@@ -33,7 +33,16 @@ _LAZY = {
 }
 
 
+#: Subpackages reachable as attributes after a plain ``import rfmweb`` (``rfmweb.io.open_volume``).
+_SUBMODULES = ("camera", "errors", "inr", "io", "metrics", "models", "render", "renderfm", "session", "splats",
+               "transfer", "volume")
+
+
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+        globals()[name] = value
+        return value
     if name not in _LAZY:
         raise AttributeError(f"module 'rfmweb' has no attribute {name!r}")
     module = importlib.import_module(_LAZY[name], __name__)
@@ -43,7 +52,7 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})
 
 
 __version__ = "0.1.0"

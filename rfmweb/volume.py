@@ -56,12 +56,15 @@ class Volume:
     """A 3-D image with optional labels.
 
     Args:
-        data: ``[C, X, Y, Z]`` or ``[X, Y, Z]`` (promoted to one channel), finite values.
+        data: ``[C, X, Y, Z]`` or ``[X, Y, Z]`` (promoted to one channel), finite values; kept as a
+            C-contiguous float32 array: such an array is shared, not copied (change it and the volume
+            changes), any other dtype or layout is converted into a copy.
         affine: ``[4, 4]`` voxel-to-world (mm) matrix, invertible.
         modality: ``"CT"`` (HU) or ``"MR"``.
         channels: one name per channel, e.g. ``("T1n", "T1c", "T2w", "FLAIR")``.
         labels: ``[X, Y, Z]`` integer label map on the same grid, or ``None``.
-        classes: the classes present in ``labels`` (index 0 is background by convention).
+        classes: the classes present in ``labels`` (index 0 is background by convention); default with
+            labels: one per value present (:func:`generic_classes`: "label 1", ... in distinct colours).
         name: a short name for display.
         source: where the volume was read from, for writers that reference it (e.g. the DICOM
             headers of :class:`rfmweb.io.dicom.DicomSeries`, which a DICOM SEG points to); kept by
@@ -105,10 +108,14 @@ class Volume:
             raise InputError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
         self.channels = tuple(self.channels)
         if len(self.channels) != data.shape[0]:
-            raise InputError(f"{data.shape[0]} channels but {len(self.channels)} channel names {self.channels}")
+            hint = (f"; channels go first ([C, X, Y, Z]): np.moveaxis(data, -1, 0) for an array of shape "
+                    f"{tuple(data.shape)}" if data.shape[-1] == len(self.channels) else "")
+            raise InputError(f"{data.shape[0]} channels but {len(self.channels)} channel names {self.channels}{hint}")
         if self.labels is not None:
             self.labels = check_labels(self.labels, data.shape[1:])
         self.classes = tuple(self.classes)
+        if self.labels is not None and not self.classes:
+            self.classes = generic_classes(self.labels)
         indices = [c.index for c in self.classes]
         if len(set(indices)) != len(indices):
             raise InputError(f"class indices must be unique, got {indices}")
@@ -223,6 +230,16 @@ class Volume:
                        _range_cache=self._range_cache)
 
 
+def generic_classes(labels: np.ndarray) -> tuple[LabelClass, ...]:
+    """One class per label value present, with distinct colours (a qualitative palette)."""
+    palette = [(0.89, 0.10, 0.11), (0.22, 0.49, 0.72), (0.30, 0.69, 0.29), (0.60, 0.31, 0.64),
+               (1.00, 0.50, 0.00), (1.00, 1.00, 0.20), (0.65, 0.34, 0.16), (0.97, 0.51, 0.75)]
+    values = np.unique(labels)
+    return tuple(LabelClass(int(v), "background" if v == 0 else f"label {int(v)}",
+                            (0.0, 0.0, 0.0) if v == 0 else palette[(int(v) - 1) % len(palette)])
+                 for v in values)
+
+
 def check_size(shape: tuple[int, ...]) -> None:
     """Refuse absurd sizes before anything is allocated."""
     n = 1
@@ -248,7 +265,7 @@ def check_affine(affine: np.ndarray) -> np.ndarray:
         raise InputError("the voxel-to-world matrix (affine) contains NaN/Inf")
     spacing = np.linalg.norm(a[:3, :3], axis=0)
     if (spacing <= 1e-6).any() or abs(np.linalg.det(a[:3, :3])) < 1e-12:
-        raise InputError(f"voxel spacing must be > 0 mm and the affine invertible, got spacing {tuple(spacing.round(6))}")
+        raise InputError(f"voxel spacing must be > 0 mm and the affine invertible, got spacing {tuple(float(s) for s in spacing.round(6))}")
     if (spacing > MAX_SPACING_MM).any():
         raise InputError(f"voxel spacing {tuple(float(s) for s in spacing.round(3))} mm is absurd (over "
                          f"{MAX_SPACING_MM:g} mm); the header's voxel sizes are corrupt")

@@ -226,7 +226,7 @@ def test_vtk_matches_the_raymarcher(head_ct, artifacts, name):
     assert np.abs(ours.astype(float).mean(axis=(0, 1)) - theirs.astype(float).mean(axis=(0, 1))).max() < 4
 
 
-def test_vtk_hides_classes_like_the_raymarcher(small_ct):
+def test_vtk_hides_classes_like_the_raymarcher(small_ct, caplog):
     from rfmweb.render.vtk_volume import VtkRenderer
     cam = OrbitCamera.framing(small_ct.bounds, azimuth=0, elevation=10, width=64, height=64, margin=0.8)
     table = ClassTable.from_classes(small_ct.classes)
@@ -241,6 +241,8 @@ def test_vtk_hides_classes_like_the_raymarcher(small_ct):
     vtk.close()
     # the view says when the ray-marcher drew it (a compare of VTK and the ray-marcher read SSIM 1.000)
     assert notes[:2] == ["", ""] and notes[2].startswith("drawn by Ray-marcher") and "VTK cannot" in notes[2]
+    # a script sees it too (a warning reaches stderr without any logging set up)
+    assert [r.levelname for r in caplog.records if "VTK cannot draw" in r.getMessage()] == ["WARNING"]
     assert pixels_differ(theirs[0], theirs[1]) and pixels_differ(theirs[0], theirs[2])
     # 0.85 before jittering: one jittered frame of a 4 mm grid at 64 px is grainy where VTK's is not
     assert ssim_u8(ours[0], theirs[0]) > 0.82

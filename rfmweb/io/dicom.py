@@ -7,7 +7,9 @@ series (brighter = lower values on display) is decoded by pydicom instead: GDCM 
 values before the rescale, which gives wrong HU. Voxels a file marks as padding (PixelPaddingValue,
 up to PixelPaddingRangeLimit: outside the scanner's field of view, often -2000 or -3024 HU) take the
 lowest value of the series' real voxels (air), so they never stretch a range or a histogram. Copies
-of one image (the same SOPInstanceUID, as PACS exports re-send) are read once. Slices are ordered
+of one image (the same SOPInstanceUID, as PACS exports re-send) are read once. Files without the 128-byte preamble and ``DICM``
+signature (older PACS and ACR-NEMA tools write bare datasets) are read when they start with a DICOM
+tag of group 0002 or 0008 and name a series. Slices are ordered
 by ImagePositionPatient projected on the slice normal ``n = row x column`` (never by file name or
 InstanceNumber). The LPS geometry becomes a RAS+ affine as for NRRD
 (:mod:`rfmweb.io.itk_image`), the slice spacing being the mean over the whole stack.
@@ -15,12 +17,14 @@ InstanceNumber). The LPS geometry becomes a RAS+ affine as for NRRD
 Refused with an :class:`~rfmweb.errors.InputError` naming the folder and the problem: bad geometry
 (gantry tilt, missing slices, uneven spacing, duplicate positions, mixed sizes, orientations or
 pixel spacings), malformed or missing tags, pixel data shorter than declared, unknown transfer
-syntaxes, multi-frame or colour images (all checked in :mod:`rfmweb.io.dicom_checks` before any
+syntaxes, float pixel data, multi-frame or colour images, several echoes or time points in one
+stack (all checked in :mod:`rfmweb.io.dicom_checks` before any
 pixel is decoded); a DICOM file that cannot be parsed; hostile zips (paths leaving the archive,
 links, bombs).
 
 Privacy: patient identifiers (name, ID, birth date) are never logged, put in errors, or used as
-the volume's ``name`` (the folder's name, or ``DICOM series <hash of the UID>``). The headers stay
+the volume's ``name`` (the SeriesDescription, else ``DICOM series`` and its number or a hash of its
+UID); logs never name the folder either (exports are often named after the patient). The headers stay
 in memory, without pixels, as a :class:`DicomSeries` that a DICOM SEG writer references
 (:func:`dicom_source`).
 """
@@ -138,7 +142,8 @@ def load_dicom(path: str | os.PathLike, series: str | None = None, *, name: str 
 def _load_folder(folder: Path, shown: Path, series: str | None, name: str | None) -> Volume:
     """Read a series from ``folder``; errors name ``shown`` (the zip, not its temporary folder)."""
     groups, rowless = _scan(folder, shown)
-    uid = _choose(groups, series, shown)
+    with quiet_pydicom():                             # an odd NumberOfFrames is refused in words
+        uid = _choose(groups, series, shown)
     for p, ds in rowless.get(uid, []):
         if ds.get("SOPClassUID") in {d.get("SOPClassUID") for _, d in groups[uid]}:
             raise InputError(f"image {_shown_name(p, folder)} has no Rows: its header is truncated or corrupt", shown)
@@ -194,7 +199,7 @@ def _scan(folder: Path, shown: Path) -> tuple[dict[str, list], dict[str, list]]:
             raise InputError(f"more than {MAX_FILES:,} files; point at the folder of one series", shown)
     groups: dict[str, list] = {}
     rowless: dict[str, list] = {}
-    skipped = 0
+    skipped = bare = 0
     for p in files:
         if not p.is_file():           # a pipe or device would block the read; a dangling link has nothing
             skipped += 1
@@ -207,8 +212,11 @@ def _scan(folder: Path, shown: Path) -> tuple[dict[str, list], dict[str, list]]:
                 raise InputError(f"{_shown_name(p, folder)} could not be read: a DICOM file that is truncated or "
                                  f"corrupt ({type(exc).__name__}); remove it or export the series again",
                                  shown) from None
-            skipped += 1
-            continue
+            ds = _bare_dataset(p)
+            if ds is None:
+                skipped += 1
+                continue
+            bare += 1
         if ds.get("SOPClassUID") == SEG_SOP_CLASS_UID or "SeriesInstanceUID" not in ds:
             media = getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
             if "SeriesInstanceUID" not in ds and media != MEDIA_DIRECTORY_UID and _is_dicom(p):
@@ -219,7 +227,9 @@ def _scan(folder: Path, shown: Path) -> tuple[dict[str, list], dict[str, list]]:
             continue
         (groups if "Rows" in ds else rowless).setdefault(str(ds.SeriesInstanceUID), []).append((p, ds))
     if skipped:
-        log.debug("%s: skipped %d files that are not DICOM images", shown, skipped)
+        log.debug("skipped %d files that are not DICOM images", skipped)
+    if bare:
+        log.info("%d DICOM files without the file header (preamble and DICM) read as bare datasets", bare)
     if not groups:
         volumes = sorted(_shown_name(p, folder) for p in files if p.name.lower().endswith(VOLUME_SUFFIXES))
         cases = sorted({str(Path(v).parent) for v in volumes if v.lower().endswith(("-t1n.nii", "-t1n.nii.gz"))})
@@ -239,6 +249,27 @@ def _is_dicom(path: Path) -> bool:
         return f.read(132)[128:] == b"DICM"
 
 
+def _bare_dataset(path: Path):
+    """The header of a DICOM dataset stored without the file header (no preamble, no ``DICM``), or
+    ``None`` (not one).
+
+    Only a file that starts with a little-endian tag of group 0002 (file meta) or 0008 (the first
+    group of an image's dataset) is parsed, so a large non-DICOM file is never read as one; the parse
+    must yield a SOPClassUID and a SeriesInstanceUID.
+    """
+    import pydicom
+
+    with path.open("rb") as f:
+        if f.read(2) not in (b"\x02\x00", b"\x08\x00"):
+            return None
+    try:
+        with quiet_pydicom():
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    except Exception:  # pydicom raises many types for data that is not DICOM
+        return None
+    return ds if "SOPClassUID" in ds and "SeriesInstanceUID" in ds else None
+
+
 def _shown_name(path: Path, folder: Path) -> str:
     """``path`` relative to the folder read (never a temporary folder's path), for messages."""
     return str(path.relative_to(folder))
@@ -249,17 +280,32 @@ def _series_id(uid: str) -> str:
     return hashlib.sha1(uid.encode()).hexdigest()[:8]
 
 
+def _frames(items: list) -> int:
+    """How many 2-D images the files ``[(file, header)]`` hold (a multi-frame file counts its frames)."""
+    total = 0
+    for _, ds in items:
+        try:
+            total += max(1, int(ds.get("NumberOfFrames") or 1))
+        except (TypeError, ValueError):   # malformed: refused in words if this series is read
+            total += 1
+    return total
+
+
 def _describe(uid: str, items: list) -> str:
-    """One series as the messages list it: ``3 'Head 5mm' (108 images, id 419b46a9)``."""
+    """One series as the messages list it: ``3 'Head 5mm' (108 images, id 419b46a9)``, or
+    ``(1 image of 40 frames, ...)`` for a multi-frame file."""
     ds = items[0][1]
     desc = str(ds.get("SeriesDescription", "") or "").strip()
-    return f"{ds.get('SeriesNumber', '?')}{f' {desc!r}' if desc else ''} ({len(items)} images, id {_series_id(uid)})"
+    frames = _frames(items)
+    count = f"{len(items)} image{'s' * (len(items) != 1)}" + (f" of {frames} frames" if frames > len(items) else "")
+    return f"{ds.get('SeriesNumber', '?')}{f' {desc!r}' if desc else ''} ({count}, id {_series_id(uid)})"
 
 
 def _choose(groups: dict[str, list], series: str | None, shown: Path) -> str:
     """The UID to read: ``series`` (a SeriesInstanceUID, a series number or the id in the messages)
-    if given, else the series with the most images; a tie for the most is refused (file order would
-    decide which scan a clinician sees)."""
+    if given, else the series with the most images (a multi-frame file counts its frames, so that
+    an enhanced series is refused in words rather than passed over for a few key images); a tie for
+    the most is refused (file order would decide which scan a clinician sees)."""
     summary = "; ".join(_describe(uid, items) for uid, items in groups.items())
     if series is not None:
         found = [uid for uid, items in groups.items()
@@ -268,9 +314,10 @@ def _choose(groups: dict[str, list], series: str | None, shown: Path) -> str:
             raise InputError(f"{'no' if not found else 'more than one'} series {series} here; the series are: "
                              f"{summary} (give --series a number, an id or a SeriesInstanceUID)", shown)
         return found[0]
-    ranked = sorted(groups, key=lambda u: -len(groups[u]))
-    if len(ranked) > 1 and len(groups[ranked[0]]) == len(groups[ranked[1]]):
-        raise InputError(f"holds several series with {len(groups[ranked[0]])} images: {summary}; choose one with "
+    frames = {uid: _frames(items) for uid, items in groups.items()}
+    ranked = sorted(groups, key=lambda u: -frames[u])
+    if len(ranked) > 1 and frames[ranked[0]] == frames[ranked[1]]:
+        raise InputError(f"holds several series with {frames[ranked[0]]} images: {summary}; choose one with "
                          "--series (its number or id)", shown)
     if len(groups) > 1:
         log.info("the folder holds %d DICOM series: %s; reading the largest, id %s (choose with --series)",
@@ -353,7 +400,7 @@ def _monochrome1(items: list, folder: Path, shown: Path, image):
     for p, _ in items:
         try:
             with quiet_pydicom():
-                ds = pydicom.dcmread(p)
+                ds = pydicom.dcmread(p, force=True)       # the scan found it is DICOM
                 planes.append(np.asarray(apply_modality_lut(ds.pixel_array, ds), np.float32))
         except Exception as exc:   # pydicom raises many types for data it cannot decode
             raise InputError(f"could not decode the pixel data of {_shown_name(p, folder)} "

@@ -8,7 +8,8 @@ allocated for pixel data the files do not hold).
 Geometry: slices are ordered by ImagePositionPatient projected on the slice normal
 ``n = row x column``; gantry tilt (positions not along ``n``), missing slices, uneven spacing (beyond
 :data:`SPACING_TOLERANCE`), duplicate positions, mixed image sizes, orientations or pixel spacings
-and multi-frame files are refused.
+multi-frame files, images off the stack's line, and several echoes, time points or interleaved
+acquisitions in one stack are refused.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ log = logging.getLogger(__name__)
 SPACING_TOLERANCE = 0.05
 #: A tilt up to this many degrees (rounded positions) is read as none.
 TILT_TOLERANCE_DEG = 0.1
+#: A slice may lie off the line through the first and last slice by this fraction of a pixel.
+STRAY_TOLERANCE = 0.25
+#: Header elements that tell volumes apart when a series holds several (echoes, time points): each must
+#: take one value in a stack, with what the message calls the volumes and the value's unit.
+VOLUME_KEYS = (("EchoNumbers", "echoes", ""), ("EchoTime", "echo times", " ms"),
+               ("TemporalPositionIdentifier", "time points", ""))
 #: Transfer syntaxes whose pixel data is stored as is (length = rows x columns x samples x bytes).
 NATIVE_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
 #: Transfer syntaxes GDCM decodes: native, deflated, JPEG family (incl. JPEG-LS, JPEG 2000), RLE.
@@ -121,11 +128,15 @@ def check_pixel_data(items: list, folder: Path, shown: Path) -> None:
     for path, header in items:
         name = str(path.relative_to(folder))
         try:
-            ds = pydicom.dcmread(path)
+            ds = pydicom.dcmread(path, force=True)        # the scan found it is DICOM (maybe without a preamble)
             element = ds.get("PixelData") and ds["PixelData"]
         except Exception as exc:  # pydicom raises many types for a file cut short
             raise InputError(f"image {name} is truncated or corrupt ({type(exc).__name__})", shown) from None
         if not element:
+            floats = [k for k in ("FloatPixelData", "DoubleFloatPixelData") if k in ds]
+            if floats:
+                raise InputError(f"image {name} holds {floats[0]} (floating-point pixels), which this viewer does not "
+                                 "read; export the series with integer pixels and a rescale", shown)
             raise InputError(f"image {name} has no pixel data", shown)
         syntax = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or NATIVE_SYNTAXES[0])
         if syntax not in NATIVE_SYNTAXES:
@@ -191,6 +202,7 @@ def check_series(items: list, shown: Path) -> tuple[list, float]:
         raise InputError(f"ImageOrientationPatient {iop[0].tolist()} is not two orthogonal unit vectors", shown)
     ipp = np.array([numbers(ds, "ImagePositionPatient", 3, shown) for ds in headers])         # [n, 3] mm, LPS
     pos = ipp @ normal                                                                        # [n] mm along n
+    _check_one_volume(headers, pos, shown)
     order = np.argsort(pos, kind="stable")
     pos, ipp = pos[order], ipp[order]
     gaps = np.diff(pos)
@@ -209,6 +221,12 @@ def check_series(items: list, shown: Path) -> tuple[list, float]:
     if tilt > TILT_TOLERANCE_DEG and off_axis > 0.05:
         raise InputError(f"gantry tilt of {tilt:.2f} degrees: the slices are not stacked along their normal; "
                          "resample to an untilted grid first (e.g. 3D Slicer or dcm2niix)", shown)
+    sideways = ipp - ipp[0] - np.outer(pos - pos[0], normal)                 # [n, 3] mm, in the slice plane
+    stray = np.linalg.norm(sideways - np.outer((pos - pos[0]) / extent, sideways[-1]), axis=1)   # [n] mm
+    k = int(np.argmax(stray))
+    if stray[k] > max(0.05, STRAY_TOLERANCE * pixel[0].min()):
+        raise InputError(f"image {items[order[k]][0].name} lies {stray[k]:.3g} mm to the side of the line the other "
+                         "slices stack along (an image of another stack?)", shown)
     step = extent / (len(pos) - 1)
     spacing = float(np.median(gaps))
     if np.abs(pos - (pos[0] + step * np.arange(len(pos)))).max() > max(0.02, SPACING_TOLERANCE * spacing):
@@ -218,3 +236,37 @@ def check_series(items: list, shown: Path) -> tuple[list, float]:
                              f"{pos[k + 1]:.3g} mm where the spacing is {spacing:.3g} mm", shown)
         raise InputError(f"uneven slice spacing: gaps from {gaps.min():.3g} to {gaps.max():.3g} mm", shown)
     return [items[i] for i in order], float(step)
+
+
+def _check_one_volume(headers: list, pos: np.ndarray, shown: Path) -> None:
+    """Refuse a stack that holds several volumes: echoes or time points (:data:`VOLUME_KEYS` take more
+    than one value), or acquisitions (AcquisitionNumber) whose slice positions ``pos`` ``[n]`` (mm
+    along the normal) interleave. Acquisitions one after another along the stack (step-and-shoot CT)
+    are one volume."""
+    for keyword, volumes, unit in VOLUME_KEYS:
+        values = sorted({_value(ds.get(keyword)) for ds in headers})
+        if len(values) > 1:
+            listed = ", ".join(v or "none" for v in values[:4]) + (", ..." if len(values) > 4 else "")
+            raise InputError(f"the series holds {len(values)} {volumes} in one stack ({keyword} {listed}{unit}); "
+                             "this viewer reads one 3-D volume: export each as its own series (dcm2niix writes "
+                             "them as separate files)", shown)
+    spans: dict[str, list[float]] = {}
+    for ds, p in zip(headers, pos):
+        span = spans.setdefault(str(ds.get("AcquisitionNumber", "") or "").strip(), [p, p])
+        span[0], span[1] = min(span[0], p), max(span[1], p)
+    ordered = sorted(spans.values())
+    reach = ordered[0][1]
+    for lo, hi in ordered[1:]:
+        if lo < reach - 1e-3:
+            raise InputError(f"the series interleaves {len(spans)} acquisitions (AcquisitionNumber) along one "
+                             "stack; this viewer reads one 3-D volume: export each acquisition as its own series",
+                             shown)
+        reach = max(reach, hi)
+
+
+def _value(raw) -> str:
+    """A header value as one text whatever its spelling (``"10"`` and ``"10.0"`` alike; ``""`` if absent)."""
+    try:
+        return f"{float(raw):g}"
+    except (TypeError, ValueError):
+        return str(raw if raw is not None else "").strip()

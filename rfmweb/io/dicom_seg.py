@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import extras
 from ..errors import InputError
-from ..volume import LabelClass, Volume, check_labels
+from ..volume import LabelClass, Volume, check_labels, generic_classes
 from . import itk_image, nifti
 from .atomic import atomic_write, check_output
 from .dicom import DicomSeries, dicom_source
@@ -148,7 +148,7 @@ def _save_dicom_seg(labels: np.ndarray, volume: Volume, path: Path, classes: tup
 def _segment_classes(labels: np.ndarray, classes: tuple[LabelClass, ...]) -> list[LabelClass]:
     """The non-background classes of ``classes`` plus a generic one per undescribed value, by value."""
     known = {c.index: c for c in classes if c.index != 0}
-    for c in nifti.generic_classes(labels):
+    for c in generic_classes(labels):
         if c.index != 0:
             known.setdefault(c.index, c)
     return [known[i] for i in sorted(known)]

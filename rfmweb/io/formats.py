@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..volume import LabelClass, Volume
+from ..volume import LabelClass, Volume, generic_classes
 from . import itk_image, nifti
 from .label_table import SIDECAR_SUFFIXES, classes_from_table, read_label_table, sidecar_path, sidecar_table
 
@@ -96,4 +96,4 @@ def attach_labels(volume: Volume, labels: str | os.PathLike, source: str | os.Pa
     elif classes is None:
         log.info("%s has no label table beside it (%s): its classes are called 'label N'", labels.name,
                  " or ".join(sidecar_path(labels, suffix).name for suffix in SIDECAR_SUFFIXES))
-    return volume.with_labels(lab, classes or nifti.generic_classes(lab))
+    return volume.with_labels(lab, classes or generic_classes(lab))

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..volume import LabelClass
+from ..volume import LabelClass, generic_classes
 from . import itk_image, nifti
 from .atomic import atomic_write
 
@@ -104,8 +104,8 @@ def write_label_table(labels_path: str | os.PathLike, classes: tuple[LabelClass,
 
 def classes_from_table(labels: np.ndarray, table: Table, source: str | os.PathLike) -> tuple[LabelClass, ...]:
     """One class per value present in ``labels [X, Y, Z]``, named and coloured by ``table`` (read from
-    ``source``) where it has the value, else generic (:func:`rfmweb.io.nifti.generic_classes`)."""
-    generic = nifti.generic_classes(labels)
+    ``source``) where it has the value, else generic (:func:`rfmweb.volume.generic_classes`)."""
+    generic = generic_classes(labels)
     missing = [c.index for c in generic if c.index != 0 and c.index not in table]
     if missing:
         log.warning("label table %s has no row for label(s) %s: shown as 'label N'", Path(source).name, missing)

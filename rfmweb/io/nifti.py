@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 from .atomic import atomic_write
-from ..volume import LabelClass, Volume, check_affine, check_labels, check_perpendicular, check_size
+from ..volume import Volume, check_affine, check_labels, check_perpendicular, check_size
 
 log = logging.getLogger(__name__)
 
@@ -364,16 +364,6 @@ def file_stem(path: str | os.PathLike, suffixes: tuple[str, ...]) -> str:
 def same_grid(affine_a: np.ndarray, affine_b: np.ndarray, tol_mm: float = 1e-3) -> bool:
     """Whether two voxel-to-world matrices describe the same grid (to ``tol_mm``)."""
     return bool(np.allclose(affine_a, affine_b, atol=tol_mm, rtol=0))
-
-
-def generic_classes(labels: np.ndarray) -> tuple[LabelClass, ...]:
-    """One class per label value present, with distinct colours (a qualitative palette)."""
-    palette = [(0.89, 0.10, 0.11), (0.22, 0.49, 0.72), (0.30, 0.69, 0.29), (0.60, 0.31, 0.64),
-               (1.00, 0.50, 0.00), (1.00, 1.00, 0.20), (0.65, 0.34, 0.16), (0.97, 0.51, 0.75)]
-    values = np.unique(labels)
-    return tuple(LabelClass(int(v), "background" if v == 0 else f"label {int(v)}",
-                            (0.0, 0.0, 0.0) if v == 0 else palette[(int(v) - 1) % len(palette)])
-                 for v in values)
 
 
 def save_array(path: str | os.PathLike, array: np.ndarray, affine: np.ndarray) -> Path:

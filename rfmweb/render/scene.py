@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field, replace
 from typing import Callable, ClassVar, Protocol
 
 import numpy as np
 
 from ..camera import OrbitCamera
+from ..errors import InputError
 from ..transfer import ClassTable, TransferFunction
 from ..splats.model import Splats6D
 from ..volume import Volume
@@ -63,6 +65,24 @@ class Quality:
     step: float = 0.5
     frames: int = 1
     cubic: bool = False
+
+    #: Bounds of ``step`` (voxels): finer is only slower; coarser skips thin bone.
+    STEP_RANGE: ClassVar[tuple[float, float]] = (0.05, 4.0)
+    #: Most ``frames``, as ``rfmweb render --frames``.
+    MAX_FRAMES: ClassVar[int] = 1024
+
+    def __post_init__(self):
+        """Refuse values no renderer can honour (a 0 step, no frames) with an InputError naming the field."""
+        lo, hi = self.STEP_RANGE
+        real = all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in (self.scale, self.step))
+        checks = (("scale", self.scale, real and 0 < self.scale <= 1, "in (0, 1]"),
+                  ("step", self.step, real and lo <= self.step <= hi, f"in {lo}..{hi} voxels"),
+                  ("frames", self.frames, isinstance(self.frames, numbers.Integral) and not isinstance(self.frames, bool)
+                   and 1 <= self.frames <= self.MAX_FRAMES, f"a whole number in 1..{self.MAX_FRAMES}"),
+                  ("cubic", self.cubic, isinstance(self.cubic, (bool, np.bool_)), "True or False"))
+        for name, value, ok, want in checks:
+            if not ok:
+                raise InputError(f"Quality.{name} must be {want}, got {value!r}")
 
 
 INTERACTIVE = Quality(scale=0.5, step=1.0)

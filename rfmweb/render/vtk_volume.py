@@ -317,8 +317,8 @@ class VtkRenderer:
             from .registry import make_renderer
 
             name = marcher_renderer()
-            log.info("VTK cannot draw class colours, class opacity or solid labels exactly: the %s ray-marcher "
-                     "draws those views", name)
+            log.warning("VTK cannot draw class colours, class opacity or solid labels exactly: the %s ray-marcher "
+                        "draws those views", name)
             self._marcher = make_renderer(name)
         return self._marcher
 

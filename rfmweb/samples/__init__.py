@@ -17,6 +17,8 @@ from ..volume import Volume
 from .ct_phantom import ct_phantom
 from .glioma import glioma_case
 
+__all__ = ["SAMPLES", "ct_phantom", "glioma_case", "list_samples", "load"]
+
 #: Sample name -> one-line description.
 SAMPLES = {
     "brain_glioma": "brain MRI (T1n, T1c, T2w, FLAIR) with a synthetic glioma and BraTS labels, on the MNI152 template",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -19,7 +20,6 @@ import numpy as np
 
 from ..camera import OrbitCamera
 from ..errors import InputError
-from ..io.nifti import generic_classes
 from ..render.fields import default_mix
 from ..render.registry import (check_renderer, default_renderer_name, make_renderer, renderer_label,
                                renderer_unsuited)
@@ -27,7 +27,7 @@ from ..render.scene import FULL, MOVING, Preparing, Quality, Scene, nothing_to_d
 from ..render.slices import AXES
 from ..splats.model import Splats6D
 from ..transfer import DEFAULT_PRESET, PRESETS, ClassTable, TransferFunction, preset_for, preset_unsuited
-from ..volume import LabelClass, Volume
+from ..volume import LabelClass, Volume, generic_classes
 from .pointing import Annotation, Pointing, Ruler, draw_3d_points
 from .slice_state import SliceControls
 from .slice_frame import render_slice_frame
@@ -298,7 +298,11 @@ class RenderSession(SliceControls, Pointing):
 
     def set_renderer(self, name: str) -> None:
         """Draw the 3-D view with renderer ``name`` (:func:`~rfmweb.render.registry.renderer_names`);
-        raises :class:`InputError` when it cannot run here (the error says what to install)."""
+        raises :class:`InputError` when it cannot run here (the error says what to install).
+
+        ``"vtk"`` hands views with class colours, partial class opacity or solid labels to the
+        ray-marcher, which draws them exactly (logged as a warning once; :meth:`note` says which
+        renderer drew a frame)."""
         self._usable(name)
         with self._lock:
             self.renderer_name = name
@@ -347,8 +351,14 @@ class RenderSession(SliceControls, Pointing):
         """Change one class's style. A colour chosen is shown: class colours turn on with it (the
         picker changed a swatch and nothing on screen while the transfer function coloured)."""
         changes = {k: v for k, v in (("visible", visible), ("opacity", opacity), ("color", color)) if v is not None}
-        if "opacity" in changes and not 0.0 <= float(changes["opacity"]) <= 1.0:
-            raise InputError(f"class opacity must lie in [0, 1], got {changes['opacity']}")
+        if isinstance(index, (bool, np.bool_)) or not isinstance(index, numbers.Integral):
+            names = ", ".join(f"{c.index} {c.name}" for c in self.classes.styles[:8])
+            raise InputError(f"set_class takes a class's label value (a whole number), got {index!r}; the classes "
+                             f"are: {names or 'none'}")
+        if visible is not None and not isinstance(visible, (bool, np.bool_)):
+            raise InputError(f"class visible must be True or False, got {visible!r}")
+        if "opacity" in changes and not (isinstance(opacity, numbers.Real) and 0.0 <= opacity <= 1.0):
+            raise InputError(f"class opacity must lie in [0, 1], got {changes['opacity']!r}")
         with self._lock:
             self.classes = self.classes.updated(int(index), **changes)
             if color is not None:
