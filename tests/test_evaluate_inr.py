@@ -238,3 +238,26 @@ def test_evaluate_inr_bad_paths(splits, tmp_path, capsys):
     assert main(["evaluate-inr", "--split", "val", "--out", str(tmp_path / "o")]) == 2
     assert "NAME=PATH" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_bad_case_in_the_last_split_is_named_before_any_scoring(splits, tmp_path, monkeypatch):
+    """Labels 5 and 255 in the second split's case were reported after the first split was scored."""
+    import shutil
+
+    import nibabel as nib
+
+    from rfmweb.inr import evaluate as evaluate_mod
+
+    bad = tmp_path / "bad"
+    shutil.copytree(splits["postop"], bad)
+    seg = next(bad.glob("*/*-seg.nii.gz"))
+    img = nib.load(seg)
+    labels = np.asarray(img.dataobj).astype(np.uint8)
+    labels[labels == 2] = 5
+    nib.save(nib.Nifti1Image(labels, img.affine), seg)
+    scored = []
+    monkeypatch.setattr(evaluate_mod, "_segment", lambda *a: scored.append(a) or None)
+    with pytest.raises(InputError) as err:
+        evaluate_inr({"val": str(splits["val"]), "bad": str(bad)}, tmp_path / "o", progress=False)
+    assert err.value.path == str(seg) and not scored
+

@@ -101,6 +101,11 @@ def test_segment_case_writes_nifti_on_the_case_grid(model, crop, tmp_path):
     back = load_volume(out)
     assert back.shape == crop.shape and np.allclose(back.affine, crop.affine)
     assert np.array_equal(back.data[0].astype(np.uint8), labels) and set(timings) == {"load_s", "segment_s", "denoise_s"}
+    assert (tmp_path / "seg.tsv").read_text().splitlines()[1:] == ["1\tNCR\t#e63326", "2\tED\t#40bf4c",
+                                                                   "3\tET\t#ffd91a"]
+    # a finer grid's labels get the same table (load_volume of them names NCR, ED, ET)
+    segment_case(crop, tmp_path / "fine.nii.gz", checkpoint=ckpt, device="cpu", resolution_mm=2.0)
+    assert (tmp_path / "fine.tsv").read_text() == (tmp_path / "seg.tsv").read_text()
     with pytest.raises(InputError, match="coarser"):
         segment_case(crop, tmp_path / "x.nii.gz", checkpoint=ckpt, resolution_mm=8.0)
     with pytest.raises(InputError, match=".nii.gz"):

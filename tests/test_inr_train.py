@@ -164,6 +164,22 @@ def test_resume_continues_exactly_from_the_saved_step(cases, tmp_path, monkeypat
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
+def test_resume_refuses_other_settings_or_fewer_steps(cases, tmp_path):
+    """Resuming on other data or settings silently mixed two runs and rewrote the provenance; fewer
+    --steps than taken logged "resuming at step 4 of 2" and exited 0."""
+    base = dict(cases=str(cases / "train"), out=str(tmp_path / "run"), steps=4,
+                **{**TINY, "checkpoint_every": 2, "max_val_cases": 0}, plots=False)
+    train(TrainConfig(**base))
+    for change, said in ((dict(cases=str(cases / "val")), "--cases"), (dict(seed=7), "--seed 0 (now 7)"),
+                         (dict(batch=2048), "--batch 1024 (now 2048)"), (dict(steps=2), "more than --steps 2")):
+        with pytest.raises(InputError, match="cannot resume") as err:
+            train(TrainConfig(**{**base, **change, "resume": True}))
+        assert said in err.value.reason, err.value.reason
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["info"]["cases_dir"] == str(cases / "train")
+    train(TrainConfig(**{**base, "steps": 6, "resume": True}))       # more steps, same settings: resumes
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 6
+
+
 def test_ddp_with_two_gloo_processes(cases, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -346,6 +346,19 @@ def test_brats_2021_labels_are_read_with_et_as_3(tmp_path):
     write(folder / "case-seg.nii.gz", old)
     assert (old == 4).any() and not (old == 3).any()
     np.testing.assert_array_equal(load_brats_case(folder).labels, vol.labels)
+    # ... and their file names (BraTS2021_00000_t1, _t1ce, _t2, _flair, _seg) are a case too
+    for new, old_name in (("t1n", "t1"), ("t1c", "t1ce"), ("t2w", "t2"), ("t2f", "flair"), ("seg", "seg")):
+        (folder / f"case-{new}.nii.gz").rename(folder / f"BraTS2021_00000_{old_name}.nii.gz")
+    back = open_volume(folder)
+    np.testing.assert_array_equal(back.data, load_brats_case(save_brats_case(vol, tmp_path / "again")).data)
+    np.testing.assert_array_equal(back.labels, vol.labels)
+    # a modality on a shifted grid of the same shape says so (it read "shapes (a) vs (a)")
+    img = nib.load(folder / "BraTS2021_00000_t2.nii.gz")
+    affine = img.affine.copy()
+    affine[0, 3] += 2.0
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj), affine), folder / "BraTS2021_00000_t2.nii.gz")
+    with pytest.raises(InputError, match=r"same shape .*, voxel-to-world matrices differ by up to 2 mm"):
+        load_brats_case(folder)
 
 
 def test_a_nrrd_without_an_anatomical_space_is_refused(tmp_path):

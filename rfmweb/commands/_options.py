@@ -71,3 +71,17 @@ def tf_from_args(args, volume):
         return tf, tf.name
     name = args.preset or DEFAULT_PRESET[volume.modality]
     return preset_for(name, volume), name
+
+
+def show_defaults(p) -> None:
+    """Append ``(default: X)`` to the help of every option of ``p`` that has a value by default and
+    does not name it yet (a training command's many numbers); options without help get one line."""
+    import argparse
+
+    for action in p._actions:
+        if action.default is None or action.default is False or action.default == argparse.SUPPRESS \
+                or not action.option_strings:
+            continue
+        text = action.help or ""
+        if "default" not in text:
+            action.help = (text + " " if text else "") + "(default: %(default)s)"

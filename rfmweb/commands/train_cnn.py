@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import InputError
-from ._options import add_compute_options, apply_threads
+from ._options import add_compute_options, apply_threads, show_defaults
 
 
 #: Its line in ``rfmweb --help``.
@@ -31,6 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--device", help="cpu or cuda (default: CUDA when available)")
     p.add_argument("--seed", type=int, default=0)
     add_compute_options(p)
+    show_defaults(p)
     p.set_defaults(run=_run)
 
 

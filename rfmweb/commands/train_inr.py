@@ -6,7 +6,7 @@ Several processes: ``torchrun --nproc_per_node N -m rfmweb train-inr ...`` (or
 
 from __future__ import annotations
 
-from ._options import add_compute_options, apply_threads
+from ._options import add_compute_options, apply_threads, show_defaults
 
 
 #: Its line in ``rfmweb --help``.
@@ -33,6 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-val-cases", type=int, default=4, help="validation cases (0: no validation)")
     p.add_argument("--seed", type=int, default=0)
     add_compute_options(p, "torch intra-op threads per process")
+    show_defaults(p)
     p.set_defaults(run=_run)
 
 

@@ -248,7 +248,7 @@ def make_cohort(out: str | os.PathLike, n: int, split: str = "train", seed: int 
 def find_cases(root: str | os.PathLike) -> list[Path]:
     """BraTS-style case folders under ``root`` (sorted), or ``[root]`` when it is one.
 
-    A case folder is a folder holding a ``*-t1n.nii.gz`` (or ``.nii``) file.
+    A case folder is a folder holding a ``*-t1n.nii.gz`` (or ``.nii``, or BraTS 2021's ``*_t1.nii.gz``) file.
 
     Raises:
         InputError: ``root`` is not a folder or holds no case.
@@ -257,8 +257,7 @@ def find_cases(root: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         raise InputError("not a folder (expected a folder of BraTS-style case folders)", root)
 
-    def is_case(p: Path) -> bool:
-        return any(p.glob("*-t1n.nii.gz")) or any(p.glob("*-t1n.nii"))
+    from ..io.brats import is_case_folder as is_case
 
     if is_case(root):
         return [root]

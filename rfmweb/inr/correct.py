@@ -73,7 +73,7 @@ from scipy import ndimage
 from ..camera import OrbitCamera
 from ..errors import InputError
 from ..models.inr import (NeumoursINR, fourier_features, gather_patches, normalise_modalities,
-                          pad_volume, patch_flat_offsets, voxel_to_unit)
+                          pad_volume, patch_flat_offsets, to_unit)
 from ..render.slices import AXES
 from ..volume import Volume
 from .denoise import denoise_labels
@@ -370,7 +370,7 @@ class Corrector:
         in bf16 where the steps run under bf16 autocast (the cast it would make at every step, made once:
         the same numbers), else float32 (the features are computed once per apply, not per step)."""
         vox = torch.from_numpy(np.stack(np.unravel_index(flat, self.volume.shape), axis=1)).to(self.device)
-        coords = voxel_to_unit(vox.float(), self.volume.shape)
+        coords = to_unit(vox.float(), self.volume.shape, self._case.frame)
         dtype = torch.bfloat16 if self._autocast else torch.float32
         return (fourier_features(coords, self.model.config.n_frequencies).to(dtype),
                 gather_patches(self._padded, vox, self.model.config.patch_size, self._offsets).to(dtype))
@@ -479,7 +479,7 @@ class Corrector:
         pool_target = pool_logits.argmax(1)
         # a window of log-odds 1 throughout renders opacity ~ 1 - 1/e
         field = SoftTumourField(self.model, self._padded, self._mask_t, self.volume.affine,
-                                density=1.0 / (2 * RAY_WINDOW * min(self.volume.spacing)))
+                                density=1.0 / (2 * RAY_WINDOW * min(self.volume.spacing)), frame=self._case.frame)
         opt = self._opt
         opt.state.clear()                       # fresh moments for every correction
         hard = drifted = torch.zeros(0, dtype=torch.long, device=self.device)   # pool rows that drifted

@@ -130,6 +130,11 @@ def evaluate_models(splits: dict[str, str | os.PathLike], entries: list[Entry], 
     from .denoise import denoise_labels
 
     folders = {name: find_cases(path) for name, path in splits.items()}     # fail early on a bad split
+    # every case read once before any is scored: a bad file in the last split is named in seconds,
+    # not after hours of scoring the others (the volumes are read again, split by split, to score)
+    for cases in folders.values():
+        for f in tqdm(cases, desc="check cases", unit="case", disable=not progress):
+            load_brats_case(f, require_seg=True)
     table, per_case = [], []
     total = sum(len(f) for f in folders.values()) * len(entries)
     bar = tqdm(total=total, desc="evaluate-inr", unit="case", disable=not progress)

@@ -40,8 +40,8 @@ import torch
 from scipy import ndimage
 
 from ..errors import InputError, about
-from ..models.inr import (NeumoursINR, axis_feature_columns, brain_mask, normalise_modalities,
-                          patch_flat_offsets, voxel_to_unit)
+from ..models.inr import (NeumoursINR, axis_feature_columns, brain_mask, case_frame, normalise_modalities,
+                          patch_flat_offsets, spacing_note, to_unit)
 from .denoise import _bbox
 from ..volume import Volume
 
@@ -137,9 +137,11 @@ class InferenceMLP:
         return self.hidden(h)
 
 
-def _axis_tables(model: NeumoursINR, shape: tuple[int, int, int], positions: list[torch.Tensor]) -> list[torch.Tensor]:
+def _axis_tables(model: NeumoursINR, shape: tuple[int, int, int], frame: np.ndarray | None,
+                 positions: list[torch.Tensor]) -> list[torch.Tensor]:
     """Per-axis coordinate-branch terms ``[n_a, branch_width]`` at voxel ``positions`` (input-grid
-    units) along each axis; the bias is folded into the first table."""
+    units) along each axis, in the case's ``frame`` (:func:`~rfmweb.models.inr.case_frame`); the
+    bias is folded into the first table."""
     k = model.config.n_frequencies
     weight = model.coord_fc.weight                                              # [W, 3 + 6K]
     freqs = math.pi * torch.arange(1, k + 1, device=weight.device, dtype=weight.dtype)
@@ -147,7 +149,7 @@ def _axis_tables(model: NeumoursINR, shape: tuple[int, int, int], positions: lis
     for axis, pos in enumerate(positions):
         unit = torch.zeros(pos.shape[0], 3, dtype=weight.dtype, device=weight.device)
         unit[:, axis] = pos.to(weight)
-        t = voxel_to_unit(unit, shape)[:, axis:axis + 1]                        # [n, 1]
+        t = to_unit(unit, shape, frame)[:, axis:axis + 1]                       # [n, 1]
         feats = torch.cat([t, torch.sin(freqs * t), torch.cos(freqs * t)], dim=1)  # [n, 1 + 2K]
         tables.append(feats @ weight[:, axis_feature_columns(k, axis)].T)
     tables[0] = tables[0] + model.coord_fc.bias
@@ -209,6 +211,10 @@ class CaseInputs:
         # padding of the crop reproduces the zeros around the brain exactly
         norm, self.mask = normalise_modalities(data[(slice(None),) + box], full_mask[box])
         self.box: tuple[slice, slice, slice] = box
+        self.frame = case_frame(getattr(model, "info", {}).get("frame"), self.grid_shape, box)
+        if self.frame is not None:
+            log.info("the case's grid %s is not the one the model was trained on %s: the network's coordinates "
+                     "are placed by the brain's bounding box", self.grid_shape, tuple(model.info["frame"]["grid"]))
         self.rows = PatchRows(norm, model.config.patch_size, dtype, device)
 
 
@@ -216,7 +222,8 @@ def _case_data(model: NeumoursINR, volume: Volume | np.ndarray) -> np.ndarray:
     """The ``[C, X, Y, Z]`` float32 images of ``volume``; InputError when they do not fit the model."""
     data = volume.data if isinstance(volume, Volume) else np.asarray(volume, np.float32)
     if data.ndim != 4 or data.shape[0] != model.config.in_channels:
-        raise InputError(f"expected {model.config.in_channels} modalities [C, X, Y, Z], got shape {data.shape}",
+        raise InputError(f"the model was trained on {model.config.in_channels} modalities (T1n, T1c, T2w, FLAIR "
+                         f"for the shipped one), as [C, X, Y, Z]; got shape {data.shape}",
                          getattr(volume, "name", None) or None)
     return data
 
@@ -237,7 +244,8 @@ class _GridEvaluator:
 
     ``norm`` is the (possibly cropped) normalised volume, ``mask`` its brain mask (for
     super-resolution: the input voxels whose patch pre-activations the queries blend),
-    ``grid_shape`` the shape of the whole input grid (for the per-case coordinate normalisation),
+    ``grid_shape`` the shape of the whole input grid and ``frame`` the case's coordinates on it
+    (:func:`~rfmweb.models.inr.case_frame`),
     ``positions`` the input-grid positions of the output grid lines along each axis, ``out_shape``
     the output grid.
 
@@ -252,7 +260,8 @@ class _GridEvaluator:
     """
 
     def __init__(self, model: NeumoursINR, rows: PatchRows, mask: np.ndarray, grid_shape: tuple[int, int, int],
-                 out_shape: tuple[int, int, int], positions: list[torch.Tensor], superres: bool, chunk: int) -> None:
+                 frame: np.ndarray | None, out_shape: tuple[int, int, int], positions: list[torch.Tensor],
+                 superres: bool, chunk: int) -> None:
         cfg = model.config
         self.cfg, self.superres, self.chunk = cfg, superres, chunk
         self.dtype, self.device, self.rows, self.shape = rows.dtype, rows.device, rows, rows.shape
@@ -265,7 +274,7 @@ class _GridEvaluator:
             self.lookup = torch.full((int(np.prod(self.shape)),), -1, dtype=torch.int64, device=self.device)
             flat = (vox[:, 0] * self.shape[1] + vox[:, 1]) * self.shape[2] + vox[:, 2]
             self.lookup[flat] = torch.arange(vox.shape[0], device=self.device)
-        t_x, t_y, t_z = _axis_tables(model, grid_shape, positions)
+        t_x, t_y, t_z = _axis_tables(model, grid_shape, frame, positions)
         self.t_x = t_x.to(self.dtype)
         self.t_yz = (t_y[:, None, :] + t_z[None, :, :]).reshape(-1, t_y.shape[1]).to(self.dtype)
 
@@ -357,6 +366,10 @@ def segment_volume(model: NeumoursINR, volume: Volume | np.ndarray, *, resolutio
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     chunk = int(chunk or default_chunk(device))
     model = model.to(device).eval()
+    note = spacing_note(getattr(model, "info", {}).get("frame"), volume.spacing) \
+        if isinstance(volume, Volume) and inputs is None else None
+    if note is not None:
+        log.warning(note)
     t0 = time.perf_counter()
     grid_shape = tuple(int(s) for s in data.shape[1:])
     superres = resolution_mm is not None and not np.allclose(volume.spacing, float(resolution_mm), rtol=0, atol=1e-6)
@@ -385,6 +398,7 @@ def segment_volume(model: NeumoursINR, volume: Volume | np.ndarray, *, resolutio
         inside = ndimage.map_coordinates(mask.astype(np.float32), (query * step).T, order=1, mode="constant") >= 0.5
         sub_mask = np.zeros(out_shape, bool)
         sub_mask[tuple(query[inside].T)] = True
+        frame = case_frame(getattr(model, "info", {}).get("frame"), grid_shape, _bbox(mask))
         mask = support
         rows = PatchRows(norm, model.config.patch_size, dtype, device)
     else:
@@ -394,10 +408,10 @@ def segment_volume(model: NeumoursINR, volume: Volume | np.ndarray, *, resolutio
         elif (inputs.grid_shape, inputs.rows.dtype, inputs.rows.device.type) != (grid_shape, dtype, device.type):
             raise ValueError(f"inputs were prepared for a {inputs.grid_shape} grid in {inputs.rows.dtype} on "
                              f"{inputs.rows.device}, not {grid_shape} in {dtype} on {device}")
-        box, sub_mask, rows = inputs.box, inputs.mask, inputs.rows
+        box, sub_mask, rows, frame = inputs.box, inputs.mask, inputs.rows, inputs.frame
         positions = [torch.arange(b.start, b.stop, dtype=torch.float32, device=device) for b in box]
     sub_shape = tuple(b.stop - b.start for b in box)
-    evaluate = _GridEvaluator(model, rows, mask if superres else sub_mask, grid_shape, sub_shape, positions,
+    evaluate = _GridEvaluator(model, rows, mask if superres else sub_mask, grid_shape, frame, sub_shape, positions,
                               superres, chunk)
     sub_labels = np.zeros(int(np.prod(sub_shape)), np.uint8)
     sub_probs = None
@@ -475,6 +489,7 @@ def segment_case(case: str | os.PathLike | Volume, out: str | os.PathLike, *, ch
         ``(out path, labels, timings {"load_s", "segment_s", "denoise_s"})``.
     """
     from ..io import BRATS_CLASSES, itk_image, nifti, save_segmentation
+    from ..io.label_table import write_label_table
     from ..io.atomic import check_output
     from ..io.brats import case_files
     from ..io.resolve import open_volume
@@ -518,9 +533,10 @@ def segment_case(case: str | os.PathLike | Volume, out: str | os.PathLike, *, ch
     t3 = time.perf_counter()
     if labels.shape == volume.shape:
         save_segmentation(labels, volume, out, classes=BRATS_CLASSES, algorithm="Neumours INR")
-    else:   # the finer grid of resolution_mm
+    else:   # the finer grid of resolution_mm (RAS+ voxel order), with the classes' table beside it
         writer = nifti if out.name.lower().endswith(nifti.NIFTI_SUFFIXES) else itk_image
         writer.save_array(out, labels.astype(np.uint8), affine)
+        write_label_table(out, tuple(c for c in BRATS_CLASSES if c.index != 0))
     timings = {"load_s": t1 - t0, "segment_s": t2 - t1, "denoise_s": t3 - t2}
     log.info("wrote %s: %s labels, %d tumour voxels (segment %.2f s%s)", out, labels.shape, int((labels > 0).sum()),
              timings["segment_s"], f", denoise {timings['denoise_s']:.3f} s" if denoise else "")

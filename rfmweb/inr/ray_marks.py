@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..models.inr import NeumoursINR, extract_patches, voxel_to_unit
+from ..models.inr import NeumoursINR, extract_patches, to_unit
 from ..render.raymarch import march
 from ..volume import Volume
 
@@ -58,14 +58,16 @@ class SoftTumourField:
         mask: ``[X, Y, Z]`` bool brain mask (tensor on the same device).
         affine: ``[4, 4]`` voxel-to-world matrix, mm.
         density: extinction per unit of ``softplus(z)``, 1/mm.
+        frame: the case's network coordinates (:func:`~rfmweb.models.inr.case_frame`; ``None``: its grid's).
 
     Colour and extinction come back in the dtype of ``points`` (march in float64: ``1 - O`` of an
     opaque window, the not-tumour loss, is below float32's resolution).
     """
 
     def __init__(self, model: NeumoursINR, padded: torch.Tensor, mask: torch.Tensor, affine: np.ndarray,
-                 density: float) -> None:
+                 density: float, frame: np.ndarray | None = None) -> None:
         self.model, self.padded, self.mask, self.density = model, padded, mask, float(density)
+        self.frame = frame
         self.shape = tuple(int(s) for s in mask.shape)
         inv = torch.as_tensor(np.linalg.inv(affine), dtype=torch.float64, device=padded.device)
         self._lin, self._off = inv[:3, :3].T.contiguous(), inv[:3, 3].contiguous()
@@ -75,7 +77,7 @@ class SoftTumourField:
         # element-wise, not a matmul: bf16 autocast would round voxel positions to ~1 voxel
         vox = ((points.double()[:, :, None] * self._lin[None]).sum(1) + self._off).float()   # [N, 3]
         patches = extract_patches(self.padded, vox + self.radius, self.model.config.patch_size)
-        logits = self.model(voxel_to_unit(vox, self.shape), patches).float()                  # [N, 4]
+        logits = self.model(to_unit(vox, self.shape, self.frame), patches).float()            # [N, 4]
         near, size = torch.round(vox.detach()).long(), torch.tensor(self.shape, device=vox.device)
         inside = ((near >= 0) & (near < size)).all(1)
         near = torch.minimum(near.clamp_min(0), size - 1)

@@ -25,7 +25,7 @@ import torch
 
 from ..errors import InputError
 from ..io.brats import load_brats_case
-from ..models.inr import normalise_modalities, pad_volume, patch_flat_offsets
+from ..models.inr import normalise_modalities, pad_volume, patch_flat_offsets, training_frame
 from ..volume import Volume
 from .denoise import _bbox
 
@@ -42,7 +42,7 @@ class PreparedCase:
             cropped to the patches of the brain's bounding box: voxel ``v``'s patch starts at
             ``padded[:, v - origin]``.
         origin: ``(3,)`` the bounding box's first voxel.
-        shape: ``(X, Y, Z)``, the whole case's grid.
+        shape: ``(X, Y, Z)``, the whole case's grid; ``spacing``: its voxel size, mm.
         labels: ``[X * Y * Z]`` uint8 BraTS labels, flattened in C order.
         brain: ``[Nb]`` int32 flat indices of brain voxels.
         tumour: ``[Nt]`` int32 flat indices of tumour voxels (label > 0).
@@ -53,6 +53,7 @@ class PreparedCase:
     padded: torch.Tensor
     origin: tuple[int, int, int]
     shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
     labels: torch.Tensor
     brain: torch.Tensor
     tumour: torch.Tensor
@@ -81,6 +82,7 @@ def prepare_case(volume: Volume, patch_size: int = 3) -> PreparedCase:
     crop = tuple(slice(b.start, b.stop + patch_size - 1) for b in box)
     padded = pad_volume(torch.from_numpy(norm), patch_size)[(slice(None), *crop)].contiguous()
     return PreparedCase(name=volume.name, padded=padded, origin=tuple(b.start for b in box), shape=volume.shape,
+                        spacing=volume.spacing,
                         labels=torch.from_numpy(labels.reshape(-1).astype(np.uint8)),
                         brain=torch.from_numpy(np.flatnonzero(mask).astype(np.int32)),
                         tumour=torch.from_numpy(np.flatnonzero(labels > 0).astype(np.int32)),
@@ -153,6 +155,14 @@ class CaseBank:
         self._origin = torch.tensor([c.origin for c in cases], dtype=torch.int64).to(**as_device)   # [n, 3]
         self._padded_yz = torch.tensor([(c.padded.shape[2] * c.padded.shape[3], c.padded.shape[3]) for c in cases],
                                        dtype=torch.int64).to(**as_device)                        # [n, 2]
+        boxes = [tuple(slice(o, o + n - patch_size + 1) for o, n in zip(c.origin, c.padded.shape[1:])) for c in cases]
+        #: where the brains lie in the network's coordinates (saved with the model; ``None``: mixed grids)
+        self.frame = training_frame([c.shape for c in cases], boxes, [c.spacing for c in cases])
+        if self.frame is None:
+            grids = sorted({tuple(c.shape) for c in cases})
+            log.warning("the training cases lie on %d different grids (%s) or voxel sizes: the network's "
+                        "coordinates (the grid's extent) then mean different places in different cases; resample them "
+                        "to one grid", len(grids), ", ".join("x".join(map(str, g)) for g in grids[:3]))
 
     @classmethod
     def from_folders(cls, folders: list[str | os.PathLike], foreground_ratio: float = 0.1,

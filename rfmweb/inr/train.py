@@ -278,6 +278,32 @@ def train(config: TrainConfig) -> dict:
         distributed.teardown(info)
 
 
+#: What a resumed run must share with the run it continues: the steps already taken used these (the
+#: number of steps may grow; the cosine schedule then stretches over the new number).
+SAME_ON_RESUME = ("cases", "optimizer", "batch", "micro_batches", "foreground_ratio", "lr", "final_lr", "warmup",
+                  "weight_decay", "grad_clip", "class_weights", "ce_weight", "seed", "precision", "model")
+
+
+def _check_resume(state: dict, config: TrainConfig, ckpt_path: Path) -> None:
+    """Refuse to resume ``state`` (a training checkpoint) with settings other than the ones its steps were
+    taken with (:data:`SAME_ON_RESUME`), or with fewer steps than it has taken."""
+    old = state.get("train_config", {})
+    now = json.loads(json.dumps(asdict(config)))                          # tuples as lists, like the saved one
+
+    def same(key: str) -> bool:
+        if key == "cases":
+            return Path(str(old.get(key))).resolve() == Path(config.cases).resolve()
+        return old.get(key) == now[key]
+
+    differ = [f"--{k.replace('_', '-')} {old.get(k)!r} (now {now[k]!r})" for k in SAME_ON_RESUME if not same(k)]
+    if differ:
+        raise InputError(f"cannot resume: the checkpoint's steps were taken with {'; '.join(differ)}; resume with "
+                         "the same settings, or train afresh into another --out", ckpt_path)
+    if int(state["step"]) > config.steps:
+        raise InputError(f"cannot resume: the checkpoint has taken {int(state['step'])} steps, more than --steps "
+                         f"{config.steps}", ckpt_path)
+
+
 def _train(config: TrainConfig, info: distributed.DistInfo, out: Path, ckpt_path: Path, train_folders: list[Path],
            val_folders: list[Path]) -> dict:
     from tqdm.auto import tqdm
@@ -296,10 +322,7 @@ def _train(config: TrainConfig, info: distributed.DistInfo, out: Path, ckpt_path
     start, elapsed = 0, 0.0
     if config.resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, map_location=device)
-        old = state.get("train_config", {})
-        if old.get("optimizer") != config.optimizer:
-            raise InputError(f"checkpoint was trained with --optimizer {old.get('optimizer')}, "
-                             f"not {config.optimizer}", ckpt_path)
+        _check_resume(state, config, ckpt_path)
         model.load_state_dict(state["state_dict"])
         for opt, s in zip(optimizers, state["optimizers"]):
             opt.load_state_dict(s)
@@ -325,7 +348,7 @@ def _train(config: TrainConfig, info: distributed.DistInfo, out: Path, ckpt_path
         write_csv(log_path, rows, LOG_COLUMNS)
     meta = {"optimizer": config.optimizer, "precision": config.precision, "device": str(device),
             "world_size": info.world_size, "train_cases": len(train_folders),
-            "cases_dir": str(config.cases), "torch": str(torch.__version__)}
+            "cases_dir": str(config.cases), "torch": str(torch.__version__), "frame": bank.frame}
     val_label = "val" if config.val else "train (no --val)"
     last_val: dict = {}
 
@@ -387,7 +410,7 @@ def _train(config: TrainConfig, info: distributed.DistInfo, out: Path, ckpt_path
             count = 0
             bar.set_postfix(loss=f"{means[0]:.4f}", lr=f"{lr:.2e}")
         if main and (done % config.val_every == 0 or is_last) and val_volumes:
-            last_val = evaluate(model, val_volumes, device)
+            last_val = evaluate(model, val_volumes, device, precision=config.precision)
             row = row or {"step": done, "lr": f"{lr:.6g}", "step_s": f"{dt:.3f}", "elapsed_s": f"{elapsed:.1f}"}
             row.update({f"val_{k}": f"{last_val[f'dice_{k}']:.4f}" for k in ("WT", "TC", "ET")})
             log.info("step %d: %s Dice WT %.3f TC %.3f ET %.3f", done, val_label, last_val["dice_WT"],
@@ -408,8 +431,9 @@ def _train(config: TrainConfig, info: distributed.DistInfo, out: Path, ckpt_path
                "world_size": info.world_size, "device": str(device), "parameters": count_parameters(model),
                "val_cases": [v.name for v in val_volumes], "val_split": val_label}
     if val_volumes:
-        raw = evaluate(model, val_volumes, device, with_hd95=True)
-        den = evaluate(model, val_volumes, device, denoise=True, with_hd95=True)
+        raw = evaluate(model, val_volumes, device, with_hd95=True, precision=config.precision)
+        den = evaluate(model, val_volumes, device, denoise=True, with_hd95=True,
+                       precision=config.precision)
         summary["val_raw"] = {k: round(v, 4) for k, v in raw.items()}
         summary["val_denoised"] = {k: round(v, 4) for k, v in den.items()}
         meta["val_denoised_WT"] = summary["val_denoised"]["dice_WT"]

@@ -9,7 +9,8 @@ Layout (BraTS 2023 naming; the same layout our synthetic cohort writes)::
         BraTS-GLI-00001-000-t2f.nii.gz   # T2-FLAIR
         BraTS-GLI-00001-000-seg.nii.gz   # optional: 1 = NCR, 2 = ED, 3 = ET
 
-A ``-seg`` file in the BraTS 2017-2021 convention (4 = ET, no 3) is read as ET = 3.
+A ``-seg`` file in the BraTS 2017-2021 convention (4 = ET, no 3) is read as ET = 3, and that
+release's file names (``BraTS2021_00000_t1``, ``_t1ce``, ``_t2``, ``_flair``, ``_seg``) are read too.
 Regions used for evaluation: WT = {1, 2, 3}, TC = {1, 3}, ET = {3}.
 """
 
@@ -41,11 +42,27 @@ BRATS_CLASSES = (
 BRATS_REGIONS = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
 
 
+#: The BraTS 2017-2021 names of the same files (``BraTS2021_00000_t1ce.nii.gz``).
+LEGACY_SUFFIXES = {"t1n": "t1", "t1c": "t1ce", "t2w": "t2", "t2f": "flair", "seg": "seg"}
+
+
+def _candidates(folder: Path, suffix: str) -> list[Path]:
+    patterns = (f"*-{suffix}", f"*_{LEGACY_SUFFIXES[suffix]}")
+    return sorted({p for pattern in patterns for ext in (".nii.gz", ".nii") for p in folder.glob(pattern + ext)})
+
+
 def _find(folder: Path, suffix: str) -> Path | None:
-    hits = sorted(p for ext in (".nii.gz", ".nii") for p in folder.glob(f"*-{suffix}{ext}"))
+    hits = _candidates(folder, suffix)
     if len(hits) > 1:
-        raise InputError(f"several files end in -{suffix}: {[h.name for h in hits]}", folder)
+        raise InputError(f"several files end in -{suffix} (or _{LEGACY_SUFFIXES[suffix]}): "
+                         f"{[h.name for h in hits]}", folder)
     return hits[0] if hits else None
+
+
+def is_case_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a BraTS-style case: it holds a T1n image (``*-t1n.nii[.gz]``, or the
+    2017-2021 name ``*_t1.nii[.gz]``)."""
+    return bool(_candidates(folder, "t1n"))
 
 
 def case_files(folder: str | os.PathLike) -> list[Path]:
@@ -77,20 +94,22 @@ def load_brats_case(folder: str | os.PathLike, *, require_seg: bool = False, rea
     for suffix in MODALITY_SUFFIXES:
         path = _find(folder, suffix)
         if path is None:
-            raise InputError(f"no *-{suffix}.nii.gz file (a BraTS case needs t1n, t1c, t2w and t2f)", folder)
+            raise InputError(f"no *-{suffix}.nii.gz (or *_{LEGACY_SUFFIXES[suffix]}.nii.gz) file (a BraTS case needs "
+                             "t1n, t1c, t2w and t2f)", folder)
         data, affine = read_array(path)
         if ref_path is None:
             ref_path, ref_affine = path, affine
         elif data.shape != arrays[0].shape or not same_grid(affine, ref_affine):
             raise InputError(f"{path.name} is not on the grid of {ref_path.name} "
-                             f"(shapes {data.shape} vs {arrays[0].shape})", path)
+                             f"({_grid_difference(data.shape, affine, arrays[0].shape, ref_affine)})", path)
         arrays.append(data)
     labels = None
     seg = _find(folder, "seg") if read_seg or require_seg else None
     if seg is not None:
         labels, seg_affine = read_array(seg, labels=True)
         if labels.shape != arrays[0].shape or not same_grid(seg_affine, ref_affine):
-            raise InputError(f"segmentation is not on the grid of {ref_path.name}", seg)
+            raise InputError(f"segmentation is not on the grid of {ref_path.name} "
+                             f"({_grid_difference(labels.shape, seg_affine, arrays[0].shape, ref_affine)})", seg)
         labels = _brats_2023_labels(labels, seg)
     elif require_seg:
         raise InputError("no *-seg.nii.gz file", folder)
@@ -127,3 +146,11 @@ def save_brats_case(volume: Volume, folder: str | os.PathLike, case_id: str | No
     if volume.labels is not None:
         save_array(folder / f"{case_id}-seg.nii.gz", volume.labels.astype(np.uint8), volume.affine)
     return folder
+
+
+def _grid_difference(shape, affine: np.ndarray, ref_shape, ref_affine: np.ndarray) -> str:
+    """How two grids differ, for a message: their shapes, or how far their voxel-to-world matrices differ."""
+    if tuple(shape) != tuple(ref_shape):
+        return f"shapes {tuple(shape)} vs {tuple(ref_shape)}"
+    gap = np.abs(affine - ref_affine).max()
+    return f"same shape {tuple(shape)}, voxel-to-world matrices differ by up to {gap:.3g} mm"

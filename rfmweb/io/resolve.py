@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..volume import Volume
-from .brats import load_brats_case
+from .brats import is_case_folder, load_brats_case
 from .dicom import load_dicom
 from .formats import attach_labels, load_volume
 
@@ -38,7 +38,7 @@ def open_volume(spec: str | os.PathLike | None, labels: str | os.PathLike | None
         spec = SAMPLE_PREFIX + "ct_phantom"
     spec = str(spec)
     path = Path(spec)
-    is_dicom = path.suffix.lower() == ".zip" or (path.is_dir() and not _is_brats_case(path))
+    is_dicom = path.suffix.lower() == ".zip" or (path.is_dir() and not is_case_folder(path))
     if series is not None and not is_dicom:
         raise InputError("--series picks a series of a DICOM folder or .zip, not of this input", spec)
     if spec.startswith(SAMPLE_PREFIX):
@@ -55,9 +55,3 @@ def open_volume(spec: str | os.PathLike | None, labels: str | os.PathLike | None
     if path.suffix.lower() == ".dcm":
         raise InputError("a single DICOM file: give the folder (or .zip) holding the whole series", path)
     return load_volume(path, labels)
-
-
-def _is_brats_case(folder: Path) -> bool:
-    """Whether ``folder`` is a BraTS case (a ``*-t1n.nii[.gz]`` inside), not a DICOM series (which may
-    hold a NIfTI beside it: dcm2niix writes into the DICOM folder by default)."""
-    return any(folder.glob("*-t1n.nii")) or any(folder.glob("*-t1n.nii.gz"))

@@ -231,6 +231,64 @@ def voxel_to_unit(points: torch.Tensor, shape: tuple[int, int, int]) -> torch.Te
     return 2.0 * points / extent - 1.0
 
 
+def box_corners(box: tuple[slice, slice, slice]) -> np.ndarray:
+    """``[2, 3]`` the first and last voxel index of a bounding box given as slices."""
+    return np.array([[b.start for b in box], [b.stop - 1 for b in box]], np.float64)
+
+
+def training_frame(shapes: list[tuple[int, int, int]], boxes: list[tuple[slice, slice, slice]],
+                   spacings: list[tuple[float, float, float]]) -> dict | None:
+    """Where the training cases' brains lie in the network's coordinates, for :func:`case_frame`:
+    ``{"grid": [X, Y, Z], "spacing_mm": [sx, sy, sz], "brain_box": [[lo], [hi]]}`` (the brains'
+    bounding boxes in :func:`voxel_to_unit` coordinates, averaged over the cases), or ``None`` when
+    the cases lie on different grids (their coordinates then mean different places)."""
+    if len(set(map(tuple, shapes))) != 1 or np.ptp(np.asarray(spacings, np.float64), axis=0).max() > 1e-3:
+        return None
+    extent = np.array([max(s - 1, 1) for s in shapes[0]], np.float64)
+    unit = np.mean([2.0 * box_corners(b) / extent - 1.0 for b in boxes], axis=0)
+    return {"grid": [int(s) for s in shapes[0]], "spacing_mm": [round(float(s), 4) for s in spacings[0]],
+            "brain_box": np.round(unit, 6).tolist()}
+
+
+def spacing_note(frame: dict | None, spacing: tuple[float, float, float]) -> str | None:
+    """Why a case of voxel size ``spacing`` (mm) reads worse than the model's own cases, or ``None``: the
+    patches of a case whose voxels are more than 10 % off the training cases' (``frame``) cover
+    another scale of anatomy."""
+    trained = (frame or {}).get("spacing_mm")
+    if trained is None or np.allclose(spacing, trained, rtol=0.1, atol=0):
+        return None
+    shown = lambda s: " x ".join(f"{v:.3g}" for v in s)  # noqa: E731
+    return (f"the model was trained on {shown(trained)} mm voxels and this case has {shown(spacing)} mm: its 3 x 3 "
+            f"x 3 patches cover another scale of anatomy and the segmentation degrades (a 1 mm case read at "
+            f"2 mm: whole-tumour Dice 0.06 instead of 0.31); resample the case to {shown(trained)} mm, or train "
+            "on its spacing")
+
+
+def case_frame(frame: dict | None, shape: tuple[int, int, int], box: tuple[slice, slice, slice]) -> np.ndarray | None:
+    """The network's coordinates for a case: ``None`` (:func:`voxel_to_unit`, as trained) on the grid
+    the model was trained on, or when its checkpoint records no grid; on any other grid ``[2, 3]``
+    ``(scale, offset)`` taking voxel indices to the coordinates where the training brains lay: the
+    case's brain bounding box ``box`` maps onto the training cases' (``frame``, from
+    :func:`training_frame`), so the same anatomy reads the same coordinates whatever the grid's
+    padding, cropping or field of view (by the grid's extent, 20 voxels of zero padding took the
+    shipped model's whole-tumour Dice from 0.73 to 0.09)."""
+    if not frame or tuple(frame.get("grid", ())) == tuple(shape):
+        return None
+    lo, hi = box_corners(box)
+    ref_lo, ref_hi = np.asarray(frame["brain_box"], np.float64)
+    scale = (ref_hi - ref_lo) / np.maximum(hi - lo, 1.0)
+    return np.stack([scale, ref_lo - scale * lo])
+
+
+def to_unit(points: torch.Tensor, shape: tuple[int, int, int], frame: np.ndarray | None) -> torch.Tensor:
+    """Continuous voxel indices ``[..., 3]`` of a ``shape`` grid -> the network's coordinates in
+    ``frame`` (:func:`case_frame`; ``None``: :func:`voxel_to_unit`)."""
+    if frame is None:
+        return voxel_to_unit(points, shape)
+    f = torch.as_tensor(frame, dtype=points.dtype, device=points.device)
+    return points * f[0] + f[1]
+
+
 def patch_offsets(patch_size: int = 3) -> torch.Tensor:
     """``[P^3, 3]`` integer voxel offsets of a patch, in ``(dx, dy, dz)`` C order."""
     r = torch.arange(patch_size) - patch_size // 2
