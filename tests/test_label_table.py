@@ -108,3 +108,15 @@ def test_a_saved_segmentation_keeps_its_class_names(case, suffix):
             assert back[c.index].name == c.name
             np.testing.assert_allclose(back[c.index].color, c.color, atol=1 / 255)
     assert back[0].name == "background" and set(back) == {0, 1, 2}
+
+
+def test_label_file_names_are_not_logged(case, caplog):
+    """An export named after the patient: "DOE_JANE_19610101_seg.nii.gz has no label table beside it"
+    reached the server's log. Neither it nor its table is named now."""
+    (case / "seg.nii.gz").rename(case / "DOE_JANE_19610101_seg.nii.gz")
+    with caplog.at_level(logging.DEBUG):
+        load_volume(case / "ct.nii.gz", case / "DOE_JANE_19610101_seg.nii.gz")
+        (case / "DOE_JANE_19610101_seg.tsv").write_text("index\tname\tcolor\n1\tliver\t#ff8000\n")
+        load_volume(case / "ct.nii.gz", case / "DOE_JANE_19610101_seg.nii.gz")
+    assert "no label table beside it" in caplog.text and "no row for label(s) [2, 5]" in caplog.text
+    assert "DOE" not in caplog.text

@@ -207,10 +207,11 @@ def test_cookie_is_secure_behind_an_https_proxy():
 def test_service_answers_healthz_and_the_session_manager_post():
     async def check(client):
         health = await client.get("/healthz")
+        probe = await client.head("/healthz")          # load balancers' probes (it answered 401)
         manager = await client.post("/s/abc/paraview/", headers={"Authorization": f"Bearer {KEY}"})
-        return health.status, await health.text(), manager.status, await manager.json()
+        return health.status, await health.text(), probe.status, manager.status, await manager.json()
 
-    assert _run(check) == (200, "ok\n", 200, {"sessionURL": "ws://USE_HOST/s/abc/ws"})
+    assert _run(check) == (200, "ok\n", 200, 200, {"sessionURL": "ws://USE_HOST/s/abc/ws"})
 
 
 def _with_key_check(check, **middleware_kw):
@@ -278,6 +279,20 @@ def test_a_sign_in_lasts_twelve_hours_whatever_the_browser_keeps():
         return statuses
 
     assert _with_key_check(check, wall=lambda: now[0]) == [200, 401]
+
+
+def test_behind_a_named_proxy_the_log_names_the_client_and_sign_ins(caplog):
+    """Refusals behind nginx were all logged "from 127.0.0.1" and sign-ins not at all (an audit needs both)."""
+    async def check(client):
+        headers = {"X-Forwarded-For": "203.0.113.66"}
+        await client.get("/?secret=not-the-key", allow_redirects=False, headers=headers)
+        await client.get(f"/?secret={KEY}", allow_redirects=False, headers=headers)
+
+    with caplog.at_level(logging.INFO, logger="rfmweb.app.security"):
+        _with_key_check(check, behind_proxy=True)
+    lines = [r.getMessage() for r in caplog.records]
+    assert "refused GET / from 203.0.113.66: no valid auth key" in lines
+    assert "signed in from 203.0.113.66 (the key by a link)" in lines and KEY not in caplog.text
 
 
 def test_behind_a_named_proxy_wrong_keys_lock_out_only_the_client_that_sent_them():

@@ -60,11 +60,15 @@ https:
   Or keep rfmweb on 127.0.0.1 behind a reverse proxy that terminates TLS (nginx, Caddy): pass the
   proxy's public name with --allow-host NAME, have it forward websockets (Upgrade/Connection
   headers, read timeout of an hour or more) and send X-Forwarded-Proto: https (trusted only from a
-  proxy on this machine: the cookie is then Secure); keep an auth key. nginx:
+  proxy on this machine: the cookie is then Secure) and X-Forwarded-For (the wrong-key limit counts
+  the address it appends: without it, clients choose their own); keep an auth key; serve it at the
+  root path of its own host name (no sub-path). nginx (its log without the query: ?secret=KEY):
+    log_format rfmweb '$remote_addr [$time_local] "$request_method $uri" $status';
     location / {{ proxy_pass http://127.0.0.1:8080; proxy_http_version 1.1;
                  proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";
                  proxy_set_header Host $host; proxy_set_header X-Forwarded-Proto $scheme;
-                 proxy_read_timeout 3600s; }}""")
+                 proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+                 proxy_read_timeout 3600s; access_log /var/log/nginx/rfmweb.log rfmweb; }}""")
     p.add_argument("volume", nargs="?", default=None, metavar="VOLUME",
                    help="a .nii/.nii.gz/.nrrd/.mha file, a DICOM series folder or .zip, a BraTS case folder, "
                         "sample:NAME or a splat .npz / 6D .ply (default: the bundled CT phantom)")

@@ -207,11 +207,13 @@ def shown_path(path: str) -> str:
     return _SESSION_PATH.sub(r"\1…", path)[:200]
 
 
-def _refuse(request, status: int, reason: str, text: str):
+def _refuse(request, status: int, reason: str, text: str, client: str | None = None):
+    """A refusal, logged with ``client`` (behind a named proxy, the address it forwards), else the peer."""
     from aiohttp import web
 
     # the path only (the query may carry the key), without a session's whole id
-    log.warning("refused %s %s from %s: %s", request.method, shown_path(request.path), request.remote, reason)
+    log.warning("refused %s %s from %s: %s", request.method, shown_path(request.path), client or request.remote,
+                reason)
     return web.Response(status=status, text=f"rfmweb: {text}\n")
 
 
@@ -315,7 +317,7 @@ def auth_middleware(key: str, cookie_prefix: str = "rfmweb_key_", *, trust_forwa
         peer = client_address(request, trust_forwarded and behind_proxy)
         if len(_recent(peer)) >= MAX_KEY_FAILURES:
             return _refuse(request, 429, f"{MAX_KEY_FAILURES} wrong keys within {KEY_FAILURE_WINDOW_S:.0f} s",
-                           "too many wrong keys; try again in a minute")
+                           "too many wrong keys; try again in a minute", peer)
         bearer = request.headers.get("Authorization", "")
         by_query = _same(request.query.get("secret"), expected)
         form = request.method == "POST" and request.content_type == "application/x-www-form-urlencoded"
@@ -329,6 +331,7 @@ def auth_middleware(key: str, cookie_prefix: str = "rfmweb_key_", *, trust_forwa
                                 path="/", max_age=int(COOKIE_MAX_AGE_S),
                                 secure=request_scheme(request, trust_forwarded) == "https")
             response.headers["Referrer-Policy"] = "no-referrer"
+            log.info("signed in from %s (the key by %s)", peer, "the form" if by_form else "a link")
             return response
         by_bearer = bearer[:7].lower() == "bearer " and _same(bearer[7:].strip(), expected)
         if not (by_query or by_bearer):
@@ -337,7 +340,7 @@ def auth_middleware(key: str, cookie_prefix: str = "rfmweb_key_", *, trust_forwa
             if wrong:
                 failures.setdefault(peer, []).append(clock())
             refused = _refuse(request, 401, "no valid auth key", "unauthorised; open the link with ?secret=KEY "
-                                                                 "(see `rfmweb serve --help`)")
+                                                                 "(see `rfmweb serve --help`)", peer)
             if (page or form) and "text/html" in request.headers.get("Accept", ""):
                 why = "That is not this viewer's key." if wrong else \
                     "Your sign-in has ended: enter the key again." if cookie in request.cookies else ""
@@ -351,15 +354,15 @@ def auth_middleware(key: str, cookie_prefix: str = "rfmweb_key_", *, trust_forwa
 
 
 def service_middleware():
-    """aiohttp middleware for two small answers: ``GET /healthz`` (``ok``: for scripts that wait
-    for the server, without a key and without starting a session) and the trame client's
+    """aiohttp middleware for two small answers: ``GET`` or ``HEAD /healthz`` (``ok``: for scripts and
+    load balancers that wait for the server, without a key and without starting a session) and the trame client's
     session-manager POST (``<page dir>/paraview/``), answered with the websocket URL next to the
     page instead of the 405 the client would otherwise log and fall back from."""
     from aiohttp import web
 
     @web.middleware
     async def service(request, handler):
-        if request.method == "GET" and request.path == "/healthz":
+        if request.method in ("GET", "HEAD") and request.path == "/healthz":
             return web.Response(text="ok\n")
         if request.method == "POST" and request.path.endswith("/paraview/"):
             prefix = request.path[:-len("paraview/")]

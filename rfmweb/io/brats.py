@@ -123,7 +123,7 @@ def _brats_2023_labels(labels: np.ndarray, path: Path) -> np.ndarray:
     mapped 4 -> 3; any other value above 3 is an :class:`InputError` naming ``path``."""
     values = set(np.unique(labels).tolist())
     if 4 in values and values <= {0, 1, 2, 4}:
-        log.info("%s: BraTS 2017-2021 labels (4 = ET) read as ET = 3", path.name)
+        log.info("the segmentation has BraTS 2017-2021 labels (4 = ET): read as ET = 3")
         return np.where(labels == 4, 3, labels).astype(labels.dtype)
     if max(values) > 3:
         raise InputError(f"BraTS labels must be 0..3 (1 NCR, 2 ED, 3 ET; or 0, 1, 2, 4 as in BraTS 2021), "

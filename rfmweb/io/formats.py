@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import InputError
 from ..volume import LabelClass, Volume, generic_classes
 from . import itk_image, nifti
-from .label_table import SIDECAR_SUFFIXES, classes_from_table, read_label_table, sidecar_path, sidecar_table
+from .label_table import SIDECAR_SUFFIXES, classes_from_table, read_label_table, sidecar_table
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,10 @@ def attach_labels(volume: Volume, labels: str | os.PathLike, source: str | os.Pa
         raise InputError(f"the label map is not on the grid of {source}: their voxel-to-world matrices "
                          f"differ by up to {np.abs(volume.affine - lab_affine).max():.3g} mm", labels)
     if classes is None and (table := sidecar_table(labels)) is not None:
-        log.info("class names and colours from %s", table.name)
+        log.info("class names and colours from the label table beside the label map (%s)", table.suffix)
         classes = classes_from_table(lab, read_label_table(table), table)
     elif classes is None:
-        log.info("%s has no label table beside it (%s): its classes are called 'label N'", labels.name,
-                 " or ".join(sidecar_path(labels, suffix).name for suffix in SIDECAR_SUFFIXES))
+        # file names are not logged: a file's name may be a patient's
+        log.info("the label map has no label table beside it (its name with %s): its classes are called "
+                 "'label N'", " or ".join(SIDECAR_SUFFIXES))
     return volume.with_labels(lab, classes or generic_classes(lab))

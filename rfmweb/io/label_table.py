@@ -108,7 +108,7 @@ def classes_from_table(labels: np.ndarray, table: Table, source: str | os.PathLi
     generic = generic_classes(labels)
     missing = [c.index for c in generic if c.index != 0 and c.index not in table]
     if missing:
-        log.warning("label table %s has no row for label(s) %s: shown as 'label N'", Path(source).name, missing)
+        log.warning("the label table has no row for label(s) %s: shown as 'label N'", missing)
     return tuple(LabelClass(c.index, table[c.index][0], table[c.index][1] or c.color) if c.index in table else c
                  for c in generic)
 

@@ -5,6 +5,7 @@ crosses a block whose range the TF leaves transparent in one jump.
 
 from __future__ import annotations
 
+from .. import numba_cache  # noqa: F401  (before numba: where it keeps the compiled kernels)
 import numba as nb
 import numpy as np
 

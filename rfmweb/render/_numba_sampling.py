@@ -8,6 +8,7 @@ the cubic B-spline of ``GridSampler.cubic`` (:func:`_cubic`, to float32 rounding
 
 from __future__ import annotations
 
+from .. import numba_cache  # noqa: F401  (before numba: where it keeps the compiled kernels)
 import numba as nb
 import numpy as np
 

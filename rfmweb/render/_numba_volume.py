@@ -14,6 +14,7 @@ faster than the torch ops on 2 cores (BENCHMARKS.md, "Editing the TF").
 
 from __future__ import annotations
 
+from .. import numba_cache  # noqa: F401  (before numba: where it keeps the compiled kernels)
 import numba as nb
 import numpy as np
 

@@ -17,6 +17,7 @@ a 4x-spp render goes from 0.948 (raw) to 0.973 (filtered), see BENCHMARKS.md.
 
 from __future__ import annotations
 
+from .. import numba_cache  # noqa: F401  (before numba: where it keeps the compiled kernels)
 import numba
 import numpy as np
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 
+from .. import numba_cache  # noqa: F401  (before numba: where it keeps the compiled kernels)
 import numba as nb
 import numpy as np
 
