@@ -34,7 +34,7 @@ def test_render_writes_a_picture(small_files, tmp_path, artifacts, renderer):
     ct, labels = small_files
     out = tmp_path / f"frame_{renderer}.png"
     res = rfmweb("render", ct, "--labels", labels, "--out", out, "--renderer", renderer, "--preset", "CT-Bone",
-                 "--azimuth", "30", "--elevation", "10", "--size", "96")
+                 "--azimuth", "30", "--elevation", "10", "--size", "96", "--frames", "2")
     assert res.returncode == 0, res.stderr
     img = np.asarray(Image.open(out).convert("RGB"))
     assert img.shape == (96, 96, 3) and img.std() > 10

@@ -471,9 +471,12 @@ def test_preintegration_sees_a_thin_band_between_samples():
 def test_reference_quality_has_converged(small_ct, name):
     """Ground truth for training: the reference render is within SSIM 0.99 of one with 4x the
     samples (half the step, twice the jittered frames), also on CT-Soft-Tissue, opaque within a
-    fraction of a mm (its surface colour comes from the pieces of a segment composited in order)."""
+    fraction of a mm (its surface colour comes from the pieces of a segment composited in order).
+    Drawn by the compiled marcher, the torch one's twin (equal within 1e-3:
+    ``tests/test_compiled_raymarch.py``), 10x faster on the CPU."""
     from rfmweb.render import REFERENCE
-    r = RaymarchRenderer(device="cpu")
+    from rfmweb.render.compiled import CompiledRaymarchRenderer
+    r = CompiledRaymarchRenderer()
     cam = OrbitCamera.framing(small_ct.bounds, azimuth=30, elevation=15, width=64, height=64, margin=0.8)
     scene = Scene(small_ct, preset(name))
     ref = r.render(scene, cam, REFERENCE)

@@ -195,7 +195,8 @@ def test_tabs_have_their_own_state_and_the_limit_holds(browser, per_tab, artifac
         wait_idle(a, _view(a), after=a_before, changed=True)
         b.wait_for_timeout(1000)  # a shared state would have reached B by now
         assert _preset(a) == "CT-Muscle" and _preset(b) == "CT-Bone"
-        assert frame_info(_view(b))["id"] == b_before["id"], "tab B got a frame from tab A's change"
+        # the state B shows is B's own: its frames may still refine (a loaded machine) but never show A's change
+        assert frame_info(_view(b))["version"] == b_before["version"], "tab B got a frame from tab A's change"
         a.screenshot(path=str(artifacts / "sessions_tab_a.png"))
         b.screenshot(path=str(artifacts / "sessions_tab_b.png"))
 
