@@ -319,11 +319,17 @@ def test_a_refusal_logs_a_session_id_by_its_first_characters_only():
     assert shown_path("/index.html") == "/index.html" and len(shown_path("/x" * 500)) == 200
 
 
-def test_auth_key_sources(tmp_path):
+def test_auth_key_sources(tmp_path, caplog):
     from rfmweb.app.security import resolve_auth_key
     key_file = tmp_path / "key"
     key_file.write_text(KEY + "\n")
-    assert resolve_auth_key(None, key_file, environ={}) == KEY
+    key_file.chmod(0o600)
+    with caplog.at_level(logging.WARNING, logger="rfmweb.app.security"):
+        assert resolve_auth_key(None, key_file, environ={}) == KEY
+        assert not caplog.records
+        key_file.chmod(0o644)                        # others may read it: said, never the key
+        assert resolve_auth_key(None, key_file, environ={}) == KEY
+    assert "can be read by other users (mode 644): chmod 600 it" in caplog.text and KEY not in caplog.text
     assert resolve_auth_key(None, None, environ={"RFMWEB_AUTH_KEY": KEY}) == KEY
     assert resolve_auth_key(KEY, None, environ={"RFMWEB_AUTH_KEY": "other-key-123"}) == KEY
     assert resolve_auth_key(None, None, environ={}) is None
@@ -516,3 +522,19 @@ def test_a_huge_value_from_a_page_makes_a_short_log_line(caplog):
         assert handler.set_preset("x" * 100_000) is None
     assert handler.synced == 1 and "ignored a bad request (set_preset)" in caplog.text
     assert len(caplog.records[-1].getMessage()) < BRIEF_CHARS + 100 and "(100,017 characters)" in caplog.text
+
+
+def test_a_taken_port_is_said_before_the_volume_loads(tmp_path, capsys):
+    """The volume was read first (seconds for a large study) and the error came after, with an asyncio
+    complaint; now the port is tried first: the missing volume below is never reached."""
+    import socket
+
+    from rfmweb.cli import main
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as done:
+            main(["serve", str(tmp_path / "not-read.nii.gz"), "--port", str(port)])
+    assert done.value.code == 1
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "not-read" not in err, err

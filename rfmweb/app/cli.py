@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
 
 from ..commands._options import add_series_option
@@ -124,6 +125,8 @@ def run_serve(args: argparse.Namespace) -> int:
         pkg.setLevel(logging.INFO)
     try:
         auth_key = resolve_auth_key(args.auth_key, getattr(args, "auth_key_file", None))
+        if args.port:                   # a taken port is said before the volume loads (seconds to minutes)
+            socket.create_server((args.host, args.port)).close()
         serve(args.volume, labels=args.labels, splats=args.splats, host=args.host, port=args.port, auth_key=auth_key,
               open_browser=bool(getattr(args, "open", False)), renderer=args.renderer, preset=args.preset,
               segment=bool(getattr(args, "segment", False)), model=getattr(args, "model", None),

@@ -99,6 +99,9 @@ def resolve_auth_key(key: str | None, key_file: str | os.PathLike | None, enviro
         key = lines[0].strip() if lines else ""
         if not key:
             raise InputError(f"{key_file}: the auth key file is empty")
+        mode = Path(key_file).stat().st_mode
+        if mode & 0o077:
+            log.warning("the auth key file can be read by other users (mode %o): chmod 600 it", mode & 0o777)
         return check_auth_key(key, f"--auth-key-file {key_file} (its first line)")
     if key is None:
         key = environ.get(KEY_ENV) or None
