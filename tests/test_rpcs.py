@@ -93,3 +93,23 @@ def test_a_page_cannot_flood_or_forge_the_log(caplog):
     with caplog.at_level(logging.WARNING, logger="rfmweb.app.rpcs"):
         call("trame.error.client", "later")
     assert "later" in caplog.records[-1].getMessage()
+
+
+def test_a_client_sending_junk_cannot_flood_the_log():
+    """Each junk message logged a 25-line traceback through wslink.protocol."""
+    from rfmweb.app.server import ClientErrorFlood, quiet_trame_logs
+
+    quiet_trame_logs()                 # what every viewer session does
+    assert [type(f) for f in logging.getLogger("wslink.protocol").filters].count(ClientErrorFlood) == 1
+    now = [0.0]
+    flood = ClientErrorFlood(clock=lambda: now[0])
+    trace = "Traceback (most recent call last):\n  File ...\nValueError: Total size for message exceeds the limit"
+
+    def passed(k: int) -> list[str]:
+        records = [logging.LogRecord("wslink.protocol", logging.ERROR, __file__, 1, trace, (), None) for _ in range(k)]
+        return [r.getMessage() for r in records if flood.filter(r)]
+
+    first = passed(100)
+    assert first == ["ValueError: Total size for message exceeds the limit"] * ClientErrorFlood.PER_MINUTE
+    now[0] = 61.0
+    assert passed(1) == [f"ValueError: Total size for message exceeds the limit ({100 - 30} similar lines dropped)"]

@@ -91,11 +91,46 @@ class Content:
 
 def quiet_trame_logs() -> None:
     """trame logs every template attribute it translates, aiohttp every request, at INFO: keep these
-    loggers at WARNING unless someone configured them."""
+    loggers at WARNING unless someone configured them. wslink's errors about a client's messages
+    go through :class:`ClientErrorFlood`."""
     for name in ("trame", "trame_client", "trame_server", "trame_rca", "wslink", "aiohttp"):
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET:
             logger.setLevel(logging.WARNING)
+    protocol = logging.getLogger("wslink.protocol")
+    if not any(isinstance(f, ClientErrorFlood) for f in protocol.filters):
+        protocol.addFilter(ClientErrorFlood())
+
+
+class ClientErrorFlood(logging.Filter):
+    """wslink logs each bad message a client sends as three error records, one a whole traceback (25
+    lines for a message over :data:`MAX_CLIENT_MESSAGES`): a client sending junk in a loop flooded the
+    log. Each record keeps its last line only, and at most :attr:`PER_MINUTE` pass a minute (the next
+    one to pass says how many were dropped)."""
+
+    PER_MINUTE = 30
+
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        import time
+
+        super().__init__()
+        self._clock = clock or time.monotonic
+        self._window, self._passed, self._dropped = -1.0, 0, 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = self._clock()
+        if now - self._window >= 60.0:
+            self._window, self._passed = now, 0
+        if self._passed >= self.PER_MINUTE:
+            self._dropped += 1
+            return False
+        self._passed += 1
+        lines = record.getMessage().strip().splitlines() or [""]
+        record.msg, record.args, record.exc_info, record.exc_text = lines[-1][:300], (), None, None
+        if self._dropped:
+            record.msg = f"{record.msg} ({self._dropped} similar lines dropped)"
+            self._dropped = 0
+        return True
 
 
 def quiet_closed_websockets(wslink_server) -> None:
