@@ -90,8 +90,13 @@ class Volume:
             data = data[None]
         if data.ndim != 4:
             raise InputError(f"volume must be 3-D (or 4-D with channels first), got shape {data.shape}")
+        channels = tuple(self.channels)
+        # channels last ([X, Y, Z, C]): a last axis as long as the names, or a few against a long first one
+        last = data.shape[-1] == len(channels) != data.shape[0] or data.shape[-1] <= 4 < data.shape[0]
+        hint = (f"; channels go first ([C, X, Y, Z]): np.moveaxis(data, -1, 0) for an array of shape "
+                f"{tuple(data.shape)}" if last else "")
         if min(data.shape[1:]) < 2:
-            raise InputError(f"volume needs at least 2 voxels along each axis, got shape {data.shape[1:]}")
+            raise InputError(f"volume needs at least 2 voxels along each axis, got shape {data.shape[1:]}{hint}")
         check_size(data.shape)
         if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
             raise InputError(f"volume data must be real numbers, got dtype {data.dtype}")
@@ -106,10 +111,8 @@ class Volume:
         self.affine = check_affine(self.affine)
         if self.modality not in MODALITIES:
             raise InputError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
-        self.channels = tuple(self.channels)
+        self.channels = channels
         if len(self.channels) != data.shape[0]:
-            hint = (f"; channels go first ([C, X, Y, Z]): np.moveaxis(data, -1, 0) for an array of shape "
-                    f"{tuple(data.shape)}" if data.shape[-1] == len(self.channels) else "")
             raise InputError(f"{data.shape[0]} channels but {len(self.channels)} channel names {self.channels}{hint}")
         if self.labels is not None:
             self.labels = check_labels(self.labels, data.shape[1:])

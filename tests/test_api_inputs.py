@@ -17,6 +17,7 @@ from rfmweb.render import Quality
     ({"step": float("nan")}, "Quality.step must be in"),
     ({"scale": 0}, "Quality.scale must be in (0, 1], got 0"),                # a 1x1 image
     ({"scale": True}, "Quality.scale must be in"),
+    ({"step": True}, "Quality.step must be in"),                             # blamed scale
     ({"frames": 0}, "Quality.frames must be a whole number in 1..1024, got 0"),
     ({"frames": 2.5}, "Quality.frames must be a whole number"),
     ({"cubic": 1}, "Quality.cubic must be True or False, got 1"),
@@ -65,7 +66,15 @@ def test_set_class_refuses_wrong_types(index, kwargs, message):
     assert session.classes.hidden == (1,)
 
 
-def test_channels_last_data_is_told_to_move_its_channels():
+@pytest.mark.parametrize("shape, channels", [((8, 9, 10, 4), ("a", "b", "c", "d")), ((40, 40, 30, 2), ("intensity",)),
+                                             ((40, 40, 30, 3), ("intensity",)), ((40, 40, 30, 1), ("intensity",))])
+def test_channels_last_data_is_told_to_move_its_channels(shape, channels):
     with pytest.raises(InputError) as err:
-        Volume(np.zeros((8, 9, 10, 4), np.float32), np.eye(4), modality="MR", channels=("a", "b", "c", "d"))
+        Volume(np.zeros(shape, np.float32), np.eye(4), modality="MR" if len(channels) > 1 else "CT", channels=channels)
     assert "channels go first ([C, X, Y, Z]): np.moveaxis(data, -1, 0)" in str(err.value)
+
+
+def test_channels_first_data_gets_no_such_hint():
+    with pytest.raises(InputError) as err:
+        Volume(np.zeros((2, 8, 9, 10), np.float32), np.eye(4), modality="MR", channels=("a", "b", "c"))
+    assert "channels go first" not in str(err.value)

@@ -61,6 +61,7 @@ def test_a_multi_frame_series_is_refused_not_passed_over_for_key_images(tmp_path
     with pytest.raises(InputError) as err:
         open_volume(tmp_path / "export")
     assert "multi-frame (enhanced) DICOM is not supported" in err.value.reason
+    assert "the folder also holds 3 (2 images, id" in err.value.reason and "choose one with --series" in err.value.reason
     with pytest.raises(InputError) as err:
         open_volume(tmp_path / "export", series="none")
     assert "'Head enhanced' (1 image of 40 frames" in err.value.reason and "(2 images," in err.value.reason
@@ -141,3 +142,24 @@ def test_subpackages_are_attributes_of_a_plain_import():
     code = "import rfmweb; print(rfmweb.io.open_volume.__name__, rfmweb.transfer.preset.__name__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["open_volume", "preset"]
+
+
+def test_a_value_some_images_leave_out_is_not_another_volume(tmp_path):
+    """Exports drop EchoTime or AcquisitionNumber on a few images: still one volume."""
+    hu = hu_volume((12, 10, 6))
+    write_series(tmp_path / "mr", hu, AFFINE)
+    _edit(tmp_path / "mr", lambda ds, k: setattr(ds, "EchoTime", "4.92") if k % 2 else None)
+    _edit(tmp_path / "mr", lambda ds, k: setattr(ds, "AcquisitionNumber", "" if k < 2 else 1))
+    np.testing.assert_array_equal(load_dicom(tmp_path / "mr").data[0], hu)
+
+
+def test_positions_rounded_to_a_tenth_of_a_mm_are_not_a_tilt(tmp_path):
+    """An oblique series of 0.6 mm slices whose positions are written to one decimal read as a 0.15
+    degree gantry tilt."""
+    c, s = np.cos(np.radians(20)), np.sin(np.radians(20))
+    affine = np.eye(4)
+    affine[:3, :3] = np.array([[1, 0, 0], [0, c, -s], [0, s, c]]) @ np.diag([0.5, 0.5, 0.6])
+    write_series(tmp_path / "ct", hu_volume((12, 10, 8)), affine)
+    _edit(tmp_path / "ct", lambda ds, k: setattr(ds, "ImagePositionPatient",
+                                                 [round(float(v), 1) for v in ds.ImagePositionPatient]))
+    assert open_volume(tmp_path / "ct").shape == (12, 10, 8)

@@ -63,8 +63,9 @@ https:
   headers, read timeout of an hour or more) and send X-Forwarded-Proto: https (trusted only from a
   proxy on this machine: the cookie is then Secure) and X-Forwarded-For (the wrong-key limit counts
   the address it appends: without it, clients choose their own); keep an auth key; serve it at the
-  root path of its own host name (no sub-path). nginx (its log without the query: ?secret=KEY):
-    log_format rfmweb '$remote_addr [$time_local] "$request_method $uri" $status';
+  root path of its own host name (no sub-path). nginx (its log without the query: ?secret=KEY; its
+  error log still records a failed request's line, with the key: keep it private, or use the form):
+    log_format rfmweb '$remote_addr [$time_local] "$request_method $uri" $status';   # in http {{ }}
     location / {{ proxy_pass http://127.0.0.1:8080; proxy_http_version 1.1;
                  proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";
                  proxy_set_header Host $host; proxy_set_header X-Forwarded-Proto $scheme;

@@ -148,7 +148,14 @@ def _load_folder(folder: Path, shown: Path, series: str | None, name: str | None
         if ds.get("SOPClassUID") in {d.get("SOPClassUID") for _, d in groups[uid]}:
             raise InputError(f"image {_shown_name(p, folder)} has no Rows: its header is truncated or corrupt", shown)
     with quiet_pydicom():                             # odd values are refused in words
-        items, step = check_series(groups[uid], shown)
+        try:
+            items, step = check_series(groups[uid], shown)
+        except InputError as exc:
+            if series is not None or len(groups) == 1:
+                raise
+            others = "; ".join(_describe(u, groups[u]) for u in groups if u != uid)
+            raise InputError(f"{exc.reason} (the largest series, {_describe(uid, groups[uid])}; the folder also "
+                             f"holds {others}: choose one with --series)", shown) from None
         headers = [ds for _, ds in items]
         try:
             check_size((int(headers[0].Columns), int(headers[0].Rows), len(items)))

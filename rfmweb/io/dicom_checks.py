@@ -27,11 +27,14 @@ from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
-#: Slice positions may stray from an even grid by this fraction of the slice spacing.
+#: Slice positions may stray from an even grid by this fraction of the slice spacing, or by
+#: :data:`ROUNDING_MM`: positions written to a tenth of a mm are off by up to 0.05 mm per coordinate.
 SPACING_TOLERANCE = 0.05
+ROUNDING_MM = 0.1
 #: A tilt up to this many degrees (rounded positions) is read as none.
 TILT_TOLERANCE_DEG = 0.1
-#: A slice may lie off the line through the first and last slice by this fraction of a pixel.
+#: A slice may lie off the line through the first and last slice, and the last slice off the first's
+#: normal (a tilt), by this fraction of a pixel (positions rounded in the headers).
 STRAY_TOLERANCE = 0.25
 #: Header elements that tell volumes apart when a series holds several (echoes, time points): each must
 #: take one value in a stack, with what the message calls the volumes and the value's unit.
@@ -218,18 +221,19 @@ def check_series(items: list, shown: Path) -> tuple[list, float]:
     extent = pos[-1] - pos[0]
     off_axis = np.linalg.norm(ipp[-1] - ipp[0] - extent * normal)
     tilt = np.degrees(np.arctan2(off_axis, extent))
-    if tilt > TILT_TOLERANCE_DEG and off_axis > 0.05:
+    aside = max(ROUNDING_MM, STRAY_TOLERANCE * pixel[0].min())   # mm: rounded positions are not a tilt
+    if tilt > TILT_TOLERANCE_DEG and off_axis > aside:
         raise InputError(f"gantry tilt of {tilt:.2f} degrees: the slices are not stacked along their normal; "
                          "resample to an untilted grid first (e.g. 3D Slicer or dcm2niix)", shown)
     sideways = ipp - ipp[0] - np.outer(pos - pos[0], normal)                 # [n, 3] mm, in the slice plane
     stray = np.linalg.norm(sideways - np.outer((pos - pos[0]) / extent, sideways[-1]), axis=1)   # [n] mm
     k = int(np.argmax(stray))
-    if stray[k] > max(0.05, STRAY_TOLERANCE * pixel[0].min()):
+    if stray[k] > aside:
         raise InputError(f"image {items[order[k]][0].name} lies {stray[k]:.3g} mm to the side of the line the other "
                          "slices stack along (an image of another stack?)", shown)
     step = extent / (len(pos) - 1)
     spacing = float(np.median(gaps))
-    if np.abs(pos - (pos[0] + step * np.arange(len(pos)))).max() > max(0.02, SPACING_TOLERANCE * spacing):
+    if np.abs(pos - (pos[0] + step * np.arange(len(pos)))).max() > max(ROUNDING_MM, SPACING_TOLERANCE * spacing):
         k = int(np.argmax(gaps))
         if gaps[k] > 1.5 * spacing:
             raise InputError(f"missing slices: a gap of {gaps[k]:.3g} mm between slice positions {pos[k]:.3g} and "
@@ -242,18 +246,22 @@ def _check_one_volume(headers: list, pos: np.ndarray, shown: Path) -> None:
     """Refuse a stack that holds several volumes: echoes or time points (:data:`VOLUME_KEYS` take more
     than one value), or acquisitions (AcquisitionNumber) whose slice positions ``pos`` ``[n]`` (mm
     along the normal) interleave. Acquisitions one after another along the stack (step-and-shoot CT)
-    are one volume."""
+    are one volume. Images that leave a value out are not counted (some exports drop it on a few)."""
     for keyword, volumes, unit in VOLUME_KEYS:
-        values = sorted({_value(ds.get(keyword)) for ds in headers})
+        values = sorted({_value(ds.get(keyword)) for ds in headers} - {""})
         if len(values) > 1:
-            listed = ", ".join(v or "none" for v in values[:4]) + (", ..." if len(values) > 4 else "")
+            listed = ", ".join(values[:4]) + (", ..." if len(values) > 4 else "")
             raise InputError(f"the series holds {len(values)} {volumes} in one stack ({keyword} {listed}{unit}); "
                              "this viewer reads one 3-D volume: export each as its own series (dcm2niix writes "
                              "them as separate files)", shown)
     spans: dict[str, list[float]] = {}
     for ds, p in zip(headers, pos):
-        span = spans.setdefault(str(ds.get("AcquisitionNumber", "") or "").strip(), [p, p])
-        span[0], span[1] = min(span[0], p), max(span[1], p)
+        number = _value(ds.get("AcquisitionNumber"))
+        if number:
+            span = spans.setdefault(number, [p, p])
+            span[0], span[1] = min(span[0], p), max(span[1], p)
+    if len(spans) < 2:
+        return
     ordered = sorted(spans.values())
     reach = ordered[0][1]
     for lo, hi in ordered[1:]:

@@ -74,9 +74,11 @@ class Quality:
     def __post_init__(self):
         """Refuse values no renderer can honour (a 0 step, no frames) with an InputError naming the field."""
         lo, hi = self.STEP_RANGE
-        real = all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in (self.scale, self.step))
-        checks = (("scale", self.scale, real and 0 < self.scale <= 1, "in (0, 1]"),
-                  ("step", self.step, real and lo <= self.step <= hi, f"in {lo}..{hi} voxels"),
+        def real(v) -> bool:
+            return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+        checks = (("scale", self.scale, real(self.scale) and 0 < self.scale <= 1, "in (0, 1]"),
+                  ("step", self.step, real(self.step) and lo <= self.step <= hi, f"in {lo}..{hi} voxels"),
                   ("frames", self.frames, isinstance(self.frames, numbers.Integral) and not isinstance(self.frames, bool)
                    and 1 <= self.frames <= self.MAX_FRAMES, f"a whole number in 1..{self.MAX_FRAMES}"),
                   ("cubic", self.cubic, isinstance(self.cubic, (bool, np.bool_)), "True or False"))
