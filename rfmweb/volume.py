@@ -268,7 +268,8 @@ def check_affine(affine: np.ndarray) -> np.ndarray:
         raise InputError("the voxel-to-world matrix (affine) contains NaN/Inf")
     spacing = np.linalg.norm(a[:3, :3], axis=0)
     if (spacing <= 1e-6).any() or abs(np.linalg.det(a[:3, :3])) < 1e-12:
-        raise InputError(f"voxel spacing must be > 0 mm and the affine invertible, got spacing {tuple(float(s) for s in spacing.round(6))}")
+        shown = tuple(float(s) for s in spacing.round(6))
+        raise InputError(f"voxel spacing must be > 0 mm and the affine invertible, got spacing {shown}")
     if (spacing > MAX_SPACING_MM).any():
         raise InputError(f"voxel spacing {tuple(float(s) for s in spacing.round(3))} mm is absurd (over "
                          f"{MAX_SPACING_MM:g} mm); the header's voxel sizes are corrupt")

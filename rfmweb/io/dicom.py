@@ -7,9 +7,9 @@ series (brighter = lower values on display) is decoded by pydicom instead: GDCM 
 values before the rescale, which gives wrong HU. Voxels a file marks as padding (PixelPaddingValue,
 up to PixelPaddingRangeLimit: outside the scanner's field of view, often -2000 or -3024 HU) take the
 lowest value of the series' real voxels (air), so they never stretch a range or a histogram. Copies
-of one image (the same SOPInstanceUID, as PACS exports re-send) are read once. Files without the 128-byte preamble and ``DICM``
-signature (older PACS and ACR-NEMA tools write bare datasets) are read when they start with a DICOM
-tag of group 0002 or 0008 and name a series. Slices are ordered
+of one image (the same SOPInstanceUID, as PACS exports re-send) are read once. Files without the
+128-byte preamble and ``DICM`` signature (older PACS and ACR-NEMA tools write bare datasets) are read
+when they start with a DICOM tag of group 0002 or 0008 and name a series. Slices are ordered
 by ImagePositionPatient projected on the slice normal ``n = row x column`` (never by file name or
 InstanceNumber). The LPS geometry becomes a RAS+ affine as for NRRD
 (:mod:`rfmweb.io.itk_image`), the slice spacing being the mean over the whole stack.

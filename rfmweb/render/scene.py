@@ -79,8 +79,9 @@ class Quality:
 
         checks = (("scale", self.scale, real(self.scale) and 0 < self.scale <= 1, "in (0, 1]"),
                   ("step", self.step, real(self.step) and lo <= self.step <= hi, f"in {lo}..{hi} voxels"),
-                  ("frames", self.frames, isinstance(self.frames, numbers.Integral) and not isinstance(self.frames, bool)
-                   and 1 <= self.frames <= self.MAX_FRAMES, f"a whole number in 1..{self.MAX_FRAMES}"),
+                  ("frames", self.frames, isinstance(self.frames, numbers.Integral)
+                   and not isinstance(self.frames, bool) and 1 <= self.frames <= self.MAX_FRAMES,
+                   f"a whole number in 1..{self.MAX_FRAMES}"),
                   ("cubic", self.cubic, isinstance(self.cubic, (bool, np.bool_)), "True or False"))
         for name, value, ok, want in checks:
             if not ok:
