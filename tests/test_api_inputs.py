@@ -78,3 +78,18 @@ def test_channels_first_data_gets_no_such_hint():
     with pytest.raises(InputError) as err:
         Volume(np.zeros((2, 8, 9, 10), np.float32), np.eye(4), modality="MR", channels=("a", "b", "c"))
     assert "channels go first" not in str(err.value)
+
+
+def test_cameras_link_given_as_a_list_or_one_by_one():
+    """``link_cameras(a, b)`` raised a bare TypeError; a list was the only way."""
+    from rfmweb.session import link_cameras
+
+    a, b, c = (RenderSession(_volume(), width=32, height=32) for _ in range(3))
+    unlink = link_cameras(a, b)
+    a.orbit(30, 0)
+    assert b.camera.azimuth == a.camera.azimuth != c.camera.azimuth
+    unlink()
+    link_cameras([a, c])
+    assert c.camera.azimuth == a.camera.azimuth
+    with pytest.raises(InputError, match="links join RenderSessions, got str"):
+        link_cameras(a, "b")

@@ -200,3 +200,11 @@ def test_the_command_list_imports_nothing_heavy():
     sub = next(a for a in build_parser("render")._actions if isinstance(a, argparse._SubParsersAction))
     assert list(sub.choices) == list(COMMANDS)
     assert "--renderer" in sub.choices["render"].format_help() and "--out" not in sub.choices["views"].format_help()
+
+
+def test_segment_takes_the_model_as_serve_does():
+    """``serve --model`` but ``segment --checkpoint``: both names now work for segment."""
+    from rfmweb.cli import build_parser
+
+    args = build_parser("segment").parse_args(["segment", "case", "--out", "s.nii.gz", "--model", "m.pt"])
+    assert args.checkpoint == "m.pt"

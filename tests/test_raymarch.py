@@ -251,6 +251,22 @@ def test_vtk_hides_classes_like_the_raymarcher(small_ct, caplog):
     assert ssim_u8(ours[2], theirs[2]) > 0.99
 
 
+def test_vtk_averages_the_frames_its_quality_asks_for(small_ct):
+    """``Quality(frames=4)`` drew VTK's single frame (byte-identical to frames=1)."""
+    from rfmweb.render.vtk_volume import VtkRenderer
+    cam = OrbitCamera.framing(small_ct.bounds, azimuth=30, elevation=10, width=48, height=48, margin=0.8)
+    scene = Scene(small_ct, preset("CT-Soft-Tissue"))
+    vtk = VtkRenderer(threads=1)
+    try:
+        one, four = (vtk.render(scene, cam, replace(FULL, frames=n)) for n in (1, 4))
+        many = vtk.render(scene, cam, replace(FULL, frames=16))
+    finally:
+        vtk.close()
+    assert pixels_differ(one, four)
+    error = [np.abs(x.astype(float) - many).mean() for x in (one, four)]
+    assert error[1] < 0.7 * error[0], error
+
+
 def test_vtk_converges_while_the_camera_rests(head_ct):
     """At rest VTK averages frames at a quarter of the step, each with the window moved to another
     sub-pixel position: the lattice rings of its single frame on a steep preset fade, as the

@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument("--denoise", action="store_true", help="drop small components and fill holes")
     p.add_argument("--resolution", type=float, metavar="MM",
                    help="output voxel size; finer than the input spacing = super-resolution (not with .dcm)")
-    p.add_argument("--checkpoint", help="model file (default: the shipped rfmweb/weights/neumours_adamw.pt)")
+    p.add_argument("--checkpoint", "--model", dest="checkpoint", metavar="CKPT",
+                   help="model file (default: the shipped rfmweb/weights/neumours_adamw.pt; --model as in serve)")
     p.add_argument("--device", metavar="cpu|cuda", help="where the network runs (default: CUDA when available)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto = bf16 where the hardware has fast bf16 matmuls")

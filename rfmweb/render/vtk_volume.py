@@ -280,7 +280,14 @@ class VtkRenderer:
         :attr:`note` says so (a view titled VTK must not pass a ray-marched image off as VTK's)."""
         if self._routed(scene):
             return self._class_marcher().render(scene, camera, quality, abort=abort)
-        return self._gl_thread.submit(self._render, scene, camera, quality, abort).result()
+        if quality.frames <= 1:
+            return self._gl_thread.submit(self._render, scene, camera, quality, abort).result()
+        total = None      # ``quality.frames`` jittered frames averaged, as the ray-marchers' (it was ignored)
+        for k in range(quality.frames):
+            img = self._gl_thread.submit(self._render, scene, camera, quality, abort, frame_offsets(k),
+                                         depth_phase(k)).result()
+            total = img.astype(np.float64) if total is None else total + img
+        return np.clip(np.rint(total / quality.frames), 0, 255).astype(np.uint8)
 
     def _routed(self, scene: Scene) -> bool:
         """Whether the ray-marcher draws ``scene`` (VTK cannot draw its class styles); sets :attr:`note`."""
