@@ -358,8 +358,8 @@ def auth_middleware(key: str, cookie_prefix: str = "rfmweb_key_", *, trust_forwa
 
 def service_middleware():
     """aiohttp middleware for two small answers: ``GET`` or ``HEAD /healthz`` (``ok``: for scripts and
-    load balancers that wait for the server, without a key and without starting a session) and the trame client's
-    session-manager POST (``<page dir>/paraview/``), answered with the websocket URL next to the
+    load balancers that wait for the server, without a key and without starting a session) and the
+    trame client's session-manager POST (``<page dir>/paraview/``), answered with the websocket URL next to the
     page instead of the 405 the client would otherwise log and fall back from."""
     from aiohttp import web
 

@@ -24,6 +24,7 @@ import os
 import socket
 import ssl
 import sys
+import time
 import webbrowser
 from dataclasses import dataclass
 from typing import Callable
@@ -111,8 +112,6 @@ class ClientErrorFlood(logging.Filter):
     PER_MINUTE = 30
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
-        import time
-
         super().__init__()
         self._clock = clock or time.monotonic
         self._window, self._passed, self._dropped = -1.0, 0, 0

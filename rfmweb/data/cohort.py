@@ -51,7 +51,7 @@ from scipy import ndimage
 
 from ..errors import InputError
 from ..io.atomic import atomic_write
-from ..io.brats import BRATS_CLASSES, MODALITY_SUFFIXES, save_brats_case
+from ..io.brats import BRATS_CLASSES, MODALITY_SUFFIXES, is_case_folder, save_brats_case
 from ..samples import glioma
 from ..volume import Volume
 from . import acquisition, appearance, tumours
@@ -257,11 +257,9 @@ def find_cases(root: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         raise InputError("not a folder (expected a folder of BraTS-style case folders)", root)
 
-    from ..io.brats import is_case_folder as is_case
-
-    if is_case(root):
+    if is_case_folder(root):
         return [root]
-    cases = sorted(p for p in root.iterdir() if p.is_dir() and is_case(p))
+    cases = sorted(p for p in root.iterdir() if p.is_dir() and is_case_folder(p))
     if not cases:
         raise InputError("holds no BraTS-style case folder (folders with *-t1n.nii.gz files)", root)
     return cases

@@ -282,12 +282,19 @@ class VtkRenderer:
             return self._class_marcher().render(scene, camera, quality, abort=abort)
         if quality.frames <= 1:
             return self._gl_thread.submit(self._render, scene, camera, quality, abort).result()
-        total = None      # ``quality.frames`` jittered frames averaged, as the ray-marchers' (it was ignored)
-        for k in range(quality.frames):
+        # ``quality.frames`` jittered frames averaged, as the ray-marchers do (it was ignored)
+        total = self._sum_frames(scene, camera, quality, abort, range(quality.frames))
+        return np.clip(np.rint(total / quality.frames), 0, 255).astype(np.uint8)
+
+    def _sum_frames(self, scene: Scene, camera: OrbitCamera, quality: Quality, abort, frames: range) -> np.ndarray:
+        """``[H, W, 3]`` float64 sum of the jittered frames ``frames`` (their :func:`frame_offsets` and
+        :func:`depth_phase`), 0..255 each."""
+        total = None
+        for k in frames:
             img = self._gl_thread.submit(self._render, scene, camera, quality, abort, frame_offsets(k),
                                          depth_phase(k)).result()
             total = img.astype(np.float64) if total is None else total + img
-        return np.clip(np.rint(total / quality.frames), 0, 255).astype(np.uint8)
+        return total
 
     def _routed(self, scene: Scene) -> bool:
         """Whether the ray-marcher draws ``scene`` (VTK cannot draw its class styles); sets :attr:`note`."""
@@ -309,13 +316,10 @@ class VtkRenderer:
                                                         quality=quality)
             return
         fine = Quality(1.0, quality.step / REST_REFINE, cubic=quality.cubic)
-        total, done = None, 0
+        total, done = 0.0, 0
         for _ in range(passes):
-            for _ in range(frames_per_pass):
-                img = self._gl_thread.submit(self._render, scene, camera, fine, abort, frame_offsets(done),
-                                             depth_phase(done)).result()
-                total = img.astype(np.float64) if total is None else total + img
-                done += 1
+            total = total + self._sum_frames(scene, camera, fine, abort, range(done, done + frames_per_pass))
+            done += frames_per_pass
             yield (total / (255.0 * done)).astype(np.float32), done
 
     def _class_marcher(self):
